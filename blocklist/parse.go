@@ -1,0 +1,336 @@
+package blocklist
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Problem is one bad line of a blocklist file.
+type Problem struct {
+	File string
+	Line int
+	Msg  string
+}
+
+// String returns "file:line: message".
+func (p Problem) String() string { return fmt.Sprintf("%s:%d: %s", p.File, p.Line, p.Msg) }
+
+// ParseError lists every bad line of a rejected file.
+type ParseError struct {
+	Problems []Problem
+}
+
+// maxListed bounds how many problems Error spells out; all of them stay in
+// Problems.
+const maxListed = 1000
+
+// Error returns the problems, one "file:line: message" per line.
+func (e *ParseError) Error() string {
+	var b strings.Builder
+	for i, p := range e.Problems {
+		if i == maxListed {
+			fmt.Fprintf(&b, "\n... and %d more problems", len(e.Problems)-maxListed)
+			break
+		}
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		b.WriteString(p.String())
+	}
+	return b.String()
+}
+
+// Load reads and parses the blocklist file at path.
+func Load(path string) (*List, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(path, data)
+}
+
+// Parse parses a blocklist. file names the source in errors. A file with
+// any bad line is rejected whole: the returned error is a *ParseError that
+// lists every bad line. On success the list holds every rule in file order.
+//
+// The format is one rule per line, "pattern [key=value ...]", where pattern
+// is "name" (the name and every name under it) or "*.name" (only the names
+// under it), and the keys are policy, reason, status, mode and expires. "#"
+// at the start of a line or after white space (outside quotes) starts a
+// comment.
+func Parse(file string, data []byte) (*List, error) {
+	// One string for the whole file: names that are already canonical are
+	// substrings of it, which saves an allocation per rule.
+	text := string(data)
+	l := &List{
+		file:  file,
+		sum:   sha256.Sum256(data),
+		nodes: make(map[string]node, bytes.Count(data, []byte{'\n'})+1),
+	}
+	p := parser{list: l, attrIDs: map[Attrs]uint32{}}
+	var problems []Problem
+	lineNo := 0
+	for len(text) > 0 {
+		lineNo++
+		line := text
+		if i := strings.IndexByte(text, '\n'); i >= 0 {
+			line, text = text[:i], text[i+1:]
+		} else {
+			text = ""
+		}
+		if err := p.line(line, lineNo); err != nil {
+			problems = append(problems, Problem{File: file, Line: lineNo, Msg: err.Error()})
+		}
+	}
+	if len(problems) > 0 {
+		return nil, &ParseError{Problems: problems}
+	}
+	slices.Sort(l.expiries)
+	l.expiries = slices.Compact(l.expiries)
+	return l, nil
+}
+
+type parser struct {
+	list    *List
+	attrIDs map[Attrs]uint32
+}
+
+// line parses one line and adds its rule, if it has one.
+func (p *parser) line(line string, lineNo int) error {
+	line = strings.TrimSuffix(line, "\r")
+	pattern, rest := nextField(line)
+	if pattern == "" || pattern[0] == '#' {
+		return nil
+	}
+	r := rule{line: uint32(lineNo)}
+	name := pattern
+	if strings.HasPrefix(name, "*.") {
+		r.wildcard = true
+		name = name[2:]
+	}
+	if strings.ContainsAny(name, "*/:[]") {
+		return fmt.Errorf("invalid pattern %q: want a host name or *.name (no ports, paths or inner wildcards)", pattern)
+	}
+	n, err := Normalize(name)
+	if err != nil {
+		return err
+	}
+	if r.wildcard {
+		if _, isIP := parseIP(n); isIP {
+			return fmt.Errorf("invalid pattern %q: a wildcard needs a name, not an IP address", pattern)
+		}
+	}
+	r.name = n
+	a := Attrs{Status: 403}
+	expires, err := parseAttrs(rest, &a)
+	if err != nil {
+		return err
+	}
+	if !expires.IsZero() {
+		r.expires = expires.UnixNano()
+	}
+	id, ok := p.attrIDs[a]
+	if !ok {
+		id = uint32(len(p.list.attrs))
+		p.list.attrs = append(p.list.attrs, a)
+		p.attrIDs[a] = id
+	}
+	r.attrs = id
+	return p.add(r, pattern)
+}
+
+func (p *parser) add(r rule, pattern string) error {
+	l := p.list
+	nd, ok := l.nodes[r.name]
+	if !ok {
+		nd = node{zone: -1, wild: -1}
+	}
+	slot := &nd.zone
+	if r.wildcard {
+		slot = &nd.wild
+	}
+	if *slot >= 0 {
+		return fmt.Errorf("duplicate rule %q: already on line %d", pattern, l.rules[*slot].line)
+	}
+	*slot = int32(len(l.rules))
+	l.rules = append(l.rules, r)
+	l.nodes[r.name] = nd
+	if r.expires != 0 {
+		l.expiries = append(l.expiries, r.expires)
+	}
+	return nil
+}
+
+// parseAttrs parses "key=value" fields into a and returns the expiry.
+func parseAttrs(s string, a *Attrs) (time.Time, error) {
+	var expires time.Time
+	seen := map[string]bool{}
+	for {
+		s = strings.TrimLeft(s, " \t")
+		if s == "" || s[0] == '#' {
+			return expires, nil
+		}
+		eq := strings.IndexByte(s, '=')
+		sp := strings.IndexAny(s, " \t")
+		if eq < 0 || (sp >= 0 && sp < eq) {
+			field, _ := nextField(s)
+			return expires, fmt.Errorf("attribute %q: want key=value", field)
+		}
+		key := s[:eq]
+		s = s[eq+1:]
+		var val string
+		var err error
+		if strings.HasPrefix(s, `"`) {
+			val, s, err = unquote(s)
+			if err != nil {
+				return expires, fmt.Errorf("attribute %s: %v", key, err)
+			}
+			if s != "" && s[0] != ' ' && s[0] != '\t' {
+				return expires, fmt.Errorf("attribute %s: want white space after the closing quote", key)
+			}
+		} else {
+			val, s = nextField(s)
+		}
+		if seen[key] {
+			return expires, fmt.Errorf("attribute %s given twice", key)
+		}
+		seen[key] = true
+		switch key {
+		case "policy":
+			if err := checkPolicy(val); err != nil {
+				return expires, err
+			}
+			a.Policy = val
+		case "reason":
+			if val == "" {
+				return expires, errors.New(`attribute reason: empty; leave it out instead`)
+			}
+			a.Reason = val
+		case "status":
+			switch val {
+			case "403":
+				a.Status = 403
+			case "451":
+				a.Status = 451
+			default:
+				return expires, fmt.Errorf("attribute status=%q: want 403 or 451", val)
+			}
+		case "mode":
+			switch val {
+			case "block":
+				a.Mode = ModeBlock
+			case "report":
+				a.Mode = ModeReport
+			default:
+				return expires, fmt.Errorf("attribute mode=%q: want block or report", val)
+			}
+		case "expires":
+			t, err := ParseExpiry(val)
+			if err != nil {
+				return expires, err
+			}
+			expires = t
+		default:
+			return expires, fmt.Errorf("unknown attribute %q (want policy, reason, status, mode or expires)", key)
+		}
+	}
+}
+
+// ParseExpiry parses the value of expires=: an RFC 3339 date-time, or a
+// date (YYYY-MM-DD), which means 00:00 UTC of that day.
+func ParseExpiry(v string) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339, v); err == nil {
+		return t, nil
+	}
+	if t, err := time.Parse(time.DateOnly, v); err == nil {
+		return t, nil
+	}
+	return time.Time{}, fmt.Errorf("attribute expires=%q: want an RFC 3339 date (2027-01-01) or date-time (2027-01-01T12:00:00Z)", v)
+}
+
+func checkPolicy(v string) error {
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("attribute policy=%q: want an absolute http or https URL", v)
+	}
+	return nil
+}
+
+// nextField returns the first white-space separated field of s and the rest.
+func nextField(s string) (field, rest string) {
+	s = strings.TrimLeft(s, " \t")
+	if i := strings.IndexAny(s, " \t"); i >= 0 {
+		return s[:i], s[i:]
+	}
+	return s, ""
+}
+
+// unquote reads a double-quoted string at the start of s, where \" and \\
+// are the only escapes, and returns it with the rest of s.
+func unquote(s string) (val, rest string, err error) {
+	var b strings.Builder
+	for i := 1; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '"':
+			return b.String(), s[i+1:], nil
+		case '\\':
+			if i+1 < len(s) && (s[i+1] == '"' || s[i+1] == '\\') {
+				b.WriteByte(s[i+1])
+				i++
+				continue
+			}
+			return "", "", errors.New(`bad escape: only \" and \\ are allowed`)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return "", "", errors.New("missing closing quote")
+}
+
+// Quote returns v as a quoted attribute value that unquote reads back.
+func Quote(v string) string {
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(v) + `"`
+}
+
+// FormatAttr returns key=value, quoting value when it needs quotes.
+func FormatAttr(key, value string) string {
+	if value == "" || strings.ContainsAny(value, " \t\"\\#") {
+		return key + "=" + Quote(value)
+	}
+	return key + "=" + value
+}
+
+// ParseLineAttrs parses the attributes of one rule given as separate
+// "key=value" arguments (as on a command line) and reports the first problem.
+func ParseLineAttrs(args []string) error {
+	var a Attrs
+	_, err := parseAttrs(strings.Join(quoteArgs(args), " "), &a)
+	return err
+}
+
+func quoteArgs(args []string) []string {
+	out := make([]string, len(args))
+	for i, arg := range args {
+		k, v, ok := strings.Cut(arg, "=")
+		if !ok {
+			out[i] = arg
+			continue
+		}
+		out[i] = FormatAttr(k, v)
+	}
+	return out
+}
+
+// FormatRule returns a blocklist line for pattern with the given
+// "key=value" arguments, quoting values as needed.
+func FormatRule(pattern string, args []string) string {
+	return strings.Join(append([]string{pattern}, quoteArgs(args)...), " ")
+}
+
