@@ -24,7 +24,7 @@ sub.expired2.example expires=2020-01-01
 	now := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
 	tests := []struct {
 		host, want string // want is the matching pattern, "" for none
-		mode            Mode
+		mode       Mode
 	}{
 		{"example.org", "example.org", ModeBlock},
 		{"www.example.org", "example.org", ModeBlock},

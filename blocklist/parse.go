@@ -333,4 +333,3 @@ func quoteArgs(args []string) []string {
 func FormatRule(pattern string, args []string) string {
 	return strings.Join(append([]string{pattern}, quoteArgs(args)...), " ")
 }
-
