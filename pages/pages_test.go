@@ -1,0 +1,223 @@
+package pages
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestNegotiate(t *testing.T) {
+	tests := []struct {
+		accept string
+		want   Format
+	}{
+		{"", HTML},
+		{"*/*", HTML},
+		{"text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", HTML},
+		{"application/json", JSON},
+		{"application/problem+json", JSON},
+		{"application/vnd.api+json, application/*+json", JSON},
+		{"application/json, text/html;q=0.5", JSON},
+		{"text/html;q=0.5, application/json", JSON},
+		{"text/plain", Text},
+		{"TEXT/PLAIN; charset=utf-8", Text},
+		{"text/plain, */*;q=0.1", Text},
+		{"text/*", HTML},
+		{"text/plain;q=0.9, text/html;q=0.8", Text},
+		{"image/png", HTML},
+		{"application/json;q=0, */*", HTML},
+		{"text/html;q=bogus, text/plain;q=0.5", HTML},
+	}
+	for _, tt := range tests {
+		if got := Negotiate(tt.accept); got != tt.want {
+			t.Errorf("Negotiate(%q) = %v, want %v", tt.accept, got, tt.want)
+		}
+	}
+}
+
+func newRenderer(t *testing.T, o Options) *Renderer {
+	t.Helper()
+	r, err := NewRenderer(o)
+	if err != nil {
+		t.Fatalf("NewRenderer: %v", err)
+	}
+	return r
+}
+
+var req = Request{Host: "forum.example", RequestID: "0123456789abcdef", Time: time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)}
+
+func serve(t *testing.T, p *Page, method, accept string) *httptest.ResponseRecorder {
+	t.Helper()
+	r := httptest.NewRequest(method, "http://forum.example/", nil)
+	if accept != "" {
+		r.Header.Set("Accept", accept)
+	}
+	w := httptest.NewRecorder()
+	p.Serve(w, r, req)
+	return w
+}
+
+func TestBlockPageFormats(t *testing.T) {
+	r := newRenderer(t, Options{BlockedBy: "https://edge.example.com"})
+	p, err := r.Block(Block{Status: 451, Policy: "https://blog.example.com/why", Reason: "Court <order> 123"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// HTML
+	w := serve(t, p, "GET", "")
+	body := w.Body.String()
+	if w.Code != 451 || w.Header().Get("Content-Type") != "text/html; charset=utf-8" {
+		t.Errorf("HTML: code %d type %q", w.Code, w.Header().Get("Content-Type"))
+	}
+	for _, want := range []string{`lang="en"`, "<main>", "<h1", "unavailable for legal reasons", "forum.example",
+		"Court &lt;order&gt; 123", `href="https://blog.example.com/why"`, "0123456789abcdef", "2026-11-25T12:00:00Z"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("HTML body lacks %q", want)
+		}
+	}
+	for _, bad := range []string{"<script", "<link", "@import", "src=", "url("} {
+		if strings.Contains(body, bad) {
+			t.Errorf("HTML body is not self-contained: has %q", bad)
+		}
+	}
+	if got := w.Header().Get("Link"); got != `<https://edge.example.com>; rel="blocked-by"` {
+		t.Errorf("Link = %q", got)
+	}
+	if w.Header().Get("Cache-Control") != "no-store" || w.Header().Get("Content-Length") != strconv.Itoa(len(body)) {
+		t.Errorf("headers = %v", w.Header())
+	}
+	// JSON
+	w = serve(t, p, "GET", "application/json")
+	if w.Code != 451 || w.Header().Get("Content-Type") != "application/problem+json" {
+		t.Errorf("JSON: code %d type %q", w.Code, w.Header().Get("Content-Type"))
+	}
+	var pr map[string]any
+	if err := json.Unmarshal(w.Body.Bytes(), &pr); err != nil {
+		t.Fatalf("JSON body: %v\n%s", err, w.Body)
+	}
+	want := map[string]any{"type": "https://blog.example.com/why", "status": 451.0, "detail": "Court <order> 123",
+		"instance": "0123456789abcdef", "host": "forum.example", "title": "This site is unavailable for legal reasons",
+		"blocked_by": "https://edge.example.com", "time": "2026-11-25T12:00:00Z"}
+	for k, v := range want {
+		if pr[k] != v {
+			t.Errorf("JSON %s = %v, want %v", k, pr[k], v)
+		}
+	}
+	// Text
+	w = serve(t, p, "GET", "text/plain")
+	if w.Header().Get("Content-Type") != "text/plain; charset=utf-8" || !strings.Contains(w.Body.String(), "Reason: Court <order> 123\n") ||
+		!strings.Contains(w.Body.String(), "Policy: https://blog.example.com/why") || !strings.Contains(w.Body.String(), "Request ID: 0123456789abcdef") {
+		t.Errorf("text body:\n%s", w.Body)
+	}
+	// HEAD
+	w = serve(t, p, "HEAD", "")
+	if w.Code != 451 || w.Body.Len() != 0 || w.Header().Get("Content-Length") == "0" {
+		t.Errorf("HEAD: code %d, body %d bytes, Content-Length %q", w.Code, w.Body.Len(), w.Header().Get("Content-Length"))
+	}
+}
+
+func TestBlockPageDefaults(t *testing.T) {
+	r := newRenderer(t, Options{})
+	p, err := r.Block(Block{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := serve(t, p, "GET", "")
+	if w.Code != 403 || w.Header().Get("Link") != "" || strings.Contains(w.Body.String(), "Reason:") || strings.Contains(w.Body.String(), "policy behind") {
+		t.Errorf("default block: code %d, Link %q\n%s", w.Code, w.Header().Get("Link"), w.Body)
+	}
+	w = serve(t, p, "GET", "application/json")
+	if !strings.Contains(w.Body.String(), `"type": "about:blank"`) {
+		t.Errorf("JSON without policy:\n%s", w.Body)
+	}
+}
+
+func TestErrorPages(t *testing.T) {
+	r := newRenderer(t, Options{BlockedBy: "https://edge.example.com"})
+	for _, tt := range []struct {
+		status int
+		want   string
+	}{{404, "No site is configured"}, {502, "could not be reached"}, {504, "took too long"}, {400, "no valid host"}, {500, "could not be reached"}} {
+		p := r.Error(tt.status)
+		w := serve(t, p, "GET", "")
+		wantCode := tt.status
+		if tt.status == 500 {
+			wantCode = 502
+		}
+		if w.Code != wantCode || !strings.Contains(w.Body.String(), tt.want) || w.Header().Get("Link") != "" {
+			t.Errorf("Error(%d): code %d Link %q body lacks %q", tt.status, w.Code, w.Header().Get("Link"), tt.want)
+		}
+		// The error pages share the block page's look.
+		if !strings.Contains(w.Body.String(), `class="card"`) {
+			t.Errorf("Error(%d) page does not use the shared layout", tt.status)
+		}
+	}
+}
+
+func TestCustomTemplate(t *testing.T) {
+	for _, file := range []string{"testdata/custom.html", "testdata/dynamic.html"} {
+		text, err := LoadTemplate(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := newRenderer(t, Options{Template: text, TemplateFile: file})
+		p, err := r.Block(Block{Reason: "spam", Policy: "https://p.example/"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := serve(t, p, "GET", "")
+		body := w.Body.String()
+		if file == "testdata/custom.html" {
+			if !strings.Contains(body, "<h1>forum.example blocked</h1>") || !strings.Contains(body, "ID 0123456789abcdef at 2026-11-25T12:00:00Z") {
+				t.Errorf("%s body:\n%s", file, body)
+			}
+			if p.formats[HTML].dynamic {
+				t.Errorf("%s was not prepared ahead", file)
+			}
+		} else {
+			if !strings.Contains(body, "<h1>for</h1>") || !p.formats[HTML].dynamic {
+				t.Errorf("%s: dynamic %v body:\n%s", file, p.formats[HTML].dynamic, body)
+			}
+		}
+	}
+}
+
+func TestBadTemplate(t *testing.T) {
+	for _, tt := range []struct{ file, want string }{
+		{"testdata/badfield.html", "can't evaluate field Hostname"},
+		{"testdata/badsyntax.html", "unexpected EOF"},
+	} {
+		text, err := LoadTemplate(tt.file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = NewRenderer(Options{Template: text, TemplateFile: tt.file})
+		if err == nil || !strings.Contains(err.Error(), tt.file) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("NewRenderer(%s) error = %v, want it to name the file and %q", tt.file, err, tt.want)
+		}
+	}
+}
+
+func TestServeUnsafeHost(t *testing.T) {
+	r := newRenderer(t, Options{})
+	p := r.Error(http.StatusBadRequest)
+	w := httptest.NewRecorder()
+	p.Serve(w, httptest.NewRequest("GET", "/", nil), Request{Host: `<script>x"`, RequestID: "id"})
+	if strings.Contains(w.Body.String(), "<script>") {
+		t.Errorf("unsafe host reached the page:\n%s", w.Body)
+	}
+}
+
+func BenchmarkServeBlockPage(b *testing.B) {
+	r, _ := NewRenderer(Options{BlockedBy: "https://edge.example.com"})
+	p, _ := r.Block(Block{Policy: "https://blog.example.com/why", Reason: "Imminent threat"})
+	hr := httptest.NewRequest("GET", "http://forum.example/", nil)
+	for b.Loop() {
+		w := httptest.NewRecorder()
+		p.Serve(w, hr, req)
+	}
+}
