@@ -1,0 +1,125 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"html"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+
+	"github.com/edgeblock/edgeblock/proxy"
+)
+
+const demoBlocklist = `# edgeblock demo blocklist. Edit it while the demo runs: changes apply within a second.
+# pattern            attributes (all optional)
+blocked.localhost    reason="This site hosted coordinated harassment campaigns" policy=https://blog.example.com/why-we-dropped-a-customer
+court.localhost      status=451 reason="Court order 123" policy=https://lumendatabase.org/notices/1
+*.spam.localhost
+`
+
+const demoConfig = `# edgeblock demo configuration
+listen:
+  http: %s
+  https: %s
+  admin: %s
+tls:
+  mode: internal
+  storage: certs
+  redirect_http: false
+blocklist:
+  file: blocklist.txt
+  policy: https://example.com/abuse-policy
+  blocked_by: https://edge.example.com
+routes:
+  - host: app.localhost
+    origins: ["http://%s"]
+  - host: blocked.localhost
+    origins: ["http://%s"]
+  - host: "*.apps.localhost"
+    origins: ["http://%s"]
+log:
+  format: text
+`
+
+// runDemo starts a local origin and edgeblock in front of it, with one
+// proxied and a few blocked hostnames, and prints the curl lines to try.
+func runDemo(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	httpAddr := fs.String("http", "127.0.0.1:8080", "public HTTP `address`")
+	httpsAddr := fs.String("https", "127.0.0.1:8443", "public HTTPS `address` (internal CA)")
+	adminAddr := fs.String("admin", "127.0.0.1:9090", "admin `address`")
+	dir := fs.String("dir", "", "`directory` for the demo's files (default: a new temporary one)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *dir == "" {
+		d, err := os.MkdirTemp("", "edgeblock-demo-")
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		*dir = d
+	}
+	if err := os.MkdirAll(*dir, 0o755); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	originLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	go http.Serve(originLn, http.HandlerFunc(demoOrigin))
+	origin := originLn.Addr().String()
+	config := filepath.Join(*dir, "edgeblock.yaml")
+	files := map[string]string{
+		config:                               fmt.Sprintf(demoConfig, *httpAddr, *httpsAddr, *adminAddr, origin, origin, origin),
+		filepath.Join(*dir, "blocklist.txt"): demoBlocklist,
+	}
+	for name, text := range files {
+		if err := os.WriteFile(name, []byte(text), 0o644); err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+	}
+	b, err := proxy.LoadBundle(config)
+	if err != nil {
+		printProblems(stderr, err)
+		return 1
+	}
+	fmt.Fprintf(stdout, `edgeblock demo: files in %[1]s, origin on %[2]s
+
+Try, in another terminal:
+  curl -i -H 'Host: app.localhost' http://%[3]s/        # proxied to the origin
+  curl -i -H 'Host: blocked.localhost' http://%[3]s/    # 403 block page (HTML)
+  curl -s -H 'Host: blocked.localhost' -H 'Accept: application/json' http://%[3]s/   # problem+json
+  curl -s -H 'Host: court.localhost' -H 'Accept: text/plain' http://%[3]s/           # 451, plain text
+  curl -i -H 'Host: nothing.localhost' http://%[3]s/    # 404: no site for this name
+  go run ./cmd/edgeblock ca-root -config %[6]s > /tmp/edgeblock-root.pem
+  curl --cacert /tmp/edgeblock-root.pem --resolve app.localhost:%[4]s:%[5]s https://app.localhost:%[4]s/   # TLS, internal CA
+  curl -s http://%[7]s/blocklist ; curl -s http://%[7]s/metrics | grep ^edgeblock_requests_total
+
+Block a site live (applies within a second):
+  go run ./cmd/edgeblock block -config %[6]s app.localhost reason="Demo block"
+Press Ctrl-C to stop.
+
+`, *dir, origin, *httpAddr, port(*httpsAddr), host(*httpsAddr), config, *adminAddr)
+	log := proxy.NewLogger(stderr, "text", 0)
+	return serve(config, b, log)
+}
+
+func host(addr string) string { h, _, _ := net.SplitHostPort(addr); return h }
+
+func port(addr string) string { _, p, _ := net.SplitHostPort(addr); return p }
+
+func demoOrigin(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	fmt.Fprintf(w, "<!DOCTYPE html><html lang=\"en\"><title>Origin</title><main><h1>Hello from the origin of %s</h1>"+
+		"<p>X-Forwarded-For: %s<br>X-Forwarded-Proto: %s<br>X-Request-Id: %s</p></main></html>\n",
+		html.EscapeString(r.Host), html.EscapeString(r.Header.Get("X-Forwarded-For")),
+		html.EscapeString(r.Header.Get("X-Forwarded-Proto")), html.EscapeString(r.Header.Get("X-Request-Id")))
+}

@@ -1,0 +1,67 @@
+// Command edgeblock is an edge reverse proxy that terminates TLS for many
+// hostnames, forwards their traffic to origin servers, and serves an
+// explanatory block page for hostnames on the operator's blocklist.
+//
+// Usage:
+//
+//	edgeblock serve   -config FILE     run the proxy
+//	edgeblock check   -config FILE     validate config, blocklist and template
+//	edgeblock explain -config FILE HOST   show what a visitor to HOST gets
+//	edgeblock block   -config FILE HOST [key=value ...]   add or update a rule
+//	edgeblock unblock -config FILE HOST   remove a rule
+//	edgeblock ca-root -config FILE     print the internal CA's root certificate
+//	edgeblock demo                     run a local demo
+//	edgeblock version
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+)
+
+type command struct {
+	name, usage string
+	run         func(args []string, stdout, stderr io.Writer) int
+}
+
+var commands = []command{
+	{"serve", "serve -config FILE [-log-format json|text] [-log-level LEVEL]", runServe},
+	{"check", "check -config FILE", runCheck},
+	{"explain", "explain -config FILE HOST", runExplain},
+	{"block", "block -config FILE HOST [policy=URL] [reason=TEXT] [status=403|451] [mode=block|report] [expires=DATE]", runBlock},
+	{"unblock", "unblock -config FILE HOST", runUnblock},
+	{"ca-root", "ca-root -config FILE", runCARoot},
+	{"demo", "demo [-http ADDR] [-admin ADDR] [-dir DIR]", runDemo},
+	{"version", "version", runVersion},
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		usage(stderr)
+		return 2
+	}
+	for _, c := range commands {
+		if c.name == args[0] {
+			return c.run(args[1:], stdout, stderr)
+		}
+	}
+	if args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		usage(stdout)
+		return 0
+	}
+	fmt.Fprintf(stderr, "edgeblock: unknown command %q\n", args[0])
+	usage(stderr)
+	return 2
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage:")
+	for _, c := range commands {
+		fmt.Fprintf(w, "  edgeblock %s\n", c.usage)
+	}
+}

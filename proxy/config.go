@@ -1,0 +1,506 @@
+package proxy
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/edgeblock/edgeblock/blocklist"
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the configuration file, as documented in the README. Every
+// field's zero value means the documented default; LoadConfig fills the
+// defaults in and resolves relative paths against the config file's
+// directory.
+type Config struct {
+	Listen         ListenConfig    `yaml:"listen"`
+	TLS            TLSConfig       `yaml:"tls"`
+	Blocklist      BlocklistConfig `yaml:"blocklist"`
+	Pages          PagesConfig     `yaml:"pages"`
+	Routes         []RouteConfig   `yaml:"routes"`
+	TrustedProxies []string        `yaml:"trusted_proxies"`
+	Timeouts       TimeoutConfig   `yaml:"timeouts"`
+	Origins        OriginConfig    `yaml:"origins"`
+	Log            LogConfig       `yaml:"log"`
+	Admin          AdminConfig     `yaml:"admin"`
+
+	// MaxHeaderBytes bounds request headers on the public listeners.
+	// Default 64 KiB.
+	MaxHeaderBytes int `yaml:"max_header_bytes"`
+
+	// Path is the file the config was loaded from; SHA256 its content's hash.
+	Path   string `yaml:"-"`
+	SHA256 string `yaml:"-"`
+	// trusted is TrustedProxies parsed.
+	trusted []netip.Prefix
+}
+
+// ListenConfig holds the listener addresses. Changing them needs a restart.
+type ListenConfig struct {
+	// HTTP is the public plain-HTTP listener; empty means none.
+	HTTP string `yaml:"http"`
+	// HTTPS is the public TLS listener; empty means none.
+	HTTPS string `yaml:"https"`
+	// Admin serves /healthz, /readyz, /metrics and /blocklist. Default
+	// 127.0.0.1:9090; "off" disables it.
+	Admin string `yaml:"admin"`
+}
+
+// TLSConfig configures certificates. Changing it needs a restart.
+type TLSConfig struct {
+	// Mode is off (default), internal or acme.
+	Mode string `yaml:"mode"`
+	// CA is the ACME directory URL. Default Let's Encrypt production;
+	// Staging switches the default to Let's Encrypt staging.
+	CA      string `yaml:"ca"`
+	Staging bool   `yaml:"staging"`
+	// CARoot is a PEM file of roots to trust for the ACME server's own
+	// HTTPS (a private ACME server).
+	CARoot string `yaml:"ca_root"`
+	Email  string `yaml:"email"`
+	// Storage is the certificate directory. Default
+	// $XDG_DATA_HOME/edgeblock, else $HOME/.local/share/edgeblock.
+	Storage string `yaml:"storage"`
+	// RedirectHTTP sends plain-HTTP requests to https with a 308. Default
+	// true whenever Mode is not off and an HTTPS listener is configured.
+	RedirectHTTP *bool `yaml:"redirect_http"`
+	// ManageAheadLimit caps how many exact names from routes and block
+	// rules get certificates at start and reload; names beyond it (and
+	// names under wildcards) are obtained on first use. Default 1000.
+	ManageAheadLimit int `yaml:"manage_ahead_limit"`
+}
+
+// BlocklistConfig locates the blocklist and the defaults of its rules.
+type BlocklistConfig struct {
+	// File is the blocklist path. Required.
+	File string `yaml:"file"`
+	// Policy is the policy link of rules that name none.
+	Policy string `yaml:"policy"`
+	// BlockedBy is the blocking party's URL for the RFC 7725 Link header.
+	BlockedBy string `yaml:"blocked_by"`
+	// Debounce is how long the watcher waits for writes to settle.
+	// Default 100ms.
+	Debounce time.Duration `yaml:"debounce"`
+	// PollInterval re-reads watched files this often in case a change
+	// event was lost (network file systems, exhausted inotify watches).
+	// Default 30s; a negative value disables polling.
+	PollInterval time.Duration `yaml:"poll_interval"`
+}
+
+// PagesConfig configures the block page.
+type PagesConfig struct {
+	// Template is an html/template file replacing the built-in block page.
+	Template string `yaml:"template"`
+}
+
+// RouteConfig sends the requests for a host to its origins.
+type RouteConfig struct {
+	// Host is an exact name or "*.name" for the names under name.
+	Host string `yaml:"host"`
+	// Origins are http:// or https:// base URLs, used in turn.
+	Origins []string `yaml:"origins"`
+}
+
+// TimeoutConfig bounds the public servers and the origin connections.
+type TimeoutConfig struct {
+	// ReadHeader bounds reading request headers. Default 10s.
+	ReadHeader time.Duration `yaml:"read_header"`
+	// Idle bounds keep-alive connections between requests. Default 120s.
+	Idle time.Duration `yaml:"idle"`
+	// Dial bounds connecting to an origin. Default 5s.
+	Dial time.Duration `yaml:"dial"`
+	// ResponseHeader bounds waiting for an origin's response headers;
+	// past it the visitor gets a 504 page. Default 60s.
+	ResponseHeader time.Duration `yaml:"response_header"`
+	// Grace bounds how long in-flight requests may finish at shutdown.
+	// Default 30s.
+	Grace time.Duration `yaml:"grace"`
+}
+
+// OriginConfig tunes origin health handling.
+type OriginConfig struct {
+	// FailTimeout is how long an origin that refused a connection is
+	// skipped. Default 10s.
+	FailTimeout time.Duration `yaml:"fail_timeout"`
+}
+
+// LogConfig configures logging. Command-line flags override it.
+type LogConfig struct {
+	// Format is json (default) or text.
+	Format string `yaml:"format"`
+	// Level is debug, info (default), warn or error.
+	Level string `yaml:"level"`
+	// Access turns the per-request access line on (default) or off.
+	Access *bool `yaml:"access"`
+	// AccessSample is the fraction of requests logged, 0 < x <= 1;
+	// default 1. Errors are always logged.
+	AccessSample float64 `yaml:"access_sample"`
+}
+
+// AdminConfig configures the admin listener.
+type AdminConfig struct {
+	// Pprof serves net/http/pprof under /debug/pprof/. Default false.
+	Pprof bool `yaml:"pprof"`
+}
+
+// ConfigError lists every problem of a configuration, each as
+// "file:line: message" where the line is known.
+type ConfigError struct {
+	Problems []string
+}
+
+// Error returns the problems, one per line.
+func (e *ConfigError) Error() string { return strings.Join(e.Problems, "\n") }
+
+// LoadConfig reads, parses, defaults and validates the config file. The
+// error, if any, is a *ConfigError that lists every problem it found.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &ConfigError{Problems: []string{err.Error()}}
+	}
+	return ParseConfig(path, data)
+}
+
+var yamlLine = regexp.MustCompile(`^\s*line (\d+): (.*)$`)
+
+// ParseConfig is LoadConfig on data read from path.
+func ParseConfig(path string, data []byte) (*Config, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, &ConfigError{Problems: yamlProblems(path, err)}
+	}
+	c := &Config{Path: path, SHA256: fmt.Sprintf("%x", sha256.Sum256(data))}
+	if len(root.Content) > 0 {
+		dec := yaml.NewDecoder(bytes.NewReader(data))
+		dec.KnownFields(true)
+		if err := dec.Decode(c); err != nil {
+			return nil, &ConfigError{Problems: yamlProblems(path, err)}
+		}
+	}
+	v := validator{path: path, root: &root}
+	c.applyDefaults()
+	c.validate(&v)
+	if len(v.problems) > 0 {
+		return nil, &ConfigError{Problems: v.problems}
+	}
+	return c, nil
+}
+
+// yamlProblems turns the YAML library's errors into file:line: messages.
+func yamlProblems(path string, err error) []string {
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		out := make([]string, 0, len(te.Errors))
+		for _, e := range te.Errors {
+			if m := yamlLine.FindStringSubmatch(e); m != nil {
+				out = append(out, fmt.Sprintf("%s:%s: %s", path, m[1], m[2]))
+			} else {
+				out = append(out, path+": "+e)
+			}
+		}
+		return out
+	}
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	if m := yamlLine.FindStringSubmatch(msg); m != nil {
+		return []string{fmt.Sprintf("%s:%s: %s", path, m[1], m[2])}
+	}
+	return []string{path + ": " + msg}
+}
+
+func (c *Config) applyDefaults() {
+	dir := filepath.Dir(c.Path)
+	rel := func(p *string) {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+	rel(&c.Blocklist.File)
+	rel(&c.Pages.Template)
+	rel(&c.TLS.CARoot)
+	rel(&c.TLS.Storage)
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&c.Timeouts.ReadHeader, 10*time.Second)
+	def(&c.Timeouts.Idle, 120*time.Second)
+	def(&c.Timeouts.Dial, 5*time.Second)
+	def(&c.Timeouts.ResponseHeader, 60*time.Second)
+	def(&c.Timeouts.Grace, 30*time.Second)
+	def(&c.Origins.FailTimeout, 10*time.Second)
+	def(&c.Blocklist.Debounce, 100*time.Millisecond)
+	def(&c.Blocklist.PollInterval, 30*time.Second)
+	if c.Listen.Admin == "" {
+		c.Listen.Admin = "127.0.0.1:9090"
+	}
+	if c.MaxHeaderBytes == 0 {
+		c.MaxHeaderBytes = 64 << 10
+	}
+	if c.TLS.Mode == "" {
+		c.TLS.Mode = "off"
+	}
+	if c.TLS.CA == "" {
+		c.TLS.CA = LetsEncryptProduction
+		if c.TLS.Staging {
+			c.TLS.CA = LetsEncryptStaging
+		}
+	}
+	if c.TLS.Storage == "" {
+		c.TLS.Storage = defaultStorage()
+	}
+	if c.TLS.RedirectHTTP == nil {
+		on := c.TLS.Mode != "off" && c.Listen.HTTPS != ""
+		c.TLS.RedirectHTTP = &on
+	}
+	if c.TLS.ManageAheadLimit == 0 {
+		c.TLS.ManageAheadLimit = 1000
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "json"
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Log.Access == nil {
+		on := true
+		c.Log.Access = &on
+	}
+	if c.Log.AccessSample == 0 {
+		c.Log.AccessSample = 1
+	}
+}
+
+// The ACME directories of Let's Encrypt.
+const (
+	LetsEncryptProduction = "https://acme-v02.api.letsencrypt.org/directory"
+	LetsEncryptStaging    = "https://acme-staging-v02.api.letsencrypt.org/directory"
+)
+
+func defaultStorage() string {
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "edgeblock")
+	}
+	if h, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(h, ".local", "share", "edgeblock")
+	}
+	return "edgeblock-data"
+}
+
+// validator collects problems with the line of the field they are about.
+type validator struct {
+	path     string
+	root     *yaml.Node
+	problems []string
+}
+
+// addf records a problem about the field at path (keys and indexes, such
+// as "routes", 0, "origins", 1).
+func (v *validator) addf(field []any, format string, args ...any) {
+	name := fieldName(field)
+	line := lineOf(v.root, field)
+	loc := v.path
+	if line > 0 {
+		loc += ":" + strconv.Itoa(line)
+	}
+	v.problems = append(v.problems, fmt.Sprintf("%s: %s: %s", loc, name, fmt.Sprintf(format, args...)))
+}
+
+func fieldName(field []any) string {
+	var b strings.Builder
+	for _, f := range field {
+		switch f := f.(type) {
+		case string:
+			if b.Len() > 0 {
+				b.WriteByte('.')
+			}
+			b.WriteString(f)
+		case int:
+			fmt.Fprintf(&b, "[%d]", f)
+		}
+	}
+	return b.String()
+}
+
+// lineOf returns the line of the deepest node along field that exists in
+// the document, or 0.
+func lineOf(root *yaml.Node, field []any) int {
+	if root == nil || len(root.Content) == 0 {
+		return 0
+	}
+	n := root.Content[0]
+	line := 0
+	for _, f := range field {
+		var next *yaml.Node
+		switch f := f.(type) {
+		case string:
+			if n.Kind == yaml.MappingNode {
+				for i := 0; i+1 < len(n.Content); i += 2 {
+					if n.Content[i].Value == f {
+						next = n.Content[i+1]
+						line = n.Content[i].Line
+					}
+				}
+			}
+		case int:
+			if n.Kind == yaml.SequenceNode && f < len(n.Content) {
+				next = n.Content[f]
+			}
+		}
+		if next == nil {
+			return line
+		}
+		n = next
+		line = n.Line
+	}
+	return line
+}
+
+func (c *Config) validate(v *validator) {
+	if c.Listen.HTTP == "" && c.Listen.HTTPS == "" {
+		v.addf([]any{"listen"}, "no public listener: set http, https or both")
+	}
+	for _, l := range []struct {
+		name, addr string
+	}{{"http", c.Listen.HTTP}, {"https", c.Listen.HTTPS}, {"admin", c.Listen.Admin}} {
+		if l.addr == "" || (l.name == "admin" && l.addr == "off") {
+			continue
+		}
+		if _, port, err := net.SplitHostPort(l.addr); err != nil {
+			v.addf([]any{"listen", l.name}, "%q is not host:port", l.addr)
+		} else if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+			v.addf([]any{"listen", l.name}, "%q has a bad port", l.addr)
+		}
+	}
+	switch c.TLS.Mode {
+	case "off":
+	case "internal", "acme":
+		if c.Listen.HTTPS == "" {
+			v.addf([]any{"tls", "mode"}, "mode %s needs listen.https", c.TLS.Mode)
+		}
+	default:
+		v.addf([]any{"tls", "mode"}, "%q: want off, internal or acme", c.TLS.Mode)
+	}
+	if c.TLS.Mode == "off" && c.Listen.HTTPS != "" {
+		v.addf([]any{"listen", "https"}, "set, but tls.mode is off: set tls.mode to internal or acme")
+	}
+	if c.TLS.Mode == "acme" {
+		if u, err := url.Parse(c.TLS.CA); err != nil || u.Scheme != "https" || u.Host == "" {
+			v.addf([]any{"tls", "ca"}, "%q is not an https URL", c.TLS.CA)
+		}
+	}
+	if c.TLS.CARoot != "" {
+		if _, err := os.Stat(c.TLS.CARoot); err != nil {
+			v.addf([]any{"tls", "ca_root"}, "%v", err)
+		}
+	}
+	if c.Blocklist.File == "" {
+		v.addf([]any{"blocklist", "file"}, "required")
+	}
+	for _, f := range []struct {
+		key, val string
+	}{{"policy", c.Blocklist.Policy}, {"blocked_by", c.Blocklist.BlockedBy}} {
+		if f.val == "" {
+			continue
+		}
+		if u, err := url.Parse(f.val); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			v.addf([]any{"blocklist", f.key}, "%q is not an absolute http or https URL", f.val)
+		}
+	}
+	seen := map[string]int{}
+	for i, r := range c.Routes {
+		name, wild := strings.CutPrefix(r.Host, "*.")
+		n, err := blocklist.Normalize(name)
+		switch {
+		case r.Host == "":
+			v.addf([]any{"routes", i, "host"}, "required")
+		case strings.ContainsAny(name, "*/:"):
+			v.addf([]any{"routes", i, "host"}, "%q: want a name or *.name", r.Host)
+		case err != nil:
+			v.addf([]any{"routes", i, "host"}, "%v", err)
+		default:
+			key := n
+			if wild {
+				key = "*." + n
+			}
+			if j, dup := seen[key]; dup {
+				v.addf([]any{"routes", i, "host"}, "%q is also routes[%d]", r.Host, j)
+			}
+			seen[key] = i
+		}
+		if len(r.Origins) == 0 {
+			v.addf([]any{"routes", i, "origins"}, "at least one origin is required")
+		}
+		for j, o := range r.Origins {
+			u, err := url.Parse(o)
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				v.addf([]any{"routes", i, "origins", j}, "%q: want http://host:port or https://host:port", o)
+			} else if u.RawQuery != "" || u.Fragment != "" {
+				v.addf([]any{"routes", i, "origins", j}, "%q: no query or fragment allowed", o)
+			}
+		}
+	}
+	c.trusted = nil
+	for i, s := range c.TrustedProxies {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			a, err2 := netip.ParseAddr(s)
+			if err2 != nil {
+				v.addf([]any{"trusted_proxies", i}, "%q is not a CIDR or an IP address", s)
+				continue
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		c.trusted = append(c.trusted, p.Masked())
+	}
+	for _, d := range []struct {
+		key string
+		val time.Duration
+	}{{"read_header", c.Timeouts.ReadHeader}, {"idle", c.Timeouts.Idle}, {"dial", c.Timeouts.Dial}, {"response_header", c.Timeouts.ResponseHeader}, {"grace", c.Timeouts.Grace}} {
+		if d.val < 0 {
+			v.addf([]any{"timeouts", d.key}, "must not be negative")
+		}
+	}
+	if c.Origins.FailTimeout < 0 {
+		v.addf([]any{"origins", "fail_timeout"}, "must not be negative")
+	}
+	if c.Log.Format != "json" && c.Log.Format != "text" {
+		v.addf([]any{"log", "format"}, "%q: want json or text", c.Log.Format)
+	}
+	if _, err := ParseLevel(c.Log.Level); err != nil {
+		v.addf([]any{"log", "level"}, "%v", err)
+	}
+	if c.Log.AccessSample < 0 || c.Log.AccessSample > 1 {
+		v.addf([]any{"log", "access_sample"}, "%v: want a fraction in (0, 1]", c.Log.AccessSample)
+	}
+	if c.MaxHeaderBytes < 0 {
+		v.addf([]any{"max_header_bytes"}, "must not be negative")
+	}
+}
+
+// restartFields names the settings a reload cannot change, with their
+// values, so that a reload can log which of them changed.
+func (c *Config) restartFields() map[string]string {
+	return map[string]string{
+		"listen.http": c.Listen.HTTP, "listen.https": c.Listen.HTTPS, "listen.admin": c.Listen.Admin,
+		"tls.mode": c.TLS.Mode, "tls.ca": c.TLS.CA, "tls.ca_root": c.TLS.CARoot, "tls.email": c.TLS.Email,
+		"tls.storage": c.TLS.Storage, "tls.redirect_http": strconv.FormatBool(*c.TLS.RedirectHTTP),
+		"admin.pprof": strconv.FormatBool(c.Admin.Pprof), "max_header_bytes": strconv.Itoa(c.MaxHeaderBytes),
+		"timeouts.read_header": c.Timeouts.ReadHeader.String(), "timeouts.idle": c.Timeouts.Idle.String(),
+		"timeouts.dial": c.Timeouts.Dial.String(), "timeouts.response_header": c.Timeouts.ResponseHeader.String(),
+		"timeouts.grace": c.Timeouts.Grace.String(), "tls.manage_ahead_limit": strconv.Itoa(c.TLS.ManageAheadLimit),
+		"log.format": c.Log.Format, "log.level": c.Log.Level,
+	}
+}

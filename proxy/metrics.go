@@ -1,0 +1,178 @@
+package proxy
+
+import (
+	"runtime"
+	"runtime/debug"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Metrics holds every metric edgeblock exports. Create it once with
+// NewMetrics and a registry; nothing is registered globally. Every label
+// takes values from a bounded set: outcomes, methods and status codes are
+// fixed sets, policies come from the blocklist, routes and origins from the
+// config, names from the certificates we manage. Nothing a visitor sends
+// becomes a label value.
+type Metrics struct {
+	Requests         *prometheus.CounterVec
+	Duration         *prometheus.HistogramVec
+	InFlight         prometheus.Gauge
+	Blocked          *prometheus.CounterVec
+	UpstreamRequests *prometheus.CounterVec
+	UpstreamErrors   *prometheus.CounterVec
+
+	BlocklistEntries        prometheus.Gauge
+	BlocklistReloads        *prometheus.CounterVec
+	BlocklistLastSuccess    prometheus.Gauge
+	BlocklistLastSuccessful prometheus.Gauge
+	ConfigReloads           *prometheus.CounterVec
+	ConfigLastSuccess       prometheus.Gauge
+	ConfigLastSuccessful    prometheus.Gauge
+
+	TLSObtain          *prometheus.CounterVec
+	TLSHandshakeRefuse prometheus.Counter
+	certExpiry         *prometheus.GaugeVec
+}
+
+// Outcomes of a request, the values of the outcome label.
+const (
+	OutcomeProxied  = "proxied"
+	OutcomeBlocked  = "blocked"
+	OutcomeReport   = "report"
+	OutcomeUnknown  = "unknown"
+	OutcomeError    = "error"
+	OutcomeRedirect = "redirect"
+	OutcomeACME     = "acme"
+)
+
+var outcomes = []string{OutcomeProxied, OutcomeBlocked, OutcomeReport, OutcomeUnknown, OutcomeError, OutcomeRedirect, OutcomeACME}
+
+// NewMetrics creates the metrics and registers them, with the Go and
+// process collectors and edgeblock_build_info, on reg. version and revision
+// label the build.
+func NewMetrics(reg prometheus.Registerer, version, revision string) *Metrics {
+	m := &Metrics{
+		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edgeblock_requests_total", Help: "Requests served on the public listeners, by outcome, status code and method.",
+		}, []string{"outcome", "code", "method"}),
+		Duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "edgeblock_request_duration_seconds", Help: "Time from reading the request headers to the end of the response, by outcome.",
+			Buckets:                         []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+			NativeHistogramBucketFactor:     1.1,
+			NativeHistogramMaxBucketNumber:  160,
+			NativeHistogramMinResetDuration: time.Hour,
+		}, []string{"outcome"}),
+		InFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "edgeblock_requests_in_flight", Help: "Requests being served on the public listeners.",
+		}),
+		Blocked: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edgeblock_blocked_requests_total", Help: "Requests that matched a block rule, by the rule's policy link, status and mode (block or report).",
+		}, []string{"policy", "status", "mode"}),
+		UpstreamRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edgeblock_upstream_requests_total", Help: "Responses received from origins, by route, origin and status code.",
+		}, []string{"route", "origin", "code"}),
+		UpstreamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edgeblock_upstream_errors_total", Help: "Failed attempts to reach an origin, by route, origin and kind (refused, timeout, reset, tls, other).",
+		}, []string{"route", "origin", "kind"}),
+		BlocklistEntries: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "edgeblock_blocklist_entries", Help: "Rules in the blocklist in use.",
+		}),
+		BlocklistReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edgeblock_blocklist_reloads_total", Help: "Blocklist reload attempts by result (success, failure, unchanged).",
+		}, []string{"result"}),
+		BlocklistLastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "edgeblock_blocklist_last_reload_success_timestamp_seconds", Help: "Unix time of the last successful blocklist load.",
+		}),
+		BlocklistLastSuccessful: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "edgeblock_blocklist_last_reload_successful", Help: "1 if the last blocklist reload attempt succeeded, else 0.",
+		}),
+		ConfigReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edgeblock_config_reloads_total", Help: "Config reload attempts by result (success, failure, unchanged).",
+		}, []string{"result"}),
+		ConfigLastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "edgeblock_config_last_reload_success_timestamp_seconds", Help: "Unix time of the last successful config load.",
+		}),
+		ConfigLastSuccessful: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "edgeblock_config_last_reload_successful", Help: "1 if the last config reload attempt succeeded, else 0.",
+		}),
+		TLSObtain: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edgeblock_tls_obtain_total", Help: "Certificate obtain and renew attempts by result (success, failure).",
+		}, []string{"result"}),
+		TLSHandshakeRefuse: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "edgeblock_tls_handshake_refused_total", Help: "TLS handshakes refused because no route or rule covers the server name.",
+		}),
+		certExpiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "edgeblock_tls_certificate_expiry_timestamp_seconds", Help: "Unix time at which each managed certificate expires.",
+		}, []string{"name"}),
+	}
+	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "edgeblock_build_info", Help: "Build information; the value is always 1.",
+	}, []string{"version", "revision", "goversion"})
+	buildInfo.WithLabelValues(version, revision, runtime.Version()).Set(1)
+	reg.MustRegister(m.Requests, m.Duration, m.InFlight, m.Blocked, m.UpstreamRequests, m.UpstreamErrors,
+		m.BlocklistEntries, m.BlocklistReloads, m.BlocklistLastSuccess, m.BlocklistLastSuccessful,
+		m.ConfigReloads, m.ConfigLastSuccess, m.ConfigLastSuccessful,
+		m.TLSObtain, m.TLSHandshakeRefuse, m.certExpiry, buildInfo,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// Start every series of a fixed label set at zero so that rate() and
+	// absent() work from the first scrape.
+	for _, r := range []string{"success", "failure", "unchanged"} {
+		m.BlocklistReloads.WithLabelValues(r)
+		m.ConfigReloads.WithLabelValues(r)
+	}
+	m.TLSObtain.WithLabelValues("success")
+	m.TLSObtain.WithLabelValues("failure")
+	for _, o := range outcomes {
+		m.Duration.WithLabelValues(o)
+	}
+	return m
+}
+
+// SetCertExpiry records the expiry of a managed certificate's name.
+func (m *Metrics) SetCertExpiry(name string, t time.Time) {
+	m.certExpiry.WithLabelValues(name).Set(float64(t.Unix()))
+}
+
+// DeleteCertExpiry removes a name that is no longer managed.
+func (m *Metrics) DeleteCertExpiry(name string) { m.certExpiry.DeleteLabelValues(name) }
+
+// methodLabel maps a request method to a bounded label value.
+func methodLabel(m string) string {
+	switch m {
+	case "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE":
+		return m
+	}
+	return "OTHER"
+}
+
+// Version returns the module version and VCS revision of this binary, as
+// stamped by the linker or recorded by the Go toolchain.
+func Version() (version, revision string) {
+	version, revision = "devel", "unknown"
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+			version = bi.Main.Version
+		}
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" {
+				revision = s.Value
+			}
+		}
+	}
+	if BuildVersion != "" {
+		version = BuildVersion
+	}
+	if BuildRevision != "" {
+		revision = BuildRevision
+	}
+	return version, revision
+}
+
+// BuildVersion and BuildRevision are set with -ldflags "-X ..." by the
+// release build; empty means "ask the Go toolchain's build info".
+var (
+	BuildVersion  string
+	BuildRevision string
+)

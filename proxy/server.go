@@ -1,0 +1,170 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Server runs edgeblock: the public HTTP and HTTPS listeners, the admin
+// listener, the reloader and the certificate manager.
+type Server struct {
+	log      *slog.Logger
+	cfg      *Config // as at start; listener settings never reload
+	proxy    *Proxy
+	reloader *Reloader
+	tls      *TLSManager
+	metrics  *Metrics
+	reg      *prometheus.Registry
+
+	servers   map[string]*http.Server
+	listeners map[string]net.Listener
+	ready     atomic.Bool
+	wg        sync.WaitGroup
+}
+
+// NewServer prepares a server for a loaded bundle; Start runs it.
+// configPath is the file reloads read.
+func NewServer(log *slog.Logger, configPath string, b *Bundle) (*Server, error) {
+	reg := prometheus.NewRegistry()
+	version, revision := Version()
+	m := NewMetrics(reg, version, revision)
+	p := NewProxy(log, m, b.Config)
+	reg.MustRegister(newUpstreamCollector(p))
+	s := &Server{log: log, cfg: b.Config, proxy: p, metrics: m, reg: reg,
+		servers: map[string]*http.Server{}, listeners: map[string]net.Listener{}}
+	s.reloader = NewReloader(p, log, m, configPath)
+	if b.Config.TLS.Mode != "off" {
+		t, err := NewTLSManager(b.Config, log, m, p)
+		if err != nil {
+			return nil, err
+		}
+		s.tls = t
+		s.reloader.OnApply = t.ManageAhead
+	}
+	return s, nil
+}
+
+// Reloader returns the server's reloader (for SIGHUP).
+func (s *Server) Reloader() *Reloader { return s.reloader }
+
+// Registry returns the metrics registry.
+func (s *Server) Registry() *prometheus.Registry { return s.reg }
+
+// Addr returns the address a listener ("http", "https", "admin") is bound
+// to, or "" if it is not running.
+func (s *Server) Addr(name string) string {
+	if l, ok := s.listeners[name]; ok {
+		return l.Addr().String()
+	}
+	return ""
+}
+
+// Start applies the bundle, binds every listener and serves. It returns
+// once all listeners are bound; an error means none is left running.
+func (s *Server) Start(b *Bundle) error {
+	cfg := s.cfg
+	if err := s.reloader.Start(b); err != nil {
+		return err
+	}
+	public := func(h http.Handler) *http.Server {
+		return &http.Server{
+			Handler:           h,
+			ReadHeaderTimeout: cfg.Timeouts.ReadHeader,
+			IdleTimeout:       cfg.Timeouts.Idle,
+			MaxHeaderBytes:    cfg.MaxHeaderBytes,
+			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		}
+	}
+	if cfg.Listen.HTTP != "" {
+		var h http.Handler = s.proxy
+		if s.tls != nil {
+			h = s.tls.HTTPHandler(s.proxy, *cfg.TLS.RedirectHTTP, cfg.Listen.HTTPS)
+		}
+		s.servers["http"] = public(h)
+	}
+	if cfg.Listen.HTTPS != "" && s.tls != nil {
+		srv := public(s.proxy)
+		srv.TLSConfig = s.tls.TLSConfig()
+		s.servers["https"] = srv
+	}
+	if cfg.Listen.Admin != "off" {
+		s.servers["admin"] = &http.Server{
+			Handler:           s.adminHandler(s.reg, cfg.Admin.Pprof),
+			ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		}
+	}
+	addrs := map[string]string{"http": cfg.Listen.HTTP, "https": cfg.Listen.HTTPS, "admin": cfg.Listen.Admin}
+	for name := range s.servers {
+		l, err := net.Listen("tcp", addrs[name])
+		if err != nil {
+			s.closeListeners()
+			s.reloader.Close()
+			return fmt.Errorf("listen.%s: %w", name, err)
+		}
+		s.listeners[name] = l
+	}
+	if s.tls != nil {
+		s.tls.SetPorts(s.Addr("http"), s.Addr("https"))
+	}
+	for name, srv := range s.servers {
+		l := s.listeners[name]
+		if name == "https" {
+			l = tls.NewListener(l, srv.TLSConfig)
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.log.Error("server stopped", "listener", name, "error", err.Error())
+			}
+		}()
+		s.log.Info("listening", "event", "listen", "listener", name, "addr", l.Addr().String())
+	}
+	s.ready.Store(true)
+	return nil
+}
+
+func (s *Server) closeListeners() {
+	for _, l := range s.listeners {
+		l.Close()
+	}
+}
+
+// Shutdown stops accepting connections and waits for in-flight requests
+// to finish, at most until ctx is done; then it closes what is left.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.ready.Store(false)
+	s.reloader.Close()
+	var errs []error
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for name, srv := range s.servers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := srv.Shutdown(ctx); err != nil {
+				srv.Close()
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("%s: %w", name, err))
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	s.wg.Wait()
+	if s.tls != nil {
+		s.tls.Stop()
+	}
+	return errors.Join(errs...)
+}

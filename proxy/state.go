@@ -1,0 +1,134 @@
+package proxy
+
+import (
+	"fmt"
+	"net/url"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/edgeblock/edgeblock/blocklist"
+	"github.com/edgeblock/edgeblock/pages"
+)
+
+// eagerPages is how many distinct block pages are prepared when a list is
+// loaded; attribute sets beyond it (lists where most rules carry their own
+// reason) are prepared on their first request.
+const eagerPages = 1000
+
+// state is everything a request needs, built at load time and swapped in
+// whole: a request sees one state from start to end, never a mix of an old
+// and a new list or config.
+type state struct {
+	cfg      *Config
+	list     *blocklist.List
+	routes   *routeTable
+	renderer *pages.Renderer
+	// blockPages[i] is the page of the list's Attrs()[i].
+	blockPages []atomic.Pointer[pages.Page]
+	// policies[i] and statuses[i] label edgeblock_blocked_requests_total.
+	policies []string
+	statuses []string
+}
+
+// blockPage returns the prepared page for a rule's attributes.
+func (s *state) blockPage(id int) *pages.Page {
+	if p := s.blockPages[id].Load(); p != nil {
+		return p
+	}
+	p, err := s.renderer.Block(s.pageBlock(id))
+	if err != nil {
+		// The template was checked at load with a sample; should a
+		// rule's values still break it, the visitor gets the built-in
+		// error page rather than nothing.
+		return s.renderer.Error(502)
+	}
+	s.blockPages[id].CompareAndSwap(nil, p)
+	return p
+}
+
+func (s *state) pageBlock(id int) pages.Block {
+	a := s.list.Attrs()[id]
+	return pages.Block{Status: a.Status, Policy: s.policies[id], Reason: a.Reason}
+}
+
+// newState builds a state from a config and a list. Routes reuse the
+// origins (and their health) of prev where pattern and URL are unchanged.
+func (p *Proxy) newState(cfg *Config, list *blocklist.List, renderer *pages.Renderer, prev *state) (*state, error) {
+	s := &state{cfg: cfg, list: list, renderer: renderer}
+	if prev != nil && prev.cfg == cfg {
+		s.routes = prev.routes
+	} else {
+		rt, err := p.buildRoutes(cfg, prev)
+		if err != nil {
+			return nil, err
+		}
+		s.routes = rt
+	}
+	attrs := list.Attrs()
+	s.blockPages = make([]atomic.Pointer[pages.Page], len(attrs))
+	s.policies = make([]string, len(attrs))
+	s.statuses = make([]string, len(attrs))
+	for i, a := range attrs {
+		s.policies[i] = a.Policy
+		if a.Policy == "" {
+			s.policies[i] = cfg.Blocklist.Policy
+		}
+		s.statuses[i] = strconv.Itoa(a.Status)
+		if i < eagerPages {
+			pg, err := renderer.Block(s.pageBlock(i))
+			if err != nil {
+				return nil, fmt.Errorf("block page for %s: %w", s.policies[i], err)
+			}
+			s.blockPages[i].Store(pg)
+		}
+	}
+	return s, nil
+}
+
+func (p *Proxy) buildRoutes(cfg *Config, prev *state) (*routeTable, error) {
+	old := map[string]*origin{}
+	if prev != nil {
+		for _, r := range prev.routes.all {
+			for _, o := range r.origins {
+				old[r.pattern+" "+o.label] = o
+			}
+		}
+	}
+	routes := make([]*route, 0, len(cfg.Routes))
+	for _, rc := range cfg.Routes {
+		pattern, err := normalizePattern(rc.Host)
+		if err != nil {
+			return nil, err // validated already
+		}
+		r := &route{pattern: pattern, failTimeout: cfg.Origins.FailTimeout}
+		for _, raw := range rc.Origins {
+			u, err := url.Parse(raw)
+			if err != nil {
+				return nil, err
+			}
+			label := u.Scheme + "://" + u.Host
+			if u.Path != "" && u.Path != "/" {
+				label += u.Path
+			}
+			o, ok := old[pattern+" "+label]
+			if !ok {
+				o = &origin{route: pattern, url: u, label: label}
+			}
+			r.origins = append(r.origins, o)
+		}
+		r.proxy = p.reverseProxy(r)
+		routes = append(routes, r)
+	}
+	return newRouteTable(routes), nil
+}
+
+// listStatus is the blocklist part of GET /blocklist.
+type listStatus struct {
+	File      string     `json:"file"`
+	SHA256    string     `json:"sha256"`
+	Rules     int        `json:"rules"`
+	LoadedAt  time.Time  `json:"loaded_at"`
+	LastError string     `json:"last_error,omitempty"`
+	ErrorAt   *time.Time `json:"last_error_at,omitempty"`
+}

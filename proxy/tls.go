@@ -1,0 +1,301 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/certmagic"
+	"github.com/edgeblock/edgeblock/blocklist"
+	"go.uber.org/zap"
+)
+
+// TLSManager obtains and renews certificates with certmagic, for exactly
+// the names a route or a block rule covers. A name nothing covers gets no
+// certificate and no ACME order: the handshake fails.
+type TLSManager struct {
+	log     *slog.Logger
+	metrics *Metrics
+	p       *Proxy
+	magic   *certmagic.Config
+	cache   *certmagic.Cache
+	acme    *certmagic.ACMEIssuer // nil in internal mode
+	mode    string
+	limit   int
+
+	mu      sync.Mutex
+	managed map[string]bool
+	expiry  map[string]time.Time // by metric label
+	ctx     context.Context
+	cancel  context.CancelFunc
+}
+
+// NewTLSManager sets up certificate management for cfg.TLS. Certificates
+// are kept in cfg.TLS.Storage, so a restart reuses them.
+func NewTLSManager(cfg *Config, log *slog.Logger, m *Metrics, p *Proxy) (*TLSManager, error) {
+	t := &TLSManager{log: log, metrics: m, p: p, mode: cfg.TLS.Mode, limit: cfg.TLS.ManageAheadLimit,
+		managed: map[string]bool{}, expiry: map[string]time.Time{}}
+	t.ctx, t.cancel = context.WithCancel(context.Background())
+	if err := os.MkdirAll(cfg.TLS.Storage, 0o700); err != nil {
+		return nil, fmt.Errorf("tls.storage: %w", err)
+	}
+	t.cache = certmagic.NewCache(certmagic.CacheOptions{
+		GetConfigForCert: func(certmagic.Certificate) (*certmagic.Config, error) { return t.magic, nil },
+		Logger:           zap.NewNop(),
+	})
+	t.magic = certmagic.New(t.cache, certmagic.Config{
+		Storage:  &certmagic.FileStorage{Path: cfg.TLS.Storage},
+		OnDemand: &certmagic.OnDemandConfig{DecisionFunc: t.decide},
+		OnEvent:  t.onEvent,
+		Logger:   zap.NewNop(),
+	})
+	switch cfg.TLS.Mode {
+	case "internal":
+		ca, err := loadInternalCA(cfg.TLS.Storage)
+		if err != nil {
+			return nil, err
+		}
+		t.magic.Issuers = []certmagic.Issuer{ca}
+	case "acme":
+		tmpl := certmagic.ACMEIssuer{CA: cfg.TLS.CA, Email: cfg.TLS.Email, Agreed: true, Logger: zap.NewNop()}
+		if cfg.TLS.CARoot != "" {
+			pemData, err := os.ReadFile(cfg.TLS.CARoot)
+			if err != nil {
+				return nil, fmt.Errorf("tls.ca_root: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pemData) {
+				return nil, fmt.Errorf("tls.ca_root: %s holds no PEM certificate", cfg.TLS.CARoot)
+			}
+			tmpl.TrustedRoots = pool
+		}
+		t.acme = certmagic.NewACMEIssuer(t.magic, tmpl)
+		t.magic.Issuers = []certmagic.Issuer{t.acme}
+	default:
+		return nil, fmt.Errorf("tls.mode %q has no certificate manager", cfg.TLS.Mode)
+	}
+	return t, nil
+}
+
+// SetPorts tells the ACME issuer where our own listeners answer HTTP-01
+// and TLS-ALPN-01 challenges, so that certmagic finds them in use and
+// relies on our handlers instead of binding its own.
+func (t *TLSManager) SetPorts(httpAddr, httpsAddr string) {
+	if t.acme == nil {
+		return
+	}
+	if host, port, err := net.SplitHostPort(httpAddr); err == nil {
+		t.acme.ListenHost = host
+		t.acme.AltHTTPPort, _ = strconv.Atoi(port)
+	} else {
+		t.acme.DisableHTTPChallenge = true
+	}
+	if _, port, err := net.SplitHostPort(httpsAddr); err == nil {
+		t.acme.AltTLSALPNPort, _ = strconv.Atoi(port)
+	}
+}
+
+// Covers reports whether a route or an active rule covers name; only then
+// may a certificate be obtained for it.
+func (p *Proxy) Covers(name string) (bool, error) {
+	st := p.state.Load()
+	if st == nil {
+		return false, errors.New("not loaded yet")
+	}
+	n, err := blocklist.Normalize(name)
+	if err != nil {
+		return false, err
+	}
+	if st.routes.covers(n) {
+		return true, nil
+	}
+	_, ok := st.list.Match(n, time.Now())
+	return ok, nil
+}
+
+// decide is certmagic's on-demand DecisionFunc.
+func (t *TLSManager) decide(ctx context.Context, name string) error {
+	ok, err := t.p.Covers(name)
+	if err == nil && !ok {
+		err = fmt.Errorf("no route or block rule covers %q", name)
+	}
+	if err != nil {
+		t.metrics.TLSHandshakeRefuse.Inc()
+		t.log.Info("certificate refused", "event", "tls_refused", "name", name, "error", err.Error())
+	}
+	return err
+}
+
+// TLSConfig returns the listener's TLS config: certificates from
+// certmagic, TLS 1.2 or later, HTTP/2 and HTTP/1.1 through ALPN.
+func (t *TLSManager) TLSConfig() *tls.Config {
+	c := t.magic.TLSConfig()
+	c.MinVersion = tls.VersionTLS12
+	c.NextProtos = append([]string{"h2", "http/1.1"}, c.NextProtos...)
+	return c
+}
+
+// HTTPHandler returns the plain-HTTP listener's handler: ACME HTTP-01
+// challenges first (so a blocked host still validates), then a 308
+// redirect to https keeping host, path and query, or, with redirect off,
+// the proxy itself.
+func (t *TLSManager) HTTPHandler(next *Proxy, redirect bool, httpsAddr string) http.Handler {
+	port := ""
+	if _, p, err := net.SplitHostPort(httpsAddr); err == nil && p != "443" {
+		port = ":" + p
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if t.acme != nil && strings.HasPrefix(r.URL.Path, "/.well-known/acme-challenge/") {
+			next.observe(w, r, OutcomeACME, func(w http.ResponseWriter) {
+				if !t.acme.HandleHTTPChallenge(w, r) {
+					http.NotFound(w, r)
+				}
+			})
+			return
+		}
+		if !redirect {
+			next.ServeHTTP(w, r)
+			return
+		}
+		host, err := blocklist.Normalize(requestHost(r))
+		if err != nil || strings.Contains(host, ":") {
+			next.ServeHTTP(w, r) // the proxy answers bad hosts with its 400 page
+			return
+		}
+		next.observe(w, r, OutcomeRedirect, func(w http.ResponseWriter) {
+			target := "https://" + host + port + r.URL.RequestURI()
+			w.Header().Set("Location", target)
+			w.Header().Set("Cache-Control", "no-store")
+			w.WriteHeader(http.StatusPermanentRedirect)
+		})
+	})
+}
+
+// ManageAhead obtains certificates for the exact names of b's routes and
+// block rules, up to the configured limit, so that first visitors do not
+// wait. Names under wildcards are obtained on first use.
+func (t *TLSManager) ManageAhead(b *Bundle) {
+	var names []string
+	add := func(n string) bool {
+		if len(names) >= t.limit {
+			return false
+		}
+		if _, isIP := ipName(n); isIP && t.mode == "acme" {
+			return true
+		}
+		names = append(names, n)
+		return true
+	}
+	for _, r := range b.Config.Routes {
+		if n, err := normalizePattern(r.Host); err == nil && !strings.HasPrefix(n, "*.") {
+			add(n)
+		}
+	}
+	now := time.Now()
+	for r := range b.List.Rules() {
+		if !r.Wildcard && r.ActiveAt(now) && !add(r.Name) {
+			break
+		}
+	}
+	t.mu.Lock()
+	var fresh []string
+	for _, n := range names {
+		if !t.managed[n] {
+			t.managed[n] = true
+			fresh = append(fresh, n)
+		}
+	}
+	ctx := t.ctx
+	t.mu.Unlock()
+	if len(fresh) == 0 {
+		return
+	}
+	if err := t.magic.ManageAsync(ctx, fresh); err != nil {
+		t.log.Error("managing certificates failed", "event", "tls_manage", "names", len(fresh), "error", err.Error())
+	}
+}
+
+func ipName(n string) (string, bool) {
+	return n, net.ParseIP(n) != nil
+}
+
+// onEvent logs certmagic's certificate events and keeps the metrics.
+func (t *TLSManager) onEvent(ctx context.Context, event string, data map[string]any) error {
+	name, _ := data["identifier"].(string)
+	switch event {
+	case "cert_obtaining":
+		t.log.Info("obtaining certificate", "event", "tls_obtaining", "name", name)
+	case "cert_obtained":
+		renewal, _ := data["renewal"].(bool)
+		t.metrics.TLSObtain.WithLabelValues("success").Inc()
+		t.log.Info("certificate obtained", "event", "tls_obtained", "name", name, "renewal", renewal, "issuer", fmt.Sprint(data["issuer"]))
+		t.recordExpiry(name)
+	case "cert_failed":
+		renewal, _ := data["renewal"].(bool)
+		t.metrics.TLSObtain.WithLabelValues("failure").Inc()
+		t.log.Error("certificate obtain failed", "event", "tls_failed", "name", name, "renewal", renewal, "error", fmt.Sprint(data["error"]))
+	case "cached_managed_cert":
+		if sans, ok := data["sans"].([]string); ok {
+			for _, s := range sans {
+				t.log.Info("certificate loaded from storage", "event", "tls_cached", "name", s)
+				t.recordExpiry(s)
+			}
+		}
+	}
+	return nil
+}
+
+// recordExpiry notes the expiry of name's certificate under a bounded
+// label: the name itself when a route or rule names it exactly, else the
+// wildcard route or rule that covers it (the earliest expiry wins).
+func (t *TLSManager) recordExpiry(name string) {
+	var notAfter time.Time
+	for _, c := range t.cache.AllMatchingCertificates(name) {
+		if c.Leaf != nil && (notAfter.IsZero() || c.Leaf.NotAfter.Before(notAfter)) {
+			notAfter = c.Leaf.NotAfter
+		}
+	}
+	if notAfter.IsZero() {
+		return
+	}
+	label := t.expiryLabel(name)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if old, ok := t.expiry[label]; !ok || notAfter.Before(old) || label == name {
+		t.expiry[label] = notAfter
+		t.metrics.SetCertExpiry(label, notAfter)
+	}
+}
+
+func (t *TLSManager) expiryLabel(name string) string {
+	st := t.p.state.Load()
+	if st == nil {
+		return name
+	}
+	if _, ok := st.routes.exact[name]; ok {
+		return name
+	}
+	if r := st.routes.lookup(name); r != nil {
+		return r.pattern
+	}
+	if rule, ok := st.list.Match(name, time.Now()); ok {
+		return rule.Pattern()
+	}
+	return name
+}
+
+// Stop ends certificate maintenance.
+func (t *TLSManager) Stop() {
+	t.cancel()
+	t.cache.Stop()
+}
