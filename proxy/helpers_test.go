@@ -1,0 +1,165 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// syncBuffer is a bytes.Buffer safe for the logger and the test at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// logLines returns the JSON log lines whose msg is msg.
+func (s *syncBuffer) logLines(t *testing.T, msg string) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, line := range strings.Split(s.String(), "\n") {
+		if line == "" {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("log line is not JSON: %q", line)
+		}
+		if m["msg"] == msg {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// testEnv is a running edgeblock on loopback with its files in a temp dir.
+type testEnv struct {
+	t      *testing.T
+	dir    string
+	config string
+	list   string
+	srv    *Server
+	logs   *syncBuffer
+}
+
+func writeFile(t *testing.T, path, text string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// startEnv writes config (with the listeners on loopback ports from :0
+// unless it sets its own) and blocklist into a temp dir and starts a server.
+func startEnv(t *testing.T, config, list string) *testEnv {
+	t.Helper()
+	dir := t.TempDir()
+	e := &testEnv{t: t, dir: dir, config: filepath.Join(dir, "edgeblock.yaml"), list: filepath.Join(dir, "blocklist.txt"), logs: &syncBuffer{}}
+	if !strings.Contains(config, "listen:") {
+		config = "listen:\n  http: 127.0.0.1:0\n  admin: 127.0.0.1:0\n" + config
+	}
+	if !strings.Contains(config, "blocklist:") {
+		config += "\nblocklist:\n  file: blocklist.txt\n  policy: https://policy.example/default\n  blocked_by: https://edge.example.com\n"
+	}
+	writeFile(t, e.config, config)
+	writeFile(t, e.list, list)
+	b, err := LoadBundle(e.config)
+	if err != nil {
+		t.Fatalf("LoadBundle: %v", err)
+	}
+	log := NewLogger(e.logs, "json", slog.LevelDebug)
+	srv, err := NewServer(log, e.config, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(b); err != nil {
+		t.Fatal(err)
+	}
+	e.srv = srv
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	})
+	return e
+}
+
+// url returns the base URL of a listener.
+func (e *testEnv) url(listener string) string {
+	scheme := "http"
+	if listener == "https" {
+		scheme = "https"
+	}
+	return scheme + "://" + e.srv.Addr(listener)
+}
+
+// get sends a request for host to the HTTP listener.
+func (e *testEnv) get(method, host, path string, header map[string]string) (*http.Response, string) {
+	e.t.Helper()
+	req, err := http.NewRequest(method, e.url("http")+path, nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	req.Host = host
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := noRedirect.Do(req)
+	if err != nil {
+		e.t.Fatalf("%s %s%s: %v", method, host, path, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp, string(body)
+}
+
+var noRedirect = &http.Client{
+	Timeout:       10 * time.Second,
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+}
+
+// scrape returns the admin listener's /metrics text.
+func (e *testEnv) scrape() string {
+	e.t.Helper()
+	resp, err := http.Get(e.url("admin") + "/metrics")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+// waitFor polls cond every 10ms until it holds or timeout passes, and
+// returns how long that took.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > timeout {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return time.Since(start)
+}
