@@ -92,6 +92,9 @@ type BlocklistConfig struct {
 	// Debounce is how long the watcher waits for writes to settle.
 	// Default 100ms.
 	Debounce time.Duration `yaml:"debounce"`
+	// Watch reloads on file system events (default true); false reloads
+	// only on SIGHUP and the poll interval.
+	Watch *bool `yaml:"watch"`
 	// PollInterval re-reads watched files this often in case a change
 	// event was lost (network file systems, exhausted inotify watches).
 	// Default 30s; a negative value disables polling.
@@ -243,6 +246,10 @@ func (c *Config) applyDefaults() {
 	def(&c.Origins.FailTimeout, 10*time.Second)
 	def(&c.Blocklist.Debounce, 100*time.Millisecond)
 	def(&c.Blocklist.PollInterval, 30*time.Second)
+	if c.Blocklist.Watch == nil {
+		on := true
+		c.Blocklist.Watch = &on
+	}
 	if c.Listen.Admin == "" {
 		c.Listen.Admin = "127.0.0.1:9090"
 	}
@@ -502,5 +509,7 @@ func (c *Config) restartFields() map[string]string {
 		"timeouts.dial": c.Timeouts.Dial.String(), "timeouts.response_header": c.Timeouts.ResponseHeader.String(),
 		"timeouts.grace": c.Timeouts.Grace.String(), "tls.manage_ahead_limit": strconv.Itoa(c.TLS.ManageAheadLimit),
 		"log.format": c.Log.Format, "log.level": c.Log.Level,
+		"blocklist.watch": strconv.FormatBool(*c.Blocklist.Watch), "blocklist.debounce": c.Blocklist.Debounce.String(),
+		"blocklist.poll_interval": c.Blocklist.PollInterval.String(),
 	}
 }

@@ -132,15 +132,17 @@ func (r *Reloader) Start(b *Bundle) error {
 	r.listSuccess(now)
 	r.cfgSuccess(now)
 	r.audit(b.List, nil, "start")
-	w, err := blocklist.NewWatcher(r.watchPaths(), blocklist.WatcherOptions{
-		Debounce: b.Config.Blocklist.Debounce,
-		OnChange: func() { r.Reload("watch") },
-		OnError:  func(err error) { r.log.Warn("watcher error", "event", "watch_error", "error", err.Error()) },
-	})
-	if err != nil {
-		return fmt.Errorf("watching %v: %w", r.watchPaths(), err)
+	if *b.Config.Blocklist.Watch {
+		w, err := blocklist.NewWatcher(r.watchPaths(), blocklist.WatcherOptions{
+			Debounce: b.Config.Blocklist.Debounce,
+			OnChange: func() { r.Reload("watch") },
+			OnError:  func(err error) { r.log.Warn("watcher error", "event", "watch_error", "error", err.Error()) },
+		})
+		if err != nil {
+			return fmt.Errorf("watching %v: %w", r.watchPaths(), err)
+		}
+		r.watcher = w
 	}
-	r.watcher = w
 	r.scheduleExpiryLocked()
 	if poll := b.Config.Blocklist.PollInterval; poll > 0 {
 		go r.poll(poll)

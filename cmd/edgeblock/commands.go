@@ -84,6 +84,7 @@ func serve(config string, b *proxy.Bundle, log *slog.Logger) int {
 		"config", config, "routes", len(b.Config.Routes), "rules", b.List.Len())
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
 			log.Info("reload requested", "event", "sighup")

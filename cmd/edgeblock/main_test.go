@@ -1,0 +1,241 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func runCmd(args ...string) (code int, stdout, stderr string) {
+	var o, e bytes.Buffer
+	code = run(args, &o, &e)
+	return code, o.String(), e.String()
+}
+
+// copyTestdata copies the named testdata files into a temp dir.
+func copyTestdata(t *testing.T, names ...string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, n := range names {
+		b, err := os.ReadFile(filepath.Join("testdata", n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, n), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func TestCheck(t *testing.T) {
+	dir := copyTestdata(t, "edgeblock.yaml", "blocklist.txt")
+	code, out, errOut := runCmd("check", "-config", filepath.Join(dir, "edgeblock.yaml"))
+	if code != 0 || !strings.Contains(out, "2 routes") || !strings.Contains(out, "2 rules") {
+		t.Errorf("check good config: exit %d\n%s%s", code, out, errOut)
+	}
+	// Every problem of the config is listed with file and line; the
+	// blocklist problems come with it once the config itself is good.
+	code, _, errOut = runCmd("check", "-config", "testdata/bad.yaml")
+	if code != 1 || !strings.Contains(errOut, "testdata/bad.yaml:6: routes[0].host") {
+		t.Errorf("check bad config: exit %d\n%s", code, errOut)
+	}
+	writeBad := filepath.Join(dir, "blocklist.txt")
+	os.WriteFile(writeBad, []byte("ok.example\nbad..example\nx.example status=200\n"), 0o644)
+	code, _, errOut = runCmd("check", "-config", filepath.Join(dir, "edgeblock.yaml"))
+	if code != 1 || !strings.Contains(errOut, writeBad+":2: ") || !strings.Contains(errOut, writeBad+":3: ") {
+		t.Errorf("check bad blocklist: exit %d\n%s", code, errOut)
+	}
+}
+
+func TestExplain(t *testing.T) {
+	dir := copyTestdata(t, "edgeblock.yaml", "blocklist.txt")
+	cfg := filepath.Join(dir, "edgeblock.yaml")
+	tests := []struct {
+		host string
+		want []string
+	}{
+		{"www.forum.example", []string{"rule: forum.example at " + filepath.Join(dir, "blocklist.txt") + ":2", "visitor gets: 403 block page", `reason="Imminent threat to human life"`}},
+		{"court.example", []string{"status=451", "policy=https://lumendatabase.org/notices/1", "visitor gets: 451 block page"}},
+		{"APP.example.com:443", []string{"host: app.example.com", "route: app.example.com (routes[0])", "visitor gets: proxied"}},
+		{"shop.example.com", []string{"route: *.example.com (routes[1])"}},
+		{"nothing.example", []string{"route: none", "visitor gets: 404 page"}},
+	}
+	for _, tt := range tests {
+		code, out, errOut := runCmd("explain", "-config", cfg, tt.host)
+		if code != 0 {
+			t.Errorf("explain %s: exit %d %s", tt.host, code, errOut)
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(out, w) {
+				t.Errorf("explain %s lacks %q:\n%s", tt.host, w, out)
+			}
+		}
+	}
+}
+
+func TestBlockUnblock(t *testing.T) {
+	dir := copyTestdata(t, "edgeblock.yaml", "blocklist.txt")
+	cfg := filepath.Join(dir, "edgeblock.yaml")
+	list := filepath.Join(dir, "blocklist.txt")
+	orig, _ := os.ReadFile(list)
+	if code, out, errOut := runCmd("block", "-config", cfg, "New.Example", `reason=Spam "wave" #3`, "status=451"); code != 0 {
+		t.Fatalf("block: %d %s %s", code, out, errOut)
+	}
+	got, _ := os.ReadFile(list)
+	if !strings.HasPrefix(string(got), string(orig)) || !strings.HasSuffix(string(got), "New.Example reason=\"Spam \\\"wave\\\" #3\" status=451\n") {
+		t.Errorf("after block:\n%s", got)
+	}
+	// Blocking an existing name again updates its line in place.
+	runCmd("block", "-config", cfg, "forum.example", "reason=Updated")
+	got, _ = os.ReadFile(list)
+	if !strings.Contains(string(got), "# Customer blocks, newest last.\nforum.example reason=Updated\n") {
+		t.Errorf("after re-block:\n%s", got)
+	}
+	// A bad attribute changes nothing.
+	if code, _, errOut := runCmd("block", "-config", cfg, "x.example", "status=999"); code != 1 || !strings.Contains(errOut, "want 403 or 451") {
+		t.Errorf("bad block: exit %d %s", code, errOut)
+	}
+	if after, _ := os.ReadFile(list); !bytes.Equal(after, got) {
+		t.Error("a rejected block changed the file")
+	}
+	if code, _, _ := runCmd("unblock", "-config", cfg, "new.example"); code != 0 {
+		t.Error("unblock failed")
+	}
+	if code, _, errOut := runCmd("unblock", "-config", cfg, "new.example"); code != 1 || !strings.Contains(errOut, "has no rule") {
+		t.Errorf("second unblock: exit %d %s", code, errOut)
+	}
+	got, _ = os.ReadFile(list)
+	if strings.Contains(string(got), "New.Example") || !strings.Contains(string(got), "# Legal\ncourt.example") {
+		t.Errorf("after unblock:\n%s", got)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 2 {
+		t.Errorf("temporary files left behind: %v", entries)
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// TestServeSignals runs the real serve command: SIGHUP reloads (with file
+// watching off, so only the signal can), and SIGTERM lets an in-flight
+// request finish before serve exits 0.
+func TestServeSignals(t *testing.T) {
+	release := make(chan struct{})
+	origin := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			<-release
+		}
+		io.WriteString(w, "origin")
+	})}
+	ol, _ := net.Listen("tcp", "127.0.0.1:0")
+	go origin.Serve(ol)
+	defer origin.Close()
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	os.WriteFile(filepath.Join(dir, "blocklist.txt"), []byte("old.example\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "edgeblock.yaml"), []byte(fmt.Sprintf(
+		"listen:\n  http: %s\n  admin: \"off\"\nblocklist:\n  file: blocklist.txt\n  watch: false\n  poll_interval: -1s\nroutes:\n  - host: \"*.example\"\n    origins: [\"http://%s\"]\n",
+		addr, ol.Addr())), 0o644)
+	done := make(chan int)
+	var stderr syncWriter
+	go func() { done <- run([]string{"serve", "-config", filepath.Join(dir, "edgeblock.yaml")}, io.Discard, &stderr) }()
+	get := func(host, path string) (int, string) {
+		req, _ := http.NewRequest("GET", "http://"+addr+path, nil)
+		req.Host = host
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for code, _ := get("old.example", "/"); code != 403; code, _ = get("old.example", "/") {
+		if time.Now().After(deadline) {
+			t.Fatalf("server did not come up:\n%s", stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	os.WriteFile(filepath.Join(dir, "blocklist.txt"), []byte("new.example\n"), 0o644)
+	time.Sleep(200 * time.Millisecond)
+	if code, _ := get("new.example", "/"); code != 200 {
+		t.Fatal("the edit applied before SIGHUP")
+	}
+	syscall.Kill(os.Getpid(), syscall.SIGHUP)
+	deadline = time.Now().Add(5 * time.Second)
+	for code, _ := get("new.example", "/"); code != 403; code, _ = get("new.example", "/") {
+		if time.Now().After(deadline) {
+			t.Fatalf("SIGHUP did not reload:\n%s", stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// An in-flight request survives SIGTERM.
+	slow := make(chan string)
+	go func() {
+		code, body := get("app.example", "/slow")
+		slow <- fmt.Sprint(code, " ", body)
+	}()
+	time.Sleep(100 * time.Millisecond)
+	syscall.Kill(os.Getpid(), syscall.SIGTERM)
+	time.Sleep(100 * time.Millisecond)
+	if code, _ := get("app.example", "/"); code != 0 {
+		t.Errorf("new request accepted after SIGTERM: %d", code)
+	}
+	close(release)
+	if got := <-slow; got != "200 origin" {
+		t.Errorf("in-flight request during shutdown: %s", got)
+	}
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("serve exited %d after SIGTERM:\n%s", code, stderr.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("serve did not exit after SIGTERM")
+	}
+	if !strings.Contains(stderr.String(), `"trigger":"sighup"`) {
+		t.Errorf("no sighup reload in the log:\n%s", stderr.String())
+	}
+}
+
+func TestServeRefusesBadStart(t *testing.T) {
+	code, _, errOut := runCmd("serve", "-config", "testdata/bad.yaml")
+	if code != 1 || !strings.Contains(errOut, "testdata/bad.yaml:6:") || !strings.Contains(errOut, "not started") {
+		t.Errorf("serve with a bad config: exit %d\n%s", code, errOut)
+	}
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *syncWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
+}

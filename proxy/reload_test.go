@@ -1,0 +1,358 @@
+package proxy
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// status returns the status code a visitor to host gets.
+func (e *testEnv) status(host string) int {
+	e.t.Helper()
+	resp, _ := e.get("GET", host, "/", nil)
+	return resp.StatusCode
+}
+
+// waitStatus waits until a visitor to host gets want, and returns how long
+// that took.
+func (e *testEnv) waitStatus(host string, want int, what string) time.Duration {
+	e.t.Helper()
+	return waitFor(e.t, 5*time.Second, what, func() bool { return e.status(host) == want })
+}
+
+func metricValue(t *testing.T, scrape, series string) string {
+	t.Helper()
+	for _, line := range strings.Split(scrape, "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+const reloadRoutes = `
+routes:
+  - host: "*.example"
+    origins: ["%s"]
+`
+
+func startReloadEnv(t *testing.T, list string, extra string) *testEnv {
+	t.Helper()
+	o := echoOrigin(t)
+	return startEnv(t, extra+fmt.Sprintf(reloadRoutes, o.URL), list)
+}
+
+func TestReloadWaysOfWriting(t *testing.T) {
+	tests := []struct {
+		name  string
+		write func(t *testing.T, path, text string)
+	}{
+		{"in place, in chunks", func(t *testing.T, path, text string) {
+			f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			half := len(text) / 2
+			f.WriteString(text[:half])
+			time.Sleep(20 * time.Millisecond)
+			f.WriteString(text[half:])
+			f.Close()
+		}},
+		{"temp file renamed over", func(t *testing.T, path, text string) {
+			tmp := path + ".tmp"
+			writeFile(t, tmp, text)
+			if err := os.Rename(tmp, path); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"vim style", func(t *testing.T, path, text string) {
+			backup := path + "~"
+			if err := os.Rename(path, backup); err != nil {
+				t.Fatal(err)
+			}
+			writeFile(t, path, text)
+			os.Remove(backup)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := startReloadEnv(t, "old.example\n", "")
+			if e.status("old.example") != 403 || e.status("new.example") != 200 {
+				t.Fatal("initial list not in effect")
+			}
+			tt.write(t, e.list, "# edited\nnew.example reason=\"edited\"\n")
+			d := e.waitStatus("new.example", 403, "the new block")
+			if e.status("old.example") != 200 {
+				t.Error("old.example still blocked after it was removed")
+			}
+			t.Logf("change to effect: %v", d)
+			applied := e.logs.logLines(t, "blocklist applied")
+			last := applied[len(applied)-1]
+			if last["added_total"] != 1.0 || last["removed_total"] != 1.0 || fmt.Sprint(last["added"]) != "[new.example]" || fmt.Sprint(last["removed"]) != "[old.example]" {
+				t.Errorf("audit line = %v", last)
+			}
+		})
+	}
+}
+
+func TestReloadDeletedThenCreated(t *testing.T) {
+	e := startReloadEnv(t, "gone.example\n", "")
+	if err := os.Remove(e.list); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "the failed reload", func() bool {
+		return metricValue(t, e.scrape(), `edgeblock_blocklist_reloads_total{result="failure"}`) == "1"
+	})
+	if e.status("gone.example") != 403 {
+		t.Fatal("a deleted blocklist lifted the block")
+	}
+	if v := metricValue(t, e.scrape(), "edgeblock_blocklist_last_reload_successful"); v != "0" {
+		t.Errorf("last_reload_successful = %q after a failure", v)
+	}
+	writeFile(t, e.list, "gone.example\nback.example\n")
+	e.waitStatus("back.example", 403, "the recreated file")
+	if v := metricValue(t, e.scrape(), "edgeblock_blocklist_last_reload_successful"); v != "1" {
+		t.Errorf("last_reload_successful = %q after recovery", v)
+	}
+}
+
+func TestReloadBrokenThenFixed(t *testing.T) {
+	e := startReloadEnv(t, "kept.example\n", "")
+	writeFile(t, e.list, "kept.example\nbad..example\nnew.example colour=red\n")
+	waitFor(t, 5*time.Second, "the failed reload", func() bool {
+		return len(e.logs.logLines(t, "blocklist not applied; keeping the last good list")) > 0
+	})
+	line := e.logs.logLines(t, "blocklist not applied; keeping the last good list")[0]
+	msg := fmt.Sprint(line["error"])
+	if !strings.Contains(msg, e.list+":2: ") || !strings.Contains(msg, e.list+":3: ") {
+		t.Errorf("failure log does not name both bad lines: %s", msg)
+	}
+	if e.status("kept.example") != 403 {
+		t.Error("a bad file replaced the last good list")
+	}
+	st := e.srv.reloader.Status()
+	if st.Blocklist.LastError == "" || st.Blocklist.ErrorAt == nil {
+		t.Errorf("status does not show the error: %+v", st.Blocklist)
+	}
+	writeFile(t, e.list, "kept.example\nnew.example\n")
+	e.waitStatus("new.example", 403, "the fixed file")
+}
+
+func TestReloadConfigMapSwap(t *testing.T) {
+	dir := t.TempDir()
+	swap := func(n int, text string) {
+		ts := filepath.Join(dir, fmt.Sprintf("..2026_11_25_%02d", n))
+		if err := os.Mkdir(ts, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, filepath.Join(ts, "blocklist.txt"), text)
+		tmp := filepath.Join(dir, "..data_tmp")
+		if err := os.Symlink(filepath.Base(ts), tmp); err != nil {
+			t.Fatal(err)
+		}
+		var old string
+		if n > 0 {
+			old, _ = os.Readlink(filepath.Join(dir, "..data"))
+		}
+		if err := os.Rename(tmp, filepath.Join(dir, "..data")); err != nil {
+			t.Fatal(err)
+		}
+		if old != "" {
+			os.RemoveAll(filepath.Join(dir, old))
+		}
+	}
+	swap(0, "first.example\n")
+	if err := os.Symlink("..data/blocklist.txt", filepath.Join(dir, "blocklist.txt")); err != nil {
+		t.Fatal(err)
+	}
+	o := echoOrigin(t)
+	e := startEnv(t, fmt.Sprintf(reloadRoutes, o.URL)+"blocklist:\n  file: "+filepath.Join(dir, "blocklist.txt")+"\n", "")
+	if e.status("first.example") != 403 {
+		t.Fatal("initial ConfigMap list not in effect")
+	}
+	for i, host := range []string{"second.example", "third.example"} {
+		swap(i+1, host+"\n")
+		e.waitStatus(host, 403, fmt.Sprintf("ConfigMap swap %d", i+1))
+		if e.status("first.example") != 200 {
+			t.Errorf("swap %d: first.example still blocked", i+1)
+		}
+	}
+}
+
+func TestReloadSymlinkedFileSwap(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "v1.txt"), "v1.example\n")
+	writeFile(t, filepath.Join(dir, "v2.txt"), "v2.example\n")
+	link := filepath.Join(dir, "current.txt")
+	if err := os.Symlink("v1.txt", link); err != nil {
+		t.Fatal(err)
+	}
+	o := echoOrigin(t)
+	e := startEnv(t, fmt.Sprintf(reloadRoutes, o.URL)+"blocklist:\n  file: "+link+"\n", "")
+	tmp := filepath.Join(dir, "current.tmp")
+	os.Symlink("v2.txt", tmp)
+	if err := os.Rename(tmp, link); err != nil {
+		t.Fatal(err)
+	}
+	e.waitStatus("v2.example", 403, "the symlink swap")
+	// An edit of the new target in place applies too: its directory and
+	// name are watched after the swap.
+	writeFile(t, filepath.Join(dir, "v2.txt"), "v2.example\nv3.example\n")
+	e.waitStatus("v3.example", 403, "an edit of the new link target")
+}
+
+func TestReloadIdenticalContentChangesNothing(t *testing.T) {
+	e := startReloadEnv(t, "same.example\n", "")
+	before := len(e.logs.logLines(t, "blocklist applied"))
+	writeFile(t, e.list, "same.example\n")
+	waitFor(t, 5*time.Second, "the unchanged reload", func() bool {
+		return metricValue(t, e.scrape(), `edgeblock_blocklist_reloads_total{result="unchanged"}`) != "0"
+	})
+	if after := len(e.logs.logLines(t, "blocklist applied")); after != before {
+		t.Errorf("identical content was applied again (%d -> %d audit lines)", before, after)
+	}
+	if v := metricValue(t, e.scrape(), `edgeblock_blocklist_reloads_total{result="success"}`); v != "1" {
+		t.Errorf("success count = %q, want 1 (the start)", v)
+	}
+}
+
+func TestReloadOnSignalOnly(t *testing.T) {
+	e2 := startReloadEnv(t, "a.example\n", "blocklist:\n  file: blocklist.txt\n  watch: false\n  poll_interval: -1s\n")
+	writeFile(t, e2.list, "b.example\n")
+	time.Sleep(400 * time.Millisecond)
+	if e2.status("b.example") != 200 {
+		t.Fatal("watch: false still reloaded on a file event")
+	}
+	e2.srv.Reloader().Reload("sighup")
+	if e2.status("b.example") != 403 {
+		t.Fatal("Reload did not apply the edit")
+	}
+	if l := e2.logs.logLines(t, "blocklist applied"); l[len(l)-1]["trigger"] != "sighup" {
+		t.Errorf("audit trigger = %v", l[len(l)-1]["trigger"])
+	}
+}
+
+func TestRuleExpiresWithoutReload(t *testing.T) {
+	exp := time.Now().Add(1500 * time.Millisecond).UTC().Format(time.RFC3339Nano)
+	e := startReloadEnv(t, "temp.example expires="+exp+"\n", "")
+	if e.status("temp.example") != 403 {
+		t.Fatal("rule not in effect before its expiry")
+	}
+	e.waitStatus("temp.example", 200, "the expiry")
+	waitFor(t, 3*time.Second, "the expiry audit line", func() bool {
+		return len(e.logs.logLines(t, "blocklist rule expired")) == 1
+	})
+	if l := e.logs.logLines(t, "blocklist rule expired")[0]; l["rule"] != "temp.example" || l["line"] != 1.0 {
+		t.Errorf("expiry line = %v", l)
+	}
+}
+
+func TestConfigReload(t *testing.T) {
+	o1, o2 := echoOrigin(t), echoOrigin(t)
+	e := startEnv(t, "blocklist:\n  file: blocklist.txt\n"+routeConfig("app.example", `"`+o1.URL+`"`), "")
+	cfg, _ := os.ReadFile(e.config)
+	writeFile(t, e.config, strings.Replace(string(cfg), o1.URL, o2.URL, 1)+"  - host: added.example\n    origins: [\""+o2.URL+"\"]\n")
+	e.waitStatus("added.example", 200, "the new route")
+	// A bad config keeps the last good one, and says where the problem is.
+	writeFile(t, e.config, string(cfg)+"bogus_key: 1\n")
+	waitFor(t, 5*time.Second, "the failed config reload", func() bool {
+		return len(e.logs.logLines(t, "config not applied; keeping the last good config")) > 0
+	})
+	if l := e.logs.logLines(t, "config not applied; keeping the last good config")[0]; !strings.Contains(fmt.Sprint(l["error"]), "field bogus_key not found") ||
+		!strings.Contains(fmt.Sprint(l["error"]), e.config+":") {
+		t.Errorf("failure line = %v", l)
+	}
+	if e.status("added.example") != 200 {
+		t.Error("a bad config replaced the last good one")
+	}
+	// A change that needs a restart is logged and otherwise ignored.
+	writeFile(t, e.config, strings.Replace(string(cfg), "admin: 127.0.0.1:0", "admin: 127.0.0.1:1", 1))
+	waitFor(t, 5*time.Second, "the restart-needed line", func() bool {
+		return len(e.logs.logLines(t, "config change needs a restart; ignored until then")) > 0
+	})
+	if e.status("added.example") != 404 {
+		t.Error("the rest of the config change was not applied")
+	}
+}
+
+// TestConcurrentRequestsDuringReloads swaps the list over 100 times while
+// requests run, and checks that no request fails, that a host every
+// version blocks is never let through, and that no request sees the rule of
+// one version with the page of another.
+func TestConcurrentRequestsDuringReloads(t *testing.T) {
+	const reloads = 120
+	version := func(n int) string {
+		var b strings.Builder
+		fmt.Fprintf(&b, "always.example reason=\"v%d\" policy=https://policy.example/v%d\n", n, n)
+		for i := range n % 7 { // lists of varying shape and attribute count
+			fmt.Fprintf(&b, "filler%d.example reason=\"f%d\"\n", i, i)
+		}
+		return b.String()
+	}
+	e := startReloadEnv(t, version(0), "blocklist:\n  file: blocklist.txt\n  debounce: 5ms\n")
+	var stop atomic.Bool
+	var failures atomic.Int64
+	var served atomic.Int64
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !stop.Load() {
+				host, want := "always.example", 403
+				if w%2 == 1 {
+					host, want = "never.example", 200
+				}
+				resp, body := e.get("GET", host, "/", map[string]string{"Accept": "text/plain"})
+				served.Add(1)
+				if resp.StatusCode != want {
+					failures.Add(1)
+					t.Errorf("%s: status %d during reloads", host, resp.StatusCode)
+					continue
+				}
+				if want == 403 {
+					var r, p string
+					for _, l := range strings.Split(body, "\n") {
+						if v, ok := strings.CutPrefix(l, "Reason: "); ok {
+							r = v
+						}
+						if v, ok := strings.CutPrefix(l, "Policy: https://policy.example/"); ok {
+							p = v
+						}
+					}
+					if r == "" || r != p {
+						failures.Add(1)
+						t.Errorf("mixed list: reason %q with policy %q", r, p)
+					}
+				}
+			}
+		}()
+	}
+	var lat []time.Duration
+	for n := 1; n <= reloads; n++ {
+		tmp := e.list + ".tmp"
+		writeFile(t, tmp, version(n))
+		start := time.Now()
+		os.Rename(tmp, e.list)
+		want := fmt.Sprintf("Reason: v%d\n", n)
+		waitFor(t, 5*time.Second, fmt.Sprintf("version %d", n), func() bool {
+			_, body := e.get("GET", "always.example", "/", map[string]string{"Accept": "text/plain"})
+			return strings.Contains(body, want)
+		})
+		lat = append(lat, time.Since(start))
+	}
+	stop.Store(true)
+	wg.Wait()
+	if failures.Load() > 0 {
+		t.Fatalf("%d of %d requests failed or saw a mixed list", failures.Load(), served.Load())
+	}
+	if v := metricValue(t, e.scrape(), `edgeblock_blocklist_reloads_total{result="success"}`); v != fmt.Sprint(reloads+1) {
+		t.Errorf("success reloads = %s, want %d", v, reloads+1)
+	}
+	t.Logf("%d requests during %d reloads, none failed", served.Load(), reloads)
+}
