@@ -155,7 +155,9 @@ func TestServeSignals(t *testing.T) {
 		addr, ol.Addr())), 0o644)
 	done := make(chan int)
 	var stderr syncWriter
-	go func() { done <- run([]string{"serve", "-config", filepath.Join(dir, "edgeblock.yaml")}, io.Discard, &stderr) }()
+	go func() {
+		done <- run([]string{"serve", "-config", filepath.Join(dir, "edgeblock.yaml")}, io.Discard, &stderr)
+	}()
 	get := func(host, path string) (int, string) {
 		req, _ := http.NewRequest("GET", "http://"+addr+path, nil)
 		req.Host = host
