@@ -75,6 +75,10 @@ type TLSConfig struct {
 	// RedirectHTTP sends plain-HTTP requests to https with a 308. Default
 	// true whenever Mode is not off and an HTTPS listener is configured.
 	RedirectHTTP *bool `yaml:"redirect_http"`
+	// RedirectPort is the https port named in redirects, for when the
+	// public port differs from listen.https (a Kubernetes Service mapping
+	// 443 to 8443). Default: the port of listen.https; 443 is left out.
+	RedirectPort int `yaml:"redirect_port"`
 	// ManageAheadLimit caps how many exact names from routes and block
 	// rules get certificates at start and reload; names beyond it (and
 	// names under wildcards) are obtained on first use. Default 1000.
@@ -408,6 +412,9 @@ func (c *Config) validate(v *validator) {
 			v.addf([]any{"tls", "ca"}, "%q is not an https URL", c.TLS.CA)
 		}
 	}
+	if c.TLS.RedirectPort < 0 || c.TLS.RedirectPort > 65535 {
+		v.addf([]any{"tls", "redirect_port"}, "%d is not a port", c.TLS.RedirectPort)
+	}
 	if c.TLS.CARoot != "" {
 		if _, err := os.Stat(c.TLS.CARoot); err != nil {
 			v.addf([]any{"tls", "ca_root"}, "%v", err)
@@ -504,7 +511,8 @@ func (c *Config) restartFields() map[string]string {
 		"listen.http": c.Listen.HTTP, "listen.https": c.Listen.HTTPS, "listen.admin": c.Listen.Admin,
 		"tls.mode": c.TLS.Mode, "tls.ca": c.TLS.CA, "tls.ca_root": c.TLS.CARoot, "tls.email": c.TLS.Email,
 		"tls.storage": c.TLS.Storage, "tls.redirect_http": strconv.FormatBool(*c.TLS.RedirectHTTP),
-		"admin.pprof": strconv.FormatBool(c.Admin.Pprof), "max_header_bytes": strconv.Itoa(c.MaxHeaderBytes),
+		"tls.redirect_port": strconv.Itoa(c.TLS.RedirectPort),
+		"admin.pprof":       strconv.FormatBool(c.Admin.Pprof), "max_header_bytes": strconv.Itoa(c.MaxHeaderBytes),
 		"timeouts.read_header": c.Timeouts.ReadHeader.String(), "timeouts.idle": c.Timeouts.Idle.String(),
 		"timeouts.dial": c.Timeouts.Dial.String(), "timeouts.response_header": c.Timeouts.ResponseHeader.String(),
 		"timeouts.grace": c.Timeouts.Grace.String(), "tls.manage_ahead_limit": strconv.Itoa(c.TLS.ManageAheadLimit),

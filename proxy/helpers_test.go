@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // syncBuffer is a bytes.Buffer safe for the logger and the test at once.
@@ -163,3 +165,7 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 	}
 	return time.Since(start)
 }
+
+func slogDiscard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func newRegistry() *prometheus.Registry { return prometheus.NewRegistry() }

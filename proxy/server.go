@@ -76,6 +76,23 @@ func (s *Server) Start(b *Bundle) error {
 	if err := s.reloader.Start(b); err != nil {
 		return err
 	}
+	// Bind first, so that handlers can know the ports actually bound.
+	addrs := map[string]string{"http": cfg.Listen.HTTP, "admin": cfg.Listen.Admin}
+	if s.tls != nil {
+		addrs["https"] = cfg.Listen.HTTPS
+	}
+	for name, addr := range addrs {
+		if addr == "" || addr == "off" {
+			continue
+		}
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			s.closeListeners()
+			s.reloader.Close()
+			return fmt.Errorf("listen.%s: %w", name, err)
+		}
+		s.listeners[name] = l
+	}
 	public := func(h http.Handler) *http.Server {
 		return &http.Server{
 			Handler:           h,
@@ -85,34 +102,28 @@ func (s *Server) Start(b *Bundle) error {
 			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		}
 	}
-	if cfg.Listen.HTTP != "" {
+	if _, ok := s.listeners["http"]; ok {
 		var h http.Handler = s.proxy
 		if s.tls != nil {
-			h = s.tls.HTTPHandler(s.proxy, *cfg.TLS.RedirectHTTP, cfg.Listen.HTTPS)
+			port := cfg.TLS.RedirectPort
+			if port == 0 {
+				port = s.listeners["https"].Addr().(*net.TCPAddr).Port
+			}
+			h = s.tls.HTTPHandler(s.proxy, *cfg.TLS.RedirectHTTP, port)
 		}
 		s.servers["http"] = public(h)
 	}
-	if cfg.Listen.HTTPS != "" && s.tls != nil {
+	if _, ok := s.listeners["https"]; ok {
 		srv := public(s.proxy)
 		srv.TLSConfig = s.tls.TLSConfig()
 		s.servers["https"] = srv
 	}
-	if cfg.Listen.Admin != "off" {
+	if _, ok := s.listeners["admin"]; ok {
 		s.servers["admin"] = &http.Server{
 			Handler:           s.adminHandler(s.reg, cfg.Admin.Pprof),
 			ReadHeaderTimeout: 10 * time.Second,
 			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		}
-	}
-	addrs := map[string]string{"http": cfg.Listen.HTTP, "https": cfg.Listen.HTTPS, "admin": cfg.Listen.Admin}
-	for name := range s.servers {
-		l, err := net.Listen("tcp", addrs[name])
-		if err != nil {
-			s.closeListeners()
-			s.reloader.Close()
-			return fmt.Errorf("listen.%s: %w", name, err)
-		}
-		s.listeners[name] = l
 	}
 	if s.tls != nil {
 		s.tls.SetPorts(s.Addr("http"), s.Addr("https"))

@@ -27,9 +27,10 @@ type TLSManager struct {
 	log     *slog.Logger
 	metrics *Metrics
 	p       *Proxy
-	magic   *certmagic.Config
+	magic   *certmagic.Config // on demand, for handshakes
+	ahead   *certmagic.Config // for names managed ahead
 	cache   *certmagic.Cache
-	acme    *certmagic.ACMEIssuer // nil in internal mode
+	acme    []*certmagic.ACMEIssuer // one per config; none in internal mode
 	mode    string
 	limit   int
 
@@ -53,12 +54,19 @@ func NewTLSManager(cfg *Config, log *slog.Logger, m *Metrics, p *Proxy) (*TLSMan
 		GetConfigForCert: func(certmagic.Certificate) (*certmagic.Config, error) { return t.magic, nil },
 		Logger:           zap.NewNop(),
 	})
-	t.magic = certmagic.New(t.cache, certmagic.Config{
-		Storage:  &certmagic.FileStorage{Path: cfg.TLS.Storage},
-		OnDemand: &certmagic.OnDemandConfig{DecisionFunc: t.decide},
-		OnEvent:  t.onEvent,
-		Logger:   zap.NewNop(),
-	})
+	// Two configs share one cache and one storage: the on-demand one
+	// answers handshakes (and asks decide first), and the ahead one
+	// obtains the exact names at start and reload, which certmagic does
+	// not do for a config with on-demand set.
+	base := certmagic.Config{
+		Storage: &certmagic.FileStorage{Path: cfg.TLS.Storage},
+		OnEvent: t.onEvent,
+		Logger:  zap.NewNop(),
+	}
+	onDemand := base
+	onDemand.OnDemand = &certmagic.OnDemandConfig{DecisionFunc: t.decide}
+	t.magic = certmagic.New(t.cache, onDemand)
+	t.ahead = certmagic.New(t.cache, base)
 	switch cfg.TLS.Mode {
 	case "internal":
 		ca, err := loadInternalCA(cfg.TLS.Storage)
@@ -66,6 +74,7 @@ func NewTLSManager(cfg *Config, log *slog.Logger, m *Metrics, p *Proxy) (*TLSMan
 			return nil, err
 		}
 		t.magic.Issuers = []certmagic.Issuer{ca}
+		t.ahead.Issuers = []certmagic.Issuer{ca}
 	case "acme":
 		tmpl := certmagic.ACMEIssuer{CA: cfg.TLS.CA, Email: cfg.TLS.Email, Agreed: true, Logger: zap.NewNop()}
 		if cfg.TLS.CARoot != "" {
@@ -79,8 +88,11 @@ func NewTLSManager(cfg *Config, log *slog.Logger, m *Metrics, p *Proxy) (*TLSMan
 			}
 			tmpl.TrustedRoots = pool
 		}
-		t.acme = certmagic.NewACMEIssuer(t.magic, tmpl)
-		t.magic.Issuers = []certmagic.Issuer{t.acme}
+		for _, c := range []*certmagic.Config{t.magic, t.ahead} {
+			iss := certmagic.NewACMEIssuer(c, tmpl)
+			c.Issuers = []certmagic.Issuer{iss}
+			t.acme = append(t.acme, iss)
+		}
 	default:
 		return nil, fmt.Errorf("tls.mode %q has no certificate manager", cfg.TLS.Mode)
 	}
@@ -91,17 +103,16 @@ func NewTLSManager(cfg *Config, log *slog.Logger, m *Metrics, p *Proxy) (*TLSMan
 // and TLS-ALPN-01 challenges, so that certmagic finds them in use and
 // relies on our handlers instead of binding its own.
 func (t *TLSManager) SetPorts(httpAddr, httpsAddr string) {
-	if t.acme == nil {
-		return
-	}
-	if host, port, err := net.SplitHostPort(httpAddr); err == nil {
-		t.acme.ListenHost = host
-		t.acme.AltHTTPPort, _ = strconv.Atoi(port)
-	} else {
-		t.acme.DisableHTTPChallenge = true
-	}
-	if _, port, err := net.SplitHostPort(httpsAddr); err == nil {
-		t.acme.AltTLSALPNPort, _ = strconv.Atoi(port)
+	for _, iss := range t.acme {
+		if host, port, err := net.SplitHostPort(httpAddr); err == nil {
+			iss.ListenHost = host
+			iss.AltHTTPPort, _ = strconv.Atoi(port)
+		} else {
+			iss.DisableHTTPChallenge = true
+		}
+		if _, port, err := net.SplitHostPort(httpsAddr); err == nil {
+			iss.AltTLSALPNPort, _ = strconv.Atoi(port)
+		}
 	}
 }
 
@@ -148,16 +159,17 @@ func (t *TLSManager) TLSConfig() *tls.Config {
 // HTTPHandler returns the plain-HTTP listener's handler: ACME HTTP-01
 // challenges first (so a blocked host still validates), then a 308
 // redirect to https keeping host, path and query, or, with redirect off,
-// the proxy itself.
-func (t *TLSManager) HTTPHandler(next *Proxy, redirect bool, httpsAddr string) http.Handler {
+// the proxy itself. Hosts that no route or rule covers are not redirected
+// but get the proxy's 404 page. The redirect names port httpsPort unless it is 443.
+func (t *TLSManager) HTTPHandler(next *Proxy, redirect bool, httpsPort int) http.Handler {
 	port := ""
-	if _, p, err := net.SplitHostPort(httpsAddr); err == nil && p != "443" {
-		port = ":" + p
+	if httpsPort != 443 {
+		port = ":" + strconv.Itoa(httpsPort)
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if t.acme != nil && strings.HasPrefix(r.URL.Path, "/.well-known/acme-challenge/") {
+		if len(t.acme) > 0 && strings.HasPrefix(r.URL.Path, "/.well-known/acme-challenge/") {
 			next.observe(w, r, OutcomeACME, func(w http.ResponseWriter) {
-				if !t.acme.HandleHTTPChallenge(w, r) {
+				if !t.acme[0].HandleHTTPChallenge(w, r) {
 					http.NotFound(w, r)
 				}
 			})
@@ -168,8 +180,11 @@ func (t *TLSManager) HTTPHandler(next *Proxy, redirect bool, httpsAddr string) h
 			return
 		}
 		host, err := blocklist.Normalize(requestHost(r))
-		if err != nil || strings.Contains(host, ":") {
-			next.ServeHTTP(w, r) // the proxy answers bad hosts with its 400 page
+		if covered, _ := next.Covers(host); err != nil || !covered || strings.Contains(host, ":") {
+			// No certificate would be had there: the proxy answers with
+			// its 400 or 404 page instead of sending the visitor into a
+			// failing handshake.
+			next.ServeHTTP(w, r)
 			return
 		}
 		next.observe(w, r, OutcomeRedirect, func(w http.ResponseWriter) {
@@ -220,7 +235,7 @@ func (t *TLSManager) ManageAhead(b *Bundle) {
 	if len(fresh) == 0 {
 		return
 	}
-	if err := t.magic.ManageAsync(ctx, fresh); err != nil {
+	if err := t.ahead.ManageAsync(ctx, fresh); err != nil {
 		t.log.Error("managing certificates failed", "event", "tls_manage", "names", len(fresh), "error", err.Error())
 	}
 }
