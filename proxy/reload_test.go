@@ -275,9 +275,7 @@ func TestConfigReload(t *testing.T) {
 	waitFor(t, 5*time.Second, "the restart-needed line", func() bool {
 		return len(e.logs.logLines(t, "config change needs a restart; ignored until then")) > 0
 	})
-	if e.status("added.example") != 404 {
-		t.Error("the rest of the config change was not applied")
-	}
+	e.waitStatus("added.example", 404, "the rest of the config change")
 }
 
 // TestConcurrentRequestsDuringReloads swaps the list over 100 times while
