@@ -31,8 +31,9 @@ type Watcher struct {
 	names map[string]bool // base names whose events matter
 	dirs  map[string]bool // directories being watched
 
-	done chan struct{}
-	wg   sync.WaitGroup
+	done      chan struct{}
+	closeOnce sync.Once
+	wg        sync.WaitGroup
 }
 
 // WatcherOptions configure a Watcher. The zero value debounces for 100ms
@@ -212,10 +213,14 @@ func (w *Watcher) loop() {
 	}
 }
 
-// Close stops the watcher and waits for a running callback to return.
+// Close stops the watcher and waits for a running callback to return. It
+// may be called more than once.
 func (w *Watcher) Close() error {
-	close(w.done)
-	err := w.fs.Close()
-	w.wg.Wait()
+	var err error
+	w.closeOnce.Do(func() {
+		close(w.done)
+		err = w.fs.Close()
+		w.wg.Wait()
+	})
 	return err
 }

@@ -30,6 +30,8 @@ type Server struct {
 	listeners map[string]net.Listener
 	ready     atomic.Bool
 	wg        sync.WaitGroup
+	stopOnce  sync.Once
+	stopErr   error
 }
 
 // NewServer prepares a server for a loaded bundle; Start runs it.
@@ -153,8 +155,14 @@ func (s *Server) closeListeners() {
 }
 
 // Shutdown stops accepting connections and waits for in-flight requests
-// to finish, at most until ctx is done; then it closes what is left.
+// to finish, at most until ctx is done; then it closes what is left. Only
+// the first call does anything; later ones return its result.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.stopOnce.Do(func() { s.stopErr = s.shutdown(ctx) })
+	return s.stopErr
+}
+
+func (s *Server) shutdown(ctx context.Context) error {
 	s.ready.Store(false)
 	s.reloader.Close()
 	var errs []error

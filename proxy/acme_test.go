@@ -1,0 +1,226 @@
+package proxy
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// requireBinary returns the path of a program the test needs; outside CI a
+// missing one skips the test with the reason, in CI it fails it.
+func requireBinary(t *testing.T, name, pkg string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%s is missing in CI: .ci/run installs Debian's %s package", name, pkg)
+		}
+		t.Skipf("%s not installed (apt-get install %s); CI runs this test", name, pkg)
+	}
+	return p
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// selfSigned writes a certificate and key for 127.0.0.1 and localhost,
+// for pebble's own HTTPS endpoint.
+func selfSigned(t *testing.T, dir string) (certFile, keyFile string) {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "pebble test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IsCA: true, BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, _ := x509.MarshalECPrivateKey(key)
+	certFile, keyFile = filepath.Join(dir, "pebble-cert.pem"), filepath.Join(dir, "pebble-key.pem")
+	writeFile(t, certFile, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
+	writeFile(t, keyFile, string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})))
+	return certFile, keyFile
+}
+
+// startProcess runs a program until the test ends, with its output in a
+// buffer.
+func startProcess(t *testing.T, env []string, name string, args ...string) *syncBuffer {
+	t.Helper()
+	out := &syncBuffer{}
+	cmd := exec.Command(name, args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("%s output:\n%s", filepath.Base(name), out.String())
+		}
+	})
+	return out
+}
+
+func waitListening(t *testing.T, addr string) {
+	t.Helper()
+	waitFor(t, 10*time.Second, addr+" listening", func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+}
+
+// TestACMEWithPebble obtains certificates from a real ACME server. Pebble
+// validates through pebble-challtestsrv's DNS, which answers every name
+// with 127.0.0.1, on the proxy's own HTTP and HTTPS ports, so validation
+// really connects to the proxy.
+func TestACMEWithPebble(t *testing.T) {
+	pebble := requireBinary(t, "pebble", "pebble")
+	challtest := requireBinary(t, "pebble-challtestsrv", "pebble")
+	dir := t.TempDir()
+	httpPort, httpsPort, dnsPort, acmePort, mgmtPort, chMgmtPort := freePort(t), freePort(t), freePort(t), freePort(t), freePort(t), freePort(t)
+	cert, key := selfSigned(t, dir)
+	pcfg, _ := json.Marshal(map[string]any{"pebble": map[string]any{
+		"listenAddress": fmt.Sprintf("127.0.0.1:%d", acmePort), "managementListenAddress": fmt.Sprintf("127.0.0.1:%d", mgmtPort),
+		"certificate": cert, "privateKey": key, "httpPort": httpPort, "tlsPort": httpsPort,
+		"ocspResponderURL": "", "externalAccountBindingRequired": false,
+	}})
+	writeFile(t, filepath.Join(dir, "pebble.json"), string(pcfg))
+	startProcess(t, nil, challtest, "-defaultIPv4", "127.0.0.1", "-defaultIPv6", "",
+		"-dns01", fmt.Sprintf("127.0.0.1:%d", dnsPort), "-http01", "", "-https01", "", "-tlsalpn01", "",
+		"-management", fmt.Sprintf("127.0.0.1:%d", chMgmtPort))
+	pebbleOut := startProcess(t, []string{"PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0"}, pebble,
+		"-config", filepath.Join(dir, "pebble.json"), "-dnsserver", fmt.Sprintf("127.0.0.1:%d", dnsPort))
+	waitListening(t, fmt.Sprintf("127.0.0.1:%d", acmePort))
+
+	o := echoOrigin(t)
+	storage := filepath.Join(dir, "certs")
+	config := fmt.Sprintf(`listen:
+  http: 127.0.0.1:%d
+  https: 127.0.0.1:%d
+  admin: 127.0.0.1:0
+tls:
+  mode: acme
+  ca: https://127.0.0.1:%d/dir
+  ca_root: %s
+  email: ops@edgeblock.test
+  storage: %s
+`, httpPort, httpsPort, acmePort, cert, storage) + routeConfig("app.edgeblock.test", `"`+o.URL+`"`)
+	list := "blocked.edgeblock.test reason=\"Blocked over ACME TLS\"\n"
+
+	// Pebble signs with a root it makes at start; fetch it to trust the
+	// certificates it issues.
+	pebbleRoots := x509.NewCertPool()
+	mgmt := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	resp, err := mgmt.Get(fmt.Sprintf("https://127.0.0.1:%d/roots/0", mgmtPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rootPEM, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !pebbleRoots.AppendCertsFromPEM(rootPEM) {
+		t.Fatalf("pebble root: %s", rootPEM)
+	}
+
+	run := func(e *testEnv) {
+		t.Helper()
+		for _, tt := range []struct {
+			host   string
+			status int
+			want   string
+		}{
+			{"app.edgeblock.test", 200, `"host":"app.edgeblock.test"`},
+			{"blocked.edgeblock.test", 403, "Blocked over ACME TLS"},
+		} {
+			c := tlsClient(pebbleRoots, tt.host)
+			var resp *http.Response
+			var err error
+			// Managed ahead: wait for the order to finish.
+			waitFor(t, 60*time.Second, "certificate for "+tt.host, func() bool {
+				req, _ := http.NewRequest("GET", e.url("https")+"/", nil)
+				req.Host = tt.host
+				resp, err = c.Do(req)
+				return err == nil
+			})
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tt.status || !strings.Contains(string(body), tt.want) {
+				t.Errorf("%s over TLS: %d\n%s", tt.host, resp.StatusCode, body)
+			}
+			if resp.TLS.PeerCertificates[0].Issuer.CommonName == "" || !strings.Contains(resp.TLS.PeerCertificates[0].Issuer.CommonName, "Pebble") {
+				t.Errorf("%s: certificate issued by %q, want Pebble", tt.host, resp.TLS.PeerCertificates[0].Issuer.CommonName)
+			}
+		}
+		// An unknown name: the handshake fails and no order is placed.
+		if _, err := tls.Dial("tcp", e.srv.Addr("https"), &tls.Config{RootCAs: pebbleRoots, ServerName: "stranger.edgeblock.test"}); err == nil {
+			t.Error("handshake for an unknown name succeeded")
+		}
+	}
+
+	e := startEnv(t, config, list)
+	run(e)
+	obtained := map[string]bool{}
+	for _, l := range e.logs.logLines(t, "certificate obtained") {
+		obtained[fmt.Sprint(l["name"])] = true
+	}
+	if !obtained["app.edgeblock.test"] || !obtained["blocked.edgeblock.test"] || len(obtained) != 2 {
+		t.Errorf("obtained %v, want exactly the routed and the blocked name", obtained)
+	}
+	for _, l := range e.logs.logLines(t, "obtaining certificate") {
+		if l["name"] == "stranger.edgeblock.test" {
+			t.Error("an order was started for an unknown name")
+		}
+	}
+	if v := metricValue(t, e.scrape(), `edgeblock_tls_obtain_total{result="success"}`); v != "2" {
+		t.Errorf("obtain success = %q, want 2", v)
+	}
+	ordersBefore := strings.Count(pebbleOut.String(), "POST /order-plz")
+	if ordersBefore < 2 {
+		t.Logf("pebble output has %d order lines", ordersBefore)
+	}
+	e.srv.Shutdown(t.Context())
+
+	// A restart reuses the stored certificates: no new order.
+	e2 := startEnv(t, config, list)
+	run(e2)
+	if n := len(e2.logs.logLines(t, "obtaining certificate")); n != 0 {
+		t.Errorf("restart started %d new orders", n)
+	}
+	if n := len(e2.logs.logLines(t, "certificate loaded from storage")); n < 2 {
+		t.Errorf("restart loaded %d certificates from storage, want 2", n)
+	}
+	if after := strings.Count(pebbleOut.String(), "POST /order-plz"); after != ordersBefore {
+		t.Errorf("pebble saw %d orders after the restart, %d before", after, ordersBefore)
+	}
+}
