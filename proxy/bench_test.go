@@ -1,0 +1,202 @@
+package proxy
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/edgeblock/edgeblock/blocklist"
+	"github.com/edgeblock/edgeblock/pages"
+)
+
+func genBlocklist(n, version int) []byte {
+	var b strings.Builder
+	b.Grow(n * 24)
+	fmt.Fprintf(&b, "hot.example reason=\"version %d\" policy=https://blog.example.com/why\n", version)
+	for i := range n - 1 {
+		fmt.Fprintf(&b, "site%d-%d.example\n", i, version%2)
+	}
+	return []byte(b.String())
+}
+
+func benchProxy(b *testing.B, list *blocklist.List) *Proxy {
+	b.Helper()
+	cfg, err := ParseConfig("bench.yaml", []byte("listen:\n  http: :0\nblocklist:\n  file: b\n  policy: https://policy.example/\nlog:\n  access: false\nroutes:\n  - host: app.example\n    origins: [\"http://127.0.0.1:1\"]\n"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	rd, _ := pages.NewRenderer(pages.Options{BlockedBy: "https://edge.example.com"})
+	p := NewProxy(slogDiscard(), NewMetrics(newRegistry(), "b", "b"), cfg)
+	if err := p.Apply(cfg, list, rd); err != nil {
+		b.Fatal(err)
+	}
+	return p
+}
+
+// percentile returns the p-th percentile (0..100) of d, sorting it.
+func percentile(d []time.Duration, p float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	slices.Sort(d)
+	return d[min(len(d)-1, int(float64(len(d))*p/100))]
+}
+
+// load serves block-page and unknown-host requests on 2 goroutines until
+// stop is set, and returns their latencies.
+func load(p *Proxy, stop *atomic.Bool) []time.Duration {
+	var mu sync.Mutex
+	var all []time.Duration
+	var wg sync.WaitGroup
+	for w := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			host := "hot.example"
+			if w == 1 {
+				host = "unlisted.example.net"
+			}
+			req := httptest.NewRequest("GET", "http://"+host+"/", nil)
+			var mine []time.Duration
+			for !stop.Load() {
+				rec := httptest.NewRecorder()
+				start := time.Now()
+				p.ServeHTTP(rec, req)
+				mine = append(mine, time.Since(start))
+			}
+			mu.Lock()
+			all = append(all, mine...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return all
+}
+
+// BenchmarkReload1M reloads a 1,000,000-rule list (parse and swap) while
+// requests are served, and reports the reload time, request latency p99
+// while idle and during reloads, and the heap with one list loaded.
+func BenchmarkReload1M(b *testing.B) {
+	const rules = 1_000_000
+	data := [2][]byte{genBlocklist(rules, 0), genBlocklist(rules, 1)}
+	list, err := blocklist.Parse("bench", data[0])
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := benchProxy(b, list)
+
+	// Idle: requests alone, for one second.
+	var stop atomic.Bool
+	go func() { time.Sleep(time.Second); stop.Store(true) }()
+	idle := load(p, &stop)
+
+	// Reloads: the same requests while the list is parsed and swapped.
+	stop.Store(false)
+	var busy []time.Duration
+	done := make(chan struct{})
+	go func() { busy = load(p, &stop); close(done) }()
+	var reloads []time.Duration
+	i := 0
+	b.ResetTimer()
+	for b.Loop() {
+		i++
+		start := time.Now()
+		l, err := blocklist.Parse("bench", data[i%2])
+		if err != nil {
+			b.Fatal(err)
+		}
+		st := p.state.Load()
+		if err := p.Apply(st.cfg, l, st.renderer); err != nil {
+			b.Fatal(err)
+		}
+		reloads = append(reloads, time.Since(start))
+	}
+	b.StopTimer()
+	stop.Store(true)
+	<-done
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	b.ReportMetric(float64(percentile(reloads, 50).Milliseconds()), "reload-p50-ms")
+	b.ReportMetric(float64(percentile(idle, 99).Microseconds()), "idle-p99-µs")
+	b.ReportMetric(float64(percentile(busy, 99).Microseconds()), "reload-p99-µs")
+	b.ReportMetric(float64(percentile(busy, 99))/float64(max(percentile(idle, 99), 1)), "p99-ratio")
+	b.ReportMetric(float64(ms.HeapAlloc)/(1<<20), "heap-MiB")
+	runtime.KeepAlive(p)
+}
+
+// BenchmarkChangeToEffect measures, through the real watcher and server,
+// the time from renaming a new blocklist into place to the first request
+// that sees it, with the default debounce.
+func BenchmarkChangeToEffect(b *testing.B) {
+	dir := b.TempDir()
+	list := dir + "/blocklist.txt"
+	os.WriteFile(list, []byte("v0.example\n"), 0o644)
+	os.WriteFile(dir+"/c.yaml", []byte("listen:\n  http: 127.0.0.1:0\n  admin: \"off\"\nlog:\n  access: false\nblocklist:\n  file: blocklist.txt\n"), 0o644)
+	bundle, err := LoadBundle(dir + "/c.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv, err := NewServer(slogDiscard(), dir+"/c.yaml", bundle)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := srv.Start(bundle); err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Shutdown(b.Context())
+	url := "http://" + srv.Addr("http") + "/"
+	status := func(host string) int {
+		req, _ := http.NewRequest("GET", url, nil)
+		req.Host = host
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	var lat []time.Duration
+	n := 0
+	for b.Loop() {
+		n++
+		host := fmt.Sprintf("v%d.example", n)
+		os.WriteFile(list+".tmp", []byte(host+"\n"), 0o644)
+		start := time.Now()
+		os.Rename(list+".tmp", list)
+		for status(host) != 403 {
+			if time.Since(start) > 5*time.Second {
+				b.Fatalf("change %d not applied in 5s", n)
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		lat = append(lat, time.Since(start))
+	}
+	b.ReportMetric(float64(percentile(lat, 50).Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(percentile(lat, 99).Microseconds())/1000, "p99-ms")
+	b.ReportMetric(float64(percentile(lat, 100).Microseconds())/1000, "max-ms")
+}
+
+// BenchmarkServe measures the handler alone for the block page (the
+// hottest path when a popular site is blocked) and the unknown-host page.
+func BenchmarkServe(b *testing.B) {
+	list, _ := blocklist.Parse("bench", genBlocklist(100_000, 0))
+	p := benchProxy(b, list)
+	for _, host := range []string{"hot.example", "unlisted.example.net"} {
+		b.Run(host, func(b *testing.B) {
+			req := httptest.NewRequest("GET", "http://"+host+"/", nil)
+			b.ReportAllocs()
+			for b.Loop() {
+				p.ServeHTTP(httptest.NewRecorder(), req)
+			}
+		})
+	}
+}
