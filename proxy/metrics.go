@@ -83,7 +83,7 @@ func NewMetrics(reg prometheus.Registerer, version, revision string) *Metrics {
 			Name: "edgeblock_blocklist_reloads_total", Help: "Blocklist reload attempts by result (success, failure, unchanged).",
 		}, []string{"result"}),
 		BlocklistLastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "edgeblock_blocklist_last_reload_success_timestamp_seconds", Help: "Unix time of the last successful blocklist load.",
+			Name: "edgeblock_blocklist_last_reload_success_timestamp_seconds", Help: "Unix time the blocklist file was last read and found in effect (applied, or unchanged).",
 		}),
 		BlocklistLastSuccessful: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "edgeblock_blocklist_last_reload_successful", Help: "1 if the last blocklist reload attempt succeeded, else 0.",
@@ -92,7 +92,7 @@ func NewMetrics(reg prometheus.Registerer, version, revision string) *Metrics {
 			Name: "edgeblock_config_reloads_total", Help: "Config reload attempts by result (success, failure, unchanged).",
 		}, []string{"result"}),
 		ConfigLastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "edgeblock_config_last_reload_success_timestamp_seconds", Help: "Unix time of the last successful config load.",
+			Name: "edgeblock_config_last_reload_success_timestamp_seconds", Help: "Unix time the config file was last read and found in effect (applied, or unchanged).",
 		}),
 		ConfigLastSuccessful: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "edgeblock_config_last_reload_successful", Help: "1 if the last config reload attempt succeeded, else 0.",

@@ -12,6 +12,7 @@ import (
 
 	"github.com/edgeblock/edgeblock/blocklist"
 	"github.com/edgeblock/edgeblock/pages"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // auditLimit bounds how many added and removed patterns one audit line
@@ -212,6 +213,7 @@ func (r *Reloader) Reload(trigger string) {
 		r.cfgFailure(now, trigger, err)
 	case hashOf(data) == r.cur.Config.SHA256:
 		r.metrics.ConfigReloads.WithLabelValues("unchanged").Inc()
+		r.confirmed(r.metrics.ConfigLastSuccess, r.metrics.ConfigLastSuccessful, now)
 	default:
 		cfg, err := ParseConfig(r.path, data)
 		if err != nil {
@@ -259,6 +261,7 @@ func (r *Reloader) Reload(trigger string) {
 		r.listFailure(now, trigger, listError(file, err))
 	case file == r.cur.List.File() && hashOf(data) == r.cur.List.SHA256():
 		r.metrics.BlocklistReloads.WithLabelValues("unchanged").Inc()
+		r.confirmed(r.metrics.BlocklistLastSuccess, r.metrics.BlocklistLastSuccessful, now)
 	default:
 		l, err := blocklist.Parse(file, data)
 		if err != nil {
@@ -302,14 +305,20 @@ func (r *Reloader) Reload(trigger string) {
 
 func (r *Reloader) listSuccess(now time.Time) {
 	r.metrics.BlocklistReloads.WithLabelValues("success").Inc()
-	r.metrics.BlocklistLastSuccess.Set(float64(now.UnixNano()) / 1e9)
-	r.metrics.BlocklistLastSuccessful.Set(1)
+	r.confirmed(r.metrics.BlocklistLastSuccess, r.metrics.BlocklistLastSuccessful, now)
 }
 
 func (r *Reloader) cfgSuccess(now time.Time) {
 	r.metrics.ConfigReloads.WithLabelValues("success").Inc()
-	r.metrics.ConfigLastSuccess.Set(float64(now.UnixNano()) / 1e9)
-	r.metrics.ConfigLastSuccessful.Set(1)
+	r.confirmed(r.metrics.ConfigLastSuccess, r.metrics.ConfigLastSuccessful, now)
+}
+
+// confirmed records that the file on disk was read and is what is in
+// effect: after an applied change, or a read that found it unchanged. The
+// timestamp therefore keeps moving with every poll while all is well.
+func (r *Reloader) confirmed(ts, ok prometheus.Gauge, now time.Time) {
+	ts.Set(float64(now.UnixNano()) / 1e9)
+	ok.Set(1)
 }
 
 func (r *Reloader) listFailure(now time.Time, trigger string, err error) {

@@ -1,0 +1,322 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edgeblock/edgeblock/proxy"
+	"go.yaml.in/yaml/v3"
+)
+
+const deployDir = "../../deploy"
+
+// requireTool returns the path of a program; a missing one skips the test
+// outside CI and fails it in CI, where .ci/run installs it.
+func requireTool(t *testing.T, name, pkg string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%s missing in CI: .ci/run installs Debian's %s", name, pkg)
+		}
+		t.Skipf("%s not installed (apt-get install %s); CI runs this test", name, pkg)
+	}
+	return p
+}
+
+// yamlDocs parses every document of a YAML file.
+func yamlDocs(t *testing.T, path string) []map[string]any {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var docs []map[string]any
+	dec := yaml.NewDecoder(f)
+	for {
+		var d map[string]any
+		err := dec.Decode(&d)
+		if errors.Is(err, io.EOF) {
+			return docs
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		docs = append(docs, d)
+	}
+}
+
+func TestDeployYAMLParses(t *testing.T) {
+	n := 0
+	filepath.WalkDir(deployDir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ext := filepath.Ext(path); ext == ".yaml" || ext == ".yml" {
+			if len(yamlDocs(t, path)) == 0 {
+				t.Errorf("%s holds no YAML document", path)
+			}
+			n++
+		}
+		return nil
+	})
+	if n < 10 {
+		t.Errorf("found only %d YAML files under deploy/", n)
+	}
+	var dash map[string]any
+	b, err := os.ReadFile(filepath.Join(deployDir, "grafana", "edgeblock.json"))
+	if err != nil || json.Unmarshal(b, &dash) != nil || len(dash["panels"].([]any)) == 0 {
+		t.Errorf("grafana dashboard does not parse or has no panels: %v", err)
+	}
+}
+
+func TestExamplesPassCheck(t *testing.T) {
+	for _, f := range []string{"production.yaml", "demo.yaml"} {
+		code, out, errOut := runCmd("check", "-config", filepath.Join(deployDir, "examples", f))
+		if code != 0 {
+			t.Errorf("check %s: exit %d\n%s%s", f, code, out, errOut)
+		}
+	}
+}
+
+// get walks a decoded YAML document by keys and list indexes.
+func get(v any, path ...any) any {
+	for _, p := range path {
+		switch p := p.(type) {
+		case string:
+			m, ok := v.(map[string]any)
+			if !ok {
+				return nil
+			}
+			v = m[p]
+		case int:
+			l, ok := v.([]any)
+			if !ok || p >= len(l) {
+				return nil
+			}
+			v = l[p]
+		}
+	}
+	return v
+}
+
+func str(v any) string {
+	switch v := v.(type) {
+	case string:
+		return v
+	case int:
+		return strconv.Itoa(v)
+	}
+	return ""
+}
+
+// TestKubernetesManifestsAgree checks the config embedded in the ConfigMap
+// with `edgeblock check`, laid out as the pod mounts it, and that ports,
+// paths and probes in the manifests agree with it.
+func TestKubernetesManifestsAgree(t *testing.T) {
+	k := filepath.Join(deployDir, "kubernetes")
+	load := func(name string) map[string]any {
+		docs := yamlDocs(t, filepath.Join(k, name))
+		if len(docs) != 1 {
+			t.Fatalf("%s: %d documents, want 1", name, len(docs))
+		}
+		return docs[0]
+	}
+	cfgMap, listMap := load("configmap-config.yaml"), load("configmap-blocklist.yaml")
+	dep, svc, pm, kus := load("deployment.yaml"), load("service.yaml"), load("podmonitor.yaml"), load("kustomization.yaml")
+
+	// Every manifest is listed in the kustomization, and every listed file exists.
+	var listed []string
+	for _, r := range get(kus, "resources").([]any) {
+		listed = append(listed, r.(string))
+		if _, err := os.Stat(filepath.Join(k, r.(string))); err != nil {
+			t.Errorf("kustomization lists %s: %v", r, err)
+		}
+	}
+	entries, _ := os.ReadDir(k)
+	for _, e := range entries {
+		if e.Name() != "kustomization.yaml" && !slices.Contains(listed, e.Name()) {
+			t.Errorf("%s is not in kustomization.yaml", e.Name())
+		}
+	}
+
+	pod := get(dep, "spec", "template", "spec")
+	c := get(pod, "containers", 0)
+	args := get(c, "args").([]any)
+	configPath := str(args[len(args)-1])
+	if str(args[0]) != "serve" || str(args[len(args)-2]) != "-config" {
+		t.Fatalf("container args = %v", args)
+	}
+	mounts := map[string]string{} // mountPath -> volume name
+	for _, m := range get(c, "volumeMounts").([]any) {
+		if get(m, "subPath") != nil {
+			t.Errorf("volume mount %v uses subPath, which never updates on ConfigMap changes", m)
+		}
+		mounts[str(get(m, "mountPath"))] = str(get(m, "name"))
+	}
+	volumes := map[string]map[string]any{}
+	for _, v := range get(pod, "volumes").([]any) {
+		volumes[str(get(v, "name"))] = v.(map[string]any)
+	}
+	mountedFrom := func(path string) (dir string, vol map[string]any) {
+		for mp, name := range mounts {
+			if strings.HasPrefix(path, mp+"/") || path == mp {
+				return mp, volumes[name]
+			}
+		}
+		return "", nil
+	}
+
+	// Lay the ConfigMaps out as the pod sees them and run check.
+	root := t.TempDir()
+	cfgText := str(get(cfgMap, "data", "edgeblock.yaml"))
+	listText := str(get(listMap, "data", "blocklist.txt"))
+	_, vol := mountedFrom(configPath)
+	if vol == nil || str(get(vol, "configMap", "name")) != str(get(cfgMap, "metadata", "name")) {
+		t.Fatalf("-config %s is not in the config ConfigMap's mount", configPath)
+	}
+	cfg, err := proxy.ParseConfig(configPath, []byte(cfgText))
+	if err != nil {
+		t.Fatalf("embedded config: %v", err)
+	}
+	_, lvol := mountedFrom(cfg.Blocklist.File)
+	if lvol == nil || str(get(lvol, "configMap", "name")) != str(get(listMap, "metadata", "name")) {
+		t.Fatalf("blocklist.file %s is not in the blocklist ConfigMap's mount", cfg.Blocklist.File)
+	}
+	if _, svol := mountedFrom(cfg.TLS.Storage); svol == nil || get(svol, "configMap") != nil {
+		t.Errorf("tls.storage %s is not on a writable volume", cfg.TLS.Storage)
+	}
+	for p, text := range map[string]string{configPath: cfgText, cfg.Blocklist.File: listText} {
+		local := filepath.Join(root, p)
+		os.MkdirAll(filepath.Dir(local), 0o755)
+		os.WriteFile(local, []byte(strings.ReplaceAll(text, "/etc/edgeblock/", root+"/etc/edgeblock/")), 0o644)
+	}
+	if code, out, errOut := runCmd("check", "-config", filepath.Join(root, configPath)); code != 0 {
+		t.Errorf("check of the ConfigMap config: exit %d\n%s%s", code, out, errOut)
+	}
+
+	// Ports.
+	ports := map[string]string{}
+	for _, p := range get(c, "ports").([]any) {
+		ports[str(get(p, "name"))] = str(get(p, "containerPort"))
+	}
+	for name, addr := range map[string]string{"http": cfg.Listen.HTTP, "https": cfg.Listen.HTTPS, "admin": cfg.Listen.Admin} {
+		if ports[name] != port(addr) {
+			t.Errorf("containerPort %s = %q, config listens on %q", name, ports[name], addr)
+		}
+	}
+	for _, p := range get(svc, "spec", "ports").([]any) {
+		if _, ok := ports[str(get(p, "targetPort"))]; !ok {
+			t.Errorf("Service targetPort %v is not a container port", get(p, "targetPort"))
+		}
+		if str(get(p, "name")) == "https" && str(get(p, "port")) != strconv.Itoa(cfg.TLS.RedirectPort) {
+			t.Errorf("Service https port %v differs from tls.redirect_port %d", get(p, "port"), cfg.TLS.RedirectPort)
+		}
+	}
+	// Probes and scraping go to the admin listener.
+	for probe, path := range map[string]string{"readinessProbe": "/readyz", "livenessProbe": "/healthz"} {
+		if str(get(c, probe, "httpGet", "path")) != path || str(get(c, probe, "httpGet", "port")) != "admin" {
+			t.Errorf("%s = %v, want %s on admin", probe, get(c, probe), path)
+		}
+	}
+	ep := get(pm, "spec", "podMetricsEndpoints", 0)
+	if str(get(ep, "port")) != "admin" || str(get(ep, "path")) != "/metrics" {
+		t.Errorf("PodMonitor endpoint = %v", ep)
+	}
+	// Security context.
+	sc := get(c, "securityContext")
+	if get(sc, "readOnlyRootFilesystem") != true || get(sc, "allowPrivilegeEscalation") != false ||
+		!slices.Equal(get(sc, "capabilities", "drop").([]any), []any{"ALL"}) || !slices.Equal(get(sc, "capabilities", "add").([]any), []any{"NET_BIND_SERVICE"}) {
+		t.Errorf("container securityContext = %v", sc)
+	}
+	if get(pod, "securityContext", "runAsNonRoot") != true {
+		t.Error("pod does not run as non-root")
+	}
+	// Shutdown fits in the grace period.
+	grace := time.Duration(get(pod, "terminationGracePeriodSeconds").(int)) * time.Second
+	preStop := time.Duration(get(c, "lifecycle", "preStop", "sleep", "seconds").(int)) * time.Second
+	if cfg.Timeouts.Grace+preStop > grace {
+		t.Errorf("timeouts.grace %v + preStop %v exceed terminationGracePeriodSeconds %v", cfg.Timeouts.Grace, preStop, grace)
+	}
+}
+
+func TestSystemdUnit(t *testing.T) {
+	unit, err := os.ReadFile(filepath.Join(deployDir, "systemd", "edgeblock.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"ProtectSystem=strict", "ReadWritePaths=/var/lib/edgeblock", "AmbientCapabilities=CAP_NET_BIND_SERVICE",
+		"NoNewPrivileges=yes", "DynamicUser=yes", "ExecReload=/bin/kill -HUP $MAINPID", "Restart=on-failure",
+		"ExecStart=/usr/local/bin/edgeblock serve -config /etc/edgeblock/edgeblock.yaml"} {
+		if !bytes.Contains(unit, []byte(want)) {
+			t.Errorf("unit lacks %s", want)
+		}
+	}
+	analyze := requireTool(t, "systemd-analyze", "systemd")
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "edgeblock")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	// The unit names the installed path; verify it against the binary just built.
+	u := filepath.Join(dir, "edgeblock.service")
+	os.WriteFile(u, bytes.ReplaceAll(unit, []byte("/usr/local/bin/edgeblock"), []byte(bin)), 0o644)
+	out, err := exec.Command(analyze, "verify", u).CombinedOutput()
+	if err != nil || len(bytes.TrimSpace(out)) > 0 {
+		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+	}
+}
+
+func TestPrometheusRules(t *testing.T) {
+	promtool := requireTool(t, "promtool", "prometheus")
+	dir := filepath.Join(deployDir, "prometheus")
+	for _, args := range [][]string{{"check", "rules", "alerts.yaml"}, {"test", "rules", "alerts_test.yaml"}} {
+		cmd := exec.Command(promtool, args...)
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("promtool %v: %v\n%s", args, err, out)
+		}
+	}
+	// Every alert has a unit test.
+	rules, _ := os.ReadFile(filepath.Join(dir, "alerts.yaml"))
+	tests, _ := os.ReadFile(filepath.Join(dir, "alerts_test.yaml"))
+	for _, m := range regexp.MustCompile(`alert: (\w+)`).FindAllStringSubmatch(string(rules), -1) {
+		if !strings.Contains(string(tests), "alertname: "+m[1]) {
+			t.Errorf("alert %s has no test", m[1])
+		}
+	}
+}
+
+func TestDockerfile(t *testing.T) {
+	b, err := os.ReadFile("../../Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := string(b)
+	for _, want := range []string{"bash deploy/build.sh /out", "EXPOSE 80 443 9090", "USER 65532:65532", `VOLUME ["/var/lib/edgeblock"]`,
+		`CMD ["serve", "-config", "/etc/edgeblock/edgeblock.yaml"]`, "FROM gcr.io/distroless/static-debian12:nonroot"} {
+		if !strings.Contains(d, want) {
+			t.Errorf("Dockerfile lacks %q", want)
+		}
+	}
+	// The build script the Dockerfile runs makes a static binary.
+	build, _ := os.ReadFile(filepath.Join(deployDir, "build.sh"))
+	for _, want := range []string{"CGO_ENABLED=0", "-trimpath", "proxy.BuildVersion=", "proxy.BuildRevision="} {
+		if !bytes.Contains(build, []byte(want)) {
+			t.Errorf("deploy/build.sh lacks %s", want)
+		}
+	}
+}
