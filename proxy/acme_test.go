@@ -123,9 +123,11 @@ func TestACMEWithPebble(t *testing.T) {
 	pebbleOut := startProcess(t, []string{"PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0"}, pebble,
 		"-config", filepath.Join(dir, "pebble.json"), "-dnsserver", fmt.Sprintf("127.0.0.1:%d", dnsPort))
 	waitListening(t, fmt.Sprintf("127.0.0.1:%d", acmePort))
+	waitListening(t, fmt.Sprintf("127.0.0.1:%d", mgmtPort))
+	waitListening(t, fmt.Sprintf("127.0.0.1:%d", dnsPort))
 
 	o := echoOrigin(t)
-	storage := filepath.Join(dir, "certs")
+	storage := storageDir(t)
 	config := fmt.Sprintf(`listen:
   http: 127.0.0.1:%d
   https: 127.0.0.1:%d

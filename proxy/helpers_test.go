@@ -169,3 +169,24 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 func slogDiscard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 func newRegistry() *prometheus.Registry { return prometheus.NewRegistry() }
+
+// storageDir returns a certificate storage directory. certmagic may still
+// be finishing a write in the background when the server has stopped, so
+// removal is retried for a while instead of failing the test as
+// t.TempDir would.
+func storageDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "edgeblock-certs-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for range 50 {
+			if os.RemoveAll(dir) == nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+	return dir
+}

@@ -63,7 +63,7 @@ func TestCoversDecision(t *testing.T) {
 func tlsEnv(t *testing.T, extra string) (*testEnv, *x509.CertPool) {
 	t.Helper()
 	o := echoOrigin(t)
-	storage := t.TempDir()
+	storage := storageDir(t)
 	e := startEnv(t, fmt.Sprintf(`listen:
   http: 127.0.0.1:0
   https: 127.0.0.1:0
