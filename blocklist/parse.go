@@ -307,14 +307,6 @@ func FormatAttr(key, value string) string {
 	return key + "=" + value
 }
 
-// ParseLineAttrs parses the attributes of one rule given as separate
-// "key=value" arguments (as on a command line) and reports the first problem.
-func ParseLineAttrs(args []string) error {
-	var a Attrs
-	_, err := parseAttrs(strings.Join(quoteArgs(args), " "), &a)
-	return err
-}
-
 func quoteArgs(args []string) []string {
 	out := make([]string, len(args))
 	for i, arg := range args {

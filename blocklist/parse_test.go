@@ -144,8 +144,8 @@ func TestFormatRuleRoundTrip(t *testing.T) {
 	if !ok || r.Reason != `He said "hi" #1` || r.Status != 451 || r.Policy != "https://p.example/a" {
 		t.Errorf("round trip of %q = %+v", line, r)
 	}
-	if err := ParseLineAttrs([]string{"status=999"}); err == nil {
-		t.Error("ParseLineAttrs accepted status=999")
+	if _, err := Parse("x", []byte(FormatRule("x.example", []string{"status=999"}))); err == nil {
+		t.Error("a formatted rule with status=999 parsed")
 	}
 }
 

@@ -7,25 +7,10 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
 )
-
-// requirePromtool returns the promtool path; outside CI a missing promtool
-// skips the test, in CI it fails it.
-func requirePromtool(t *testing.T) string {
-	t.Helper()
-	p, err := exec.LookPath("promtool")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("promtool is missing in CI: .ci/run installs Debian's prometheus package")
-		}
-		t.Skip("promtool not installed (apt-get install prometheus); CI runs this test")
-	}
-	return p
-}
 
 func seriesCount(scrape string) int {
 	n := 0
@@ -91,7 +76,7 @@ func TestMetricsScrape(t *testing.T) {
 	}
 
 	// promtool lints the real scrape.
-	cmd := exec.Command(requirePromtool(t), "check", "metrics")
+	cmd := exec.Command(requireBinary(t, "promtool", "prometheus"), "check", "metrics")
 	cmd.Stdin = strings.NewReader(m)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Errorf("promtool check metrics: %v\n%s", err, out)

@@ -220,8 +220,9 @@ func (r *Reloader) Reload(trigger string) {
 			r.cfgFailure(now, trigger, err)
 			break
 		}
+		running := r.cur.Config.restartFields()
 		for k, v := range cfg.restartFields() {
-			if old := r.cur.Config.restartFields()[k]; old != v {
+			if old := running[k]; old != v {
 				r.log.Warn("config change needs a restart; ignored until then", "event", "config_restart_needed",
 					"field", k, "running", old, "file", v)
 			}

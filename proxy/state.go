@@ -5,7 +5,6 @@ import (
 	"net/url"
 	"strconv"
 	"sync/atomic"
-	"time"
 
 	"github.com/edgeblock/edgeblock/blocklist"
 	"github.com/edgeblock/edgeblock/pages"
@@ -121,14 +120,4 @@ func (p *Proxy) buildRoutes(cfg *Config, prev *state) (*routeTable, error) {
 		routes = append(routes, r)
 	}
 	return newRouteTable(routes), nil
-}
-
-// listStatus is the blocklist part of GET /blocklist.
-type listStatus struct {
-	File      string     `json:"file"`
-	SHA256    string     `json:"sha256"`
-	Rules     int        `json:"rules"`
-	LoadedAt  time.Time  `json:"loaded_at"`
-	LastError string     `json:"last_error,omitempty"`
-	ErrorAt   *time.Time `json:"last_error_at,omitempty"`
 }

@@ -205,8 +205,8 @@ func (t *TLSManager) ManageAhead(b *Bundle) {
 		if len(names) >= t.limit {
 			return false
 		}
-		if _, isIP := ipName(n); isIP && t.mode == "acme" {
-			return true
+		if net.ParseIP(n) != nil && t.mode == "acme" {
+			return true // public ACME CAs do not issue for IP addresses
 		}
 		names = append(names, n)
 		return true
@@ -238,10 +238,6 @@ func (t *TLSManager) ManageAhead(b *Bundle) {
 	if err := t.ahead.ManageAsync(ctx, fresh); err != nil {
 		t.log.Error("managing certificates failed", "event", "tls_manage", "names", len(fresh), "error", err.Error())
 	}
-}
-
-func ipName(n string) (string, bool) {
-	return n, net.ParseIP(n) != nil
 }
 
 // onEvent logs certmagic's certificate events and keeps the metrics.
