@@ -323,3 +323,16 @@ func TestOriginFailures(t *testing.T) {
 		t.Errorf("%d origin down lines, want 2 (one per route that uses the refusing origin)", n)
 	}
 }
+
+func TestServerLimits(t *testing.T) {
+	o := echoOrigin(t)
+	e := startEnv(t, "max_header_bytes: 8192\n"+routeConfig("app.example", `"`+o.URL+`"`), "")
+	resp, _ := e.get("GET", "app.example", "/", map[string]string{"X-Big": strings.Repeat("a", 32<<10)})
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("32 KiB header with max_header_bytes 8192: %d, want 431", resp.StatusCode)
+	}
+	srv := e.srv.servers["http"]
+	if srv.ReadHeaderTimeout != 10*time.Second || srv.IdleTimeout != 120*time.Second || srv.MaxHeaderBytes != 8192 {
+		t.Errorf("public server limits: ReadHeaderTimeout %v IdleTimeout %v MaxHeaderBytes %d", srv.ReadHeaderTimeout, srv.IdleTimeout, srv.MaxHeaderBytes)
+	}
+}

@@ -241,3 +241,60 @@ func (w *syncWriter) String() string {
 	defer w.mu.Unlock()
 	return w.b.String()
 }
+
+// TestDemo runs the README's first command as a newcomer would, on free
+// ports: the proxied and the blocked hostname answer as the printed curl
+// lines promise, and SIGTERM ends it with exit 0.
+func TestDemo(t *testing.T) {
+	httpAddr, httpsAddr, adminAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	var stdout, stderr syncWriter
+	done := make(chan int)
+	go func() {
+		done <- run([]string{"demo", "-http", httpAddr, "-https", httpsAddr, "-admin", adminAddr, "-dir", t.TempDir()}, &stdout, &stderr)
+	}()
+	get := func(host, accept string) (int, string) {
+		req, _ := http.NewRequest("GET", "http://"+httpAddr+"/", nil)
+		req.Host = host
+		req.Header.Set("Accept", accept)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for code, _ := get("app.localhost", ""); code != 200; code, _ = get("app.localhost", "") {
+		if time.Now().After(deadline) {
+			t.Fatalf("demo did not come up:\n%s\n%s", stdout.String(), stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if code, body := get("app.localhost", ""); code != 200 || !strings.Contains(body, "Hello from the origin of app.localhost") {
+		t.Errorf("proxied: %d %s", code, body)
+	}
+	if code, body := get("blocked.localhost", "application/json"); code != 403 || !strings.Contains(body, `"type": "https://blog.example.com/why-we-dropped-a-customer"`) {
+		t.Errorf("blocked: %d %s", code, body)
+	}
+	if code, body := get("court.localhost", "text/plain"); code != 451 || !strings.Contains(body, "Court order 123") {
+		t.Errorf("court: %d %s", code, body)
+	}
+	if code, _ := get("nothing.localhost", ""); code != 404 {
+		t.Errorf("unknown: %d", code)
+	}
+	for _, want := range []string{"curl -i -H 'Host: app.localhost' http://" + httpAddr + "/", "--cacert", "edgeblock block -config"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("demo instructions lack %q:\n%s", want, stdout.String())
+		}
+	}
+	syscall.Kill(os.Getpid(), syscall.SIGTERM)
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("demo exited %d", code)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("demo did not stop on SIGTERM")
+	}
+}
