@@ -158,17 +158,7 @@ func TestServeSignals(t *testing.T) {
 	go func() {
 		done <- run([]string{"serve", "-config", filepath.Join(dir, "edgeblock.yaml")}, io.Discard, &stderr)
 	}()
-	get := func(host, path string) (int, string) {
-		req, _ := http.NewRequest("GET", "http://"+addr+path, nil)
-		req.Host = host
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return 0, err.Error()
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
+	get := func(host, path string) (int, string) { return hostGet(addr, host, path, "") }
 	deadline := time.Now().Add(5 * time.Second)
 	for code, _ := get("old.example", "/"); code != 403; code, _ = get("old.example", "/") {
 		if time.Now().After(deadline) {
@@ -252,18 +242,7 @@ func TestDemo(t *testing.T) {
 	go func() {
 		done <- run([]string{"demo", "-http", httpAddr, "-https", httpsAddr, "-admin", adminAddr, "-dir", t.TempDir()}, &stdout, &stderr)
 	}()
-	get := func(host, accept string) (int, string) {
-		req, _ := http.NewRequest("GET", "http://"+httpAddr+"/", nil)
-		req.Host = host
-		req.Header.Set("Accept", accept)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return 0, err.Error()
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
+	get := func(host, accept string) (int, string) { return hostGet(httpAddr, host, "/", accept) }
 	deadline := time.Now().Add(10 * time.Second)
 	for code, _ := get("app.localhost", ""); code != 200; code, _ = get("app.localhost", "") {
 		if time.Now().After(deadline) {
@@ -297,4 +276,21 @@ func TestDemo(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("demo did not stop on SIGTERM")
 	}
+}
+
+// hostGet sends GET path to addr with the given Host and Accept headers and
+// returns the status (0 when the request failed) and body.
+func hostGet(addr, host, path, accept string) (int, string) {
+	req, _ := http.NewRequest("GET", "http://"+addr+path, nil)
+	req.Host = host
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
