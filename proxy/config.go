@@ -39,6 +39,10 @@ type Config struct {
 	// Default 64 KiB.
 	MaxHeaderBytes int `yaml:"max_header_bytes"`
 
+	// Warnings are problems that do not stop the config from loading,
+	// each as "file:line: field: message".
+	Warnings []string `yaml:"-"`
+
 	// Path is the file the config was loaded from; SHA256 its content's hash.
 	Path   string `yaml:"-"`
 	SHA256 string `yaml:"-"`
@@ -320,13 +324,16 @@ type validator struct {
 // addf records a problem about the field at path (keys and indexes, such
 // as "routes", 0, "origins", 1).
 func (v *validator) addf(field []any, format string, args ...any) {
-	name := fieldName(field)
-	line := lineOf(v.root, field)
+	v.problems = append(v.problems, v.format(field, format, args...))
+}
+
+// format returns "file:line: field: message" for the field at path.
+func (v *validator) format(field []any, format string, args ...any) string {
 	loc := v.path
-	if line > 0 {
+	if line := lineOf(v.root, field); line > 0 {
 		loc += ":" + strconv.Itoa(line)
 	}
-	v.problems = append(v.problems, fmt.Sprintf("%s: %s: %s", loc, name, fmt.Sprintf(format, args...)))
+	return fmt.Sprintf("%s: %s: %s", loc, fieldName(field), fmt.Sprintf(format, args...))
 }
 
 func fieldName(field []any) string {
@@ -405,7 +412,7 @@ func (c *Config) validate(v *validator) {
 		v.addf([]any{"tls", "mode"}, "%q: want off, internal or acme", c.TLS.Mode)
 	}
 	if c.TLS.Mode == "off" && c.Listen.HTTPS != "" {
-		v.addf([]any{"listen", "https"}, "set, but tls.mode is off: set tls.mode to internal or acme")
+		c.Warnings = append(c.Warnings, v.format([]any{"listen", "https"}, "set, but tls.mode is off: the HTTPS listener is not started (set tls.mode to internal or acme)"))
 	}
 	if c.TLS.Mode == "acme" {
 		if u, err := url.Parse(c.TLS.CA); err != nil || u.Scheme != "https" || u.Host == "" {

@@ -45,6 +45,21 @@ func TestConfigErrorsNameFileAndLine(t *testing.T) {
 	}
 }
 
+// TestIssueSampleConfig loads the sample of the configuration contract as
+// written, where https is set while tls.mode is off: a warning, not an error.
+func TestIssueSampleConfig(t *testing.T) {
+	c, err := LoadConfig("testdata/contract.yaml")
+	if err != nil {
+		t.Fatalf("the contract's sample config: %v", err)
+	}
+	if len(c.Warnings) != 1 || !strings.Contains(c.Warnings[0], "testdata/contract.yaml:3: listen.https: set, but tls.mode is off") {
+		t.Errorf("warnings = %q", c.Warnings)
+	}
+	if c.TLS.Mode != "off" || c.Listen.HTTP != "127.0.0.1:8080" || len(c.Routes) != 1 || len(c.Routes[0].Origins) != 2 {
+		t.Errorf("config = %+v", c)
+	}
+}
+
 func TestConfigDefaults(t *testing.T) {
 	c, err := ParseConfig("/etc/edgeblock/edgeblock.yaml", []byte("listen:\n  http: :8080\nblocklist:\n  file: lists/blocklist.txt\n"))
 	if err != nil {

@@ -83,6 +83,9 @@ func (s *Server) Start(b *Bundle) error {
 	if s.tls != nil {
 		addrs["https"] = cfg.Listen.HTTPS
 	}
+	for _, w := range cfg.Warnings {
+		s.log.Warn("config warning", "event", "config_warning", "warning", w)
+	}
 	for name, addr := range addrs {
 		if addr == "" || addr == "off" {
 			continue

@@ -115,6 +115,9 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 		printProblems(stderr, err)
 		return 1
 	}
+	for _, w := range b.Config.Warnings {
+		fmt.Fprintln(stderr, "warning: "+w)
+	}
 	tmpl := "built-in page"
 	if b.Config.Pages.Template != "" {
 		tmpl = "template " + b.Config.Pages.Template
