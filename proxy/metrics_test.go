@@ -131,7 +131,7 @@ func TestAdminEndpoints(t *testing.T) {
 	}{
 		{"/readyz", "ready", 200},
 		{"/healthz", "ok", 200},
-		{"/blocklist", `"rules": 1`, 200},
+		{"/blocklist", `"rules": 1,`, 200},
 		{"/debug/pprof/", "goroutine", 200},
 		{"/metrics", "edgeblock_requests_in_flight", 200},
 	} {

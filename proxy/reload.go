@@ -3,6 +3,7 @@ package proxy
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -378,10 +379,21 @@ func (r *Reloader) logExpired() {
 	r.scheduleExpiryLocked()
 }
 
-// Status is the state of the loaded files, served as JSON on GET /blocklist.
+// Status is the state of the loaded files, served as JSON on GET
+// /blocklist: the blocklist's fields at the top level, the config's under
+// "config".
 type Status struct {
-	Blocklist fileStatus `json:"blocklist"`
+	Blocklist fileStatus `json:"-"`
 	Config    fileStatus `json:"config"`
+}
+
+// MarshalJSON puts the blocklist's fields at the top level.
+func (s Status) MarshalJSON() ([]byte, error) {
+	type flat struct {
+		fileStatus
+		Config fileStatus `json:"config"`
+	}
+	return json.Marshal(flat{fileStatus: s.Blocklist, Config: s.Config})
 }
 
 // Status returns the state of the loaded files.

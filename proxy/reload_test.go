@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -353,4 +355,23 @@ func TestConcurrentRequestsDuringReloads(t *testing.T) {
 		t.Errorf("success reloads = %s, want %d", v, reloads+1)
 	}
 	t.Logf("%d requests during %d reloads, none failed", served.Load(), reloads)
+}
+
+func TestBlocklistStatusJSON(t *testing.T) {
+	e := startReloadEnv(t, "a.example\nb.example\n", "")
+	resp, err := http.Get(e.url("admin") + "/blocklist")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	if st["file"] != e.list || st["rules"] != 2.0 || len(fmt.Sprint(st["sha256"])) != 64 || st["loaded_at"] == nil || st["last_error"] != nil {
+		t.Errorf("GET /blocklist = %v", st)
+	}
+	if cfg, _ := st["config"].(map[string]any); cfg["file"] != e.config || cfg["routes"] != 1.0 {
+		t.Errorf("config part = %v", st["config"])
+	}
 }
