@@ -127,6 +127,9 @@ func TestBlockDecision(t *testing.T) {
 				if l["outcome"] != tt.outcome || l["status"] != float64(tt.status) {
 					t.Errorf("%s: access line outcome %v status %v, want %s %d", tt.name, l["outcome"], l["status"], tt.outcome, tt.status)
 				}
+				if d, ok := l["duration"].(float64); !ok || d <= 0 || d > 5 {
+					t.Errorf("%s: access line duration = %v", tt.name, l["duration"])
+				}
 				if tt.outcome == "blocked" && l["rule_line"] == nil {
 					t.Errorf("%s: access line lacks the rule line: %v", tt.name, l)
 				}

@@ -323,7 +323,7 @@ func (p *Proxy) finish(rec *recorder, e *accessEntry) {
 		slog.Int("status", status),
 		slog.String("outcome", e.outcome),
 		slog.Int64("bytes", rec.bytes),
-		slog.Float64("duration_ms", float64(d.Microseconds())/1000),
+		slog.Float64("duration", d.Seconds()),
 	)
 	if e.r.TLS != nil {
 		attrs = append(attrs, slog.String("proto", e.r.Proto+"+tls"))
