@@ -164,10 +164,14 @@ func (r *Reloader) poll(every time.Duration) {
 	defer t.Stop()
 	for range t.C {
 		r.mu.Lock()
-		closed := r.closed
+		closed, w, paths := r.closed, r.watcher, r.watchPaths()
 		r.mu.Unlock()
 		if closed {
 			return
+		}
+		if w != nil {
+			// Re-add watches lost with a deleted directory.
+			w.SetPaths(paths)
 		}
 		r.Reload("poll")
 	}
