@@ -154,7 +154,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var report bool
 	if rule, ok := st.list.Match(host, start); ok {
 		e.rule = &rule
-		p.metrics.Blocked.WithLabelValues(st.policies[rule.AttrsID], st.statuses[rule.AttrsID], rule.Mode.String()).Inc()
+		st.blocked[rule.AttrsID].Inc()
 		if rule.Mode == blocklist.ModeBlock {
 			e.outcome = OutcomeBlocked
 			st.blockPage(rule.AttrsID).Serve(rec, r, preq)

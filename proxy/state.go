@@ -8,6 +8,7 @@ import (
 
 	"github.com/edgeblock/edgeblock/blocklist"
 	"github.com/edgeblock/edgeblock/pages"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // eagerPages is how many distinct block pages are prepared when a list is
@@ -25,9 +26,11 @@ type state struct {
 	renderer *pages.Renderer
 	// blockPages[i] is the page of the list's Attrs()[i].
 	blockPages []atomic.Pointer[pages.Page]
-	// policies[i] and statuses[i] label edgeblock_blocked_requests_total.
+	// policies[i] is the effective policy link of the list's Attrs()[i].
 	policies []string
-	statuses []string
+	// blocked[i] is the edgeblock_blocked_requests_total series of
+	// Attrs()[i], looked up once here rather than on every request.
+	blocked []prometheus.Counter
 }
 
 // blockPage returns the prepared page for a rule's attributes.
@@ -67,13 +70,18 @@ func (p *Proxy) newState(cfg *Config, list *blocklist.List, renderer *pages.Rend
 	attrs := list.Attrs()
 	s.blockPages = make([]atomic.Pointer[pages.Page], len(attrs))
 	s.policies = make([]string, len(attrs))
-	s.statuses = make([]string, len(attrs))
+	s.blocked = make([]prometheus.Counter, len(attrs))
+	series := map[[3]string]prometheus.Counter{} // many attribute sets share a label set
 	for i, a := range attrs {
 		s.policies[i] = a.Policy
 		if a.Policy == "" {
 			s.policies[i] = cfg.Blocklist.Policy
 		}
-		s.statuses[i] = strconv.Itoa(a.Status)
+		key := [3]string{s.policies[i], strconv.Itoa(a.Status), a.Mode.String()}
+		if series[key] == nil {
+			series[key] = p.metrics.Blocked.WithLabelValues(key[:]...)
+		}
+		s.blocked[i] = series[key]
 		if i < eagerPages {
 			pg, err := renderer.Block(s.pageBlock(i))
 			if err != nil {
