@@ -221,3 +221,19 @@ func BenchmarkServeBlockPage(b *testing.B) {
 		p.Serve(w, hr, req)
 	}
 }
+
+// FuzzNegotiate feeds visitors' Accept headers to Negotiate: it must
+// always pick one of the three formats, and "*/*" alone must stay HTML.
+func FuzzNegotiate(f *testing.F) {
+	for _, s := range []string{"", "*/*", "text/html;q=0.9, application/json", "text/plain;q=bogus", ";;,,", "application/*+json;q=1.0000"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, accept string) {
+		if got := Negotiate(accept); got >= numFormats {
+			t.Fatalf("Negotiate(%q) = %d", accept, got)
+		}
+		if Negotiate("*/*") != HTML {
+			t.Fatal("*/* is not HTML")
+		}
+	})
+}
