@@ -104,8 +104,16 @@ func waitListening(t *testing.T, addr string) {
 // TestACMEWithPebble obtains certificates from a real ACME server. Pebble
 // validates through pebble-challtestsrv's DNS, which answers every name
 // with 127.0.0.1, on the proxy's own HTTP and HTTPS ports, so validation
-// really connects to the proxy.
+// really connects to the proxy. It runs once with HTTP-01 only, answered by
+// the HTTP listener (for the blocked name too), and once with TLS-ALPN-01
+// only, answered by the HTTPS listener.
 func TestACMEWithPebble(t *testing.T) {
+	for _, ch := range []string{"http-01", "tls-alpn-01"} {
+		t.Run(ch, func(t *testing.T) { testACME(t, ch) })
+	}
+}
+
+func testACME(t *testing.T, challenge string) {
 	pebble := requireBinary(t, "pebble", "pebble")
 	challtest := requireBinary(t, "pebble-challtestsrv", "pebble")
 	dir := t.TempDir()
@@ -138,7 +146,8 @@ tls:
   ca_root: %s
   email: ops@edgeblock.test
   storage: %s
-`, httpPort, httpsPort, acmePort, cert, storage) + routeConfig("app.edgeblock.test", `"`+o.URL+`"`)
+  challenges: [%s]
+`, httpPort, httpsPort, acmePort, cert, storage, challenge) + routeConfig("app.edgeblock.test", `"`+o.URL+`"`)
 	list := "blocked.edgeblock.test reason=\"Blocked over ACME TLS\"\n"
 
 	// Pebble signs with a root it makes at start; fetch it to trust the
@@ -206,6 +215,21 @@ tls:
 	}
 	if v := metricValue(t, e.scrape(), `edgeblock_tls_obtain_total{result="success"}`); v != "2" {
 		t.Errorf("obtain success = %q, want 2", v)
+	}
+	// Validation reached the proxy: with HTTP-01 the HTTP listener
+	// answered the challenges of both names, the blocked one included;
+	// with TLS-ALPN-01 it answered none.
+	answered := map[string]bool{}
+	for _, l := range e.logs.logLines(t, "request") {
+		if l["outcome"] == "acme" && l["status"] == 200.0 {
+			answered[fmt.Sprint(l["host"])] = true
+		}
+	}
+	if challenge == "http-01" && (!answered["app.edgeblock.test"] || !answered["blocked.edgeblock.test"]) {
+		t.Errorf("HTTP-01 challenges answered on the HTTP listener for %v, want both names", answered)
+	}
+	if challenge == "tls-alpn-01" && len(answered) > 0 {
+		t.Errorf("HTTP-01 challenges answered with only tls-alpn-01 offered: %v", answered)
 	}
 	ordersBefore := strings.Count(pebbleOut.String(), "POST /order-plz")
 	if ordersBefore < 2 {

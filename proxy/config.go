@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -76,6 +77,10 @@ type TLSConfig struct {
 	// Storage is the certificate directory. Default
 	// $XDG_DATA_HOME/edgeblock, else $HOME/.local/share/edgeblock.
 	Storage string `yaml:"storage"`
+	// Challenges are the ACME challenge types offered: "http-01" (answered
+	// on the HTTP listener) and "tls-alpn-01" (on the HTTPS listener).
+	// Default both.
+	Challenges []string `yaml:"challenges"`
 	// RedirectHTTP sends plain-HTTP requests to https with a 308. Default
 	// true whenever Mode is not off and an HTTPS listener is configured.
 	RedirectHTTP *bool `yaml:"redirect_http"`
@@ -280,6 +285,9 @@ func (c *Config) applyDefaults() {
 		on := c.TLS.Mode != "off" && c.Listen.HTTPS != ""
 		c.TLS.RedirectHTTP = &on
 	}
+	if c.TLS.Challenges == nil {
+		c.TLS.Challenges = []string{"http-01", "tls-alpn-01"}
+	}
 	if c.TLS.ManageAheadLimit == 0 {
 		c.TLS.ManageAheadLimit = 1000
 	}
@@ -419,6 +427,17 @@ func (c *Config) validate(v *validator) {
 			v.addf([]any{"tls", "ca"}, "%q is not an https URL", c.TLS.CA)
 		}
 	}
+	if len(c.TLS.Challenges) == 0 {
+		v.addf([]any{"tls", "challenges"}, "empty: want http-01, tls-alpn-01 or both")
+	}
+	for i, ch := range c.TLS.Challenges {
+		if ch != "http-01" && ch != "tls-alpn-01" {
+			v.addf([]any{"tls", "challenges", i}, "%q: want http-01 or tls-alpn-01", ch)
+		}
+	}
+	if c.TLS.Mode == "acme" && slices.Contains(c.TLS.Challenges, "http-01") && c.Listen.HTTP == "" {
+		v.addf([]any{"tls", "challenges"}, "http-01 needs listen.http")
+	}
 	if c.TLS.RedirectPort < 0 || c.TLS.RedirectPort > 65535 {
 		v.addf([]any{"tls", "redirect_port"}, "%d is not a port", c.TLS.RedirectPort)
 	}
@@ -518,8 +537,8 @@ func (c *Config) restartFields() map[string]string {
 		"listen.http": c.Listen.HTTP, "listen.https": c.Listen.HTTPS, "listen.admin": c.Listen.Admin,
 		"tls.mode": c.TLS.Mode, "tls.ca": c.TLS.CA, "tls.ca_root": c.TLS.CARoot, "tls.email": c.TLS.Email,
 		"tls.storage": c.TLS.Storage, "tls.redirect_http": strconv.FormatBool(*c.TLS.RedirectHTTP),
-		"tls.redirect_port": strconv.Itoa(c.TLS.RedirectPort),
-		"admin.pprof":       strconv.FormatBool(c.Admin.Pprof), "max_header_bytes": strconv.Itoa(c.MaxHeaderBytes),
+		"tls.redirect_port": strconv.Itoa(c.TLS.RedirectPort), "tls.challenges": strings.Join(c.TLS.Challenges, ","),
+		"admin.pprof": strconv.FormatBool(c.Admin.Pprof), "max_header_bytes": strconv.Itoa(c.MaxHeaderBytes),
 		"timeouts.read_header": c.Timeouts.ReadHeader.String(), "timeouts.idle": c.Timeouts.Idle.String(),
 		"timeouts.dial": c.Timeouts.Dial.String(), "timeouts.response_header": c.Timeouts.ResponseHeader.String(),
 		"timeouts.grace": c.Timeouts.Grace.String(), "tls.manage_ahead_limit": strconv.Itoa(c.TLS.ManageAheadLimit),

@@ -60,6 +60,22 @@ func TestIssueSampleConfig(t *testing.T) {
 	}
 }
 
+func TestConfigChallenges(t *testing.T) {
+	for _, tt := range []struct{ yaml, want string }{
+		{"  challenges: [dns-01]\n", `x.yaml:7: tls.challenges[0]: "dns-01": want http-01 or tls-alpn-01`},
+		{"  challenges: []\n", "x.yaml:7: tls.challenges: empty"},
+	} {
+		_, err := ParseConfig("x.yaml", []byte("listen:\n  https: :8443\nblocklist:\n  file: b\ntls:\n  mode: acme\n"+tt.yaml))
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("challenges %q: error %v, want %q", tt.yaml, err, tt.want)
+		}
+	}
+	_, err := ParseConfig("x.yaml", []byte("listen:\n  https: :8443\nblocklist:\n  file: b\ntls:\n  mode: acme\n"))
+	if err == nil || !strings.Contains(err.Error(), "http-01 needs listen.http") {
+		t.Errorf("default challenges without an HTTP listener: %v", err)
+	}
+}
+
 func TestConfigDefaults(t *testing.T) {
 	c, err := ParseConfig("/etc/edgeblock/edgeblock.yaml", []byte("listen:\n  http: :8080\nblocklist:\n  file: lists/blocklist.txt\n"))
 	if err != nil {
@@ -86,7 +102,7 @@ func TestConfigDefaults(t *testing.T) {
 			t.Errorf("%s = %v, want %v", ch.name, ch.got, ch.want)
 		}
 	}
-	c, err = ParseConfig("x.yaml", []byte("listen:\n  https: :8443\ntls:\n  mode: acme\n  staging: true\nblocklist:\n  file: b\n"))
+	c, err = ParseConfig("x.yaml", []byte("listen:\n  http: :8080\n  https: :8443\ntls:\n  mode: acme\n  staging: true\nblocklist:\n  file: b\n"))
 	if err != nil {
 		t.Fatal(err)
 	}

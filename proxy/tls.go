@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -76,7 +77,9 @@ func NewTLSManager(cfg *Config, log *slog.Logger, m *Metrics, p *Proxy) (*TLSMan
 		t.magic.Issuers = []certmagic.Issuer{ca}
 		t.ahead.Issuers = []certmagic.Issuer{ca}
 	case "acme":
-		tmpl := certmagic.ACMEIssuer{CA: cfg.TLS.CA, Email: cfg.TLS.Email, Agreed: true, Logger: zap.NewNop()}
+		tmpl := certmagic.ACMEIssuer{CA: cfg.TLS.CA, Email: cfg.TLS.Email, Agreed: true, Logger: zap.NewNop(),
+			DisableHTTPChallenge:    !slices.Contains(cfg.TLS.Challenges, "http-01"),
+			DisableTLSALPNChallenge: !slices.Contains(cfg.TLS.Challenges, "tls-alpn-01")}
 		if cfg.TLS.CARoot != "" {
 			pemData, err := os.ReadFile(cfg.TLS.CARoot)
 			if err != nil {
@@ -107,8 +110,6 @@ func (t *TLSManager) SetPorts(httpAddr, httpsAddr string) {
 		if host, port, err := net.SplitHostPort(httpAddr); err == nil {
 			iss.ListenHost = host
 			iss.AltHTTPPort, _ = strconv.Atoi(port)
-		} else {
-			iss.DisableHTTPChallenge = true
 		}
 		if _, port, err := net.SplitHostPort(httpsAddr); err == nil {
 			iss.AltTLSALPNPort, _ = strconv.Atoi(port)
