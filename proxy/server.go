@@ -71,14 +71,12 @@ func (s *Server) Addr(name string) string {
 	return ""
 }
 
-// Start applies the bundle, binds every listener and serves. It returns
+// Start binds every listener, applies the bundle and serves. It returns
 // once all listeners are bound; an error means none is left running.
 func (s *Server) Start(b *Bundle) error {
 	cfg := s.cfg
-	if err := s.reloader.Start(b); err != nil {
-		return err
-	}
-	// Bind first, so that handlers can know the ports actually bound.
+	// Bind first, so that handlers and the ACME issuer know the ports
+	// actually bound before any certificate is ordered.
 	addrs := map[string]string{"http": cfg.Listen.HTTP, "admin": cfg.Listen.Admin}
 	if s.tls != nil {
 		addrs["https"] = cfg.Listen.HTTPS
@@ -93,10 +91,18 @@ func (s *Server) Start(b *Bundle) error {
 		l, err := net.Listen("tcp", addr)
 		if err != nil {
 			s.closeListeners()
-			s.reloader.Close()
 			return fmt.Errorf("listen.%s: %w", name, err)
 		}
 		s.listeners[name] = l
+	}
+	if s.tls != nil {
+		s.tls.SetPorts(s.Addr("http"), s.Addr("https"))
+	}
+	// Apply the bundle (which starts managing certificates) before any
+	// request is served.
+	if err := s.reloader.Start(b); err != nil {
+		s.closeListeners()
+		return err
 	}
 	public := func(h http.Handler) *http.Server {
 		return &http.Server{
@@ -129,9 +135,6 @@ func (s *Server) Start(b *Bundle) error {
 			ReadHeaderTimeout: 10 * time.Second,
 			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		}
-	}
-	if s.tls != nil {
-		s.tls.SetPorts(s.Addr("http"), s.Addr("https"))
 	}
 	for name, srv := range s.servers {
 		l := s.listeners[name]
