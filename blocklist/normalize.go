@@ -35,9 +35,7 @@ func Normalize(host string) (string, error) {
 	if ip, ok := parseIP(h); ok {
 		return ip, nil
 	}
-	if strings.HasSuffix(h, ".") {
-		h = h[:len(h)-1]
-	}
+	h = strings.TrimSuffix(h, ".")
 	if h == "" {
 		return "", fmt.Errorf("invalid host name %q: empty", host)
 	}

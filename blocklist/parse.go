@@ -294,15 +294,15 @@ func unquote(s string) (val, rest string, err error) {
 	return "", "", errors.New("missing closing quote")
 }
 
-// Quote returns v as a quoted attribute value that unquote reads back.
-func Quote(v string) string {
+// quote returns v as a quoted attribute value that unquote reads back.
+func quote(v string) string {
 	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(v) + `"`
 }
 
-// FormatAttr returns key=value, quoting value when it needs quotes.
-func FormatAttr(key, value string) string {
+// formatAttr returns key=value, quoting value when it needs quotes.
+func formatAttr(key, value string) string {
 	if value == "" || strings.ContainsAny(value, " \t\"\\#") {
-		return key + "=" + Quote(value)
+		return key + "=" + quote(value)
 	}
 	return key + "=" + value
 }
@@ -315,7 +315,7 @@ func quoteArgs(args []string) []string {
 			out[i] = arg
 			continue
 		}
-		out[i] = FormatAttr(k, v)
+		out[i] = formatAttr(k, v)
 	}
 	return out
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"html/template"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -75,15 +74,6 @@ type Options struct {
 	// BlockedBy is the URL of the blocking party, sent as
 	// Link: <BlockedBy>; rel="blocked-by" and shown on the page.
 	BlockedBy string
-}
-
-// LoadTemplate reads a template file for Options.Template.
-func LoadTemplate(path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", err
-	}
-	return string(b), nil
 }
 
 // NewRenderer parses the template and checks it by rendering a sample
@@ -308,12 +298,6 @@ func (c *compiled) appendTo(b []byte, vals [numHoles]string) []byte {
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 8<<10); return &b }}
-
-// Bytes returns the page body in format f for one request.
-func (p *Page) Bytes(f Format, req Request) []byte {
-	b, _ := p.appendBody(nil, f, req)
-	return b
-}
 
 func (p *Page) appendBody(b []byte, f Format, req Request) ([]byte, error) {
 	vals := requestValues(req)

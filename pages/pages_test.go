@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -160,11 +161,11 @@ func TestErrorPages(t *testing.T) {
 
 func TestCustomTemplate(t *testing.T) {
 	for _, file := range []string{"testdata/custom.html", "testdata/dynamic.html"} {
-		text, err := LoadTemplate(file)
+		text, err := os.ReadFile(file)
 		if err != nil {
 			t.Fatal(err)
 		}
-		r := newRenderer(t, Options{Template: text, TemplateFile: file})
+		r := newRenderer(t, Options{Template: string(text), TemplateFile: file})
 		p, err := r.Block(Block{Reason: "spam", Policy: "https://p.example/"})
 		if err != nil {
 			t.Fatal(err)
@@ -191,11 +192,11 @@ func TestBadTemplate(t *testing.T) {
 		{"testdata/badfield.html", "can't evaluate field Hostname"},
 		{"testdata/badsyntax.html", "unexpected EOF"},
 	} {
-		text, err := LoadTemplate(tt.file)
+		text, err := os.ReadFile(tt.file)
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = NewRenderer(Options{Template: text, TemplateFile: tt.file})
+		_, err = NewRenderer(Options{Template: string(text), TemplateFile: tt.file})
 		if err == nil || !strings.Contains(err.Error(), tt.file) || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("NewRenderer(%s) error = %v, want it to name the file and %q", tt.file, err, tt.want)
 		}

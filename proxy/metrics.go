@@ -23,13 +23,9 @@ type Metrics struct {
 	UpstreamRequests *prometheus.CounterVec
 	UpstreamErrors   *prometheus.CounterVec
 
-	BlocklistEntries        prometheus.Gauge
-	BlocklistReloads        *prometheus.CounterVec
-	BlocklistLastSuccess    prometheus.Gauge
-	BlocklistLastSuccessful prometheus.Gauge
-	ConfigReloads           *prometheus.CounterVec
-	ConfigLastSuccess       prometheus.Gauge
-	ConfigLastSuccessful    prometheus.Gauge
+	BlocklistEntries prometheus.Gauge
+	// Blocklist and Config are the reload metrics of the two files.
+	Blocklist, Config FileMetrics
 
 	TLSObtain          *prometheus.CounterVec
 	TLSHandshakeRefuse prometheus.Counter
@@ -79,24 +75,8 @@ func NewMetrics(reg prometheus.Registerer, version, revision string) *Metrics {
 		BlocklistEntries: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "edgeblock_blocklist_entries", Help: "Rules in the blocklist in use.",
 		}),
-		BlocklistReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "edgeblock_blocklist_reloads_total", Help: "Blocklist reload attempts by result (success, failure, unchanged).",
-		}, []string{"result"}),
-		BlocklistLastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "edgeblock_blocklist_last_reload_success_timestamp_seconds", Help: "Unix time the blocklist file was last read and found in effect (applied, or unchanged).",
-		}),
-		BlocklistLastSuccessful: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "edgeblock_blocklist_last_reload_successful", Help: "1 if the last blocklist reload attempt succeeded, else 0.",
-		}),
-		ConfigReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "edgeblock_config_reloads_total", Help: "Config reload attempts by result (success, failure, unchanged).",
-		}, []string{"result"}),
-		ConfigLastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "edgeblock_config_last_reload_success_timestamp_seconds", Help: "Unix time the config file was last read and found in effect (applied, or unchanged).",
-		}),
-		ConfigLastSuccessful: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "edgeblock_config_last_reload_successful", Help: "1 if the last config reload attempt succeeded, else 0.",
-		}),
+		Blocklist: newFileMetrics("blocklist"),
+		Config:    newFileMetrics("config"),
 		TLSObtain: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "edgeblock_tls_obtain_total", Help: "Certificate obtain and renew attempts by result (success, failure).",
 		}, []string{"result"}),
@@ -112,15 +92,15 @@ func NewMetrics(reg prometheus.Registerer, version, revision string) *Metrics {
 	}, []string{"version", "revision", "goversion"})
 	buildInfo.WithLabelValues(version, revision, runtime.Version()).Set(1)
 	reg.MustRegister(m.Requests, m.Duration, m.InFlight, m.Blocked, m.UpstreamRequests, m.UpstreamErrors,
-		m.BlocklistEntries, m.BlocklistReloads, m.BlocklistLastSuccess, m.BlocklistLastSuccessful,
-		m.ConfigReloads, m.ConfigLastSuccess, m.ConfigLastSuccessful,
+		m.BlocklistEntries, m.Blocklist.Reloads, m.Blocklist.LastSuccess, m.Blocklist.LastSuccessful,
+		m.Config.Reloads, m.Config.LastSuccess, m.Config.LastSuccessful,
 		m.TLSObtain, m.TLSHandshakeRefuse, m.certExpiry, buildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Start every series of a fixed label set at zero so that rate() and
 	// absent() work from the first scrape.
 	for _, r := range []string{"success", "failure", "unchanged"} {
-		m.BlocklistReloads.WithLabelValues(r)
-		m.ConfigReloads.WithLabelValues(r)
+		m.Blocklist.Reloads.WithLabelValues(r)
+		m.Config.Reloads.WithLabelValues(r)
 	}
 	m.TLSObtain.WithLabelValues("success")
 	m.TLSObtain.WithLabelValues("failure")
@@ -130,13 +110,49 @@ func NewMetrics(reg prometheus.Registerer, version, revision string) *Metrics {
 	return m
 }
 
+// FileMetrics are the reload metrics of one watched file:
+// edgeblock_<file>_reloads_total{result},
+// edgeblock_<file>_last_reload_success_timestamp_seconds and
+// edgeblock_<file>_last_reload_successful.
+type FileMetrics struct {
+	Reloads        *prometheus.CounterVec
+	LastSuccess    prometheus.Gauge
+	LastSuccessful prometheus.Gauge
+}
+
+func newFileMetrics(file string) FileMetrics {
+	return FileMetrics{
+		Reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edgeblock_" + file + "_reloads_total", Help: "Reload attempts of the " + file + " file by result (success, failure, unchanged).",
+		}, []string{"result"}),
+		LastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "edgeblock_" + file + "_last_reload_success_timestamp_seconds",
+			Help: "Unix time the " + file + " file was last read and found in effect (applied, or unchanged).",
+		}),
+		LastSuccessful: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "edgeblock_" + file + "_last_reload_successful", Help: "1 if the last reload attempt of the " + file + " file succeeded, else 0.",
+		}),
+	}
+}
+
+// record counts a reload attempt with result success, unchanged or
+// failure. Success and unchanged both mean the file on disk was read and
+// is what is in effect, so the timestamp moves with every poll while all
+// is well.
+func (f FileMetrics) record(result string, now time.Time) {
+	f.Reloads.WithLabelValues(result).Inc()
+	if result == "failure" {
+		f.LastSuccessful.Set(0)
+		return
+	}
+	f.LastSuccess.Set(float64(now.UnixNano()) / 1e9)
+	f.LastSuccessful.Set(1)
+}
+
 // SetCertExpiry records the expiry of a managed certificate's name.
 func (m *Metrics) SetCertExpiry(name string, t time.Time) {
 	m.certExpiry.WithLabelValues(name).Set(float64(t.Unix()))
 }
-
-// DeleteCertExpiry removes a name that is no longer managed.
-func (m *Metrics) DeleteCertExpiry(name string) { m.certExpiry.DeleteLabelValues(name) }
 
 // methodLabel maps a request method to a bounded label value.
 func methodLabel(m string) string {

@@ -13,7 +13,6 @@ import (
 
 	"github.com/edgeblock/edgeblock/blocklist"
 	"github.com/edgeblock/edgeblock/pages"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // auditLimit bounds how many added and removed patterns one audit line
@@ -43,7 +42,7 @@ func LoadBundle(path string) (*Bundle, error) {
 		errs = append(errs, err)
 	}
 	if b.List, err = blocklist.Load(cfg.Blocklist.File); err != nil {
-		errs = append(errs, listError(cfg.Blocklist.File, err))
+		errs = append(errs, listError(err))
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
@@ -51,7 +50,9 @@ func LoadBundle(path string) (*Bundle, error) {
 	return b, nil
 }
 
-func listError(file string, err error) error {
+// listError names the config field for errors that are not already
+// file:line problems (a missing or unreadable file).
+func listError(err error) error {
 	var pe *blocklist.ParseError
 	if errors.As(err, &pe) {
 		return err
@@ -131,8 +132,8 @@ func (r *Reloader) Start(b *Bundle) error {
 	r.checked = now
 	r.listSt = fileStatus{File: b.List.File(), SHA256: b.List.SHA256(), LoadedAt: now}
 	r.cfgSt = fileStatus{File: b.Config.Path, SHA256: b.Config.SHA256, LoadedAt: now}
-	r.listSuccess(now)
-	r.cfgSuccess(now)
+	r.metrics.Blocklist.record("success", now)
+	r.metrics.Config.record("success", now)
 	r.audit(b.List, nil, "start")
 	if *b.Config.Blocklist.Watch {
 		w, err := blocklist.NewWatcher(r.watchPaths(), blocklist.WatcherOptions{
@@ -191,13 +192,6 @@ func (r *Reloader) Close() {
 	}
 }
 
-// Current returns the bundle in use.
-func (r *Reloader) Current() *Bundle {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.cur
-}
-
 // Reload reads the config, the page template and the blocklist again and
 // applies whatever changed. trigger ("watch", "sighup", "poll", ...) is
 // logged. Problems are logged and counted; the last good state stays.
@@ -217,8 +211,7 @@ func (r *Reloader) Reload(trigger string) {
 	case err != nil:
 		r.cfgFailure(now, trigger, err)
 	case hashOf(data) == r.cur.Config.SHA256:
-		r.metrics.ConfigReloads.WithLabelValues("unchanged").Inc()
-		r.confirmed(r.metrics.ConfigLastSuccess, r.metrics.ConfigLastSuccessful, now)
+		r.metrics.Config.record("unchanged", now)
 	default:
 		cfg, err := ParseConfig(r.path, data)
 		if err != nil {
@@ -264,10 +257,9 @@ func (r *Reloader) Reload(trigger string) {
 	data, err = os.ReadFile(file)
 	switch {
 	case err != nil:
-		r.listFailure(now, trigger, listError(file, err))
+		r.listFailure(now, trigger, listError(err))
 	case file == r.cur.List.File() && hashOf(data) == r.cur.List.SHA256():
-		r.metrics.BlocklistReloads.WithLabelValues("unchanged").Inc()
-		r.confirmed(r.metrics.BlocklistLastSuccess, r.metrics.BlocklistLastSuccessful, now)
+		r.metrics.Blocklist.record("unchanged", now)
 	default:
 		l, err := blocklist.Parse(file, data)
 		if err != nil {
@@ -289,13 +281,13 @@ func (r *Reloader) Reload(trigger string) {
 	r.cur = &next
 	if cfgChanged || tmplChanged {
 		r.cfgSt = fileStatus{File: r.path, SHA256: next.Config.SHA256, LoadedAt: now}
-		r.cfgSuccess(now)
+		r.metrics.Config.record("success", now)
 		r.log.Info("config applied", "event", "config_reload", "result", "success", "trigger", trigger,
 			"file", r.path, "sha256", next.Config.SHA256, "routes", len(next.Config.Routes))
 	}
 	if listChanged {
 		r.listSt = fileStatus{File: file, SHA256: next.List.SHA256(), LoadedAt: now}
-		r.listSuccess(now)
+		r.metrics.Blocklist.record("success", now)
 		r.audit(next.List, prev.List, trigger)
 	}
 	if cfgChanged && r.watcher != nil {
@@ -309,27 +301,8 @@ func (r *Reloader) Reload(trigger string) {
 	}
 }
 
-func (r *Reloader) listSuccess(now time.Time) {
-	r.metrics.BlocklistReloads.WithLabelValues("success").Inc()
-	r.confirmed(r.metrics.BlocklistLastSuccess, r.metrics.BlocklistLastSuccessful, now)
-}
-
-func (r *Reloader) cfgSuccess(now time.Time) {
-	r.metrics.ConfigReloads.WithLabelValues("success").Inc()
-	r.confirmed(r.metrics.ConfigLastSuccess, r.metrics.ConfigLastSuccessful, now)
-}
-
-// confirmed records that the file on disk was read and is what is in
-// effect: after an applied change, or a read that found it unchanged. The
-// timestamp therefore keeps moving with every poll while all is well.
-func (r *Reloader) confirmed(ts, ok prometheus.Gauge, now time.Time) {
-	ts.Set(float64(now.UnixNano()) / 1e9)
-	ok.Set(1)
-}
-
 func (r *Reloader) listFailure(now time.Time, trigger string, err error) {
-	r.metrics.BlocklistReloads.WithLabelValues("failure").Inc()
-	r.metrics.BlocklistLastSuccessful.Set(0)
+	r.metrics.Blocklist.record("failure", now)
 	r.listSt.LastError, r.listSt.ErrorAt = err.Error(), &now
 	r.log.Error("blocklist not applied; keeping the last good list", "event", "blocklist_reload", "result", "failure",
 		"trigger", trigger, "file", r.cur.Config.Blocklist.File, "error", err.Error(),
@@ -337,8 +310,7 @@ func (r *Reloader) listFailure(now time.Time, trigger string, err error) {
 }
 
 func (r *Reloader) cfgFailure(now time.Time, trigger string, err error) {
-	r.metrics.ConfigReloads.WithLabelValues("failure").Inc()
-	r.metrics.ConfigLastSuccessful.Set(0)
+	r.metrics.Config.record("failure", now)
 	r.cfgSt.LastError, r.cfgSt.ErrorAt = err.Error(), &now
 	r.log.Error("config not applied; keeping the last good config", "event", "config_reload", "result", "failure",
 		"trigger", trigger, "file", r.path, "error", err.Error())

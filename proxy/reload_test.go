@@ -333,18 +333,15 @@ func TestConcurrentRequestsDuringReloads(t *testing.T) {
 			}
 		}()
 	}
-	var lat []time.Duration
 	for n := 1; n <= reloads; n++ {
 		tmp := e.list + ".tmp"
 		writeFile(t, tmp, version(n))
-		start := time.Now()
 		os.Rename(tmp, e.list)
 		want := fmt.Sprintf("Reason: v%d\n", n)
 		waitFor(t, 5*time.Second, fmt.Sprintf("version %d", n), func() bool {
 			_, body := e.get("GET", "always.example", "/", map[string]string{"Accept": "text/plain"})
 			return strings.Contains(body, want)
 		})
-		lat = append(lat, time.Since(start))
 	}
 	stop.Store(true)
 	wg.Wait()

@@ -59,9 +59,6 @@ func NewServer(log *slog.Logger, configPath string, b *Bundle) (*Server, error) 
 // Reloader returns the server's reloader (for SIGHUP).
 func (s *Server) Reloader() *Reloader { return s.reloader }
 
-// Registry returns the metrics registry.
-func (s *Server) Registry() *prometheus.Registry { return s.reg }
-
 // Addr returns the address a listener ("http", "https", "admin") is bound
 // to, or "" if it is not running.
 func (s *Server) Addr(name string) string {
