@@ -35,6 +35,11 @@ type List struct {
 	attrs    []Attrs
 	nodes    map[string]node
 	expiries []int64 // sorted expiry times of all rules that have one
+	// notes holds the annotations of the rules that have one, by line; nil
+	// when none has, so that rules without one cost nothing.
+	notes map[uint32]Note
+	// unblocks holds the unblock records by pattern; nil when there are none.
+	unblocks map[string]Note
 }
 
 // File returns the name of the file the list was parsed from.
@@ -68,6 +73,20 @@ func (l *List) Rules() iter.Seq[Rule] {
 			}
 		}
 	}
+}
+
+// Note returns the annotation of r (the "#@" line directly above it), if it
+// has one. r must come from l.
+func (l *List) Note(r Rule) (Note, bool) {
+	n, ok := l.notes[uint32(r.Line)]
+	return n, ok
+}
+
+// UnblockNote returns the unblock record of pattern ("name" or "*.name", in
+// normalized form), if the file has one.
+func (l *List) UnblockNote(pattern string) (Note, bool) {
+	n, ok := l.unblocks[pattern]
+	return n, ok
 }
 
 // Lookup returns the rule with the given pattern ("name" or "*.name", in
@@ -153,29 +172,16 @@ func (l *List) ExpiredBetween(from, to time.Time) []Rule {
 
 // Diff returns the patterns in l that are not in old (added) and those in
 // old that are not in l (removed), each in file order. A nil old counts as
-// an empty list.
+// an empty list. Changes also reports the rules whose attributes changed.
 func (l *List) Diff(old *List) (added, removed []string) {
-	has := func(x *List, r *rule) bool {
-		if x == nil {
-			return false
-		}
-		n, ok := x.nodes[r.name]
-		if !ok {
-			return false
-		}
-		if r.wildcard {
-			return n.wild >= 0
-		}
-		return n.zone >= 0
-	}
 	for i := range l.rules {
-		if r := &l.rules[i]; !has(old, r) {
+		if old.index(&l.rules[i]) < 0 {
 			added = append(added, l.rule(int32(i)).Pattern())
 		}
 	}
 	if old != nil {
 		for i := range old.rules {
-			if r := &old.rules[i]; !has(l, r) {
+			if l.index(&old.rules[i]) < 0 {
 				removed = append(removed, old.rule(int32(i)).Pattern())
 			}
 		}

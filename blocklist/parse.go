@@ -64,7 +64,8 @@ func Load(path string) (*List, error) {
 // is "name" (the name and every name under it) or "*.name" (only the names
 // under it), and the keys are policy, reason, status, mode and expires. "#"
 // at the start of a line or after white space (outside quotes) starts a
-// comment.
+// comment. An annotation line ("#@ ...", see NotePrefix) is a comment
+// too; the list remembers it (see List.Note and List.UnblockNote).
 func Parse(file string, data []byte) (*List, error) {
 	// One string for the whole file: names that are already canonical are
 	// substrings of it, which saves an allocation per rule.
@@ -100,34 +101,46 @@ func Parse(file string, data []byte) (*List, error) {
 type parser struct {
 	list    *List
 	attrIDs map[Attrs]uint32
+	// note is the last rule annotation seen, on line noteLine.
+	note     Note
+	noteLine int
+}
+
+// comment remembers the annotation on line lineNo, if it is one.
+func (p *parser) comment(line string, lineNo int) {
+	if !strings.HasPrefix(line, NotePrefix) {
+		return
+	}
+	n, unblocked, ok := parseNote(line)
+	switch {
+	case !ok:
+	case unblocked != "":
+		if p.list.unblocks == nil {
+			p.list.unblocks = map[string]Note{}
+		}
+		p.list.unblocks[unblocked] = n
+	default:
+		p.note, p.noteLine = n, lineNo
+	}
 }
 
 // line parses one line and adds its rule, if it has one.
 func (p *parser) line(line string, lineNo int) error {
 	line = strings.TrimSuffix(line, "\r")
 	pattern, rest := nextField(line)
-	if pattern == "" || pattern[0] == '#' {
+	if pattern == "" {
+		return nil
+	}
+	if pattern[0] == '#' {
+		p.comment(line, lineNo)
 		return nil
 	}
 	r := rule{line: uint32(lineNo)}
-	name := pattern
-	if strings.HasPrefix(name, "*.") {
-		r.wildcard = true
-		name = name[2:]
-	}
-	if strings.ContainsAny(name, "*/:[]") {
-		return fmt.Errorf("invalid pattern %q: want a host name or *.name (no ports, paths or inner wildcards)", pattern)
-	}
-	n, err := Normalize(name)
+	n, wild, err := parsePattern(pattern)
 	if err != nil {
 		return err
 	}
-	if r.wildcard {
-		if _, isIP := parseIP(n); isIP {
-			return fmt.Errorf("invalid pattern %q: a wildcard needs a name, not an IP address", pattern)
-		}
-	}
-	r.name = n
+	r.name, r.wildcard = n, wild
 	a := Attrs{Status: 403}
 	expires, err := parseAttrs(rest, &a)
 	if err != nil {
@@ -144,6 +157,39 @@ func (p *parser) line(line string, lineNo int) error {
 	}
 	r.attrs = id
 	return p.add(r, pattern)
+}
+
+// parsePattern returns the normalized name of a rule pattern ("name" or
+// "*.name") and whether it is a wildcard.
+func parsePattern(pattern string) (name string, wildcard bool, err error) {
+	name, wildcard = strings.CutPrefix(pattern, "*.")
+	if strings.ContainsAny(name, "*/:[]") {
+		return "", false, fmt.Errorf("invalid pattern %q: want a host name or *.name (no ports, paths or inner wildcards)", pattern)
+	}
+	n, err := Normalize(name)
+	if err != nil {
+		return "", false, err
+	}
+	if wildcard {
+		if _, isIP := parseIP(n); isIP {
+			return "", false, fmt.Errorf("invalid pattern %q: a wildcard needs a name, not an IP address", pattern)
+		}
+	}
+	return n, wildcard, nil
+}
+
+// NormalizePattern returns the normalized form of a rule pattern, as it is
+// written by edgeblock block: "FORUM.example." becomes "forum.example",
+// "*.Foo.Example" becomes "*.foo.example", Unicode becomes punycode.
+func NormalizePattern(pattern string) (string, error) {
+	n, wild, err := parsePattern(pattern)
+	if err != nil {
+		return "", err
+	}
+	if wild {
+		return "*." + n, nil
+	}
+	return n, nil
 }
 
 func (p *parser) add(r rule, pattern string) error {
@@ -165,82 +211,106 @@ func (p *parser) add(r rule, pattern string) error {
 	if r.expires != 0 {
 		l.expiries = append(l.expiries, r.expires)
 	}
+	if p.noteLine != 0 && p.noteLine == int(r.line)-1 {
+		if l.notes == nil {
+			l.notes = map[uint32]Note{}
+		}
+		l.notes[r.line] = p.note
+	}
 	return nil
 }
 
 // parseAttrs parses "key=value" fields into a and returns the expiry.
 func parseAttrs(s string, a *Attrs) (time.Time, error) {
 	var expires time.Time
-	seen := map[string]bool{}
+	var seen [len(attrKeys)]bool
+	_, err := scanAttrs(s, func(key, val string) error {
+		i := slices.Index(attrKeys[:], key)
+		if i < 0 {
+			return fmt.Errorf("unknown attribute %q (want policy, reason, status, mode or expires)", key)
+		}
+		if seen[i] {
+			return fmt.Errorf("attribute %s given twice", key)
+		}
+		seen[i] = true
+		return setAttr(a, &expires, key, val)
+	})
+	return expires, err
+}
+
+// scanAttrs calls fn for each "key=value" field of s, with the value
+// unquoted, and returns the trailing comment ("# ..."), if any.
+func scanAttrs(s string, fn func(key, val string) error) (comment string, err error) {
 	for {
 		s = strings.TrimLeft(s, " \t")
 		if s == "" || s[0] == '#' {
-			return expires, nil
+			return s, nil
 		}
 		eq := strings.IndexByte(s, '=')
 		sp := strings.IndexAny(s, " \t")
 		if eq < 0 || (sp >= 0 && sp < eq) {
 			field, _ := nextField(s)
-			return expires, fmt.Errorf("attribute %q: want key=value", field)
+			return "", fmt.Errorf("attribute %q: want key=value", field)
 		}
 		key := s[:eq]
 		s = s[eq+1:]
 		var val string
-		var err error
 		if strings.HasPrefix(s, `"`) {
 			val, s, err = unquote(s)
 			if err != nil {
-				return expires, fmt.Errorf("attribute %s: %v", key, err)
+				return "", fmt.Errorf("attribute %s: %v", key, err)
 			}
 			if s != "" && s[0] != ' ' && s[0] != '\t' {
-				return expires, fmt.Errorf("attribute %s: want white space after the closing quote", key)
+				return "", fmt.Errorf("attribute %s: want white space after the closing quote", key)
 			}
 		} else {
 			val, s = nextField(s)
 		}
-		if seen[key] {
-			return expires, fmt.Errorf("attribute %s given twice", key)
-		}
-		seen[key] = true
-		switch key {
-		case "policy":
-			if err := checkPolicy(val); err != nil {
-				return expires, err
-			}
-			a.Policy = val
-		case "reason":
-			if val == "" {
-				return expires, errors.New(`attribute reason: empty; leave it out instead`)
-			}
-			a.Reason = val
-		case "status":
-			switch val {
-			case "403":
-				a.Status = 403
-			case "451":
-				a.Status = 451
-			default:
-				return expires, fmt.Errorf("attribute status=%q: want 403 or 451", val)
-			}
-		case "mode":
-			switch val {
-			case "block":
-				a.Mode = ModeBlock
-			case "report":
-				a.Mode = ModeReport
-			default:
-				return expires, fmt.Errorf("attribute mode=%q: want block or report", val)
-			}
-		case "expires":
-			t, err := ParseExpiry(val)
-			if err != nil {
-				return expires, err
-			}
-			expires = t
-		default:
-			return expires, fmt.Errorf("unknown attribute %q (want policy, reason, status, mode or expires)", key)
+		if err := fn(key, val); err != nil {
+			return "", err
 		}
 	}
+}
+
+// setAttr checks val and sets attribute key of a (or *expires).
+func setAttr(a *Attrs, expires *time.Time, key, val string) error {
+	switch key {
+	case "policy":
+		if err := checkPolicy(val); err != nil {
+			return err
+		}
+		a.Policy = val
+	case "reason":
+		if val == "" {
+			return errors.New(`attribute reason: empty; leave it out instead`)
+		}
+		a.Reason = val
+	case "status":
+		switch val {
+		case "403":
+			a.Status = 403
+		case "451":
+			a.Status = 451
+		default:
+			return fmt.Errorf("attribute status=%q: want 403 or 451", val)
+		}
+	case "mode":
+		switch val {
+		case "block":
+			a.Mode = ModeBlock
+		case "report":
+			a.Mode = ModeReport
+		default:
+			return fmt.Errorf("attribute mode=%q: want block or report", val)
+		}
+	case "expires":
+		t, err := ParseExpiry(val)
+		if err != nil {
+			return err
+		}
+		*expires = t
+	}
+	return nil
 }
 
 // ParseExpiry parses the value of expires=: an RFC 3339 date-time, or a
@@ -305,23 +375,4 @@ func formatAttr(key, value string) string {
 		return key + "=" + quote(value)
 	}
 	return key + "=" + value
-}
-
-func quoteArgs(args []string) []string {
-	out := make([]string, len(args))
-	for i, arg := range args {
-		k, v, ok := strings.Cut(arg, "=")
-		if !ok {
-			out[i] = arg
-			continue
-		}
-		out[i] = formatAttr(k, v)
-	}
-	return out
-}
-
-// FormatRule returns a blocklist line for pattern with the given
-// "key=value" arguments, quoting values as needed.
-func FormatRule(pattern string, args []string) string {
-	return strings.Join(append([]string{pattern}, quoteArgs(args)...), " ")
 }

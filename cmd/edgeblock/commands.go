@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -14,7 +13,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/edgeblock/edgeblock/blocklist"
 	"github.com/edgeblock/edgeblock/proxy"
 )
 
@@ -142,82 +140,6 @@ func runExplain(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	fmt.Fprint(stdout, proxy.Explain(b, fs.Arg(0), time.Now()))
-	return 0
-}
-
-// editArgs parses the flags and HOST of block and unblock, and loads the
-// config to find the blocklist.
-func editArgs(name string, args []string, stderr io.Writer) (*proxy.Config, []string, int) {
-	fs, config, ok := flags(name, args, stderr, nil)
-	if !ok {
-		return nil, nil, 2
-	}
-	if fs.NArg() < 1 {
-		fmt.Fprintf(stderr, "usage: edgeblock %s -config FILE HOST ...\n", name)
-		return nil, nil, 2
-	}
-	cfg, err := proxy.LoadConfig(config)
-	if err != nil {
-		printProblems(stderr, err)
-		return nil, nil, 1
-	}
-	return cfg, fs.Args(), 0
-}
-
-func runBlock(args []string, stdout, stderr io.Writer) int {
-	cfg, rest, code := editArgs("block", args, stderr)
-	if cfg == nil {
-		return code
-	}
-	file := cfg.Blocklist.File
-	data, err := os.ReadFile(file)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		fmt.Fprintln(stderr, err)
-		return 1
-	}
-	line := blocklist.FormatRule(rest[0], rest[1:])
-	out, err := blocklist.SetRule(file, data, line)
-	if err != nil {
-		printProblems(stderr, err)
-		return 1
-	}
-	if err := blocklist.WriteFileAtomic(file, out); err != nil {
-		fmt.Fprintln(stderr, err)
-		return 1
-	}
-	fmt.Fprintf(stdout, "blocked: %s (in %s)\n", line, file)
-	return 0
-}
-
-func runUnblock(args []string, stdout, stderr io.Writer) int {
-	cfg, rest, code := editArgs("unblock", args, stderr)
-	if cfg == nil {
-		return code
-	}
-	if len(rest) != 1 {
-		fmt.Fprintln(stderr, "usage: edgeblock unblock -config FILE HOST")
-		return 2
-	}
-	file := cfg.Blocklist.File
-	data, err := os.ReadFile(file)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 1
-	}
-	out, found, err := blocklist.RemoveRule(file, data, rest[0])
-	if err != nil {
-		printProblems(stderr, err)
-		return 1
-	}
-	if !found {
-		fmt.Fprintf(stderr, "edgeblock: %s has no rule %q\n", file, rest[0])
-		return 1
-	}
-	if err := blocklist.WriteFileAtomic(file, out); err != nil {
-		fmt.Fprintln(stderr, err)
-		return 1
-	}
-	fmt.Fprintf(stdout, "unblocked: %s (in %s)\n", rest[0], file)
 	return 0
 }
 

@@ -1,0 +1,157 @@
+package blocklist
+
+import (
+	"iter"
+	"strconv"
+	"time"
+)
+
+// ChangeKind says how a rule differs between two lists.
+type ChangeKind string
+
+// The kinds of change.
+const (
+	Added   ChangeKind = "added"
+	Removed ChangeKind = "removed"
+	Changed ChangeKind = "changed"
+)
+
+// AttrChange is one attribute of a rule that changed. Old and New are the
+// values as they would be written in the file; "" means the attribute is
+// not set (the default applies).
+type AttrChange struct {
+	Key, Old, New string
+}
+
+// String returns "old→new", where an unset value reads "(default)" for
+// policy, "(none)" for reason and "(never)" for expires.
+func (c AttrChange) String() string {
+	return c.show(c.Old) + "→" + c.show(c.New)
+}
+
+func (c AttrChange) show(v string) string {
+	if v != "" {
+		return v
+	}
+	switch c.Key {
+	case "policy":
+		return "(default)"
+	case "expires":
+		return "(never)"
+	}
+	return "(none)"
+}
+
+// Change is one rule that differs between two lists.
+type Change struct {
+	Kind ChangeKind
+	// Rule is the rule of the new list, or for Removed the rule of the old.
+	Rule Rule
+	// Attrs lists, for Changed, the attributes that differ, in the order
+	// policy, reason, status, mode, expires.
+	Attrs []AttrChange
+	// Note records who made the change and why, when HasNote is true: the
+	// annotation of an added rule, the annotation of a changed rule when it
+	// differs from the old one's, or the unblock record of a removed rule.
+	Note    Note
+	HasNote bool
+}
+
+// attrKeys are the attribute keys in the order they are compared and
+// written.
+var attrKeys = [...]string{"policy", "reason", "status", "mode", "expires"}
+
+// attrValues returns the attribute values of r in attrKeys order, as they
+// would be written: "" for no policy, reason or expiry; status and mode
+// always have a value (403 and block by default).
+func attrValues(r Rule) [len(attrKeys)]string {
+	var v [len(attrKeys)]string
+	v[0], v[1], v[2], v[3] = r.Policy, r.Reason, strconv.Itoa(r.Status), r.Mode.String()
+	if !r.Expires.IsZero() {
+		v[4] = r.Expires.UTC().Format(time.RFC3339)
+	}
+	return v
+}
+
+// AttrChanges returns the attributes that differ between old and new, in
+// the order policy, reason, status, mode, expires.
+func AttrChanges(old, new Rule) []AttrChange {
+	ov, nv := attrValues(old), attrValues(new)
+	var out []AttrChange
+	for i, k := range attrKeys {
+		if ov[i] != nv[i] {
+			out = append(out, AttrChange{Key: k, Old: ov[i], New: nv[i]})
+		}
+	}
+	return out
+}
+
+// Changes yields the rules of l that old lacks (Added) or has with other
+// attributes (Changed), in l's file order, then the rules of old that l
+// lacks (Removed), in old's file order. A nil old counts as an empty list.
+// A rule that only moved to another line is not a change. Changes walks
+// both lists once and allocates only for the changes it yields.
+func (l *List) Changes(old *List) iter.Seq[Change] {
+	return func(yield func(Change) bool) {
+		for i := range l.rules {
+			r := &l.rules[i]
+			j := old.index(r)
+			if j < 0 {
+				c := Change{Kind: Added, Rule: l.rule(int32(i))}
+				c.Note, c.HasNote = l.Note(c.Rule)
+				if !yield(c) {
+					return
+				}
+				continue
+			}
+			o := &old.rules[j]
+			if r.expires == o.expires && l.attrs[r.attrs] == old.attrs[o.attrs] {
+				continue
+			}
+			c := Change{Kind: Changed, Rule: l.rule(int32(i))}
+			or := old.rule(j)
+			c.Attrs = AttrChanges(or, c.Rule)
+			n, ok := l.Note(c.Rule)
+			if on, had := old.Note(or); ok && (!had || !on.equal(n)) {
+				c.Note, c.HasNote = n, true
+			}
+			if !yield(c) {
+				return
+			}
+		}
+		if old == nil {
+			return
+		}
+		for j := range old.rules {
+			if l.index(&old.rules[j]) >= 0 {
+				continue
+			}
+			c := Change{Kind: Removed, Rule: old.rule(int32(j))}
+			c.Note, c.HasNote = l.UnblockNote(c.Rule.Pattern())
+			if !yield(c) {
+				return
+			}
+		}
+	}
+}
+
+// index returns the index in l of the rule with the same pattern as r, or
+// -1. A nil l has no rules.
+func (l *List) index(r *rule) int32 {
+	if l == nil {
+		return -1
+	}
+	n, ok := l.nodes[r.name]
+	if !ok {
+		return -1
+	}
+	if r.wildcard {
+		return n.wild
+	}
+	return n.zone
+}
+
+// equal reports whether n and o record the same edit.
+func (n Note) equal(o Note) bool {
+	return n.At.Equal(o.At) && n.By == o.By && n.Comment == o.Comment
+}
