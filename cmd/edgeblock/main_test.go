@@ -83,46 +83,6 @@ func TestExplain(t *testing.T) {
 	}
 }
 
-func TestBlockUnblock(t *testing.T) {
-	dir := copyTestdata(t, "edgeblock.yaml", "blocklist.txt")
-	cfg := filepath.Join(dir, "edgeblock.yaml")
-	list := filepath.Join(dir, "blocklist.txt")
-	orig, _ := os.ReadFile(list)
-	if code, out, errOut := runCmd("block", "-config", cfg, "New.Example", `reason=Spam "wave" #3`, "status=451"); code != 0 {
-		t.Fatalf("block: %d %s %s", code, out, errOut)
-	}
-	got, _ := os.ReadFile(list)
-	if !strings.HasPrefix(string(got), string(orig)) || !strings.HasSuffix(string(got), "New.Example reason=\"Spam \\\"wave\\\" #3\" status=451\n") {
-		t.Errorf("after block:\n%s", got)
-	}
-	// Blocking an existing name again updates its line in place.
-	runCmd("block", "-config", cfg, "forum.example", "reason=Updated")
-	got, _ = os.ReadFile(list)
-	if !strings.Contains(string(got), "# Customer blocks, newest last.\nforum.example reason=Updated\n") {
-		t.Errorf("after re-block:\n%s", got)
-	}
-	// A bad attribute changes nothing.
-	if code, _, errOut := runCmd("block", "-config", cfg, "x.example", "status=999"); code != 1 || !strings.Contains(errOut, "want 403 or 451") {
-		t.Errorf("bad block: exit %d %s", code, errOut)
-	}
-	if after, _ := os.ReadFile(list); !bytes.Equal(after, got) {
-		t.Error("a rejected block changed the file")
-	}
-	if code, _, _ := runCmd("unblock", "-config", cfg, "new.example"); code != 0 {
-		t.Error("unblock failed")
-	}
-	if code, _, errOut := runCmd("unblock", "-config", cfg, "new.example"); code != 1 || !strings.Contains(errOut, "has no rule") {
-		t.Errorf("second unblock: exit %d %s", code, errOut)
-	}
-	got, _ = os.ReadFile(list)
-	if strings.Contains(string(got), "New.Example") || !strings.Contains(string(got), "# Legal\ncourt.example") {
-		t.Errorf("after unblock:\n%s", got)
-	}
-	if entries, _ := os.ReadDir(dir); len(entries) != 2 {
-		t.Errorf("temporary files left behind: %v", entries)
-	}
-}
-
 func freeAddr(t *testing.T) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")

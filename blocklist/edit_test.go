@@ -1,0 +1,289 @@
+package blocklist
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+const editBase = `# Customer blocks
+forum.example reason="Imminent threat" policy=https://blog.example.com/why # keep me
+*.pages.example
+#@ 2026-01-02T03:04:05Z by carol: T-7
+court.example status=451
+`
+
+func TestBlock(t *testing.T) {
+	note := NewNote(time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC), "alice", "TICKET-42 spam")
+	tests := []struct {
+		name    string
+		data    string
+		pattern string
+		args    []string
+		opt     BlockOptions
+		kind    ChangeKind
+		attrs   string // "key:old→new" joined by ", "
+		want    string // the whole file; "" when nothing is written
+	}{
+		{
+			name: "merge keeps the other attributes and the trailing comment", pattern: "forum.example", args: []string{"status=451"},
+			kind: Changed, attrs: "status:403→451",
+			want: strings.Replace(editBase, "why # keep me", "why status=451 # keep me", 1),
+		},
+		{
+			name: "raw spelling is normalized and merged", pattern: "FORUM.example.", args: []string{"reason=Updated"},
+			kind: Changed, attrs: "reason:Imminent threat→Updated",
+			want: strings.Replace(editBase, `forum.example reason="Imminent threat"`, `forum.example reason=Updated`, 1),
+		},
+		{
+			name: "an empty value removes the attribute", pattern: "forum.example", args: []string{"policy="},
+			kind: Changed, attrs: "policy:https://blog.example.com/why→(default)",
+			want: strings.Replace(editBase, " policy=https://blog.example.com/why", "", 1),
+		},
+		{
+			name: "replace rewrites the line", pattern: "forum.example", args: []string{"status=451"}, opt: BlockOptions{Replace: true},
+			kind: Changed, attrs: "policy:https://blog.example.com/why→(default), reason:Imminent threat→(none), status:403→451",
+			want: strings.Replace(editBase, `forum.example reason="Imminent threat" policy=https://blog.example.com/why # keep me`, "forum.example status=451", 1),
+		},
+		{
+			name: "the same attributes change nothing", pattern: "Forum.Example", args: []string{`reason=Imminent threat`},
+		},
+		{
+			name: "a note goes above the rule", pattern: "forum.example", args: []string{"mode=report"}, opt: BlockOptions{Note: &note},
+			kind: Changed, attrs: "mode:block→report",
+			want: strings.Replace(editBase, "forum.example reason=\"Imminent threat\" policy=https://blog.example.com/why # keep me",
+				"#@ 2026-11-26T10:00:00Z by alice: TICKET-42 spam\nforum.example reason=\"Imminent threat\" policy=https://blog.example.com/why mode=report # keep me", 1),
+		},
+		{
+			name: "a note replaces the rule's note", pattern: "court.example", args: []string{"status="}, opt: BlockOptions{Note: &note},
+			kind: Changed, attrs: "status:451→403",
+			want: strings.Replace(editBase, "#@ 2026-01-02T03:04:05Z by carol: T-7\ncourt.example status=451", "#@ 2026-11-26T10:00:00Z by alice: TICKET-42 spam\ncourt.example", 1),
+		},
+		{
+			name: "wildcard added, normalized", pattern: "*.Foo.Example", args: []string{"reason=spam wave"}, opt: BlockOptions{Note: &note},
+			kind: Added, want: editBase + "#@ 2026-11-26T10:00:00Z by alice: TICKET-42 spam\n*.foo.example reason=\"spam wave\"\n",
+		},
+		{
+			name: "Unicode written as punycode", pattern: "Bücher.example", kind: Added,
+			want: editBase + "xn--bcher-kva.example\n",
+		},
+		{
+			name: "added to a file without a final line break", data: "a.example", pattern: "b.example", kind: Added,
+			want: "a.example\nb.example\n",
+		},
+		{
+			name: "added to a missing file", data: "-", pattern: "b.example", kind: Added, want: "b.example\n",
+		},
+		{
+			name: "blocking again drops the unblock record", data: "a.example\n#@ 2026-01-02T03:04:05Z by bob unblocked b.example: oops\n",
+			pattern: "b.example", kind: Added, want: "a.example\nb.example\n",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			data := []byte(editBase)
+			switch tt.data {
+			case "":
+			case "-":
+				data = nil
+			default:
+				data = []byte(tt.data)
+			}
+			before := string(data)
+			out, res, err := Block("test.txt", data, tt.pattern, tt.args, tt.opt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(data) != before {
+				t.Error("Block modified its input")
+			}
+			if res.Kind != tt.kind {
+				t.Errorf("Kind = %q, want %q", res.Kind, tt.kind)
+			}
+			var attrs []string
+			for _, a := range res.Attrs {
+				attrs = append(attrs, a.Key+":"+a.String())
+			}
+			if got := strings.Join(attrs, ", "); got != tt.attrs {
+				t.Errorf("Attrs = %s, want %s", got, tt.attrs)
+			}
+			if string(out) != tt.want {
+				t.Errorf("file:\n%s\nwant:\n%s", out, tt.want)
+			}
+			if out == nil {
+				return
+			}
+			l := mustParse(t, string(out))
+			r, ok := l.Lookup(res.Pattern)
+			if !ok || r.Line != res.Line {
+				t.Errorf("rule %s not on line %d: %v %v", res.Pattern, res.Line, r, ok)
+			}
+			if n, ok := l.Note(r); tt.opt.Note != nil && (!ok || !n.equal(note)) {
+				t.Errorf("note of %s = %+v, %v", res.Pattern, n, ok)
+			}
+		})
+	}
+}
+
+func TestBlockRejects(t *testing.T) {
+	tests := []struct {
+		data, pattern string
+		args          []string
+		want          string
+	}{
+		{editBase, "x.example", []string{"status=999"}, `status="999": want 403 or 451`},
+		{editBase, "forum.example", []string{"status=200"}, `want 403 or 451`},
+		{editBase, "x.example", []string{"colour=red"}, `unknown attribute "colour"`},
+		{editBase, "x.example", []string{"status=451", "status=403"}, "given twice"},
+		{editBase, "x.example", []string{"451"}, "want key=value"},
+		{editBase, "x.example", []string{"policy=ftp://x"}, "absolute http or https URL"},
+		{editBase, "x.example", []string{"expires=soon"}, "RFC 3339"},
+		{editBase, "a/b.example", nil, "invalid pattern"},
+		{editBase, "*.1.2.3.4", nil, "wildcard needs a name"},
+		{"ok.example\nbad..example\n", "x.example", nil, "test.txt:2:"},
+	}
+	for _, tt := range tests {
+		out, _, err := Block("test.txt", []byte(tt.data), tt.pattern, tt.args, BlockOptions{})
+		if err == nil || !strings.Contains(err.Error(), tt.want) || out != nil {
+			t.Errorf("Block(%s %v) = %q, %v; want an error with %q", tt.pattern, tt.args, out, err, tt.want)
+		}
+	}
+}
+
+func TestUnblock(t *testing.T) {
+	note := NewNote(time.Date(2026, 11, 26, 11, 0, 0, 0, time.UTC), "bob", "court order lifted")
+	now := time.Now()
+	out, res, err := Unblock("test.txt", []byte(editBase), "Court.Example.", &note, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "# Customer blocks\nforum.example reason=\"Imminent threat\" policy=https://blog.example.com/why # keep me\n*.pages.example\n" +
+		"#@ 2026-11-26T11:00:00Z by bob unblocked court.example: court order lifted\n"
+	if string(out) != want || res.Kind != Removed || res.Line != 5 || res.OldLine != "court.example status=451" {
+		t.Errorf("Unblock = %+v\n%s\nwant:\n%s", res, out, want)
+	}
+	l := mustParse(t, string(out))
+	if n, ok := l.UnblockNote("court.example"); !ok || !n.equal(note) {
+		t.Errorf("UnblockNote = %+v, %v", n, ok)
+	}
+	// A second record of the same pattern replaces the first.
+	out2, _, err := Block("test.txt", out, "court.example", nil, BlockOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out3, _, err := Unblock("test.txt", out2, "court.example", &note, now)
+	if err != nil || strings.Count(string(out3), "unblocked court.example") != 1 {
+		t.Errorf("second unblock: %v\n%s", err, out3)
+	}
+	// Without a note, only the rule goes.
+	out, _, err = Unblock("test.txt", []byte(editBase), "*.pages.example", nil, now)
+	if want := strings.Replace(editBase, "*.pages.example\n", "", 1); err != nil || string(out) != want {
+		t.Errorf("unblock *.pages.example: %v\n%s", err, out)
+	}
+}
+
+func TestUnblockNoRule(t *testing.T) {
+	tests := []struct {
+		pattern       string
+		covered, want string
+	}{
+		{"www.forum.example", "forum.example", "it is blocked by forum.example (line 2): unblock that rule instead"},
+		{"a.pages.example", "*.pages.example", "blocked by *.pages.example (line 3)"},
+		{"pages.example", "", "there is a rule *.pages.example (line 3)"},
+		{"*.court.example", "", "there is a rule court.example (line 5)"},
+		{"nothing.example", "", "no rule applies to it, so it is not blocked"},
+	}
+	for _, tt := range tests {
+		out, _, err := Unblock("test.txt", []byte(editBase), tt.pattern, nil, time.Now())
+		var nr *NoRuleError
+		if !errors.As(err, &nr) || out != nil {
+			t.Errorf("Unblock(%s) = %v; want a *NoRuleError", tt.pattern, err)
+			continue
+		}
+		got := ""
+		if nr.CoveredBy != nil {
+			got = nr.CoveredBy.Pattern()
+		}
+		if got != tt.covered || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("Unblock(%s): covered by %q, error %q; want %q, %q", tt.pattern, got, err, tt.covered, tt.want)
+		}
+	}
+}
+
+func TestNoteLines(t *testing.T) {
+	at := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
+	tests := []struct {
+		line      string
+		ok        bool
+		by, com   string
+		unblocked string
+	}{
+		{"#@ 2026-11-26T10:00:00Z by alice: TICKET-42 spam network", true, "alice", "TICKET-42 spam network", ""},
+		{"#@ 2026-11-26T10:00:00Z by alice", true, "alice", "", ""},
+		{"#@ 2026-11-26T10:00:00Z by alice:", true, "alice", "", ""},
+		{"#@ 2026-11-26T10:00:00Z by alice: a: b\r", true, "alice", "a: b", ""},
+		{"#@ 2026-11-26T10:00:00Z by bob unblocked *.x.example: lifted", true, "bob", "lifted", "*.x.example"},
+		{"#@ 2026-11-26T11:00:00+01:00 by alice", true, "alice", "", ""},
+		{"#@ yesterday by alice", false, "", "", ""},
+		{"#@ 2026-11-26T10:00:00Z alice", false, "", "", ""},
+		{"#@ 2026-11-26T10:00:00Z by ", false, "", "", ""},
+		{"#@ 2026-11-26T10:00:00Z by bob deleted x.example", false, "", "", ""},
+		{"# 2026-11-26T10:00:00Z by alice", false, "", "", ""},
+	}
+	for _, tt := range tests {
+		n, u, ok := parseNote(tt.line)
+		if ok != tt.ok || (ok && (!n.At.Equal(at) || n.By != tt.by || n.Comment != tt.com || u != tt.unblocked)) {
+			t.Errorf("parseNote(%q) = %+v, %q, %v", tt.line, n, u, ok)
+		}
+	}
+	// NewNote cleans what would break the line.
+	n := NewNote(at.Add(500*time.Millisecond), "ali ce:x", "two\nlines\t")
+	if got, want := n.Line(), "#@ 2026-11-26T10:00:00Z by ali_ce_x: two lines"; got != want {
+		t.Errorf("Line = %q, want %q", got, want)
+	}
+}
+
+// TestNotesAttach checks which rules get which annotation: only the line
+// directly above counts, and an annotation is still a comment.
+func TestNotesAttach(t *testing.T) {
+	l := mustParse(t, "#@ 2026-11-26T10:00:00Z by alice: one\na.example\n"+
+		"#@ 2026-11-26T10:00:00Z by bob: two\n\nb.example\n"+
+		"#@ 2026-11-26T10:00:00Z by carol: three\n# plain\nc.example\n"+
+		"#@ not a note\nd.example\n")
+	want := map[string]string{"a.example": "alice: one"}
+	for r := range l.Rules() {
+		n, ok := l.Note(r)
+		got := ""
+		if ok {
+			got = n.By + ": " + n.Comment
+		}
+		if got != want[r.Name] {
+			t.Errorf("note of %s = %q, want %q", r.Name, got, want[r.Name])
+		}
+	}
+	if l.Len() != 4 || l.notes == nil || len(l.notes) != 1 {
+		t.Errorf("Len = %d, notes = %v", l.Len(), l.notes)
+	}
+	if l := mustParse(t, "a.example\n"); l.notes != nil || l.unblocks != nil {
+		t.Error("a list without annotations allocated their maps")
+	}
+}
+
+func FuzzNote(f *testing.F) {
+	f.Add("alice", "TICKET-42 spam: network")
+	f.Add("dom\\user", "a\nb")
+	f.Add("", "")
+	f.Fuzz(func(t *testing.T, actor, comment string) {
+		n := NewNote(time.Unix(1_800_000_000, 0), actor, comment)
+		for _, line := range []string{n.Line(), n.UnblockLine("x.example")} {
+			got, _, ok := parseNote(line)
+			if !ok || !got.equal(n) {
+				t.Fatalf("%q parsed back as %+v, %v; want %+v", line, got, ok, n)
+			}
+			if l, err := Parse("fuzz", []byte(line+"\nx.example\n")); err != nil || l.Len() != 1 {
+				t.Fatalf("%q broke the list: %v", line, err)
+			}
+		}
+	})
+}
