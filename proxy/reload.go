@@ -15,8 +15,8 @@ import (
 	"github.com/edgeblock/edgeblock/pages"
 )
 
-// auditLimit bounds how many added and removed patterns one audit line
-// names; the totals are always given.
+// auditLimit bounds how many added, removed and changed rules one audit
+// line names, of each; the totals are always given.
 const auditLimit = 50
 
 // Bundle is a loaded config with its blocklist and page renderer.
@@ -316,14 +316,16 @@ func (r *Reloader) cfgFailure(now time.Time, trigger string, err error) {
 		"trigger", trigger, "file", r.path, "error", err.Error())
 }
 
-// audit logs an applied list: hash, rule count, and the patterns added and
-// removed since prev.
+// audit logs an applied list: hash, rule count, and the rules added,
+// removed and changed since prev (attribute by attribute), each with who
+// made the change and why when the file records it (see blocklist.Note).
 func (r *Reloader) audit(l, prev *blocklist.List, trigger string) {
-	added, removed := l.Diff(prev)
+	c := newAuditChanges(l, prev)
 	r.log.Info("blocklist applied", "event", "blocklist_reload", "result", "success", "trigger", trigger,
 		"file", l.File(), "sha256", l.SHA256(), "rules", l.Len(),
-		"added_total", len(added), "removed_total", len(removed),
-		"added", added[:min(len(added), auditLimit)], "removed", removed[:min(len(removed), auditLimit)])
+		"added_total", c.totals[blocklist.Added], "removed_total", c.totals[blocklist.Removed],
+		"changed_total", c.totals[blocklist.Changed],
+		"added", c.added, "removed", c.removed, "changed", c.changed)
 }
 
 // scheduleExpiryLocked arms a timer for the next rule expiry, which logs

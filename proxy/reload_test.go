@@ -95,7 +95,7 @@ func TestReloadWaysOfWriting(t *testing.T) {
 			t.Logf("change to effect: %v", d)
 			applied := e.logs.logLines(t, "blocklist applied")
 			last := applied[len(applied)-1]
-			if last["added_total"] != 1.0 || last["removed_total"] != 1.0 || fmt.Sprint(last["added"]) != "[new.example]" || fmt.Sprint(last["removed"]) != "[old.example]" {
+			if last["added_total"] != 1.0 || last["removed_total"] != 1.0 || fmt.Sprint(last["added"]) != "[map[rule:new.example]]" || fmt.Sprint(last["removed"]) != "[map[rule:old.example]]" {
 				t.Errorf("audit line = %v", last)
 			}
 		})
