@@ -2,6 +2,7 @@ package blocklist
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -284,6 +285,83 @@ func FuzzNote(f *testing.F) {
 			if l, err := Parse("fuzz", []byte(line+"\nx.example\n")); err != nil || l.Len() != 1 {
 				t.Fatalf("%q broke the list: %v", line, err)
 			}
+		}
+	})
+}
+
+// FuzzBlock checks Block and Unblock on any valid list: the result parses,
+// the rule has the given attributes, the others are unchanged in number,
+// and unblocking removes it again.
+func FuzzBlock(f *testing.F) {
+	f.Add([]byte(editBase), "forum.example", "status=451", "policy=", false)
+	f.Add([]byte(editBase), "*.New.Example.", `reason=a "b" #c`, "expires=2027-01-01", true)
+	f.Add([]byte("a.example # x\r\nb.example"), "A.example", "mode=report", "reason=", false)
+	note := NewNote(time.Unix(1_800_000_000, 0), "fuzz", "why")
+	f.Fuzz(func(t *testing.T, data []byte, pattern, a1, a2 string, replace bool) {
+		old, err := Parse("f", data)
+		if err != nil {
+			return
+		}
+		var args []string
+		for _, a := range []string{a1, a2} {
+			if a != "" {
+				args = append(args, a)
+			}
+		}
+		out, res, err := Block("f", data, pattern, args, BlockOptions{Replace: replace, Note: &note})
+		if err != nil {
+			return
+		}
+		l := old
+		if out != nil {
+			if l, err = Parse("f", out); err != nil {
+				t.Fatalf("Block wrote a list that does not parse: %v\n%s", err, out)
+			}
+		}
+		r, ok := l.Lookup(res.Pattern)
+		if !ok || r.Line != res.Line {
+			t.Fatalf("rule %s not on line %d:\n%s", res.Pattern, res.Line, out)
+		}
+		want := old.Len()
+		if res.Kind == Added {
+			want++
+		}
+		if l.Len() != want {
+			t.Fatalf("%d rules after %s, want %d", l.Len(), res.Kind, want)
+		}
+		vals := attrValues(r)
+		for _, a := range args {
+			k, v, _ := strings.Cut(a, "=")
+			i := slices.Index(attrKeys[:], k)
+			switch {
+			case v == "" && k == "status":
+				v = "403"
+			case v == "" && k == "mode":
+				v = "block"
+			case v != "" && k == "expires":
+				e, _ := ParseExpiry(v)
+				v = e.UTC().Format(time.RFC3339)
+			}
+			if vals[i] != v {
+				t.Fatalf("%s = %q after block %v, want %q", k, vals[i], args, v)
+			}
+		}
+		if out == nil {
+			return
+		}
+		if n, ok := l.Note(r); !ok || !n.equal(note) {
+			t.Fatalf("note = %+v, %v", n, ok)
+		}
+		out2, _, err := Unblock("f", out, res.Pattern, &note, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		l2, err := Parse("f", out2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := l2.Lookup(res.Pattern); ok || l2.Len() != l.Len()-1 {
+			t.Fatalf("unblock %s left %d rules:\n%s", res.Pattern, l2.Len(), out2)
 		}
 	})
 }

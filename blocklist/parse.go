@@ -315,15 +315,24 @@ func setAttr(a *Attrs, expires *time.Time, key, val string) error {
 
 // ParseExpiry parses the value of expires=: an RFC 3339 date-time, or a
 // date (YYYY-MM-DD), which means 00:00 UTC of that day.
+// The time must lie after 1970-01-01T00:00:00Z and before the year 2262
+// (rules keep it as Unix nanoseconds).
 func ParseExpiry(v string) (time.Time, error) {
-	if t, err := time.Parse(time.RFC3339, v); err == nil {
-		return t, nil
+	t, err := time.Parse(time.RFC3339, v)
+	if err != nil {
+		t, err = time.Parse(time.DateOnly, v)
 	}
-	if t, err := time.Parse(time.DateOnly, v); err == nil {
+	if err == nil {
+		if !t.After(time.Unix(0, 0)) || !t.Before(maxExpiry) {
+			return time.Time{}, fmt.Errorf("attribute expires=%q: out of range: want a time after 1970-01-01 and before 2262-01-01", v)
+		}
 		return t, nil
 	}
 	return time.Time{}, fmt.Errorf("attribute expires=%q: want an RFC 3339 date (2027-01-01) or date-time (2027-01-01T12:00:00Z)", v)
 }
+
+// maxExpiry is the first time a rule cannot expire at.
+var maxExpiry = time.Date(2262, 1, 1, 0, 0, 0, 0, time.UTC)
 
 func checkPolicy(v string) error {
 	u, err := url.Parse(v)

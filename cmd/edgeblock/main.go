@@ -7,8 +7,8 @@
 //	edgeblock serve   -config FILE     run the proxy
 //	edgeblock check   -config FILE     validate config, blocklist and template
 //	edgeblock explain -config FILE HOST   show what a visitor to HOST gets
-//	edgeblock block   -config FILE HOST [key=value ...]   add or update a rule
-//	edgeblock unblock -config FILE HOST   remove a rule
+//	edgeblock block   -config FILE [-replace] [-comment TEXT] HOST [key=value ...]   add a rule or merge attributes into it
+//	edgeblock unblock -config FILE [-comment TEXT] HOST   remove a rule
 //	edgeblock ca-root -config FILE     print the internal CA's root certificate
 //	edgeblock demo                     run a local demo
 //	edgeblock version
@@ -29,8 +29,8 @@ var commands = []command{
 	{"serve", "serve -config FILE [-log-format json|text] [-log-level LEVEL]", runServe},
 	{"check", "check -config FILE", runCheck},
 	{"explain", "explain -config FILE HOST", runExplain},
-	{"block", "block -config FILE HOST [policy=URL] [reason=TEXT] [status=403|451] [mode=block|report] [expires=DATE]", runBlock},
-	{"unblock", "unblock -config FILE HOST", runUnblock},
+	{"block", "block -config FILE [-replace] [-comment TEXT] HOST [policy=URL] [reason=TEXT] [status=403|451] [mode=block|report] [expires=DATE] (key= removes)", runBlock},
+	{"unblock", "unblock -config FILE [-comment TEXT] HOST", runUnblock},
 	{"ca-root", "ca-root -config FILE", runCARoot},
 	{"demo", "demo [-http ADDR] [-admin ADDR] [-dir DIR]", runDemo},
 	{"version", "version", runVersion},
