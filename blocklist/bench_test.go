@@ -80,3 +80,35 @@ func BenchmarkMatchSize(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkParse1MNotes parses a 1,000,000-rule list in which every tenth
+// rule has an annotation line, and reports the memory kept per rule: the
+// annotations cost only the rules that have one.
+func BenchmarkParse1MNotes(b *testing.B) {
+	var sb strings.Builder
+	for i, line := range strings.SplitAfter(string(genList(1_000_000)), "\n") {
+		if i%10 == 1 {
+			fmt.Fprintf(&sb, "#@ 2026-11-26T10:00:00Z by alice: TICKET-%d\n", i)
+		}
+		sb.WriteString(line)
+	}
+	data := []byte(sb.String())
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		if _, err := Parse("bench", data); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	runtime.GC()
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	keep, _ := Parse("bench", data)
+	runtime.GC()
+	runtime.ReadMemStats(&m1)
+	b.ReportMetric(float64(m1.HeapAlloc-m0.HeapAlloc)/float64(keep.Len()), "bytes/rule")
+	if len(keep.notes) != 100_000 {
+		b.Fatalf("%d notes, want 100000", len(keep.notes))
+	}
+	runtime.KeepAlive(keep)
+}
