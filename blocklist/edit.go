@@ -2,7 +2,6 @@ package blocklist
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -320,7 +319,3 @@ func Unblock(file string, data []byte, pattern string, note *Note, now time.Time
 	}
 	return out, res, nil
 }
-
-// errChanged is wrapped by the error EditFile returns when the file kept
-// changing under it.
-var errChanged = errors.New("changed while it was being edited")

@@ -18,6 +18,10 @@ const (
 	editAttempts = 5
 )
 
+// errChanged is wrapped by the error EditFile returns when the file kept
+// changing under it.
+var errChanged = errors.New("changed while it was being edited")
+
 // EditFile changes the blocklist file at path with edit, so that edits
 // made at the same time never lose each other:
 //
