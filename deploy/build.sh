@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
 # The release build: a static binary with the version stamped in. The
 # Dockerfile runs exactly this script, and CI runs it outside Docker.
-# Usage: deploy/build.sh OUTDIR
+# Usage: deploy/build.sh [OUTDIR]
+# OUTDIR (default dist) is taken relative to the directory the script is
+# called from, like any other command's path argument; the build itself
+# runs in the repository root.
 set -euo pipefail
 out="${1:-dist}"
+case "$out" in
+  /*) ;;
+  *) out="$PWD/$out" ;;
+esac
 cd "$(dirname "$0")/.."
 version="${VERSION:-$(git describe --tags --always --dirty 2>/dev/null || echo devel)}"
 revision="${REVISION:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}"
