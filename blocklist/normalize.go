@@ -42,6 +42,9 @@ func Normalize(host string) (string, error) {
 	if isASCIIName(h) {
 		h = lowerASCII(h)
 	} else {
+		if err := badASCII(h); err != nil {
+			return "", fmt.Errorf("invalid host name %q: %v", host, err)
+		}
 		a, err := idna.Lookup.ToASCII(h)
 		if err != nil {
 			return "", fmt.Errorf("invalid host name %q: %v", host, err)
@@ -125,6 +128,28 @@ func isASCIIName(s string) bool {
 	return true
 }
 
+// badASCII describes the first ASCII byte of h that no host name may hold
+// (a name that is not all name characters, on the slow path only), so that
+// "bad host.example" is reported as a name with a space rather than in
+// IDNA's terms. Non-ASCII bytes are left to IDNA.
+func badASCII(h string) error {
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		switch {
+		case c >= 0x80, 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-', c == '.', c == '_':
+		case c == ' ':
+			return errors.New("a name with a space")
+		case c == '\t':
+			return errors.New("a name with a tab")
+		case c < 0x20 || c == 0x7f:
+			return fmt.Errorf("a name with control character %q", c)
+		default:
+			return fmt.Errorf("a name with character %q, which host names cannot hold", c)
+		}
+	}
+	return nil
+}
+
 // lowerASCII lowercases s, allocating only when s has an upper-case letter.
 func lowerASCII(s string) string {
 	for i := 0; i < len(s); i++ {
@@ -135,7 +160,8 @@ func lowerASCII(s string) string {
 	return s
 }
 
-// checkLabels validates the lengths and characters of every label, and the
+// checkLabels validates the lengths and characters of every label (letters,
+// digits, '-' and '_', no '-' at either end, RFC 952 and 1123), and the
 // punycode of every "xn--" label.
 func checkLabels(h string) error {
 	if len(h) > maxNameLen {
@@ -147,6 +173,10 @@ func checkLabels(h string) error {
 			return errors.New("empty label")
 		case len(label) > maxLabelLen:
 			return fmt.Errorf("label %q longer than %d bytes", label, maxLabelLen)
+		case label[0] == '-':
+			return fmt.Errorf("label %q starts with '-'", label)
+		case label[len(label)-1] == '-':
+			return fmt.Errorf("label %q ends with '-'", label)
 		}
 		for i := 0; i < len(label); i++ {
 			c := label[i]

@@ -29,8 +29,18 @@ func TestNormalize(t *testing.T) {
 		{in: "example.com:http", err: "bad port"},
 		{in: "[::1", err: "missing ']'"},
 		{in: "[::1]x", err: "bad port"},
-		{in: "exa mple.com", err: "invalid host name"},
-		{in: "exa<mple.com", err: "invalid host name"},
+		{in: "exa mple.com", err: `invalid host name "exa mple.com": a name with a space`},
+		{in: "bad host.example", err: "a name with a space"},
+		{in: "bü cher.example", err: "a name with a space"},
+		{in: "tab\there.example", err: "a name with a tab"},
+		{in: "nul\x00.example", err: `a name with control character '\x00'`},
+		{in: "exa<mple.com", err: `a name with character '<', which host names cannot hold`},
+		{in: "-lead.example", err: `label "-lead" starts with '-'`},
+		{in: "trail-.example", err: `label "trail-" ends with '-'`},
+		{in: "www.example-", err: `label "example-" ends with '-'`},
+		{in: "-", err: `label "-" starts with '-'`},
+		{in: "mid-dle.example", want: "mid-dle.example"},
+		{in: "a--b.example", want: "a--b.example"},
 		{in: strings.Repeat("a", 64) + ".com", err: "longer than 63"},
 		{in: strings.Repeat("abcdefghi.", 26) + "com", err: "longer than 253"},
 		{in: "xn--a.example", err: "invalid host name"},
@@ -61,7 +71,7 @@ func TestNormalizeCanonicalDoesNotAllocate(t *testing.T) {
 }
 
 func FuzzNormalize(f *testing.F) {
-	for _, s := range []string{"example.com", "Bücher.Example.:80", "[::1]:1", "a..b", "xn--zz", "1.2.3.4"} {
+	for _, s := range []string{"example.com", "Bücher.Example.:80", "[::1]:1", "a..b", "xn--zz", "1.2.3.4", "bad host.example", "-a.b-", "é-.example"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -74,5 +84,20 @@ func FuzzNormalize(f *testing.F) {
 		if err != nil || again != n {
 			t.Fatalf("Normalize(%q) = %q, but Normalize(%q) = %q, %v", s, n, n, again, err)
 		}
+		// A name (not an IP literal) holds only name characters, and no
+		// label starts or ends with '-'.
+		if strings.Contains(n, ":") || isIPv4(n) {
+			return
+		}
+		for label := range strings.SplitSeq(n, ".") {
+			if label == "" || label[0] == '-' || label[len(label)-1] == '-' || !isASCIIName(label) || strings.ContainsAny(label, "ABCDEFGHIJKLMNOPQRSTUVWXYZ.") {
+				t.Fatalf("Normalize(%q) = %q: label %q is not canonical", s, n, label)
+			}
+		}
 	})
+}
+
+func isIPv4(s string) bool {
+	_, ok := parseIP(s)
+	return ok
 }

@@ -141,6 +141,11 @@ func (p *parser) line(line string, lineNo int) error {
 		return err
 	}
 	r.name, r.wildcard = n, wild
+	if next, _ := nextField(rest); strings.Contains(next, ".") && !strings.ContainsAny(next, "=#") {
+		// "bad host.example": the second half of the name would be
+		// reported as an attribute without a value.
+		return fmt.Errorf("invalid host name %q: a name with a space (a rule is one pattern, then key=value attributes)", pattern+" "+next)
+	}
 	a := Attrs{Status: 403}
 	expires, err := parseAttrs(rest, &a)
 	if err != nil {

@@ -70,6 +70,11 @@ func TestParseErrors(t *testing.T) {
 		line, want string
 	}{
 		{"bad..example", "empty label"},
+		{"bad host.example", `invalid host name "bad host.example": a name with a space`},
+		{"bad host.example reason=x", `invalid host name "bad host.example": a name with a space`},
+		{"a.example 403", `attribute "403": want key=value`},
+		{"-lead.example", `label "-lead" starts with '-'`},
+		{"*.trail-.example", `label "trail-" ends with '-'`},
 		{"a.example status=404", `status="404": want 403 or 451`},
 		{"a.example mode=audit", `mode="audit": want block or report`},
 		{"a.example color=red", `unknown attribute "color"`},

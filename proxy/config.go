@@ -1,15 +1,17 @@
 package proxy
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io/fs"
+	"maps"
 	"net"
 	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -49,6 +51,8 @@ type Config struct {
 	SHA256 string `yaml:"-"`
 	// trusted is TrustedProxies parsed.
 	trusted []netip.Prefix
+	// src is the parsed document, for the lines of problems found later.
+	src *yaml.Node
 }
 
 // ListenConfig holds the listener addresses. Changing them needs a restart.
@@ -184,55 +188,257 @@ func (e *ConfigError) Error() string { return strings.Join(e.Problems, "\n") }
 func LoadConfig(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, &ConfigError{Problems: []string{err.Error()}}
+		return nil, &ConfigError{Problems: []string{pathProblem(err)}}
 	}
 	return ParseConfig(path, data)
 }
 
+// FileError reports that the file a config field names (such as
+// blocklist.file) cannot be read, as "config:line: field: /abs/path: no
+// such file", so that the message leads to both the setting and the file.
+func (c *Config) FileError(field []any, err error) error {
+	v := validator{path: c.Path, root: c.src}
+	return errors.New(v.format(field, "%s", pathProblem(err)))
+}
+
+// pathProblem describes a failed file operation as "/abs/path: reason",
+// without the operation ("open", "stat") Go puts in front.
+func pathProblem(err error) string {
+	var pe *fs.PathError
+	if !errors.As(err, &pe) {
+		return err.Error()
+	}
+	path := pe.Path
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs
+	}
+	switch {
+	case errors.Is(pe.Err, fs.ErrNotExist):
+		return path + ": no such file"
+	case errors.Is(pe.Err, fs.ErrPermission):
+		return path + ": permission denied"
+	}
+	return path + ": " + pe.Err.Error()
+}
+
 var yamlLine = regexp.MustCompile(`^\s*line (\d+): (.*)$`)
 
-// ParseConfig is LoadConfig on data read from path.
+// ParseConfig is LoadConfig on data read from path. A YAML syntax error
+// stops it; otherwise every unknown key, every value of the wrong type and
+// every semantic problem is reported, sorted by line.
 func ParseConfig(path string, data []byte) (*Config, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		return nil, &ConfigError{Problems: yamlProblems(path, err)}
 	}
-	c := &Config{Path: path, SHA256: fmt.Sprintf("%x", sha256.Sum256(data))}
+	c := &Config{Path: path, SHA256: fmt.Sprintf("%x", sha256.Sum256(data)), src: &root}
+	v := validator{path: path, root: &root, lines: map[int][]any{}}
 	if len(root.Content) > 0 {
-		dec := yaml.NewDecoder(bytes.NewReader(data))
-		dec.KnownFields(true)
-		if err := dec.Decode(c); err != nil {
-			return nil, &ConfigError{Problems: yamlProblems(path, err)}
+		doc := root.Content[0]
+		v.checkKeys(doc, reflect.TypeFor[Config](), nil)
+		// Decoding goes on past values of the wrong type, which are left
+		// at their zero value and reported; validate then checks the rest.
+		if err := doc.Decode(c); err != nil {
+			v.typeErrors(err)
 		}
 	}
-	v := validator{path: path, root: &root}
 	c.applyDefaults()
 	c.validate(&v)
-	if len(v.problems) > 0 {
-		return nil, &ConfigError{Problems: v.problems}
+	if problems := v.result(); len(problems) > 0 {
+		return nil, &ConfigError{Problems: problems}
 	}
+	slices.SortStableFunc(c.Warnings, func(a, b string) int { return textLine(path, a) - textLine(path, b) })
 	return c, nil
 }
 
-// yamlProblems turns the YAML library's errors into file:line: messages.
-func yamlProblems(path string, err error) []string {
-	var te *yaml.TypeError
-	if errors.As(err, &te) {
-		out := make([]string, 0, len(te.Errors))
-		for _, e := range te.Errors {
-			if m := yamlLine.FindStringSubmatch(e); m != nil {
-				out = append(out, fmt.Sprintf("%s:%s: %s", path, m[1], m[2]))
-			} else {
-				out = append(out, path+": "+e)
-			}
-		}
-		return out
+// textLine returns the line of a "path:line: ..." message, or 0.
+func textLine(path, msg string) int {
+	rest, ok := strings.CutPrefix(msg, path+":")
+	if !ok {
+		return 0
 	}
+	n, _, _ := strings.Cut(rest, ":")
+	line, _ := strconv.Atoi(n)
+	return line
+}
+
+// yamlProblems turns the YAML parser's syntax errors into file:line: messages.
+func yamlProblems(path string, err error) []string {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
 	if m := yamlLine.FindStringSubmatch(msg); m != nil {
 		return []string{fmt.Sprintf("%s:%s: %s", path, m[1], m[2])}
 	}
 	return []string{path + ": " + msg}
+}
+
+var yamlTypeError = regexp.MustCompile("^line (\\d+): cannot unmarshal !!(\\w+)(?: `(.*)`)? into (.+)$")
+
+// typeErrors records the YAML decoder's type errors with the field each is
+// about, and in words a reader of the config knows.
+func (v *validator) typeErrors(err error) {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		v.addAt(0, nil, problemType, "%v", err)
+		return
+	}
+	for _, e := range te.Errors {
+		m := yamlTypeError.FindStringSubmatch(e)
+		if m == nil {
+			line := 0
+			if lm := yamlLine.FindStringSubmatch(e); lm != nil {
+				line, _ = strconv.Atoi(lm[1])
+				e = lm[2]
+			}
+			v.addAt(line, v.lines[line], problemType, "%s", e)
+			continue
+		}
+		line, _ := strconv.Atoi(m[1])
+		got := map[string]string{"map": "a mapping", "seq": "a list", "null": "nothing"}[m[2]]
+		if got == "" {
+			got = strconv.Quote(m[3])
+		}
+		v.addAt(line, v.lines[line], problemType, "want %s, got %s", typeWords(m[4]), got)
+	}
+}
+
+// typeWords describes a Go type named in a YAML type error.
+func typeWords(goType string) string {
+	switch {
+	case goType == "time.Duration":
+		return "a duration such as 30s or 1m30s"
+	case goType == "bool":
+		return "true or false"
+	case strings.HasPrefix(goType, "int"), strings.HasPrefix(goType, "uint"):
+		return "a whole number"
+	case strings.HasPrefix(goType, "float"):
+		return "a number"
+	case goType == "string":
+		return "a string"
+	case strings.HasPrefix(goType, "[]"):
+		return "a list"
+	}
+	return "a mapping of keys"
+}
+
+// checkKeys reports every key of the mapping n that the struct type t does
+// not have, with the full dotted path and the closest known key, and notes
+// the line of every node for the type errors. It descends into nested
+// structs and lists.
+func (v *validator) checkKeys(n *yaml.Node, t reflect.Type, field []any) {
+	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	v.lines[n.Line] = field
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch {
+	case n.Kind == yaml.MappingNode && t.Kind() == reflect.Struct && t != reflect.TypeFor[time.Duration]():
+		keys, names := yamlKeys(t)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, val := n.Content[i], n.Content[i+1]
+			if k.Tag == "!!merge" {
+				v.checkMerge(val, t, field)
+				continue
+			}
+			path := append(slices.Clip(field), k.Value)
+			ft, ok := keys[k.Value]
+			if !ok {
+				msg := "unknown key"
+				if s := closest(k.Value, names); s != "" {
+					msg += " (did you mean " + s + "?)"
+				}
+				v.addAt(k.Line, path, problemKey, "%s", msg)
+				continue
+			}
+			v.checkKeys(val, ft, path)
+		}
+	case n.Kind == yaml.SequenceNode && t.Kind() == reflect.Slice:
+		for i, e := range n.Content {
+			v.checkKeys(e, t.Elem(), append(slices.Clip(field), i))
+		}
+	}
+}
+
+// checkMerge checks the mappings merged in with "<<" against t.
+func (v *validator) checkMerge(n *yaml.Node, t reflect.Type, field []any) {
+	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	if n.Kind == yaml.SequenceNode {
+		for _, e := range n.Content {
+			v.checkKeys(e, t, field)
+		}
+		return
+	}
+	v.checkKeys(n, t, field)
+}
+
+// yamlKeys returns the YAML keys of struct type t with their types, and the
+// keys in field order (for suggestions).
+func yamlKeys(t reflect.Type) (map[string]reflect.Type, []string) {
+	keys := map[string]reflect.Type{}
+	var names []string
+	for f := range t.Fields() {
+		if !f.IsExported() {
+			continue
+		}
+		tag := f.Tag.Get("yaml")
+		name, opts, _ := strings.Cut(tag, ",")
+		if name == "-" {
+			continue
+		}
+		if slices.Contains(strings.Split(opts, ","), "inline") {
+			inner, innerNames := yamlKeys(f.Type)
+			maps.Copy(keys, inner)
+			names = append(names, innerNames...)
+			continue
+		}
+		if name == "" {
+			name = strings.ToLower(f.Name)
+		}
+		keys[name] = f.Type
+		names = append(names, name)
+	}
+	return keys, names
+}
+
+// closest returns the known key nearest to key, at most two edits away
+// (insertions, deletions, substitutions, transpositions), or "".
+func closest(key string, known []string) string {
+	best, bestD := "", 3
+	for _, k := range known {
+		if d := editDistance(strings.ToLower(key), k); d < bestD && d < len(key) {
+			best, bestD = k, d
+		}
+	}
+	return best
+}
+
+// editDistance is the optimal string alignment distance between a and b:
+// Levenshtein with transpositions of adjacent bytes.
+func editDistance(a, b string) int {
+	prev2 := make([]int, len(b)+1)
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				cur[j] = min(cur[j], prev2[j-2]+1)
+			}
+		}
+		prev2, prev, cur = prev, cur, prev2
+	}
+	return prev[len(b)]
 }
 
 func (c *Config) applyDefaults() {
@@ -326,22 +532,83 @@ func defaultStorage() string {
 type validator struct {
 	path     string
 	root     *yaml.Node
-	problems []string
+	lines    map[int][]any // the field at each line, for type errors
+	problems []problem
 }
+
+// problem is one problem of a config.
+type problem struct {
+	line  int
+	field []any
+	kind  problemKind
+	text  string // "file:line: field: message"
+}
+
+type problemKind int
+
+const (
+	problemCheck problemKind = iota // found by validate
+	problemKey                      // an unknown key
+	problemType                     // a value of the wrong type
+)
 
 // addf records a problem about the field at path (keys and indexes, such
 // as "routes", 0, "origins", 1).
 func (v *validator) addf(field []any, format string, args ...any) {
-	v.problems = append(v.problems, v.format(field, format, args...))
+	v.addAt(lineOf(v.root, field), field, problemCheck, format, args...)
+}
+
+// addAt records a problem at a known line.
+func (v *validator) addAt(line int, field []any, kind problemKind, format string, args ...any) {
+	v.problems = append(v.problems, problem{line: line, field: field, kind: kind,
+		text: formatProblem(v.path, line, field, fmt.Sprintf(format, args...))})
 }
 
 // format returns "file:line: field: message" for the field at path.
 func (v *validator) format(field []any, format string, args ...any) string {
-	loc := v.path
-	if line := lineOf(v.root, field); line > 0 {
+	return formatProblem(v.path, lineOf(v.root, field), field, fmt.Sprintf(format, args...))
+}
+
+func formatProblem(path string, line int, field []any, msg string) string {
+	loc := path
+	if line > 0 {
 		loc += ":" + strconv.Itoa(line)
 	}
-	return fmt.Sprintf("%s: %s: %s", loc, fieldName(field), fmt.Sprintf(format, args...))
+	if name := fieldName(field); name != "" {
+		return fmt.Sprintf("%s: %s: %s", loc, name, msg)
+	}
+	return loc + ": " + msg
+}
+
+// result returns the problems sorted by line. A check of a field whose
+// value had the wrong type (and so was left at its zero value) is left
+// out: the type error says what is wrong with it.
+func (v *validator) result() []string {
+	var bad [][]any
+	for _, p := range v.problems {
+		if p.kind == problemType {
+			bad = append(bad, p.field)
+		}
+	}
+	var out []problem
+	for _, p := range v.problems {
+		if p.kind == problemCheck && slices.ContainsFunc(bad, func(f []any) bool { return related(f, p.field) }) {
+			continue
+		}
+		out = append(out, p)
+	}
+	slices.SortStableFunc(out, func(a, b problem) int { return a.line - b.line })
+	texts := make([]string, len(out))
+	for i, p := range out {
+		texts[i] = p.text
+	}
+	return texts
+}
+
+// related reports whether one field path is a prefix of the other.
+func related(a, b []any) bool {
+	n := min(len(a), len(b))
+	return n > 0 && slices.Equal(a[:n], b[:n])
 }
 
 func fieldName(field []any) string {
@@ -443,7 +710,7 @@ func (c *Config) validate(v *validator) {
 	}
 	if c.TLS.CARoot != "" {
 		if _, err := os.Stat(c.TLS.CARoot); err != nil {
-			v.addf([]any{"tls", "ca_root"}, "%v", err)
+			v.addf([]any{"tls", "ca_root"}, "%s", pathProblem(err))
 		}
 	}
 	if c.Blocklist.File == "" {
@@ -528,6 +795,56 @@ func (c *Config) validate(v *validator) {
 	if c.MaxHeaderBytes < 0 {
 		v.addf([]any{"max_header_bytes"}, "must not be negative")
 	}
+	if c.looksLikeProduction() {
+		c.warnPlaceholders(v)
+	}
+}
+
+// looksLikeProduction reports whether the config obtains certificates from
+// a public ACME CA: tls.mode acme, not Let's Encrypt staging, and no
+// tls.ca_root (which only a private CA needs). Placeholders are warned
+// about only then, so demos and tests against a private CA stay quiet.
+func (c *Config) looksLikeProduction() bool {
+	return c.TLS.Mode == "acme" && c.TLS.CA != LetsEncryptStaging && c.TLS.CARoot == ""
+}
+
+// warnPlaceholders adds a warning for every setting that still names a
+// documentation domain (RFC 2606: example.com, example.net, example.org
+// and the .example top-level domain), as copied from an example config.
+func (c *Config) warnPlaceholders(v *validator) {
+	warn := func(field []any, value, host string) {
+		if isPlaceholder(host) {
+			c.Warnings = append(c.Warnings, v.format(field, "%q names %s, a documentation placeholder (RFC 2606): replace it with your own", value, host))
+		}
+	}
+	urlHost := func(s string) string {
+		if u, err := url.Parse(s); err == nil {
+			return u.Hostname()
+		}
+		return ""
+	}
+	warn([]any{"blocklist", "policy"}, c.Blocklist.Policy, urlHost(c.Blocklist.Policy))
+	warn([]any{"blocklist", "blocked_by"}, c.Blocklist.BlockedBy, urlHost(c.Blocklist.BlockedBy))
+	if _, domain, ok := strings.Cut(c.TLS.Email, "@"); ok {
+		warn([]any{"tls", "email"}, c.TLS.Email, domain)
+	}
+	for i, r := range c.Routes {
+		warn([]any{"routes", i, "host"}, r.Host, strings.TrimPrefix(r.Host, "*."))
+		for j, o := range r.Origins {
+			warn([]any{"routes", i, "origins", j}, o, urlHost(o))
+		}
+	}
+}
+
+// isPlaceholder reports whether host is or is under a documentation domain.
+func isPlaceholder(host string) bool {
+	h := strings.TrimSuffix(strings.ToLower(host), ".")
+	for _, d := range []string{"example.com", "example.net", "example.org", "example"} {
+		if h == d || strings.HasSuffix(h, "."+d) {
+			return true
+		}
+	}
+	return false
 }
 
 // restartFields names the settings a reload cannot change, with their

@@ -42,7 +42,7 @@ func LoadBundle(path string) (*Bundle, error) {
 		errs = append(errs, err)
 	}
 	if b.List, err = blocklist.Load(cfg.Blocklist.File); err != nil {
-		errs = append(errs, listError(err))
+		errs = append(errs, listError(cfg, err))
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
@@ -50,14 +50,14 @@ func LoadBundle(path string) (*Bundle, error) {
 	return b, nil
 }
 
-// listError names the config field for errors that are not already
-// file:line problems (a missing or unreadable file).
-func listError(err error) error {
+// listError names the config field and line for errors that are not
+// already file:line problems (a missing or unreadable file).
+func listError(cfg *Config, err error) error {
 	var pe *blocklist.ParseError
 	if errors.As(err, &pe) {
 		return err
 	}
-	return fmt.Errorf("blocklist.file: %w", err)
+	return cfg.FileError([]any{"blocklist", "file"}, err)
 }
 
 func loadRenderer(cfg *Config) (*pages.Renderer, string, error) {
@@ -66,7 +66,7 @@ func loadRenderer(cfg *Config) (*pages.Renderer, string, error) {
 	if cfg.Pages.Template != "" {
 		data, err := os.ReadFile(cfg.Pages.Template)
 		if err != nil {
-			return nil, "", fmt.Errorf("pages.template: %w", err)
+			return nil, "", cfg.FileError([]any{"pages", "template"}, err)
 		}
 		o.Template, o.TemplateFile = string(data), cfg.Pages.Template
 		sum = hashOf(data)
@@ -257,7 +257,7 @@ func (r *Reloader) Reload(trigger string) {
 	data, err = os.ReadFile(file)
 	switch {
 	case err != nil:
-		r.listFailure(now, trigger, listError(err))
+		r.listFailure(now, trigger, listError(next.Config, err))
 	case file == r.cur.List.File() && hashOf(data) == r.cur.List.SHA256():
 		r.metrics.Blocklist.record("unchanged", now)
 	default:
