@@ -232,7 +232,7 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 		return nil, &ConfigError{Problems: yamlProblems(path, err)}
 	}
 	c := &Config{Path: path, SHA256: fmt.Sprintf("%x", sha256.Sum256(data)), src: &root}
-	v := validator{path: path, root: &root, lines: map[int][]any{}}
+	v := validator{path: path, root: &root, lines: map[int]fieldAt{}}
 	if len(root.Content) > 0 {
 		doc := root.Content[0]
 		v.checkKeys(doc, reflect.TypeFor[Config](), nil)
@@ -289,15 +289,20 @@ func (v *validator) typeErrors(err error) {
 				line, _ = strconv.Atoi(lm[1])
 				e = lm[2]
 			}
-			v.addAt(line, v.lines[line], problemType, "%s", e)
+			v.addAt(line, v.lines[line].field, problemType, "%s", e)
 			continue
 		}
 		line, _ := strconv.Atoi(m[1])
+		at := v.lines[line]
 		got := map[string]string{"map": "a mapping", "seq": "a list", "null": "nothing"}[m[2]]
-		if got == "" {
+		switch {
+		case got != "":
+		case at.node != nil && at.node.Kind == yaml.ScalarNode:
+			got = strconv.Quote(at.node.Value) // the decoder's message shortens it
+		default:
 			got = strconv.Quote(m[3])
 		}
-		v.addAt(line, v.lines[line], problemType, "want %s, got %s", typeWords(m[4]), got)
+		v.addAt(line, at.field, problemType, "want %s, got %s", typeWords(m[4]), got)
 	}
 }
 
@@ -328,7 +333,7 @@ func (v *validator) checkKeys(n *yaml.Node, t reflect.Type, field []any) {
 	if n.Kind == yaml.AliasNode && n.Alias != nil {
 		n = n.Alias
 	}
-	v.lines[n.Line] = field
+	v.lines[n.Line] = fieldAt{field, n}
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
@@ -532,8 +537,14 @@ func defaultStorage() string {
 type validator struct {
 	path     string
 	root     *yaml.Node
-	lines    map[int][]any // the field at each line, for type errors
+	lines    map[int]fieldAt // the deepest field at each line, for type errors
 	problems []problem
+}
+
+// fieldAt is a field path and its YAML node.
+type fieldAt struct {
+	field []any
+	node  *yaml.Node
 }
 
 // problem is one problem of a config.

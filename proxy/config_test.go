@@ -2,7 +2,10 @@ package proxy
 
 import (
 	"errors"
+	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -13,36 +16,182 @@ func TestConfigErrorsNameFileAndLine(t *testing.T) {
 		file string
 		want []string
 	}{
-		{"testdata/unknown-key.yaml", []string{
-			"testdata/unknown-key.yaml:5: field polciy not found",
-			"testdata/unknown-key.yaml:9: field weight not found",
-		}},
 		{"testdata/invalid.yaml", []string{
 			`testdata/invalid.yaml:2: listen.http: "127.0.0.1" is not host:port`,
 			`testdata/invalid.yaml:5: tls.mode: "magic": want off, internal or acme`,
 			`testdata/invalid.yaml:8: blocklist.policy: "/relative" is not an absolute http or https URL`,
 			`testdata/invalid.yaml:10: routes[0].host: invalid host name "app..example.com": empty label`,
 			`testdata/invalid.yaml:11: routes[0].origins: at least one origin is required`,
-			`testdata/invalid.yaml:13: routes[1].origins[0]: "ftp://x": want http://host:port`,
+			`testdata/invalid.yaml:13: routes[1].origins[0]: "ftp://x": want http://host:port or https://host:port`,
 			`testdata/invalid.yaml:14: routes[2].host: "OK.example.com." is also routes[1]`,
-			`testdata/invalid.yaml:16: trusted_proxies[1]: "bogus" is not a CIDR`,
+			`testdata/invalid.yaml:16: trusted_proxies[1]: "bogus" is not a CIDR or an IP address`,
 			`testdata/invalid.yaml:18: timeouts.idle: must not be negative`,
 			`testdata/invalid.yaml:20: log.format: "xml": want json or text`,
 		}},
-		{"testdata/missing.yaml", []string{"testdata/missing.yaml: no such file"}},
+		// Every unknown key, at every depth, with its dotted path and
+		// the nearest known key at that level.
+		{"testdata/unknown-key.yaml", []string{
+			"testdata/unknown-key.yaml:5: blocklist.polciy: unknown key (did you mean policy?)",
+			"testdata/unknown-key.yaml:9: routes[0].weight: unknown key",
+			"testdata/unknown-key.yaml:10: routes[1].origins: at least one origin is required",
+			"testdata/unknown-key.yaml:11: routes[1].origin: unknown key (did you mean origins?)",
+			"testdata/unknown-key.yaml:13: tls.mdoe: unknown key (did you mean mode?)",
+			"testdata/unknown-key.yaml:14: listn: unknown key (did you mean listen?)",
+			"testdata/unknown-key.yaml:16: frobnicate: unknown key",
+			"testdata/unknown-key.yaml:18: timeouts.read-header: unknown key (did you mean read_header?)",
+		}},
+		// Values of the wrong type and semantic problems in one pass,
+		// sorted by line; a field with a type error gets no second,
+		// derived complaint (listen.http is not also "no public listener").
+		{"testdata/types-and-checks.yaml", []string{
+			`testdata/types-and-checks.yaml:2: listen.http: want a string, got a list`,
+			`testdata/types-and-checks.yaml:3: listen.admin: "127.0.0.1:99999" has a bad port`,
+			`testdata/types-and-checks.yaml:5: tls.mode: "magic": want off, internal or acme`,
+			`testdata/types-and-checks.yaml:8: blocklist.watch: want true or false, got "maybe"`,
+			`testdata/types-and-checks.yaml:9: blocklist.policy: "/relative" is not an absolute http or https URL`,
+			`testdata/types-and-checks.yaml:11: routes[0].host: invalid host name "bad host.example": a name with a space`,
+			`testdata/types-and-checks.yaml:13: routes[1].host: invalid host name "-lead.example": label "-lead" starts with '-'`,
+			`testdata/types-and-checks.yaml:14: routes[1].origins: want a list, got "http://10.0.0.1:80"`,
+			`testdata/types-and-checks.yaml:16: timeouts.idle: want a duration such as 30s or 1m30s, got "forever"`,
+			`testdata/types-and-checks.yaml:17: timeouts.dial: must not be negative`,
+			`testdata/types-and-checks.yaml:18: max_header_bytes: want a whole number, got "lots"`,
+			`testdata/types-and-checks.yaml:20: log.access_sample: 2: want a fraction in (0, 1]`,
+		}},
+		{"testdata/missing-ca-root.yaml", []string{
+			"testdata/missing-ca-root.yaml:7: tls.ca_root: " + absTestdata(t, "no-such-ca.pem") + ": no such file",
+		}},
+		{"testdata/missing.yaml", []string{absTestdata(t, "missing.yaml") + ": no such file"}},
 	}
 	for _, tt := range tests {
-		_, err := LoadConfig(tt.file)
-		var ce *ConfigError
-		if !errors.As(err, &ce) {
-			t.Fatalf("LoadConfig(%s) = %v, want *ConfigError", tt.file, err)
+		t.Run(filepath.Base(tt.file), func(t *testing.T) {
+			_, err := LoadConfig(tt.file)
+			var ce *ConfigError
+			if !errors.As(err, &ce) {
+				t.Fatalf("LoadConfig(%s) = %v, want *ConfigError", tt.file, err)
+			}
+			if !slices.Equal(ce.Problems, tt.want) {
+				t.Errorf("LoadConfig(%s) problems:\n%s\nwant:\n%s", tt.file, strings.Join(ce.Problems, "\n"), strings.Join(tt.want, "\n"))
+			}
+		})
+	}
+}
+
+func absTestdata(t *testing.T, name string) string {
+	t.Helper()
+	p, err := filepath.Abs(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestBundleMissingFiles: files the config names are reported with their
+// resolved path and the config line that names them, at start and at
+// reload.
+func TestBundleMissingFiles(t *testing.T) {
+	_, err := LoadBundle("testdata/missing-files.yaml")
+	for _, want := range []string{
+		"testdata/missing-files.yaml:4: blocklist.file: " + absTestdata(t, "no-such-blocklist.txt") + ": no such file",
+		"testdata/missing-files.yaml:6: pages.template: " + absTestdata(t, "no-such-template.html") + ": no such file",
+	} {
+		if err == nil || !slices.Contains(strings.Split(err.Error(), "\n"), want) {
+			t.Errorf("LoadBundle error lacks the line\n%s\ngot:\n%v", want, err)
 		}
-		for _, w := range tt.want {
-			if !strings.Contains(err.Error(), w) {
-				t.Errorf("LoadConfig(%s) error lacks %q; got:\n%v", tt.file, w, err)
+	}
+}
+
+func TestEditDistance(t *testing.T) {
+	for _, tt := range []struct {
+		a, b string
+		want int
+	}{
+		{"", "", 0}, {"policy", "policy", 0}, {"polcy", "policy", 1}, {"polciy", "policy", 1}, {"plicyo", "policy", 2}, {"pol", "policy", 3},
+		{"mdoe", "mode", 1}, {"origin", "origins", 1}, {"read-header", "read_header", 1}, {"abc", "", 3}, {"ab", "ba", 1},
+	} {
+		if got := editDistance(tt.a, tt.b); got != tt.want {
+			t.Errorf("editDistance(%q, %q) = %d, want %d", tt.a, tt.b, got, tt.want)
+		}
+	}
+	known := []string{"file", "policy", "blocked_by", "debounce", "watch", "poll_interval"}
+	for key, want := range map[string]string{"polcy": "policy", "Policy": "policy", "fiel": "file", "wathc": "watch", "x": "", "polling": "", "blocked-by": "blocked_by"} {
+		if got := closest(key, known); got != want {
+			t.Errorf("closest(%q) = %q, want %q", key, got, want)
+		}
+	}
+}
+
+// TestPlaceholderWarnings: a config that obtains certificates from a public
+// CA is warned about every setting naming a documentation domain; the same
+// names against a staging or private CA, or real names, give no warning.
+func TestPlaceholderWarnings(t *testing.T) {
+	const f = "testdata/placeholders.yaml"
+	want := []string{
+		f + `:6: tls.email: "ops@example.com" names example.com, a documentation placeholder (RFC 2606): replace it with your own`,
+		f + `:9: blocklist.policy: "https://example.org/abuse-policy" names example.org, a documentation placeholder (RFC 2606): replace it with your own`,
+		f + `:10: blocklist.blocked_by: "https://edge.example.net" names edge.example.net, a documentation placeholder (RFC 2606): replace it with your own`,
+		f + `:12: routes[0].host: "app.example.com" names app.example.com, a documentation placeholder (RFC 2606): replace it with your own`,
+		f + `:13: routes[0].origins[0]: "http://origin.example:8080" names origin.example, a documentation placeholder (RFC 2606): replace it with your own`,
+		f + `:14: routes[1].host: "*.shop.example.org" names shop.example.org, a documentation placeholder (RFC 2606): replace it with your own`,
+	}
+	data, err := os.ReadFile(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name, tls string
+		want      []string
+	}{
+		{"production CA", "", want},
+		{"another public CA", "  ca: https://acme.zerossl.com/v2/DV90\n", want},
+		{"staging", "  staging: true\n", nil},
+		{"private CA", "  ca: https://acme.internal/dir\n  ca_root: invalid.yaml\n", nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			text := strings.Replace(string(data), "  mode: acme\n", "  mode: acme\n"+tt.tls, 1)
+			c, err := ParseConfig(f, []byte(text))
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The extra tls lines shift everything below line 5.
+			got := c.Warnings
+			if n := strings.Count(tt.tls, "\n"); n > 0 && len(got) > 0 {
+				got = shiftLines(t, f, got, -n)
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
+			}
+		})
+	}
+	for _, mode := range []string{"internal", "off"} {
+		c, err := ParseConfig(f, []byte(strings.Replace(string(data), "mode: acme", "mode: "+mode, 1)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range c.Warnings {
+			if strings.Contains(w, "documentation placeholder") {
+				t.Errorf("tls.mode %s: %s", mode, w)
 			}
 		}
 	}
+	c, err := LoadConfig("testdata/real-names.yaml")
+	if err != nil || len(c.Warnings) != 0 {
+		t.Errorf("real names: %v, warnings %q", err, c.Warnings)
+	}
+}
+
+// shiftLines moves the line numbers of "file:line: ..." messages by d.
+func shiftLines(t *testing.T, file string, msgs []string, d int) []string {
+	t.Helper()
+	out := make([]string, len(msgs))
+	for i, m := range msgs {
+		line := textLine(file, m)
+		if line == 0 {
+			t.Fatalf("no line in %q", m)
+		}
+		rest := strings.TrimPrefix(m, file+":"+strconv.Itoa(line))
+		out[i] = file + ":" + strconv.Itoa(line+d) + rest
+	}
+	return out
 }
 
 // TestIssueSampleConfig loads the sample of the configuration contract as

@@ -265,7 +265,7 @@ func TestConfigReload(t *testing.T) {
 	waitFor(t, 5*time.Second, "the failed config reload", func() bool {
 		return len(e.logs.logLines(t, "config not applied; keeping the last good config")) > 0
 	})
-	if l := e.logs.logLines(t, "config not applied; keeping the last good config")[0]; !strings.Contains(fmt.Sprint(l["error"]), "field bogus_key not found") ||
+	if l := e.logs.logLines(t, "config not applied; keeping the last good config")[0]; !strings.Contains(fmt.Sprint(l["error"]), "bogus_key: unknown key") ||
 		!strings.Contains(fmt.Sprint(l["error"]), e.config+":") {
 		t.Errorf("failure line = %v", l)
 	}
