@@ -59,7 +59,7 @@ func (p *Proxy) Apply(cfg *Config, list *blocklist.List, renderer *pages.Rendere
 		return err
 	}
 	p.state.Store(s)
-	p.metrics.BlocklistEntries.Set(float64(list.Len()))
+	p.metrics.setBlocklist(list.Len(), list.SHA256())
 	return nil
 }
 

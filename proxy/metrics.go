@@ -3,6 +3,7 @@ package proxy
 import (
 	"runtime"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,10 +27,19 @@ type Metrics struct {
 	BlocklistEntries prometheus.Gauge
 	// Blocklist and Config are the reload metrics of the two files.
 	Blocklist, Config FileMetrics
+	// RestartNeeded is 1 while the config in effect differs from the
+	// running one in a setting only a restart applies.
+	RestartNeeded prometheus.Gauge
 
 	TLSObtain          *prometheus.CounterVec
 	TLSHandshakeRefuse prometheus.Counter
 	certExpiry         *prometheus.GaugeVec
+
+	// blocklistInfo has exactly one series once a list is applied: the
+	// hash of the list in use.
+	blocklistInfo *prometheus.GaugeVec
+	infoMu        sync.Mutex
+	infoSHA       string
 }
 
 // Outcomes of a request, the values of the outcome label.
@@ -75,6 +85,12 @@ func NewMetrics(reg prometheus.Registerer, version, revision string) *Metrics {
 		BlocklistEntries: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "edgeblock_blocklist_entries", Help: "Rules in the blocklist in use.",
 		}),
+		blocklistInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "edgeblock_blocklist_info", Help: "The blocklist in use, by the SHA-256 of its file; the value is always 1, and there is one series.",
+		}, []string{"sha256"}),
+		RestartNeeded: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "edgeblock_config_restart_needed", Help: "1 while the config file changes a setting that only a restart applies (listeners, TLS, timeouts, ...), else 0.",
+		}),
 		Blocklist: newFileMetrics("blocklist"),
 		Config:    newFileMetrics("config"),
 		TLSObtain: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -84,15 +100,16 @@ func NewMetrics(reg prometheus.Registerer, version, revision string) *Metrics {
 			Name: "edgeblock_tls_handshake_refused_total", Help: "TLS handshakes refused because no route or rule covers the server name.",
 		}),
 		certExpiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "edgeblock_tls_certificate_expiry_timestamp_seconds", Help: "Unix time at which each managed certificate expires.",
-		}, []string{"name"}),
+			Name: "edgeblock_tls_certificate_expiry_timestamp_seconds",
+			Help: "Unix time at which the certificate of each name a route or rule covers expires (the earliest under a wildcard), by issuer (acme or internal).",
+		}, []string{"name", "issuer"}),
 	}
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "edgeblock_build_info", Help: "Build information; the value is always 1.",
 	}, []string{"version", "revision", "goversion"})
 	buildInfo.WithLabelValues(version, revision, runtime.Version()).Set(1)
 	reg.MustRegister(m.Requests, m.Duration, m.InFlight, m.Blocked, m.UpstreamRequests, m.UpstreamErrors,
-		m.BlocklistEntries, m.Blocklist.Reloads, m.Blocklist.LastSuccess, m.Blocklist.LastSuccessful,
+		m.BlocklistEntries, m.blocklistInfo, m.RestartNeeded, m.Blocklist.Reloads, m.Blocklist.LastSuccess, m.Blocklist.LastSuccessful,
 		m.Config.Reloads, m.Config.LastSuccess, m.Config.LastSuccessful,
 		m.TLSObtain, m.TLSHandshakeRefuse, m.certExpiry, buildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -149,9 +166,18 @@ func (f FileMetrics) record(result string, now time.Time) {
 	f.LastSuccessful.Set(1)
 }
 
-// SetCertExpiry records the expiry of a managed certificate's name.
-func (m *Metrics) SetCertExpiry(name string, t time.Time) {
-	m.certExpiry.WithLabelValues(name).Set(float64(t.Unix()))
+// setBlocklist records the list in use: its rule count, and its hash as
+// the one series of edgeblock_blocklist_info (the previous hash's series
+// is deleted), so that `count by (sha256)` shows which nodes agree.
+func (m *Metrics) setBlocklist(rules int, sha256 string) {
+	m.BlocklistEntries.Set(float64(rules))
+	m.infoMu.Lock()
+	defer m.infoMu.Unlock()
+	if m.infoSHA != sha256 && m.infoSHA != "" {
+		m.blocklistInfo.DeleteLabelValues(m.infoSHA)
+	}
+	m.infoSHA = sha256
+	m.blocklistInfo.WithLabelValues(sha256).Set(1)
 }
 
 // methodLabel maps a request method to a bounded label value.

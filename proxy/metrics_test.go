@@ -7,9 +7,11 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 )
 
 func seriesCount(scrape string) int {
@@ -170,4 +172,72 @@ func TestAccessLogSwitches(t *testing.T) {
 	if n := len(e2.logs.logLines(t, "request")); n < 10 || n > 100 {
 		t.Errorf("access_sample 0.1 of 400 requests wrote %d lines", n)
 	}
+}
+
+// seriesOf returns the lines of a scrape for metric name (with labels).
+func seriesOf(scrape, name string) []string {
+	var out []string
+	for _, l := range strings.Split(scrape, "\n") {
+		if strings.HasPrefix(l, name+"{") || strings.HasPrefix(l, name+" ") {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// TestBlocklistInfoAndRestartNeeded: edgeblock_blocklist_info has one
+// series, the hash of the list in use, through reloads;
+// edgeblock_config_restart_needed is 1 exactly while the config file
+// differs from the running one in a restart-only setting.
+func TestBlocklistInfoAndRestartNeeded(t *testing.T) {
+	o := echoOrigin(t)
+	listA, listB := "a.example\n", "a.example\nb.example\n"
+	e := startEnv(t, routeConfig("app.example", `"`+o.URL+`"`), listA)
+	info := func(list string) string {
+		return fmt.Sprintf(`edgeblock_blocklist_info{sha256="%s"} 1`, hashOf([]byte(list)))
+	}
+	check := func(list, restart string) {
+		t.Helper()
+		m := e.scrape()
+		if got := seriesOf(m, "edgeblock_blocklist_info"); len(got) != 1 || got[0] != info(list) {
+			t.Errorf("blocklist info series = %q, want exactly %q", got, info(list))
+		}
+		if got := metricValue(t, m, "edgeblock_config_restart_needed"); got != restart {
+			t.Errorf("restart needed = %q, want %s", got, restart)
+		}
+		cmd := exec.Command(requireBinary(t, "promtool", "prometheus"), "check", "metrics")
+		cmd.Stdin = strings.NewReader(m)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("promtool check metrics: %v\n%s", err, out)
+		}
+	}
+	check(listA, "0")
+
+	writeFile(t, e.list, listB)
+	waitFor(t, 5*time.Second, "list B in use", func() bool { return strings.Contains(e.scrape(), info(listB)) })
+	check(listB, "0")
+
+	// A restart-only change (a timeout) is flagged; taking it back clears it.
+	orig, err := os.ReadFile(e.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := strings.Replace(string(orig), "routes:\n", "timeouts:\n  dial: 7s\nroutes:\n", 1)
+	writeFile(t, e.config, changed)
+	waitFor(t, 5*time.Second, "restart needed", func() bool {
+		return metricValue(t, e.scrape(), "edgeblock_config_restart_needed") == "1"
+	})
+	check(listB, "1")
+	// A further reloadable change keeps the flag: dial is still not 5s.
+	writeFile(t, e.config, strings.Replace(changed, "routes:\n", "routes:\n  - host: more.example\n    origins: [\""+o.URL+"\"]\n", 1))
+	waitFor(t, 5*time.Second, "the new route", func() bool {
+		resp, _ := e.get("GET", "more.example", "/", nil)
+		return resp.StatusCode == 200
+	})
+	check(listB, "1")
+	writeFile(t, e.config, string(orig))
+	waitFor(t, 5*time.Second, "restart no longer needed", func() bool {
+		return metricValue(t, e.scrape(), "edgeblock_config_restart_needed") == "0"
+	})
+	check(listB, "0")
 }

@@ -106,6 +106,7 @@ type Reloader struct {
 
 	mu      sync.Mutex
 	cur     *Bundle
+	running map[string]string // the restart-only settings as started
 	listSt  fileStatus
 	cfgSt   fileStatus
 	watcher *blocklist.Watcher
@@ -129,6 +130,7 @@ func (r *Reloader) Start(b *Bundle) error {
 	}
 	now := time.Now()
 	r.cur = b
+	r.running = b.Config.restartFields()
 	r.checked = now
 	r.listSt = fileStatus{File: b.List.File(), SHA256: b.List.SHA256(), LoadedAt: now}
 	r.cfgSt = fileStatus{File: b.Config.Path, SHA256: b.Config.SHA256, LoadedAt: now}
@@ -218,13 +220,15 @@ func (r *Reloader) Reload(trigger string) {
 			r.cfgFailure(now, trigger, err)
 			break
 		}
-		running := r.cur.Config.restartFields()
+		restart := 0.0
 		for k, v := range cfg.restartFields() {
-			if old := running[k]; old != v {
+			if old := r.running[k]; old != v {
+				restart = 1
 				r.log.Warn("config change needs a restart; ignored until then", "event", "config_restart_needed",
 					"field", k, "running", old, "file", v)
 			}
 		}
+		r.metrics.RestartNeeded.Set(restart)
 		next.Config = cfg
 		cfgChanged = true
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -37,7 +38,8 @@ type TLSManager struct {
 
 	mu      sync.Mutex
 	managed map[string]bool
-	expiry  map[string]time.Time // by metric label
+	certs   map[string]time.Time // expiry of the newest certificate of each name
+	labels  map[string]bool      // name label values of the exported expiry series
 	ctx     context.Context
 	cancel  context.CancelFunc
 }
@@ -46,7 +48,7 @@ type TLSManager struct {
 // are kept in cfg.TLS.Storage, so a restart reuses them.
 func NewTLSManager(cfg *Config, log *slog.Logger, m *Metrics, p *Proxy) (*TLSManager, error) {
 	t := &TLSManager{log: log, metrics: m, p: p, mode: cfg.TLS.Mode, limit: cfg.TLS.ManageAheadLimit,
-		managed: map[string]bool{}, expiry: map[string]time.Time{}}
+		managed: map[string]bool{}, certs: map[string]time.Time{}, labels: map[string]bool{}}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
 	if err := os.MkdirAll(cfg.TLS.Storage, 0o700); err != nil {
 		return nil, fmt.Errorf("tls.storage: %w", err)
@@ -233,6 +235,8 @@ func (t *TLSManager) ManageAhead(b *Bundle) {
 	}
 	ctx := t.ctx
 	t.mu.Unlock()
+	// Names the new state no longer covers lose their expiry series.
+	t.refreshExpiry()
 	if len(fresh) == 0 {
 		return
 	}
@@ -251,7 +255,10 @@ func (t *TLSManager) onEvent(ctx context.Context, event string, data map[string]
 		renewal, _ := data["renewal"].(bool)
 		t.metrics.TLSObtain.WithLabelValues("success").Inc()
 		t.log.Info("certificate obtained", "event", "tls_obtained", "name", name, "renewal", renewal, "issuer", fmt.Sprint(data["issuer"]))
-		t.recordExpiry(name)
+		// The event comes before certmagic puts a renewed certificate
+		// in its cache: the expiry is read from what it stored.
+		key, _ := data["certificate_path"].(string)
+		t.recordStored(ctx, name, key)
 	case "cert_failed":
 		renewal, _ := data["renewal"].(bool)
 		t.metrics.TLSObtain.WithLabelValues("failure").Inc()
@@ -260,32 +267,97 @@ func (t *TLSManager) onEvent(ctx context.Context, event string, data map[string]
 		if sans, ok := data["sans"].([]string); ok {
 			for _, s := range sans {
 				t.log.Info("certificate loaded from storage", "event", "tls_cached", "name", s)
-				t.recordExpiry(s)
+				t.recordCached(s)
 			}
 		}
 	}
 	return nil
 }
 
-// recordExpiry notes the expiry of name's certificate under a bounded
-// label: the name itself when a route or rule names it exactly, else the
-// wildcard route or rule that covers it (the earliest expiry wins).
-func (t *TLSManager) recordExpiry(name string) {
+// issuerLabel is the issuer label of the expiry series: "internal" for the
+// internal CA, whose certificates are renewed locally and never page, and
+// "acme" for a public or private ACME CA.
+func (t *TLSManager) issuerLabel() string {
+	if t.mode == "internal" {
+		return "internal"
+	}
+	return "acme"
+}
+
+// recordStored notes the expiry of the certificate certmagic just stored
+// under key for name.
+func (t *TLSManager) recordStored(ctx context.Context, name, key string) {
+	pemData, err := t.ahead.Storage.Load(ctx, key)
+	if err != nil {
+		t.log.Warn("certificate expiry unknown", "event", "tls_expiry", "name", name, "error", err.Error())
+		t.recordCached(name)
+		return
+	}
+	block, _ := pem.Decode(pemData)
+	if block == nil {
+		return
+	}
+	leaf, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return
+	}
+	t.recordExpiry(name, leaf.NotAfter)
+}
+
+// recordCached notes the expiry of the newest certificate in the cache for
+// name.
+func (t *TLSManager) recordCached(name string) {
 	var notAfter time.Time
 	for _, c := range t.cache.AllMatchingCertificates(name) {
-		if c.Leaf != nil && (notAfter.IsZero() || c.Leaf.NotAfter.Before(notAfter)) {
+		if c.Leaf != nil && c.Leaf.NotAfter.After(notAfter) {
 			notAfter = c.Leaf.NotAfter
 		}
 	}
-	if notAfter.IsZero() {
-		return
+	if !notAfter.IsZero() {
+		t.recordExpiry(name, notAfter)
 	}
-	label := t.expiryLabel(name)
+}
+
+// recordExpiry notes that name's newest certificate expires at notAfter
+// and updates the series.
+func (t *TLSManager) recordExpiry(name string, notAfter time.Time) {
+	t.mu.Lock()
+	if old, ok := t.certs[name]; !ok || notAfter.After(old) {
+		t.certs[name] = notAfter
+	}
+	t.mu.Unlock()
+	t.refreshExpiry()
+}
+
+// refreshExpiry sets edgeblock_tls_certificate_expiry_timestamp_seconds
+// from the certificates of the names the current routes and rules cover,
+// under a bounded label: the name itself when a route or rule names it
+// exactly, else the wildcard route or rule that covers it (the earliest
+// expiry under it wins). Series of labels nothing covers any more are
+// deleted, so an alert never fires for a name that was dropped.
+func (t *TLSManager) refreshExpiry() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if old, ok := t.expiry[label]; !ok || notAfter.Before(old) || label == name {
-		t.expiry[label] = notAfter
-		t.metrics.SetCertExpiry(label, notAfter)
+	want := map[string]time.Time{}
+	for name, notAfter := range t.certs {
+		if ok, err := t.p.Covers(name); err != nil || !ok {
+			continue
+		}
+		label := t.expiryLabel(name)
+		if old, ok := want[label]; !ok || notAfter.Before(old) {
+			want[label] = notAfter
+		}
+	}
+	issuer := t.issuerLabel()
+	for label := range t.labels {
+		if _, ok := want[label]; !ok {
+			t.metrics.certExpiry.DeleteLabelValues(label, issuer)
+			delete(t.labels, label)
+		}
+	}
+	for label, notAfter := range want {
+		t.metrics.certExpiry.WithLabelValues(label, issuer).Set(float64(notAfter.Unix()))
+		t.labels[label] = true
 	}
 }
 

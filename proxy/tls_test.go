@@ -160,7 +160,7 @@ func TestInternalTLS(t *testing.T) {
 	conn.Close()
 	// Certificate metrics.
 	m := e.scrape()
-	for _, series := range []string{`edgeblock_tls_certificate_expiry_timestamp_seconds{name="app.example"}`, `edgeblock_tls_certificate_expiry_timestamp_seconds{name="*.apps.example"}`} {
+	for _, series := range []string{`edgeblock_tls_certificate_expiry_timestamp_seconds{issuer="internal",name="app.example"}`, `edgeblock_tls_certificate_expiry_timestamp_seconds{issuer="internal",name="*.apps.example"}`} {
 		if metricValue(t, m, series) == "" {
 			t.Errorf("scrape lacks %s", series)
 		}
