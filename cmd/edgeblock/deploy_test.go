@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -290,13 +289,34 @@ func TestPrometheusRules(t *testing.T) {
 			t.Errorf("promtool %v: %v\n%s", args, err, out)
 		}
 	}
-	// Every alert has a unit test.
-	rules, _ := os.ReadFile(filepath.Join(dir, "alerts.yaml"))
-	tests, _ := os.ReadFile(filepath.Join(dir, "alerts_test.yaml"))
-	for _, m := range regexp.MustCompile(`alert: (\w+)`).FindAllStringSubmatch(string(rules), -1) {
-		if !strings.Contains(string(tests), "alertname: "+m[1]) {
-			t.Errorf("alert %s has no test", m[1])
+	// Every alert has a test case where it fires and one where it stays
+	// quiet.
+	fires, quiet := map[string]int{}, map[string]int{}
+	for _, tc := range get(yamlDocs(t, filepath.Join(dir, "alerts_test.yaml"))[0], "tests").([]any) {
+		for _, at := range get(tc, "alert_rule_test").([]any) {
+			name := str(get(at, "alertname"))
+			if exp, _ := get(at, "exp_alerts").([]any); len(exp) > 0 {
+				fires[name]++
+			} else {
+				quiet[name]++
+			}
 		}
+	}
+	n := 0
+	for _, g := range get(yamlDocs(t, filepath.Join(dir, "alerts.yaml"))[0], "groups").([]any) {
+		for _, r := range get(g, "rules").([]any) {
+			name := str(get(r, "alert"))
+			if name == "" {
+				continue
+			}
+			n++
+			if fires[name] == 0 || quiet[name] == 0 {
+				t.Errorf("alert %s: %d test cases fire it, %d keep it quiet; want at least one of each", name, fires[name], quiet[name])
+			}
+		}
+	}
+	if n == 0 {
+		t.Error("alerts.yaml holds no alert")
 	}
 }
 
