@@ -77,6 +77,12 @@ func serve(config string, b *proxy.Bundle, log *slog.Logger) int {
 		log.Error("start failed", "error", err.Error())
 		return 1
 	}
+	return waitForSignals(srv, config, b, log)
+}
+
+// waitForSignals runs a started server until SIGTERM or SIGINT; SIGHUP
+// reloads.
+func waitForSignals(srv *proxy.Server, config string, b *proxy.Bundle, log *slog.Logger) int {
 	version, revision := proxy.Version()
 	log.Info("edgeblock started", "event", "start", "version", version, "revision", revision,
 		"config", config, "routes", len(b.Config.Routes), "rules", b.List.Len())

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"html"
@@ -9,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"github.com/edgeblock/edgeblock/proxy"
 )
@@ -91,6 +93,16 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 		printProblems(stderr, err)
 		return 1
 	}
+	// Bind every listener before telling anyone where to connect.
+	log := proxy.NewLogger(stderr, "text", 0)
+	srv, err := proxy.NewServer(log, config, b)
+	if err == nil {
+		err = srv.Start(b)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, demoListenError(err, map[string]string{"http": *httpAddr, "https": *httpsAddr, "admin": *adminAddr}))
+		return 1
+	}
 	fmt.Fprintf(stdout, `edgeblock demo: files in %[1]s, origin on %[2]s
 
 Try, in another terminal:
@@ -107,9 +119,28 @@ Block a site live (applies within a second):
   go run ./cmd/edgeblock block -config %[6]s app.localhost reason="Demo block"
 Press Ctrl-C to stop.
 
-`, *dir, origin, *httpAddr, port(*httpsAddr), host(*httpsAddr), config, *adminAddr)
-	log := proxy.NewLogger(stderr, "text", 0)
-	return serve(config, b, log)
+`, *dir, origin, srv.Addr("http"), port(srv.Addr("https")), host(srv.Addr("https")), config, srv.Addr("admin"))
+	return waitForSignals(srv, config, b, log)
+}
+
+// demoListenError says which of the demo's addresses could not be bound,
+// and the flag that moves it: "demo: 127.0.0.1:8080 is in use (pass -http
+// ADDR)".
+func demoListenError(err error, flags map[string]string) string {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "listen" && op.Addr != nil {
+		addr := op.Addr.String()
+		for _, name := range []string{"http", "https", "admin"} {
+			if flags[name] != addr {
+				continue
+			}
+			if errors.Is(err, syscall.EADDRINUSE) {
+				return fmt.Sprintf("demo: %s is in use (pass -%s ADDR)", addr, name)
+			}
+			return fmt.Sprintf("demo: cannot listen on %s: %v (pass -%s ADDR)", addr, op.Err, name)
+		}
+	}
+	return "demo: " + err.Error()
 }
 
 func host(addr string) string { h, _, _ := net.SplitHostPort(addr); return h }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -75,5 +76,48 @@ func TestGoModTidy(t *testing.T) {
 	cmd.Dir = repoRoot
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Errorf("go mod tidy -diff: %v\n%s", err, out)
+	}
+}
+
+// TestBenchRigPorts runs deploy/bench/run.sh on ports from the environment:
+// with its default HTTP port taken it still runs on the ones given, and a
+// taken port it is given is refused up front with the variable to change.
+func TestBenchRigPorts(t *testing.T) {
+	requireTool(t, "wrk", "wrk")
+	script, err := filepath.Abs(filepath.Join(deployDir, "bench", "run.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	takenPort := port(taken.Addr().String())
+	bench := func(env ...string) (string, error) {
+		cmd := exec.Command("bash", script)
+		cmd.Env = append(os.Environ(), append([]string{"BENCH_DURATION=1s", "BENCH_CONNECTIONS=2"}, env...)...)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	out, err := bench("BENCH_HTTP_PORT="+takenPort, "BENCH_ADMIN_PORT="+port(freeAddr(t)), "BENCH_ORIGIN_PORT="+port(freeAddr(t)))
+	if err == nil || !strings.Contains(out, "127.0.0.1:"+takenPort+" is in use: set BENCH_HTTP_PORT") {
+		t.Errorf("bench with a taken port: %v\n%s", err, out)
+	}
+	if testing.Short() {
+		t.Skip("the full rig run takes a while")
+	}
+	// Hold the default HTTP port, if we can, to show it is not used.
+	if l, err := net.Listen("tcp", "127.0.0.1:18080"); err == nil {
+		defer l.Close()
+	}
+	out, err = bench("BENCH_HTTP_PORT="+port(freeAddr(t)), "BENCH_ADMIN_PORT="+port(freeAddr(t)), "BENCH_ORIGIN_PORT="+port(freeAddr(t)))
+	if err != nil {
+		t.Fatalf("bench on free ports: %v\n%s", err, out)
+	}
+	for _, want := range []string{"1000      blocked", "1000000   proxied", "edgeblock RSS with 1000000 rules"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("bench output lacks %q:\n%s", want, out)
+		}
 	}
 }
