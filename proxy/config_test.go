@@ -288,3 +288,41 @@ func TestRoutePrecedence(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParseConfig: any input gives a config or a *ConfigError whose every
+// problem names the file, never a panic; problems are sorted by line.
+func FuzzParseConfig(f *testing.F) {
+	for _, name := range []string{"contract.yaml", "invalid.yaml", "unknown-key.yaml", "types-and-checks.yaml", "placeholders.yaml"} {
+		data, err := os.ReadFile(filepath.Join("testdata", name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	f.Add([]byte("a: &x {b: 1}\nlisten:\n  <<: *x\n"))
+	f.Add([]byte("- 1\n- 2\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := ParseConfig("f.yaml", data)
+		if err == nil {
+			if c.Blocklist.File == "" {
+				t.Fatal("a config without blocklist.file loaded")
+			}
+			return
+		}
+		var ce *ConfigError
+		if !errors.As(err, &ce) || len(ce.Problems) == 0 {
+			t.Fatalf("error %v is not a *ConfigError with problems", err)
+		}
+		last := 0
+		for _, p := range ce.Problems {
+			if !strings.HasPrefix(p, "f.yaml:") {
+				t.Fatalf("problem %q does not name the file", p)
+			}
+			line := textLine("f.yaml", p)
+			if line < last && len(ce.Problems) > 1 {
+				t.Fatalf("problems not sorted by line: %q", ce.Problems)
+			}
+			last = max(last, line)
+		}
+	})
+}
