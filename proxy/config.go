@@ -193,10 +193,10 @@ func LoadConfig(path string) (*Config, error) {
 	return ParseConfig(path, data)
 }
 
-// FileError reports that the file a config field names (such as
+// fileError reports that the file a config field names (such as
 // blocklist.file) cannot be read, as "config:line: field: /abs/path: no
 // such file", so that the message leads to both the setting and the file.
-func (c *Config) FileError(field []any, err error) error {
+func (c *Config) fileError(field []any, err error) error {
 	v := validator{path: c.Path, root: c.src}
 	return errors.New(v.format(field, "%s", pathProblem(err)))
 }

@@ -57,7 +57,7 @@ func listError(cfg *Config, err error) error {
 	if errors.As(err, &pe) {
 		return err
 	}
-	return cfg.FileError([]any{"blocklist", "file"}, err)
+	return cfg.fileError([]any{"blocklist", "file"}, err)
 }
 
 func loadRenderer(cfg *Config) (*pages.Renderer, string, error) {
@@ -66,7 +66,7 @@ func loadRenderer(cfg *Config) (*pages.Renderer, string, error) {
 	if cfg.Pages.Template != "" {
 		data, err := os.ReadFile(cfg.Pages.Template)
 		if err != nil {
-			return nil, "", cfg.FileError([]any{"pages", "template"}, err)
+			return nil, "", cfg.fileError([]any{"pages", "template"}, err)
 		}
 		o.Template, o.TemplateFile = string(data), cfg.Pages.Template
 		sum = hashOf(data)
