@@ -101,3 +101,18 @@ func isIPv4(s string) bool {
 	_, ok := parseIP(s)
 	return ok
 }
+
+// BenchmarkNormalize measures the request-path cost of Normalize for a
+// canonical name, a name with a port and upper case, and an IDN.
+func BenchmarkNormalize(b *testing.B) {
+	for _, host := range []string{"www.forum.example", "WWW.Forum.Example:443", "bücher.example"} {
+		b.Run(host, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := Normalize(host); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
