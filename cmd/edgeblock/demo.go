@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -96,10 +97,12 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 	// Bind every listener before telling anyone where to connect.
 	log := proxy.NewLogger(stderr, "text", 0)
 	srv, err := proxy.NewServer(log, config, b)
-	if err == nil {
-		err = srv.Start(b)
-	}
 	if err != nil {
+		fmt.Fprintln(stderr, "demo:", err)
+		return 1
+	}
+	if err := srv.Start(b); err != nil {
+		srv.Shutdown(context.Background()) // stops the certificate manager
 		fmt.Fprintln(stderr, demoListenError(err, map[string]string{"http": *httpAddr, "https": *httpsAddr, "admin": *adminAddr}))
 		return 1
 	}
