@@ -27,6 +27,7 @@ type Proxy struct {
 	state     atomic.Pointer[state]
 	transport *upstreamTransport
 	now       func() time.Time
+	flights   flights // proxied requests in flight, for closeBlocked
 }
 
 // NewProxy returns a Proxy that logs to log and counts in m. It serves
@@ -54,11 +55,13 @@ func NewProxy(log *slog.Logger, m *Metrics, cfg *Config) *Proxy {
 // Apply builds the state for cfg, list and renderer and swaps it in.
 // Requests already in flight finish with the state they started with.
 func (p *Proxy) Apply(cfg *Config, list *blocklist.List, renderer *pages.Renderer) error {
-	s, err := p.newState(cfg, list, renderer, p.state.Load())
+	prev := p.state.Load()
+	s, err := p.newState(cfg, list, renderer, prev)
 	if err != nil {
 		return err
 	}
 	p.state.Store(s)
+	p.closeBlocked(prev, s) // a block ends what is open (inflight.go)
 	p.metrics.BlocklistEntries.Set(float64(list.Len()))
 	return nil
 }
@@ -77,6 +80,7 @@ type reqInfo struct {
 	// upstreamCode is the origin's status; 101 for an upgrade.
 	upstreamCode int
 	failed       bool
+	flight       // the registry entry (inflight.go)
 }
 
 type infoKey struct{}
@@ -171,7 +175,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	info := &reqInfo{id: id, host: host, route: rt, inURL: r.URL, st: st}
 	info.origin = rt.pick(start, nil)
 	e.info = info
-	rt.proxy.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), infoKey{}, info)))
+	ctx := p.track(r.Context(), info) // canceled if a reload blocks host
+	defer p.untrack(info, rec, e)
+	rt.proxy.ServeHTTP(rec, r.WithContext(context.WithValue(ctx, infoKey{}, info)))
 	switch {
 	case info.failed:
 		e.outcome = OutcomeError
@@ -224,6 +230,9 @@ func (p *Proxy) reverseProxy(r *route) http.Handler {
 // an answer; the visitor never sees an empty body or Go's error text.
 func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
 	info := infoFrom(r.Context())
+	if p.serveClosed(w, r, info) {
+		return // a reload blocked the host while the origin was asked
+	}
 	info.failed = true
 	status := http.StatusBadGateway
 	kind := errKind(err)
