@@ -3,12 +3,16 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -137,33 +141,43 @@ func tunnel(t *testing.T, e *testEnv, host string) *openConn {
 	return c
 }
 
-// stream opens a server-sent-events stream from host through the edge and
-// reads it in the background.
+// stream opens a server-sent-events stream from host through the edge's
+// HTTP listener and reads it in the background.
 func stream(t *testing.T, e *testEnv, host string) *openConn {
 	t.Helper()
-	req, _ := http.NewRequest("GET", e.url("http")+"/events", nil)
+	return streamWith(t, http.DefaultClient, e.url("http"), host, 1)
+}
+
+// streamWith opens a server-sent-events stream from host at base with c,
+// over HTTP/major, and reads it in the background.
+func streamWith(t *testing.T, c *http.Client, base, host string, major int) *openConn {
+	t.Helper()
+	req, _ := http.NewRequest("GET", base+"/events", nil)
 	req.Host = host
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if resp.ProtoMajor != major {
+		t.Fatalf("stream from %s over %s, want HTTP/%d", host, resp.Proto, major)
 	}
 	t.Cleanup(func() { resp.Body.Close() })
 	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
 		t.Fatalf("stream from %s: %s %s", host, resp.Status, resp.Header.Get("Content-Type"))
 	}
-	c := &openConn{name: "stream from " + host}
+	oc := &openConn{name: fmt.Sprintf("stream from %s over %s", host, resp.Proto)}
 	go func() {
 		buf := make([]byte, 512)
 		for {
 			n, err := resp.Body.Read(buf)
-			c.got(n, err)
+			oc.got(n, err)
 			if err != nil {
 				return
 			}
 		}
 	}()
-	waitFor(t, 5*time.Second, "the first event from "+host, func() bool { last, _, _ := c.state(); return !last.IsZero() })
-	return c
+	waitFor(t, 5*time.Second, "the first event from "+host, func() bool { last, _, _ := oc.state(); return !last.IsZero() })
+	return oc
 }
 
 // slowRequest sends a request to host that the origin holds for a minute,
@@ -192,6 +206,19 @@ func slowRequest(t *testing.T, e *testEnv, host string) *openConn {
 		c.got(len(b), err)
 	}()
 	return c
+}
+
+// keepsFlowing checks that c still receives data 300ms after since, and
+// is still open then.
+func keepsFlowing(t *testing.T, c *openConn, since time.Time) {
+	t.Helper()
+	waitFor(t, 5*time.Second, c.name+" to carry data after the block", func() bool {
+		last, end, _ := c.state()
+		return !end.IsZero() || last.After(since.Add(300*time.Millisecond))
+	})
+	if _, end, err := c.state(); !end.IsZero() {
+		t.Errorf("%s ended (%v) though its host was not blocked", c.name, err)
+	}
 }
 
 // logTime returns the time field of a log line.
@@ -246,15 +273,11 @@ func TestBlockClosesOpenRequests(t *testing.T) {
 	}
 
 	// No collateral: the other host's tunnel and stream flow, its request waits.
-	time.Sleep(300 * time.Millisecond)
-	for _, c := range []*openConn{okTunnel, okStream, okSlow} {
-		last, end, err := c.state()
-		if !end.IsZero() {
-			t.Errorf("%s ended (%v) though its host was not blocked", c.name, err)
-		}
-		if c != okSlow && time.Since(last) > 250*time.Millisecond {
-			t.Errorf("%s stopped flowing: last data %v ago", c.name, time.Since(last))
-		}
+	for _, c := range []*openConn{okTunnel, okStream} {
+		keepsFlowing(t, c, applied)
+	}
+	if _, end, err := okSlow.state(); !end.IsZero() {
+		t.Errorf("%s ended (%v) though its host was not blocked", okSlow.name, err)
 	}
 
 	s := e.scrape()
@@ -297,10 +320,8 @@ func TestBlockCloseSkipsUnchangedList(t *testing.T) {
 	c := stream(t, e, "sse.example")
 	writeFile(t, e.list, "other.example\nmore.example mode=report\nsse.example expires=2020-01-01\n")
 	waitFor(t, 5*time.Second, "the new list", func() bool { return len(e.logs.logLines(t, "blocklist applied")) == 2 })
-	time.Sleep(200 * time.Millisecond)
-	if last, end, err := c.state(); !end.IsZero() || time.Since(last) > 150*time.Millisecond {
-		t.Errorf("stream ended (%v) or stalled (last data %v ago) after a list that does not block it", err, time.Since(last))
-	}
+	applied := logTime(t, e.logs.logLines(t, "blocklist applied")[1])
+	keepsFlowing(t, c, applied)
 	if got := metricValue(t, e.scrape(), `edgeblock_blocked_connections_closed_total{kind="stream"}`); got != "0" {
 		t.Errorf("closed streams = %q, want 0", got)
 	}
@@ -357,5 +378,44 @@ func TestTrackAfterSwap(t *testing.T) {
 		if n := len(p.flights.shards[i].m); n != 0 {
 			t.Errorf("shard %d keeps %d entries after untrack", i, n)
 		}
+	}
+}
+
+// TestBlockClosesHTTP2Stream checks a stream over HTTP/2 and TLS: the block
+// resets the blocked host's stream (an error for the visitor, not a clean
+// end of the body) and leaves another host's stream flowing.
+func TestBlockClosesHTTP2Stream(t *testing.T) {
+	o := openOrigin(t)
+	storage := storageDir(t)
+	e := startEnv(t, fmt.Sprintf("listen:\n  http: 127.0.0.1:0\n  https: 127.0.0.1:0\n  admin: 127.0.0.1:0\ntls:\n  mode: internal\n  storage: %s\n", storage)+
+		routeConfig("*.example", `"`+o.URL+`"`), "")
+	pemData, err := os.ReadFile(filepath.Join(storage, "internal-ca", "root.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pemData)
+	client := func(host string) *http.Client {
+		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: host}, ForceAttemptHTTP2: true}
+		t.Cleanup(tr.CloseIdleConnections)
+		return &http.Client{Transport: tr}
+	}
+	blocked := streamWith(t, client("sse.example"), e.url("https"), "sse.example", 2)
+	kept := streamWith(t, client("ok.example"), e.url("https"), "ok.example", 2)
+	writeFile(t, e.list, "sse.example\n")
+	waitFor(t, 5*time.Second, "the new list", func() bool { return len(e.logs.logLines(t, "blocklist applied")) == 2 })
+	applied := logTime(t, e.logs.logLines(t, "blocklist applied")[1])
+	waitFor(t, 5*time.Second, blocked.name+" to end", func() bool { _, end, _ := blocked.state(); return !end.IsZero() })
+	_, end, err := blocked.state()
+	if d := end.Sub(applied); d > time.Second {
+		t.Errorf("%s ended %v after the list was applied; want within 1s", blocked.name, d)
+	}
+	if err == io.EOF || !strings.Contains(fmt.Sprint(err), "stream error") {
+		t.Errorf("%s ended with %v; want a stream reset", blocked.name, err)
+	}
+	t.Logf("%s ended %v after the apply log line: %v", blocked.name, end.Sub(applied), err)
+	keepsFlowing(t, kept, applied)
+	if got := metricValue(t, e.scrape(), `edgeblock_blocked_connections_closed_total{kind="stream"}`); got != "1" {
+		t.Errorf("closed streams = %q, want 1", got)
 	}
 }
