@@ -20,7 +20,7 @@ import (
 // serves the block page when the blocklist covers it, and otherwise
 // forwards the request to the host's route. Its configuration and
 // blocklist are swapped atomically by Apply; a request in flight keeps the
-// state it started with.
+// state it started with, unless a new list blocks its host.
 type Proxy struct {
 	log       *slog.Logger
 	metrics   *Metrics
@@ -53,7 +53,8 @@ func NewProxy(log *slog.Logger, m *Metrics, cfg *Config) *Proxy {
 }
 
 // Apply builds the state for cfg, list and renderer and swaps it in.
-// Requests already in flight finish with the state they started with.
+// Requests already in flight finish with the state they started with,
+// except proxied ones whose host the new list blocks: those are ended.
 func (p *Proxy) Apply(cfg *Config, list *blocklist.List, renderer *pages.Renderer) error {
 	prev := p.state.Load()
 	s, err := p.newState(cfg, list, renderer, prev)
