@@ -105,7 +105,7 @@ func (l *List) Changes(old *List) iter.Seq[Change] {
 				continue
 			}
 			o := &old.rules[j]
-			if r.expires == o.expires && l.attrs[r.attrs] == old.attrs[o.attrs] {
+			if r.expSec == o.expSec && r.expNsec == o.expNsec && l.attrs[r.attrs] == old.attrs[o.attrs] {
 				continue
 			}
 			c := Change{Kind: Changed, Rule: l.rule(int32(i))}

@@ -1,22 +1,60 @@
 package blocklist
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"iter"
+	"math"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 )
 
 // rule is the compact stored form of a Rule: a million of them must fit in
-// well under 150 bytes each, map slot included.
+// well under 150 bytes each, map slot included. The struct is 40 bytes
+// (TestRuleSize); the field order keeps it so.
 type rule struct {
-	name     string
-	expires  int64 // Unix nanoseconds; 0 means never
+	name string
+	// expSec and expNsec are the expiry as Unix seconds and nanoseconds
+	// within that second; expSec == noExpiry means never. Seconds cover
+	// every year the parser accepts (0001..9999) with room to spare, where
+	// Unix nanoseconds in an int64 end in 2262.
+	expSec   int64
 	line     uint32
 	attrs    uint32
+	expNsec  uint32
 	wildcard bool
+}
+
+// noExpiry is the expSec of a rule without an expiry: later than any time
+// a time.Time can hold, so no clock ever reaches it.
+const noExpiry = math.MaxInt64
+
+// hasExpiry reports whether the rule expires at all.
+func (r *rule) hasExpiry() bool { return r.expSec != noExpiry }
+
+// expiredAt reports whether the rule has expired at Unix time (sec, nsec):
+// expiry is the first instant at which it no longer applies.
+func (r *rule) expiredAt(sec int64, nsec uint32) bool {
+	return r.expSec != noExpiry && (sec > r.expSec || sec == r.expSec && nsec >= r.expNsec)
+}
+
+// expires returns the expiry as a time.Time in UTC; zero means never.
+func (r *rule) expires() time.Time {
+	if !r.hasExpiry() {
+		return time.Time{}
+	}
+	return time.Unix(r.expSec, int64(r.expNsec)).UTC()
+}
+
+// cmpExpiry orders two rules by expiry; both must have one.
+func cmpExpiry(a, b *rule) int {
+	if c := cmp.Compare(a.expSec, b.expSec); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.expNsec, b.expNsec)
 }
 
 // node holds the rules about one name: the zone rule ("name") and the
@@ -29,12 +67,14 @@ type node struct {
 // empty list is returned by Parse on an empty file. A List is safe for
 // concurrent use.
 type List struct {
-	file     string
-	sum      [sha256.Size]byte
-	rules    []rule
-	attrs    []Attrs
-	nodes    map[string]node
-	expiries []int64 // sorted expiry times of all rules that have one
+	file  string
+	sum   [sha256.Size]byte
+	rules []rule
+	attrs []Attrs
+	nodes map[string]node
+	// expiries indexes the rules that have an expiry, sorted by it (ties
+	// in file order).
+	expiries []int32
 	// notes holds the annotations of the rules that have one, by line; nil
 	// when none has, so that rules without one cost nothing.
 	notes map[uint32]Note
@@ -57,11 +97,7 @@ func (l *List) Attrs() []Attrs { return l.attrs }
 
 func (l *List) rule(i int32) Rule {
 	r := &l.rules[i]
-	out := Rule{Name: r.name, Wildcard: r.wildcard, Line: int(r.line), AttrsID: int(r.attrs), Attrs: l.attrs[r.attrs]}
-	if r.expires != 0 {
-		out.Expires = time.Unix(0, r.expires)
-	}
-	return out
+	return Rule{Name: r.name, Wildcard: r.wildcard, Line: int(r.line), Expires: r.expires(), AttrsID: int(r.attrs), Attrs: l.attrs[r.attrs]}
 }
 
 // Rules yields every rule in file order.
@@ -114,7 +150,7 @@ func (l *List) Lookup(pattern string) (Rule, bool) {
 // Expired rules are skipped. Match costs one map lookup per label of host
 // and does not allocate.
 func (l *List) Match(host string, now time.Time) (Rule, bool) {
-	t := now.UnixNano()
+	sec, nsec := now.Unix(), uint32(now.Nanosecond())
 	report := int32(-1)
 	h := host
 	sub := false // whether h is a proper parent of host
@@ -125,7 +161,7 @@ func (l *List) Match(host string, now time.Time) (Rule, bool) {
 					continue
 				}
 				r := &l.rules[i]
-				if r.expires != 0 && t >= r.expires {
+				if r.expiredAt(sec, nsec) {
 					continue
 				}
 				if l.attrs[r.attrs].Mode == ModeBlock {
@@ -150,22 +186,38 @@ func (l *List) Match(host string, now time.Time) (Rule, bool) {
 
 // NextExpiry returns the earliest rule expiry strictly after now, if any.
 func (l *List) NextExpiry(now time.Time) (time.Time, bool) {
-	t := now.UnixNano()
-	i := sort.Search(len(l.expiries), func(i int) bool { return l.expiries[i] > t })
+	i := l.firstExpiryAfter(now)
 	if i == len(l.expiries) {
 		return time.Time{}, false
 	}
-	return time.Unix(0, l.expiries[i]), true
+	return l.rules[l.expiries[i]].expires(), true
 }
 
-// ExpiredBetween yields the rules whose expiry lies in (from, to].
+// firstExpiryAfter returns the index in l.expiries of the first rule whose
+// expiry is strictly after t, or len(l.expiries).
+func (l *List) firstExpiryAfter(t time.Time) int {
+	sec, nsec := t.Unix(), uint32(t.Nanosecond())
+	return sort.Search(len(l.expiries), func(i int) bool { return !l.rules[l.expiries[i]].expiredAt(sec, nsec) })
+}
+
+// ExpiredBetween returns the rules whose expiry lies in (from, to], in
+// file order.
 func (l *List) ExpiredBetween(from, to time.Time) []Rule {
-	var out []Rule
-	f, t := from.UnixNano(), to.UnixNano()
-	for i := range l.rules {
-		if e := l.rules[i].expires; e > f && e <= t {
-			out = append(out, l.rule(int32(i)))
+	var idx []int32
+	tsec, tnsec := to.Unix(), uint32(to.Nanosecond())
+	for _, i := range l.expiries[l.firstExpiryAfter(from):] {
+		if !l.rules[i].expiredAt(tsec, tnsec) {
+			break
 		}
+		idx = append(idx, i)
+	}
+	if len(idx) == 0 {
+		return nil
+	}
+	slices.Sort(idx)
+	out := make([]Rule, 0, len(idx))
+	for _, i := range idx {
+		out = append(out, l.rule(i))
 	}
 	return out
 }

@@ -93,8 +93,7 @@ func Parse(file string, data []byte) (*List, error) {
 	if len(problems) > 0 {
 		return nil, &ParseError{Problems: problems}
 	}
-	slices.Sort(l.expiries)
-	l.expiries = slices.Compact(l.expiries)
+	slices.SortStableFunc(l.expiries, func(a, b int32) int { return cmpExpiry(&l.rules[a], &l.rules[b]) })
 	return l, nil
 }
 
@@ -135,7 +134,7 @@ func (p *parser) line(line string, lineNo int) error {
 		p.comment(line, lineNo)
 		return nil
 	}
-	r := rule{line: uint32(lineNo)}
+	r := rule{line: uint32(lineNo), expSec: noExpiry}
 	n, wild, err := parsePattern(pattern)
 	if err != nil {
 		return err
@@ -152,7 +151,7 @@ func (p *parser) line(line string, lineNo int) error {
 		return err
 	}
 	if !expires.IsZero() {
-		r.expires = expires.UnixNano()
+		r.expSec, r.expNsec = expires.Unix(), uint32(expires.Nanosecond())
 	}
 	id, ok := p.attrIDs[a]
 	if !ok {
@@ -213,8 +212,8 @@ func (p *parser) add(r rule, pattern string) error {
 	*slot = int32(len(l.rules))
 	l.rules = append(l.rules, r)
 	l.nodes[r.name] = nd
-	if r.expires != 0 {
-		l.expiries = append(l.expiries, r.expires)
+	if r.hasExpiry() {
+		l.expiries = append(l.expiries, *slot)
 	}
 	if p.noteLine != 0 && p.noteLine == int(r.line)-1 {
 		if l.notes == nil {
@@ -318,26 +317,112 @@ func setAttr(a *Attrs, expires *time.Time, key, val string) error {
 	return nil
 }
 
-// ParseExpiry parses the value of expires=: an RFC 3339 date-time, or a
-// date (YYYY-MM-DD), which means 00:00 UTC of that day.
-// The time must lie after 1970-01-01T00:00:00Z and before the year 2262
-// (rules keep it as Unix nanoseconds).
+// maxExpiry is the last instant an expiry can be. The first is just after
+// 0001-01-01T00:00:00Z, time.Time's zero value, which means "never" in
+// Rule.Expires.
+var maxExpiry = time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC)
+
+// expiryWant is the end of every expires= error.
+const expiryWant = "want an RFC 3339 date (2027-01-01) or date-time (2027-01-01T12:00:00Z), from year 0001 to 9999"
+
+// ParseExpiry parses the value of expires=: an RFC 3339 date (YYYY-MM-DD,
+// meaning 00:00 UTC of that day) or date-time
+// (YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM), with an upper-case T
+// and Z, a fraction of up to nine digits and an offset under 24 hours).
+// The instant must lie within the years 0001 to 9999 in UTC and must not
+// be 0001-01-01T00:00:00Z, the zero time, which Rule.Expires uses for
+// "never". A date in the past is valid: the rule has expired. Leap seconds
+// (:60) are rejected, since Go's time has none.
 func ParseExpiry(v string) (time.Time, error) {
-	t, err := time.Parse(time.RFC3339, v)
+	t, err := parseExpiry(v)
 	if err != nil {
-		t, err = time.Parse(time.DateOnly, v)
+		return time.Time{}, fmt.Errorf("attribute expires=%q: %v; %s", v, err, expiryWant)
 	}
-	if err == nil {
-		if !t.After(time.Unix(0, 0)) || !t.Before(maxExpiry) {
-			return time.Time{}, fmt.Errorf("attribute expires=%q: out of range: want a time after 1970-01-01 and before 2262-01-01", v)
-		}
-		return t, nil
-	}
-	return time.Time{}, fmt.Errorf("attribute expires=%q: want an RFC 3339 date (2027-01-01) or date-time (2027-01-01T12:00:00Z)", v)
+	return t, nil
 }
 
-// maxExpiry is the first time a rule cannot expire at.
-var maxExpiry = time.Date(2262, 1, 1, 0, 0, 0, 0, time.UTC)
+func parseExpiry(v string) (time.Time, error) {
+	var t time.Time
+	var err error
+	switch {
+	case len(v) == len(time.DateOnly) && isDate(v):
+		t, err = time.Parse(time.DateOnly, v)
+	case len(v) > len(time.DateOnly) && isDate(v[:len(time.DateOnly)]) && v[len(time.DateOnly)] == 'T':
+		if err := checkTimeSyntax(v[len(time.DateOnly)+1:]); err != nil {
+			return t, err
+		}
+		t, err = time.Parse(time.RFC3339Nano, v)
+	default:
+		return t, errors.New("not a date")
+	}
+	if err != nil {
+		// time.Parse says which field is out of range ("day out of range").
+		var pe *time.ParseError
+		if errors.As(err, &pe) && pe.Message != "" {
+			return t, errors.New(strings.TrimPrefix(pe.Message, ": "))
+		}
+		return t, err
+	}
+	switch {
+	case t.Before(time.Time{}):
+		return t, errors.New("out of range: before 0001-01-01 in UTC")
+	case t.IsZero():
+		return t, errors.New("out of range: 0001-01-01T00:00:00Z is the zero time, which means no expiry; a rule that expired that long ago never applies, so remove it")
+	case t.After(maxExpiry):
+		return t, errors.New("out of range: after 9999-12-31T23:59:59.999999999Z in UTC")
+	}
+	return t, nil
+}
+
+// isDate reports whether s has the shape YYYY-MM-DD.
+func isDate(s string) bool {
+	return len(s) == 10 && digits(s[0:4]) && s[4] == '-' && digits(s[5:7]) && s[7] == '-' && digits(s[8:10])
+}
+
+// checkTimeSyntax checks the part of an RFC 3339 date-time after the T,
+// "HH:MM:SS[.fraction](Z|+HH:MM|-HH:MM)", for what time.Parse lets through
+// (one-digit fields, a comma before the fraction, offsets of 24 hours or
+// more or with 60 minutes) and for leap seconds, which it rejects with a
+// less helpful message.
+func checkTimeSyntax(s string) error {
+	if len(s) < 8 || !digits(s[0:2]) || s[2] != ':' || !digits(s[3:5]) || s[5] != ':' || !digits(s[6:8]) {
+		return errors.New("time of day: want HH:MM:SS")
+	}
+	if s[6:8] == "60" {
+		return errors.New("second 60 (a leap second) is not supported; write 23:59:59 or the next second")
+	}
+	s = s[8:]
+	if strings.HasPrefix(s, ".") {
+		n := 1
+		for n < len(s) && s[n] >= '0' && s[n] <= '9' {
+			n++
+		}
+		if n == 1 || n > 10 {
+			return errors.New("fraction of a second: want 1 to 9 digits after the dot")
+		}
+		s = s[n:]
+	}
+	switch {
+	case s == "Z":
+		return nil
+	case len(s) == 6 && (s[0] == '+' || s[0] == '-') && digits(s[1:3]) && s[3] == ':' && digits(s[4:6]):
+		if s[1:3] > "23" || s[4:6] > "59" {
+			return fmt.Errorf("offset %s: want hours 00 to 23 and minutes 00 to 59", s)
+		}
+		return nil
+	}
+	return fmt.Errorf("offset %q: want Z, +HH:MM or -HH:MM", s)
+}
+
+// digits reports whether s is made of ASCII digits only.
+func digits(s string) bool {
+	for i := range len(s) {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
 
 func checkPolicy(v string) error {
 	u, err := url.Parse(v)

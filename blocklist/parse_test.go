@@ -86,8 +86,8 @@ func TestParseErrors(t *testing.T) {
 		{"a.example policy=ftp://x.example/", "absolute http or https URL"},
 		{"a.example expires=tomorrow", "RFC 3339"},
 		{"a.example expires=0000-01-01", "out of range"},
-		{"a.example expires=1970-01-01T00:00:00Z", "out of range"},
-		{"a.example expires=2262-04-12", "out of range"},
+		{"a.example expires=0001-01-01T00:00:00Z", "out of range"},
+		{"a.example expires=9999-12-31T23:59:59-01:00", "out of range"},
 		{"a.example status=403 status=451", "given twice"},
 		{"a.example reason", `"reason": want key=value`},
 		{"a.example:80", "no ports"},
@@ -174,4 +174,163 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestParseExpiry(t *testing.T) {
+	tests := []struct {
+		in   string
+		want time.Time // zero: rejected
+		err  string    // part of the error when rejected
+	}{
+		{"2027-01-01", time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC), ""},
+		{"2027-01-01T12:30:00Z", time.Date(2027, 1, 1, 12, 30, 0, 0, time.UTC), ""},
+		{"2027-01-01T12:30:00+02:00", time.Date(2027, 1, 1, 10, 30, 0, 0, time.UTC), ""},
+		{"2027-01-01T00:30:00-05:30", time.Date(2027, 1, 1, 6, 0, 0, 0, time.UTC), ""},
+		{"2027-01-01T00:00:00-00:00", time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC), ""},
+		{"2027-01-01T00:00:00+23:59", time.Date(2026, 12, 31, 0, 1, 0, 0, time.UTC), ""},
+		{"2027-01-01T00:00:00.5Z", time.Date(2027, 1, 1, 0, 0, 0, 5e8, time.UTC), ""},
+		{"2027-01-01T00:00:00.123456789Z", time.Date(2027, 1, 1, 0, 0, 0, 123456789, time.UTC), ""},
+		// Beyond what Unix nanoseconds in an int64 can hold (2262-04-11).
+		{"2263-01-01", time.Date(2263, 1, 1, 0, 0, 0, 0, time.UTC), ""},
+		{"2300-01-01", time.Date(2300, 1, 1, 0, 0, 0, 0, time.UTC), ""},
+		{"9999-12-31", time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC), ""},
+		{"9999-12-31T23:59:59Z", time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC), ""},
+		{"9999-12-31T23:59:59.999999999Z", time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC), ""},
+		{"9999-12-31T23:59:59+01:00", time.Date(9999, 12, 31, 22, 59, 59, 0, time.UTC), ""},
+		// Past dates are valid: the rule has expired.
+		{"1970-01-01", time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC), ""},
+		{"1969-12-31", time.Date(1969, 12, 31, 0, 0, 0, 0, time.UTC), ""},
+		{"1969-12-31T23:59:59.999999999Z", time.Date(1969, 12, 31, 23, 59, 59, 999999999, time.UTC), ""},
+		{"0001-01-02", time.Date(1, 1, 2, 0, 0, 0, 0, time.UTC), ""},
+		{"0001-01-01T00:00:00.000000001Z", time.Date(1, 1, 1, 0, 0, 0, 1, time.UTC), ""},
+		{"0001-01-01T00:00:01+00:00", time.Date(1, 1, 1, 0, 0, 1, 0, time.UTC), ""},
+		{"2028-02-29", time.Date(2028, 2, 29, 0, 0, 0, 0, time.UTC), ""},
+
+		{"0001-01-01", time.Time{}, "zero time"},
+		{"0001-01-01T00:00:00Z", time.Time{}, "zero time"},
+		{"0001-01-01T01:00:00+01:00", time.Time{}, "zero time"},
+		{"0001-01-01T00:00:00+01:00", time.Time{}, "before 0001-01-01"},
+		{"0000-12-31", time.Time{}, "before 0001-01-01"},
+		{"9999-12-31T23:59:59-01:00", time.Time{}, "after 9999-12-31"},
+		{"10000-01-01", time.Time{}, "not a date"},
+		{"-0001-01-01", time.Time{}, "not a date"},
+		{"+2027-01-01", time.Time{}, "not a date"},
+		{"2026-12-31T23:59:60Z", time.Time{}, "leap second"},
+		{"2016-12-31T23:59:60+00:00", time.Time{}, "leap second"},
+		{"2027-02-29", time.Time{}, "day out of range"},
+		{"2027-13-01", time.Time{}, "month out of range"},
+		{"2027-01-01T24:00:00Z", time.Time{}, "hour out of range"},
+		{"2027-01-01T00:00:00+24:00", time.Time{}, "offset +24:00"},
+		{"2027-01-01T00:00:00+01:60", time.Time{}, "offset +01:60"},
+		{"2027-01-01T00:00:00+0100", time.Time{}, "offset"},
+		{"2027-01-01T00:00:00", time.Time{}, "offset"},
+		{"2027-01-01T00:00:00UTC", time.Time{}, "offset"},
+		{"2027-01-01t00:00:00z", time.Time{}, "not a date"},
+		{"2027-01-01T00:00:00z", time.Time{}, "offset"},
+		{"2027-01-01T1:00:00Z", time.Time{}, "HH:MM:SS"},
+		{"2027-01-01T00:00Z", time.Time{}, "HH:MM:SS"},
+		{"2027-01-01T00:00:00,5Z", time.Time{}, "offset"},
+		{"2027-01-01T00:00:00.Z", time.Time{}, "fraction"},
+		{"2027-01-01T00:00:00.1234567891Z", time.Time{}, "fraction"},
+		{"2027-1-01", time.Time{}, "not a date"},
+		{"2027-01-01 ", time.Time{}, "not a date"},
+		{"tomorrow", time.Time{}, "not a date"},
+		{"", time.Time{}, "not a date"},
+		{"1798761600", time.Time{}, "not a date"},
+	}
+	for _, tt := range tests {
+		got, err := ParseExpiry(tt.in)
+		if tt.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.err) || !strings.Contains(err.Error(), "from year 0001 to 9999") {
+				t.Errorf("ParseExpiry(%q) = %v, %v; want an error with %q", tt.in, got, err, tt.err)
+			}
+			continue
+		}
+		if err != nil || !got.Equal(tt.want) {
+			t.Errorf("ParseExpiry(%q) = %v, %v; want %v", tt.in, got, err, tt.want)
+		}
+	}
+}
+
+// TestParseExpiryNamesTheLine checks that an expiry the list cannot hold
+// rejects the whole file with file:line.
+func TestParseExpiryNamesTheLine(t *testing.T) {
+	_, err := Parse("f.txt", []byte("ok.example expires=9999-12-31\nbad.example expires=0001-01-01\nleap.example expires=2016-12-31T23:59:60Z\n"))
+	var pe *ParseError
+	if !errors.As(err, &pe) || len(pe.Problems) != 2 || pe.Problems[0].Line != 2 || pe.Problems[1].Line != 3 {
+		t.Fatalf("error = %v; want problems on lines 2 and 3", err)
+	}
+	if !strings.HasPrefix(err.Error(), `f.txt:2: attribute expires="0001-01-01": `) {
+		t.Errorf("error = %v", err)
+	}
+}
+
+// FuzzExpiry checks that every expiry the parser accepts is held exactly:
+// a rule with it applies just before and not at it, and NextExpiry and
+// ExpiredBetween return it. The second and third arguments make a time
+// written in RFC 3339, which must be accepted exactly when it lies in the
+// years 0001..9999 and is not the zero time.
+func FuzzExpiry(f *testing.F) {
+	for _, s := range []string{"2027-01-01", "9999-12-31T23:59:59Z", "2263-01-01", "2300-01-01", "0001-01-01", "0001-01-01T00:00:00.000000001Z",
+		"1969-12-31T23:59:59.5-01:00", "2016-12-31T23:59:60Z", "2027-01-01T00:00:00+24:00"} {
+		f.Add(s, int64(0), uint32(0))
+	}
+	f.Add("", int64(253402300799), uint32(999999999))
+	f.Add("", int64(-62135596800), uint32(0))
+	f.Add("", int64(-62135596800), uint32(1))
+	f.Add("", int64(9223372036), uint32(854775807))
+	f.Fuzz(func(t *testing.T, v string, sec int64, nsec uint32) {
+		checkExpiry(t, v)
+		tm := time.Unix(sec, int64(nsec%1e9)).UTC()
+		s := tm.Format(time.RFC3339Nano)
+		got, err := ParseExpiry(s)
+		representable := tm.Year() >= 1 && tm.Year() <= 9999 && !tm.IsZero()
+		switch {
+		case representable && (err != nil || !got.Equal(tm)):
+			t.Fatalf("ParseExpiry(%q) = %v, %v; want %v", s, got, err, tm)
+		case !representable && err == nil:
+			t.Fatalf("ParseExpiry(%q) accepted %v, outside the years 0001..9999", s, got)
+		}
+		checkExpiry(t, s)
+	})
+}
+
+// checkExpiry parses a rule with expires=v and, when the parser accepts
+// it, checks that the rule lives until exactly that instant.
+func checkExpiry(t *testing.T, v string) {
+	t.Helper()
+	want, err := ParseExpiry(v)
+	l, lerr := Parse("fuzz", []byte("x.example "+formatAttr("expires", v)))
+	if err != nil {
+		if lerr == nil {
+			t.Fatalf("ParseExpiry(%q) failed (%v) but a rule with it parsed", v, err)
+		}
+		return
+	}
+	if lerr != nil {
+		t.Fatalf("ParseExpiry(%q) = %v but the rule is rejected: %v", v, want, lerr)
+	}
+	if want.IsZero() || want.UTC().Year() < 1 || want.UTC().Year() > 9999 {
+		t.Fatalf("ParseExpiry(%q) = %v, outside the years 0001..9999 or zero", v, want)
+	}
+	r, ok := l.Lookup("x.example")
+	if !ok || !r.Expires.Equal(want) {
+		t.Fatalf("rule expires %v, want %v", r.Expires, want)
+	}
+	before := want.Add(-time.Nanosecond)
+	if _, ok := l.Match("www.x.example", before); !ok || !r.ActiveAt(before) {
+		t.Fatalf("expires=%s: rule not active 1ns before its expiry", v)
+	}
+	if _, ok := l.Match("www.x.example", want); ok || r.ActiveAt(want) {
+		t.Fatalf("expires=%s: rule still active at its expiry", v)
+	}
+	if next, ok := l.NextExpiry(before); !ok || !next.Equal(want) {
+		t.Fatalf("expires=%s: NextExpiry = %v, %v", v, next, ok)
+	}
+	if _, ok := l.NextExpiry(want); ok {
+		t.Fatalf("expires=%s: NextExpiry at the expiry reported one", v)
+	}
+	if got := l.ExpiredBetween(before, want); len(got) != 1 || got[0].Line != 1 {
+		t.Fatalf("expires=%s: ExpiredBetween = %v", v, got)
+	}
 }

@@ -20,13 +20,14 @@ import (
 // serves the block page when the blocklist covers it, and otherwise
 // forwards the request to the host's route. Its configuration and
 // blocklist are swapped atomically by Apply; a request in flight keeps the
-// state it started with.
+// state it started with, unless a new list blocks its host.
 type Proxy struct {
 	log       *slog.Logger
 	metrics   *Metrics
 	state     atomic.Pointer[state]
 	transport *upstreamTransport
 	now       func() time.Time
+	flights   flights // proxied requests in flight, for closeBlocked
 }
 
 // NewProxy returns a Proxy that logs to log and counts in m. It serves
@@ -52,13 +53,16 @@ func NewProxy(log *slog.Logger, m *Metrics, cfg *Config) *Proxy {
 }
 
 // Apply builds the state for cfg, list and renderer and swaps it in.
-// Requests already in flight finish with the state they started with.
+// Requests already in flight finish with the state they started with,
+// except proxied ones whose host the new list blocks: those are ended.
 func (p *Proxy) Apply(cfg *Config, list *blocklist.List, renderer *pages.Renderer) error {
-	s, err := p.newState(cfg, list, renderer, p.state.Load())
+	prev := p.state.Load()
+	s, err := p.newState(cfg, list, renderer, prev)
 	if err != nil {
 		return err
 	}
 	p.state.Store(s)
+	p.closeBlocked(prev, s) // a block ends what is open (inflight.go)
 	p.metrics.setBlocklist(list.Len(), list.SHA256())
 	return nil
 }
@@ -77,6 +81,7 @@ type reqInfo struct {
 	// upstreamCode is the origin's status; 101 for an upgrade.
 	upstreamCode int
 	failed       bool
+	flight       // the registry entry (inflight.go)
 }
 
 type infoKey struct{}
@@ -171,7 +176,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	info := &reqInfo{id: id, host: host, route: rt, inURL: r.URL, st: st}
 	info.origin = rt.pick(start, nil)
 	e.info = info
-	rt.proxy.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), infoKey{}, info)))
+	ctx := p.track(r.Context(), info) // canceled if a reload blocks host
+	defer p.untrack(info, rec, e)
+	rt.proxy.ServeHTTP(rec, r.WithContext(context.WithValue(ctx, infoKey{}, info)))
 	switch {
 	case info.failed:
 		e.outcome = OutcomeError
@@ -224,6 +231,9 @@ func (p *Proxy) reverseProxy(r *route) http.Handler {
 // an answer; the visitor never sees an empty body or Go's error text.
 func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
 	info := infoFrom(r.Context())
+	if p.serveClosed(w, r, info) {
+		return // a reload blocked the host while the origin was asked
+	}
 	info.failed = true
 	status := http.StatusBadGateway
 	kind := errKind(err)

@@ -23,6 +23,9 @@ type Metrics struct {
 	Blocked          *prometheus.CounterVec
 	UpstreamRequests *prometheus.CounterVec
 	UpstreamErrors   *prometheus.CounterVec
+	// BlockedClosed counts proxied requests in flight that a reload
+	// ended because it blocked their host, by kind (inflight.go).
+	BlockedClosed *prometheus.CounterVec
 
 	BlocklistEntries prometheus.Gauge
 	// Blocklist and Config are the reload metrics of the two files.
@@ -82,6 +85,10 @@ func NewMetrics(reg prometheus.Registerer, version, revision string) *Metrics {
 		UpstreamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "edgeblock_upstream_errors_total", Help: "Failed attempts to reach an origin, by route, origin and kind (refused, timeout, reset, tls, other).",
 		}, []string{"route", "origin", "kind"}),
+		BlockedClosed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edgeblock_blocked_connections_closed_total",
+			Help: "Proxied requests in flight ended because a reload blocked their host, by kind: upgrade (a WebSocket or other upgraded connection), stream (a response being sent) or request (not yet answered by the origin; the block page is served).",
+		}, []string{"kind"}),
 		BlocklistEntries: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "edgeblock_blocklist_entries", Help: "Rules in the blocklist in use.",
 		}),
@@ -108,7 +115,7 @@ func NewMetrics(reg prometheus.Registerer, version, revision string) *Metrics {
 		Name: "edgeblock_build_info", Help: "Build information; the value is always 1.",
 	}, []string{"version", "revision", "goversion"})
 	buildInfo.WithLabelValues(version, revision, runtime.Version()).Set(1)
-	reg.MustRegister(m.Requests, m.Duration, m.InFlight, m.Blocked, m.UpstreamRequests, m.UpstreamErrors,
+	reg.MustRegister(m.Requests, m.Duration, m.InFlight, m.Blocked, m.UpstreamRequests, m.UpstreamErrors, m.BlockedClosed,
 		m.BlocklistEntries, m.blocklistInfo, m.RestartNeeded, m.Blocklist.Reloads, m.Blocklist.LastSuccess, m.Blocklist.LastSuccessful,
 		m.Config.Reloads, m.Config.LastSuccess, m.Config.LastSuccessful,
 		m.TLSObtain, m.TLSHandshakeRefuse, m.certExpiry, buildInfo,
@@ -121,6 +128,9 @@ func NewMetrics(reg prometheus.Registerer, version, revision string) *Metrics {
 	}
 	m.TLSObtain.WithLabelValues("success")
 	m.TLSObtain.WithLabelValues("failure")
+	for _, k := range []string{closedUpgrade, closedStream, closedRequest} {
+		m.BlockedClosed.WithLabelValues(k)
+	}
 	for _, o := range outcomes {
 		m.Duration.WithLabelValues(o)
 	}

@@ -343,8 +343,14 @@ func (r *Reloader) scheduleExpiryLocked() {
 	if !ok {
 		return
 	}
-	r.expiry = time.AfterFunc(time.Until(next)+time.Millisecond, r.logExpired)
+	// Wake at least daily: time.Until saturates for far expiries (year
+	// 9999), and the saturated value plus a millisecond would wrap around
+	// to a negative delay, firing at once and for ever.
+	r.expiry = time.AfterFunc(min(time.Until(next), maxExpiryWait)+time.Millisecond, r.logExpired)
 }
+
+// maxExpiryWait bounds the expiry timer; logExpired re-arms it.
+const maxExpiryWait = 24 * time.Hour
 
 func (r *Reloader) logExpired() {
 	r.mu.Lock()

@@ -94,6 +94,8 @@ func errKind(err error) string {
 	var te *tls.CertificateVerificationError
 	var rec tls.RecordHeaderError
 	switch {
+	case errors.Is(err, errClosedByBlock):
+		return "closed_by_block"
 	case errors.Is(err, context.Canceled):
 		return "canceled"
 	case errors.Is(err, syscall.ECONNREFUSED):

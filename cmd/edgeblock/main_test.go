@@ -57,6 +57,37 @@ func TestCheck(t *testing.T) {
 	}
 }
 
+// TestCheckExpiry checks that check accepts expiries up to the year 9999
+// (once overflowing and silently ignored) and rejects the ones a rule
+// cannot hold, naming file and line.
+func TestCheckExpiry(t *testing.T) {
+	dir := copyTestdata(t, "edgeblock.yaml", "blocklist.txt")
+	list := filepath.Join(dir, "blocklist.txt")
+	config := filepath.Join(dir, "edgeblock.yaml")
+	os.WriteFile(list, []byte("a.example expires=9999-12-31\nb.example expires=2263-01-01\nc.example expires=1969-12-31T23:59:59Z\n"), 0o644)
+	if code, out, errOut := runCmd("check", "-config", config); code != 0 || !strings.Contains(out, "3 rules") {
+		t.Errorf("check far expiries: exit %d\n%s%s", code, out, errOut)
+	}
+	code, out, errOut := runCmd("explain", "-config", config, "a.example")
+	if code != 0 || !strings.Contains(out, "expires=9999-12-31T00:00:00Z") {
+		t.Errorf("explain a.example: exit %d\n%s%s", code, out, errOut)
+	}
+	tests := []struct{ value, want string }{
+		{"0001-01-01", "zero time"},
+		{"0000-12-31T23:00:00Z", "before 0001-01-01"},
+		{"9999-12-31T23:59:59-01:00", "after 9999-12-31"},
+		{"2016-12-31T23:59:60Z", "leap second"},
+		{"2027-01-01T00:00:00+24:00", "offset"},
+	}
+	for _, tt := range tests {
+		os.WriteFile(list, []byte("ok.example\nx.example expires="+tt.value+"\n"), 0o644)
+		code, _, errOut := runCmd("check", "-config", config)
+		if code != 1 || !strings.Contains(errOut, list+":2: attribute expires=") || !strings.Contains(errOut, tt.want) {
+			t.Errorf("check expires=%s: exit %d\n%s", tt.value, code, errOut)
+		}
+	}
+}
+
 func TestExplain(t *testing.T) {
 	dir := copyTestdata(t, "edgeblock.yaml", "blocklist.txt")
 	cfg := filepath.Join(dir, "edgeblock.yaml")
