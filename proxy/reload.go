@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -422,6 +423,13 @@ func (r *Reloader) Reload(trigger string) {
 		}
 	}
 	r.scheduleExpiryLocked()
+	// Pass each content only where it is what is in effect.
+	if !listOK {
+		listData = nil
+	}
+	if tmplSum != next.TemplateSHA256 {
+		tmplData = nil
+	}
 	r.snapshot(now, cfgData, tmplData, listData)
 	if r.OnApply != nil {
 		go r.OnApply(&next)
@@ -429,17 +437,17 @@ func (r *Reloader) Reload(trigger string) {
 }
 
 // snapshot writes the state in effect to the state directory, if any.
-// Each content is used where its hash is that of the part in effect;
-// otherwise the snapshot's existing copy is named. A failure is logged:
-// the state stays applied.
+// Each content given must be that of the part in effect; for a part given
+// as nil, the snapshot's existing copy is named. A failure is logged: the
+// state stays applied.
 func (r *Reloader) snapshot(now time.Time, cfgData, tmplData, listData []byte) {
 	if r.stateDir == "" {
 		return
 	}
 	b := r.cur
 	part := func(path, sum string, data []byte) snapshotPart {
-		if data != nil && hashOf(data) != sum {
-			data = nil
+		if abs, err := filepath.Abs(path); err == nil {
+			path = abs
 		}
 		return snapshotPart{path: path, sha256: sum, data: data}
 	}

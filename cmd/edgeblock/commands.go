@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"syscall"
@@ -97,6 +98,9 @@ func resolveStateDir(flagValue string) string {
 	}
 	if d == "off" {
 		return ""
+	}
+	if abs, err := filepath.Abs(d); err == nil {
+		d = abs
 	}
 	return d
 }
