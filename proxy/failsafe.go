@@ -77,6 +77,10 @@ func LoadBundleForStart(path, stateDir string, now time.Time) (*Bundle, error) {
 		return b, err
 	}
 	snap, serr := ReadSnapshot(stateDir)
+	if abs, aerr := filepath.Abs(path); snap != nil && aerr == nil && snap.Config.Path != abs {
+		// A state directory shared by edges with different configs.
+		snap, serr = nil, fmt.Errorf("the snapshot in %s is of another config, %s", stateDir, snap.Config.Path)
+	}
 	if snap == nil {
 		if err != nil && serr != nil {
 			err = errors.Join(err, fmt.Errorf("no snapshot to start from: %w", serr))
