@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/edgeblock/edgeblock/blocklist"
 	"github.com/edgeblock/edgeblock/proxy"
 )
 
@@ -107,6 +109,11 @@ func resolveStateDir(flagValue string) string {
 
 // serve runs the server until SIGTERM or SIGINT; SIGHUP reloads.
 func serve(config string, b *proxy.Bundle, log *slog.Logger) int {
+	// Catch the signals before /readyz can say ready, so that a SIGTERM
+	// right after that still shuts down gracefully.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
 	srv, err := proxy.NewServer(log, config, b)
 	if err == nil {
 		err = srv.Start(b)
@@ -119,9 +126,6 @@ func serve(config string, b *proxy.Bundle, log *slog.Logger) int {
 	log.Info("edgeblock started", "event", "start", "version", version, "revision", revision,
 		"config", config, "routes", len(b.Config.Routes), "rules", b.List.Len(), "state_dir", b.StateDir,
 		"from_snapshot", b.FromSnapshot)
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
-	defer signal.Stop(sigs)
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
 			log.Info("reload requested", "event", "sighup")

@@ -223,7 +223,7 @@ func TestCheckAndExplainAskTheRunningEdge(t *testing.T) {
 	}
 	code, out, _ = runCmd("check", "-config", f.config, "-diff", "-state-dir", state)
 	for _, want := range []string{"diff against " + running, "+ new.example\n", "- r4.example\n", "- r9.example\n",
-		`~ r0.example: reason "" -> "Court order", status "403" -> "451"`, "1 added, 6 removed, 1 changed"} {
+		"~ r0.example: reason (none)→Court order, status 403→451\n", "1 added, 6 removed, 1 changed"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("check -diff lacks %q:\n%s", want, out)
 		}

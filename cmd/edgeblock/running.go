@@ -127,51 +127,25 @@ func fetchRunningList(addr string) (*blocklist.List, error) {
 }
 
 // printDiff prints the rules next adds, removes and changes against
-// running: "+ line", "- line", "~ pattern: key old -> new, ...".
+// running (blocklist.List.Changes): "+ line", "- line" and
+// "~ pattern: key old→new, ...", then the totals.
 func printDiff(w io.Writer, next, running *blocklist.List, source string) {
 	fmt.Fprintf(w, "diff against %s:\n", source)
-	added, removed := next.Diff(running)
-	for _, p := range added {
-		r, _ := next.Lookup(p)
-		fmt.Fprintf(w, "+ %s\n", r.Format())
-	}
-	for _, p := range removed {
-		r, _ := running.Lookup(p)
-		fmt.Fprintf(w, "- %s\n", r.Format())
-	}
-	changed := 0
-	for r := range next.Rules() {
-		old, ok := running.Lookup(r.Pattern())
-		if !ok {
-			continue
-		}
-		if c := ruleChanges(old, r); c != "" {
-			fmt.Fprintf(w, "~ %s: %s\n", r.Pattern(), c)
-			changed++
+	n := map[blocklist.ChangeKind]int{}
+	for c := range next.Changes(running) {
+		n[c.Kind]++
+		switch c.Kind {
+		case blocklist.Added:
+			fmt.Fprintf(w, "+ %s\n", c.Rule.Format())
+		case blocklist.Removed:
+			fmt.Fprintf(w, "- %s\n", c.Rule.Format())
+		case blocklist.Changed:
+			attrs := make([]string, len(c.Attrs))
+			for i, a := range c.Attrs {
+				attrs[i] = a.Key + " " + a.String()
+			}
+			fmt.Fprintf(w, "~ %s: %s\n", c.Rule.Pattern(), strings.Join(attrs, ", "))
 		}
 	}
-	fmt.Fprintf(w, "%d added, %d removed, %d changed\n", len(added), len(removed), changed)
-}
-
-// ruleChanges describes how the attributes of a rule changed, as
-// "key old -> new" items; "" when they did not.
-func ruleChanges(old, new blocklist.Rule) string {
-	var out []string
-	add := func(key, a, b string) {
-		if a != b {
-			out = append(out, fmt.Sprintf("%s %q -> %q", key, a, b))
-		}
-	}
-	add("policy", old.Policy, new.Policy)
-	add("reason", old.Reason, new.Reason)
-	add("status", fmt.Sprint(old.Status), fmt.Sprint(new.Status))
-	add("mode", old.Mode.String(), new.Mode.String())
-	exp := func(t time.Time) string {
-		if t.IsZero() {
-			return ""
-		}
-		return t.UTC().Format(time.RFC3339Nano)
-	}
-	add("expires", exp(old.Expires), exp(new.Expires))
-	return strings.Join(out, ", ")
+	fmt.Fprintf(w, "%d added, %d removed, %d changed\n", n[blocklist.Added], n[blocklist.Removed], n[blocklist.Changed])
 }
