@@ -248,6 +248,11 @@ func TestCheckAndExplainAskTheRunningEdge(t *testing.T) {
 	if code != 1 || !strings.Contains(out, "would drop 6 of 10 block rules") || !strings.Contains(out, "against the snapshot in "+state) {
 		t.Errorf("check against the snapshot: exit %d\n%s", code, out)
 	}
+	other := newEdgeFiles(t, rules.String())
+	code, out, _ = runCmd("check", "-config", other.config, "-state-dir", state)
+	if code != 0 || !strings.Contains(out, "is of another config, "+f.config) {
+		t.Errorf("check of another config against this snapshot: exit %d\n%s", code, out)
+	}
 	code, out, _ = runCmd("check", "-config", f.config, "-state-dir", "off")
 	if code != 0 || !strings.Contains(out, "check: no running list to compare with") {
 		t.Errorf("check with nothing to compare: exit %d\n%s", code, out)

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -101,6 +102,9 @@ func runningList(cfg *proxy.Config, adminFlag, stateDir string) (*blocklist.List
 	snap, err := proxy.ReadSnapshot(stateDir)
 	if err != nil {
 		return nil, strings.Join(append(why, "no snapshot: "+err.Error()), "; ")
+	}
+	if abs, err := filepath.Abs(cfg.Path); err == nil && snap.Config.Path != abs {
+		return nil, strings.Join(append(why, "the snapshot in "+stateDir+" is of another config, "+snap.Config.Path), "; ")
 	}
 	l, err := blocklist.Parse(snap.Blocklist.Path, snap.Blocklist.Data)
 	if err != nil {
