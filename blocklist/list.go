@@ -80,6 +80,8 @@ type List struct {
 	notes map[uint32]Note
 	// unblocks holds the unblock records by pattern; nil when there are none.
 	unblocks map[string]Note
+	// allowDrop is set when the file has the AllowDropMarker line.
+	allowDrop bool
 }
 
 // File returns the name of the file the list was parsed from.

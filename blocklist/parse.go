@@ -131,6 +131,9 @@ func (p *parser) line(line string, lineNo int) error {
 		return nil
 	}
 	if pattern[0] == '#' {
+		if isAllowDropMarker(line) {
+			p.list.allowDrop = true
+		}
 		p.comment(line, lineNo)
 		return nil
 	}

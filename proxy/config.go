@@ -116,6 +116,11 @@ type BlocklistConfig struct {
 	// event was lost (network file systems, exhausted inotify watches).
 	// Default 30s; a negative value disables polling.
 	PollInterval time.Duration `yaml:"poll_interval"`
+	// MaxDrop is the largest share of the block-mode rules in effect that
+	// a new list may drop, 0 < x <= 1; a list that drops more, or all of
+	// them, is refused unless it has the blocklist.AllowDropMarker line.
+	// Default 0.5.
+	MaxDrop float64 `yaml:"max_drop"`
 }
 
 // PagesConfig configures the block page.
@@ -470,6 +475,9 @@ func (c *Config) applyDefaults() {
 	def(&c.Origins.FailTimeout, 10*time.Second)
 	def(&c.Blocklist.Debounce, 100*time.Millisecond)
 	def(&c.Blocklist.PollInterval, 30*time.Second)
+	if c.Blocklist.MaxDrop == 0 {
+		c.Blocklist.MaxDrop = 0.5
+	}
 	if c.Blocklist.Watch == nil {
 		on := true
 		c.Blocklist.Watch = &on
@@ -736,6 +744,9 @@ func (c *Config) validate(v *validator) {
 		if u, err := url.Parse(f.val); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			v.addf([]any{"blocklist", f.key}, "%q is not an absolute http or https URL", f.val)
 		}
+	}
+	if c.Blocklist.MaxDrop < 0 || c.Blocklist.MaxDrop > 1 {
+		v.addf([]any{"blocklist", "max_drop"}, "%v: want a share in (0, 1], such as 0.5", c.Blocklist.MaxDrop)
 	}
 	seen := map[string]int{}
 	for i, r := range c.Routes {

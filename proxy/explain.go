@@ -8,50 +8,139 @@ import (
 	"github.com/edgeblock/edgeblock/blocklist"
 )
 
-// Explain describes, for an operator, what a visitor to host gets under
-// bundle b at time now: the rule that blocks it (with its file and line),
-// or the route and origins that serve it, or the unknown-host page.
-func Explain(b *Bundle, host string, now time.Time) string {
-	var s strings.Builder
+// Explanation says, for an operator, what a visitor to a host gets: the
+// rule that matches it (with its file and line), the route and origins
+// that serve it, and the response. It is served as JSON by the admin
+// listener's GET /explain and printed by the explain command.
+type Explanation struct {
+	// Input is the host as given; Host is its normalized form, empty when
+	// the name is invalid (Invalid says why).
+	Input   string `json:"input"`
+	Host    string `json:"host,omitempty"`
+	Invalid string `json:"invalid,omitempty"`
+	// Rule is the matching rule, or nil.
+	Rule *ExplainedRule `json:"rule"`
+	// Route is the configured route of Host, or nil.
+	Route *ExplainedRoute `json:"route"`
+	// Visitor is what the visitor gets.
+	Visitor ExplainedResponse `json:"visitor"`
+	// Blocklist and Config identify the files the answer comes from.
+	Blocklist ExplainedFile `json:"blocklist"`
+	Config    ExplainedFile `json:"config"`
+	// At is the time the answer holds for (rules can expire).
+	At time.Time `json:"at"`
+}
+
+// ExplainedRule is a matching rule in an Explanation.
+type ExplainedRule struct {
+	Pattern string `json:"pattern"`
+	File    string `json:"file"`
+	Line    int    `json:"line"`
+	Mode    string `json:"mode"`
+	Status  int    `json:"status"`
+	// Policy is the effective policy link; PolicyDefault is set when it is
+	// blocklist.policy because the rule names none.
+	Policy        string     `json:"policy,omitempty"`
+	PolicyDefault bool       `json:"policy_default,omitempty"`
+	Reason        string     `json:"reason,omitempty"`
+	Expires       *time.Time `json:"expires,omitempty"`
+}
+
+// ExplainedRoute is the route of a host in an Explanation.
+type ExplainedRoute struct {
+	Host    string   `json:"host"`
+	Index   int      `json:"index"`
+	Origins []string `json:"origins"`
+}
+
+// ExplainedResponse is what the visitor gets: Status is the status the
+// edge answers with itself (0 when the origin answers), Outcome the
+// outcome label of edgeblock_requests_total, Policy the policy link a
+// block page shows.
+type ExplainedResponse struct {
+	Status  int    `json:"status,omitempty"`
+	Outcome string `json:"outcome"`
+	Policy  string `json:"policy,omitempty"`
+	Summary string `json:"summary"`
+}
+
+// ExplainedFile names a file and the hash of the content in effect.
+type ExplainedFile struct {
+	File   string `json:"file"`
+	SHA256 string `json:"sha256"`
+}
+
+// Explain describes what a visitor to host gets under bundle b at time now.
+func Explain(b *Bundle, host string, now time.Time) *Explanation {
+	e := &Explanation{Input: host, At: now.UTC(),
+		Blocklist: ExplainedFile{File: b.List.File(), SHA256: b.List.SHA256()},
+		Config:    ExplainedFile{File: b.Config.Path, SHA256: b.Config.SHA256}}
 	n, err := blocklist.Normalize(host)
 	if err != nil {
-		fmt.Fprintf(&s, "%s: invalid host name: %v\nvisitor gets: 400 page\n", host, err)
-		return s.String()
+		e.Invalid = err.Error()
+		e.Visitor = ExplainedResponse{Status: 400, Outcome: OutcomeUnknown, Summary: "400 page (not a valid host name)"}
+		return e
 	}
-	fmt.Fprintf(&s, "host: %s\n", n)
-	rule, blocked := b.List.Match(n, now)
-	if blocked {
-		policy := rule.Policy
-		if policy == "" {
-			policy = b.Config.Blocklist.Policy + " (default)"
-		}
-		fmt.Fprintf(&s, "rule: %s at %s:%d\n  mode=%s status=%d policy=%s\n", rule.Pattern(), b.List.File(), rule.Line, rule.Mode, rule.Status, policy)
-		if rule.Reason != "" {
-			fmt.Fprintf(&s, "  reason=%q\n", rule.Reason)
+	e.Host = n
+	rule, matched := b.List.Match(n, now)
+	if matched {
+		er := &ExplainedRule{Pattern: rule.Pattern(), File: b.List.File(), Line: rule.Line, Mode: rule.Mode.String(),
+			Status: rule.Status, Policy: rule.Policy, Reason: rule.Reason}
+		if er.Policy == "" {
+			er.Policy, er.PolicyDefault = b.Config.Blocklist.Policy, true
 		}
 		if !rule.Expires.IsZero() {
-			fmt.Fprintf(&s, "  expires=%s\n", rule.Expires.UTC().Format(time.RFC3339))
+			t := rule.Expires.UTC()
+			er.Expires = &t
+		}
+		e.Rule = er
+	}
+	if r := matchRoute(b.Config, n); r != nil {
+		e.Route = &ExplainedRoute{Host: r.cfg.Host, Index: r.index, Origins: r.cfg.Origins}
+	}
+	switch {
+	case matched && rule.Mode == blocklist.ModeBlock:
+		e.Visitor = ExplainedResponse{Status: rule.Status, Outcome: OutcomeBlocked, Policy: e.Rule.Policy,
+			Summary: fmt.Sprintf("%d block page", rule.Status)}
+	case e.Route == nil:
+		e.Visitor = ExplainedResponse{Status: 404, Outcome: OutcomeUnknown, Summary: "404 page (no site is configured for this name)"}
+	case matched:
+		e.Visitor = ExplainedResponse{Outcome: OutcomeReport, Summary: "proxied to the origin; the report-mode rule logs and counts the request"}
+	default:
+		e.Visitor = ExplainedResponse{Outcome: OutcomeProxied, Summary: "proxied to the origin"}
+	}
+	return e
+}
+
+// Text returns the explanation as the explain command prints it.
+func (e *Explanation) Text() string {
+	var s strings.Builder
+	if e.Invalid != "" {
+		fmt.Fprintf(&s, "%s: invalid host name: %s\nvisitor gets: %s\n", e.Input, e.Invalid, e.Visitor.Summary)
+		return s.String()
+	}
+	fmt.Fprintf(&s, "host: %s\n", e.Host)
+	if r := e.Rule; r != nil {
+		policy := r.Policy
+		if r.PolicyDefault {
+			policy += " (default)"
+		}
+		fmt.Fprintf(&s, "rule: %s at %s:%d\n  mode=%s status=%d policy=%s\n", r.Pattern, r.File, r.Line, r.Mode, r.Status, policy)
+		if r.Reason != "" {
+			fmt.Fprintf(&s, "  reason=%q\n", r.Reason)
+		}
+		if r.Expires != nil {
+			fmt.Fprintf(&s, "  expires=%s\n", r.Expires.Format(time.RFC3339))
 		}
 	} else {
 		fmt.Fprintf(&s, "rule: none\n")
 	}
-	var rt *routeConfigMatch
-	if r := matchRoute(b.Config, n); r != nil {
-		rt = r
-		fmt.Fprintf(&s, "route: %s (routes[%d]) -> %s\n", r.cfg.Host, r.index, strings.Join(r.cfg.Origins, ", "))
+	if r := e.Route; r != nil {
+		fmt.Fprintf(&s, "route: %s (routes[%d]) -> %s\n", r.Host, r.Index, strings.Join(r.Origins, ", "))
 	} else {
 		fmt.Fprintf(&s, "route: none\n")
 	}
-	switch {
-	case blocked && rule.Mode == blocklist.ModeBlock:
-		fmt.Fprintf(&s, "visitor gets: %d block page\n", rule.Status)
-	case rt == nil:
-		fmt.Fprintf(&s, "visitor gets: 404 page (no site is configured for this name)\n")
-	case blocked:
-		fmt.Fprintf(&s, "visitor gets: proxied to the origin; the report-mode rule logs and counts the request\n")
-	default:
-		fmt.Fprintf(&s, "visitor gets: proxied to the origin\n")
-	}
+	fmt.Fprintf(&s, "visitor gets: %s\n", e.Visitor.Summary)
 	return s.String()
 }
 

@@ -33,6 +33,9 @@ type Metrics struct {
 	// RestartNeeded is 1 while the config in effect differs from the
 	// running one in a setting only a restart applies.
 	RestartNeeded prometheus.Gauge
+	// RunningFromSnapshot is 1 while a part of the state in use came
+	// from the state directory's snapshot at start.
+	RunningFromSnapshot prometheus.Gauge
 
 	TLSObtain          *prometheus.CounterVec
 	TLSHandshakeRefuse prometheus.Counter
@@ -98,6 +101,9 @@ func NewMetrics(reg prometheus.Registerer, version, revision string) *Metrics {
 		RestartNeeded: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "edgeblock_config_restart_needed", Help: "1 while the config file changes a setting that only a restart applies (listeners, TLS, timeouts, ...), else 0.",
 		}),
+		RunningFromSnapshot: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "edgeblock_running_from_snapshot", Help: "1 while the config, blocklist or template in use came from the state directory's snapshot because the file was bad or missing at start; 0 once the files themselves are in effect.",
+		}),
 		Blocklist: newFileMetrics("blocklist"),
 		Config:    newFileMetrics("config"),
 		TLSObtain: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -117,12 +123,12 @@ func NewMetrics(reg prometheus.Registerer, version, revision string) *Metrics {
 	buildInfo.WithLabelValues(version, revision, runtime.Version()).Set(1)
 	reg.MustRegister(m.Requests, m.Duration, m.InFlight, m.Blocked, m.UpstreamRequests, m.UpstreamErrors, m.BlockedClosed,
 		m.BlocklistEntries, m.blocklistInfo, m.RestartNeeded, m.Blocklist.Reloads, m.Blocklist.LastSuccess, m.Blocklist.LastSuccessful,
-		m.Config.Reloads, m.Config.LastSuccess, m.Config.LastSuccessful,
+		m.Config.Reloads, m.Config.LastSuccess, m.Config.LastSuccessful, m.RunningFromSnapshot,
 		m.TLSObtain, m.TLSHandshakeRefuse, m.certExpiry, buildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Start every series of a fixed label set at zero so that rate() and
 	// absent() work from the first scrape.
-	for _, r := range []string{"success", "failure", "unchanged"} {
+	for _, r := range []string{"success", "failure", "unchanged", "refused"} {
 		m.Blocklist.Reloads.WithLabelValues(r)
 		m.Config.Reloads.WithLabelValues(r)
 	}
@@ -150,7 +156,7 @@ type FileMetrics struct {
 func newFileMetrics(file string) FileMetrics {
 	return FileMetrics{
 		Reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "edgeblock_" + file + "_reloads_total", Help: "Reload attempts of the " + file + " file by result (success, failure, unchanged).",
+			Name: "edgeblock_" + file + "_reloads_total", Help: "Reload attempts of the " + file + " file by result (success, failure, unchanged; refused: a blocklist that would drop too many rules).",
 		}, []string{"result"}),
 		LastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "edgeblock_" + file + "_last_reload_success_timestamp_seconds",
@@ -162,13 +168,13 @@ func newFileMetrics(file string) FileMetrics {
 	}
 }
 
-// record counts a reload attempt with result success, unchanged or
-// failure. Success and unchanged both mean the file on disk was read and
+// record counts a reload attempt with result success, unchanged, failure
+// or refused. Success and unchanged both mean the file on disk was read and
 // is what is in effect, so the timestamp moves with every poll while all
-// is well.
+// is well; failure and refused mean it is not in effect.
 func (f FileMetrics) record(result string, now time.Time) {
 	f.Reloads.WithLabelValues(result).Inc()
-	if result == "failure" {
+	if result == "failure" || result == "refused" {
 		f.LastSuccessful.Set(0)
 		return
 	}

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -26,23 +28,50 @@ type Bundle struct {
 	Renderer *pages.Renderer
 	// TemplateSHA256 is the hash of the page template file, if any.
 	TemplateSHA256 string
+
+	// StateDir is where the Reloader snapshots every applied state (see
+	// LoadBundleForStart); empty means no snapshots.
+	StateDir string
+	// FromSnapshot names the parts (PartConfig, PartTemplate,
+	// PartBlocklist) that LoadBundleForStart took from the snapshot, and
+	// Problems says why, one problem per line; Snapshot is the manifest
+	// of that snapshot. All are empty when the files were used.
+	FromSnapshot []string
+	Problems     []string
+	Snapshot     *Snapshot
+	partErrs     map[string]error
+
+	// raw is the content of the files as read, for the first snapshot;
+	// the Reloader drops it once written.
+	raw *rawFiles
+}
+
+// rawFiles is the content a Bundle was loaded from.
+type rawFiles struct {
+	config, template, list []byte
 }
 
 // LoadBundle loads the config at path, the blocklist and the page template
 // it names, and checks them. The error lists every problem found, each with
 // its file and line where known.
 func LoadBundle(path string) (*Bundle, error) {
-	cfg, err := LoadConfig(path)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &ConfigError{Problems: []string{err.Error()}}
+	}
+	cfg, err := ParseConfig(path, data)
 	if err != nil {
 		return nil, err
 	}
-	b := &Bundle{Config: cfg}
+	b := &Bundle{Config: cfg, raw: &rawFiles{config: data}}
 	var errs []error
-	if b.Renderer, b.TemplateSHA256, err = loadRenderer(cfg); err != nil {
+	if b.Renderer, b.TemplateSHA256, b.raw.template, err = loadRenderer(cfg); err != nil {
 		errs = append(errs, err)
 	}
-	if b.List, err = blocklist.Load(cfg.Blocklist.File); err != nil {
+	if b.raw.list, err = os.ReadFile(cfg.Blocklist.File); err != nil {
 		errs = append(errs, listError(cfg, err))
+	} else if b.List, err = blocklist.Parse(cfg.Blocklist.File, b.raw.list); err != nil {
+		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
@@ -60,19 +89,23 @@ func listError(cfg *Config, err error) error {
 	return cfg.fileError([]any{"blocklist", "file"}, err)
 }
 
-func loadRenderer(cfg *Config) (*pages.Renderer, string, error) {
+// loadRenderer reads the page template the config names, if any, and
+// returns the renderer with the template's hash and content.
+func loadRenderer(cfg *Config) (*pages.Renderer, string, []byte, error) {
 	o := pages.Options{BlockedBy: cfg.Blocklist.BlockedBy}
 	sum := ""
+	var data []byte
 	if cfg.Pages.Template != "" {
-		data, err := os.ReadFile(cfg.Pages.Template)
+		var err error
+		data, err = os.ReadFile(cfg.Pages.Template)
 		if err != nil {
-			return nil, "", cfg.fileError([]any{"pages", "template"}, err)
+			return nil, "", nil, cfg.fileError([]any{"pages", "template"}, err)
 		}
 		o.Template, o.TemplateFile = string(data), cfg.Pages.Template
 		sum = hashOf(data)
 	}
 	r, err := pages.NewRenderer(o)
-	return r, sum, err
+	return r, sum, data, err
 }
 
 func hashOf(b []byte) string {
@@ -82,13 +115,52 @@ func hashOf(b []byte) string {
 
 // fileStatus is the reload state of one file, for GET /blocklist.
 type fileStatus struct {
-	File      string     `json:"file"`
-	SHA256    string     `json:"sha256"`
-	Rules     *int       `json:"rules,omitempty"`
-	Routes    *int       `json:"routes,omitempty"`
-	LoadedAt  time.Time  `json:"loaded_at"`
+	File     string    `json:"file"`
+	SHA256   string    `json:"sha256"`
+	Rules    *int      `json:"rules,omitempty"`
+	Routes   *int      `json:"routes,omitempty"`
+	LoadedAt time.Time `json:"loaded_at"`
+	// FromSnapshot is set while what is in effect came from the
+	// snapshot at start.
+	FromSnapshot bool `json:"from_snapshot,omitempty"`
+	// Errors are the problems of the last attempt to read the file, one
+	// per problem; empty once the file is read and in effect again.
+	Errors []statusError `json:"errors"`
+	// LastError is Errors in one string, one problem per line;
+	// ErrorAt is when it happened.
 	LastError string     `json:"last_error,omitempty"`
 	ErrorAt   *time.Time `json:"last_error_at,omitempty"`
+}
+
+// statusError is one problem in GET /blocklist's errors.
+type statusError struct {
+	At    time.Time `json:"at"`
+	Error string    `json:"error"`
+}
+
+// maxStatusErrors bounds the errors GET /blocklist lists per file; the
+// last entry then says how many more there are.
+const maxStatusErrors = 100
+
+// setError records err, one entry per line of its text.
+func (st *fileStatus) setError(now time.Time, err error) {
+	st.LastError, st.ErrorAt = err.Error(), &now
+	st.Errors = st.Errors[:0:0]
+	lines := strings.Split(err.Error(), "\n")
+	for i, l := range lines {
+		if i == maxStatusErrors-1 && len(lines) > maxStatusErrors {
+			st.Errors = append(st.Errors, statusError{At: now, Error: fmt.Sprintf("... and %d more problems", len(lines)-i)})
+			break
+		}
+		st.Errors = append(st.Errors, statusError{At: now, Error: l})
+	}
+}
+
+// clearError forgets the error, if any, and returns what it was.
+func (st *fileStatus) clearError() string {
+	was := st.LastError
+	st.LastError, st.ErrorAt, st.Errors = "", nil, nil
+	return was
 }
 
 // Reloader keeps a Proxy's config and blocklist current: it reloads when
@@ -104,15 +176,16 @@ type Reloader struct {
 	// bundle (the TLS manager uses it to manage names ahead).
 	OnApply func(*Bundle)
 
-	mu      sync.Mutex
-	cur     *Bundle
-	running map[string]string // the restart-only settings as started
-	listSt  fileStatus
-	cfgSt   fileStatus
-	watcher *blocklist.Watcher
-	expiry  *time.Timer
-	checked time.Time // expiries up to here have been logged
-	closed  bool
+	mu       sync.Mutex
+	cur      *Bundle
+	stateDir string
+	running  map[string]string // the restart-only settings as started
+	listSt   fileStatus
+	cfgSt    fileStatus
+	watcher  *blocklist.Watcher
+	expiry   *time.Timer
+	checked  time.Time // expiries up to here have been logged
+	closed   bool
 }
 
 // NewReloader returns a Reloader for the config at path. It does nothing
@@ -132,11 +205,33 @@ func (r *Reloader) Start(b *Bundle) error {
 	r.cur = b
 	r.running = b.Config.restartFields()
 	r.checked = now
+	r.stateDir = b.StateDir
 	r.listSt = fileStatus{File: b.List.File(), SHA256: b.List.SHA256(), LoadedAt: now}
 	r.cfgSt = fileStatus{File: b.Config.Path, SHA256: b.Config.SHA256, LoadedAt: now}
-	r.metrics.Blocklist.record("success", now)
-	r.metrics.Config.record("success", now)
+	// A part taken from the snapshot counts as a failed read of its
+	// file, shown in GET /blocklist until the file is good.
+	cfgErrs := errors.Join(b.partErrs[PartConfig], b.partErrs[PartTemplate])
+	for _, f := range []struct {
+		st  *fileStatus
+		m   FileMetrics
+		err error
+	}{{&r.cfgSt, r.metrics.Config, cfgErrs}, {&r.listSt, r.metrics.Blocklist, b.partErrs[PartBlocklist]}} {
+		if f.err != nil {
+			f.st.FromSnapshot = true
+			f.st.setError(now, f.err)
+			f.m.record("failure", now)
+		} else {
+			f.m.record("success", now)
+		}
+	}
+	if len(b.FromSnapshot) > 0 {
+		r.metrics.RunningFromSnapshot.Set(1)
+	}
 	r.audit(b.List, nil, "start")
+	if raw := b.raw; raw != nil {
+		r.snapshot(now, raw.config, raw.template, raw.list)
+		b.raw = nil
+	}
 	if *b.Config.Blocklist.Watch {
 		w, err := blocklist.NewWatcher(r.watchPaths(), blocklist.WatcherOptions{
 			Debounce: b.Config.Blocklist.Debounce,
@@ -205,19 +300,27 @@ func (r *Reloader) Reload(trigger string) {
 	}
 	now := time.Now()
 	next := *r.cur
+	next.raw, next.FromSnapshot, next.Problems, next.Snapshot = nil, nil, nil, nil
 	cfgChanged, tmplChanged, listChanged := false, false, false
+	cfgFailed := false
+	cfgFailure := func(err error) {
+		cfgFailed = true
+		r.cfgFailure(now, trigger, err)
+	}
 
 	// The config file.
-	data, err := os.ReadFile(r.path)
+	cfgData, err := os.ReadFile(r.path)
 	switch {
 	case err != nil:
-		r.cfgFailure(now, trigger, err)
-	case hashOf(data) == r.cur.Config.SHA256:
+		cfgFailure(err)
+		cfgData = nil
+	case hashOf(cfgData) == r.cur.Config.SHA256:
 		r.metrics.Config.record("unchanged", now)
 	default:
-		cfg, err := ParseConfig(r.path, data)
+		cfg, err := ParseConfig(r.path, cfgData)
 		if err != nil {
-			r.cfgFailure(now, trigger, err)
+			cfgFailure(err)
+			cfgData = nil
 			break
 		}
 		restart := 0.0
@@ -235,43 +338,67 @@ func (r *Reloader) Reload(trigger string) {
 
 	// The page template, which the config names.
 	tmplSum := ""
+	var tmplData []byte
 	if t := next.Config.Pages.Template; t != "" {
-		if data, err := os.ReadFile(t); err == nil {
-			tmplSum = hashOf(data)
+		if tmplData, err = os.ReadFile(t); err == nil {
+			tmplSum = hashOf(tmplData)
 		} else {
 			tmplSum = "unreadable"
 		}
 	}
 	if cfgChanged || tmplSum != r.cur.TemplateSHA256 {
-		rd, sum, err := loadRenderer(next.Config)
+		rd, sum, data, err := loadRenderer(next.Config)
 		if err != nil {
-			r.cfgFailure(now, trigger, err)
+			cfgFailure(err)
 			if cfgChanged {
 				r.log.Warn("config not applied because its page template failed", "event", "config_reload", "result", "failure")
 			}
-			next.Config, cfgChanged = r.cur.Config, false
+			next.Config, cfgChanged, cfgData = r.cur.Config, false, nil
 		} else {
-			next.Renderer, next.TemplateSHA256 = rd, sum
+			next.Renderer, next.TemplateSHA256, tmplData = rd, sum, data
 			tmplChanged = sum != r.cur.TemplateSHA256 || cfgChanged
+		}
+	}
+	if !cfgFailed {
+		r.cfgSt.FromSnapshot = false
+		if was := r.cfgSt.clearError(); was != "" {
+			r.log.Info("config error cleared: the config and template on disk are in effect", "event", "config_reload",
+				"result", "recovered", "trigger", trigger, "file", r.path, "previous_error", was)
 		}
 	}
 
 	// The blocklist.
 	file := next.Config.Blocklist.File
-	data, err = os.ReadFile(file)
+	listData, err := os.ReadFile(file)
+	listOK := false
 	switch {
 	case err != nil:
 		r.listFailure(now, trigger, listError(next.Config, err))
-	case file == r.cur.List.File() && hashOf(data) == r.cur.List.SHA256():
+	case file == r.cur.List.File() && hashOf(listData) == r.cur.List.SHA256():
 		r.metrics.Blocklist.record("unchanged", now)
+		listOK = true
 	default:
-		l, err := blocklist.Parse(file, data)
+		l, err := blocklist.Parse(file, listData)
 		if err != nil {
 			r.listFailure(now, trigger, err)
 			break
 		}
+		if err := CheckDrop(l, r.cur.List, next.Config.Blocklist.MaxDrop, now); err != nil {
+			r.listRefused(now, trigger, l, err.(*DropError))
+			break
+		}
 		next.List = l
-		listChanged = true
+		listChanged, listOK = true, true
+	}
+	if listOK {
+		r.listSt.FromSnapshot = false
+		if was := r.listSt.clearError(); was != "" {
+			r.log.Info("blocklist error cleared: the file on disk is in effect", "event", "blocklist_reload",
+				"result", "recovered", "trigger", trigger, "file", file, "sha256", hashOf(listData), "previous_error", was)
+		}
+	}
+	if !r.cfgSt.FromSnapshot && !r.listSt.FromSnapshot {
+		r.metrics.RunningFromSnapshot.Set(0)
 	}
 
 	if !cfgChanged && !tmplChanged && !listChanged {
@@ -284,13 +411,13 @@ func (r *Reloader) Reload(trigger string) {
 	prev := r.cur
 	r.cur = &next
 	if cfgChanged || tmplChanged {
-		r.cfgSt = fileStatus{File: r.path, SHA256: next.Config.SHA256, LoadedAt: now}
+		r.cfgSt.File, r.cfgSt.SHA256, r.cfgSt.LoadedAt = r.path, next.Config.SHA256, now
 		r.metrics.Config.record("success", now)
 		r.log.Info("config applied", "event", "config_reload", "result", "success", "trigger", trigger,
 			"file", r.path, "sha256", next.Config.SHA256, "routes", len(next.Config.Routes))
 	}
 	if listChanged {
-		r.listSt = fileStatus{File: file, SHA256: next.List.SHA256(), LoadedAt: now}
+		r.listSt.File, r.listSt.SHA256, r.listSt.LoadedAt = file, next.List.SHA256(), now
 		r.metrics.Blocklist.record("success", now)
 		r.audit(next.List, prev.List, trigger)
 	}
@@ -300,14 +427,66 @@ func (r *Reloader) Reload(trigger string) {
 		}
 	}
 	r.scheduleExpiryLocked()
+	// Pass each content only where it is what is in effect.
+	if !listOK {
+		listData = nil
+	}
+	if tmplSum != next.TemplateSHA256 {
+		tmplData = nil
+	}
+	r.snapshot(now, cfgData, tmplData, listData)
 	if r.OnApply != nil {
 		go r.OnApply(&next)
 	}
 }
 
+// snapshot writes the state in effect to the state directory, if any.
+// Each content given must be that of the part in effect; for a part given
+// as nil, the snapshot's existing copy is named. A failure is logged: the
+// state stays applied.
+func (r *Reloader) snapshot(now time.Time, cfgData, tmplData, listData []byte) {
+	if r.stateDir == "" {
+		return
+	}
+	b := r.cur
+	part := func(path, sum string, data []byte) snapshotPart {
+		if abs, err := filepath.Abs(path); err == nil {
+			path = abs
+		}
+		return snapshotPart{path: path, sha256: sum, data: data}
+	}
+	var tmpl *snapshotPart
+	if b.Config.Pages.Template != "" && b.TemplateSHA256 != "" {
+		t := part(b.Config.Pages.Template, b.TemplateSHA256, tmplData)
+		tmpl = &t
+	}
+	start := time.Now()
+	wrote, err := writeSnapshot(r.stateDir, part(b.Config.Path, b.Config.SHA256, cfgData),
+		part(b.List.File(), b.List.SHA256(), listData), tmpl, b.List.Len(), now)
+	if err != nil {
+		r.log.Error("snapshot not written; the state is applied, but a start with bad files cannot fall back to it",
+			"event", "snapshot", "result", "failure", "state_dir", r.stateDir, "error", err.Error())
+		return
+	}
+	if wrote {
+		r.log.Debug("snapshot written", "event", "snapshot", "result", "success", "state_dir", r.stateDir,
+			"blocklist_sha256", b.List.SHA256(), "config_sha256", b.Config.SHA256, "seconds", time.Since(start).Seconds())
+	}
+}
+
+// listRefused records a list that CheckDrop refused.
+func (r *Reloader) listRefused(now time.Time, trigger string, l *blocklist.List, err *DropError) {
+	r.metrics.Blocklist.record("refused", now)
+	r.listSt.setError(now, err)
+	r.log.Error("blocklist not applied: it would drop too many block rules; keeping the last good list", "event", "blocklist_reload",
+		"result", "refused_drop", "trigger", trigger, "file", l.File(), "sha256", l.SHA256(), "rules", l.Len(),
+		"dropped", err.Dropped, "block_rules", err.Total, "max_drop", err.MaxDrop, "marker", blocklist.AllowDropMarker,
+		"serving_sha256", r.cur.List.SHA256(), "serving_rules", r.cur.List.Len())
+}
+
 func (r *Reloader) listFailure(now time.Time, trigger string, err error) {
 	r.metrics.Blocklist.record("failure", now)
-	r.listSt.LastError, r.listSt.ErrorAt = err.Error(), &now
+	r.listSt.setError(now, err)
 	r.log.Error("blocklist not applied; keeping the last good list", "event", "blocklist_reload", "result", "failure",
 		"trigger", trigger, "file", r.cur.Config.Blocklist.File, "error", err.Error(),
 		"serving_sha256", r.cur.List.SHA256(), "serving_rules", r.cur.List.Len())
@@ -315,7 +494,7 @@ func (r *Reloader) listFailure(now time.Time, trigger string, err error) {
 
 func (r *Reloader) cfgFailure(now time.Time, trigger string, err error) {
 	r.metrics.Config.record("failure", now)
-	r.cfgSt.LastError, r.cfgSt.ErrorAt = err.Error(), &now
+	r.cfgSt.setError(now, err)
 	r.log.Error("config not applied; keeping the last good config", "event", "config_reload", "result", "failure",
 		"trigger", trigger, "file", r.path, "error", err.Error())
 }
@@ -389,9 +568,18 @@ func (r *Reloader) Status() Status {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	s := Status{Blocklist: r.listSt, Config: r.cfgSt}
+	s.Blocklist.Errors = append([]statusError{}, s.Blocklist.Errors...)
+	s.Config.Errors = append([]statusError{}, s.Config.Errors...)
 	if r.cur != nil {
 		n, routes := r.cur.List.Len(), len(r.cur.Config.Routes)
 		s.Blocklist.Rules, s.Config.Routes = &n, &routes
 	}
 	return s
+}
+
+// current returns the bundle in effect.
+func (r *Reloader) current() *Bundle {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.cur
 }

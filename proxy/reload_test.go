@@ -83,11 +83,13 @@ func TestReloadWaysOfWriting(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := startReloadEnv(t, "old.example\n", "")
+			// kept.example stays, so that the edit drops half of the
+			// block rules, within the drop guard's default.
+			e := startReloadEnv(t, "old.example\nkept.example\n", "")
 			if e.status("old.example") != 403 || e.status("new.example") != 200 {
 				t.Fatal("initial list not in effect")
 			}
-			tt.write(t, e.list, "# edited\nnew.example reason=\"edited\"\n")
+			tt.write(t, e.list, "# edited\nkept.example\nnew.example reason=\"edited\"\n")
 			d := e.waitStatus("new.example", 403, "the new block")
 			if e.status("old.example") != 200 {
 				t.Error("old.example still blocked after it was removed")
@@ -178,7 +180,7 @@ func TestReloadConfigMapSwap(t *testing.T) {
 		t.Fatal("initial ConfigMap list not in effect")
 	}
 	for i, host := range []string{"second.example", "third.example"} {
-		swap(i+1, host+"\n")
+		swap(i+1, "#! allow-drop\n"+host+"\n") // every swap drops all the rules
 		e.waitStatus(host, 403, fmt.Sprintf("ConfigMap swap %d", i+1))
 		if e.status("first.example") != 200 {
 			t.Errorf("swap %d: first.example still blocked", i+1)
@@ -188,8 +190,8 @@ func TestReloadConfigMapSwap(t *testing.T) {
 
 func TestReloadSymlinkedFileSwap(t *testing.T) {
 	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "v1.txt"), "v1.example\n")
-	writeFile(t, filepath.Join(dir, "v2.txt"), "v2.example\n")
+	writeFile(t, filepath.Join(dir, "v1.txt"), "v1.example\nkept.example\n")
+	writeFile(t, filepath.Join(dir, "v2.txt"), "v2.example\nkept.example\n")
 	link := filepath.Join(dir, "current.txt")
 	if err := os.Symlink("v1.txt", link); err != nil {
 		t.Fatal(err)
@@ -204,7 +206,7 @@ func TestReloadSymlinkedFileSwap(t *testing.T) {
 	e.waitStatus("v2.example", 403, "the symlink swap")
 	// An edit of the new target in place applies too: its directory and
 	// name are watched after the swap.
-	writeFile(t, filepath.Join(dir, "v2.txt"), "v2.example\nv3.example\n")
+	writeFile(t, filepath.Join(dir, "v2.txt"), "v2.example\nkept.example\nv3.example\n")
 	e.waitStatus("v3.example", 403, "an edit of the new link target")
 }
 
@@ -224,8 +226,8 @@ func TestReloadIdenticalContentChangesNothing(t *testing.T) {
 }
 
 func TestReloadOnSignalOnly(t *testing.T) {
-	e2 := startReloadEnv(t, "a.example\n", "blocklist:\n  file: blocklist.txt\n  watch: false\n  poll_interval: -1s\n")
-	writeFile(t, e2.list, "b.example\n")
+	e2 := startReloadEnv(t, "a.example\nkept.example\n", "blocklist:\n  file: blocklist.txt\n  watch: false\n  poll_interval: -1s\n")
+	writeFile(t, e2.list, "b.example\nkept.example\n")
 	time.Sleep(400 * time.Millisecond)
 	if e2.status("b.example") != 200 {
 		t.Fatal("watch: false still reloaded on a file event")
@@ -294,7 +296,9 @@ func TestConcurrentRequestsDuringReloads(t *testing.T) {
 		}
 		return b.String()
 	}
-	e := startReloadEnv(t, version(0), "blocklist:\n  file: blocklist.txt\n  debounce: 5ms\n")
+	// max_drop 1: the versions drop up to 6 of 7 rules; only dropping
+	// all of them would be refused.
+	e := startReloadEnv(t, version(0), "blocklist:\n  file: blocklist.txt\n  debounce: 5ms\n  max_drop: 1\n")
 	var stop atomic.Bool
 	var failures atomic.Int64
 	var served atomic.Int64

@@ -2,17 +2,20 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/edgeblock/edgeblock/blocklist"
 	"github.com/edgeblock/edgeblock/proxy"
 )
 
@@ -38,15 +41,17 @@ func printProblems(w io.Writer, err error) {
 }
 
 func runServe(args []string, stdout, stderr io.Writer) int {
-	var logFormat, logLevel string
+	var logFormat, logLevel, stateFlag string
 	_, config, ok := flags("serve", args, stderr, func(fs *flag.FlagSet) {
 		fs.StringVar(&logFormat, "log-format", "", "json or text (default: log.format of the config, else json)")
 		fs.StringVar(&logLevel, "log-level", "", "debug, info, warn or error (default: log.level of the config, else info)")
+		stateDirFlag(fs, &stateFlag)
 	})
 	if !ok {
 		return 2
 	}
-	b, err := proxy.LoadBundle(config)
+	stateDir := resolveStateDir(stateFlag)
+	b, err := proxy.LoadBundleForStart(config, stateDir, time.Now())
 	if err != nil {
 		printProblems(stderr, err)
 		fmt.Fprintln(stderr, "edgeblock: not started: fix the problems above")
@@ -64,11 +69,50 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	log := proxy.NewLogger(stderr, logFormat, level)
+	switch {
+	case len(b.FromSnapshot) > 0:
+		log.Error("started from the snapshot of the last applied state: the files on disk are bad or missing; they are watched and applied once good",
+			"event", "start_from_snapshot", "parts", b.FromSnapshot, "problems", b.Problems, "state_dir", stateDir,
+			"snapshot_written_at", b.Snapshot.WrittenAt, "snapshot_blocklist_sha256", b.Snapshot.Blocklist.SHA256,
+			"snapshot_config_sha256", b.Snapshot.Config.SHA256, "rules", b.List.Len())
+	case stateDir == "":
+		log.Warn("no state directory: the applied state is not snapshotted, so a bad file at the next start stops it (set -state-dir)",
+			"event", "snapshot", "result", "off")
+	}
 	return serve(config, b, log)
+}
+
+// stateDirFlag defines -state-dir.
+func stateDirFlag(fs *flag.FlagSet, p *string) {
+	fs.StringVar(p, "state-dir", "", "`directory` of the snapshot of the last applied state; \"off\" for none "+
+		"(default: $EDGEBLOCK_STATE_DIR, else $STATE_DIRECTORY, else /var/lib/edgeblock if it exists and is writable)")
+}
+
+// resolveStateDir returns the state directory: the flag, else
+// $EDGEBLOCK_STATE_DIR, else proxy.DefaultStateDir; "off" means none.
+func resolveStateDir(flagValue string) string {
+	d := flagValue
+	if d == "" {
+		d = os.Getenv("EDGEBLOCK_STATE_DIR")
+	}
+	if d == "" {
+		d = proxy.DefaultStateDir()
+	}
+	if d == "off" {
+		return ""
+	}
+	if abs, err := filepath.Abs(d); err == nil {
+		d = abs
+	}
+	return d
 }
 
 // serve runs the server until SIGTERM or SIGINT; SIGHUP reloads.
 func serve(config string, b *proxy.Bundle, log *slog.Logger) int {
+	// Catch the signals before /readyz can say ready, so that a SIGTERM
+	// right after that still shuts down gracefully.
+	sigs := notifySignals()
+	defer signal.Stop(sigs)
 	srv, err := proxy.NewServer(log, config, b)
 	if err == nil {
 		err = srv.Start(b)
@@ -77,18 +121,25 @@ func serve(config string, b *proxy.Bundle, log *slog.Logger) int {
 		log.Error("start failed", "error", err.Error())
 		return 1
 	}
-	return waitForSignals(srv, config, b, log)
+	return waitForSignals(sigs, srv, config, b, log)
 }
 
-// waitForSignals runs a started server until SIGTERM or SIGINT; SIGHUP
-// reloads.
-func waitForSignals(srv *proxy.Server, config string, b *proxy.Bundle, log *slog.Logger) int {
-	version, revision := proxy.Version()
-	log.Info("edgeblock started", "event", "start", "version", version, "revision", revision,
-		"config", config, "routes", len(b.Config.Routes), "rules", b.List.Len())
+// notifySignals returns a channel that receives SIGHUP, SIGTERM and
+// SIGINT. Call it before the server can say ready, so that a SIGTERM
+// right after that still shuts down gracefully.
+func notifySignals() chan os.Signal {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
-	defer signal.Stop(sigs)
+	return sigs
+}
+
+// waitForSignals runs a started server until SIGTERM or SIGINT on sigs;
+// SIGHUP reloads.
+func waitForSignals(sigs chan os.Signal, srv *proxy.Server, config string, b *proxy.Bundle, log *slog.Logger) int {
+	version, revision := proxy.Version()
+	log.Info("edgeblock started", "event", "start", "version", version, "revision", revision,
+		"config", config, "routes", len(b.Config.Routes), "rules", b.List.Len(), "state_dir", b.StateDir,
+		"from_snapshot", b.FromSnapshot)
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
 			log.Info("reload requested", "event", "sighup")
@@ -110,7 +161,13 @@ func waitForSignals(srv *proxy.Server, config string, b *proxy.Bundle, log *slog
 }
 
 func runCheck(args []string, stdout, stderr io.Writer) int {
-	_, config, ok := flags("check", args, stderr, nil)
+	var diff bool
+	var adminFlag, stateFlag string
+	_, config, ok := flags("check", args, stderr, func(fs *flag.FlagSet) {
+		fs.BoolVar(&diff, "diff", false, "print the rules that would be added, removed and changed against the running list")
+		fs.StringVar(&adminFlag, "admin", "", "admin listener `address` of the running edge (default: listen.admin of the config)")
+		stateDirFlag(fs, &stateFlag)
+	})
 	if !ok {
 		return 2
 	}
@@ -128,24 +185,76 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "ok: %s: %d routes; %s: %d rules (sha256 %.12s); %s\n",
 		config, len(b.Config.Routes), b.List.File(), b.List.Len(), b.List.SHA256(), tmpl)
-	return 0
+
+	running, source := runningList(b.Config, adminFlag, resolveStateDir(stateFlag))
+	if running == nil {
+		fmt.Fprintf(stdout, "check: no running list to compare with (%s)\n", source)
+		if diff {
+			return 1
+		}
+		return 0
+	}
+	code := 0
+	if err := proxy.CheckDrop(b.List, running, b.Config.Blocklist.MaxDrop, time.Now()); err != nil {
+		var de *proxy.DropError
+		errors.As(err, &de)
+		fmt.Fprintf(stdout, "check: would drop %d of %d block rules (%s) against %s: not applied by the running edge unless the file has %q\n",
+			de.Dropped, de.Total, dropShare(de), source, blocklist.AllowDropMarker)
+		code = 1
+	} else if running.SHA256() == b.List.SHA256() {
+		fmt.Fprintf(stdout, "check: the list is the one in effect (%s)\n", source)
+	} else {
+		d, n := b.List.DroppedBlocks(running, time.Now())
+		fmt.Fprintf(stdout, "check: drops %d of %d block rules against %s: within max_drop %g\n", d, n, source, b.Config.Blocklist.MaxDrop)
+	}
+	if diff {
+		printDiff(stdout, b.List, running, source)
+	}
+	return code
+}
+
+func dropShare(e *proxy.DropError) string {
+	if e.Dropped == e.Total {
+		return "all of them"
+	}
+	return fmt.Sprintf("%.0f%% > max_drop %g%%", 100*float64(e.Dropped)/float64(e.Total), 100*e.MaxDrop)
 }
 
 func runExplain(args []string, stdout, stderr io.Writer) int {
-	fs, config, ok := flags("explain", args, stderr, nil)
+	var adminFlag string
+	fs, config, ok := flags("explain", args, stderr, func(fs *flag.FlagSet) {
+		fs.StringVar(&adminFlag, "admin", "", "admin listener `address` of the running edge (default: listen.admin of the config)")
+	})
 	if !ok {
 		return 2
 	}
 	if fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "usage: edgeblock explain -config FILE HOST")
+		fmt.Fprintln(stderr, "usage: edgeblock explain -config FILE [-admin ADDR] HOST")
 		return 2
+	}
+	cfg, err := proxy.LoadConfig(config)
+	if err != nil {
+		printProblems(stderr, err)
+		return 1
+	}
+	addr := adminAddr(cfg, adminFlag)
+	why := "the admin listener is off in the config"
+	if addr != "" {
+		e, err := askExplain(addr, fs.Arg(0))
+		if err == nil {
+			fmt.Fprintf(stdout, "source: the running edge at %s\n", addr)
+			fmt.Fprint(stdout, e.Text())
+			return 0
+		}
+		why = fmt.Sprintf("no running edge answered at %s: %v", addr, err)
 	}
 	b, err := proxy.LoadBundle(config)
 	if err != nil {
 		printProblems(stderr, err)
 		return 1
 	}
-	fmt.Fprint(stdout, proxy.Explain(b, fs.Arg(0), time.Now()))
+	fmt.Fprintf(stdout, "source: the files (%s)\n", why)
+	fmt.Fprint(stdout, proxy.Explain(b, fs.Arg(0), time.Now()).Text())
 	return 0
 }
 

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"syscall"
 
@@ -101,6 +102,8 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "demo:", err)
 		return 1
 	}
+	sigs := notifySignals()
+	defer signal.Stop(sigs)
 	if err := srv.Start(b); err != nil {
 		srv.Shutdown(context.Background()) // stops the certificate manager
 		fmt.Fprintln(stderr, demoListenError(err, map[string]string{"http": *httpAddr, "https": *httpsAddr, "admin": *adminAddr}))
@@ -123,7 +126,7 @@ Block a site live (applies within a second):
 Press Ctrl-C to stop.
 
 `, *dir, origin, srv.Addr("http"), port(srv.Addr("https")), host(srv.Addr("https")), config, srv.Addr("admin"))
-	return waitForSignals(srv, config, b, log)
+	return waitForSignals(sigs, srv, config, b, log)
 }
 
 // demoListenError says which of the demo's addresses could not be bound,

@@ -84,7 +84,8 @@ func TestDeployYAMLParses(t *testing.T) {
 
 func TestExamplesPassCheck(t *testing.T) {
 	for _, f := range []string{"production.yaml", "demo.yaml"} {
-		code, out, errOut := runCmd("check", "-config", filepath.Join(deployDir, "examples", f))
+		// -admin off, -state-dir off: no running edge or snapshot on this machine is compared.
+		code, out, errOut := runCmd("check", "-config", filepath.Join(deployDir, "examples", f), "-admin", "off", "-state-dir", "off")
 		if code != 0 {
 			t.Errorf("check %s: exit %d\n%s%s", f, code, out, errOut)
 		}
@@ -198,12 +199,36 @@ func TestKubernetesManifestsAgree(t *testing.T) {
 	if _, svol := mountedFrom(cfg.TLS.Storage); svol == nil || get(svol, "configMap") != nil {
 		t.Errorf("tls.storage %s is not on a writable volume", cfg.TLS.Storage)
 	}
+	// The snapshot lives on the persistent state volume, and nothing
+	// checks the files before serve starts (that would defeat starting
+	// from the snapshot).
+	stateDir := ""
+	for _, e := range get(c, "env").([]any) {
+		if str(get(e, "name")) == "EDGEBLOCK_STATE_DIR" {
+			stateDir = str(get(e, "value"))
+		}
+	}
+	if mp, svol := mountedFrom(stateDir); stateDir == "" || svol == nil || get(svol, "persistentVolumeClaim") == nil {
+		t.Errorf("EDGEBLOCK_STATE_DIR %q is not on a persistent volume (mounted at %q)", stateDir, mp)
+	} else {
+		for _, m := range get(c, "volumeMounts").([]any) {
+			if str(get(m, "mountPath")) == mp && get(m, "readOnly") == true {
+				t.Errorf("the state volume at %s is mounted read-only", mp)
+			}
+		}
+	}
+	if ic := get(pod, "initContainers"); ic != nil {
+		t.Errorf("init containers %v run before serve; a check there defeats starting from the snapshot", ic)
+	}
+	if slices.ContainsFunc(args, func(a any) bool { return str(a) == "check" }) || get(c, "command") != nil {
+		t.Errorf("container runs %v %v, want serve only", get(c, "command"), args)
+	}
 	for p, text := range map[string]string{configPath: cfgText, cfg.Blocklist.File: listText} {
 		local := filepath.Join(root, p)
 		os.MkdirAll(filepath.Dir(local), 0o755)
 		os.WriteFile(local, []byte(strings.ReplaceAll(text, "/etc/edgeblock/", root+"/etc/edgeblock/")), 0o644)
 	}
-	if code, out, errOut := runCmd("check", "-config", filepath.Join(root, configPath)); code != 0 {
+	if code, out, errOut := runCmd("check", "-config", filepath.Join(root, configPath), "-admin", "off", "-state-dir", "off"); code != 0 {
 		t.Errorf("check of the ConfigMap config: exit %d\n%s%s", code, out, errOut)
 	}
 
@@ -259,9 +284,16 @@ func TestSystemdUnit(t *testing.T) {
 	}
 	for _, want := range []string{"ProtectSystem=strict", "ReadWritePaths=/var/lib/edgeblock", "AmbientCapabilities=CAP_NET_BIND_SERVICE",
 		"NoNewPrivileges=yes", "DynamicUser=yes", "ExecReload=/bin/kill -HUP $MAINPID", "Restart=on-failure",
-		"ExecStart=/usr/local/bin/edgeblock serve -config /etc/edgeblock/edgeblock.yaml"} {
+		"ExecStart=/usr/local/bin/edgeblock serve -config /etc/edgeblock/edgeblock.yaml", "StateDirectory=edgeblock"} {
 		if !bytes.Contains(unit, []byte(want)) {
 			t.Errorf("unit lacks %s", want)
+		}
+	}
+	// A check before start would turn a bad file into an outage instead
+	// of a start from the snapshot in the state directory.
+	for line := range strings.SplitSeq(string(unit), "\n") {
+		if strings.HasPrefix(line, "ExecStartPre=") || strings.HasPrefix(line, "ExecCondition=") {
+			t.Errorf("unit runs %q before serve", line)
 		}
 	}
 	analyze := requireTool(t, "systemd-analyze", "systemd")

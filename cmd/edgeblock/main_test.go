@@ -140,14 +140,14 @@ func TestServeSignals(t *testing.T) {
 	defer origin.Close()
 	dir := t.TempDir()
 	addr := freeAddr(t)
-	os.WriteFile(filepath.Join(dir, "blocklist.txt"), []byte("old.example\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "blocklist.txt"), []byte("old.example\nkept.example\n"), 0o644)
 	os.WriteFile(filepath.Join(dir, "edgeblock.yaml"), []byte(fmt.Sprintf(
 		"listen:\n  http: %s\n  admin: \"off\"\nblocklist:\n  file: blocklist.txt\n  watch: false\n  poll_interval: -1s\nroutes:\n  - host: \"*.example\"\n    origins: [\"http://%s\"]\n",
 		addr, ol.Addr())), 0o644)
 	done := make(chan int)
 	var stderr syncWriter
 	go func() {
-		done <- run([]string{"serve", "-config", filepath.Join(dir, "edgeblock.yaml")}, io.Discard, &stderr)
+		done <- run([]string{"serve", "-config", filepath.Join(dir, "edgeblock.yaml"), "-state-dir", t.TempDir()}, io.Discard, &stderr)
 	}()
 	get := func(host, path string) (int, string) { return hostGet(addr, host, path, "") }
 	deadline := time.Now().Add(5 * time.Second)
@@ -157,7 +157,7 @@ func TestServeSignals(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	os.WriteFile(filepath.Join(dir, "blocklist.txt"), []byte("new.example\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "blocklist.txt"), []byte("new.example\nkept.example\n"), 0o644)
 	time.Sleep(200 * time.Millisecond)
 	if code, _ := get("new.example", "/"); code != 200 {
 		t.Fatal("the edit applied before SIGHUP")

@@ -1,0 +1,155 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/edgeblock/edgeblock/blocklist"
+	"github.com/edgeblock/edgeblock/proxy"
+)
+
+// adminClient asks a running edge's admin listener. Connecting is bounded
+// tightly, so that a command with no edge running falls back at once.
+var adminClient = &http.Client{
+	Transport: &http.Transport{
+		DialContext:           (&net.Dialer{Timeout: 500 * time.Millisecond}).DialContext,
+		ResponseHeaderTimeout: 3 * time.Second,
+		Proxy:                 nil,
+	},
+	Timeout: 60 * time.Second,
+}
+
+// adminAddr returns the address to reach the admin listener at: the flag,
+// else listen.admin of the config with an unspecified host replaced by
+// loopback; "" when the listener is off.
+func adminAddr(cfg *proxy.Config, flagValue string) string {
+	a := flagValue
+	if a == "" {
+		a = cfg.Listen.Admin
+	}
+	if a == "" || a == "off" {
+		return ""
+	}
+	host, port, err := net.SplitHostPort(a)
+	if err != nil {
+		return a
+	}
+	switch host {
+	case "", "0.0.0.0":
+		host = "127.0.0.1"
+	case "::":
+		host = "::1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// adminGet fetches path from the admin listener at addr and checks that
+// an edgeblock answered.
+func adminGet(addr, path string) (*http.Response, error) {
+	resp, err := adminClient.Get("http://" + addr + path)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		return nil, fmt.Errorf("GET %s: %s (an edgeblock from before this command existed?)", path, resp.Status)
+	}
+	return resp, nil
+}
+
+// askExplain asks the running edge at addr what a visitor to host gets.
+func askExplain(addr, host string) (*proxy.Explanation, error) {
+	resp, err := adminGet(addr, "/explain?host="+url.QueryEscape(host))
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var e proxy.Explanation
+	if err := json.NewDecoder(resp.Body).Decode(&e); err != nil {
+		return nil, fmt.Errorf("GET /explain: %w", err)
+	}
+	if e.Input == "" {
+		return nil, errors.New("GET /explain: not an edgeblock answer")
+	}
+	return &e, nil
+}
+
+// runningList returns the list in effect: from the running edge's admin
+// listener (GET /blocklist/rules) if one answers, else from the snapshot
+// in stateDir. source says which, or why there is none.
+func runningList(cfg *proxy.Config, adminFlag, stateDir string) (*blocklist.List, string) {
+	var why []string
+	if addr := adminAddr(cfg, adminFlag); addr != "" {
+		l, err := fetchRunningList(addr)
+		if err == nil {
+			return l, fmt.Sprintf("the running edge at %s", addr)
+		}
+		why = append(why, fmt.Sprintf("no running edge answered at %s: %v", addr, err))
+	} else {
+		why = append(why, "the admin listener is off in the config")
+	}
+	if stateDir == "" {
+		return nil, strings.Join(append(why, "no state directory"), "; ")
+	}
+	snap, err := proxy.ReadSnapshot(stateDir)
+	if err != nil {
+		return nil, strings.Join(append(why, "no snapshot: "+err.Error()), "; ")
+	}
+	if abs, err := filepath.Abs(cfg.Path); err == nil && snap.Config.Path != abs {
+		return nil, strings.Join(append(why, "the snapshot in "+stateDir+" is of another config, "+snap.Config.Path), "; ")
+	}
+	l, err := blocklist.Parse(snap.Blocklist.Path, snap.Blocklist.Data)
+	if err != nil {
+		return nil, strings.Join(append(why, "snapshot: "+err.Error()), "; ")
+	}
+	return l, fmt.Sprintf("the snapshot in %s, written %s (%s)", stateDir, snap.WrittenAt.Format(time.RFC3339), strings.Join(why, "; "))
+}
+
+func fetchRunningList(addr string) (*blocklist.List, error) {
+	resp, err := adminGet(addr, "/blocklist/rules")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	file := resp.Header.Get("X-Edgeblock-Blocklist-File")
+	if file == "" {
+		return nil, errors.New("GET /blocklist/rules: not an edgeblock answer")
+	}
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	return blocklist.Parse(file+" (running)", data)
+}
+
+// printDiff prints the rules next adds, removes and changes against
+// running (blocklist.List.Changes): "+ line", "- line" and
+// "~ pattern: key old→new, ...", then the totals.
+func printDiff(w io.Writer, next, running *blocklist.List, source string) {
+	fmt.Fprintf(w, "diff against %s:\n", source)
+	n := map[blocklist.ChangeKind]int{}
+	for c := range next.Changes(running) {
+		n[c.Kind]++
+		switch c.Kind {
+		case blocklist.Added:
+			fmt.Fprintf(w, "+ %s\n", c.Rule.Format())
+		case blocklist.Removed:
+			fmt.Fprintf(w, "- %s\n", c.Rule.Format())
+		case blocklist.Changed:
+			attrs := make([]string, len(c.Attrs))
+			for i, a := range c.Attrs {
+				attrs[i] = a.Key + " " + a.String()
+			}
+			fmt.Fprintf(w, "~ %s: %s\n", c.Rule.Pattern(), strings.Join(attrs, ", "))
+		}
+	}
+	fmt.Fprintf(w, "%d added, %d removed, %d changed\n", n[blocklist.Added], n[blocklist.Removed], n[blocklist.Changed])
+}

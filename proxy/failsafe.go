@@ -1,0 +1,176 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/edgeblock/edgeblock/blocklist"
+	"github.com/edgeblock/edgeblock/pages"
+)
+
+// DropError says that a blocklist was refused because it would drop too
+// many of the block-mode rules in effect (see CheckDrop).
+type DropError struct {
+	// File is the refused list's file.
+	File string
+	// Dropped of Total block rules in effect would no longer block.
+	Dropped, Total int
+	// MaxDrop is the blocklist.max_drop in force.
+	MaxDrop float64
+}
+
+// Error says what would be dropped and how to apply the list anyway.
+func (e *DropError) Error() string {
+	why := fmt.Sprintf("%s > max_drop %s", percent(float64(e.Dropped)/float64(e.Total)), percent(e.MaxDrop))
+	if e.Dropped == e.Total {
+		why = "all of them"
+	}
+	return fmt.Sprintf("%s: would drop %d of %d block rules (%s): not applied unless the file has the line %q",
+		e.File, e.Dropped, e.Total, why, blocklist.AllowDropMarker)
+}
+
+func percent(f float64) string {
+	return fmt.Sprintf("%g%%", math.Round(f*1000)/10)
+}
+
+// CheckDrop returns a *DropError when next, replacing running, would drop
+// all of running's active block-mode rules, or more than maxDrop of them,
+// and next lacks the blocklist.AllowDropMarker line; else nil. A rule is
+// dropped when next removes it, switches it to report mode or lets it
+// expire.
+func CheckDrop(next, running *blocklist.List, maxDrop float64, now time.Time) error {
+	if running == nil || next.AllowsDrop() {
+		return nil
+	}
+	dropped, total := next.DroppedBlocks(running, now)
+	if total == 0 || dropped == 0 {
+		return nil
+	}
+	if dropped == total || float64(dropped)/float64(total) > maxDrop {
+		return &DropError{File: next.File(), Dropped: dropped, Total: total, MaxDrop: maxDrop}
+	}
+	return nil
+}
+
+// Parts of the state that a start can take from the snapshot.
+const (
+	PartConfig    = "config"
+	PartTemplate  = "template"
+	PartBlocklist = "blocklist"
+)
+
+// LoadBundleForStart is LoadBundle for serve. With a state directory that
+// holds a snapshot, each part that is bad or missing on disk — the config,
+// the page template, the blocklist — is taken from the snapshot instead,
+// as is a blocklist that CheckDrop refuses against the snapshot's; the
+// bundle's FromSnapshot and Problems say which and why. It fails only when
+// a part is bad and there is no usable snapshot; the error then lists the
+// problems of the files and why no snapshot could be used.
+func LoadBundleForStart(path, stateDir string, now time.Time) (*Bundle, error) {
+	b, err := LoadBundle(path)
+	if stateDir == "" {
+		return b, err
+	}
+	snap, serr := ReadSnapshot(stateDir)
+	if abs, aerr := filepath.Abs(path); snap != nil && aerr == nil && snap.Config.Path != abs {
+		// A state directory shared by edges with different configs.
+		snap, serr = nil, fmt.Errorf("the snapshot in %s is of another config, %s", stateDir, snap.Config.Path)
+	}
+	if snap == nil {
+		if err != nil && serr != nil {
+			err = errors.Join(err, fmt.Errorf("no snapshot to start from: %w", serr))
+		}
+		if b != nil {
+			b.StateDir = stateDir
+		}
+		return b, err
+	}
+	if err == nil {
+		// The files are good; still, a list that drops too much of what
+		// was last applied is refused, as a reload would refuse it.
+		prev, perr := blocklist.Parse(b.List.File(), snap.Blocklist.Data)
+		if perr != nil {
+			b.StateDir = stateDir
+			return b, nil
+		}
+		derr := CheckDrop(b.List, prev, b.Config.Blocklist.MaxDrop, now)
+		if derr == nil {
+			b.StateDir = stateDir
+			return b, nil
+		}
+		b.List, b.raw.list = prev, snap.Blocklist.Data
+		b.FromSnapshot = []string{PartBlocklist}
+		b.Problems = []string{derr.Error()}
+		b.partErrs = map[string]error{PartBlocklist: derr}
+		b.Snapshot, b.StateDir = snap.manifest(), stateDir
+		return b, nil
+	}
+	return startFromSnapshot(path, stateDir, snap)
+}
+
+// startFromSnapshot loads each part from disk and, where that fails, from
+// snap.
+func startFromSnapshot(path, stateDir string, snap *Snapshot) (*Bundle, error) {
+	b := &Bundle{StateDir: stateDir, Snapshot: snap.manifest(), raw: &rawFiles{}, partErrs: map[string]error{}}
+	problem := func(part string, err error) {
+		b.FromSnapshot = append(b.FromSnapshot, part)
+		b.partErrs[part] = err
+		for line := range strings.SplitSeq(err.Error(), "\n") {
+			b.Problems = append(b.Problems, line)
+		}
+	}
+	data, err := os.ReadFile(path)
+	if err == nil {
+		b.Config, err = ParseConfig(path, data)
+		b.raw.config = data
+	} else {
+		err = &ConfigError{Problems: []string{err.Error()}}
+	}
+	if err != nil {
+		problem(PartConfig, err)
+		// The snapshot's config under the real path: relative paths
+		// resolve as they did, and reloads read the real file.
+		if b.Config, err = ParseConfig(path, snap.Config.Data); err != nil {
+			return nil, fmt.Errorf("snapshot %s: %w", snap.Config.File, err)
+		}
+		b.raw.config = snap.Config.Data
+	}
+	cfg := b.Config
+	if b.Renderer, b.TemplateSHA256, b.raw.template, err = loadRenderer(cfg); err != nil {
+		problem(PartTemplate, err)
+		o := pages.Options{BlockedBy: cfg.Blocklist.BlockedBy}
+		if snap.Template != nil {
+			o.Template, o.TemplateFile = string(snap.Template.Data), cfg.Pages.Template
+			b.TemplateSHA256, b.raw.template = snap.Template.SHA256, snap.Template.Data
+		} else {
+			b.TemplateSHA256, b.raw.template = "", nil
+		}
+		if b.Renderer, err = pages.NewRenderer(o); err != nil {
+			return nil, fmt.Errorf("snapshot template: %w", err)
+		}
+	}
+	prev, err := blocklist.Parse(cfg.Blocklist.File, snap.Blocklist.Data)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot %s: %w", filepath.Join(stateDir, snapshotDir, snap.Blocklist.File), err)
+	}
+	data, err = os.ReadFile(cfg.Blocklist.File)
+	if err == nil {
+		b.List, err = blocklist.Parse(cfg.Blocklist.File, data)
+		if err == nil {
+			err = CheckDrop(b.List, prev, cfg.Blocklist.MaxDrop, time.Now())
+		}
+		b.raw.list = data
+	} else {
+		err = listError(cfg, err)
+	}
+	if err != nil {
+		problem(PartBlocklist, err)
+		b.List, b.raw.list = prev, snap.Blocklist.Data
+	}
+	return b, nil
+}
