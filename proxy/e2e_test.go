@@ -51,7 +51,7 @@ func routeConfig(routes ...string) string {
 func TestForwardedHeaders(t *testing.T) {
 	o := echoOrigin(t)
 	for _, tt := range []struct {
-		name, trusted, xff string
+		name, trusted, xff                   string
 		wantXFF, wantXRI, wantProto, wantTCI string
 	}{
 		{"untrusted visitor headers are dropped", "", "203.0.113.9", "127.0.0.1", "127.0.0.1", "http", ""},
