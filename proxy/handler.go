@@ -332,6 +332,14 @@ func (p *Proxy) finish(rec *recorder, e *accessEntry) {
 	switch {
 	case e.outcome == OutcomeCanceled:
 		status = StatusClientClosedRequest
+	case e.info != nil && e.info.err != nil:
+		// The origin broke off its response: counted with the status
+		// the edge gives such failures, not the origin's; the origin's
+		// is logged as upstream_status.
+		status = http.StatusBadGateway
+		if errKind(e.info.err) == "timeout" {
+			status = http.StatusGatewayTimeout
+		}
 	case status == 0:
 		status = http.StatusOK
 	}

@@ -49,6 +49,15 @@ func (o *hostRecorder) requests() []string {
 func oneHostEnv(t *testing.T) (*testEnv, *hostRecorder, *x509.CertPool) {
 	t.Helper()
 	o := newHostRecorder(t)
+	e, pool := tlsRoutesEnv(t, "trusted_proxies: [127.0.0.0/8]\n"+routeConfig("*.customer.example", `"`+o.URL+`"`), "blocked.customer.example\n")
+	return e, o, pool
+}
+
+// tlsRoutesEnv runs an edge with an HTTP listener that does not redirect
+// and an HTTPS listener with the internal CA, and returns it with a pool
+// that trusts the CA. config adds to the listener and TLS settings.
+func tlsRoutesEnv(t *testing.T, config, list string) (*testEnv, *x509.CertPool) {
+	t.Helper()
 	storage := storageDir(t)
 	e := startEnv(t, fmt.Sprintf(`listen:
   http: 127.0.0.1:0
@@ -58,15 +67,14 @@ tls:
   mode: internal
   storage: %s
   redirect_http: false
-trusted_proxies: [127.0.0.0/8]
-`, storage)+routeConfig("*.customer.example", `"`+o.URL+`"`), "blocked.customer.example\n")
+`, storage)+config, list)
 	pemData, err := os.ReadFile(filepath.Join(storage, "internal-ca", "root.crt"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(pemData)
-	return e, o, pool
+	return e, pool
 }
 
 // accessLine returns the access log line of the request with id.
