@@ -231,7 +231,6 @@ func (p *Proxy) reverseProxy(r *route) http.Handler {
 			if resp.StatusCode == http.StatusSwitchingProtocols && resp.Request.Header.Get("Upgrade") == "" {
 				// An origin must not switch protocols unasked, least of
 				// all to one the edge removed from the request.
-				resp.Body.Close()
 				return errUnaskedUpgrade
 			}
 			return nil
