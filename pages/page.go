@@ -20,7 +20,9 @@ var defaultTemplate string
 // and BlockedBy are fixed when the page is prepared; Host, RequestID and
 // Time change with every request.
 type Data struct {
-	// Kind is "blocked", "unknown-host", "bad-gateway" or "gateway-timeout".
+	// Kind is "blocked", "unknown-host", "bad-request", "method-not-allowed",
+	// "bad-gateway", "service-unavailable", "gateway-timeout" or
+	// "loop-detected".
 	Kind       string
 	Status     int
 	StatusText string
@@ -72,7 +74,10 @@ type Options struct {
 	// TemplateFile names the template in errors.
 	TemplateFile string
 	// BlockedBy is the URL of the blocking party, sent as
-	// Link: <BlockedBy>; rel="blocked-by" and shown on the page.
+	// Link: <BlockedBy>; rel="blocked-by" and shown on the page. Bytes
+	// that a URI may not hold (among them space, quotes, angle brackets
+	// and controls) are percent-encoded, so that the value can neither
+	// end the <...> nor add a parameter or another link.
 	BlockedBy string
 }
 
@@ -80,7 +85,7 @@ type Options struct {
 // block page; an error names the template file.
 func NewRenderer(o Options) (*Renderer, error) {
 	builtin := template.Must(template.New("page.html").Parse(defaultTemplate))
-	r := &Renderer{block: builtin, builtin: builtin, blockedBy: o.BlockedBy, errors: map[int]*Page{}}
+	r := &Renderer{block: builtin, builtin: builtin, blockedBy: escapeLinkTarget(o.BlockedBy), errors: map[int]*Page{}}
 	if o.Template != "" {
 		name := o.TemplateFile
 		if name == "" {
@@ -113,11 +118,17 @@ var errorPages = []Data{
 	{Kind: "gateway-timeout", Status: http.StatusGatewayTimeout, Title: "The site's server took too long to answer",
 		Lead: "The origin server did not answer in time for", Message: "The site may be overloaded. Try again shortly."},
 	{Kind: "bad-request", Status: http.StatusBadRequest, Title: "The request names no valid host",
-		Lead: "The host name of this request is not valid:", Message: "Check the address you typed."},
+		Lead: "The host name of this request is not valid or not unique:", Message: "Check the address you typed."},
+	{Kind: "method-not-allowed", Status: http.StatusMethodNotAllowed, Title: "This request method is not allowed",
+		Lead: "The edge does not forward this method for", Message: "CONNECT, TRACE and TRACK are not forwarded; the Allow header lists the methods that are."},
+	{Kind: "service-unavailable", Status: http.StatusServiceUnavailable, Title: "The site's server is busy",
+		Lead: "Every connection to the origin server is in use for", Message: "The site may be overloaded. Try again shortly."},
+	{Kind: "loop-detected", Status: http.StatusLoopDetected, Title: "The request went round in a loop",
+		Lead: "The request came back to this edge server on its way to the origin of", Message: "The site's configuration sends requests back to the edge. If you run this site, check its origin addresses."},
 }
 
-// Error returns the prepared error page for status: 400, 404, 502 or 504.
-// Any other status gets the 502 page.
+// Error returns the prepared error page for status: 400, 404, 405, 502,
+// 503, 504 or 508. Any other status gets the 502 page.
 func (r *Renderer) Error(status int) *Page {
 	if p, ok := r.errors[status]; ok {
 		return p
@@ -374,4 +385,39 @@ func (p *Page) Serve(w http.ResponseWriter, r *http.Request, req Request) int {
 	*bp = body
 	bufPool.Put(bp)
 	return n
+}
+
+// escapeLinkTarget percent-encodes every byte of u that RFC 3986 does not
+// allow in a URI (anything but unreserved, reserved and '%'), and every
+// '%' that does not start a %XX escape. The result can go between the
+// angle brackets of a Link header as it is.
+func escapeLinkTarget(u string) string {
+	const hexDigits = "0123456789ABCDEF"
+	var b strings.Builder
+	for i := 0; i < len(u); i++ {
+		c := u[i]
+		switch {
+		case c == '%' && i+2 < len(u) && isHex(u[i+1]) && isHex(u[i+2]):
+			b.WriteByte(c)
+		case c != '%' && uriByte(c):
+			b.WriteByte(c)
+		default:
+			b.WriteByte('%')
+			b.WriteByte(hexDigits[c>>4])
+			b.WriteByte(hexDigits[c&15])
+		}
+	}
+	return b.String()
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+// uriByte reports whether c is an unreserved or reserved URI character.
+func uriByte(c byte) bool {
+	if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' {
+		return true
+	}
+	return strings.IndexByte("-._~:/?#[]@!$&'()*+,;=", c) >= 0
 }

@@ -242,3 +242,59 @@ func FuzzNegotiate(f *testing.F) {
 		}
 	})
 }
+
+func TestLinkTargetEscaped(t *testing.T) {
+	for _, tt := range []struct{ blockedBy, want string }{
+		{"https://edge.example.com", "https://edge.example.com"},
+		{"https://edge.example.com/a?b=c&d=e#f", "https://edge.example.com/a?b=c&d=e#f"},
+		{"https://edge.example.com/%41%zz", "https://edge.example.com/%41%25zz"},
+		{`https://edge.example.com/>; rel="blocked-by", <https://evil.example/>`, "https://edge.example.com/%3E;%20rel=%22blocked-by%22,%20%3Chttps://evil.example/%3E"},
+		{"https://edge.example.com/\r\nSet-Cookie: a=b", "https://edge.example.com/%0D%0ASet-Cookie:%20a=b"},
+		{"https://bücher.example/ä", "https://b%C3%BCcher.example/%C3%A4"},
+	} {
+		r := newRenderer(t, Options{BlockedBy: tt.blockedBy})
+		p, err := r.Block(Block{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := serve(t, p, "GET", "application/json")
+		link := w.Header().Get("Link")
+		if link != "<"+tt.want+`>; rel="blocked-by"` {
+			t.Errorf("BlockedBy %q: Link = %q, want <%s>", tt.blockedBy, link, tt.want)
+		}
+		if strings.Count(link, "<") != 1 || strings.Count(link, ">") != 1 || strings.Contains(link[:strings.IndexByte(link, '>')], `"`) {
+			t.Errorf("BlockedBy %q: Link %q can close the target or add a parameter", tt.blockedBy, link)
+		}
+		var prob map[string]any
+		if err := json.Unmarshal(w.Body.Bytes(), &prob); err != nil || prob["blocked_by"] != tt.want {
+			t.Errorf("BlockedBy %q: problem blocked_by = %v (%v), want the escaped URL", tt.blockedBy, prob["blocked_by"], err)
+		}
+	}
+}
+
+func TestErrorPageStatuses(t *testing.T) {
+	r := newRenderer(t, Options{BlockedBy: "https://edge.example.com"})
+	for _, tt := range []struct {
+		status int
+		want   string
+	}{
+		{400, "not valid or not unique"},
+		{404, "No site is configured"},
+		{405, "method is not allowed"},
+		{502, "could not be reached"},
+		{503, "server is busy"},
+		{504, "took too long"},
+		{508, "went round in a loop"},
+		{418, "could not be reached"}, // anything else: the 502 page
+	} {
+		p := r.Error(tt.status)
+		w := serve(t, p, "GET", "text/plain")
+		want := tt.status
+		if tt.status == 418 {
+			want = 502
+		}
+		if w.Code != want || !strings.Contains(w.Body.String(), tt.want) || w.Header().Get("Link") != "" {
+			t.Errorf("Error(%d): %d Link %q\n%s", tt.status, w.Code, w.Header().Get("Link"), w.Body.String())
+		}
+	}
+}

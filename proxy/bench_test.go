@@ -65,7 +65,8 @@ func load(p *Proxy, stop *atomic.Bool) []time.Duration {
 			if w == 1 {
 				host = "unlisted.example.net"
 			}
-			req := httptest.NewRequest("GET", "http://"+host+"/", nil)
+			req := httptest.NewRequest("GET", "/", nil) // origin-form: absolute-form targets get a 400
+			req.Host = host
 			var mine []time.Duration
 			for !stop.Load() {
 				rec := httptest.NewRecorder()
@@ -191,9 +192,17 @@ func BenchmarkChangeToEffect(b *testing.B) {
 func BenchmarkServe(b *testing.B) {
 	list, _ := blocklist.Parse("bench", genBlocklist(100_000, 0))
 	p := benchProxy(b, list)
-	for _, host := range []string{"hot.example", "unlisted.example.net"} {
-		b.Run(host, func(b *testing.B) {
-			req := httptest.NewRequest("GET", "http://"+host+"/", nil)
+	for _, tt := range []struct {
+		host   string
+		status int
+	}{{"hot.example", 403}, {"unlisted.example.net", 404}} {
+		b.Run(tt.host, func(b *testing.B) {
+			req := httptest.NewRequest("GET", "/", nil) // origin-form: absolute-form targets get a 400
+			req.Host = tt.host
+			w := httptest.NewRecorder()
+			if p.ServeHTTP(w, req); w.Code != tt.status {
+				b.Fatalf("%s: status %d, want %d", tt.host, w.Code, tt.status)
+			}
 			b.ReportAllocs()
 			for b.Loop() {
 				p.ServeHTTP(httptest.NewRecorder(), req)

@@ -153,11 +153,33 @@ type TimeoutConfig struct {
 	Grace time.Duration `yaml:"grace"`
 }
 
-// OriginConfig tunes origin health handling.
+// OriginConfig tunes origin health handling and bounds what an origin
+// can cost the edge.
 type OriginConfig struct {
 	// FailTimeout is how long an origin that refused a connection is
 	// skipped. Default 10s.
 	FailTimeout time.Duration `yaml:"fail_timeout"`
+	// MaxResponseHeaderBytes bounds an origin's response headers; an
+	// origin that sends more gets the visitor a 502 page. Default 64 KiB.
+	// Needs a restart.
+	MaxResponseHeaderBytes int64 `yaml:"max_response_header_bytes"`
+	// MaxConns bounds the connections to one origin address (scheme,
+	// host and port), in use or idle. A request that cannot get one
+	// within timeouts.dial gets a 503 page. Default 256. Needs a restart.
+	MaxConns int `yaml:"max_conns"`
+	// BodyIdleTimeout bounds the pause between two reads of an origin's
+	// response body; past it the origin request is cancelled, the
+	// visitor's connection (HTTP/1.1) or stream (HTTP/2) is reset, and the
+	// request counts as an error of kind timeout. Default 60s.
+	BodyIdleTimeout time.Duration `yaml:"body_idle_timeout"`
+	// Upgrades are the Upgrade protocols forwarded to origins (compared
+	// without regard to case); any other Upgrade is removed and the
+	// request goes on as a plain one. Default [websocket].
+	Upgrades []string `yaml:"upgrades"`
+	// ViaName is the received-by name this edge adds to Via on forwarded
+	// requests; a request that already carries it is a loop and gets a
+	// 508 page. Default the host name, else "edgeblock".
+	ViaName string `yaml:"via_name"`
 }
 
 // LogConfig configures logging. Command-line flags override it.
@@ -473,6 +495,19 @@ func (c *Config) applyDefaults() {
 	def(&c.Timeouts.ResponseHeader, 60*time.Second)
 	def(&c.Timeouts.Grace, 30*time.Second)
 	def(&c.Origins.FailTimeout, 10*time.Second)
+	def(&c.Origins.BodyIdleTimeout, 60*time.Second)
+	if c.Origins.MaxResponseHeaderBytes == 0 {
+		c.Origins.MaxResponseHeaderBytes = 64 << 10
+	}
+	if c.Origins.MaxConns == 0 {
+		c.Origins.MaxConns = 256
+	}
+	if c.Origins.Upgrades == nil {
+		c.Origins.Upgrades = []string{"websocket"}
+	}
+	if c.Origins.ViaName == "" {
+		c.Origins.ViaName = hostnameOr("edgeblock", os.Hostname)
+	}
 	def(&c.Blocklist.Debounce, 100*time.Millisecond)
 	def(&c.Blocklist.PollInterval, 30*time.Second)
 	if c.Blocklist.MaxDrop == 0 {
@@ -743,6 +778,8 @@ func (c *Config) validate(v *validator) {
 		}
 		if u, err := url.Parse(f.val); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			v.addf([]any{"blocklist", f.key}, "%q is not an absolute http or https URL", f.val)
+		} else if strings.ContainsFunc(f.val, func(r rune) bool { return r <= ' ' || r >= 0x7f || strings.ContainsRune(`<>"\^{|}`+"`", r) }) {
+			v.addf([]any{"blocklist", f.key}, "%q: a URL must not hold spaces, control characters, non-ASCII, or any of <>\"\\^`{|} (percent-encode them)", f.val)
 		}
 	}
 	if c.Blocklist.MaxDrop < 0 || c.Blocklist.MaxDrop > 1 {
@@ -804,6 +841,23 @@ func (c *Config) validate(v *validator) {
 	}
 	if c.Origins.FailTimeout < 0 {
 		v.addf([]any{"origins", "fail_timeout"}, "must not be negative")
+	}
+	if c.Origins.BodyIdleTimeout < 0 {
+		v.addf([]any{"origins", "body_idle_timeout"}, "must not be negative")
+	}
+	if c.Origins.MaxResponseHeaderBytes < 0 {
+		v.addf([]any{"origins", "max_response_header_bytes"}, "must not be negative")
+	}
+	if c.Origins.MaxConns < 0 {
+		v.addf([]any{"origins", "max_conns"}, "must not be negative")
+	}
+	for i, u := range c.Origins.Upgrades {
+		if !isToken(u) {
+			v.addf([]any{"origins", "upgrades", i}, "%q is not a protocol name (an HTTP token)", u)
+		}
+	}
+	if !isToken(c.Origins.ViaName) {
+		v.addf([]any{"origins", "via_name"}, "%q: want an HTTP token (letters, digits, and !#$%%&'*+-.^_`|~)", c.Origins.ViaName)
 	}
 	if c.Log.Format != "json" && c.Log.Format != "text" {
 		v.addf([]any{"log", "format"}, "%q: want json or text", c.Log.Format)
@@ -884,5 +938,7 @@ func (c *Config) restartFields() map[string]string {
 		"log.format": c.Log.Format, "log.level": c.Log.Level,
 		"blocklist.watch": strconv.FormatBool(*c.Blocklist.Watch), "blocklist.debounce": c.Blocklist.Debounce.String(),
 		"blocklist.poll_interval": c.Blocklist.PollInterval.String(),
+		// origins: transport settings, fixed when the proxy is built.
+		"origins.max_response_header_bytes": strconv.FormatInt(c.Origins.MaxResponseHeaderBytes, 10), "origins.max_conns": strconv.Itoa(c.Origins.MaxConns),
 	}
 }

@@ -2,12 +2,12 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httputil"
-	"net/netip"
 	"net/url"
 	"sync/atomic"
 	"time"
@@ -34,20 +34,22 @@ type Proxy struct {
 // nothing (503) until Apply gives it a config and a blocklist.
 func NewProxy(log *slog.Logger, m *Metrics, cfg *Config) *Proxy {
 	base := &http.Transport{
-		Proxy:                 nil, // never send origin traffic through an environment proxy
-		DialContext:           (&net.Dialer{Timeout: cfg.Timeouts.Dial, KeepAlive: 30 * time.Second}).DialContext,
-		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          1000,
-		MaxIdleConnsPerHost:   100,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   cfg.Timeouts.Dial,
-		ResponseHeaderTimeout: cfg.Timeouts.ResponseHeader,
-		ExpectContinueTimeout: time.Second,
+		Proxy:                  nil, // never send origin traffic through an environment proxy
+		DialContext:            (&net.Dialer{Timeout: cfg.Timeouts.Dial, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:      true,
+		MaxIdleConns:           1000,
+		MaxIdleConnsPerHost:    100,
+		MaxConnsPerHost:        cfg.Origins.MaxConns,
+		MaxResponseHeaderBytes: cfg.Origins.MaxResponseHeaderBytes,
+		IdleConnTimeout:        90 * time.Second,
+		TLSHandshakeTimeout:    cfg.Timeouts.Dial,
+		ResponseHeaderTimeout:  cfg.Timeouts.ResponseHeader,
+		ExpectContinueTimeout:  time.Second,
 	}
 	return &Proxy{
 		log:       log,
 		metrics:   m,
-		transport: &upstreamTransport{base: base, metrics: m, log: log},
+		transport: &upstreamTransport{base: base, metrics: m, log: log, connWait: cfg.Timeouts.Dial},
 		now:       time.Now,
 	}
 }
@@ -80,8 +82,32 @@ type reqInfo struct {
 	st     *state
 	// upstreamCode is the origin's status; 101 for an upgrade.
 	upstreamCode int
-	failed       bool
-	flight       // the registry entry (inflight.go)
+	// failed: the origin gave no answer, or broke off its response.
+	failed bool
+	flight // the registry entry (inflight.go)
+	// canceled: the visitor went away before the response was complete.
+	canceled bool
+	// err is why the origin's response broke off, for the access log.
+	err error
+}
+
+// outcome returns the outcome of a forwarded request: blocked when a
+// reload blocked its host while it was open; canceled when the
+// visitor went away (a failed write to the visitor means the same, unless
+// the origin's side broke first), error when the origin failed, else
+// report or proxied.
+func (i *reqInfo) outcome(report bool, rec *recorder) string {
+	switch {
+	case i.closed != nil:
+		return OutcomeBlocked // a reload blocked the host (inflight.go)
+	case i.canceled, rec.writeErr != nil && i.err == nil:
+		return OutcomeCanceled
+	case i.failed:
+		return OutcomeError
+	case report:
+		return OutcomeReport
+	}
+	return OutcomeProxied
 }
 
 type infoKey struct{}
@@ -103,16 +129,6 @@ func newRequestID() string {
 	return string(b[:])
 }
 
-// requestHost returns the host a request is for: an absolute-form request
-// target wins over the Host header. Headers such as X-Forwarded-Host or
-// Forwarded never count.
-func requestHost(r *http.Request) string {
-	if r.URL.Host != "" {
-		return r.URL.Host
-	}
-	return r.Host
-}
-
 // begin starts the bookkeeping of one request: a request ID in
 // X-Request-Id, the in-flight gauge, and the recorder for the access line.
 func (p *Proxy) begin(w http.ResponseWriter, r *http.Request) (*recorder, *accessEntry) {
@@ -129,11 +145,14 @@ func (p *Proxy) observe(w http.ResponseWriter, r *http.Request, outcome string, 
 	rec, e := p.begin(w, r)
 	defer p.finish(rec, e)
 	e.st, e.outcome = p.state.Load(), outcome
-	e.host, _ = blocklist.Normalize(requestHost(r))
+	e.host, _ = decideHost(namesOf(r))
 	h(rec)
 }
 
-// ServeHTTP implements http.Handler.
+// ServeHTTP implements http.Handler. A request goes through these steps,
+// each of which may answer it: the method (CONNECT, TRACE and TRACK are
+// never forwarded), the one host the request is for, the blocklist, loop
+// detection, the route, and finally the origin.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec, e := p.begin(w, r)
 	defer p.finish(rec, e)
@@ -147,9 +166,22 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	e.st = st
 	preq := pages.Request{RequestID: id, Time: start}
-	host, err := blocklist.Normalize(requestHost(r))
+	if refusedMethods[r.Method] {
+		e.outcome, e.host = OutcomeRejected, displayHost(r)
+		preq.Host = e.host
+		rec.Header().Set("Allow", allowHeader)
+		st.renderer.Error(http.StatusMethodNotAllowed).Serve(rec, r, preq)
+		return
+	}
+
+	// One host from here on: the blocklist, the route, the origin's Host
+	// and X-Forwarded-Host, and the access log all use this name.
+	host, err := decideHost(namesOf(r))
 	if err != nil {
-		e.outcome, e.host = OutcomeUnknown, requestHost(r)
+		e.outcome, e.host = OutcomeRejected, displayHost(r)
+		if err == errHostInvalid {
+			e.outcome = OutcomeUnknown
+		}
 		preq.Host = e.host
 		st.renderer.Error(http.StatusBadRequest).Serve(rec, r, preq)
 		return
@@ -167,6 +199,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		report = true
 	}
+	if viaLoop(r.Header, st.cfg.Origins.ViaName) {
+		e.outcome = OutcomeRejected
+		st.renderer.Error(http.StatusLoopDetected).Serve(rec, r, preq)
+		return
+	}
 	rt := st.routes.lookup(host)
 	if rt == nil {
 		e.outcome = OutcomeUnknown
@@ -175,18 +212,12 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	info := &reqInfo{id: id, host: host, route: rt, inURL: r.URL, st: st}
 	info.origin = rt.pick(start, nil)
-	e.info = info
-	ctx := p.track(r.Context(), info) // canceled if a reload blocks host
+	e.info, e.report = info, report
+	ctx := p.track(r.Context(), info) // canceled if a reload blocks host (inflight.go)
 	defer p.untrack(info, rec, e)
+	// finish takes the outcome from info, also when ReverseProxy aborts a
+	// response that broke off by panicking with http.ErrAbortHandler.
 	rt.proxy.ServeHTTP(rec, r.WithContext(context.WithValue(ctx, infoKey{}, info)))
-	switch {
-	case info.failed:
-		e.outcome = OutcomeError
-	case report:
-		e.outcome = OutcomeReport
-	default:
-		e.outcome = OutcomeProxied
-	}
 }
 
 // reverseProxy returns the forwarding handler of route r.
@@ -194,31 +225,23 @@ func (p *Proxy) reverseProxy(r *route) http.Handler {
 	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			info := infoFrom(pr.In.Context())
+			cfg := info.st.cfg
 			pr.Out.URL = targetURL(info.origin.url, pr.In.URL)
-			pr.Out.Host = pr.In.Host // the visitor's Host goes to the origin
-			trusted := info.st.cfg.isTrusted(pr.In.RemoteAddr)
-			if trusted {
-				// Keep the values a trusted proxy in front of us set.
-				if v := pr.In.Header.Values("X-Forwarded-For"); len(v) > 0 {
-					pr.Out.Header["X-Forwarded-For"] = v
-				}
-			} else {
-				pr.Out.Header.Del("Forwarded")
-			}
-			pr.SetXForwarded()
-			if trusted {
-				for _, h := range []string{"X-Forwarded-Host", "X-Forwarded-Proto"} {
-					if v := pr.In.Header.Get(h); v != "" {
-						pr.Out.Header.Set(h, v)
-					}
-				}
-			}
+			pr.Out.Host = hostField(info.host) // the decided name, never the visitor's spelling
+			setForwarding(pr.Out, pr.In, cfg, info.host, cfg.Origins.ViaName)
+			filterUpgrade(pr.Out.Header, cfg.Origins.Upgrades)
 			pr.Out.Header.Set("X-Request-Id", info.id)
 		},
 		Transport: p.transport,
 		ModifyResponse: func(resp *http.Response) error {
-			if info := infoFrom(resp.Request.Context()); info != nil {
+			info := infoFrom(resp.Request.Context())
+			if info != nil {
 				info.upstreamCode = resp.StatusCode
+			}
+			if resp.StatusCode == http.StatusSwitchingProtocols && resp.Request.Header.Get("Upgrade") == "" {
+				// An origin must not switch protocols unasked, least of
+				// all to one the edge removed from the request.
+				return errUnaskedUpgrade
 			}
 			return nil
 		},
@@ -227,6 +250,8 @@ func (p *Proxy) reverseProxy(r *route) http.Handler {
 	}
 }
 
+var errUnaskedUpgrade = errors.New("the origin switched protocols although the request asked for no upgrade")
+
 // upstreamError serves the 502 or 504 page when the origin could not give
 // an answer; the visitor never sees an empty body or Go's error text.
 func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
@@ -234,33 +259,23 @@ func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error)
 	if p.serveClosed(w, r, info) {
 		return // a reload blocked the host while the origin was asked
 	}
-	info.failed = true
-	status := http.StatusBadGateway
-	kind := errKind(err)
-	if kind == "timeout" {
-		status = http.StatusGatewayTimeout
-	}
 	if rec, ok := w.(*recorder); ok {
 		rec.err = err
 	}
-	info.st.renderer.Error(status).Serve(w, r, pages.Request{Host: info.host, RequestID: info.id, Time: p.now()})
-}
-
-func (c *Config) isTrusted(remoteAddr string) bool {
-	if len(c.trusted) == 0 {
-		return false
-	}
-	ap, err := netip.ParseAddrPort(remoteAddr)
-	if err != nil {
-		return false
-	}
-	a := ap.Addr().Unmap()
-	for _, p := range c.trusted {
-		if p.Contains(a) {
-			return true
+	status := http.StatusBadGateway
+	switch errKind(err) {
+	case "canceled":
+		if r.Context().Err() != nil {
+			info.canceled = true // nobody is left to read a page
+			return
 		}
+	case "timeout":
+		status = http.StatusGatewayTimeout
+	case "busy":
+		status = http.StatusServiceUnavailable
 	}
-	return false
+	info.failed = true
+	info.st.renderer.Error(status).Serve(w, r, pages.Request{Host: info.host, RequestID: info.id, Time: p.now()})
 }
 
 // recorder notes the status and size of a response for the access log.
@@ -271,6 +286,8 @@ type recorder struct {
 	status int
 	bytes  int64
 	err    error
+	// writeErr is the first failed write to the visitor.
+	writeErr error
 }
 
 func (r *recorder) WriteHeader(code int) {
@@ -286,6 +303,9 @@ func (r *recorder) Write(b []byte) (int, error) {
 	}
 	n, err := r.ResponseWriter.Write(b)
 	r.bytes += int64(n)
+	if err != nil && r.writeErr == nil {
+		r.writeErr = err
+	}
 	return n, err
 }
 
@@ -302,17 +322,42 @@ type accessEntry struct {
 	outcome string
 	rule    *blocklist.Rule
 	info    *reqInfo
+	// report: a report-mode rule matched a forwarded request.
+	report bool
 }
 
 // finish counts a request and writes its access line.
 func (p *Proxy) finish(rec *recorder, e *accessEntry) {
 	p.metrics.InFlight.Dec()
 	d := p.now().Sub(e.start)
+	err := rec.err
+	if e.info != nil {
+		e.outcome = e.info.outcome(e.report, rec)
+		if err == nil {
+			err = e.info.err
+		}
+	}
 	status := rec.status
 	if status == 0 && e.info != nil && e.info.upstreamCode != 0 {
 		status = e.info.upstreamCode // an upgraded connection
 	}
-	if status == 0 {
+	switch {
+	case e.outcome == OutcomeCanceled:
+		status = StatusClientClosedRequest
+	case e.outcome == OutcomeBlocked:
+		// Closed by a block (inflight.go): the status the visitor got.
+		if status == 0 {
+			status = http.StatusOK
+		}
+	case e.info != nil && e.info.err != nil:
+		// The origin broke off its response: counted with the status
+		// the edge gives such failures, not the origin's; the origin's
+		// is logged as upstream_status.
+		status = http.StatusBadGateway
+		if errKind(e.info.err) == "timeout" {
+			status = http.StatusGatewayTimeout
+		}
+	case status == 0:
 		status = http.StatusOK
 	}
 	p.metrics.Requests.WithLabelValues(e.outcome, codeLabel(status), methodLabel(e.r.Method)).Inc()
@@ -349,8 +394,11 @@ func (p *Proxy) finish(rec *recorder, e *accessEntry) {
 			attrs = append(attrs, slog.String("origin", e.info.origin.label))
 		}
 	}
-	if rec.err != nil {
-		attrs = append(attrs, slog.String("error", rec.err.Error()), slog.String("error_kind", errKind(rec.err)))
+	if e.info != nil && e.info.upstreamCode != 0 && e.info.upstreamCode != status {
+		attrs = append(attrs, slog.Int("upstream_status", e.info.upstreamCode))
+	}
+	if err != nil {
+		attrs = append(attrs, slog.String("error", err.Error()), slog.String("error_kind", errKind(err)))
 	}
 	p.log.LogAttrs(context.Background(), slog.LevelInfo, "request", attrs...)
 }

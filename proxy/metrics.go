@@ -57,9 +57,21 @@ const (
 	OutcomeError    = "error"
 	OutcomeRedirect = "redirect"
 	OutcomeACME     = "acme"
+	// OutcomeCanceled: the visitor went away before the response was
+	// complete; logged and counted with status 499, as nginx does.
+	OutcomeCanceled = "canceled"
+	// OutcomeRejected: the edge refused the request itself, without
+	// forwarding it: host names that disagree (400), a method it never
+	// forwards (405), a loop through this edge (508).
+	OutcomeRejected = "rejected"
 )
 
-var outcomes = []string{OutcomeProxied, OutcomeBlocked, OutcomeReport, OutcomeUnknown, OutcomeError, OutcomeRedirect, OutcomeACME}
+// StatusClientClosedRequest is nginx's 499, logged and counted for
+// requests whose visitor went away.
+const StatusClientClosedRequest = 499
+
+var outcomes = []string{OutcomeProxied, OutcomeBlocked, OutcomeReport, OutcomeUnknown, OutcomeError, OutcomeRedirect, OutcomeACME,
+	OutcomeCanceled, OutcomeRejected}
 
 // NewMetrics creates the metrics and registers them, with the Go and
 // process collectors and edgeblock_build_info, on reg. version and revision
@@ -86,7 +98,7 @@ func NewMetrics(reg prometheus.Registerer, version, revision string) *Metrics {
 			Name: "edgeblock_upstream_requests_total", Help: "Responses received from origins, by route, origin and status code.",
 		}, []string{"route", "origin", "code"}),
 		UpstreamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "edgeblock_upstream_errors_total", Help: "Failed attempts to reach an origin, by route, origin and kind (refused, timeout, reset, tls, other).",
+			Name: "edgeblock_upstream_errors_total", Help: "Failed attempts to reach an origin, by route, origin and kind (refused, timeout, reset, tls, busy, other).",
 		}, []string{"route", "origin", "kind"}),
 		BlockedClosed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "edgeblock_blocked_connections_closed_total",

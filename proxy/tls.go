@@ -182,7 +182,7 @@ func (t *TLSManager) HTTPHandler(next *Proxy, redirect bool, httpsPort int) http
 			next.ServeHTTP(w, r)
 			return
 		}
-		host, err := blocklist.Normalize(requestHost(r))
+		host, err := decideHost(namesOf(r))
 		if covered, _ := next.Covers(host); err != nil || !covered || strings.Contains(host, ":") {
 			// No certificate would be had there: the proxy answers with
 			// its 400 or 404 page instead of sending the visitor into a

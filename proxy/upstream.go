@@ -96,6 +96,10 @@ func errKind(err error) string {
 	switch {
 	case errors.Is(err, errClosedByBlock):
 		return "closed_by_block"
+	case errors.Is(err, errOriginBusy):
+		return "busy"
+	case errors.Is(err, errBodyIdle):
+		return "timeout"
 	case errors.Is(err, context.Canceled):
 		return "canceled"
 	case errors.Is(err, syscall.ECONNREFUSED):
@@ -114,10 +118,16 @@ func errKind(err error) string {
 // the result per route and origin, marks origins that refuse connections
 // as down for the route's fail timeout, and retries such a request on the
 // next origin when it can be replayed (a refused connection sent nothing).
+//
+// Every attempt is bounded: getting a connection by timeouts.dial (see
+// send), the response headers by timeouts.response_header, and every read
+// of the response body by origins.body_idle_timeout (see idleBody).
 type upstreamTransport struct {
 	base    http.RoundTripper
 	metrics *Metrics
 	log     *slog.Logger
+	// connWait bounds getting a connection to an origin.
+	connWait time.Duration
 }
 
 func (t *upstreamTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -125,16 +135,22 @@ func (t *upstreamTransport) RoundTrip(req *http.Request) (*http.Response, error)
 	var tried []*origin
 	for {
 		o := info.origin
-		resp, err := t.base.RoundTrip(req)
+		resp, a, err := t.send(req, t.connWait)
 		if err == nil {
 			t.metrics.UpstreamRequests.WithLabelValues(o.route, o.label, codeLabel(resp.StatusCode)).Inc()
 			if o.downUntil.Swap(0) != 0 {
 				t.log.Info("origin up", "event", "origin_up", "route", o.route, "origin", o.label)
 			}
+			if resp.StatusCode != http.StatusSwitchingProtocols {
+				// An upgraded connection's body is the connection
+				// itself, which ReverseProxy copies both ways and ends
+				// with the request.
+				t.wrapBody(resp, a, req.Context(), info, info.st.cfg.Origins.BodyIdleTimeout)
+			}
 			return resp, nil
 		}
 		kind := errKind(err)
-		if kind == "canceled" {
+		if kind == "canceled" || kind == "closed_by_block" {
 			return nil, err
 		}
 		t.metrics.UpstreamErrors.WithLabelValues(o.route, o.label, kind).Inc()

@@ -1,0 +1,215 @@
+package proxy
+
+import (
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"golang.org/x/net/http/httpguts"
+)
+
+// refusedMethods are never forwarded: CONNECT would open a tunnel through
+// the edge, TRACE and TRACK would echo a visitor's headers (cookies,
+// authorization) back from an origin. They get a 405 page with Allow.
+var refusedMethods = map[string]bool{http.MethodConnect: true, http.MethodTrace: true, "TRACK": true}
+
+// allowHeader is the Allow header of the 405 page.
+const allowHeader = "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS"
+
+// clientAddrHeaders carry a client address by convention. From visitors
+// they are removed; from trusted proxies they are kept, except X-Real-IP,
+// which the edge always sets itself.
+var clientAddrHeaders = []string{"X-Real-Ip", "True-Client-Ip", "Cf-Connecting-Ip", "Fastly-Client-Ip",
+	"X-Client-Ip", "X-Cluster-Client-Ip", "Client-Ip"}
+
+// clientAddr returns the address the edge trusts as the visitor's: the
+// peer's, or, when the peer is a trusted proxy, the right-most
+// X-Forwarded-For entry that is not itself a trusted proxy. If the chain
+// holds nothing but trusted proxies, the left-most of them is the client;
+// an entry that is not an IP address ends the walk, and the last trusted
+// address before it is the client.
+func (c *Config) clientAddr(peer netip.Addr, trusted bool, xff []string) netip.Addr {
+	if !trusted {
+		return peer
+	}
+	client := peer
+	for i := len(xff) - 1; i >= 0; i-- {
+		entries := strings.Split(xff[i], ",")
+		for j := len(entries) - 1; j >= 0; j-- {
+			a, err := netip.ParseAddr(strings.TrimSpace(entries[j]))
+			if err != nil {
+				return client
+			}
+			client = a.Unmap()
+			if !c.trustedAddr(client) {
+				return client
+			}
+		}
+	}
+	return client
+}
+
+// peerAddr returns the address of a request's peer, or the zero Addr.
+func peerAddr(remoteAddr string) netip.Addr {
+	ap, err := netip.ParseAddrPort(remoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+// setForwarding sets the headers an origin learns the visitor and the
+// request's host from, all from what the edge decided or trusts:
+//
+//   - Host and X-Forwarded-Host: the decided host (a trusted proxy's
+//     X-Forwarded-Host is overwritten, never passed on).
+//   - X-Forwarded-For: the peer's address, after a trusted proxy's chain.
+//   - X-Forwarded-Proto: the edge's scheme, or a trusted proxy's "http"
+//     or "https".
+//   - X-Real-IP: the client address (see Config.clientAddr); the other
+//     client-address headers are removed unless the peer is trusted.
+//   - Forwarded (RFC 7239): one element with for, host and proto as
+//     above; any Forwarded the request carried is dropped.
+//   - Via: this edge appended, for loop detection.
+func setForwarding(out, in *http.Request, cfg *Config, host, viaName string) {
+	peer := peerAddr(in.RemoteAddr)
+	trusted := peer.IsValid() && cfg.trustedAddr(peer)
+	h := out.Header
+	h.Del("Host")
+	if !trusted {
+		for _, k := range clientAddrHeaders {
+			h.Del(k)
+		}
+	}
+	xff := in.Header["X-Forwarded-For"]
+	client := cfg.clientAddr(peer, trusted, xff)
+	if peer.IsValid() {
+		if trusted && len(xff) > 0 {
+			h["X-Forwarded-For"] = []string{strings.Join(xff, ", ") + ", " + peer.String()}
+		} else {
+			h["X-Forwarded-For"] = []string{peer.String()}
+		}
+	}
+	proto := "http"
+	if in.TLS != nil {
+		proto = "https"
+	}
+	if trusted {
+		if p := strings.ToLower(in.Header.Get("X-Forwarded-Proto")); p == "http" || p == "https" {
+			proto = p
+		}
+	}
+	hf := hostField(host)
+	h["X-Forwarded-Host"] = []string{hf}
+	h["X-Forwarded-Proto"] = []string{proto}
+	fwd := "host=" + quoteForwarded(hf) + ";proto=" + proto
+	if client.IsValid() {
+		h["X-Real-Ip"] = []string{client.String()}
+		node := client.String()
+		if client.Is6() {
+			node = "[" + node + "]"
+		}
+		fwd = "for=" + quoteForwarded(node) + ";" + fwd
+	} else {
+		h.Del("X-Real-Ip")
+	}
+	h["Forwarded"] = []string{fwd}
+	h["Via"] = append(h["Via"], viaValue(in)+" "+viaName)
+}
+
+// quoteForwarded quotes a Forwarded parameter value unless it is a token.
+// The values here are normalized names and IP addresses, which need no
+// escaping inside quotes.
+func quoteForwarded(v string) string {
+	for i := 0; i < len(v); i++ {
+		if !httpguts.IsTokenRune(rune(v[i])) {
+			return `"` + v + `"`
+		}
+	}
+	return v
+}
+
+// viaValue returns the received-protocol of RFC 9110's Via for r.
+func viaValue(r *http.Request) string {
+	if r.ProtoMajor >= 2 {
+		return strconv.Itoa(r.ProtoMajor)
+	}
+	return strconv.Itoa(r.ProtoMajor) + "." + strconv.Itoa(r.ProtoMinor)
+}
+
+// viaLoop reports whether a request already passed through an edge named
+// name: an element of its Via header whose received-by is name (compared
+// without regard to case).
+func viaLoop(h http.Header, name string) bool {
+	for _, v := range h["Via"] {
+		for _, el := range strings.Split(v, ",") {
+			f := strings.Fields(el)
+			if len(f) >= 2 && strings.EqualFold(f[1], name) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// filterUpgrade keeps in h only the Upgrade protocols the operator allows
+// (origins.upgrades, by default websocket). ReverseProxy has already
+// removed every other hop-by-hop header and left Connection: Upgrade with
+// the visitor's Upgrade value; if no protocol is allowed, both go and the
+// request is forwarded as a plain request.
+func filterUpgrade(h http.Header, allowed []string) {
+	up := h["Upgrade"]
+	if len(up) == 0 {
+		return
+	}
+	var keep []string
+	for _, v := range up {
+		for _, p := range strings.Split(v, ",") {
+			p = strings.TrimSpace(p)
+			name, _, _ := strings.Cut(p, "/")
+			for _, a := range allowed {
+				if strings.EqualFold(name, a) {
+					keep = append(keep, p)
+					break
+				}
+			}
+		}
+	}
+	if len(keep) == 0 {
+		h.Del("Upgrade")
+		h.Del("Connection")
+		return
+	}
+	h["Upgrade"] = []string{strings.Join(keep, ", ")}
+}
+
+// trustedAddr reports whether a is in trusted_proxies.
+func (c *Config) trustedAddr(a netip.Addr) bool {
+	for _, p := range c.trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// hostnameOr returns the machine's host name, or def.
+func hostnameOr(def string, hostname func() (string, error)) string {
+	if h, err := hostname(); err == nil && h != "" && isToken(h) {
+		return h
+	}
+	return def
+}
+
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !httpguts.IsTokenRune(rune(s[i])) {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,110 @@
+package proxy
+
+import (
+	"errors"
+	"net/http"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestClientAddr(t *testing.T) {
+	cfg, err := ParseConfig("c.yaml", []byte("listen:\n  http: :0\nblocklist:\n  file: b\ntrusted_proxies: [10.0.0.0/8, \"2001:db8::/32\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer := netip.MustParseAddr("10.0.0.1")
+	for _, tt := range []struct {
+		name    string
+		trusted bool
+		xff     []string
+		want    string
+	}{
+		{"untrusted peer: the peer, whatever it claims", false, []string{"203.0.113.9"}, "10.0.0.1"},
+		{"trusted peer without a chain", true, nil, "10.0.0.1"},
+		{"one hop", true, []string{"203.0.113.9"}, "203.0.113.9"},
+		{"right-most untrusted wins over a forged left part", true, []string{"192.0.2.66, 203.0.113.9"}, "203.0.113.9"},
+		{"trusted hops are skipped", true, []string{"203.0.113.9, 10.9.9.9", "10.8.8.8"}, "203.0.113.9"},
+		{"all trusted: the left-most", true, []string{"10.1.1.1, 10.2.2.2"}, "10.1.1.1"},
+		{"garbage ends the walk", true, []string{"203.0.113.9, garbage, 10.2.2.2"}, "10.2.2.2"},
+		{"IPv6 and mapped IPv4", true, []string{"2001:db8::5, ::ffff:203.0.113.9"}, "203.0.113.9"},
+		{"empty entries", true, []string{""}, "10.0.0.1"},
+	} {
+		if got := cfg.clientAddr(peer, tt.trusted, tt.xff).String(); got != tt.want {
+			t.Errorf("%s: clientAddr(%q) = %s, want %s", tt.name, tt.xff, got, tt.want)
+		}
+	}
+}
+
+func TestFilterUpgrade(t *testing.T) {
+	allowed := []string{"websocket", "x-custom"}
+	for _, tt := range []struct {
+		upgrade  []string
+		want     []string // nil: Upgrade and Connection removed
+		wantConn bool
+	}{
+		{[]string{"websocket"}, []string{"websocket"}, true},
+		{[]string{"WebSocket"}, []string{"WebSocket"}, true},
+		{[]string{"h2c"}, nil, false},
+		{[]string{"h2c, websocket"}, []string{"websocket"}, true},
+		{[]string{"x-custom/2", "tls/1.2"}, []string{"x-custom/2"}, true},
+		{[]string{"websocketx"}, nil, false},
+	} {
+		h := http.Header{"Upgrade": tt.upgrade, "Connection": {"Upgrade"}}
+		filterUpgrade(h, allowed)
+		if !slices.Equal(h["Upgrade"], tt.want) || (h.Get("Connection") != "") != tt.wantConn {
+			t.Errorf("Upgrade %q: got Upgrade %q Connection %q", tt.upgrade, h["Upgrade"], h.Get("Connection"))
+		}
+	}
+}
+
+func TestViaLoop(t *testing.T) {
+	for _, tt := range []struct {
+		via  []string
+		want bool
+	}{
+		{nil, false},
+		{[]string{"1.1 cdn-a"}, false},
+		{[]string{"1.1 cdn-a, 1.1 Edge-7 (edgeblock)"}, true},
+		{[]string{"1.0 fred", "2 edge-7"}, true},
+		{[]string{"1.1 edge-77"}, false},
+		{[]string{"edge-7"}, false}, // a bare name is the protocol, not the receiver
+	} {
+		if got := viaLoop(http.Header{"Via": tt.via}, "edge-7"); got != tt.want {
+			t.Errorf("viaLoop(%q) = %v, want %v", tt.via, got, tt.want)
+		}
+	}
+}
+
+func TestOriginConfig(t *testing.T) {
+	base := "listen:\n  http: :0\nblocklist:\n  file: b\n"
+	cfg, err := ParseConfig("c.yaml", []byte(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := cfg.Origins
+	host, _ := os.Hostname()
+	if o.MaxResponseHeaderBytes != 64<<10 || o.MaxConns != 256 || o.BodyIdleTimeout != 60*time.Second ||
+		!slices.Equal(o.Upgrades, []string{"websocket"}) || (o.ViaName != host && o.ViaName != "edgeblock") {
+		t.Errorf("defaults: %+v", o)
+	}
+	if got := hostnameOr("edgeblock", func() (string, error) { return "", errors.New("no") }); got != "edgeblock" {
+		t.Errorf("hostnameOr without a host name = %q", got)
+	}
+	for _, tt := range []struct{ yaml, want string }{
+		{"origins:\n  max_conns: -1\n", "c.yaml:6: origins.max_conns: must not be negative"},
+		{"origins:\n  max_response_header_bytes: -1\n", "c.yaml:6: origins.max_response_header_bytes: must not be negative"},
+		{"origins:\n  body_idle_timeout: -1s\n", "c.yaml:6: origins.body_idle_timeout: must not be negative"},
+		{"origins:\n  upgrades: [websocket, \"h2 c\"]\n", `c.yaml:6: origins.upgrades[1]: "h2 c" is not a protocol name`},
+		{"origins:\n  via_name: \"edge 7\"\n", `c.yaml:6: origins.via_name: "edge 7": want an HTTP token`},
+		{"  blocked_by: \"https://edge.example/>; rel=x\"\n", `c.yaml:5: blocklist.blocked_by: "https://edge.example/>; rel=x": a URL must not hold spaces`},
+	} {
+		_, err := ParseConfig("c.yaml", []byte(base+tt.yaml))
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%q: error %v, want %q", tt.yaml, err, tt.want)
+		}
+	}
+}

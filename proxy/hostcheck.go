@@ -1,0 +1,104 @@
+package proxy
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/edgeblock/edgeblock/blocklist"
+)
+
+// The reasons a request has no host the edge can decide on. Both get the
+// 400 page; neither is ever forwarded.
+var (
+	// errHostInvalid: the request names no valid host.
+	errHostInvalid = errors.New("no valid host name")
+	// errHostMismatch: the request names more than one host.
+	errHostMismatch = errors.New("the request's host names disagree")
+	// errAbsoluteForm: an HTTP/1.x absolute-form target, whose Host header
+	// net/http discards before the handler runs, so that the edge cannot
+	// check that the two agree.
+	errAbsoluteForm = errors.New("absolute-form request target on HTTP/1.x")
+)
+
+// hostNames are the places a request names its host, as net/http hands
+// them to a handler.
+type hostNames struct {
+	// http2 is true for HTTP/2 and later.
+	http2 bool
+	// authority is Request.Host: for HTTP/2 the :authority pseudo-header
+	// (or the Host header when :authority is absent); for HTTP/1.x the
+	// Host header, or the target's host for an absolute-form target.
+	authority string
+	// target is Request.URL.Host: the host of an absolute-form target
+	// (HTTP/1.x) or of an absolute-form :path (HTTP/2); empty otherwise.
+	target string
+	// hostHeader holds the Host header fields net/http left in the
+	// header: HTTP/2 keeps them, HTTP/1.x removes its single one.
+	hostHeader []string
+}
+
+func namesOf(r *http.Request) hostNames {
+	return hostNames{http2: r.ProtoMajor >= 2, authority: r.Host, target: r.URL.Host, hostHeader: r.Header["Host"]}
+}
+
+// decideHost returns the one normalized host name a request is for: the
+// name the blocklist and the routes are matched on, the name the origin
+// receives in Host and X-Forwarded-Host, and the name logged. Every name
+// the request carries must normalize to it; when they disagree, or when
+// one cannot be checked, decideHost returns an error and the request gets
+// a 400 page instead of a guess. A difference in port alone is not a
+// disagreement.
+//
+// On HTTP/1.x an absolute-form target is refused: net/http takes the
+// target's host and discards the Host header (RFC 9112 §3.2.2), so the
+// two cannot be compared. Only forward proxies are sent absolute-form
+// targets, and the edge is not one. On HTTP/2, :authority, the host of an
+// absolute-form :path and every Host header field must agree.
+//
+// X-Forwarded-Host and Forwarded never take part, from any peer.
+func decideHost(n hostNames) (string, error) {
+	if !n.http2 && n.target != "" {
+		return "", errAbsoluteForm
+	}
+	host, err := blocklist.Normalize(n.authority)
+	if err != nil {
+		return "", errHostInvalid
+	}
+	if n.target != "" {
+		if !sameHost(host, n.target) {
+			return "", errHostMismatch
+		}
+	}
+	for _, h := range n.hostHeader {
+		if !sameHost(host, h) {
+			return "", errHostMismatch
+		}
+	}
+	return host, nil
+}
+
+// sameHost reports whether name normalizes to host.
+func sameHost(host, name string) bool {
+	n, err := blocklist.Normalize(name)
+	return err == nil && n == host
+}
+
+// hostField returns a normalized host as it goes into a Host header: IPv6
+// literals in brackets, everything else as it is.
+func hostField(host string) string {
+	if strings.IndexByte(host, ':') >= 0 {
+		return "[" + host + "]"
+	}
+	return host
+}
+
+// displayHost returns a request's host for a page or a log line when the
+// host could not be decided: the normalized form if r.Host has one, else
+// r.Host as sent (pages escape it).
+func displayHost(r *http.Request) string {
+	if h, err := blocklist.Normalize(r.Host); err == nil {
+		return h
+	}
+	return r.Host
+}

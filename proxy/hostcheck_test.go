@@ -1,0 +1,80 @@
+package proxy
+
+import (
+	"testing"
+
+	"github.com/edgeblock/edgeblock/blocklist"
+)
+
+func TestDecideHost(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		n    hostNames
+		want string
+		err  error
+	}{
+		{"HTTP/1.1 Host", hostNames{authority: "App.Example.COM.:8080"}, "app.example.com", nil},
+		{"HTTP/1.1 absolute-form", hostNames{authority: "a.example", target: "a.example"}, "", errAbsoluteForm},
+		{"HTTP/1.1 no host", hostNames{}, "", errHostInvalid},
+		{"HTTP/1.1 bad host", hostNames{authority: "a..example"}, "", errHostInvalid},
+		{"HTTP/2 authority", hostNames{http2: true, authority: "a.example"}, "a.example", nil},
+		{"HTTP/2 authority and port-only different target", hostNames{http2: true, authority: "a.example:443", target: "A.example"}, "a.example", nil},
+		{"HTTP/2 authority and other target", hostNames{http2: true, authority: "a.example", target: "b.example"}, "", errHostMismatch},
+		{"HTTP/2 authority and other Host", hostNames{http2: true, authority: "a.example", hostHeader: []string{"b.example"}}, "", errHostMismatch},
+		{"HTTP/2 authority and same Host", hostNames{http2: true, authority: "a.example", hostHeader: []string{"a.example:443"}}, "a.example", nil},
+		{"HTTP/2 two Host fields that differ", hostNames{http2: true, authority: "a.example", hostHeader: []string{"a.example", "b.example"}}, "", errHostMismatch},
+		{"HTTP/2 bad Host field", hostNames{http2: true, authority: "a.example", hostHeader: []string{"a..example"}}, "", errHostMismatch},
+		{"HTTP/2 IPv6", hostNames{http2: true, authority: "[2001:DB8::1]:443", target: "[2001:db8::1]"}, "2001:db8::1", nil},
+	} {
+		got, err := decideHost(tt.n)
+		if got != tt.want || err != tt.err {
+			t.Errorf("%s: decideHost(%+v) = %q, %v; want %q, %v", tt.name, tt.n, got, err, tt.want, tt.err)
+		}
+	}
+}
+
+// FuzzRequestHost checks the decision over the names both protocols can
+// carry: either the request is refused, or the decided name is the
+// normalized form of every name present.
+func FuzzRequestHost(f *testing.F) {
+	f.Add(false, "a.example", "", "", "", uint8(0))
+	f.Add(false, "b.example", "b.example", "", "", uint8(0))
+	f.Add(true, "a.example:443", "A.EXAMPLE", "a.example.", "", uint8(1))
+	f.Add(true, "a.example", "", "b.example", "", uint8(1))
+	f.Add(true, "", "", "b.example", "b.example:80", uint8(2))
+	f.Add(true, "[::1]:8443", "[0:0::1]", "", "", uint8(0))
+	f.Add(true, "xn--bcher-kva.example", "bücher.example", "BÜCHER.example", "", uint8(1))
+	f.Fuzz(func(t *testing.T, http2 bool, authority, target, h1, h2 string, nHost uint8) {
+		n := hostNames{http2: http2, authority: authority, target: target}
+		if http2 {
+			// Go's HTTP/2 server takes Request.Host from the Host field
+			// when :authority is absent, and keeps every Host field.
+			n.hostHeader = []string{h1, h2}[:nHost%3]
+			if n.authority == "" && len(n.hostHeader) > 0 {
+				n.authority = n.hostHeader[0]
+			}
+		}
+		got, err := decideHost(n)
+		if err != nil {
+			if got != "" {
+				t.Fatalf("error %v with host %q", err, got)
+			}
+			return
+		}
+		if !http2 && target != "" {
+			t.Fatalf("HTTP/1.x absolute-form target %q decided as %q", target, got)
+		}
+		present := append([]string{n.authority}, n.hostHeader...)
+		if target != "" {
+			present = append(present, target)
+		}
+		for _, name := range present {
+			if norm, err := blocklist.Normalize(name); err != nil || norm != got {
+				t.Fatalf("decided %q, but %q normalizes to %q (%v); names %+v", got, name, norm, err, n)
+			}
+		}
+		if again, err := blocklist.Normalize(got); err != nil || again != got {
+			t.Fatalf("decided %q is not normalized: %q %v", got, again, err)
+		}
+	})
+}
