@@ -237,7 +237,7 @@ func TestErrorsClearOnIdenticalContent(t *testing.T) {
 		return len(statusErrors(t, e.blocklistStatus())) > 0
 	})
 	st := e.blocklistStatus()
-	if errs := statusErrors(t, st); !strings.Contains(errs[0], "blocklist.file: open "+e.list) || st["last_error"] == nil {
+	if errs := statusErrors(t, st); !strings.Contains(errs[0], "blocklist.file: "+e.list+": no such file") || st["last_error"] == nil {
 		t.Errorf("status after delete = %v", st)
 	}
 	// Recreated with the content in effect: the hash-unchanged path must
@@ -478,7 +478,7 @@ func TestLoadBundleForStart(t *testing.T) {
 		{"bad list", func(t *testing.T, dir, _ string) {
 			writeFile(t, filepath.Join(dir, "blocklist.txt"), good+"bad..example\n")
 		}, []string{PartBlocklist}, "blocklist.txt:11: ", 10},
-		{"missing list", func(t *testing.T, dir, _ string) { os.Remove(filepath.Join(dir, "blocklist.txt")) }, []string{PartBlocklist}, "blocklist.file: open ", 10},
+		{"missing list", func(t *testing.T, dir, _ string) { os.Remove(filepath.Join(dir, "blocklist.txt")) }, []string{PartBlocklist}, "blocklist.txt: no such file", 10},
 		{"empty list", func(t *testing.T, dir, _ string) { writeFile(t, filepath.Join(dir, "blocklist.txt"), "") }, []string{PartBlocklist}, "would drop 10 of 10 block rules", 10},
 		{"empty list with the marker", func(t *testing.T, dir, _ string) {
 			writeFile(t, filepath.Join(dir, "blocklist.txt"), "#! allow-drop\n")
@@ -486,7 +486,7 @@ func TestLoadBundleForStart(t *testing.T) {
 		{"bad config", func(t *testing.T, _, config string) {
 			cfg, _ := os.ReadFile(config)
 			writeFile(t, config, string(cfg)+"bogus: 1\n")
-		}, []string{PartConfig}, "field bogus not found", 10},
+		}, []string{PartConfig}, "bogus: unknown key", 10},
 		{"missing config", func(t *testing.T, _, config string) { os.Remove(config) }, []string{PartConfig}, "no such file", 10},
 		{"bad template", func(t *testing.T, dir, _ string) { writeFile(t, filepath.Join(dir, "page.html"), "{{.Nope") }, []string{PartTemplate}, "page.html", 10},
 		{"everything bad", func(t *testing.T, dir, config string) {

@@ -151,12 +151,12 @@ func TestServeStartsFromSnapshot(t *testing.T) {
 		problem string
 	}{
 		{"corrupt list", func(f edgeFiles) { os.WriteFile(f.list, []byte("blocked.example\nbad..example\n"), 0o644) }, "blocklist.txt:2: "},
-		{"deleted list", func(f edgeFiles) { os.Remove(f.list) }, "no such file or directory"},
+		{"deleted list", func(f edgeFiles) { os.Remove(f.list) }, "blocklist.txt: no such file"},
 		{"empty list", func(f edgeFiles) { os.WriteFile(f.list, nil, 0o644) }, "would drop 2 of 2 block rules"},
 		{"corrupt config", func(f edgeFiles) {
 			b, _ := os.ReadFile(f.config)
 			os.WriteFile(f.config, append(b, "blocklist_typo: 1\n"...), 0o644)
-		}, "field blocklist_typo not found"},
+		}, "blocklist_typo: unknown key"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
