@@ -1,0 +1,127 @@
+package fleet
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Heartbeat is what one node last said about itself.
+type Heartbeat struct {
+	// Node is the node's name (Config.Node).
+	Node string `json:"node"`
+	// Version and SHA256 are the blocklist version the node has applied
+	// (0 and "" for none).
+	Version int64  `json:"version"`
+	SHA256  string `json:"sha256"`
+	// Time is when Redis received the heartbeat, by Redis's clock; Beat
+	// ignores the caller's value.
+	Time time.Time `json:"-"`
+}
+
+// NodeStatus is a node's last heartbeat judged against the fleet's current
+// version and the time now.
+type NodeStatus struct {
+	Heartbeat
+	// Age is how long ago the heartbeat was received.
+	Age time.Duration
+	// Behind is true when the node's version is older than the current one.
+	Behind bool
+	// Silent is true when Age exceeds the silence threshold given to Nodes.
+	Silent bool
+}
+
+// beatScript stores a heartbeat and its time by Redis's clock (in Unix
+// microseconds, in a second hash: Lua's JSON encoder would round them).
+// KEYS: nodes hash, node times hash. ARGV: node, JSON.
+var beatScript = redis.NewScript(`
+local t = redis.call('TIME')
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[1], t[1] .. string.format('%06d', tonumber(t[2])))
+return 1
+`)
+
+// Beat records hb as node hb.Node's latest heartbeat, stamped with Redis's
+// clock so that nodes with skewed clocks are judged alike.
+func (s *Store) Beat(ctx context.Context, hb Heartbeat) error {
+	if hb.Node == "" {
+		return fmt.Errorf("fleet: heartbeat: empty node name")
+	}
+	b, err := json.Marshal(hb)
+	if err != nil {
+		return fmt.Errorf("fleet: heartbeat: %w", err)
+	}
+	if err := beatScript.Run(ctx, s.rdb, []string{s.k.nodes, s.k.nodeTimes}, hb.Node, b).Err(); err != nil {
+		return fmt.Errorf("fleet: heartbeat for %s: %w", hb.Node, err)
+	}
+	return nil
+}
+
+// RunHeartbeat calls Beat with state() every interval until ctx is done,
+// starting at once. Errors go to onErr (if set) and do not stop the loop.
+func (s *Store) RunHeartbeat(ctx context.Context, interval time.Duration, state func() Heartbeat, onErr func(error)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if err := s.Beat(ctx, state()); err != nil && ctx.Err() == nil && onErr != nil {
+			onErr(err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Nodes returns every node's last heartbeat, sorted by name, each judged
+// against the current version (Behind) and silentAfter (Silent), with ages
+// measured by Redis's clock.
+func (s *Store) Nodes(ctx context.Context, silentAfter time.Duration) ([]NodeStatus, error) {
+	pipe := s.rdb.Pipeline()
+	all := pipe.HGetAll(ctx, s.k.nodes)
+	times := pipe.HGetAll(ctx, s.k.nodeTimes)
+	cur := pipe.Get(ctx, s.k.version)
+	now := pipe.Time(ctx)
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("fleet: read nodes: %w", err)
+	}
+	current, _ := cur.Int64() // missing: 0
+	out := make([]NodeStatus, 0, len(all.Val()))
+	for name, raw := range all.Val() {
+		var ns NodeStatus
+		if err := json.Unmarshal([]byte(raw), &ns.Heartbeat); err != nil {
+			return nil, fmt.Errorf("fleet: node %s: bad heartbeat: %w", name, err)
+		}
+		ns.Node = name
+		if us, err := strconv.ParseInt(times.Val()[name], 10, 64); err == nil {
+			ns.Time = time.UnixMicro(us)
+		}
+		ns.Age = max(now.Val().Sub(ns.Time), 0)
+		ns.Behind = ns.Version < current
+		ns.Silent = ns.Age > silentAfter
+		out = append(out, ns)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Node < out[j].Node })
+	return out, nil
+}
+
+// Forget removes nodes' heartbeats (e.g. of decommissioned nodes).
+func (s *Store) Forget(ctx context.Context, nodes ...string) error {
+	if len(nodes) == 0 {
+		return nil
+	}
+	pipe := s.rdb.TxPipeline()
+	pipe.HDel(ctx, s.k.nodes, nodes...)
+	pipe.HDel(ctx, s.k.nodeTimes, nodes...)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("fleet: forget nodes: %w", err)
+	}
+	return nil
+}

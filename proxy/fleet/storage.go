@@ -1,0 +1,385 @@
+package fleet
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/certmagic"
+	"github.com/redis/go-redis/v9"
+)
+
+// Storage is a certmagic.Storage (and TryLocker) on Redis, so that every
+// node shares one set of certificates, ACME accounts and locks. Files live
+// under Prefix+"certs/". It is safe for concurrent use.
+//
+// Keys have certmagic's path semantics: "a" is a directory when a file
+// "a/..." exists. Each Store is atomic (value and modification time in one
+// hash, written with its index entry in one script).
+//
+// Locks are Redis keys set with NX and an expiry (LockTTL) holding a random
+// token; while held, a goroutine extends the expiry every LockTTL/3. A
+// holder that dies stops refreshing, so its lock expires within LockTTL.
+// Unlock deletes the key only if it still holds this holder's token.
+type Storage struct {
+	// LockTTL is how long a lock outlives its holder's last refresh.
+	// Default 30s. Set before first use.
+	LockTTL time.Duration
+	// LockPoll is how often Lock retries a held lock. Default 250ms. Set
+	// before first use.
+	LockPoll time.Duration
+
+	rdb   redis.UniversalClient
+	files string // prefix of file hashes
+	index string // zset of file keys
+	locks string // prefix of lock keys
+
+	mu   sync.Mutex
+	held map[string]*heldLock
+}
+
+// heldLock is one lock this Storage holds.
+type heldLock struct {
+	token string
+	stop  context.CancelFunc
+	done  chan struct{}
+}
+
+var (
+	_ certmagic.Storage   = (*Storage)(nil)
+	_ certmagic.TryLocker = (*Storage)(nil)
+	_ fmt.Stringer        = (*Storage)(nil)
+)
+
+// NewStorage returns the certificate storage under cfg.Prefix on rdb.
+func NewStorage(rdb redis.UniversalClient, cfg Config) *Storage {
+	p := cfg.Prefix
+	if p == "" {
+		p = DefaultPrefix
+	}
+	p += "certs/"
+	return &Storage{
+		rdb:   rdb,
+		files: p + "f/",
+		index: p + "index",
+		locks: p + "lock/",
+		held:  make(map[string]*heldLock),
+	}
+}
+
+// String identifies the storage in certmagic's logs.
+func (s *Storage) String() string { return "redis:" + s.files }
+
+// checkKey rejects keys certmagic never produces and that would confuse the
+// directory logic.
+func checkKey(op, key string) error {
+	if key == "" || strings.HasPrefix(key, "/") || strings.HasSuffix(key, "/") {
+		return fmt.Errorf("fleet storage: %s %q: bad key (empty, or a leading or trailing slash)", op, key)
+	}
+	return nil
+}
+
+// storeScript writes a file's value and time and indexes it.
+// KEYS: file hash, index. ARGV: value, key.
+var storeScript = redis.NewScript(`
+local t = redis.call('TIME')
+redis.call('HSET', KEYS[1], 'value', ARGV[1], 'modified', t[1] .. string.format('%06d', tonumber(t[2])))
+redis.call('ZADD', KEYS[2], 0, ARGV[2])
+return 1
+`)
+
+// Store writes value at key, atomically.
+func (s *Storage) Store(ctx context.Context, key string, value []byte) error {
+	if err := checkKey("store", key); err != nil {
+		return err
+	}
+	if err := storeScript.Run(ctx, s.rdb, []string{s.files + key, s.index}, value, key).Err(); err != nil {
+		return fmt.Errorf("fleet storage: store %q: %w", key, err)
+	}
+	return nil
+}
+
+// Load returns the value at key; the error matches fs.ErrNotExist if there
+// is none.
+func (s *Storage) Load(ctx context.Context, key string) ([]byte, error) {
+	b, err := s.rdb.HGet(ctx, s.files+key, "value").Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("fleet storage: load %q: %w", key, fs.ErrNotExist)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("fleet storage: load %q: %w", key, err)
+	}
+	return b, nil
+}
+
+// deleteScript deletes a file and every file under it as a directory.
+// KEYS: file-hash prefix (shares the hash tag), index. ARGV: key.
+var deleteScript = redis.NewScript(`
+local n = redis.call('DEL', KEYS[1] .. ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+local under = redis.call('ZRANGEBYLEX', KEYS[2], '[' .. ARGV[1] .. '/', '[' .. ARGV[1] .. '/\255')
+for _, k in ipairs(under) do
+  n = n + redis.call('DEL', KEYS[1] .. k)
+end
+if #under > 0 then
+  redis.call('ZREMRANGEBYLEX', KEYS[2], '[' .. ARGV[1] .. '/', '[' .. ARGV[1] .. '/\255')
+end
+return n
+`)
+
+// Delete removes key and, if key is a directory, everything under it. A
+// missing key is not an error.
+func (s *Storage) Delete(ctx context.Context, key string) error {
+	if err := checkKey("delete", key); err != nil {
+		return err
+	}
+	if err := deleteScript.Run(ctx, s.rdb, []string{s.files, s.index}, key).Err(); err != nil {
+		return fmt.Errorf("fleet storage: delete %q: %w", key, err)
+	}
+	return nil
+}
+
+// under returns the file keys below dir ("" for all), in order, up to limit
+// (0: no limit).
+func (s *Storage) under(ctx context.Context, dir string, limit int64) ([]string, error) {
+	by := &redis.ZRangeBy{Min: "-", Max: "+", Count: limit}
+	if dir != "" {
+		by.Min, by.Max = "["+dir+"/", "["+dir+"/\xff"
+	}
+	return s.rdb.ZRangeByLex(ctx, s.index, by).Result()
+}
+
+// Exists reports whether key is a file or a directory.
+func (s *Storage) Exists(ctx context.Context, key string) bool {
+	n, err := s.rdb.Exists(ctx, s.files+key).Result()
+	if err == nil && n > 0 {
+		return true
+	}
+	if err != nil || key == "" {
+		return false
+	}
+	sub, err := s.under(ctx, key, 1)
+	return err == nil && len(sub) > 0
+}
+
+// List returns the keys directly under dir (files and directories), or with
+// recursive every file and directory below it, like certmagic's
+// FileStorage. The error matches fs.ErrNotExist if dir is neither a file
+// nor a directory; a file lists as empty.
+func (s *Storage) List(ctx context.Context, dir string, recursive bool) ([]string, error) {
+	dir = strings.TrimSuffix(dir, "/")
+	files, err := s.under(ctx, dir, 0)
+	if err != nil {
+		return nil, fmt.Errorf("fleet storage: list %q: %w", dir, err)
+	}
+	if len(files) == 0 {
+		if dir != "" && s.Exists(ctx, dir) {
+			return []string{}, nil
+		}
+		return nil, fmt.Errorf("fleet storage: list %q: %w", dir, fs.ErrNotExist)
+	}
+	base := ""
+	if dir != "" {
+		base = dir + "/"
+	}
+	seen := make(map[string]bool)
+	var out []string
+	add := func(k string) {
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, k)
+		}
+	}
+	for _, f := range files {
+		rel := strings.TrimPrefix(f, base)
+		if !recursive {
+			first, _, _ := strings.Cut(rel, "/")
+			add(base + first)
+			continue
+		}
+		// every directory on the way down, then the file
+		for i := 0; i < len(rel); i++ {
+			if rel[i] == '/' {
+				add(base + rel[:i])
+			}
+		}
+		add(f)
+	}
+	return out, nil
+}
+
+// Stat describes key: a file (IsTerminal, Size, Modified) or a directory.
+// The error matches fs.ErrNotExist if it is neither.
+func (s *Storage) Stat(ctx context.Context, key string) (certmagic.KeyInfo, error) {
+	pipe := s.rdb.Pipeline()
+	size := pipe.HStrLen(ctx, s.files+key, "value")
+	mod := pipe.HGet(ctx, s.files+key, "modified")
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return certmagic.KeyInfo{}, fmt.Errorf("fleet storage: stat %q: %w", key, err)
+	}
+	if mod.Err() == nil {
+		ki := certmagic.KeyInfo{Key: key, Size: size.Val(), IsTerminal: true}
+		if us, err := strconv.ParseInt(mod.Val(), 10, 64); err == nil {
+			ki.Modified = time.UnixMicro(us)
+		}
+		return ki, nil
+	}
+	sub, err := s.under(ctx, key, 1)
+	if err != nil {
+		return certmagic.KeyInfo{}, fmt.Errorf("fleet storage: stat %q: %w", key, err)
+	}
+	if len(sub) == 0 {
+		return certmagic.KeyInfo{}, fmt.Errorf("fleet storage: stat %q: %w", key, fs.ErrNotExist)
+	}
+	return certmagic.KeyInfo{Key: key, IsTerminal: false}, nil
+}
+
+// lockTTL and lockPoll return the settings or their defaults.
+func (s *Storage) lockTTL() time.Duration {
+	if s.LockTTL > 0 {
+		return s.LockTTL
+	}
+	return 30 * time.Second
+}
+
+func (s *Storage) lockPoll() time.Duration {
+	if s.LockPoll > 0 {
+		return s.LockPoll
+	}
+	return 250 * time.Millisecond
+}
+
+// Lock acquires the named lock, waiting (polling every LockPoll) while
+// another holder has it, until ctx is done. A lock whose holder stopped
+// refreshing it expires after LockTTL and can then be taken.
+func (s *Storage) Lock(ctx context.Context, name string) error {
+	for {
+		ok, err := s.TryLock(ctx, name)
+		if err != nil {
+			return err
+		}
+		if ok {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("fleet storage: lock %q: %w", name, ctx.Err())
+		case <-time.After(s.lockPoll()):
+		}
+	}
+}
+
+// TryLock takes the named lock if it is free and reports whether it did.
+func (s *Storage) TryLock(ctx context.Context, name string) (bool, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return false, fmt.Errorf("fleet storage: lock %q: %w", name, err)
+	}
+	token := hex.EncodeToString(b[:])
+	ttl := s.lockTTL()
+	ok, err := s.rdb.SetNX(ctx, s.locks+name, token, ttl).Result()
+	if err != nil {
+		return false, fmt.Errorf("fleet storage: lock %q: %w", name, err)
+	}
+	if !ok {
+		return false, nil
+	}
+	rctx, stop := context.WithCancel(context.Background())
+	h := &heldLock{token: token, stop: stop, done: make(chan struct{})}
+	s.mu.Lock()
+	old := s.held[name]
+	s.held[name] = h
+	s.mu.Unlock()
+	if old != nil {
+		// Our earlier hold expired (we stopped refreshing or Redis lost
+		// it) and we took the lock again: the old refresher must go.
+		old.stop()
+		<-old.done
+	}
+	go s.refresh(rctx, name, h, ttl)
+	return true, nil
+}
+
+// refreshScript extends a lock's expiry if it still holds the token.
+// KEYS: lock. ARGV: token, ttl in ms.
+var refreshScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+`)
+
+// refresh extends h's lock every ttl/3 until stopped or the lock is lost.
+func (s *Storage) refresh(ctx context.Context, name string, h *heldLock, ttl time.Duration) {
+	defer close(h.done)
+	t := time.NewTicker(ttl / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n, err := refreshScript.Run(ctx, s.rdb, []string{s.locks + name}, h.token, ttl.Milliseconds()).Int()
+		if err == nil && n == 0 {
+			return // lost: someone else holds it now, or it is gone
+		}
+		// A failed refresh (Redis unreachable) is retried at the next tick;
+		// the lock stays ours if Redis returns before it expires.
+	}
+}
+
+// unlockScript deletes a lock only if it holds the token.
+// KEYS: lock. ARGV: token.
+var unlockScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+`)
+
+// Unlock releases a lock this Storage holds. It never releases another
+// holder's lock: if this Storage does not hold name, or its hold expired
+// and someone else took the lock, it returns an error and changes nothing.
+// Holds are per Storage and name, not per goroutine: within one process
+// certmagic pairs each Lock with its Unlock.
+func (s *Storage) Unlock(ctx context.Context, name string) error {
+	s.mu.Lock()
+	h := s.held[name]
+	delete(s.held, name)
+	s.mu.Unlock()
+	if h == nil {
+		return fmt.Errorf("fleet storage: unlock %q: not held by this storage", name)
+	}
+	h.stop()
+	<-h.done
+	n, err := unlockScript.Run(ctx, s.rdb, []string{s.locks + name}, h.token).Int()
+	if err != nil {
+		return fmt.Errorf("fleet storage: unlock %q: %w", name, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("fleet storage: unlock %q: the lock had expired (held longer than its TTL without a refresh reaching Redis)", name)
+	}
+	return nil
+}
+
+// Close stops refreshing every lock this Storage holds, without releasing
+// them: they expire after LockTTL, as if the node had died. Tests use it to
+// play a dead holder; a node shutting down should Unlock instead.
+func (s *Storage) Close() {
+	s.mu.Lock()
+	held := s.held
+	s.held = make(map[string]*heldLock)
+	s.mu.Unlock()
+	for _, h := range held {
+		h.stop()
+		<-h.done
+	}
+}
