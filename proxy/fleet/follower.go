@@ -129,36 +129,56 @@ func (f *Follower) wake() {
 
 // subscribeLoop keeps one subscription to the notification channel and
 // wakes the poll loop on each message and on each (re)subscription, which
-// is when versions may have been missed. go-redis's PubSub redials and
-// resubscribes on its own connection when a read fails; this loop only
-// waits a little between failures so a down Redis is not hammered.
+// is when versions may have been missed. Each subscription is one PubSub on
+// one connection, closed before the next is made, so reconnects never pile
+// up subscriptions on the server.
 func (f *Follower) subscribeLoop(ctx context.Context) {
 	defer f.wg.Done()
+	for ctx.Err() == nil {
+		err := f.subscribeOnce(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		f.subscribed.Store(false)
+		f.setErr(err)
+		sleep(ctx, 100*time.Millisecond) // do not hammer a Redis that is down
+	}
+}
+
+// subscribeTimeout is how long a subscription may stay quiet before it is
+// pinged, and how long a ping may go unanswered before the connection is
+// given up (a peer that vanished without closing TCP).
+const subscribeTimeout = 2 * time.Second
+
+// subscribeOnce subscribes and handles messages until the connection fails
+// or ctx is done.
+func (f *Follower) subscribeOnce(ctx context.Context) error {
 	ps := f.store.rdb.Subscribe(ctx) // no channel yet: does not dial
 	defer ps.Close()
-	// The channel is remembered even if this first attempt fails; each
-	// receive below then redials and resubscribes.
+	// Closing the PubSub is what interrupts a blocked receive.
+	stop := context.AfterFunc(ctx, func() { ps.Close() })
+	defer stop()
 	if err := ps.Subscribe(ctx, f.store.k.channel); err != nil {
-		f.lostSub(ctx, fmt.Errorf("fleet: subscribe %s: %w", f.store.k.channel, err))
+		return fmt.Errorf("fleet: subscribe %s: %w", f.store.k.channel, err)
 	}
-	for ctx.Err() == nil {
-		msg, err := ps.ReceiveTimeout(ctx, f.opts.PollInterval+time.Second)
+	pinged := false
+	for {
+		msg, err := ps.ReceiveTimeout(ctx, subscribeTimeout)
 		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
 			var ne interface{ Timeout() bool }
-			if errors.As(err, &ne) && ne.Timeout() {
-				// Quiet channel: check the connection is alive. A failed
-				// ping makes the next receive redial.
-				if perr := ps.Ping(ctx); perr != nil {
-					f.lostSub(ctx, fmt.Errorf("fleet: subscription ping: %w", perr))
-				}
-				continue
+			if !errors.As(err, &ne) || !ne.Timeout() {
+				return fmt.Errorf("fleet: subscription: %w", err)
 			}
-			f.lostSub(ctx, fmt.Errorf("fleet: subscription: %w", err))
+			if pinged {
+				return fmt.Errorf("fleet: subscription: no answer to a ping within %v", subscribeTimeout)
+			}
+			if err := ps.Ping(ctx); err != nil {
+				return fmt.Errorf("fleet: subscription ping: %w", err)
+			}
+			pinged = true
 			continue
 		}
+		pinged = false
 		switch m := msg.(type) {
 		case *redis.Subscription:
 			if m.Kind == "subscribe" {
@@ -172,21 +192,21 @@ func (f *Follower) subscribeLoop(ctx context.Context) {
 	}
 }
 
-// lostSub records a subscription failure and pauses briefly.
-func (f *Follower) lostSub(ctx context.Context, err error) {
-	f.subscribed.Store(false)
-	f.setErr(err)
-	sleep(ctx, 100*time.Millisecond)
-}
-
 // pollLoop reads the version number every PollInterval and when woken, and
 // delivers a newer version.
+// While Redis cannot be reached it polls five times as often (at least
+// every 50ms apart), so that its return is noticed quickly.
 func (f *Follower) pollLoop(ctx context.Context) {
 	defer f.wg.Done()
-	t := time.NewTicker(f.opts.PollInterval)
+	retry := max(f.opts.PollInterval/5, 50*time.Millisecond)
+	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
-		f.check(ctx)
+		wait := f.opts.PollInterval
+		if !f.check(ctx) {
+			wait = retry
+		}
+		t.Reset(wait)
 		select {
 		case <-ctx.Done():
 			return
@@ -197,32 +217,36 @@ func (f *Follower) pollLoop(ctx context.Context) {
 }
 
 // check delivers the newest version if it is newer than the last delivered.
-func (f *Follower) check(ctx context.Context) {
+// It reports whether Redis answered.
+func (f *Follower) check(ctx context.Context) bool {
 	rctx, cancel := context.WithTimeout(ctx, f.opts.PollInterval)
 	defer cancel()
 	n, err := f.store.CurrentNumber(rctx)
 	if ctx.Err() != nil {
-		return
+		return true
 	}
 	if err != nil {
 		f.polled.Store(false)
 		f.setErr(err)
-		return
+		return false
 	}
 	f.polled.Store(true)
 	f.setErr(nil)
 	if n <= f.last.Load() {
-		return
+		return true
 	}
 	v, err := f.store.Get(rctx, n)
 	if err != nil {
 		if ctx.Err() == nil {
 			f.setErr(err)
 		}
-		return
+		// A bad or vanished version waits for the next poll; a read error
+		// is retried soon.
+		return errors.Is(err, ErrCorrupt) || errors.Is(err, ErrNotFound)
 	}
 	f.fn(v)
 	f.last.Store(v.Number)
+	return true
 }
 
 // sleep waits d or until ctx is done.
