@@ -203,8 +203,28 @@ func TestFollowerRefusesCorruptVersion(t *testing.T) {
 // TestFollowerSurvivesRedisRestart kills Redis under running Followers,
 // starts it again on the same port and data, and checks each Follower
 // reconnects, receives the next version within 2 s of Redis's return, and
-// holds exactly one subscription.
+// holds exactly one subscription. The long outage is long enough for the
+// client's dial circuit breaker to open (a pool's worth of failed dials),
+// which then probes only once a second.
 func TestFollowerSurvivesRedisRestart(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		outage time.Duration
+		long   bool
+	}{
+		{"short outage", 1500 * time.Millisecond, false},
+		{"long outage", 15 * time.Second, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.long && testing.Short() {
+				t.Skip("long outage skipped with -short")
+			}
+			testRedisRestart(t, tc.outage)
+		})
+	}
+}
+
+func testRedisRestart(t *testing.T, outage time.Duration) {
 	// appendfsync always: SIGKILL loses nothing already acknowledged.
 	r := startRedis(t, "--appendonly", "yes", "--appendfsync", "always")
 	c, cfg := newTestClient(t, r.Addr(), "")
@@ -242,7 +262,7 @@ func TestFollowerSurvivesRedisRestart(t *testing.T) {
 			t.Errorf("follower %d: disconnected without an error", i)
 		}
 	}
-	time.Sleep(1500 * time.Millisecond) // down long enough for several failed reconnects
+	time.Sleep(outage)
 	r.Start()
 	back := time.Now()
 	v, err := s.Publish(ctx, []byte("v2\n"), Meta{Comment: "after restart"}, 1)
