@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -26,6 +27,7 @@ type redisServer struct {
 	dir  string
 	port int
 	args []string
+	tls  *tls.Config // set: the port speaks TLS only, and PING uses this
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -39,6 +41,13 @@ type redisServer struct {
 // fails: CI must run these tests.
 func startRedis(t testing.TB, extra ...string) *redisServer {
 	t.Helper()
+	return startRedisTLS(t, nil, extra...)
+}
+
+// startRedisTLS is startRedis with the port speaking TLS only (extra must
+// name the server's certificate files); tc is the client side for PING.
+func startRedisTLS(t testing.TB, tc *tls.Config, extra ...string) *redisServer {
+	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		if os.Getenv("CI") == "true" {
@@ -46,7 +55,7 @@ func startRedis(t testing.TB, extra ...string) *redisServer {
 		}
 		t.Skipf("redis-server not found, skipping (install Debian's redis-server to run this test): %v", err)
 	}
-	r := &redisServer{t: t, bin: bin, dir: t.TempDir(), args: extra}
+	r := &redisServer{t: t, bin: bin, dir: t.TempDir(), args: extra, tls: tc}
 	// A free port: bind :0, release, hand to redis. Another process may
 	// grab it in between, so retry a few times.
 	for attempt := 0; ; attempt++ {
@@ -81,11 +90,15 @@ func (r *redisServer) Addr() string { return "127.0.0.1:" + strconv.Itoa(r.port)
 func (r *redisServer) start() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	args := append([]string{
-		"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
+	ports := []string{"--port", strconv.Itoa(r.port)}
+	if r.tls != nil {
+		ports = []string{"--port", "0", "--tls-port", strconv.Itoa(r.port)}
+	}
+	args := append(append(ports,
+		"--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--dir", r.dir,
 		"--protected-mode", "no", "--daemonize", "no",
-	}, r.args...)
+	), r.args...)
 	log, err := os.OpenFile(filepath.Join(r.dir, "redis.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
@@ -98,11 +111,12 @@ func (r *redisServer) start() error {
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	c := redis.NewClient(&redis.Options{Addr: r.Addr(), MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+	c := redis.NewClient(&redis.Options{Addr: r.Addr(), MaxRetries: -1, DialTimeout: 200 * time.Millisecond, TLSConfig: r.tls})
 	defer c.Close()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if err := c.Ping(context.Background()).Err(); err == nil {
+		// NOAUTH: up, and wanting a password the test will give.
+		if err := c.Ping(context.Background()).Err(); err == nil || strings.HasPrefix(err.Error(), "NOAUTH") {
 			break
 		}
 		select {
@@ -147,7 +161,7 @@ func (r *redisServer) Stop() {
 
 // Client returns a new client to the server, closed at the end of the test.
 func (r *redisServer) Client() *redis.Client {
-	c := redis.NewClient(&redis.Options{Addr: r.Addr()})
+	c := redis.NewClient(&redis.Options{Addr: r.Addr(), TLSConfig: r.tls})
 	r.t.Cleanup(func() { c.Close() })
 	return c
 }
