@@ -22,6 +22,7 @@
 package fleet
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -282,4 +283,19 @@ func tlsConfig(t RedisTLSConfig) (*tls.Config, error) {
 		tc.Certificates = []tls.Certificate{cert}
 	}
 	return tc, nil
+}
+
+// SetClientLogger routes the Redis client's own messages (failed dials,
+// reconnects), which by default go to standard error, to logf. go-redis has
+// one logger per process, so this affects every client; call it once at
+// start.
+func SetClientLogger(logf func(msg string)) {
+	redis.SetLogger(clientLogger(logf))
+}
+
+// clientLogger adapts a func to go-redis's logger interface.
+type clientLogger func(msg string)
+
+func (l clientLogger) Printf(_ context.Context, format string, v ...any) {
+	l(fmt.Sprintf(format, v...))
 }

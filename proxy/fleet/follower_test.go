@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -339,5 +340,36 @@ func TestFollowerCloseStops(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	if n := rec.numbers(); len(n) != 0 {
 		t.Fatalf("delivered %v after Close", n)
+	}
+}
+
+// TestFollowerStartsWithoutRedis starts a Follower while Redis is down (an
+// edge booting during an outage): it reports the failure, then delivers
+// once Redis is back.
+func TestFollowerStartsWithoutRedis(t *testing.T) {
+	r := startRedis(t, "--appendonly", "yes", "--appendfsync", "always")
+	c, cfg := newTestClient(t, r.Addr(), "")
+	s := NewStore(c, cfg)
+	ctx := ctxT(t)
+	if _, err := s.Publish(ctx, []byte("v1\n"), Meta{}, 0); err != nil {
+		t.Fatal(err)
+	}
+	r.Stop()
+	rec := newRecorder()
+	f := startFollower(t, s, rec, FollowOptions{After: 1}) // has v1 from its snapshot
+	waitFor(t, 5*time.Second, "a connection error", func() bool { return f.LastError() != nil })
+	if f.Connected() {
+		t.Fatal("Connected with Redis down")
+	}
+	r.Start()
+	back := time.Now()
+	if _, err := s.Publish(ctx, []byte("v2\n"), Meta{}, 1); err != nil {
+		t.Fatal(err)
+	}
+	got := rec.waitVersion(t, 2, 2*time.Second)
+	t.Logf("version 2 delivered %v after Redis came up", got.Sub(back))
+	waitFor(t, 2*time.Second, "Connected", f.Connected)
+	if n := rec.numbers(); !slices.Equal(n, []int64{2}) {
+		t.Fatalf("delivered %v, want [2]", n)
 	}
 }
