@@ -51,6 +51,7 @@ type Follower struct {
 	kick   chan struct{} // buffered 1: "read the version number now"
 
 	last       atomic.Int64 // newest delivered version
+	seen       atomic.Int64 // newest version number read from Redis
 	subscribed atomic.Bool  // subscription confirmed and not since lost
 	polled     atomic.Bool  // the last poll reached Redis
 
@@ -101,6 +102,11 @@ func (f *Follower) LastError() error {
 
 // Delivered returns the newest version number delivered (or FollowOptions.After).
 func (f *Follower) Delivered() int64 { return f.last.Load() }
+
+// Seen returns the newest version number read from Redis (0 before the
+// first successful read). Seen above Delivered means a version is pending
+// or could not be read.
+func (f *Follower) Seen() int64 { return f.seen.Load() }
 
 // setErr records err (if any) and recomputes the connection state.
 func (f *Follower) setErr(err error) {
@@ -232,6 +238,7 @@ func (f *Follower) check(ctx context.Context) bool {
 	}
 	f.polled.Store(true)
 	f.setErr(nil)
+	f.seen.Store(n)
 	if n <= f.last.Load() {
 		return true
 	}

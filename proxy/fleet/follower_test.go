@@ -194,6 +194,9 @@ func TestFollowerRefusesCorruptVersion(t *testing.T) {
 	if n := rec.numbers(); len(n) != 0 {
 		t.Fatalf("a corrupt version was delivered: %v", n)
 	}
+	if f.Seen() != 1 || f.Delivered() != 0 {
+		t.Fatalf("Seen %d, Delivered %d; want 1, 0", f.Seen(), f.Delivered())
+	}
 	// The next good version goes through.
 	if _, err := s.Publish(ctx, []byte("good\n"), Meta{}, 1); err != nil {
 		t.Fatal(err)
