@@ -105,6 +105,9 @@ func (r *redisServer) start() error {
 	}
 	cmd := exec.Command(r.bin, args...)
 	cmd.Stdout, cmd.Stderr = log, log
+	// If the test binary dies (a timeout panic skips Cleanup), so does
+	// the server, rather than lingering on its port.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		log.Close()
 		return err
