@@ -34,6 +34,7 @@ type Config struct {
 	Routes         []RouteConfig   `yaml:"routes"`
 	TrustedProxies []string        `yaml:"trusted_proxies"`
 	Timeouts       TimeoutConfig   `yaml:"timeouts"`
+	Limits         LimitsConfig    `yaml:"limits"`
 	Origins        OriginConfig    `yaml:"origins"`
 	Log            LogConfig       `yaml:"log"`
 	Admin          AdminConfig     `yaml:"admin"`
@@ -148,9 +149,41 @@ type TimeoutConfig struct {
 	// ResponseHeader bounds waiting for an origin's response headers;
 	// past it the visitor gets a 504 page. Default 60s.
 	ResponseHeader time.Duration `yaml:"response_header"`
-	// Grace bounds how long in-flight requests may finish at shutdown.
-	// Default 30s.
+	// Grace bounds how long in-flight requests may finish at shutdown,
+	// after the drain. Default 30s.
 	Grace time.Duration `yaml:"grace"`
+	// Drain is how long the public listeners keep serving after SIGTERM
+	// while /readyz answers 503, so that a load balancer sees the 503
+	// before connections are refused; responses meanwhile carry
+	// Connection: close (HTTP/2: GOAWAY). Default 5s; 0s skips the drain.
+	Drain *time.Duration `yaml:"drain"`
+	// WriteIdle bounds how long a response write may make no progress (a
+	// client that does not read, an HTTP/2 stream with no window); past it
+	// the HTTP/1.1 connection is closed or the HTTP/2 stream reset, and
+	// the origin connection released. Default 30s.
+	WriteIdle time.Duration `yaml:"write_idle"`
+	// BodyRead bounds how long reading a request body may make no
+	// progress; past it the request is cut off and the origin connection
+	// released. Default 30s.
+	BodyRead time.Duration `yaml:"body_read"`
+}
+
+// LimitsConfig caps what one client can hold on the public listeners. A
+// client is an IPv4 address or an IPv6 /64; connections from
+// trusted_proxies are not capped per client, and requests through them
+// count against the client they forward for (X-Forwarded-For).
+// Changing the limits needs a restart.
+type LimitsConfig struct {
+	// MaxStreamsPerConn caps concurrent HTTP/2 streams per connection
+	// (SETTINGS_MAX_CONCURRENT_STREAMS). Default 100.
+	MaxStreamsPerConn int `yaml:"max_streams_per_conn"`
+	// MaxConnsPerClient caps open connections per client; further ones
+	// are closed at accept and counted in
+	// edgeblock_connections_refused_total. Default 256.
+	MaxConnsPerClient int `yaml:"max_conns_per_client"`
+	// MaxRequestsPerClient caps requests in flight per client; further
+	// ones get 429 with Retry-After. Default 256.
+	MaxRequestsPerClient int `yaml:"max_requests_per_client"`
 }
 
 // OriginConfig tunes origin health handling and bounds what an origin
@@ -494,6 +527,20 @@ func (c *Config) applyDefaults() {
 	def(&c.Timeouts.Dial, 5*time.Second)
 	def(&c.Timeouts.ResponseHeader, 60*time.Second)
 	def(&c.Timeouts.Grace, 30*time.Second)
+	def(&c.Timeouts.WriteIdle, 30*time.Second)
+	def(&c.Timeouts.BodyRead, 30*time.Second)
+	if c.Timeouts.Drain == nil {
+		d := 5 * time.Second
+		c.Timeouts.Drain = &d
+	}
+	defInt := func(n *int, v int) {
+		if *n == 0 {
+			*n = v
+		}
+	}
+	defInt(&c.Limits.MaxStreamsPerConn, 100)
+	defInt(&c.Limits.MaxConnsPerClient, 256)
+	defInt(&c.Limits.MaxRequestsPerClient, 256)
 	def(&c.Origins.FailTimeout, 10*time.Second)
 	def(&c.Origins.BodyIdleTimeout, 60*time.Second)
 	if c.Origins.MaxResponseHeaderBytes == 0 {
@@ -834,9 +881,18 @@ func (c *Config) validate(v *validator) {
 	for _, d := range []struct {
 		key string
 		val time.Duration
-	}{{"read_header", c.Timeouts.ReadHeader}, {"idle", c.Timeouts.Idle}, {"dial", c.Timeouts.Dial}, {"response_header", c.Timeouts.ResponseHeader}, {"grace", c.Timeouts.Grace}} {
+	}{{"read_header", c.Timeouts.ReadHeader}, {"idle", c.Timeouts.Idle}, {"dial", c.Timeouts.Dial}, {"response_header", c.Timeouts.ResponseHeader}, {"grace", c.Timeouts.Grace},
+		{"drain", *c.Timeouts.Drain}, {"write_idle", c.Timeouts.WriteIdle}, {"body_read", c.Timeouts.BodyRead}} {
 		if d.val < 0 {
 			v.addf([]any{"timeouts", d.key}, "must not be negative")
+		}
+	}
+	for _, l := range []struct {
+		key string
+		val int
+	}{{"max_streams_per_conn", c.Limits.MaxStreamsPerConn}, {"max_conns_per_client", c.Limits.MaxConnsPerClient}, {"max_requests_per_client", c.Limits.MaxRequestsPerClient}} {
+		if l.val < 0 {
+			v.addf([]any{"limits", l.key}, "must not be negative")
 		}
 	}
 	if c.Origins.FailTimeout < 0 {
@@ -940,5 +996,10 @@ func (c *Config) restartFields() map[string]string {
 		"blocklist.poll_interval": c.Blocklist.PollInterval.String(),
 		// origins: transport settings, fixed when the proxy is built.
 		"origins.max_response_header_bytes": strconv.FormatInt(c.Origins.MaxResponseHeaderBytes, 10), "origins.max_conns": strconv.Itoa(c.Origins.MaxConns),
+		"timeouts.drain": c.Timeouts.Drain.String(), "timeouts.write_idle": c.Timeouts.WriteIdle.String(),
+		"timeouts.body_read":             c.Timeouts.BodyRead.String(),
+		"limits.max_streams_per_conn":    strconv.Itoa(c.Limits.MaxStreamsPerConn),
+		"limits.max_conns_per_client":    strconv.Itoa(c.Limits.MaxConnsPerClient),
+		"limits.max_requests_per_client": strconv.Itoa(c.Limits.MaxRequestsPerClient),
 	}
 }

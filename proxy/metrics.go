@@ -46,7 +46,23 @@ type Metrics struct {
 	blocklistInfo *prometheus.GaugeVec
 	infoMu        sync.Mutex
 	infoSHA       string
+
+	// ConnectionsOpen counts open public connections by listener;
+	// ConnectionsRefused the ones closed at accept, by reason;
+	// RequestsRefused the requests answered 429 by the edge, by reason;
+	// HTTP2Errors the HTTP/2 protocol errors of the public servers, by
+	// the kind net/http reports (a fixed set in its source).
+	ConnectionsOpen    *prometheus.GaugeVec
+	ConnectionsRefused *prometheus.CounterVec
+	RequestsRefused    *prometheus.CounterVec
+	HTTP2Errors        *prometheus.CounterVec
 }
+
+// Reasons a connection or request is refused, the values of the reason label.
+const (
+	RefusedConnsPerClient    = "max_conns_per_client"
+	RefusedRequestsPerClient = "max_requests_per_client"
+)
 
 // Outcomes of a request, the values of the outcome label.
 const (
@@ -128,6 +144,18 @@ func NewMetrics(reg prometheus.Registerer, version, revision string) *Metrics {
 			Name: "edgeblock_tls_certificate_expiry_timestamp_seconds",
 			Help: "Unix time at which the certificate of each name a route or rule covers expires (the earliest under a wildcard), by issuer (acme or internal).",
 		}, []string{"name", "issuer"}),
+		ConnectionsOpen: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "edgeblock_connections_open", Help: "Open connections on the public listeners, by listener (http, https).",
+		}, []string{"listener"}),
+		ConnectionsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edgeblock_connections_refused_total", Help: "Connections closed at accept on the public listeners, by reason (max_conns_per_client).",
+		}, []string{"reason"}),
+		RequestsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edgeblock_requests_refused_total", Help: "Requests answered 429 by the edge, by reason (max_requests_per_client).",
+		}, []string{"reason"}),
+		HTTP2Errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edgeblock_http2_errors_total", Help: "HTTP/2 protocol errors on the public listeners, by the kind net/http reports.",
+		}, []string{"kind"}),
 	}
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "edgeblock_build_info", Help: "Build information; the value is always 1.",
@@ -137,6 +165,7 @@ func NewMetrics(reg prometheus.Registerer, version, revision string) *Metrics {
 		m.BlocklistEntries, m.blocklistInfo, m.RestartNeeded, m.Blocklist.Reloads, m.Blocklist.LastSuccess, m.Blocklist.LastSuccessful,
 		m.Config.Reloads, m.Config.LastSuccess, m.Config.LastSuccessful, m.RunningFromSnapshot,
 		m.TLSObtain, m.TLSHandshakeRefuse, m.certExpiry, buildInfo,
+		m.ConnectionsOpen, m.ConnectionsRefused, m.RequestsRefused, m.HTTP2Errors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Start every series of a fixed label set at zero so that rate() and
 	// absent() work from the first scrape.
@@ -152,6 +181,8 @@ func NewMetrics(reg prometheus.Registerer, version, revision string) *Metrics {
 	for _, o := range outcomes {
 		m.Duration.WithLabelValues(o)
 	}
+	m.ConnectionsRefused.WithLabelValues(RefusedConnsPerClient)
+	m.RequestsRefused.WithLabelValues(RefusedRequestsPerClient)
 	return m
 }
 

@@ -29,6 +29,7 @@ type Server struct {
 	servers   map[string]*http.Server
 	listeners map[string]net.Listener
 	ready     atomic.Bool
+	draining  atomic.Bool
 	wg        sync.WaitGroup
 	stopOnce  sync.Once
 	stopErr   error
@@ -102,11 +103,17 @@ func (s *Server) Start(b *Bundle) error {
 		return err
 	}
 	public := func(h http.Handler) *http.Server {
+		// The chain around the proxy: deadlines and drain outermost, so
+		// that the 429 of the per-client cap is bounded too.
+		h = &requestLimiter{next: h, inFlight: newClientCounter(cfg.Limits.MaxRequestsPerClient),
+			config: s.proxy.config, refused: s.metrics.RequestsRefused.WithLabelValues(RefusedRequestsPerClient)}
+		h = &guardHandler{next: h, writeIdle: cfg.Timeouts.WriteIdle, bodyRead: cfg.Timeouts.BodyRead, draining: &s.draining}
 		return &http.Server{
 			Handler:           h,
 			ReadHeaderTimeout: cfg.Timeouts.ReadHeader,
 			IdleTimeout:       cfg.Timeouts.Idle,
 			MaxHeaderBytes:    cfg.MaxHeaderBytes,
+			HTTP2:             s.http2Config(),
 			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		}
 	}
@@ -119,11 +126,17 @@ func (s *Server) Start(b *Bundle) error {
 			}
 			h = s.tls.HTTPHandler(s.proxy, *cfg.TLS.RedirectHTTP, port)
 		}
-		s.servers["http"] = public(h)
+		srv := public(h)
+		srv.Protocols = new(http.Protocols)
+		srv.Protocols.SetHTTP1(true) // no cleartext HTTP/2 (h2c)
+		s.servers["http"] = srv
 	}
 	if _, ok := s.listeners["https"]; ok {
 		srv := public(s.proxy)
 		srv.TLSConfig = s.tls.TLSConfig()
+		srv.Protocols = new(http.Protocols)
+		srv.Protocols.SetHTTP1(true)
+		srv.Protocols.SetHTTP2(true)
 		s.servers["https"] = srv
 	}
 	if _, ok := s.listeners["admin"]; ok {
@@ -135,6 +148,11 @@ func (s *Server) Start(b *Bundle) error {
 	}
 	for name, srv := range s.servers {
 		l := s.listeners[name]
+		if name != "admin" {
+			l = &limitListener{Listener: l, conns: newClientCounter(cfg.Limits.MaxConnsPerClient),
+				trusted: s.proxy.trusts, open: s.metrics.ConnectionsOpen.WithLabelValues(name),
+				refused: s.metrics.ConnectionsRefused.WithLabelValues(RefusedConnsPerClient)}
+		}
 		if name == "https" {
 			l = tls.NewListener(l, srv.TLSConfig)
 		}
@@ -157,17 +175,51 @@ func (s *Server) closeListeners() {
 	}
 }
 
-// Shutdown stops accepting connections and waits for in-flight requests
-// to finish, at most until ctx is done; then it closes what is left. Only
-// the first call does anything; later ones return its result.
-func (s *Server) Shutdown(ctx context.Context) error {
-	s.stopOnce.Do(func() { s.stopErr = s.shutdown(ctx) })
+// http2Config returns the public servers' HTTP/2 settings: frames of at
+// most 16 KiB (the RFC 9113 minimum every peer must accept), at most
+// limits.max_streams_per_conn concurrent streams, a connection whose
+// writes make no progress for timeouts.write_idle is closed, and protocol
+// errors are counted.
+func (s *Server) http2Config() *http.HTTP2Config {
+	errs := s.metrics.HTTP2Errors
+	return &http.HTTP2Config{
+		MaxConcurrentStreams: s.cfg.Limits.MaxStreamsPerConn,
+		MaxReadFrameSize:     16 << 10,
+		WriteByteTimeout:     s.cfg.Timeouts.WriteIdle,
+		CountError:           func(kind string) { errs.WithLabelValues(kind).Inc() },
+	}
+}
+
+// Shutdown stops the server in two steps. Drain: /readyz answers 503 at
+// once while the public listeners keep serving for drain, every response
+// carrying Connection: close (HTTP/1.1 connections close after it,
+// HTTP/2 ones get GOAWAY), so that a load balancer sees the 503 and moves
+// away before any connection is refused. Then stop: the listeners close,
+// idle connections close, HTTP/2 connections get GOAWAY, and in-flight
+// requests have grace to finish before what is left is closed. Blocklist
+// and config reloads go on during the drain. ctx, when done, cuts the
+// drain and the grace short. Only the first call does anything; later ones
+// return its result.
+func (s *Server) Shutdown(ctx context.Context, drain, grace time.Duration) error {
+	s.stopOnce.Do(func() { s.stopErr = s.shutdown(ctx, drain, grace) })
 	return s.stopErr
 }
 
-func (s *Server) shutdown(ctx context.Context) error {
+func (s *Server) shutdown(ctx context.Context, drain, grace time.Duration) error {
 	s.ready.Store(false)
+	s.draining.Store(true)
+	if drain > 0 {
+		s.log.Info("draining", "event", "drain", "drain", drain.String())
+		t := time.NewTimer(drain)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+		}
+	}
 	s.reloader.Close()
+	ctx, cancel := context.WithTimeout(ctx, grace)
+	defer cancel()
 	var errs []error
 	var mu sync.Mutex
 	var wg sync.WaitGroup

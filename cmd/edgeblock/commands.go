@@ -146,10 +146,25 @@ func waitForSignals(sigs chan os.Signal, srv *proxy.Server, config string, b *pr
 			srv.Reloader().Reload("sighup")
 			continue
 		}
-		grace := b.Config.Timeouts.Grace
-		log.Info("shutting down", "event", "shutdown", "signal", sig.String(), "grace", grace.String())
-		ctx, cancel := context.WithTimeout(context.Background(), grace)
-		err := srv.Shutdown(ctx)
+		drain, grace := *b.Config.Timeouts.Drain, b.Config.Timeouts.Grace
+		log.Info("shutting down", "event", "shutdown", "signal", sig.String(), "drain", drain.String(), "grace", grace.String())
+		// A second SIGTERM or SIGINT cuts the drain and the grace short.
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() {
+			for {
+				select {
+				case sig := <-sigs:
+					if sig == syscall.SIGHUP {
+						continue
+					}
+					log.Warn("second signal: stopping now", "event", "shutdown_now", "signal", sig.String())
+					cancel()
+				case <-ctx.Done():
+				}
+				return
+			}
+		}()
+		err := srv.Shutdown(ctx, drain, grace)
 		cancel()
 		if err != nil {
 			log.Warn("shutdown grace ran out; connections closed", "error", err.Error())

@@ -1,0 +1,197 @@
+package proxy
+
+import (
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// clientKey returns the client an address belongs to for the per-client
+// limits: the address itself for IPv4, its /64 for IPv6 (one subscriber
+// line or host usually gets a whole /64, so counting single IPv6 addresses
+// would cap nothing).
+func clientKey(a netip.Addr) netip.Prefix {
+	a = a.Unmap()
+	if a.Is4() {
+		return netip.PrefixFrom(a, 32)
+	}
+	p, _ := a.Prefix(64)
+	return p
+}
+
+// addrOf returns the IP address of a net.Addr or of a "host:port" string.
+func addrOf(remote string) (netip.Addr, bool) {
+	ap, err := netip.ParseAddrPort(remote)
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	return ap.Addr().Unmap(), true
+}
+
+// trustsAddr reports whether a is in trusted_proxies.
+func (c *Config) trustsAddr(a netip.Addr) bool {
+	for _, p := range c.trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// clientCounter counts what each client holds and refuses more than max.
+// The zero max means no limit.
+type clientCounter struct {
+	max int
+	mu  sync.Mutex
+	n   map[netip.Prefix]int
+}
+
+func newClientCounter(max int) *clientCounter {
+	return &clientCounter{max: max, n: map[netip.Prefix]int{}}
+}
+
+// acquire takes one unit for k, or reports false when k holds max already.
+func (c *clientCounter) acquire(k netip.Prefix) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.max > 0 && c.n[k] >= c.max {
+		return false
+	}
+	c.n[k]++
+	return true
+}
+
+// release gives back one unit of k.
+func (c *clientCounter) release(k netip.Prefix) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n[k] <= 1 {
+		delete(c.n, k)
+		return
+	}
+	c.n[k]--
+}
+
+// limitListener caps open connections per client. A connection beyond the
+// cap is closed as soon as it is accepted (the client sees the connection
+// close before any response) and counted; Accept then waits for the next
+// one. Peers in trusted_proxies (a load balancer) are not capped.
+type limitListener struct {
+	net.Listener
+	conns   *clientCounter
+	trusted func(netip.Addr) bool
+	open    prometheus.Gauge
+	refused prometheus.Counter
+}
+
+// Accept returns the next connection within the caps.
+func (l *limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		a, ok := addrOf(c.RemoteAddr().String())
+		if !ok || l.trusted(a) {
+			l.open.Inc()
+			return &limitConn{Conn: c, release: l.open.Dec}, nil
+		}
+		k := clientKey(a)
+		if !l.conns.acquire(k) {
+			l.refused.Inc()
+			c.Close()
+			continue
+		}
+		l.open.Inc()
+		return &limitConn{Conn: c, release: func() { l.conns.release(k); l.open.Dec() }}, nil
+	}
+}
+
+// limitConn gives its client's unit back on the first Close.
+type limitConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+// Close closes the connection and releases its unit once.
+func (c *limitConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
+}
+
+// requestLimiter caps requests in flight per client: beyond the cap it
+// answers 429 with Retry-After and no body (over HTTP/2 that is one
+// HEADERS frame, which needs no flow-control window, so even a client
+// that announces a zero window cannot make the refusal itself linger).
+type requestLimiter struct {
+	next     http.Handler
+	inFlight *clientCounter
+	config   func() *Config // the config in use, for trusted_proxies
+	refused  prometheus.Counter
+}
+
+func (h *requestLimiter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	k, ok := h.client(r)
+	if !ok {
+		h.next.ServeHTTP(w, r)
+		return
+	}
+	if !h.inFlight.acquire(k) {
+		h.refused.Inc()
+		w.Header().Set("Retry-After", "1")
+		w.Header().Set("Content-Length", "0")
+		w.WriteHeader(http.StatusTooManyRequests)
+		return
+	}
+	defer h.inFlight.release(k)
+	h.next.ServeHTTP(w, r)
+}
+
+// client returns the client a request counts against: the peer, or, when
+// the peer is a trusted proxy, the right-most address in X-Forwarded-For
+// that is not a trusted proxy. A trusted peer that names no client is not
+// limited.
+func (h *requestLimiter) client(r *http.Request) (netip.Prefix, bool) {
+	a, ok := addrOf(r.RemoteAddr)
+	if !ok {
+		return netip.Prefix{}, false
+	}
+	cfg := h.config()
+	if cfg == nil || !cfg.trustsAddr(a) {
+		return clientKey(a), true
+	}
+	xff := r.Header.Values("X-Forwarded-For")
+	for i := len(xff) - 1; i >= 0; i-- {
+		hops := strings.Split(xff[i], ",")
+		for j := len(hops) - 1; j >= 0; j-- {
+			h, err := netip.ParseAddr(strings.TrimSpace(hops[j]))
+			if err != nil {
+				return netip.Prefix{}, false
+			}
+			if !cfg.trustsAddr(h.Unmap()) {
+				return clientKey(h), true
+			}
+		}
+	}
+	return netip.Prefix{}, false
+}
+
+// config returns the config in use, or nil before the first Apply.
+func (p *Proxy) config() *Config {
+	if st := p.state.Load(); st != nil {
+		return st.cfg
+	}
+	return nil
+}
+
+// trusts reports whether a is in the trusted_proxies of the config in use.
+func (p *Proxy) trusts(a netip.Addr) bool {
+	c := p.config()
+	return c != nil && c.trustsAddr(a)
+}
