@@ -107,7 +107,9 @@ func resolveStateDir(flagValue string) string {
 	return d
 }
 
-// serve runs the server until SIGTERM or SIGINT; SIGHUP reloads.
+// serve runs the server until SIGTERM or SIGINT; SIGHUP reloads. SIGTERM
+// drains for timeouts.drain, then lets in-flight requests finish within
+// timeouts.grace; SIGINT skips the drain; a second signal stops at once.
 func serve(config string, b *proxy.Bundle, log *slog.Logger) int {
 	// Catch the signals before /readyz can say ready, so that a SIGTERM
 	// right after that still shuts down gracefully.
@@ -147,6 +149,9 @@ func waitForSignals(sigs chan os.Signal, srv *proxy.Server, config string, b *pr
 			continue
 		}
 		drain, grace := *b.Config.Timeouts.Drain, b.Config.Timeouts.Grace
+		if sig == syscall.SIGINT {
+			drain = 0 // Ctrl-C at a terminal: no load balancer to tell
+		}
 		log.Info("shutting down", "event", "shutdown", "signal", sig.String(), "drain", drain.String(), "grace", grace.String())
 		// A second SIGTERM or SIGINT cuts the drain and the grace short.
 		ctx, cancel := context.WithCancel(context.Background())

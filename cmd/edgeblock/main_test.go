@@ -125,8 +125,8 @@ func freeAddr(t *testing.T) string {
 }
 
 // TestServeSignals runs the real serve command: SIGHUP reloads (with file
-// watching off, so only the signal can), and SIGTERM lets an in-flight
-// request finish before serve exits 0.
+// watching off, so only the signal can), and SIGTERM drains (readiness 503,
+// still serving) and lets an in-flight request finish before serve exits 0.
 func TestServeSignals(t *testing.T) {
 	release := make(chan struct{})
 	origin := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -139,11 +139,11 @@ func TestServeSignals(t *testing.T) {
 	go origin.Serve(ol)
 	defer origin.Close()
 	dir := t.TempDir()
-	addr := freeAddr(t)
+	addr, admin := freeAddr(t), freeAddr(t)
 	os.WriteFile(filepath.Join(dir, "blocklist.txt"), []byte("old.example\nkept.example\n"), 0o644)
 	os.WriteFile(filepath.Join(dir, "edgeblock.yaml"), []byte(fmt.Sprintf(
-		"listen:\n  http: %s\n  admin: \"off\"\nblocklist:\n  file: blocklist.txt\n  watch: false\n  poll_interval: -1s\nroutes:\n  - host: \"*.example\"\n    origins: [\"http://%s\"]\n",
-		addr, ol.Addr())), 0o644)
+		"listen:\n  http: %s\n  admin: %s\ntimeouts:\n  drain: 500ms\nblocklist:\n  file: blocklist.txt\n  watch: false\n  poll_interval: -1s\nroutes:\n  - host: \"*.example\"\n    origins: [\"http://%s\"]\n",
+		addr, admin, ol.Addr())), 0o644)
 	done := make(chan int)
 	var stderr syncWriter
 	go func() {
@@ -170,21 +170,40 @@ func TestServeSignals(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	// An in-flight request survives SIGTERM.
+	// SIGTERM: /readyz turns 503 at once while the listener keeps serving
+	// for timeouts.drain, with Connection: close; an in-flight request
+	// finishes; after the drain new connections are refused.
 	slow := make(chan string)
 	go func() {
 		code, body := get("app.example", "/slow")
 		slow <- fmt.Sprint(code, " ", body)
 	}()
 	time.Sleep(100 * time.Millisecond)
+	sigterm := time.Now()
 	syscall.Kill(os.Getpid(), syscall.SIGTERM)
 	time.Sleep(100 * time.Millisecond)
-	if code, _ := get("app.example", "/"); code != 0 {
-		t.Errorf("new request accepted after SIGTERM: %d", code)
+	if code, _ := hostGet(admin, "", "/readyz", ""); code != 503 {
+		t.Errorf("/readyz during the drain = %d, want 503", code)
+	}
+	req, _ := http.NewRequest("GET", "http://"+addr+"/", nil)
+	req.Host = "app.example"
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 || !resp.Close {
+		t.Errorf("request during the drain: %v %v, want 200 with Connection: close", resp, err)
+	} else {
+		resp.Body.Close()
 	}
 	close(release)
 	if got := <-slow; got != "200 origin" {
 		t.Errorf("in-flight request during shutdown: %s", got)
+	}
+	for code, _ := get("app.example", "/"); code != 0; code, _ = get("app.example", "/") {
+		if time.Since(sigterm) > 5*time.Second {
+			t.Fatal("the listener still serves 5s after SIGTERM")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if d := time.Since(sigterm); d < 500*time.Millisecond {
+		t.Errorf("connections refused %v after SIGTERM, before timeouts.drain (500ms) ran out", d)
 	}
 	select {
 	case code := <-done:
@@ -225,7 +244,7 @@ func (w *syncWriter) String() string {
 
 // TestDemo runs the README's first command as a newcomer would, on free
 // ports: the proxied and the blocked hostname answer as the printed curl
-// lines promise, and SIGTERM ends it with exit 0.
+// lines promise, and Ctrl-C (SIGINT) ends it with exit 0.
 func TestDemo(t *testing.T) {
 	httpAddr, httpsAddr, adminAddr := freeAddr(t), freeAddr(t), freeAddr(t)
 	var stdout, stderr syncWriter
@@ -258,7 +277,7 @@ func TestDemo(t *testing.T) {
 			t.Errorf("demo instructions lack %q:\n%s", want, stdout.String())
 		}
 	}
-	syscall.Kill(os.Getpid(), syscall.SIGTERM)
+	syscall.Kill(os.Getpid(), syscall.SIGINT) // Ctrl-C: no drain
 	select {
 	case code := <-done:
 		if code != 0 {
