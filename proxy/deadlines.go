@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -15,22 +16,23 @@ import (
 // guardHandler wraps a public server's handler with what net/http's own
 // timeouts cannot express without breaking streaming:
 //
-//   - a write idle deadline: every write (and flush) of the response must
-//     make progress within writeIdle, else the HTTP/1.1 connection is
-//     closed or the HTTP/2 stream reset; a response that keeps flowing
-//     (server-sent events) lives as long as it flows;
-//   - a body read idle deadline: every read of the request body must make
-//     progress within bodyRead, else the request is answered 408 (or cut
-//     off if the response had begun), and the origin connection that was
+//   - a write idle bound: a write (or flush) of the response that makes no
+//     progress for writeIdle closes the HTTP/1.1 connection or resets the
+//     HTTP/2 stream; a response that keeps flowing (server-sent events)
+//     lives as long as it flows, however long it pauses between writes;
+//   - a body read idle bound: a read of the request body that makes no
+//     progress for bodyRead fails, the request is answered 408 (or cut off
+//     if the response had begun), and the origin connection that was
 //     receiving the body is released;
 //   - Connection: close on every response while the server drains, which
 //     closes HTTP/1.1 connections after the response and makes the HTTP/2
 //     server send GOAWAY.
 //
-// Deadlines are set through http.ResponseController, so they work the same
-// on HTTP/1.1 and HTTP/2 (where they apply to the stream). A hijacked
-// connection (a WebSocket) has its deadlines cleared: it is the reverse
-// proxy's from then on.
+// The bounds are watchdog timers armed only while a read or write is in
+// progress; when one fires it sets a past deadline through
+// http.ResponseController, which fails the pending operation on HTTP/1.1
+// and resets the stream on HTTP/2. A hijacked connection (a WebSocket) has
+// its deadlines cleared: it is the reverse proxy's from then on.
 type guardHandler struct {
 	next      http.Handler
 	writeIdle time.Duration
@@ -40,20 +42,67 @@ type guardHandler struct {
 
 func (h *guardHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g := &guardWriter{ResponseWriter: w, rc: http.NewResponseController(w), idle: h.writeIdle, draining: h.draining}
-	g.extend(true) // a fresh deadline: an earlier response on this connection may have left a past one
+	if h.writeIdle > 0 {
+		g.wd = newWatchdog(h.writeIdle, func() { g.rc.SetWriteDeadline(time.Now()) })
+	}
 	if r.Body != nil && r.Body != http.NoBody && h.bodyRead > 0 {
-		g.body = &guardBody{ReadCloser: r.Body, rc: g.rc, idle: h.bodyRead}
+		g.body = &guardBody{ReadCloser: r.Body}
+		g.body.wd = newWatchdog(h.bodyRead, func() { g.rc.SetReadDeadline(time.Now()) })
 		r.Body = g.body
 	}
 	defer g.finish()
 	h.next.ServeHTTP(g, r)
 }
 
-// extendEvery returns how long a deadline of d may go without being pushed
-// forward: pushing it on every write would cost a timer reset per write
-// (a message to the connection's goroutine on HTTP/2), so the effective
-// idle bound lies between 7/8 of d and d.
-func extendEvery(d time.Duration) time.Duration { return d / 8 }
+// clearWriteDeadline is the public servers' ConnState hook: an HTTP/1.1
+// connection going idle loses the write deadline guardWriter.finish set
+// for the last response, so that the next request starts afresh.
+func clearWriteDeadline(c net.Conn, s http.ConnState) {
+	if s == http.StateIdle {
+		c.SetWriteDeadline(time.Time{})
+	}
+}
+
+// watchdog calls fire when an operation between start and stop takes
+// longer than d. Its timer is made once; start and stop are called by one
+// goroutine at a time, close by any, after which fire is never called.
+type watchdog struct {
+	d     time.Duration
+	t     *time.Timer
+	fire  func()
+	mu    sync.Mutex
+	off   bool
+	fired atomic.Bool
+}
+
+func newWatchdog(d time.Duration, fire func()) *watchdog {
+	w := &watchdog{d: d, fire: fire}
+	w.t = time.AfterFunc(time.Hour, w.trigger)
+	w.t.Stop()
+	return w
+}
+
+func (w *watchdog) start() { w.t.Reset(w.d) }
+func (w *watchdog) stop()  { w.t.Stop() }
+
+func (w *watchdog) trigger() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.off {
+		return
+	}
+	w.fired.Store(true)
+	w.fire()
+}
+
+// close stops the watchdog for good; when it returns, fire is not running
+// and will not run.
+func (w *watchdog) close() {
+	w.mu.Lock()
+	w.off = true
+	w.mu.Unlock()
+	w.t.Stop()
+}
 
 // guardWriter is the ResponseWriter of guardHandler. Its methods are
 // called by one goroutine at a time (the handler's), as net/http requires.
@@ -61,79 +110,78 @@ type guardWriter struct {
 	http.ResponseWriter
 	rc       *http.ResponseController
 	idle     time.Duration
+	wd       *watchdog // nil when writeIdle is 0
 	draining *atomic.Bool
 	body     *guardBody
 
-	last        time.Time // when the write deadline was last set
 	wroteHeader bool
 	hijacked    bool
-	// timedOut is set when the answer became a 408 because the request
+	// bodyTimeout is set when the answer became a 408 because the request
 	// body stalled; the handler's own response is then discarded.
-	timedOut bool
-}
-
-// extend pushes the write deadline to idle from now, at most every
-// extendEvery unless force.
-func (g *guardWriter) extend(force bool) {
-	if g.idle <= 0 || g.hijacked {
-		return
-	}
-	now := time.Now()
-	if !force && now.Sub(g.last) < extendEvery(g.idle) {
-		return
-	}
-	g.last = now
-	g.rc.SetWriteDeadline(now.Add(g.idle))
+	bodyTimeout bool
 }
 
 // WriteHeader sends the status line and headers: Connection: close while
 // draining, and 408 instead of the handler's status when the request body
 // stalled before any response was written.
 func (g *guardWriter) WriteHeader(code int) {
-	if g.wroteHeader || g.timedOut {
+	if g.wroteHeader || g.bodyTimeout {
 		return
 	}
 	if code >= 200 {
 		g.wroteHeader = true
-		if g.body != nil && g.body.stalled() {
-			g.timedOut = true
+		if g.body != nil && g.body.wd.fired.Load() {
+			g.bodyTimeout = true
 			h := g.Header()
 			clear(h)
 			h.Set("Content-Type", "text/plain; charset=utf-8")
 			h.Set("Connection", "close")
-			g.extend(true)
 			g.ResponseWriter.WriteHeader(http.StatusRequestTimeout)
-			io.WriteString(g.ResponseWriter, "408 Request Timeout: the request body stalled\n")
+			g.guard(func() error {
+				_, err := io.WriteString(g.ResponseWriter, "408 Request Timeout: the request body stalled\n")
+				return err
+			})
 			return
 		}
 		if g.draining != nil && g.draining.Load() {
 			g.Header().Set("Connection", "close")
 		}
 	}
-	g.extend(false)
 	g.ResponseWriter.WriteHeader(code)
 }
 
-// Write writes response body bytes within the write idle deadline.
-func (g *guardWriter) Write(p []byte) (int, error) {
+// guard runs op under the write watchdog.
+func (g *guardWriter) guard(op func() error) error {
+	if g.wd == nil {
+		return op()
+	}
+	g.wd.start()
+	defer g.wd.stop()
+	return op()
+}
+
+// Write writes response body bytes under the write watchdog.
+func (g *guardWriter) Write(p []byte) (n int, err error) {
 	if !g.wroteHeader {
 		g.WriteHeader(http.StatusOK)
 	}
-	if g.timedOut {
+	if g.bodyTimeout {
 		return len(p), nil
 	}
-	g.extend(false)
-	return g.ResponseWriter.Write(p)
+	g.guard(func() error {
+		n, err = g.ResponseWriter.Write(p)
+		return err
+	})
+	return n, err
 }
 
-// FlushError flushes within the write idle deadline; http.ResponseController
+// FlushError flushes under the write watchdog; http.ResponseController
 // finds it before Unwrap.
 func (g *guardWriter) FlushError() error {
 	if !g.wroteHeader {
 		g.WriteHeader(http.StatusOK)
 	}
-	g.extend(false)
-	return g.rc.Flush()
+	return g.guard(g.rc.Flush)
 }
 
 // Flush implements http.Flusher.
@@ -147,6 +195,9 @@ func (g *guardWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, err
 	}
 	g.hijacked = true
+	if g.wd != nil {
+		g.wd.close()
+	}
 	c.SetDeadline(time.Time{})
 	return c, brw, nil
 }
@@ -154,57 +205,40 @@ func (g *guardWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 // Unwrap returns the underlying ResponseWriter for http.ResponseController.
 func (g *guardWriter) Unwrap() http.ResponseWriter { return g.ResponseWriter }
 
-// finish gives the final flush, done by net/http after the handler
-// returns, a full write idle period.
+// finish stops the watchdogs and bounds the final flush, which net/http
+// does after the handler returns, by a write deadline of idle from now
+// (on HTTP/2 a stream timer that closing the stream stops; on HTTP/1.1
+// the connection's deadline, cleared when it goes idle).
 func (g *guardWriter) finish() {
-	g.extend(true)
+	if g.body != nil {
+		g.body.wd.close()
+	}
+	if g.wd == nil || g.hijacked {
+		return
+	}
+	g.wd.close()
+	g.rc.SetWriteDeadline(time.Now().Add(g.idle))
 }
 
 // errBodyStalled is returned by a request body that made no progress for
 // timeouts.body_read.
 var errBodyStalled = fmt.Errorf("request body: no progress within timeouts.body_read: %w", os.ErrDeadlineExceeded)
 
-// guardBody is a request body whose reads must make progress within idle.
-// The reverse proxy's transport reads it on its own goroutine.
+// guardBody is a request body whose reads must make progress within its
+// watchdog's time. The reverse proxy's transport reads it on its own
+// goroutine.
 type guardBody struct {
 	io.ReadCloser
-	rc       *http.ResponseController
-	idle     time.Duration
-	last     time.Time // last and ended are used by the reading goroutine only
-	ended    bool
-	deadline atomic.Int64 // Unix nanoseconds of the read deadline in force; 0 when none
-	timedOut atomic.Bool
+	wd *watchdog
 }
 
-// stalled reports whether the body timed out, or is past its deadline
-// (over HTTP/1.1 the timeout first cancels the request, so the handler may
-// answer before Read has returned the error).
-func (b *guardBody) stalled() bool {
-	d := b.deadline.Load()
-	return b.timedOut.Load() || (d != 0 && time.Now().UnixNano() >= d)
-}
-
-// Read reads with a read deadline idle from now. At the end of the body
-// the deadline is cleared: on HTTP/1.1 net/http then reads the connection
-// in the background, and a deadline firing there would cancel the request.
+// Read reads under the body watchdog.
 func (b *guardBody) Read(p []byte) (int, error) {
-	if b.ended {
-		return b.ReadCloser.Read(p)
-	}
-	if now := time.Now(); now.Sub(b.last) >= extendEvery(b.idle) {
-		b.last = now
-		b.deadline.Store(now.Add(b.idle).UnixNano())
-		b.rc.SetReadDeadline(now.Add(b.idle))
-	}
+	b.wd.start()
 	n, err := b.ReadCloser.Read(p)
-	if err != nil {
-		b.ended = true
-		b.deadline.Store(0)
-		b.rc.SetReadDeadline(time.Time{})
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			b.timedOut.Store(true)
-			return n, errBodyStalled
-		}
+	b.wd.stop()
+	if err != nil && b.wd.fired.Load() && errors.Is(err, os.ErrDeadlineExceeded) {
+		return n, errBodyStalled
 	}
 	return n, err
 }

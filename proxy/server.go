@@ -114,6 +114,7 @@ func (s *Server) Start(b *Bundle) error {
 			IdleTimeout:       cfg.Timeouts.Idle,
 			MaxHeaderBytes:    cfg.MaxHeaderBytes,
 			HTTP2:             s.http2Config(),
+			ConnState:         clearWriteDeadline,
 			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		}
 	}

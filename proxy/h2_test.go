@@ -1,0 +1,152 @@
+package proxy
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"net"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+// h2Conn is a hand-driven HTTP/2 client connection: frames are written
+// exactly as a test says, with golang.org/x/net/http2's Framer.
+type h2Conn struct {
+	t        *testing.T
+	conn     net.Conn
+	fr       *http2.Framer
+	hbuf     bytes.Buffer
+	enc      *hpack.Encoder
+	settings map[http2.SettingID]uint32 // the server's first SETTINGS
+}
+
+// dialH2 opens a TLS connection with ALPN h2 to addr for serverName (from
+// local, when not nil), sends the preface and settings, reads the server's
+// SETTINGS and acknowledges them.
+func dialH2(t *testing.T, addr string, pool *x509.CertPool, serverName string, local net.Addr, settings ...http2.Setting) *h2Conn {
+	t.Helper()
+	d := &net.Dialer{Timeout: 5 * time.Second, LocalAddr: local}
+	conn, err := tls.DialWithDialer(d, "tcp", addr, &tls.Config{RootCAs: pool, ServerName: serverName, NextProtos: []string{"h2"}})
+	if err != nil {
+		t.Fatalf("dial h2: %v", err)
+	}
+	if p := conn.ConnectionState().NegotiatedProtocol; p != "h2" {
+		t.Fatalf("ALPN chose %q, want h2", p)
+	}
+	c := &h2Conn{t: t, conn: conn, fr: http2.NewFramer(conn, conn), settings: map[http2.SettingID]uint32{}}
+	c.enc = hpack.NewEncoder(&c.hbuf)
+	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := conn.Write([]byte(http2.ClientPreface)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.fr.WriteSettings(settings...); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		f, err := c.fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("reading the server's SETTINGS: %v", err)
+		}
+		if sf, ok := f.(*http2.SettingsFrame); ok && !sf.IsAck() {
+			sf.ForeachSetting(func(s http2.Setting) error { c.settings[s.ID] = s.Val; return nil })
+			break
+		}
+	}
+	if err := c.fr.WriteSettingsAck(); err != nil {
+		t.Fatal(err)
+	}
+	conn.SetDeadline(time.Time{})
+	t.Cleanup(func() { conn.Close() })
+	return c
+}
+
+// headerBlock encodes name/value pairs in order, pseudo-headers first as
+// given.
+func (c *h2Conn) headerBlock(fields ...string) []byte {
+	c.hbuf.Reset()
+	for i := 0; i+1 < len(fields); i += 2 {
+		c.enc.WriteField(hpack.HeaderField{Name: fields[i], Value: fields[i+1]})
+	}
+	return bytes.Clone(c.hbuf.Bytes())
+}
+
+// request sends a HEADERS frame on stream id with the given fields.
+func (c *h2Conn) request(id uint32, endStream bool, fields ...string) {
+	c.t.Helper()
+	if err := c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: c.headerBlock(fields...), EndStream: endStream, EndHeaders: true}); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// get sends a GET for host and path on stream id.
+func (c *h2Conn) get(id uint32, host, path string) {
+	c.t.Helper()
+	c.request(id, true, ":method", "GET", ":scheme", "https", ":authority", host, ":path", path)
+}
+
+// h2Event is what the server sent about one stream, or the connection.
+type h2Event struct {
+	stream  uint32
+	status  string // from a response HEADERS
+	rst     http2.ErrCode
+	isRST   bool
+	goAway  bool
+	code    http2.ErrCode // GOAWAY code
+	data    int           // DATA bytes
+	endStrm bool
+}
+
+// next reads frames until one about a stream or the connection that
+// matters (HEADERS, DATA, RST_STREAM, GOAWAY) arrives, or the timeout.
+func (c *h2Conn) next(timeout time.Duration) (h2Event, error) {
+	c.conn.SetReadDeadline(time.Now().Add(timeout))
+	defer c.conn.SetReadDeadline(time.Time{})
+	for {
+		f, err := c.fr.ReadFrame()
+		if err != nil {
+			return h2Event{}, err
+		}
+		switch f := f.(type) {
+		case *http2.MetaHeadersFrame:
+			return h2Event{stream: f.StreamID, status: f.PseudoValue("status"), endStrm: f.StreamEnded()}, nil
+		case *http2.DataFrame:
+			return h2Event{stream: f.StreamID, data: len(f.Data()), endStrm: f.StreamEnded()}, nil
+		case *http2.RSTStreamFrame:
+			return h2Event{stream: f.StreamID, isRST: true, rst: f.ErrCode}, nil
+		case *http2.GoAwayFrame:
+			return h2Event{goAway: true, code: f.ErrCode}, nil
+		}
+	}
+}
+
+// waitStream reads events until stream id ends (END_STREAM or RST_STREAM)
+// or the connection is told to go away, and returns the events of id.
+func (c *h2Conn) waitStream(id uint32, timeout time.Duration) ([]h2Event, error) {
+	deadline := time.Now().Add(timeout)
+	var evs []h2Event
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return evs, errors.New("timed out")
+		}
+		ev, err := c.next(left)
+		if err != nil {
+			return evs, err
+		}
+		if ev.goAway {
+			return append(evs, ev), nil
+		}
+		if ev.stream != id {
+			continue
+		}
+		evs = append(evs, ev)
+		if ev.isRST || ev.endStrm {
+			return evs, nil
+		}
+	}
+}
