@@ -41,7 +41,7 @@ type guardHandler struct {
 }
 
 func (h *guardHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	g := &guardWriter{ResponseWriter: w, rc: http.NewResponseController(w), idle: h.writeIdle, draining: h.draining}
+	g := &guardWriter{ResponseWriter: w, rc: http.NewResponseController(w), idle: h.writeIdle, draining: h.draining, h2: r.ProtoMajor == 2}
 	if h.writeIdle > 0 {
 		g.wd = newWatchdog(h.writeIdle, func() { g.rc.SetWriteDeadline(time.Now()) })
 	}
@@ -114,7 +114,9 @@ type guardWriter struct {
 	draining *atomic.Bool
 	body     *guardBody
 
+	h2          bool
 	wroteHeader bool
+	dirty       bool // body bytes written since the last flush
 	hijacked    bool
 	// bodyTimeout is set when the answer became a 408 because the request
 	// body stalled; the handler's own response is then discarded.
@@ -172,6 +174,7 @@ func (g *guardWriter) Write(p []byte) (n int, err error) {
 		n, err = g.ResponseWriter.Write(p)
 		return err
 	})
+	g.dirty = g.dirty || n > 0
 	return n, err
 }
 
@@ -181,6 +184,7 @@ func (g *guardWriter) FlushError() error {
 	if !g.wroteHeader {
 		g.WriteHeader(http.StatusOK)
 	}
+	g.dirty = false
 	return g.guard(g.rc.Flush)
 }
 
@@ -206,14 +210,24 @@ func (g *guardWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 func (g *guardWriter) Unwrap() http.ResponseWriter { return g.ResponseWriter }
 
 // finish stops the watchdogs and bounds the final flush, which net/http
-// does after the handler returns, by a write deadline of idle from now
-// (on HTTP/2 a stream timer that closing the stream stops; on HTTP/1.1
-// the connection's deadline, cleared when it goes idle).
+// does after the handler returns. On HTTP/1.1 that is a write deadline of
+// idle from now on the connection, cleared when it goes idle. On HTTP/2 a
+// stream deadline set now could outlive a stream that has already closed
+// (leaving a timer behind), so the buffered data is flushed here under the
+// watchdog instead; what net/http then sends is at most an empty
+// END_STREAM frame or headers, which need no flow-control window.
 func (g *guardWriter) finish() {
 	if g.body != nil {
 		g.body.wd.close()
 	}
 	if g.wd == nil || g.hijacked {
+		return
+	}
+	if g.h2 {
+		if g.dirty {
+			g.FlushError()
+		}
+		g.wd.close()
 		return
 	}
 	g.wd.close()

@@ -102,10 +102,12 @@ func (s *Server) Start(b *Bundle) error {
 		s.closeListeners()
 		return err
 	}
+	// One count per client across both public listeners.
+	conns, inFlight := newClientCounter(cfg.Limits.MaxConnsPerClient), newClientCounter(cfg.Limits.MaxRequestsPerClient)
 	public := func(h http.Handler) *http.Server {
 		// The chain around the proxy: deadlines and drain outermost, so
 		// that the 429 of the per-client cap is bounded too.
-		h = &requestLimiter{next: h, inFlight: newClientCounter(cfg.Limits.MaxRequestsPerClient),
+		h = &requestLimiter{next: h, inFlight: inFlight,
 			config: s.proxy.config, refused: s.metrics.RequestsRefused.WithLabelValues(RefusedRequestsPerClient)}
 		h = &guardHandler{next: h, writeIdle: cfg.Timeouts.WriteIdle, bodyRead: cfg.Timeouts.BodyRead, draining: &s.draining}
 		return &http.Server{
@@ -150,7 +152,7 @@ func (s *Server) Start(b *Bundle) error {
 	for name, srv := range s.servers {
 		l := s.listeners[name]
 		if name != "admin" {
-			l = &limitListener{Listener: l, conns: newClientCounter(cfg.Limits.MaxConnsPerClient),
+			l = &limitListener{Listener: l, conns: conns,
 				trusted: s.proxy.trusts, open: s.metrics.ConnectionsOpen.WithLabelValues(name),
 				refused: s.metrics.ConnectionsRefused.WithLabelValues(RefusedConnsPerClient)}
 		}

@@ -58,6 +58,8 @@ func newWatchedOrigin(t *testing.T, size int) *watchedOrigin {
 			time.Sleep(1500 * time.Millisecond)
 			io.WriteString(w, "data: two\n\n")
 			o.ended <- "events"
+		case "/small":
+			io.WriteString(w, "ok")
 		case "/upload":
 			n, err := io.Copy(io.Discard, r.Body)
 			if err != nil {
@@ -67,6 +69,10 @@ func newWatchedOrigin(t *testing.T, size int) *watchedOrigin {
 			fmt.Fprintf(w, "got %d bytes", n)
 			o.ended <- "upload ok"
 		default:
+			size := size
+			if r.URL.Path == "/huge" { // beyond what socket buffers absorb
+				size = 32 << 20
+			}
 			w.Header().Set("Content-Length", fmt.Sprint(size))
 			var err error
 			for left := size; left > 0 && err == nil; left -= len(chunk) {
