@@ -5,7 +5,12 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync"
 	"testing"
 	"time"
 
@@ -148,5 +153,112 @@ func (c *h2Conn) waitStream(id uint32, timeout time.Duration) ([]h2Event, error)
 		if ev.isRST || ev.endStrm {
 			return evs, nil
 		}
+	}
+}
+
+// TestHTTP2Conformance pins the three places where Go's HTTP/2 server
+// departs from RFC 9113 (the README's "HTTP/2 conformance" lists them),
+// with hand-made frames, and shows that none lets a malformed request
+// reach an origin unsanitized.
+func TestHTTP2Conformance(t *testing.T) {
+	var mu sync.Mutex
+	var seen []http.Header
+	o := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = append(seen, r.Header.Clone())
+		mu.Unlock()
+		io.WriteString(w, "origin")
+	}))
+	defer o.Close()
+	e, pool := startTLSEnv(t, routeConfig("app.example", `"`+o.URL+`"`), "")
+	get := []string{":method", "GET", ":scheme", "https", ":authority", "app.example", ":path", "/"}
+	for _, tt := range []struct {
+		name string
+		send func(c *h2Conn)
+		// want is the status of stream 1, or "GOAWAY PROTOCOL_ERROR".
+		want string
+		// forwarded is how many requests reach the origin; check
+		// looks at their headers.
+		forwarded int
+		check     func(h http.Header) string
+	}{
+		{
+			// RFC 9113 §6.5.3: values are processed in order, the last
+			// wins. Go treats duplicates as a connection error (stricter).
+			name: "duplicate SETTINGS",
+			send: func(c *h2Conn) {
+				c.fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1 << 16}, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1 << 20})
+				c.request(1, true, get...)
+			},
+			want: "GOAWAY PROTOCOL_ERROR",
+		},
+		{
+			// RFC 9113 §8.2.2: a request with a connection-specific field
+			// is malformed, a stream error PROTOCOL_ERROR (§8.1.1). Go
+			// answers 400 instead of resetting the stream (looser in form,
+			// the same in effect).
+			name: "connection-specific header fields",
+			send: func(c *h2Conn) {
+				c.request(1, true, append(get, "connection", "keep-alive", "keep-alive", "timeout=5", "transfer-encoding", "chunked", "upgrade", "h2c")...)
+			},
+			want: "400",
+		},
+		{
+			name: "TE other than trailers",
+			send: func(c *h2Conn) { c.request(1, true, append(get, "te", "gzip")...) },
+			want: "400",
+		},
+		{
+			// RFC 9113 §8.2.2: TE "MUST NOT contain any value other than
+			// trailers". Go lets an empty TE through (looser); the reverse
+			// proxy drops TE, a hop-by-hop field, so the origin never sees it.
+			name:      "empty TE",
+			send:      func(c *h2Conn) { c.request(1, true, append(get, "te", "")...) },
+			want:      "200",
+			forwarded: 1,
+			check: func(h http.Header) string {
+				if _, ok := h["Te"]; ok {
+					return fmt.Sprintf("origin got TE %q", h.Values("Te"))
+				}
+				return ""
+			},
+		},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			mu.Lock()
+			seen = nil
+			mu.Unlock()
+			c := dialH2(t, e.srv.Addr("https"), pool, "app.example", nil)
+			tt.send(c)
+			evs, err := c.waitStream(1, 5*time.Second)
+			got := "nothing"
+			for _, ev := range evs {
+				switch {
+				case ev.goAway:
+					got = "GOAWAY " + ev.code.String()
+				case ev.isRST:
+					got = "RST_STREAM " + ev.rst.String()
+				case ev.status != "":
+					got = ev.status
+				}
+				if got != "nothing" {
+					break
+				}
+			}
+			if got != tt.want {
+				t.Errorf("server answered %s (%v), want %s", got, err, tt.want)
+			}
+			time.Sleep(100 * time.Millisecond) // anything forwarded has arrived by now
+			mu.Lock()
+			defer mu.Unlock()
+			if len(seen) != tt.forwarded {
+				t.Fatalf("origin got %d requests, want %d: %v", len(seen), tt.forwarded, seen)
+			}
+			for _, h := range seen {
+				if msg := tt.check(h); msg != "" {
+					t.Error(msg)
+				}
+			}
+		})
 	}
 }
