@@ -235,7 +235,7 @@ tls:
 	if ordersBefore < 2 {
 		t.Logf("pebble output has %d order lines", ordersBefore)
 	}
-	e.srv.Shutdown(t.Context(), 0, 5*time.Second)
+	e.srv.Shutdown(t.Context())
 
 	// A restart reuses the stored certificates: no new order.
 	e2 := startEnv(t, config, list)

@@ -154,7 +154,7 @@ func BenchmarkChangeToEffect(b *testing.B) {
 	if err := srv.Start(bundle); err != nil {
 		b.Fatal(err)
 	}
-	defer srv.Shutdown(b.Context(), 0, 5*time.Second)
+	defer srv.Shutdown(b.Context())
 	url := "http://" + srv.Addr("http") + "/"
 	status := func(host string) int {
 		req, _ := http.NewRequest("GET", url, nil)

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -325,4 +326,64 @@ func FuzzParseConfig(f *testing.F) {
 			last = max(last, line)
 		}
 	})
+}
+
+func TestLimitsAndTimeoutsConfig(t *testing.T) {
+	base := "listen:\n  http: :8080\nblocklist:\n  file: b\n"
+	for _, tt := range []struct {
+		name, yaml string
+		check      func(c *Config) string
+		err        string
+	}{
+		{name: "defaults", check: func(c *Config) string {
+			got := fmt.Sprint(*c.Timeouts.Drain, c.Timeouts.WriteIdle, c.Timeouts.BodyRead, c.Limits.MaxStreamsPerConn, c.Limits.MaxConnsPerClient, c.Limits.MaxRequestsPerClient)
+			return wantString(got, "5s 30s 30s 100 256 256")
+		}},
+		{name: "set", yaml: "timeouts:\n  drain: 2s\n  write_idle: 10s\n  body_read: 5s\nlimits:\n  max_streams_per_conn: 50\n  max_conns_per_client: 10\n  max_requests_per_client: 20\n", check: func(c *Config) string {
+			got := fmt.Sprint(*c.Timeouts.Drain, c.Timeouts.WriteIdle, c.Timeouts.BodyRead, c.Limits.MaxStreamsPerConn, c.Limits.MaxConnsPerClient, c.Limits.MaxRequestsPerClient)
+			return wantString(got, "2s 10s 5s 50 10 20")
+		}},
+		{name: "drain 0s skips the drain", yaml: "timeouts:\n  drain: 0s\n", check: func(c *Config) string {
+			return wantString(c.Timeouts.Drain.String(), "0s")
+		}},
+		{name: "negative drain", yaml: "timeouts:\n  drain: -1s\n", err: "x.yaml:6: timeouts.drain: must not be negative"},
+		{name: "negative write_idle", yaml: "timeouts:\n  write_idle: -1s\n", err: "x.yaml:6: timeouts.write_idle: must not be negative"},
+		{name: "negative body_read", yaml: "timeouts:\n  body_read: -1s\n", err: "x.yaml:6: timeouts.body_read: must not be negative"},
+		{name: "negative streams", yaml: "limits:\n  max_streams_per_conn: -1\n", err: "x.yaml:6: limits.max_streams_per_conn: must not be negative"},
+		{name: "negative conns", yaml: "limits:\n  max_conns_per_client: -1\n", err: "x.yaml:6: limits.max_conns_per_client: must not be negative"},
+		{name: "negative requests", yaml: "limits:\n  max_requests_per_client: -5\n", err: "x.yaml:6: limits.max_requests_per_client: must not be negative"},
+		{name: "unknown limit", yaml: "limits:\n  max_conns: 5\n", err: "x.yaml:6: field max_conns not found"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := ParseConfig("x.yaml", []byte(base+tt.yaml))
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Errorf("error %v, want %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if msg := tt.check(c); msg != "" {
+				t.Error(msg)
+			}
+		})
+	}
+	// A reload cannot change them: they are restart fields.
+	a, _ := ParseConfig("x.yaml", []byte(base))
+	b, _ := ParseConfig("x.yaml", []byte(base+"timeouts:\n  drain: 1s\nlimits:\n  max_requests_per_client: 3\n"))
+	fa, fb := a.restartFields(), b.restartFields()
+	for _, k := range []string{"timeouts.drain", "limits.max_requests_per_client"} {
+		if fa[k] == fb[k] {
+			t.Errorf("restart field %s: %q in both", k, fa[k])
+		}
+	}
+}
+
+func wantString(got, want string) string {
+	if got != want {
+		return fmt.Sprintf("got %q, want %q", got, want)
+	}
+	return ""
 }

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -56,11 +57,17 @@ func (h *guardHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // clearWriteDeadline is the public servers' ConnState hook: an HTTP/1.1
 // connection going idle loses the write deadline guardWriter.finish set
-// for the last response, so that the next request starts afresh.
+// for the last response, so that the next request starts afresh. HTTP/2
+// connections are left alone: their writer sets its own deadlines
+// (WriteByteTimeout) on another goroutine.
 func clearWriteDeadline(c net.Conn, s http.ConnState) {
-	if s == http.StateIdle {
-		c.SetWriteDeadline(time.Time{})
+	if s != http.StateIdle {
+		return
 	}
+	if tc, ok := c.(*tls.Conn); ok && tc.ConnectionState().NegotiatedProtocol == "h2" {
+		return
+	}
+	c.SetWriteDeadline(time.Time{})
 }
 
 // watchdog calls fire when an operation between start and stop takes

@@ -18,9 +18,9 @@ import (
 	"golang.org/x/net/http2/hpack"
 )
 
-// h2Conn is a hand-driven HTTP/2 client connection: frames are written
+// frameConn is a hand-driven HTTP/2 client connection: frames are written
 // exactly as a test says, with golang.org/x/net/http2's Framer.
-type h2Conn struct {
+type frameConn struct {
 	t        *testing.T
 	conn     net.Conn
 	fr       *http2.Framer
@@ -29,10 +29,10 @@ type h2Conn struct {
 	settings map[http2.SettingID]uint32 // the server's first SETTINGS
 }
 
-// dialH2 opens a TLS connection with ALPN h2 to addr for serverName (from
+// dialFrames opens a TLS connection with ALPN h2 to addr for serverName (from
 // local, when not nil), sends the preface and settings, reads the server's
 // SETTINGS and acknowledges them.
-func dialH2(t *testing.T, addr string, pool *x509.CertPool, serverName string, local net.Addr, settings ...http2.Setting) *h2Conn {
+func dialFrames(t *testing.T, addr string, pool *x509.CertPool, serverName string, local net.Addr, settings ...http2.Setting) *frameConn {
 	t.Helper()
 	d := &net.Dialer{Timeout: 5 * time.Second, LocalAddr: local}
 	conn, err := tls.DialWithDialer(d, "tcp", addr, &tls.Config{RootCAs: pool, ServerName: serverName, NextProtos: []string{"h2"}})
@@ -42,7 +42,7 @@ func dialH2(t *testing.T, addr string, pool *x509.CertPool, serverName string, l
 	if p := conn.ConnectionState().NegotiatedProtocol; p != "h2" {
 		t.Fatalf("ALPN chose %q, want h2", p)
 	}
-	c := &h2Conn{t: t, conn: conn, fr: http2.NewFramer(conn, conn), settings: map[http2.SettingID]uint32{}}
+	c := &frameConn{t: t, conn: conn, fr: http2.NewFramer(conn, conn), settings: map[http2.SettingID]uint32{}}
 	c.enc = hpack.NewEncoder(&c.hbuf)
 	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	conn.SetDeadline(time.Now().Add(10 * time.Second))
@@ -72,7 +72,7 @@ func dialH2(t *testing.T, addr string, pool *x509.CertPool, serverName string, l
 
 // headerBlock encodes name/value pairs in order, pseudo-headers first as
 // given.
-func (c *h2Conn) headerBlock(fields ...string) []byte {
+func (c *frameConn) headerBlock(fields ...string) []byte {
 	c.hbuf.Reset()
 	for i := 0; i+1 < len(fields); i += 2 {
 		c.enc.WriteField(hpack.HeaderField{Name: fields[i], Value: fields[i+1]})
@@ -81,7 +81,7 @@ func (c *h2Conn) headerBlock(fields ...string) []byte {
 }
 
 // request sends a HEADERS frame on stream id with the given fields.
-func (c *h2Conn) request(id uint32, endStream bool, fields ...string) {
+func (c *frameConn) request(id uint32, endStream bool, fields ...string) {
 	c.t.Helper()
 	if err := c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: c.headerBlock(fields...), EndStream: endStream, EndHeaders: true}); err != nil {
 		c.t.Fatal(err)
@@ -89,7 +89,7 @@ func (c *h2Conn) request(id uint32, endStream bool, fields ...string) {
 }
 
 // get sends a GET for host and path on stream id.
-func (c *h2Conn) get(id uint32, host, path string) {
+func (c *frameConn) get(id uint32, host, path string) {
 	c.t.Helper()
 	c.request(id, true, ":method", "GET", ":scheme", "https", ":authority", host, ":path", path)
 }
@@ -108,7 +108,7 @@ type h2Event struct {
 
 // next reads frames until one about a stream or the connection that
 // matters (HEADERS, DATA, RST_STREAM, GOAWAY) arrives, or the timeout.
-func (c *h2Conn) next(timeout time.Duration) (h2Event, error) {
+func (c *frameConn) next(timeout time.Duration) (h2Event, error) {
 	c.conn.SetReadDeadline(time.Now().Add(timeout))
 	defer c.conn.SetReadDeadline(time.Time{})
 	for {
@@ -131,7 +131,7 @@ func (c *h2Conn) next(timeout time.Duration) (h2Event, error) {
 
 // waitStream reads events until stream id ends (END_STREAM or RST_STREAM)
 // or the connection is told to go away, and returns the events of id.
-func (c *h2Conn) waitStream(id uint32, timeout time.Duration) ([]h2Event, error) {
+func (c *frameConn) waitStream(id uint32, timeout time.Duration) ([]h2Event, error) {
 	deadline := time.Now().Add(timeout)
 	var evs []h2Event
 	for {
@@ -174,7 +174,7 @@ func TestHTTP2Conformance(t *testing.T) {
 	get := []string{":method", "GET", ":scheme", "https", ":authority", "app.example", ":path", "/"}
 	for _, tt := range []struct {
 		name string
-		send func(c *h2Conn)
+		send func(c *frameConn)
 		// want is the status of stream 1, or "GOAWAY PROTOCOL_ERROR".
 		want string
 		// forwarded is how many requests reach the origin; check
@@ -186,7 +186,7 @@ func TestHTTP2Conformance(t *testing.T) {
 			// RFC 9113 §6.5.3: values are processed in order, the last
 			// wins. Go treats duplicates as a connection error (stricter).
 			name: "duplicate SETTINGS",
-			send: func(c *h2Conn) {
+			send: func(c *frameConn) {
 				c.fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1 << 16}, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1 << 20})
 				c.request(1, true, get...)
 			},
@@ -198,14 +198,14 @@ func TestHTTP2Conformance(t *testing.T) {
 			// answers 400 instead of resetting the stream (looser in form,
 			// the same in effect).
 			name: "connection-specific header fields",
-			send: func(c *h2Conn) {
+			send: func(c *frameConn) {
 				c.request(1, true, append(get, "connection", "keep-alive", "keep-alive", "timeout=5", "transfer-encoding", "chunked", "upgrade", "h2c")...)
 			},
 			want: "400",
 		},
 		{
 			name: "TE other than trailers",
-			send: func(c *h2Conn) { c.request(1, true, append(get, "te", "gzip")...) },
+			send: func(c *frameConn) { c.request(1, true, append(get, "te", "gzip")...) },
 			want: "400",
 		},
 		{
@@ -213,7 +213,7 @@ func TestHTTP2Conformance(t *testing.T) {
 			// trailers". Go lets an empty TE through (looser); the reverse
 			// proxy drops TE, a hop-by-hop field, so the origin never sees it.
 			name:      "empty TE",
-			send:      func(c *h2Conn) { c.request(1, true, append(get, "te", "")...) },
+			send:      func(c *frameConn) { c.request(1, true, append(get, "te", "")...) },
 			want:      "200",
 			forwarded: 1,
 			check: func(h http.Header) string {
@@ -228,7 +228,7 @@ func TestHTTP2Conformance(t *testing.T) {
 			mu.Lock()
 			seen = nil
 			mu.Unlock()
-			c := dialH2(t, e.srv.Addr("https"), pool, "app.example", nil)
+			c := dialFrames(t, e.srv.Addr("https"), pool, "app.example", nil)
 			tt.send(c)
 			evs, err := c.waitStream(1, 5*time.Second)
 			got := "nothing"

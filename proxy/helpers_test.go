@@ -101,7 +101,7 @@ func startEnv(t *testing.T, config, list string) *testEnv {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		srv.Shutdown(ctx, 0, 5*time.Second)
+		srv.Shutdown(ctx)
 	})
 	return e
 }

@@ -125,7 +125,7 @@ func TestAdminEndpoints(t *testing.T) {
 	if err := srv.Start(b); err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Shutdown(t.Context(), 0, 5*time.Second)
+	defer srv.Shutdown(t.Context())
 	base := "http://" + srv.Addr("admin")
 	for _, tt := range []struct {
 		path, want string

@@ -106,7 +106,7 @@ func TestResourceBound(t *testing.T) {
 	defer cancel()
 	var readers sync.WaitGroup
 	for range conns {
-		c := dialH2(t, addr, pool, "big.example", nil, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0})
+		c := dialFrames(t, addr, pool, "big.example", nil, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0})
 		for s := range streams {
 			c.get(uint32(2*s+1), "big.example", "/big")
 		}

@@ -193,20 +193,24 @@ func (s *Server) http2Config() *http.HTTP2Config {
 	}
 }
 
-// Shutdown stops the server in two steps. Drain: /readyz answers 503 at
+// Stop stops the server in two steps. Drain: /readyz answers 503 at
 // once while the public listeners keep serving for drain, every response
 // carrying Connection: close (HTTP/1.1 connections close after it,
 // HTTP/2 ones get GOAWAY), so that a load balancer sees the 503 and moves
 // away before any connection is refused. Then stop: the listeners close,
 // idle connections close, HTTP/2 connections get GOAWAY, and in-flight
-// requests have grace to finish before what is left is closed. Blocklist
-// and config reloads go on during the drain. ctx, when done, cuts the
-// drain and the grace short. Only the first call does anything; later ones
-// return its result.
-func (s *Server) Shutdown(ctx context.Context, drain, grace time.Duration) error {
+// requests have grace (0: no limit but ctx) to finish before what is left
+// is closed. Blocklist and config reloads go on during the drain. ctx,
+// when done, cuts the drain and the grace short. Only the first call of
+// Stop or Shutdown does anything; later ones return its result.
+func (s *Server) Stop(ctx context.Context, drain, grace time.Duration) error {
 	s.stopOnce.Do(func() { s.stopErr = s.shutdown(ctx, drain, grace) })
 	return s.stopErr
 }
+
+// Shutdown is Stop without a drain: it stops accepting connections at
+// once and waits for in-flight requests until ctx is done.
+func (s *Server) Shutdown(ctx context.Context) error { return s.Stop(ctx, 0, 0) }
 
 func (s *Server) shutdown(ctx context.Context, drain, grace time.Duration) error {
 	s.ready.Store(false)
@@ -221,8 +225,11 @@ func (s *Server) shutdown(ctx context.Context, drain, grace time.Duration) error
 		}
 	}
 	s.reloader.Close()
-	ctx, cancel := context.WithTimeout(ctx, grace)
-	defer cancel()
+	if grace > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, grace)
+		defer cancel()
+	}
 	var errs []error
 	var mu sync.Mutex
 	var wg sync.WaitGroup

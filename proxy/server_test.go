@@ -123,7 +123,7 @@ func TestHTTP2Settings(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			e, pool := startTLSEnv(t, tt.config+routeConfig("app.example", `"`+o.URL+`"`), "")
-			c := dialH2(t, e.srv.Addr("https"), pool, "app.example", nil)
+			c := dialFrames(t, e.srv.Addr("https"), pool, "app.example", nil)
 			if got := c.settings[http2.SettingMaxFrameSize]; got != 16384 {
 				t.Errorf("SETTINGS_MAX_FRAME_SIZE = %d, want 16384", got)
 			}
@@ -148,7 +148,7 @@ func TestHTTP2Settings(t *testing.T) {
 // upgrades that pause longer than write_idle but keep flowing are not.
 func TestWriteIdle(t *testing.T) {
 	o := newWatchedOrigin(t, 32<<20)
-	ws := upgradeOrigin(t)
+	ws := upgradeOrigin(t, false)
 	e, pool := startTLSEnv(t, "timeouts:\n  write_idle: 1s\n"+routeConfig("big.example", `"`+o.URL+`"`, "ws.example", `"`+ws.URL+`"`), "")
 
 	t.Run("http1 client that does not read", func(t *testing.T) {
@@ -172,7 +172,7 @@ func TestWriteIdle(t *testing.T) {
 		})
 	})
 	t.Run("http2 zero window", func(t *testing.T) {
-		c := dialH2(t, e.srv.Addr("https"), pool, "big.example", nil, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0})
+		c := dialFrames(t, e.srv.Addr("https"), pool, "big.example", nil, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0})
 		c.get(1, "big.example", "/big")
 		evs, err := c.waitStream(1, 15*time.Second)
 		if err != nil || len(evs) == 0 || !evs[len(evs)-1].isRST {
@@ -225,30 +225,6 @@ func TestWriteIdle(t *testing.T) {
 	})
 }
 
-// upgradeOrigin is a WebSocket-like origin that echoes 4-byte messages in
-// upper case.
-func upgradeOrigin(t *testing.T) *httptest.Server {
-	t.Helper()
-	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		conn, brw, err := http.NewResponseController(w).Hijack()
-		if err != nil {
-			return
-		}
-		defer conn.Close()
-		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-		brw.Flush()
-		buf := make([]byte, 4)
-		for {
-			if _, err := io.ReadFull(brw, buf); err != nil {
-				return
-			}
-			conn.Write([]byte(strings.ToUpper(string(buf))))
-		}
-	}))
-	t.Cleanup(s.Close)
-	return s
-}
-
 // upgrade opens an upgraded connection through the edge.
 func upgrade(t *testing.T, addr, host string) (net.Conn, *bufio.Reader) {
 	t.Helper()
@@ -290,7 +266,7 @@ func TestBodyReadIdle(t *testing.T) {
 		}
 	})
 	t.Run("http2 stalled body", func(t *testing.T) {
-		c := dialH2(t, e.srv.Addr("https"), pool, "up.example", nil)
+		c := dialFrames(t, e.srv.Addr("https"), pool, "up.example", nil)
 		c.request(1, false, ":method", "POST", ":scheme", "https", ":authority", "up.example", ":path", "/upload", "content-length", "100")
 		c.fr.WriteData(1, false, []byte("x"))
 		evs, err := c.waitStream(1, 15*time.Second)
@@ -529,7 +505,7 @@ func TestDrain(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	start := time.Now()
 	stopped := make(chan error, 1)
-	go func() { stopped <- e.srv.Shutdown(t.Context(), time.Second, 5*time.Second) }()
+	go func() { stopped <- e.srv.Stop(t.Context(), time.Second, 5*time.Second) }()
 	// A new connection during the drain is still served, with
 	// Connection: close.
 	time.Sleep(200 * time.Millisecond)

@@ -169,7 +169,7 @@ func waitForSignals(sigs chan os.Signal, srv *proxy.Server, config string, b *pr
 				return
 			}
 		}()
-		err := srv.Shutdown(ctx, drain, grace)
+		err := srv.Stop(ctx, drain, grace)
 		cancel()
 		if err != nil {
 			log.Warn("shutdown grace ran out; connections closed", "error", err.Error())

@@ -272,8 +272,8 @@ func TestKubernetesManifestsAgree(t *testing.T) {
 	// Shutdown fits in the grace period.
 	grace := time.Duration(get(pod, "terminationGracePeriodSeconds").(int)) * time.Second
 	preStop := time.Duration(get(c, "lifecycle", "preStop", "sleep", "seconds").(int)) * time.Second
-	if cfg.Timeouts.Grace+preStop > grace {
-		t.Errorf("timeouts.grace %v + preStop %v exceed terminationGracePeriodSeconds %v", cfg.Timeouts.Grace, preStop, grace)
+	if *cfg.Timeouts.Drain+cfg.Timeouts.Grace+preStop > grace {
+		t.Errorf("timeouts.drain %v + timeouts.grace %v + preStop %v exceed terminationGracePeriodSeconds %v", *cfg.Timeouts.Drain, cfg.Timeouts.Grace, preStop, grace)
 	}
 }
 
