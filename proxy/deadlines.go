@@ -144,7 +144,9 @@ func (g *guardWriter) WriteHeader(code int) {
 			h := g.Header()
 			clear(h)
 			h.Set("Content-Type", "text/plain; charset=utf-8")
-			h.Set("Connection", "close")
+			if !g.h2 { // the connection's read side is spent; an HTTP/2 connection's other streams are fine
+				h.Set("Connection", "close")
+			}
 			g.ResponseWriter.WriteHeader(http.StatusRequestTimeout)
 			g.guard(func() error {
 				_, err := io.WriteString(g.ResponseWriter, "408 Request Timeout: the request body stalled\n")

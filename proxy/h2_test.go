@@ -130,7 +130,8 @@ func (c *frameConn) next(timeout time.Duration) (h2Event, error) {
 }
 
 // waitStream reads events until stream id ends (END_STREAM or RST_STREAM)
-// or the connection is told to go away, and returns the events of id.
+// or the connection is closed with an error (a GOAWAY with an error code),
+// and returns the events of id, and GOAWAYs.
 func (c *frameConn) waitStream(id uint32, timeout time.Duration) ([]h2Event, error) {
 	deadline := time.Now().Add(timeout)
 	var evs []h2Event
@@ -144,7 +145,11 @@ func (c *frameConn) waitStream(id uint32, timeout time.Duration) ([]h2Event, err
 			return evs, err
 		}
 		if ev.goAway {
-			return append(evs, ev), nil
+			evs = append(evs, ev)
+			if ev.code != http2.ErrCodeNo {
+				return evs, nil
+			}
+			continue
 		}
 		if ev.stream != id {
 			continue
@@ -234,7 +239,7 @@ func TestHTTP2Conformance(t *testing.T) {
 			got := "nothing"
 			for _, ev := range evs {
 				switch {
-				case ev.goAway:
+				case ev.goAway && ev.code != http2.ErrCodeNo:
 					got = "GOAWAY " + ev.code.String()
 				case ev.isRST:
 					got = "RST_STREAM " + ev.rst.String()

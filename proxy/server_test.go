@@ -183,7 +183,7 @@ func TestWriteIdle(t *testing.T) {
 		}
 		// The connection itself is fine.
 		c.get(3, "big.example", "/big")
-		if evs, err := c.waitStream(3, 15*time.Second); err != nil || len(evs) == 0 || evs[0].status != "200" {
+		if evs, err := c.waitStream(3, 15*time.Second); err != nil || firstStatus(evs) != "200" {
 			t.Errorf("stream 3 on the same connection: %+v %v", evs, err)
 		}
 		o.waitEnded(t, 10*time.Second)
@@ -270,7 +270,7 @@ func TestBodyReadIdle(t *testing.T) {
 		c.request(1, false, ":method", "POST", ":scheme", "https", ":authority", "up.example", ":path", "/upload", "content-length", "100")
 		c.fr.WriteData(1, false, []byte("x"))
 		evs, err := c.waitStream(1, 15*time.Second)
-		if err != nil || len(evs) == 0 || evs[0].status != "408" {
+		if err != nil || firstStatus(evs) != "408" {
 			t.Fatalf("stalled body: %+v %v, want 408", evs, err)
 		}
 		if got := o.waitEnded(t, 5*time.Second); !strings.HasPrefix(got, "upload error") {
@@ -536,5 +536,50 @@ func TestDrain(t *testing.T) {
 	}
 	if _, err := net.Dial("tcp", addr); err == nil {
 		t.Error("listener still accepts after Shutdown returned")
+	}
+}
+
+// firstStatus returns the status of the first response HEADERS in evs.
+func firstStatus(evs []h2Event) string {
+	for _, ev := range evs {
+		if ev.status != "" {
+			return ev.status
+		}
+	}
+	return ""
+}
+
+// TestDrainHTTP2: during the drain an HTTP/2 connection's requests are
+// answered and the connection gets a GOAWAY (NO_ERROR), so the client
+// opens its next streams elsewhere; after the drain the listener closes.
+func TestDrainHTTP2(t *testing.T) {
+	o := echoOrigin(t)
+	e, pool := startTLSEnv(t, routeConfig("app.example", `"`+o.URL+`"`), "")
+	c := dialFrames(t, e.srv.Addr("https"), pool, "app.example", nil)
+	c.get(1, "app.example", "/")
+	if evs, err := c.waitStream(1, 5*time.Second); err != nil || firstStatus(evs) != "200" {
+		t.Fatalf("before the shutdown: %+v %v", evs, err)
+	}
+	stopped := make(chan error, 1)
+	go func() { stopped <- e.srv.Stop(t.Context(), time.Second, 5*time.Second) }()
+	time.Sleep(100 * time.Millisecond)
+	c.get(3, "app.example", "/")
+	evs, err := c.waitStream(3, 5*time.Second)
+	if err != nil || firstStatus(evs) != "200" {
+		t.Fatalf("during the drain: %+v %v, want 200", evs, err)
+	}
+	goAway := false
+	for _, ev := range evs {
+		goAway = goAway || (ev.goAway && ev.code == http2.ErrCodeNo)
+	}
+	for !goAway {
+		ev, err := c.next(5 * time.Second)
+		if err != nil {
+			t.Fatalf("no GOAWAY during the drain: %v", err)
+		}
+		goAway = ev.goAway && ev.code == http2.ErrCodeNo
+	}
+	if err := <-stopped; err != nil {
+		t.Errorf("Shutdown: %v", err)
 	}
 }
