@@ -182,7 +182,8 @@ type LimitsConfig struct {
 	// edgeblock_connections_refused_total. Default 256.
 	MaxConnsPerClient int `yaml:"max_conns_per_client"`
 	// MaxRequestsPerClient caps requests in flight per client; further
-	// ones get 429 with Retry-After. Default 256.
+	// ones get 429 with Retry-After. Default 128: below origins.max_conns,
+	// so that one client cannot hold all of an origin's connections.
 	MaxRequestsPerClient int `yaml:"max_requests_per_client"`
 }
 
@@ -540,7 +541,7 @@ func (c *Config) applyDefaults() {
 	}
 	defInt(&c.Limits.MaxStreamsPerConn, 100)
 	defInt(&c.Limits.MaxConnsPerClient, 256)
-	defInt(&c.Limits.MaxRequestsPerClient, 256)
+	defInt(&c.Limits.MaxRequestsPerClient, 128)
 	def(&c.Origins.FailTimeout, 10*time.Second)
 	def(&c.Origins.BodyIdleTimeout, 60*time.Second)
 	if c.Origins.MaxResponseHeaderBytes == 0 {

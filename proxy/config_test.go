@@ -337,7 +337,7 @@ func TestLimitsAndTimeoutsConfig(t *testing.T) {
 	}{
 		{name: "defaults", check: func(c *Config) string {
 			got := fmt.Sprint(*c.Timeouts.Drain, c.Timeouts.WriteIdle, c.Timeouts.BodyRead, c.Limits.MaxStreamsPerConn, c.Limits.MaxConnsPerClient, c.Limits.MaxRequestsPerClient)
-			return wantString(got, "5s 30s 30s 100 256 256")
+			return wantString(got, "5s 30s 30s 100 256 128")
 		}},
 		{name: "set", yaml: "timeouts:\n  drain: 2s\n  write_idle: 10s\n  body_read: 5s\nlimits:\n  max_streams_per_conn: 50\n  max_conns_per_client: 10\n  max_requests_per_client: 20\n", check: func(c *Config) string {
 			got := fmt.Sprint(*c.Timeouts.Drain, c.Timeouts.WriteIdle, c.Timeouts.BodyRead, c.Limits.MaxStreamsPerConn, c.Limits.MaxConnsPerClient, c.Limits.MaxRequestsPerClient)
@@ -352,7 +352,7 @@ func TestLimitsAndTimeoutsConfig(t *testing.T) {
 		{name: "negative streams", yaml: "limits:\n  max_streams_per_conn: -1\n", err: "x.yaml:6: limits.max_streams_per_conn: must not be negative"},
 		{name: "negative conns", yaml: "limits:\n  max_conns_per_client: -1\n", err: "x.yaml:6: limits.max_conns_per_client: must not be negative"},
 		{name: "negative requests", yaml: "limits:\n  max_requests_per_client: -5\n", err: "x.yaml:6: limits.max_requests_per_client: must not be negative"},
-		{name: "unknown limit", yaml: "limits:\n  max_conns: 5\n", err: "x.yaml:6: field max_conns not found"},
+		{name: "unknown limit", yaml: "limits:\n  max_conns: 5\n", err: "x.yaml:6: limits.max_conns: unknown key"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			c, err := ParseConfig("x.yaml", []byte(base+tt.yaml))

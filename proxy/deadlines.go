@@ -228,6 +228,11 @@ func (g *guardWriter) Unwrap() http.ResponseWriter { return g.ResponseWriter }
 func (g *guardWriter) finish() {
 	if g.body != nil {
 		g.body.wd.close()
+		if !g.wroteHeader && !g.hijacked && g.body.wd.fired.Load() {
+			// The handler gave up without answering (on HTTP/1.1 the
+			// stalled read also cancels the request): answer 408.
+			g.WriteHeader(http.StatusRequestTimeout)
+		}
 	}
 	if g.wd == nil || g.hijacked {
 		return

@@ -51,7 +51,7 @@ func TestResourceBound(t *testing.T) {
 		conns     = 100
 		slowConns = 20
 		writeIdle = 3 * time.Second
-		maxReq    = 256 // limits.max_requests_per_client's default
+		maxReq    = 128 // limits.max_requests_per_client's default
 	)
 	streams := 100 // limits.max_streams_per_conn's default
 	if raceEnabled {

@@ -181,14 +181,18 @@ func (s *Server) closeListeners() {
 // http2Config returns the public servers' HTTP/2 settings: frames of at
 // most 16 KiB (the RFC 9113 minimum every peer must accept), at most
 // limits.max_streams_per_conn concurrent streams, a connection whose
-// writes make no progress for timeouts.write_idle is closed, and protocol
-// errors are counted.
+// writes make no progress for timeouts.write_idle is closed, a peer silent
+// for timeouts.idle is pinged and dropped if it does not answer within
+// 15 s (a vanished client with streams open), and protocol errors are
+// counted.
 func (s *Server) http2Config() *http.HTTP2Config {
 	errs := s.metrics.HTTP2Errors
 	return &http.HTTP2Config{
 		MaxConcurrentStreams: s.cfg.Limits.MaxStreamsPerConn,
 		MaxReadFrameSize:     16 << 10,
 		WriteByteTimeout:     s.cfg.Timeouts.WriteIdle,
+		SendPingTimeout:      s.cfg.Timeouts.Idle,
+		PingTimeout:          15 * time.Second,
 		CountError:           func(kind string) { errs.WithLabelValues(kind).Inc() },
 	}
 }

@@ -70,13 +70,13 @@ func TestDemoBindsBeforeBanner(t *testing.T) {
 		}
 		c.Close()
 	}
-	syscall.Kill(os.Getpid(), syscall.SIGTERM)
+	syscall.Kill(os.Getpid(), syscall.SIGINT) // Ctrl-C, as the banner says: no drain
 	select {
 	case code := <-done:
 		if code != 0 {
 			t.Errorf("demo exited %d", code)
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatal("demo did not stop on SIGTERM")
+		t.Fatal("demo did not stop on SIGINT")
 	}
 }

@@ -118,7 +118,7 @@ func newEdgeFiles(t *testing.T, list string) edgeFiles {
 	dir := t.TempDir()
 	f := edgeFiles{dir: dir, config: filepath.Join(dir, "edgeblock.yaml"), list: filepath.Join(dir, "blocklist.txt"),
 		http: freeAddr(t), admin: freeAddr(t)}
-	os.WriteFile(f.config, []byte(fmt.Sprintf("listen:\n  http: %s\n  admin: %s\nblocklist:\n  file: blocklist.txt\n  debounce: 10ms\nroutes:\n  - host: \"*.example\"\n    origins: [\"http://127.0.0.1:9\"]\n",
+	os.WriteFile(f.config, []byte(fmt.Sprintf("listen:\n  http: %s\n  admin: %s\ntimeouts:\n  drain: 0s\nblocklist:\n  file: blocklist.txt\n  debounce: 10ms\nroutes:\n  - host: \"*.example\"\n    origins: [\"http://127.0.0.1:9\"]\n",
 		f.http, f.admin)), 0o644)
 	os.WriteFile(f.list, []byte(list), 0o644)
 	return f
