@@ -1,0 +1,73 @@
+package proxy
+
+import (
+	"net/http"
+	"testing"
+)
+
+// TestRequestClient: which client a request counts against, with and
+// without a trusted proxy in front.
+func TestRequestClient(t *testing.T) {
+	cfg, err := ParseConfig("x.yaml", []byte("listen:\n  http: :8080\nblocklist:\n  file: b\ntrusted_proxies: [10.0.0.0/8, \"2001:db8:ffff::/48\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &requestLimiter{config: func() *Config { return cfg }}
+	for _, tt := range []struct {
+		remote string
+		xff    []string
+		want   string // "" when not limited
+	}{
+		{"192.0.2.1:5000", nil, "192.0.2.1/32"},
+		{"192.0.2.1:5000", []string{"198.51.100.9"}, "192.0.2.1/32"}, // untrusted peer: its XFF is ignored
+		{"[2001:db8:1:2::7]:443", nil, "2001:db8:1:2::/64"},
+		{"10.1.2.3:5000", []string{"198.51.100.9"}, "198.51.100.9/32"},
+		{"10.1.2.3:5000", []string{"203.0.113.5, 198.51.100.9"}, "198.51.100.9/32"}, // the right-most untrusted hop
+		{"10.1.2.3:5000", []string{"203.0.113.5", "198.51.100.9, 10.9.9.9"}, "198.51.100.9/32"},
+		{"10.1.2.3:5000", []string{"2001:db8:5:6::1"}, "2001:db8:5:6::/64"},
+		{"10.1.2.3:5000", []string{"2001:db8:ffff::1"}, ""}, // only trusted hops
+		{"10.1.2.3:5000", nil, ""},                          // a trusted peer that names no client
+		{"10.1.2.3:5000", []string{"garbage"}, ""},
+		{"not-an-address", nil, ""},
+	} {
+		r := &http.Request{RemoteAddr: tt.remote, Header: http.Header{"X-Forwarded-For": tt.xff}}
+		got := ""
+		if k, ok := h.client(r); ok {
+			got = k.String()
+		}
+		if got != tt.want {
+			t.Errorf("client(%s, XFF %q) = %q, want %q", tt.remote, tt.xff, got, tt.want)
+		}
+	}
+}
+
+// FuzzRequestClient: X-Forwarded-For is visitor input (a trusted proxy
+// appends to what the visitor sent). Any value gives no client or a
+// client that is a /32 or /64 outside trusted_proxies, never a panic.
+func FuzzRequestClient(f *testing.F) {
+	cfg, err := ParseConfig("x.yaml", []byte("listen:\n  http: :8080\nblocklist:\n  file: b\ntrusted_proxies: [10.0.0.0/8, \"::1\"]\n"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	h := &requestLimiter{config: func() *Config { return cfg }}
+	for _, s := range []string{"198.51.100.9", "203.0.113.5, 198.51.100.9", "::ffff:10.0.0.1", "2001:db8::1,10.0.0.1", " , ,", "fe80::1%eth0"} {
+		f.Add("10.1.2.3:5000", s)
+		f.Add("[::1]:80", s)
+	}
+	f.Fuzz(func(t *testing.T, remote, xff string) {
+		r := &http.Request{RemoteAddr: remote, Header: http.Header{"X-Forwarded-For": {xff}}}
+		k, ok := h.client(r)
+		if !ok {
+			return
+		}
+		if !k.IsValid() || (k.Bits() != 32 && k.Bits() != 64) || k != k.Masked() {
+			t.Fatalf("client %v for %q, %q", k, remote, xff)
+		}
+		if k.Bits() == 32 && cfg.trustsAddr(k.Addr()) {
+			t.Fatalf("client %v is a trusted proxy (%q, %q)", k, remote, xff)
+		}
+		if (k.Bits() == 32 && !k.Addr().Is4()) || (k.Bits() == 64 && !k.Addr().Is6()) {
+			t.Fatalf("client %v has the wrong size for its family", k)
+		}
+	})
+}
