@@ -58,6 +58,9 @@ routes:
     origins: ["http://127.0.0.1:${origin_port}"]
 log:
   access: ${BENCH_ACCESS_LOG:-false}
+limits:                      # wrk is one client on loopback: lift the per-client caps
+  max_conns_per_client: 1000000
+  max_requests_per_client: 1000000
 YAML
 
 printf '%-9s %-12s %12s %10s %10s\n' rules case requests/s p50 p99
