@@ -66,7 +66,7 @@ YAML
 printf '%-9s %-12s %12s %10s %10s\n' rules case requests/s p50 p99
 for rules in 1000 1000000; do
   make_list "$rules"
-  "$work/edgeblock" serve -config "$work/edgeblock.yaml" 2>"$work/log.txt" & pids+=($!)
+  "$work/edgeblock" serve -config "$work/edgeblock.yaml" -state-dir "$work/state" 2>"$work/log.txt" & pids+=($!)
   wait_port "$http_port"
   for c in blocked:hot.example proxied:app.example unknown:nothing.example.net; do
     name=${c%%:*} host=${c#*:}
