@@ -85,6 +85,9 @@ func parseArgs(args []string) ([]kv, error) {
 		if slices.ContainsFunc(out, func(x kv) bool { return x.key == k }) {
 			return nil, fmt.Errorf("attribute %s given twice", k)
 		}
+		if err := checkControl(k, v); err != nil {
+			return nil, err
+		}
 		out = append(out, kv{k, v})
 	}
 	return out, nil

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // Problem is one bad line of a blocklist file.
@@ -281,6 +282,9 @@ func scanAttrs(s string, fn func(key, val string) error) (comment string, err er
 
 // setAttr checks val and sets attribute key of a (or *expires).
 func setAttr(a *Attrs, expires *time.Time, key, val string) error {
+	if err := checkControl(key, val); err != nil {
+		return err
+	}
 	switch key {
 	case "policy":
 		if err := checkPolicy(val); err != nil {
@@ -327,6 +331,19 @@ var maxExpiry = time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC)
 
 // expiryWant is the end of every expires= error.
 const expiryWant = "want an RFC 3339 date (2027-01-01) or date-time (2027-01-01T12:00:00Z), from year 0001 to 9999"
+
+// checkControl rejects an attribute value with a control character other
+// than tab: a rule is one line, so a line break in a value given to
+// "edgeblock block" would start a rule of its own, and the value is shown
+// to visitors.
+func checkControl(key, val string) error {
+	for _, r := range val {
+		if r != '\t' && unicode.IsControl(r) {
+			return fmt.Errorf("attribute %s: contains a line break or another control character (%U); a rule is one line", key, r)
+		}
+	}
+	return nil
+}
 
 // ParseExpiry parses the value of expires=: an RFC 3339 date (YYYY-MM-DD,
 // meaning 00:00 UTC of that day) or date-time

@@ -81,6 +81,8 @@ func TestParseErrors(t *testing.T) {
 		{`a.example reason="open`, "missing closing quote"},
 		{`a.example reason="a\nb"`, `bad escape`},
 		{`a.example reason=""`, "empty"},
+		{"a.example reason=\"x\x01y\"", "control character (U+0001)"},
+		{"a.example reason=x\x7fy", "control character (U+007F)"},
 		{`a.example reason="x"y`, "white space after the closing quote"},
 		{"a.example policy=/relative", "absolute http or https URL"},
 		{"a.example policy=ftp://x.example/", "absolute http or https URL"},
@@ -299,6 +301,9 @@ func FuzzExpiry(f *testing.F) {
 // it, checks that the rule lives until exactly that instant.
 func checkExpiry(t *testing.T, v string) {
 	t.Helper()
+	if strings.ContainsAny(v, "\r\n") {
+		return // no value of one line holds a line break
+	}
 	want, err := ParseExpiry(v)
 	l, lerr := Parse("fuzz", []byte("x.example "+formatAttr("expires", v)))
 	if err != nil {

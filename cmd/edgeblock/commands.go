@@ -98,8 +98,8 @@ func resolveStateDir(flagValue string) string {
 	if d == "" {
 		d = proxy.DefaultStateDir()
 	}
-	if d == "off" {
-		return ""
+	if d == "" || d == "off" {
+		return "" // none: never the working directory
 	}
 	if abs, err := filepath.Abs(d); err == nil {
 		d = abs

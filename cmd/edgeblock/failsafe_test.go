@@ -264,3 +264,29 @@ func TestCheckAndExplainAskTheRunningEdge(t *testing.T) {
 		t.Errorf("check with the marker: exit %d\n%s", code, out)
 	}
 }
+
+// TestResolveStateDir checks where snapshots go: the flag, then the
+// environment, then systemd's directory; with none of them, nowhere —
+// never the working directory.
+func TestResolveStateDir(t *testing.T) {
+	if fi, err := os.Stat("/var/lib/edgeblock"); err == nil && fi.IsDir() {
+		t.Skip("/var/lib/edgeblock exists on this machine and would be the default")
+	}
+	tests := []struct {
+		flag, env, systemd, want string
+	}{
+		{"", "", "", ""},
+		{"off", "/env", "", ""},
+		{"/flag", "/env", "/sd", "/flag"},
+		{"", "/env", "/sd", "/env"},
+		{"", "", "/sd:/other", "/sd"},
+		{"", "off", "/sd", ""},
+	}
+	for _, tt := range tests {
+		t.Setenv("EDGEBLOCK_STATE_DIR", tt.env)
+		t.Setenv("STATE_DIRECTORY", tt.systemd)
+		if got := resolveStateDir(tt.flag); got != tt.want {
+			t.Errorf("resolveStateDir(%q) with EDGEBLOCK_STATE_DIR=%q STATE_DIRECTORY=%q = %q, want %q", tt.flag, tt.env, tt.systemd, got, tt.want)
+		}
+	}
+}
