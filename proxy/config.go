@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/edgeblock/edgeblock/blocklist"
+	"github.com/edgeblock/edgeblock/proxy/fleet"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -38,6 +39,9 @@ type Config struct {
 	Origins        OriginConfig    `yaml:"origins"`
 	Log            LogConfig       `yaml:"log"`
 	Admin          AdminConfig     `yaml:"admin"`
+	// Fleet connects the node to the fleet's Redis (see proxy/fleet). Nil
+	// (no fleet: section) means no fleet: the blocklist is a file.
+	Fleet *fleet.Config `yaml:"fleet"`
 
 	// MaxHeaderBytes bounds request headers on the public listeners.
 	// Default 64 KiB.
@@ -54,7 +58,18 @@ type Config struct {
 	trusted []netip.Prefix
 	// src is the parsed document, for the lines of problems found later.
 	src *yaml.Node
+	// fleetErr is the fleet section's defaults error, for validate.
+	fleetErr error
 }
+
+// Blocklist sources, the values of blocklist.source.
+const (
+	SourceFile  = "file"
+	SourceFleet = "fleet"
+)
+
+// FromFleet reports whether the blocklist comes from the fleet's Redis.
+func (c *Config) FromFleet() bool { return c.Blocklist.Source == SourceFleet }
 
 // ListenConfig holds the listener addresses. Changing them needs a restart.
 type ListenConfig struct {
@@ -101,7 +116,13 @@ type TLSConfig struct {
 
 // BlocklistConfig locates the blocklist and the defaults of its rules.
 type BlocklistConfig struct {
-	// File is the blocklist path. Required.
+	// Source is where the blocklist comes from: "file" (default), the
+	// file named by File, or "fleet", the version published in the
+	// fleet's Redis (needs the fleet section). Needs a restart.
+	Source string `yaml:"source"`
+	// File is the blocklist path. Required with source file; with source
+	// fleet it is optional and only where `edgeblock pull` writes by
+	// default.
 	File string `yaml:"file"`
 	// Policy is the policy link of rules that name none.
 	Policy string `yaml:"policy"`
@@ -556,6 +577,16 @@ func (c *Config) applyDefaults() {
 	if c.Origins.ViaName == "" {
 		c.Origins.ViaName = hostnameOr("edgeblock", os.Hostname)
 	}
+	if c.Blocklist.Source == "" {
+		c.Blocklist.Source = SourceFile
+	}
+	if f := c.Fleet; f != nil {
+		rel(&f.Redis.PasswordFile)
+		rel(&f.Redis.TLS.CAFile)
+		rel(&f.Redis.TLS.CertFile)
+		rel(&f.Redis.TLS.KeyFile)
+		c.fleetErr = f.ApplyDefaults()
+	}
 	def(&c.Blocklist.Debounce, 100*time.Millisecond)
 	def(&c.Blocklist.PollInterval, 30*time.Second)
 	if c.Blocklist.MaxDrop == 0 {
@@ -815,8 +846,31 @@ func (c *Config) validate(v *validator) {
 			v.addf([]any{"tls", "ca_root"}, "%s", pathProblem(err))
 		}
 	}
-	if c.Blocklist.File == "" {
-		v.addf([]any{"blocklist", "file"}, "required")
+	switch c.Blocklist.Source {
+	case SourceFile:
+		if c.Blocklist.File == "" {
+			v.addf([]any{"blocklist", "file"}, "required")
+		}
+	case SourceFleet:
+		if c.Fleet == nil {
+			v.addf([]any{"blocklist", "source"}, "fleet needs the fleet section (fleet.redis.addr at least)")
+		}
+	default:
+		v.addf([]any{"blocklist", "source"}, "%q: want file or fleet", c.Blocklist.Source)
+	}
+	if c.Fleet != nil {
+		if c.fleetErr != nil {
+			v.addf([]any{"fleet", "node"}, "%v", strings.TrimPrefix(c.fleetErr.Error(), "fleet.node: "))
+		}
+		for _, p := range c.Fleet.Validate() {
+			field, msg := fleetProblem(p)
+			if fieldName(field) == "fleet.redis.addr" && msg == "required" {
+				// About the section, so that a type error in addrs is
+				// not followed by this derived complaint.
+				field, msg = []any{"fleet", "redis"}, "addr or addrs is required"
+			}
+			v.addf(field, "%s", msg)
+		}
 	}
 	for _, f := range []struct {
 		key, val string
@@ -933,6 +987,25 @@ func (c *Config) validate(v *validator) {
 	}
 }
 
+// fleetProblem splits one of fleet.Config.Validate's problems,
+// "fleet.redis.addrs[1]: message", into the field path (for the line)
+// and the message.
+func fleetProblem(p string) ([]any, string) {
+	name, msg, ok := strings.Cut(p, ": ")
+	if !ok {
+		return []any{"fleet"}, p
+	}
+	var field []any
+	for part := range strings.SplitSeq(name, ".") {
+		key, idx, indexed := strings.Cut(part, "[")
+		field = append(field, key)
+		if i, err := strconv.Atoi(strings.TrimSuffix(idx, "]")); indexed && err == nil {
+			field = append(field, i)
+		}
+	}
+	return field, msg
+}
+
 // looksLikeProduction reports whether the config obtains certificates from
 // a public ACME CA: tls.mode acme, not Let's Encrypt staging, and no
 // tls.ca_root (which only a private CA needs). Placeholders are warned
@@ -995,6 +1068,7 @@ func (c *Config) restartFields() map[string]string {
 		"log.format": c.Log.Format, "log.level": c.Log.Level,
 		"blocklist.watch": strconv.FormatBool(*c.Blocklist.Watch), "blocklist.debounce": c.Blocklist.Debounce.String(),
 		"blocklist.poll_interval": c.Blocklist.PollInterval.String(),
+		"blocklist.source":        c.Blocklist.Source, "fleet": fleetSummary(c.Fleet),
 		// origins: transport settings, fixed when the proxy is built.
 		"origins.max_response_header_bytes": strconv.FormatInt(c.Origins.MaxResponseHeaderBytes, 10), "origins.max_conns": strconv.Itoa(c.Origins.MaxConns),
 		"timeouts.drain": c.Timeouts.Drain.String(), "timeouts.write_idle": c.Timeouts.WriteIdle.String(),
@@ -1003,4 +1077,13 @@ func (c *Config) restartFields() map[string]string {
 		"limits.max_conns_per_client":    strconv.Itoa(c.Limits.MaxConnsPerClient),
 		"limits.max_requests_per_client": strconv.Itoa(c.Limits.MaxRequestsPerClient),
 	}
+}
+
+// fleetSummary is the fleet section in one string, for restartFields: the
+// connection is made once, at start.
+func fleetSummary(f *fleet.Config) string {
+	if f == nil {
+		return "none"
+	}
+	return fmt.Sprintf("%+v", *f)
 }
