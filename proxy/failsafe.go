@@ -93,7 +93,7 @@ func LoadBundleForStart(path, stateDir string, now time.Time) (*Bundle, error) {
 	if err == nil {
 		// The files are good; still, a list that drops too much of what
 		// was last applied is refused, as a reload would refuse it.
-		prev, perr := blocklist.Parse(b.List.File(), snap.Blocklist.Data)
+		prev, perr := blocklist.Parse(snapListName(b.Config, snap), snap.Blocklist.Data)
 		if perr != nil {
 			b.StateDir = stateDir
 			return b, nil
@@ -103,7 +103,7 @@ func LoadBundleForStart(path, stateDir string, now time.Time) (*Bundle, error) {
 			b.StateDir = stateDir
 			return b, nil
 		}
-		b.List, b.raw.list = prev, snap.Blocklist.Data
+		b.List, b.raw.list, b.Fleet = prev, snap.Blocklist.Data, nil
 		b.FromSnapshot = []string{PartBlocklist}
 		b.Problems = []string{derr.Error()}
 		b.partErrs = map[string]error{PartBlocklist: derr}
@@ -111,6 +111,16 @@ func LoadBundleForStart(path, stateDir string, now time.Time) (*Bundle, error) {
 		return b, nil
 	}
 	return startFromSnapshot(path, stateDir, snap)
+}
+
+// snapListName is the name the snapshot's list is parsed under: the
+// blocklist file, or in fleet mode the name it was applied under
+// (fleet:vN, which carries its version).
+func snapListName(cfg *Config, snap *Snapshot) string {
+	if cfg.FromFleet() {
+		return snap.Blocklist.Path
+	}
+	return cfg.Blocklist.File
 }
 
 // startFromSnapshot loads each part from disk and, where that fails, from
@@ -154,21 +164,16 @@ func startFromSnapshot(path, stateDir string, snap *Snapshot) (*Bundle, error) {
 			return nil, fmt.Errorf("snapshot template: %w", err)
 		}
 	}
-	prev, err := blocklist.Parse(cfg.Blocklist.File, snap.Blocklist.Data)
+	prev, err := blocklist.Parse(snapListName(cfg, snap), snap.Blocklist.Data)
 	if err != nil {
 		return nil, fmt.Errorf("snapshot %s: %w", filepath.Join(stateDir, snapshotDir, snap.Blocklist.File), err)
 	}
-	data, err = os.ReadFile(cfg.Blocklist.File)
+	b.List, b.raw.list, b.Fleet, err = loadList(cfg)
 	if err == nil {
-		b.List, err = blocklist.Parse(cfg.Blocklist.File, data)
-		if err == nil {
-			err = CheckDrop(b.List, prev, cfg.Blocklist.MaxDrop, time.Now())
-		}
-		b.raw.list = data
-	} else {
-		err = listError(cfg, err)
+		err = CheckDrop(b.List, prev, cfg.Blocklist.MaxDrop, time.Now())
 	}
 	if err != nil {
+		b.Fleet = nil
 		problem(PartBlocklist, err)
 		b.List, b.raw.list = prev, snap.Blocklist.Data
 	}

@@ -37,6 +37,14 @@ type Metrics struct {
 	// from the state directory's snapshot at start.
 	RunningFromSnapshot prometheus.Gauge
 
+	// The fleet (blocklist.source fleet); all 0 in file mode, exported
+	// anyway so that alerts and dashboards see them on every node.
+	// FleetEnabled is 1 in fleet mode; FleetConnected is 1 while the
+	// edge follows Redis; FleetApplied is the version in effect,
+	// FleetLatest the newest version seen published.
+	FleetEnabled, FleetConnected prometheus.Gauge
+	FleetApplied, FleetLatest    prometheus.Gauge
+
 	TLSObtain          *prometheus.CounterVec
 	TLSHandshakeRefuse prometheus.Counter
 	certExpiry         *prometheus.GaugeVec
@@ -132,6 +140,18 @@ func NewMetrics(reg prometheus.Registerer, version, revision string) *Metrics {
 		RunningFromSnapshot: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "edgeblock_running_from_snapshot", Help: "1 while the config, blocklist or template in use came from the state directory's snapshot because the file was bad or missing at start; 0 once the files themselves are in effect.",
 		}),
+		FleetEnabled: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "edgeblock_fleet_enabled", Help: "1 when the blocklist comes from the fleet's Redis (blocklist.source fleet), 0 in file mode.",
+		}),
+		FleetConnected: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "edgeblock_fleet_connected", Help: "1 while the edge reaches the fleet's Redis and is subscribed to new versions; 0 when it cannot (it keeps its last good list) and in file mode.",
+		}),
+		FleetApplied: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "edgeblock_fleet_version_applied", Help: "The fleet blocklist version in effect (0: none, or file mode).",
+		}),
+		FleetLatest: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "edgeblock_fleet_version_latest", Help: "The newest fleet blocklist version the edge has seen published; above edgeblock_fleet_version_applied, the edge is behind (a version pending, or refused).",
+		}),
 		Blocklist: newFileMetrics("blocklist"),
 		Config:    newFileMetrics("config"),
 		TLSObtain: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -164,6 +184,7 @@ func NewMetrics(reg prometheus.Registerer, version, revision string) *Metrics {
 	reg.MustRegister(m.Requests, m.Duration, m.InFlight, m.Blocked, m.UpstreamRequests, m.UpstreamErrors, m.BlockedClosed,
 		m.BlocklistEntries, m.blocklistInfo, m.RestartNeeded, m.Blocklist.Reloads, m.Blocklist.LastSuccess, m.Blocklist.LastSuccessful,
 		m.Config.Reloads, m.Config.LastSuccess, m.Config.LastSuccessful, m.RunningFromSnapshot,
+		m.FleetEnabled, m.FleetConnected, m.FleetApplied, m.FleetLatest,
 		m.TLSObtain, m.TLSHandshakeRefuse, m.certExpiry, buildInfo,
 		m.ConnectionsOpen, m.ConnectionsRefused, m.RequestsRefused, m.HTTP2Errors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -15,6 +15,7 @@ import (
 
 	"github.com/edgeblock/edgeblock/blocklist"
 	"github.com/edgeblock/edgeblock/pages"
+	"github.com/edgeblock/edgeblock/proxy/fleet"
 )
 
 // auditLimit bounds how many added, removed and changed rules one audit
@@ -40,6 +41,11 @@ type Bundle struct {
 	Problems     []string
 	Snapshot     *Snapshot
 	partErrs     map[string]error
+
+	// Fleet is the fleet version List is, with blocklist.source fleet
+	// (Content left out); nil otherwise, and when the list came from a
+	// snapshot.
+	Fleet *fleet.Version
 
 	// raw is the content of the files as read, for the first snapshot;
 	// the Reloader drops it once written.
@@ -68,15 +74,29 @@ func LoadBundle(path string) (*Bundle, error) {
 	if b.Renderer, b.TemplateSHA256, b.raw.template, err = loadRenderer(cfg); err != nil {
 		errs = append(errs, err)
 	}
-	if b.raw.list, err = os.ReadFile(cfg.Blocklist.File); err != nil {
-		errs = append(errs, listError(cfg, err))
-	} else if b.List, err = blocklist.Parse(cfg.Blocklist.File, b.raw.list); err != nil {
+	if b.List, b.raw.list, b.Fleet, err = loadList(cfg); err != nil {
 		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
 	return b, nil
+}
+
+// loadList reads the blocklist the config names: the file, or with
+// blocklist.source fleet the version published in the fleet's Redis
+// (then with its version's metadata, Content left out). It returns the
+// content read even when it does not parse.
+func loadList(cfg *Config) (*blocklist.List, []byte, *fleet.Version, error) {
+	if cfg.FromFleet() {
+		return loadFleetList(cfg)
+	}
+	data, err := os.ReadFile(cfg.Blocklist.File)
+	if err != nil {
+		return nil, nil, nil, listError(cfg, err)
+	}
+	l, err := blocklist.Parse(cfg.Blocklist.File, data)
+	return l, data, nil, err
 }
 
 // listError names the config field and line for errors that are not
@@ -186,6 +206,9 @@ type Reloader struct {
 	expiry   *time.Timer
 	checked  time.Time // expiries up to here have been logged
 	closed   bool
+	// fleet follows the fleet's Redis with blocklist.source fleet; nil
+	// in file mode. The mode is fixed at Start (a change needs a restart).
+	fleet *fleetFollow
 }
 
 // NewReloader returns a Reloader for the config at path. It does nothing
@@ -227,7 +250,11 @@ func (r *Reloader) Start(b *Bundle) error {
 	if len(b.FromSnapshot) > 0 {
 		r.metrics.RunningFromSnapshot.Set(1)
 	}
-	r.audit(b.List, nil, "start")
+	var meta []any
+	if v := b.Fleet; v != nil {
+		meta = []any{"version", v.Number, "actor", v.Actor, "comment", v.Comment, "published_at", v.Time.UTC()}
+	}
+	r.audit(b.List, nil, "start", meta...)
 	if raw := b.raw; raw != nil {
 		r.snapshot(now, raw.config, raw.template, raw.list)
 		b.raw = nil
@@ -244,6 +271,14 @@ func (r *Reloader) Start(b *Bundle) error {
 		r.watcher = w
 	}
 	r.scheduleExpiryLocked()
+	if b.Config.FromFleet() {
+		if err := r.startFleetLocked(b); err != nil {
+			if r.watcher != nil {
+				r.watcher.Close()
+			}
+			return err
+		}
+	}
 	if poll := b.Config.Blocklist.PollInterval; poll > 0 {
 		go r.poll(poll)
 	}
@@ -254,6 +289,10 @@ func (r *Reloader) Start(b *Bundle) error {
 }
 
 func (r *Reloader) watchPaths() []string {
+	if r.fleet != nil {
+		// The list comes from Redis; blocklist.file is only pull's.
+		return []string{r.path, r.cur.Config.Pages.Template}
+	}
 	return []string{r.path, r.cur.Config.Blocklist.File, r.cur.Config.Pages.Template}
 }
 
@@ -279,13 +318,16 @@ func (r *Reloader) poll(every time.Duration) {
 func (r *Reloader) Close() {
 	r.mu.Lock()
 	r.closed = true
-	w := r.watcher
+	w, f := r.watcher, r.fleet
 	if r.expiry != nil {
 		r.expiry.Stop()
 	}
 	r.mu.Unlock()
 	if w != nil {
 		w.Close()
+	}
+	if f != nil {
+		f.stop()
 	}
 }
 
@@ -367,11 +409,23 @@ func (r *Reloader) Reload(trigger string) {
 		}
 	}
 
-	// The blocklist.
+	// The blocklist: in fleet mode it comes from the Follower
+	// (applyVersion); a poll confirms that the newest version is in
+	// effect.
 	file := next.Config.Blocklist.File
-	listData, err := os.ReadFile(file)
+	var listData []byte
 	listOK := false
+	if r.fleet != nil {
+		err = nil
+		file = r.cur.List.File()
+		if trigger == "poll" && r.fleetCurrent() {
+			r.metrics.Blocklist.record("unchanged", now)
+		}
+	} else {
+		listData, err = os.ReadFile(file)
+	}
 	switch {
+	case r.fleet != nil:
 	case err != nil:
 		r.listFailure(now, trigger, listError(next.Config, err))
 	case file == r.cur.List.File() && hashOf(listData) == r.cur.List.SHA256():
@@ -450,6 +504,9 @@ func (r *Reloader) snapshot(now time.Time, cfgData, tmplData, listData []byte) {
 	}
 	b := r.cur
 	part := func(path, sum string, data []byte) snapshotPart {
+		if _, ok := FleetVersionOf(path); ok {
+			return snapshotPart{path: path, sha256: sum, data: data}
+		}
 		if abs, err := filepath.Abs(path); err == nil {
 			path = abs
 		}
@@ -502,13 +559,14 @@ func (r *Reloader) cfgFailure(now time.Time, trigger string, err error) {
 // audit logs an applied list: hash, rule count, and the rules added,
 // removed and changed since prev (attribute by attribute), each with who
 // made the change and why when the file records it (see blocklist.Note).
-func (r *Reloader) audit(l, prev *blocklist.List, trigger string) {
+// extra are more attributes (a fleet version's number, actor, comment).
+func (r *Reloader) audit(l, prev *blocklist.List, trigger string, extra ...any) {
 	c := newAuditChanges(l, prev)
-	r.log.Info("blocklist applied", "event", "blocklist_reload", "result", "success", "trigger", trigger,
+	r.log.Info("blocklist applied", append([]any{"event", "blocklist_reload", "result", "success", "trigger", trigger,
 		"file", l.File(), "sha256", l.SHA256(), "rules", l.Len(),
 		"added_total", c.totals[blocklist.Added], "removed_total", c.totals[blocklist.Removed],
 		"changed_total", c.totals[blocklist.Changed],
-		"added", c.added, "removed", c.removed, "changed", c.changed)
+		"added", c.added, "removed", c.removed, "changed", c.changed}, extra...)...)
 }
 
 // scheduleExpiryLocked arms a timer for the next rule expiry, which logs
