@@ -17,6 +17,7 @@ import (
 
 	"github.com/edgeblock/edgeblock/blocklist"
 	"github.com/edgeblock/edgeblock/proxy"
+	"github.com/edgeblock/edgeblock/proxy/fleet"
 )
 
 // flags parses the common -config flag and any extra ones.
@@ -69,6 +70,10 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	log := proxy.NewLogger(stderr, logFormat, level)
+	// The Redis client's own messages (failed dials while Redis is away)
+	// go to the log at debug: the fleet's connection state is logged once
+	// per change by the reloader.
+	fleet.SetClientLogger(func(msg string) { log.Debug("redis client", "event", "fleet_client", "message", msg) })
 	switch {
 	case len(b.FromSnapshot) > 0:
 		log.Error("started from the snapshot of the last applied state: the files on disk are bad or missing; they are watched and applied once good",

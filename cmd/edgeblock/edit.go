@@ -18,7 +18,10 @@ import (
 type editCmd struct {
 	config, comment string
 	replace         bool
-	args            []string // HOST, then key=value arguments
+	// fleet edits the fleet's published list (a new version) instead of
+	// the file; implied by blocklist.source fleet.
+	fleet bool
+	args  []string // HOST, then key=value arguments
 }
 
 // parseEdit parses the flags and arguments of block or unblock. Flags may
@@ -30,6 +33,7 @@ func parseEdit(name string, args []string, stderr io.Writer) (*editCmd, bool) {
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.config, "config", "edgeblock.yaml", "configuration `file`")
 	fs.StringVar(&c.comment, "comment", "", "why: a ticket or reason, recorded in the file with who and when")
+	fs.BoolVar(&c.fleet, "fleet", false, "edit the fleet's published list in Redis (a new version) instead of the file; the default with blocklist.source fleet")
 	if name == "block" {
 		fs.BoolVar(&c.replace, "replace", false, "rewrite an existing rule with only the given attributes, instead of merging them")
 	}
@@ -64,14 +68,16 @@ func actor() string {
 	return "uid" + strconv.Itoa(os.Getuid())
 }
 
-// editFile returns the blocklist file named by the config.
-func (c *editCmd) editFile(stderr io.Writer) (string, bool) {
+// editFile returns the blocklist file named by the config; fleet is true
+// when the edit goes to the fleet instead (-fleet, or blocklist.source
+// fleet).
+func (c *editCmd) editFile(stderr io.Writer) (file string, fleet, ok bool) {
 	cfg, err := proxy.LoadConfig(c.config)
 	if err != nil {
 		printProblems(stderr, err)
-		return "", false
+		return "", false, false
 	}
-	return cfg.Blocklist.File, true
+	return cfg.Blocklist.File, c.fleet || cfg.FromFleet(), true
 }
 
 func runBlock(args []string, stdout, stderr io.Writer) int {
@@ -83,9 +89,12 @@ func runBlock(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: edgeblock block -config FILE [-replace] [-comment TEXT] HOST [key=value ...]")
 		return 2
 	}
-	file, ok := c.editFile(stderr)
+	file, toFleet, ok := c.editFile(stderr)
 	if !ok {
 		return 1
+	}
+	if toFleet {
+		return runBlockFleet(c, stdout, stderr)
 	}
 	note := blocklist.NewNote(time.Now(), actor(), c.comment)
 	var res blocklist.EditResult
@@ -121,9 +130,12 @@ func runUnblock(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: edgeblock unblock -config FILE [-comment TEXT] HOST")
 		return 2
 	}
-	file, ok := c.editFile(stderr)
+	file, toFleet, ok := c.editFile(stderr)
 	if !ok {
 		return 1
+	}
+	if toFleet {
+		return runUnblockFleet(c, stdout, stderr)
 	}
 	if _, err := os.Stat(file); err != nil {
 		fmt.Fprintf(stderr, "edgeblock: %v\n", err)

@@ -7,8 +7,13 @@
 //	edgeblock serve   -config FILE     run the proxy
 //	edgeblock check   -config FILE     validate config, blocklist and template
 //	edgeblock explain -config FILE HOST   show what a visitor to HOST gets
-//	edgeblock block   -config FILE [-replace] [-comment TEXT] HOST [key=value ...]   add a rule or merge attributes into it
-//	edgeblock unblock -config FILE [-comment TEXT] HOST   remove a rule
+//	edgeblock block   -config FILE [-fleet] [-replace] [-comment TEXT] HOST [key=value ...]   add a rule or merge attributes into it
+//	edgeblock unblock -config FILE [-fleet] [-comment TEXT] HOST   remove a rule
+//	edgeblock publish -config FILE [-comment TEXT] BLOCKLIST   publish a list to the fleet as a new version
+//	edgeblock history -config FILE [-n N]   the fleet's versions with who, why and what changed
+//	edgeblock rollback -config FILE [-comment TEXT] VERSION   publish an old version's list as a new version
+//	edgeblock pull -config FILE [-o FILE]   write the fleet's current list to a file
+//	edgeblock fleet status -config FILE   the nodes' versions and heartbeats
 //	edgeblock ca-root -config FILE     print the internal CA's root certificate
 //	edgeblock demo                     run a local demo
 //	edgeblock version
@@ -29,8 +34,13 @@ var commands = []command{
 	{"serve", "serve -config FILE [-log-format json|text] [-log-level LEVEL]", runServe},
 	{"check", "check -config FILE", runCheck},
 	{"explain", "explain -config FILE HOST", runExplain},
-	{"block", "block -config FILE [-replace] [-comment TEXT] HOST [policy=URL] [reason=TEXT] [status=403|451] [mode=block|report] [expires=DATE] (key= removes)", runBlock},
-	{"unblock", "unblock -config FILE [-comment TEXT] HOST", runUnblock},
+	{"block", "block -config FILE [-fleet] [-replace] [-comment TEXT] HOST [policy=URL] [reason=TEXT] [status=403|451] [mode=block|report] [expires=DATE] (key= removes)", runBlock},
+	{"unblock", "unblock -config FILE [-fleet] [-comment TEXT] HOST", runUnblock},
+	{"publish", "publish -config FILE [-comment TEXT] BLOCKLIST", runPublish},
+	{"history", "history -config FILE [-n N]", runHistory},
+	{"rollback", "rollback -config FILE [-comment TEXT] VERSION", runRollback},
+	{"pull", "pull -config FILE [-o FILE]", runPull},
+	{"fleet", "fleet status -config FILE [-silent DURATION]", runFleet},
 	{"ca-root", "ca-root -config FILE", runCARoot},
 	{"demo", "demo [-http ADDR] [-admin ADDR] [-dir DIR]", runDemo},
 	{"version", "version", runVersion},

@@ -1,0 +1,472 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/edgeblock/edgeblock/blocklist"
+	"github.com/edgeblock/edgeblock/proxy"
+	"github.com/edgeblock/edgeblock/proxy/fleet"
+)
+
+// fleetTimeout bounds one fleet command's work against Redis.
+const fleetTimeout = 30 * time.Second
+
+// fleetCmd is a connection to the fleet named by a config file.
+type fleetCmd struct {
+	cfg   *proxy.Config
+	store *fleet.Store
+	close func() error
+}
+
+// openFleet loads the config and connects to its fleet's Redis. It prints
+// the problem and returns false when the config is bad or has no fleet
+// section.
+func openFleet(config string, stderr io.Writer) (*fleetCmd, bool) {
+	cfg, err := proxy.LoadConfig(config)
+	if err != nil {
+		printProblems(stderr, err)
+		return nil, false
+	}
+	if cfg.Fleet == nil {
+		fmt.Fprintf(stderr, "edgeblock: %s has no fleet section: fleet commands need fleet.redis.addr\n", config)
+		return nil, false
+	}
+	fleet.SetClientLogger(func(string) {}) // failures are reported as errors
+	rdb, err := fleet.NewClient(*cfg.Fleet)
+	if err != nil {
+		fmt.Fprintf(stderr, "edgeblock: %v\n", err)
+		return nil, false
+	}
+	return &fleetCmd{cfg: cfg, store: fleet.NewStore(rdb, *cfg.Fleet), close: rdb.Close}, true
+}
+
+// current returns the newest version (Number 0 if none) and its list
+// (nil if none).
+func (c *fleetCmd) current(ctx context.Context) (fleet.Version, *blocklist.List, error) {
+	v, err := c.store.Current(ctx)
+	if errors.Is(err, fleet.ErrNoVersion) {
+		return fleet.Version{}, nil, nil
+	}
+	if err != nil {
+		return v, nil, err
+	}
+	l, err := blocklist.Parse(proxy.FleetListName(v.Number), v.Content)
+	if err != nil {
+		// A version that fails validation (published around the CLI):
+		// the edges keep the version before it, which is unknown here,
+		// so no drop guard can be computed.
+		return v, nil, nil
+	}
+	return v, l, nil
+}
+
+// guard is the edges' drop guard, applied before publishing next over the
+// list in effect, so that what the CLI publishes is what edges apply.
+func (c *fleetCmd) guard(next, cur *blocklist.List) error {
+	if cur == nil {
+		return nil
+	}
+	err := proxy.CheckDrop(next, cur, c.cfg.Blocklist.MaxDrop, time.Now())
+	var de *proxy.DropError
+	if errors.As(err, &de) {
+		return fmt.Errorf("not published: it would drop %d of %d block rules of version %s (%s), and edges would refuse it; if that is meant, add the line %q to it",
+			de.Dropped, de.Total, strings.TrimPrefix(cur.File(), "fleet:"), dropShare(de), blocklist.AllowDropMarker)
+	}
+	return err
+}
+
+// publishWhole publishes content as the new version after checking it
+// against the newest one, retrying when another writer publishes first.
+// It returns the version, and false in the second result when the content
+// was already the newest version's (nothing published).
+func (c *fleetCmd) publishWhole(ctx context.Context, next *blocklist.List, content []byte, meta fleet.Meta) (fleet.Version, bool, error) {
+	for attempt := 0; ; attempt++ {
+		cur, curList, err := c.current(ctx)
+		if err != nil {
+			return fleet.Version{}, false, err
+		}
+		if cur.Number != 0 && bytes.Equal(cur.Content, content) {
+			return cur, false, nil
+		}
+		if err := c.guard(next, curList); err != nil {
+			return fleet.Version{}, false, err
+		}
+		v, err := c.store.Publish(ctx, content, meta, cur.Number)
+		if errors.Is(err, fleet.ErrConflict) && attempt < 10 {
+			continue // checked again against the version that won
+		}
+		return v, err == nil, err
+	}
+}
+
+func runPublish(args []string, stdout, stderr io.Writer) int {
+	var comment string
+	fs, config, ok := flags("publish", args, stderr, func(fs *flag.FlagSet) {
+		fs.StringVar(&comment, "comment", "", "why: a ticket or reason, recorded with the version")
+	})
+	if !ok {
+		return 2
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprintln(stderr, "usage: edgeblock publish -config FILE [-comment TEXT] BLOCKLIST")
+		return 2
+	}
+	file := fs.Arg(0)
+	data, err := os.ReadFile(file)
+	if err != nil {
+		fmt.Fprintf(stderr, "edgeblock: %v\n", err)
+		return 1
+	}
+	next, err := blocklist.Parse(file, data)
+	if err != nil {
+		printProblems(stderr, err)
+		fmt.Fprintln(stderr, "edgeblock: not published: fix the problems above")
+		return 1
+	}
+	c, ok := openFleet(config, stderr)
+	if !ok {
+		return 1
+	}
+	defer c.close()
+	ctx, cancel := context.WithTimeout(context.Background(), fleetTimeout)
+	defer cancel()
+	v, published, err := c.publishWhole(ctx, next, data, fleet.Meta{Actor: actor(), Comment: comment})
+	if err != nil {
+		fmt.Fprintf(stderr, "edgeblock: %v\n", err)
+		return 1
+	}
+	if !published {
+		fmt.Fprintf(stdout, "unchanged: version %d already has this content (sha256 %s); nothing published\n", v.Number, v.SHA256)
+		return 0
+	}
+	fmt.Fprintf(stdout, "published: version %d (sha256 %s, %d rules)\n", v.Number, v.SHA256, next.Len())
+	return 0
+}
+
+// runBlockFleet is block -fleet: Block on the published list, as a new
+// version, retried from a fresh read when another writer publishes first.
+func runBlockFleet(c *editCmd, stdout, stderr io.Writer) int {
+	f, ok := openFleet(c.config, stderr)
+	if !ok {
+		return 1
+	}
+	defer f.close()
+	ctx, cancel := context.WithTimeout(context.Background(), fleetTimeout)
+	defer cancel()
+	note := blocklist.NewNote(time.Now(), actor(), c.comment)
+	var res blocklist.EditResult
+	v, err := f.store.Update(ctx, func(cur []byte) (out []byte, err error) {
+		out, res, err = blocklist.Block("fleet", cur, c.args[0], c.args[1:], blocklist.BlockOptions{Replace: c.replace, Note: &note})
+		if err == nil && res.Kind == "" {
+			return cur, nil // as asked already: Update publishes nothing
+		}
+		return out, err
+	}, fleet.Meta{Actor: note.By, Comment: c.comment})
+	if err != nil {
+		printProblems(stderr, err)
+		return 1
+	}
+	switch res.Kind {
+	case blocklist.Added:
+		fmt.Fprintf(stdout, "added: %s (version %d, line %d)\n  note: %s\n", res.NewLine, v.Number, res.Line, note.Line())
+	case blocklist.Changed:
+		fmt.Fprintf(stdout, "changed: %s (version %d, line %d)\n  old: %s\n  new: %s\n", res.Pattern, v.Number, res.Line, res.OldLine, res.NewLine)
+		for _, a := range res.Attrs {
+			fmt.Fprintf(stdout, "  %s: %s\n", a.Key, a)
+		}
+		fmt.Fprintf(stdout, "  note: %s\n", note.Line())
+	default:
+		fmt.Fprintf(stdout, "unchanged: %s (version %d, line %d): the rule already says that; nothing published\n", res.NewLine, v.Number, res.Line)
+	}
+	return 0
+}
+
+// runUnblockFleet is unblock -fleet. The drop guard applies: removing the
+// last block rule needs the allow-drop line, as edges would refuse it.
+func runUnblockFleet(c *editCmd, stdout, stderr io.Writer) int {
+	f, ok := openFleet(c.config, stderr)
+	if !ok {
+		return 1
+	}
+	defer f.close()
+	ctx, cancel := context.WithTimeout(context.Background(), fleetTimeout)
+	defer cancel()
+	now := time.Now()
+	note := blocklist.NewNote(now, actor(), c.comment)
+	var res blocklist.EditResult
+	v, err := f.store.Update(ctx, func(cur []byte) (out []byte, err error) {
+		out, res, err = blocklist.Unblock("fleet", cur, c.args[0], &note, now)
+		if err != nil {
+			return nil, err
+		}
+		curList, perr := blocklist.Parse("fleet", cur)
+		next, nerr := blocklist.Parse("fleet", out)
+		if perr == nil && nerr == nil {
+			err = f.guard(next, curList)
+		}
+		return out, err
+	}, fleet.Meta{Actor: note.By, Comment: c.comment})
+	var noRule *blocklist.NoRuleError
+	if errors.As(err, &noRule) {
+		fmt.Fprintf(stderr, "edgeblock: %v\n", err)
+		return 1
+	}
+	if err != nil {
+		printProblems(stderr, err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "removed: %s (version %d; was line %d)\n  note: %s\n", res.OldLine, v.Number, res.Line, note.UnblockLine(res.Pattern))
+	return 0
+}
+
+func runHistory(args []string, stdout, stderr io.Writer) int {
+	var n int
+	_, config, ok := flags("history", args, stderr, func(fs *flag.FlagSet) {
+		fs.IntVar(&n, "n", 10, "how many versions to show, newest first (0: all kept)")
+	})
+	if !ok {
+		return 2
+	}
+	c, ok := openFleet(config, stderr)
+	if !ok {
+		return 1
+	}
+	defer c.close()
+	ctx, cancel := context.WithTimeout(context.Background(), fleetTimeout)
+	defer cancel()
+	// One more than shown: the version before the oldest shown, to
+	// compare it with.
+	vs, err := c.store.History(ctx, max(n, 0)+min(n, 1))
+	if err != nil {
+		fmt.Fprintf(stderr, "edgeblock: %v\n", err)
+		return 1
+	}
+	if len(vs) == 0 {
+		fmt.Fprintln(stdout, "no version published yet")
+		return 0
+	}
+	shown := len(vs)
+	if n > 0 {
+		shown = min(n, len(vs))
+	}
+	for i, v := range vs[:shown] {
+		comment := ""
+		if v.Comment != "" {
+			comment = "  " + strconv.Quote(v.Comment)
+		}
+		fmt.Fprintf(stdout, "version %d  %s  by %s  sha256 %.12s%s\n", v.Number, v.Time.UTC().Format(time.RFC3339), v.Actor, v.SHA256, comment)
+		l, err := blocklist.Parse(proxy.FleetListName(v.Number), v.Content)
+		if err != nil {
+			fmt.Fprintf(stdout, "  fails validation (edges refuse it): %s\n", strings.ReplaceAll(err.Error(), "\n", "\n  "))
+			continue
+		}
+		var prev *blocklist.List
+		if i+1 < len(vs) && vs[i+1].Number == v.Number-1 {
+			prev, _ = blocklist.Parse(proxy.FleetListName(vs[i+1].Number), vs[i+1].Content)
+		}
+		switch {
+		case prev != nil:
+			printChanges(stdout, l, prev)
+		case v.Number == 1:
+			printChanges(stdout, l, mustParse(""))
+		default:
+			fmt.Fprintf(stdout, "  %d rules (the version before is not kept or fails validation)\n", l.Len())
+		}
+	}
+	return 0
+}
+
+// mustParse parses a list known to be valid.
+func mustParse(s string) *blocklist.List {
+	l, err := blocklist.Parse("", []byte(s))
+	if err != nil {
+		panic(err)
+	}
+	return l
+}
+
+// printChanges writes the rules next adds, removes and changes against
+// prev, indented, with who and why where the list records it.
+func printChanges(w io.Writer, next, prev *blocklist.List) {
+	n := 0
+	for c := range next.Changes(prev) {
+		n++
+		why := ""
+		if c.HasNote {
+			why = "  (" + strings.TrimPrefix(c.Note.Line(), blocklist.NotePrefix) + ")"
+		}
+		switch c.Kind {
+		case blocklist.Added:
+			fmt.Fprintf(w, "  + %s%s\n", c.Rule.Format(), why)
+		case blocklist.Removed:
+			fmt.Fprintf(w, "  - %s%s\n", c.Rule.Format(), why)
+		case blocklist.Changed:
+			attrs := make([]string, len(c.Attrs))
+			for i, a := range c.Attrs {
+				attrs[i] = a.Key + " " + a.String()
+			}
+			fmt.Fprintf(w, "  ~ %s: %s%s\n", c.Rule.Pattern(), strings.Join(attrs, ", "), why)
+		}
+	}
+	if n == 0 {
+		fmt.Fprintln(w, "  no rule changed")
+	}
+}
+
+func runRollback(args []string, stdout, stderr io.Writer) int {
+	var comment string
+	fs, config, ok := flags("rollback", args, stderr, func(fs *flag.FlagSet) {
+		fs.StringVar(&comment, "comment", "", "why: recorded with the new version")
+	})
+	if !ok {
+		return 2
+	}
+	n, err := strconv.ParseInt(strings.TrimPrefix(fs.Arg(0), "v"), 10, 64)
+	if fs.NArg() != 1 || err != nil || n < 1 {
+		fmt.Fprintln(stderr, "usage: edgeblock rollback -config FILE [-comment TEXT] VERSION")
+		return 2
+	}
+	c, ok := openFleet(config, stderr)
+	if !ok {
+		return 1
+	}
+	defer c.close()
+	ctx, cancel := context.WithTimeout(context.Background(), fleetTimeout)
+	defer cancel()
+	old, err := c.store.Get(ctx, n)
+	if err != nil {
+		fmt.Fprintf(stderr, "edgeblock: %v\n", err)
+		return 1
+	}
+	l, err := blocklist.Parse(proxy.FleetListName(n), old.Content)
+	if err != nil {
+		printProblems(stderr, err)
+		fmt.Fprintf(stderr, "edgeblock: version %d fails validation; not published\n", n)
+		return 1
+	}
+	msg := fmt.Sprintf("rollback to version %d", n)
+	if comment != "" {
+		msg += ": " + comment
+	}
+	v, published, err := c.publishWhole(ctx, l, old.Content, fleet.Meta{Actor: actor(), Comment: msg})
+	if err != nil {
+		fmt.Fprintf(stderr, "edgeblock: %v\n", err)
+		return 1
+	}
+	if !published {
+		fmt.Fprintf(stdout, "unchanged: version %d already has the content of version %d; nothing published\n", v.Number, n)
+		return 0
+	}
+	fmt.Fprintf(stdout, "published: version %d with the content of version %d (sha256 %s, %d rules)\n", v.Number, n, v.SHA256, l.Len())
+	return 0
+}
+
+func runPull(args []string, stdout, stderr io.Writer) int {
+	var out string
+	_, config, ok := flags("pull", args, stderr, func(fs *flag.FlagSet) {
+		fs.StringVar(&out, "o", "", "`file` to write, atomically (default: blocklist.file of the config; - or none: standard output)")
+	})
+	if !ok {
+		return 2
+	}
+	c, ok := openFleet(config, stderr)
+	if !ok {
+		return 1
+	}
+	defer c.close()
+	if out == "" {
+		out = c.cfg.Blocklist.File
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), fleetTimeout)
+	defer cancel()
+	v, err := c.store.Current(ctx)
+	if err != nil {
+		fmt.Fprintf(stderr, "edgeblock: %v\n", err)
+		return 1
+	}
+	if out == "" || out == "-" {
+		stdout.Write(v.Content)
+		return 0
+	}
+	if err := blocklist.WriteFileAtomic(out, v.Content); err != nil {
+		fmt.Fprintf(stderr, "edgeblock: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "pulled: version %d (sha256 %s) to %s\n", v.Number, v.SHA256, out)
+	return 0
+}
+
+// runFleet dispatches the fleet subcommands.
+func runFleet(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] != "status" {
+		fmt.Fprintln(stderr, "usage: edgeblock fleet status -config FILE [-silent DURATION]")
+		return 2
+	}
+	var silent time.Duration
+	_, config, ok := flags("fleet status", args[1:], stderr, func(fs *flag.FlagSet) {
+		fs.DurationVar(&silent, "silent", 30*time.Second, "a node whose last heartbeat is older is flagged silent (edges beat every 5s)")
+	})
+	if !ok {
+		return 2
+	}
+	c, ok := openFleet(config, stderr)
+	if !ok {
+		return 1
+	}
+	defer c.close()
+	ctx, cancel := context.WithTimeout(context.Background(), fleetTimeout)
+	defer cancel()
+	cur, err := c.store.CurrentNumber(ctx)
+	if err == nil {
+		var nodes []fleet.NodeStatus
+		if nodes, err = c.store.Nodes(ctx, silent); err == nil {
+			return printNodes(stdout, cur, nodes)
+		}
+	}
+	fmt.Fprintf(stderr, "edgeblock: %v\n", err)
+	return 1
+}
+
+// printNodes writes the node table and returns 1 if any node is behind
+// or silent.
+func printNodes(w io.Writer, cur int64, nodes []fleet.NodeStatus) int {
+	fmt.Fprintf(w, "published version: %d\n", cur)
+	if len(nodes) == 0 {
+		fmt.Fprintln(w, "no node has sent a heartbeat")
+		return 0
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tVERSION\tSHA256\tAGE\tSTATE")
+	bad := 0
+	for _, n := range nodes {
+		var flags []string
+		if n.Behind {
+			flags = append(flags, "BEHIND")
+		}
+		if n.Silent {
+			flags = append(flags, "SILENT")
+		}
+		state := "ok"
+		if len(flags) > 0 {
+			state = strings.Join(flags, ",")
+			bad++
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%.12s\t%s\t%s\n", n.Node, n.Version, n.SHA256, n.Age.Round(100*time.Millisecond), state)
+	}
+	tw.Flush()
+	if bad > 0 {
+		fmt.Fprintf(w, "%d of %d nodes behind or silent\n", bad, len(nodes))
+		return 1
+	}
+	return 0
+}
