@@ -41,7 +41,6 @@ func openFleet(config string, stderr io.Writer) (*fleetCmd, bool) {
 		fmt.Fprintf(stderr, "edgeblock: %s has no fleet section: fleet commands need fleet.redis.addr\n", config)
 		return nil, false
 	}
-	fleet.SetClientLogger(func(string) {}) // failures are reported as errors
 	rdb, err := fleet.NewClient(*cfg.Fleet)
 	if err != nil {
 		fmt.Fprintf(stderr, "edgeblock: %v\n", err)

@@ -93,6 +93,11 @@ func TestFleetCommands(t *testing.T) {
 		{args: []string{"pull", "-config", cfg, "-o", "-"}, out: []string{`\Aa.example\nb.example reason="Court order"\n\z`}, version: 5},
 		{args: []string{"publish", "-config", p("nofleet.yaml"), p("good.txt")}, code: 1, out: []string{"has no fleet section"}, version: 5},
 		{args: []string{"fleet", "status", "-config", cfg}, out: []string{"published version: 5\nno node has sent a heartbeat"}, version: 5},
+		// check and explain read the published list in fleet mode.
+		{args: []string{"check", "-config", cfg, "-admin", freeAddr(t), "-state-dir", "off"},
+			out: []string{`ok: .*edgeblock.yaml: 1 routes; fleet:v5: 2 rules`}, version: 5},
+		{args: []string{"explain", "-config", cfg, "-admin", freeAddr(t), "b.example"},
+			out: []string{`source: the files`, `fleet:v5`}, version: 5},
 	}
 	for i, st := range steps {
 		code, stdout, stderr := runCmd(st.args...)

@@ -23,6 +23,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/edgeblock/edgeblock/proxy/fleet"
 )
 
 type command struct {
@@ -47,6 +49,9 @@ var commands = []command{
 }
 
 func main() {
+	// The Redis client's own chatter (failed dials) is off: fleet commands
+	// report failures as errors, and serve routes it to its log.
+	fleet.SetClientLogger(func(string) {})
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
