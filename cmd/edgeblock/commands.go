@@ -76,7 +76,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	fleet.SetClientLogger(func(msg string) { log.Debug("redis client", "event", "fleet_client", "message", msg) })
 	switch {
 	case len(b.FromSnapshot) > 0:
-		log.Error("started from the snapshot of the last applied state: the files on disk are bad or missing; they are watched and applied once good",
+		log.Error("started from the snapshot of the last applied state: the files on disk (or, in fleet mode, the fleet's Redis) are bad, missing or unreachable; they are watched and applied once good",
 			"event", "start_from_snapshot", "parts", b.FromSnapshot, "problems", b.Problems, "state_dir", stateDir,
 			"snapshot_written_at", b.Snapshot.WrittenAt, "snapshot_blocklist_sha256", b.Snapshot.Blocklist.SHA256,
 			"snapshot_config_sha256", b.Snapshot.Config.SHA256, "rules", b.List.Len())
