@@ -34,7 +34,7 @@ func startFleetEdge(t *testing.T, bin, addr, name, dir string) *fleetEdge {
 	t.Helper()
 	e := &fleetEdge{name: name, config: filepath.Join(dir, "edgeblock.yaml"), state: filepath.Join(dir, "state")}
 	writeText(t, e.config, fmt.Sprintf("listen:\n  http: 127.0.0.1:0\n  admin: 127.0.0.1:0\nlog:\n  access: false\n"+
-		"blocklist:\n  source: fleet\nfleet:\n  redis:\n    addr: %s\n    dial_timeout: 500ms\n    timeout: 1s\n  node: %s\n"+
+		"timeouts:\n  drain: 0s\nblocklist:\n  source: fleet\nfleet:\n  redis:\n    addr: %s\n    dial_timeout: 500ms\n    timeout: 1s\n  node: %s\n"+
 		"routes:\n  - host: \"*.example\"\n    origins: [\"http://127.0.0.1:9\"]\n", addr, name))
 	e.edgeProc = startProc(t, bin, "serve", "-config", e.config, "-state-dir", e.state)
 	addrs := e.listening()
