@@ -49,8 +49,10 @@ func openFleet(config string, stderr io.Writer) (*fleetCmd, bool) {
 	return &fleetCmd{cfg: cfg, store: fleet.NewStore(rdb, *cfg.Fleet), close: rdb.Close}, true
 }
 
-// current returns the newest version (Number 0 if none) and its list
-// (nil if none).
+// current returns the newest version (Number 0 if none) and the list the
+// edges apply: its list, or when it fails validation (published around
+// the CLI, so edges refused it) the newest kept version that passes, the
+// one edges stay on; nil if there is none.
 func (c *fleetCmd) current(ctx context.Context) (fleet.Version, *blocklist.List, error) {
 	v, err := c.store.Current(ctx)
 	if errors.Is(err, fleet.ErrNoVersion) {
@@ -59,14 +61,19 @@ func (c *fleetCmd) current(ctx context.Context) (fleet.Version, *blocklist.List,
 	if err != nil {
 		return v, nil, err
 	}
-	l, err := blocklist.Parse(proxy.FleetListName(v.Number), v.Content)
-	if err != nil {
-		// A version that fails validation (published around the CLI):
-		// the edges keep the version before it, which is unknown here,
-		// so no drop guard can be computed.
-		return v, nil, nil
+	if l, err := blocklist.Parse(proxy.FleetListName(v.Number), v.Content); err == nil {
+		return v, l, nil
 	}
-	return v, l, nil
+	vs, err := c.store.History(ctx, 0)
+	if err != nil {
+		return v, nil, err
+	}
+	for _, old := range vs {
+		if l, err := blocklist.Parse(proxy.FleetListName(old.Number), old.Content); err == nil {
+			return v, l, nil
+		}
+	}
+	return v, nil, nil
 }
 
 // guard is the edges' drop guard, applied before publishing next over the
@@ -78,8 +85,9 @@ func (c *fleetCmd) guard(next, cur *blocklist.List) error {
 	err := proxy.CheckDrop(next, cur, c.cfg.Blocklist.MaxDrop, time.Now())
 	var de *proxy.DropError
 	if errors.As(err, &de) {
-		return fmt.Errorf("not published: it would drop %d of %d block rules of version %s (%s), and edges would refuse it; if that is meant, add the line %q to it",
-			de.Dropped, de.Total, strings.TrimPrefix(cur.File(), "fleet:"), dropShare(de), blocklist.AllowDropMarker)
+		n, _ := proxy.FleetVersionOf(cur.File())
+		return fmt.Errorf("not published: it would drop %d of %d block rules of version %d (%s), and edges would refuse it; if that is meant, add the line %q to it",
+			de.Dropped, de.Total, n, dropShare(de), blocklist.AllowDropMarker)
 	}
 	return err
 }

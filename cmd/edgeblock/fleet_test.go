@@ -79,7 +79,7 @@ func TestFleetCommands(t *testing.T) {
 		{args: []string{"unblock", "-config", cfg, "nothing.example"}, code: 1,
 			out: []string{"no rule applies to it"}, version: 4},
 		{args: []string{"publish", "-config", cfg, p("drop.txt")}, code: 1,
-			out: []string{"would drop 2 of 2 block rules of version v4 \\(all of them\\)", "#! allow-drop"}, version: 4},
+			out: []string{"would drop 2 of 2 block rules of version 4 \\(all of them\\)", "#! allow-drop"}, version: 4},
 		{args: []string{"history", "-config", cfg, "-n", "3"},
 			out: []string{`(?s)version 4  \S+  by alice  sha256 [0-9a-f]{12}  "false positive"\n  - a.example  \(\S+ by alice: false positive\)\n` +
 				`version 3 .*\n  ~ c.example: status 403→451  \(\S+ by alice\)\n` +
@@ -208,5 +208,32 @@ func TestFleetBlockConcurrentProcesses(t *testing.T) {
 	}
 	if v.Number != n || l.Len() != n {
 		t.Errorf("version %d with %d rules, want version %d with %d: one version per command", v.Number, l.Len(), n, n)
+	}
+}
+
+// TestFleetPublishAfterRefusedVersion: when the newest version fails
+// validation (published around the CLI; edges refuse it and stay on the
+// one before), publish guards against the version edges apply, and
+// history says the newest fails.
+func TestFleetPublishAfterRefusedVersion(t *testing.T) {
+	r := fleettest.Start(t)
+	store := fleet.NewStore(r.Client(), fleet.Config{})
+	cfg := fleetCLIConfig(t, r.Addr())
+	ctx := context.Background()
+	if _, err := store.Publish(ctx, []byte("a.example\nb.example\n"), fleet.Meta{Actor: "x"}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Publish(ctx, []byte("a.example status=999\n"), fleet.Meta{Actor: "raw"}, 1); err != nil {
+		t.Fatal(err)
+	}
+	drop := filepath.Join(t.TempDir(), "drop.txt")
+	writeText(t, drop, "d.example\n")
+	code, out, errOut := runCmd("publish", "-config", cfg, drop)
+	if code != 1 || !strings.Contains(errOut, "would drop 2 of 2 block rules of version 1") {
+		t.Errorf("publish over a refused version: exit %d, want 1 and the drop guard against version 1:\n%s%s", code, out, errOut)
+	}
+	code, out, _ = runCmd("history", "-config", cfg)
+	if code != 0 || !regexp.MustCompile(`version 2 .* by raw .*\n  fails validation \(edges refuse it\): fleet:v2:1: `).MatchString(out) {
+		t.Errorf("history: exit %d, want version 2 flagged as failing validation:\n%s", code, out)
 	}
 }
