@@ -182,6 +182,18 @@ func TestFleetPropagation(t *testing.T) {
 	back := time.Now()
 	catchUp := timeToBlock(t, edges, "after-restart.example", back, propagationLimit, block("after-restart.example"))
 	t.Logf("catch-up after Redis returned: max %v", percentile(catchUp, 1))
+	// One subscription per edge, none piled up by the reconnects.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		subs, err := r.Client().PubSubNumSub(ctx, "edgeblock:list:notify").Result()
+		if err == nil && subs["edgeblock:list:notify"] == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("subscriptions after Redis's restart: %v (%v), want %d, one per edge", subs, err, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 
 	// An edge restarted while Redis is down starts from its snapshot.
 	edges[0].stop()
