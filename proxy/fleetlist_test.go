@@ -278,3 +278,33 @@ func TestFleetMetricsInFileMode(t *testing.T) {
 		}
 	}
 }
+
+// TestFleetConfigReload: in fleet mode the config file is still watched
+// and applied; the list stays the fleet's version, and a change to the
+// fleet section is flagged as needing a restart.
+func TestFleetConfigReload(t *testing.T) {
+	r := fleettest.Start(t)
+	s := fleetStore(t, r)
+	publish(t, s, "a.example\n", "first")
+	e := startFleetEnv(t, r.Addr(), "edge-1", "")
+	if c := e.status("a.example"); c != 403 {
+		t.Fatalf("a.example: %d, want 403", c)
+	}
+	// A new route: applied by the watcher, the list unchanged.
+	cfg := fleetConfig(r.Addr(), "edge-1") + "  - host: \"new.example\"\n    origins: [\"http://127.0.0.1:9\"]\n"
+	writeFile(t, e.config, cfg)
+	waitFor(t, 5*time.Second, "the new route", func() bool { return e.status("new.example") != 404 })
+	st := e.listStatus()
+	if st.File != "fleet:v1" || len(st.Errors) > 0 || e.status("a.example") != 403 {
+		t.Errorf("after a config reload: list %s errors %v, a.example %d; want fleet:v1, none, 403", st.File, st.Errors, e.status("a.example"))
+	}
+	if got := e.metric("edgeblock_config_restart_needed"); got != "0" {
+		t.Errorf("restart_needed = %q after a route change, want 0", got)
+	}
+	// Another node name: only a restart applies it.
+	writeFile(t, e.config, strings.Replace(cfg, "node: edge-1", "node: edge-2", 1))
+	waitFor(t, 5*time.Second, "restart needed", func() bool { return e.metric("edgeblock_config_restart_needed") == "1" })
+	// Still following.
+	publish(t, s, "a.example\nb.example\n", "second")
+	waitFor(t, 2*time.Second, "b.example blocked", func() bool { return e.status("b.example") == 403 })
+}
