@@ -68,16 +68,37 @@ func actor() string {
 	return "uid" + strconv.Itoa(os.Getuid())
 }
 
-// editFile returns the blocklist file named by the config; fleet is true
-// when the edit goes to the fleet instead (-fleet, or blocklist.source
-// fleet).
-func (c *editCmd) editFile(stderr io.Writer) (file string, fleet, ok bool) {
+// editFile returns the config, whose blocklist.file is the file to edit;
+// fleet is true when the edit goes to the fleet instead (-fleet, or
+// blocklist.source fleet).
+func (c *editCmd) editFile(stderr io.Writer) (cfg *proxy.Config, fleet, ok bool) {
 	cfg, err := proxy.LoadConfig(c.config)
 	if err != nil {
 		printProblems(stderr, err)
-		return "", false, false
+		return nil, false, false
 	}
-	return cfg.Blocklist.File, c.fleet || cfg.FromFleet(), true
+	return cfg, c.fleet || cfg.FromFleet(), true
+}
+
+// guardEdit refuses an edit of the file that the running edge's drop guard
+// would refuse (proxy.CheckDrop): written anyway, the file would sit on
+// disk unapplied while the edge keeps the old list and alerts. It parses
+// both versions, so it runs only for edits that can drop a block rule (an
+// unblock, or a change of an existing rule).
+func guardEdit(file string, old, next []byte, maxDrop float64) error {
+	oldList, err := blocklist.Parse(file, old)
+	if err != nil {
+		return nil // the file was already bad: the edit's own parse reports the new one
+	}
+	nextList, err := blocklist.Parse(file, next)
+	if err != nil {
+		return err
+	}
+	if err := proxy.CheckDrop(nextList, oldList, maxDrop, time.Now()); err != nil {
+		return fmt.Errorf("%w\nnothing written: the running edge would refuse this list and keep the old one; if the drop is meant, add the line %q to %s first (and take it out afterwards)",
+			err, blocklist.AllowDropMarker, file)
+	}
+	return nil
 }
 
 func runBlock(args []string, stdout, stderr io.Writer) int {
@@ -89,17 +110,21 @@ func runBlock(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: edgeblock block -config FILE [-replace] [-comment TEXT] HOST [key=value ...]")
 		return 2
 	}
-	file, toFleet, ok := c.editFile(stderr)
+	cfg, toFleet, ok := c.editFile(stderr)
 	if !ok {
 		return 1
 	}
 	if toFleet {
 		return runBlockFleet(c, stdout, stderr)
 	}
+	file := cfg.Blocklist.File
 	note := blocklist.NewNote(time.Now(), actor(), c.comment)
 	var res blocklist.EditResult
 	err := blocklist.EditFile(file, func(data []byte) (out []byte, err error) {
 		out, res, err = blocklist.Block(file, data, c.args[0], c.args[1:], blocklist.BlockOptions{Replace: c.replace, Note: &note})
+		if err == nil && res.Kind == blocklist.Changed {
+			err = guardEdit(file, data, out, cfg.Blocklist.MaxDrop) // mode=report or a past expiry drops a block
+		}
 		return out, err
 	})
 	if err != nil {
@@ -130,13 +155,14 @@ func runUnblock(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: edgeblock unblock -config FILE [-comment TEXT] HOST")
 		return 2
 	}
-	file, toFleet, ok := c.editFile(stderr)
+	cfg, toFleet, ok := c.editFile(stderr)
 	if !ok {
 		return 1
 	}
 	if toFleet {
 		return runUnblockFleet(c, stdout, stderr)
 	}
+	file := cfg.Blocklist.File
 	if _, err := os.Stat(file); err != nil {
 		fmt.Fprintf(stderr, "edgeblock: %v\n", err)
 		return 1
@@ -146,6 +172,9 @@ func runUnblock(args []string, stdout, stderr io.Writer) int {
 	var res blocklist.EditResult
 	err := blocklist.EditFile(file, func(data []byte) (out []byte, err error) {
 		out, res, err = blocklist.Unblock(file, data, c.args[0], &note, now)
+		if err == nil {
+			err = guardEdit(file, data, out, cfg.Blocklist.MaxDrop)
+		}
 		return out, err
 	})
 	var noRule *blocklist.NoRuleError

@@ -317,3 +317,41 @@ func TestBlockAsAnotherUser(t *testing.T) {
 		t.Errorf("files left behind: %v", entries)
 	}
 }
+
+// TestEditRespectsDropGuard checks that block and unblock refuse an edit
+// that the running edge's drop guard would refuse, so that the file on
+// disk never holds a list the edge will not apply, and that the marker
+// line lets a deliberate drop through.
+func TestEditRespectsDropGuard(t *testing.T) {
+	dir := t.TempDir()
+	cfg, list := filepath.Join(dir, "edgeblock.yaml"), filepath.Join(dir, "blocklist.txt")
+	writeTestFile(t, cfg, editConfig(list))
+	tests := []struct {
+		list string
+		args []string
+		code int
+		want string
+	}{
+		{"only.example\n", []string{"unblock", "only.example"}, 1, "would drop 1 of 1 block rules (all of them)"},
+		{"only.example\n", []string{"block", "only.example", "mode=report"}, 1, "nothing written: the running edge would refuse"},
+		{"a.example\nb.example\n", []string{"unblock", "a.example"}, 0, "removed: a.example"},
+		{"#! allow-drop\nonly.example\n", []string{"unblock", "only.example"}, 0, "removed: only.example"},
+	}
+	for _, tt := range tests {
+		writeTestFile(t, list, tt.list)
+		code, out, errOut := runCmd(append([]string{tt.args[0], "-config", cfg}, tt.args[1:]...)...)
+		if code != tt.code || !strings.Contains(out+errOut, tt.want) {
+			t.Errorf("%v on %q: exit %d, output %q; want exit %d with %q", tt.args, tt.list, code, out+errOut, tt.code, tt.want)
+		}
+		if after := readFile(t, list); tt.code != 0 && after != tt.list {
+			t.Errorf("%v: refused, but the file changed to %q", tt.args, after)
+		}
+	}
+}
+
+func writeTestFile(t *testing.T, path, text string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
