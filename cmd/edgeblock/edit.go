@@ -131,19 +131,27 @@ func runBlock(args []string, stdout, stderr io.Writer) int {
 		printProblems(stderr, err)
 		return 1
 	}
+	printBlock(stdout, res, fmt.Sprintf("%s:%d", file, res.Line), note, "nothing written")
+	return 0
+}
+
+// printBlock writes what block did: the rule added, changed (old and new
+// line, then each attribute) or unchanged. at says where the rule is
+// ("blocklist.txt:7", "version 12, line 7"); nothing says what an
+// unchanged rule did not cause ("nothing written").
+func printBlock(w io.Writer, res blocklist.EditResult, at string, note blocklist.Note, nothing string) {
 	switch res.Kind {
 	case blocklist.Added:
-		fmt.Fprintf(stdout, "added: %s (%s:%d)\n  note: %s\n", res.NewLine, file, res.Line, note.Line())
+		fmt.Fprintf(w, "added: %s (%s)\n  note: %s\n", res.NewLine, at, note.Line())
 	case blocklist.Changed:
-		fmt.Fprintf(stdout, "changed: %s (%s:%d)\n  old: %s\n  new: %s\n", res.Pattern, file, res.Line, res.OldLine, res.NewLine)
+		fmt.Fprintf(w, "changed: %s (%s)\n  old: %s\n  new: %s\n", res.Pattern, at, res.OldLine, res.NewLine)
 		for _, a := range res.Attrs {
-			fmt.Fprintf(stdout, "  %s: %s\n", a.Key, a)
+			fmt.Fprintf(w, "  %s: %s\n", a.Key, a)
 		}
-		fmt.Fprintf(stdout, "  note: %s\n", note.Line())
+		fmt.Fprintf(w, "  note: %s\n", note.Line())
 	default:
-		fmt.Fprintf(stdout, "unchanged: %s (%s:%d): the rule already says that; nothing written\n", res.NewLine, file, res.Line)
+		fmt.Fprintf(w, "unchanged: %s (%s): the rule already says that; %s\n", res.NewLine, at, nothing)
 	}
-	return 0
 }
 
 func runUnblock(args []string, stdout, stderr io.Writer) int {

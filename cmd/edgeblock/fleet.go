@@ -183,18 +183,7 @@ func runBlockFleet(c *editCmd, stdout, stderr io.Writer) int {
 		printProblems(stderr, err)
 		return 1
 	}
-	switch res.Kind {
-	case blocklist.Added:
-		fmt.Fprintf(stdout, "added: %s (version %d, line %d)\n  note: %s\n", res.NewLine, v.Number, res.Line, note.Line())
-	case blocklist.Changed:
-		fmt.Fprintf(stdout, "changed: %s (version %d, line %d)\n  old: %s\n  new: %s\n", res.Pattern, v.Number, res.Line, res.OldLine, res.NewLine)
-		for _, a := range res.Attrs {
-			fmt.Fprintf(stdout, "  %s: %s\n", a.Key, a)
-		}
-		fmt.Fprintf(stdout, "  note: %s\n", note.Line())
-	default:
-		fmt.Fprintf(stdout, "unchanged: %s (version %d, line %d): the rule already says that; nothing published\n", res.NewLine, v.Number, res.Line)
-	}
+	printBlock(stdout, res, fmt.Sprintf("version %d, line %d", v.Number, res.Line), note, "nothing published")
 	return 0
 }
 
