@@ -44,6 +44,34 @@ func TestNormalize(t *testing.T) {
 		{in: strings.Repeat("a", 64) + ".com", err: "longer than 63"},
 		{in: strings.Repeat("abcdefghi.", 26) + "com", err: "longer than 253"},
 		{in: "xn--a.example", err: "invalid host name"},
+		// IPv4 in the forms browsers (WHATWG URL) and inet_aton accept:
+		// one canonical address, whatever the spelling.
+		{in: "192.0.2.7.", want: "192.0.2.7"},
+		{in: "0xc0.0.2.7", want: "192.0.2.7"},
+		{in: "0XC0.0x0.0x2.0x7", want: "192.0.2.7"},
+		{in: "0300.0.02.07", want: "192.0.2.7"},
+		{in: "192.0.2.07", want: "192.0.2.7"},
+		{in: "3221225991", want: "192.0.2.7"},
+		{in: "0xc0000207:80", want: "192.0.2.7"},
+		{in: "192.519", want: "192.0.2.7"},
+		{in: "192.0.519", want: "192.0.2.7"},
+		{in: "0x7f.1", want: "127.0.0.1"},
+		{in: "0x", want: "0.0.0.0"},
+		{in: "[::ffff:192.0.2.7]", want: "192.0.2.7"},
+		{in: "::ffff:c000:207", want: "192.0.2.7"},
+		{in: "1.2.3.4..", err: "empty label"},
+		{in: "256.0.0.1", err: "not a valid IPv4 address"},
+		{in: "1.2.3.256", err: "not a valid IPv4 address"},
+		{in: "4294967296", err: "not a valid IPv4 address"},
+		{in: "09.1.2.3", err: "not a valid IPv4 address"},
+		{in: "0x1g.1.2.3", err: "not a valid IPv4 address"},
+		{in: "www.example.1", err: "not a valid IPv4 address"},
+		{in: "1..2", err: "not a valid IPv4 address"},
+		{in: "1.2.3.4..", err: "empty label"},
+		{in: "www.example.0x1g", want: "www.example.0x1g"},
+		{in: "www.1example", want: "www.1example"},
+		{in: "０ｘｃ０．０．２．７", want: "192.0.2.7"},
+		{in: "www.example.１", err: "not a valid IPv4 address"},
 	}
 	for _, tt := range tests {
 		got, err := Normalize(tt.in)
@@ -71,7 +99,8 @@ func TestNormalizeCanonicalDoesNotAllocate(t *testing.T) {
 }
 
 func FuzzNormalize(f *testing.F) {
-	for _, s := range []string{"example.com", "Bücher.Example.:80", "[::1]:1", "a..b", "xn--zz", "1.2.3.4", "bad host.example", "-a.b-", "é-.example"} {
+	for _, s := range []string{"example.com", "Bücher.Example.:80", "[::1]:1", "a..b", "xn--zz", "1.2.3.4", "bad host.example", "-a.b-", "é-.example",
+		"0x7f.1", "3221225991", "0300.0.2.07", "[::ffff:192.0.2.7]", "０ｘｃ０．０．２．７", "a.0x"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -88,6 +117,10 @@ func FuzzNormalize(f *testing.F) {
 		// label starts or ends with '-'.
 		if strings.Contains(n, ":") || isIPv4(n) {
 			return
+		}
+		// A name never ends in a number: that is an IPv4 address.
+		if endsInNumber(n) {
+			t.Fatalf("Normalize(%q) = %q, a name that ends in a number", s, n)
 		}
 		for label := range strings.SplitSeq(n, ".") {
 			if label == "" || label[0] == '-' || label[len(label)-1] == '-' || !isASCIIName(label) || strings.ContainsAny(label, "ABCDEFGHIJKLMNOPQRSTUVWXYZ.") {
