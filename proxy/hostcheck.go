@@ -3,6 +3,7 @@ package proxy
 import (
 	"errors"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/edgeblock/edgeblock/blocklist"
@@ -19,6 +20,11 @@ var (
 	// net/http discards before the handler runs, so that the edge cannot
 	// check that the two agree.
 	errAbsoluteForm = errors.New("absolute-form request target on HTTP/1.x")
+	// errTargetForm: a request target that is neither a path nor "*" on
+	// OPTIONS, such as "http:name/x", "name:80" or "*" on GET. Forwarded,
+	// it would reach the origin as a target that names a host the
+	// decision never saw ("GET name/x"), or that the origin cannot parse.
+	errTargetForm = errors.New("request target is not origin-form")
 )
 
 // hostNames are the places a request names its host, as net/http hands
@@ -36,10 +42,31 @@ type hostNames struct {
 	// hostHeader holds the Host header fields net/http left in the
 	// header: HTTP/2 keeps them, HTTP/1.x removes its single one.
 	hostHeader []string
+	// badTarget is set when the target is not one the edge forwards (see
+	// targetForm).
+	badTarget bool
 }
 
 func namesOf(r *http.Request) hostNames {
-	return hostNames{http2: r.ProtoMajor >= 2, authority: r.Host, target: r.URL.Host, hostHeader: r.Header["Host"]}
+	return hostNames{http2: r.ProtoMajor >= 2, authority: r.Host, target: r.URL.Host, hostHeader: r.Header["Host"],
+		badTarget: !targetForm(r.Method, r.URL)}
+}
+
+// targetForm reports whether a request's target is one the edge forwards:
+// a path ("/..."), "*" on OPTIONS, or on HTTP/2 an absolute URL (whose
+// host decideHost compares). net/http also hands handlers opaque targets
+// ("http:name/x", and "name:80" read as scheme "name"), which
+// the origin would receive as "GET name/x", and "*" on any method.
+func targetForm(method string, u *url.URL) bool {
+	switch {
+	case u.Opaque != "":
+		return false
+	case u.Path == "*":
+		return method == http.MethodOptions
+	case u.Path == "":
+		return u.Host != ""
+	}
+	return u.Path[0] == '/'
 }
 
 // decideHost returns the one normalized host name a request is for: the
@@ -49,6 +76,9 @@ func namesOf(r *http.Request) hostNames {
 // one cannot be checked, decideHost returns an error and the request gets
 // a 400 page instead of a guess. A difference in port alone is not a
 // disagreement.
+//
+// A target that is not origin-form (a path, or "*" on OPTIONS) is
+// refused on both protocols, whatever the host.
 //
 // On HTTP/1.x an absolute-form target is refused: net/http takes the
 // target's host and discards the Host header (RFC 9112 §3.2.2), so the
@@ -60,6 +90,9 @@ func namesOf(r *http.Request) hostNames {
 func decideHost(n hostNames) (string, error) {
 	if !n.http2 && n.target != "" {
 		return "", errAbsoluteForm
+	}
+	if n.badTarget {
+		return "", errTargetForm
 	}
 	host, err := blocklist.Normalize(n.authority)
 	if err != nil {
