@@ -237,7 +237,9 @@ func BenchmarkServeProxied(b *testing.B) {
 		ctx, cancel := context.WithCancel(conn)
 		defer cancel()
 		rec := httptest.NewRecorder()
-		p.ServeHTTP(rec, httptest.NewRequestWithContext(ctx, "GET", "http://app.example/", nil))
+		req := httptest.NewRequestWithContext(ctx, "GET", "/", nil) // origin-form: absolute-form targets get a 400
+		req.Host = "app.example"
+		p.ServeHTTP(rec, req)
 		if rec.Code != 200 {
 			b.Fatalf("status %d", rec.Code)
 		}

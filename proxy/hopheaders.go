@@ -23,6 +23,46 @@ const allowHeader = "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS"
 var clientAddrHeaders = []string{"X-Real-Ip", "True-Client-Ip", "Cf-Connecting-Ip", "Fastly-Client-Ip",
 	"X-Client-Ip", "X-Cluster-Client-Ip", "Client-Ip"}
 
+// routingHeaders name a host, or a URL that replaces the request target,
+// and some origin servers and frameworks route by them over Host: X-Host
+// and X-Forwarded-Server (PHP frameworks, Apache mod_proxy's own), the
+// X-Original-Host of IIS ARR and Azure, X-HTTP-Host-Override, and the
+// X-Original-URL and X-Rewrite-URL of IIS URL Rewrite that Symfony, Zend
+// and Laminas honour. The edge removes them from every request, trusted
+// proxies' too: the origin learns the host from Host, X-Forwarded-Host and
+// Forwarded only, which the edge sets to the name it decided on.
+var routingHeaders = map[string]bool{"X-Host": true, "X-Forwarded-Server": true, "X-Original-Host": true,
+	"X-Http-Host-Override": true, "X-Original-Url": true, "X-Rewrite-Url": true}
+
+// managedHeaders are the headers whose value the edge sets or removes:
+// a visitor must not get one past it under another spelling of its name.
+// CGI, PHP, WSGI and Rack servers read "X_Forwarded_Host" as
+// HTTP_X_FORWARDED_HOST, the same variable as "X-Forwarded-Host", so a
+// header whose name turns into one of these when '_' is read as '-' is
+// removed.
+var managedHeaders = func() map[string]bool {
+	m := map[string]bool{"Host": true, "X-Forwarded-Host": true, "X-Forwarded-For": true, "X-Forwarded-Proto": true,
+		"Forwarded": true, "X-Request-Id": true, "Via": true}
+	for k := range routingHeaders {
+		m[k] = true
+	}
+	for _, k := range clientAddrHeaders {
+		m[k] = true
+	}
+	return m
+}()
+
+// dropRoutingHeaders removes from h the routingHeaders and every header
+// whose name is a managed header's with '_' for '-'. It allocates only for
+// a header name with '_' in it.
+func dropRoutingHeaders(h http.Header) {
+	for k := range h {
+		if routingHeaders[k] || strings.IndexByte(k, '_') >= 0 && managedHeaders[http.CanonicalHeaderKey(strings.ReplaceAll(k, "_", "-"))] {
+			delete(h, k)
+		}
+	}
+}
+
 // clientAddr returns the address the edge trusts as the visitor's: the
 // peer's, or, when the peer is a trusted proxy, the right-most
 // X-Forwarded-For entry that is not itself a trusted proxy. If the chain
@@ -72,11 +112,14 @@ func peerAddr(remoteAddr string) netip.Addr {
 //   - Forwarded (RFC 7239): one element with for, host and proto as
 //     above; any Forwarded the request carried is dropped.
 //   - Via: this edge appended, for loop detection.
+//   - routingHeaders, and any managed header spelled with '_' for '-',
+//     are removed (see dropRoutingHeaders).
 func setForwarding(out, in *http.Request, cfg *Config, host, viaName string) {
 	peer := peerAddr(in.RemoteAddr)
 	trusted := peer.IsValid() && cfg.trustedAddr(peer)
 	h := out.Header
-	h.Del("Host")
+	h.Del("Host") // HTTP/2 keeps Host fields in the header
+	dropRoutingHeaders(h)
 	if !trusted {
 		for _, k := range clientAddrHeaders {
 			h.Del(k)

@@ -108,3 +108,27 @@ func TestOriginConfig(t *testing.T) {
 		}
 	}
 }
+
+func TestDropRoutingHeaders(t *testing.T) {
+	h := http.Header{
+		// Removed: host overrides, and managed headers spelled with '_'.
+		"X-Host": {"a"}, "X-Forwarded-Server": {"a"}, "X-Original-Host": {"a"}, "X-Http-Host-Override": {"a"},
+		"X-Original-Url": {"/a"}, "X-Rewrite-Url": {"/a"}, "X_forwarded_host": {"a"}, "X_FORWARDED_FOR": {"a"},
+		"X_real_ip": {"a"}, "x_host": {"a"}, "True_client_ip": {"a"}, "X_request_id": {"a"},
+		// Kept: application headers, with or without '_'.
+		"X-Api-Key": {"k"}, "X_custom_thing": {"k"}, "X-Hostname-Hint": {"k"}, "Cookie": {"k"}, "X-Forwarded-Prefix": {"k"},
+	}
+	dropRoutingHeaders(h)
+	var kept []string
+	for k := range h {
+		kept = append(kept, k)
+	}
+	slices.Sort(kept)
+	if want := []string{"Cookie", "X-Api-Key", "X-Forwarded-Prefix", "X-Hostname-Hint", "X_custom_thing"}; !slices.Equal(kept, want) {
+		t.Errorf("kept %q, want %q", kept, want)
+	}
+	clean := http.Header{"Accept": {"*/*"}, "User-Agent": {"x"}, "Cookie": {"a=b"}}
+	if n := testing.AllocsPerRun(100, func() { dropRoutingHeaders(clean) }); n != 0 {
+		t.Errorf("dropRoutingHeaders allocates %v times on headers without '_'", n)
+	}
+}

@@ -1,0 +1,273 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/x509"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+)
+
+// The attack tests send what a hostile visitor would, as raw HTTP/1.1
+// bytes and hand-made HTTP/2 frames, to a running edge whose routes lead
+// to a recording origin, and check both the visitor's answer and every
+// request the origin received. The blocked name appears in the requests
+// only where a host is named, so an origin request that mentions it in
+// any header, in its target, or in a trailer is a bypass.
+
+// seenRequest is one request as the recording origin parsed it.
+type seenRequest struct {
+	host, uri string
+	header    http.Header
+	trailer   http.Header
+	body      string
+}
+
+// rawOrigin is an HTTP/1.1 origin on a bare TCP listener: it parses what
+// arrives with http.ReadRequest, records every request and the raw bytes,
+// and answers each with 200 "ok". A stream it cannot parse is recorded
+// as an error, so that a malformed forward is seen rather than hidden.
+type rawOrigin struct {
+	ln   net.Listener
+	mu   sync.Mutex
+	raw  bytes.Buffer
+	reqs []seenRequest
+	errs []string
+}
+
+func newRawOrigin(t *testing.T) *rawOrigin {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := &rawOrigin{ln: ln}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go o.serve(c)
+		}
+	}()
+	return o
+}
+
+func (o *rawOrigin) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.raw.Write(p)
+}
+
+func (o *rawOrigin) serve(c net.Conn) {
+	defer c.Close()
+	br := bufio.NewReader(io.TeeReader(c, o))
+	for {
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			if err != io.EOF && !strings.Contains(err.Error(), "use of closed") && !strings.Contains(err.Error(), "connection reset") {
+				o.mu.Lock()
+				o.errs = append(o.errs, err.Error())
+				o.mu.Unlock()
+			}
+			return
+		}
+		body, err := io.ReadAll(req.Body)
+		o.mu.Lock()
+		o.reqs = append(o.reqs, seenRequest{host: req.Host, uri: req.RequestURI, header: req.Header, trailer: req.Trailer, body: string(body)})
+		if err != nil {
+			o.errs = append(o.errs, "body: "+err.Error())
+		}
+		o.mu.Unlock()
+		if err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+	}
+}
+
+// take returns and forgets what the origin got so far.
+func (o *rawOrigin) take() (reqs []seenRequest, errs []string, raw string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	reqs, errs, raw = o.reqs, o.errs, o.raw.String()
+	o.reqs, o.errs = nil, nil
+	o.raw.Reset()
+	return reqs, errs, raw
+}
+
+// attackEnv runs an edge (HTTP and HTTPS listeners, internal CA) with a
+// wildcard route *.customer.example and a route for the address
+// 192.0.2.7, both to a recording origin, and a list that blocks one name
+// under the wildcard, an IDN under it, and the address. Loopback is not a
+// trusted proxy: the tests are visitors.
+func attackEnv(t *testing.T) (*testEnv, *rawOrigin, *x509.CertPool) {
+	t.Helper()
+	o := newRawOrigin(t)
+	u := `"http://` + o.ln.Addr().String() + `"`
+	e, pool := tlsRoutesEnv(t, routeConfig("*.customer.example", u, "192.0.2.7", u), blockedName+"\nbücher.customer.example\n192.0.2.7\n")
+	return e, o, pool
+}
+
+// checkSeen checks every request the origin got since the last call:
+// each is for okName (in Host), has an origin-form or asterisk target,
+// and names the blocked host in no header or trailer, by any spelling of
+// a header name; the origin could parse everything it was sent. It returns
+// how many requests there were.
+func checkSeen(t *testing.T, o *rawOrigin, what string) int {
+	t.Helper()
+	reqs, errs, raw := o.take()
+	for _, e := range errs {
+		t.Errorf("%s: the origin could not parse what the edge sent: %s\n%q", what, e, raw)
+	}
+	for _, r := range reqs {
+		if r.host != okName {
+			t.Errorf("%s: origin got Host %q, want %s", what, r.host, okName)
+		}
+		if !strings.HasPrefix(r.uri, "/") && r.uri != "*" {
+			t.Errorf("%s: origin got request target %q, which is not origin-form", what, r.uri)
+		}
+		for _, h := range []http.Header{r.header, r.trailer} {
+			for k, vs := range h {
+				for _, v := range vs {
+					if strings.Contains(strings.ToLower(v), "blocked") || strings.Contains(v, "192.0.2.7") {
+						t.Errorf("%s: origin got %s: %q", what, k, v)
+					}
+				}
+			}
+		}
+	}
+	return len(reqs)
+}
+
+// attackHTTP1 writes request on a new connection and returns the status
+// of the first response, or 0 if the edge closed the connection without
+// one.
+func attackHTTP1(t *testing.T, addr, request string) (int, http.Header, string) {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(conn, request); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		return 0, nil, ""
+	}
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, string(b)
+}
+
+const cl = "Connection: close\r\n\r\n"
+
+func TestAttackHTTP1(t *testing.T) {
+	e, o, _ := attackEnv(t)
+	get := func(host string, extra ...string) string {
+		return "GET / HTTP/1.1\r\nHost: " + host + "\r\n" + strings.Join(extra, "") + cl
+	}
+	for _, tt := range []struct {
+		name, request string
+		status        int // 0: the connection is closed without an answer
+		forwarded     int // requests the origin gets
+	}{
+		// Host spellings.
+		{"case, port and trailing dot", get("OK.Customer.EXAMPLE.:80"), 200, 1},
+		{"port 0", get(okName + ":0"), 200, 1},
+		{"port 65536", get(okName + ":65536"), 200, 1},
+		{"empty port", get(okName + ":"), 200, 1},
+		{"port abc", get(okName + ":abc"), 400, 0},
+		{"blocked, upper case", get("BLOCKED.CUSTOMER.EXAMPLE"), 403, 0},
+		{"blocked, trailing dot and port", get(blockedName + ".:8080"), 403, 0},
+		{"blocked, two trailing dots", get(blockedName + ".."), 400, 0},
+		{"blocked, empty label", get("blocked..customer.example"), 400, 0},
+		{"blocked, percent-encoded dot", get("blocked%2ecustomer.example"), 400, 0},
+		{"blocked, userinfo", get("user@" + blockedName), 400, 0},
+		{"allowed, userinfo", get("user@" + okName), 400, 0},
+		{"blocked, punycode mixed case", get("XN--BCHER-KVA.customer.example"), 403, 0},
+		{"invalid punycode", get("xn--zz.customer.example"), 400, 0},
+		{"label of 64 bytes", get(strings.Repeat("a", 64) + ".customer.example"), 400, 0},
+		{"name of 254 bytes", get(strings.Repeat("abcdefgh.", 27) + "customer.example"), 400, 0},
+		{"two Host headers", "GET / HTTP/1.1\r\nHost: " + okName + "\r\nHost: " + blockedName + "\r\n" + cl, 400, 0},
+		{"Host with a space", get(okName + " " + blockedName), 400, 0},
+		{"Host with a comma", get(okName + "," + blockedName), 400, 0},
+		{"HTTP/1.0 without Host", "GET / HTTP/1.0\r\n\r\n", 400, 0},
+		{"HTTP/1.0 empty Host", "GET / HTTP/1.0\r\nHost:\r\n\r\n", 400, 0},
+		{"HTTP/1.0 blocked Host", "GET / HTTP/1.0\r\nHost: " + blockedName + "\r\n\r\n", 403, 0},
+		// IPv4 spellings of a blocked address with a route.
+		{"blocked address", get("192.0.2.7"), 403, 0},
+		{"blocked address, decimal", get("3221225991"), 403, 0},
+		{"blocked address, hex", get("0xc0.0.2.7"), 403, 0},
+		{"blocked address, octal", get("0300.0.02.07:80"), 403, 0},
+		{"blocked address, short form", get("192.0.519"), 403, 0},
+		{"blocked address, trailing dot", get("192.0.2.7."), 403, 0},
+		{"blocked address, IPv4-mapped IPv6", get("[::ffff:192.0.2.7]"), 403, 0},
+		{"blocked address, IPv4-mapped IPv6 in hex", get("[::ffff:c000:207]:80"), 403, 0},
+		// Request targets: only origin-form (and OPTIONS *) is forwarded.
+		{"absolute-form", "GET http://" + blockedName + "/ HTTP/1.1\r\nHost: " + okName + "\r\n" + cl, 400, 0},
+		{"absolute-form with empty authority", "GET http:///x HTTP/1.1\r\nHost: " + okName + "\r\n" + cl, 200, 1},
+		{"opaque target names the blocked host", "GET http:" + blockedName + "/x HTTP/1.1\r\nHost: " + okName + "\r\n" + cl, 400, 0},
+		{"opaque target, other scheme", "GET mailto:" + blockedName + " HTTP/1.1\r\nHost: " + okName + "\r\n" + cl, 400, 0},
+		{"asterisk target on GET", "GET * HTTP/1.1\r\nHost: " + okName + "\r\n" + cl, 400, 0},
+		{"authority-form on GET", "GET " + blockedName + ":80 HTTP/1.1\r\nHost: " + okName + "\r\n" + cl, 400, 0},
+		// Go's server answers OPTIONS * itself (200, no body), for every
+		// host; nothing reaches an origin.
+		{"OPTIONS * for the blocked host", "OPTIONS * HTTP/1.1\r\nHost: " + blockedName + "\r\n" + cl, 200, 0},
+		// Methods.
+		{"HEAD blocked", "HEAD / HTTP/1.1\r\nHost: " + blockedName + "\r\n" + cl, 403, 0},
+		{"OPTIONS blocked", "OPTIONS / HTTP/1.1\r\nHost: " + blockedName + "\r\n" + cl, 403, 0},
+		{"CONNECT to the blocked host", "CONNECT " + blockedName + ":443 HTTP/1.1\r\nHost: " + okName + "\r\n" + cl, 405, 0},
+		// Conditional and partial requests for a blocked host get the
+		// whole block page, never a 304 or 206.
+		{"If-None-Match on blocked", get(blockedName, "If-None-Match: *\r\n"), 403, 0},
+		{"If-Modified-Since on blocked", get(blockedName, "If-Modified-Since: Thu, 01 Jan 2026 00:00:00 GMT\r\n"), 403, 0},
+		{"Range on blocked", get(blockedName, "Range: bytes=0-1\r\n"), 403, 0},
+		{"Expect 100-continue on blocked", "POST / HTTP/1.1\r\nHost: " + blockedName + "\r\nExpect: 100-continue\r\nContent-Length: 3\r\n" + cl, 403, 0},
+		// Headers an origin might route by.
+		{"X-Forwarded-Host and Forwarded", get(okName, "X-Forwarded-Host: "+blockedName+"\r\nForwarded: host="+blockedName+"\r\n"), 200, 1},
+		{"host override headers", get(okName, "X-Host: "+blockedName+"\r\nX-Original-Host: "+blockedName+"\r\nX-Forwarded-Server: "+blockedName+
+			"\r\nX-HTTP-Host-Override: "+blockedName+"\r\nX-Original-URL: http://"+blockedName+"/\r\nX-Rewrite-URL: http://"+blockedName+"/\r\n"), 200, 1},
+		{"routing headers with underscores", get(okName, "X_Forwarded_Host: "+blockedName+"\r\nx_forwarded_for: 192.0.2.7\r\nX_Host: "+blockedName+"\r\nX_Real_IP: 192.0.2.7\r\nFORWARDED: host="+blockedName+"\r\n"), 200, 1},
+		{"routing headers named in Connection", get(okName, "X-Forwarded-Host: "+blockedName+"\r\nConnection: X-Forwarded-Host, X-Host\r\nX-Host: "+blockedName+"\r\n"), 200, 1},
+		{"obs-fold hiding a Host line", get(okName, "X-Foo: a\r\n Host: evil.customer.example\r\n"), 200, 1},
+		{"bare CR hiding a Host line", get(okName, "X-Foo: a\rHost: "+blockedName+"\r\n"), 400, 0},
+		{"NUL in a header", get(okName, "X-Foo: a\x00Host: "+blockedName+"\r\n"), 400, 0},
+		{"header name with a space", get(okName, "Host : "+blockedName+"\r\n"), 400, 0},
+		// Upgrades: only websocket goes through, h2c never.
+		{"h2c upgrade", get(okName, "Upgrade: h2c\r\nConnection: Upgrade, HTTP2-Settings\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n"), 200, 1},
+		{"h2c among mixed-case tokens", get(okName, "Upgrade: H2C, TLS/1.2\r\nConnection: keep-alive, UPGRADE\r\n"), 200, 1},
+		// A trailer cannot add a header after the decision.
+		{"trailers naming hosts", "POST / HTTP/1.1\r\nHost: " + okName + "\r\nTransfer-Encoding: chunked\r\nTrailer: X-Forwarded-Host, X-Host\r\n\r\n1\r\na\r\n0\r\nX-Forwarded-Host: " + blockedName + "\r\nX-Host: " + blockedName + "\r\n\r\n", 200, 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			status, h, body := attackHTTP1(t, e.srv.Addr("http"), tt.request)
+			if status != tt.status {
+				t.Errorf("status %d, want %d", status, tt.status)
+			}
+			if status == 403 && (h.Get("Cache-Control") != "no-store" || !strings.Contains(h.Get("Link"), "blocked-by")) {
+				t.Errorf("block page headers %v", h)
+			}
+			if status == 403 && !strings.HasPrefix(tt.request, "HEAD") && !strings.Contains(body, "has been blocked") {
+				t.Errorf("not the block page: %q", body)
+			}
+			if status == 200 && tt.forwarded == 0 && body != "" {
+				t.Errorf("Go's OPTIONS * answer has a body: %q", body)
+			}
+			time.Sleep(20 * time.Millisecond) // the origin records after it answers
+			if n := checkSeen(t, o, tt.name); n != tt.forwarded {
+				t.Errorf("origin got %d requests, want %d", n, tt.forwarded)
+			}
+		})
+	}
+}
