@@ -11,7 +11,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
 )
 
 // The attack tests send what a hostile visitor would, as raw HTTP/1.1
