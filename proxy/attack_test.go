@@ -11,6 +11,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 )
 
 // The attack tests send what a hostile visitor would, as raw HTTP/1.1
@@ -196,6 +199,7 @@ func TestAttackHTTP1(t *testing.T) {
 		{"allowed, userinfo", get("user@" + okName), 400, 0},
 		{"blocked, punycode mixed case", get("XN--BCHER-KVA.customer.example"), 403, 0},
 		{"invalid punycode", get("xn--zz.customer.example"), 400, 0},
+		{"punycode of a label IDNA would map (ｂlocked)", get("xn--locked-vx68a.customer.example"), 400, 0},
 		{"label of 64 bytes", get(strings.Repeat("a", 64) + ".customer.example"), 400, 0},
 		{"name of 254 bytes", get(strings.Repeat("abcdefgh.", 27) + "customer.example"), 400, 0},
 		{"two Host headers", "GET / HTTP/1.1\r\nHost: " + okName + "\r\nHost: " + blockedName + "\r\n" + cl, 400, 0},
@@ -268,5 +272,150 @@ func TestAttackHTTP1(t *testing.T) {
 				t.Errorf("origin got %d requests, want %d", n, tt.forwarded)
 			}
 		})
+	}
+}
+
+// send writes one request: its header block (fields as given) split into
+// a HEADERS frame and CONTINUATION frames of at most split bytes (0: one
+// frame), then, if body is set, a DATA frame, and then trailers in a
+// second HEADERS frame. It returns the stream ID.
+func (c *h2Conn) send(fields []string, split int, body string, trailers []string) uint32 {
+	c.t.Helper()
+	block := func(fields []string) []byte {
+		c.hbuf.Reset()
+		for i := 0; i+1 < len(fields); i += 2 {
+			c.enc.WriteField(hpack.HeaderField{Name: fields[i], Value: fields[i+1]})
+		}
+		return append([]byte(nil), c.hbuf.Bytes()...)
+	}
+	id := c.nextID
+	c.nextID += 2
+	b := block(fields)
+	end := body == "" && trailers == nil
+	if split <= 0 || split >= len(b) {
+		split = len(b)
+	}
+	if err := c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: b[:split], EndStream: end, EndHeaders: split == len(b)}); err != nil {
+		c.t.Fatal(err)
+	}
+	for rest := b[split:]; len(rest) > 0; {
+		n := min(split, len(rest))
+		if err := c.fr.WriteContinuation(id, n == len(rest), rest[:n]); err != nil {
+			c.t.Fatal(err)
+		}
+		rest = rest[n:]
+	}
+	if body != "" {
+		if err := c.fr.WriteData(id, trailers == nil, []byte(body)); err != nil {
+			c.t.Fatal(err)
+		}
+	}
+	if trailers != nil {
+		if err := c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: block(trailers), EndStream: true, EndHeaders: true}); err != nil {
+			c.t.Fatal(err)
+		}
+	}
+	return id
+}
+
+func TestAttackHTTP2(t *testing.T) {
+	e, o, pool := attackEnv(t)
+	get := func(fields ...string) []string {
+		return append([]string{":method", "GET", ":scheme", "https"}, fields...)
+	}
+	at := func(authority string, fields ...string) []string {
+		return get(append([]string{":authority", authority, ":path", "/"}, fields...)...)
+	}
+	for _, tt := range []struct {
+		name     string
+		fields   []string
+		split    int      // CONTINUATION frames of this many bytes
+		body     string   // a DATA frame
+		trailers []string // a trailer HEADERS frame
+		status   int      // 0: the stream is reset
+		fwd      int      // requests the origin gets
+	}{
+		// :authority spellings.
+		{name: "authority with userinfo, blocked", fields: at("user@" + blockedName)},
+		{name: "authority with userinfo, allowed", fields: at("user@" + okName)},
+		{name: "authority with NUL", fields: at(blockedName + "\x00")},
+		{name: "authority with space", fields: at(okName + " " + blockedName), status: 400},
+		{name: "full-width dots", fields: at("blocked．customer．example"), status: 403},
+		{name: "ideographic dots", fields: at("blocked。customer。example"), status: 403},
+		{name: "full-width letters", fields: at("ＢＬＯＣＫＥＤ.customer.example"), status: 403},
+		{name: "soft hyphen inside", fields: at("bl\u00adocked.customer.example"), status: 403},
+		{name: "ideographic trailing dot", fields: at(blockedName + "。"), status: 400},
+		{name: "upper-case Unicode", fields: at("BÜCHER.customer.example"), status: 403},
+		{name: "decomposed Unicode", fields: at("bu\u0308cher.customer.example"), status: 403},
+		{name: "punycode upper case", fields: at("XN--BCHER-KVA.customer.example"), status: 403},
+		{name: "punycode of a label IDNA would map (ｂlocked)", fields: at("xn--locked-vx68a.customer.example"), status: 400},
+		{name: "Kelvin sign for k", fields: at("bloc\u212aed.customer.example"), status: 403},
+		{name: "address in hex", fields: at("0xc0.0.2.7"), status: 403},
+		{name: "address, full-width digits", fields: at("１９２．０．２．７"), status: 403},
+		{name: "address, IPv4-mapped", fields: at("[::ffff:192.0.2.7]:443"), status: 403},
+		// Names that disagree.
+		{name: "authority and Host differ in case and dot only", fields: at(okName, "host", "OK.customer.example."), status: 200, fwd: 1},
+		{name: "no authority, Host blocked", fields: get(":path", "/", "host", blockedName), status: 403},
+		{name: "empty authority, Host blocked", fields: get(":authority", "", ":path", "/", "host", blockedName), status: 403},
+		{name: "two Host fields, one blocked", fields: at(okName, "host", okName, "host", blockedName), status: 400},
+		{name: "absolute path names the address in hex", fields: get(":authority", okName, ":path", "https://0xc0.0.2.7/"), status: 400},
+		{name: "absolute path with userinfo", fields: get(":authority", okName, ":path", "https://"+okName+"@"+blockedName+"/"), status: 400},
+		{name: "opaque path names the blocked host", fields: get(":authority", okName, ":path", "http:"+blockedName+"/x"), status: 400},
+		{name: "asterisk path on GET", fields: get(":authority", okName, ":path", "*"), status: 400},
+		{name: "OPTIONS * for the blocked host", fields: []string{":method", "OPTIONS", ":scheme", "https", ":authority", blockedName, ":path", "*"}, status: 200},
+		{name: "scheme other than http(s)", fields: []string{":method", "GET", ":scheme", "foo", ":authority", okName, ":path", "/"}},
+		{name: "scheme http over TLS", fields: []string{":method", "GET", ":scheme", "http", ":authority", okName, ":path", "/"}, status: 200, fwd: 1},
+		// Framing.
+		{name: "blocked authority in a CONTINUATION frame", fields: get(":path", "/", ":authority", blockedName), split: 6, status: 403},
+		{name: "blocked Host in a CONTINUATION frame", fields: at(okName, "x-pad", strings.Repeat("p", 40), "host", blockedName), split: 30, status: 400},
+		{name: "pseudo-header after a regular one", fields: get(":path", "/", "x-a", "b", ":authority", blockedName)},
+		{name: "two authorities", fields: get(":authority", okName, ":authority", blockedName, ":path", "/")},
+		{name: "upper-case field name", fields: at(okName, "Host", blockedName)},
+		{name: "connection-specific field", fields: at(okName, "connection", "x-host"), status: 400},
+		{name: "upgrade field", fields: at(okName, "upgrade", "h2c"), status: 400},
+		{name: "extended CONNECT (RFC 8441) to the blocked host", fields: []string{":method", "CONNECT", ":protocol", "websocket", ":scheme", "https", ":authority", blockedName, ":path", "/"}},
+		// Routing headers and trailers.
+		{name: "routing headers", fields: at(okName, "x-forwarded-host", blockedName, "forwarded", "host="+blockedName, "x-host", blockedName,
+			"x-original-url", "http://"+blockedName+"/", "x_forwarded_host", blockedName, "x-real-ip", "192.0.2.7"), status: 200, fwd: 1},
+		{name: "trailers naming hosts", fields: []string{":method", "POST", ":scheme", "https", ":authority", okName, ":path", "/", "trailer", "x-forwarded-host, x-host"},
+			body: "a", trailers: []string{"x-forwarded-host", blockedName, "x-host", blockedName}, status: 200, fwd: 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := dialH2(t, e.srv.Addr("https"), okName, pool)
+			res := c.read(c.send(tt.fields, tt.split, tt.body, tt.trailers))
+			switch {
+			case tt.status == 0 && !res.reset:
+				t.Errorf("status %d, want the stream reset", res.status)
+			case tt.status != 0 && res.status != tt.status:
+				t.Errorf("status %d (reset %v %v), want %d", res.status, res.reset, res.resetErr, tt.status)
+			}
+			if res.status == 403 && !strings.Contains(res.body, "has been blocked") {
+				t.Errorf("not the block page: %q", res.body)
+			}
+			time.Sleep(20 * time.Millisecond)
+			if n := checkSeen(t, o, tt.name); n != tt.fwd {
+				t.Errorf("origin got %d requests, want %d", n, tt.fwd)
+			}
+		})
+	}
+}
+
+// TestAttackExtendedConnect checks that the edge does not offer RFC
+// 8441's extended CONNECT (a WebSocket over an HTTP/2 stream would be a
+// CONNECT, which the edge never forwards): its SETTINGS have no
+// SETTINGS_ENABLE_CONNECT_PROTOCOL.
+func TestAttackExtendedConnect(t *testing.T) {
+	e, _, pool := attackEnv(t)
+	c := dialH2(t, e.srv.Addr("https"), okName, pool)
+	f, err := c.fr.ReadFrame()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sf, ok := f.(*http2.SettingsFrame)
+	if !ok || sf.IsAck() {
+		t.Fatalf("first frame %v, want SETTINGS", f)
+	}
+	if v, ok := sf.Value(http2.SettingEnableConnectProtocol); ok && v != 0 {
+		t.Errorf("the edge offers extended CONNECT (SETTINGS_ENABLE_CONNECT_PROTOCOL = %d)", v)
 	}
 }
