@@ -3,10 +3,13 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -29,12 +32,16 @@ type seenRequest struct {
 	header    http.Header
 	trailer   http.Header
 	body      string
+	// aborted: the body broke off (the edge gave up on the request
+	// when the visitor's body turned out malformed).
+	aborted bool
 }
 
 // rawOrigin is an HTTP/1.1 origin on a bare TCP listener: it parses what
 // arrives with http.ReadRequest, records every request and the raw bytes,
 // and answers each with 200 "ok". A stream it cannot parse is recorded
-// as an error, so that a malformed forward is seen rather than hidden.
+// as an error, so that a malformed forward is seen rather than hidden; a
+// body that breaks off is recorded as aborted.
 type rawOrigin struct {
 	ln   net.Listener
 	mu   sync.Mutex
@@ -84,10 +91,7 @@ func (o *rawOrigin) serve(c net.Conn) {
 		}
 		body, err := io.ReadAll(req.Body)
 		o.mu.Lock()
-		o.reqs = append(o.reqs, seenRequest{host: req.Host, uri: req.RequestURI, header: req.Header, trailer: req.Trailer, body: string(body)})
-		if err != nil {
-			o.errs = append(o.errs, "body: "+err.Error())
-		}
+		o.reqs = append(o.reqs, seenRequest{host: req.Host, uri: req.RequestURI, header: req.Header, trailer: req.Trailer, body: string(body), aborted: err != nil})
 		o.mu.Unlock()
 		if err != nil {
 			return
@@ -417,5 +421,141 @@ func TestAttackExtendedConnect(t *testing.T) {
 	}
 	if v, ok := sf.Value(http2.SettingEnableConnectProtocol); ok && v != 0 {
 		t.Errorf("the edge offers extended CONNECT (SETTINGS_ENABLE_CONNECT_PROTOCOL = %d)", v)
+	}
+}
+
+// TestAttackH2Origin checks what an HTTP/2 origin over TLS receives: the
+// decided name in :authority and in the forwarding headers, and no routing
+// header, from a visitor and from a trusted proxy, over both protocols.
+func TestAttackH2Origin(t *testing.T) {
+	type seen struct {
+		proto, host string
+		header      http.Header
+	}
+	var mu sync.Mutex
+	var got []seen
+	o := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		got = append(got, seen{r.Proto, r.Host, r.Header})
+		mu.Unlock()
+	}))
+	o.EnableHTTP2 = true
+	o.StartTLS()
+	t.Cleanup(o.Close)
+	routing := []string{"x-forwarded-host", "forwarded", "x-host", "x-original-host", "x-forwarded-server", "x-original-url", "x-rewrite-url", "x_forwarded_host"}
+	for _, trusted := range []string{"", "trusted_proxies: [127.0.0.0/8]\n"} {
+		e, pool := tlsRoutesEnv(t, trusted+routeConfig("*.customer.example", `"`+o.URL+`"`), blockedName+"\n")
+		// The origin's certificate is httptest's own.
+		e.srv.proxy.transport.base.(*http.Transport).TLSClientConfig = &tls.Config{RootCAs: o.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs}
+		var extra []string
+		var raw strings.Builder
+		for _, k := range routing {
+			v := blockedName
+			if k == "forwarded" {
+				v = "host=" + blockedName
+			}
+			extra = append(extra, k, v)
+			fmt.Fprintf(&raw, "%s: %s\r\n", k, v)
+		}
+		c := dialH2(t, e.srv.Addr("https"), okName, pool)
+		if res := c.do(append([]string{":method", "GET", ":scheme", "https", ":authority", "OK.customer.example.:443", ":path", "/"}, extra...)...); res.status != 200 {
+			t.Errorf("HTTP/2 visitor: status %d", res.status)
+		}
+		if status, _, _ := attackHTTP1(t, e.srv.Addr("http"), "GET / HTTP/1.1\r\nHost: ok.customer.example\r\n"+raw.String()+cl); status != 200 {
+			t.Errorf("HTTP/1.1 visitor: status %d", status)
+		}
+		mu.Lock()
+		if len(got) != 2 {
+			t.Errorf("trusted %q: origin got %d requests, want 2", trusted, len(got))
+		}
+		for _, s := range got {
+			if s.proto != "HTTP/2.0" || s.host != okName || s.header.Get("X-Forwarded-Host") != okName || !strings.Contains(s.header.Get("Forwarded"), "host="+okName+";") {
+				t.Errorf("trusted %q: origin got %s Host %q X-Forwarded-Host %q Forwarded %q", trusted, s.proto, s.host, s.header.Get("X-Forwarded-Host"), s.header.Get("Forwarded"))
+			}
+			for k, vs := range s.header {
+				if strings.Contains(strings.Join(vs, ","), "blocked") {
+					t.Errorf("trusted %q: origin got %s: %q", trusted, k, vs)
+				}
+			}
+		}
+		got = nil
+		mu.Unlock()
+	}
+}
+
+// TestAttackSmuggling sends requests whose framing a lenient parser could
+// read two ways. Go's server refuses the ambiguous ones; what it accepts,
+// the edge forwards re-framed, so that the origin sees exactly the requests
+// the edge decided on, each with the body the edge read.
+func TestAttackSmuggling(t *testing.T) {
+	e, o, _ := attackEnv(t)
+	smuggled := "GET /smuggled HTTP/1.1\r\nHost: " + blockedName + "\r\n\r\n"
+	post := "POST / HTTP/1.1\r\nHost: " + okName + "\r\n"
+	for _, tt := range []struct {
+		name, request string
+		statuses      []int  // the responses on the connection, in order
+		body          string // the body the origin gets, if forwarded
+	}{
+		{"CL and TE", post + "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled, []int{200, 403}, ""},
+		{"TE and CL", post + "Transfer-Encoding: chunked\r\nContent-Length: 30\r\n\r\n3\r\nabc\r\n0\r\n\r\n" + smuggled, []int{200, 403}, "abc"},
+		{"TE upper case", post + "Transfer-Encoding: CHUNKED\r\n\r\n3\r\nabc\r\n0\r\n\r\n" + smuggled, []int{200, 403}, "abc"},
+		{"TE chunked, identity", post + "Transfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n" + smuggled, []int{501}, ""},
+		{"TE identity", post + "Transfer-Encoding: identity\r\nContent-Length: 3\r\n\r\nabc" + smuggled, []int{501}, ""},
+		{"TE twice", post + "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled, []int{501}, ""},
+		{"TE with a space before the colon", post + "Transfer-Encoding : chunked\r\nContent-Length: 3\r\n\r\nabc" + smuggled, []int{400}, ""},
+		// Go unfolds obs-fold (RFC 9112 §5.2 allows it): chunked wins over
+		// Content-Length, the chunk size "abc" is bad, and the upload is
+		// abandoned: the origin sees a body break off, never a second request.
+		{"TE obs-folded", post + "Content-Length: 3\r\nTransfer-Encoding:\r\n chunked\r\n\r\nabc" + smuggled, []int{502}, ""},
+		{"two different Content-Lengths", post + "Content-Length: 3\r\nContent-Length: 30\r\n\r\nabc" + smuggled, []int{400}, ""},
+		{"Content-Length list", post + "Content-Length: 3, 3\r\n\r\nabc", []int{400}, ""},
+		{"Content-Length with a sign", post + "Content-Length: +3\r\n\r\nabc", []int{400}, ""},
+		{"bare LF line ends", "POST / HTTP/1.1\nHost: " + okName + "\nContent-Length: 3\n\nabc" + smuggled, []int{200, 403}, "abc"},
+		{"chunk extension with a quoted CRLF", post + "Transfer-Encoding: chunked\r\n\r\n3;x=\"a\r\nb\"\r\nabc\r\n0\r\n\r\n" + smuggled, []int{502}, ""},
+		{"chunk size overflow", post + "Transfer-Encoding: chunked\r\n\r\nfffffffffffffffff1\r\nabc\r\n0\r\n\r\n", []int{502}, ""},
+		{"keep-alive: allowed, then blocked", "GET / HTTP/1.1\r\nHost: " + okName + "\r\n\r\n" + smuggled, []int{200, 403}, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", e.srv.Addr("http"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			conn.SetDeadline(time.Now().Add(10 * time.Second))
+			io.WriteString(conn, tt.request)
+			br := bufio.NewReader(conn)
+			var statuses []int
+			for range tt.statuses {
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					break
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				statuses = append(statuses, resp.StatusCode)
+			}
+			if fmt.Sprint(statuses) != fmt.Sprint(tt.statuses) {
+				t.Errorf("statuses %v, want %v", statuses, tt.statuses)
+			}
+			time.Sleep(20 * time.Millisecond)
+			o.mu.Lock()
+			reqs := append([]seenRequest(nil), o.reqs...)
+			o.mu.Unlock()
+			fwd := 0
+			if tt.statuses[0] == 200 {
+				fwd = 1
+			}
+			if n := checkSeen(t, o, tt.name); n != fwd && !(tt.statuses[0] == 502 && n <= 1) {
+				t.Errorf("origin got %d requests, want %d", n, fwd)
+			}
+			for _, r := range reqs {
+				if tt.statuses[0] == 502 && !r.aborted {
+					t.Errorf("origin got a whole request %q, want its body broken off", r.body)
+				}
+				if r.uri != "/" || fwd == 1 && (r.body != tt.body || r.aborted) {
+					t.Errorf("origin got %s with body %q, want / with %q", r.uri, r.body, tt.body)
+				}
+			}
+		})
 	}
 }
