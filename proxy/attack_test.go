@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -557,5 +558,135 @@ func TestAttackSmuggling(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestAttackPages checks that nothing a rule or a request carries can
+// inject markup, script, JSON members or headers into the block and
+// error pages.
+func TestAttackPages(t *testing.T) {
+	const (
+		reason = `</p><script>alert(1)</script>" onmouseover="alert(2)` + "\u2028"
+		policy = `https://policy.example/a"><script>alert(3)</script>?q='x'`
+	)
+	list := blockedName + ` reason="` + strings.ReplaceAll(reason, `"`, `\"`) + `" policy=` + policy + "\n"
+	e, pool := tlsRoutesEnv(t, routeConfig("*.customer.example", `"http://127.0.0.1:9"`), list)
+	for _, accept := range []string{"text/html", "application/json", "text/plain"} {
+		status, h, body := attackHTTP1(t, e.srv.Addr("http"), "GET /<script>alert(4)</script> HTTP/1.1\r\nHost: "+blockedName+"\r\nAccept: "+accept+"\r\n"+cl)
+		if status != 403 {
+			t.Fatalf("%s: status %d", accept, status)
+		}
+		for k, vs := range h {
+			for _, v := range vs {
+				if strings.ContainsAny(v, "\r\n<>") && k != "Link" || strings.Contains(v, "script") {
+					t.Errorf("%s: header %s: %q", accept, k, v)
+				}
+			}
+		}
+		if strings.Contains(body, "alert(4)") {
+			t.Errorf("%s: the request path is reflected", accept)
+		}
+		switch accept {
+		case "text/html":
+			if strings.Contains(body, "<script>alert") || strings.Contains(body, `" onmouseover`) {
+				t.Errorf("HTML page holds the rule's markup unescaped:\n%s", body)
+			}
+		case "application/json":
+			var p map[string]any
+			if err := json.Unmarshal([]byte(body), &p); err != nil {
+				t.Fatalf("problem+json does not parse: %v\n%s", err, body)
+			}
+			if p["detail"] != reason || p["type"] != policy || p["host"] != blockedName {
+				t.Errorf("problem+json members: detail %q type %q host %q", p["detail"], p["type"], p["host"])
+			}
+			if strings.Contains(body, "<script>") {
+				t.Errorf("problem+json holds raw markup:\n%s", body)
+			}
+		}
+	}
+	// An HTTP/2 :authority Go lets through but no name can hold, on the
+	// 400 page, in each format.
+	c := dialH2(t, e.srv.Addr("https"), okName, pool)
+	for _, accept := range []string{"text/html", "application/json", "text/plain"} {
+		res := c.do(":method", "GET", ":scheme", "https", ":authority", `a"'(x)*.example`, ":path", "/", "accept", accept)
+		if res.status != 400 {
+			t.Fatalf("%s: status %d, want 400", accept, res.status)
+		}
+		if strings.ContainsAny(res.body, "'*()") && accept != "text/html" {
+			t.Errorf("%s: the 400 page reflects the host as sent:\n%s", accept, res.body)
+		}
+		if strings.Contains(res.body, `a"'`) {
+			t.Errorf("%s: the 400 page reflects the host as sent:\n%s", accept, res.body)
+		}
+	}
+}
+
+// TestAttackRulesAndReload checks the rule kinds against routes that
+// cover more than they do, report mode under a block, and that a reload
+// that lifts a block lifts it at once (the block page was never
+// cacheable) and one that adds a block applies to conditional requests.
+func TestAttackRulesAndReload(t *testing.T) {
+	o := newRawOrigin(t)
+	u := `"http://` + o.ln.Addr().String() + `"`
+	e := startEnv(t, routeConfig("customer.example", u, "*.customer.example", u),
+		"*.customer.example mode=report\n"+blockedName+"\n*.wild.customer.example\n")
+	for _, tt := range []struct {
+		host, outcome string
+		status        int
+	}{
+		{"customer.example", OutcomeProxied, 200},              // *.name does not cover name
+		{"a.customer.example", OutcomeReport, 200},             // report only
+		{blockedName, OutcomeBlocked, 403},                     // block wins over report
+		{"x.y." + blockedName, OutcomeBlocked, 403},            // name covers every name under it
+		{"wild.customer.example", OutcomeReport, 200},          // *.wild does not cover wild
+		{"a.b.wild.customer.example", OutcomeBlocked, 403},     // *.wild covers every depth
+		{"A.B.WILD.Customer.Example.:80", OutcomeBlocked, 403}, // in any spelling
+		{"xn--wild-.customer.example", OutcomeUnknown, 400},    // not a name
+		{"a.wild.customer.example.customer.example", "", 200},  // a suffix is not a parent
+	} {
+		status, h, _ := attackHTTP1(t, e.srv.Addr("http"), "GET / HTTP/1.1\r\nHost: "+tt.host+"\r\n"+cl)
+		if status != tt.status {
+			t.Errorf("%s: status %d, want %d", tt.host, status, tt.status)
+			continue
+		}
+		if tt.outcome == "" {
+			continue
+		}
+		if l := e.accessLine(t, h.Get("X-Request-Id")); l["outcome"] != tt.outcome {
+			t.Errorf("%s: outcome %v, want %s", tt.host, l["outcome"], tt.outcome)
+		}
+	}
+	checkSeenHosts(t, o, 4)
+
+	// Unblock: the next request is forwarded, whatever it carries.
+	writeFile(t, e.list, "*.customer.example mode=report\n*.wild.customer.example\n")
+	e.srv.Reloader().Reload("test")
+	if status, _, _ := attackHTTP1(t, e.srv.Addr("http"), "GET / HTTP/1.1\r\nHost: "+blockedName+"\r\nIf-None-Match: \"x\"\r\n"+cl); status != 200 {
+		t.Errorf("after the unblock: status %d, want 200", status)
+	}
+	// Block again: conditional and partial requests get the block page.
+	writeFile(t, e.list, "*.customer.example mode=report\n"+blockedName+"\n*.wild.customer.example\n")
+	e.srv.Reloader().Reload("test")
+	for _, extra := range []string{"If-None-Match: \"x\"\r\n", "If-Modified-Since: Thu, 01 Jan 2026 00:00:00 GMT\r\n", "Range: bytes=0-0\r\n", "If-Range: \"x\"\r\nRange: bytes=0-0\r\n"} {
+		if status, h, _ := attackHTTP1(t, e.srv.Addr("http"), "GET / HTTP/1.1\r\nHost: "+blockedName+"\r\n"+extra+cl); status != 403 || h.Get("Cache-Control") != "no-store" || h.Get("Content-Range") != "" || h.Get("ETag") != "" || h.Get("Last-Modified") != "" {
+			t.Errorf("%q: status %d, headers %v; want the whole block page, not cacheable", extra, status, h)
+		}
+	}
+	checkSeenHosts(t, o, 1)
+}
+
+// checkSeenHosts checks that the origin got n requests since the last
+// call, none of them for the blocked name or a name under *.wild.
+func checkSeenHosts(t *testing.T, o *rawOrigin, n int) {
+	t.Helper()
+	time.Sleep(20 * time.Millisecond)
+	reqs, errs, _ := o.take()
+	if len(reqs) != n || len(errs) != 0 {
+		t.Errorf("origin got %d requests (errors %q), want %d", len(reqs), errs, n)
+	}
+	for _, r := range reqs {
+		if strings.Contains(r.host, "wild") && r.host != "wild.customer.example" && r.host != "a.wild.customer.example.customer.example" {
+			t.Errorf("origin got a request for %s", r.host)
+		}
 	}
 }
