@@ -690,3 +690,20 @@ func checkSeenHosts(t *testing.T, o *rawOrigin, n int) {
 		}
 	}
 }
+
+// TestAttackRedirect checks the HTTP-to-HTTPS redirect with targets that
+// are not origin-form: the Location is built from the decided host and the
+// target, so an opaque target ("http:.evil.example/x") would move the
+// visitor to another host. They get the 400 page instead.
+func TestAttackRedirect(t *testing.T) {
+	e, _ := tlsEnv(t, "  redirect_http: true\n")
+	for _, target := range []string{"http:.evil.example/x", "x:@evil.example/", "*"} {
+		status, h, _ := attackHTTP1(t, e.srv.Addr("http"), "GET "+target+" HTTP/1.1\r\nHost: app.example\r\n"+cl)
+		if status != 400 || h.Get("Location") != "" {
+			t.Errorf("GET %s: %d Location %q, want the 400 page", target, status, h.Get("Location"))
+		}
+	}
+	if status, h, _ := attackHTTP1(t, e.srv.Addr("http"), "GET /x HTTP/1.1\r\nHost: app.example\r\n"+cl); status != 308 || !strings.HasPrefix(h.Get("Location"), "https://app.example:") {
+		t.Errorf("origin-form target: %d Location %q", status, h.Get("Location"))
+	}
+}
