@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"net/url"
 	"testing"
 
 	"github.com/edgeblock/edgeblock/blocklist"
@@ -25,10 +26,40 @@ func TestDecideHost(t *testing.T) {
 		{"HTTP/2 two Host fields that differ", hostNames{http2: true, authority: "a.example", hostHeader: []string{"a.example", "b.example"}}, "", errHostMismatch},
 		{"HTTP/2 bad Host field", hostNames{http2: true, authority: "a.example", hostHeader: []string{"a..example"}}, "", errHostMismatch},
 		{"HTTP/2 IPv6", hostNames{http2: true, authority: "[2001:DB8::1]:443", target: "[2001:db8::1]"}, "2001:db8::1", nil},
+		{"HTTP/1.1 target not origin-form", hostNames{authority: "a.example", badTarget: true}, "", errTargetForm},
+		{"HTTP/2 target not origin-form", hostNames{http2: true, authority: "a.example", badTarget: true}, "", errTargetForm},
+		{"HTTP/1.1 IPv4 in hex", hostNames{authority: "0x7f.1:80"}, "127.0.0.1", nil},
 	} {
 		got, err := decideHost(tt.n)
 		if got != tt.want || err != tt.err {
 			t.Errorf("%s: decideHost(%+v) = %q, %v; want %q, %v", tt.name, tt.n, got, err, tt.want, tt.err)
+		}
+	}
+}
+
+func TestTargetForm(t *testing.T) {
+	for _, tt := range []struct {
+		method, target string
+		want           bool
+	}{
+		{"GET", "/", true},
+		{"GET", "/a//b?c", true},
+		{"GET", "//other.example/x", true}, // a path, as the origin reads it too
+		{"GET", "http:///x", true},         // no authority: the path
+		{"GET", "https://a.example", true}, // HTTP/2 absolute :path; decideHost compares its host
+		{"OPTIONS", "*", true},
+		{"GET", "*", false},
+		{"GET", "http:a.example/x", false},
+		{"GET", "a.example:80", false},
+		{"GET", "x:@a.example/", false},
+		{"GET", "mailto:a", false},
+	} {
+		u, err := url.ParseRequestURI(tt.target)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.target, err)
+		}
+		if got := targetForm(tt.method, u); got != tt.want {
+			t.Errorf("targetForm(%s %s) = %v, want %v", tt.method, tt.target, got, tt.want)
 		}
 	}
 }
