@@ -711,3 +711,20 @@ func TestAttackRedirect(t *testing.T) {
 		t.Errorf("origin-form target: %d Location %q", status, h.Get("Location"))
 	}
 }
+
+// TestAttackRouteOverAddress: before names ending in a number were read
+// as addresses, a route "*.0.2.7" covered the host "0300.0.2.7" (the
+// address 192.0.2.7 to browsers) and forwarded it past a rule for
+// 192.0.2.7. Such a route now normalizes to a wildcard over an address,
+// which the config refuses.
+func TestAttackRouteOverAddress(t *testing.T) {
+	for _, host := range []string{"*.0.2.7", "*.192.0.2.7", "*.0x7f.1", "*.[::1]"} {
+		_, err := ParseConfig("c.yaml", []byte("listen:\n  http: :0\nblocklist:\n  file: b\nroutes:\n  - host: \""+host+"\"\n    origins: [\"http://127.0.0.1:1\"]\n"))
+		if err == nil || !strings.Contains(err.Error(), "routes[0].host") {
+			t.Errorf("route %q: %v, want an error for routes[0].host", host, err)
+		}
+	}
+	if _, err := ParseConfig("c.yaml", []byte("listen:\n  http: :0\nblocklist:\n  file: b\nroutes:\n  - host: \"*.a.0x\"\n    origins: [\"http://127.0.0.1:1\"]\n")); err == nil {
+		t.Errorf("route *.a.0x: no error; a name that ends in a number but is no address is refused")
+	}
+}

@@ -898,6 +898,10 @@ func (c *Config) validate(v *validator) {
 			v.addf([]any{"routes", i, "host"}, "%q: want a name or *.name", r.Host)
 		case err != nil:
 			v.addf([]any{"routes", i, "host"}, "%v", err)
+		case wild && (strings.IndexByte(n, ':') >= 0 || net.ParseIP(n) != nil):
+			// "*.0.2.7" normalizes to the address 0.2.0.7: a wildcard over
+			// an address covers nothing.
+			v.addf([]any{"routes", i, "host"}, "%q: a wildcard needs a name, not an IP address", r.Host)
 		default:
 			key := n
 			if wild {
