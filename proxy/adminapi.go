@@ -45,11 +45,11 @@ type BlockRequest struct {
 // BlockAttrs are the attributes of a rule in a BlockRequest; nil leaves
 // the attribute as it is.
 type BlockAttrs struct {
-	Policy  *string `json:"policy"`
-	Reason  *string `json:"reason"`
+	Policy  *string      `json:"policy"`
+	Reason  *string      `json:"reason"`
 	Status  *StatusValue `json:"status"`
-	Mode    *string `json:"mode"`
-	Expires *string `json:"expires"`
+	Mode    *string      `json:"mode"`
+	Expires *string      `json:"expires"`
 }
 
 // StatusValue is an HTTP status in a request: a JSON number (451) or string

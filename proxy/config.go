@@ -1097,7 +1097,7 @@ func (c *Config) restartFields() map[string]string {
 		"tls.redirect_port": strconv.Itoa(c.TLS.RedirectPort), "tls.challenges": strings.Join(c.TLS.Challenges, ","),
 		"admin.pprof": strconv.FormatBool(c.Admin.Pprof), "admin.tokens_file": c.Admin.TokensFile, "admin.client_ca": c.Admin.ClientCA,
 		"admin.tls_cert": c.Admin.TLSCert, "admin.tls_key": c.Admin.TLSKey, "admin.auth_reads": strconv.FormatBool(c.Admin.AuthReads),
-		"max_header_bytes": strconv.Itoa(c.MaxHeaderBytes),
+		"max_header_bytes":     strconv.Itoa(c.MaxHeaderBytes),
 		"timeouts.read_header": c.Timeouts.ReadHeader.String(), "timeouts.idle": c.Timeouts.Idle.String(),
 		"timeouts.dial": c.Timeouts.Dial.String(), "timeouts.response_header": c.Timeouts.ResponseHeader.String(),
 		"timeouts.grace": c.Timeouts.Grace.String(), "tls.manage_ahead_limit": strconv.Itoa(c.TLS.ManageAheadLimit),

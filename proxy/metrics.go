@@ -56,7 +56,7 @@ type Metrics struct {
 	// credential (unauthenticated) or of its scope (forbidden).
 	AdminWrites       *prometheus.CounterVec
 	AdminAuthFailures *prometheus.CounterVec
-	certExpiry         *prometheus.GaugeVec
+	certExpiry        *prometheus.GaugeVec
 
 	// blocklistInfo has exactly one series once a list is applied: the
 	// hash of the list in use.
