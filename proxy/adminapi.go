@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -69,7 +71,7 @@ func (s *StatusValue) UnmarshalJSON(b []byte) error {
 	}
 	n, err := strconv.ParseUint(string(b), 10, 16)
 	if err != nil {
-		return fmt.Errorf("want a status such as 451, got %.20s", b)
+		return &requestError{"attrs.status", fmt.Sprintf("want a status such as 451, got %.20s", b)}
 	}
 	*s = StatusValue(strconv.FormatUint(n, 10))
 	return nil
@@ -166,14 +168,22 @@ func decodeRequest(body io.Reader, v any) error {
 	if len(data) > maxAPIBody {
 		return &requestError{"", fmt.Sprintf("body larger than %d bytes", maxAPIBody)}
 	}
+	if f := unknownField(data, reflect.TypeOf(v).Elem(), ""); f != "" {
+		return &requestError{f, "unknown field"}
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		var ute *json.UnmarshalTypeError
 		var se *json.SyntaxError
+		var re *requestError
 		switch {
+		case errors.As(err, &re):
+			return re
 		case errors.Is(err, io.EOF):
 			return &requestError{"", "empty body: want a JSON object"}
+		case errors.Is(err, io.ErrUnexpectedEOF):
+			return &requestError{"", "malformed JSON: the body ends inside a value"}
 		case errors.As(err, &ute):
 			field := ute.Field
 			if field == "" {
@@ -194,6 +204,53 @@ func decodeRequest(body io.Reader, v any) error {
 		return &requestError{"", "trailing data after the JSON object"}
 	}
 	return checkStrings(v)
+}
+
+// unknownField returns the dotted path of the first key of the JSON object
+// data that struct type t has no field for, descending into the fields
+// that are structs; "" if there is none or data is not an object (the
+// decoder then says what is wrong). encoding/json names an unknown field
+// without its path.
+func unknownField(data []byte, t reflect.Type, prefix string) string {
+	var obj map[string]json.RawMessage
+	if json.Unmarshal(data, &obj) != nil {
+		return ""
+	}
+	fields := map[string]reflect.Type{}
+	for f := range t.Fields() {
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name != "" && name != "-" {
+			fields[name] = f.Type
+		}
+	}
+	keys := make([]string, 0, len(obj))
+	for k := range obj {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		ft, ok := fields[k]
+		if !ok {
+			// encoding/json matches keys without regard to case.
+			for name, t := range fields {
+				if strings.EqualFold(name, k) {
+					ft, ok = t, true
+				}
+			}
+		}
+		if !ok {
+			return prefix + k
+		}
+		for ft.Kind() == reflect.Pointer {
+			ft = ft.Elem()
+		}
+		if ft.Kind() == reflect.Struct {
+			if f := unknownField(obj[k], ft, prefix+k+"."); f != "" {
+				return f
+			}
+		}
+	}
+	return ""
 }
 
 // fieldOf extracts the Go JSON decoder's "Go struct field X.y" from a
@@ -271,7 +328,13 @@ func (s *Server) apiRoutes(mux *http.ServeMux, auth *adminAuth) {
 	mux.Handle("POST /v1/unblock", s.authed(auth, ScopeWrite, s.apiUnblock))
 	mux.Handle("GET /v1/explain", s.authed(auth, ScopeRead, s.apiExplain))
 	mux.Handle("GET /v1/version", s.authed(auth, ScopeRead, s.apiVersion))
+	methods := map[string]string{"/v1/block": "POST", "/v1/unblock": "POST", "/v1/explain": "GET, HEAD", "/v1/version": "GET, HEAD"}
 	mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
+		if allow, ok := methods[r.URL.Path]; ok {
+			w.Header().Set("Allow", allow)
+			writeProblem(w, http.StatusMethodNotAllowed, "", "%s %s: use %s", r.Method, r.URL.Path, allow)
+			return
+		}
 		writeProblem(w, http.StatusNotFound, "", "no such endpoint %s %s: the API has POST /v1/block, POST /v1/unblock, GET /v1/explain?host=NAME and GET /v1/version", r.Method, r.URL.Path)
 	})
 }
