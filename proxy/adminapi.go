@@ -456,19 +456,31 @@ func (s *Server) badRequest(w http.ResponseWriter, who principal, op, pattern st
 // applies it and answers with what changed and whether it is in effect.
 func (s *Server) edit(w http.ResponseWriter, who principal, op, pattern, comment string,
 	change func(file string, data []byte, note *blocklist.Note) ([]byte, blocklist.EditResult, error)) {
-	file := s.reloader.current().Config.Blocklist.File
+	running := s.reloader.current()
+	file := running.Config.Blocklist.File
 	note := blocklist.NewNote(time.Now(), who.name, comment)
 	var res blocklist.EditResult
 	var written []byte
-	var refused, fileBad error
+	var refused, fileBad, dropped error
 	err := blocklist.EditFile(file, func(data []byte) ([]byte, error) {
-		res, written, refused, fileBad = blocklist.EditResult{}, nil, nil, nil
+		res, written, refused, fileBad, dropped = blocklist.EditResult{}, nil, nil, nil, nil
 		if _, err := blocklist.Parse(file, data); err != nil {
 			fileBad = err
 			return nil, err
 		}
 		out, r, err := change(file, data, &note)
 		res, written, refused = r, out, err
+		if err != nil || out == nil {
+			return out, err
+		}
+		// The reload would refuse a list that drops too many blocks, and
+		// the file would then say one thing while the edge does another:
+		// refuse the edit instead.
+		next, err := blocklist.Parse(file, out)
+		if err == nil {
+			err = CheckDrop(next, running.List, running.Config.Blocklist.MaxDrop, time.Now())
+		}
+		dropped = err
 		return out, err
 	})
 	var noRule *blocklist.NoRuleError
@@ -476,6 +488,10 @@ func (s *Server) edit(w http.ResponseWriter, who principal, op, pattern, comment
 	case errors.As(err, &noRule):
 		s.logWrite(who, op, pattern, "no_rule", "", false, err)
 		writeProblem(w, http.StatusNotFound, "pattern", "%v", err)
+		return
+	case dropped != nil:
+		s.logWrite(who, op, pattern, "refused", "", false, err)
+		writeProblem(w, http.StatusConflict, "", "not written: %v (the fail-safe guard of blocklist.max_drop; edit the file to add the line if this is meant)", err)
 		return
 	case fileBad != nil:
 		s.logWrite(who, op, pattern, "error", "", false, err)

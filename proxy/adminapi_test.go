@@ -312,6 +312,28 @@ func TestAdminAPIBadRequests(t *testing.T) {
 	}
 }
 
+// TestAdminAPIDropGuard: an unblock that would drop every block rule is
+// refused before it is written, as the reload would refuse it; with the
+// allow-drop line it goes through.
+func TestAdminAPIDropGuard(t *testing.T) {
+	e := apiEnv(t, "a.example\n", "")
+	code, m := e.api(nil, "POST", "/v1/unblock", writeToken, `{"pattern":"a.example"}`)
+	if detail, _ := m["detail"].(string); code != 409 || !strings.Contains(detail, "would drop 1 of 1 block rules") || !strings.Contains(detail, blocklist.AllowDropMarker) {
+		t.Errorf("unblock of the last rule: %d %v", code, m)
+	}
+	if b, _ := os.ReadFile(e.list); string(b) != "a.example\n" {
+		t.Errorf("the list changed: %q", b)
+	}
+	if resp, _ := e.get("GET", "a.example", "/", nil); resp.StatusCode != 403 {
+		t.Errorf("a.example: %d", resp.StatusCode)
+	}
+	writeFile(t, e.list, blocklist.AllowDropMarker+"\na.example\n")
+	waitFor(t, 5*time.Second, "the marker applied", func() bool { return e.srv.reloader.current().List.AllowsDrop() })
+	if code, m := e.api(nil, "POST", "/v1/unblock", writeToken, `{"pattern":"a.example"}`); code != 200 || m["applied"] != true {
+		t.Errorf("unblock with the marker: %d %v", code, m)
+	}
+}
+
 // TestAdminAPIConcurrentWrites: API writes racing each other and
 // in-process CLI-style edits (the same locked EditFile the block command
 // uses) keep every rule, and the edge ends up serving all of them.
