@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -125,33 +126,116 @@ func str(v any) string {
 
 // TestKubernetesManifestsAgree checks the config embedded in the ConfigMap
 // with `edgeblock check`, laid out as the pod mounts it, and that ports,
-// paths and probes in the manifests agree with it.
+// paths and probes in the manifests agree with it: for the base and for
+// the fleet overlay (the base with the overlay's patches applied).
 func TestKubernetesManifestsAgree(t *testing.T) {
-	k := filepath.Join(deployDir, "kubernetes")
-	load := func(name string) map[string]any {
-		docs := yamlDocs(t, filepath.Join(k, name))
-		if len(docs) != 1 {
-			t.Fatalf("%s: %d documents, want 1", name, len(docs))
+	t.Run("base", func(t *testing.T) { checkKubernetes(t, kubeManifests(t, filepath.Join(deployDir, "kubernetes"))) })
+	t.Run("fleet", func(t *testing.T) {
+		m := kubeManifests(t, filepath.Join(deployDir, "kubernetes", "fleet"))
+		if m.overlay == "" {
+			t.Fatal("deploy/kubernetes/fleet is not an overlay of the base")
 		}
-		return docs[0]
-	}
-	cfgMap, listMap := load("configmap-config.yaml"), load("configmap-blocklist.yaml")
-	dep, svc, pm, kus := load("deployment.yaml"), load("service.yaml"), load("podmonitor.yaml"), load("kustomization.yaml")
+		checkKubernetes(t, m)
+		// The overlay's config is the base's with the fleet section and
+		// the admin API, and without tls.storage (ignored in fleet mode):
+		// the rest must not drift apart.
+		var base, fleet map[string]any
+		yaml.Unmarshal([]byte(str(get(kubeManifests(t, filepath.Join(deployDir, "kubernetes")).docs["configmap-config.yaml"], "data", "edgeblock.yaml"))), &base)
+		yaml.Unmarshal([]byte(str(get(m.docs["configmap-config.yaml"], "data", "edgeblock.yaml"))), &fleet)
+		delete(base["tls"].(map[string]any), "storage")
+		delete(fleet, "fleet")
+		delete(fleet, "admin")
+		if !reflect.DeepEqual(base, fleet) {
+			t.Errorf("the fleet overlay's config differs from the base's beyond fleet, admin and tls.storage:\nbase  %v\nfleet %v", base, fleet)
+		}
+	})
+}
 
-	// Every manifest is listed in the kustomization, and every listed file exists.
+// kubeDocs are the manifests of a kustomization, by file name in the base.
+type kubeDocs struct {
+	docs    map[string]map[string]any
+	overlay string // the overlay directory, "" for the base
+}
+
+// kubeManifests loads the manifests of the kustomization in dir: its
+// resources, and if it is an overlay of "../", the base's with its patches
+// merged in (strategic merge as kubectl does it for what the manifests use:
+// maps key by key, lists of named items by name).
+func kubeManifests(t *testing.T, dir string) kubeDocs {
+	t.Helper()
+	kus := yamlDocs(t, filepath.Join(dir, "kustomization.yaml"))[0]
 	var listed []string
 	for _, r := range get(kus, "resources").([]any) {
 		listed = append(listed, r.(string))
-		if _, err := os.Stat(filepath.Join(k, r.(string))); err != nil {
-			t.Errorf("kustomization lists %s: %v", r, err)
-		}
 	}
-	entries, _ := os.ReadDir(k)
+	if slices.Equal(listed, []string{"../"}) {
+		base := kubeManifests(t, filepath.Dir(dir))
+		base.overlay = dir
+		for _, p := range get(kus, "patches").([]any) {
+			path := str(get(p, "path"))
+			patch := yamlDocs(t, filepath.Join(dir, path))[0]
+			found := false
+			for _, d := range base.docs {
+				if d["kind"] == patch["kind"] && get(d, "metadata", "name") == get(patch, "metadata", "name") {
+					mergePatch(d, patch)
+					found = true
+				}
+			}
+			if !found {
+				t.Errorf("patch %s: no %v %v in the base", path, patch["kind"], get(patch, "metadata", "name"))
+			}
+		}
+		return base
+	}
+	// Every manifest is listed in the kustomization, and every listed file exists.
+	m := kubeDocs{docs: map[string]map[string]any{}}
+	for _, r := range listed {
+		docs := yamlDocs(t, filepath.Join(dir, r))
+		if len(docs) != 1 {
+			t.Fatalf("%s: %d documents, want 1", r, len(docs))
+		}
+		m.docs[r] = docs[0]
+	}
+	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {
-		if e.Name() != "kustomization.yaml" && !slices.Contains(listed, e.Name()) {
+		if !e.IsDir() && e.Name() != "kustomization.yaml" && !slices.Contains(listed, e.Name()) {
 			t.Errorf("%s is not in kustomization.yaml", e.Name())
 		}
 	}
+	return m
+}
+
+// mergePatch merges patch into dst: maps key by key, lists of maps with a
+// name by name (appending new names), anything else replaced.
+func mergePatch(dst, patch map[string]any) {
+	for k, pv := range patch {
+		switch pv := pv.(type) {
+		case map[string]any:
+			if dv, ok := dst[k].(map[string]any); ok {
+				mergePatch(dv, pv)
+				continue
+			}
+		case []any:
+			if dv, ok := dst[k].([]any); ok && len(pv) > 0 && get(pv, 0, "name") != nil {
+				for _, item := range pv {
+					i := slices.IndexFunc(dv, func(d any) bool { return get(d, "name") == get(item, "name") })
+					if i >= 0 {
+						mergePatch(dv[i].(map[string]any), item.(map[string]any))
+					} else {
+						dv = append(dv, item)
+					}
+				}
+				dst[k] = dv
+				continue
+			}
+		}
+		dst[k] = pv
+	}
+}
+
+func checkKubernetes(t *testing.T, m kubeDocs) {
+	cfgMap, listMap := m.docs["configmap-config.yaml"], m.docs["configmap-blocklist.yaml"]
+	dep, svc, pm := m.docs["deployment.yaml"], m.docs["service.yaml"], m.docs["podmonitor.yaml"]
 
 	pod := get(dep, "spec", "template", "spec")
 	c := get(pod, "containers", 0)
@@ -188,16 +272,49 @@ func TestKubernetesManifestsAgree(t *testing.T) {
 	if vol == nil || str(get(vol, "configMap", "name")) != str(get(cfgMap, "metadata", "name")) {
 		t.Fatalf("-config %s is not in the config ConfigMap's mount", configPath)
 	}
-	cfg, err := proxy.ParseConfig(configPath, []byte(cfgText))
+	// The paths as the pod sees them, from the YAML as written; the
+	// config proper (defaults, validation) is parsed once the files it
+	// reads are laid out.
+	var raw proxy.Config
+	if err := yaml.Unmarshal([]byte(cfgText), &raw); err != nil {
+		t.Fatalf("embedded config: %v", err)
+	}
+	_, lvol := mountedFrom(raw.Blocklist.File)
+	if lvol == nil || str(get(lvol, "configMap", "name")) != str(get(listMap, "metadata", "name")) {
+		t.Fatalf("blocklist.file %s is not in the blocklist ConfigMap's mount", raw.Blocklist.File)
+	}
+	// Files from Secrets: the admin tokens and the Redis password come
+	// from the Secrets the README has the operator create, and check gets
+	// stand-ins at the same paths.
+	files := map[string]string{configPath: cfgText, raw.Blocklist.File: listText}
+	secrets := map[string]string{}
+	if f := raw.Admin.TokensFile; f != "" {
+		secrets[f] = "edgeblock-admin-tokens"
+		files[f] = "deploy-bot:write:" + strings.Repeat("ab", 32) + "\n"
+	}
+	if raw.Fleet != nil && raw.Fleet.Redis.PasswordFile != "" {
+		secrets[raw.Fleet.Redis.PasswordFile] = "edgeblock-redis"
+		files[raw.Fleet.Redis.PasswordFile] = "stand-in\n"
+	}
+	for path, name := range secrets {
+		if _, vol := mountedFrom(path); vol == nil || str(get(vol, "secret", "secretName")) != name {
+			t.Errorf("%s is not in the mount of Secret %s (volume %v)", path, name, vol)
+		}
+	}
+	for p, text := range files {
+		local := filepath.Join(root, p)
+		os.MkdirAll(filepath.Dir(local), 0o755)
+		os.WriteFile(local, []byte(strings.ReplaceAll(text, "/etc/edgeblock/", root+"/etc/edgeblock/")), 0o644)
+	}
+	cfg, err := proxy.LoadConfig(filepath.Join(root, configPath))
 	if err != nil {
 		t.Fatalf("embedded config: %v", err)
 	}
-	_, lvol := mountedFrom(cfg.Blocklist.File)
-	if lvol == nil || str(get(lvol, "configMap", "name")) != str(get(listMap, "metadata", "name")) {
-		t.Fatalf("blocklist.file %s is not in the blocklist ConfigMap's mount", cfg.Blocklist.File)
+	if _, svol := mountedFrom(raw.TLS.Storage); cfg.Fleet == nil && (svol == nil || get(svol, "configMap") != nil) {
+		t.Errorf("tls.storage %s is not on a writable volume", raw.TLS.Storage)
 	}
-	if _, svol := mountedFrom(cfg.TLS.Storage); svol == nil || get(svol, "configMap") != nil {
-		t.Errorf("tls.storage %s is not on a writable volume", cfg.TLS.Storage)
+	if m.overlay != "" && cfg.Fleet == nil {
+		t.Error("the fleet overlay's config has no fleet section")
 	}
 	// The snapshot lives on the persistent state volume, and nothing
 	// checks the files before serve starts (that would defeat starting
@@ -222,11 +339,6 @@ func TestKubernetesManifestsAgree(t *testing.T) {
 	}
 	if slices.ContainsFunc(args, func(a any) bool { return str(a) == "check" }) || get(c, "command") != nil {
 		t.Errorf("container runs %v %v, want serve only", get(c, "command"), args)
-	}
-	for p, text := range map[string]string{configPath: cfgText, cfg.Blocklist.File: listText} {
-		local := filepath.Join(root, p)
-		os.MkdirAll(filepath.Dir(local), 0o755)
-		os.WriteFile(local, []byte(strings.ReplaceAll(text, "/etc/edgeblock/", root+"/etc/edgeblock/")), 0o644)
 	}
 	if code, out, errOut := runCmd("check", "-config", filepath.Join(root, configPath), "-admin", "off", "-state-dir", "off"); code != 0 {
 		t.Errorf("check of the ConfigMap config: exit %d\n%s%s", code, out, errOut)
