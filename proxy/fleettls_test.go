@@ -260,7 +260,21 @@ fleet:
 	}
 	t.Logf("Redis down: the handshake for a new name failed after %v", time.Since(start).Round(time.Millisecond))
 	waitFor(t, 5*time.Second, "the failed handshake counted", func() bool {
-		return metricValue(t, envs[1].scrape(), `edgeblock_tls_handshake_errors_total{reason="storage"}`) == "1"
+		return metricValue(t, envs[1].scrape(), `edgeblock_tls_handshake_errors_total{reason="storage"}`) != "0"
+	})
+	// The storage now knows Redis is down: the next new name fails at
+	// once instead of waiting out the client's retries again.
+	start = time.Now()
+	if _, err := leafOf(envs[1].srv.Addr("https"), "two.new.edgeblock.test"); err == nil {
+		t.Error("Redis down: a second new name got a certificate")
+	}
+	fast := time.Since(start)
+	t.Logf("Redis down: the next handshake for a new name failed after %v", fast.Round(time.Millisecond))
+	if fast > storageProbeInterval {
+		t.Errorf("the second failure took %v; the storage should fail fast while Redis is down", fast)
+	}
+	waitFor(t, 5*time.Second, "both failed handshakes counted", func() bool {
+		return metricValue(t, envs[1].scrape(), `edgeblock_tls_handshake_errors_total{reason="storage"}`) == "2"
 	})
 	if len(envs[1].logs.logLines(t, "no certificate for a covered name; the handshake failed and the next one tries again")) == 0 {
 		t.Error("the failed handshake was not logged")

@@ -49,7 +49,8 @@ type TLSManager struct {
 
 // certStorage returns where certificates, ACME accounts, locks and the
 // internal CA live: the fleet's Redis (fleet.Storage) when cfg has a fleet
-// section, so that every edge shares them, else the tls.storage directory.
+// section, so that every edge shares them (failing fast while Redis is
+// unreachable, see failFastStorage), else the tls.storage directory.
 // closeStorage releases the Redis client.
 func certStorage(cfg *Config) (storage certmagic.Storage, closeStorage func(), err error) {
 	if cfg.Fleet != nil {
@@ -64,7 +65,7 @@ func certStorage(cfg *Config) (storage certmagic.Storage, closeStorage func(), e
 		if err != nil {
 			return nil, nil, err
 		}
-		return fleet.NewStorage(rdb, fc), func() { rdb.Close() }, nil
+		return &failFastStorage{s: fleet.NewStorage(rdb, fc)}, func() { rdb.Close() }, nil
 	}
 	if err := os.MkdirAll(cfg.TLS.Storage, 0o700); err != nil {
 		return nil, nil, fmt.Errorf("tls.storage: %w", err)
