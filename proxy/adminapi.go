@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"unicode"
 
 	"github.com/edgeblock/edgeblock/blocklist"
+	"github.com/edgeblock/edgeblock/proxy/fleet"
 )
 
 // The /v1 admin API: block, unblock, explain and version over JSON, for
@@ -94,7 +96,10 @@ type WriteResult struct {
 	// Written is the hash of the file as written; "" when nothing was
 	// written because the rule already said that.
 	Written string `json:"written_sha256,omitempty"`
+	// File is the file written, or in fleet mode the version published
+	// ("fleet:v42", "fleet" when nothing was); Version is its number.
 	File    string `json:"file"`
+	Version int64  `json:"version,omitempty"`
 	// Changes lists the rule changed, empty when nothing changed.
 	Changes []APIChange `json:"changes"`
 	Note    string      `json:"note,omitempty"`
@@ -386,31 +391,67 @@ func (s *Server) apiExplain(w http.ResponseWriter, r *http.Request, _ principal)
 	writeJSON(w, http.StatusOK, Explain(s.reloader.current(), host, time.Now()))
 }
 
-// VersionInfo is the answer of GET /v1/version.
+// VersionInfo is the answer of GET /v1/version: the list in effect on
+// this edge and, in fleet mode, the newest published version.
 type VersionInfo struct {
 	// Source is "file" (the blocklist file) or "fleet".
 	Source string `json:"source"`
-	File   string `json:"file,omitempty"`
+	// File is the blocklist file, or in fleet mode the version's name
+	// ("fleet:v42").
+	File   string `json:"file"`
 	SHA256 string `json:"sha256"`
 	Rules  int    `json:"rules"`
 	// LoadedAt is when the list in effect was applied.
 	LoadedAt time.Time `json:"loaded_at"`
+	// Version is the fleet version in effect (fleet mode).
+	Version int64 `json:"version,omitempty"`
+	// Published is the newest version in the fleet's Redis (fleet mode);
+	// PublishedError says why it is missing (Redis unreachable).
+	Published      *PublishedVersion `json:"published,omitempty"`
+	PublishedError string            `json:"published_error,omitempty"`
+}
+
+// PublishedVersion describes a version published in the fleet's Redis.
+type PublishedVersion struct {
+	Version int64     `json:"version"`
+	SHA256  string    `json:"sha256"`
+	Actor   string    `json:"actor"`
+	Comment string    `json:"comment"`
+	Time    time.Time `json:"time"`
 }
 
 func (s *Server) apiVersion(w http.ResponseWriter, r *http.Request, _ principal) {
-	if s.cfg.Blocklist.fleetSource() {
-		writeProblem(w, http.StatusNotImplemented, "", "the blocklist comes from the fleet: GET /v1/version does not report the published version yet; use edgeblock history")
-		return
-	}
 	st := s.reloader.Status()
 	b := s.reloader.current()
-	writeJSON(w, http.StatusOK, VersionInfo{Source: "file", File: b.List.File(), SHA256: b.List.SHA256(),
-		Rules: b.List.Len(), LoadedAt: st.Blocklist.LoadedAt.UTC()})
+	v := VersionInfo{Source: SourceFile, File: b.List.File(), SHA256: b.List.SHA256(), Rules: b.List.Len(), LoadedAt: st.Blocklist.LoadedAt.UTC()}
+	if store := s.reloader.fleetStore(); store != nil {
+		v.Source = SourceFleet
+		v.Version, _ = FleetVersionOf(b.List.File())
+		ctx, cancel := context.WithTimeout(r.Context(), fleetAPITimeout)
+		defer cancel()
+		pub, err := store.Current(ctx)
+		if err != nil {
+			v.PublishedError = err.Error()
+		} else {
+			v.Published = &PublishedVersion{Version: pub.Number, SHA256: pub.SHA256, Actor: pub.Actor, Comment: pub.Comment, Time: pub.Time.UTC()}
+		}
+	}
+	writeJSON(w, http.StatusOK, v)
 }
 
-// fleetSource reports whether the blocklist comes from the fleet rather
-// than a file. Until blocklist.source exists, it never does.
-func (c BlocklistConfig) fleetSource() bool { return false }
+// fleetAPITimeout bounds the admin API's calls to the fleet's Redis.
+const fleetAPITimeout = 10 * time.Second
+
+// fleetStore returns the fleet's version store when the blocklist follows
+// the fleet, else nil.
+func (r *Reloader) fleetStore() *fleet.Store {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.fleet == nil {
+		return nil
+	}
+	return r.fleet.store
+}
 
 func (s *Server) apiBlock(w http.ResponseWriter, r *http.Request, who principal) {
 	var req BlockRequest
@@ -422,7 +463,7 @@ func (s *Server) apiBlock(w http.ResponseWriter, r *http.Request, who principal)
 		s.badRequest(w, who, "block", "", &requestError{"pattern", "required"})
 		return
 	}
-	s.edit(w, who, "block", req.Pattern, req.Comment, func(file string, data []byte, note *blocklist.Note) ([]byte, blocklist.EditResult, error) {
+	s.edit(w, r, who, "block", req.Pattern, req.Comment, func(file string, data []byte, note *blocklist.Note) ([]byte, blocklist.EditResult, error) {
 		return blocklist.Block(file, data, req.Pattern, req.Attrs.args(), blocklist.BlockOptions{Replace: req.Replace, Note: note})
 	})
 }
@@ -437,7 +478,7 @@ func (s *Server) apiUnblock(w http.ResponseWriter, r *http.Request, who principa
 		s.badRequest(w, who, "unblock", "", &requestError{"pattern", "required"})
 		return
 	}
-	s.edit(w, who, "unblock", req.Pattern, req.Comment, func(file string, data []byte, note *blocklist.Note) ([]byte, blocklist.EditResult, error) {
+	s.edit(w, r, who, "unblock", req.Pattern, req.Comment, func(file string, data []byte, note *blocklist.Note) ([]byte, blocklist.EditResult, error) {
 		return blocklist.Unblock(file, data, req.Pattern, note, time.Now())
 	})
 }
@@ -454,7 +495,7 @@ func (s *Server) badRequest(w http.ResponseWriter, who principal, op, pattern st
 
 // edit changes the blocklist file as the block and unblock commands do,
 // applies it and answers with what changed and whether it is in effect.
-func (s *Server) edit(w http.ResponseWriter, who principal, op, pattern, comment string,
+func (s *Server) edit(w http.ResponseWriter, r *http.Request, who principal, op, pattern, comment string,
 	change func(file string, data []byte, note *blocklist.Note) ([]byte, blocklist.EditResult, error)) {
 	running := s.reloader.current()
 	file := running.Config.Blocklist.File
@@ -462,13 +503,17 @@ func (s *Server) edit(w http.ResponseWriter, who principal, op, pattern, comment
 	var res blocklist.EditResult
 	var written []byte
 	var refused, fileBad, dropped error
-	err := blocklist.EditFile(file, func(data []byte) ([]byte, error) {
+	var version int64
+	// One edit of the current content, for a file or the fleet's Redis:
+	// refused if the content does not parse, or the change is refused, or
+	// the drop guard would refuse the result.
+	edit := func(name string, data []byte) ([]byte, error) {
 		res, written, refused, fileBad, dropped = blocklist.EditResult{}, nil, nil, nil, nil
-		if _, err := blocklist.Parse(file, data); err != nil {
+		if _, err := blocklist.Parse(name, data); err != nil {
 			fileBad = err
 			return nil, err
 		}
-		out, r, err := change(file, data, &note)
+		out, r, err := change(name, data, &note)
 		res, written, refused = r, out, err
 		if err != nil || out == nil {
 			return out, err
@@ -476,13 +521,35 @@ func (s *Server) edit(w http.ResponseWriter, who principal, op, pattern, comment
 		// The reload would refuse a list that drops too many blocks, and
 		// the file would then say one thing while the edge does another:
 		// refuse the edit instead.
-		next, err := blocklist.Parse(file, out)
+		next, err := blocklist.Parse(name, out)
 		if err == nil {
 			err = CheckDrop(next, running.List, running.Config.Blocklist.MaxDrop, time.Now())
 		}
 		dropped = err
 		return out, err
-	})
+	}
+	var err error
+	if store := s.reloader.fleetStore(); store != nil {
+		// Fleet mode: a new version, compare-and-set, retried from a
+		// fresh read when another writer published first, as the block
+		// and unblock commands do with -fleet.
+		file = "fleet"
+		ctx, cancel := context.WithTimeout(r.Context(), fleetAPITimeout)
+		defer cancel()
+		var v fleet.Version
+		v, err = store.Update(ctx, func(cur []byte) ([]byte, error) {
+			out, err := edit(file, cur)
+			if err == nil && out == nil {
+				return cur, nil // as asked already: nothing is published
+			}
+			return out, err
+		}, fleet.Meta{Actor: note.By, Comment: note.Comment})
+		if err == nil && written != nil {
+			version, file = v.Number, FleetListName(v.Number)
+		}
+	} else {
+		err = blocklist.EditFile(file, func(data []byte) ([]byte, error) { return edit(file, data) })
+	}
 	var noRule *blocklist.NoRuleError
 	switch {
 	case errors.As(err, &noRule):
@@ -495,7 +562,7 @@ func (s *Server) edit(w http.ResponseWriter, who principal, op, pattern, comment
 		return
 	case fileBad != nil:
 		s.logWrite(who, op, pattern, "error", "", false, err)
-		writeProblem(w, http.StatusConflict, "", "the blocklist file does not parse as it is, so no edit is made; fix it first: %v", err)
+		writeProblem(w, http.StatusConflict, "", "the blocklist (%s) does not parse as it is, so no edit is made; fix it first: %v", file, err)
 		return
 	case refused != nil:
 		// The parser refused the pattern, a value or the result: the
@@ -508,7 +575,7 @@ func (s *Server) edit(w http.ResponseWriter, who principal, op, pattern, comment
 		writeProblem(w, http.StatusInternalServerError, "", "editing %s: %v", file, err)
 		return
 	}
-	out := WriteResult{File: file, Changes: []APIChange{}}
+	out := WriteResult{File: file, Version: version, Changes: []APIChange{}}
 	if written != nil {
 		out.Written = hashOf(written)
 		out.Note = note.Line()
@@ -520,9 +587,12 @@ func (s *Server) edit(w http.ResponseWriter, who principal, op, pattern, comment
 			c.Attrs = append(c.Attrs, apiAttrChg{a.Key, a.Old, a.New})
 		}
 		out.Changes = append(out.Changes, c)
-		// Apply now rather than wait for the watcher's debounce; the
-		// watcher and poll still catch it if this loses a race.
-		s.reloader.Reload("admin_api")
+		if version == 0 {
+			// Apply now rather than wait for the watcher's debounce;
+			// the watcher and poll still catch it if this loses a
+			// race. In fleet mode the Follower hears of the version.
+			s.reloader.Reload("admin_api")
+		}
 	}
 	want, _ := ruleOfLine(res.NewLine)
 	if res.Kind == blocklist.Removed {

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -14,6 +15,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/big"
 	"net"
 	"net/http"
@@ -25,6 +27,7 @@ import (
 	"time"
 
 	"github.com/edgeblock/edgeblock/blocklist"
+	"github.com/edgeblock/edgeblock/proxy/fleet/fleettest"
 )
 
 // The tokens of the API tests: ops-bot writes (stored as a hash), auditor
@@ -675,4 +678,97 @@ func FuzzTokens(f *testing.F) {
 			seen[tk.name] = true
 		}
 	})
+}
+
+// startFleetAPIEnv starts an edge in fleet mode (blocklist.source fleet)
+// on the Redis at addr, with the admin API on.
+func startFleetAPIEnv(t *testing.T, addr string) *testEnv {
+	t.Helper()
+	dir := t.TempDir()
+	e := &testEnv{t: t, dir: dir, config: filepath.Join(dir, "edgeblock.yaml"), logs: &syncBuffer{}}
+	writeFile(t, e.config, fleetConfig(addr, "edge-api")+"admin:\n  tokens_file: "+tokensFile(t)+"\n")
+	b, err := LoadBundleForStart(e.config, "", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := NewServer(NewLogger(e.logs, "json", slog.LevelDebug), e.config, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(b); err != nil {
+		t.Fatal(err)
+	}
+	e.srv = srv
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	})
+	return e
+}
+
+// TestAdminAPIFleet: in fleet mode a write publishes a new version (with
+// the token's name as its actor) instead of editing a file, the answer
+// comes once this edge applies it, concurrent writes all land (the
+// compare-and-set retries), the drop guard refuses before publishing, and
+// GET /v1/version reports the applied and the published version.
+func TestAdminAPIFleet(t *testing.T) {
+	r := fleettest.Start(t)
+	store := fleetStore(t, r)
+	publish(t, store, "a.example\n", "seed")
+	e := startFleetAPIEnv(t, r.Addr())
+
+	code, m := e.api(nil, "POST", "/v1/block", writeToken, `{"pattern":"bad.example","attrs":{"status":451},"comment":"TICKET-9"}`)
+	if code != 200 || m["applied"] != true || m["version"] != 2.0 || m["file"] != "fleet:v2" {
+		t.Fatalf("block in fleet mode: %d %v", code, m)
+	}
+	if resp, _ := e.get("GET", "bad.example", "/", nil); resp.StatusCode != 451 {
+		t.Errorf("bad.example: %d, want 451", resp.StatusCode)
+	}
+	v, err := store.Current(t.Context())
+	if err != nil || v.Number != 2 || v.Actor != "ops-bot" || v.Comment != "TICKET-9" || v.SHA256 != m["written_sha256"] ||
+		!strings.Contains(string(v.Content), "by ops-bot: TICKET-9\nbad.example status=451\n") {
+		t.Errorf("published %d by %q (%q), sha %s, err %v:\n%s", v.Number, v.Actor, v.Comment, v.SHA256, err, v.Content)
+	}
+	// The same again publishes nothing.
+	if code, m := e.api(nil, "POST", "/v1/block", writeToken, `{"pattern":"bad.example","attrs":{"status":"451"}}`); code != 200 || len(m["changes"].([]any)) != 0 || m["version"] != nil {
+		t.Errorf("same again: %d %v", code, m)
+	}
+
+	const n = 8
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			if code, m := e.apiQuiet("POST", "/v1/block", writeToken, fmt.Sprintf(`{"pattern":"c%d.example"}`, i)); code != 200 {
+				t.Errorf("c%d: %d %v", i, code, m)
+			}
+		})
+	}
+	wg.Wait()
+	v, _ = store.Current(t.Context())
+	l, err := blocklist.Parse("fleet", v.Content)
+	if err != nil || l.Len() != n+2 || v.Number != n+2 {
+		t.Errorf("version %d with %d rules (%v), want version %d with %d", v.Number, l.Len(), err, n+2, n+2)
+	}
+
+	code, m = e.api(nil, "GET", "/v1/version", readToken, "")
+	pub, _ := m["published"].(map[string]any)
+	if code != 200 || m["source"] != "fleet" || m["version"] != float64(n+2) || pub["version"] != float64(n+2) || pub["sha256"] != v.SHA256 || m["sha256"] != v.SHA256 {
+		t.Errorf("version: %d %v", code, m)
+	}
+
+	// Unblocking everything: refused before anything is published.
+	writeBody := func(p string) string { return fmt.Sprintf(`{"pattern":%q}`, p) }
+	for i := range n {
+		if code, _ := e.api(nil, "POST", "/v1/unblock", writeToken, writeBody(fmt.Sprintf("c%d.example", i))); code != 200 {
+			t.Fatalf("unblock c%d: %d", i, code)
+		}
+	}
+	before, _ := store.CurrentNumber(t.Context())
+	code, m = e.api(nil, "POST", "/v1/unblock", writeToken, writeBody("a.example"))
+	code2, _ := e.api(nil, "POST", "/v1/unblock", writeToken, writeBody("bad.example"))
+	after, _ := store.CurrentNumber(t.Context())
+	if code != 200 || code2 != 409 || after != before+1 {
+		t.Errorf("unblocking the last rules: %d %v then %d; versions %d -> %d, want one more", code, m, code2, before, after)
+	}
 }

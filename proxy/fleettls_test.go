@@ -10,68 +10,15 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/edgeblock/edgeblock/proxy/fleet"
+	"github.com/edgeblock/edgeblock/proxy/fleet/fleettest"
 )
-
-// testRedis is a real redis-server on a loopback port, which a test can
-// stop and start again on the same port.
-type testRedis struct {
-	t    *testing.T
-	bin  string
-	dir  string
-	port int
-	cmd  *exec.Cmd
-	done chan struct{}
-}
-
-// startTestRedis starts a redis-server for the test (skipped without one
-// outside CI).
-func startTestRedis(t *testing.T) *testRedis {
-	t.Helper()
-	r := &testRedis{t: t, bin: requireBinary(t, "redis-server", "redis-server"), dir: t.TempDir()}
-	r.port = freePort(t)
-	r.start()
-	t.Cleanup(r.stop)
-	return r
-}
-
-func (r *testRedis) addr() string { return "127.0.0.1:" + strconv.Itoa(r.port) }
-
-func (r *testRedis) start() {
-	r.t.Helper()
-	cmd := exec.Command(r.bin, "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-		"--dir", r.dir, "--protected-mode", "no", "--daemonize", "no")
-	log, _ := os.Create(filepath.Join(r.dir, "redis.log"))
-	cmd.Stdout, cmd.Stderr = log, log
-	// If the test binary dies, so does the server.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		r.t.Fatal(err)
-	}
-	r.cmd, r.done = cmd, make(chan struct{})
-	go func() { cmd.Wait(); log.Close(); close(r.done) }()
-	waitListening(r.t, r.addr())
-}
-
-// stop kills the server and waits until it is gone.
-func (r *testRedis) stop() {
-	if r.cmd == nil {
-		return
-	}
-	r.cmd.Process.Kill()
-	<-r.done
-	r.cmd = nil
-}
 
 // pebbleEnv is a running pebble with pebble-challtestsrv as its DNS, which
 // answers every name with 127.0.0.1; HTTP-01 validation connects to
@@ -193,7 +140,7 @@ func leafOf(addr, name string) ([]*x509.Certificate, error) {
 // cleanly and is counted, and once Redis is back the next handshake gets
 // it.
 func TestFleetCertificatesOneOrder(t *testing.T) {
-	rd := startTestRedis(t)
+	rd := fleettest.Start(t)
 	p := startPebble(t)
 	o := echoOrigin(t)
 	var configs []string
@@ -218,7 +165,7 @@ fleet:
     dial_timeout: 300ms
     timeout: 500ms
   node: edge-%d
-`, http, p.dirURL, p.caRoot, rd.addr(), i)+routeConfig("app.edgeblock.test", `"`+o.URL+`"`, "*.new.edgeblock.test", `"`+o.URL+`"`))
+`, http, p.dirURL, p.caRoot, rd.Addr(), i)+routeConfig("app.edgeblock.test", `"`+o.URL+`"`, "*.new.edgeblock.test", `"`+o.URL+`"`))
 	}
 	envs, bundles := newEdges(t, configs, "blocked.edgeblock.test\n")
 	startTogether(t, envs, bundles)
@@ -249,7 +196,7 @@ fleet:
 	}
 
 	// Redis goes away.
-	rd.stop()
+	rd.Stop()
 	ordersBefore := p.orders()
 	for i, e := range envs {
 		if _, err := tls.Dial("tcp", e.srv.Addr("https"), &tls.Config{RootCAs: p.roots, ServerName: "app.edgeblock.test"}); err != nil {
@@ -287,7 +234,7 @@ fleet:
 
 	// Redis is back (empty: it kept nothing): the next handshake for the
 	// name gets it.
-	rd.start()
+	rd.Start()
 	var chain []*x509.Certificate
 	waitFor(t, 90*time.Second, "the new name once Redis is back", func() bool {
 		var err error
@@ -311,7 +258,7 @@ func pool(certs []*x509.Certificate) *x509.CertPool {
 // the same moment: one root is created, and both edges' certificates chain
 // to it, which is what InternalRootPEM (the ca-root command) returns.
 func TestFleetInternalCA(t *testing.T) {
-	rd := startTestRedis(t)
+	rd := fleettest.Start(t)
 	o := echoOrigin(t)
 	var configs []string
 	for i := range 2 {
@@ -325,7 +272,7 @@ fleet:
   redis:
     addr: %s
   node: edge-%d
-`, rd.addr(), i)+routeConfig("app.edgeblock.test", `"`+o.URL+`"`))
+`, rd.Addr(), i)+routeConfig("app.edgeblock.test", `"`+o.URL+`"`))
 	}
 	envs, bundles := newEdges(t, configs, "")
 	startTogether(t, envs, bundles)
@@ -363,8 +310,8 @@ fleet:
 // probe interval has passed; then a call reaches Redis again, and its
 // success closes the breaker. Unlock is never held back.
 func TestFailFastStorage(t *testing.T) {
-	rd := startTestRedis(t)
-	cfg := &Config{Fleet: &fleet.Config{Redis: fleet.RedisConfig{Addr: rd.addr(), DialTimeout: 200 * time.Millisecond, Timeout: 200 * time.Millisecond}}}
+	rd := fleettest.Start(t)
+	cfg := &Config{Fleet: &fleet.Config{Redis: fleet.RedisConfig{Addr: rd.Addr(), DialTimeout: 200 * time.Millisecond, Timeout: 200 * time.Millisecond}}}
 	st, closeStorage, err := certStorage(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -377,7 +324,7 @@ func TestFailFastStorage(t *testing.T) {
 	if err := st.Lock(ctx, "held"); err != nil {
 		t.Fatal(err)
 	}
-	rd.stop()
+	rd.Stop()
 	if _, err := st.Load(ctx, "a/b"); err == nil || strings.Contains(err.Error(), "Redis unreachable") {
 		t.Fatalf("first load with Redis down: %v, want Redis's own error", err)
 	}
@@ -398,7 +345,7 @@ func TestFailFastStorage(t *testing.T) {
 	if err := st.Unlock(ctx, "held"); err == nil || strings.Contains(err.Error(), "Redis unreachable") {
 		t.Errorf("unlock with Redis down: %v, want Redis's own error", err)
 	}
-	rd.start()
+	rd.Start()
 	waitFor(t, 2*storageProbeInterval, "the storage to reach Redis again", func() bool {
 		return st.Store(ctx, "a/b", []byte("y")) == nil
 	})
