@@ -101,3 +101,29 @@ func TestAdminAPIWithBlockCommands(t *testing.T) {
 		t.Errorf("no admin_write log line:\n%s", p.stderr.String())
 	}
 }
+
+// TestExplainWithAuthReads: with admin.auth_reads, explain asks the
+// running edge only with $EDGEBLOCK_ADMIN_TOKEN, and without it says why
+// it fell back to the files.
+func TestExplainWithAuthReads(t *testing.T) {
+	bin := edgeblockBin(t)
+	f := newEdgeFiles(t, "seed.example\n")
+	const token = "reader-token-0123456789abcdef"
+	os.WriteFile(filepath.Join(f.dir, "tokens"), []byte("grafana read "+token+"\n"), 0o600)
+	cfg, _ := os.ReadFile(f.config)
+	os.WriteFile(f.config, append(cfg, "admin:\n  tokens_file: tokens\n  auth_reads: true\n"...), 0o644)
+	p := startProc(t, bin, "serve", "-config", f.config)
+	p.waitReady(f.admin)
+
+	t.Setenv(adminTokenEnv, "")
+	code, out, errOut := runCmd("explain", "-config", f.config, "seed.example")
+	if code != 0 || !strings.Contains(out, "source: the files") || !strings.Contains(out, "set "+adminTokenEnv) {
+		t.Errorf("explain without a token: exit %d\n%s%s", code, out, errOut)
+	}
+	t.Setenv(adminTokenEnv, token)
+	code, out, errOut = runCmd("explain", "-config", f.config, "seed.example")
+	if code != 0 || !strings.Contains(out, "source: the running edge at "+f.admin) {
+		t.Errorf("explain with a token: exit %d\n%s%s", code, out, errOut)
+	}
+	p.stop()
+}
