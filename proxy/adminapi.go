@@ -558,7 +558,7 @@ func (s *Server) edit(w http.ResponseWriter, r *http.Request, who principal, op,
 		return
 	case dropped != nil:
 		s.logWrite(who, op, pattern, "refused", "", false, err)
-		writeProblem(w, http.StatusConflict, "", "not written: %v (the fail-safe guard of blocklist.max_drop; edit the file to add the line if this is meant)", err)
+		writeProblem(w, http.StatusConflict, "", "not written: %v (the fail-safe guard of blocklist.max_drop; add the line to the list first if this is meant)", err)
 		return
 	case fileBad != nil:
 		s.logWrite(who, op, pattern, "error", "", false, err)
@@ -569,6 +569,10 @@ func (s *Server) edit(w http.ResponseWriter, r *http.Request, who principal, op,
 		// file is as it was.
 		s.logWrite(who, op, pattern, "refused", "", false, err)
 		writeProblem(w, http.StatusUnprocessableEntity, refusedField(err, res), "%v", err)
+		return
+	case err != nil && file == "fleet":
+		s.logWrite(who, op, pattern, "error", "", false, err)
+		writeProblem(w, http.StatusServiceUnavailable, "", "nothing published: the fleet's Redis: %v", err)
 		return
 	case err != nil:
 		s.logWrite(who, op, pattern, "error", "", false, err)

@@ -771,4 +771,16 @@ func TestAdminAPIFleet(t *testing.T) {
 	if code != 200 || code2 != 409 || after != before+1 {
 		t.Errorf("unblocking the last rules: %d %v then %d; versions %d -> %d, want one more", code, m, code2, before, after)
 	}
+
+	// Redis down: a write says nothing was published; the version says
+	// what this edge applies and why the published one is unknown.
+	r.Stop()
+	code, m = e.api(nil, "POST", "/v1/block", writeToken, writeBody("late.example"))
+	if detail, _ := m["detail"].(string); code != 503 || !strings.Contains(detail, "nothing published") {
+		t.Errorf("block with Redis down: %d %v", code, m)
+	}
+	code, m = e.api(nil, "GET", "/v1/version", readToken, "")
+	if code != 200 || m["version"] != float64(after) || m["published"] != nil || m["published_error"] == nil {
+		t.Errorf("version with Redis down: %d %v", code, m)
+	}
 }
