@@ -15,14 +15,20 @@ import (
 // adminHandler serves the admin listener: /healthz, /readyz, /metrics,
 // /blocklist (status), /blocklist/rules (the rules in effect, one line
 // each), /explain?host=NAME (JSON) and, when enabled, /debug/pprof/. None of these are ever
-// served on the public listeners.
+// served on the public listeners. With admin credentials configured it
+// also serves the /v1 API (adminapi.go), and with admin.auth_reads the
+// read endpoints but /healthz and /readyz need a credential.
 func (s *Server) adminHandler(reg *prometheus.Registry, pprofOn bool) http.Handler {
+	outer := http.NewServeMux()
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+	auth := s.cfg.Admin.auth
+	s.apiRoutes(outer, auth)
+	outer.Handle("/", s.readGuard(auth, mux))
+	outer.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write([]byte("ok\n"))
 	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+	outer.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		if !s.ready.Load() || !s.proxy.Ready() {
 			w.WriteHeader(http.StatusServiceUnavailable)
@@ -76,5 +82,5 @@ func (s *Server) adminHandler(reg *prometheus.Registry, pprofOn bool) http.Handl
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
-	return mux
+	return outer
 }

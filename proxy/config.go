@@ -250,10 +250,32 @@ type LogConfig struct {
 	AccessSample float64 `yaml:"access_sample"`
 }
 
-// AdminConfig configures the admin listener.
+// AdminConfig configures the admin listener. Changing it needs a restart.
 type AdminConfig struct {
 	// Pprof serves net/http/pprof under /debug/pprof/. Default false.
 	Pprof bool `yaml:"pprof"`
+	// TokensFile names the bearer tokens of the /v1 API, one per line as
+	// "name:scope:sha256-hex-of-token" (or "name scope token", the token in
+	// the clear); scope is read or write. See admintokens.go. Empty: no
+	// tokens.
+	TokensFile string `yaml:"tokens_file"`
+	// ClientCA is a PEM file of the CAs whose client certificates
+	// authenticate to the /v1 API (the certificate's CN is the actor). It
+	// needs TLSCert and TLSKey. Empty: no client certificates.
+	ClientCA string `yaml:"client_ca"`
+	// TLSCert and TLSKey make the admin listener serve HTTPS with this
+	// certificate and key (PEM). Both or neither; empty: plain HTTP.
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
+	// AuthReads requires a read (or write) credential for the read
+	// endpoints too: /metrics, /blocklist, /blocklist/rules, /explain and
+	// /debug/pprof/. /healthz and /readyz stay open (probes cannot
+	// authenticate). Default false. Needs TokensFile or ClientCA.
+	AuthReads bool `yaml:"auth_reads"`
+
+	// auth is the credentials read from TokensFile and ClientCA by
+	// validate, for the server.
+	auth *adminAuth
 }
 
 // ConfigError lists every problem of a configuration, each as
@@ -539,6 +561,10 @@ func (c *Config) applyDefaults() {
 	rel(&c.Pages.Template)
 	rel(&c.TLS.CARoot)
 	rel(&c.TLS.Storage)
+	rel(&c.Admin.TokensFile)
+	rel(&c.Admin.ClientCA)
+	rel(&c.Admin.TLSCert)
+	rel(&c.Admin.TLSKey)
 	def := func(d *time.Duration, v time.Duration) {
 		if *d == 0 {
 			*d = v
@@ -986,6 +1012,10 @@ func (c *Config) validate(v *validator) {
 	if c.MaxHeaderBytes < 0 {
 		v.addf([]any{"max_header_bytes"}, "must not be negative")
 	}
+	c.validateAdmin(v)
+	if c.Fleet != nil && c.TLS.Mode != "off" && lineOf(v.root, []any{"tls", "storage"}) > 0 {
+		c.Warnings = append(c.Warnings, v.format([]any{"tls", "storage"}, "ignored: with a fleet section, certificates, ACME accounts and the internal CA are kept in the fleet's Redis, shared by every edge"))
+	}
 	if c.looksLikeProduction() {
 		c.warnPlaceholders(v)
 	}
@@ -1065,7 +1095,9 @@ func (c *Config) restartFields() map[string]string {
 		"tls.mode": c.TLS.Mode, "tls.ca": c.TLS.CA, "tls.ca_root": c.TLS.CARoot, "tls.email": c.TLS.Email,
 		"tls.storage": c.TLS.Storage, "tls.redirect_http": strconv.FormatBool(*c.TLS.RedirectHTTP),
 		"tls.redirect_port": strconv.Itoa(c.TLS.RedirectPort), "tls.challenges": strings.Join(c.TLS.Challenges, ","),
-		"admin.pprof": strconv.FormatBool(c.Admin.Pprof), "max_header_bytes": strconv.Itoa(c.MaxHeaderBytes),
+		"admin.pprof": strconv.FormatBool(c.Admin.Pprof), "admin.tokens_file": c.Admin.TokensFile, "admin.client_ca": c.Admin.ClientCA,
+		"admin.tls_cert": c.Admin.TLSCert, "admin.tls_key": c.Admin.TLSKey, "admin.auth_reads": strconv.FormatBool(c.Admin.AuthReads),
+		"max_header_bytes":     strconv.Itoa(c.MaxHeaderBytes),
 		"timeouts.read_header": c.Timeouts.ReadHeader.String(), "timeouts.idle": c.Timeouts.Idle.String(),
 		"timeouts.dial": c.Timeouts.Dial.String(), "timeouts.response_header": c.Timeouts.ResponseHeader.String(),
 		"timeouts.grace": c.Timeouts.Grace.String(), "tls.manage_ahead_limit": strconv.Itoa(c.TLS.ManageAheadLimit),

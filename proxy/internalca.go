@@ -10,9 +10,9 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math/big"
-	"os"
-	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/certmagic"
@@ -23,55 +23,94 @@ import (
 const internalLeafLifetime = 7 * 24 * time.Hour
 
 // internalCA is a local certificate authority for tls.mode internal. Its
-// root is created on first use and kept in the storage directory, so that a
-// restart keeps trust. It implements certmagic.Issuer.
+// root is created on first use and kept in the certificate storage (the
+// tls.storage directory, or the fleet's Redis), so that a restart keeps
+// trust and, in a fleet, every edge signs with the one root. It implements
+// certmagic.Issuer. The root is read from the storage when first needed,
+// so that an edge whose fleet Redis is down still starts and serves the
+// certificates it has; until the root can be read, Issue fails and
+// certmagic tries again on a later handshake.
 type internalCA struct {
+	storage certmagic.Storage
+
+	mu   sync.Mutex
 	root *x509.Certificate
 	key  *ecdsa.PrivateKey
 	pem  []byte
 }
 
-// internalCAPaths returns where the root certificate and key live.
-func internalCAPaths(storage string) (certFile, keyFile string) {
-	dir := filepath.Join(storage, "internal-ca")
-	return filepath.Join(dir, "root.crt"), filepath.Join(dir, "root.key")
+// The storage keys of the internal CA. With a FileStorage at tls.storage
+// they are the files internal-ca/root.crt and internal-ca/root.key, where
+// earlier versions kept them.
+const (
+	internalCACertKey = "internal-ca/root.crt"
+	internalCAKeyKey  = "internal-ca/root.key"
+	internalCALock    = "internal-ca"
+)
+
+// newInternalCA returns the internal CA kept in storage; nothing is read
+// until it is used.
+func newInternalCA(storage certmagic.Storage) *internalCA {
+	return &internalCA{storage: storage}
 }
 
-// loadInternalCA loads the internal CA from storage, creating it when it
-// does not exist yet.
-func loadInternalCA(storage string) (*internalCA, error) {
-	certFile, keyFile := internalCAPaths(storage)
-	certPEM, err1 := os.ReadFile(certFile)
-	keyPEM, err2 := os.ReadFile(keyFile)
-	if errors.Is(err1, os.ErrNotExist) && errors.Is(err2, os.ErrNotExist) {
-		return createInternalCA(certFile, keyFile)
+// load reads the root from storage, creating it when it does not exist
+// yet. The creation happens under the storage's lock, and the storage is
+// read again once the lock is held, so that edges starting together
+// create one root, not one each.
+func (ca *internalCA) load(ctx context.Context) error {
+	ca.mu.Lock()
+	defer ca.mu.Unlock()
+	if ca.root != nil {
+		return nil
+	}
+	err := ca.read(ctx)
+	if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	if err := ca.storage.Lock(ctx, internalCALock); err != nil {
+		return fmt.Errorf("internal CA: %w", err)
+	}
+	defer ca.storage.Unlock(context.WithoutCancel(ctx), internalCALock)
+	if err := ca.read(ctx); !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return ca.create(ctx)
+}
+
+// read loads the root and key; the error matches fs.ErrNotExist when
+// neither exists.
+func (ca *internalCA) read(ctx context.Context) error {
+	certPEM, err1 := ca.storage.Load(ctx, internalCACertKey)
+	keyPEM, err2 := ca.storage.Load(ctx, internalCAKeyKey)
+	if errors.Is(err1, fs.ErrNotExist) && errors.Is(err2, fs.ErrNotExist) {
+		return fmt.Errorf("internal CA: %w", fs.ErrNotExist)
 	}
 	if err := errors.Join(err1, err2); err != nil {
-		return nil, fmt.Errorf("internal CA: %w", err)
+		return fmt.Errorf("internal CA: %w", err)
 	}
 	cb, _ := pem.Decode(certPEM)
 	kb, _ := pem.Decode(keyPEM)
 	if cb == nil || kb == nil {
-		return nil, fmt.Errorf("internal CA: %s or %s is not PEM", certFile, keyFile)
+		return fmt.Errorf("internal CA: %s or %s in %v is not PEM", internalCACertKey, internalCAKeyKey, ca.storage)
 	}
 	root, err := x509.ParseCertificate(cb.Bytes)
 	if err != nil {
-		return nil, fmt.Errorf("internal CA: %s: %w", certFile, err)
+		return fmt.Errorf("internal CA: %s: %w", internalCACertKey, err)
 	}
 	key, err := x509.ParseECPrivateKey(kb.Bytes)
 	if err != nil {
-		return nil, fmt.Errorf("internal CA: %s: %w", keyFile, err)
+		return fmt.Errorf("internal CA: %s: %w", internalCAKeyKey, err)
 	}
-	return &internalCA{root: root, key: key, pem: certPEM}, nil
+	ca.root, ca.key, ca.pem = root, key, certPEM
+	return nil
 }
 
-func createInternalCA(certFile, keyFile string) (*internalCA, error) {
-	if err := os.MkdirAll(filepath.Dir(certFile), 0o700); err != nil {
-		return nil, fmt.Errorf("internal CA: %w", err)
-	}
+// create makes a new root and stores it, the key first.
+func (ca *internalCA) create(ctx context.Context) error {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	serial, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 126))
 	now := time.Now()
@@ -87,26 +126,34 @@ func createInternalCA(certFile, keyFile string) (*internalCA, error) {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	root, _ := x509.ParseCertificate(der)
 	kder, _ := x509.MarshalECPrivateKey(key)
 	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
-		return nil, fmt.Errorf("internal CA: %w", err)
+	if err := ca.storage.Store(ctx, internalCAKeyKey, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})); err != nil {
+		return fmt.Errorf("internal CA: %w", err)
 	}
-	if err := os.WriteFile(certFile, certPEM, 0o644); err != nil {
-		return nil, fmt.Errorf("internal CA: %w", err)
+	if err := ca.storage.Store(ctx, internalCACertKey, certPEM); err != nil {
+		return fmt.Errorf("internal CA: %w", err)
 	}
-	return &internalCA{root: root, key: key, pem: certPEM}, nil
+	ca.root, ca.key, ca.pem = root, key, certPEM
+	return nil
 }
 
 // RootPEM returns the root certificate, PEM encoded.
-func (ca *internalCA) RootPEM() []byte { return ca.pem }
+func (ca *internalCA) RootPEM() []byte {
+	ca.mu.Lock()
+	defer ca.mu.Unlock()
+	return ca.pem
+}
 
 // Issue implements certmagic.Issuer: it signs a leaf certificate for the
 // names of csr.
 func (ca *internalCA) Issue(ctx context.Context, csr *x509.CertificateRequest) (*certmagic.IssuedCertificate, error) {
+	if err := ca.load(ctx); err != nil {
+		return nil, err
+	}
 	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 126))
 	if err != nil {
 		return nil, err
@@ -144,10 +191,18 @@ func firstName(csr *x509.CertificateRequest) string {
 func (ca *internalCA) IssuerKey() string { return "edgeblock-internal" }
 
 // InternalRootPEM returns the internal CA's root certificate for the
-// config's storage, creating the CA if it does not exist yet.
+// config's storage (tls.storage, or the fleet's Redis when the config has
+// a fleet section), creating the CA if it does not exist yet.
 func InternalRootPEM(cfg *Config) ([]byte, error) {
-	ca, err := loadInternalCA(cfg.TLS.Storage)
+	storage, closeStorage, err := certStorage(cfg)
 	if err != nil {
+		return nil, err
+	}
+	defer closeStorage()
+	ca := newInternalCA(storage)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := ca.load(ctx); err != nil {
 		return nil, err
 	}
 	return ca.RootPEM(), nil

@@ -47,7 +47,16 @@ type Metrics struct {
 
 	TLSObtain          *prometheus.CounterVec
 	TLSHandshakeRefuse prometheus.Counter
-	certExpiry         *prometheus.GaugeVec
+	// TLSHandshakeErrors counts handshakes for a covered name that got no
+	// certificate (the storage or the CA failed), by reason.
+	TLSHandshakeErrors *prometheus.CounterVec
+
+	// AdminWrites counts /v1 block and unblock requests by op and
+	// result; AdminAuthFailures the admin requests refused for want of a
+	// credential (unauthenticated) or of its scope (forbidden).
+	AdminWrites       *prometheus.CounterVec
+	AdminAuthFailures *prometheus.CounterVec
+	certExpiry        *prometheus.GaugeVec
 
 	// blocklistInfo has exactly one series once a list is applied: the
 	// hash of the list in use.
@@ -160,6 +169,15 @@ func NewMetrics(reg prometheus.Registerer, version, revision string) *Metrics {
 		TLSHandshakeRefuse: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "edgeblock_tls_handshake_refused_total", Help: "TLS handshakes refused because no route or rule covers the server name.",
 		}),
+		TLSHandshakeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edgeblock_tls_handshake_errors_total", Help: "TLS handshakes for a name a route or rule covers that failed to get a certificate, by reason (storage: the certificate store, such as the fleet's Redis, failed; obtain: the CA failed).",
+		}, []string{"reason"}),
+		AdminWrites: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edgeblock_admin_writes_total", Help: "Admin API writes (POST /v1/block, /v1/unblock) by op and result (added, changed, removed, unchanged, bad_request, refused, no_rule, error).",
+		}, []string{"op", "result"}),
+		AdminAuthFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edgeblock_admin_auth_failures_total", Help: "Admin requests refused by reason: unauthenticated (no or an unknown credential, 401) or forbidden (a read credential on a write, 403).",
+		}, []string{"reason"}),
 		certExpiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "edgeblock_tls_certificate_expiry_timestamp_seconds",
 			Help: "Unix time at which the certificate of each name a route or rule covers expires (the earliest under a wildcard), by issuer (acme or internal).",
@@ -187,6 +205,7 @@ func NewMetrics(reg prometheus.Registerer, version, revision string) *Metrics {
 		m.FleetEnabled, m.FleetConnected, m.FleetApplied, m.FleetLatest,
 		m.TLSObtain, m.TLSHandshakeRefuse, m.certExpiry, buildInfo,
 		m.ConnectionsOpen, m.ConnectionsRefused, m.RequestsRefused, m.HTTP2Errors,
+		m.TLSHandshakeErrors, m.AdminWrites, m.AdminAuthFailures,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Start every series of a fixed label set at zero so that rate() and
 	// absent() work from the first scrape.
@@ -196,6 +215,12 @@ func NewMetrics(reg prometheus.Registerer, version, revision string) *Metrics {
 	}
 	m.TLSObtain.WithLabelValues("success")
 	m.TLSObtain.WithLabelValues("failure")
+	for _, r := range []string{"storage", "obtain"} {
+		m.TLSHandshakeErrors.WithLabelValues(r)
+	}
+	for _, r := range []string{"unauthenticated", "forbidden"} {
+		m.AdminAuthFailures.WithLabelValues(r)
+	}
 	for _, k := range []string{closedUpgrade, closedStream, closedRequest} {
 		m.BlockedClosed.WithLabelValues(k)
 	}

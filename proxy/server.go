@@ -146,6 +146,7 @@ func (s *Server) Start(b *Bundle) error {
 		s.servers["admin"] = &http.Server{
 			Handler:           s.adminHandler(s.reg, cfg.Admin.Pprof),
 			ReadHeaderTimeout: 10 * time.Second,
+			TLSConfig:         cfg.Admin.tlsConfig(),
 			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		}
 	}
@@ -156,7 +157,7 @@ func (s *Server) Start(b *Bundle) error {
 				trusted: s.proxy.trusts, open: s.metrics.ConnectionsOpen.WithLabelValues(name),
 				refused: s.metrics.ConnectionsRefused.WithLabelValues(RefusedConnsPerClient)}
 		}
-		if name == "https" {
+		if name == "https" || srv.TLSConfig != nil {
 			l = tls.NewListener(l, srv.TLSConfig)
 		}
 		s.wg.Add(1)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/caddyserver/certmagic"
 	"github.com/edgeblock/edgeblock/blocklist"
+	"github.com/edgeblock/edgeblock/proxy/fleet"
 	"go.uber.org/zap"
 )
 
@@ -42,17 +43,55 @@ type TLSManager struct {
 	labels  map[string]bool      // name label values of the exported expiry series
 	ctx     context.Context
 	cancel  context.CancelFunc
+
+	closeStorage func()
+}
+
+// certStorage returns where certificates, ACME accounts, locks and the
+// internal CA live: the fleet's Redis (fleet.Storage) when cfg has a fleet
+// section, so that every edge shares them (failing fast while Redis is
+// unreachable, see failFastStorage), else the tls.storage directory.
+// closeStorage releases the Redis client.
+func certStorage(cfg *Config) (storage certmagic.Storage, closeStorage func(), err error) {
+	if cfg.Fleet != nil {
+		fc := *cfg.Fleet
+		if err := fc.ApplyDefaults(); err != nil {
+			return nil, nil, err
+		}
+		if p := fc.Validate(); len(p) > 0 {
+			return nil, nil, errors.New(strings.Join(p, "\n"))
+		}
+		rdb, err := fleet.NewClient(fc)
+		if err != nil {
+			return nil, nil, err
+		}
+		return &failFastStorage{s: fleet.NewStorage(rdb, fc)}, func() { rdb.Close() }, nil
+	}
+	if err := os.MkdirAll(cfg.TLS.Storage, 0o700); err != nil {
+		return nil, nil, fmt.Errorf("tls.storage: %w", err)
+	}
+	return &certmagic.FileStorage{Path: cfg.TLS.Storage}, func() {}, nil
 }
 
 // NewTLSManager sets up certificate management for cfg.TLS. Certificates
-// are kept in cfg.TLS.Storage, so a restart reuses them.
+// are kept in cfg.TLS.Storage, or with a fleet section in the fleet's
+// Redis, so a restart (and, in a fleet, every other edge) reuses them.
 func NewTLSManager(cfg *Config, log *slog.Logger, m *Metrics, p *Proxy) (*TLSManager, error) {
 	t := &TLSManager{log: log, metrics: m, p: p, mode: cfg.TLS.Mode, limit: cfg.TLS.ManageAheadLimit,
 		managed: map[string]bool{}, certs: map[string]time.Time{}, labels: map[string]bool{}}
-	t.ctx, t.cancel = context.WithCancel(context.Background())
-	if err := os.MkdirAll(cfg.TLS.Storage, 0o700); err != nil {
-		return nil, fmt.Errorf("tls.storage: %w", err)
+	storage, closeStorage, err := certStorage(cfg)
+	if err != nil {
+		return nil, err
 	}
+	t.closeStorage = closeStorage
+	t.ctx, t.cancel = context.WithCancel(context.Background())
+	ok := false
+	defer func() {
+		if !ok {
+			t.cancel()
+			closeStorage()
+		}
+	}()
 	t.cache = certmagic.NewCache(certmagic.CacheOptions{
 		GetConfigForCert: func(certmagic.Certificate) (*certmagic.Config, error) { return t.magic, nil },
 		Logger:           zap.NewNop(),
@@ -62,7 +101,7 @@ func NewTLSManager(cfg *Config, log *slog.Logger, m *Metrics, p *Proxy) (*TLSMan
 	// obtains the exact names at start and reload, which certmagic does
 	// not do for a config with on-demand set.
 	base := certmagic.Config{
-		Storage: &certmagic.FileStorage{Path: cfg.TLS.Storage},
+		Storage: storage,
 		OnEvent: t.onEvent,
 		Logger:  zap.NewNop(),
 	}
@@ -72,9 +111,19 @@ func NewTLSManager(cfg *Config, log *slog.Logger, m *Metrics, p *Proxy) (*TLSMan
 	t.ahead = certmagic.New(t.cache, base)
 	switch cfg.TLS.Mode {
 	case "internal":
-		ca, err := loadInternalCA(cfg.TLS.Storage)
-		if err != nil {
+		ca := newInternalCA(storage)
+		// Read (or create) the root now. A directory that fails is an
+		// error at start, as it always was; the fleet's Redis may be down
+		// for a while: the edge then starts with what it has, and the CA
+		// is read when a certificate is first needed.
+		ctx, cancel := context.WithTimeout(t.ctx, 10*time.Second)
+		err := ca.load(ctx)
+		cancel()
+		if err != nil && cfg.Fleet == nil {
 			return nil, err
+		}
+		if err != nil {
+			log.Warn("internal CA not loaded from the fleet's Redis yet; certificates are issued once it can be read", "event", "tls_internal_ca", "error", err.Error())
 		}
 		t.magic.Issuers = []certmagic.Issuer{ca}
 		t.ahead.Issuers = []certmagic.Issuer{ca}
@@ -101,6 +150,7 @@ func NewTLSManager(cfg *Config, log *slog.Logger, m *Metrics, p *Proxy) (*TLSMan
 	default:
 		return nil, fmt.Errorf("tls.mode %q has no certificate manager", cfg.TLS.Mode)
 	}
+	ok = true
 	return t, nil
 }
 
@@ -154,9 +204,32 @@ func (t *TLSManager) decide(ctx context.Context, name string) error {
 // certmagic, TLS 1.2 or later, HTTP/2 and HTTP/1.1 through ALPN.
 func (t *TLSManager) TLSConfig() *tls.Config {
 	c := t.magic.TLSConfig()
+	get := c.GetCertificate
+	c.GetCertificate = func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+		cert, err := get(hello)
+		if err != nil {
+			t.handshakeError(hello.ServerName, err)
+		}
+		return cert, err
+	}
 	c.MinVersion = tls.VersionTLS12
 	c.NextProtos = append([]string{"h2", "http/1.1"}, c.NextProtos...)
 	return c
+}
+
+// handshakeError counts and logs a handshake that got no certificate for a
+// name a route or rule covers (names nothing covers are counted by decide).
+func (t *TLSManager) handshakeError(name string, err error) {
+	if ok, _ := t.p.Covers(name); !ok {
+		return
+	}
+	reason := "obtain"
+	if strings.Contains(err.Error(), "fleet storage") || strings.Contains(err.Error(), "redis") {
+		reason = "storage"
+	}
+	t.metrics.TLSHandshakeErrors.WithLabelValues(reason).Inc()
+	t.log.Warn("no certificate for a covered name; the handshake failed and the next one tries again", "event", "tls_handshake_error",
+		"name", name, "reason", reason, "error", err.Error())
 }
 
 // HTTPHandler returns the plain-HTTP listener's handler: ACME HTTP-01
@@ -378,8 +451,10 @@ func (t *TLSManager) expiryLabel(name string) string {
 	return name
 }
 
-// Stop ends certificate maintenance.
+// Stop ends certificate maintenance and closes the fleet's Redis client,
+// if any.
 func (t *TLSManager) Stop() {
 	t.cancel()
 	t.cache.Stop()
+	t.closeStorage()
 }

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -16,6 +18,8 @@ import (
 	"time"
 
 	"github.com/edgeblock/edgeblock/proxy"
+	"github.com/edgeblock/edgeblock/proxy/fleet"
+	"github.com/edgeblock/edgeblock/proxy/fleet/fleettest"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -125,33 +129,172 @@ func str(v any) string {
 
 // TestKubernetesManifestsAgree checks the config embedded in the ConfigMap
 // with `edgeblock check`, laid out as the pod mounts it, and that ports,
-// paths and probes in the manifests agree with it.
+// paths and probes in the manifests agree with it: for deploy/kubernetes
+// (file mode) and for the fleet overlay (the base with the overlay's
+// patches applied).
 func TestKubernetesManifestsAgree(t *testing.T) {
 	k := filepath.Join(deployDir, "kubernetes")
-	load := func(name string) map[string]any {
-		docs := yamlDocs(t, filepath.Join(k, name))
-		if len(docs) != 1 {
-			t.Fatalf("%s: %d documents, want 1", name, len(docs))
+	t.Run("file", func(t *testing.T) { checkKubernetes(t, kubeManifests(t, k)) })
+	t.Run("fleet", func(t *testing.T) {
+		m := kubeManifests(t, filepath.Join(k, "fleet"))
+		checkKubernetes(t, m)
+		cfg := str(get(m.docs["ConfigMap/edgeblock-config"], "data", "edgeblock.yaml"))
+		if !strings.Contains(cfg, "\nfleet:\n") || !strings.Contains(cfg, "source: fleet") || !strings.Contains(cfg, "tokens_file:") {
+			t.Errorf("the fleet overlay's config lacks the fleet section, blocklist.source fleet or the admin tokens:\n%s", cfg)
 		}
-		return docs[0]
+		// The overlay's config is the base's with the blocklist from the
+		// fleet instead of a file, the fleet section and the admin API,
+		// and without tls.storage (ignored in fleet mode): the rest must
+		// not drift apart.
+		var base, fleet map[string]any
+		yaml.Unmarshal([]byte(str(get(kubeManifests(t, k).docs["ConfigMap/edgeblock-config"], "data", "edgeblock.yaml"))), &base)
+		yaml.Unmarshal([]byte(str(get(m.docs["ConfigMap/edgeblock-config"], "data", "edgeblock.yaml"))), &fleet)
+		delete(base["tls"].(map[string]any), "storage")
+		delete(base["blocklist"].(map[string]any), "file")
+		delete(fleet["blocklist"].(map[string]any), "source")
+		delete(fleet, "fleet")
+		delete(fleet, "admin")
+		if !reflect.DeepEqual(base, fleet) {
+			t.Errorf("the fleet overlay's config differs from the base's beyond blocklist.file/source, fleet, admin and tls.storage:\nbase  %v\nfleet %v", base, fleet)
+		}
+	})
+	// kubectl's own kustomize, where installed, renders the same: the
+	// merge above is what kubectl applies.
+	kubectl, err := exec.LookPath("kubectl")
+	if err != nil {
+		t.Logf("kubectl not installed: the kustomizations are not rendered by kustomize itself")
+		return
 	}
-	cfgMap, listMap := load("configmap-config.yaml"), load("configmap-blocklist.yaml")
-	dep, svc, pm, kus := load("deployment.yaml"), load("service.yaml"), load("podmonitor.yaml"), load("kustomization.yaml")
+	for _, dir := range []string{k, filepath.Join(k, "fleet")} {
+		out, err := exec.Command(kubectl, "kustomize", dir).CombinedOutput()
+		if err != nil {
+			t.Errorf("kubectl kustomize %s: %v\n%s", dir, err, out)
+			continue
+		}
+		rendered := map[string]map[string]any{}
+		dec := yaml.NewDecoder(bytes.NewReader(out))
+		for {
+			var d map[string]any
+			if dec.Decode(&d) != nil {
+				break
+			}
+			rendered[str(d["kind"])+"/"+str(get(d, "metadata", "name"))] = d
+		}
+		ours := kubeManifests(t, dir).docs
+		if len(rendered) != len(ours) {
+			t.Errorf("%s: kustomize renders %d objects, the test merges %d", dir, len(rendered), len(ours))
+		}
+		for key, d := range ours {
+			r := rendered[key]
+			for _, path := range [][]any{{"data"}, {"spec", "template", "spec", "volumes"}, {"spec", "template", "spec", "containers", 0, "volumeMounts"},
+				{"spec", "template", "spec", "containers", 0, "args"}, {"spec", "template", "spec", "containers", 0, "env"}} {
+				if !reflect.DeepEqual(get(d, path...), get(r, path...)) {
+					t.Errorf("%s %s %v: kustomize renders %v, the test merges %v", dir, key, path, get(r, path...), get(d, path...))
+				}
+			}
+		}
+	}
+}
 
-	// Every manifest is listed in the kustomization, and every listed file exists.
-	var listed []string
+// kubeDocs are the objects a kustomization makes, by "Kind/name".
+type kubeDocs struct {
+	docs map[string]map[string]any
+}
+
+// kubeManifests loads the objects of the kustomization in dir: its
+// resources (files, or directories with a kustomization of their own), with
+// its patches merged in as kubectl's strategic merge does for what the
+// manifests use (see mergePatch). Every YAML file in dir must be a
+// resource or a patch.
+func kubeManifests(t *testing.T, dir string) kubeDocs {
+	t.Helper()
+	kus := yamlDocs(t, filepath.Join(dir, "kustomization.yaml"))[0]
+	m := kubeDocs{docs: map[string]map[string]any{}}
+	var used []string
 	for _, r := range get(kus, "resources").([]any) {
-		listed = append(listed, r.(string))
-		if _, err := os.Stat(filepath.Join(k, r.(string))); err != nil {
-			t.Errorf("kustomization lists %s: %v", r, err)
+		path := filepath.Join(dir, r.(string))
+		used = append(used, filepath.Clean(r.(string)))
+		if fi, err := os.Stat(path); err != nil {
+			t.Fatalf("kustomization in %s lists %s: %v", dir, r, err)
+		} else if fi.IsDir() {
+			maps.Copy(m.docs, kubeManifests(t, path).docs)
+			continue
+		}
+		docs := yamlDocs(t, path)
+		if len(docs) != 1 {
+			t.Fatalf("%s: %d documents, want 1", path, len(docs))
+		}
+		m.docs[str(docs[0]["kind"])+"/"+str(get(docs[0], "metadata", "name"))] = docs[0]
+	}
+	patches, _ := get(kus, "patches").([]any)
+	for _, p := range patches {
+		path := str(get(p, "path"))
+		used = append(used, path)
+		patch := yamlDocs(t, filepath.Join(dir, path))[0]
+		key := str(patch["kind"]) + "/" + str(get(patch, "metadata", "name"))
+		d, ok := m.docs[key]
+		switch {
+		case !ok:
+			t.Errorf("patch %s: no %s to patch", path, key)
+		case patch["$patch"] == "delete":
+			delete(m.docs, key)
+		default:
+			mergePatch(d, patch)
 		}
 	}
-	entries, _ := os.ReadDir(k)
+	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {
-		if e.Name() != "kustomization.yaml" && !slices.Contains(listed, e.Name()) {
-			t.Errorf("%s is not in kustomization.yaml", e.Name())
+		if !e.IsDir() && e.Name() != "kustomization.yaml" && !slices.Contains(used, e.Name()) {
+			t.Errorf("%s is not in %s/kustomization.yaml", e.Name(), dir)
 		}
 	}
+	return m
+}
+
+// mergeKeys are the keys that identify the items of a list in a strategic
+// merge patch, by the list's field name (Kubernetes' patchMergeKey); lists
+// not named here are replaced whole.
+var mergeKeys = map[string]string{"volumeMounts": "mountPath", "volumes": "name", "containers": "name", "env": "name"}
+
+// mergePatch merges patch into dst as kubectl's strategic merge does: maps
+// key by key, the lists of mergeKeys item by item (an item with "$patch:
+// delete" removes its match; new items go first), anything else replaced.
+func mergePatch(dst, patch map[string]any) {
+	for k, pv := range patch {
+		switch pv := pv.(type) {
+		case map[string]any:
+			if dv, ok := dst[k].(map[string]any); ok {
+				mergePatch(dv, pv)
+				continue
+			}
+		case []any:
+			if dv, ok := dst[k].([]any); ok && mergeKeys[k] != "" {
+				key := mergeKeys[k]
+				var added []any // items new to the list go first, as kubectl puts them
+				for _, item := range pv {
+					i := slices.IndexFunc(dv, func(d any) bool { return get(d, key) == get(item, key) })
+					switch {
+					case get(item, "$patch") == "delete":
+						if i >= 0 {
+							dv = slices.Delete(dv, i, i+1)
+						}
+					case i >= 0:
+						mergePatch(dv[i].(map[string]any), item.(map[string]any))
+					default:
+						added = append(added, item)
+					}
+				}
+				dst[k] = append(added, dv...)
+				continue
+			}
+		}
+		dst[k] = pv
+	}
+}
+
+func checkKubernetes(t *testing.T, m kubeDocs) {
+	cfgMap, listMap := m.docs["ConfigMap/edgeblock-config"], m.docs["ConfigMap/edgeblock-blocklist"]
+	dep, svc, pm := m.docs["Deployment/edgeblock"], m.docs["Service/edgeblock"], m.docs["PodMonitor/edgeblock"]
 
 	pod := get(dep, "spec", "template", "spec")
 	c := get(pod, "containers", 0)
@@ -188,16 +331,76 @@ func TestKubernetesManifestsAgree(t *testing.T) {
 	if vol == nil || str(get(vol, "configMap", "name")) != str(get(cfgMap, "metadata", "name")) {
 		t.Fatalf("-config %s is not in the config ConfigMap's mount", configPath)
 	}
-	cfg, err := proxy.ParseConfig(configPath, []byte(cfgText))
+	// The paths as the pod sees them, from the YAML as written; the
+	// config proper (defaults, validation) is parsed once the files it
+	// reads are laid out.
+	var raw proxy.Config
+	if err := yaml.Unmarshal([]byte(cfgText), &raw); err != nil {
+		t.Fatalf("embedded config: %v", err)
+	}
+	files := map[string]string{configPath: cfgText}
+	fromFleet := raw.Blocklist.Source == proxy.SourceFleet
+	if fromFleet {
+		// The list comes from Redis: no blocklist ConfigMap, and nothing
+		// mounts one.
+		if listMap != nil || slices.ContainsFunc(get(pod, "volumes").([]any), func(v any) bool { return get(v, "configMap", "name") == "edgeblock-blocklist" }) {
+			t.Error("fleet mode still has the blocklist ConfigMap or a volume of it")
+		}
+	} else {
+		_, lvol := mountedFrom(raw.Blocklist.File)
+		if lvol == nil || str(get(lvol, "configMap", "name")) != str(get(listMap, "metadata", "name")) {
+			t.Fatalf("blocklist.file %s is not in the blocklist ConfigMap's mount", raw.Blocklist.File)
+		}
+		files[raw.Blocklist.File] = listText
+	}
+	// Files from Secrets: the admin tokens and the Redis password come
+	// from the Secrets the README has the operator create, and check gets
+	// stand-ins at the same paths.
+	secrets := map[string]string{}
+	if f := raw.Admin.TokensFile; f != "" {
+		secrets[f] = "edgeblock-admin-tokens"
+		files[f] = "deploy-bot:write:" + strings.Repeat("ab", 32) + "\n"
+	}
+	if raw.Fleet != nil && raw.Fleet.Redis.PasswordFile != "" {
+		secrets[raw.Fleet.Redis.PasswordFile] = "edgeblock-redis"
+		files[raw.Fleet.Redis.PasswordFile] = "stand-in\n"
+	}
+	for path, name := range secrets {
+		if _, vol := mountedFrom(path); vol == nil || str(get(vol, "secret", "secretName")) != name {
+			t.Errorf("%s is not in the mount of Secret %s (volume %v)", path, name, vol)
+		}
+	}
+	if fromFleet {
+		// check reads the published list: a real Redis with the stand-in
+		// password, where the example list is published, takes the
+		// place of the operator's.
+		r := fleettest.Start(t, "--requirepass", strings.TrimSpace(files[raw.Fleet.Redis.PasswordFile]))
+		fc := *raw.Fleet
+		fc.Redis.Addr, fc.Redis.PasswordFile = r.Addr(), filepath.Join(root, raw.Fleet.Redis.PasswordFile)
+		os.MkdirAll(filepath.Dir(fc.Redis.PasswordFile), 0o755)
+		os.WriteFile(fc.Redis.PasswordFile, []byte(files[raw.Fleet.Redis.PasswordFile]), 0o600)
+		rdb, err := fleet.NewClient(fc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rdb.Close()
+		example, _ := os.ReadFile(filepath.Join(deployDir, "examples", "blocklist.txt"))
+		if _, err := fleet.NewStore(rdb, fc).Publish(t.Context(), example, fleet.Meta{Actor: "test"}, 0); err != nil {
+			t.Fatal(err)
+		}
+		files[configPath] = strings.ReplaceAll(cfgText, "addr: "+raw.Fleet.Redis.Addr, "addr: "+r.Addr())
+	}
+	for p, text := range files {
+		local := filepath.Join(root, p)
+		os.MkdirAll(filepath.Dir(local), 0o755)
+		os.WriteFile(local, []byte(strings.ReplaceAll(text, "/etc/edgeblock/", root+"/etc/edgeblock/")), 0o644)
+	}
+	cfg, err := proxy.LoadConfig(filepath.Join(root, configPath))
 	if err != nil {
 		t.Fatalf("embedded config: %v", err)
 	}
-	_, lvol := mountedFrom(cfg.Blocklist.File)
-	if lvol == nil || str(get(lvol, "configMap", "name")) != str(get(listMap, "metadata", "name")) {
-		t.Fatalf("blocklist.file %s is not in the blocklist ConfigMap's mount", cfg.Blocklist.File)
-	}
-	if _, svol := mountedFrom(cfg.TLS.Storage); svol == nil || get(svol, "configMap") != nil {
-		t.Errorf("tls.storage %s is not on a writable volume", cfg.TLS.Storage)
+	if _, svol := mountedFrom(raw.TLS.Storage); cfg.Fleet == nil && (svol == nil || get(svol, "configMap") != nil) {
+		t.Errorf("tls.storage %s is not on a writable volume", raw.TLS.Storage)
 	}
 	// The snapshot lives on the persistent state volume, and nothing
 	// checks the files before serve starts (that would defeat starting
@@ -222,11 +425,6 @@ func TestKubernetesManifestsAgree(t *testing.T) {
 	}
 	if slices.ContainsFunc(args, func(a any) bool { return str(a) == "check" }) || get(c, "command") != nil {
 		t.Errorf("container runs %v %v, want serve only", get(c, "command"), args)
-	}
-	for p, text := range map[string]string{configPath: cfgText, cfg.Blocklist.File: listText} {
-		local := filepath.Join(root, p)
-		os.MkdirAll(filepath.Dir(local), 0o755)
-		os.WriteFile(local, []byte(strings.ReplaceAll(text, "/etc/edgeblock/", root+"/etc/edgeblock/")), 0o644)
 	}
 	if code, out, errOut := runCmd("check", "-config", filepath.Join(root, configPath), "-admin", "off", "-state-dir", "off"); code != 0 {
 		t.Errorf("check of the ConfigMap config: exit %d\n%s%s", code, out, errOut)

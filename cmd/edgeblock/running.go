@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -51,15 +52,29 @@ func adminAddr(cfg *proxy.Config, flagValue string) string {
 	return net.JoinHostPort(host, port)
 }
 
-// adminGet fetches path from the admin listener at addr and checks that
-// an edgeblock answered.
+// adminTokenEnv names the environment variable whose bearer token the
+// commands send to the admin listener, for an edge with admin.auth_reads.
+const adminTokenEnv = "EDGEBLOCK_ADMIN_TOKEN"
+
+// adminGet fetches path from the admin listener at addr, with the token
+// of $EDGEBLOCK_ADMIN_TOKEN if set, and checks that an edgeblock answered.
 func adminGet(addr, path string) (*http.Response, error) {
-	resp, err := adminClient.Get("http://" + addr + path)
+	req, err := http.NewRequest("GET", "http://"+addr+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	if tok := os.Getenv(adminTokenEnv); tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := adminClient.Do(req)
 	if err != nil {
 		return nil, err
 	}
 	if resp.StatusCode != http.StatusOK {
 		resp.Body.Close()
+		if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+			return nil, fmt.Errorf("GET %s: %s: the admin listener wants a read credential (admin.auth_reads): set %s to a token of admin.tokens_file", path, resp.Status, adminTokenEnv)
+		}
 		return nil, fmt.Errorf("GET %s: %s (an edgeblock from before this command existed?)", path, resp.Status)
 	}
 	return resp, nil

@@ -1,0 +1,686 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/edgeblock/edgeblock/blocklist"
+	"github.com/edgeblock/edgeblock/proxy/fleet"
+)
+
+// The /v1 admin API: block, unblock, explain and version over JSON, for
+// callers holding a credential of admin.tokens_file or admin.client_ca.
+// Writes take the same path as the block and unblock commands (the locked
+// file edit of blocklist.EditFile, with the credential's name as the actor
+// of the annotation), then ask the reloader to apply the file and report
+// whether it did.
+
+// maxAPIBody bounds a /v1 request body.
+const maxAPIBody = 64 << 10
+
+// applyWait bounds how long a write waits to see its change in effect
+// before answering 202 instead of 200.
+const applyWait = 2 * time.Second
+
+// BlockRequest is the body of POST /v1/block.
+type BlockRequest struct {
+	// Pattern is the rule's name or *.name.
+	Pattern string `json:"pattern"`
+	// Attrs are merged into an existing rule (or, with Replace, are its
+	// only attributes). An empty string removes an attribute.
+	Attrs BlockAttrs `json:"attrs"`
+	// Replace rewrites an existing rule with only Attrs.
+	Replace bool `json:"replace"`
+	// Comment is recorded in the rule's annotation with the actor.
+	Comment string `json:"comment"`
+}
+
+// BlockAttrs are the attributes of a rule in a BlockRequest; nil leaves
+// the attribute as it is.
+type BlockAttrs struct {
+	Policy  *string      `json:"policy"`
+	Reason  *string      `json:"reason"`
+	Status  *StatusValue `json:"status"`
+	Mode    *string      `json:"mode"`
+	Expires *string      `json:"expires"`
+}
+
+// StatusValue is an HTTP status in a request: a JSON number (451) or string
+// ("451"; "" removes the attribute).
+type StatusValue string
+
+// UnmarshalJSON accepts a whole number or a string.
+func (s *StatusValue) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	if len(b) > 0 && b[0] == '"' {
+		var v string
+		if err := json.Unmarshal(b, &v); err != nil {
+			return err
+		}
+		*s = StatusValue(v)
+		return nil
+	}
+	n, err := strconv.ParseUint(string(b), 10, 16)
+	if err != nil {
+		return &requestError{"attrs.status", fmt.Sprintf("want a status such as 451, got %.20s", b)}
+	}
+	*s = StatusValue(strconv.FormatUint(n, 10))
+	return nil
+}
+
+// UnblockRequest is the body of POST /v1/unblock.
+type UnblockRequest struct {
+	Pattern string `json:"pattern"`
+	Comment string `json:"comment"`
+}
+
+// WriteResult is the answer to a write.
+type WriteResult struct {
+	// Applied is true once the running edge matches with the change in
+	// effect; false (with status 202) when it was written but the
+	// reloader has not applied it within about 2 s (Pending says why).
+	Applied bool `json:"applied"`
+	// SHA256 is the hash of the list in effect after the write.
+	SHA256 string `json:"sha256"`
+	// Written is the hash of the file as written; "" when nothing was
+	// written because the rule already said that.
+	Written string `json:"written_sha256,omitempty"`
+	// File is the file written, or in fleet mode the version published
+	// ("fleet:v42", "fleet" when nothing was); Version is its number.
+	File    string `json:"file"`
+	Version int64  `json:"version,omitempty"`
+	// Changes lists the rule changed, empty when nothing changed.
+	Changes []APIChange `json:"changes"`
+	Note    string      `json:"note,omitempty"`
+	Pending string      `json:"pending,omitempty"`
+}
+
+// APIChange is one changed rule in a WriteResult.
+type APIChange struct {
+	Kind    string       `json:"kind"`
+	Pattern string       `json:"pattern"`
+	Line    int          `json:"line"`
+	Old     string       `json:"old,omitempty"`
+	New     string       `json:"new,omitempty"`
+	Attrs   []apiAttrChg `json:"attrs,omitempty"`
+}
+
+type apiAttrChg struct {
+	Key string `json:"key"`
+	Old string `json:"old"`
+	New string `json:"new"`
+}
+
+// Problem is an RFC 9457 problem details body.
+type Problem struct {
+	Type   string `json:"type"`
+	Title  string `json:"title"`
+	Status int    `json:"status"`
+	Detail string `json:"detail"`
+	// Field names the request field at fault, when one is.
+	Field string `json:"field,omitempty"`
+}
+
+func writeProblem(w http.ResponseWriter, status int, field, format string, args ...any) {
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(Problem{Type: "about:blank", Title: http.StatusText(status), Status: status,
+		Detail: fmt.Sprintf(format, args...), Field: field})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+// requestError is a bad request body: the field at fault ("" for the body
+// as a whole) and why.
+type requestError struct {
+	field, msg string
+}
+
+func (e *requestError) Error() string {
+	if e.field == "" {
+		return e.msg
+	}
+	return e.field + ": " + e.msg
+}
+
+// decodeRequest decodes a JSON body into v: one object, no unknown field,
+// no trailing data, at most maxAPIBody bytes, and no control character in
+// any string (they would end a blocklist line). Errors name the field.
+func decodeRequest(body io.Reader, v any) error {
+	data, err := io.ReadAll(io.LimitReader(body, maxAPIBody+1))
+	if err != nil {
+		return &requestError{"", "reading the body: " + err.Error()}
+	}
+	if len(data) > maxAPIBody {
+		return &requestError{"", fmt.Sprintf("body larger than %d bytes", maxAPIBody)}
+	}
+	if f := unknownField(data, reflect.TypeOf(v).Elem(), ""); f != "" {
+		return &requestError{f, "unknown field"}
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var ute *json.UnmarshalTypeError
+		var se *json.SyntaxError
+		var re *requestError
+		switch {
+		case errors.As(err, &re):
+			return re
+		case errors.Is(err, io.EOF):
+			return &requestError{"", "empty body: want a JSON object"}
+		case errors.Is(err, io.ErrUnexpectedEOF):
+			return &requestError{"", "malformed JSON: the body ends inside a value"}
+		case errors.As(err, &ute):
+			field := ute.Field
+			if field == "" {
+				return &requestError{"", "want a JSON object, got " + ute.Value}
+			}
+			return &requestError{field, "want " + jsonType(ute.Type.String()) + ", got " + ute.Value}
+		case errors.As(err, &se):
+			return &requestError{"", fmt.Sprintf("malformed JSON at byte %d: %v", se.Offset, se)}
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			name, _ := strconv.Unquote(strings.TrimPrefix(err.Error(), "json: unknown field "))
+			return &requestError{name, "unknown field"}
+		}
+		// A field's own UnmarshalJSON failed: the decoder names it.
+		msg := strings.TrimPrefix(err.Error(), "json: ")
+		return &requestError{fieldOf(msg), msg}
+	}
+	if rest := bytes.TrimSpace(data[dec.InputOffset():]); len(rest) > 0 {
+		return &requestError{"", "trailing data after the JSON object"}
+	}
+	return checkStrings(v)
+}
+
+// unknownField returns the dotted path of the first key of the JSON object
+// data that struct type t has no field for, descending into the fields
+// that are structs; "" if there is none or data is not an object (the
+// decoder then says what is wrong). encoding/json names an unknown field
+// without its path.
+func unknownField(data []byte, t reflect.Type, prefix string) string {
+	var obj map[string]json.RawMessage
+	if json.Unmarshal(data, &obj) != nil {
+		return ""
+	}
+	fields := map[string]reflect.Type{}
+	for f := range t.Fields() {
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name != "" && name != "-" {
+			fields[name] = f.Type
+		}
+	}
+	keys := make([]string, 0, len(obj))
+	for k := range obj {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		ft, ok := fields[k]
+		if !ok {
+			// encoding/json matches keys without regard to case.
+			for name, t := range fields {
+				if strings.EqualFold(name, k) {
+					ft, ok = t, true
+				}
+			}
+		}
+		if !ok {
+			return prefix + k
+		}
+		for ft.Kind() == reflect.Pointer {
+			ft = ft.Elem()
+		}
+		if ft.Kind() == reflect.Struct {
+			if f := unknownField(obj[k], ft, prefix+k+"."); f != "" {
+				return f
+			}
+		}
+	}
+	return ""
+}
+
+// fieldOf extracts the Go JSON decoder's "Go struct field X.y" from a
+// message, as the JSON field path.
+func fieldOf(msg string) string {
+	_, rest, ok := strings.Cut(msg, "Go struct field ")
+	if !ok {
+		return ""
+	}
+	f, _, _ := strings.Cut(rest, " ")
+	if _, path, ok := strings.Cut(f, "."); ok {
+		return path
+	}
+	return f
+}
+
+// jsonType names a Go type as the JSON a caller should send.
+func jsonType(goType string) string {
+	switch {
+	case goType == "string" || goType == "*string":
+		return "a string"
+	case goType == "bool":
+		return "true or false"
+	case strings.Contains(goType, "Attrs"):
+		return "an object"
+	}
+	return goType
+}
+
+// checkStrings rejects control characters in the string fields of the
+// request types.
+func checkStrings(v any) error {
+	check := func(field string, s *string) error {
+		if s != nil && strings.ContainsFunc(*s, unicode.IsControl) {
+			return &requestError{field, "must not contain control characters (line breaks, tabs, ...)"}
+		}
+		return nil
+	}
+	switch v := v.(type) {
+	case *BlockRequest:
+		st := (*string)(v.Attrs.Status)
+		return errors.Join(check("pattern", &v.Pattern), check("comment", &v.Comment),
+			check("attrs.policy", v.Attrs.Policy), check("attrs.reason", v.Attrs.Reason), check("attrs.status", st),
+			check("attrs.mode", v.Attrs.Mode), check("attrs.expires", v.Attrs.Expires))
+	case *UnblockRequest:
+		return errors.Join(check("pattern", &v.Pattern), check("comment", &v.Comment))
+	}
+	return nil
+}
+
+// args returns the attributes as Block's "key=value" arguments.
+func (a BlockAttrs) args() []string {
+	var out []string
+	add := func(k string, v *string) {
+		if v != nil {
+			out = append(out, k+"="+*v)
+		}
+	}
+	add("policy", a.Policy)
+	add("reason", a.Reason)
+	add("status", (*string)(a.Status))
+	add("mode", a.Mode)
+	add("expires", a.Expires)
+	return out
+}
+
+// apiHandler adds the /v1 API and the credential checks of the read
+// endpoints to mux. Without credentials configured nothing is added: the
+// /v1 paths answer 404 and writes are never open.
+func (s *Server) apiRoutes(mux *http.ServeMux, auth *adminAuth) {
+	if !auth.on() {
+		return
+	}
+	mux.Handle("POST /v1/block", s.authed(auth, ScopeWrite, s.apiBlock))
+	mux.Handle("POST /v1/unblock", s.authed(auth, ScopeWrite, s.apiUnblock))
+	mux.Handle("GET /v1/explain", s.authed(auth, ScopeRead, s.apiExplain))
+	mux.Handle("GET /v1/version", s.authed(auth, ScopeRead, s.apiVersion))
+	methods := map[string]string{"/v1/block": "POST", "/v1/unblock": "POST", "/v1/explain": "GET, HEAD", "/v1/version": "GET, HEAD"}
+	mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
+		if allow, ok := methods[r.URL.Path]; ok {
+			w.Header().Set("Allow", allow)
+			writeProblem(w, http.StatusMethodNotAllowed, "", "%s %s: use %s", r.Method, r.URL.Path, allow)
+			return
+		}
+		writeProblem(w, http.StatusNotFound, "", "no such endpoint %s %s: the API has POST /v1/block, POST /v1/unblock, GET /v1/explain?host=NAME and GET /v1/version", r.Method, r.URL.Path)
+	})
+}
+
+// apiFunc is a /v1 handler, given who called.
+type apiFunc func(w http.ResponseWriter, r *http.Request, who principal)
+
+// authed requires a credential of scope for h.
+func (s *Server) authed(auth *adminAuth, scope string, h apiFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		who, err := auth.authenticate(r)
+		if err != nil {
+			s.metrics.AdminAuthFailures.WithLabelValues("unauthenticated").Inc()
+			w.Header().Set("WWW-Authenticate", `Bearer realm="edgeblock admin"`)
+			writeProblem(w, http.StatusUnauthorized, "", "%v", err)
+			return
+		}
+		if !who.may(scope) {
+			s.metrics.AdminAuthFailures.WithLabelValues("forbidden").Inc()
+			writeProblem(w, http.StatusForbidden, "", "%s %q has scope %s; %s %s needs %s", credName(who.via), who.name, who.scope, r.Method, r.URL.Path, scope)
+			return
+		}
+		h(w, r, who)
+	})
+}
+
+func credName(via string) string {
+	if via == "cert" {
+		return "client certificate"
+	}
+	return "token"
+}
+
+// readGuard wraps the existing read endpoints when admin.auth_reads is
+// set: they then need a read credential.
+func (s *Server) readGuard(auth *adminAuth, h http.Handler) http.Handler {
+	if !auth.on() || !auth.authReads {
+		return h
+	}
+	return s.authed(auth, ScopeRead, func(w http.ResponseWriter, r *http.Request, _ principal) { h.ServeHTTP(w, r) })
+}
+
+func (s *Server) apiExplain(w http.ResponseWriter, r *http.Request, _ principal) {
+	host := r.URL.Query().Get("host")
+	if host == "" {
+		writeProblem(w, http.StatusBadRequest, "host", "want ?host=NAME")
+		return
+	}
+	writeJSON(w, http.StatusOK, Explain(s.reloader.current(), host, time.Now()))
+}
+
+// VersionInfo is the answer of GET /v1/version: the list in effect on
+// this edge and, in fleet mode, the newest published version.
+type VersionInfo struct {
+	// Source is "file" (the blocklist file) or "fleet".
+	Source string `json:"source"`
+	// File is the blocklist file, or in fleet mode the version's name
+	// ("fleet:v42").
+	File   string `json:"file"`
+	SHA256 string `json:"sha256"`
+	Rules  int    `json:"rules"`
+	// LoadedAt is when the list in effect was applied.
+	LoadedAt time.Time `json:"loaded_at"`
+	// Version is the fleet version in effect (fleet mode).
+	Version int64 `json:"version,omitempty"`
+	// Published is the newest version in the fleet's Redis (fleet mode);
+	// PublishedError says why it is missing (Redis unreachable).
+	Published      *PublishedVersion `json:"published,omitempty"`
+	PublishedError string            `json:"published_error,omitempty"`
+}
+
+// PublishedVersion describes a version published in the fleet's Redis.
+type PublishedVersion struct {
+	Version int64     `json:"version"`
+	SHA256  string    `json:"sha256"`
+	Actor   string    `json:"actor"`
+	Comment string    `json:"comment"`
+	Time    time.Time `json:"time"`
+}
+
+func (s *Server) apiVersion(w http.ResponseWriter, r *http.Request, _ principal) {
+	st := s.reloader.Status()
+	b := s.reloader.current()
+	v := VersionInfo{Source: SourceFile, File: b.List.File(), SHA256: b.List.SHA256(), Rules: b.List.Len(), LoadedAt: st.Blocklist.LoadedAt.UTC()}
+	if store := s.reloader.fleetStore(); store != nil {
+		v.Source = SourceFleet
+		v.Version, _ = FleetVersionOf(b.List.File())
+		ctx, cancel := context.WithTimeout(r.Context(), fleetAPITimeout)
+		defer cancel()
+		pub, err := store.Current(ctx)
+		if err != nil {
+			v.PublishedError = err.Error()
+		} else {
+			v.Published = &PublishedVersion{Version: pub.Number, SHA256: pub.SHA256, Actor: pub.Actor, Comment: pub.Comment, Time: pub.Time.UTC()}
+		}
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+// fleetAPITimeout bounds the admin API's calls to the fleet's Redis.
+const fleetAPITimeout = 10 * time.Second
+
+// fleetStore returns the fleet's version store when the blocklist follows
+// the fleet, else nil.
+func (r *Reloader) fleetStore() *fleet.Store {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.fleet == nil {
+		return nil
+	}
+	return r.fleet.store
+}
+
+func (s *Server) apiBlock(w http.ResponseWriter, r *http.Request, who principal) {
+	var req BlockRequest
+	if err := decodeRequest(r.Body, &req); err != nil {
+		s.badRequest(w, who, "block", req.Pattern, err)
+		return
+	}
+	if req.Pattern == "" {
+		s.badRequest(w, who, "block", "", &requestError{"pattern", "required"})
+		return
+	}
+	s.edit(w, r, who, "block", req.Pattern, req.Comment, func(file string, data []byte, note *blocklist.Note) ([]byte, blocklist.EditResult, error) {
+		return blocklist.Block(file, data, req.Pattern, req.Attrs.args(), blocklist.BlockOptions{Replace: req.Replace, Note: note})
+	})
+}
+
+func (s *Server) apiUnblock(w http.ResponseWriter, r *http.Request, who principal) {
+	var req UnblockRequest
+	if err := decodeRequest(r.Body, &req); err != nil {
+		s.badRequest(w, who, "unblock", req.Pattern, err)
+		return
+	}
+	if req.Pattern == "" {
+		s.badRequest(w, who, "unblock", "", &requestError{"pattern", "required"})
+		return
+	}
+	s.edit(w, r, who, "unblock", req.Pattern, req.Comment, func(file string, data []byte, note *blocklist.Note) ([]byte, blocklist.EditResult, error) {
+		return blocklist.Unblock(file, data, req.Pattern, note, time.Now())
+	})
+}
+
+func (s *Server) badRequest(w http.ResponseWriter, who principal, op, pattern string, err error) {
+	var re *requestError
+	field := ""
+	if errors.As(err, &re) {
+		field = re.field
+	}
+	s.logWrite(who, op, pattern, "bad_request", "", false, err)
+	writeProblem(w, http.StatusBadRequest, field, "%v", err)
+}
+
+// edit changes the blocklist file as the block and unblock commands do,
+// applies it and answers with what changed and whether it is in effect.
+func (s *Server) edit(w http.ResponseWriter, r *http.Request, who principal, op, pattern, comment string,
+	change func(file string, data []byte, note *blocklist.Note) ([]byte, blocklist.EditResult, error)) {
+	running := s.reloader.current()
+	file := running.Config.Blocklist.File
+	note := blocklist.NewNote(time.Now(), who.name, comment)
+	var res blocklist.EditResult
+	var written []byte
+	var refused, fileBad, dropped error
+	var version int64
+	// One edit of the current content, for a file or the fleet's Redis:
+	// refused if the content does not parse, or the change is refused, or
+	// the drop guard would refuse the result.
+	edit := func(name string, data []byte) ([]byte, error) {
+		res, written, refused, fileBad, dropped = blocklist.EditResult{}, nil, nil, nil, nil
+		if _, err := blocklist.Parse(name, data); err != nil {
+			fileBad = err
+			return nil, err
+		}
+		out, r, err := change(name, data, &note)
+		res, written, refused = r, out, err
+		if err != nil || out == nil {
+			return out, err
+		}
+		// The reload would refuse a list that drops too many blocks, and
+		// the file would then say one thing while the edge does another:
+		// refuse the edit instead.
+		next, err := blocklist.Parse(name, out)
+		if err == nil {
+			err = CheckDrop(next, running.List, running.Config.Blocklist.MaxDrop, time.Now())
+		}
+		dropped = err
+		return out, err
+	}
+	var err error
+	if store := s.reloader.fleetStore(); store != nil {
+		// Fleet mode: a new version, compare-and-set, retried from a
+		// fresh read when another writer published first, as the block
+		// and unblock commands do with -fleet.
+		file = "fleet"
+		ctx, cancel := context.WithTimeout(r.Context(), fleetAPITimeout)
+		defer cancel()
+		var v fleet.Version
+		v, err = store.Update(ctx, func(cur []byte) ([]byte, error) {
+			out, err := edit(file, cur)
+			if err == nil && out == nil {
+				return cur, nil // as asked already: nothing is published
+			}
+			return out, err
+		}, fleet.Meta{Actor: note.By, Comment: note.Comment})
+		if err == nil && written != nil {
+			version, file = v.Number, FleetListName(v.Number)
+		}
+	} else {
+		err = blocklist.EditFile(file, func(data []byte) ([]byte, error) { return edit(file, data) })
+	}
+	var noRule *blocklist.NoRuleError
+	switch {
+	case errors.As(err, &noRule):
+		s.logWrite(who, op, pattern, "no_rule", "", false, err)
+		writeProblem(w, http.StatusNotFound, "pattern", "%v", err)
+		return
+	case dropped != nil:
+		s.logWrite(who, op, pattern, "refused", "", false, err)
+		writeProblem(w, http.StatusConflict, "", "not written: %v (the fail-safe guard of blocklist.max_drop; add the line to the list first if this is meant)", err)
+		return
+	case fileBad != nil:
+		s.logWrite(who, op, pattern, "error", "", false, err)
+		writeProblem(w, http.StatusConflict, "", "the blocklist (%s) does not parse as it is, so no edit is made; fix it first: %v", file, err)
+		return
+	case refused != nil:
+		// The parser refused the pattern, a value or the result: the
+		// file is as it was.
+		s.logWrite(who, op, pattern, "refused", "", false, err)
+		writeProblem(w, http.StatusUnprocessableEntity, refusedField(err, res), "%v", err)
+		return
+	case err != nil && file == "fleet":
+		s.logWrite(who, op, pattern, "error", "", false, err)
+		writeProblem(w, http.StatusServiceUnavailable, "", "nothing published: the fleet's Redis: %v", err)
+		return
+	case err != nil:
+		s.logWrite(who, op, pattern, "error", "", false, err)
+		writeProblem(w, http.StatusInternalServerError, "", "editing %s: %v", file, err)
+		return
+	}
+	out := WriteResult{File: file, Version: version, Changes: []APIChange{}}
+	if written != nil {
+		out.Written = hashOf(written)
+		out.Note = note.Line()
+		if res.Kind == blocklist.Removed {
+			out.Note = note.UnblockLine(res.Pattern)
+		}
+		c := APIChange{Kind: string(res.Kind), Pattern: res.Pattern, Line: res.Line, Old: res.OldLine, New: res.NewLine}
+		for _, a := range res.Attrs {
+			c.Attrs = append(c.Attrs, apiAttrChg{a.Key, a.Old, a.New})
+		}
+		out.Changes = append(out.Changes, c)
+		if version == 0 {
+			// Apply now rather than wait for the watcher's debounce;
+			// the watcher and poll still catch it if this loses a
+			// race. In fleet mode the Follower hears of the version.
+			s.reloader.Reload("admin_api")
+		}
+	}
+	want, _ := ruleOfLine(res.NewLine)
+	if res.Kind == blocklist.Removed {
+		want = nil
+	}
+	deadline := time.Now().Add(applyWait)
+	for {
+		cur := s.reloader.current().List
+		got, ok := cur.Lookup(res.Pattern)
+		if (want == nil && !ok) || (want != nil && ok && got.Format() == want.Format()) {
+			out.Applied, out.SHA256 = true, cur.SHA256()
+			break
+		}
+		if time.Now().After(deadline) {
+			out.SHA256 = cur.SHA256()
+			out.Pending = "written, not yet in effect"
+			if st := s.reloader.Status(); st.Blocklist.LastError != "" {
+				out.Pending += ": " + st.Blocklist.LastError
+			}
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	result := string(res.Kind)
+	if result == "" {
+		result = "unchanged"
+	}
+	s.logWrite(who, op, res.Pattern, result, out.Written, out.Applied, nil)
+	status := http.StatusOK
+	if !out.Applied {
+		status = http.StatusAccepted
+	}
+	writeJSON(w, status, out)
+}
+
+// ruleOfLine parses one rule line.
+func ruleOfLine(line string) (*blocklist.Rule, error) {
+	l, err := blocklist.Parse("request", []byte(line+"\n"))
+	if err != nil {
+		return nil, err
+	}
+	for r := range l.Rules() {
+		return &r, nil
+	}
+	return nil, errors.New("no rule")
+}
+
+// refusedField names the request field a refusal is about, where it can.
+func refusedField(err error, res blocklist.EditResult) string {
+	msg := err.Error()
+	if res.Pattern == "" {
+		return "pattern"
+	}
+	for _, k := range []string{"policy", "reason", "status", "mode", "expires"} {
+		if strings.Contains(msg, k) {
+			return "attrs." + k
+		}
+	}
+	return ""
+}
+
+// logWrite logs one write: who, what, and how it ended.
+func (s *Server) logWrite(who principal, op, pattern, result, sha string, applied bool, err error) {
+	s.metrics.AdminWrites.WithLabelValues(op, writeResultLabel(result)).Inc()
+	attrs := []any{"event", "admin_write", "actor", who.name, "auth", who.via, "op", op, "pattern", pattern, "result", result}
+	if sha != "" {
+		attrs = append(attrs, "sha256", sha, "applied", applied)
+	}
+	if err != nil {
+		attrs = append(attrs, "error", err.Error())
+		s.log.Warn("admin write refused", attrs...)
+		return
+	}
+	s.log.Info("admin write", attrs...)
+}
+
+// writeResults are the result label values of edgeblock_admin_writes_total.
+var writeResults = []string{"added", "changed", "removed", "unchanged", "bad_request", "refused", "no_rule", "error"}
+
+func writeResultLabel(r string) string {
+	for _, w := range writeResults {
+		if w == r {
+			return r
+		}
+	}
+	return "error"
+}

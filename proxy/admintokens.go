@@ -1,0 +1,262 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"crypto/subtle"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+)
+
+// Scopes of an admin credential. A write credential may also read.
+const (
+	ScopeRead  = "read"
+	ScopeWrite = "write"
+)
+
+// adminToken is one bearer token of the tokens file: only the SHA-256 of
+// the token is kept in memory, whichever form the file used.
+type adminToken struct {
+	name  string
+	scope string
+	hash  [sha256.Size]byte
+}
+
+// parseTokens parses a tokens file (file names it in errors). Each line
+// that is not blank or a "#" comment is one token, in one of two forms:
+//
+//	name:scope:sha256hex    the SHA-256 of the token, 64 hex digits (preferred:
+//	                        the file then holds no secret)
+//	name scope token        the token itself, separated by spaces or tabs
+//
+// name is the actor recorded for the token's writes (letters, digits and
+// ".-_@"), scope is read or write. Names must be unique, and so must tokens.
+// A token in the clear must be at least 16 characters long. The error lists
+// every bad line as "file:line: message"; the token itself is never quoted.
+func parseTokens(file string, data []byte) ([]adminToken, error) {
+	var toks []adminToken
+	var problems []string
+	bad := func(line int, format string, args ...any) {
+		problems = append(problems, fmt.Sprintf("%s:%d: %s", file, line, fmt.Sprintf(format, args...)))
+	}
+	names := map[string]int{}
+	hashes := map[[sha256.Size]byte]int{}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 0, 4096), 64<<10)
+	n := 0
+	for sc.Scan() {
+		n++
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		var t adminToken
+		var secret string
+		if f := strings.Fields(line); len(f) == 3 {
+			t.name, t.scope, secret = f[0], f[1], f[2]
+			if len(secret) < 16 {
+				bad(n, "token of %s: want at least 16 characters (better: store its sha256 as name:scope:sha256hex)", t.name)
+				continue
+			}
+			t.hash = sha256.Sum256([]byte(secret))
+		} else if p := strings.Split(line, ":"); len(p) == 3 && len(f) == 1 {
+			t.name, t.scope = p[0], p[1]
+			h, err := hex.DecodeString(p[2])
+			if err != nil || len(h) != sha256.Size {
+				bad(n, "token of %s: want the SHA-256 of the token as 64 hex digits (printf %%s TOKEN | sha256sum)", t.name)
+				continue
+			}
+			copy(t.hash[:], h)
+		} else {
+			bad(n, "want name:scope:sha256hex or \"name scope token\"")
+			continue
+		}
+		if t.name == "" || strings.ContainsFunc(t.name, func(r rune) bool {
+			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune(".-_@", r))
+		}) || len(t.name) > 64 {
+			bad(n, "name %q: want 1 to 64 letters, digits or .-_@", t.name)
+			continue
+		}
+		if t.scope != ScopeRead && t.scope != ScopeWrite {
+			bad(n, "scope %q of %s: want read or write", t.scope, t.name)
+			continue
+		}
+		if first, dup := names[t.name]; dup {
+			bad(n, "name %s is also on line %d", t.name, first)
+			continue
+		}
+		if first, dup := hashes[t.hash]; dup {
+			bad(n, "the token of %s is also the token on line %d", t.name, first)
+			continue
+		}
+		names[t.name], hashes[t.hash] = n, n
+		toks = append(toks, t)
+	}
+	if err := sc.Err(); err != nil {
+		problems = append(problems, fmt.Sprintf("%s:%d: %v", file, n+1, err))
+	}
+	if len(problems) > 0 {
+		return nil, &ConfigError{Problems: problems}
+	}
+	return toks, nil
+}
+
+// adminAuth holds the credentials of the admin API: the tokens of
+// admin.tokens_file, the TLS settings of the admin listener and whether a
+// client certificate authenticates.
+type adminAuth struct {
+	tokens    []adminToken
+	certs     bool        // admin.client_ca: verified client certificates authenticate
+	tls       *tls.Config // admin.tls_cert: the listener serves TLS with this
+	authReads bool
+}
+
+// tlsConfig returns the admin listener's TLS config, nil for plain HTTP.
+func (a *AdminConfig) tlsConfig() *tls.Config {
+	if a.auth == nil || a.auth.tls == nil {
+		return nil
+	}
+	return a.auth.tls.Clone()
+}
+
+// on reports whether any credential is configured; without one the /v1 API
+// is not served at all.
+func (a *adminAuth) on() bool { return a != nil && (len(a.tokens) > 0 || a.certs) }
+
+// principal is who made an admin request.
+type principal struct {
+	name  string // the token's name or the certificate's CN: the actor
+	scope string
+	via   string // token or cert
+}
+
+// may reports whether p's scope allows an operation that needs scope.
+func (p principal) may(scope string) bool {
+	return p.scope == ScopeWrite || scope == ScopeRead
+}
+
+// authError is why a request is not authenticated; status is 401.
+type authError struct{ msg string }
+
+func (e *authError) Error() string { return e.msg }
+
+// authenticate returns who sent r: a verified client certificate (when
+// admin.client_ca is set) wins, else the bearer token. The token is hashed
+// and compared with every configured hash in constant time, all of them,
+// so the time taken says nothing about which or how much of one matched.
+func (a *adminAuth) authenticate(r *http.Request) (principal, error) {
+	if a.certs && r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
+		leaf := r.TLS.VerifiedChains[0][0]
+		scope := ScopeWrite
+		if slices.Contains(leaf.Subject.OrganizationalUnit, ScopeRead) {
+			scope = ScopeRead
+		}
+		name := leaf.Subject.CommonName
+		if name == "" {
+			return principal{}, &authError{"client certificate has no CN, which names the actor"}
+		}
+		return principal{name: name, scope: scope, via: "cert"}, nil
+	}
+	h := r.Header.Get("Authorization")
+	if h == "" {
+		return principal{}, &authError{"no credentials: send Authorization: Bearer TOKEN" + a.certHint()}
+	}
+	scheme, tok, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
+		return principal{}, &authError{"Authorization: want Bearer TOKEN"}
+	}
+	sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
+	match := -1
+	for i := range a.tokens {
+		if subtle.ConstantTimeCompare(sum[:], a.tokens[i].hash[:]) == 1 {
+			match = i
+		}
+	}
+	if match < 0 {
+		return principal{}, &authError{"unknown token"}
+	}
+	t := a.tokens[match]
+	return principal{name: t.name, scope: t.scope, via: "token"}, nil
+}
+
+func (a *adminAuth) certHint() string {
+	if a.certs {
+		return ", or present a client certificate signed by admin.client_ca"
+	}
+	return ""
+}
+
+// validateAdmin checks the admin section and reads its credentials into
+// c.Admin.auth, so that check reports a bad tokens file or certificate.
+func (c *Config) validateAdmin(v *validator) {
+	a := &c.Admin
+	auth := &adminAuth{authReads: a.AuthReads}
+	if a.TokensFile != "" {
+		data, err := os.ReadFile(a.TokensFile)
+		if err != nil {
+			v.addf([]any{"admin", "tokens_file"}, "%s", pathProblem(err))
+		} else if auth.tokens, err = parseTokens(a.TokensFile, data); err != nil {
+			v.addf([]any{"admin", "tokens_file"}, "%v", strings.ReplaceAll(err.Error(), "\n", "\n  "))
+		} else if len(auth.tokens) == 0 {
+			v.addf([]any{"admin", "tokens_file"}, "%s holds no token", a.TokensFile)
+		}
+	}
+	if (a.TLSCert == "") != (a.TLSKey == "") {
+		v.addf([]any{"admin", "tls_cert"}, "tls_cert and tls_key go together")
+	} else if a.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(a.TLSCert, a.TLSKey)
+		if err != nil {
+			v.addf([]any{"admin", "tls_cert"}, "%v", err)
+		} else {
+			auth.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		}
+	}
+	if a.ClientCA != "" {
+		pemData, err := os.ReadFile(a.ClientCA)
+		pool := x509.NewCertPool()
+		switch {
+		case err != nil:
+			v.addf([]any{"admin", "client_ca"}, "%s", pathProblem(err))
+		case !pool.AppendCertsFromPEM(pemData):
+			v.addf([]any{"admin", "client_ca"}, "%s holds no PEM certificate", a.ClientCA)
+		case a.TLSCert == "":
+			v.addf([]any{"admin", "client_ca"}, "client certificates need TLS on the admin listener: set admin.tls_cert and admin.tls_key")
+		case auth.tls != nil:
+			// Asked for, not required: probes and scrapers reach the
+			// open endpoints without one; the /v1 API requires a
+			// credential per request.
+			auth.tls.ClientAuth = tls.VerifyClientCertIfGiven
+			auth.tls.ClientCAs = pool
+			auth.certs = true
+		}
+	}
+	if a.AuthReads && a.TokensFile == "" && a.ClientCA == "" {
+		v.addf([]any{"admin", "auth_reads"}, "needs admin.tokens_file or admin.client_ca: nothing could read")
+	}
+	if a.TokensFile != "" && a.TLSCert == "" && !loopbackAddr(c.Listen.Admin) {
+		c.Warnings = append(c.Warnings, v.format([]any{"admin", "tokens_file"},
+			"bearer tokens go over plain HTTP to %s: set admin.tls_cert and admin.tls_key, or keep the admin listener on a network only operators reach", c.Listen.Admin))
+	}
+	a.auth = auth
+}
+
+// loopbackAddr reports whether host:port names a loopback address.
+func loopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

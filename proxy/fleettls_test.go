@@ -1,0 +1,355 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/edgeblock/edgeblock/proxy/fleet"
+	"github.com/edgeblock/edgeblock/proxy/fleet/fleettest"
+)
+
+// pebbleEnv is a running pebble with pebble-challtestsrv as its DNS, which
+// answers every name with 127.0.0.1; HTTP-01 validation connects to
+// httpPort.
+type pebbleEnv struct {
+	dir, dirURL, caRoot string
+	httpPort            int
+	out                 *syncBuffer
+	roots               *x509.CertPool // pebble's issuing root
+}
+
+func startPebble(t *testing.T) *pebbleEnv {
+	t.Helper()
+	pebble := requireBinary(t, "pebble", "pebble")
+	challtest := requireBinary(t, "pebble-challtestsrv", "pebble")
+	p := &pebbleEnv{dir: t.TempDir(), httpPort: freePort(t)}
+	dnsPort, acmePort, mgmtPort, chMgmtPort := freePort(t), freePort(t), freePort(t), freePort(t)
+	cert, key := selfSigned(t, p.dir)
+	p.caRoot = cert
+	pcfg, _ := json.Marshal(map[string]any{"pebble": map[string]any{
+		"listenAddress": fmt.Sprintf("127.0.0.1:%d", acmePort), "managementListenAddress": fmt.Sprintf("127.0.0.1:%d", mgmtPort),
+		"certificate": cert, "privateKey": key, "httpPort": p.httpPort, "tlsPort": freePort(t),
+		"ocspResponderURL": "", "externalAccountBindingRequired": false,
+	}})
+	writeFile(t, filepath.Join(p.dir, "pebble.json"), string(pcfg))
+	startProcess(t, nil, challtest, "-defaultIPv4", "127.0.0.1", "-defaultIPv6", "",
+		"-dns01", fmt.Sprintf("127.0.0.1:%d", dnsPort), "-http01", "", "-https01", "", "-tlsalpn01", "",
+		"-management", fmt.Sprintf("127.0.0.1:%d", chMgmtPort))
+	// No authorization reuse: every order of a name needs its own
+	// validation, so a second order could not hide behind the first.
+	p.out = startProcess(t, []string{"PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0", "PEBBLE_AUTHZREUSE=0"}, pebble,
+		"-config", filepath.Join(p.dir, "pebble.json"), "-dnsserver", fmt.Sprintf("127.0.0.1:%d", dnsPort))
+	for _, port := range []int{acmePort, mgmtPort, dnsPort} {
+		waitListening(t, fmt.Sprintf("127.0.0.1:%d", port))
+	}
+	p.dirURL = fmt.Sprintf("https://127.0.0.1:%d/dir", acmePort)
+	mgmt := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	resp, err := mgmt.Get(fmt.Sprintf("https://127.0.0.1:%d/roots/0", mgmtPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rootPEM, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	p.roots = x509.NewCertPool()
+	if !p.roots.AppendCertsFromPEM(rootPEM) {
+		t.Fatalf("pebble root: %s", rootPEM)
+	}
+	return p
+}
+
+// orders counts the new orders pebble received.
+func (p *pebbleEnv) orders() int { return strings.Count(p.out.String(), "POST /order-plz") }
+
+// newEdges prepares n edges (not started) from the configs, each with the
+// blocklist list, in their own directories.
+func newEdges(t *testing.T, configs []string, list string) ([]*testEnv, []*Bundle) {
+	t.Helper()
+	var envs []*testEnv
+	var bundles []*Bundle
+	for _, config := range configs {
+		dir := t.TempDir()
+		e := &testEnv{t: t, dir: dir, config: filepath.Join(dir, "edgeblock.yaml"), list: filepath.Join(dir, "blocklist.txt"), logs: &syncBuffer{}}
+		writeFile(t, e.config, config+"\nblocklist:\n  file: blocklist.txt\n  policy: https://policy.example/default\n")
+		writeFile(t, e.list, list)
+		b, err := LoadBundle(e.config)
+		if err != nil {
+			t.Fatalf("LoadBundle: %v", err)
+		}
+		srv, err := NewServer(NewLogger(e.logs, "json", slog.LevelDebug), e.config, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.srv = srv
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			srv.Shutdown(ctx)
+		})
+		envs, bundles = append(envs, e), append(bundles, b)
+	}
+	return envs, bundles
+}
+
+// startTogether starts every edge at the same moment.
+func startTogether(t *testing.T, envs []*testEnv, bundles []*Bundle) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make([]error, len(envs))
+	for i := range envs {
+		wg.Go(func() { errs[i] = envs[i].srv.Start(bundles[i]) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("edge %d: %v", i, err)
+		}
+	}
+}
+
+// leafOf does a TLS handshake with an edge for name and returns the chain
+// it presents (not verified).
+func leafOf(addr, name string) ([]*x509.Certificate, error) {
+	d := &net.Dialer{Timeout: 30 * time.Second}
+	c, err := tls.DialWithDialer(d, "tcp", addr, &tls.Config{ServerName: name, InsecureSkipVerify: true})
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	return c.ConnectionState().PeerCertificates, nil
+}
+
+// TestFleetCertificatesOneOrder runs three edges sharing one Redis for
+// their certificates, against pebble. They start at the same moment and
+// all manage the same new name: exactly one ACME order is placed, and all
+// three serve the one certificate. Pebble validates HTTP-01 on the first
+// edge's port only, so when another edge wins the lock, the first answers
+// the challenge from the shared storage. Then Redis goes away: the
+// certificate in memory is still served, a new name fails the handshake
+// cleanly and is counted, and once Redis is back the next handshake gets
+// it.
+func TestFleetCertificatesOneOrder(t *testing.T) {
+	rd := fleettest.Start(t)
+	p := startPebble(t)
+	o := echoOrigin(t)
+	var configs []string
+	for i := range 3 {
+		http := "127.0.0.1:0"
+		if i == 0 {
+			http = fmt.Sprintf("127.0.0.1:%d", p.httpPort)
+		}
+		configs = append(configs, fmt.Sprintf(`listen:
+  http: %s
+  https: 127.0.0.1:0
+  admin: 127.0.0.1:0
+tls:
+  mode: acme
+  ca: %s
+  ca_root: %s
+  email: ops@edgeblock.test
+  challenges: [http-01]
+fleet:
+  redis:
+    addr: %s
+    dial_timeout: 300ms
+    timeout: 500ms
+  node: edge-%d
+`, http, p.dirURL, p.caRoot, rd.Addr(), i)+routeConfig("app.edgeblock.test", `"`+o.URL+`"`, "*.new.edgeblock.test", `"`+o.URL+`"`))
+	}
+	envs, bundles := newEdges(t, configs, "blocked.edgeblock.test\n")
+	startTogether(t, envs, bundles)
+
+	serials := map[string]bool{}
+	for i, e := range envs {
+		for _, name := range []string{"app.edgeblock.test", "blocked.edgeblock.test"} {
+			var resp *http.Response
+			waitFor(t, 90*time.Second, fmt.Sprintf("edge %d serving %s", i, name), func() bool {
+				req, _ := http.NewRequest("GET", e.url("https")+"/", nil)
+				req.Host = name
+				var err error
+				resp, err = tlsClient(p.roots, name).Do(req)
+				return err == nil
+			})
+			resp.Body.Close()
+			serials[name+" "+resp.TLS.PeerCertificates[0].SerialNumber.String()] = true
+		}
+	}
+	obtained := 0
+	for _, e := range envs {
+		obtained += len(e.logs.logLines(t, "certificate obtained"))
+	}
+	t.Logf("pebble orders: %d; certificates obtained by the three edges: %d", p.orders(), obtained)
+	if p.orders() != 2 || obtained != 2 || len(serials) != 2 {
+		t.Errorf("%d orders, %d obtained, %d distinct certificates served (%v); want 2 of each: one per name for the whole fleet",
+			p.orders(), obtained, len(serials), serials)
+	}
+
+	// Redis goes away.
+	rd.Stop()
+	ordersBefore := p.orders()
+	for i, e := range envs {
+		if _, err := tls.Dial("tcp", e.srv.Addr("https"), &tls.Config{RootCAs: p.roots, ServerName: "app.edgeblock.test"}); err != nil {
+			t.Errorf("edge %d, Redis down: the certificate in memory is not served: %v", i, err)
+		}
+	}
+	start := time.Now()
+	if _, err := leafOf(envs[1].srv.Addr("https"), "one.new.edgeblock.test"); err == nil {
+		t.Error("Redis down: a new name got a certificate")
+	}
+	t.Logf("Redis down: the handshake for a new name failed after %v", time.Since(start).Round(time.Millisecond))
+	waitFor(t, 5*time.Second, "the failed handshake counted", func() bool {
+		return metricValue(t, envs[1].scrape(), `edgeblock_tls_handshake_errors_total{reason="storage"}`) != "0"
+	})
+	// The storage now knows Redis is down: the next new name fails at
+	// once instead of waiting out the client's retries again.
+	start = time.Now()
+	if _, err := leafOf(envs[1].srv.Addr("https"), "two.new.edgeblock.test"); err == nil {
+		t.Error("Redis down: a second new name got a certificate")
+	}
+	fast := time.Since(start)
+	t.Logf("Redis down: the next handshake for a new name failed after %v", fast.Round(time.Millisecond))
+	if fast > storageProbeInterval {
+		t.Errorf("the second failure took %v; the storage should fail fast while Redis is down", fast)
+	}
+	waitFor(t, 5*time.Second, "both failed handshakes counted", func() bool {
+		return metricValue(t, envs[1].scrape(), `edgeblock_tls_handshake_errors_total{reason="storage"}`) == "2"
+	})
+	if len(envs[1].logs.logLines(t, "no certificate for a covered name; the handshake failed and the next one tries again")) == 0 {
+		t.Error("the failed handshake was not logged")
+	}
+	if p.orders() != ordersBefore {
+		t.Errorf("an order was placed while Redis was down")
+	}
+
+	// Redis is back (empty: it kept nothing): the next handshake for the
+	// name gets it.
+	rd.Start()
+	var chain []*x509.Certificate
+	waitFor(t, 90*time.Second, "the new name once Redis is back", func() bool {
+		var err error
+		chain, err = leafOf(envs[1].srv.Addr("https"), "one.new.edgeblock.test")
+		return err == nil
+	})
+	if _, err := chain[0].Verify(x509.VerifyOptions{Roots: p.roots, DNSName: "one.new.edgeblock.test", Intermediates: pool(chain[1:])}); err != nil {
+		t.Errorf("the new name's certificate: %v", err)
+	}
+}
+
+func pool(certs []*x509.Certificate) *x509.CertPool {
+	p := x509.NewCertPool()
+	for _, c := range certs {
+		p.AddCert(c)
+	}
+	return p
+}
+
+// TestFleetInternalCA starts two edges in tls.mode internal on one Redis at
+// the same moment: one root is created, and both edges' certificates chain
+// to it, which is what InternalRootPEM (the ca-root command) returns.
+func TestFleetInternalCA(t *testing.T) {
+	rd := fleettest.Start(t)
+	o := echoOrigin(t)
+	var configs []string
+	for i := range 2 {
+		configs = append(configs, fmt.Sprintf(`listen:
+  http: 127.0.0.1:0
+  https: 127.0.0.1:0
+  admin: 127.0.0.1:0
+tls:
+  mode: internal
+fleet:
+  redis:
+    addr: %s
+  node: edge-%d
+`, rd.Addr(), i)+routeConfig("app.edgeblock.test", `"`+o.URL+`"`))
+	}
+	envs, bundles := newEdges(t, configs, "")
+	startTogether(t, envs, bundles)
+	rootPEM, err := InternalRootPEM(envs[0].srv.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(rootPEM)
+	issuers := map[string]bool{}
+	for i, e := range envs {
+		var chain []*x509.Certificate
+		waitFor(t, 20*time.Second, fmt.Sprintf("edge %d's certificate", i), func() bool {
+			chain, err = leafOf(e.srv.Addr("https"), "app.edgeblock.test")
+			return err == nil
+		})
+		if _, err := chain[0].Verify(x509.VerifyOptions{Roots: roots, DNSName: "app.edgeblock.test"}); err != nil {
+			t.Errorf("edge %d: its certificate does not chain to the fleet's root: %v", i, err)
+		}
+		issuers[chain[0].Issuer.CommonName] = true
+	}
+	if len(issuers) != 1 {
+		t.Errorf("issuers %v, want one", issuers)
+	}
+	// The root is in Redis, not in a directory: a third reader with only
+	// the fleet section gets the same.
+	again, err := InternalRootPEM(&Config{Fleet: envs[1].srv.cfg.Fleet, TLS: TLSConfig{Storage: filepath.Join(t.TempDir(), "unused")}})
+	if err != nil || string(again) != string(rootPEM) {
+		t.Errorf("root read again differs (%v)", err)
+	}
+}
+
+// TestFailFastStorage: once Redis failed, the certificate storage answers
+// at once with an error naming the cause, without calling Redis, until the
+// probe interval has passed; then a call reaches Redis again, and its
+// success closes the breaker. Unlock is never held back.
+func TestFailFastStorage(t *testing.T) {
+	rd := fleettest.Start(t)
+	cfg := &Config{Fleet: &fleet.Config{Redis: fleet.RedisConfig{Addr: rd.Addr(), DialTimeout: 200 * time.Millisecond, Timeout: 200 * time.Millisecond}}}
+	st, closeStorage, err := certStorage(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeStorage()
+	ctx := t.Context()
+	if err := st.Store(ctx, "a/b", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Lock(ctx, "held"); err != nil {
+		t.Fatal(err)
+	}
+	rd.Stop()
+	if _, err := st.Load(ctx, "a/b"); err == nil || strings.Contains(err.Error(), "Redis unreachable") {
+		t.Fatalf("first load with Redis down: %v, want Redis's own error", err)
+	}
+	for _, call := range []func() error{
+		func() error { _, err := st.Load(ctx, "a/b"); return err },
+		func() error { return st.Store(ctx, "a/c", nil) },
+		func() error { return st.Lock(ctx, "other") },
+		func() error { _, err := st.Stat(ctx, "a/b"); return err },
+	} {
+		if err := call(); err == nil || !strings.Contains(err.Error(), "Redis unreachable") {
+			t.Errorf("with the breaker open: %v, want a fast Redis unreachable", err)
+		}
+	}
+	if st.Exists(ctx, "a/b") {
+		t.Error("Exists with Redis down")
+	}
+	// Unlock goes through to Redis (and fails there: Redis is down).
+	if err := st.Unlock(ctx, "held"); err == nil || strings.Contains(err.Error(), "Redis unreachable") {
+		t.Errorf("unlock with Redis down: %v, want Redis's own error", err)
+	}
+	rd.Start()
+	waitFor(t, 2*storageProbeInterval, "the storage to reach Redis again", func() bool {
+		return st.Store(ctx, "a/b", []byte("y")) == nil
+	})
+	if b, err := st.Load(ctx, "a/b"); err != nil || string(b) != "y" {
+		t.Errorf("after Redis came back: %q, %v", b, err)
+	}
+}
