@@ -168,17 +168,24 @@ func TestVisitorGoesAway(t *testing.T) {
 	waitFor(t, 5*time.Second, "three canceled requests", func() bool {
 		return metricValue(t, e.scrape(), `edgeblock_requests_total{code="499",method="GET",outcome="canceled"}`) == "3"
 	})
-	n := 0
-	for _, l := range e.logs.logLines(t, "request") {
-		if l["host"] == "away.example" {
-			n++
-			if l["outcome"] != "canceled" || l["status"] != 499.0 {
-				t.Errorf("%s %s: outcome %v status %v, want canceled 499", l["proto"], l["path"], l["outcome"], l["status"])
+	// The access line is written just after the request is counted.
+	var lines []map[string]any
+	waitFor(t, 5*time.Second, "three access lines", func() bool {
+		lines = lines[:0]
+		for _, l := range e.logs.logLines(t, "request") {
+			if l["host"] == "away.example" {
+				lines = append(lines, l)
 			}
 		}
+		return len(lines) >= 3
+	})
+	for _, l := range lines {
+		if l["outcome"] != "canceled" || l["status"] != 499.0 {
+			t.Errorf("%s %s: outcome %v status %v, want canceled 499", l["proto"], l["path"], l["outcome"], l["status"])
+		}
 	}
-	if n != 3 {
-		t.Errorf("%d access lines, want 3", n)
+	if len(lines) != 3 {
+		t.Errorf("%d access lines, want 3", len(lines))
 	}
 	if v := metricValue(t, e.scrape(), fmt.Sprintf(`edgeblock_upstream_errors_total{kind="canceled",origin="%s",route="away.example"}`, o.URL)); v != "" {
 		t.Errorf("a visitor going away counted as an origin error: %s", v)
