@@ -95,7 +95,12 @@ func TestReloadWaysOfWriting(t *testing.T) {
 				t.Error("old.example still blocked after it was removed")
 			}
 			t.Logf("change to effect: %v", d)
-			applied := e.logs.logLines(t, "blocklist applied")
+			// The audit line is written just after the list is swapped in.
+			var applied []map[string]any
+			waitFor(t, 5*time.Second, "the audit line", func() bool {
+				applied = e.logs.logLines(t, "blocklist applied")
+				return len(applied) >= 2 // start, then this edit
+			})
 			last := applied[len(applied)-1]
 			if last["added_total"] != 1.0 || last["removed_total"] != 1.0 || fmt.Sprint(last["added"]) != "[map[rule:new.example]]" || fmt.Sprint(last["removed"]) != "[map[rule:old.example]]" {
 				t.Errorf("audit line = %v", last)
