@@ -112,6 +112,33 @@ type TLSConfig struct {
 	// rules get certificates at start and reload; names beyond it (and
 	// names under wildcards) are obtained on first use. Default 1000.
 	ManageAheadLimit int `yaml:"manage_ahead_limit"`
+	// OnDemand bounds the certificates obtained on first use.
+	OnDemand OnDemandConfig `yaml:"on_demand"`
+	// CacheCapacity is how many certificates are kept in memory; beyond
+	// it certmagic evicts one at random, which is loaded again from
+	// storage at its next handshake. Default 10000.
+	CacheCapacity int `yaml:"cache_capacity"`
+	// KeyType is the key type of new certificates: p256 (default), p384,
+	// rsa2048 or rsa4096.
+	KeyType string `yaml:"key_type"`
+}
+
+// OnDemandConfig bounds on-demand issuance, per covering pattern (a
+// route's host or a block rule's pattern). A name that already holds a
+// certificate is not new.
+type OnDemandConfig struct {
+	// MaxNewPerHour is how many new names one pattern may get
+	// certificates for in any 60 minutes. Default 10.
+	MaxNewPerHour int `yaml:"max_new_per_hour"`
+	// MaxNames is how many names one pattern may hold certificates for
+	// in total. Default 1000.
+	MaxNames int `yaml:"max_names"`
+	// Ask is an http(s) URL asked with GET ?domain=NAME after our own
+	// decision allowed a name, as Caddy's on-demand ask: 200 allows,
+	// anything else or no answer within AskTimeout refuses. Default none.
+	Ask string `yaml:"ask"`
+	// AskTimeout bounds one ask. Default 5s.
+	AskTimeout time.Duration `yaml:"ask_timeout"`
 }
 
 // BlocklistConfig locates the blocklist and the defaults of its rules.
@@ -624,6 +651,19 @@ func (c *Config) applyDefaults() {
 	if c.TLS.ManageAheadLimit == 0 {
 		c.TLS.ManageAheadLimit = 1000
 	}
+	if c.TLS.OnDemand.MaxNewPerHour == 0 {
+		c.TLS.OnDemand.MaxNewPerHour = 10
+	}
+	if c.TLS.OnDemand.MaxNames == 0 {
+		c.TLS.OnDemand.MaxNames = 1000
+	}
+	def(&c.TLS.OnDemand.AskTimeout, 5*time.Second)
+	if c.TLS.CacheCapacity == 0 {
+		c.TLS.CacheCapacity = 10000
+	}
+	if c.TLS.KeyType == "" {
+		c.TLS.KeyType = "p256"
+	}
 	if c.Log.Format == "" {
 		c.Log.Format = "json"
 	}
@@ -840,6 +880,28 @@ func (c *Config) validate(v *validator) {
 	}
 	if c.TLS.RedirectPort < 0 || c.TLS.RedirectPort > 65535 {
 		v.addf([]any{"tls", "redirect_port"}, "%d is not a port", c.TLS.RedirectPort)
+	}
+	for _, f := range []struct {
+		key string
+		val int
+	}{{"max_new_per_hour", c.TLS.OnDemand.MaxNewPerHour}, {"max_names", c.TLS.OnDemand.MaxNames}} {
+		if f.val < 0 {
+			v.addf([]any{"tls", "on_demand", f.key}, "must not be negative")
+		}
+	}
+	if c.TLS.OnDemand.AskTimeout < 0 {
+		v.addf([]any{"tls", "on_demand", "ask_timeout"}, "must not be negative")
+	}
+	if a := c.TLS.OnDemand.Ask; a != "" {
+		if u, err := url.Parse(a); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Fragment != "" {
+			v.addf([]any{"tls", "on_demand", "ask"}, "%q: want an http:// or https:// URL without a fragment", a)
+		}
+	}
+	if c.TLS.CacheCapacity < 0 {
+		v.addf([]any{"tls", "cache_capacity"}, "must not be negative")
+	}
+	if !slices.Contains([]string{"p256", "p384", "rsa2048", "rsa4096"}, c.TLS.KeyType) {
+		v.addf([]any{"tls", "key_type"}, "%q: want p256, p384, rsa2048 or rsa4096", c.TLS.KeyType)
 	}
 	if c.TLS.CARoot != "" {
 		if _, err := os.Stat(c.TLS.CARoot); err != nil {
@@ -1069,6 +1131,7 @@ func (c *Config) restartFields() map[string]string {
 		"timeouts.read_header": c.Timeouts.ReadHeader.String(), "timeouts.idle": c.Timeouts.Idle.String(),
 		"timeouts.dial": c.Timeouts.Dial.String(), "timeouts.response_header": c.Timeouts.ResponseHeader.String(),
 		"timeouts.grace": c.Timeouts.Grace.String(), "tls.manage_ahead_limit": strconv.Itoa(c.TLS.ManageAheadLimit),
+		"tls.on_demand": fmt.Sprint(c.TLS.OnDemand), "tls.cache_capacity": strconv.Itoa(c.TLS.CacheCapacity), "tls.key_type": c.TLS.KeyType,
 		"log.format": c.Log.Format, "log.level": c.Log.Level,
 		"blocklist.watch": strconv.FormatBool(*c.Blocklist.Watch), "blocklist.debounce": c.Blocklist.Debounce.String(),
 		"blocklist.poll_interval": c.Blocklist.PollInterval.String(),

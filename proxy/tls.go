@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/caddyserver/certmagic"
 	"github.com/edgeblock/edgeblock/blocklist"
+	"github.com/edgeblock/edgeblock/proxy/certs"
 	"go.uber.org/zap"
 )
 
@@ -26,15 +28,18 @@ import (
 // the names a route or a block rule covers. A name nothing covers gets no
 // certificate and no ACME order: the handshake fails.
 type TLSManager struct {
-	log     *slog.Logger
-	metrics *Metrics
-	p       *Proxy
-	magic   *certmagic.Config // on demand, for handshakes
-	ahead   *certmagic.Config // for names managed ahead
-	cache   *certmagic.Cache
-	acme    []*certmagic.ACMEIssuer // one per config; none in internal mode
-	mode    string
-	limit   int
+	log       *slog.Logger
+	metrics   *Metrics
+	p         *Proxy
+	magic     *certmagic.Config // on demand, for handshakes
+	ahead     *certmagic.Config // for names managed ahead
+	cache     *certmagic.Cache
+	acme      []*certmagic.ACMEIssuer // one per config; none in internal mode
+	mode      string
+	limit     int
+	policy    *certs.Policy
+	patLabels certs.LabelSet // pattern labels of the issuance metrics
+	tickets   *certs.TicketKeys
 
 	mu      sync.Mutex
 	managed map[string]bool
@@ -53,18 +58,25 @@ func NewTLSManager(cfg *Config, log *slog.Logger, m *Metrics, p *Proxy) (*TLSMan
 	if err := os.MkdirAll(cfg.TLS.Storage, 0o700); err != nil {
 		return nil, fmt.Errorf("tls.storage: %w", err)
 	}
+	t.patLabels.Max = patternLabels
+	od := cfg.TLS.OnDemand
+	t.policy = certs.NewPolicy(certs.Limits{MaxNewPerHour: od.MaxNewPerHour, MaxNames: od.MaxNames, Ask: od.Ask, AskTimeout: od.AskTimeout},
+		p.coveredPatterns, t.stored)
 	t.cache = certmagic.NewCache(certmagic.CacheOptions{
-		GetConfigForCert: func(certmagic.Certificate) (*certmagic.Config, error) { return t.magic, nil },
-		Logger:           zap.NewNop(),
+		GetConfigForCert:   t.configForCert,
+		Capacity:           cfg.TLS.CacheCapacity,
+		RenewCheckInterval: renewCheckInterval,
+		Logger:             zap.NewNop(),
 	})
 	// Two configs share one cache and one storage: the on-demand one
 	// answers handshakes (and asks decide first), and the ahead one
 	// obtains the exact names at start and reload, which certmagic does
 	// not do for a config with on-demand set.
 	base := certmagic.Config{
-		Storage: &certmagic.FileStorage{Path: cfg.TLS.Storage},
-		OnEvent: t.onEvent,
-		Logger:  zap.NewNop(),
+		Storage:   &certmagic.FileStorage{Path: cfg.TLS.Storage},
+		OnEvent:   t.onEvent,
+		Logger:    zap.NewNop(),
+		KeySource: certmagic.StandardKeyGenerator{KeyType: certmagic.KeyType(cfg.TLS.KeyType)},
 	}
 	onDemand := base
 	onDemand.OnDemand = &certmagic.OnDemandConfig{DecisionFunc: t.decide}
@@ -101,7 +113,103 @@ func NewTLSManager(cfg *Config, log *slog.Logger, m *Metrics, p *Proxy) (*TLSMan
 	default:
 		return nil, fmt.Errorf("tls.mode %q has no certificate manager", cfg.TLS.Mode)
 	}
+	t.policy.Seed(t.storedNames(t.ctx))
+	t.tickets = certs.NewTicketKeys(ticketKeyRotation, ticketKeysKept)
+	go t.refreshBudgets()
 	return t, nil
+}
+
+// Tunables of certificate maintenance; tests shorten them.
+var (
+	// renewCheckInterval is how often certmagic looks for certificates
+	// to renew (a third of their lifetime before expiry).
+	renewCheckInterval = 10 * time.Minute
+	// ticketKeyRotation is how often a new session ticket key is made;
+	// ticketKeysKept keys are accepted, so a ticket resumes for at most
+	// ticketKeyRotation * ticketKeysKept.
+	ticketKeyRotation = time.Hour
+	ticketKeysKept    = 24
+	// budgetRefresh is how often the remaining-budget gauges are set.
+	budgetRefresh = 15 * time.Second
+)
+
+// patternLabels is how many distinct covering patterns get their own
+// label value in the issuance metrics; later ones share "other".
+const patternLabels = 100
+
+// issuerKey is where certmagic stores the certificates of our issuer.
+func (t *TLSManager) issuerKey() string {
+	if len(t.ahead.Issuers) == 0 {
+		return ""
+	}
+	return t.ahead.Issuers[0].IssuerKey()
+}
+
+// stored reports whether storage holds a certificate for name, or for the
+// wildcard one level above it: such a name is not new.
+func (t *TLSManager) stored(ctx context.Context, name string) bool {
+	key := t.issuerKey()
+	if t.ahead.Storage.Exists(ctx, certmagic.StorageKeys.SiteCert(key, name)) {
+		return true
+	}
+	if _, parent, ok := strings.Cut(name, "."); ok {
+		return t.ahead.Storage.Exists(ctx, certmagic.StorageKeys.SiteCert(key, "*."+parent))
+	}
+	return false
+}
+
+// storedNames lists the names storage holds certificates for, so that
+// they count towards tls.on_demand.max_names after a restart.
+func (t *TLSManager) storedNames(ctx context.Context) []string {
+	prefix := certmagic.StorageKeys.CertsPrefix(t.issuerKey())
+	keys, err := t.ahead.Storage.List(ctx, prefix, false)
+	if err != nil {
+		return nil // none yet
+	}
+	names := make([]string, 0, len(keys))
+	for _, k := range keys {
+		names = append(names, path.Base(k))
+	}
+	return names
+}
+
+// configForCert is certmagic's GetConfigForCert: certificates whose names
+// are still covered get the config without on-demand, so that certmagic's
+// maintenance renews them in the background like the names managed ahead
+// (certmagic leaves on-demand certificates to be renewed at a handshake,
+// which a quiet name may not have before it expires). A certificate no
+// longer covered gets the on-demand config, which maintenance skips, and
+// whose handshake renewal the policy refuses.
+func (t *TLSManager) configForCert(c certmagic.Certificate) (*certmagic.Config, error) {
+	for _, n := range c.Names {
+		if _, ok := t.policy.Covering(n); !ok {
+			return t.magic, nil
+		}
+	}
+	return t.ahead, nil
+}
+
+// refreshBudgets sets edgeblock_tls_issuance_budget_remaining now and
+// then, since budgets come back with time, not with events.
+func (t *TLSManager) refreshBudgets() {
+	tick := time.NewTicker(budgetRefresh)
+	defer tick.Stop()
+	for {
+		t.setBudgets()
+		select {
+		case <-t.ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func (t *TLSManager) setBudgets() {
+	for pattern, n := range t.policy.Remaining() {
+		if l := t.patLabels.Label(pattern); l != certs.OtherLabel {
+			t.metrics.TLSBudgetRemaining.WithLabelValues(l).Set(float64(n))
+		}
+	}
 }
 
 // SetPorts tells the ACME issuer where our own listeners answer HTTP-01
@@ -119,44 +227,81 @@ func (t *TLSManager) SetPorts(httpAddr, httpsAddr string) {
 	}
 }
 
-// Covers reports whether a route or an active rule covers name; only then
-// may a certificate be obtained for it.
+// Covers reports whether a route or an active block-mode rule covers
+// name; only then may a certificate be obtained for it.
 func (p *Proxy) Covers(name string) (bool, error) {
-	st := p.state.Load()
-	if st == nil {
+	if p.state.Load() == nil {
 		return false, errors.New("not loaded yet")
 	}
 	n, err := blocklist.Normalize(name)
 	if err != nil {
 		return false, err
 	}
-	if st.routes.covers(n) {
-		return true, nil
-	}
-	_, ok := st.list.Match(n, time.Now())
+	_, ok := p.coveredPatterns().Match(n, time.Now())
 	return ok, nil
 }
 
-// decide is certmagic's on-demand DecisionFunc.
+// coveredPatterns returns the patterns of the state in use.
+func (p *Proxy) coveredPatterns() *certs.Patterns {
+	if st := p.state.Load(); st != nil {
+		return st.coveredSet()
+	}
+	return nil
+}
+
+// decide is certmagic's on-demand DecisionFunc: the policy decides, a
+// refusal is counted by reason and logged.
 func (t *TLSManager) decide(ctx context.Context, name string) error {
-	ok, err := t.p.Covers(name)
-	if err == nil && !ok {
-		err = fmt.Errorf("no route or block rule covers %q", name)
-	}
+	d, err := t.policy.Decide(ctx, name)
 	if err != nil {
-		t.metrics.TLSHandshakeRefuse.Inc()
-		t.log.Info("certificate refused", "event", "tls_refused", "name", name, "error", err.Error())
+		reason := certs.ReasonNotCovered
+		var r *certs.Refusal
+		if errors.As(err, &r) {
+			reason = r.Reason
+		}
+		t.metrics.TLSHandshakeRefuse.WithLabelValues(reason).Inc()
+		t.log.Info("certificate refused", "event", "tls_refused", "name", name, "reason", reason, "error", err.Error())
+		t.setBudgets()
+		return err
 	}
-	return err
+	if d.New {
+		t.log.Info("new name allowed", "event", "tls_new_name", "name", name, "pattern", d.Pattern.String())
+		t.setBudgets()
+	}
+	return nil
 }
 
 // TLSConfig returns the listener's TLS config: certificates from
-// certmagic, TLS 1.2 or later, HTTP/2 and HTTP/1.1 through ALPN.
+// certmagic; TLS 1.2 with ECDHE and AEAD suites only (AES-GCM,
+// ChaCha20-Poly1305), or TLS 1.3; HTTP/2 and HTTP/1.1 through ALPN;
+// session ticket keys rotated hourly. A name that we do not cover, or may
+// not get a certificate for now, gets the unrecognized_name alert.
 func (t *TLSManager) TLSConfig() *tls.Config {
 	c := t.magic.TLSConfig()
+	c.GetCertificate = t.getCertificate
 	c.MinVersion = tls.VersionTLS12
+	c.CipherSuites = []uint16{
+		tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+		tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+		tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+		tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+	}
 	c.NextProtos = append([]string{"h2", "http/1.1"}, c.NextProtos...)
+	t.tickets.Rotate(t.ctx, c)
 	return c
+}
+
+// getCertificate is the listener's GetCertificate. When the policy
+// refused the name it returns no certificate and no error: crypto/tls
+// then finds no certificate at all and sends the unrecognized_name alert
+// (112), where an error would send internal_error (80).
+func (t *TLSManager) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	cert, err := t.magic.GetCertificate(hello)
+	var r *certs.Refusal
+	if errors.As(err, &r) {
+		return nil, nil
+	}
+	return cert, err
 }
 
 // HTTPHandler returns the plain-HTTP listener's handler: ACME HTTP-01
@@ -254,6 +399,7 @@ func (t *TLSManager) onEvent(ctx context.Context, event string, data map[string]
 	case "cert_obtained":
 		renewal, _ := data["renewal"].(bool)
 		t.metrics.TLSObtain.WithLabelValues("success").Inc()
+		t.metrics.TLSObtainByPattern.WithLabelValues(t.patternLabel(name), "success").Inc()
 		t.log.Info("certificate obtained", "event", "tls_obtained", "name", name, "renewal", renewal, "issuer", fmt.Sprint(data["issuer"]))
 		// The event comes before certmagic puts a renewed certificate
 		// in its cache: the expiry is read from what it stored.
@@ -262,6 +408,7 @@ func (t *TLSManager) onEvent(ctx context.Context, event string, data map[string]
 	case "cert_failed":
 		renewal, _ := data["renewal"].(bool)
 		t.metrics.TLSObtain.WithLabelValues("failure").Inc()
+		t.metrics.TLSObtainByPattern.WithLabelValues(t.patternLabel(name), "failure").Inc()
 		t.log.Error("certificate obtain failed", "event", "tls_failed", "name", name, "renewal", renewal, "error", fmt.Sprint(data["error"]))
 	case "cached_managed_cert":
 		if sans, ok := data["sans"].([]string); ok {
@@ -272,6 +419,15 @@ func (t *TLSManager) onEvent(ctx context.Context, event string, data map[string]
 		}
 	}
 	return nil
+}
+
+// patternLabel is the pattern label of name in the issuance metrics.
+func (t *TLSManager) patternLabel(name string) string {
+	p, ok := t.policy.Covering(name)
+	if !ok {
+		return certs.OtherLabel
+	}
+	return t.patLabels.Label(p.String())
 }
 
 // issuerLabel is the issuer label of the expiry series: "internal" for the

@@ -118,7 +118,7 @@ func NewPolicy(l Limits, patterns func() *Patterns, has func(ctx context.Context
 		has = func(context.Context, string) bool { return false }
 	}
 	return &Policy{limits: l, patterns: patterns, has: has, now: time.Now,
-		client: &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
+		client:  &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
 		budgets: map[string]*budget{}}
 }
 

@@ -120,9 +120,9 @@ func TestPolicySeedAndHas(t *testing.T) {
 		name, want string
 		new        bool
 	}{
-		{"s1.customer.test", "", false},  // seeded
-		{"s9.customer.test", "", false},  // in storage
-		{"n1.customer.test", "", true},   // third name
+		{"s1.customer.test", "", false}, // seeded
+		{"s9.customer.test", "", false}, // in storage
+		{"n1.customer.test", "", true},  // third name
 		{"n2.customer.test", ReasonMaxNames, false},
 		{"y.forum.test", "", true},
 	} {
