@@ -345,7 +345,7 @@ func (t *TLSManager) HTTPHandler(next *Proxy, redirect bool, httpsPort int) http
 }
 
 // ManageAhead obtains certificates for the exact names of b's routes and
-// block rules, up to the configured limit, so that first visitors do not
+// block-mode rules (a report-mode rule covers no name), up to the configured limit, so that first visitors do not
 // wait. Names under wildcards are obtained on first use.
 func (t *TLSManager) ManageAhead(b *Bundle) {
 	var names []string
@@ -366,7 +366,7 @@ func (t *TLSManager) ManageAhead(b *Bundle) {
 	}
 	now := time.Now()
 	for r := range b.List.Rules() {
-		if !r.Wildcard && r.ActiveAt(now) && !add(r.Name) {
+		if !r.Wildcard && r.Mode == blocklist.ModeBlock && r.ActiveAt(now) && !add(r.Name) {
 			break
 		}
 	}
