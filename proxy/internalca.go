@@ -126,8 +126,11 @@ func (ca *internalCA) Issue(ctx context.Context, csr *x509.CertificateRequest) (
 	if err != nil {
 		return nil, fmt.Errorf("internal CA: signing: %w", err)
 	}
-	chain := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), ca.pem...)
-	return &certmagic.IssuedCertificate{Certificate: chain}, nil
+	// The root signs leaves directly, and a root is never sent: clients
+	// hold it as their trust anchor (RFC 8446 4.4.2 lets a server omit
+	// it, and sending it makes scanners report a self-signed
+	// certificate in the chain).
+	return &certmagic.IssuedCertificate{Certificate: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}, nil
 }
 
 func firstName(csr *x509.CertificateRequest) string {
