@@ -121,6 +121,10 @@ type TLSConfig struct {
 	// KeyType is the key type of new certificates: p256 (default), p384,
 	// rsa2048 or rsa4096.
 	KeyType string `yaml:"key_type"`
+	// InternalLifetime is how long the internal CA's leaf certificates
+	// are valid; they are renewed with a third of it left. Default 168h
+	// (7 days); at least 10s.
+	InternalLifetime time.Duration `yaml:"internal_lifetime"`
 }
 
 // OnDemandConfig bounds on-demand issuance, per covering pattern (a
@@ -664,6 +668,7 @@ func (c *Config) applyDefaults() {
 	if c.TLS.KeyType == "" {
 		c.TLS.KeyType = "p256"
 	}
+	def(&c.TLS.InternalLifetime, internalLeafLifetime)
 	if c.Log.Format == "" {
 		c.Log.Format = "json"
 	}
@@ -896,6 +901,9 @@ func (c *Config) validate(v *validator) {
 		if u, err := url.Parse(a); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Fragment != "" {
 			v.addf([]any{"tls", "on_demand", "ask"}, "%q: want an http:// or https:// URL without a fragment", a)
 		}
+	}
+	if c.TLS.InternalLifetime < 10*time.Second {
+		v.addf([]any{"tls", "internal_lifetime"}, "%s: want at least 10s", c.TLS.InternalLifetime)
 	}
 	if c.TLS.CacheCapacity < 0 {
 		v.addf([]any{"tls", "cache_capacity"}, "must not be negative")
@@ -1132,7 +1140,8 @@ func (c *Config) restartFields() map[string]string {
 		"timeouts.dial": c.Timeouts.Dial.String(), "timeouts.response_header": c.Timeouts.ResponseHeader.String(),
 		"timeouts.grace": c.Timeouts.Grace.String(), "tls.manage_ahead_limit": strconv.Itoa(c.TLS.ManageAheadLimit),
 		"tls.on_demand": fmt.Sprint(c.TLS.OnDemand), "tls.cache_capacity": strconv.Itoa(c.TLS.CacheCapacity), "tls.key_type": c.TLS.KeyType,
-		"log.format": c.Log.Format, "log.level": c.Log.Level,
+		"tls.internal_lifetime": c.TLS.InternalLifetime.String(),
+		"log.format":            c.Log.Format, "log.level": c.Log.Level,
 		"blocklist.watch": strconv.FormatBool(*c.Blocklist.Watch), "blocklist.debounce": c.Blocklist.Debounce.String(),
 		"blocklist.poll_interval": c.Blocklist.PollInterval.String(),
 		"blocklist.source":        c.Blocklist.Source, "fleet": fleetSummary(c.Fleet),

@@ -18,8 +18,9 @@ import (
 	"github.com/caddyserver/certmagic"
 )
 
-// internalLeafLifetime is how long leaf certificates of the internal CA
-// are valid; certmagic renews them when a third of that is left.
+// internalLeafLifetime is the default of how long leaf certificates of
+// the internal CA are valid (tls.internal_lifetime); certmagic renews them
+// when a third of that is left.
 const internalLeafLifetime = 7 * 24 * time.Hour
 
 // internalCA is a local certificate authority for tls.mode internal. Its
@@ -29,6 +30,9 @@ type internalCA struct {
 	root *x509.Certificate
 	key  *ecdsa.PrivateKey
 	pem  []byte
+	// lifetime is how long leaves are valid; zero means
+	// internalLeafLifetime.
+	lifetime time.Duration
 }
 
 // internalCAPaths returns where the root certificate and key live.
@@ -112,13 +116,20 @@ func (ca *internalCA) Issue(ctx context.Context, csr *x509.CertificateRequest) (
 		return nil, err
 	}
 	now := time.Now()
+	lifetime := ca.lifetime
+	if lifetime <= 0 {
+		lifetime = internalLeafLifetime
+	}
+	// Backdated for clocks a little behind, by at most a tenth of the
+	// lifetime so that a short lifetime is not mostly in the past.
+	backdate := min(5*time.Minute, lifetime/10)
 	tmpl := &x509.Certificate{
 		SerialNumber: serial,
 		Subject:      pkix.Name{CommonName: firstName(csr)},
 		DNSNames:     csr.DNSNames,
 		IPAddresses:  csr.IPAddresses,
-		NotBefore:    now.Add(-5 * time.Minute),
-		NotAfter:     now.Add(internalLeafLifetime),
+		NotBefore:    now.Add(-backdate),
+		NotAfter:     now.Add(lifetime),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}

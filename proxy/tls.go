@@ -88,6 +88,7 @@ func NewTLSManager(cfg *Config, log *slog.Logger, m *Metrics, p *Proxy) (*TLSMan
 		if err != nil {
 			return nil, err
 		}
+		ca.lifetime = cfg.TLS.InternalLifetime
 		t.magic.Issuers = []certmagic.Issuer{ca}
 		t.ahead.Issuers = []certmagic.Issuer{ca}
 	case "acme":
