@@ -51,13 +51,14 @@ func (s *state) coveredSet() *certs.Patterns {
 // rule covers no name: without a route its name is not served.
 func coveredPatterns(cfg *Config, list *blocklist.List) *certs.Patterns {
 	var ps []certs.Pattern
-	for _, r := range cfg.Routes {
+	for i := range cfg.Routes {
+		r := &cfg.Routes[i]
 		n, err := normalizePattern(r.Host)
 		if err != nil {
 			continue // validated already
 		}
 		if name, ok := strings.CutPrefix(n, "*."); ok {
-			ps = append(ps, certs.Pattern{Name: name, Kind: certs.Wildcard})
+			ps = append(ps, certs.Pattern{Name: name, Kind: certs.Wildcard, WildcardCert: r.wildcardCert()})
 		} else {
 			ps = append(ps, certs.Pattern{Name: n, Kind: certs.Exact})
 		}

@@ -41,6 +41,14 @@ type TLSManager struct {
 	patLabels certs.LabelSet // pattern labels of the issuance metrics
 	tickets   *certs.TicketKeys
 
+	// For wildcard certificates by DNS-01 (tls.mode acme): the config
+	// and ACME issuer templates, one config per DNS-01 setup (by
+	// dnsString), and the config of each wildcard name (under mu).
+	base     certmagic.Config
+	acmeTmpl certmagic.ACMEIssuer
+	dnsCfgs  map[string]*certmagic.Config
+	wildCfgs map[string]*certmagic.Config
+
 	mu      sync.Mutex
 	managed map[string]bool
 	certs   map[string]time.Time // expiry of the newest certificate of each name
@@ -78,6 +86,8 @@ func NewTLSManager(cfg *Config, log *slog.Logger, m *Metrics, p *Proxy) (*TLSMan
 		Logger:    zap.NewNop(),
 		KeySource: certmagic.StandardKeyGenerator{KeyType: certmagic.KeyType(cfg.TLS.KeyType)},
 	}
+	t.base = base
+	t.dnsCfgs, t.wildCfgs = map[string]*certmagic.Config{}, map[string]*certmagic.Config{}
 	onDemand := base
 	onDemand.OnDemand = &certmagic.OnDemandConfig{DecisionFunc: t.decide}
 	t.magic = certmagic.New(t.cache, onDemand)
@@ -106,6 +116,7 @@ func NewTLSManager(cfg *Config, log *slog.Logger, m *Metrics, p *Proxy) (*TLSMan
 			}
 			tmpl.TrustedRoots = pool
 		}
+		t.acmeTmpl = tmpl
 		for _, c := range []*certmagic.Config{t.magic, t.ahead} {
 			iss := certmagic.NewACMEIssuer(c, tmpl)
 			c.Issuers = []certmagic.Issuer{iss}
@@ -182,6 +193,14 @@ func (t *TLSManager) storedNames(ctx context.Context) []string {
 // longer covered gets the on-demand config, which maintenance skips, and
 // whose handshake renewal the policy refuses.
 func (t *TLSManager) configForCert(c certmagic.Certificate) (*certmagic.Config, error) {
+	if len(c.Names) == 1 {
+		t.mu.Lock()
+		cfg := t.wildCfgs[c.Names[0]]
+		t.mu.Unlock()
+		if cfg != nil {
+			return cfg, nil
+		}
+	}
 	for _, n := range c.Names {
 		if _, ok := t.policy.Covering(n); !ok {
 			return t.magic, nil
@@ -360,9 +379,29 @@ func (t *TLSManager) ManageAhead(b *Bundle) {
 		names = append(names, n)
 		return true
 	}
-	for _, r := range b.Config.Routes {
-		if n, err := normalizePattern(r.Host); err == nil && !strings.HasPrefix(n, "*.") {
+	// Wildcard routes with tls.wildcard get one certificate for
+	// "*.name": signed by the internal CA, or by DNS-01 with the
+	// route's DNS setup.
+	wild := map[*certmagic.Config][]string{}
+	for i := range b.Config.Routes {
+		r := &b.Config.Routes[i]
+		n, err := normalizePattern(r.Host)
+		switch {
+		case err != nil:
+		case !strings.HasPrefix(n, "*."):
 			add(n)
+		case r.wildcardCert() && t.mode == "internal":
+			add(n)
+		case r.wildcardCert() && t.mode == "acme":
+			cfg, err := t.dnsConfig(b.Config.dnsFor(r))
+			if err != nil {
+				t.log.Error("wildcard certificate not managed", "event", "tls_manage", "name", n, "error", err.Error())
+				continue
+			}
+			t.mu.Lock()
+			t.wildCfgs[n] = cfg
+			t.mu.Unlock()
+			wild[cfg] = append(wild[cfg], n)
 		}
 	}
 	now := time.Now()
@@ -372,23 +411,53 @@ func (t *TLSManager) ManageAhead(b *Bundle) {
 		}
 	}
 	t.mu.Lock()
-	var fresh []string
-	for _, n := range names {
-		if !t.managed[n] {
-			t.managed[n] = true
-			fresh = append(fresh, n)
+	fresh := func(names []string) []string {
+		var out []string
+		for _, n := range names {
+			if !t.managed[n] {
+				t.managed[n] = true
+				out = append(out, n)
+			}
 		}
+		return out
+	}
+	todo := map[*certmagic.Config][]string{t.ahead: fresh(names)}
+	for cfg, ns := range wild {
+		todo[cfg] = fresh(ns)
 	}
 	ctx := t.ctx
 	t.mu.Unlock()
 	// Names the new state no longer covers lose their expiry series.
 	t.refreshExpiry()
-	if len(fresh) == 0 {
-		return
+	for cfg, ns := range todo {
+		if len(ns) == 0 {
+			continue
+		}
+		if err := cfg.ManageAsync(ctx, ns); err != nil {
+			t.log.Error("managing certificates failed", "event", "tls_manage", "names", len(ns), "error", err.Error())
+		}
 	}
-	if err := t.ahead.ManageAsync(ctx, fresh); err != nil {
-		t.log.Error("managing certificates failed", "event", "tls_manage", "names", len(fresh), "error", err.Error())
+}
+
+// dnsConfig returns the certmagic config that obtains certificates by
+// DNS-01 with d, made on first use.
+func (t *TLSManager) dnsConfig(d *DNSConfig) (*certmagic.Config, error) {
+	key := dnsString(d)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if cfg, ok := t.dnsCfgs[key]; ok {
+		return cfg, nil
 	}
+	solver, err := d.certsDNS().Solver()
+	if err != nil {
+		return nil, err
+	}
+	cfg := certmagic.New(t.cache, t.base)
+	tmpl := t.acmeTmpl
+	tmpl.DNS01Solver = solver
+	cfg.Issuers = []certmagic.Issuer{certmagic.NewACMEIssuer(cfg, tmpl)}
+	t.dnsCfgs[key] = cfg
+	return cfg, nil
 }
 
 // onEvent logs certmagic's certificate events and keeps the metrics.
@@ -497,7 +566,7 @@ func (t *TLSManager) refreshExpiry() {
 	defer t.mu.Unlock()
 	want := map[string]time.Time{}
 	for name, notAfter := range t.certs {
-		if ok, err := t.p.Covers(name); err != nil || !ok {
+		if _, ok := t.policy.Covering(name); !ok {
 			continue
 		}
 		label := t.expiryLabel(name)

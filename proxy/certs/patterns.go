@@ -28,6 +28,10 @@ type Pattern struct {
 	Kind Kind
 	// Until is when the pattern stops covering; zero means never.
 	Until time.Time
+	// WildcardCert says that one certificate for "*.Name", obtained
+	// ahead, serves the names one label under Name: they are never
+	// obtained one by one.
+	WildcardCert bool
 }
 
 // String returns "*.name" for a Wildcard pattern and the name otherwise.

@@ -20,10 +20,13 @@ const (
 	ReasonMaxNames   = "max_names"   // the pattern holds its most names
 	ReasonAskDenied  = "ask_denied"  // the ask endpoint answered other than 200
 	ReasonAskError   = "ask_error"   // the ask endpoint did not answer in time
+	// ReasonWildcardPending: the name is served by a wildcard
+	// certificate that is not there yet.
+	ReasonWildcardPending = "wildcard_pending"
 )
 
 // Reasons lists every reason, for metrics that start each series at zero.
-var Reasons = []string{ReasonNotCovered, ReasonBudget, ReasonMaxNames, ReasonAskDenied, ReasonAskError}
+var Reasons = []string{ReasonNotCovered, ReasonBudget, ReasonMaxNames, ReasonAskDenied, ReasonAskError, ReasonWildcardPending}
 
 // Refusal is the error of a refused decision.
 type Refusal struct {
@@ -44,6 +47,8 @@ func (r *Refusal) Error() string {
 		s = "holds its most names"
 	case ReasonAskDenied:
 		s = "is refused by the ask endpoint"
+	case ReasonWildcardPending:
+		s = "waits for the wildcard certificate"
 	default:
 		s = "is refused: the ask endpoint failed"
 	}
@@ -150,6 +155,14 @@ func (p *Policy) Decide(ctx context.Context, name string) (Decision, error) {
 	b := p.budgetLocked(pat, now)
 	_, known := b.names[name]
 	p.mu.Unlock()
+	if pat.WildcardCert && oneLabelUnder(name, pat.Name) {
+		// Served by the wildcard certificate (from storage, when the
+		// cache has dropped it), never by one of its own.
+		if !p.has(ctx, name) {
+			return Decision{}, &Refusal{Name: name, Pattern: label, Reason: ReasonWildcardPending}
+		}
+		known = true
+	}
 	if !known && !p.has(ctx, name) {
 		p.mu.Lock()
 		b.prune(now)
@@ -181,6 +194,12 @@ func (p *Policy) Decide(ctx context.Context, name string) (Decision, error) {
 		return Decision{}, &Refusal{Name: name, Pattern: label, Reason: reason, Err: err}
 	}
 	return d, nil
+}
+
+// oneLabelUnder reports whether name is one label under parent.
+func oneLabelUnder(name, parent string) bool {
+	label, rest, ok := strings.Cut(name, ".")
+	return ok && label != "" && rest == parent
 }
 
 // budgetLocked returns the budget of pat, creating it with the seeded
