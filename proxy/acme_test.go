@@ -129,6 +129,13 @@ type pebbleEnv struct {
 // for the proxy's HTTP and HTTPS listeners. extraEnv goes to pebble.
 func startPebble(t *testing.T, extraEnv ...string) *pebbleEnv {
 	t.Helper()
+	return startPebbleDNS(t, "", extraEnv...)
+}
+
+// startPebbleDNS is startPebble with pebble resolving through the DNS
+// server at dnsAddr instead, when not empty (no pebble-challtestsrv).
+func startPebbleDNS(t *testing.T, dnsAddr string, extraEnv ...string) *pebbleEnv {
+	t.Helper()
 	pebble := requireBinary(t, "pebble", "pebble")
 	challtest := requireBinary(t, "pebble-challtestsrv", "pebble")
 	pe := &pebbleEnv{dir: t.TempDir(), httpPort: freePort(t), httpsPort: freePort(t), dnsPort: freePort(t),
@@ -141,14 +148,17 @@ func startPebble(t *testing.T, extraEnv ...string) *pebbleEnv {
 		"ocspResponderURL": "", "externalAccountBindingRequired": false,
 	}})
 	writeFile(t, filepath.Join(pe.dir, "pebble.json"), string(pcfg))
-	startProcess(t, nil, challtest, "-defaultIPv4", "127.0.0.1", "-defaultIPv6", "",
-		"-dns01", fmt.Sprintf("127.0.0.1:%d", pe.dnsPort), "-http01", "", "-https01", "", "-tlsalpn01", "",
-		"-management", fmt.Sprintf("127.0.0.1:%d", pe.chMgmtPort))
+	if dnsAddr == "" {
+		dnsAddr = fmt.Sprintf("127.0.0.1:%d", pe.dnsPort)
+		startProcess(t, nil, challtest, "-defaultIPv4", "127.0.0.1", "-defaultIPv6", "",
+			"-dns01", dnsAddr, "-http01", "", "-https01", "", "-tlsalpn01", "",
+			"-management", fmt.Sprintf("127.0.0.1:%d", pe.chMgmtPort))
+	}
 	pe.out = startProcess(t, append([]string{"PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0"}, extraEnv...), pebble,
-		"-config", filepath.Join(pe.dir, "pebble.json"), "-dnsserver", fmt.Sprintf("127.0.0.1:%d", pe.dnsPort))
+		"-config", filepath.Join(pe.dir, "pebble.json"), "-dnsserver", dnsAddr)
 	waitListening(t, fmt.Sprintf("127.0.0.1:%d", pe.acmePort))
 	waitListening(t, fmt.Sprintf("127.0.0.1:%d", pe.mgmtPort))
-	waitListening(t, fmt.Sprintf("127.0.0.1:%d", pe.dnsPort))
+	waitListening(t, dnsAddr)
 
 	// Pebble signs with a root it makes at start; fetch it to trust the
 	// certificates it issues.

@@ -49,11 +49,15 @@ func (d DNS) Solver() (*certmagic.DNS01Solver, error) {
 	if _, err := base64.StdEncoding.DecodeString(secret); err != nil || secret == "" {
 		return nil, fmt.Errorf("dns key_secret_file %s: want the base64 TSIG secret alone", d.KeySecretFile)
 	}
+	timeout := d.PropagationTimeout
+	if timeout < 0 {
+		timeout = -1 // certmagic's value for "no check"
+	}
 	p := &rfc2136.Provider{KeyName: d.KeyName, KeyAlg: d.KeyAlg, Key: secret, Server: d.Server}
 	return &certmagic.DNS01Solver{DNSManager: certmagic.DNSManager{
 		DNSProvider:        p,
 		Resolvers:          d.Resolvers,
-		PropagationTimeout: d.PropagationTimeout,
+		PropagationTimeout: timeout,
 		TTL:                60 * time.Second,
 	}}, nil
 }
