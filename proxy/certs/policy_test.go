@@ -186,3 +186,32 @@ func TestLabelSet(t *testing.T) {
 		}
 	}
 }
+
+// TestPolicyWildcardCert: names one label under a pattern served by a
+// wildcard certificate wait for it and are never charged; deeper names
+// take the budget as usual.
+func TestPolicyWildcardCert(t *testing.T) {
+	set := NewPatterns([]Pattern{{Name: "wild.test", Kind: Wildcard, WildcardCert: true}})
+	stored := false
+	p := NewPolicy(Limits{MaxNewPerHour: 1, MaxNames: 10}, func() *Patterns { return set },
+		func(_ context.Context, n string) bool { return stored && n != "b.a.wild.test" })
+	ctx := t.Context()
+	for _, tt := range []struct {
+		name, want string
+		stored     bool
+		new        bool
+	}{
+		{"a.wild.test", ReasonWildcardPending, false, false},
+		{"a.wild.test", "", true, false},
+		{"b.wild.test", "", true, false},
+		{"b.a.wild.test", "", true, true},
+		{"c.a.wild.test", "", true, false}, // stored (has says so)
+		{"wild.test", ReasonNotCovered, true, false},
+	} {
+		stored = tt.stored
+		d, err := p.Decide(ctx, tt.name)
+		if reason(err) != tt.want || d.New != tt.new {
+			t.Errorf("%s: %q new=%v, want %q new=%v", tt.name, reason(err), d.New, tt.want, tt.new)
+		}
+	}
+}
