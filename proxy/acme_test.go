@@ -113,30 +113,76 @@ func TestACMEWithPebble(t *testing.T) {
 	}
 }
 
-func testACME(t *testing.T, challenge string) {
+// pebbleEnv is a running pebble and pebble-challtestsrv.
+type pebbleEnv struct {
+	dir                 string
+	httpPort, httpsPort int // where pebble validates: the proxy's listeners
+	acmePort, mgmtPort  int
+	dnsPort, chMgmtPort int
+	cert                string // pebble's own HTTPS certificate, for tls.ca_root
+	roots               *x509.CertPool
+	out                 *syncBuffer
+}
+
+// startPebble starts pebble-challtestsrv (whose DNS answers every name with
+// 127.0.0.1) and pebble resolving through it, validating on fresh ports
+// for the proxy's HTTP and HTTPS listeners. extraEnv goes to pebble.
+func startPebble(t *testing.T, extraEnv ...string) *pebbleEnv {
+	t.Helper()
+	return startPebbleDNS(t, "", extraEnv...)
+}
+
+// startPebbleDNS is startPebble with pebble resolving through the DNS
+// server at dnsAddr instead, when not empty (no pebble-challtestsrv).
+func startPebbleDNS(t *testing.T, dnsAddr string, extraEnv ...string) *pebbleEnv {
+	t.Helper()
 	pebble := requireBinary(t, "pebble", "pebble")
 	challtest := requireBinary(t, "pebble-challtestsrv", "pebble")
-	dir := t.TempDir()
-	httpPort, httpsPort, dnsPort, acmePort, mgmtPort, chMgmtPort := freePort(t), freePort(t), freePort(t), freePort(t), freePort(t), freePort(t)
-	cert, key := selfSigned(t, dir)
+	pe := &pebbleEnv{dir: t.TempDir(), httpPort: freePort(t), httpsPort: freePort(t), dnsPort: freePort(t),
+		acmePort: freePort(t), mgmtPort: freePort(t), chMgmtPort: freePort(t)}
+	cert, key := selfSigned(t, pe.dir)
+	pe.cert = cert
 	pcfg, _ := json.Marshal(map[string]any{"pebble": map[string]any{
-		"listenAddress": fmt.Sprintf("127.0.0.1:%d", acmePort), "managementListenAddress": fmt.Sprintf("127.0.0.1:%d", mgmtPort),
-		"certificate": cert, "privateKey": key, "httpPort": httpPort, "tlsPort": httpsPort,
+		"listenAddress": fmt.Sprintf("127.0.0.1:%d", pe.acmePort), "managementListenAddress": fmt.Sprintf("127.0.0.1:%d", pe.mgmtPort),
+		"certificate": cert, "privateKey": key, "httpPort": pe.httpPort, "tlsPort": pe.httpsPort,
 		"ocspResponderURL": "", "externalAccountBindingRequired": false,
 	}})
-	writeFile(t, filepath.Join(dir, "pebble.json"), string(pcfg))
-	startProcess(t, nil, challtest, "-defaultIPv4", "127.0.0.1", "-defaultIPv6", "",
-		"-dns01", fmt.Sprintf("127.0.0.1:%d", dnsPort), "-http01", "", "-https01", "", "-tlsalpn01", "",
-		"-management", fmt.Sprintf("127.0.0.1:%d", chMgmtPort))
-	pebbleOut := startProcess(t, []string{"PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0"}, pebble,
-		"-config", filepath.Join(dir, "pebble.json"), "-dnsserver", fmt.Sprintf("127.0.0.1:%d", dnsPort))
-	waitListening(t, fmt.Sprintf("127.0.0.1:%d", acmePort))
-	waitListening(t, fmt.Sprintf("127.0.0.1:%d", mgmtPort))
-	waitListening(t, fmt.Sprintf("127.0.0.1:%d", dnsPort))
+	writeFile(t, filepath.Join(pe.dir, "pebble.json"), string(pcfg))
+	if dnsAddr == "" {
+		dnsAddr = fmt.Sprintf("127.0.0.1:%d", pe.dnsPort)
+		startProcess(t, nil, challtest, "-defaultIPv4", "127.0.0.1", "-defaultIPv6", "",
+			"-dns01", dnsAddr, "-http01", "", "-https01", "", "-tlsalpn01", "",
+			"-management", fmt.Sprintf("127.0.0.1:%d", pe.chMgmtPort))
+	}
+	pe.out = startProcess(t, append([]string{"PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0"}, extraEnv...), pebble,
+		"-config", filepath.Join(pe.dir, "pebble.json"), "-dnsserver", dnsAddr)
+	waitListening(t, fmt.Sprintf("127.0.0.1:%d", pe.acmePort))
+	waitListening(t, fmt.Sprintf("127.0.0.1:%d", pe.mgmtPort))
+	waitListening(t, dnsAddr)
 
-	o := echoOrigin(t)
-	storage := storageDir(t)
-	config := fmt.Sprintf(`listen:
+	// Pebble signs with a root it makes at start; fetch it to trust the
+	// certificates it issues.
+	pe.roots = x509.NewCertPool()
+	mgmt := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	resp, err := mgmt.Get(fmt.Sprintf("https://127.0.0.1:%d/roots/0", pe.mgmtPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rootPEM, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !pe.roots.AppendCertsFromPEM(rootPEM) {
+		t.Fatalf("pebble root: %s", rootPEM)
+	}
+	return pe
+}
+
+// orders returns how many new orders pebble has received.
+func (pe *pebbleEnv) orders() int { return strings.Count(pe.out.String(), "POST /order-plz") }
+
+// tlsConfig returns the tls: section of a config obtaining from this
+// pebble with challenge.
+func (pe *pebbleEnv) tlsConfig(storage, challenge string) string {
+	return fmt.Sprintf(`listen:
   http: 127.0.0.1:%d
   https: 127.0.0.1:%d
   admin: 127.0.0.1:0
@@ -147,22 +193,16 @@ tls:
   email: ops@edgeblock.test
   storage: %s
   challenges: [%s]
-`, httpPort, httpsPort, acmePort, cert, storage, challenge) + routeConfig("app.edgeblock.test", `"`+o.URL+`"`)
-	list := "blocked.edgeblock.test reason=\"Blocked over ACME TLS\"\n"
+`, pe.httpPort, pe.httpsPort, pe.acmePort, pe.cert, storage, challenge)
+}
 
-	// Pebble signs with a root it makes at start; fetch it to trust the
-	// certificates it issues.
-	pebbleRoots := x509.NewCertPool()
-	mgmt := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
-	resp, err := mgmt.Get(fmt.Sprintf("https://127.0.0.1:%d/roots/0", mgmtPort))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rootPEM, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if !pebbleRoots.AppendCertsFromPEM(rootPEM) {
-		t.Fatalf("pebble root: %s", rootPEM)
-	}
+func testACME(t *testing.T, challenge string) {
+	pe := startPebble(t)
+	o := echoOrigin(t)
+	storage := storageDir(t)
+	config := pe.tlsConfig(storage, challenge) + routeConfig("app.edgeblock.test", `"`+o.URL+`"`)
+	list := "blocked.edgeblock.test reason=\"Blocked over ACME TLS\"\n"
+	pebbleRoots, pebbleOut := pe.roots, pe.out
 
 	run := func(e *testEnv) {
 		t.Helper()

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/edgeblock/edgeblock/blocklist"
+	"github.com/edgeblock/edgeblock/proxy/certs"
 	"github.com/edgeblock/edgeblock/proxy/fleet"
 	"go.yaml.in/yaml/v3"
 )
@@ -112,6 +113,90 @@ type TLSConfig struct {
 	// rules get certificates at start and reload; names beyond it (and
 	// names under wildcards) are obtained on first use. Default 1000.
 	ManageAheadLimit int `yaml:"manage_ahead_limit"`
+	// OnDemand bounds the certificates obtained on first use.
+	OnDemand OnDemandConfig `yaml:"on_demand"`
+	// CacheCapacity is how many certificates are kept in memory; beyond
+	// it certmagic evicts one at random, which is loaded again from
+	// storage at its next handshake. Default 10000.
+	CacheCapacity int `yaml:"cache_capacity"`
+	// KeyType is the key type of new certificates: p256 (default), p384,
+	// rsa2048 or rsa4096.
+	KeyType string `yaml:"key_type"`
+	// InternalLifetime is how long the internal CA's leaf certificates
+	// are valid; they are renewed with a third of it left. Default 168h
+	// (7 days); at least 10s.
+	InternalLifetime time.Duration `yaml:"internal_lifetime"`
+	// DNS, if set, solves DNS-01 challenges for the wildcard
+	// certificates of routes with tls.wildcard (tls.mode acme). Default
+	// none.
+	DNS *DNSConfig `yaml:"dns"`
+}
+
+// DNSConfig configures DNS-01 challenges through a DNS provider (see
+// certs.DNS).
+type DNSConfig struct {
+	// Provider is rfc2136 (dynamic updates signed with TSIG). Required.
+	Provider string `yaml:"provider"`
+	// Server is the host:port of the primary server taking updates.
+	// Required.
+	Server string `yaml:"server"`
+	// KeyName is the TSIG key's name. Required.
+	KeyName string `yaml:"key_name"`
+	// KeyAlg is the TSIG algorithm. Default hmac-sha256.
+	KeyAlg string `yaml:"key_alg"`
+	// KeySecretFile holds the key's base64 secret. Required.
+	KeySecretFile string `yaml:"key_secret_file"`
+	// Resolvers (host:port) find the zone and check propagation.
+	// Default the system's resolvers.
+	Resolvers []string `yaml:"resolvers"`
+	// PropagationTimeout bounds the wait for the record to show on the
+	// zone's authoritative servers; negative skips the check. Default
+	// 2m.
+	PropagationTimeout time.Duration `yaml:"propagation_timeout"`
+}
+
+// certsDNS returns d for the certs package.
+func (d *DNSConfig) certsDNS() certs.DNS {
+	return certs.DNS{Provider: d.Provider, Server: d.Server, KeyName: d.KeyName, KeyAlg: d.KeyAlg,
+		KeySecretFile: d.KeySecretFile, Resolvers: d.Resolvers, PropagationTimeout: d.PropagationTimeout}
+}
+
+// dnsString returns d's settings as one string, for restartFields.
+func dnsString(d *DNSConfig) string {
+	if d == nil {
+		return ""
+	}
+	return fmt.Sprintf("%+v", *d)
+}
+
+// RouteTLSConfig is a route's certificate settings.
+type RouteTLSConfig struct {
+	// Wildcard serves the names under a "*.name" route with one
+	// wildcard certificate for *.name, obtained ahead through DNS-01
+	// (tls.mode acme, with DNS or tls.dns) or signed by the internal
+	// CA. Default false: one certificate per name, on demand.
+	Wildcard bool `yaml:"wildcard"`
+	// DNS is this route's DNS-01 setup, instead of tls.dns; it implies
+	// Wildcard.
+	DNS *DNSConfig `yaml:"dns"`
+}
+
+// OnDemandConfig bounds on-demand issuance, per covering pattern (a
+// route's host or a block rule's pattern). A name that already holds a
+// certificate is not new.
+type OnDemandConfig struct {
+	// MaxNewPerHour is how many new names one pattern may get
+	// certificates for in any 60 minutes. Default 10.
+	MaxNewPerHour int `yaml:"max_new_per_hour"`
+	// MaxNames is how many names one pattern may hold certificates for
+	// in total. Default 1000.
+	MaxNames int `yaml:"max_names"`
+	// Ask is an http(s) URL asked with GET ?domain=NAME after our own
+	// decision allowed a name, as Caddy's on-demand ask: 200 allows,
+	// anything else or no answer within AskTimeout refuses. Default none.
+	Ask string `yaml:"ask"`
+	// AskTimeout bounds one ask. Default 5s.
+	AskTimeout time.Duration `yaml:"ask_timeout"`
 }
 
 // BlocklistConfig locates the blocklist and the defaults of its rules.
@@ -157,6 +242,20 @@ type RouteConfig struct {
 	Host string `yaml:"host"`
 	// Origins are http:// or https:// base URLs, used in turn.
 	Origins []string `yaml:"origins"`
+	// TLS is the route's certificate settings.
+	TLS RouteTLSConfig `yaml:"tls"`
+}
+
+// wildcardCert reports whether the route is served by one wildcard
+// certificate.
+func (r *RouteConfig) wildcardCert() bool { return r.TLS.Wildcard || r.TLS.DNS != nil }
+
+// dnsFor returns the DNS-01 setup of route r: its own, else the global one.
+func (c *Config) dnsFor(r *RouteConfig) *DNSConfig {
+	if r.TLS.DNS != nil {
+		return r.TLS.DNS
+	}
+	return c.TLS.DNS
 }
 
 // TimeoutConfig bounds the public servers and the origin connections.
@@ -650,6 +749,34 @@ func (c *Config) applyDefaults() {
 	if c.TLS.ManageAheadLimit == 0 {
 		c.TLS.ManageAheadLimit = 1000
 	}
+	if c.TLS.OnDemand.MaxNewPerHour == 0 {
+		c.TLS.OnDemand.MaxNewPerHour = 10
+	}
+	if c.TLS.OnDemand.MaxNames == 0 {
+		c.TLS.OnDemand.MaxNames = 1000
+	}
+	def(&c.TLS.OnDemand.AskTimeout, 5*time.Second)
+	if c.TLS.CacheCapacity == 0 {
+		c.TLS.CacheCapacity = 10000
+	}
+	if c.TLS.KeyType == "" {
+		c.TLS.KeyType = "p256"
+	}
+	def(&c.TLS.InternalLifetime, internalLeafLifetime)
+	dnsDefaults := func(d *DNSConfig) {
+		if d == nil {
+			return
+		}
+		rel(&d.KeySecretFile)
+		if d.KeyAlg == "" {
+			d.KeyAlg = "hmac-sha256"
+		}
+		def(&d.PropagationTimeout, 2*time.Minute)
+	}
+	dnsDefaults(c.TLS.DNS)
+	for i := range c.Routes {
+		dnsDefaults(c.Routes[i].TLS.DNS)
+	}
 	if c.Log.Format == "" {
 		c.Log.Format = "json"
 	}
@@ -867,6 +994,44 @@ func (c *Config) validate(v *validator) {
 	if c.TLS.RedirectPort < 0 || c.TLS.RedirectPort > 65535 {
 		v.addf([]any{"tls", "redirect_port"}, "%d is not a port", c.TLS.RedirectPort)
 	}
+	for _, f := range []struct {
+		key string
+		val int
+	}{{"max_new_per_hour", c.TLS.OnDemand.MaxNewPerHour}, {"max_names", c.TLS.OnDemand.MaxNames}} {
+		if f.val < 0 {
+			v.addf([]any{"tls", "on_demand", f.key}, "must not be negative")
+		}
+	}
+	if c.TLS.OnDemand.AskTimeout < 0 {
+		v.addf([]any{"tls", "on_demand", "ask_timeout"}, "must not be negative")
+	}
+	if a := c.TLS.OnDemand.Ask; a != "" {
+		if u, err := url.Parse(a); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Fragment != "" {
+			v.addf([]any{"tls", "on_demand", "ask"}, "%q: want an http:// or https:// URL without a fragment", a)
+		}
+	}
+	c.validateDNS(v, []any{"tls", "dns"}, c.TLS.DNS)
+	for i := range c.Routes {
+		r := &c.Routes[i]
+		c.validateDNS(v, []any{"routes", i, "tls", "dns"}, r.TLS.DNS)
+		if !r.wildcardCert() {
+			continue
+		}
+		if !strings.HasPrefix(r.Host, "*.") {
+			v.addf([]any{"routes", i, "tls"}, "a wildcard certificate needs a *.name host, not %q", r.Host)
+		} else if c.TLS.Mode == "acme" && c.dnsFor(r) == nil {
+			v.addf([]any{"routes", i, "tls", "wildcard"}, "needs tls.dns or routes[%d].tls.dns: an ACME CA issues wildcard certificates through DNS-01 only", i)
+		}
+	}
+	if c.TLS.InternalLifetime < 10*time.Second {
+		v.addf([]any{"tls", "internal_lifetime"}, "%s: want at least 10s", c.TLS.InternalLifetime)
+	}
+	if c.TLS.CacheCapacity < 0 {
+		v.addf([]any{"tls", "cache_capacity"}, "must not be negative")
+	}
+	if !slices.Contains([]string{"p256", "p384", "rsa2048", "rsa4096"}, c.TLS.KeyType) {
+		v.addf([]any{"tls", "key_type"}, "%q: want p256, p384, rsa2048 or rsa4096", c.TLS.KeyType)
+	}
 	if c.TLS.CARoot != "" {
 		if _, err := os.Stat(c.TLS.CARoot); err != nil {
 			v.addf([]any{"tls", "ca_root"}, "%s", pathProblem(err))
@@ -1040,6 +1205,37 @@ func fleetProblem(p string) ([]any, string) {
 	return field, msg
 }
 
+// validateDNS checks a DNS-01 setup at field, if any.
+func (c *Config) validateDNS(v *validator, field []any, d *DNSConfig) {
+	if d == nil {
+		return
+	}
+	at := func(key string) []any { return append(slices.Clip(field), key) }
+	if d.Provider != "rfc2136" {
+		v.addf(at("provider"), "%q: want rfc2136", d.Provider)
+	}
+	for _, s := range append([]string{d.Server}, d.Resolvers...) {
+		if _, port, err := net.SplitHostPort(s); err != nil || port == "" {
+			key := "server"
+			if s != d.Server {
+				key = "resolvers"
+			}
+			v.addf(at(key), "%q is not host:port", s)
+		}
+	}
+	if d.KeyName == "" {
+		v.addf(at("key_name"), "required")
+	}
+	if !slices.Contains(certs.TSIGAlgorithms, d.KeyAlg) {
+		v.addf(at("key_alg"), "%q: want one of %s", d.KeyAlg, strings.Join(certs.TSIGAlgorithms, ", "))
+	}
+	if d.KeySecretFile == "" {
+		v.addf(at("key_secret_file"), "required")
+	} else if _, err := os.Stat(d.KeySecretFile); err != nil {
+		v.addf(at("key_secret_file"), "%s", pathProblem(err))
+	}
+}
+
 // looksLikeProduction reports whether the config obtains certificates from
 // a public ACME CA: tls.mode acme, not Let's Encrypt staging, and no
 // tls.ca_root (which only a private CA needs). Placeholders are warned
@@ -1101,6 +1297,8 @@ func (c *Config) restartFields() map[string]string {
 		"timeouts.read_header": c.Timeouts.ReadHeader.String(), "timeouts.idle": c.Timeouts.Idle.String(),
 		"timeouts.dial": c.Timeouts.Dial.String(), "timeouts.response_header": c.Timeouts.ResponseHeader.String(),
 		"timeouts.grace": c.Timeouts.Grace.String(), "tls.manage_ahead_limit": strconv.Itoa(c.TLS.ManageAheadLimit),
+		"tls.on_demand": fmt.Sprint(c.TLS.OnDemand), "tls.cache_capacity": strconv.Itoa(c.TLS.CacheCapacity), "tls.key_type": c.TLS.KeyType,
+		"tls.internal_lifetime": c.TLS.InternalLifetime.String(), "tls.dns": dnsString(c.TLS.DNS),
 		"log.format": c.Log.Format, "log.level": c.Log.Level,
 		"blocklist.watch": strconv.FormatBool(*c.Blocklist.Watch), "blocklist.debounce": c.Blocklist.Debounce.String(),
 		"blocklist.poll_interval": c.Blocklist.PollInterval.String(),

@@ -29,6 +29,21 @@ func TestConfigErrorsNameFileAndLine(t *testing.T) {
 			`testdata/invalid.yaml:18: timeouts.idle: must not be negative`,
 			`testdata/invalid.yaml:20: log.format: "xml": want json or text`,
 		}},
+		// Certificate settings: on-demand bounds, key type, DNS-01.
+		{"testdata/invalid-tls.yaml", []string{
+			`testdata/invalid-tls.yaml:6: tls.on_demand.max_new_per_hour: must not be negative`,
+			`testdata/invalid-tls.yaml:7: tls.on_demand.ask: "ftp://ask.example/check": want an http:// or https:// URL without a fragment`,
+			`testdata/invalid-tls.yaml:8: tls.cache_capacity: must not be negative`,
+			`testdata/invalid-tls.yaml:9: tls.key_type: "rsa1024": want p256, p384, rsa2048 or rsa4096`,
+			`testdata/invalid-tls.yaml:10: tls.internal_lifetime: 1s: want at least 10s`,
+			`testdata/invalid-tls.yaml:12: tls.dns.provider: "route53": want rfc2136`,
+			`testdata/invalid-tls.yaml:12: tls.dns.key_name: required`,
+			`testdata/invalid-tls.yaml:13: tls.dns.server: "ns1.example" is not host:port`,
+			`testdata/invalid-tls.yaml:14: tls.dns.key_alg: "hmac-md5": want one of hmac-sha256, hmac-sha384, hmac-sha512, hmac-sha224, hmac-sha1`,
+			`testdata/invalid-tls.yaml:15: tls.dns.key_secret_file: ` + absTestdata(t, "no-such-secret") + `: no such file`,
+			`testdata/invalid-tls.yaml:22: routes[0].tls: a wildcard certificate needs a *.name host, not "app.example.com"`,
+			`testdata/invalid-tls.yaml:30: routes[1].tls.dns.key_secret_file: ` + absTestdata(t, "no-such-secret") + `: no such file`,
+		}},
 		// Every unknown key, at every depth, with its dotted path and
 		// the nearest known key at that level.
 		{"testdata/unknown-key.yaml", []string{

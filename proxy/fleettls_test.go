@@ -4,9 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -19,58 +17,6 @@ import (
 	"github.com/edgeblock/edgeblock/proxy/fleet"
 	"github.com/edgeblock/edgeblock/proxy/fleet/fleettest"
 )
-
-// pebbleEnv is a running pebble with pebble-challtestsrv as its DNS, which
-// answers every name with 127.0.0.1; HTTP-01 validation connects to
-// httpPort.
-type pebbleEnv struct {
-	dir, dirURL, caRoot string
-	httpPort            int
-	out                 *syncBuffer
-	roots               *x509.CertPool // pebble's issuing root
-}
-
-func startPebble(t *testing.T) *pebbleEnv {
-	t.Helper()
-	pebble := requireBinary(t, "pebble", "pebble")
-	challtest := requireBinary(t, "pebble-challtestsrv", "pebble")
-	p := &pebbleEnv{dir: t.TempDir(), httpPort: freePort(t)}
-	dnsPort, acmePort, mgmtPort, chMgmtPort := freePort(t), freePort(t), freePort(t), freePort(t)
-	cert, key := selfSigned(t, p.dir)
-	p.caRoot = cert
-	pcfg, _ := json.Marshal(map[string]any{"pebble": map[string]any{
-		"listenAddress": fmt.Sprintf("127.0.0.1:%d", acmePort), "managementListenAddress": fmt.Sprintf("127.0.0.1:%d", mgmtPort),
-		"certificate": cert, "privateKey": key, "httpPort": p.httpPort, "tlsPort": freePort(t),
-		"ocspResponderURL": "", "externalAccountBindingRequired": false,
-	}})
-	writeFile(t, filepath.Join(p.dir, "pebble.json"), string(pcfg))
-	startProcess(t, nil, challtest, "-defaultIPv4", "127.0.0.1", "-defaultIPv6", "",
-		"-dns01", fmt.Sprintf("127.0.0.1:%d", dnsPort), "-http01", "", "-https01", "", "-tlsalpn01", "",
-		"-management", fmt.Sprintf("127.0.0.1:%d", chMgmtPort))
-	// No authorization reuse: every order of a name needs its own
-	// validation, so a second order could not hide behind the first.
-	p.out = startProcess(t, []string{"PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0", "PEBBLE_AUTHZREUSE=0"}, pebble,
-		"-config", filepath.Join(p.dir, "pebble.json"), "-dnsserver", fmt.Sprintf("127.0.0.1:%d", dnsPort))
-	for _, port := range []int{acmePort, mgmtPort, dnsPort} {
-		waitListening(t, fmt.Sprintf("127.0.0.1:%d", port))
-	}
-	p.dirURL = fmt.Sprintf("https://127.0.0.1:%d/dir", acmePort)
-	mgmt := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
-	resp, err := mgmt.Get(fmt.Sprintf("https://127.0.0.1:%d/roots/0", mgmtPort))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rootPEM, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	p.roots = x509.NewCertPool()
-	if !p.roots.AppendCertsFromPEM(rootPEM) {
-		t.Fatalf("pebble root: %s", rootPEM)
-	}
-	return p
-}
-
-// orders counts the new orders pebble received.
-func (p *pebbleEnv) orders() int { return strings.Count(p.out.String(), "POST /order-plz") }
 
 // newEdges prepares n edges (not started) from the configs, each with the
 // blocklist list, in their own directories.
@@ -141,7 +87,9 @@ func leafOf(addr, name string) ([]*x509.Certificate, error) {
 // it.
 func TestFleetCertificatesOneOrder(t *testing.T) {
 	rd := fleettest.Start(t)
-	p := startPebble(t)
+	// No authorization reuse: every order of a name needs its own
+	// validation, so a second order could not hide behind the first.
+	p := startPebble(t, "PEBBLE_AUTHZREUSE=0")
 	o := echoOrigin(t)
 	var configs []string
 	for i := range 3 {
@@ -165,7 +113,7 @@ fleet:
     dial_timeout: 300ms
     timeout: 500ms
   node: edge-%d
-`, http, p.dirURL, p.caRoot, rd.Addr(), i)+routeConfig("app.edgeblock.test", `"`+o.URL+`"`, "*.new.edgeblock.test", `"`+o.URL+`"`))
+`, http, fmt.Sprintf("https://127.0.0.1:%d/dir", p.acmePort), p.cert, rd.Addr(), i)+routeConfig("app.edgeblock.test", `"`+o.URL+`"`, "*.new.edgeblock.test", `"`+o.URL+`"`))
 	}
 	envs, bundles := newEdges(t, configs, "blocked.edgeblock.test\n")
 	startTogether(t, envs, bundles)

@@ -18,8 +18,9 @@ import (
 	"github.com/caddyserver/certmagic"
 )
 
-// internalLeafLifetime is how long leaf certificates of the internal CA
-// are valid; certmagic renews them when a third of that is left.
+// internalLeafLifetime is the default of how long leaf certificates of
+// the internal CA are valid (tls.internal_lifetime); certmagic renews them
+// when a third of that is left.
 const internalLeafLifetime = 7 * 24 * time.Hour
 
 // internalCA is a local certificate authority for tls.mode internal. Its
@@ -37,6 +38,9 @@ type internalCA struct {
 	root *x509.Certificate
 	key  *ecdsa.PrivateKey
 	pem  []byte
+	// lifetime is how long leaves are valid; zero means
+	// internalLeafLifetime.
+	lifetime time.Duration
 }
 
 // The storage keys of the internal CA. With a FileStorage at tls.storage
@@ -159,13 +163,20 @@ func (ca *internalCA) Issue(ctx context.Context, csr *x509.CertificateRequest) (
 		return nil, err
 	}
 	now := time.Now()
+	lifetime := ca.lifetime
+	if lifetime <= 0 {
+		lifetime = internalLeafLifetime
+	}
+	// Backdated for clocks a little behind, by at most a tenth of the
+	// lifetime so that a short lifetime is not mostly in the past.
+	backdate := min(5*time.Minute, lifetime/10)
 	tmpl := &x509.Certificate{
 		SerialNumber: serial,
 		Subject:      pkix.Name{CommonName: firstName(csr)},
 		DNSNames:     csr.DNSNames,
 		IPAddresses:  csr.IPAddresses,
-		NotBefore:    now.Add(-5 * time.Minute),
-		NotAfter:     now.Add(internalLeafLifetime),
+		NotBefore:    now.Add(-backdate),
+		NotAfter:     now.Add(lifetime),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
@@ -173,8 +184,11 @@ func (ca *internalCA) Issue(ctx context.Context, csr *x509.CertificateRequest) (
 	if err != nil {
 		return nil, fmt.Errorf("internal CA: signing: %w", err)
 	}
-	chain := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), ca.pem...)
-	return &certmagic.IssuedCertificate{Certificate: chain}, nil
+	// The root signs leaves directly, and a root is never sent: clients
+	// hold it as their trust anchor (RFC 8446 4.4.2 lets a server omit
+	// it, and sending it makes scanners report a self-signed
+	// certificate in the chain).
+	return &certmagic.IssuedCertificate{Certificate: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}, nil
 }
 
 func firstName(csr *x509.CertificateRequest) string {

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/edgeblock/edgeblock/proxy/certs"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -45,8 +46,17 @@ type Metrics struct {
 	FleetEnabled, FleetConnected prometheus.Gauge
 	FleetApplied, FleetLatest    prometheus.Gauge
 
-	TLSObtain          *prometheus.CounterVec
-	TLSHandshakeRefuse prometheus.Counter
+	TLSObtain *prometheus.CounterVec
+	// TLSObtainByPattern counts obtains and renewals by covering
+	// pattern (at most 100 pattern values, then "other") and result.
+	TLSObtainByPattern *prometheus.CounterVec
+	// TLSHandshakeRefuse counts certificates refused at a handshake, by
+	// reason (certs.Reasons).
+	TLSHandshakeRefuse *prometheus.CounterVec
+	// TLSBudgetRemaining is how many more new names a pattern may get a
+	// certificate for now.
+	TLSBudgetRemaining *prometheus.GaugeVec
+	certExpiry         *prometheus.GaugeVec
 	// TLSHandshakeErrors counts handshakes for a covered name that got no
 	// certificate (the storage or the CA failed), by reason.
 	TLSHandshakeErrors *prometheus.CounterVec
@@ -56,7 +66,6 @@ type Metrics struct {
 	// credential (unauthenticated) or of its scope (forbidden).
 	AdminWrites       *prometheus.CounterVec
 	AdminAuthFailures *prometheus.CounterVec
-	certExpiry        *prometheus.GaugeVec
 
 	// blocklistInfo has exactly one series once a list is applied: the
 	// hash of the list in use.
@@ -166,9 +175,15 @@ func NewMetrics(reg prometheus.Registerer, version, revision string) *Metrics {
 		TLSObtain: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "edgeblock_tls_obtain_total", Help: "Certificate obtain and renew attempts by result (success, failure).",
 		}, []string{"result"}),
-		TLSHandshakeRefuse: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "edgeblock_tls_handshake_refused_total", Help: "TLS handshakes refused because no route or rule covers the server name.",
-		}),
+		TLSObtainByPattern: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edgeblock_tls_obtain_by_pattern_total", Help: "Certificate obtain and renew attempts by covering pattern (the first 100 patterns, then other) and result (success, failure).",
+		}, []string{"pattern", "result"}),
+		TLSHandshakeRefuse: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edgeblock_tls_handshake_refused_total", Help: "Certificates refused at a TLS handshake, by reason: not_covered (no route or block rule covers the name), budget (tls.on_demand.max_new_per_hour), max_names (tls.on_demand.max_names), ask_denied, ask_error.",
+		}, []string{"reason"}),
+		TLSBudgetRemaining: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "edgeblock_tls_issuance_budget_remaining", Help: "New names a covering pattern may get certificates for now (the lesser of what is left of tls.on_demand.max_new_per_hour in the last hour and of max_names), for the patterns that have had a new name.",
+		}, []string{"pattern"}),
 		TLSHandshakeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "edgeblock_tls_handshake_errors_total", Help: "TLS handshakes for a name a route or rule covers that failed to get a certificate, by reason (storage: the certificate store, such as the fleet's Redis, failed; obtain: the CA failed).",
 		}, []string{"reason"}),
@@ -203,7 +218,7 @@ func NewMetrics(reg prometheus.Registerer, version, revision string) *Metrics {
 		m.BlocklistEntries, m.blocklistInfo, m.RestartNeeded, m.Blocklist.Reloads, m.Blocklist.LastSuccess, m.Blocklist.LastSuccessful,
 		m.Config.Reloads, m.Config.LastSuccess, m.Config.LastSuccessful, m.RunningFromSnapshot,
 		m.FleetEnabled, m.FleetConnected, m.FleetApplied, m.FleetLatest,
-		m.TLSObtain, m.TLSHandshakeRefuse, m.certExpiry, buildInfo,
+		m.TLSObtain, m.TLSObtainByPattern, m.TLSHandshakeRefuse, m.TLSBudgetRemaining, m.certExpiry, buildInfo,
 		m.ConnectionsOpen, m.ConnectionsRefused, m.RequestsRefused, m.HTTP2Errors,
 		m.TLSHandshakeErrors, m.AdminWrites, m.AdminAuthFailures,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -220,6 +235,9 @@ func NewMetrics(reg prometheus.Registerer, version, revision string) *Metrics {
 	}
 	for _, r := range []string{"unauthenticated", "forbidden"} {
 		m.AdminAuthFailures.WithLabelValues(r)
+	}
+	for _, r := range certs.Reasons {
+		m.TLSHandshakeRefuse.WithLabelValues(r)
 	}
 	for _, k := range []string{closedUpgrade, closedStream, closedRequest} {
 		m.BlockedClosed.WithLabelValues(k)

@@ -64,7 +64,7 @@ func TestMetricsScrape(t *testing.T) {
 		fmt.Sprintf(`edgeblock_upstream_requests_total{code="200",origin="%s",route="app.example"}`, o.URL):    "5",
 		fmt.Sprintf(`edgeblock_upstream_errors_total{kind="refused",origin="%s",route="down.example"}`, down):  "1",
 		fmt.Sprintf(`edgeblock_upstream_up{origin="%s",route="down.example"}`, down):                           "0",
-		`edgeblock_tls_handshake_refused_total`:                                                                "0",
+		`edgeblock_tls_handshake_refused_total{reason="not_covered"}`:                                          "0",
 	}
 	for series, v := range want {
 		if got := metricValue(t, m, series); got != v {

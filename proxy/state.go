@@ -4,10 +4,13 @@ import (
 	"fmt"
 	"net/url"
 	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/edgeblock/edgeblock/blocklist"
 	"github.com/edgeblock/edgeblock/pages"
+	"github.com/edgeblock/edgeblock/proxy/certs"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -31,6 +34,46 @@ type state struct {
 	// blocked[i] is the edgeblock_blocked_requests_total series of
 	// Attrs()[i], looked up once here rather than on every request.
 	blocked []prometheus.Counter
+	// covered are the names that may get a certificate (see
+	// coveredPatterns), built by newState when TLS is on, else on first use.
+	covered     *certs.Patterns
+	coveredOnce sync.Once
+}
+
+// coveredSet returns the patterns whose names may get a certificate.
+func (s *state) coveredSet() *certs.Patterns {
+	s.coveredOnce.Do(func() { s.covered = coveredPatterns(s.cfg, s.list) })
+	return s.covered
+}
+
+// coveredPatterns returns the patterns whose names may get a certificate:
+// every route, and every block-mode rule (until it expires). A report-mode
+// rule covers no name: without a route its name is not served.
+func coveredPatterns(cfg *Config, list *blocklist.List) *certs.Patterns {
+	var ps []certs.Pattern
+	for i := range cfg.Routes {
+		r := &cfg.Routes[i]
+		n, err := normalizePattern(r.Host)
+		if err != nil {
+			continue // validated already
+		}
+		if name, ok := strings.CutPrefix(n, "*."); ok {
+			ps = append(ps, certs.Pattern{Name: name, Kind: certs.Wildcard, WildcardCert: r.wildcardCert()})
+		} else {
+			ps = append(ps, certs.Pattern{Name: n, Kind: certs.Exact})
+		}
+	}
+	for r := range list.Rules() {
+		if r.Mode != blocklist.ModeBlock {
+			continue
+		}
+		k := certs.Zone
+		if r.Wildcard {
+			k = certs.Wildcard
+		}
+		ps = append(ps, certs.Pattern{Name: r.Name, Kind: k, Until: r.Expires})
+	}
+	return certs.NewPatterns(ps)
 }
 
 // blockPage returns the prepared page for a rule's attributes.
@@ -58,6 +101,9 @@ func (s *state) pageBlock(id int) pages.Block {
 // origins (and their health) of prev where pattern and URL are unchanged.
 func (p *Proxy) newState(cfg *Config, list *blocklist.List, renderer *pages.Renderer, prev *state) (*state, error) {
 	s := &state{cfg: cfg, list: list, renderer: renderer}
+	if cfg.TLS.Mode != "off" {
+		s.coveredSet()
+	}
 	if prev != nil && prev.cfg == cfg {
 		s.routes = prev.routes
 	} else {

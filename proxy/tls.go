@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/caddyserver/certmagic"
 	"github.com/edgeblock/edgeblock/blocklist"
+	"github.com/edgeblock/edgeblock/proxy/certs"
 	"github.com/edgeblock/edgeblock/proxy/fleet"
 	"go.uber.org/zap"
 )
@@ -27,15 +29,26 @@ import (
 // the names a route or a block rule covers. A name nothing covers gets no
 // certificate and no ACME order: the handshake fails.
 type TLSManager struct {
-	log     *slog.Logger
-	metrics *Metrics
-	p       *Proxy
-	magic   *certmagic.Config // on demand, for handshakes
-	ahead   *certmagic.Config // for names managed ahead
-	cache   *certmagic.Cache
-	acme    []*certmagic.ACMEIssuer // one per config; none in internal mode
-	mode    string
-	limit   int
+	log       *slog.Logger
+	metrics   *Metrics
+	p         *Proxy
+	magic     *certmagic.Config // on demand, for handshakes
+	ahead     *certmagic.Config // for names managed ahead
+	cache     *certmagic.Cache
+	acme      []*certmagic.ACMEIssuer // one per config; none in internal mode
+	mode      string
+	limit     int
+	policy    *certs.Policy
+	patLabels certs.LabelSet // pattern labels of the issuance metrics
+	tickets   *certs.TicketKeys
+
+	// For wildcard certificates by DNS-01 (tls.mode acme): the config
+	// and ACME issuer templates, one config per DNS-01 setup (by
+	// dnsString), and the config of each wildcard name (under mu).
+	base     certmagic.Config
+	acmeTmpl certmagic.ACMEIssuer
+	dnsCfgs  map[string]*certmagic.Config
+	wildCfgs map[string]*certmagic.Config
 
 	mu      sync.Mutex
 	managed map[string]bool
@@ -92,19 +105,28 @@ func NewTLSManager(cfg *Config, log *slog.Logger, m *Metrics, p *Proxy) (*TLSMan
 			closeStorage()
 		}
 	}()
+	t.patLabels.Max = patternLabels
+	od := cfg.TLS.OnDemand
+	t.policy = certs.NewPolicy(certs.Limits{MaxNewPerHour: od.MaxNewPerHour, MaxNames: od.MaxNames, Ask: od.Ask, AskTimeout: od.AskTimeout},
+		p.coveredPatterns, t.stored)
 	t.cache = certmagic.NewCache(certmagic.CacheOptions{
-		GetConfigForCert: func(certmagic.Certificate) (*certmagic.Config, error) { return t.magic, nil },
-		Logger:           zap.NewNop(),
+		GetConfigForCert:   t.configForCert,
+		Capacity:           cfg.TLS.CacheCapacity,
+		RenewCheckInterval: renewCheckInterval,
+		Logger:             zap.NewNop(),
 	})
 	// Two configs share one cache and one storage: the on-demand one
 	// answers handshakes (and asks decide first), and the ahead one
 	// obtains the exact names at start and reload, which certmagic does
 	// not do for a config with on-demand set.
 	base := certmagic.Config{
-		Storage: storage,
-		OnEvent: t.onEvent,
-		Logger:  zap.NewNop(),
+		Storage:   storage,
+		OnEvent:   t.onEvent,
+		Logger:    zap.NewNop(),
+		KeySource: certmagic.StandardKeyGenerator{KeyType: certmagic.KeyType(cfg.TLS.KeyType)},
 	}
+	t.base = base
+	t.dnsCfgs, t.wildCfgs = map[string]*certmagic.Config{}, map[string]*certmagic.Config{}
 	onDemand := base
 	onDemand.OnDemand = &certmagic.OnDemandConfig{DecisionFunc: t.decide}
 	t.magic = certmagic.New(t.cache, onDemand)
@@ -125,6 +147,7 @@ func NewTLSManager(cfg *Config, log *slog.Logger, m *Metrics, p *Proxy) (*TLSMan
 		if err != nil {
 			log.Warn("internal CA not loaded from the fleet's Redis yet; certificates are issued once it can be read", "event", "tls_internal_ca", "error", err.Error())
 		}
+		ca.lifetime = cfg.TLS.InternalLifetime
 		t.magic.Issuers = []certmagic.Issuer{ca}
 		t.ahead.Issuers = []certmagic.Issuer{ca}
 	case "acme":
@@ -142,6 +165,7 @@ func NewTLSManager(cfg *Config, log *slog.Logger, m *Metrics, p *Proxy) (*TLSMan
 			}
 			tmpl.TrustedRoots = pool
 		}
+		t.acmeTmpl = tmpl
 		for _, c := range []*certmagic.Config{t.magic, t.ahead} {
 			iss := certmagic.NewACMEIssuer(c, tmpl)
 			c.Issuers = []certmagic.Issuer{iss}
@@ -150,8 +174,112 @@ func NewTLSManager(cfg *Config, log *slog.Logger, m *Metrics, p *Proxy) (*TLSMan
 	default:
 		return nil, fmt.Errorf("tls.mode %q has no certificate manager", cfg.TLS.Mode)
 	}
+	t.policy.Seed(t.storedNames(t.ctx))
+	t.tickets = certs.NewTicketKeys(ticketKeyRotation, ticketKeysKept)
+	go t.refreshBudgets()
 	ok = true
 	return t, nil
+}
+
+// Tunables of certificate maintenance; tests shorten them.
+var (
+	// renewCheckInterval is how often certmagic looks for certificates
+	// to renew (a third of their lifetime before expiry).
+	renewCheckInterval = 10 * time.Minute
+	// ticketKeyRotation is how often a new session ticket key is made;
+	// ticketKeysKept keys are accepted, so a ticket resumes for at most
+	// ticketKeyRotation * ticketKeysKept.
+	ticketKeyRotation = time.Hour
+	ticketKeysKept    = 24
+	// budgetRefresh is how often the remaining-budget gauges are set.
+	budgetRefresh = 15 * time.Second
+)
+
+// patternLabels is how many distinct covering patterns get their own
+// label value in the issuance metrics; later ones share "other".
+const patternLabels = 100
+
+// issuerKey is where certmagic stores the certificates of our issuer.
+func (t *TLSManager) issuerKey() string {
+	if len(t.ahead.Issuers) == 0 {
+		return ""
+	}
+	return t.ahead.Issuers[0].IssuerKey()
+}
+
+// stored reports whether storage holds a certificate for name, or for the
+// wildcard one level above it: such a name is not new.
+func (t *TLSManager) stored(ctx context.Context, name string) bool {
+	key := t.issuerKey()
+	if t.ahead.Storage.Exists(ctx, certmagic.StorageKeys.SiteCert(key, name)) {
+		return true
+	}
+	if _, parent, ok := strings.Cut(name, "."); ok {
+		return t.ahead.Storage.Exists(ctx, certmagic.StorageKeys.SiteCert(key, "*."+parent))
+	}
+	return false
+}
+
+// storedNames lists the names storage holds certificates for, so that
+// they count towards tls.on_demand.max_names after a restart.
+func (t *TLSManager) storedNames(ctx context.Context) []string {
+	prefix := certmagic.StorageKeys.CertsPrefix(t.issuerKey())
+	keys, err := t.ahead.Storage.List(ctx, prefix, false)
+	if err != nil {
+		return nil // none yet
+	}
+	names := make([]string, 0, len(keys))
+	for _, k := range keys {
+		names = append(names, path.Base(k))
+	}
+	return names
+}
+
+// configForCert is certmagic's GetConfigForCert: certificates whose names
+// are still covered get the config without on-demand, so that certmagic's
+// maintenance renews them in the background like the names managed ahead
+// (certmagic leaves on-demand certificates to be renewed at a handshake,
+// which a quiet name may not have before it expires). A certificate no
+// longer covered gets the on-demand config, which maintenance skips, and
+// whose handshake renewal the policy refuses.
+func (t *TLSManager) configForCert(c certmagic.Certificate) (*certmagic.Config, error) {
+	if len(c.Names) == 1 {
+		t.mu.Lock()
+		cfg := t.wildCfgs[c.Names[0]]
+		t.mu.Unlock()
+		if cfg != nil {
+			return cfg, nil
+		}
+	}
+	for _, n := range c.Names {
+		if _, ok := t.policy.Covering(n); !ok {
+			return t.magic, nil
+		}
+	}
+	return t.ahead, nil
+}
+
+// refreshBudgets sets edgeblock_tls_issuance_budget_remaining now and
+// then, since budgets come back with time, not with events.
+func (t *TLSManager) refreshBudgets() {
+	tick := time.NewTicker(budgetRefresh)
+	defer tick.Stop()
+	for {
+		t.setBudgets()
+		select {
+		case <-t.ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func (t *TLSManager) setBudgets() {
+	for pattern, n := range t.policy.Remaining() {
+		if l := t.patLabels.Label(pattern); l != certs.OtherLabel {
+			t.metrics.TLSBudgetRemaining.WithLabelValues(l).Set(float64(n))
+		}
+	}
 }
 
 // SetPorts tells the ACME issuer where our own listeners answer HTTP-01
@@ -169,51 +297,67 @@ func (t *TLSManager) SetPorts(httpAddr, httpsAddr string) {
 	}
 }
 
-// Covers reports whether a route or an active rule covers name; only then
-// may a certificate be obtained for it.
+// Covers reports whether a route or an active block-mode rule covers
+// name; only then may a certificate be obtained for it.
 func (p *Proxy) Covers(name string) (bool, error) {
-	st := p.state.Load()
-	if st == nil {
+	if p.state.Load() == nil {
 		return false, errors.New("not loaded yet")
 	}
 	n, err := blocklist.Normalize(name)
 	if err != nil {
 		return false, err
 	}
-	if st.routes.covers(n) {
-		return true, nil
-	}
-	_, ok := st.list.Match(n, time.Now())
+	_, ok := p.coveredPatterns().Match(n, time.Now())
 	return ok, nil
 }
 
-// decide is certmagic's on-demand DecisionFunc.
+// coveredPatterns returns the patterns of the state in use.
+func (p *Proxy) coveredPatterns() *certs.Patterns {
+	if st := p.state.Load(); st != nil {
+		return st.coveredSet()
+	}
+	return nil
+}
+
+// decide is certmagic's on-demand DecisionFunc: the policy decides, a
+// refusal is counted by reason and logged.
 func (t *TLSManager) decide(ctx context.Context, name string) error {
-	ok, err := t.p.Covers(name)
-	if err == nil && !ok {
-		err = fmt.Errorf("no route or block rule covers %q", name)
-	}
+	d, err := t.policy.Decide(ctx, name)
 	if err != nil {
-		t.metrics.TLSHandshakeRefuse.Inc()
-		t.log.Info("certificate refused", "event", "tls_refused", "name", name, "error", err.Error())
+		reason := certs.ReasonNotCovered
+		var r *certs.Refusal
+		if errors.As(err, &r) {
+			reason = r.Reason
+		}
+		t.metrics.TLSHandshakeRefuse.WithLabelValues(reason).Inc()
+		t.log.Info("certificate refused", "event", "tls_refused", "name", name, "reason", reason, "error", err.Error())
+		t.setBudgets()
+		return err
 	}
-	return err
+	if d.New {
+		t.log.Info("new name allowed", "event", "tls_new_name", "name", name, "pattern", d.Pattern.String())
+		t.setBudgets()
+	}
+	return nil
 }
 
 // TLSConfig returns the listener's TLS config: certificates from
-// certmagic, TLS 1.2 or later, HTTP/2 and HTTP/1.1 through ALPN.
+// certmagic; TLS 1.2 with ECDHE and AEAD suites only (AES-GCM,
+// ChaCha20-Poly1305), or TLS 1.3; HTTP/2 and HTTP/1.1 through ALPN;
+// session ticket keys rotated hourly. A name that we do not cover, or may
+// not get a certificate for now, gets the unrecognized_name alert.
 func (t *TLSManager) TLSConfig() *tls.Config {
 	c := t.magic.TLSConfig()
-	get := c.GetCertificate
-	c.GetCertificate = func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-		cert, err := get(hello)
-		if err != nil {
-			t.handshakeError(hello.ServerName, err)
-		}
-		return cert, err
-	}
+	c.GetCertificate = t.getCertificate
 	c.MinVersion = tls.VersionTLS12
+	c.CipherSuites = []uint16{
+		tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+		tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+		tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+		tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+	}
 	c.NextProtos = append([]string{"h2", "http/1.1"}, c.NextProtos...)
+	t.tickets.Rotate(t.ctx, c)
 	return c
 }
 
@@ -230,6 +374,23 @@ func (t *TLSManager) handshakeError(name string, err error) {
 	t.metrics.TLSHandshakeErrors.WithLabelValues(reason).Inc()
 	t.log.Warn("no certificate for a covered name; the handshake failed and the next one tries again", "event", "tls_handshake_error",
 		"name", name, "reason", reason, "error", err.Error())
+}
+
+// getCertificate is the listener's GetCertificate. When the policy
+// refused the name it returns no certificate and no error: crypto/tls
+// then finds no certificate at all and sends the unrecognized_name alert
+// (112), where an error would send internal_error (80). Other errors
+// (the storage or the CA failed) are counted and logged by handshakeError.
+func (t *TLSManager) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	cert, err := t.magic.GetCertificate(hello)
+	var r *certs.Refusal
+	if errors.As(err, &r) {
+		return nil, nil
+	}
+	if err != nil {
+		t.handshakeError(hello.ServerName, err)
+	}
+	return cert, err
 }
 
 // HTTPHandler returns the plain-HTTP listener's handler: ACME HTTP-01
@@ -273,7 +434,7 @@ func (t *TLSManager) HTTPHandler(next *Proxy, redirect bool, httpsPort int) http
 }
 
 // ManageAhead obtains certificates for the exact names of b's routes and
-// block rules, up to the configured limit, so that first visitors do not
+// block-mode rules (a report-mode rule covers no name), up to the configured limit, so that first visitors do not
 // wait. Names under wildcards are obtained on first use.
 func (t *TLSManager) ManageAhead(b *Bundle) {
 	var names []string
@@ -287,35 +448,85 @@ func (t *TLSManager) ManageAhead(b *Bundle) {
 		names = append(names, n)
 		return true
 	}
-	for _, r := range b.Config.Routes {
-		if n, err := normalizePattern(r.Host); err == nil && !strings.HasPrefix(n, "*.") {
+	// Wildcard routes with tls.wildcard get one certificate for
+	// "*.name": signed by the internal CA, or by DNS-01 with the
+	// route's DNS setup.
+	wild := map[*certmagic.Config][]string{}
+	for i := range b.Config.Routes {
+		r := &b.Config.Routes[i]
+		n, err := normalizePattern(r.Host)
+		switch {
+		case err != nil:
+		case !strings.HasPrefix(n, "*."):
 			add(n)
+		case r.wildcardCert() && t.mode == "internal":
+			add(n)
+		case r.wildcardCert() && t.mode == "acme":
+			cfg, err := t.dnsConfig(b.Config.dnsFor(r))
+			if err != nil {
+				t.log.Error("wildcard certificate not managed", "event", "tls_manage", "name", n, "error", err.Error())
+				continue
+			}
+			t.mu.Lock()
+			t.wildCfgs[n] = cfg
+			t.mu.Unlock()
+			wild[cfg] = append(wild[cfg], n)
 		}
 	}
 	now := time.Now()
 	for r := range b.List.Rules() {
-		if !r.Wildcard && r.ActiveAt(now) && !add(r.Name) {
+		if !r.Wildcard && r.Mode == blocklist.ModeBlock && r.ActiveAt(now) && !add(r.Name) {
 			break
 		}
 	}
 	t.mu.Lock()
-	var fresh []string
-	for _, n := range names {
-		if !t.managed[n] {
-			t.managed[n] = true
-			fresh = append(fresh, n)
+	fresh := func(names []string) []string {
+		var out []string
+		for _, n := range names {
+			if !t.managed[n] {
+				t.managed[n] = true
+				out = append(out, n)
+			}
 		}
+		return out
+	}
+	todo := map[*certmagic.Config][]string{t.ahead: fresh(names)}
+	for cfg, ns := range wild {
+		todo[cfg] = fresh(ns)
 	}
 	ctx := t.ctx
 	t.mu.Unlock()
 	// Names the new state no longer covers lose their expiry series.
 	t.refreshExpiry()
-	if len(fresh) == 0 {
-		return
+	for cfg, ns := range todo {
+		if len(ns) == 0 {
+			continue
+		}
+		if err := cfg.ManageAsync(ctx, ns); err != nil {
+			t.log.Error("managing certificates failed", "event", "tls_manage", "names", len(ns), "error", err.Error())
+		}
 	}
-	if err := t.ahead.ManageAsync(ctx, fresh); err != nil {
-		t.log.Error("managing certificates failed", "event", "tls_manage", "names", len(fresh), "error", err.Error())
+}
+
+// dnsConfig returns the certmagic config that obtains certificates by
+// DNS-01 with d, made on first use.
+func (t *TLSManager) dnsConfig(d *DNSConfig) (*certmagic.Config, error) {
+	key := dnsString(d)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if cfg, ok := t.dnsCfgs[key]; ok {
+		return cfg, nil
 	}
+	solver, err := d.certsDNS().Solver()
+	if err != nil {
+		return nil, err
+	}
+	cfg := certmagic.New(t.cache, t.base)
+	tmpl := t.acmeTmpl
+	tmpl.DNS01Solver = solver
+	cfg.Issuers = []certmagic.Issuer{certmagic.NewACMEIssuer(cfg, tmpl)}
+	t.dnsCfgs[key] = cfg
+	return cfg, nil
 }
 
 // onEvent logs certmagic's certificate events and keeps the metrics.
@@ -327,6 +538,7 @@ func (t *TLSManager) onEvent(ctx context.Context, event string, data map[string]
 	case "cert_obtained":
 		renewal, _ := data["renewal"].(bool)
 		t.metrics.TLSObtain.WithLabelValues("success").Inc()
+		t.metrics.TLSObtainByPattern.WithLabelValues(t.patternLabel(name), "success").Inc()
 		t.log.Info("certificate obtained", "event", "tls_obtained", "name", name, "renewal", renewal, "issuer", fmt.Sprint(data["issuer"]))
 		// The event comes before certmagic puts a renewed certificate
 		// in its cache: the expiry is read from what it stored.
@@ -335,6 +547,7 @@ func (t *TLSManager) onEvent(ctx context.Context, event string, data map[string]
 	case "cert_failed":
 		renewal, _ := data["renewal"].(bool)
 		t.metrics.TLSObtain.WithLabelValues("failure").Inc()
+		t.metrics.TLSObtainByPattern.WithLabelValues(t.patternLabel(name), "failure").Inc()
 		t.log.Error("certificate obtain failed", "event", "tls_failed", "name", name, "renewal", renewal, "error", fmt.Sprint(data["error"]))
 	case "cached_managed_cert":
 		if sans, ok := data["sans"].([]string); ok {
@@ -345,6 +558,15 @@ func (t *TLSManager) onEvent(ctx context.Context, event string, data map[string]
 		}
 	}
 	return nil
+}
+
+// patternLabel is the pattern label of name in the issuance metrics.
+func (t *TLSManager) patternLabel(name string) string {
+	p, ok := t.policy.Covering(name)
+	if !ok {
+		return certs.OtherLabel
+	}
+	return t.patLabels.Label(p.String())
 }
 
 // issuerLabel is the issuer label of the expiry series: "internal" for the
@@ -413,7 +635,7 @@ func (t *TLSManager) refreshExpiry() {
 	defer t.mu.Unlock()
 	want := map[string]time.Time{}
 	for name, notAfter := range t.certs {
-		if ok, err := t.p.Covers(name); err != nil || !ok {
+		if _, ok := t.policy.Covering(name); !ok {
 			continue
 		}
 		label := t.expiryLabel(name)

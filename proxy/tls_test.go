@@ -131,7 +131,7 @@ func TestInternalTLS(t *testing.T) {
 	if err == nil {
 		t.Error("handshake for an unknown name succeeded")
 	}
-	if v := metricValue(t, e.scrape(), "edgeblock_tls_handshake_refused_total"); v != "1" {
+	if v := metricValue(t, e.scrape(), `edgeblock_tls_handshake_refused_total{reason="not_covered"}`); v != "1" {
 		t.Errorf("handshake_refused_total = %q, want 1", v)
 	}
 	// TLS 1.1 is refused.
