@@ -11,13 +11,17 @@ RUN go mod download
 COPY . .
 ARG VERSION=devel
 ARG REVISION=unknown
-RUN VERSION="$VERSION" REVISION="$REVISION" bash deploy/build.sh /out
+RUN VERSION="$VERSION" REVISION="$REVISION" bash deploy/build.sh /out && mkdir -p /out/state
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/edgeblock /usr/local/bin/edgeblock
-# Config and blocklist come from a mounted directory; certificates from a volume.
+# Config and blocklist come from a mounted directory; certificates and the
+# snapshot of the last applied state (see "Fail safe" in the README) from a
+# volume. The directory belongs to the non-root user, so that a named volume
+# created from it is writable (distroless has no shell to chown it later).
+COPY --from=build --chown=65532:65532 /out/state /var/lib/edgeblock
 VOLUME ["/var/lib/edgeblock"]
-ENV XDG_DATA_HOME=/var/lib
+ENV XDG_DATA_HOME=/var/lib EDGEBLOCK_STATE_DIR=/var/lib/edgeblock
 USER 65532:65532
 EXPOSE 80 443 9090
 ENTRYPOINT ["/usr/local/bin/edgeblock"]

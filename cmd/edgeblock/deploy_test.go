@@ -557,7 +557,10 @@ func TestDockerfile(t *testing.T) {
 	}
 	d := string(b)
 	for _, want := range []string{"bash deploy/build.sh /out", "EXPOSE 80 443 9090", "USER 65532:65532", `VOLUME ["/var/lib/edgeblock"]`,
-		`CMD ["serve", "-config", "/etc/edgeblock/edgeblock.yaml"]`, "FROM gcr.io/distroless/static-debian12:nonroot"} {
+		`CMD ["serve", "-config", "/etc/edgeblock/edgeblock.yaml"]`, "FROM gcr.io/distroless/static-debian12:nonroot",
+		// The volume belongs to the user the process runs as, and the
+		// snapshot of the last applied state goes there.
+		"COPY --from=build --chown=65532:65532 /out/state /var/lib/edgeblock", "EDGEBLOCK_STATE_DIR=/var/lib/edgeblock"} {
 		if !strings.Contains(d, want) {
 			t.Errorf("Dockerfile lacks %q", want)
 		}
