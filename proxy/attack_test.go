@@ -231,9 +231,10 @@ func TestAttackHTTP1(t *testing.T) {
 		{"opaque target, other scheme", "GET mailto:" + blockedName + " HTTP/1.1\r\nHost: " + okName + "\r\n" + cl, 400, 0},
 		{"asterisk target on GET", "GET * HTTP/1.1\r\nHost: " + okName + "\r\n" + cl, 400, 0},
 		{"authority-form on GET", "GET " + blockedName + ":80 HTTP/1.1\r\nHost: " + okName + "\r\n" + cl, 400, 0},
-		// Go's server answers OPTIONS * itself (200, no body), for every
-		// host; nothing reaches an origin.
-		{"OPTIONS * for the blocked host", "OPTIONS * HTTP/1.1\r\nHost: " + blockedName + "\r\n" + cl, 200, 0},
+		// OPTIONS * is decided like any request (Go's server would
+		// answer 200 for every host itself).
+		{"OPTIONS * for the blocked host", "OPTIONS * HTTP/1.1\r\nHost: " + blockedName + "\r\n" + cl, 403, 0},
+		{"OPTIONS * for an allowed host", "OPTIONS * HTTP/1.1\r\nHost: " + okName + "\r\n" + cl, 200, 1},
 		// Methods.
 		{"HEAD blocked", "HEAD / HTTP/1.1\r\nHost: " + blockedName + "\r\n" + cl, 403, 0},
 		{"OPTIONS blocked", "OPTIONS / HTTP/1.1\r\nHost: " + blockedName + "\r\n" + cl, 403, 0},
@@ -371,7 +372,8 @@ func TestAttackHTTP2(t *testing.T) {
 		{name: "authority with a percent-encoded dot", fields: at("blocked%2ecustomer.example"), status: 400},
 		{name: "opaque path names the blocked host", fields: get(":authority", okName, ":path", "http:"+blockedName+"/x"), status: 400},
 		{name: "asterisk path on GET", fields: get(":authority", okName, ":path", "*"), status: 400},
-		{name: "OPTIONS * for the blocked host", fields: []string{":method", "OPTIONS", ":scheme", "https", ":authority", blockedName, ":path", "*"}, status: 200},
+		{name: "OPTIONS * for the blocked host", fields: []string{":method", "OPTIONS", ":scheme", "https", ":authority", blockedName, ":path", "*"}, status: 403},
+		{name: "OPTIONS * for an allowed host", fields: []string{":method", "OPTIONS", ":scheme", "https", ":authority", okName, ":path", "*"}, status: 200, fwd: 1},
 		{name: "scheme other than http(s)", fields: []string{":method", "GET", ":scheme", "foo", ":authority", okName, ":path", "/"}},
 		{name: "scheme http over TLS", fields: []string{":method", "GET", ":scheme", "http", ":authority", okName, ":path", "/"}, status: 200, fwd: 1},
 		// Framing.

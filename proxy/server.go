@@ -117,7 +117,11 @@ func (s *Server) Start(b *Bundle) error {
 			MaxHeaderBytes:    cfg.MaxHeaderBytes,
 			HTTP2:             s.http2Config(),
 			ConnState:         clearWriteDeadline,
-			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+			// OPTIONS * goes through the proxy like any request (the
+			// block page for a blocked name, else forwarded), instead
+			// of Go's own 200 for every host.
+			DisableGeneralOptionsHandler: true,
+			ErrorLog:                     slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		}
 	}
 	if _, ok := s.listeners["http"]; ok {
