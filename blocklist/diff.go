@@ -48,7 +48,7 @@ type Change struct {
 	// Rule is the rule of the new list, or for Removed the rule of the old.
 	Rule Rule
 	// Attrs lists, for Changed, the attributes that differ, in the order
-	// policy, reason, status, mode, expires.
+	// policy, reason, status, mode, expires, contact, appeal, reason.TAG.
 	Attrs []AttrChange
 	// Note records who made the change and why, when HasNote is true: the
 	// annotation of an added rule, the annotation of a changed rule when it
@@ -59,7 +59,8 @@ type Change struct {
 
 // attrKeys are the attribute keys in the order they are compared and
 // written.
-var attrKeys = [...]string{"policy", "reason", "status", "mode", "expires"}
+// Per-language reasons (reason.TAG) come after them, sorted by tag.
+var attrKeys = [...]string{"policy", "reason", "status", "mode", "expires", "contact", "appeal"}
 
 // attrValues returns the attribute values of r in attrKeys order, as they
 // would be written: "" for no policy, reason or expiry; status and mode
@@ -70,17 +71,31 @@ func attrValues(r Rule) [len(attrKeys)]string {
 	if !r.Expires.IsZero() {
 		v[4] = r.Expires.UTC().Format(time.RFC3339)
 	}
+	v[5], v[6] = r.Contact, r.Appeal
 	return v
 }
 
 // AttrChanges returns the attributes that differ between old and new, in
-// the order policy, reason, status, mode, expires.
+// the order policy, reason, status, mode, expires, contact, appeal, then
+// the per-language reasons (reason.TAG).
 func AttrChanges(old, new Rule) []AttrChange {
 	ov, nv := attrValues(old), attrValues(new)
 	var out []AttrChange
 	for i, k := range attrKeys {
 		if ov[i] != nv[i] {
 			out = append(out, AttrChange{Key: k, Old: ov[i], New: nv[i]})
+		}
+	}
+	if old.Reasons != new.Reasons {
+		for tag, o := range old.Reasons.All() {
+			if n, _ := new.Reasons.Get(tag); n != o {
+				out = append(out, AttrChange{Key: reasonPrefix + tag, Old: o, New: n})
+			}
+		}
+		for tag, n := range new.Reasons.All() {
+			if _, had := old.Reasons.Get(tag); !had {
+				out = append(out, AttrChange{Key: reasonPrefix + tag, New: n})
+			}
 		}
 	}
 	return out

@@ -79,8 +79,13 @@ func parseArgs(args []string) ([]kv, error) {
 		if !ok {
 			return nil, fmt.Errorf("attribute %q: want key=value", a)
 		}
-		if !slices.Contains(attrKeys[:], k) {
-			return nil, fmt.Errorf("unknown attribute %q (want policy, reason, status, mode or expires)", k)
+		if tag, ok, err := reasonKey(k); ok {
+			if err != nil {
+				return nil, err
+			}
+			k = reasonPrefix + tag
+		} else if !slices.Contains(attrKeys[:], k) {
+			return nil, unknownAttr(k)
 		}
 		if slices.ContainsFunc(out, func(x kv) bool { return x.key == k }) {
 			return nil, fmt.Errorf("attribute %s given twice", k)
@@ -223,6 +228,9 @@ func Block(file string, data []byte, pattern string, args []string, opt BlockOpt
 			_, rest := nextField(res.OldLine)
 			attrs = nil
 			comment, _ = scanAttrs(rest, func(k, v string) error {
+				if tag, ok, err := reasonKey(k); ok && err == nil {
+					k = reasonPrefix + tag // reason.DE and reason.de are one key
+				}
 				attrs = append(attrs, kv{k, v})
 				return nil
 			})

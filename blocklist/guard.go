@@ -70,6 +70,10 @@ func (l *List) DroppedBlocks(old *List, now time.Time) (dropped, total int) {
 // differ from the defaults.
 func (r Rule) Format() string {
 	attrs := []kv{{"policy", r.Policy}, {"reason", r.Reason}}
+	for tag, text := range r.Reasons.All() {
+		attrs = append(attrs, kv{reasonPrefix + tag, text})
+	}
+	attrs = append(attrs, kv{"contact", r.Contact}, kv{"appeal", r.Appeal})
 	if r.Status != 0 && r.Status != 403 {
 		attrs = append(attrs, kv{"status", strconv.Itoa(r.Status)})
 	}

@@ -63,7 +63,9 @@ func Load(path string) (*List, error) {
 //
 // The format is one rule per line, "pattern [key=value ...]", where pattern
 // is "name" (the name and every name under it) or "*.name" (only the names
-// under it), and the keys are policy, reason, status, mode and expires. "#"
+// under it), and the keys are policy, reason, reason.TAG (the reason in the
+// language TAG, such as reason.de), contact, appeal, status, mode and
+// expires. "#"
 // at the start of a line or after white space (outside quotes) starts a
 // comment. An annotation line ("#@ ...", see NotePrefix) is a comment
 // too; the list remembers it (see List.Note and List.UnblockNote).
@@ -233,9 +235,25 @@ func parseAttrs(s string, a *Attrs) (time.Time, error) {
 	var expires time.Time
 	var seen [len(attrKeys)]bool
 	_, err := scanAttrs(s, func(key, val string) error {
+		if tag, ok, err := reasonKey(key); ok {
+			if err != nil {
+				return err
+			}
+			if _, dup := a.Reasons.Get(tag); dup {
+				return fmt.Errorf("attribute %s given twice", key)
+			}
+			if err := checkControl(key, val); err != nil {
+				return err
+			}
+			if val == "" {
+				return fmt.Errorf("attribute %s: empty; leave it out instead", key)
+			}
+			a.Reasons = a.Reasons.With(tag, val)
+			return nil
+		}
 		i := slices.Index(attrKeys[:], key)
 		if i < 0 {
-			return fmt.Errorf("unknown attribute %q (want policy, reason, status, mode or expires)", key)
+			return unknownAttr(key)
 		}
 		if seen[i] {
 			return fmt.Errorf("attribute %s given twice", key)
@@ -296,6 +314,16 @@ func setAttr(a *Attrs, expires *time.Time, key, val string) error {
 			return errors.New(`attribute reason: empty; leave it out instead`)
 		}
 		a.Reason = val
+	case "contact":
+		if err := checkContact(val); err != nil {
+			return err
+		}
+		a.Contact = val
+	case "appeal":
+		if err := checkURL(key, val); err != nil {
+			return err
+		}
+		a.Appeal = val
 	case "status":
 		switch val {
 		case "403":
@@ -444,12 +472,35 @@ func digits(s string) bool {
 	return s != ""
 }
 
-func checkPolicy(v string) error {
+func checkPolicy(v string) error { return checkURL("policy", v) }
+
+// checkURL checks that v is an absolute http or https URL.
+func checkURL(key, v string) error {
 	u, err := url.Parse(v)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("attribute policy=%q: want an absolute http or https URL", v)
+		return fmt.Errorf("attribute %s=%q: want an absolute http or https URL", key, v)
 	}
 	return nil
+}
+
+// checkContact checks that v is an absolute http(s) URL or a mailto: URL
+// with an address.
+func checkContact(v string) error {
+	if addr, ok := strings.CutPrefix(v, "mailto:"); ok {
+		if u, err := url.Parse(v); err == nil && strings.Contains(addr, "@") && !strings.ContainsAny(addr, " <>\"") && u.Opaque != "" {
+			return nil
+		}
+		return fmt.Errorf("attribute contact=%q: want mailto:name@example.com or an absolute http or https URL", v)
+	}
+	if err := checkURL("contact", v); err != nil {
+		return fmt.Errorf("attribute contact=%q: want an absolute http or https URL or mailto:name@example.com", v)
+	}
+	return nil
+}
+
+// unknownAttr is the error for an attribute key the format does not have.
+func unknownAttr(key string) error {
+	return fmt.Errorf("unknown attribute %q (want policy, reason, reason.LANG, contact, appeal, status, mode or expires)", key)
 }
 
 // nextField returns the first white-space separated field of s and the rest.

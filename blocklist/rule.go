@@ -32,7 +32,18 @@ type Attrs struct {
 	// operator's default policy.
 	Policy string
 	// Reason is the text shown to the visitor; empty means none was given.
+	// It is taken to be in the operator's default page language.
 	Reason string
+	// Reasons are the reason in particular languages (reason.de="...");
+	// a page in one of them shows that text instead of Reason.
+	Reasons Reasons
+	// Contact is where visitors reach the operator about this block: an
+	// absolute http(s) URL or a mailto: URL. Empty means the operator's
+	// default (pages.contact).
+	Contact string
+	// Appeal is the absolute http(s) URL where visitors appeal this block.
+	// Empty means the operator's default (pages.appeal).
+	Appeal string
 	// Status is the HTTP status of the block page: 403 (the default) or 451.
 	Status int
 	// Mode is block (the default) or report.
