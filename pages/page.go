@@ -4,37 +4,59 @@ import (
 	"bytes"
 	_ "embed"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"html/template"
+	"maps"
 	"net/http"
+	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
 //go:embed page.html
 var defaultTemplate string
 
-// Data is what a page template sees. Title, Lead, Message, Reason, Policy
-// and BlockedBy are fixed when the page is prepared; Host, RequestID and
-// Time change with every request.
+// Data is what a page template sees. Everything but Host, RequestID and
+// Time is fixed when the page is prepared (once per page and language);
+// those three change with every request.
 type Data struct {
 	// Kind is "blocked", "unknown-host", "bad-request", "method-not-allowed",
-	// "bad-gateway", "service-unavailable", "gateway-timeout" or
-	// "loop-detected".
+	// "bad-gateway", "service-unavailable", "gateway-timeout",
+	// "loop-detected" or "starting".
 	Kind       string
 	Status     int
 	StatusText string
-	Title      string
-	// Lead is the sentence before the host name, such as "The operator has blocked".
-	Lead    string
-	Message string
-	// Reason and Policy come from the rule (Policy falls back to the
-	// operator's default); either may be empty.
-	Reason, Policy string
+	// Code is the status line shown above the title ("Error 451"), in
+	// the page's language.
+	Code  string
+	Title string
+	// Lead and LeadEnd are the sentence around the host name, such as
+	// "The operator of this network has blocked access to " and ".".
+	Lead, LeadEnd string
+	Message       string
+	// Reason and Policy come from the rule (Policy and the recourse
+	// fall back to the operator's defaults); any may be empty. Reason is
+	// the text for the page's language if the rule has one, and
+	// ReasonLang its language tag.
+	Reason, ReasonLang, Policy string
 	// BlockedBy is the blocking party's URL (RFC 7725); may be empty.
 	BlockedBy string
+	// Operator is the name of the network's operator; Contact (an
+	// http(s) or mailto: URL) and Appeal (an http(s) URL) are where a
+	// visitor reaches it. Any may be empty; Appeal is set on block pages
+	// only.
+	Operator, Contact, Appeal string
+	// Lang is the page's language tag, Dir its direction ("ltr" or
+	// "rtl"), LanguageName the language's name in itself.
+	Lang, Dir, LanguageName string
+	// T holds every message of the page's language by name (see
+	// pages/i18n/en.json), for templates that lay out other parts.
+	T         map[string]string
 	Host      string
 	RequestID string
 	// Time is the request time in RFC 3339, UTC, to the second.
@@ -53,78 +75,208 @@ type Block struct {
 	// Status is 403 or 451; zero means 403.
 	Status int
 	Policy string
-	Reason string
+	// Reason is the reason in the default language; Reasons maps
+	// language tags to the reason in that language. Either may be empty.
+	Reason  string
+	Reasons map[string]string
+	// Contact and Appeal override the operator's defaults when set.
+	Contact, Appeal string
 }
 
-// Renderer prepares pages from the block page template and the built-in
-// error pages. It is safe for concurrent use.
+// Template is the text of a page template and the file it came from.
+type Template struct {
+	Text string
+	// File names the template in errors.
+	File string
+}
+
+// Renderer prepares pages: the block page and the error pages, in every
+// language. It is safe for concurrent use.
 type Renderer struct {
-	block     *template.Template
+	langs     []*Language
+	tags      []string
+	def       int
+	templates map[string]*template.Template // by TemplateKeys; missing means the built-in one
 	builtin   *template.Template
 	blockedBy string
+	operator  string
+	contact   string
+	appeal    string
+	retry     string // Retry-After value; "" for none
 	errors    map[int]*Page
+	starting  *Page
 }
 
-// Options configure a Renderer. The zero value uses the built-in template
-// and sends no blocked-by link.
+// Options configure a Renderer. The zero value uses the built-in
+// templates and languages, English by default, and sends no blocked-by
+// link and no Retry-After.
 type Options struct {
 	// Template is the text of an html/template for the block page; empty
-	// means the built-in one. It sees a Data value.
+	// means the built-in one. It sees a Data value. It is the same as
+	// Templates["block"], which it may not be given with.
 	Template string
 	// TemplateFile names the template in errors.
 	TemplateFile string
+	// Templates replace the built-in page by key: "block", a status of
+	// an error page ("400", "404", "405", "502", "503", "504", "508"), or
+	// "error" for every error page without a template of its own.
+	Templates map[string]Template
 	// BlockedBy is the URL of the blocking party, sent as
-	// Link: <BlockedBy>; rel="blocked-by" and shown on the page. Bytes
+	// Link: <BlockedBy>; rel="blocked-by" and linked from the page. Bytes
 	// that a URI may not hold (among them space, quotes, angle brackets
 	// and controls) are percent-encoded, so that the value can neither
 	// end the <...> nor add a parameter or another link.
 	BlockedBy string
+	// Operator is the operator's name, shown on every page.
+	Operator string
+	// Contact (an http(s) or mailto: URL) and Appeal (an http(s) URL) are
+	// the operator's defaults for how visitors get in touch about a
+	// block and appeal it; a rule may override them.
+	Contact, Appeal string
+	// DefaultLanguage is the tag of the language served when the
+	// visitor's Accept-Language names none of the pages'; "" means "en".
+	DefaultLanguage string
+	// Languages are the operator's translation files, added to or
+	// overriding the built-in ones.
+	Languages []LanguageFile
+	// RetryAfter, if positive, is sent as Retry-After (in whole seconds,
+	// rounded up) with the 502, 503 and 504 pages.
+	RetryAfter time.Duration
 }
 
-// NewRenderer parses the template and checks it by rendering a sample
-// block page; an error names the template file.
+// TemplateKeys are the keys Options.Templates takes.
+var TemplateKeys = []string{"block", "error", "400", "404", "405", "502", "503", "504", "508"}
+
+// NewRenderer parses the templates and the translation files and checks
+// every template by rendering it in every language; an error names the
+// file.
 func NewRenderer(o Options) (*Renderer, error) {
-	builtin := template.Must(template.New("page.html").Parse(defaultTemplate))
-	r := &Renderer{block: builtin, builtin: builtin, blockedBy: escapeLinkTarget(o.BlockedBy), errors: map[int]*Page{}}
+	langs, err := loadLanguages(o.Languages)
+	if err != nil {
+		return nil, err
+	}
+	builtin := template.Must(template.New("page.html").Option("missingkey=error").Parse(defaultTemplate))
+	r := &Renderer{langs: langs, builtin: builtin, blockedBy: escapeLinkTarget(o.BlockedBy),
+		operator: o.Operator, contact: o.Contact, appeal: o.Appeal,
+		templates: map[string]*template.Template{}, errors: map[int]*Page{}}
+	for _, l := range langs {
+		r.tags = append(r.tags, l.Tag)
+	}
+	def := o.DefaultLanguage
+	if def == "" {
+		def = "en"
+	}
+	r.def = slices.IndexFunc(r.tags, func(t string) bool { return strings.EqualFold(t, def) })
+	if r.def < 0 {
+		return nil, fmt.Errorf("pages.default_language %q: no such language (have %s)", def, strings.Join(r.tags, ", "))
+	}
+	if o.RetryAfter > 0 {
+		r.retry = strconv.FormatInt(int64((o.RetryAfter+time.Second-1)/time.Second), 10)
+	}
+	tmpls := maps.Clone(o.Templates)
 	if o.Template != "" {
-		name := o.TemplateFile
+		if _, ok := tmpls["block"]; ok {
+			return nil, errors.New("pages.template and pages.templates.block both name a block page template; keep one")
+		}
+		if tmpls == nil {
+			tmpls = map[string]Template{}
+		}
+		tmpls["block"] = Template{Text: o.Template, File: o.TemplateFile}
+	}
+	for _, key := range slices.Sorted(maps.Keys(tmpls)) {
+		t := tmpls[key]
+		if !slices.Contains(TemplateKeys, key) {
+			return nil, fmt.Errorf("pages.templates: unknown page %q (want one of %s)", key, strings.Join(TemplateKeys, ", "))
+		}
+		name := t.File
 		if name == "" {
 			name = "template"
 		}
-		t, err := template.New(name).Option("missingkey=error").Parse(o.Template)
+		pt, err := template.New(name).Option("missingkey=error").Parse(t.Text)
 		if err != nil {
-			return nil, fmt.Errorf("pages.template: %w", err)
+			return nil, fmt.Errorf("pages.templates.%s: %w", key, err)
 		}
-		r.block = t
-		if _, err := r.Block(Block{Status: 451, Policy: "https://example.com/policy", Reason: "sample"}); err != nil {
-			return nil, fmt.Errorf("pages.template %s: %w", name, err)
+		r.templates[key] = pt
+		if key == "block" {
+			// Checked with a sample in every language.
+			sample := Block{Status: 451, Policy: "https://example.com/policy", Reason: "sample",
+				Reasons: map[string]string{"de": "Beispiel"}, Contact: "mailto:abuse@example.com", Appeal: "https://example.com/appeal"}
+			p, err := r.Block(sample)
+			if err == nil {
+				err = p.prepareAll()
+			}
+			if err != nil {
+				return nil, fmt.Errorf("pages.templates.block %s: %w", name, explainExecError(err))
+			}
 		}
 	}
+	// Every error page in every language, checking each template.
 	for _, e := range errorPages {
-		p, err := r.prepare(r.builtin, e, false)
-		if err != nil {
-			return nil, err // the built-in template is tested; this does not happen
+		p := r.newPage(e, nil)
+		if err := p.prepareAll(); err != nil {
+			return nil, fmt.Errorf("pages.templates.%s %s: %w", p.templateKey(), p.tmpl.Name(), explainExecError(err))
 		}
-		r.errors[e.Status] = p
+		if e.Kind == "starting" {
+			r.starting = p
+		} else {
+			r.errors[e.Status] = p
+		}
 	}
 	return r, nil
 }
 
+// explainExecError adds to an error about an unknown field or message the
+// names a template may use.
+func explainExecError(err error) error {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "can't evaluate field"):
+		return fmt.Errorf("%w; a template may use %s", err, strings.Join(dataFields(), ", "))
+	case strings.Contains(msg, "map has no entry for key"):
+		return fmt.Errorf("%w; .T has the messages of pages/i18n/en.json: %s", err, strings.Join(slices.Sorted(maps.Keys(mustEnglish().Messages)), ", "))
+	}
+	return err
+}
+
+// dataFields returns the fields of Data as a template names them.
+func dataFields() []string {
+	t := reflect.TypeFor[Data]()
+	var out []string
+	for i := range t.NumField() {
+		out = append(out, "."+t.Field(i).Name)
+	}
+	return out
+}
+
+func mustEnglish() *Language {
+	langs, err := builtinLanguages()
+	if err != nil {
+		panic(err)
+	}
+	return langs["en"]
+}
+
+// Languages returns the tags of the languages pages are served in, sorted.
+func (r *Renderer) Languages() []string { return slices.Clone(r.tags) }
+
+// DefaultLanguage returns the tag of the default language.
+func (r *Renderer) DefaultLanguage() string { return r.tags[r.def] }
+
+// Language returns the index of the language an Accept-Language header
+// value prefers (see NegotiateLanguage).
+func (r *Renderer) language(acceptLanguage string) int {
+	return NegotiateLanguage(acceptLanguage, r.tags, r.def)
+}
+
 var errorPages = []Data{
-	{Kind: "unknown-host", Status: http.StatusNotFound, Title: "No site is configured for this name",
-		Lead: "This edge server has no site configured for", Message: "Check the address you typed. If you run this site, add a route for the name to the edge configuration."},
-	{Kind: "bad-gateway", Status: http.StatusBadGateway, Title: "The site's server could not be reached",
-		Lead: "The edge could not get an answer from the origin server of", Message: "The site may be down for a moment. Try again shortly."},
-	{Kind: "gateway-timeout", Status: http.StatusGatewayTimeout, Title: "The site's server took too long to answer",
-		Lead: "The origin server did not answer in time for", Message: "The site may be overloaded. Try again shortly."},
-	{Kind: "bad-request", Status: http.StatusBadRequest, Title: "The request names no valid host",
-		Lead: "The host name of this request is not valid or not unique:", Message: "Check the address you typed."},
-	{Kind: "method-not-allowed", Status: http.StatusMethodNotAllowed, Title: "This request method is not allowed",
-		Lead: "The edge does not forward this method for", Message: "CONNECT, TRACE and TRACK are not forwarded; the Allow header lists the methods that are."},
-	{Kind: "service-unavailable", Status: http.StatusServiceUnavailable, Title: "The site's server is busy",
-		Lead: "Every connection to the origin server is in use for", Message: "The site may be overloaded. Try again shortly."},
-	{Kind: "loop-detected", Status: http.StatusLoopDetected, Title: "The request went round in a loop",
-		Lead: "The request came back to this edge server on its way to the origin of", Message: "The site's configuration sends requests back to the edge. If you run this site, check its origin addresses."},
+	{Kind: "unknown-host", Status: http.StatusNotFound},
+	{Kind: "bad-gateway", Status: http.StatusBadGateway},
+	{Kind: "gateway-timeout", Status: http.StatusGatewayTimeout},
+	{Kind: "bad-request", Status: http.StatusBadRequest},
+	{Kind: "method-not-allowed", Status: http.StatusMethodNotAllowed},
+	{Kind: "service-unavailable", Status: http.StatusServiceUnavailable},
+	{Kind: "loop-detected", Status: http.StatusLoopDetected},
+	{Kind: "starting", Status: http.StatusServiceUnavailable},
 }
 
 // Error returns the prepared error page for status: 400, 404, 405, 502,
@@ -136,54 +288,181 @@ func (r *Renderer) Error(status int) *Page {
 	return r.errors[http.StatusBadGateway]
 }
 
-// Block prepares the block page for a rule's attributes. Call it when a
-// blocklist is loaded, once per distinct attribute set, and keep the Page.
+// Starting returns the 503 page served while the server has no config
+// and blocklist loaded yet.
+func (r *Renderer) Starting() *Page { return r.starting }
+
+// Block prepares the block page for a rule's attributes in the default
+// language; the other languages are prepared on their first request and
+// kept. Call it when a blocklist is loaded, once per distinct attribute
+// set, and keep the Page.
 func (r *Renderer) Block(b Block) (*Page, error) {
 	if b.Status == 0 {
 		b.Status = http.StatusForbidden
 	}
-	d := Data{Kind: "blocked", Status: b.Status, Reason: b.Reason, Policy: b.Policy,
-		Title: "This site has been blocked", Lead: "The operator of this edge network has blocked"}
-	if b.Status == http.StatusUnavailableForLegalReasons {
-		d.Title = "This site is unavailable for legal reasons"
-		d.Lead = "Because of a legal demand, the operator of this edge network has blocked"
+	p := r.newPage(Data{Kind: "blocked", Status: b.Status, Policy: b.Policy}, &b)
+	v, err := p.prepare(r.def)
+	if err != nil {
+		return nil, err
 	}
-	return r.prepare(r.block, d, true)
+	p.vars[r.def].Store(v)
+	return p, nil
 }
 
-// Page is a prepared page in every format. It is immutable and safe for
-// concurrent use.
+// Page is a prepared page in every format and language. It is safe for
+// concurrent use; a language is prepared once, on its first request.
 type Page struct {
+	r         *Renderer
+	tmpl      *template.Template
+	base      Data
+	block     *Block // nil for error pages
 	status    int
-	blocked   bool
 	blockedBy string
-	formats   [numFormats]compiled
+	retry     string
+	vars      []atomic.Pointer[variant] // by language
+}
+
+// variant is a page in one language.
+type variant struct {
+	contentLanguage string
+	formats         [numFormats]compiled
 }
 
 // Status returns the HTTP status the page is served with.
 func (p *Page) Status() int { return p.status }
 
-func (r *Renderer) prepare(t *template.Template, d Data, blocked bool) (*Page, error) {
+func (r *Renderer) newPage(d Data, b *Block) *Page {
 	d.StatusText = http.StatusText(d.Status)
-	if blocked {
-		d.BlockedBy = r.blockedBy
+	d.Operator, d.Contact = r.operator, r.contact
+	p := &Page{r: r, base: d, block: b, status: d.Status, vars: make([]atomic.Pointer[variant], len(r.langs))}
+	if b != nil {
+		p.base.BlockedBy, p.blockedBy = r.blockedBy, r.blockedBy
+		p.base.Appeal = r.appeal
+		if b.Contact != "" {
+			p.base.Contact = b.Contact
+		}
+		if b.Appeal != "" {
+			p.base.Appeal = b.Appeal
+		}
 	}
-	p := &Page{status: d.Status, blocked: blocked, blockedBy: d.BlockedBy}
+	switch d.Status {
+	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		p.retry = r.retry
+	}
+	p.tmpl = r.builtin
+	if t, ok := r.templates[p.templateKey()]; ok {
+		p.tmpl = t
+	} else if t, ok := r.templates["error"]; ok && b == nil {
+		p.tmpl = t
+	}
+	return p
+}
+
+// templateKey returns the Options.Templates key of the page.
+func (p *Page) templateKey() string {
+	if p.block != nil {
+		return "block"
+	}
+	return strconv.Itoa(p.status)
+}
+
+// messageKey returns the prefix of the page's messages in the catalog.
+func (p *Page) messageKey() string {
+	if p.block != nil && p.status == http.StatusUnavailableForLegalReasons {
+		return "blocked_legal"
+	}
+	return strings.ReplaceAll(p.base.Kind, "-", "_")
+}
+
+// prepareAll prepares the page in every language.
+func (p *Page) prepareAll() error {
+	for i := range p.vars {
+		if p.vars[i].Load() != nil {
+			continue
+		}
+		v, err := p.prepare(i)
+		if err != nil {
+			return fmt.Errorf("language %s: %w", p.r.tags[i], err)
+		}
+		p.vars[i].Store(v)
+	}
+	return nil
+}
+
+// variant returns the page in language i, preparing it on first use. Should
+// that fail (a custom template that breaks on one rule's values in one
+// language), the default language is served.
+func (p *Page) variant(i int) *variant {
+	if v := p.vars[i].Load(); v != nil {
+		return v
+	}
+	v, err := p.prepare(i)
+	if err != nil {
+		if i == p.r.def {
+			return nil
+		}
+		return p.variant(p.r.def)
+	}
+	if !p.vars[i].CompareAndSwap(nil, v) {
+		return p.vars[i].Load()
+	}
+	return v
+}
+
+// prepare renders the page in language i.
+func (p *Page) prepare(i int) (*variant, error) {
+	l := p.r.langs[i]
+	m := l.Messages
+	d := p.base
+	d.Lang, d.Dir, d.LanguageName, d.T = l.Tag, l.Dir, l.Name, m
+	d.Code = strings.Replace(m["error_code"], "{status}", strconv.Itoa(d.Status), 1)
+	key := p.messageKey()
+	d.Title = m[key+"_title"]
+	d.Lead, d.LeadEnd, _ = strings.Cut(m[key+"_lead"], "{host}")
+	d.Message = m[key+"_message"]
+	if p.block != nil {
+		d.Reason, d.ReasonLang = p.reason(l.Tag)
+	}
+	v := &variant{contentLanguage: l.Tag}
 	var err error
-	if p.formats[HTML], err = compile(d, func(d Data) ([]byte, error) {
+	if v.formats[HTML], err = compile(d, func(d Data) ([]byte, error) {
 		var b bytes.Buffer
-		err := t.Execute(&b, d)
+		err := p.tmpl.Execute(&b, d)
 		return b.Bytes(), err
 	}); err != nil {
 		return nil, err
 	}
-	if p.formats[JSON], err = compile(d, renderJSON); err != nil {
+	if v.formats[JSON], err = compile(d, renderJSON); err != nil {
 		return nil, err
 	}
-	if p.formats[Text], err = compile(d, renderText); err != nil {
+	if v.formats[Text], err = compile(d, renderText); err != nil {
 		return nil, err
 	}
-	return p, nil
+	return v, nil
+}
+
+// reason returns the block's reason for a page in language tag, and the
+// reason's own language: the reason given for that language (or for the
+// language a more specific tag falls back to), else the plain reason
+// (taken to be in the default language), else one of the others.
+func (p *Page) reason(tag string) (text, lang string) {
+	b := p.block
+	if len(b.Reasons) > 0 {
+		tags := slices.Sorted(maps.Keys(b.Reasons))
+		if i := NegotiateLanguage(tag, tags, -1); i >= 0 {
+			return b.Reasons[tags[i]], tags[i]
+		}
+	}
+	def := p.r.tags[p.r.def]
+	if b.Reason != "" {
+		return b.Reason, def
+	}
+	if len(b.Reasons) > 0 {
+		tags := slices.Sorted(maps.Keys(b.Reasons))
+		i := NegotiateLanguage(def, tags, 0)
+		return b.Reasons[tags[i]], tags[i]
+	}
+	return "", ""
 }
 
 // problem is the RFC 9457 problem details object, with extension members.
@@ -196,12 +475,18 @@ type problem struct {
 	Host      string `json:"host"`
 	RequestID string `json:"request_id"`
 	Time      string `json:"time"`
+	// Language is the language of title and detail.
+	Language  string `json:"language"`
 	BlockedBy string `json:"blocked_by,omitempty"`
+	Operator  string `json:"operator,omitempty"`
+	Contact   string `json:"contact,omitempty"`
+	Appeal    string `json:"appeal,omitempty"`
 }
 
 func renderJSON(d Data) ([]byte, error) {
 	p := problem{Type: d.Policy, Title: d.Title, Status: d.Status, Detail: d.Reason, Instance: d.RequestID,
-		Host: d.Host, RequestID: d.RequestID, Time: d.Time, BlockedBy: d.BlockedBy}
+		Host: d.Host, RequestID: d.RequestID, Time: d.Time, Language: d.Lang, BlockedBy: d.BlockedBy,
+		Operator: d.Operator, Contact: d.Contact, Appeal: d.Appeal}
 	if p.Type == "" {
 		p.Type = "about:blank"
 	}
@@ -212,21 +497,39 @@ func renderJSON(d Data) ([]byte, error) {
 	return append(b, '\n'), err
 }
 
+// renderText renders the text/plain page: the same lines as the HTML
+// page, labelled in the page's language.
 func renderText(d Data) ([]byte, error) {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d %s: %s\n\n%s %s.\n", d.Status, d.StatusText, d.Title, d.Lead, d.Host)
-	if d.Reason != "" {
-		fmt.Fprintf(&b, "Reason: %s\n", d.Reason)
+	t := d.T
+	line := func(label, v string) {
+		if v != "" {
+			fmt.Fprintf(&b, "%s%s%s\n", t[label], t["colon"], v)
+		}
 	}
+	fmt.Fprintf(&b, "%d %s: %s\n\n%s%s%s\n", d.Status, d.StatusText, d.Title, d.Lead, d.Host, d.LeadEnd)
+	if d.Kind == "blocked" {
+		line("blocked_by", d.Operator)
+	}
+	line("reason", d.Reason)
 	if d.Message != "" {
 		fmt.Fprintf(&b, "%s\n", d.Message)
 	}
-	if d.Policy != "" {
-		fmt.Fprintf(&b, "Policy: %s\n", d.Policy)
+	line("policy", d.Policy)
+	line("appeal_label", d.Appeal)
+	line("contact_label", d.Contact)
+	if d.Appeal != "" || d.Contact != "" {
+		fmt.Fprintf(&b, "%s\n", t["quote_id"])
 	}
-	fmt.Fprintf(&b, "\nHost: %s\nRequest ID: %s\nTime: %s\n", d.Host, d.RequestID, d.Time)
+	b.WriteByte('\n')
+	line("host", d.Host)
+	line("request_id", d.RequestID)
+	line("time", d.Time)
+	if d.Kind != "blocked" {
+		line("operator", d.Operator)
+	}
 	if d.BlockedBy != "" {
-		fmt.Fprintf(&b, "Blocked by: %s\n", d.BlockedBy)
+		fmt.Fprintf(&b, "%s%s%s\n", t["operator_site"], t["colon"], d.BlockedBy)
 	}
 	return []byte(b.String()), nil
 }
@@ -310,9 +613,9 @@ func (c *compiled) appendTo(b []byte, vals [numHoles]string) []byte {
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 8<<10); return &b }}
 
-func (p *Page) appendBody(b []byte, f Format, req Request) ([]byte, error) {
+func (v *variant) appendBody(b []byte, f Format, req Request) ([]byte, error) {
 	vals := requestValues(req)
-	c := &p.formats[f]
+	c := &v.formats[f]
 	if !c.dynamic {
 		return c.appendTo(b, vals), nil
 	}
@@ -355,27 +658,34 @@ func safeByte(c byte) bool {
 }
 
 // Serve writes the page for one request: the format the Accept header
-// prefers, with Content-Type, Content-Length, Cache-Control: no-store,
-// Vary: Accept, and on block pages the RFC 7725 Link header. A HEAD request
-// gets the headers alone. It returns the number of body bytes written.
+// prefers in the language Accept-Language prefers, with Content-Type,
+// Content-Language, Content-Length, Cache-Control: no-store, Vary: Accept,
+// Accept-Language, on block pages the RFC 7725 Link header and on 502, 503
+// and 504 pages Retry-After (when configured). A HEAD request gets the
+// headers alone. It returns the number of body bytes written.
 func (p *Page) Serve(w http.ResponseWriter, r *http.Request, req Request) int {
 	f := Negotiate(r.Header.Get("Accept"))
+	v := p.variant(p.r.language(r.Header.Get("Accept-Language")))
 	bp := bufPool.Get().(*[]byte)
-	body, err := p.appendBody((*bp)[:0], f, req)
+	body, err := v.appendBody((*bp)[:0], f, req)
 	if err != nil {
 		// A custom template failed on this request: fall back to the
 		// text form, which cannot fail, rather than an empty page.
 		f = Text
-		body, _ = p.appendBody((*bp)[:0], f, req)
+		body, _ = v.appendBody((*bp)[:0], f, req)
 	}
 	h := w.Header()
 	h["Content-Type"] = []string{f.ContentType()}
+	h["Content-Language"] = []string{v.contentLanguage}
 	h["Content-Length"] = []string{strconv.Itoa(len(body))}
 	h["Cache-Control"] = []string{"no-store"}
-	h["Vary"] = []string{"Accept"}
+	h["Vary"] = []string{"Accept, Accept-Language"}
 	h["X-Content-Type-Options"] = []string{"nosniff"}
-	if p.blocked && p.blockedBy != "" {
+	if p.blockedBy != "" {
 		h["Link"] = []string{"<" + p.blockedBy + `>; rel="blocked-by"`}
+	}
+	if p.retry != "" {
+		h["Retry-After"] = []string{p.retry}
 	}
 	w.WriteHeader(p.status)
 	n := 0

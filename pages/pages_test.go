@@ -176,12 +176,12 @@ func TestCustomTemplate(t *testing.T) {
 			if !strings.Contains(body, "<h1>forum.example blocked</h1>") || !strings.Contains(body, "ID 0123456789abcdef at 2026-11-25T12:00:00Z") {
 				t.Errorf("%s body:\n%s", file, body)
 			}
-			if p.formats[HTML].dynamic {
+			if p.vars[p.r.def].Load().formats[HTML].dynamic {
 				t.Errorf("%s was not prepared ahead", file)
 			}
 		} else {
-			if !strings.Contains(body, "<h1>for</h1>") || !p.formats[HTML].dynamic {
-				t.Errorf("%s: dynamic %v body:\n%s", file, p.formats[HTML].dynamic, body)
+			if !strings.Contains(body, "<h1>for</h1>") || !p.vars[p.r.def].Load().formats[HTML].dynamic {
+				t.Errorf("%s: dynamic %v body:\n%s", file, p.vars[p.r.def].Load().formats[HTML].dynamic, body)
 			}
 		}
 	}
