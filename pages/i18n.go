@@ -198,7 +198,7 @@ func loadLanguages(files []LanguageFile) ([]*Language, error) {
 
 // maxLanguages bounds the languages, so that negotiation can keep its
 // bookkeeping on the stack.
-const maxLanguages = 256
+const maxLanguages = 64
 
 // canonicalTag checks a BCP 47 language tag of the shape Accept-Language
 // uses and returns it in canonical case: "pt-br" is "pt-BR", "zh-hant"

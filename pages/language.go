@@ -56,8 +56,12 @@ func NegotiateLanguage(header string, tags []string, def int) int {
 		// The longest tag a range more specific than any tag falls back
 		// to gets specificity 3; shorter ones are not matched.
 		fallback, fallbackLen := -1, 0
+		first := rng[0] | 0x20 // a letter: validRange checked
 		for i := range n {
 			t := tags[i]
+			if t == "" || t[0]|0x20 != first {
+				continue // most tags differ in their first letter
+			}
 			var s uint8
 			switch {
 			case len(t) == len(rng) && strings.EqualFold(t, rng):

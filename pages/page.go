@@ -312,19 +312,19 @@ func (r *Renderer) Block(b Block) (*Page, error) {
 // Page is a prepared page in every format and language. It is safe for
 // concurrent use; a language is prepared once, on its first request.
 type Page struct {
-	r         *Renderer
-	tmpl      *template.Template
-	base      Data
-	block     *Block // nil for error pages
-	status    int
-	blockedBy string
-	retry     string
-	vars      []atomic.Pointer[variant] // by language
+	r      *Renderer
+	tmpl   *template.Template
+	base   Data
+	block  *Block // nil for error pages
+	status int
+	link   []string                  // the Link header; nil for none
+	retry  []string                  // the Retry-After header; nil for none
+	vars   []atomic.Pointer[variant] // by language
 }
 
 // variant is a page in one language.
 type variant struct {
-	contentLanguage string
+	contentLanguage []string // the header
 	formats         [numFormats]compiled
 }
 
@@ -336,7 +336,10 @@ func (r *Renderer) newPage(d Data, b *Block) *Page {
 	d.Operator, d.Contact = r.operator, r.contact
 	p := &Page{r: r, base: d, block: b, status: d.Status, vars: make([]atomic.Pointer[variant], len(r.langs))}
 	if b != nil {
-		p.base.BlockedBy, p.blockedBy = r.blockedBy, r.blockedBy
+		p.base.BlockedBy = r.blockedBy
+		if r.blockedBy != "" {
+			p.link = []string{"<" + r.blockedBy + `>; rel="blocked-by"`}
+		}
 		p.base.Appeal = r.appeal
 		if b.Contact != "" {
 			p.base.Contact = b.Contact
@@ -347,7 +350,9 @@ func (r *Renderer) newPage(d Data, b *Block) *Page {
 	}
 	switch d.Status {
 	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
-		p.retry = r.retry
+		if r.retry != "" {
+			p.retry = []string{r.retry}
+		}
 	}
 	p.tmpl = r.builtin
 	if t, ok := r.templates[p.templateKey()]; ok {
@@ -423,7 +428,7 @@ func (p *Page) prepare(i int) (*variant, error) {
 	if p.block != nil {
 		d.Reason, d.ReasonLang = p.reason(l.Tag)
 	}
-	v := &variant{contentLanguage: l.Tag}
+	v := &variant{contentLanguage: []string{l.Tag}}
 	var err error
 	if v.formats[HTML], err = compile(d, func(d Data) ([]byte, error) {
 		var b bytes.Buffer
@@ -611,6 +616,13 @@ func (c *compiled) appendTo(b []byte, vals [numHoles]string) []byte {
 	return b
 }
 
+var (
+	contentTypes       = [numFormats][]string{{HTML.ContentType()}, {JSON.ContentType()}, {Text.ContentType()}}
+	noStore            = []string{"no-store"}
+	varyAcceptLanguage = []string{"Accept, Accept-Language"}
+	nosniff            = []string{"nosniff"}
+)
+
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 8<<10); return &b }}
 
 func (v *variant) appendBody(b []byte, f Format, req Request) ([]byte, error) {
@@ -674,18 +686,21 @@ func (p *Page) Serve(w http.ResponseWriter, r *http.Request, req Request) int {
 		f = Text
 		body, _ = v.appendBody((*bp)[:0], f, req)
 	}
+	// The header values are prepared too; they are shared read-only
+	// slices of length and capacity 1, so that an Add by a later handler
+	// makes a copy rather than changing them.
 	h := w.Header()
-	h["Content-Type"] = []string{f.ContentType()}
-	h["Content-Language"] = []string{v.contentLanguage}
+	h["Content-Type"] = contentTypes[f]
+	h["Content-Language"] = v.contentLanguage
 	h["Content-Length"] = []string{strconv.Itoa(len(body))}
-	h["Cache-Control"] = []string{"no-store"}
-	h["Vary"] = []string{"Accept, Accept-Language"}
-	h["X-Content-Type-Options"] = []string{"nosniff"}
-	if p.blockedBy != "" {
-		h["Link"] = []string{"<" + p.blockedBy + `>; rel="blocked-by"`}
+	h["Cache-Control"] = noStore
+	h["Vary"] = varyAcceptLanguage
+	h["X-Content-Type-Options"] = nosniff
+	if p.link != nil {
+		h["Link"] = p.link
 	}
-	if p.retry != "" {
-		h["Retry-After"] = []string{p.retry}
+	if p.retry != nil {
+		h["Retry-After"] = p.retry
 	}
 	w.WriteHeader(p.status)
 	n := 0

@@ -298,3 +298,27 @@ func TestErrorPageStatuses(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkServeBlockPageLanguage serves the block page to a browser that
+// prefers German: negotiation plus a prepared page in that language.
+func BenchmarkServeBlockPageLanguage(b *testing.B) {
+	r, _ := NewRenderer(Options{BlockedBy: "https://edge.example.com", Operator: "Example Edge", Appeal: "https://edge.example.com/appeal"})
+	p, _ := r.Block(Block{Policy: "https://blog.example.com/why", Reason: "Imminent threat"})
+	hr := httptest.NewRequest("GET", "http://forum.example/", nil)
+	hr.Header.Set("Accept-Language", "de-DE,de;q=0.9,en-US;q=0.8,en;q=0.7")
+	for b.Loop() {
+		w := httptest.NewRecorder()
+		p.Serve(w, hr, req)
+	}
+}
+
+// BenchmarkNewRenderer measures what a config reload spends on pages:
+// parsing the translations and preparing every error page in every
+// language.
+func BenchmarkNewRenderer(b *testing.B) {
+	for b.Loop() {
+		if _, err := NewRenderer(Options{Operator: "Example Edge"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -17,8 +17,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/edgeblock/edgeblock/blocklist"
+	"github.com/edgeblock/edgeblock/pages"
 	"github.com/edgeblock/edgeblock/proxy/certs"
 	"github.com/edgeblock/edgeblock/proxy/fleet"
 	"go.yaml.in/yaml/v3"
@@ -230,10 +232,37 @@ type BlocklistConfig struct {
 	MaxDrop float64 `yaml:"max_drop"`
 }
 
-// PagesConfig configures the block page.
+// PagesConfig configures the pages edgeblock serves itself: the block
+// page and the error pages (README "Block pages").
 type PagesConfig struct {
-	// Template is an html/template file replacing the built-in block page.
+	// Template is an html/template file replacing the built-in block
+	// page; the same as templates.block, which it may not be given with.
 	Template string `yaml:"template"`
+	// Templates are html/template files replacing built-in pages, by
+	// page: block, error (every error page without a file of its own),
+	// or the status of an error page (400, 404, 405, 502, 503, 504, 508).
+	// Empty means the built-in pages.
+	Templates map[string]string `yaml:"templates"`
+	// Operator is the name of the network's operator, shown on every
+	// page as who blocked the site. Empty means the pages say "the
+	// operator of this network" and name no one.
+	Operator string `yaml:"operator"`
+	// Contact is where visitors reach the operator: an absolute http(s)
+	// URL or mailto:address. A rule's contact= overrides it. Empty: none.
+	Contact string `yaml:"contact"`
+	// Appeal is the absolute http(s) URL where visitors appeal a block.
+	// A rule's appeal= overrides it. Empty: none.
+	Appeal string `yaml:"appeal"`
+	// DefaultLanguage is the language (a tag such as en or de) of the
+	// pages for visitors whose Accept-Language names none of the pages'
+	// languages, and the language of rules' plain reason=. Default en.
+	DefaultLanguage string `yaml:"default_language"`
+	// LanguagesDir holds the operator's translation files, TAG.json, each
+	// adding a language or overriding built-in messages. Empty: none.
+	LanguagesDir string `yaml:"languages_dir"`
+	// RetryAfter is sent as Retry-After with the 502, 503 and 504 pages,
+	// and the 503 page while starting. Default 30s; 0s sends none.
+	RetryAfter *time.Duration `yaml:"retry_after"`
 }
 
 // RouteConfig sends the requests for a host to its origins.
@@ -658,6 +687,18 @@ func (c *Config) applyDefaults() {
 	}
 	rel(&c.Blocklist.File)
 	rel(&c.Pages.Template)
+	for k, f := range c.Pages.Templates {
+		rel(&f)
+		c.Pages.Templates[k] = f
+	}
+	rel(&c.Pages.LanguagesDir)
+	if c.Pages.RetryAfter == nil {
+		d := 30 * time.Second
+		c.Pages.RetryAfter = &d
+	}
+	if c.Pages.DefaultLanguage == "" {
+		c.Pages.DefaultLanguage = "en"
+	}
 	rel(&c.TLS.CARoot)
 	rel(&c.TLS.Storage)
 	rel(&c.Admin.TokensFile)
@@ -1075,6 +1116,7 @@ func (c *Config) validate(v *validator) {
 			v.addf([]any{"blocklist", f.key}, "%q: a URL must not hold spaces, control characters, non-ASCII, or any of <>\"\\^`{|} (percent-encode them)", f.val)
 		}
 	}
+	c.validatePages(v)
 	if c.Blocklist.MaxDrop < 0 || c.Blocklist.MaxDrop > 1 {
 		v.addf([]any{"blocklist", "max_drop"}, "%v: want a share in (0, 1], such as 0.5", c.Blocklist.MaxDrop)
 	}
@@ -1320,4 +1362,43 @@ func fleetSummary(f *fleet.Config) string {
 		return "none"
 	}
 	return fmt.Sprintf("%+v", *f)
+}
+
+// validatePages checks the pages section; the template and translation
+// files themselves are checked when the renderer is built (loadRenderer).
+func (c *Config) validatePages(v *validator) {
+	pc := &c.Pages
+	for k, f := range pc.Templates {
+		if !slices.Contains(pages.TemplateKeys, k) {
+			v.addf([]any{"pages", "templates", k}, "unknown page %q (want one of %s)", k, strings.Join(pages.TemplateKeys, ", "))
+		} else if f == "" {
+			v.addf([]any{"pages", "templates", k}, "empty: want a template file")
+		}
+	}
+	if pc.Template != "" && pc.Templates["block"] != "" {
+		v.addf([]any{"pages", "template"}, "also given as pages.templates.block: keep one")
+	}
+	badURL := func(s string) bool {
+		return strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r >= 0x7f || strings.ContainsRune(`<>"\^{|}`+"`", r) })
+	}
+	if u := pc.Contact; u != "" {
+		pu, err := url.Parse(u)
+		switch {
+		case err == nil && pu.Scheme == "mailto" && strings.Contains(pu.Opaque, "@") && !badURL(u):
+		case err == nil && (pu.Scheme == "http" || pu.Scheme == "https") && pu.Host != "" && !badURL(u):
+		default:
+			v.addf([]any{"pages", "contact"}, "%q: want an absolute http or https URL or mailto:name@example.com (percent-encode spaces and <>\"\\^`{|})", u)
+		}
+	}
+	if u := pc.Appeal; u != "" {
+		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" || badURL(u) {
+			v.addf([]any{"pages", "appeal"}, "%q: want an absolute http or https URL (percent-encode spaces and <>\"\\^`{|})", u)
+		}
+	}
+	if pc.RetryAfter != nil && *pc.RetryAfter < 0 {
+		v.addf([]any{"pages", "retry_after"}, "must not be negative")
+	}
+	if strings.ContainsFunc(pc.Operator, unicode.IsControl) {
+		v.addf([]any{"pages", "operator"}, "holds a control character")
+	}
 }

@@ -153,7 +153,9 @@ func startFromSnapshot(path, stateDir string, snap *Snapshot) (*Bundle, error) {
 	cfg := b.Config
 	if b.Renderer, b.TemplateSHA256, b.raw.template, err = loadRenderer(cfg); err != nil {
 		problem(PartTemplate, err)
-		o := pages.Options{BlockedBy: cfg.Blocklist.BlockedBy}
+		// The built-in pages (and the snapshot's block template), in the
+		// built-in languages.
+		o := pageOptions(cfg)
 		if snap.Template != nil {
 			o.Template, o.TemplateFile = string(snap.Template.Data), cfg.Pages.Template
 			b.TemplateSHA256, b.raw.template = snap.Template.SHA256, snap.Template.Data
@@ -161,7 +163,10 @@ func startFromSnapshot(path, stateDir string, snap *Snapshot) (*Bundle, error) {
 			b.TemplateSHA256, b.raw.template = "", nil
 		}
 		if b.Renderer, err = pages.NewRenderer(o); err != nil {
-			return nil, fmt.Errorf("snapshot template: %w", err)
+			o.DefaultLanguage = "" // one from languages_dir, which did not load
+			if b.Renderer, err = pages.NewRenderer(o); err != nil {
+				return nil, fmt.Errorf("snapshot template: %w", err)
+			}
 		}
 	}
 	prev, err := blocklist.Parse(snapListName(cfg, snap), snap.Blocklist.Data)

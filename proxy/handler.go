@@ -28,6 +28,8 @@ type Proxy struct {
 	transport *upstreamTransport
 	now       func() time.Time
 	flights   flights // proxied requests in flight, for closeBlocked
+	// starting is the 503 page served until the first Apply.
+	starting *pages.Page
 }
 
 // NewProxy returns a Proxy that logs to log and counts in m. It serves
@@ -51,7 +53,21 @@ func NewProxy(log *slog.Logger, m *Metrics, cfg *Config) *Proxy {
 		metrics:   m,
 		transport: &upstreamTransport{base: base, metrics: m, log: log, connWait: cfg.Timeouts.Dial},
 		now:       time.Now,
+		starting:  startingPage(cfg),
 	}
+}
+
+// startingPage returns the 503 page served while no state is applied: the
+// config's pages if they load, else the built-in ones.
+func startingPage(cfg *Config) *pages.Page {
+	if rd, _, _, err := loadRenderer(cfg); err == nil {
+		return rd.Starting()
+	}
+	rd, err := pages.NewRenderer(pages.Options{})
+	if err != nil {
+		panic(err) // the built-in pages are tested
+	}
+	return rd.Starting()
 }
 
 // Apply builds the state for cfg, list and renderer and swaps it in.
@@ -161,7 +177,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	st := p.state.Load()
 	if st == nil {
 		e.outcome = OutcomeError
-		http.Error(rec, "edgeblock is starting", http.StatusServiceUnavailable)
+		p.starting.Serve(rec, r, pages.Request{Host: displayHost(r), RequestID: id, Time: start})
 		return
 	}
 	e.st = st

@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -29,6 +31,8 @@ type Bundle struct {
 	Renderer *pages.Renderer
 	// TemplateSHA256 is the hash of the page template file, if any.
 	TemplateSHA256 string
+	// pagesSum is pageFilesSum of the config when the renderer was built.
+	pagesSum string
 
 	// StateDir is where the Reloader snapshots every applied state (see
 	// LoadBundleForStart); empty means no snapshots.
@@ -71,6 +75,7 @@ func LoadBundle(path string) (*Bundle, error) {
 	}
 	b := &Bundle{Config: cfg, raw: &rawFiles{config: data}}
 	var errs []error
+	b.pagesSum = pageFilesSum(cfg)
 	if b.Renderer, b.TemplateSHA256, b.raw.template, err = loadRenderer(cfg); err != nil {
 		errs = append(errs, err)
 	}
@@ -109,10 +114,12 @@ func listError(cfg *Config, err error) error {
 	return cfg.fileError([]any{"blocklist", "file"}, err)
 }
 
-// loadRenderer reads the page template the config names, if any, and
-// returns the renderer with the template's hash and content.
+// loadRenderer reads the page templates and translation files the config
+// names and returns the renderer, with the hash and content of
+// pages.template (the file snapshots keep). Every page is checked in every
+// language; an error names the config field and the file.
 func loadRenderer(cfg *Config) (*pages.Renderer, string, []byte, error) {
-	o := pages.Options{BlockedBy: cfg.Blocklist.BlockedBy}
+	o := pageOptions(cfg)
 	sum := ""
 	var data []byte
 	if cfg.Pages.Template != "" {
@@ -124,8 +131,82 @@ func loadRenderer(cfg *Config) (*pages.Renderer, string, []byte, error) {
 		o.Template, o.TemplateFile = string(data), cfg.Pages.Template
 		sum = hashOf(data)
 	}
+	var errs []error
+	for k, f := range cfg.Pages.Templates {
+		text, err := os.ReadFile(f)
+		if err != nil {
+			errs = append(errs, cfg.fileError([]any{"pages", "templates", k}, err))
+			continue
+		}
+		o.Templates[k] = pages.Template{Text: string(text), File: f}
+	}
+	if dir := cfg.Pages.LanguagesDir; dir != "" {
+		files, err := languageFiles(dir)
+		if err != nil {
+			errs = append(errs, cfg.fileError([]any{"pages", "languages_dir"}, err))
+		}
+		o.Languages = files
+	}
+	if len(errs) > 0 {
+		return nil, "", nil, errors.Join(errs...)
+	}
 	r, err := pages.NewRenderer(o)
+	if err != nil {
+		return nil, "", nil, cfg.fileError([]any{"pages"}, err)
+	}
 	return r, sum, data, err
+}
+
+// pageOptions returns the renderer options the config sets, without the
+// files it names.
+func pageOptions(cfg *Config) pages.Options {
+	o := pages.Options{BlockedBy: cfg.Blocklist.BlockedBy, Operator: cfg.Pages.Operator,
+		Contact: cfg.Pages.Contact, Appeal: cfg.Pages.Appeal, DefaultLanguage: cfg.Pages.DefaultLanguage,
+		Templates: map[string]pages.Template{}}
+	if cfg.Pages.RetryAfter != nil {
+		o.RetryAfter = *cfg.Pages.RetryAfter
+	}
+	return o
+}
+
+// languageFiles reads the *.json files of dir.
+func languageFiles(dir string) ([]pages.LanguageFile, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []pages.LanguageFile
+	for _, e := range entries {
+		if e.IsDir() || !strings.HasSuffix(e.Name(), ".json") {
+			continue
+		}
+		name := filepath.Join(dir, e.Name())
+		data, err := os.ReadFile(name)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, pages.LanguageFile{Name: name, Data: data})
+	}
+	return out, nil
+}
+
+// pageFilesSum hashes the page files the config names besides
+// pages.template (templates and translation files), so that a reload sees
+// when one of them changed.
+func pageFilesSum(cfg *Config) string {
+	h := sha256.New()
+	for _, k := range slices.Sorted(maps.Keys(cfg.Pages.Templates)) {
+		data, err := os.ReadFile(cfg.Pages.Templates[k])
+		fmt.Fprintf(h, "%s %x %v\n", k, sha256.Sum256(data), err != nil)
+	}
+	if dir := cfg.Pages.LanguagesDir; dir != "" {
+		files, err := languageFiles(dir)
+		fmt.Fprintf(h, "dir %v\n", err != nil)
+		for _, f := range files {
+			fmt.Fprintf(h, "%s %x\n", f.Name, sha256.Sum256(f.Data))
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 func hashOf(b []byte) string {
@@ -291,9 +372,18 @@ func (r *Reloader) Start(b *Bundle) error {
 func (r *Reloader) watchPaths() []string {
 	if r.fleet != nil {
 		// The list comes from Redis; blocklist.file is only pull's.
-		return []string{r.path, r.cur.Config.Pages.Template}
+		return append([]string{r.path, r.cur.Config.Pages.Template}, r.templatePaths()...)
 	}
-	return []string{r.path, r.cur.Config.Blocklist.File, r.cur.Config.Pages.Template}
+	return append([]string{r.path, r.cur.Config.Blocklist.File, r.cur.Config.Pages.Template}, r.templatePaths()...)
+}
+
+// templatePaths returns the files of pages.templates.
+func (r *Reloader) templatePaths() []string {
+	var paths []string
+	for _, k := range slices.Sorted(maps.Keys(r.cur.Config.Pages.Templates)) {
+		paths = append(paths, r.cur.Config.Pages.Templates[k])
+	}
+	return paths
 }
 
 func (r *Reloader) poll(every time.Duration) {
@@ -388,7 +478,8 @@ func (r *Reloader) Reload(trigger string) {
 			tmplSum = "unreadable"
 		}
 	}
-	if cfgChanged || tmplSum != r.cur.TemplateSHA256 {
+	pagesSum := pageFilesSum(next.Config)
+	if cfgChanged || tmplSum != r.cur.TemplateSHA256 || pagesSum != r.cur.pagesSum {
 		rd, sum, data, err := loadRenderer(next.Config)
 		if err != nil {
 			cfgFailure(err)
@@ -398,7 +489,8 @@ func (r *Reloader) Reload(trigger string) {
 			next.Config, cfgChanged, cfgData = r.cur.Config, false, nil
 		} else {
 			next.Renderer, next.TemplateSHA256, tmplData = rd, sum, data
-			tmplChanged = sum != r.cur.TemplateSHA256 || cfgChanged
+			tmplChanged = sum != r.cur.TemplateSHA256 || pagesSum != r.cur.pagesSum || cfgChanged
+			next.pagesSum = pagesSum
 		}
 	}
 	if !cfgFailed {

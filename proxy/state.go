@@ -94,7 +94,14 @@ func (s *state) blockPage(id int) *pages.Page {
 
 func (s *state) pageBlock(id int) pages.Block {
 	a := s.list.Attrs()[id]
-	return pages.Block{Status: a.Status, Policy: s.policies[id], Reason: a.Reason}
+	b := pages.Block{Status: a.Status, Policy: s.policies[id], Reason: a.Reason, Contact: a.Contact, Appeal: a.Appeal}
+	if a.Reasons.Len() > 0 {
+		b.Reasons = make(map[string]string, a.Reasons.Len())
+		for tag, text := range a.Reasons.All() {
+			b.Reasons[tag] = text
+		}
+	}
+	return b
 }
 
 // newState builds a state from a config and a list. Routes reuse the
