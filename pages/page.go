@@ -194,7 +194,7 @@ func NewRenderer(o Options) (*Renderer, error) {
 		}
 		pt, err := template.New(name).Option("missingkey=error").Parse(t.Text)
 		if err != nil {
-			return nil, fmt.Errorf("pages.templates.%s: %w", key, err)
+			return nil, &TemplateError{Key: key, File: name, Err: err}
 		}
 		r.templates[key] = pt
 		if key == "block" {
@@ -206,7 +206,7 @@ func NewRenderer(o Options) (*Renderer, error) {
 				err = p.prepareAll()
 			}
 			if err != nil {
-				return nil, fmt.Errorf("pages.templates.block %s: %w", name, explainExecError(err))
+				return nil, &TemplateError{Key: key, File: name, Err: explainExecError(err)}
 			}
 		}
 	}
@@ -214,7 +214,7 @@ func NewRenderer(o Options) (*Renderer, error) {
 	for _, e := range errorPages {
 		p := r.newPage(e, nil)
 		if err := p.prepareAll(); err != nil {
-			return nil, fmt.Errorf("pages.templates.%s %s: %w", p.templateKey(), p.tmpl.Name(), explainExecError(err))
+			return nil, &TemplateError{Key: p.tmplKey, File: p.tmpl.Name(), Err: explainExecError(err)}
 		}
 		if e.Kind == "starting" {
 			r.starting = p
@@ -224,6 +224,24 @@ func NewRenderer(o Options) (*Renderer, error) {
 	}
 	return r, nil
 }
+
+// TemplateError is a page template that does not parse, or fails on a
+// sample page in some language.
+type TemplateError struct {
+	// Key is the Options.Templates key: "block", "error" or a status.
+	Key string
+	// File names the template.
+	File string
+	Err  error
+}
+
+// Error returns "pages.templates.KEY FILE: problem".
+func (e *TemplateError) Error() string {
+	return fmt.Sprintf("pages.templates.%s %s: %v", e.Key, e.File, e.Err)
+}
+
+// Unwrap returns the template's error.
+func (e *TemplateError) Unwrap() error { return e.Err }
 
 // explainExecError adds to an error about an unknown field or message the
 // names a template may use.
@@ -312,14 +330,15 @@ func (r *Renderer) Block(b Block) (*Page, error) {
 // Page is a prepared page in every format and language. It is safe for
 // concurrent use; a language is prepared once, on its first request.
 type Page struct {
-	r      *Renderer
-	tmpl   *template.Template
-	base   Data
-	block  *Block // nil for error pages
-	status int
-	link   []string                  // the Link header; nil for none
-	retry  []string                  // the Retry-After header; nil for none
-	vars   []atomic.Pointer[variant] // by language
+	r       *Renderer
+	tmpl    *template.Template
+	tmplKey string // the Options.Templates key tmpl is for
+	base    Data
+	block   *Block // nil for error pages
+	status  int
+	link    []string                  // the Link header; nil for none
+	retry   []string                  // the Retry-After header; nil for none
+	vars    []atomic.Pointer[variant] // by language
 }
 
 // variant is a page in one language.
@@ -354,11 +373,11 @@ func (r *Renderer) newPage(d Data, b *Block) *Page {
 			p.retry = []string{r.retry}
 		}
 	}
-	p.tmpl = r.builtin
-	if t, ok := r.templates[p.templateKey()]; ok {
+	p.tmpl, p.tmplKey = r.builtin, p.templateKey()
+	if t, ok := r.templates[p.tmplKey]; ok {
 		p.tmpl = t
 	} else if t, ok := r.templates["error"]; ok && b == nil {
-		p.tmpl = t
+		p.tmpl, p.tmplKey = t, "error"
 	}
 	return p
 }

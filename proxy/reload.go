@@ -152,9 +152,26 @@ func loadRenderer(cfg *Config) (*pages.Renderer, string, []byte, error) {
 	}
 	r, err := pages.NewRenderer(o)
 	if err != nil {
-		return nil, "", nil, cfg.fileError([]any{"pages"}, err)
+		return nil, "", nil, pagesError(cfg, err)
 	}
 	return r, sum, data, err
+}
+
+// pagesError gives a renderer's error the config field and line it comes
+// from.
+func pagesError(cfg *Config, err error) error {
+	var te *pages.TemplateError
+	switch {
+	case errors.As(err, &te):
+		field := []any{"pages", "templates", te.Key}
+		if te.Key == "block" && cfg.Pages.Template != "" {
+			field = []any{"pages", "template"}
+		}
+		return cfg.fileError(field, fmt.Errorf("%s: %w", te.File, te.Err))
+	case strings.HasPrefix(err.Error(), "pages.default_language "):
+		return cfg.fileError([]any{"pages", "default_language"}, errors.New(strings.TrimPrefix(err.Error(), "pages.default_language ")))
+	}
+	return cfg.fileError([]any{"pages", "languages_dir"}, err)
 }
 
 // pageOptions returns the renderer options the config sets, without the
