@@ -246,7 +246,7 @@ func TestOperatorAndRecourse(t *testing.T) {
 			`<a href="` + tt.appeal + `">Appeal this block</a>`,
 			`<a href="` + tt.contact + `">Contact the operator</a>`,
 			"Quote the request ID shown below when you get in touch.",
-			`<dd dir="ltr">0123456789abcdef</dd>`,
+			`<dd><span dir="ltr">0123456789abcdef</span></dd>`,
 			`<footer>`, `<a href="https://edge.example/">Example Edge Ltd</a>`,
 		} {
 			if !strings.Contains(html, want) {

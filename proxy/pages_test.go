@@ -90,13 +90,13 @@ pages:
 	for _, want := range []string{
 		`<html lang="de" dir="ltr">`,
 		`<h1 id="title">Diese Website ist bei uns gesperrt</h1>`, // the operator's override
-		"Der Betreiber dieses Netzwerks hat den Zugang zu",      // the built-in rest
+		"Der Betreiber dieses Netzwerks hat den Zugang zu",       // the built-in rest
 		"<strong>Gesperrt von: </strong>Example Edge Ltd",
 		`<span lang="de" dir="auto">Belästigungskampagne</span>`,
 		`<a href="https://court.example/appeal">Widerspruch gegen die Sperre einlegen</a>`,
 		`<a href="mailto:abuse@edge.example.com">Betreiber kontaktieren</a>`,
 		`<a class="policy" href="https://policy.example/default">`,
-		`<dd dir="ltr">` + resp.Header.Get("X-Request-Id") + `</dd>`,
+		`<dd><span dir="ltr">` + resp.Header.Get("X-Request-Id") + `</span></dd>`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("German block page lacks %s", want)
