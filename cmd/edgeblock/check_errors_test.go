@@ -56,3 +56,43 @@ func TestCheckPrintsEveryProblem(t *testing.T) {
 		t.Errorf("check with a missing blocklist: exit %d\n%s\nwant:\n%s", code, errOut, want)
 	}
 }
+
+// TestCheckPageTemplates: check renders every page template in every
+// language; one that uses an unknown field is reported at the config line
+// that names it, with the fields a template may use.
+func TestCheckPageTemplates(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	write("blocklist.txt", "forum.example reason=\"Spam\" reason.de=\"Werbung\" contact=mailto:abuse@edge.example\n")
+	good := write("good.html", `<!DOCTYPE html><html lang="{{.Lang}}" dir="{{.Dir}}"><title>{{.Title}}</title><main>{{.Lead}}{{.Host}}{{.LeadEnd}} {{.T.contact}}</main></html>`)
+	bad := write("bad.html", `<!DOCTYPE html><html lang="{{.Lang}}"><title>{{.Title}}</title><main>{{.Operater}}</main></html>`)
+	cfg := write("edgeblock.yaml", "listen:\n  http: 127.0.0.1:0\n  admin: \"off\"\nblocklist:\n  file: blocklist.txt\npages:\n  operator: Example Edge\n  templates:\n    block: good.html\n    502: "+bad+"\n")
+	code, out, errOut := runCmd("check", "-config", cfg)
+	want := cfg + ":10: pages.templates.502: " + bad + ": language ar: template: " + bad + `:1:71: executing "` + bad + `" at <.Operater>: can't evaluate field Operater in type pages.Data; a template may use .Kind, .Status, .StatusText, .Code, .Title, .Lead, .LeadEnd, .Message, .Reason, .ReasonLang, .Policy, .BlockedBy, .Operator, .Contact, .Appeal, .Lang, .Dir, .LanguageName, .T, .Host, .RequestID, .Time`
+	if code != 1 || strings.TrimSpace(errOut) != want {
+		t.Errorf("check: exit %d\nstdout %s\nstderr:\n%s\nwant:\n%s", code, out, errOut, want)
+	}
+	if err := os.WriteFile(cfg, []byte(strings.Replace(mustRead(t, cfg), "    502: "+bad+"\n", "", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut = runCmd("check", "-config", cfg)
+	if code != 0 || !strings.Contains(out, "built-in pages, block template "+good+" in 14 languages (default en)") {
+		t.Errorf("check with good templates: exit %d\n%s%s", code, out, errOut)
+	}
+}
+
+func mustRead(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}

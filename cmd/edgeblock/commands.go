@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -204,10 +206,14 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	for _, w := range b.Config.Warnings {
 		fmt.Fprintln(stderr, "warning: "+w)
 	}
-	tmpl := "built-in page"
+	tmpl := "built-in pages"
 	if b.Config.Pages.Template != "" {
 		tmpl = "template " + b.Config.Pages.Template
 	}
+	for _, k := range slices.Sorted(maps.Keys(b.Config.Pages.Templates)) {
+		tmpl += fmt.Sprintf(", %s template %s", k, b.Config.Pages.Templates[k])
+	}
+	tmpl += fmt.Sprintf(" in %d languages (default %s)", len(b.Renderer.Languages()), b.Renderer.DefaultLanguage())
 	fmt.Fprintf(stdout, "ok: %s: %d routes; %s: %d rules (sha256 %.12s); %s\n",
 		config, len(b.Config.Routes), b.List.File(), b.List.Len(), b.List.SHA256(), tmpl)
 
