@@ -261,3 +261,15 @@ func colours(img image.Image) int {
 	}
 	return len(seen)
 }
+
+// TestAxeVersionPinned: the axe-core version .ci/run installs is the one
+// the skip message above names.
+func TestAxeVersionPinned(t *testing.T) {
+	data, err := os.ReadFile("../.ci/run")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(data), "\nAXE_VERSION="+axeVersion+"\n") {
+		t.Errorf(".ci/run does not pin axe-core %s", axeVersion)
+	}
+}
