@@ -1303,6 +1303,13 @@ func (c *Config) warnPlaceholders(v *validator) {
 	}
 	warn([]any{"blocklist", "policy"}, c.Blocklist.Policy, urlHost(c.Blocklist.Policy))
 	warn([]any{"blocklist", "blocked_by"}, c.Blocklist.BlockedBy, urlHost(c.Blocklist.BlockedBy))
+	warn([]any{"pages", "appeal"}, c.Pages.Appeal, urlHost(c.Pages.Appeal))
+	if addr, ok := strings.CutPrefix(c.Pages.Contact, "mailto:"); ok {
+		_, domain, _ := strings.Cut(addr, "@")
+		warn([]any{"pages", "contact"}, c.Pages.Contact, domain)
+	} else {
+		warn([]any{"pages", "contact"}, c.Pages.Contact, urlHost(c.Pages.Contact))
+	}
 	if _, domain, ok := strings.Cut(c.TLS.Email, "@"); ok {
 		warn([]any{"tls", "email"}, c.TLS.Email, domain)
 	}

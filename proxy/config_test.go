@@ -148,6 +148,7 @@ func TestPlaceholderWarnings(t *testing.T) {
 		f + `:12: routes[0].host: "app.example.com" names app.example.com, a documentation placeholder (RFC 2606): replace it with your own`,
 		f + `:13: routes[0].origins[0]: "http://origin.example:8080" names origin.example, a documentation placeholder (RFC 2606): replace it with your own`,
 		f + `:14: routes[1].host: "*.shop.example.org" names shop.example.org, a documentation placeholder (RFC 2606): replace it with your own`,
+		f + `:19: pages.contact: "mailto:abuse@example.net" names example.net, a documentation placeholder (RFC 2606): replace it with your own`,
 	}
 	data, err := os.ReadFile(f)
 	if err != nil {
