@@ -195,10 +195,18 @@ func BenchmarkServe(b *testing.B) {
 	for _, tt := range []struct {
 		host   string
 		status int
-	}{{"hot.example", 403}, {"unlisted.example.net", 404}} {
-		b.Run(tt.host, func(b *testing.B) {
+		lang   string // Accept-Language, as a German browser sends it
+	}{{"hot.example", 403, ""}, {"unlisted.example.net", 404, ""}, {"hot.example", 403, "de-DE,de;q=0.9,en-US;q=0.8,en;q=0.7"}} {
+		name := tt.host
+		if tt.lang != "" {
+			name += "/lang=" + tt.lang[:2]
+		}
+		b.Run(name, func(b *testing.B) {
 			req := httptest.NewRequest("GET", "/", nil) // origin-form: absolute-form targets get a 400
 			req.Host = tt.host
+			if tt.lang != "" {
+				req.Header.Set("Accept-Language", tt.lang)
+			}
 			w := httptest.NewRecorder()
 			if p.ServeHTTP(w, req); w.Code != tt.status {
 				b.Fatalf("%s: status %d, want %d", tt.host, w.Code, tt.status)
