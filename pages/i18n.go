@@ -10,6 +10,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"sync"
 )
 
 // builtinFS holds the built-in translations, one file per language, named
@@ -62,8 +63,17 @@ func placeholders(msg string) []string {
 	return nil
 }
 
-// builtinLanguages parses the embedded translation files.
+// builtinLanguages returns the embedded languages by tag, in a map of its
+// own (the Languages are shared and must not be changed).
 func builtinLanguages() (map[string]*Language, error) {
+	langs, err := parsedBuiltin()
+	return maps.Clone(langs), err
+}
+
+// parsedBuiltin parses the embedded translation files once.
+var parsedBuiltin = sync.OnceValues(parseBuiltin)
+
+func parseBuiltin() (map[string]*Language, error) {
 	names, err := fs.Glob(builtinFS, "i18n/*.json")
 	if err != nil {
 		return nil, err

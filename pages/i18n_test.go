@@ -442,3 +442,28 @@ func TestOperatorLanguages(t *testing.T) {
 		}
 	}
 }
+
+// TestLimit: languages prepared on first request are bounded across the
+// pages sharing a Limit; past it, visitors get the default language, and
+// the pages already prepared stay.
+func TestLimit(t *testing.T) {
+	r := newRenderer(t, Options{})
+	l := NewLimit(2)
+	a, _ := r.Block(Block{Reason: "a", Limit: l})
+	b, _ := r.Block(Block{Reason: "b", Limit: l})
+	for _, tt := range []struct {
+		p          *Page
+		lang, want string
+	}{
+		{a, "de", "de"}, {a, "de", "de"}, {b, "fr", "fr"}, // two units
+		{b, "ja", "en"}, {a, "ru", "en"}, // none left: the default language
+		{a, "de", "de"}, {b, "fr", "fr"}, {a, "en", "en"}, // prepared ones stay
+	} {
+		if got := serveLang(t, tt.p, "", tt.lang).Header().Get("Content-Language"); got != tt.want {
+			t.Errorf("%s: Content-Language %s, want %s", tt.lang, got, tt.want)
+		}
+	}
+	if l.Left() != 0 {
+		t.Errorf("Left = %d", l.Left())
+	}
+}

@@ -81,7 +81,39 @@ type Block struct {
 	Reasons map[string]string
 	// Contact and Appeal override the operator's defaults when set.
 	Contact, Appeal string
+	// Limit, if not nil, bounds how many languages are prepared on first
+	// request across the pages that share it (see Limit).
+	Limit *Limit
 }
+
+// Limit bounds the memory of block pages prepared on demand: each
+// language a page is prepared in on its first request takes one unit.
+// Once none is left, such requests get the page in the default language,
+// still from prepared bytes, rather than a page prepared for them alone.
+// A Limit is safe for concurrent use.
+type Limit struct{ left atomic.Int64 }
+
+// NewLimit returns a Limit of n page languages.
+func NewLimit(n int) *Limit {
+	l := &Limit{}
+	l.left.Store(int64(n))
+	return l
+}
+
+// take takes one unit, reporting whether there was one.
+func (l *Limit) take() bool {
+	if l == nil {
+		return true
+	}
+	if l.left.Add(-1) < 0 {
+		l.left.Add(1)
+		return false
+	}
+	return true
+}
+
+// Left returns the units left.
+func (l *Limit) Left() int { return int(l.left.Load()) }
 
 // Template is the text of a page template and the file it came from.
 type Template struct {
@@ -280,7 +312,7 @@ func (r *Renderer) Languages() []string { return slices.Clone(r.tags) }
 // DefaultLanguage returns the tag of the default language.
 func (r *Renderer) DefaultLanguage() string { return r.tags[r.def] }
 
-// Language returns the index of the language an Accept-Language header
+// language returns the index of the language an Accept-Language header
 // value prefers (see NegotiateLanguage).
 func (r *Renderer) language(acceptLanguage string) int {
 	return NegotiateLanguage(acceptLanguage, r.tags, r.def)
@@ -420,6 +452,9 @@ func (p *Page) variant(i int) *variant {
 	if v := p.vars[i].Load(); v != nil {
 		return v
 	}
+	if p.block != nil && !p.block.Limit.take() {
+		return p.vars[p.r.def].Load() // prepared by Block
+	}
 	v, err := p.prepare(i)
 	if err != nil {
 		if i == p.r.def {
@@ -428,6 +463,9 @@ func (p *Page) variant(i int) *variant {
 		return p.variant(p.r.def)
 	}
 	if !p.vars[i].CompareAndSwap(nil, v) {
+		if p.block != nil && p.block.Limit != nil {
+			p.block.Limit.left.Add(1) // another request stored it first
+		}
 		return p.vars[i].Load()
 	}
 	return v

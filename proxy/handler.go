@@ -32,8 +32,9 @@ type Proxy struct {
 	starting *pages.Page
 }
 
-// NewProxy returns a Proxy that logs to log and counts in m. It serves
-// nothing (503) until Apply gives it a config and a blocklist.
+// NewProxy returns a Proxy that logs to log and counts in m. Until Apply
+// gives it a config and a blocklist it serves the 503 starting page (the
+// pages cfg configures, else the built-in ones).
 func NewProxy(log *slog.Logger, m *Metrics, cfg *Config) *Proxy {
 	base := &http.Transport{
 		Proxy:                  nil, // never send origin traffic through an environment proxy
@@ -55,19 +56,6 @@ func NewProxy(log *slog.Logger, m *Metrics, cfg *Config) *Proxy {
 		now:       time.Now,
 		starting:  startingPage(cfg),
 	}
-}
-
-// startingPage returns the 503 page served while no state is applied: the
-// config's pages if they load, else the built-in ones.
-func startingPage(cfg *Config) *pages.Page {
-	if rd, _, _, err := loadRenderer(cfg); err == nil {
-		return rd.Starting()
-	}
-	rd, err := pages.NewRenderer(pages.Options{})
-	if err != nil {
-		panic(err) // the built-in pages are tested
-	}
-	return rd.Starting()
 }
 
 // Apply builds the state for cfg, list and renderer and swaps it in.

@@ -19,6 +19,12 @@ import (
 // reason) are prepared on their first request.
 const eagerPages = 1000
 
+// lazyPageLanguages bounds the block pages prepared on first request in a
+// language other than the default, per state: 20,000 pages of about 15 KiB
+// (HTML, JSON and text) is some 300 MiB at worst, however many distinct
+// attribute sets a list has. Past it, visitors get the default language.
+const lazyPageLanguages = 20_000
+
 // state is everything a request needs, built at load time and swapped in
 // whole: a request sees one state from start to end, never a mix of an old
 // and a new list or config.
@@ -31,6 +37,8 @@ type state struct {
 	blockPages []atomic.Pointer[pages.Page]
 	// policies[i] is the effective policy link of the list's Attrs()[i].
 	policies []string
+	// pageLimit bounds the block pages prepared per language on demand.
+	pageLimit *pages.Limit
 	// blocked[i] is the edgeblock_blocked_requests_total series of
 	// Attrs()[i], looked up once here rather than on every request.
 	blocked []prometheus.Counter
@@ -94,7 +102,7 @@ func (s *state) blockPage(id int) *pages.Page {
 
 func (s *state) pageBlock(id int) pages.Block {
 	a := s.list.Attrs()[id]
-	b := pages.Block{Status: a.Status, Policy: s.policies[id], Reason: a.Reason, Contact: a.Contact, Appeal: a.Appeal}
+	b := pages.Block{Status: a.Status, Policy: s.policies[id], Reason: a.Reason, Contact: a.Contact, Appeal: a.Appeal, Limit: s.pageLimit}
 	if a.Reasons.Len() > 0 {
 		b.Reasons = make(map[string]string, a.Reasons.Len())
 		for tag, text := range a.Reasons.All() {
@@ -107,7 +115,7 @@ func (s *state) pageBlock(id int) pages.Block {
 // newState builds a state from a config and a list. Routes reuse the
 // origins (and their health) of prev where pattern and URL are unchanged.
 func (p *Proxy) newState(cfg *Config, list *blocklist.List, renderer *pages.Renderer, prev *state) (*state, error) {
-	s := &state{cfg: cfg, list: list, renderer: renderer}
+	s := &state{cfg: cfg, list: list, renderer: renderer, pageLimit: pages.NewLimit(lazyPageLanguages)}
 	if cfg.TLS.Mode != "off" {
 		s.coveredSet()
 	}
@@ -181,4 +189,17 @@ func (p *Proxy) buildRoutes(cfg *Config, prev *state) (*routeTable, error) {
 		routes = append(routes, r)
 	}
 	return newRouteTable(routes), nil
+}
+
+// startingPage returns the 503 page served while no state is applied: the
+// config's pages if they load, else the built-in ones.
+func startingPage(cfg *Config) *pages.Page {
+	if rd, _, _, err := loadRenderer(cfg); err == nil {
+		return rd.Starting()
+	}
+	rd, err := pages.NewRenderer(pages.Options{})
+	if err != nil {
+		panic(err) // the built-in pages are tested
+	}
+	return rd.Starting()
 }
