@@ -230,15 +230,20 @@ func NewRenderer(o Options) (*Renderer, error) {
 		}
 		r.templates[key] = pt
 		if key == "block" {
-			// Checked with a sample in every language.
-			sample := Block{Status: 451, Policy: "https://example.com/policy", Reason: "sample",
-				Reasons: map[string]string{"de": "Beispiel"}, Contact: "mailto:abuse@example.com", Appeal: "https://example.com/appeal"}
-			p, err := r.Block(sample)
-			if err == nil {
-				err = p.prepareAll()
-			}
-			if err != nil {
-				return nil, &TemplateError{Key: key, File: name, Err: explainExecError(err)}
+			// Checked in every language with a 451 that has every
+			// attribute and a bare 403.
+			for _, sample := range []Block{
+				{Status: 451, Policy: "https://example.com/policy", Reason: "sample", Reasons: map[string]string{"de": "Beispiel"},
+					Contact: "mailto:abuse@example.com", Appeal: "https://example.com/appeal"},
+				{Status: 403},
+			} {
+				p, err := r.Block(sample)
+				if err == nil {
+					err = p.prepareAll()
+				}
+				if err != nil {
+					return nil, &TemplateError{Key: key, File: name, Err: explainExecError(err)}
+				}
 			}
 		}
 	}
