@@ -299,6 +299,7 @@ func FuzzBlock(f *testing.F) {
 	f.Add([]byte(editBase), "forum.example", "status=451", "policy=", false)
 	f.Add([]byte(editBase), "*.New.Example.", `reason=a "b" #c`, "expires=2027-01-01", true)
 	f.Add([]byte("a.example # x\r\nb.example"), "A.example", "mode=report", "reason=", false)
+	f.Add([]byte("a.example reason.DE=x\n"), "a.example", "reason.de=", "appeal=https://x.example/", false)
 	note := NewNote(time.Unix(1_800_000_000, 0), "fuzz", "why")
 	f.Fuzz(func(t *testing.T, data []byte, pattern, a1, a2 string, replace bool) {
 		old, err := Parse("f", data)
@@ -335,6 +336,12 @@ func FuzzBlock(f *testing.F) {
 		vals := attrValues(r)
 		for _, a := range args {
 			k, v, _ := strings.Cut(a, "=")
+			if tag, ok, _ := reasonKey(k); ok {
+				if got, _ := r.Reasons.Get(tag); got != v {
+					t.Fatalf("%s = %q after block %v, want %q", k, got, args, v)
+				}
+				continue
+			}
 			i := slices.Index(attrKeys[:], k)
 			switch {
 			case v == "" && k == "status":

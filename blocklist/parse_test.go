@@ -151,6 +151,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("forum.example reason=\"x\" policy=https://p.example/\n*.a.example status=451\n"))
 	f.Add([]byte("# c\nb.example mode=report expires=2027-01-01\n"))
 	f.Add([]byte("bad..x color=1\n"))
+	f.Add([]byte("c.example reason.de=\"Grund\" reason.PT-br=x contact=mailto:a@b.example appeal=https://a.example/\n"))
 	f.Add([]byte("#@ 2026-11-26T10:00:00Z by alice: T-1\na.example\n#@ 2026-11-26T11:00:00Z by bob unblocked b.example: gone\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		l, err := Parse("fuzz", data)
@@ -161,8 +162,14 @@ func FuzzParse(f *testing.F) {
 			}
 			return
 		}
-		// Every rule is found again by its own pattern and matches its name.
+		// Every rule is found again by its own pattern and matches its name,
+		// and its Format reads back with the same attributes.
 		for r := range l.Rules() {
+			if back, err := Parse("fuzz", []byte(r.Format()+"\n")); err != nil {
+				t.Fatalf("Format %q of %v does not parse: %v", r.Format(), r, err)
+			} else if b, _ := back.Lookup(r.Pattern()); b.Attrs != r.Attrs {
+				t.Fatalf("Format %q reads back as %+v, want %+v", r.Format(), b.Attrs, r.Attrs)
+			}
 			got, ok := l.Lookup(r.Pattern())
 			if !ok || got.Line != r.Line {
 				t.Fatalf("rule %v not found by Lookup", r)
