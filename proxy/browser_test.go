@@ -67,7 +67,7 @@ var pageFonts = map[string]string{
 }
 
 // TestPagesInChromium loads every page edgeblock serves itself (block
-// pages, 404, 502, 508 and the 503 while starting) in every built-in
+// pages, 404, 502, 504, 508 and the 503 while starting) in every built-in
 // language from running servers into headless Chromium on a 390×844
 // phone, and checks each: the language and direction are right, axe-core
 // finds no WCAG 2.2 A/AA violation in light or in dark mode, the footer
@@ -79,9 +79,14 @@ var pageFonts = map[string]string{
 func TestPagesInChromium(t *testing.T) {
 	axeJS := axeSource(t)
 	b := startBrowser(t)
+	slow := slowOrigin(t)
 	e := startEnv(t, `routes:
   - host: down.example.com
     origins: ["http://127.0.0.1:9"]
+  - host: slow.example.com
+    origins: ["`+slow+`"]
+timeouts:
+  response_header: 300ms
 origins:
   via_name: edge-test
 pages:
@@ -104,6 +109,7 @@ court.example.com status=451 reason="Court order 2026-123" policy=https://lumend
 		{"404", "http://nowhere.example.com" + port + "/", "unknown_host", false},
 		{"502", "http://down.example.com" + port + "/", "bad_gateway", false},
 		{"508", "http://down.example.com" + port + "/", "loop_detected", true},
+		{"504", "http://slow.example.com" + port + "/", "gateway_timeout", false},
 		{"503", "http://starting.example.com" + starting + "/", "starting", false},
 	}
 	rd, err := pages.NewRenderer(pages.Options{})
@@ -221,6 +227,29 @@ func hasRole(b *browser, role string) bool {
 		}
 	}
 	return false
+}
+
+// slowOrigin is an origin on loopback that answers no request before the
+// edge's response_header timeout of the test; it returns its URL.
+func slowOrigin(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-done:
+		}
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() {
+		close(done)
+		srv.Close()
+	})
+	return "http://" + ln.Addr().String()
 }
 
 // startingServer serves a Proxy that has no config and list applied yet,
