@@ -1225,6 +1225,9 @@ func (c *Config) validate(v *validator) {
 	}
 	if c.looksLikeProduction() {
 		c.warnPlaceholders(v)
+		if c.Pages.Operator == "" {
+			c.Warnings = append(c.Warnings, v.format([]any{"pages", "operator"}, "not set: the block page cannot say who blocked the site (set your organisation's name; see pages.contact and pages.appeal too)"))
+		}
 	}
 }
 

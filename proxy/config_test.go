@@ -149,6 +149,7 @@ func TestPlaceholderWarnings(t *testing.T) {
 		f + `:13: routes[0].origins[0]: "http://origin.example:8080" names origin.example, a documentation placeholder (RFC 2606): replace it with your own`,
 		f + `:14: routes[1].host: "*.shop.example.org" names shop.example.org, a documentation placeholder (RFC 2606): replace it with your own`,
 		f + `:19: pages.contact: "mailto:abuse@example.net" names example.net, a documentation placeholder (RFC 2606): replace it with your own`,
+		f + `:19: pages.operator: not set: the block page cannot say who blocked the site (set your organisation's name; see pages.contact and pages.appeal too)`,
 	}
 	data, err := os.ReadFile(f)
 	if err != nil {

@@ -27,6 +27,7 @@ func TestCheckPrintsEveryProblem(t *testing.T) {
 			errorsYAML + `:13: timeouts.idle: want a duration such as 30s or 1m30s, got "soon"`,
 		}},
 		{"placeholders", placeholders, 0, "ok: " + placeholders, []string{
+			"warning: " + placeholders + ": pages.operator: not set: the block page cannot say who blocked the site (set your organisation's name; see pages.contact and pages.appeal too)",
 			"warning: " + placeholders + `:9: blocklist.policy: "https://example.com/abuse-policy" names example.com, a documentation placeholder (RFC 2606): replace it with your own`,
 			"warning: " + placeholders + `:11: routes[0].host: "app.example.com" names app.example.com, a documentation placeholder (RFC 2606): replace it with your own`,
 		}},
