@@ -23,6 +23,7 @@ import (
 	"github.com/edgeblock/edgeblock/pages"
 	"github.com/edgeblock/edgeblock/proxy/certs"
 	"github.com/edgeblock/edgeblock/proxy/fleet"
+	"github.com/edgeblock/edgeblock/proxy/origin"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -269,10 +270,106 @@ type PagesConfig struct {
 type RouteConfig struct {
 	// Host is an exact name or "*.name" for the names under name.
 	Host string `yaml:"host"`
-	// Origins are http:// or https:// base URLs, used in turn.
-	Origins []string `yaml:"origins"`
+	// Origins are http:// or https:// base URLs, each written as a
+	// string or as {url, weight}.
+	Origins []OriginSpec `yaml:"origins"`
 	// TLS is the route's certificate settings.
 	TLS RouteTLSConfig `yaml:"tls"`
+	// Balancing, health and retries of this route; a setting left out
+	// is taken from the origins: section.
+	Balance BalanceConfig `yaml:",inline"`
+}
+
+// OriginSpec is one origin of a route: "http://10.0.0.1:8080", or
+// {url: http://10.0.0.1:8080, weight: 3}.
+type OriginSpec struct {
+	// URL is the origin's http:// or https:// base URL.
+	URL string `yaml:"url"`
+	// Weight is the origin's share of the route's requests relative to
+	// the others'. Default 1.
+	Weight int `yaml:"weight"`
+}
+
+// UnmarshalYAML accepts a plain URL string as well as a mapping.
+func (o *OriginSpec) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode && n.Tag != "!!null" {
+		o.URL = n.Value
+		return nil
+	}
+	type plain OriginSpec
+	return n.Decode((*plain)(o))
+}
+
+// BalanceConfig is how a route's origins are balanced, checked and
+// retried. In origins: it holds the defaults of every route; in a route,
+// each block given (lb, health, passive, retries, all_down, cookie)
+// replaces the default whole.
+type BalanceConfig struct {
+	// LB is the balancing policy: round_robin (default), least_conn,
+	// random_two, first, ip_hash or cookie.
+	LB string `yaml:"lb"`
+	// Cookie names the sticky cookie of lb: cookie. Default
+	// "edgeblock_origin".
+	Cookie string `yaml:"cookie"`
+	// Health is the active health check; off unless interval is set.
+	Health *HealthConfig `yaml:"health"`
+	// Passive takes an origin out after failed requests.
+	Passive *PassiveConfig `yaml:"passive"`
+	// Retries bounds sending a failed request to another origin.
+	Retries *RetriesConfig `yaml:"retries"`
+	// AllDown is what a request gets when every origin is out: least_bad
+	// (default: the origin that is least out is tried anyway) or 503 (a
+	// 503 page with Retry-After).
+	AllDown string `yaml:"all_down"`
+}
+
+// HealthConfig is an active health check: GET path on every origin each
+// interval.
+type HealthConfig struct {
+	// Path is requested on each origin (below its base path). Default "/".
+	Path string `yaml:"path"`
+	// Interval between probes; 0 (default) turns the check off.
+	Interval time.Duration `yaml:"interval"`
+	// Timeout bounds one probe. Default the smaller of interval and 5s.
+	Timeout time.Duration `yaml:"timeout"`
+	// ExpectStatus is the status of a good probe; default any 2xx or 3xx.
+	ExpectStatus int `yaml:"expect_status"`
+	// ExpectBody must occur in the first 64 KiB of a good probe's body.
+	ExpectBody string `yaml:"expect_body"`
+	// Headers are sent with each probe; Host sets the probe's host.
+	Headers map[string]string `yaml:"headers"`
+	// Fails is how many failed probes in a row take an origin out
+	// (default 3); Passes how many good ones bring it back (default 2).
+	Fails  int `yaml:"fails"`
+	Passes int `yaml:"passes"`
+}
+
+// PassiveConfig takes an origin out after failed requests.
+type PassiveConfig struct {
+	// MaxFails failures within Window take the origin out. Default 1; a
+	// negative value turns passive health off.
+	MaxFails int `yaml:"max_fails"`
+	// Window is how far back failures count. Default 10s.
+	Window time.Duration `yaml:"window"`
+	// FailTimeout is how long the origin stays out before one trial
+	// request decides whether it is back. Default origins.fail_timeout.
+	FailTimeout time.Duration `yaml:"fail_timeout"`
+	// UnhealthyStatuses are origin statuses counted as failures (the
+	// response still goes to the visitor). Default none.
+	UnhealthyStatuses []int `yaml:"unhealthy_statuses"`
+}
+
+// RetriesConfig bounds sending a failed request to another origin.
+type RetriesConfig struct {
+	// MaxTries is how many origins a request may be sent to, the first
+	// included. Default 3; 1 turns retries off.
+	MaxTries int `yaml:"max_tries"`
+	// TryDuration is how long after the first attempt another may
+	// start. Default 10s.
+	TryDuration time.Duration `yaml:"try_duration"`
+	// BodyLimit is the largest request body kept in memory so that the
+	// request can be retried. Default 64 KiB.
+	BodyLimit int64 `yaml:"body_limit"`
 }
 
 // wildcardCert reports whether the route is served by one wildcard
@@ -359,6 +456,13 @@ type OriginConfig struct {
 	// without regard to case); any other Upgrade is removed and the
 	// request goes on as a plain one. Default [websocket].
 	Upgrades []string `yaml:"upgrades"`
+	// CookieKey is the secret that signs lb: cookie values; default a
+	// random key made at start (sticky sessions then survive reloads,
+	// not restarts).
+	CookieKey string `yaml:"cookie_key"`
+	// Balance holds the defaults of every route's lb, cookie, health,
+	// passive, retries and all_down.
+	Balance BalanceConfig `yaml:",inline"`
 	// ViaName is the received-by name this edge adds to Via on forwarded
 	// requests; a request that already carries it is a loop and gets a
 	// 508 page. Default the host name, else "edgeblock".
@@ -1148,15 +1252,26 @@ func (c *Config) validate(v *validator) {
 		if len(r.Origins) == 0 {
 			v.addf([]any{"routes", i, "origins"}, "at least one origin is required")
 		}
-		for j, o := range r.Origins {
+		labels := map[string]int{}
+		for j, os := range r.Origins {
+			o := os.URL
 			u, err := url.Parse(o)
 			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 				v.addf([]any{"routes", i, "origins", j}, "%q: want http://host:port or https://host:port", o)
 			} else if u.RawQuery != "" || u.Fragment != "" {
 				v.addf([]any{"routes", i, "origins", j}, "%q: no query or fragment allowed", o)
+			} else if k, dup := labels[origin.Label(u)]; dup {
+				v.addf([]any{"routes", i, "origins", j}, "%q is also origins[%d]", o, k)
+			} else {
+				labels[origin.Label(u)] = j
+			}
+			if os.Weight < 0 {
+				v.addf([]any{"routes", i, "origins", j, "weight"}, "must not be negative")
 			}
 		}
+		r.Balance.validate(v, []any{"routes", i})
 	}
+	c.Origins.Balance.validate(v, []any{"origins"})
 	c.trusted = nil
 	for i, s := range c.TrustedProxies {
 		p, err := netip.ParsePrefix(s)
@@ -1319,7 +1434,7 @@ func (c *Config) warnPlaceholders(v *validator) {
 	for i, r := range c.Routes {
 		warn([]any{"routes", i, "host"}, r.Host, strings.TrimPrefix(r.Host, "*."))
 		for j, o := range r.Origins {
-			warn([]any{"routes", i, "origins", j}, o, urlHost(o))
+			warn([]any{"routes", i, "origins", j}, o.URL, urlHost(o.URL))
 		}
 	}
 }

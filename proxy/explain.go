@@ -96,7 +96,10 @@ func Explain(b *Bundle, host string, now time.Time) *Explanation {
 		e.Rule = er
 	}
 	if r := matchRoute(b.Config, n); r != nil {
-		e.Route = &ExplainedRoute{Host: r.cfg.Host, Index: r.index, Origins: r.cfg.Origins}
+		e.Route = &ExplainedRoute{Host: r.cfg.Host, Index: r.index}
+		for _, o := range r.cfg.Origins {
+			e.Route.Origins = append(e.Route.Origins, o.URL)
+		}
 	}
 	switch {
 	case matched && rule.Mode == blocklist.ModeBlock:

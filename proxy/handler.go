@@ -2,18 +2,21 @@ package proxy
 
 import (
 	"context"
+	crand "crypto/rand"
 	"errors"
 	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httputil"
-	"net/url"
+	"net/netip"
+	"strconv"
 	"sync/atomic"
 	"time"
 
 	"github.com/edgeblock/edgeblock/blocklist"
 	"github.com/edgeblock/edgeblock/pages"
+	"github.com/edgeblock/edgeblock/proxy/origin"
 )
 
 // Proxy is the public request handler: it finds the host of a request,
@@ -25,8 +28,13 @@ type Proxy struct {
 	log       *slog.Logger
 	metrics   *Metrics
 	state     atomic.Pointer[state]
-	transport *upstreamTransport
+	transport *origin.Transport
 	now       func() time.Time
+	// observer counts origin events; health checks probe with health.
+	observer origin.Observer
+	health   *http.Client
+	// cookieKey signs sticky cookies unless origins.cookie_key is set.
+	cookieKey []byte
 	flights   flights // proxied requests in flight, for closeBlocked
 	// starting is the 503 page served until the first Apply.
 	starting *pages.Page
@@ -49,13 +57,24 @@ func NewProxy(log *slog.Logger, m *Metrics, cfg *Config) *Proxy {
 		ResponseHeaderTimeout:  cfg.Timeouts.ResponseHeader,
 		ExpectContinueTimeout:  time.Second,
 	}
-	return &Proxy{
-		log:       log,
-		metrics:   m,
-		transport: &upstreamTransport{base: base, metrics: m, log: log, connWait: cfg.Timeouts.Dial},
-		now:       time.Now,
-		starting:  startingPage(cfg),
+	p := &Proxy{
+		log:      log,
+		metrics:  m,
+		now:      time.Now,
+		observer: originObserver{m},
+		starting: startingPage(cfg),
+		// Probes have their own connections, outside origins.max_conns.
+		health:    &http.Client{Transport: &http.Transport{Proxy: nil, DialContext: (&net.Dialer{Timeout: cfg.Timeouts.Dial}).DialContext, MaxIdleConnsPerHost: 1}},
+		cookieKey: make([]byte, 32),
 	}
+	crand.Read(p.cookieKey)
+	p.transport = &origin.Transport{Base: base, ConnWait: cfg.Timeouts.Dial, BodyIdle: func() time.Duration {
+		if st := p.state.Load(); st != nil {
+			return st.cfg.Origins.BodyIdleTimeout
+		}
+		return 0
+	}}
+	return p
 }
 
 // Apply builds the state for cfg, list and renderer and swaps it in.
@@ -69,8 +88,23 @@ func (p *Proxy) Apply(cfg *Config, list *blocklist.List, renderer *pages.Rendere
 	}
 	p.state.Store(s)
 	p.closeBlocked(prev, s) // a block ends what is open (inflight.go)
+	if prev == nil || prev.routes != s.routes {
+		if prev != nil {
+			prev.routes.closePools()
+		}
+		for _, r := range s.routes.all {
+			r.pool.Start(p.health)
+		}
+	}
 	p.metrics.setBlocklist(list.Len(), list.SHA256())
 	return nil
+}
+
+// Close stops the origin health checks.
+func (p *Proxy) Close() {
+	if st := p.state.Load(); st != nil {
+		st.routes.closePools()
+	}
 }
 
 // Ready reports whether a config and a blocklist are loaded.
@@ -78,12 +112,11 @@ func (p *Proxy) Ready() bool { return p.state.Load() != nil }
 
 // reqInfo is what one proxied request carries through the reverse proxy.
 type reqInfo struct {
-	id     string
-	host   string
-	route  *route
-	origin *origin
-	inURL  *url.URL
-	st     *state
+	id    string
+	host  string
+	route *route
+	trip  origin.Trip
+	st    *state
 	// upstreamCode is the origin's status; 101 for an upgrade.
 	upstreamCode int
 	// failed: the origin gave no answer, or broke off its response.
@@ -112,6 +145,25 @@ func (i *reqInfo) outcome(report bool, rec *recorder) string {
 		return OutcomeReport
 	}
 	return OutcomeProxied
+}
+
+// bodyFailed is told when the origin's response body broke off.
+func (i *reqInfo) bodyFailed(err error, canceled bool) {
+	if canceled {
+		i.canceled = true
+		return
+	}
+	i.failed, i.err = true, err
+}
+
+// clientFor returns the visitor's address when the route's balancing
+// needs it (ip_hash).
+func (p *Proxy) clientFor(rt *route, r *http.Request, cfg *Config) netip.Addr {
+	if !rt.pool.NeedsClient() {
+		return netip.Addr{}
+	}
+	peer := peerAddr(r.RemoteAddr)
+	return cfg.clientAddr(peer, peer.IsValid() && cfg.trustedAddr(peer), r.Header["X-Forwarded-For"])
 }
 
 type infoKey struct{}
@@ -214,14 +266,16 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		st.renderer.Error(http.StatusNotFound).Serve(rec, r, preq)
 		return
 	}
-	info := &reqInfo{id: id, host: host, route: rt, inURL: r.URL, st: st}
-	info.origin = rt.pick(start, nil)
+	info := &reqInfo{id: id, host: host, route: rt, st: st}
+	info.trip = origin.Trip{Pool: rt.pool, Client: p.clientFor(rt, r, st.cfg), BodyFailed: info.bodyFailed}
 	e.info, e.report = info, report
 	ctx := p.track(r.Context(), info) // canceled if a reload blocks host (inflight.go)
 	defer p.untrack(info, rec, e)
 	// finish takes the outcome from info, also when ReverseProxy aborts a
-	// response that broke off by panicking with http.ErrAbortHandler.
-	rt.proxy.ServeHTTP(rec, r.WithContext(context.WithValue(ctx, infoKey{}, info)))
+	// response that broke off by panicking with http.ErrAbortHandler. The
+	// transport picks the origin (proxy/origin).
+	ctx = origin.WithTrip(context.WithValue(ctx, infoKey{}, info), &info.trip)
+	rt.proxy.ServeHTTP(rec, r.WithContext(ctx))
 }
 
 // reverseProxy returns the forwarding handler of route r.
@@ -230,7 +284,6 @@ func (p *Proxy) reverseProxy(r *route) http.Handler {
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			info := infoFrom(pr.In.Context())
 			cfg := info.st.cfg
-			pr.Out.URL = targetURL(info.origin.url, pr.In.URL)
 			pr.Out.Host = hostField(info.host) // the decided name, never the visitor's spelling
 			setForwarding(pr.Out, pr.In, cfg, info.host, cfg.Origins.ViaName)
 			filterUpgrade(pr.Out.Header, cfg.Origins.Upgrades)
@@ -277,6 +330,9 @@ func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error)
 		status = http.StatusGatewayTimeout
 	case "busy":
 		status = http.StatusServiceUnavailable
+	case "all_down":
+		status = http.StatusServiceUnavailable
+		w.Header().Set("Retry-After", strconv.Itoa(int(info.route.pool.RetryAfter().Round(time.Second).Seconds())))
 	}
 	info.failed = true
 	info.st.renderer.Error(status).Serve(w, r, pages.Request{Host: info.host, RequestID: info.id, Time: p.now()})
@@ -394,8 +450,11 @@ func (p *Proxy) finish(rec *recorder, e *accessEntry) {
 	}
 	if e.info != nil {
 		attrs = append(attrs, slog.String("route", e.info.route.pattern))
-		if e.info.origin != nil {
-			attrs = append(attrs, slog.String("origin", e.info.origin.label))
+		if o := e.info.trip.Origin; o != nil {
+			attrs = append(attrs, slog.String("origin", o.Label))
+		}
+		if e.info.trip.Tries > 1 {
+			attrs = append(attrs, slog.Int("tries", e.info.trip.Tries))
 		}
 	}
 	if e.info != nil && e.info.upstreamCode != 0 && e.info.upstreamCode != status {

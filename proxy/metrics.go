@@ -24,6 +24,12 @@ type Metrics struct {
 	Blocked          *prometheus.CounterVec
 	UpstreamRequests *prometheus.CounterVec
 	UpstreamErrors   *prometheus.CounterVec
+	// UpstreamRetries counts requests sent again to another origin, by
+	// route and the kind of failure that caused it.
+	UpstreamRetries *prometheus.CounterVec
+	// HealthChecks counts active health check probes by route, origin
+	// and result (pass, fail).
+	HealthChecks *prometheus.CounterVec
 	// BlockedClosed counts proxied requests in flight that a reload
 	// ended because it blocked their host, by kind (inflight.go).
 	BlockedClosed *prometheus.CounterVec
@@ -142,6 +148,12 @@ func NewMetrics(reg prometheus.Registerer, version, revision string) *Metrics {
 		UpstreamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "edgeblock_upstream_errors_total", Help: "Failed attempts to reach an origin, by route, origin and kind (refused, timeout, reset, tls, busy, other).",
 		}, []string{"route", "origin", "kind"}),
+		UpstreamRetries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edgeblock_upstream_retries_total", Help: "Requests sent again to another origin after an attempt failed, by route and the kind of failure (refused, timeout, reset, tls, busy, other).",
+		}, []string{"route", "kind"}),
+		HealthChecks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edgeblock_upstream_health_checks_total", Help: "Active health check probes of origins, by route, origin and result (pass, fail).",
+		}, []string{"route", "origin", "result"}),
 		BlockedClosed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "edgeblock_blocked_connections_closed_total",
 			Help: "Proxied requests in flight ended because a reload blocked their host, by kind: upgrade (a WebSocket or other upgraded connection), stream (a response being sent) or request (not yet answered by the origin; the block page is served).",
@@ -214,7 +226,7 @@ func NewMetrics(reg prometheus.Registerer, version, revision string) *Metrics {
 		Name: "edgeblock_build_info", Help: "Build information; the value is always 1.",
 	}, []string{"version", "revision", "goversion"})
 	buildInfo.WithLabelValues(version, revision, runtime.Version()).Set(1)
-	reg.MustRegister(m.Requests, m.Duration, m.InFlight, m.Blocked, m.UpstreamRequests, m.UpstreamErrors, m.BlockedClosed,
+	reg.MustRegister(m.Requests, m.Duration, m.InFlight, m.Blocked, m.UpstreamRequests, m.UpstreamErrors, m.UpstreamRetries, m.HealthChecks, m.BlockedClosed,
 		m.BlocklistEntries, m.blocklistInfo, m.RestartNeeded, m.Blocklist.Reloads, m.Blocklist.LastSuccess, m.Blocklist.LastSuccessful,
 		m.Config.Reloads, m.Config.LastSuccess, m.Config.LastSuccessful, m.RunningFromSnapshot,
 		m.FleetEnabled, m.FleetConnected, m.FleetApplied, m.FleetLatest,

@@ -45,6 +45,15 @@ func (t *routeTable) lookup(host string) *route {
 	}
 }
 
+// closePools stops the health checks of every route's pool.
+func (t *routeTable) closePools() {
+	for _, r := range t.all {
+		if r.pool != nil {
+			r.pool.Close()
+		}
+	}
+}
+
 // covers reports whether a route serves host.
 func (t *routeTable) covers(host string) bool { return t.lookup(host) != nil }
 

@@ -259,5 +259,6 @@ func (s *Server) shutdown(ctx context.Context, drain, grace time.Duration) error
 	if s.tls != nil {
 		s.tls.Stop()
 	}
+	s.proxy.Close() // origin health checks
 	return errors.Join(errs...)
 }

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"fmt"
-	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -11,6 +10,7 @@ import (
 	"github.com/edgeblock/edgeblock/blocklist"
 	"github.com/edgeblock/edgeblock/pages"
 	"github.com/edgeblock/edgeblock/proxy/certs"
+	"github.com/edgeblock/edgeblock/proxy/origin"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -154,14 +154,20 @@ func (p *Proxy) newState(cfg *Config, list *blocklist.List, renderer *pages.Rend
 	return s, nil
 }
 
+// buildRoutes builds a route, with its origin pool, for every configured
+// route. A pool takes over the origins (health, counters) of prev's pool
+// for the same pattern; the new pools' health checks start when the state
+// is swapped in (Proxy.Apply).
 func (p *Proxy) buildRoutes(cfg *Config, prev *state) (*routeTable, error) {
-	old := map[string]*origin{}
+	old := map[string]*origin.Pool{}
 	if prev != nil {
 		for _, r := range prev.routes.all {
-			for _, o := range r.origins {
-				old[r.pattern+" "+o.label] = o
-			}
+			old[r.pattern] = r.pool
 		}
+	}
+	key := p.cookieKey
+	if cfg.Origins.CookieKey != "" {
+		key = []byte(cfg.Origins.CookieKey)
 	}
 	routes := make([]*route, 0, len(cfg.Routes))
 	for _, rc := range cfg.Routes {
@@ -169,22 +175,11 @@ func (p *Proxy) buildRoutes(cfg *Config, prev *state) (*routeTable, error) {
 		if err != nil {
 			return nil, err // validated already
 		}
-		r := &route{pattern: pattern, failTimeout: cfg.Origins.FailTimeout}
-		for _, raw := range rc.Origins {
-			u, err := url.Parse(raw)
-			if err != nil {
-				return nil, err
-			}
-			label := u.Scheme + "://" + u.Host
-			if u.Path != "" && u.Path != "/" {
-				label += u.Path
-			}
-			o, ok := old[pattern+" "+label]
-			if !ok {
-				o = &origin{route: pattern, url: u, label: label}
-			}
-			r.origins = append(r.origins, o)
+		pc, err := cfg.poolConfig(rc, pattern, key)
+		if err != nil {
+			return nil, err
 		}
+		r := &route{pattern: pattern, pool: origin.NewPool(pc, old[pattern], p.log, p.observer)}
 		r.proxy = p.reverseProxy(r)
 		routes = append(routes, r)
 	}

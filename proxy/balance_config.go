@@ -1,0 +1,120 @@
+package proxy
+
+import (
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+
+	"github.com/edgeblock/edgeblock/proxy/origin"
+)
+
+// validate checks a route's (or the origins: section's) balancing
+// settings; at is the path of the block that holds them.
+func (b *BalanceConfig) validate(v *validator, at []any) {
+	f := func(keys ...any) []any { return append(slices.Clip(at), keys...) }
+	if b.LB != "" && !slices.Contains(origin.Policies, b.LB) {
+		v.addf(f("lb"), "%q: want one of %s", b.LB, strings.Join(origin.Policies, ", "))
+	}
+	if b.AllDown != "" && b.AllDown != origin.AllDownLeastBad && b.AllDown != origin.AllDown503 {
+		v.addf(f("all_down"), "%q: want least_bad or 503", b.AllDown)
+	}
+	if b.Cookie != "" && !isToken(b.Cookie) {
+		v.addf(f("cookie"), "%q is not a cookie name (an HTTP token)", b.Cookie)
+	}
+	if h := b.Health; h != nil {
+		if h.Interval < 0 || h.Timeout < 0 {
+			v.addf(f("health"), "interval and timeout must not be negative")
+		}
+		if h.Fails < 0 || h.Passes < 0 {
+			v.addf(f("health"), "fails and passes must not be negative")
+		}
+		if h.ExpectStatus != 0 && (h.ExpectStatus < 100 || h.ExpectStatus > 599) {
+			v.addf(f("health", "expect_status"), "%d is not an HTTP status", h.ExpectStatus)
+		}
+		if h.Path != "" {
+			if u, err := url.Parse(h.Path); err != nil || !strings.HasPrefix(h.Path, "/") || u.Host != "" {
+				v.addf(f("health", "path"), "%q: want a path such as /healthz", h.Path)
+			}
+		}
+		for k := range h.Headers {
+			if !isToken(k) {
+				v.addf(f("health", "headers"), "%q is not a header name", k)
+			}
+		}
+	}
+	if p := b.Passive; p != nil {
+		if p.Window < 0 || p.FailTimeout < 0 {
+			v.addf(f("passive"), "window and fail_timeout must not be negative")
+		}
+		for i, s := range p.UnhealthyStatuses {
+			if s < 100 || s > 599 {
+				v.addf(f("passive", "unhealthy_statuses", i), "%d is not an HTTP status", s)
+			}
+		}
+	}
+	if r := b.Retries; r != nil {
+		if r.MaxTries < 0 || r.TryDuration < 0 || r.BodyLimit < 0 {
+			v.addf(f("retries"), "max_tries, try_duration and body_limit must not be negative")
+		}
+	}
+}
+
+// merged returns the route's balancing settings with the blocks it leaves
+// out taken from def.
+func (b BalanceConfig) merged(def BalanceConfig) BalanceConfig {
+	if b.LB == "" {
+		b.LB = def.LB
+	}
+	if b.Cookie == "" {
+		b.Cookie = def.Cookie
+	}
+	if b.AllDown == "" {
+		b.AllDown = def.AllDown
+	}
+	if b.Health == nil {
+		b.Health = def.Health
+	}
+	if b.Passive == nil {
+		b.Passive = def.Passive
+	}
+	if b.Retries == nil {
+		b.Retries = def.Retries
+	}
+	return b
+}
+
+// poolConfig returns the origin.Config of route rc named pattern.
+func (c *Config) poolConfig(rc RouteConfig, pattern string, cookieKey []byte) (origin.Config, error) {
+	b := rc.Balance.merged(c.Origins.Balance)
+	oc := origin.Config{Route: pattern, Policy: b.LB, Cookie: b.Cookie, CookieKey: cookieKey, AllDown: b.AllDown}
+	for _, s := range rc.Origins {
+		u, err := url.Parse(s.URL)
+		if err != nil {
+			return oc, err // validated already
+		}
+		oc.Origins = append(oc.Origins, origin.Spec{URL: u, Weight: s.Weight})
+	}
+	oc.Passive.FailTimeout = c.Origins.FailTimeout
+	if p := b.Passive; p != nil {
+		oc.Passive.MaxFails, oc.Passive.Window = p.MaxFails, p.Window
+		oc.Passive.UnhealthyStatuses = p.UnhealthyStatuses
+		if p.FailTimeout > 0 {
+			oc.Passive.FailTimeout = p.FailTimeout
+		}
+	}
+	if h := b.Health; h != nil {
+		oc.Health = origin.Health{Path: h.Path, Interval: h.Interval, Timeout: h.Timeout, ExpectStatus: h.ExpectStatus,
+			ExpectBody: h.ExpectBody, Fails: h.Fails, Passes: h.Passes}
+		if len(h.Headers) > 0 {
+			oc.Health.Header = http.Header{}
+			for k, v := range h.Headers {
+				oc.Health.Header.Set(k, v)
+			}
+		}
+	}
+	if r := b.Retries; r != nil {
+		oc.Retry = origin.Retry{MaxTries: r.MaxTries, TryDuration: r.TryDuration, BodyLimit: r.BodyLimit}
+	}
+	return oc, nil
+}
