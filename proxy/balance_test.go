@@ -65,7 +65,9 @@ func TestBalancingPolicies(t *testing.T) {
 	slow := namedOrigin(t, "slow", 20*time.Millisecond)
 	fast1, fast2 := namedOrigin(t, "fast1", 0), namedOrigin(t, "fast2", 0)
 	q := func(s *httptest.Server) string { return `"` + s.URL + `"` }
-	w := func(s *httptest.Server, weight int) string { return fmt.Sprintf("{url: %q, weight: %d}", s.URL, weight) }
+	w := func(s *httptest.Server, weight int) string {
+		return fmt.Sprintf("{url: %q, weight: %d}", s.URL, weight)
+	}
 	three := strings.Join([]string{q(a), q(b), q(c)}, ", ")
 	routes := []string{
 		"rr.example", three,
