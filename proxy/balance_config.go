@@ -1,17 +1,24 @@
 package proxy
 
 import (
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/edgeblock/edgeblock/proxy/origin"
 )
 
 // validate checks a route's (or the origins: section's) balancing
 // settings; at is the path of the block that holds them.
-func (b *BalanceConfig) validate(v *validator, at []any) {
+func (b *BalanceConfig) validate(c *Config, v *validator, at []any) {
 	f := func(keys ...any) []any { return append(slices.Clip(at), keys...) }
 	if b.LB != "" && !slices.Contains(origin.Policies, b.LB) {
 		v.addf(f("lb"), "%q: want one of %s", b.LB, strings.Join(origin.Policies, ", "))
@@ -53,6 +60,20 @@ func (b *BalanceConfig) validate(v *validator, at []any) {
 			}
 		}
 	}
+	if b.MaxIdleConns < 0 {
+		v.addf(f("max_idle_conns"), "must not be negative")
+	}
+	if t := b.Timeouts; t != nil && (t.Dial < 0 || t.ResponseHeader < 0) {
+		v.addf(f("timeouts"), "dial and response_header must not be negative")
+	}
+	if t := b.TLS; t != nil {
+		if _, _, err := originTLS(t); err != nil {
+			v.addf(f("tls"), "%v", err)
+		}
+		if t.InsecureSkipVerify {
+			c.Warnings = append(c.Warnings, v.format(f("tls", "insecure_skip_verify"), "true: origin certificates are not verified, so anyone on the path to the origin can read and change the traffic"))
+		}
+	}
 	if r := b.Retries; r != nil {
 		if r.MaxTries < 0 || r.TryDuration < 0 || r.BodyLimit < 0 {
 			v.addf(f("retries"), "max_tries, try_duration and body_limit must not be negative")
@@ -81,7 +102,84 @@ func (b BalanceConfig) merged(def BalanceConfig) BalanceConfig {
 	if b.Retries == nil {
 		b.Retries = def.Retries
 	}
+	if b.TLS == nil {
+		b.TLS = def.TLS
+	}
+	if b.HTTP2 == nil {
+		b.HTTP2 = def.HTTP2
+	}
+	if b.MaxIdleConns == 0 {
+		b.MaxIdleConns = def.MaxIdleConns
+	}
+	if b.Timeouts == nil {
+		b.Timeouts = def.Timeouts
+	}
 	return b
+}
+
+// originTLS returns the client TLS config of t, reading its files, and a
+// digest of their content.
+func originTLS(t *OriginTLSConfig) (*tls.Config, string, error) {
+	tc := &tls.Config{ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify, MinVersion: tls.VersionTLS12}
+	h := sha256.New()
+	for _, f := range []string{t.CAFile, t.ClientCert, t.ClientKey} {
+		if f != "" {
+			b, _ := os.ReadFile(f) // errors are reported below
+			h.Write(b)
+		}
+	}
+	digest := fmt.Sprintf("%x", h.Sum(nil))
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, "", fmt.Errorf("ca_file: %s", pathProblem(err))
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, "", fmt.Errorf("ca_file: %s: no PEM certificate in it", t.CAFile)
+		}
+	}
+	if (t.ClientCert == "") != (t.ClientKey == "") {
+		return nil, "", errors.New("client_cert and client_key go together")
+	}
+	if t.ClientCert != "" {
+		pair, err := tls.LoadX509KeyPair(t.ClientCert, t.ClientKey)
+		if err != nil {
+			return nil, "", fmt.Errorf("client_cert, client_key: %v", err)
+		}
+		tc.Certificates = []tls.Certificate{pair}
+	}
+	return tc, digest, nil
+}
+
+// transportSettings is what sets a route's origin transport apart; routes
+// with equal settings share one transport, and so its connections.
+type transportSettings struct {
+	tls             OriginTLSConfig
+	http2           bool
+	maxIdle         int
+	dial, respHeads time.Duration
+}
+
+// settingsOf returns the transport settings of a route's merged balance
+// config; dial and respHeads are the global defaults.
+func settingsOf(b BalanceConfig, dial, respHeads time.Duration) transportSettings {
+	s := transportSettings{http2: b.HTTP2 == nil || *b.HTTP2, maxIdle: b.MaxIdleConns, dial: dial, respHeads: respHeads}
+	if s.maxIdle == 0 {
+		s.maxIdle = 100
+	}
+	if b.TLS != nil {
+		s.tls = *b.TLS
+	}
+	if t := b.Timeouts; t != nil {
+		if t.Dial > 0 {
+			s.dial = t.Dial
+		}
+		if t.ResponseHeader > 0 {
+			s.respHeads = t.ResponseHeader
+		}
+	}
+	return s
 }
 
 // poolConfig returns the origin.Config of route rc named pattern.

@@ -317,10 +317,45 @@ type BalanceConfig struct {
 	Passive *PassiveConfig `yaml:"passive"`
 	// Retries bounds sending a failed request to another origin.
 	Retries *RetriesConfig `yaml:"retries"`
+	// TLS configures HTTPS to the origins.
+	TLS *OriginTLSConfig `yaml:"tls"`
+	// HTTP2 lets HTTPS origins that offer HTTP/2 (ALPN) be spoken to
+	// with it. Default true.
+	HTTP2 *bool `yaml:"http2"`
+	// MaxIdleConns bounds the idle connections kept per origin address.
+	// Default 100.
+	MaxIdleConns int `yaml:"max_idle_conns"`
+	// Timeouts override timeouts.dial and timeouts.response_header.
+	Timeouts *OriginTimeouts `yaml:"timeouts"`
 	// AllDown is what a request gets when every origin is out: least_bad
 	// (default: the origin that is least out is tried anyway) or 503 (a
 	// 503 page with Retry-After).
 	AllDown string `yaml:"all_down"`
+}
+
+// OriginTLSConfig is how the edge speaks TLS to https:// origins.
+type OriginTLSConfig struct {
+	// CAFile is a PEM file of the roots that origin certificates must
+	// chain to, instead of the system roots.
+	CAFile string `yaml:"ca_file"`
+	// ClientCert and ClientKey are PEM files of the certificate the edge
+	// presents to origins that ask for one.
+	ClientCert string `yaml:"client_cert"`
+	ClientKey  string `yaml:"client_key"`
+	// ServerName is the name sent (SNI) and verified; default the
+	// origin URL's host.
+	ServerName string `yaml:"server_name"`
+	// InsecureSkipVerify accepts any origin certificate. Warned about.
+	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
+}
+
+// OriginTimeouts override the global origin timeouts for a route.
+type OriginTimeouts struct {
+	// Dial bounds connecting (and the TLS handshake); default timeouts.dial.
+	Dial time.Duration `yaml:"dial"`
+	// ResponseHeader bounds waiting for the response headers; default
+	// timeouts.response_header.
+	ResponseHeader time.Duration `yaml:"response_header"`
 }
 
 // HealthConfig is an active health check: GET path on every origin each
@@ -809,6 +844,17 @@ func (c *Config) applyDefaults() {
 	rel(&c.Admin.ClientCA)
 	rel(&c.Admin.TLSCert)
 	rel(&c.Admin.TLSKey)
+	relTLS := func(t *OriginTLSConfig) {
+		if t != nil {
+			rel(&t.CAFile)
+			rel(&t.ClientCert)
+			rel(&t.ClientKey)
+		}
+	}
+	relTLS(c.Origins.Balance.TLS)
+	for i := range c.Routes {
+		relTLS(c.Routes[i].Balance.TLS)
+	}
 	def := func(d *time.Duration, v time.Duration) {
 		if *d == 0 {
 			*d = v
@@ -1269,9 +1315,9 @@ func (c *Config) validate(v *validator) {
 				v.addf([]any{"routes", i, "origins", j, "weight"}, "must not be negative")
 			}
 		}
-		r.Balance.validate(v, []any{"routes", i})
+		r.Balance.validate(c, v, []any{"routes", i})
 	}
-	c.Origins.Balance.validate(v, []any{"origins"})
+	c.Origins.Balance.validate(c, v, []any{"origins"})
 	c.trusted = nil
 	for i, s := range c.TrustedProxies {
 		p, err := netip.ParsePrefix(s)

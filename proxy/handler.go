@@ -6,7 +6,6 @@ import (
 	"errors"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/netip"
@@ -30,9 +29,12 @@ type Proxy struct {
 	state     atomic.Pointer[state]
 	transport *origin.Transport
 	now       func() time.Time
-	// observer counts origin events; health checks probe with health.
+	// observer counts origin events.
 	observer origin.Observer
-	health   *http.Client
+	// transports reach the origins, one per distinct route settings;
+	// dial and responseHeader are the startup timeouts (restart-only).
+	transports           transportCache
+	dial, responseHeader time.Duration
 	// cookieKey signs sticky cookies unless origins.cookie_key is set.
 	cookieKey []byte
 	flights   flights // proxied requests in flight, for closeBlocked
@@ -44,31 +46,18 @@ type Proxy struct {
 // gives it a config and a blocklist it serves the 503 starting page (the
 // pages cfg configures, else the built-in ones).
 func NewProxy(log *slog.Logger, m *Metrics, cfg *Config) *Proxy {
-	base := &http.Transport{
-		Proxy:                  nil, // never send origin traffic through an environment proxy
-		DialContext:            (&net.Dialer{Timeout: cfg.Timeouts.Dial, KeepAlive: 30 * time.Second}).DialContext,
-		ForceAttemptHTTP2:      true,
-		MaxIdleConns:           1000,
-		MaxIdleConnsPerHost:    100,
-		MaxConnsPerHost:        cfg.Origins.MaxConns,
-		MaxResponseHeaderBytes: cfg.Origins.MaxResponseHeaderBytes,
-		IdleConnTimeout:        90 * time.Second,
-		TLSHandshakeTimeout:    cfg.Timeouts.Dial,
-		ResponseHeaderTimeout:  cfg.Timeouts.ResponseHeader,
-		ExpectContinueTimeout:  time.Second,
-	}
 	p := &Proxy{
-		log:      log,
-		metrics:  m,
-		now:      time.Now,
-		observer: originObserver{m},
-		starting: startingPage(cfg),
-		// Probes have their own connections, outside origins.max_conns.
-		health:    &http.Client{Transport: &http.Transport{Proxy: nil, DialContext: (&net.Dialer{Timeout: cfg.Timeouts.Dial}).DialContext, MaxIdleConnsPerHost: 1}},
+		log:        log,
+		metrics:    m,
+		now:        time.Now,
+		observer:   originObserver{m},
+		starting:   startingPage(cfg),
+		transports: transportCache{maxConns: cfg.Origins.MaxConns, maxHeader: cfg.Origins.MaxResponseHeaderBytes},
+		dial:       cfg.Timeouts.Dial, responseHeader: cfg.Timeouts.ResponseHeader,
 		cookieKey: make([]byte, 32),
 	}
 	crand.Read(p.cookieKey)
-	p.transport = &origin.Transport{Base: base, ConnWait: cfg.Timeouts.Dial, BodyIdle: func() time.Duration {
+	p.transport = &origin.Transport{ConnWait: cfg.Timeouts.Dial, BodyIdle: func() time.Duration {
 		if st := p.state.Load(); st != nil {
 			return st.cfg.Origins.BodyIdleTimeout
 		}
@@ -93,7 +82,7 @@ func (p *Proxy) Apply(cfg *Config, list *blocklist.List, renderer *pages.Rendere
 			prev.routes.closePools()
 		}
 		for _, r := range s.routes.all {
-			r.pool.Start(p.health)
+			r.pool.Start(r.probe)
 		}
 	}
 	p.metrics.setBlocklist(list.Len(), list.SHA256())

@@ -179,7 +179,12 @@ func (p *Proxy) buildRoutes(cfg *Config, prev *state) (*routeTable, error) {
 		if err != nil {
 			return nil, err
 		}
-		r := &route{pattern: pattern, pool: origin.NewPool(pc, old[pattern], p.log, p.observer)}
+		tr, err := p.transports.get(settingsOf(rc.Balance.merged(cfg.Origins.Balance), p.dial, p.responseHeader))
+		if err != nil {
+			return nil, fmt.Errorf("routes %s: %w", rc.Host, err)
+		}
+		pc.Base = tr.visit
+		r := &route{pattern: pattern, pool: origin.NewPool(pc, old[pattern], p.log, p.observer), probe: tr.probe}
 		r.proxy = p.reverseProxy(r)
 		routes = append(routes, r)
 	}

@@ -13,6 +13,7 @@ import (
 type route struct {
 	pattern string
 	pool    *origin.Pool
+	probe   *http.Client // for the pool's health checks
 	proxy   http.Handler
 }
 

@@ -55,6 +55,8 @@ type Config struct {
 	AllDown string
 	// Retry bounds trying a request on another origin.
 	Retry Retry
+	// Base sends the pool's attempts; nil means the Transport's Base.
+	Base http.RoundTripper
 }
 
 // Passive configures taking an origin out after failed requests.

@@ -110,7 +110,8 @@ func TripFrom(ctx context.Context) *Trip {
 // Every attempt's result feeds the origin's passive health, and is told
 // to the pool's Observer.
 type Transport struct {
-	// Base sends one attempt, typically an *http.Transport.
+	// Base sends one attempt, typically an *http.Transport, for pools
+	// whose Config.Base is nil.
 	Base http.RoundTripper
 	// ConnWait bounds waiting for a free connection to an origin under a
 	// connection limit; a request still waiting then fails with ErrBusy.
@@ -156,7 +157,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			}
 		}
 		out.URL = TargetURL(o.URL, in)
-		resp, a, err := t.send(out)
+		resp, a, err := t.send(out, pool.cfg.Base)
 		if err == nil {
 			pool.obs.Response(o, resp.StatusCode)
 			if c := pool.StickyCookie(o); c != "" && !sticky {
@@ -353,7 +354,10 @@ type attempt struct {
 // connection limit, then dialing) is bounded by ConnWait: a request still
 // queued for a connection then fails with ErrBusy, while one whose dial is
 // under way is left to the dial timeout.
-func (t *Transport) send(req *http.Request) (*http.Response, *attempt, error) {
+func (t *Transport) send(req *http.Request, base http.RoundTripper) (*http.Response, *attempt, error) {
+	if base == nil {
+		base = t.Base
+	}
 	ctx, cancel := context.WithCancelCause(req.Context())
 	a := &attempt{ctx: ctx, cancel: cancel}
 	var dialing atomic.Bool
@@ -366,7 +370,7 @@ func (t *Transport) send(req *http.Request) (*http.Response, *attempt, error) {
 		ConnectStart: func(string, string) { dialing.Store(true) },
 		GotConn:      func(httptrace.GotConnInfo) { timer.Stop() },
 	}
-	resp, err := t.Base.RoundTrip(req.WithContext(httptrace.WithClientTrace(ctx, trace)))
+	resp, err := base.RoundTrip(req.WithContext(httptrace.WithClientTrace(ctx, trace)))
 	timer.Stop()
 	if err != nil {
 		if errors.Is(context.Cause(ctx), ErrBusy) {

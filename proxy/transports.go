@@ -1,0 +1,75 @@
+package proxy
+
+import (
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// routeTransport is how the edge reaches the origins of routes with the
+// same transport settings: visit carries visitors' requests (and holds
+// origins.max_conns), probe the health checks, on connections of its own.
+type routeTransport struct {
+	visit *http.Transport
+	probe *http.Client
+}
+
+// transportCache keeps one routeTransport per distinct transport settings
+// (with the content of their TLS files), so that a reload that keeps a
+// route's settings keeps its connections.
+type transportCache struct {
+	mu sync.Mutex
+	m  map[string]*routeTransport
+	// maxConns, maxHeader: the restart-only origins settings of the
+	// config the proxy started with.
+	maxConns  int
+	maxHeader int64
+}
+
+// get returns the transport of settings s, building it on first use.
+func (c *transportCache) get(s transportSettings) (*routeTransport, error) {
+	var tc *tls.Config
+	digest := ""
+	if s.tls != (OriginTLSConfig{}) {
+		var err error
+		if tc, digest, err = originTLS(&s.tls); err != nil {
+			return nil, err
+		}
+	}
+	key := fmt.Sprintf("%+v %s", s, digest)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if t := c.m[key]; t != nil {
+		return t, nil
+	}
+	if c.m == nil {
+		c.m = map[string]*routeTransport{}
+	}
+	visit := &http.Transport{
+		Proxy:                  nil, // never send origin traffic through an environment proxy
+		DialContext:            (&net.Dialer{Timeout: s.dial, KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig:        tc,
+		ForceAttemptHTTP2:      s.http2,
+		MaxIdleConns:           1000,
+		MaxIdleConnsPerHost:    s.maxIdle,
+		MaxConnsPerHost:        c.maxConns,
+		MaxResponseHeaderBytes: c.maxHeader,
+		IdleConnTimeout:        90 * time.Second,
+		TLSHandshakeTimeout:    s.dial,
+		ResponseHeaderTimeout:  s.respHeads,
+		ExpectContinueTimeout:  time.Second,
+	}
+	if !s.http2 {
+		// A non-nil, empty map turns HTTP/2 off (net/http's documented way).
+		visit.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+	}
+	probe := visit.Clone()
+	probe.MaxConnsPerHost, probe.MaxIdleConnsPerHost = 0, 1
+	t := &routeTransport{visit: visit, probe: &http.Client{Transport: probe,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+	c.m[key] = t
+	return t, nil
+}
