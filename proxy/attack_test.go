@@ -3,7 +3,6 @@ package proxy
 import (
 	"bufio"
 	"bytes"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
@@ -453,7 +452,9 @@ func TestAttackH2Origin(t *testing.T) {
 	for _, trusted := range []string{"", "trusted_proxies: [127.0.0.0/8]\n"} {
 		e, pool := tlsRoutesEnv(t, trusted+routeConfig("*.customer.example", `"`+o.URL+`"`), blockedName+"\n")
 		// The origin's certificate is httptest's own.
-		e.srv.proxy.transport.base.(*http.Transport).TLSClientConfig = &tls.Config{RootCAs: o.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs}
+		for _, rt := range e.srv.proxy.transports.m {
+			rt.visit.TLSClientConfig.RootCAs = o.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
+		}
 		var extra []string
 		var raw strings.Builder
 		for _, k := range routing {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/edgeblock/edgeblock/blocklist"
+	"github.com/edgeblock/edgeblock/proxy/origin"
 )
 
 // FuzzRequestDecision drives the whole decision with raw HTTP/1.1 request
@@ -78,7 +79,7 @@ func FuzzRequestDecision(f *testing.F) {
 		for _, k := range []string{"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"} {
 			out.Header.Del(k) // ReverseProxy does this before Rewrite
 		}
-		out.URL = targetURL(base, r.URL)
+		out.URL = origin.TargetURL(base, r.URL)
 		out.Host = hostField(host)
 		setForwarding(out, r, cfg, host, "edge")
 		if blockedAt(list, host, now) || out.Host != hostField(host) {
