@@ -60,6 +60,9 @@ func (b *BalanceConfig) validate(c *Config, v *validator, at []any) {
 			}
 		}
 	}
+	if b.Headers != nil {
+		b.Headers.validate(v, f("headers"))
+	}
 	if b.MaxIdleConns < 0 {
 		v.addf(f("max_idle_conns"), "must not be negative")
 	}
@@ -113,6 +116,9 @@ func (b BalanceConfig) merged(def BalanceConfig) BalanceConfig {
 	}
 	if b.Timeouts == nil {
 		b.Timeouts = def.Timeouts
+	}
+	if b.Headers == nil {
+		b.Headers = def.Headers
 	}
 	return b
 }

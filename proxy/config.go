@@ -327,6 +327,8 @@ type BalanceConfig struct {
 	MaxIdleConns int `yaml:"max_idle_conns"`
 	// Timeouts override timeouts.dial and timeouts.response_header.
 	Timeouts *OriginTimeouts `yaml:"timeouts"`
+	// Headers are rules for request and response headers.
+	Headers *HeaderRules `yaml:"headers"`
 	// AllDown is what a request gets when every origin is out: least_bad
 	// (default: the origin that is least out is tried anyway) or 503 (a
 	// 503 page with Retry-After).

@@ -273,6 +273,7 @@ func (p *Proxy) reverseProxy(r *route) http.Handler {
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			info := infoFrom(pr.In.Context())
 			cfg := info.st.cfg
+			info.route.headers.applyRequest(pr.Out.Header) // the edge's own headers follow
 			pr.Out.Host = hostField(info.host) // the decided name, never the visitor's spelling
 			setForwarding(pr.Out, pr.In, cfg, info.host, cfg.Origins.ViaName)
 			filterUpgrade(pr.Out.Header, cfg.Origins.Upgrades)
@@ -283,6 +284,7 @@ func (p *Proxy) reverseProxy(r *route) http.Handler {
 			info := infoFrom(resp.Request.Context())
 			if info != nil {
 				info.upstreamCode = resp.StatusCode
+				info.route.headers.applyResponse(resp.Header)
 			}
 			if resp.StatusCode == http.StatusSwitchingProtocols && resp.Request.Header.Get("Upgrade") == "" {
 				// An origin must not switch protocols unasked, least of

@@ -179,12 +179,13 @@ func (p *Proxy) buildRoutes(cfg *Config, prev *state) (*routeTable, error) {
 		if err != nil {
 			return nil, err
 		}
-		tr, err := p.transports.get(settingsOf(rc.Balance.merged(cfg.Origins.Balance), p.dial, p.responseHeader))
+		b := rc.Balance.merged(cfg.Origins.Balance)
+		tr, err := p.transports.get(settingsOf(b, p.dial, p.responseHeader))
 		if err != nil {
 			return nil, fmt.Errorf("routes %s: %w", rc.Host, err)
 		}
 		pc.Base = tr.visit
-		r := &route{pattern: pattern, pool: origin.NewPool(pc, old[pattern], p.log, p.observer), probe: tr.probe}
+		r := &route{pattern: pattern, pool: origin.NewPool(pc, old[pattern], p.log, p.observer), probe: tr.probe, headers: compileHeaders(b.Headers)}
 		r.proxy = p.reverseProxy(r)
 		routes = append(routes, r)
 	}

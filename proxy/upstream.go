@@ -14,6 +14,7 @@ type route struct {
 	pattern string
 	pool    *origin.Pool
 	probe   *http.Client // for the pool's health checks
+	headers *routeHeaders
 	proxy   http.Handler
 }
 
