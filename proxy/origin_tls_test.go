@@ -124,6 +124,11 @@ func TestHTTPSOrigin(t *testing.T) {
 	for _, host := range []string{"untrusted.example", "nocert.example"} {
 		if v := metricValue(t, m, fmt.Sprintf(`edgeblock_upstream_errors_total{kind="tls",origin="%s",route="%s"}`, o.URL, host)); v != "1" {
 			t.Errorf("%s: tls errors = %q, want 1", host, v)
+			for _, l := range e.logs.logLines(t, "request") {
+				if l["host"] == host {
+					t.Logf("access line: %v", l)
+				}
+			}
 		}
 	}
 }

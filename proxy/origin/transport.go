@@ -317,10 +317,14 @@ func isDialError(err error) bool {
 }
 
 // isTLSText recognizes TLS failures that reach the transport as plain
-// errors (a handshake to a plain-HTTP port, for one).
+// errors (a handshake to a plain-HTTP port, for one). An HTTP/2
+// connection that fails right after its handshake is counted too: under
+// TLS 1.3 the client finishes its handshake before the origin checks the
+// client certificate, and net/http reports the origin's refusal only as
+// "client conn could not be established".
 func isTLSText(err error) bool {
 	s := err.Error()
-	return strings.Contains(s, "tls: ") || strings.Contains(s, "x509: ")
+	return strings.Contains(s, "tls: ") || strings.Contains(s, "x509: ") || strings.Contains(s, "http2: client conn could not be established")
 }
 
 // TargetURL returns the URL of in's path and query on origin base,
