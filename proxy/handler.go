@@ -273,7 +273,8 @@ func (p *Proxy) reverseProxy(r *route) http.Handler {
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			info := infoFrom(pr.In.Context())
 			cfg := info.st.cfg
-			info.route.headers.applyRequest(pr.Out.Header) // the edge's own headers follow
+			// The route's header rules first: the edge's own headers follow.
+			info.route.headers.applyRequest(pr.Out.Header)
 			pr.Out.Host = hostField(info.host) // the decided name, never the visitor's spelling
 			setForwarding(pr.Out, pr.In, cfg, info.host, cfg.Origins.ViaName)
 			filterUpgrade(pr.Out.Header, cfg.Origins.Upgrades)
