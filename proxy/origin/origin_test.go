@@ -147,3 +147,35 @@ func TestCookieValue(t *testing.T) {
 		t.Errorf("cookie value %q", a)
 	}
 }
+
+// TestPickAllDown: a first attempt with every origin out goes to the
+// least-bad one (or ErrAllDown with all_down 503); a retry never goes to
+// an origin that is out.
+func TestPickAllDown(t *testing.T) {
+	for _, allDown := range []string{AllDownLeastBad, AllDown503} {
+		p := NewPool(Config{Route: "r", Origins: specs(t, 1, 1, 1), AllDown: allDown, Passive: Passive{FailTimeout: time.Minute}}, nil, nil, nil)
+		a, b, c := p.Origins()[0], p.Origins()[1], p.Origins()[2]
+		for _, o := range []*Origin{a, b} {
+			o.inflight.Add(1)
+			p.done(o, resultFailed, "refused")
+		}
+		time.Sleep(time.Millisecond)
+		c.inflight.Add(1)
+		p.done(c, resultFailed, "refused") // c comes back last
+		o, _, err := p.Pick(Request{}, nil)
+		switch allDown {
+		case AllDownLeastBad:
+			if o != a || err != nil {
+				t.Errorf("least_bad first attempt: %v %v, want the origin whose fail timeout ends first", o, err)
+			}
+			p.done(o, resultNeutral, "")
+		case AllDown503:
+			if o != nil || err != ErrAllDown {
+				t.Errorf("503 first attempt: %v %v, want ErrAllDown", o, err)
+			}
+		}
+		if o, _, err := p.Pick(Request{}, []*Origin{a}); o != nil || (allDown == AllDownLeastBad && err != nil) {
+			t.Errorf("%s retry: %v %v, want no origin", allDown, o, err)
+		}
+	}
+}

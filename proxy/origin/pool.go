@@ -132,8 +132,9 @@ type Request struct {
 // Pick chooses the origin for an attempt of r among those not in tried,
 // by the pool's policy, and counts it in flight; the caller must end the
 // attempt with done. sticky reports that r's cookie chose it. When no
-// origin is usable, AllDown decides: the least-bad origin, or nil with
-// ErrAllDown. Pick returns nil, nil only when every origin was tried.
+// origin is usable, AllDown decides: the least-bad origin (for a first
+// attempt; a retry gets nil), or nil with ErrAllDown. Pick returns nil,
+// nil when no origin is left to try.
 func (p *Pool) Pick(r Request, tried []*Origin) (o *Origin, sticky bool, err error) {
 	now := time.Now().UnixNano()
 	for range 4 { // a lost race for a trial slot picks again
@@ -144,6 +145,11 @@ func (p *Pool) Pick(r Request, tried []*Origin) (o *Origin, sticky bool, err err
 		o = nil
 	}
 	if o == nil {
+		if len(tried) > 0 && p.cfg.AllDown != AllDown503 {
+			// A retry goes only to a usable origin: the least-bad
+			// fallback is for a request's first attempt.
+			return nil, false, nil
+		}
 		o = p.leastBad(tried)
 		if o == nil {
 			return nil, false, nil
