@@ -69,12 +69,12 @@ func (b *BalanceConfig) validate(c *Config, v *validator, at []any) {
 	if t := b.Timeouts; t != nil && (t.Dial < 0 || t.ResponseHeader < 0) {
 		v.addf(f("timeouts"), "dial and response_header must not be negative")
 	}
-	if t := b.TLS; t != nil {
+	if t := b.OriginTLS; t != nil {
 		if _, _, err := originTLS(t); err != nil {
-			v.addf(f("tls"), "%v", err)
+			v.addf(f("origin_tls"), "%v", err)
 		}
 		if t.InsecureSkipVerify {
-			c.Warnings = append(c.Warnings, v.format(f("tls", "insecure_skip_verify"), "true: origin certificates are not verified, so anyone on the path to the origin can read and change the traffic"))
+			c.Warnings = append(c.Warnings, v.format(f("origin_tls", "insecure_skip_verify"), "true: origin certificates are not verified, so anyone on the path to the origin can read and change the traffic"))
 		}
 	}
 	if r := b.Retries; r != nil {
@@ -105,8 +105,8 @@ func (b BalanceConfig) merged(def BalanceConfig) BalanceConfig {
 	if b.Retries == nil {
 		b.Retries = def.Retries
 	}
-	if b.TLS == nil {
-		b.TLS = def.TLS
+	if b.OriginTLS == nil {
+		b.OriginTLS = def.OriginTLS
 	}
 	if b.HTTP2 == nil {
 		b.HTTP2 = def.HTTP2
@@ -174,8 +174,8 @@ func settingsOf(b BalanceConfig, dial, respHeads time.Duration) transportSetting
 	if s.maxIdle == 0 {
 		s.maxIdle = 100
 	}
-	if b.TLS != nil {
-		s.tls = *b.TLS
+	if b.OriginTLS != nil {
+		s.tls = *b.OriginTLS
 	}
 	if t := b.Timeouts; t != nil {
 		if t.Dial > 0 {

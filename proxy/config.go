@@ -317,8 +317,9 @@ type BalanceConfig struct {
 	Passive *PassiveConfig `yaml:"passive"`
 	// Retries bounds sending a failed request to another origin.
 	Retries *RetriesConfig `yaml:"retries"`
-	// TLS configures HTTPS to the origins.
-	TLS *OriginTLSConfig `yaml:"tls"`
+	// OriginTLS configures HTTPS to the origins (routes[].tls is the
+	// route's own certificate).
+	OriginTLS *OriginTLSConfig `yaml:"origin_tls"`
 	// HTTP2 lets HTTPS origins that offer HTTP/2 (ALPN) be spoken to
 	// with it. Default true.
 	HTTP2 *bool `yaml:"http2"`
@@ -853,9 +854,9 @@ func (c *Config) applyDefaults() {
 			rel(&t.ClientKey)
 		}
 	}
-	relTLS(c.Origins.Balance.TLS)
+	relTLS(c.Origins.Balance.OriginTLS)
 	for i := range c.Routes {
-		relTLS(c.Routes[i].Balance.TLS)
+		relTLS(c.Routes[i].Balance.OriginTLS)
 	}
 	def := func(d *time.Duration, v time.Duration) {
 		if *d == 0 {

@@ -20,14 +20,14 @@ import (
 	"time"
 )
 
-// testCA is a private certificate authority made for one test.
-type testCA struct {
+// originCA is a private certificate authority made for one test.
+type originCA struct {
 	cert *x509.Certificate
 	key  *ecdsa.PrivateKey
 	pem  []byte
 }
 
-func newTestCA(t *testing.T) *testCA {
+func newOriginCA(t *testing.T) *originCA {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -41,12 +41,12 @@ func newTestCA(t *testing.T) *testCA {
 		t.Fatal(err)
 	}
 	cert, _ := x509.ParseCertificate(der)
-	return &testCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
+	return &originCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
 }
 
 // issue returns a certificate for name signed by the CA, usable for
 // servers and clients, as a tls.Certificate and as PEM certificate and key.
-func (ca *testCA) issue(t *testing.T, name string, serial int64) (tls.Certificate, []byte, []byte) {
+func (ca *originCA) issue(t *testing.T, name string, serial int64) (tls.Certificate, []byte, []byte) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -70,12 +70,12 @@ func (ca *testCA) issue(t *testing.T, name string, serial int64) (tls.Certificat
 }
 
 // TestHTTPSOrigin: an HTTPS origin with a private CA that demands a
-// client certificate is reached with tls.ca_file, client_cert, client_key
+// client certificate is reached with origin_tls.ca_file, client_cert, client_key
 // and server_name, over HTTP/2 unless http2 is false; without the CA or
 // the client certificate the visitor gets a 502 and the error counts as
 // kind="tls".
 func TestHTTPSOrigin(t *testing.T) {
-	ca := newTestCA(t)
+	ca := newOriginCA(t)
 	serverCert, _, _ := ca.issue(t, "origin.internal", 2)
 	_, clientPEM, clientKey := ca.issue(t, "edge-client", 3)
 	pool := x509.NewCertPool()
@@ -97,9 +97,9 @@ func TestHTTPSOrigin(t *testing.T) {
 		filepath.Join(dir, "ca.pem"), filepath.Join(dir, "client.pem"), filepath.Join(dir, "client.key"))
 	cfg := routeConfig("mtls.example", `"`+o.URL+`"`, "h1.example", `"`+o.URL+`"`, "untrusted.example", `"`+o.URL+`"`, "nocert.example", `"`+o.URL+`"`)
 	for host, extra := range map[string]string{
-		"mtls.example":      "    tls: " + tlsBlock + "\n",
-		"h1.example":        "    tls: " + tlsBlock + "\n    http2: false\n",
-		"nocert.example":    fmt.Sprintf("    tls: {ca_file: %s, server_name: origin.internal}\n", filepath.Join(dir, "ca.pem")),
+		"mtls.example":      "    origin_tls: " + tlsBlock + "\n",
+		"h1.example":        "    origin_tls: " + tlsBlock + "\n    http2: false\n",
+		"nocert.example":    fmt.Sprintf("    origin_tls: {ca_file: %s, server_name: origin.internal}\n", filepath.Join(dir, "ca.pem")),
 		"untrusted.example": "",
 	} {
 		cfg = strings.Replace(cfg, fmt.Sprintf("  - host: %q\n    origins: [%q]\n", host, o.URL), fmt.Sprintf("  - host: %q\n    origins: [%q]\n%s", host, o.URL, extra), 1)
@@ -144,13 +144,13 @@ func TestOriginTLSConfig(t *testing.T) {
 		name, extra, want string
 		warn              bool
 	}{
-		{"missing ca", "    tls: {ca_file: nope.pem}\n", "routes[0].tls: ca_file: " + filepath.Join(dir, "nope.pem") + ": no such file", false},
-		{"not pem", "    tls: {ca_file: notpem.pem}\n", "routes[0].tls: ca_file: " + filepath.Join(dir, "notpem.pem") + ": no PEM certificate in it", false},
-		{"cert without key", "    tls: {client_cert: notpem.pem}\n", "routes[0].tls: client_cert and client_key go together", false},
+		{"missing ca", "    origin_tls: {ca_file: nope.pem}\n", "routes[0].origin_tls: ca_file: " + filepath.Join(dir, "nope.pem") + ": no such file", false},
+		{"not pem", "    origin_tls: {ca_file: notpem.pem}\n", "routes[0].origin_tls: ca_file: " + filepath.Join(dir, "notpem.pem") + ": no PEM certificate in it", false},
+		{"cert without key", "    origin_tls: {client_cert: notpem.pem}\n", "routes[0].origin_tls: client_cert and client_key go together", false},
 		{"bad lb", "    lb: fastest\n", `routes[0].lb: "fastest": want one of round_robin, least_conn, random_two, first, ip_hash, cookie`, false},
 		{"bad all_down", "    all_down: panic\n", `routes[0].all_down: "panic": want least_bad or 503`, false},
 		{"bad status", "    health: {interval: 1s, expect_status: 1000}\n", "routes[0].health.expect_status: 1000 is not an HTTP status", false},
-		{"insecure", "    tls: {insecure_skip_verify: true}\n", "routes[0].tls.insecure_skip_verify: true: origin certificates are not verified", true},
+		{"insecure", "    origin_tls: {insecure_skip_verify: true}\n", "routes[0].origin_tls.insecure_skip_verify: true: origin certificates are not verified", true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			path := filepath.Join(dir, "c.yaml")
