@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -204,4 +205,52 @@ func TestStickyCookie(t *testing.T) {
 		return countOrigins(t, e, "sticky.example", 3, 1, nil)["c"] == 1
 	})
 	check("after reload")
+}
+
+// TestOriginsConfig: routes take origins as strings or {url, weight}, and
+// each balancing block a route leaves out comes from origins:.
+func TestOriginsConfig(t *testing.T) {
+	c, err := LoadConfig(filepath.Join("testdata", "origins.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := []byte("k")
+	shop, err := c.poolConfig(c.Routes[0], "shop.test", key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blog, err := c.poolConfig(c.Routes[1], "*.blog.test", key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name      string
+		got, want any
+	}{
+		{"shop origins", fmt.Sprint(shop.Origins[0].URL, " ", shop.Origins[0].Weight, " ", shop.Origins[1].URL, " ", shop.Origins[1].Weight), "http://10.0.0.5:8080 0 http://10.0.0.6:8080 3"},
+		{"shop lb", shop.Policy, "cookie"},
+		{"shop cookie", shop.Cookie, "shop_sticky"},
+		{"shop all_down", shop.AllDown, "503"},
+		{"shop retries", fmt.Sprint(shop.Retry), "{1 2s 1024}"},
+		{"shop passive", fmt.Sprint(shop.Passive), "{1 0s 5s [502 503]}"},
+		{"shop health (default)", fmt.Sprint(shop.Health.Path, " ", shop.Health.Interval), "/healthz 5s"},
+		{"blog lb (default)", blog.Policy, "least_conn"},
+		{"blog retries (default)", fmt.Sprint(blog.Retry.MaxTries), "2"},
+		{"blog passive (default, fail_timeout from origins.fail_timeout)", fmt.Sprint(blog.Passive), "{3 30s 20s []}"},
+		{"blog headers (default)", fmt.Sprint(compileHeaders(c.Routes[1].Balance.merged(c.Origins.Balance).Headers).response.remove), "[Server]"},
+		{"shop transport", fmt.Sprintf("%+v", settingsOf(c.Routes[0].Balance.merged(c.Origins.Balance), 5*time.Second, time.Minute)),
+			fmt.Sprintf("%+v", transportSettings{http2: false, maxIdle: 10, dial: time.Second, respHeads: 3 * time.Second})},
+		{"blog transport", fmt.Sprintf("%+v", settingsOf(c.Routes[1].Balance.merged(c.Origins.Balance), 5*time.Second, time.Minute)),
+			fmt.Sprintf("%+v", transportSettings{http2: true, maxIdle: 100, dial: 5 * time.Second, respHeads: time.Minute})},
+	} {
+		if tt.got != tt.want {
+			t.Errorf("%s = %v, want %v", tt.name, tt.got, tt.want)
+		}
+	}
+	// A misspelt key inside an origin object is named with its path.
+	data, _ := os.ReadFile(filepath.Join("testdata", "origins.yaml"))
+	_, err = ParseConfig("o.yaml", []byte(strings.Replace(string(data), "weight: 3", "wieght: 3", 1)))
+	if want := "o.yaml:17: routes[0].origins[1].wieght: unknown key (did you mean weight?)"; !strings.Contains(fmt.Sprint(err), want) {
+		t.Errorf("got %v, want %q", err, want)
+	}
 }

@@ -310,7 +310,7 @@ func TestRoutePrecedence(t *testing.T) {
 // FuzzParseConfig: any input gives a config or a *ConfigError whose every
 // problem names the file, never a panic; problems are sorted by line.
 func FuzzParseConfig(f *testing.F) {
-	for _, name := range []string{"contract.yaml", "invalid.yaml", "unknown-key.yaml", "types-and-checks.yaml", "placeholders.yaml"} {
+	for _, name := range []string{"contract.yaml", "invalid.yaml", "unknown-key.yaml", "types-and-checks.yaml", "placeholders.yaml", "origins.yaml"} {
 		data, err := os.ReadFile(filepath.Join("testdata", name))
 		if err != nil {
 			f.Fatal(err)

@@ -179,3 +179,26 @@ func TestPickAllDown(t *testing.T) {
 		}
 	}
 }
+
+// FuzzStickyCookie: whatever Cookie header a visitor sends, a cookie pool
+// picks an origin of its own, and a cookie chooses an origin only by its
+// exact signed value.
+func FuzzStickyCookie(f *testing.F) {
+	u, _ := url.Parse("http://10.0.0.1:80")
+	v := cookieValue([]byte("key"), "r", Label(u))
+	f.Add("edgeblock_origin=" + v)
+	f.Add("a=1; edgeblock_origin=" + v + "; b=2")
+	f.Add("edgeblock_origin=\"" + v + "\"")
+	f.Add("edgeblock_origin=" + strings.ToUpper(v))
+	f.Add(";;=;edgeblock_origin")
+	f.Fuzz(func(t *testing.T, header string) {
+		p := NewPool(Config{Route: "r", Origins: specs(t, 1, 1), Policy: Cookie, CookieKey: []byte("key")}, nil, nil, nil)
+		o, sticky, err := p.Pick(Request{Header: http.Header{"Cookie": {header}}}, nil)
+		if err != nil || o == nil || !slices.Contains(p.Origins(), o) {
+			t.Fatalf("Pick(%q) = %v, %v", header, o, err)
+		}
+		if sticky && !strings.Contains(header, p.cookies[slices.Index(p.Origins(), o)]) {
+			t.Fatalf("Cookie %q chose %s without its value", header, o)
+		}
+	})
+}
