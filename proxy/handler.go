@@ -84,6 +84,7 @@ func (p *Proxy) Apply(cfg *Config, list *blocklist.List, renderer *pages.Rendere
 		for _, r := range s.routes.all {
 			r.pool.Start(r.probe)
 		}
+		p.transports.prune(s.routes)
 	}
 	p.metrics.setBlocklist(list.Len(), list.SHA256())
 	return nil

@@ -94,6 +94,14 @@ func TestReloadKeepsOrigins(t *testing.T) {
 			e.reloadConfig(fmt.Sprintf("%q, %q", leaving.URL, good.URL), fmt.Sprintf("%q", good.URL))
 		}
 	}
+	// Each reload changed max_idle_conns, so each built a transport; only
+	// the one in use is kept.
+	tc := &e.srv.proxy.transports
+	tc.mu.Lock()
+	if n := len(tc.m); n != 1 {
+		t.Errorf("%d origin transports kept after the reloads, want 1", n)
+	}
+	tc.mu.Unlock()
 	if v := upValue(t, e, "keep.example", down); v != "0" {
 		t.Errorf("after reloads, upstream_up of the refusing origin = %q, want 0 (still out)", v)
 	}

@@ -185,7 +185,7 @@ func (p *Proxy) buildRoutes(cfg *Config, prev *state) (*routeTable, error) {
 			return nil, fmt.Errorf("routes %s: %w", rc.Host, err)
 		}
 		pc.Base = tr.visit
-		r := &route{pattern: pattern, pool: origin.NewPool(pc, old[pattern], p.log, p.observer), probe: tr.probe, headers: compileHeaders(b.Headers)}
+		r := &route{pattern: pattern, pool: origin.NewPool(pc, old[pattern], p.log, p.observer), probe: tr.probe, transport: tr, headers: compileHeaders(b.Headers)}
 		r.proxy = p.reverseProxy(r)
 		routes = append(routes, r)
 	}

@@ -73,3 +73,22 @@ func (c *transportCache) get(s transportSettings) (*routeTransport, error) {
 	c.m[key] = t
 	return t, nil
 }
+
+// prune forgets the transports no route in rt uses and closes their idle
+// connections; requests still in flight on them finish, and their
+// connections close after IdleConnTimeout.
+func (c *transportCache) prune(rt *routeTable) {
+	used := map[*routeTransport]bool{}
+	for _, r := range rt.all {
+		used[r.transport] = true
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, t := range c.m {
+		if !used[t] {
+			delete(c.m, k)
+			t.visit.CloseIdleConnections()
+			t.probe.CloseIdleConnections()
+		}
+	}
+}

@@ -14,8 +14,10 @@ type route struct {
 	pattern string
 	pool    *origin.Pool
 	probe   *http.Client // for the pool's health checks
-	headers *routeHeaders
-	proxy   http.Handler
+	// transport reaches the origins (transports.go).
+	transport *routeTransport
+	headers   *routeHeaders
+	proxy     http.Handler
 }
 
 // errKind classifies an error of a proxied request into a bounded label
