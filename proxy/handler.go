@@ -53,9 +53,10 @@ func NewProxy(log *slog.Logger, m *Metrics, cfg *Config) *Proxy {
 		observer:   originObserver{m},
 		starting:   startingPage(cfg),
 		transports: transportCache{maxConns: cfg.Origins.MaxConns, maxHeader: cfg.Origins.MaxResponseHeaderBytes},
-		dial:       cfg.Timeouts.Dial, responseHeader: cfg.Timeouts.ResponseHeader,
-		cookieKey: make([]byte, 32),
+		dial:       cfg.Timeouts.Dial,
+		cookieKey:  make([]byte, 32),
 	}
+	p.responseHeader = cfg.Timeouts.ResponseHeader
 	crand.Read(p.cookieKey)
 	p.transport = &origin.Transport{ConnWait: cfg.Timeouts.Dial, BodyIdle: func() time.Duration {
 		if st := p.state.Load(); st != nil {
