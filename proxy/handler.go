@@ -326,10 +326,25 @@ func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error)
 		status = http.StatusServiceUnavailable
 	case "all_down":
 		status = http.StatusServiceUnavailable
-		w.Header().Set("Retry-After", strconv.Itoa(int(info.route.pool.RetryAfter().Round(time.Second).Seconds())))
+		w = &retryAfterWriter{w, strconv.Itoa(int(info.route.pool.RetryAfter().Round(time.Second).Seconds()))}
 	}
 	info.failed = true
 	info.st.renderer.Error(status).Serve(w, r, pages.Request{Host: info.host, RequestID: info.id, Time: p.now()})
+}
+
+// retryAfterWriter replaces the Retry-After a page sets (pages.retry_after)
+// with when an origin of the route may be back; a page sent without one
+// (retry_after 0s) stays without.
+type retryAfterWriter struct {
+	http.ResponseWriter
+	value string
+}
+
+func (w *retryAfterWriter) WriteHeader(code int) {
+	if h := w.Header(); h["Retry-After"] != nil {
+		h["Retry-After"] = []string{w.value}
+	}
+	w.ResponseWriter.WriteHeader(code)
 }
 
 // recorder notes the status and size of a response for the access log.
