@@ -250,7 +250,7 @@ func TestDemo(t *testing.T) {
 	var stdout, stderr syncWriter
 	done := make(chan int)
 	go func() {
-		done <- run([]string{"demo", "-http", httpAddr, "-https", httpsAddr, "-admin", adminAddr, "-dir", t.TempDir()}, &stdout, &stderr)
+		done <- run([]string{"demo", "-http", httpAddr, "-https", httpsAddr, "-admin", adminAddr, "-dir", demoDir(t)}, &stdout, &stderr)
 	}()
 	get := func(host, accept string) (int, string) { return hostGet(httpAddr, host, "/", accept) }
 	deadline := time.Now().Add(10 * time.Second)
