@@ -518,6 +518,12 @@ type LogConfig struct {
 	// AccessSample is the fraction of requests logged, 0 < x <= 1;
 	// default 1. Errors are always logged.
 	AccessSample float64 `yaml:"access_sample"`
+	// AccessFile is a file the access lines are appended to (created
+	// 0644), reopened on SIGUSR1 after logrotate renamed it. Default
+	// empty: the access lines go where the other log lines go (stderr).
+	// Either way they are written in batches, off the request path (see
+	// accesslog.go). Needs a restart.
+	AccessFile string `yaml:"access_file"`
 }
 
 // AdminConfig configures the admin listener. Changing it needs a restart.
@@ -1515,7 +1521,7 @@ func (c *Config) restartFields() map[string]string {
 		"timeouts.grace": c.Timeouts.Grace.String(), "tls.manage_ahead_limit": strconv.Itoa(c.TLS.ManageAheadLimit),
 		"tls.on_demand": fmt.Sprint(c.TLS.OnDemand), "tls.cache_capacity": strconv.Itoa(c.TLS.CacheCapacity), "tls.key_type": c.TLS.KeyType,
 		"tls.internal_lifetime": c.TLS.InternalLifetime.String(), "tls.dns": dnsString(c.TLS.DNS),
-		"log.format": c.Log.Format, "log.level": c.Log.Level,
+		"log.format": c.Log.Format, "log.level": c.Log.Level, "log.access_file": c.Log.AccessFile,
 		"blocklist.watch": strconv.FormatBool(*c.Blocklist.Watch), "blocklist.debounce": c.Blocklist.Debounce.String(),
 		"blocklist.poll_interval": c.Blocklist.PollInterval.String(),
 		"blocklist.source":        c.Blocklist.Source, "fleet": fleetSummary(c.Fleet),

@@ -40,6 +40,8 @@ type Proxy struct {
 	flights   flights // proxied requests in flight, for closeBlocked
 	// starting is the 503 page served until the first Apply.
 	starting *pages.Page
+	// access is where access lines go; nil: through log, synchronously.
+	access *accessWriter
 }
 
 // NewProxy returns a Proxy that logs to log and counts in m. Until Apply
@@ -398,7 +400,8 @@ type accessEntry struct {
 // finish counts a request and writes its access line.
 func (p *Proxy) finish(rec *recorder, e *accessEntry) {
 	p.metrics.InFlight.Dec()
-	d := p.now().Sub(e.start)
+	start := e.start
+	d := p.now().Sub(start)
 	err := rec.err
 	if e.info != nil {
 		e.outcome = e.info.outcome(e.report, rec)
@@ -429,48 +432,34 @@ func (p *Proxy) finish(rec *recorder, e *accessEntry) {
 	case status == 0:
 		status = http.StatusOK
 	}
-	p.metrics.Requests.WithLabelValues(e.outcome, codeLabel(status), methodLabel(e.r.Method)).Inc()
-	p.metrics.Duration.WithLabelValues(e.outcome).Observe(d.Seconds())
+	end := start.Add(d)
+	p.metrics.request(e.outcome, status, e.r.Method).Inc()
+	p.metrics.duration(e.outcome).Observe(d.Seconds())
 	if e.st == nil || !*e.st.cfg.Log.Access {
 		return
 	}
 	if e.outcome != OutcomeError && e.st.cfg.Log.AccessSample < 1 && rand.Float64() >= e.st.cfg.Log.AccessSample {
 		return
 	}
-	attrs := make([]slog.Attr, 0, 16)
-	attrs = append(attrs,
-		slog.String("request_id", e.id),
-		slog.String("remote", e.r.RemoteAddr),
-		slog.String("host", e.host),
-		slog.String("method", e.r.Method),
-		slog.String("path", e.r.URL.Path),
-		slog.Int("status", status),
-		slog.String("outcome", e.outcome),
-		slog.Int64("bytes", rec.bytes),
-		slog.Float64("duration", d.Seconds()),
-	)
-	if e.r.TLS != nil {
-		attrs = append(attrs, slog.String("proto", e.r.Proto+"+tls"))
-	} else {
-		attrs = append(attrs, slog.String("proto", e.r.Proto))
-	}
+	l := accessLine{time: end, id: e.id, remote: e.r.RemoteAddr, host: e.host, method: e.r.Method, path: e.r.URL.Path,
+		status: status, outcome: e.outcome, bytes: rec.bytes, duration: d.Seconds(), proto: e.r.Proto, tls: e.r.TLS != nil}
 	if e.rule != nil {
-		attrs = append(attrs, slog.String("rule", e.rule.Pattern()), slog.Int("rule_line", e.rule.Line), slog.String("mode", e.rule.Mode.String()))
+		l.hasRule, l.rule, l.ruleLine, l.mode = true, e.rule.Pattern(), e.rule.Line, e.rule.Mode.String()
 	}
 	if e.info != nil {
-		attrs = append(attrs, slog.String("route", e.info.route.pattern))
+		l.hasRoute, l.route = true, e.info.route.pattern
 		if o := e.info.trip.Origin; o != nil {
-			attrs = append(attrs, slog.String("origin", o.Label))
+			l.hasOrigin, l.origin = true, o.Label
 		}
 		if e.info.trip.Tries > 1 {
-			attrs = append(attrs, slog.Int("tries", e.info.trip.Tries))
+			l.tries = e.info.trip.Tries
+		}
+		if e.info.upstreamCode != status {
+			l.upstreamStatus = e.info.upstreamCode
 		}
 	}
-	if e.info != nil && e.info.upstreamCode != 0 && e.info.upstreamCode != status {
-		attrs = append(attrs, slog.Int("upstream_status", e.info.upstreamCode))
-	}
 	if err != nil {
-		attrs = append(attrs, slog.String("error", err.Error()), slog.String("error_kind", errKind(err)))
+		l.hasErr, l.errText, l.errKind = true, err.Error(), errKind(err)
 	}
-	p.log.LogAttrs(context.Background(), slog.LevelInfo, "request", attrs...)
+	p.logAccess(&l)
 }

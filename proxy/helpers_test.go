@@ -21,6 +21,9 @@ import (
 type syncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
+	// flush, when set, writes out the server's queued access lines;
+	// String (and so logLines) calls it first.
+	flush func()
 }
 
 func (s *syncBuffer) Write(p []byte) (int, error) {
@@ -30,6 +33,9 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 }
 
 func (s *syncBuffer) String() string {
+	if s.flush != nil {
+		s.flush()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
@@ -98,6 +104,7 @@ func startEnv(t *testing.T, config, list string) *testEnv {
 		t.Fatal(err)
 	}
 	e.srv = srv
+	e.logs.flush = srv.FlushAccessLog
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

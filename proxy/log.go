@@ -21,7 +21,24 @@ func ParseLevel(s string) (slog.Level, error) {
 func NewLogger(w io.Writer, format string, level slog.Level) *slog.Logger {
 	o := &slog.HandlerOptions{Level: level}
 	if format == "text" {
-		return slog.New(slog.NewTextHandler(w, o))
+		return slog.New(&logHandler{Handler: slog.NewTextHandler(w, o), out: w, format: format})
 	}
-	return slog.New(slog.NewJSONHandler(w, o))
+	return slog.New(&logHandler{Handler: slog.NewJSONHandler(w, o), out: w, format: format})
+}
+
+// logHandler is the handler of NewLogger's loggers: it remembers their
+// writer and format, so that a Server writes its access lines to the same
+// place in the same format, through its own queue (accesslog.go).
+type logHandler struct {
+	slog.Handler
+	out    io.Writer
+	format string
+}
+
+// logOutput returns the writer and format of a logger made by NewLogger.
+func logOutput(l *slog.Logger) (io.Writer, string, bool) {
+	if h, ok := l.Handler().(*logHandler); ok {
+		return h.out, h.format, true
+	}
+	return nil, "", false
 }

@@ -88,6 +88,24 @@ type Metrics struct {
 	ConnectionsRefused *prometheus.CounterVec
 	RequestsRefused    *prometheus.CounterVec
 	HTTP2Errors        *prometheus.CounterVec
+
+	// AccessLogDropped counts access lines dropped because the access
+	// log's queue was full (its output slower than the requests);
+	// AccessLogErrors the failed writes of the access log.
+	AccessLogDropped prometheus.Counter
+	AccessLogErrors  prometheus.Counter
+
+	// durationBy caches the Duration child of each outcome, so that the
+	// request path does no label lookup for it.
+	durationBy map[string]prometheus.Observer
+	// requestsBy caches the Requests child of each outcome, status and
+	// method seen (a bounded set: the labels are).
+	requestsBy sync.Map // requestKey -> prometheus.Counter
+}
+
+type requestKey struct {
+	outcome, method string
+	code            int
 }
 
 // Reasons a connection or request is refused, the values of the reason label.
@@ -221,6 +239,13 @@ func NewMetrics(reg prometheus.Registerer, version, revision string) *Metrics {
 		HTTP2Errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "edgeblock_http2_errors_total", Help: "HTTP/2 protocol errors on the public listeners, by the kind net/http reports.",
 		}, []string{"kind"}),
+		AccessLogDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "edgeblock_access_log_dropped_total", Help: "Access lines dropped because the access log's queue was full (the log's output slower than the requests).",
+		}),
+		AccessLogErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "edgeblock_access_log_write_errors_total", Help: "Failed writes of the access log (its lines lost).",
+		}),
+		durationBy: map[string]prometheus.Observer{},
 	}
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "edgeblock_build_info", Help: "Build information; the value is always 1.",
@@ -232,7 +257,7 @@ func NewMetrics(reg prometheus.Registerer, version, revision string) *Metrics {
 		m.FleetEnabled, m.FleetConnected, m.FleetApplied, m.FleetLatest,
 		m.TLSObtain, m.TLSObtainByPattern, m.TLSHandshakeRefuse, m.TLSBudgetRemaining, m.certExpiry, buildInfo,
 		m.ConnectionsOpen, m.ConnectionsRefused, m.RequestsRefused, m.HTTP2Errors,
-		m.TLSHandshakeErrors, m.AdminWrites, m.AdminAuthFailures,
+		m.TLSHandshakeErrors, m.AdminWrites, m.AdminAuthFailures, m.AccessLogDropped, m.AccessLogErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Start every series of a fixed label set at zero so that rate() and
 	// absent() work from the first scrape.
@@ -255,11 +280,32 @@ func NewMetrics(reg prometheus.Registerer, version, revision string) *Metrics {
 		m.BlockedClosed.WithLabelValues(k)
 	}
 	for _, o := range outcomes {
-		m.Duration.WithLabelValues(o)
+		m.durationBy[o] = m.Duration.WithLabelValues(o)
 	}
 	m.ConnectionsRefused.WithLabelValues(RefusedConnsPerClient)
 	m.RequestsRefused.WithLabelValues(RefusedRequestsPerClient)
 	return m
+}
+
+// duration returns the edgeblock_request_duration_seconds series of an
+// outcome, looked up once at start.
+func (m *Metrics) duration(outcome string) prometheus.Observer {
+	if o, ok := m.durationBy[outcome]; ok {
+		return o
+	}
+	return m.Duration.WithLabelValues(outcome)
+}
+
+// request returns the edgeblock_requests_total series of an outcome,
+// status and method, looked up in the registry only the first time.
+func (m *Metrics) request(outcome string, code int, method string) prometheus.Counter {
+	k := requestKey{outcome, methodLabel(method), code}
+	if c, ok := m.requestsBy.Load(k); ok {
+		return c.(prometheus.Counter)
+	}
+	c := m.Requests.WithLabelValues(outcome, codeLabel(code), k.method)
+	m.requestsBy.Store(k, c)
+	return c
 }
 
 // FileMetrics are the reload metrics of one watched file:

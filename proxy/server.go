@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -31,6 +32,7 @@ type Server struct {
 	ready     atomic.Bool
 	draining  atomic.Bool
 	wg        sync.WaitGroup
+	access    *AccessLog // nil: access lines go through the logger
 	stopOnce  sync.Once
 	stopErr   error
 }
@@ -53,6 +55,22 @@ func NewServer(log *slog.Logger, configPath string, b *Bundle) (*Server, error) 
 		}
 		s.tls = t
 		s.reloader.OnApply = t.ManageAhead
+	}
+	// Last, so that no error above leaves its goroutine behind.
+	out, format, ok := logOutput(log)
+	if ok || b.Config.Log.AccessFile != "" {
+		if !ok {
+			out, format = io.Discard, b.Config.Log.Format
+		}
+		a, err := NewAccessLog(out, b.Config.Log.AccessFile, m.AccessLogDropped.Inc, func(error) { m.AccessLogErrors.Inc() })
+		if err != nil {
+			return nil, err
+		}
+		s.access = a
+		p.access = &accessWriter{q: a}
+		if format == "text" {
+			p.access.text = slog.New(slog.NewTextHandler(a, nil))
+		}
 	}
 	return s, nil
 }
@@ -177,6 +195,22 @@ func (s *Server) Start(b *Bundle) error {
 	return nil
 }
 
+// ReopenAccessLog writes out the access lines queued and opens
+// log.access_file anew (SIGUSR1, after logrotate renamed it).
+func (s *Server) ReopenAccessLog() error {
+	if s.access == nil {
+		return nil
+	}
+	return s.access.Reopen()
+}
+
+// FlushAccessLog writes out the access lines queued so far.
+func (s *Server) FlushAccessLog() {
+	if s.access != nil {
+		s.access.Flush()
+	}
+}
+
 func (s *Server) closeListeners() {
 	for _, l := range s.listeners {
 		l.Close()
@@ -260,5 +294,8 @@ func (s *Server) shutdown(ctx context.Context, drain, grace time.Duration) error
 		s.tls.Stop()
 	}
 	s.proxy.Close() // origin health checks
+	if s.access != nil {
+		s.access.Close() // every request has ended: its line is queued
+	}
 	return errors.Join(errs...)
 }

@@ -133,17 +133,17 @@ func serve(config string, b *proxy.Bundle, log *slog.Logger) int {
 	return waitForSignals(sigs, srv, config, b, log)
 }
 
-// notifySignals returns a channel that receives SIGHUP, SIGTERM and
-// SIGINT. Call it before the server can say ready, so that a SIGTERM
+// notifySignals returns a channel that receives SIGHUP, SIGUSR1, SIGTERM
+// and SIGINT. Call it before the server can say ready, so that a SIGTERM
 // right after that still shuts down gracefully.
 func notifySignals() chan os.Signal {
 	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGTERM, syscall.SIGINT)
 	return sigs
 }
 
 // waitForSignals runs a started server until SIGTERM or SIGINT on sigs;
-// SIGHUP reloads.
+// SIGHUP reloads; SIGUSR1 reopens log.access_file (logrotate).
 func waitForSignals(sigs chan os.Signal, srv *proxy.Server, config string, b *proxy.Bundle, log *slog.Logger) int {
 	version, revision := proxy.Version()
 	log.Info("edgeblock started", "event", "start", "version", version, "revision", revision,
@@ -153,6 +153,14 @@ func waitForSignals(sigs chan os.Signal, srv *proxy.Server, config string, b *pr
 		if sig == syscall.SIGHUP {
 			log.Info("reload requested", "event", "sighup")
 			srv.Reloader().Reload("sighup")
+			continue
+		}
+		if sig == syscall.SIGUSR1 {
+			if err := srv.ReopenAccessLog(); err != nil {
+				log.Error("access log not reopened; lines go to the old file", "event", "access_log_reopen", "error", err.Error())
+			} else {
+				log.Info("access log reopened", "event", "access_log_reopen")
+			}
 			continue
 		}
 		drain, grace := *b.Config.Timeouts.Drain, b.Config.Timeouts.Grace
@@ -166,7 +174,7 @@ func waitForSignals(sigs chan os.Signal, srv *proxy.Server, config string, b *pr
 			for {
 				select {
 				case sig := <-sigs:
-					if sig == syscall.SIGHUP {
+					if sig == syscall.SIGHUP || sig == syscall.SIGUSR1 {
 						continue
 					}
 					log.Warn("second signal: stopping now", "event", "shutdown_now", "signal", sig.String())

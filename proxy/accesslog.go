@@ -1,0 +1,436 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+	"unicode/utf8"
+)
+
+// Access log tuning. A line is about 300 bytes: the queue holds some
+// 13,000 of them, and a batch is written once 64 KiB have gathered or a
+// second has passed, whichever is first.
+const (
+	accessQueueBytes = 4 << 20
+	accessBatchBytes = 64 << 10
+	accessFlushEvery = time.Second
+)
+
+// AccessLog writes access lines off the request path. Write appends a line
+// to a bounded in-memory queue and returns at once; a goroutine writes the
+// queue out in batches, at least every second, and at Close. A line that
+// does not fit in the queue (the output is slower than the requests) is
+// dropped and counted, so a slow disk never holds up a request. The
+// output is a writer (stderr) or a file that Reopen opens anew (after
+// logrotate has renamed it).
+type AccessLog struct {
+	mu      sync.Mutex
+	buf     []byte // lines queued, whole lines only
+	max     int
+	closed  bool
+	dropped func() // counts a dropped line (a metric)
+
+	kick chan struct{} // a batch is ready
+	ctl  chan func()   // write out the queue, then run this
+	quit chan struct{}
+	done chan struct{}
+
+	// Owned by the writing goroutine.
+	out     io.Writer
+	file    *os.File // non-nil when logging to a file of ours
+	path    string
+	spare   []byte
+	onError func(error)
+	every   time.Duration
+}
+
+// NewAccessLog returns an AccessLog writing to w, or, when path is not
+// empty, appending to the file path (created 0644 if missing). dropped is
+// called for every line dropped because the queue was full; onError for a
+// failed write or reopen (both may be nil). Call Close to flush and stop.
+func NewAccessLog(w io.Writer, path string, dropped func(), onError func(error)) (*AccessLog, error) {
+	a := &AccessLog{max: accessQueueBytes, dropped: dropped, out: w, path: path, onError: onError, every: accessFlushEvery,
+		kick: make(chan struct{}, 1), ctl: make(chan func()), quit: make(chan struct{}), done: make(chan struct{})}
+	if path != "" {
+		f, err := openAccessFile(path)
+		if err != nil {
+			return nil, err
+		}
+		a.file, a.out = f, f
+	}
+	if a.dropped == nil {
+		a.dropped = func() {}
+	}
+	if a.onError == nil {
+		a.onError = func(error) {}
+	}
+	a.buf = make([]byte, 0, accessBatchBytes+4096)
+	a.spare = make([]byte, 0, accessBatchBytes+4096)
+	go a.run()
+	return a, nil
+}
+
+func openAccessFile(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("log.access_file: %w", err)
+	}
+	return f, nil
+}
+
+// Write queues p, which must be one or more whole lines, and never blocks
+// on the output. It reports len(p) and no error even when the line was
+// dropped (counted) or the log is closed, so that it can serve as a
+// slog handler's writer.
+func (a *AccessLog) Write(p []byte) (int, error) {
+	a.mu.Lock()
+	if a.closed || len(a.buf)+len(p) > a.max {
+		a.mu.Unlock()
+		a.dropped()
+		return len(p), nil
+	}
+	a.buf = append(a.buf, p...)
+	full := len(a.buf) >= accessBatchBytes
+	a.mu.Unlock()
+	if full {
+		select {
+		case a.kick <- struct{}{}:
+		default:
+		}
+	}
+	return len(p), nil
+}
+
+// Flush writes out every line queued before it was called.
+func (a *AccessLog) Flush() { a.do(func() {}) }
+
+// Reopen writes out the queue to the current file, then opens the file
+// by its path again: after logrotate renamed it, new lines go to a new
+// file. Without a path it only flushes.
+func (a *AccessLog) Reopen() error {
+	if a.path == "" {
+		a.Flush()
+		return nil
+	}
+	f, err := openAccessFile(a.path)
+	if err != nil {
+		return err
+	}
+	if !a.do(func() {
+		a.file.Close()
+		a.file, a.out = f, f
+	}) {
+		f.Close()
+		return errors.New("log.access_file: reopen after close")
+	}
+	return nil
+}
+
+// do has the writing goroutine write out the queue and then run fn; it
+// reports false when the log is closed.
+func (a *AccessLog) do(fn func()) bool {
+	ack := make(chan struct{})
+	select {
+	case a.ctl <- func() { fn(); close(ack) }:
+		<-ack
+		return true
+	case <-a.done:
+		return false
+	}
+}
+
+// Close writes out the queue, stops the writer and closes the file of
+// log.access_file. Lines written after Close are dropped.
+func (a *AccessLog) Close() error {
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		<-a.done
+		return nil
+	}
+	a.closed = true
+	a.mu.Unlock()
+	close(a.quit)
+	<-a.done
+	if a.file != nil {
+		return a.file.Close()
+	}
+	return nil
+}
+
+// run is the writing goroutine.
+func (a *AccessLog) run() {
+	defer close(a.done)
+	t := time.NewTicker(a.every)
+	defer t.Stop()
+	for {
+		select {
+		case <-a.kick:
+		case <-t.C:
+		case fn := <-a.ctl:
+			a.writeOut()
+			fn()
+			continue
+		case <-a.quit:
+			a.writeOut()
+			return
+		}
+		a.writeOut()
+	}
+}
+
+// writeOut swaps the queue for the spare buffer and writes it.
+func (a *AccessLog) writeOut() {
+	a.mu.Lock()
+	b := a.buf
+	a.buf = a.spare[:0]
+	out := a.out
+	a.mu.Unlock()
+	if len(b) > 0 {
+		if _, err := out.Write(b); err != nil {
+			a.onError(err)
+		}
+	}
+	if cap(b) > 4*accessBatchBytes {
+		b = make([]byte, 0, accessBatchBytes+4096) // a burst grew it: let it go
+	}
+	a.spare = b[:0]
+}
+
+// accessLine is what an access line says; appendJSON encodes it.
+type accessLine struct {
+	time                     time.Time
+	id, remote, host, method string
+	path                     string
+	status                   int
+	outcome                  string
+	bytes                    int64
+	duration                 float64
+	proto                    string
+	tls                      bool
+	rule                     string
+	ruleLine                 int
+	mode                     string
+	hasRule                  bool
+	route, origin            string
+	hasRoute, hasOrigin      bool
+	upstreamStatus           int
+	errText, errKind         string
+	hasErr                   bool
+}
+
+// appendJSON appends the line as slog's JSON handler would write it (same
+// keys, order and formatting, "msg":"request"), ending in a newline. It is
+// valid JSON for any field values.
+func (l *accessLine) appendJSON(b []byte) []byte {
+	b = append(b, `{"time":"`...)
+	b = l.time.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","level":"INFO","msg":"request","request_id":`...)
+	b = appendJSONString(b, l.id)
+	b = append(b, `,"remote":`...)
+	b = appendJSONString(b, l.remote)
+	b = append(b, `,"host":`...)
+	b = appendJSONString(b, l.host)
+	b = append(b, `,"method":`...)
+	b = appendJSONString(b, l.method)
+	b = append(b, `,"path":`...)
+	b = appendJSONString(b, l.path)
+	b = append(b, `,"status":`...)
+	b = strconv.AppendInt(b, int64(l.status), 10)
+	b = append(b, `,"outcome":`...)
+	b = appendJSONString(b, l.outcome)
+	b = append(b, `,"bytes":`...)
+	b = strconv.AppendInt(b, l.bytes, 10)
+	b = append(b, `,"duration":`...)
+	b = appendJSONFloat(b, l.duration)
+	b = append(b, `,"proto":`...)
+	if l.tls {
+		b = appendJSONString(b, l.proto+"+tls")
+	} else {
+		b = appendJSONString(b, l.proto)
+	}
+	if l.hasRule {
+		b = append(b, `,"rule":`...)
+		b = appendJSONString(b, l.rule)
+		b = append(b, `,"rule_line":`...)
+		b = strconv.AppendInt(b, int64(l.ruleLine), 10)
+		b = append(b, `,"mode":`...)
+		b = appendJSONString(b, l.mode)
+	}
+	if l.hasRoute {
+		b = append(b, `,"route":`...)
+		b = appendJSONString(b, l.route)
+	}
+	if l.hasOrigin {
+		b = append(b, `,"origin":`...)
+		b = appendJSONString(b, l.origin)
+	}
+	if l.tries > 1 {
+		b = append(b, `,"tries":`...)
+		b = strconv.AppendInt(b, int64(l.tries), 10)
+	}
+	if l.upstreamStatus != 0 {
+		b = append(b, `,"upstream_status":`...)
+		b = strconv.AppendInt(b, int64(l.upstreamStatus), 10)
+	}
+	if l.hasErr {
+		b = append(b, `,"error":`...)
+		b = appendJSONString(b, l.errText)
+		b = append(b, `,"error_kind":`...)
+		b = appendJSONString(b, l.errKind)
+	}
+	return append(b, "}\n"...)
+}
+
+// attrs returns the line's fields as slog attributes, for the text format.
+func (l *accessLine) attrs() []slog.Attr {
+	proto := l.proto
+	if l.tls {
+		proto += "+tls"
+	}
+	attrs := make([]slog.Attr, 0, 18)
+	attrs = append(attrs,
+		slog.String("request_id", l.id), slog.String("remote", l.remote), slog.String("host", l.host),
+		slog.String("method", l.method), slog.String("path", l.path), slog.Int("status", l.status),
+		slog.String("outcome", l.outcome), slog.Int64("bytes", l.bytes), slog.Float64("duration", l.duration),
+		slog.String("proto", proto))
+	if l.hasRule {
+		attrs = append(attrs, slog.String("rule", l.rule), slog.Int("rule_line", l.ruleLine), slog.String("mode", l.mode))
+	}
+	if l.hasRoute {
+		attrs = append(attrs, slog.String("route", l.route))
+	}
+	if l.hasOrigin {
+		attrs = append(attrs, slog.String("origin", l.origin))
+	}
+	if l.tries > 1 {
+		attrs = append(attrs, slog.Int("tries", l.tries))
+	}
+	if l.upstreamStatus != 0 {
+		attrs = append(attrs, slog.Int("upstream_status", l.upstreamStatus))
+	}
+	if l.hasErr {
+		attrs = append(attrs, slog.String("error", l.errText), slog.String("error_kind", l.errKind))
+	}
+	return attrs
+}
+
+// appendJSONString appends s as a JSON string: quotes, backslashes and
+// control characters escaped, invalid UTF-8 replaced by U+FFFD, and
+// U+2028/U+2029 escaped (as encoding/json and slog do).
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&15])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hex[r&15])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+// appendJSONFloat appends f as encoding/json writes a float64 (NaN and
+// infinities, which JSON cannot hold, as 0).
+func appendJSONFloat(b []byte, f float64) []byte {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return append(b, '0')
+	}
+	abs := math.Abs(f)
+	fmt := byte('f')
+	if abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		fmt = 'e'
+	}
+	b = strconv.AppendFloat(b, f, fmt, -1, 64)
+	if fmt == 'e' {
+		// clean up e-09 to e-9, as encoding/json does
+		n := len(b)
+		if n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
+			b[n-2] = b[n-1]
+			b = b[:n-1]
+		}
+	}
+	return b
+}
+
+// accessWriter is where a Proxy's access lines go: encoded by hand into the
+// queue (JSON), or through a slog text handler writing into it.
+type accessWriter struct {
+	q    *AccessLog
+	text *slog.Logger // log.format text; nil for json
+	pool sync.Pool    // *[]byte line buffers
+}
+
+func (w *accessWriter) write(l *accessLine) {
+	if w.text != nil {
+		w.text.LogAttrs(context.Background(), slog.LevelInfo, "request", l.attrs()...)
+		return
+	}
+	bp, _ := w.pool.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
+	b := l.appendJSON((*bp)[:0])
+	w.q.Write(b)
+	if cap(b) <= 4096 {
+		*bp = b
+		w.pool.Put(bp)
+	}
+}
+
+// logAccess writes an access line: to the access log's queue when the
+// server set one up (SetAccessLog), else through the logger.
+func (p *Proxy) logAccess(l *accessLine) {
+	if !p.log.Enabled(context.Background(), slog.LevelInfo) {
+		return
+	}
+	if w := p.access; w != nil {
+		w.write(l)
+		return
+	}
+	p.log.LogAttrs(context.Background(), slog.LevelInfo, "request", l.attrs()...)
+}
