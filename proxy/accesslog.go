@@ -221,6 +221,7 @@ type accessLine struct {
 	hasRule                  bool
 	route, origin            string
 	hasRoute, hasOrigin      bool
+	tries                    int // logged when over 1
 	upstreamStatus           int
 	errText, errKind         string
 	hasErr                   bool

@@ -3,6 +3,8 @@ package proxy
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -310,4 +312,44 @@ func BenchmarkCloseBlocked(b *testing.B) {
 		i++
 	}
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/walk")
+}
+
+// BenchmarkServeAccessLog measures the handler with the access log on,
+// for the block page and a proxied request: "slog" is the logger's
+// synchronous JSON path (what every request took before accesslog.go),
+// "queue" the hand-encoded line into the asynchronous queue. Both write
+// to io.Discard, so the difference is the line's cost on the request path.
+func BenchmarkServeAccessLog(b *testing.B) {
+	o := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) }))
+	defer o.Close()
+	cfg, err := ParseConfig("bench.yaml", []byte("listen:\n  http: :0\nblocklist:\n  file: b\nroutes:\n  - host: app.example\n    origins: [\""+o.URL+"\"]\n"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	list, _ := blocklist.Parse("bench", genBlocklist(1000, 0))
+	rd, _ := pages.NewRenderer(pages.Options{})
+	for _, mode := range []string{"slog", "queue"} {
+		p := NewProxy(NewLogger(io.Discard, "json", slog.LevelInfo), NewMetrics(newRegistry(), "b", "b"), cfg)
+		if err := p.Apply(cfg, list, rd); err != nil {
+			b.Fatal(err)
+		}
+		if mode == "queue" {
+			a, err := NewAccessLog(io.Discard, "", nil, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer a.Close()
+			p.access = &accessWriter{q: a}
+		}
+		for _, host := range []string{"hot.example", "app.example"} {
+			b.Run(mode+"/"+host, func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					req := httptest.NewRequest("GET", "/", nil)
+					req.Host = host
+					p.ServeHTTP(httptest.NewRecorder(), req)
+				}
+			})
+		}
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"net/http/httputil"
 	"net/netip"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -184,7 +185,11 @@ func (p *Proxy) begin(w http.ResponseWriter, r *http.Request) (*recorder, *acces
 	p.metrics.InFlight.Inc()
 	id := newRequestID()
 	w.Header()["X-Request-Id"] = []string{id}
-	return &recorder{ResponseWriter: w}, &accessEntry{id: id, start: p.now(), r: r}
+	both := &struct { // one allocation for the two
+		recorder
+		accessEntry
+	}{recorder{ResponseWriter: w}, accessEntry{id: id, start: p.now(), r: r}}
+	return &both.recorder, &both.accessEntry
 }
 
 // observe serves a request that the listener answers itself (an ACME
@@ -300,6 +305,28 @@ func (p *Proxy) reverseProxy(r *route) http.Handler {
 		},
 		ErrorHandler: p.upstreamError,
 		ErrorLog:     slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
+		BufferPool:   copyBuffers,
+	}
+}
+
+// copyBuffers lends ReverseProxy its 32 KiB body copy buffers, which it
+// would otherwise allocate for every request.
+var copyBuffers = &bufferPool{}
+
+type bufferPool struct{ p sync.Pool } // of *[copyBufferSize]byte
+
+const copyBufferSize = 32 << 10
+
+func (b *bufferPool) Get() []byte {
+	if a, ok := b.p.Get().(*[copyBufferSize]byte); ok {
+		return a[:]
+	}
+	return make([]byte, copyBufferSize)
+}
+
+func (b *bufferPool) Put(s []byte) {
+	if len(s) == copyBufferSize {
+		b.p.Put((*[copyBufferSize]byte)(s))
 	}
 }
 

@@ -58,9 +58,12 @@ func (c *transportCache) get(s transportSettings) (*routeTransport, error) {
 		MaxConnsPerHost:        c.maxConns,
 		MaxResponseHeaderBytes: c.maxHeader,
 		IdleConnTimeout:        90 * time.Second,
-		TLSHandshakeTimeout:    s.dial,
-		ResponseHeaderTimeout:  s.respHeads,
-		ExpectContinueTimeout:  time.Second,
+		// A proxy passes the visitor's Accept-Encoding (or its absence)
+		// through: the transport must not add gzip and then decompress.
+		DisableCompression:    true,
+		TLSHandshakeTimeout:   s.dial,
+		ResponseHeaderTimeout: s.respHeads,
+		ExpectContinueTimeout: time.Second,
 	}
 	if !s.http2 {
 		// A non-nil, empty map turns HTTP/2 off (net/http's documented way).
