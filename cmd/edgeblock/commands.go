@@ -130,7 +130,22 @@ func serve(config string, b *proxy.Bundle, log *slog.Logger) int {
 		log.Error("start failed", "error", err.Error())
 		return 1
 	}
-	return waitForSignals(sigs, srv, config, b, log)
+	return waitForSignals(sigs, srv, started(log, config, b), log)
+}
+
+// stopTimeouts are timeouts.drain and timeouts.grace, which only a
+// restart changes.
+type stopTimeouts struct{ drain, grace time.Duration }
+
+// started logs the start and returns the shutdown timeouts of the
+// start-up bundle: the only part of it kept, since holding the bundle
+// would keep its config and list alive beside every later one.
+func started(log *slog.Logger, config string, b *proxy.Bundle) stopTimeouts {
+	version, revision := proxy.Version()
+	log.Info("edgeblock started", "event", "start", "version", version, "revision", revision,
+		"config", config, "routes", len(b.Config.Routes), "rules", b.List.Len(), "state_dir", b.StateDir,
+		"from_snapshot", b.FromSnapshot)
+	return stopTimeouts{drain: *b.Config.Timeouts.Drain, grace: b.Config.Timeouts.Grace}
 }
 
 // notifySignals returns a channel that receives SIGHUP, SIGUSR1, SIGTERM
@@ -144,11 +159,7 @@ func notifySignals() chan os.Signal {
 
 // waitForSignals runs a started server until SIGTERM or SIGINT on sigs;
 // SIGHUP reloads; SIGUSR1 reopens log.access_file (logrotate).
-func waitForSignals(sigs chan os.Signal, srv *proxy.Server, config string, b *proxy.Bundle, log *slog.Logger) int {
-	version, revision := proxy.Version()
-	log.Info("edgeblock started", "event", "start", "version", version, "revision", revision,
-		"config", config, "routes", len(b.Config.Routes), "rules", b.List.Len(), "state_dir", b.StateDir,
-		"from_snapshot", b.FromSnapshot)
+func waitForSignals(sigs chan os.Signal, srv *proxy.Server, stop stopTimeouts, log *slog.Logger) int {
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
 			log.Info("reload requested", "event", "sighup")
@@ -163,7 +174,7 @@ func waitForSignals(sigs chan os.Signal, srv *proxy.Server, config string, b *pr
 			}
 			continue
 		}
-		drain, grace := *b.Config.Timeouts.Drain, b.Config.Timeouts.Grace
+		drain, grace := stop.drain, stop.grace
 		if sig == syscall.SIGINT {
 			drain = 0 // Ctrl-C at a terminal: no load balancer to tell
 		}

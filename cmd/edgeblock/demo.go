@@ -126,7 +126,7 @@ Block a site live (applies within a second):
 Press Ctrl-C to stop.
 
 `, *dir, origin, srv.Addr("http"), port(srv.Addr("https")), host(srv.Addr("https")), config, srv.Addr("admin"))
-	return waitForSignals(sigs, srv, config, b, log)
+	return waitForSignals(sigs, srv, started(log, config, b), log)
 }
 
 // demoListenError says which of the demo's addresses could not be bound,
