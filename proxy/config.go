@@ -43,6 +43,7 @@ type Config struct {
 	Origins        OriginConfig    `yaml:"origins"`
 	Log            LogConfig       `yaml:"log"`
 	Admin          AdminConfig     `yaml:"admin"`
+	GC             GCConfig        `yaml:"gc"`
 	// Fleet connects the node to the fleet's Redis (see proxy/fleet). Nil
 	// (no fleet: section) means no fleet: the blocklist is a file.
 	Fleet *fleet.Config `yaml:"fleet"`
@@ -1380,6 +1381,14 @@ func (c *Config) validate(v *validator) {
 	if c.Log.Format != "json" && c.Log.Format != "text" {
 		v.addf([]any{"log", "format"}, "%q: want json or text", c.Log.Format)
 	}
+	if m := c.GC.MemoryLimit; m != "" && m != "auto" && m != "off" {
+		if _, err := parseSize(m); err != nil {
+			v.addf([]any{"gc", "memory_limit"}, "%v", err)
+		}
+	}
+	if c.GC.Percent < -1 {
+		v.addf([]any{"gc", "percent"}, "%d: want a percentage, or -1 for no collection but the memory limit's", c.GC.Percent)
+	}
 	if _, err := ParseLevel(c.Log.Level); err != nil {
 		v.addf([]any{"log", "level"}, "%v", err)
 	}
@@ -1522,6 +1531,7 @@ func (c *Config) restartFields() map[string]string {
 		"tls.on_demand": fmt.Sprint(c.TLS.OnDemand), "tls.cache_capacity": strconv.Itoa(c.TLS.CacheCapacity), "tls.key_type": c.TLS.KeyType,
 		"tls.internal_lifetime": c.TLS.InternalLifetime.String(), "tls.dns": dnsString(c.TLS.DNS),
 		"log.format": c.Log.Format, "log.level": c.Log.Level, "log.access_file": c.Log.AccessFile,
+		"gc.memory_limit": c.GC.MemoryLimit, "gc.percent": strconv.Itoa(c.GC.Percent),
 		"blocklist.watch": strconv.FormatBool(*c.Blocklist.Watch), "blocklist.debounce": c.Blocklist.Debounce.String(),
 		"blocklist.poll_interval": c.Blocklist.PollInterval.String(),
 		"blocklist.source":        c.Blocklist.Source, "fleet": fleetSummary(c.Fleet),

@@ -72,6 +72,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	log := proxy.NewLogger(stderr, logFormat, level)
+	proxy.ApplyGC(b.Config.GC, log)
 	// The Redis client's own messages (failed dials while Redis is away)
 	// go to the log at debug: the fleet's connection state is logged once
 	// per change by the reloader.

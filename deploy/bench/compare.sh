@@ -31,6 +31,9 @@
 #   BENCH_EB_HTTP_PORT, BENCH_EB_HTTPS_PORT, BENCH_EB_ADMIN_PORT  edgeblock [18080, 18443, 19090]
 #   BENCH_NGINX_HTTP_PORT, BENCH_NGINX_HTTPS_PORT                nginx [18180, 18543]
 #   BENCH_EB_CONFIG_EXTRA  YAML appended to edgeblock's config (to measure a lever)
+#   BENCH_EB_ENV        environment for edgeblock, e.g. "GOGC=400" (to measure a lever)
+#   BENCH_PROFILE       seconds of CPU profile taken from edgeblock during the first round
+#                       of each case, saved as BENCH_KEEP/cpu-CASE.pprof (needs BENCH_KEEP)
 #   BENCH_KEEP          a directory to copy logs and raw outputs into
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -100,7 +103,8 @@ limits:                      # the load generator is one client on loopback: lif
   max_requests_per_client: 1000000
 ${BENCH_EB_CONFIG_EXTRA:-}
 YAML
-"$work/edgeblock" serve -config "$work/edgeblock.yaml" -state-dir off 2>"$work/edgeblock.log" & pids+=($!)
+[[ -n "${BENCH_PROFILE:-}" ]] && printf 'admin:\n  pprof: true\n' >> "$work/edgeblock.yaml"
+env ${BENCH_EB_ENV:-} "$work/edgeblock" serve -config "$work/edgeblock.yaml" -state-dir off 2>"$work/edgeblock.log" & pids+=($!)
 eb_pid=$!
 wait_port "$eb_https"
 
@@ -194,7 +198,14 @@ printf '%-15s %11s %11s %7s %9s %9s %7s\n' case eb_req/s ngx_req/s ratio eb_p99m
 for c in $cases; do
   ebr=() ebp=() ngr=() ngp=() warn=""
   for ((i = 0; i < rounds; i++)); do
+    prof=""
+    if [[ -n "${BENCH_PROFILE:-}" && -n "${BENCH_KEEP:-}" && $i == 0 ]]; then
+      mkdir -p "$BENCH_KEEP"
+      (sleep 1; curl -s -o "$BENCH_KEEP/cpu-$c.pprof" "http://127.0.0.1:$eb_admin/debug/pprof/profile?seconds=$BENCH_PROFILE") &
+      prof=$!
+    fi
     read -r r p e < <(run edgeblock "$c" "$duration"); ebr+=("$r") ebp+=("$p"); ((e == 0)) || warn+=" edgeblock-errors=$e"
+    [[ -z "$prof" ]] || wait "$prof" || true
     read -r r p e < <(run nginx "$c" "$duration"); ngr+=("$r") ngp+=("$p"); ((e == 0)) || warn+=" nginx-errors=$e"
   done
   er=$(echo "${ebr[*]}" | median) np=$(echo "${ngp[*]}" | median)
