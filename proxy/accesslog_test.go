@@ -43,6 +43,7 @@ func TestAccessLineMatchesSlog(t *testing.T) {
 			l.tls, l.hasRule, l.rule, l.ruleLine, l.mode = true, true, "*.example", 7, "report"
 			l.hasRoute, l.route, l.hasOrigin, l.origin = true, "app.example", true, "http://127.0.0.1:1"
 			l.upstreamStatus, l.hasErr, l.errText, l.errKind = 200, true, `read tcp: "reset"`, "reset"
+			l.tries = 3
 		}},
 		{"route without origin", func(l *accessLine) { l.hasRoute, l.route = true, "app.example" }},
 		{"escapes", func(l *accessLine) { l.path = "/a\"b\\c\n\r\t\x00\x1f\x7f<>&" }},
