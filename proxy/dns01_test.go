@@ -2,11 +2,9 @@ package proxy
 
 import (
 	"crypto/rand"
-	"crypto/x509"
 	"encoding/base64"
 	"fmt"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -126,18 +124,7 @@ func TestWildcardDNS01(t *testing.T) {
 // made-up names under it mint nothing more.
 func TestWildcardInternal(t *testing.T) {
 	o := echoOrigin(t)
-	storage := storageDir(t)
-	e := startEnv(t, fmt.Sprintf(`listen:
-  http: 127.0.0.1:0
-  https: 127.0.0.1:0
-  admin: 127.0.0.1:0
-tls:
-  mode: internal
-  storage: %s
-`, storage)+routeConfig("*.apps.example", `"`+o.URL+`"`)+"    tls:\n      wildcard: true\n", "")
-	pool := x509.NewCertPool()
-	pemData, _ := os.ReadFile(filepath.Join(storage, "internal-ca", "root.crt"))
-	pool.AppendCertsFromPEM(pemData)
+	e, pool := internalTLSEnv(t, storageDir(t), "", routeConfig("*.apps.example", `"`+o.URL+`"`)+"    tls:\n      wildcard: true\n", "")
 	waitFor(t, 10*time.Second, "the wildcard certificate", func() bool { return handshake(t, e, pool, "a.apps.example") == "" })
 	for i := range 50 {
 		if err := handshake(t, e, pool, fmt.Sprintf("made-up-%d.apps.example", i)); err != "" {

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -19,21 +17,7 @@ import (
 func internalEnvAt(t *testing.T, storage, extra, list string) (*testEnv, *x509.CertPool) {
 	t.Helper()
 	o := echoOrigin(t)
-	e := startEnv(t, fmt.Sprintf(`listen:
-  http: 127.0.0.1:0
-  https: 127.0.0.1:0
-  admin: 127.0.0.1:0
-tls:
-  mode: internal
-  storage: %s
-%s`, storage, extra)+routeConfig("app.example", `"`+o.URL+`"`, "*.apps.example", `"`+o.URL+`"`), list)
-	pemData, err := os.ReadFile(filepath.Join(storage, "internal-ca", "root.crt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pemData)
-	return e, pool
+	return internalTLSEnv(t, storage, extra, routeConfig("app.example", `"`+o.URL+`"`, "*.apps.example", `"`+o.URL+`"`), list)
 }
 
 // handshake opens a TLS connection for name and returns the error, "" on

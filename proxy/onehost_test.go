@@ -8,8 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -58,23 +56,7 @@ func oneHostEnv(t *testing.T) (*testEnv, *hostRecorder, *x509.CertPool) {
 // that trusts the CA. config adds to the listener and TLS settings.
 func tlsRoutesEnv(t *testing.T, config, list string) (*testEnv, *x509.CertPool) {
 	t.Helper()
-	storage := storageDir(t)
-	e := startEnv(t, fmt.Sprintf(`listen:
-  http: 127.0.0.1:0
-  https: 127.0.0.1:0
-  admin: 127.0.0.1:0
-tls:
-  mode: internal
-  storage: %s
-  redirect_http: false
-`, storage)+config, list)
-	pemData, err := os.ReadFile(filepath.Join(storage, "internal-ca", "root.crt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pemData)
-	return e, pool
+	return internalTLSEnv(t, storageDir(t), "  redirect_http: false\n", config, list)
 }
 
 // accessLine returns the access log line of the request with id.

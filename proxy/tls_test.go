@@ -63,7 +63,16 @@ func TestCoversDecision(t *testing.T) {
 func tlsEnv(t *testing.T, extra string) (*testEnv, *x509.CertPool) {
 	t.Helper()
 	o := echoOrigin(t)
-	storage := storageDir(t)
+	return internalTLSEnv(t, storageDir(t), extra, routeConfig("app.example", `"`+o.URL+`"`, "*.apps.example", `"`+o.URL+`"`),
+		"blocked.example reason=\"Blocked over TLS\"\n")
+}
+
+// internalTLSEnv starts a server with HTTP and HTTPS listeners in internal
+// TLS mode, its certificates in storage: tlsExtra adds lines under tls:,
+// routes follows (routeConfig), list is the blocklist. It returns the
+// server and a pool that trusts the internal CA's root.
+func internalTLSEnv(t *testing.T, storage, tlsExtra, routes, list string) (*testEnv, *x509.CertPool) {
+	t.Helper()
 	e := startEnv(t, fmt.Sprintf(`listen:
   http: 127.0.0.1:0
   https: 127.0.0.1:0
@@ -71,7 +80,7 @@ func tlsEnv(t *testing.T, extra string) (*testEnv, *x509.CertPool) {
 tls:
   mode: internal
   storage: %s
-%s`, storage, extra)+routeConfig("app.example", `"`+o.URL+`"`, "*.apps.example", `"`+o.URL+`"`), "blocked.example reason=\"Blocked over TLS\"\n")
+%s`, storage, tlsExtra)+routes, list)
 	pemData, err := os.ReadFile(filepath.Join(storage, "internal-ca", "root.crt"))
 	if err != nil {
 		t.Fatal(err)
