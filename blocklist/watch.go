@@ -29,6 +29,7 @@ type Watcher struct {
 	mu    sync.Mutex
 	paths []string
 	names map[string]bool // base names whose events matter
+	globs []string        // base-name patterns whose events matter
 	dirs  map[string]bool // directories being watched
 
 	done      chan struct{}
@@ -78,8 +79,10 @@ func NewWatcher(paths []string, o WatcherOptions) (*Watcher, error) {
 }
 
 // SetPaths replaces the set of watched files and resolves their symlinks
-// again. A directory that cannot be watched is an error only when it is
-// the file's own directory.
+// again. A path whose last element is a filepath.Match pattern, such as
+// "dir/*.json", watches every file of dir the pattern matches, including
+// files created later. A directory that cannot be watched is an error
+// only when it is the file's own directory.
 func (w *Watcher) SetPaths(paths []string) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -92,6 +95,7 @@ func (w *Watcher) SetPaths(paths []string) error {
 func (w *Watcher) resolveLocked() error {
 	dirs := map[string]bool{}
 	names := map[string]bool{}
+	var globs []string
 	var firstErr error
 	for _, p := range w.paths {
 		if p == "" {
@@ -103,6 +107,13 @@ func (w *Watcher) resolveLocked() error {
 		}
 		dirs[filepath.Dir(abs)] = true
 		names[filepath.Base(abs)] = true
+		if base := filepath.Base(abs); strings.ContainsAny(base, "*?[") {
+			// Also a pattern; a file literally so named still counts, and
+			// a spurious call costs callers only a comparison.
+			if _, err := filepath.Match(base, ""); err == nil {
+				globs = append(globs, base)
+			}
+		}
 		// Follow the symlink chain one hop at a time, so that a swap of
 		// any link along it (such as ConfigMap's "..data") is seen.
 		cur := abs
@@ -146,7 +157,7 @@ func (w *Watcher) resolveLocked() error {
 		}
 		w.dirs[d] = true
 	}
-	w.names = names
+	w.names, w.globs = names, globs
 	return firstErr
 }
 
@@ -155,7 +166,15 @@ func (w *Watcher) relevant(name string) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	base := filepath.Base(name)
-	return w.names[base] || strings.HasPrefix(base, "..")
+	if w.names[base] || strings.HasPrefix(base, "..") {
+		return true
+	}
+	for _, g := range w.globs {
+		if ok, _ := filepath.Match(g, base); ok {
+			return true
+		}
+	}
+	return false
 }
 
 func (w *Watcher) loop() {

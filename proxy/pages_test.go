@@ -184,3 +184,47 @@ func TestStartingPage(t *testing.T) {
 		t.Errorf("starting page: %d %v\n%s", resp.StatusCode, resp.Header, body)
 	}
 }
+
+// TestLanguageFilesWatched: an edited, added or removed translation file in
+// pages.languages_dir changes the pages within about a second, without
+// SIGHUP and with polling off.
+func TestLanguageFilesWatched(t *testing.T) {
+	langs := filepath.Join(t.TempDir(), "languages")
+	if err := os.Mkdir(langs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	de := filepath.Join(langs, "de.json")
+	writeFile(t, de, `{"messages": {"blocked_title": "Version eins"}}`)
+	e := startEnv(t, "blocklist:\n  file: blocklist.txt\n  policy: https://policy.example/p\n  poll_interval: -1s\npages:\n  languages_dir: "+langs+"\n",
+		"forum.example.com\n")
+	title := func(lang string) string {
+		_, body := e.get("GET", "forum.example.com", "/", map[string]string{"Accept-Language": lang})
+		i := strings.Index(body, `<h1 id="title">`)
+		j := strings.Index(body, "</h1>")
+		if i < 0 || j < i {
+			return ""
+		}
+		return body[i+len(`<h1 id="title">`) : j]
+	}
+	if got := title("de"); got != "Version eins" {
+		t.Fatalf("German title at start = %q", got)
+	}
+	steps := []struct {
+		what   string
+		change func()
+		lang   string
+		want   string
+	}{
+		{"file edited in place", func() { writeFile(t, de, `{"messages": {"blocked_title": "Version zwei"}}`) }, "de", "Version zwei"},
+		{"file added", func() { writeFile(t, filepath.Join(langs, "fr.json"), `{"messages": {"blocked_title": "Version française"}}`) }, "fr", "Version française"},
+		{"file removed", func() {
+			if err := os.Remove(de); err != nil {
+				t.Fatal(err)
+			}
+		}, "de", "Diese Website wurde gesperrt"},
+	}
+	for _, s := range steps {
+		s.change()
+		waitFor(t, 3*time.Second, s.what+": "+s.lang+" title "+s.want, func() bool { return title(s.lang) == s.want })
+	}
+}

@@ -394,11 +394,15 @@ func (r *Reloader) watchPaths() []string {
 	return append([]string{r.path, r.cur.Config.Blocklist.File, r.cur.Config.Pages.Template}, r.templatePaths()...)
 }
 
-// templatePaths returns the files of pages.templates.
+// templatePaths returns the files of pages.templates and the pattern of
+// the translation files in pages.languages_dir.
 func (r *Reloader) templatePaths() []string {
 	var paths []string
 	for _, k := range slices.Sorted(maps.Keys(r.cur.Config.Pages.Templates)) {
 		paths = append(paths, r.cur.Config.Pages.Templates[k])
+	}
+	if dir := r.cur.Config.Pages.LanguagesDir; dir != "" {
+		paths = append(paths, filepath.Join(dir, "*.json"))
 	}
 	return paths
 }
