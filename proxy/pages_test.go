@@ -216,7 +216,9 @@ func TestLanguageFilesWatched(t *testing.T) {
 		want   string
 	}{
 		{"file edited in place", func() { writeFile(t, de, `{"messages": {"blocked_title": "Version zwei"}}`) }, "de", "Version zwei"},
-		{"file added", func() { writeFile(t, filepath.Join(langs, "fr.json"), `{"messages": {"blocked_title": "Version française"}}`) }, "fr", "Version française"},
+		{"file added", func() {
+			writeFile(t, filepath.Join(langs, "fr.json"), `{"messages": {"blocked_title": "Version française"}}`)
+		}, "fr", "Version française"},
 		{"file removed", func() {
 			if err := os.Remove(de); err != nil {
 				t.Fatal(err)
