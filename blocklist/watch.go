@@ -80,7 +80,7 @@ func NewWatcher(paths []string, o WatcherOptions) (*Watcher, error) {
 
 // SetPaths replaces the set of watched files and resolves their symlinks
 // again. A path whose last element is a filepath.Match pattern, such as
-// "dir/*.json", watches every file of dir the pattern matches, including
+// "dir/*.json", also watches every file of dir the pattern matches, including
 // files created later. A directory that cannot be watched is an error
 // only when it is the file's own directory.
 func (w *Watcher) SetPaths(paths []string) error {
