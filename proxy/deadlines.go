@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -34,6 +35,14 @@ import (
 // http.ResponseController, which fails the pending operation on HTTP/1.1
 // and resets the stream on HTTP/2. A hijacked connection (a WebSocket) has
 // its deadlines cleared: it is the reverse proxy's from then on.
+//
+// On HTTP/2 the end of a response that is still buffered when the handler
+// returns (at most net/http's 4 KiB stream buffer, e.g. a whole block
+// page) is sent by net/http after the handler, as HEADERS and one DATA
+// frame carrying END_STREAM; the write idle bound covers that write too,
+// but as the stream can no longer be reset from outside, a peer that grants
+// it no flow-control window for writeIdle has its connection closed (see
+// guardWriter.finish).
 type guardHandler struct {
 	next      http.Handler
 	writeIdle time.Duration
@@ -45,6 +54,9 @@ func (h *guardHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g := &guardWriter{ResponseWriter: w, rc: http.NewResponseController(w), idle: h.writeIdle, draining: h.draining, h2: r.ProtoMajor == 2}
 	if h.writeIdle > 0 {
 		g.wd = newWatchdog(h.writeIdle, func() { g.rc.SetWriteDeadline(time.Now()) })
+		if g.h2 {
+			g.ctx = r.Context()
+		}
 	}
 	if r.Body != nil && r.Body != http.NoBody && h.bodyRead > 0 {
 		g.body = &guardBody{ReadCloser: r.Body}
@@ -53,6 +65,29 @@ func (h *guardHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer g.finish()
 	h.next.ServeHTTP(g, r)
+}
+
+type connKey struct{}
+
+// withConn is the public servers' ConnContext: it makes a request's
+// connection reachable from its context, for guardWriter.finish.
+func withConn(ctx context.Context, c net.Conn) context.Context {
+	return context.WithValue(ctx, connKey{}, c)
+}
+
+// closeConnOf closes the TCP connection under the one that ctx's request
+// came on (without a TLS close_notify, which could block on a peer that
+// does not read). It reports whether there was one.
+func closeConnOf(ctx context.Context) bool {
+	c, ok := ctx.Value(connKey{}).(net.Conn)
+	if !ok {
+		return false
+	}
+	if tc, ok := c.(interface{ NetConn() net.Conn }); ok {
+		c = tc.NetConn()
+	}
+	c.Close()
+	return true
 }
 
 // clearWriteDeadline is the public servers' ConnState hook: an HTTP/1.1
@@ -92,6 +127,15 @@ func newWatchdog(d time.Duration, fire func()) *watchdog {
 func (w *watchdog) start() { w.t.Reset(w.d) }
 func (w *watchdog) stop()  { w.t.Stop() }
 
+// rearm replaces the action and starts the timer; once it returns, a
+// firing calls the new action only.
+func (w *watchdog) rearm(fire func()) {
+	w.mu.Lock()
+	w.fire = fire
+	w.mu.Unlock()
+	w.start()
+}
+
 func (w *watchdog) trigger() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -121,7 +165,10 @@ type guardWriter struct {
 	draining *atomic.Bool
 	body     *guardBody
 
-	h2          bool
+	h2 bool
+	// ctx is the HTTP/2 stream's context (when wd is set): it is done
+	// when the stream has ended.
+	ctx         context.Context
 	wroteHeader bool
 	dirty       bool // body bytes written since the last flush
 	hijacked    bool
@@ -220,11 +267,19 @@ func (g *guardWriter) Unwrap() http.ResponseWriter { return g.ResponseWriter }
 
 // finish stops the watchdogs and bounds the final flush, which net/http
 // does after the handler returns. On HTTP/1.1 that is a write deadline of
-// idle from now on the connection, cleared when it goes idle. On HTTP/2 a
-// stream deadline set now could outlive a stream that has already closed
-// (leaving a timer behind), so the buffered data is flushed here under the
-// watchdog instead; what net/http then sends is at most an empty
-// END_STREAM frame or headers, which need no flow-control window.
+// idle from now on the connection, cleared when it goes idle.
+//
+// On HTTP/2 a stream deadline set now could outlive a stream that has
+// already closed (leaving a timer behind), and the stream cannot be reset
+// once the handler has returned. Body bytes still buffered (at most
+// net/http's 4 KiB) are left to net/http, which sends them with
+// END_STREAM: HEADERS and one DATA frame, one hand-off to the
+// connection's writer and one TLS record fewer than flushing them here,
+// which would be followed by an empty END_STREAM frame. The watchdog stays
+// armed until the stream ends (its context is done); if that write makes
+// no progress for idle, the connection is closed. Without a connection in
+// the context (a server without withConn), the data is flushed here under
+// the watchdog instead.
 func (g *guardWriter) finish() {
 	if g.body != nil {
 		g.body.wd.close()
@@ -238,6 +293,9 @@ func (g *guardWriter) finish() {
 		return
 	}
 	if g.h2 {
+		if g.dirty && g.handOff() {
+			return
+		}
 		if g.dirty {
 			g.FlushError()
 		}
@@ -246,6 +304,29 @@ func (g *guardWriter) finish() {
 	}
 	g.wd.close()
 	g.rc.SetWriteDeadline(time.Now().Add(g.idle))
+}
+
+// handOff leaves the buffered end of an HTTP/2 response to net/http (see
+// finish) with the watchdog armed: if the write makes no progress for
+// idle, the connection is closed; when the stream has ended, the watchdog
+// is closed. It reports false, having done nothing, when the connection is
+// not known.
+func (g *guardWriter) handOff() bool {
+	// The stream's end is only observable through CloseNotify (the
+	// request's context is canceled as the handler returns, before
+	// net/http's final write).
+	cn, ok := g.ResponseWriter.(http.CloseNotifier)
+	if !ok || g.ctx.Value(connKey{}) == nil {
+		return false
+	}
+	ended := cn.CloseNotify() //lint:ignore SA1019 the only signal of a stream's end
+	ctx, wd := g.ctx, g.wd
+	wd.rearm(func() { closeConnOf(ctx) })
+	go func() {
+		<-ended
+		wd.close()
+	}()
+	return true
 }
 
 // errBodyStalled is returned by a request body that made no progress for

@@ -39,6 +39,12 @@ func dialFrames(t *testing.T, addr string, pool *x509.CertPool, serverName strin
 	if err != nil {
 		t.Fatalf("dial h2: %v", err)
 	}
+	return startFrames(t, conn, settings...)
+}
+
+// startFrames is dialFrames on a TLS connection already made.
+func startFrames(t *testing.T, conn *tls.Conn, settings ...http2.Setting) *frameConn {
+	t.Helper()
 	if p := conn.ConnectionState().NegotiatedProtocol; p != "h2" {
 		t.Fatalf("ALPN chose %q, want h2", p)
 	}

@@ -135,6 +135,7 @@ func (s *Server) Start(b *Bundle) error {
 			MaxHeaderBytes:    cfg.MaxHeaderBytes,
 			HTTP2:             s.http2Config(),
 			ConnState:         clearWriteDeadline,
+			ConnContext:       withConn,
 			// OPTIONS * goes through the proxy like any request (the
 			// block page for a blocked name, else forwarded), instead
 			// of Go's own 200 for every host.
