@@ -166,8 +166,9 @@ type guardWriter struct {
 	body     *guardBody
 
 	h2 bool
-	// ctx is the HTTP/2 stream's context (when wd is set): it is done
-	// when the stream has ended.
+	// ctx is the HTTP/2 request's context (when wd is set), which holds
+	// its connection (withConn). net/http cancels it as the handler
+	// returns, before the response's last frame is written.
 	ctx         context.Context
 	wroteHeader bool
 	dirty       bool // body bytes written since the last flush
@@ -276,10 +277,9 @@ func (g *guardWriter) Unwrap() http.ResponseWriter { return g.ResponseWriter }
 // END_STREAM: HEADERS and one DATA frame, one hand-off to the
 // connection's writer and one TLS record fewer than flushing them here,
 // which would be followed by an empty END_STREAM frame. The watchdog stays
-// armed until the stream ends (its context is done); if that write makes
-// no progress for idle, the connection is closed. Without a connection in
-// the context (a server without withConn), the data is flushed here under
-// the watchdog instead.
+// armed until the stream ends; if that write makes no progress for idle,
+// the connection is closed. Without a connection in the context (a server
+// without withConn), the data is flushed here under the watchdog instead.
 func (g *guardWriter) finish() {
 	if g.body != nil {
 		g.body.wd.close()
