@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 
@@ -61,7 +62,8 @@ type Config struct {
 	SHA256 string `yaml:"-"`
 	// trusted is TrustedProxies parsed.
 	trusted []netip.Prefix
-	// src is the parsed document, for the lines of problems found later.
+	// src is the parsed document without the routes' entries (see
+	// withoutRoutes), for the lines of problems found later.
 	src *yaml.Node
 	// fleetErr is the fleet section's defaults error, for validate.
 	fleetErr error
@@ -613,13 +615,17 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 		return nil, &ConfigError{Problems: yamlProblems(path, err)}
 	}
 	c := &Config{Path: path, SHA256: fmt.Sprintf("%x", sha256.Sum256(data)), src: &root}
-	v := validator{path: path, root: &root, lines: map[int]fieldAt{}}
+	v := validator{path: path, root: &root}
 	if len(root.Content) > 0 {
 		doc := root.Content[0]
 		v.checkKeys(doc, reflect.TypeFor[Config](), nil)
 		// Decoding goes on past values of the wrong type, which are left
 		// at their zero value and reported; validate then checks the rest.
 		if err := doc.Decode(c); err != nil {
+			// The field at each line, which type errors need, is only
+			// noted when there are some: a second walk.
+			v.lines = map[int]fieldAt{}
+			v.checkKeys(doc, reflect.TypeFor[Config](), nil)
 			v.typeErrors(err)
 		}
 	}
@@ -628,8 +634,33 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 	if problems := v.result(); len(problems) > 0 {
 		return nil, &ConfigError{Problems: problems}
 	}
+	c.src = withoutRoutes(&root)
 	slices.SortStableFunc(c.Warnings, func(a, b string) int { return textLine(path, a) - textLine(path, b) })
 	return c, nil
+}
+
+// withoutRoutes returns the document root without the entries of its
+// routes list, sharing the rest: what a Config keeps for the lines of
+// problems found after it is loaded (fileError), which are about other
+// sections. The routes are the bulk of a large config's nodes, about
+// 900 bytes each per route, which the Config would otherwise hold for as
+// long as it is in effect.
+func withoutRoutes(root *yaml.Node) *yaml.Node {
+	if len(root.Content) == 0 || root.Content[0].Kind != yaml.MappingNode {
+		return root
+	}
+	doc := *root.Content[0]
+	doc.Content = slices.Clone(doc.Content)
+	for i := 0; i+1 < len(doc.Content); i += 2 {
+		if doc.Content[i].Value == "routes" {
+			routes := *doc.Content[i+1]
+			routes.Content = nil
+			doc.Content[i+1] = &routes
+		}
+	}
+	r := *root
+	r.Content = []*yaml.Node{&doc}
+	return &r
 }
 
 // textLine returns the line of a "path:line: ..." message, or 0.
@@ -707,43 +738,71 @@ func typeWords(goType string) string {
 }
 
 // checkKeys reports every key of the mapping n that the struct type t does
-// not have, with the full dotted path and the closest known key, and notes
-// the line of every node for the type errors. It descends into nested
-// structs and lists.
+// not have, with the full dotted path and the closest known key. It
+// descends into nested structs and lists; field is the path of n, which
+// checkKeys may extend in place (it copies what it keeps). With v.lines
+// set it reports nothing and notes instead the field at each node's line,
+// for typeErrors.
+//
+// A config of many routes has a node per key and value of each: the walk
+// looks the struct's keys up in a table built once per type, and builds a
+// path or a suggestion only for a key it reports.
 func (v *validator) checkKeys(n *yaml.Node, t reflect.Type, field []any) {
 	if n.Kind == yaml.AliasNode && n.Alias != nil {
 		n = n.Alias
 	}
-	v.lines[n.Line] = fieldAt{field, n}
+	if v.lines != nil {
+		v.lines[n.Line] = fieldAt{slices.Clone(field), n}
+	}
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
 	switch {
 	case n.Kind == yaml.MappingNode && t.Kind() == reflect.Struct && t != reflect.TypeFor[time.Duration]():
-		keys, names := yamlKeys(t)
+		keys := yamlKeys(t)
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, val := n.Content[i], n.Content[i+1]
 			if k.Tag == "!!merge" {
 				v.checkMerge(val, t, field)
 				continue
 			}
-			path := append(slices.Clip(field), k.Value)
-			ft, ok := keys[k.Value]
+			ft, ok := keys.types[k.Value]
 			if !ok {
-				msg := "unknown key"
-				if s := closest(k.Value, names); s != "" {
-					msg += " (did you mean " + s + "?)"
+				if v.lines == nil {
+					msg := "unknown key"
+					if s := closest(k.Value, keys.names); s != "" {
+						msg += " (did you mean " + s + "?)"
+					}
+					v.addAt(k.Line, append(slices.Clone(field), k.Value), problemKey, "%s", msg)
 				}
-				v.addAt(k.Line, path, problemKey, "%s", msg)
 				continue
 			}
-			v.checkKeys(val, ft, path)
+			if !descends(val, ft) && v.lines == nil {
+				continue // a scalar: nothing to check below it
+			}
+			v.checkKeys(val, ft, append(field, k.Value))
 		}
 	case n.Kind == yaml.SequenceNode && t.Kind() == reflect.Slice:
 		for i, e := range n.Content {
-			v.checkKeys(e, t.Elem(), append(slices.Clip(field), i))
+			if !descends(e, t.Elem()) && v.lines == nil {
+				continue
+			}
+			v.checkKeys(e, t.Elem(), append(field, i))
 		}
 	}
+}
+
+// descends reports whether checkKeys has keys to check in n for type t:
+// whether n is a mapping or list (or an alias of one) and t a struct or
+// slice. Scalars, the bulk of a document, are skipped without a call.
+func descends(n *yaml.Node, t reflect.Type) bool {
+	if n.Kind == yaml.ScalarNode {
+		return false
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	return t.Kind() == reflect.Struct || t.Kind() == reflect.Slice
 }
 
 // checkMerge checks the mappings merged in with "<<" against t.
@@ -760,11 +819,23 @@ func (v *validator) checkMerge(n *yaml.Node, t reflect.Type, field []any) {
 	v.checkKeys(n, t, field)
 }
 
-// yamlKeys returns the YAML keys of struct type t with their types, and the
-// keys in field order (for suggestions).
-func yamlKeys(t reflect.Type) (map[string]reflect.Type, []string) {
-	keys := map[string]reflect.Type{}
-	var names []string
+// keyTable is the YAML keys of a struct type.
+type keyTable struct {
+	types map[string]reflect.Type // each key's field type
+	names []string                // the keys in field order, for suggestions
+}
+
+// keyTables caches yamlKeys, by reflect.Type: the config's types are
+// few and fixed.
+var keyTables sync.Map
+
+// yamlKeys returns the YAML keys of struct type t, with inline structs'
+// keys among them. It is safe for concurrent use.
+func yamlKeys(t reflect.Type) *keyTable {
+	if kt, ok := keyTables.Load(t); ok {
+		return kt.(*keyTable)
+	}
+	kt := &keyTable{types: map[string]reflect.Type{}}
 	for f := range t.Fields() {
 		if !f.IsExported() {
 			continue
@@ -775,18 +846,19 @@ func yamlKeys(t reflect.Type) (map[string]reflect.Type, []string) {
 			continue
 		}
 		if slices.Contains(strings.Split(opts, ","), "inline") {
-			inner, innerNames := yamlKeys(f.Type)
-			maps.Copy(keys, inner)
-			names = append(names, innerNames...)
+			inner := yamlKeys(f.Type)
+			maps.Copy(kt.types, inner.types)
+			kt.names = append(kt.names, inner.names...)
 			continue
 		}
 		if name == "" {
 			name = strings.ToLower(f.Name)
 		}
-		keys[name] = f.Type
-		names = append(names, name)
+		kt.types[name] = f.Type
+		kt.names = append(kt.names, name)
 	}
-	return keys, names
+	got, _ := keyTables.LoadOrStore(t, kt)
+	return got.(*keyTable)
 }
 
 // closest returns the known key nearest to key, at most two edits away

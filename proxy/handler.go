@@ -43,6 +43,8 @@ type Proxy struct {
 	starting *pages.Page
 	// access is where access lines go; nil: through log, synchronously.
 	access *accessWriter
+	// upstream forwards the requests of every route (reverseProxy).
+	upstream http.Handler
 }
 
 // NewProxy returns a Proxy that logs to log and counts in m. Until Apply
@@ -67,6 +69,7 @@ func NewProxy(log *slog.Logger, m *Metrics, cfg *Config) *Proxy {
 		}
 		return 0
 	}}
+	p.upstream = p.reverseProxy() // after p.transport, which it holds
 	return p
 }
 
@@ -82,12 +85,12 @@ func (p *Proxy) Apply(cfg *Config, list *blocklist.List, renderer *pages.Rendere
 	p.state.Store(s)
 	p.closeBlocked(prev, s) // a block ends what is open (inflight.go)
 	if prev == nil || prev.routes != s.routes {
+		var was *routeTable
 		if prev != nil {
-			prev.routes.closePools()
+			was = prev.routes
+			was.closePools(s.routes)
 		}
-		for _, r := range s.routes.all {
-			r.pool.Start(r.probe)
-		}
+		s.routes.startPools(was)
 		p.transports.prune(s.routes)
 	}
 	p.metrics.setBlocklist(list.Len(), list.SHA256())
@@ -97,7 +100,7 @@ func (p *Proxy) Apply(cfg *Config, list *blocklist.List, renderer *pages.Rendere
 // Close stops the origin health checks.
 func (p *Proxy) Close() {
 	if st := p.state.Load(); st != nil {
-		st.routes.closePools()
+		st.routes.closePools(nil)
 	}
 }
 
@@ -276,8 +279,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rt.proxy.ServeHTTP(rec, r.WithContext(ctx))
 }
 
-// reverseProxy returns the forwarding handler of route r.
-func (p *Proxy) reverseProxy(r *route) http.Handler {
+// reverseProxy returns the forwarding handler, one for every route: what
+// is the route's (its pool, its header rules) comes with the request's
+// reqInfo.
+func (p *Proxy) reverseProxy() http.Handler {
 	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			info := infoFrom(pr.In.Context())

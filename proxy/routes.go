@@ -45,11 +45,31 @@ func (t *routeTable) lookup(host string) *route {
 	}
 }
 
-// closePools stops the health checks of every route's pool.
-func (t *routeTable) closePools() {
+// byPattern returns the route of a normalized pattern ("name" or
+// "*.name"), or nil.
+func (t *routeTable) byPattern(pattern string) *route {
+	if name, ok := strings.CutPrefix(pattern, "*."); ok {
+		return t.wild[name]
+	}
+	return t.exact[pattern]
+}
+
+// closePools stops the health checks of every route's pool but those of
+// the routes next took over (see buildRoutes); next may be nil.
+func (t *routeTable) closePools(next *routeTable) {
 	for _, r := range t.all {
-		if r.pool != nil {
+		if r.pool != nil && (next == nil || next.byPattern(r.pattern) != r) {
 			r.pool.Close()
+		}
+	}
+}
+
+// startPools starts the health checks of every route's pool but those of
+// the routes taken over from prev, whose checks run on; prev may be nil.
+func (t *routeTable) startPools(prev *routeTable) {
+	for _, r := range t.all {
+		if prev == nil || prev.byPattern(r.pattern) != r {
+			r.pool.Start(r.probe)
 		}
 	}
 }
