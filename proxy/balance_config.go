@@ -70,7 +70,16 @@ func (b *BalanceConfig) validate(c *Config, v *validator, at []any) {
 		v.addf(f("timeouts"), "dial and response_header must not be negative")
 	}
 	if t := b.OriginTLS; t != nil {
-		if _, _, err := originTLS(t); err != nil {
+		// Routes often repeat one block: its files are read once.
+		err, seen := v.originTLS[*t]
+		if !seen {
+			_, _, err = originTLS(t)
+			if v.originTLS == nil {
+				v.originTLS = map[OriginTLSConfig]error{}
+			}
+			v.originTLS[*t] = err
+		}
+		if err != nil {
 			v.addf(f("origin_tls"), "%v", err)
 		}
 		if t.InsecureSkipVerify {

@@ -1087,6 +1087,8 @@ type validator struct {
 	root     *yaml.Node
 	lines    map[int]fieldAt // the deepest field at each line, for type errors
 	problems []problem
+	// originTLS is the outcome of checking each distinct origin_tls block.
+	originTLS map[OriginTLSConfig]error
 }
 
 // fieldAt is a field path and its YAML node.

@@ -16,13 +16,16 @@
 #   BENCH_ROUTES       route counts, comma-separated, e.g. 10,10000,100000: measure
 #                      growth with routes instead of rules (see below) [unset]
 #
+#   BENCH_ROUTES=10,10000,100000 bash deploy/bench/run.sh
+#
 # With BENCH_ROUTES, each count gets a config of that many routes (every tenth a
 # wildcard; among them app.example and *.wild.example, routed to the origin) and
 # a 1,000-rule list, and the table gives requests/s and latency for an exact
-# route (app.example), a wildcard route (a.wild.example) and no route, then
-# the exact route again while the config is changed and reloaded (SIGHUP), a
-# second after each reload applied; the last columns are the reload time (SIGHUP to the new config's hash on
-# the admin /blocklist, median) and the process RSS.
+# route (app.example), a wildcard route (a.wild.example) and no route, then the
+# exact route again while the config is changed and reloaded (SIGHUP) a second
+# after each reload applied. The last column gives the reload time (SIGHUP to
+# the new config's hash on the admin /blocklist; median of 3 without load, and
+# under load) and the process RSS.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 duration="${BENCH_DURATION:-10s}"
