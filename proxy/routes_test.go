@@ -18,7 +18,9 @@ import (
 
 // TestLargeConfigProblems: problems at the end of a config of 20,000
 // routes are reported as in a config of 10, with the same messages (the
-// did-you-mean, the type in words) and the right line and index.
+// did-you-mean, the type in words) and the right line and index, also
+// after a route of the wrong type (which the decoder used to drop,
+// shifting the indexes after it).
 func TestLargeConfigProblems(t *testing.T) {
 	for _, n := range []int{10, 20_000} {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
@@ -30,6 +32,9 @@ func TestLargeConfigProblems(t *testing.T) {
     orgins: ["http://127.0.0.1:1"]
   - host: typed.example
     origins: [{url: "http://127.0.0.1:1", weight: heavy}]
+  - just-a-name
+  - host: a..example
+    origins: ["http://127.0.0.1:1"]
 `
 			_, err := ParseConfig("big.yaml", []byte(data))
 			ce, ok := err.(*ConfigError)
@@ -41,6 +46,10 @@ func TestLargeConfigProblems(t *testing.T) {
 				fmt.Sprintf(`big.yaml:%d: routes[%d].origins: at least one origin is required`, l+3, n+1),
 				fmt.Sprintf(`big.yaml:%d: routes[%d].orgins: unknown key (did you mean origins?)`, l+4, n+1),
 				fmt.Sprintf(`big.yaml:%d: routes[%d].origins[0].weight: want a whole number, got "heavy"`, l+6, n+2),
+				// A route of the wrong type keeps its place: the next
+				// one is checked under its own index.
+				fmt.Sprintf(`big.yaml:%d: routes[%d]: want a mapping of keys, got "just-a-name"`, l+7, n+3),
+				fmt.Sprintf(`big.yaml:%d: routes[%d].host: invalid host name "a..example": empty label`, l+8, n+4),
 			}
 			if !slices.Equal(ce.Problems, want) {
 				t.Errorf("problems:\n%s\nwant:\n%s", strings.Join(ce.Problems, "\n"), strings.Join(want, "\n"))
