@@ -114,6 +114,13 @@ if [[ -n "${BENCH_ROUTES:-}" ]]; then
     [[ "$(config_sha)" == "$want" ]] || { echo "config $1 not applied within 30 s" >&2; exit 1; }
     echo "$(date +%s.%N) - $start" | bc -l
   }
+  reload_other() { # reload the version not in effect
+    if [[ "$(config_sha)" == "$(sha256sum < "$work/routes-0.yaml" | cut -d' ' -f1)" ]]; then
+      reload_to "$work/routes-1.yaml"
+    else
+      reload_to "$work/routes-0.yaml"
+    fi
+  }
   printf '%-9s %-16s %12s %10s %10s  %s\n' routes case requests/s p50 p99 "(reload s, median; RSS)"
   IFS=, read -ra counts <<<"$BENCH_ROUTES"
   for n in "${counts[@]}"; do
@@ -128,12 +135,13 @@ if [[ -n "${BENCH_ROUTES:-}" ]]; then
       printf '%-9s ' "$n"; run_wrk "${c%%:*}" "${c#*:}"; echo
     done
     # The exact route again, reloading meanwhile (a second between reloads).
-    ( i=0; sleep 0.5; while :; do i=$((i + 1)); reload_to "$work/routes-$((i % 2)).yaml"; sleep 1; done ) > "$work/reloads.txt" & reloader=$!
+    ( sleep 0.5; while :; do reload_other; sleep 1; done ) > "$work/reloads.txt" & reloader=$!
     printf '%-9s ' "$n"; row=$(run_wrk exact+reloads app.example)
     kill "$reloader"; wait "$reloader" 2>/dev/null || true
-    sleep 2 # let a reload the loop started finish
+    # Let a reload the loop started finish: the file's version in effect.
+    for _ in $(seq 3000); do [[ "$(config_sha)" == "$(sha256sum < "$work/routes.yaml" | cut -d' ' -f1)" ]] && break; sleep 0.01; done
     # Reload times alone, without load.
-    for i in 1 2 3; do reload_to "$work/routes-$((i % 2)).yaml"; done >> "$work/reloads-idle.txt"
+    for _ in 1 2 3; do reload_other; done >> "$work/reloads-idle.txt"
     med=$(sort -n "$work/reloads-idle.txt" | awk '{a[NR]=$1} END {printf "%.3f", a[int((NR+1)/2)]}')
     loaded=$(sort -n "$work/reloads.txt" | awk '{a[NR]=$1} END {if (NR) printf "%.3f under load (%d)", a[int((NR+1)/2)], NR; else print "none under load"}')
     rss=$(awk '/VmRSS/ {print $2, $3}' "/proc/$eb/status")
