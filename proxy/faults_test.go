@@ -1,15 +1,21 @@
 package proxy
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httptrace"
 	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -42,16 +48,35 @@ func newLoadClients(t *testing.T, e *testEnv, pool *x509.CertPool, n int) []load
 	return cs
 }
 
-// do sends GET / for host and returns the status, protocol and body.
+// errRefused marks a request the edge did not take: sent on no
+// connection (refused, or reset before or during the TLS handshake), or
+// on a new connection reset before any answer, which is what the kernel
+// does to connections it had queued for a listener that then closes. (A
+// connection the server closes itself after reading a request ends in
+// EOF, not a reset.)
+var errRefused = errors.New("refused")
+
+// do sends GET / for host and returns the status, protocol and body; an
+// error is errRefused (above) or says whether the request was written and
+// the connection reused.
 func (c loadClient) do(host string) (int, string, string, error) {
-	req, _ := http.NewRequest("GET", c.base+"/", nil)
+	var reused, wrote atomic.Bool
+	trace := &httptrace.ClientTrace{ // per attempt: the transport may retry
+		GetConn:      func(string) { reused.Store(false); wrote.Store(false) },
+		GotConn:      func(i httptrace.GotConnInfo) { reused.Store(i.Reused) },
+		WroteRequest: func(httptrace.WroteRequestInfo) { wrote.Store(true) },
+	}
+	req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), "GET", c.base+"/", nil)
 	req.Host = host
 	if strings.HasPrefix(c.base, "https") {
 		c.client.Transport.(*http.Transport).TLSClientConfig.ServerName = host
 	}
 	resp, err := c.client.Do(req)
+	if err != nil && (!wrote.Load() || !reused.Load() && errors.Is(err, syscall.ECONNRESET)) {
+		return 0, "", "", fmt.Errorf("%w: %w", errRefused, err)
+	}
 	if err != nil {
-		return 0, "", "", err
+		return 0, "", "", fmt.Errorf("%w (connection reused %v, request written)", err, reused.Load())
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
@@ -210,5 +235,104 @@ func TestReloadsUnderLoad(t *testing.T) {
 	}
 	if cfgOK < 2 {
 		t.Errorf("only %d of %d config writes were applied", cfgOK, configWrites)
+	}
+}
+
+// streamingOrigin answers every request with size bytes in 16 chunks,
+// pause apart, so that many responses are mid-body at any moment.
+func streamingOrigin(t *testing.T, size int, pause time.Duration) *httptest.Server {
+	t.Helper()
+	chunk := strings.Repeat("s", size/16)
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", fmt.Sprint(len(chunk)*16))
+		for range 16 {
+			io.WriteString(w, chunk)
+			w.(http.Flusher).Flush()
+			time.Sleep(pause)
+		}
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+// TestStopUnderLoad: Server.Stop (what SIGTERM calls) while 32 visitors
+// (16 HTTP/1.1, 16 HTTP/2) fetch streamed 256 KiB responses. Every
+// request that was sent is answered in full (none is reset mid-body,
+// HTTP/2 streams included: their connections get GOAWAY NO_ERROR and
+// finish; none is dropped unanswered, which http.Server.Shutdown alone
+// does to an HTTP/1.1 request it reads after it began), requests during
+// the drain are served, and once the listeners close a new connection is
+// refused (errRefused); nothing else is seen.
+func TestStopUnderLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("load test")
+	}
+	const (
+		clients = 32
+		size    = 256 << 10
+	)
+	o := streamingOrigin(t, size, 5*time.Millisecond)
+	e, pool := startTLSEnv(t, routeConfig("app.example", `"`+o.URL+`"`), "")
+	cs := newLoadClients(t, e, pool, clients)
+	var fails failures
+	var complete, duringDrain, refused atomic.Int64
+	var stopping atomic.Bool
+	var stopAt atomic.Value
+	stopAt.Store(time.Now().Add(time.Second))
+	var wg sync.WaitGroup
+	for _, c := range cs {
+		wg.Go(func() {
+			for {
+				s, proto, body, err := c.do("app.example")
+				switch {
+				case err != nil && errors.Is(err, errRefused) && stopping.Load():
+					refused.Add(1)
+					return
+				case err != nil:
+					fails.add("%s at %v: %v", c.base, time.Since(stopAt.Load().(time.Time)).Round(time.Millisecond), err)
+					if stopping.Load() {
+						return
+					}
+				case s != 200 || len(body) != size:
+					fails.add("%s: %d, %d of %d bytes", proto, s, len(body), size)
+				default:
+					complete.Add(1)
+					if stopping.Load() {
+						duringDrain.Add(1)
+					}
+				}
+			}
+		})
+	}
+	time.Sleep(time.Second)
+	stopping.Store(true)
+	start := time.Now()
+	if err := e.srv.Stop(t.Context(), 300*time.Millisecond, 10*time.Second); err != nil {
+		t.Errorf("Stop: %v", err)
+	}
+	took := time.Since(start)
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("visitors still busy 15s after Stop returned")
+	}
+	t.Logf("Stop took %v; %d complete responses (%d after Stop began), %d visitors refused after the listeners closed; %d failures: %q",
+		took.Round(time.Millisecond), complete.Load(), duringDrain.Load(), refused.Load(), fails.n.Load(), fails.samples)
+	if fails.n.Load() != 0 {
+		t.Errorf("%d requests cut off or failed otherwise", fails.n.Load())
+	}
+	if duringDrain.Load() < clients {
+		t.Errorf("only %d responses completed after Stop began, want >= %d (one per visitor in flight)", duringDrain.Load(), clients)
+	}
+	if refused.Load() != clients {
+		t.Errorf("%d of %d visitors saw their new connection refused", refused.Load(), clients)
+	}
+	for _, l := range []string{"http", "https"} {
+		if c, err := net.DialTimeout("tcp", e.srv.Addr(l), time.Second); err == nil {
+			c.Close()
+			t.Errorf("%s listener still accepts after Stop", l)
+		}
 	}
 }
