@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -12,6 +13,9 @@ import (
 	"net/http/httptest"
 	"net/http/httptrace"
 	"os"
+	"runtime"
+	"runtime/pprof"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -335,4 +339,184 @@ func TestStopUnderLoad(t *testing.T) {
 			t.Errorf("%s listener still accepts after Stop", l)
 		}
 	}
+}
+
+// faultyOrigin is a raw TCP origin that misbehaves one way on every
+// connection: it reads the request head and then does what mode says.
+func faultyOrigin(t *testing.T, mode string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns sync.WaitGroup
+	t.Cleanup(func() { l.Close(); conns.Wait() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			conns.Go(func() {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(10 * time.Second))
+				br := bufio.NewReader(c)
+				if _, err := http.ReadRequest(br); err != nil {
+					return
+				}
+				switch mode {
+				case "half-length": // a head promising 64 KiB, 1 KiB of it, gone
+					fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: 65536\r\n\r\n%s", strings.Repeat("h", 1024))
+				case "cut-length": // a head promising 64 KiB, 16 KiB of it, gone
+					fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: 65536\r\n\r\n%s", strings.Repeat("h", 16<<10))
+				case "half-chunked": // chunks, and gone before the last one
+					fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n400\r\n%s\r\n", strings.Repeat("c", 1024))
+				case "reset-after-head": // a head, then a TCP reset
+					fmt.Fprint(c, "HTTP/1.1 200 OK\r\nContent-Length: 65536\r\n\r\n")
+					time.Sleep(10 * time.Millisecond)
+					c.(*net.TCPConn).SetLinger(0)
+				case "slow-head": // a byte of the head every 200 ms, never done
+					for _, b := range []byte("HTTP/1.1 200 OK\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa") {
+						if _, err := c.Write([]byte{b}); err != nil {
+							return
+						}
+						time.Sleep(200 * time.Millisecond)
+					}
+				case "close-before-head": // reads the request, answers nothing
+				}
+			})
+		}
+	}()
+	return "http://" + l.Addr().String()
+}
+
+// TestOriginFaultsUnderLoad: 32 visitors (16 HTTP/1.1, 16 HTTP/2) spread
+// over a healthy route and routes whose single origin misbehaves — killed
+// (a process) halfway through, a body cut short (after 1 KiB or 16 KiB of
+// a Content-Length, or mid-chunks), a reset after the head, a head that
+// never ends, an answer of nothing. Each visitor gets the edge's own
+// 502/504 page when nothing of the answer had gone out (the edge holds
+// the head and the first 2 KiB, heldhead.go), else a response that breaks
+// off visibly (its end is an error, never a short body passed off as
+// whole); the healthy route answers every time; and the edge's
+// goroutines and descriptors come back to where they were.
+func TestOriginFaultsUnderLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("load test")
+	}
+	const clients = 32
+	good := newCountingOrigin(t)
+	killed, proc := startOriginProcess(t, time.Millisecond, false)
+	hosts := map[string]string{
+		"good.example":         good.URL,
+		"killed.example":       killed,
+		"half-length.example":  faultyOrigin(t, "half-length"),
+		"half-chunked.example": faultyOrigin(t, "half-chunked"),
+		"cut-length.example":   faultyOrigin(t, "cut-length"),
+		"reset.example":        faultyOrigin(t, "reset-after-head"),
+		"slow.example":         faultyOrigin(t, "slow-head"),
+		"silent.example":       faultyOrigin(t, "close-before-head"),
+	}
+	var routes []string
+	var names []string
+	for h, u := range hosts {
+		routes = append(routes, h, `"`+u+`"`)
+		names = append(names, h)
+	}
+	slices.Sort(names)
+	e, pool := startTLSEnv(t, "timeouts:\n  response_header: 500ms\n"+routeConfig(routes...), "")
+	cs := newLoadClients(t, e, pool, clients)
+	for _, c := range cs {
+		if s, _, _, err := c.do("good.example"); err != nil || s != 200 {
+			t.Fatalf("warm-up: %d %v", s, err)
+		}
+	}
+	closeIdle := func() {
+		for _, c := range cs {
+			c.client.CloseIdleConnections()
+		}
+		good.CloseClientConnections()
+	}
+	closeIdle()
+	time.Sleep(100 * time.Millisecond)
+	g0, fds0 := runtime.NumGoroutine(), openFDs(t)
+
+	var fails failures
+	var mu sync.Mutex
+	outcomes := map[string]map[string]int{} // host -> outcome -> count
+	note := func(host, outcome string) {
+		mu.Lock()
+		defer mu.Unlock()
+		if outcomes[host] == nil {
+			outcomes[host] = map[string]int{}
+		}
+		outcomes[host][outcome]++
+	}
+	var killedAt atomic.Int64
+	stop := time.Now().Add(3 * time.Second)
+	var wg sync.WaitGroup
+	for i, c := range cs {
+		wg.Go(func() {
+			for n := i; time.Now().Before(stop); n++ {
+				host := names[(n/2)%len(names)]
+				if n%2 == 0 {
+					host = "good.example" // half the load on the healthy route
+				}
+				s, proto, body, err := c.do(host)
+				switch {
+				case host == "good.example" && (err != nil || s != 200 || body != "origin"):
+					fails.add("%s %s: %d %.60q %v", proto, host, s, body, err)
+				case host == "good.example":
+					note(host, "200")
+				case err != nil && s == 0:
+					fails.add("%s %s: no answer: %v", c.base, host, err)
+				case err != nil:
+					note(host, fmt.Sprintf("%d, body broken off", s)) // the head was sent: the body ends in an error
+				case (s == 502 || s == 504) && strings.Contains(body, "<html"):
+					note(host, fmt.Sprint(s))
+				case host == "killed.example" && s == 200 && body == "ok" && killedAt.Load() == 0:
+					note(host, "200 before the kill")
+				default:
+					fails.add("%s %s: %d %.60q", proto, host, s, body)
+				}
+			}
+		})
+	}
+	time.Sleep(1500 * time.Millisecond)
+	proc.Kill()
+	killedAt.Store(time.Now().UnixNano())
+	wg.Wait()
+	t.Logf("outcomes: %v", outcomes)
+	if fails.n.Load() != 0 {
+		t.Errorf("%d wrong answers: %q", fails.n.Load(), fails.samples)
+	}
+	for _, h := range names {
+		if len(outcomes[h]) == 0 {
+			t.Errorf("%s: no request finished", h)
+		}
+	}
+	if outcomes["killed.example"]["502"] == 0 {
+		t.Errorf("killed origin: no 502 page after the kill: %v", outcomes["killed.example"])
+	}
+	// Nothing of the answer had gone out: the page, every time.
+	for h, want := range map[string]string{"slow.example": "504", "reset.example": "502", "half-length.example": "502", "silent.example": "502"} {
+		if got := outcomes[h]; len(got) != 1 || got[want] == 0 {
+			t.Errorf("%s: %v, want only %s pages", h, got, want)
+		}
+	}
+	// Part of the body had gone out: broken off, every time.
+	for _, h := range []string{"cut-length.example", "half-chunked.example"} {
+		if got := outcomes[h]; len(got) != 1 || got["200, body broken off"] == 0 {
+			t.Errorf("%s: %v, want every response broken off", h, got)
+		}
+	}
+	// Released: the edge's goroutines and descriptors (and the test's
+	// own, in the same process) back to the start.
+	closeIdle()
+	if !eventually(10*time.Second, func() bool { return runtime.NumGoroutine() <= g0+5 && openFDs(t) <= fds0+4 }) {
+		var b strings.Builder
+		pprof.Lookup("goroutine").WriteTo(&b, 1)
+		t.Fatalf("goroutines %d -> %d, descriptors %d -> %d 10s after the load:\n%s", g0, runtime.NumGoroutine(), fds0, openFDs(t), b.String())
+	}
+	t.Logf("goroutines %d -> %d, descriptors %d -> %d", g0, runtime.NumGoroutine(), fds0, openFDs(t))
 }
