@@ -107,9 +107,11 @@ func (f *failures) add(format string, args ...any) {
 // name every version of the blocklist blocks and for one none blocks,
 // while the blocklist is rewritten every 50 ms, by rename and in place in
 // turn, and the config every 250 ms (a route added and removed, by rename
-// and in place). No request fails or gets a wrong answer: the blocked
-// name gets the block page and never reaches the origin, the other always
-// reaches it, and nothing is a 5xx.
+// and in place); every 7th list and 3rd config is bad input that, applied
+// in any part, would unblock the name or send the other nowhere. No
+// request fails or gets a wrong answer: the blocked name gets the block
+// page and never reaches the origin, the other always reaches it, and
+// nothing is a 5xx.
 func TestReloadsUnderLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("load test")
@@ -117,7 +119,7 @@ func TestReloadsUnderLoad(t *testing.T) {
 	const (
 		clients = 32
 		period  = 50 * time.Millisecond
-		runFor  = 3 * time.Second
+		writes  = 40 // of the blocklist; 8 of the config
 	)
 	o := newCountingOrigin(t)
 	version := func(n int) string {
@@ -178,10 +180,9 @@ func TestReloadsUnderLoad(t *testing.T) {
 			}
 		})
 	}
-	// The writers: the blocklist every period, the config every 5.
-	start := time.Now()
-	var listWrites, configWrites int
-	for n := 1; time.Since(start) < runFor; n++ {
+	// The writers: the blocklist every period, the config every 5th time.
+	var listWrites, configWrites, badLists, badConfigs, good int
+	for n := 1; n <= writes; n++ {
 		time.Sleep(period)
 		inPlace := n%2 == 0
 		write := func(path, text string) {
@@ -194,21 +195,48 @@ func TestReloadsUnderLoad(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		write(e.list, version(n))
+		list := version(n)
+		if n%7 == 3 {
+			// Bad input: a malformed line, and the blocked name gone;
+			// applied in any part, it would let the name through.
+			list = "a..b.example reason=\"bad\"\n" + strings.ReplaceAll(list, "always.example", "#always.example")
+			badLists++
+		} else {
+			good = n
+		}
+		failed0 := reloadFailures(t, e, "blocklist")
+		write(e.list, list)
 		listWrites++
+		if n%7 == 3 { // the bad list is read (and refused) before it is replaced
+			waitFor(t, 5*time.Second, "the bad list read", func() bool { return reloadFailures(t, e, "blocklist") > failed0 })
+		}
 		if n%5 == 0 {
 			cfg := string(baseConfig)
-			if n%10 == 0 {
+			switch {
+			case n%15 == 0: // a bad config that would send never.example nowhere
+				cfg = strings.ReplaceAll(cfg, o.URL, "http://127.0.0.1:1") + "bogus_key: 1\n"
+				badConfigs++
+			case n%10 == 0:
 				cfg += fmt.Sprintf("  - host: extra%d.example\n    origins: [%q]\n", n, o.URL)
 			}
+			failed0 := reloadFailures(t, e, "config")
 			write(e.config, cfg)
 			configWrites++
+			if n%15 == 0 {
+				waitFor(t, 5*time.Second, "the bad config read", func() bool { return reloadFailures(t, e, "config") > failed0 })
+			}
 		}
+	}
+	// The files end good.
+	writeFile(t, e.config, string(baseConfig))
+	if good != listWrites {
+		writeFile(t, e.list, version(listWrites))
+		good = listWrites
 	}
 	close(stop)
 	wg.Wait()
 	// The last version is applied.
-	last := fmt.Sprintf("v%d", listWrites)
+	last := fmt.Sprintf("v%d", good)
 	waitFor(t, 5*time.Second, "the last version", func() bool {
 		_, _, body, _ := cs[0].do("always.example")
 		return strings.Contains(body, last)
@@ -223,8 +251,13 @@ func TestReloadsUnderLoad(t *testing.T) {
 	listOK := delta(`edgeblock_blocklist_reloads_total{result="success"}`)
 	listRefused := delta(`edgeblock_blocklist_reloads_total{result="refused"}`)
 	cfgOK := delta(`edgeblock_config_reloads_total{result="success"}`)
-	t.Logf("%d requests from %d clients (HTTP/1.1 and HTTP/2) during %d blocklist writes (%d applied, %d refused) and %d config writes (%d applied): %d failed; samples %q",
-		served.Load(), clients, listWrites, listOK, listRefused, configWrites, cfgOK, fails.n.Load(), fails.samples)
+	listBad := delta(`edgeblock_blocklist_reloads_total{result="failure"}`)
+	cfgBad := delta(`edgeblock_config_reloads_total{result="failure"}`)
+	t.Logf("%d requests from %d clients (HTTP/1.1 and HTTP/2) during %d blocklist writes (%d bad; %d applied, %d failed, %d refused) and %d config writes (%d bad; %d applied, %d failed): %d requests failed; samples %q",
+		served.Load(), clients, listWrites, badLists, listOK, listBad, listRefused, configWrites, badConfigs, cfgOK, cfgBad, fails.n.Load(), fails.samples)
+	if listBad < badLists || cfgBad < badConfigs || badConfigs == 0 {
+		t.Errorf("%d of %d bad lists and %d of %d bad configs failed", listBad, badLists, cfgBad, badConfigs)
+	}
 	if fails.n.Load() != 0 {
 		t.Errorf("%d of %d requests failed or were answered wrongly", fails.n.Load(), served.Load())
 	}
@@ -237,9 +270,17 @@ func TestReloadsUnderLoad(t *testing.T) {
 	if listOK < listWrites/4 {
 		t.Errorf("only %d of %d blocklist writes were applied", listOK, listWrites)
 	}
-	if cfgOK < 2 {
-		t.Errorf("only %d of %d config writes were applied", cfgOK, configWrites)
+	if cfgOK < 3 {
+		t.Errorf("only %d of %d config writes were applied, want >= 3 (of 8: 2 bad, 2 the same as the one before)", cfgOK, configWrites)
 	}
+}
+
+// reloadFailures returns edgeblock_<file>_reloads_total{result="failure"}.
+func reloadFailures(t *testing.T, e *testEnv, file string) int {
+	t.Helper()
+	var n int
+	fmt.Sscan(metricValue(t, e.scrape(), `edgeblock_`+file+`_reloads_total{result="failure"}`), &n)
+	return n
 }
 
 // streamingOrigin answers every request with size bytes in 16 chunks,
