@@ -123,6 +123,8 @@ type reqInfo struct {
 	canceled bool
 	// err is why the origin's response broke off, for the access log.
 	err error
+	// head holds the origin's status until its body begins (heldhead.go).
+	head heldHead
 }
 
 // outcome returns the outcome of a forwarded request: blocked when a
@@ -276,7 +278,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// response that broke off by panicking with http.ErrAbortHandler. The
 	// transport picks the origin (proxy/origin).
 	ctx = origin.WithTrip(context.WithValue(ctx, infoKey{}, info), &info.trip)
-	rt.proxy.ServeHTTP(rec, r.WithContext(ctx))
+	p.forward(rt, rec, r.WithContext(ctx), info)
 }
 
 // reverseProxy returns the forwarding handler, one for every route: what
@@ -343,6 +345,9 @@ func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error)
 	info := infoFrom(r.Context())
 	if p.serveClosed(w, r, info) {
 		return // a reload blocked the host while the origin was asked
+	}
+	if h, ok := w.(*heldHead); ok {
+		w = h.ResponseWriter // the page goes out as it is
 	}
 	if rec, ok := w.(*recorder); ok {
 		rec.err = err

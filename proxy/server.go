@@ -29,6 +29,8 @@ type Server struct {
 
 	servers   map[string]*http.Server
 	listeners map[string]net.Listener
+	public    []*stopListener // what the public servers accept from
+	fresh     freshConns      // public connections before their first request
 	ready     atomic.Bool
 	draining  atomic.Bool
 	wg        sync.WaitGroup
@@ -134,7 +136,7 @@ func (s *Server) Start(b *Bundle) error {
 			IdleTimeout:       cfg.Timeouts.Idle,
 			MaxHeaderBytes:    cfg.MaxHeaderBytes,
 			HTTP2:             s.http2Config(),
-			ConnState:         clearWriteDeadline,
+			ConnState:         s.fresh.connState,
 			ConnContext:       withConn,
 			// OPTIONS * goes through the proxy like any request (the
 			// block page for a blocked name, else forwarded), instead
@@ -183,10 +185,17 @@ func (s *Server) Start(b *Bundle) error {
 		if name == "https" || srv.TLSConfig != nil {
 			l = tls.NewListener(l, srv.TLSConfig)
 		}
+		if name != "admin" {
+			sl := &stopListener{Listener: l}
+			s.public = append(s.public, sl)
+			l = sl
+		}
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			// A public listener closed by shutdown before srv.Shutdown
+			// ends Serve with net.ErrClosed.
+			if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) && !(s.draining.Load() && errors.Is(err, net.ErrClosed)) {
 				s.log.Error("server stopped", "listener", name, "error", err.Error())
 			}
 		}()
@@ -209,6 +218,55 @@ func (s *Server) ReopenAccessLog() error {
 func (s *Server) FlushAccessLog() {
 	if s.access != nil {
 		s.access.Flush()
+	}
+}
+
+// stopListener is a public server's listener, which shutdown closes
+// before http.Server.Shutdown does; the second Close does nothing.
+type stopListener struct {
+	net.Listener
+	once sync.Once
+}
+
+// Close closes the listener the first time and returns nil after.
+func (l *stopListener) Close() error {
+	var err error
+	l.once.Do(func() { err = l.Listener.Close() })
+	return err
+}
+
+// freshConns counts the public connections that have not begun a request
+// (http.StateNew): accepted, or in the TLS handshake.
+type freshConns struct {
+	conns sync.Map // net.Conn -> struct{}
+	n     atomic.Int64
+}
+
+// connState is the public servers' ConnState hook.
+func (f *freshConns) connState(c net.Conn, st http.ConnState) {
+	if st == http.StateNew {
+		f.conns.Store(c, struct{}{})
+		f.n.Add(1)
+	} else if _, ok := f.conns.LoadAndDelete(c); ok {
+		f.n.Add(-1)
+	}
+	clearWriteDeadline(c, st)
+}
+
+// wait returns when no connection is fresh, ctx is done, or max passed.
+func (f *freshConns) wait(ctx context.Context, max time.Duration) {
+	t := time.NewTimer(max)
+	defer t.Stop()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for f.n.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			return
+		case <-tick.C:
+		}
 	}
 }
 
@@ -274,6 +332,16 @@ func (s *Server) shutdown(ctx context.Context, drain, grace time.Duration) error
 		ctx, cancel = context.WithTimeout(ctx, grace)
 		defer cancel()
 	}
+	// http.Server.Shutdown drops, unanswered, an HTTP/1.1 request it reads
+	// after it began, the first one of a connection too, which a client
+	// cannot know is safe to retry. So the public listeners close first
+	// and the connections they accepted get to begin their request (the
+	// drain answers it with Connection: close) before Shutdown; Shutdown
+	// itself waits as long (5 s) for connections that send nothing.
+	for _, l := range s.public {
+		l.Close()
+	}
+	s.fresh.wait(ctx, 5*time.Second)
 	var errs []error
 	var mu sync.Mutex
 	var wg sync.WaitGroup

@@ -19,8 +19,9 @@ import (
 )
 
 // breakingOrigin sends its status line and headers (Content-Length
-// 1 MiB) and 1000 bytes of body, then on /stall sends nothing more until
-// the request ends, and on /reset resets the connection.
+// 1 MiB) and 8000 bytes of body (more than the edge holds back, so that
+// the head has gone out: heldhead.go), then on /stall sends nothing more
+// until the request ends, and on /reset resets the connection.
 func breakingOrigin(t *testing.T) *httptest.Server {
 	t.Helper()
 	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -29,7 +30,7 @@ func breakingOrigin(t *testing.T) *httptest.Server {
 			return
 		}
 		defer conn.Close()
-		fmt.Fprintf(brw, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s", 1<<20, strings.Repeat("x", 1000))
+		fmt.Fprintf(brw, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s", 1<<20, strings.Repeat("x", 8000))
 		brw.Flush()
 		if r.URL.Path == "/reset" {
 			conn.(*net.TCPConn).SetLinger(0) // close with RST

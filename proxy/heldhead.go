@@ -1,0 +1,124 @@
+package proxy
+
+import (
+	"net/http"
+	"sync"
+)
+
+// heldHead is the ResponseWriter the reverse proxy writes an origin's
+// response to: it holds the status (200 and up) and the first body bytes
+// (up to heldBytes, about what net/http itself buffers before it sends a
+// head) until more come, a flush, or the end, so that when the origin's
+// body breaks off that early nothing of the response has been committed
+// and the visitor can still get the 502 page instead of a connection cut
+// without an answer. Streamed responses are flushed at once by the
+// reverse proxy, which sends their head at once here too.
+type heldHead struct {
+	http.ResponseWriter
+	code int  // the held status, 0 if none
+	sent bool // the status went down
+	buf  *[heldBytes]byte
+	n    int // bytes held in buf
+}
+
+// heldBytes is how many body bytes heldHead holds back.
+const heldBytes = 2 << 10
+
+var heldBufs = sync.Pool{New: func() any { return new([heldBytes]byte) }}
+
+// WriteHeader passes 1xx answers on and holds a final status.
+func (h *heldHead) WriteHeader(code int) {
+	if code < 200 || h.sent {
+		h.ResponseWriter.WriteHeader(code)
+		return
+	}
+	if h.code == 0 {
+		h.code = code
+	}
+}
+
+// release sends the held status and bytes, if any.
+func (h *heldHead) release() error {
+	if h.sent {
+		return nil
+	}
+	h.sent = true
+	if h.code != 0 {
+		h.ResponseWriter.WriteHeader(h.code)
+	}
+	if h.buf == nil {
+		return nil
+	}
+	_, err := h.ResponseWriter.Write(h.buf[:h.n])
+	heldBufs.Put(h.buf)
+	h.buf = nil
+	return err
+}
+
+// drop forgets what is held.
+func (h *heldHead) drop() {
+	if h.buf != nil {
+		heldBufs.Put(h.buf)
+		h.buf = nil
+	}
+}
+
+// Write holds the bytes while they fit, else sends what is held and them.
+func (h *heldHead) Write(b []byte) (int, error) {
+	if !h.sent && h.n+len(b) <= heldBytes {
+		if h.buf == nil {
+			h.buf = heldBufs.Get().(*[heldBytes]byte)
+		}
+		h.n += copy(h.buf[h.n:], b)
+		return len(b), nil
+	}
+	if err := h.release(); err != nil {
+		return 0, err
+	}
+	return h.ResponseWriter.Write(b)
+}
+
+// FlushError sends the held status and flushes; http.ResponseController
+// finds it before Unwrap.
+func (h *heldHead) FlushError() error {
+	if err := h.release(); err != nil {
+		return err
+	}
+	return http.NewResponseController(h.ResponseWriter).Flush()
+}
+
+// Flush implements http.Flusher.
+func (h *heldHead) Flush() { h.FlushError() }
+
+// Unwrap returns the underlying ResponseWriter for http.ResponseController
+// (deadlines, hijacking for upgrades).
+func (h *heldHead) Unwrap() http.ResponseWriter { return h.ResponseWriter }
+
+// forward sends r to the route's origins through the reverse proxy. An
+// origin response whose body broke off before any of it was sent
+// (http.ErrAbortHandler with the status still held) is answered with the
+// 502 or 504 page: the origin's headers are dropped, the request keeps
+// its ID. Any other abort goes on up to net/http, which cuts the
+// connection (HTTP/1.1) or resets the stream (HTTP/2), so that a visitor
+// never takes a short body for a whole one.
+func (p *Proxy) forward(rt *route, rec *recorder, r *http.Request, info *reqInfo) {
+	h := &info.head
+	h.ResponseWriter = rec
+	defer func() {
+		if v := recover(); v != nil {
+			if v != http.ErrAbortHandler || h.sent || info.err == nil || info.closed != nil || r.Context().Err() != nil {
+				h.drop()
+				panic(v)
+			}
+			h.drop()
+			hdr := rec.Header()
+			id := hdr["X-Request-Id"]
+			clear(hdr)
+			hdr["X-Request-Id"] = id
+			p.upstreamError(rec, r, info.err)
+			return
+		}
+		h.release() // what is left of a short response
+	}()
+	rt.proxy.ServeHTTP(h, r)
+}
