@@ -221,7 +221,7 @@ func (p *Proxy) buildRoutes(cfg *Config, prev *state) (*routeTable, error) {
 		if err != nil {
 			return nil, err
 		}
-		pc.Base = tr.visit
+		pc.Base = tr.base()
 		var oldPool *origin.Pool
 		if was != nil {
 			oldPool = was.pool

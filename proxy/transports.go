@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+
+	"github.com/edgeblock/edgeblock/proxy/origin"
 	"sync"
 	"time"
 )
@@ -12,9 +14,21 @@ import (
 // routeTransport is how the edge reaches the origins of routes with the
 // same transport settings: visit carries visitors' requests (and holds
 // origins.max_conns), probe the health checks, on connections of its own.
+// With origins.client edgeblock, h1 carries the visitors' requests to
+// plain-HTTP origins (and to HTTPS ones with http2 off) and hands the
+// others to visit.
 type routeTransport struct {
 	visit *http.Transport
+	h1    *origin.H1Client
 	probe *http.Client
+}
+
+// base returns the RoundTripper of visitors' requests.
+func (t *routeTransport) base() http.RoundTripper {
+	if t.h1 != nil {
+		return t.h1
+	}
+	return t.visit
 }
 
 // transportCache keeps one routeTransport per distinct transport settings
@@ -27,6 +41,9 @@ type transportCache struct {
 	// config the proxy started with.
 	maxConns  int
 	maxHeader int64
+	// client is origins.client: "stdlib" sends every request through
+	// net/http's Transport.
+	client string
 }
 
 // get returns the transport of settings s, building it on first use.
@@ -69,9 +86,23 @@ func (c *transportCache) get(s transportSettings) (*routeTransport, error) {
 		// A non-nil, empty map turns HTTP/2 off (net/http's documented way).
 		visit.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
 	}
+	var h1 *origin.H1Client
+	if c.client != "stdlib" {
+		h1 = &origin.H1Client{
+			DialTimeout:            s.dial,
+			HTTPS:                  !s.http2,
+			TLSConfig:              tc,
+			MaxIdlePerHost:         s.maxIdle,
+			MaxConnsPerHost:        c.maxConns,
+			IdleTimeout:            90 * time.Second,
+			ResponseHeaderTimeout:  s.respHeads,
+			MaxResponseHeaderBytes: c.maxHeader,
+			Fallback:               visit,
+		}
+	}
 	probe := visit.Clone()
 	probe.MaxConnsPerHost, probe.MaxIdleConnsPerHost = 0, 1
-	t := &routeTransport{visit: visit, probe: &http.Client{Transport: probe,
+	t := &routeTransport{visit: visit, h1: h1, probe: &http.Client{Transport: probe,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 	c.m[key] = t
 	return t, nil
@@ -91,6 +122,9 @@ func (c *transportCache) prune(rt *routeTable) {
 		if !used[t] {
 			delete(c.m, k)
 			t.visit.CloseIdleConnections()
+			if t.h1 != nil {
+				t.h1.CloseIdleConnections()
+			}
 			t.probe.CloseIdleConnections()
 		}
 	}

@@ -1,0 +1,921 @@
+package origin
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// H1Client is an HTTP/1.1 client for origins: a http.RoundTripper that
+// writes each request and reads its response on the caller's goroutine,
+// on a connection from a per-origin-address pool, instead of handing
+// them to a connection's reader and writer goroutines as http.Transport
+// does. Only a request with a body is written from a goroutine of its
+// own, so that an origin may answer before it has read all of it.
+//
+// It serves http URLs, and https URLs when HTTPS is set (TLS with
+// TLSConfig, ALPN http/1.1 only); it hands any other request to
+// Fallback. It keeps what http.Transport guarantees a reverse proxy:
+// request bodies (sized, chunked, none), trailers, 1xx responses passed
+// to the request's httptrace.ClientTrace Got1xxResponse, 101 upgrades
+// (the response body is an io.ReadWriteCloser over the connection),
+// "Expect: 100-continue" (the body waits up to a second for the 100),
+// Connection: close from either side, and the cancellation of a blocked
+// read or write by the request's context. A connection goes back to the
+// pool only once its response body was read to its end; one closed
+// earlier is closed. A request that fails on a reused connection before
+// any of its response arrived (the origin closed the idle connection) is
+// sent once more on a new connection when its body can be sent again.
+//
+// The exported fields must not change once the client is in use.
+type H1Client struct {
+	// DialTimeout bounds connecting, and the TLS handshake; 0: none.
+	DialTimeout time.Duration
+	// HTTPS: serve https URLs too, over TLS with TLSConfig (nil: the
+	// system roots); ServerName defaults to the URL's host.
+	HTTPS     bool
+	TLSConfig *tls.Config
+	// MaxIdlePerHost is how many idle connections are kept per origin
+	// address; 0 means 2, as in http.Transport.
+	MaxIdlePerHost int
+	// MaxConnsPerHost caps the connections (idle, busy and dialing) to
+	// one origin address; a request waits for one to become free for as
+	// long as its context lasts. 0: no cap.
+	MaxConnsPerHost int
+	// IdleTimeout closes a connection idle for that long; 0: 90 s.
+	IdleTimeout time.Duration
+	// ResponseHeaderTimeout bounds the wait for the response's headers
+	// once the request (without its body) is written; 0: none.
+	ResponseHeaderTimeout time.Duration
+	// MaxResponseHeaderBytes bounds the bytes of the response's headers
+	// (1xx responses included); 0: 10 MiB, as in http.Transport.
+	MaxResponseHeaderBytes int64
+	// Fallback serves the requests the client does not (other schemes,
+	// and https without HTTPS); nil: they fail.
+	Fallback http.RoundTripper
+
+	mu    sync.Mutex
+	hosts map[hostKey]*hostConns
+}
+
+// hostKey names one origin address's pool.
+type hostKey struct {
+	tls  bool
+	addr string // host:port
+}
+
+// errHeaderLimit: the response headers exceeded MaxResponseHeaderBytes.
+type errHeaderLimit int64
+
+func (e errHeaderLimit) Error() string {
+	return fmt.Sprintf("origin response headers exceeded %d bytes; aborted", int64(e))
+}
+
+// errHeaderTimeout: no response headers within ResponseHeaderTimeout. It
+// is a net.Error whose Timeout is true.
+var errHeaderTimeout error = timeoutError{"timeout awaiting the origin's response headers"}
+
+type timeoutError struct{ s string }
+
+func (e timeoutError) Error() string   { return e.s }
+func (e timeoutError) Timeout() bool   { return true }
+func (e timeoutError) Temporary() bool { return true }
+
+// errBodyAborted stops writing a request body the origin did not want
+// (it answered an "Expect: 100-continue" request and closes).
+var errBodyAborted = errors.New("request body not sent: the origin answered without 100 Continue")
+
+// aLongTimeAgo is a deadline that has passed: it unblocks reads and writes.
+var aLongTimeAgo = time.Unix(1, 0)
+
+const (
+	defaultMaxHeaderBytes = 10 << 20
+	defaultIdleTimeout    = 90 * time.Second
+	expectContinueTimeout = time.Second
+	// writeWait is how long a response that arrived before its request
+	// was fully written waits for the write to end, for the connection
+	// to be reused (http.Transport waits as long).
+	writeWait = 50 * time.Millisecond
+)
+
+// RoundTrip implements http.RoundTripper.
+func (c *H1Client) RoundTrip(req *http.Request) (*http.Response, error) {
+	u := req.URL
+	var key hostKey
+	switch {
+	case u == nil:
+		return nil, errors.New("origin: request has no URL")
+	case u.Scheme == "http":
+		key.addr = canonicalAddr(u.Host, "80")
+	case u.Scheme == "https" && c.HTTPS:
+		key.tls, key.addr = true, canonicalAddr(u.Host, "443")
+	case c.Fallback != nil:
+		return c.Fallback.RoundTrip(req)
+	default:
+		return nil, fmt.Errorf("origin: unsupported protocol scheme %q", u.Scheme)
+	}
+	if u.Host == "" {
+		closeBody(req)
+		return nil, errors.New("origin: request URL has no host")
+	}
+	hc := c.hostsFor(key, u.Hostname())
+	ctx := req.Context()
+	trace := httptrace.ContextClientTrace(ctx)
+	fresh := false
+	for {
+		pc, err := hc.get(ctx, trace, fresh)
+		if err != nil {
+			closeBody(req)
+			return nil, err
+		}
+		resp, err := pc.roundTrip(req, trace)
+		if err == nil {
+			return resp, nil
+		}
+		var st staleError
+		if !errors.As(err, &st) {
+			closeBody(req)
+			return nil, err
+		}
+		// The origin closed a connection it had kept idle: once more,
+		// on a new one, if the body can be sent again.
+		err = st.err
+		if fresh || ctx.Err() != nil {
+			closeBody(req)
+			return nil, err
+		}
+		if req.Body != nil && req.Body != http.NoBody {
+			if req.GetBody == nil {
+				return nil, err
+			}
+			body, gerr := req.GetBody()
+			if gerr != nil {
+				return nil, err
+			}
+			r2 := *req
+			r2.Body = body
+			req = &r2
+		}
+		fresh = true
+	}
+}
+
+func closeBody(req *http.Request) {
+	if req.Body != nil {
+		req.Body.Close()
+	}
+}
+
+// canonicalAddr returns host:port of an URL's Host, with port def when
+// it names none.
+func canonicalAddr(host, def string) string {
+	// A host with a port ends in ":digits" after any "]".
+	for i := len(host) - 1; i >= 0; i-- {
+		switch b := host[i]; {
+		case b == ':':
+			if i < len(host)-1 {
+				return host
+			}
+			return host + def
+		case b < '0' || b > '9':
+			return net.JoinHostPort(trimBrackets(host), def)
+		}
+	}
+	return net.JoinHostPort(host, def)
+}
+
+func trimBrackets(h string) string {
+	if len(h) > 1 && h[0] == '[' && h[len(h)-1] == ']' {
+		return h[1 : len(h)-1]
+	}
+	return h
+}
+
+// hostsFor returns the pool of key, making it on first use.
+func (c *H1Client) hostsFor(key hostKey, serverName string) *hostConns {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if hc := c.hosts[key]; hc != nil {
+		return hc
+	}
+	if c.hosts == nil {
+		c.hosts = map[hostKey]*hostConns{}
+	}
+	hc := &hostConns{c: c, key: key, maxIdle: c.MaxIdlePerHost, maxOpen: c.MaxConnsPerHost, idleTimeout: c.IdleTimeout}
+	if hc.maxIdle <= 0 {
+		hc.maxIdle = 2
+	}
+	if hc.idleTimeout <= 0 {
+		hc.idleTimeout = defaultIdleTimeout
+	}
+	hc.maxHeader = c.MaxResponseHeaderBytes
+	if hc.maxHeader <= 0 {
+		hc.maxHeader = defaultMaxHeaderBytes
+	}
+	if key.tls {
+		if c.TLSConfig != nil {
+			hc.tls = c.TLSConfig.Clone()
+		} else {
+			hc.tls = &tls.Config{}
+		}
+		if hc.tls.ServerName == "" {
+			hc.tls.ServerName = serverName
+		}
+		hc.tls.NextProtos = []string{"http/1.1"}
+	}
+	c.hosts[key] = hc
+	return hc
+}
+
+// CloseIdleConnections closes the connections no request uses; those in
+// use close or go idle when their requests end.
+func (c *H1Client) CloseIdleConnections() {
+	c.mu.Lock()
+	hosts := make([]*hostConns, 0, len(c.hosts))
+	for _, hc := range c.hosts {
+		hosts = append(hosts, hc)
+	}
+	c.mu.Unlock()
+	for _, hc := range hosts {
+		hc.closeIdle(0)
+	}
+	if ci, ok := c.Fallback.(interface{ CloseIdleConnections() }); ok {
+		ci.CloseIdleConnections()
+	}
+}
+
+// hostConns is the pool of one origin address: its idle connections
+// (most recently used last), how many are open, and the requests waiting
+// for one under maxOpen.
+type hostConns struct {
+	c           *H1Client
+	key         hostKey
+	tls         *tls.Config
+	maxIdle     int
+	maxOpen     int
+	maxHeader   int64
+	idleTimeout time.Duration
+
+	mu      sync.Mutex
+	idle    []*h1Conn
+	open    int
+	waiters []chan *h1Conn // a nil *h1Conn sent means: a slot to dial in
+	sweep   *time.Timer
+	swept   bool // sweep is armed
+}
+
+// get returns a connection for one request: an idle one (unless fresh),
+// else a new one when the pool is under maxOpen, else the first to free
+// up, while ctx lasts.
+func (hc *hostConns) get(ctx context.Context, trace *httptrace.ClientTrace, fresh bool) (*h1Conn, error) {
+	if trace != nil && trace.GetConn != nil {
+		trace.GetConn(hc.key.addr)
+	}
+	hc.mu.Lock()
+	if !fresh {
+		if pc := hc.popIdle(); pc != nil {
+			hc.mu.Unlock()
+			pc.gotConn(trace)
+			return pc, nil
+		}
+	}
+	if hc.maxOpen <= 0 || hc.open < hc.maxOpen {
+		hc.open++
+		hc.mu.Unlock()
+		return hc.dial(ctx, trace)
+	}
+	ch := make(chan *h1Conn, 1)
+	hc.waiters = append(hc.waiters, ch)
+	hc.mu.Unlock()
+	select {
+	case pc := <-ch:
+		return hc.handed(ctx, trace, pc)
+	case <-ctx.Done():
+		hc.mu.Lock()
+		for i, w := range hc.waiters {
+			if w == ch {
+				hc.waiters = append(hc.waiters[:i], hc.waiters[i+1:]...)
+				hc.mu.Unlock()
+				return nil, ctx.Err()
+			}
+		}
+		hc.mu.Unlock()
+		// Handed something as ctx ended: pass it on.
+		pc := <-ch
+		if pc != nil {
+			hc.put(pc)
+		} else {
+			hc.release()
+		}
+		return nil, ctx.Err()
+	}
+}
+
+// handed takes what a waiter was handed: a connection, or a slot to dial.
+func (hc *hostConns) handed(ctx context.Context, trace *httptrace.ClientTrace, pc *h1Conn) (*h1Conn, error) {
+	if pc == nil {
+		return hc.dial(ctx, trace)
+	}
+	pc.gotConn(trace)
+	return pc, nil
+}
+
+// popIdle takes the most recently used idle connection that has not
+// expired; hc.mu is held.
+func (hc *hostConns) popIdle() *h1Conn {
+	for n := len(hc.idle); n > 0; n = len(hc.idle) {
+		pc := hc.idle[n-1]
+		hc.idle[n-1] = nil
+		hc.idle = hc.idle[:n-1]
+		if time.Since(pc.idleAt) < hc.idleTimeout {
+			return pc
+		}
+		hc.open--
+		pc.nc.Close()
+	}
+	return nil
+}
+
+// dial opens a connection in a slot already counted in open.
+func (hc *hostConns) dial(ctx context.Context, trace *httptrace.ClientTrace) (*h1Conn, error) {
+	nc, err := hc.connect(ctx, trace)
+	if err != nil {
+		hc.release()
+		return nil, err
+	}
+	pc := &h1Conn{hc: hc, nc: nc, limit: math.MaxInt64}
+	pc.br = bufio.NewReaderSize(pc, 4<<10)
+	pc.bw = bufio.NewWriterSize(nc, 4<<10)
+	if tc, ok := nc.(*tls.Conn); ok {
+		st := tc.ConnectionState()
+		pc.tlsState = &st
+	}
+	if trace != nil && trace.GotConn != nil {
+		trace.GotConn(httptrace.GotConnInfo{Conn: nc})
+	}
+	return pc, nil
+}
+
+// connect dials the address, and shakes hands over TLS for https.
+func (hc *hostConns) connect(ctx context.Context, trace *httptrace.ClientTrace) (net.Conn, error) {
+	d := net.Dialer{Timeout: hc.c.DialTimeout, KeepAlive: 30 * time.Second}
+	if trace != nil && trace.ConnectStart != nil {
+		trace.ConnectStart("tcp", hc.key.addr)
+	}
+	nc, err := d.DialContext(ctx, "tcp", hc.key.addr)
+	if trace != nil && trace.ConnectDone != nil {
+		trace.ConnectDone("tcp", hc.key.addr, err)
+	}
+	if err != nil || hc.tls == nil {
+		return nc, err
+	}
+	tc := tls.Client(nc, hc.tls)
+	hctx := ctx
+	if t := hc.c.DialTimeout; t > 0 {
+		var cancel context.CancelFunc
+		hctx, cancel = context.WithTimeout(ctx, t)
+		defer cancel()
+	}
+	if trace != nil && trace.TLSHandshakeStart != nil {
+		trace.TLSHandshakeStart()
+	}
+	err = tc.HandshakeContext(hctx)
+	if trace != nil && trace.TLSHandshakeDone != nil {
+		trace.TLSHandshakeDone(tc.ConnectionState(), err)
+	}
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return tc, nil
+}
+
+// put returns a connection whose response ended cleanly: to a waiting
+// request, else to the idle list.
+func (hc *hostConns) put(pc *h1Conn) {
+	hc.mu.Lock()
+	if len(hc.waiters) > 0 {
+		w := hc.waiters[0]
+		hc.waiters = hc.waiters[1:]
+		hc.mu.Unlock()
+		w <- pc
+		return
+	}
+	if len(hc.idle) >= hc.maxIdle {
+		hc.open--
+		hc.mu.Unlock()
+		pc.nc.Close()
+		return
+	}
+	pc.idleAt = time.Now()
+	hc.idle = append(hc.idle, pc)
+	if !hc.swept {
+		hc.swept = true
+		if hc.sweep == nil {
+			hc.sweep = time.AfterFunc(hc.idleTimeout, hc.sweepIdle)
+		} else {
+			hc.sweep.Reset(hc.idleTimeout)
+		}
+	}
+	hc.mu.Unlock()
+}
+
+// release frees the slot of a connection that closed (or never opened):
+// the first waiting request may dial in it.
+func (hc *hostConns) release() {
+	hc.mu.Lock()
+	if len(hc.waiters) > 0 {
+		w := hc.waiters[0]
+		hc.waiters = hc.waiters[1:]
+		hc.mu.Unlock()
+		w <- nil
+		return
+	}
+	hc.open--
+	hc.mu.Unlock()
+}
+
+// sweepIdle closes the connections idle for idleTimeout and arms itself
+// for the next one to expire.
+func (hc *hostConns) sweepIdle() {
+	hc.closeIdle(hc.idleTimeout)
+	hc.mu.Lock()
+	defer hc.mu.Unlock()
+	if len(hc.idle) == 0 {
+		hc.swept = false
+		return
+	}
+	hc.sweep.Reset(time.Until(hc.idle[0].idleAt.Add(hc.idleTimeout)) + time.Millisecond)
+}
+
+// closeIdle closes the idle connections idle for at least d.
+func (hc *hostConns) closeIdle(d time.Duration) {
+	hc.mu.Lock()
+	var closing []*h1Conn
+	keep := hc.idle[:0]
+	for _, pc := range hc.idle {
+		if time.Since(pc.idleAt) >= d {
+			closing = append(closing, pc)
+		} else {
+			keep = append(keep, pc)
+		}
+	}
+	clear(hc.idle[len(keep):])
+	hc.idle = keep
+	hc.open -= len(closing)
+	hc.mu.Unlock()
+	for _, pc := range closing {
+		pc.nc.Close()
+	}
+}
+
+// h1Conn is one connection to an origin; one request uses it at a time.
+type h1Conn struct {
+	hc       *hostConns
+	nc       net.Conn
+	br       *bufio.Reader // reads through the h1Conn, under limit
+	bw       *bufio.Writer
+	tlsState *tls.ConnectionState
+	idleAt   time.Time
+	reused   bool // served a request before
+
+	limit int64 // bytes the reader may still read (response headers)
+	nread int64 // bytes read in the current request
+
+	// canceled: the request's context ended; the connection's deadline
+	// is in the past and it is closed when the request is done.
+	canceled atomic.Bool
+
+	// dmu orders the writer's arming of ResponseHeaderTimeout (once the
+	// request is written) with the reader's disarming (headers in).
+	dmu       sync.Mutex
+	headersIn bool
+}
+
+// armHeaderTimeout starts ResponseHeaderTimeout, unless the headers are
+// in already.
+func (pc *h1Conn) armHeaderTimeout() {
+	t := pc.hc.c.ResponseHeaderTimeout
+	if t <= 0 {
+		return
+	}
+	pc.dmu.Lock()
+	if !pc.headersIn {
+		pc.setReadDeadline(time.Now().Add(t))
+	}
+	pc.dmu.Unlock()
+}
+
+// disarmHeaderTimeout ends ResponseHeaderTimeout: the headers are in.
+func (pc *h1Conn) disarmHeaderTimeout() {
+	if pc.hc.c.ResponseHeaderTimeout <= 0 {
+		return
+	}
+	pc.dmu.Lock()
+	pc.headersIn = true
+	pc.setReadDeadline(time.Time{})
+	pc.dmu.Unlock()
+}
+
+// Read implements io.Reader for br: the connection, under limit.
+func (pc *h1Conn) Read(p []byte) (int, error) {
+	if pc.limit <= 0 {
+		return 0, errHeaderLimit(pc.hc.maxHeader)
+	}
+	if int64(len(p)) > pc.limit {
+		p = p[:pc.limit]
+	}
+	n, err := pc.nc.Read(p)
+	pc.limit -= int64(n)
+	pc.nread += int64(n)
+	return n, err
+}
+
+func (pc *h1Conn) gotConn(trace *httptrace.ClientTrace) {
+	if trace != nil && trace.GotConn != nil {
+		trace.GotConn(httptrace.GotConnInfo{Conn: pc.nc, Reused: true, WasIdle: true, IdleTime: time.Since(pc.idleAt)})
+	}
+}
+
+// cancel unblocks the connection's reads and writes for good.
+func (pc *h1Conn) cancel() {
+	pc.canceled.Store(true)
+	pc.nc.SetDeadline(aLongTimeAgo)
+}
+
+// setReadDeadline sets the read deadline unless the request was canceled.
+func (pc *h1Conn) setReadDeadline(t time.Time) {
+	pc.nc.SetReadDeadline(t)
+	if pc.canceled.Load() {
+		pc.nc.SetDeadline(aLongTimeAgo)
+	}
+}
+
+// close closes the connection and frees its slot.
+func (pc *h1Conn) close() {
+	pc.nc.Close()
+	pc.hc.release()
+}
+
+// staleError: a reused connection failed before any of the response
+// arrived; the request may be sent again.
+type staleError struct{ err error }
+
+func (e staleError) Error() string { return e.err.Error() }
+
+// exchange is one request on one connection, from its write to the end
+// of its response body.
+type exchange struct {
+	pc     *h1Conn
+	req    *http.Request
+	stop   func() bool // stops the context's cancel of the connection
+	wrote  chan error  // the writer goroutine's result; nil: written inline
+	resp   *http.Response
+	closed bool
+}
+
+// roundTrip sends req on pc and reads the response's headers. On error
+// pc is closed; on success pc belongs to the response's body.
+func (pc *h1Conn) roundTrip(req *http.Request, trace *httptrace.ClientTrace) (*http.Response, error) {
+	ctx := req.Context()
+	reused := pc.reused
+	pc.reused = true
+	pc.nread = 0
+	pc.headersIn = false
+	x := &exchange{pc: pc, req: req}
+	x.stop = context.AfterFunc(ctx, pc.cancel)
+	hasBody := req.Body != nil && req.Body != http.NoBody
+	var cont chan bool // the origin's 100 Continue (true), or its refusal
+	if hasBody {
+		body := req.Body
+		wreq := req
+		if expectsContinue(req) {
+			cont = make(chan bool, 1)
+			r2 := *req
+			r2.Body = &continueBody{ReadCloser: body, bw: pc.bw, cont: cont}
+			wreq = &r2
+		}
+		x.wrote = make(chan error, 1)
+		go func() {
+			err := wreq.Write(pc.bw)
+			if err == nil {
+				err = pc.bw.Flush()
+			}
+			if err == nil {
+				pc.armHeaderTimeout()
+				if trace != nil && trace.WroteRequest != nil {
+					trace.WroteRequest(httptrace.WroteRequestInfo{})
+				}
+			}
+			x.wrote <- err
+		}()
+	} else {
+		err := req.Write(pc.bw)
+		if err == nil {
+			err = pc.bw.Flush()
+		}
+		if err != nil {
+			return nil, x.fail(err, reused)
+		}
+		if trace != nil && trace.WroteRequest != nil {
+			trace.WroteRequest(httptrace.WroteRequestInfo{})
+		}
+		pc.armHeaderTimeout()
+	}
+	pc.limit = pc.hc.maxHeader
+	resp, err := x.readResponse(trace, cont)
+	pc.limit = math.MaxInt64
+	if err != nil {
+		if isTimeout(err) && !pc.canceled.Load() && pc.hc.c.ResponseHeaderTimeout > 0 {
+			err = errHeaderTimeout
+		}
+		return nil, x.fail(err, reused)
+	}
+	pc.disarmHeaderTimeout()
+	resp.Request = req
+	resp.TLS = pc.tlsState
+	x.resp = resp
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		// The connection leaves the pool: it is the body now.
+		x.stop()
+		pc.nc.SetDeadline(time.Time{})
+		if pc.canceled.Load() {
+			pc.nc.SetDeadline(aLongTimeAgo)
+		}
+		resp.Body = newUpgradedBody(pc)
+		return resp, nil
+	}
+	if resp.Body == http.NoBody {
+		x.end(true)
+		return resp, nil
+	}
+	resp.Body = &h1Body{x: x, body: resp.Body}
+	return resp, nil
+}
+
+// readResponse reads the final response, passing 1xx responses to trace.
+func (x *exchange) readResponse(trace *httptrace.ClientTrace, cont chan bool) (*http.Response, error) {
+	pc := x.pc
+	if trace != nil && trace.GotFirstResponseByte != nil {
+		if peek, err := pc.br.Peek(1); err == nil && len(peek) == 1 {
+			trace.GotFirstResponseByte()
+		}
+	}
+	for {
+		resp, err := http.ReadResponse(pc.br, x.req)
+		if err != nil {
+			if pc.limit <= 0 {
+				err = errHeaderLimit(pc.hc.maxHeader)
+			}
+			if cont != nil {
+				cont <- false
+			}
+			return nil, err
+		}
+		code := resp.StatusCode
+		if cont != nil && code == http.StatusContinue {
+			if trace != nil && trace.Got100Continue != nil {
+				trace.Got100Continue()
+			}
+			cont <- true
+			cont = nil
+		}
+		if code >= 100 && code <= 199 && code != http.StatusSwitchingProtocols {
+			if trace != nil && trace.Got1xxResponse != nil {
+				if err := trace.Got1xxResponse(code, textproto.MIMEHeader(resp.Header)); err != nil {
+					return nil, err
+				}
+				pc.limit = pc.hc.maxHeader
+			}
+			continue
+		}
+		if cont != nil {
+			// A final answer without 100 Continue: send the body only if
+			// the connection is kept.
+			cont <- !(resp.Close || x.req.Close)
+		}
+		return resp, nil
+	}
+}
+
+// fail ends an exchange that got no response: the connection closes. An
+// error on a reused connection before any response byte, with the
+// request written (or not at all), is stale.
+func (x *exchange) fail(err error, reused bool) error {
+	pc := x.pc
+	pc.nc.Close()
+	written := true
+	if x.wrote != nil {
+		_, written = x.waitWrite()
+	}
+	x.stop()
+	pc.hc.release()
+	if pc.canceled.Load() {
+		if cerr := x.req.Context().Err(); cerr != nil {
+			return cerr
+		}
+	}
+	if reused && pc.nread == 0 && written && !isTimeout(err) {
+		return staleError{err}
+	}
+	return err
+}
+
+// waitWrite waits up to writeWait for the writer goroutine; done is
+// false when it is still writing (then its result is drained later: the
+// connection is closed, or will be, so it ends).
+func (x *exchange) waitWrite() (err error, done bool) {
+	select {
+	case err = <-x.wrote:
+		return err, true
+	default:
+	}
+	t := time.NewTimer(writeWait)
+	defer t.Stop()
+	select {
+	case err = <-x.wrote:
+		return err, true
+	case <-t.C:
+		go func(w chan error) { <-w }(x.wrote)
+		return nil, false
+	}
+}
+
+// end ends the exchange once its response is over: the connection goes
+// back to the pool when ok and nothing asks to close it, else it closes.
+func (x *exchange) end(ok bool) {
+	if x.closed {
+		return
+	}
+	x.closed = true
+	pc := x.pc
+	if x.wrote != nil {
+		if ok {
+			err, done := x.waitWrite()
+			ok = done && err == nil
+		} else {
+			pc.nc.Close() // ends the writer
+			x.waitWrite()
+		}
+	}
+	reuse := ok && !x.resp.Close && !x.req.Close && pc.br.Buffered() == 0
+	if !x.stop() {
+		reuse = false // canceled: the deadline is in the past
+	}
+	if reuse {
+		pc.hc.put(pc)
+		return
+	}
+	pc.nc.Close()
+	pc.hc.release()
+}
+
+// h1Body is a response body: at its end the connection goes back to the
+// pool; closed before, the connection closes.
+type h1Body struct {
+	x       *exchange
+	body    io.ReadCloser
+	mu      sync.Mutex
+	done    bool // the exchange ended
+	reading bool // a Read is under way, outside mu
+	closing bool // Close came during a Read
+}
+
+// Read implements io.Reader.
+func (b *h1Body) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	if b.done {
+		b.mu.Unlock()
+		return 0, errors.New("origin: read on a closed response body")
+	}
+	b.reading = true
+	b.mu.Unlock()
+	n, err := b.body.Read(p)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.reading = false
+	switch {
+	case b.closing:
+		b.done = true
+		b.x.end(false)
+		if err == nil {
+			err = errors.New("origin: read on a closed response body")
+		}
+	case err != nil:
+		b.done = true
+		if err != io.EOF && b.x.pc.canceled.Load() {
+			if cerr := b.x.req.Context().Err(); cerr != nil {
+				err = cerr
+			}
+		}
+		b.x.end(err == io.EOF)
+	}
+	return n, err
+}
+
+// Close implements io.Closer. A body not read to its end closes the
+// connection: it is not drained.
+func (b *h1Body) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch {
+	case b.done:
+	case b.reading:
+		// The Read under way ends the exchange.
+		b.closing = true
+		b.x.pc.nc.SetReadDeadline(aLongTimeAgo)
+	default:
+		b.done = true
+		b.x.end(false)
+	}
+	return nil
+}
+
+// upgradedBody is the body of a 101 response: the connection itself,
+// after what the reader holds.
+type upgradedBody struct {
+	pc   *h1Conn
+	once sync.Once
+}
+
+func newUpgradedBody(pc *h1Conn) *upgradedBody { return &upgradedBody{pc: pc} }
+
+// Read implements io.Reader.
+func (b *upgradedBody) Read(p []byte) (int, error) {
+	if n := b.pc.br.Buffered(); n > 0 {
+		return b.pc.br.Read(p[:min(len(p), n)])
+	}
+	return b.pc.nc.Read(p)
+}
+
+// Write implements io.Writer.
+func (b *upgradedBody) Write(p []byte) (int, error) { return b.pc.nc.Write(p) }
+
+// Close implements io.Closer: it closes the connection.
+func (b *upgradedBody) Close() error {
+	err := error(nil)
+	b.once.Do(func() {
+		err = b.pc.nc.Close()
+		b.pc.hc.release()
+	})
+	return err
+}
+
+// continueBody holds a request body back until the origin answered
+// "Expect: 100-continue" with 100 Continue, or for a second.
+type continueBody struct {
+	io.ReadCloser
+	bw      *bufio.Writer
+	cont    chan bool
+	decided bool
+	send    bool
+}
+
+// Read implements io.Reader.
+func (b *continueBody) Read(p []byte) (int, error) {
+	if !b.decided {
+		b.decided = true
+		if err := b.bw.Flush(); err != nil {
+			return 0, err
+		}
+		t := time.NewTimer(expectContinueTimeout)
+		select {
+		case b.send = <-b.cont:
+		case <-t.C:
+			b.send = true
+		}
+		t.Stop()
+	}
+	if !b.send {
+		return 0, errBodyAborted
+	}
+	return b.ReadCloser.Read(p)
+}
+
+func expectsContinue(req *http.Request) bool {
+	for _, v := range req.Header["Expect"] {
+		for tok := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(textproto.TrimString(tok), "100-continue") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
