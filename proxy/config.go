@@ -526,6 +526,13 @@ type OriginConfig struct {
 	// host and port), in use or idle. A request that cannot get one
 	// within timeouts.dial gets a 503 page. Default 256. Needs a restart.
 	MaxConns int `yaml:"max_conns"`
+	// Client is the HTTP/1.1 client that carries visitors' requests to
+	// origins: "edgeblock" (the default) writes each request and reads
+	// its response on the request's own goroutine (proxy/origin
+	// H1Client), for plain-HTTP origins and HTTPS ones with http2 off;
+	// "stdlib" sends everything through net/http's Transport. Needs a
+	// restart.
+	Client string `yaml:"client"`
 	// BodyIdleTimeout bounds the pause between two reads of an origin's
 	// response body; past it the origin request is cancelled, the
 	// visitor's connection (HTTP/1.1) or stream (HTTP/2) is reset, and the
@@ -1057,6 +1064,9 @@ func (c *Config) applyDefaults() {
 	if c.Origins.MaxResponseHeaderBytes == 0 {
 		c.Origins.MaxResponseHeaderBytes = 64 << 10
 	}
+	if c.Origins.Client == "" {
+		c.Origins.Client = "edgeblock"
+	}
 	if c.Origins.MaxConns == 0 {
 		c.Origins.MaxConns = 256
 	}
@@ -1535,6 +1545,9 @@ func (c *Config) validate(v *validator) {
 	if c.Origins.MaxConns < 0 {
 		v.addf([]any{"origins", "max_conns"}, "must not be negative")
 	}
+	if c.Origins.Client != "edgeblock" && c.Origins.Client != "stdlib" {
+		v.addf([]any{"origins", "client"}, "%q: want edgeblock or stdlib", c.Origins.Client)
+	}
 	for i, u := range c.Origins.Upgrades {
 		if !isToken(u) {
 			v.addf([]any{"origins", "upgrades", i}, "%q is not a protocol name (an HTTP token)", u)
@@ -1702,6 +1715,7 @@ func (c *Config) restartFields() map[string]string {
 		"blocklist.source":        c.Blocklist.Source, "fleet": fleetSummary(c.Fleet),
 		// origins: transport settings, fixed when the proxy is built.
 		"origins.max_response_header_bytes": strconv.FormatInt(c.Origins.MaxResponseHeaderBytes, 10), "origins.max_conns": strconv.Itoa(c.Origins.MaxConns),
+		"origins.client": c.Origins.Client,
 		"timeouts.drain": c.Timeouts.Drain.String(), "timeouts.write_idle": c.Timeouts.WriteIdle.String(),
 		"timeouts.body_read":             c.Timeouts.BodyRead.String(),
 		"limits.max_streams_per_conn":    strconv.Itoa(c.Limits.MaxStreamsPerConn),

@@ -57,7 +57,7 @@ func NewProxy(log *slog.Logger, m *Metrics, cfg *Config) *Proxy {
 		now:        time.Now,
 		observer:   originObserver{m},
 		starting:   startingPage(cfg),
-		transports: transportCache{maxConns: cfg.Origins.MaxConns, maxHeader: cfg.Origins.MaxResponseHeaderBytes},
+		transports: transportCache{maxConns: cfg.Origins.MaxConns, maxHeader: cfg.Origins.MaxResponseHeaderBytes, client: cfg.Origins.Client},
 		dial:       cfg.Timeouts.Dial,
 		cookieKey:  make([]byte, 32),
 	}

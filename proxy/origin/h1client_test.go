@@ -1,0 +1,565 @@
+package origin
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httptrace"
+	"net/textproto"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// rawOrigin is an origin on a real loopback listener that answers each
+// request on a connection with serve, byte for byte as serve writes it.
+type rawOrigin struct {
+	ln      net.Listener
+	accepts atomic.Int32
+	closed  chan int // the number of each connection that ended
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	conns   []net.Conn
+}
+
+// serveFunc answers one request read from a connection (its n-th) and
+// reports whether the connection stays open.
+type serveFunc func(req *http.Request, body []byte, c net.Conn, br *bufio.Reader) (keep bool)
+
+func newRawOrigin(t *testing.T, serve serveFunc) *rawOrigin {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := &rawOrigin{ln: ln, closed: make(chan int, 100)}
+	t.Cleanup(func() {
+		ln.Close()
+		o.mu.Lock()
+		for _, c := range o.conns {
+			c.Close()
+		}
+		o.mu.Unlock()
+		o.wg.Wait()
+	})
+	o.wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			n := int(o.accepts.Add(1))
+			o.mu.Lock()
+			o.conns = append(o.conns, c)
+			o.mu.Unlock()
+			o.wg.Go(func() {
+				defer func() {
+					c.Close()
+					select {
+					case o.closed <- n:
+					default:
+					}
+				}()
+				br := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					var body []byte
+					if req.Header.Get("Expect") == "" {
+						body, _ = io.ReadAll(req.Body)
+					}
+					if !serve(req, body, c, br) {
+						return
+					}
+				}
+			})
+		}
+	})
+	return o
+}
+
+func (o *rawOrigin) url() string { return "http://" + o.ln.Addr().String() }
+
+// canned answers every request with resp.
+func canned(resp string, keep bool) serveFunc {
+	return func(_ *http.Request, _ []byte, c net.Conn, _ *bufio.Reader) bool {
+		io.WriteString(c, resp)
+		return keep
+	}
+}
+
+func newClient() *H1Client {
+	return &H1Client{DialTimeout: time.Second, MaxIdlePerHost: 4, ResponseHeaderTimeout: 5 * time.Second, MaxResponseHeaderBytes: 16 << 10}
+}
+
+func mustReq(t *testing.T, ctx context.Context, method, url string, body io.Reader) *http.Request {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, method, url, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return req
+}
+
+// TestH1ClientCases sends two requests of each kind to a raw origin and
+// checks what both sides saw, and whether the connection was kept.
+func TestH1ClientCases(t *testing.T) {
+	for _, tt := range []struct {
+		name, method   string
+		body           string // request body; "" none
+		chunked        bool   // the request body's length unknown
+		closeReq       bool
+		resp           string // the origin's answer
+		keep           bool   // the origin keeps the connection
+		wantStatus     int
+		wantBody       string
+		wantTrailer    string // X-T
+		want1xx        []int
+		wantTE         string // the request's Transfer-Encoding at the origin
+		wantCL         int64  // the request's Content-Length at the origin
+		wantConnection string // the request's Connection header at the origin
+		wantConns      int32  // after two requests
+	}{
+		{name: "sized", method: "GET", resp: "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", keep: true, wantStatus: 200, wantBody: "hello", wantConns: 1},
+		{name: "chunked with trailer", method: "GET", resp: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-T\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\nX-T: tv\r\n\r\n", keep: true, wantStatus: 200, wantBody: "abcde", wantTrailer: "tv", wantConns: 1},
+		{name: "HEAD", method: "HEAD", resp: "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", keep: true, wantStatus: 200, wantConns: 1},
+		{name: "204", method: "GET", resp: "HTTP/1.1 204 No Content\r\n\r\n", keep: true, wantStatus: 204, wantConns: 1},
+		{name: "304", method: "GET", resp: "HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n\r\n", keep: true, wantStatus: 304, wantConns: 1},
+		{name: "origin closes", method: "GET", resp: "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok", wantStatus: 200, wantBody: "ok", wantConns: 2},
+		{name: "until EOF", method: "GET", resp: "HTTP/1.1 200 OK\r\n\r\nto the end", wantStatus: 200, wantBody: "to the end", wantConns: 2},
+		{name: "HTTP/1.0", method: "GET", resp: "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", wantStatus: 200, wantBody: "ok", wantConns: 2},
+		{name: "client closes", method: "GET", closeReq: true, resp: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", keep: true, wantStatus: 200, wantBody: "ok", wantConnection: "close", wantConns: 2},
+		{name: "103 passed up", method: "GET", resp: "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", keep: true, wantStatus: 200, wantBody: "ok", want1xx: []int{103}, wantConns: 1},
+		{name: "100 then final", method: "GET", resp: "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", keep: true, wantStatus: 200, wantBody: "ok", want1xx: []int{100}, wantConns: 1},
+		{name: "sized request body", method: "POST", body: "payload", resp: "HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n", keep: true, wantStatus: 201, wantCL: 7, wantConns: 1},
+		{name: "chunked request body", method: "POST", body: "payload", chunked: true, resp: "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nk", keep: true, wantStatus: 200, wantBody: "k", wantTE: "chunked", wantCL: -1, wantConns: 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			type seen struct {
+				method, body, te, conn string
+				cl                     int64
+			}
+			got := make(chan seen, 2)
+			o := newRawOrigin(t, func(req *http.Request, body []byte, c net.Conn, _ *bufio.Reader) bool {
+				got <- seen{req.Method, string(body), strings.Join(req.TransferEncoding, ","), req.Header.Get("Connection"), req.ContentLength}
+				io.WriteString(c, tt.resp)
+				return tt.keep
+			})
+			c := newClient()
+			for i := range 2 {
+				var body io.Reader
+				if tt.body != "" {
+					body = strings.NewReader(tt.body)
+					if tt.chunked {
+						body = io.MultiReader(body) // hides the length
+					}
+				}
+				var codes []int
+				trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, _ textproto.MIMEHeader) error {
+					codes = append(codes, code)
+					return nil
+				}}
+				req := mustReq(t, httptrace.WithClientTrace(t.Context(), trace), tt.method, o.url()+"/p", body)
+				req.Close = tt.closeReq
+				resp, err := c.RoundTrip(req)
+				if err != nil {
+					t.Fatalf("request %d: %v", i, err)
+				}
+				b, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil {
+					t.Fatalf("request %d: body: %v", i, err)
+				}
+				if resp.StatusCode != tt.wantStatus || string(b) != tt.wantBody || resp.Trailer.Get("X-T") != tt.wantTrailer {
+					t.Errorf("request %d: %d %q trailer %q, want %d %q trailer %q", i, resp.StatusCode, b, resp.Trailer.Get("X-T"), tt.wantStatus, tt.wantBody, tt.wantTrailer)
+				}
+				if len(codes) != len(tt.want1xx) || len(codes) > 0 && codes[0] != tt.want1xx[0] {
+					t.Errorf("request %d: 1xx %v, want %v", i, codes, tt.want1xx)
+				}
+				s := <-got
+				if s.method != tt.method || s.body != tt.body || s.te != tt.wantTE || s.cl != tt.wantCL || s.conn != tt.wantConnection {
+					t.Errorf("request %d: origin saw %+v", i, s)
+				}
+			}
+			if n := o.accepts.Load(); n != tt.wantConns {
+				t.Errorf("%d connections for two requests, want %d", n, tt.wantConns)
+			}
+		})
+	}
+}
+
+// TestH1ClientPoolReuse: serial requests share one connection; the
+// client's CloseIdleConnections closes it.
+func TestH1ClientPoolReuse(t *testing.T) {
+	o := newRawOrigin(t, canned("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", true))
+	c := newClient()
+	const n = 50
+	reused := 0
+	for range n {
+		trace := &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) {
+			if i.Reused {
+				reused++
+			}
+		}}
+		resp, err := c.RoundTrip(mustReq(t, httptrace.WithClientTrace(t.Context(), trace), "GET", o.url(), nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	if got := o.accepts.Load(); got != 1 || reused != n-1 {
+		t.Errorf("%d connections, %d reused, for %d serial requests; want 1 and %d", got, reused, n, n-1)
+	}
+	c.CloseIdleConnections()
+	select {
+	case <-o.closed:
+	case <-time.After(5 * time.Second):
+		t.Error("CloseIdleConnections left the connection open")
+	}
+}
+
+// TestH1ClientIdleTimeout: a connection idle past IdleTimeout is closed.
+func TestH1ClientIdleTimeout(t *testing.T) {
+	o := newRawOrigin(t, canned("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", true))
+	c := newClient()
+	c.IdleTimeout = 100 * time.Millisecond
+	resp, err := c.RoundTrip(mustReq(t, t.Context(), "GET", o.url(), nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	select {
+	case <-o.closed:
+	case <-time.After(5 * time.Second):
+		t.Error("the idle connection stayed open past IdleTimeout")
+	}
+}
+
+// TestH1ClientStaleRetry: an origin that closes its idle connection
+// without a word: the next request is sent again on a new connection
+// when its body can be sent again, and fails when it cannot.
+func TestH1ClientStaleRetry(t *testing.T) {
+	// Each connection serves one request, then closes as if idle.
+	o := newRawOrigin(t, func(req *http.Request, body []byte, c net.Conn, _ *bufio.Reader) bool {
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: "+strconv.Itoa(len(body))+"\r\n\r\n"+string(body))
+		return false
+	})
+	c := newClient()
+	do := func(req *http.Request) (string, error) {
+		t.Helper()
+		resp, err := c.RoundTrip(req)
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return string(b), err
+	}
+	if _, err := do(mustReq(t, t.Context(), "GET", o.url(), nil)); err != nil {
+		t.Fatal(err)
+	}
+	waitClosed := func() {
+		t.Helper()
+		select {
+		case <-o.closed:
+		case <-time.After(5 * time.Second):
+		}
+		time.Sleep(20 * time.Millisecond) // the FIN reaches the client's socket
+	}
+	waitClosed()
+	for _, tt := range []struct {
+		name    string
+		req     func() *http.Request
+		want    string
+		wantErr bool
+	}{
+		{name: "no body", req: func() *http.Request { return mustReq(t, t.Context(), "GET", o.url(), nil) }},
+		{name: "body with GetBody", req: func() *http.Request { return mustReq(t, t.Context(), "PUT", o.url(), strings.NewReader("again")) }, want: "again"},
+		{name: "body without GetBody", req: func() *http.Request {
+			r := mustReq(t, t.Context(), "PUT", o.url(), strings.NewReader("once"))
+			r.GetBody = nil
+			return r
+		}, wantErr: true},
+	} {
+		// The previous request left one idle connection, closed by the
+		// origin by now.
+		if tt.name != "no body" {
+			if _, err := do(mustReq(t, t.Context(), "GET", o.url(), nil)); err != nil {
+				t.Fatalf("%s: setup: %v", tt.name, err)
+			}
+			waitClosed()
+		}
+		before := o.accepts.Load()
+		got, err := do(tt.req())
+		if tt.wantErr != (err != nil) || got != tt.want {
+			t.Errorf("%s: %q, %v; want %q, error %v", tt.name, got, err, tt.want, tt.wantErr)
+		}
+		if !tt.wantErr && o.accepts.Load() != before+1 {
+			t.Errorf("%s: %d new connections, want 1", tt.name, o.accepts.Load()-before)
+		}
+		if err == nil {
+			waitClosed()
+		}
+	}
+}
+
+// TestH1ClientCancel: the request's context ends a blocked wait for the
+// response's headers and a blocked body read; the connection closes.
+func TestH1ClientCancel(t *testing.T) {
+	o := newRawOrigin(t, func(req *http.Request, _ []byte, c net.Conn, br *bufio.Reader) bool {
+		if req.URL.Path == "/body" {
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+		}
+		io.Copy(io.Discard, br) // until the client closes
+		return false
+	})
+	c := newClient()
+	for _, path := range []string{"/headers", "/body"} {
+		ctx, cancel := context.WithCancel(t.Context())
+		time.AfterFunc(100*time.Millisecond, cancel)
+		start := time.Now()
+		resp, err := c.RoundTrip(mustReq(t, ctx, "GET", o.url()+path, nil))
+		if path == "/body" {
+			if err != nil {
+				t.Fatalf("%s: %v", path, err)
+			}
+			_, err = io.ReadAll(resp.Body)
+			resp.Body.Close()
+		}
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("%s: error %v, want context.Canceled", path, err)
+		}
+		if d := time.Since(start); d > 3*time.Second {
+			t.Errorf("%s: canceled after %v", path, d)
+		}
+		select {
+		case <-o.closed:
+		case <-time.After(5 * time.Second):
+			t.Errorf("%s: the connection stayed open", path)
+		}
+	}
+}
+
+// TestH1ClientEarlyClose: a body closed before its end closes its
+// connection; the next request dials anew.
+func TestH1ClientEarlyClose(t *testing.T) {
+	o := newRawOrigin(t, canned("HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n"+strings.Repeat("x", 100000), true))
+	c := newClient()
+	for range 2 {
+		resp, err := c.RoundTrip(mustReq(t, t.Context(), "GET", o.url(), nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Read(make([]byte, 10))
+		resp.Body.Close()
+		select {
+		case <-o.closed:
+		case <-time.After(5 * time.Second):
+			t.Fatal("a body closed early left its connection open")
+		}
+	}
+	if n := o.accepts.Load(); n != 2 {
+		t.Errorf("%d connections, want 2", n)
+	}
+}
+
+// TestH1ClientMaxConns: under MaxConnsPerHost a request waits for a
+// connection while its context lasts, and gets the first one freed.
+func TestH1ClientMaxConns(t *testing.T) {
+	release := make(chan struct{})
+	o := newRawOrigin(t, func(req *http.Request, _ []byte, c net.Conn, _ *bufio.Reader) bool {
+		if req.URL.Path == "/slow" {
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n")
+			<-release
+			io.WriteString(c, "0\r\n\r\n")
+			return true
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		return true
+	})
+	c := newClient()
+	c.MaxConnsPerHost = 1
+	resp, err := c.RoundTrip(mustReq(t, t.Context(), "GET", o.url()+"/slow", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The only connection is busy: a request waits until its context ends.
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	_, err = c.RoundTrip(mustReq(t, ctx, "GET", o.url(), nil))
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("waiting request: %v, want DeadlineExceeded", err)
+	}
+	// A waiting request gets the connection once the first ends.
+	done := make(chan error, 1)
+	go func() {
+		resp, err := c.RoundTrip(mustReq(t, t.Context(), "GET", o.url(), nil))
+		if err == nil {
+			_, err = io.ReadAll(resp.Body)
+			resp.Body.Close()
+		}
+		done <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	select {
+	case err := <-done:
+		t.Fatalf("request did not wait: %v", err)
+	default:
+	}
+	close(release)
+	if b, err := io.ReadAll(resp.Body); err != nil || string(b) != "a" {
+		t.Fatalf("first body %q, %v", b, err)
+	}
+	resp.Body.Close()
+	if err := <-done; err != nil {
+		t.Errorf("waiting request: %v", err)
+	}
+	if n := o.accepts.Load(); n != 1 {
+		t.Errorf("%d connections under MaxConnsPerHost 1", n)
+	}
+}
+
+// TestH1ClientHeaderLimit: an origin that sends headers without end is
+// cut off at MaxResponseHeaderBytes.
+func TestH1ClientHeaderLimit(t *testing.T) {
+	var written atomic.Int64
+	o := newRawOrigin(t, func(_ *http.Request, _ []byte, c net.Conn, _ *bufio.Reader) bool {
+		io.WriteString(c, "HTTP/1.1 200 OK\r\n")
+		line := []byte("X-Junk: " + strings.Repeat("j", 100) + "\r\n")
+		for range 100000 {
+			n, err := c.Write(line)
+			written.Add(int64(n))
+			if err != nil {
+				break
+			}
+		}
+		return false
+	})
+	c := newClient()
+	_, err := c.RoundTrip(mustReq(t, t.Context(), "GET", o.url(), nil))
+	var he errHeaderLimit
+	if !errors.As(err, &he) {
+		t.Fatalf("error %v, want the header limit", err)
+	}
+	o.ln.Close()
+	o.wg.Wait()
+	if w := written.Load(); w > 4<<20 {
+		t.Errorf("origin wrote %d bytes: the client kept reading", w)
+	}
+}
+
+// TestH1ClientResponseHeaderTimeout: an origin that does not answer.
+func TestH1ClientResponseHeaderTimeout(t *testing.T) {
+	o := newRawOrigin(t, func(_ *http.Request, _ []byte, _ net.Conn, br *bufio.Reader) bool {
+		io.Copy(io.Discard, br) // no answer
+		return false
+	})
+	c := newClient()
+	c.ResponseHeaderTimeout = 100 * time.Millisecond
+	_, err := c.RoundTrip(mustReq(t, t.Context(), "GET", o.url(), nil))
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() || Kind(err) != "timeout" {
+		t.Errorf("error %v, want a timeout", err)
+	}
+}
+
+// TestH1ClientUpgrade: a 101 response's body is the connection, both ways.
+func TestH1ClientUpgrade(t *testing.T) {
+	o := newRawOrigin(t, func(_ *http.Request, _ []byte, c net.Conn, br *bufio.Reader) bool {
+		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\nhi ")
+		io.Copy(c, br)
+		return false
+	})
+	c := newClient()
+	req := mustReq(t, t.Context(), "GET", o.url(), nil)
+	req.Header.Set("Upgrade", "echo")
+	req.Header.Set("Connection", "Upgrade")
+	resp, err := c.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rw, ok := resp.Body.(io.ReadWriteCloser)
+	if resp.StatusCode != 101 || !ok {
+		t.Fatalf("status %d, body %T", resp.StatusCode, resp.Body)
+	}
+	io.WriteString(rw, "there")
+	buf := make([]byte, 8)
+	if _, err := io.ReadFull(rw, buf); err != nil || string(buf) != "hi there" {
+		t.Errorf("read %q, %v", buf, err)
+	}
+	rw.Close()
+	select {
+	case <-o.closed:
+	case <-time.After(5 * time.Second):
+		t.Error("closing the upgraded body left the connection open")
+	}
+}
+
+// TestH1ClientExpectContinue: the body waits for the origin's 100.
+func TestH1ClientExpectContinue(t *testing.T) {
+	o := newRawOrigin(t, func(req *http.Request, _ []byte, c net.Conn, _ *bufio.Reader) bool {
+		io.WriteString(c, "HTTP/1.1 100 Continue\r\n\r\n")
+		b, _ := io.ReadAll(req.Body)
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: "+strconv.Itoa(len(b))+"\r\n\r\n"+string(b))
+		return true
+	})
+	c := newClient()
+	req := mustReq(t, t.Context(), "POST", o.url(), strings.NewReader("the body"))
+	req.Header.Set("Expect", "100-continue")
+	start := time.Now()
+	resp, err := c.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != "the body" {
+		t.Errorf("body %q", b)
+	}
+	if d := time.Since(start); d > 900*time.Millisecond {
+		t.Errorf("took %v: the body waited for the timeout, not the 100", d)
+	}
+}
+
+// TestH1ClientTLS: https origins with HTTPS set, over TLS with ALPN
+// http/1.1; other requests go to Fallback.
+func TestH1ClientTLS(t *testing.T) {
+	o := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, r.Proto)
+	}))
+	o.EnableHTTP2 = true
+	o.StartTLS()
+	t.Cleanup(o.Close)
+	tc := o.Client().Transport.(*http.Transport).TLSClientConfig
+	for _, tt := range []struct {
+		name  string
+		https bool
+		want  string
+	}{
+		{"h1 client", true, "HTTP/1.1"},
+		{"fallback", false, "HTTP/2.0"},
+	} {
+		c := newClient()
+		c.HTTPS, c.TLSConfig = tt.https, tc
+		c.Fallback = o.Client().Transport
+		resp, err := c.RoundTrip(mustReq(t, t.Context(), "GET", o.URL, nil))
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(b) != tt.want || resp.TLS == nil {
+			t.Errorf("%s: origin saw %q (TLS %v), want %s", tt.name, b, resp.TLS != nil, tt.want)
+		}
+	}
+}
