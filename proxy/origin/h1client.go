@@ -563,12 +563,6 @@ func (pc *h1Conn) setReadDeadline(t time.Time) {
 	}
 }
 
-// close closes the connection and frees its slot.
-func (pc *h1Conn) close() {
-	pc.nc.Close()
-	pc.hc.release()
-}
-
 // staleError: a reused connection failed before any of the response
 // arrived; the request may be sent again.
 type staleError struct{ err error }
@@ -582,6 +576,7 @@ type exchange struct {
 	req    *http.Request
 	stop   func() bool // stops the context's cancel of the connection
 	wrote  chan error  // the writer goroutine's result; nil: written inline
+	body   *reqBody    // the request body being written, if any
 	resp   *http.Response
 	closed bool
 }
@@ -596,24 +591,28 @@ func (pc *h1Conn) roundTrip(req *http.Request, trace *httptrace.ClientTrace) (*h
 	pc.headersIn = false
 	x := &exchange{pc: pc, req: req}
 	x.stop = context.AfterFunc(ctx, pc.cancel)
-	hasBody := req.Body != nil && req.Body != http.NoBody
 	var cont chan bool // the origin's 100 Continue (true), or its refusal
-	if hasBody {
-		body := req.Body
-		wreq := req
+	if req.Body != nil && req.Body != http.NoBody {
+		// The body is written on a goroutine of its own, so that the
+		// origin may answer before it has read all of it.
+		x.body = &reqBody{ReadCloser: req.Body, bw: pc.bw}
 		if expectsContinue(req) {
 			cont = make(chan bool, 1)
-			r2 := *req
-			r2.Body = &continueBody{ReadCloser: body, bw: pc.bw, cont: cont}
-			wreq = &r2
+			x.body.cont = cont
 		}
+		wreq := *req
+		wreq.Body = x.body
 		x.wrote = make(chan error, 1)
 		go func() {
 			err := wreq.Write(pc.bw)
 			if err == nil {
 				err = pc.bw.Flush()
 			}
-			if err == nil {
+			if err != nil {
+				// Like http.Transport: the connection is done for, and
+				// the reader waiting for an answer is released.
+				pc.nc.Close()
+			} else {
 				pc.armHeaderTimeout()
 				if trace != nil && trace.WroteRequest != nil {
 					trace.WroteRequest(httptrace.WroteRequestInfo{})
@@ -726,6 +725,11 @@ func (x *exchange) fail(err error, reused bool) error {
 		if cerr := x.req.Context().Err(); cerr != nil {
 			return cerr
 		}
+	}
+	if written && x.body != nil && x.body.err != nil {
+		// Reading the visitor's body failed: that is the error to tell
+		// (http.Transport returns it too).
+		return x.body.err
 	}
 	if reused && pc.nread == 0 && written && !isTimeout(err) {
 		return staleError{err}
@@ -873,19 +877,22 @@ func (b *upgradedBody) Close() error {
 	return err
 }
 
-// continueBody holds a request body back until the origin answered
-// "Expect: 100-continue" with 100 Continue, or for a second.
-type continueBody struct {
+// reqBody is a request body on its way to the origin. It keeps the
+// body's own read error apart from the connection's, and with cont set
+// ("Expect: 100-continue") it holds the body back until the origin
+// answered with 100 Continue, or for a second.
+type reqBody struct {
 	io.ReadCloser
 	bw      *bufio.Writer
 	cont    chan bool
 	decided bool
 	send    bool
+	err     error // the body's read error, read once the writer ended
 }
 
 // Read implements io.Reader.
-func (b *continueBody) Read(p []byte) (int, error) {
-	if !b.decided {
+func (b *reqBody) Read(p []byte) (int, error) {
+	if b.cont != nil && !b.decided {
 		b.decided = true
 		if err := b.bw.Flush(); err != nil {
 			return 0, err
@@ -897,11 +904,15 @@ func (b *continueBody) Read(p []byte) (int, error) {
 			b.send = true
 		}
 		t.Stop()
+		if !b.send {
+			return 0, errBodyAborted
+		}
 	}
-	if !b.send {
-		return 0, errBodyAborted
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		b.err = err
 	}
-	return b.ReadCloser.Read(p)
+	return n, err
 }
 
 func expectsContinue(req *http.Request) bool {
