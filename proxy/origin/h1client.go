@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/textproto"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -51,9 +52,13 @@ type H1Client struct {
 	// address; 0 means 2, as in http.Transport.
 	MaxIdlePerHost int
 	// MaxConnsPerHost caps the connections (idle, busy and dialing) to
-	// one origin address; a request waits for one to become free for as
-	// long as its context lasts. 0: no cap.
+	// one origin address; a request waits for one to become free for
+	// ConnWait, then fails with ErrBusy. 0: no cap.
 	MaxConnsPerHost int
+	// ConnWait bounds a request's wait for a free connection under
+	// MaxConnsPerHost; 0: as long as its context lasts. (Under a
+	// Transport, the Transport's ConnWait applies.)
+	ConnWait time.Duration
 	// IdleTimeout closes a connection idle for that long; 0: 90 s.
 	IdleTimeout time.Duration
 	// ResponseHeaderTimeout bounds the wait for the response's headers
@@ -112,30 +117,44 @@ const (
 
 // RoundTrip implements http.RoundTripper.
 func (c *H1Client) RoundTrip(req *http.Request) (*http.Response, error) {
-	u := req.URL
-	var key hostKey
-	switch {
-	case u == nil:
-		return nil, errors.New("origin: request has no URL")
-	case u.Scheme == "http":
-		key.addr = canonicalAddr(u.Host, "80")
-	case u.Scheme == "https" && c.HTTPS:
-		key.tls, key.addr = true, canonicalAddr(u.Host, "443")
-	case c.Fallback != nil:
-		return c.Fallback.RoundTrip(req)
-	default:
-		return nil, fmt.Errorf("origin: unsupported protocol scheme %q", u.Scheme)
+	if !c.serves(req.URL) {
+		if c.Fallback != nil && req.URL != nil {
+			return c.Fallback.RoundTrip(req)
+		}
+		closeBody(req)
+		if req.URL == nil {
+			return nil, errors.New("origin: request has no URL")
+		}
+		return nil, fmt.Errorf("origin: unsupported protocol scheme %q", req.URL.Scheme)
 	}
+	return c.roundTrip(req, c.ConnWait)
+}
+
+// serves reports whether the client itself sends requests to u.
+func (c *H1Client) serves(u *url.URL) bool {
+	return u != nil && (u.Scheme == "http" || u.Scheme == "https" && c.HTTPS)
+}
+
+// roundTrip sends req, which the client serves, waiting up to connWait
+// for a connection under MaxConnsPerHost (0: while req's context lasts).
+func (c *H1Client) roundTrip(req *http.Request, connWait time.Duration) (*http.Response, error) {
+	u := req.URL
 	if u.Host == "" {
 		closeBody(req)
 		return nil, errors.New("origin: request URL has no host")
+	}
+	key := hostKey{tls: u.Scheme == "https"}
+	if key.tls {
+		key.addr = canonicalAddr(u.Host, "443")
+	} else {
+		key.addr = canonicalAddr(u.Host, "80")
 	}
 	hc := c.hostsFor(key, u.Hostname())
 	ctx := req.Context()
 	trace := httptrace.ContextClientTrace(ctx)
 	fresh := false
 	for {
-		pc, err := hc.get(ctx, trace, fresh)
+		pc, err := hc.get(ctx, trace, fresh, connWait)
 		if err != nil {
 			closeBody(req)
 			return nil, err
@@ -279,7 +298,7 @@ type hostConns struct {
 // get returns a connection for one request: an idle one (unless fresh),
 // else a new one when the pool is under maxOpen, else the first to free
 // up, while ctx lasts.
-func (hc *hostConns) get(ctx context.Context, trace *httptrace.ClientTrace, fresh bool) (*h1Conn, error) {
+func (hc *hostConns) get(ctx context.Context, trace *httptrace.ClientTrace, fresh bool, wait time.Duration) (*h1Conn, error) {
 	if trace != nil && trace.GetConn != nil {
 		trace.GetConn(hc.key.addr)
 	}
@@ -299,28 +318,37 @@ func (hc *hostConns) get(ctx context.Context, trace *httptrace.ClientTrace, fres
 	ch := make(chan *h1Conn, 1)
 	hc.waiters = append(hc.waiters, ch)
 	hc.mu.Unlock()
+	var expired <-chan time.Time
+	if wait > 0 {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		expired = t.C
+	}
+	var err error
 	select {
 	case pc := <-ch:
 		return hc.handed(ctx, trace, pc)
 	case <-ctx.Done():
-		hc.mu.Lock()
-		for i, w := range hc.waiters {
-			if w == ch {
-				hc.waiters = append(hc.waiters[:i], hc.waiters[i+1:]...)
-				hc.mu.Unlock()
-				return nil, ctx.Err()
-			}
-		}
-		hc.mu.Unlock()
-		// Handed something as ctx ended: pass it on.
-		pc := <-ch
-		if pc != nil {
-			hc.put(pc)
-		} else {
-			hc.release()
-		}
-		return nil, ctx.Err()
+		err = ctx.Err()
+	case <-expired:
+		err = ErrBusy
 	}
+	hc.mu.Lock()
+	for i, w := range hc.waiters {
+		if w == ch {
+			hc.waiters = append(hc.waiters[:i], hc.waiters[i+1:]...)
+			hc.mu.Unlock()
+			return nil, err
+		}
+	}
+	hc.mu.Unlock()
+	// Handed something as the wait ended: pass it on.
+	if pc := <-ch; pc != nil {
+		hc.put(pc)
+	} else {
+		hc.release()
+	}
+	return nil, err
 }
 
 // handed takes what a waiter was handed: a connection, or a slot to dial.

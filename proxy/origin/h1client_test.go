@@ -400,6 +400,13 @@ func TestH1ClientMaxConns(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("waiting request: %v, want DeadlineExceeded", err)
 	}
+	// ... or until ConnWait, then it is busy.
+	c.ConnWait = 100 * time.Millisecond
+	_, err = c.RoundTrip(mustReq(t, t.Context(), "GET", o.url(), nil))
+	if !errors.Is(err, ErrBusy) || Kind(err) != "busy" {
+		t.Errorf("waiting request past ConnWait: %v, want ErrBusy", err)
+	}
+	c.ConnWait = 0
 	// A waiting request gets the connection once the first ends.
 	done := make(chan error, 1)
 	go func() {

@@ -348,10 +348,22 @@ func TargetURL(base, in *url.URL) *url.URL {
 
 // attempt is one request to one origin: its context, which is cancelled
 // when the response body is closed, when no connection became free in
-// time, or when the body stalls.
+// time, or when the body stalls. An attempt through an H1Client has no
+// context of its own (cancel is nil): the client bounds the wait for a
+// connection itself, and a stalled body is ended by closing it.
 type attempt struct {
-	ctx    context.Context
 	cancel context.CancelCauseFunc
+	body   io.Closer
+}
+
+// end ends the attempt; cause is why, nil once its body is closed.
+func (a *attempt) end(cause error) {
+	switch {
+	case a.cancel != nil:
+		a.cancel(cause)
+	case cause != nil:
+		a.body.Close()
+	}
 }
 
 // send sends req. Getting a connection (waiting for a free one under the
@@ -362,8 +374,17 @@ func (t *Transport) send(req *http.Request, base http.RoundTripper) (*http.Respo
 	if base == nil {
 		base = t.Base
 	}
+	if h, ok := base.(*H1Client); ok && h.serves(req.URL) {
+		// The client waits for a connection for ConnWait itself, on the
+		// visitor's goroutine: no context, timer or trace to set up.
+		resp, err := h.roundTrip(req, t.ConnWait)
+		if err != nil {
+			return nil, nil, err
+		}
+		return resp, &attempt{body: resp.Body}, nil
+	}
 	ctx, cancel := context.WithCancelCause(req.Context())
-	a := &attempt{ctx: ctx, cancel: cancel}
+	a := &attempt{cancel: cancel}
 	var dialing atomic.Bool
 	timer := time.AfterFunc(t.ConnWait, func() {
 		if !dialing.Load() {
@@ -413,7 +434,7 @@ func wrapBody(resp *http.Response, a *attempt, visitor context.Context, trip *Tr
 	if idle > 0 {
 		b.timer = time.AfterFunc(idle, func() {
 			b.stalled.Store(true)
-			a.cancel(ErrBodyIdle)
+			a.end(ErrBodyIdle)
 		})
 		b.timer.Stop()
 	}
@@ -461,7 +482,7 @@ func (b *idleBody) Close() error {
 		b.timer.Stop()
 	}
 	err := b.body.Close()
-	b.a.cancel(nil)
+	b.a.end(nil)
 	b.once.Do(func() { b.trip.Pool.done(b.o, b.result, b.why) })
 	return err
 }
