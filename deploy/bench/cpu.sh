@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# CPU time edgeblock spends per proxied request, for two builds side by
+# side: the working tree and a base commit (git archive of BENCH_BASE).
+# Both run at once in front of one Go origin; runs alternate between them.
+# On a shared machine, CPU per request moves far less than requests/s do,
+# so it shows a lever that the throughput ratios of compare.sh bury in
+# noise.
+#
+#   BENCH_BASE=main bash deploy/bench/cpu.sh
+#
+# Prints one line per run: build, case, requests/s, and edgeblock's user +
+# system CPU (from /proc/PID/stat) divided by the requests served.
+#
+# Environment (defaults in brackets):
+#   BENCH_BASE          the commit to compare with [main]
+#   BENCH_DURATION      seconds per run [5]
+#   BENCH_ROUNDS        runs per build and case [3]
+#   BENCH_CASES         h1 (wrk), h1tls (wrk), h2 (h2load, 16 × 8 streams) [h1 h1tls h2]
+#   BENCH_ORIGIN_PORT   the origin [18081]
+#   BENCH_EB_HTTP_PORT, BENCH_EB_HTTPS_PORT        the working tree's build [18080, 18443]
+#   BENCH_NGINX_HTTP_PORT, BENCH_NGINX_HTTPS_PORT  the base build (nginx is not run) [18180, 18543]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+base="${BENCH_BASE:-main}" d="${BENCH_DURATION:-5}" rounds="${BENCH_ROUNDS:-3}"
+d=${d%s}
+cases="${BENCH_CASES:-h1 h1tls h2}"
+origin_port="${BENCH_ORIGIN_PORT:-18081}"
+new_http="${BENCH_EB_HTTP_PORT:-18080}" new_https="${BENCH_EB_HTTPS_PORT:-18443}"
+old_http="${BENCH_NGINX_HTTP_PORT:-18180}" old_https="${BENCH_NGINX_HTTPS_PORT:-18543}"
+for t in wrk h2load; do command -v $t >/dev/null || { echo "$t is missing"; exit 1; }; done
+[[ "$(getent hosts localhost | awk '{print $1; exit}')" == 127.* ]] || { echo "localhost does not resolve to 127.0.0.1"; exit 1; }
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+wait_port() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 not up"; exit 1; }
+
+mkdir -p "$work/base"
+git archive "$base" | tar -x -C "$work/base"
+(cd "$work/base" && go build -o "$work/eb-base" ./cmd/edgeblock)
+go build -o "$work/eb-tree" ./cmd/edgeblock
+go build -o "$work/origin" ./deploy/bench/origin
+"$work/origin" -addr "127.0.0.1:$origin_port" & pids+=($!)
+echo "blocked.example" > "$work/blocklist.txt"
+# config NAME HTTP HTTPS
+config() {
+  cat > "$work/$1.yaml" <<YAML
+listen:
+  http: 127.0.0.1:$2
+  https: 127.0.0.1:$3
+  admin: "off"
+tls:
+  mode: internal
+  storage: $work/certs-$1
+  redirect_http: false
+blocklist:
+  file: blocklist.txt
+routes:
+  - host: localhost
+    origins: ["http://127.0.0.1:$origin_port"]
+limits:
+  max_conns_per_client: 1000000
+  max_requests_per_client: 1000000
+YAML
+}
+config base "$old_http" "$old_https"
+config tree "$new_http" "$new_https"
+"$work/eb-base" serve -config "$work/base.yaml" -state-dir off 2>"$work/base.log" & pids+=($!); pid_base=$!
+"$work/eb-tree" serve -config "$work/tree.yaml" -state-dir off 2>"$work/tree.log" & pids+=($!); pid_tree=$!
+wait_port "$old_https"; wait_port "$new_https"
+
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# one BUILD PID CASE HTTP HTTPS
+one() {
+  local t0 t1 out rps n
+  t0=$(ticks "$2")
+  case $3 in
+    h1|h1tls)
+      local url="http://localhost:$4/"
+      [[ $3 == h1tls ]] && url="https://localhost:$5/"
+      out=$(wrk -t1 -c64 -d"${d}s" "$url")
+      rps=$(awk '/Requests\/sec/ {printf "%d", $2}' <<<"$out")
+      n=$(awk '/requests in/ {print $1}' <<<"$out");;
+    h2)
+      out=$(h2load -c16 -m8 -t1 -D"$d" "https://localhost:$5/")
+      rps=$(awk '/^finished in/ {gsub(",", "", $4); printf "%d", $4}' <<<"$out")
+      n=$(awk '/^requests:/ {print $8}' <<<"$out");;
+  esac
+  t1=$(ticks "$2")
+  awk -v b="$1" -v c="$3" -v r="$rps" -v n="$n" -v t=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" \
+    'BEGIN { printf "%-5s %-6s req/s %7d  cpu µs/req %6.1f\n", b, c, r, n ? t * 1e6 / hz / n : 0 }'
+}
+echo "base $base ($(git rev-parse --short "$base")) vs working tree; $(uptime)"
+for c in $cases; do
+  d=1 one base "$pid_base" "$c" "$old_http" "$old_https" >/dev/null # warm-up
+  d=1 one tree "$pid_tree" "$c" "$new_http" "$new_https" >/dev/null
+  for ((i = 0; i < rounds; i++)); do
+    one base "$pid_base" "$c" "$old_http" "$old_https"
+    one tree "$pid_tree" "$c" "$new_http" "$new_https"
+  done
+done
+echo "$(uptime)"
