@@ -712,6 +712,14 @@ func (x *exchange) readResponse(trace *httptrace.ClientTrace, cont chan bool) (*
 			return nil, err
 		}
 		code := resp.StatusCode
+		if code < 100 {
+			// ReadResponse takes any three digits; no handler could
+			// write such a status (net/http's WriteHeader panics).
+			if cont != nil {
+				cont <- false
+			}
+			return nil, fmt.Errorf("origin: malformed HTTP status code %q", resp.Status)
+		}
 		if cont != nil && code == http.StatusContinue {
 			if trace != nil && trace.Got100Continue != nil {
 				trace.Got100Continue()
