@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-
-	"github.com/edgeblock/edgeblock/proxy/origin"
 	"sync"
 	"time"
+
+	"github.com/edgeblock/edgeblock/proxy/origin"
 )
 
 // routeTransport is how the edge reaches the origins of routes with the
