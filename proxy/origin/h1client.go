@@ -297,7 +297,8 @@ type hostConns struct {
 
 // get returns a connection for one request: an idle one (unless fresh),
 // else a new one when the pool is under maxOpen, else the first to free
-// up, while ctx lasts.
+// up, while ctx lasts and for wait at most (0: no bound), after which it
+// fails with ErrBusy.
 func (hc *hostConns) get(ctx context.Context, trace *httptrace.ClientTrace, fresh bool, wait time.Duration) (*h1Conn, error) {
 	if trace != nil && trace.GetConn != nil {
 		trace.GetConn(hc.key.addr)
