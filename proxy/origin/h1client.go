@@ -453,9 +453,9 @@ func (hc *hostConns) put(pc *h1Conn) {
 	if !hc.swept {
 		hc.swept = true
 		if hc.sweep == nil {
-			hc.sweep = time.AfterFunc(hc.idleTimeout, hc.sweepIdle)
+			hc.sweep = time.AfterFunc(min(sweepInterval, hc.idleTimeout), hc.sweepIdle)
 		} else {
-			hc.sweep.Reset(hc.idleTimeout)
+			hc.sweep.Reset(min(sweepInterval, hc.idleTimeout))
 		}
 	}
 	hc.mu.Unlock()
@@ -476,8 +476,13 @@ func (hc *hostConns) release() {
 	hc.mu.Unlock()
 }
 
-// sweepIdle closes the connections idle for idleTimeout and arms itself
-// for the next one to expire.
+// sweepInterval is how often idle connections are checked for an origin
+// that closed them, so that their descriptors go soon (http.Transport's
+// reader goroutine notices at once).
+const sweepInterval = time.Second
+
+// sweepIdle closes the connections idle for idleTimeout and those their
+// origin closed, and arms itself again while any are idle.
 func (hc *hostConns) sweepIdle() {
 	hc.closeIdle(hc.idleTimeout)
 	hc.mu.Lock()
@@ -486,16 +491,17 @@ func (hc *hostConns) sweepIdle() {
 		hc.swept = false
 		return
 	}
-	hc.sweep.Reset(time.Until(hc.idle[0].idleAt.Add(hc.idleTimeout)) + time.Millisecond)
+	hc.sweep.Reset(min(sweepInterval, time.Until(hc.idle[0].idleAt.Add(hc.idleTimeout))+time.Millisecond))
 }
 
-// closeIdle closes the idle connections idle for at least d.
+// closeIdle closes the idle connections idle for at least d, and, for
+// d > 0 (a sweep), those whose origin closed them.
 func (hc *hostConns) closeIdle(d time.Duration) {
 	hc.mu.Lock()
 	var closing []*h1Conn
 	keep := hc.idle[:0]
 	for _, pc := range hc.idle {
-		if time.Since(pc.idleAt) >= d {
+		if time.Since(pc.idleAt) >= d || d > 0 && peerGone(pc.nc) {
 			closing = append(closing, pc)
 		} else {
 			keep = append(keep, pc)
@@ -529,8 +535,9 @@ type h1Conn struct {
 
 	// dmu orders the writer's arming of ResponseHeaderTimeout (once the
 	// request is written) with the reader's disarming (headers in).
-	dmu       sync.Mutex
-	headersIn bool
+	dmu            sync.Mutex
+	headersIn      bool
+	headerDeadline time.Time // zero: not armed
 }
 
 // armHeaderTimeout starts ResponseHeaderTimeout, unless the headers are
@@ -542,9 +549,19 @@ func (pc *h1Conn) armHeaderTimeout() {
 	}
 	pc.dmu.Lock()
 	if !pc.headersIn {
-		pc.setReadDeadline(time.Now().Add(t))
+		pc.headerDeadline = time.Now().Add(t)
+		pc.setReadDeadline(pc.headerDeadline)
 	}
 	pc.dmu.Unlock()
+}
+
+// headerTimedOut reports whether ResponseHeaderTimeout ran out: a read
+// cut by the deadline can fail in any way (a status line cut short reads
+// as a malformed one).
+func (pc *h1Conn) headerTimedOut() bool {
+	pc.dmu.Lock()
+	defer pc.dmu.Unlock()
+	return !pc.headerDeadline.IsZero() && !time.Now().Before(pc.headerDeadline)
 }
 
 // disarmHeaderTimeout ends ResponseHeaderTimeout: the headers are in.
@@ -618,6 +635,7 @@ func (pc *h1Conn) roundTrip(req *http.Request, trace *httptrace.ClientTrace) (*h
 	pc.reused = true
 	pc.nread = 0
 	pc.headersIn = false
+	pc.headerDeadline = time.Time{}
 	x := &exchange{pc: pc, req: req}
 	x.stop = context.AfterFunc(ctx, pc.cancel)
 	var cont chan bool // the origin's 100 Continue (true), or its refusal
@@ -666,7 +684,7 @@ func (pc *h1Conn) roundTrip(req *http.Request, trace *httptrace.ClientTrace) (*h
 	resp, err := x.readResponse(trace, cont)
 	pc.limit = math.MaxInt64
 	if err != nil {
-		if isTimeout(err) && !pc.canceled.Load() && pc.hc.c.ResponseHeaderTimeout > 0 {
+		if !pc.canceled.Load() && pc.hc.c.ResponseHeaderTimeout > 0 && (isTimeout(err) || pc.headerTimedOut()) {
 			err = errHeaderTimeout
 		}
 		return nil, x.fail(err, reused)

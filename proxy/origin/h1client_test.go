@@ -570,3 +570,52 @@ func TestH1ClientTLS(t *testing.T) {
 		}
 	}
 }
+
+// TestH1ClientTrickledHead: a head that trickles past
+// ResponseHeaderTimeout is a timeout, not a malformed response.
+func TestH1ClientTrickledHead(t *testing.T) {
+	o := newRawOrigin(t, func(_ *http.Request, _ []byte, c net.Conn, _ *bufio.Reader) bool {
+		for _, b := range []byte("HTTP/1.1 200 OK\r\nX-Slow: aaaaaaaa") {
+			if _, err := c.Write([]byte{b}); err != nil {
+				return false
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		return false
+	})
+	c := newClient()
+	c.ResponseHeaderTimeout = 300 * time.Millisecond
+	_, err := c.RoundTrip(mustReq(t, t.Context(), "GET", o.url(), nil))
+	if Kind(err) != "timeout" {
+		t.Errorf("error %v (kind %s), want a timeout", err, Kind(err))
+	}
+}
+
+// TestH1ClientIdleClosedByOrigin: an idle connection the origin closed
+// is closed within about a second, not kept until IdleTimeout.
+func TestH1ClientIdleClosedByOrigin(t *testing.T) {
+	o := newRawOrigin(t, canned("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false))
+	c := newClient()
+	resp, err := c.RoundTrip(mustReq(t, t.Context(), "GET", o.url(), nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c.mu.Lock()
+		hc := c.hosts[hostKey{addr: o.ln.Addr().String()}]
+		c.mu.Unlock()
+		hc.mu.Lock()
+		open := hc.open
+		hc.mu.Unlock()
+		if open == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections still open 5s after the origin closed", open)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
