@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bytes"
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -15,7 +14,6 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
-	"log/slog"
 	"math/big"
 	"net"
 	"net/http"
@@ -691,19 +689,7 @@ func startFleetAPIEnv(t *testing.T, addr string) *testEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := NewServer(NewLogger(e.logs, "json", slog.LevelDebug), e.config, b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(b); err != nil {
-		t.Fatal(err)
-	}
-	e.srv = srv
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-	})
+	e.serve(b)
 	return e
 }
 

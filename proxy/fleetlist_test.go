@@ -43,19 +43,7 @@ func tryFleetEnv(t *testing.T, addr, node, stateDir string) (*testEnv, error) {
 	if err != nil {
 		return nil, err
 	}
-	srv, err := NewServer(NewLogger(e.logs, "json", slog.LevelDebug), e.config, b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(b); err != nil {
-		t.Fatal(err)
-	}
-	e.srv = srv
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-	})
+	e.serve(b)
 	return e, nil
 }
 

@@ -95,22 +95,28 @@ func startEnv(t *testing.T, config, list string) *testEnv {
 	if err != nil {
 		t.Fatalf("LoadBundle: %v", err)
 	}
-	log := NewLogger(e.logs, "json", slog.LevelDebug)
-	srv, err := NewServer(log, e.config, b)
+	e.serve(b)
+	return e
+}
+
+// serve starts a server on bundle b, logging into e.logs, and shuts it
+// down when the test ends.
+func (e *testEnv) serve(b *Bundle) {
+	e.t.Helper()
+	srv, err := NewServer(NewLogger(e.logs, "json", slog.LevelDebug), e.config, b)
 	if err != nil {
-		t.Fatal(err)
+		e.t.Fatal(err)
 	}
 	if err := srv.Start(b); err != nil {
-		t.Fatal(err)
+		e.t.Fatal(err)
 	}
 	e.srv = srv
 	e.logs.flush = srv.FlushAccessLog
-	t.Cleanup(func() {
+	e.t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		srv.Shutdown(ctx)
 	})
-	return e
 }
 
 // url returns the base URL of a listener.

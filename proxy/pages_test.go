@@ -1,11 +1,9 @@
 package proxy
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -152,23 +150,7 @@ func TestStartingPage(t *testing.T) {
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "edgeblock.yaml")
 	writeFile(t, cfgPath, "listen:\n  http: 127.0.0.1:0\nblocklist:\n  file: blocklist.txt\npages:\n  operator: Example Edge Ltd\n")
-	cfg, err := LoadConfig(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := NewProxy(slogDiscard(), NewMetrics(newRegistry(), "t", "t"), cfg)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: p}
-	go srv.Serve(ln)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-	})
-	req, _ := http.NewRequest("GET", "http://"+ln.Addr().String()+"/", nil)
+	req, _ := http.NewRequest("GET", "http://127.0.0.1"+startingServer(t, cfgPath)+"/", nil)
 	req.Host = "forum.example.com"
 	req.Header.Set("Accept-Language", "fr-CA, fr;q=0.9")
 	resp, err := http.DefaultClient.Do(req)
