@@ -1081,6 +1081,7 @@ func (c *Config) applyDefaults() {
 	}
 	if f := c.Fleet; f != nil {
 		rel(&f.Redis.PasswordFile)
+		rel(&f.Redis.SentinelPasswordFile)
 		rel(&f.Redis.TLS.CAFile)
 		rel(&f.Redis.TLS.CertFile)
 		rel(&f.Redis.TLS.KeyFile)
@@ -1431,7 +1432,7 @@ func (c *Config) validate(v *validator) {
 		}
 		for _, p := range c.Fleet.Validate() {
 			field, msg := fleetProblem(p)
-			if fieldName(field) == "fleet.redis.addr" && msg == "required" {
+			if fieldName(field) == "fleet.redis.addr" && strings.HasPrefix(msg, "required") {
 				// About the section, so that a type error in addrs is
 				// not followed by this derived complaint.
 				field, msg = []any{"fleet", "redis"}, "addr or addrs is required"

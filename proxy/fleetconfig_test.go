@@ -25,6 +25,13 @@ func TestFleetConfigProblems(t *testing.T) {
 			`testdata/fleet-invalid.yaml:13: fleet.node: must not contain spaces or control characters (got "edge 1")`,
 			`testdata/fleet-invalid.yaml:14: fleet.keep: must be at least 100 (got 10)`,
 		}},
+		{"testdata/fleet-modes.yaml", []string{
+			`testdata/fleet-modes.yaml:7: fleet.redis.mode: required with addrs: single (one server), sentinel (the sentinels) or cluster (seed nodes)`,
+		}},
+		{"testdata/fleet-sentinel.yaml", []string{
+			`testdata/fleet-sentinel.yaml:7: fleet.redis.master_name: required with mode sentinel`,
+			`testdata/fleet-sentinel.yaml:10: fleet.redis.addrs[1]: want host:port (got "10.0.0.2")`,
+		}},
 		{"testdata/fleet-source.yaml", []string{
 			`testdata/fleet-source.yaml:4: blocklist.source: "redis": want file or fleet`,
 		}},

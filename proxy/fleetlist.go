@@ -60,12 +60,17 @@ func loadFleetList(cfg *Config) (*blocklist.List, []byte, *fleet.Version, error)
 	return l, content, &v, err
 }
 
-// redisAddr names the Redis server(s) of cfg, for messages.
+// redisAddr names the Redis server(s) of cfg and their mode, for
+// messages.
 func redisAddr(cfg *fleet.Config) string {
-	if cfg.Redis.Addr != "" {
-		return cfg.Redis.Addr
+	s := strings.Join(cfg.Redis.Servers(), ",")
+	switch cfg.Redis.EffectiveMode() {
+	case fleet.ModeSentinel:
+		return "sentinels " + s + " (master " + cfg.Redis.MasterName + ")"
+	case fleet.ModeCluster:
+		return "cluster " + s
 	}
-	return strings.Join(cfg.Redis.Addrs, ",")
+	return s
 }
 
 // fleetHeartbeat is how often an edge writes its heartbeat; `edgeblock

@@ -59,7 +59,7 @@ func startCluster(t *testing.T) []string {
 func TestCluster(t *testing.T) {
 	addrs := startCluster(t)
 	ctx := ctxT(t)
-	cfg := Config{Redis: RedisConfig{Addrs: addrs}, Prefix: "{eb}:", Node: "edge-1"}
+	cfg := Config{Redis: RedisConfig{Mode: ModeCluster, Addrs: addrs}, Prefix: "{eb}:", Node: "edge-1"}
 	if err := cfg.ApplyDefaults(); err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +71,7 @@ func TestCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if _, ok := c.(*redis.ClusterClient); !ok {
+	if _, ok := c.UniversalClient.(*redis.ClusterClient); !ok {
 		t.Fatalf("NewClient with addrs returned %T, want a cluster client", c)
 	}
 	s := NewStore(c, cfg)

@@ -23,9 +23,6 @@ package fleet
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
-	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -47,9 +44,9 @@ type Config struct {
 	// Redis says how to reach the server.
 	Redis RedisConfig `yaml:"redis"`
 	// Prefix starts every key and channel name. Default "edgeblock:". With
-	// Redis Cluster (more than one address) it must contain a hash tag, such
-	// as "{edgeblock}:", so that all keys live in one slot and the Lua
-	// scripts may touch them together.
+	// Redis Cluster (mode cluster) it must contain a hash tag, such as
+	// "{edgeblock}:", so that all keys live in one slot and the Lua scripts
+	// and transactions may touch them together.
 	Prefix string `yaml:"prefix"`
 	// Node is this node's name in heartbeats. Default: the host name.
 	Node string `yaml:"node"`
@@ -58,27 +55,64 @@ type Config struct {
 	Keep int `yaml:"keep"`
 }
 
-// RedisConfig is how to connect to Redis.
+// Redis topologies (RedisConfig.Mode).
+const (
+	ModeSingle   = "single"   // one server (Addr, or one entry in Addrs)
+	ModeSentinel = "sentinel" // Sentinel-managed primary: Addrs are the sentinels
+	ModeCluster  = "cluster"  // Redis Cluster: Addrs are seed nodes
+)
+
+// RedisConfig is how to connect to Redis. The topology is stated (Mode),
+// never guessed from the number of addresses.
 type RedisConfig struct {
-	// Addr is one server's host:port. Exactly one of Addr and Addrs is
-	// required.
+	// Mode is single, sentinel or cluster. Empty means single, and is
+	// accepted only with Addr (a config that lists Addrs says which
+	// topology they are).
+	Mode string `yaml:"mode"`
+	// Addr is one server's host:port, the same as Mode single with Addrs
+	// holding it alone. Not with Addrs.
 	Addr string `yaml:"addr"`
-	// Addrs are Redis Cluster seed addresses (host:port); with them the
-	// client is a cluster client. Empty means a single server at Addr.
+	// Addrs are, by Mode: the server (single, exactly one), the sentinels
+	// (sentinel, at least one), or cluster seed nodes (cluster, at least
+	// one).
 	Addrs []string `yaml:"addrs"`
-	// TLS secures the connection. Zero value: plain TCP.
+	// MasterName is the name the sentinels know the primary by (sentinel
+	// mode only; required there).
+	MasterName string `yaml:"master_name"`
+	// TLS secures the connections (to the sentinels too). Zero value: plain
+	// TCP.
 	TLS RedisTLSConfig `yaml:"tls"`
 	// Username is the ACL user name. Empty means the default user.
 	Username string `yaml:"username"`
 	// PasswordFile holds the password (one trailing newline is ignored).
 	// Empty means no password.
 	PasswordFile string `yaml:"password_file"`
+	// SentinelUsername and SentinelPasswordFile authenticate to the
+	// sentinels (sentinel mode only). Empty: no authentication.
+	SentinelUsername     string `yaml:"sentinel_username"`
+	SentinelPasswordFile string `yaml:"sentinel_password_file"`
 	// DB is the database number (not with Redis Cluster). Default 0.
 	DB int `yaml:"db"`
 	// DialTimeout bounds one connection attempt. Default 2s.
 	DialTimeout time.Duration `yaml:"dial_timeout"`
 	// Timeout bounds one command's read or write. Default 2s.
 	Timeout time.Duration `yaml:"timeout"`
+}
+
+// EffectiveMode is Mode, or single when it is empty.
+func (r RedisConfig) EffectiveMode() string {
+	if r.Mode == "" {
+		return ModeSingle
+	}
+	return r.Mode
+}
+
+// Servers are the configured addresses: Addr alone, or Addrs.
+func (r RedisConfig) Servers() []string {
+	if r.Addr != "" {
+		return []string{r.Addr}
+	}
+	return r.Addrs
 }
 
 // RedisTLSConfig secures the Redis connection.
@@ -137,33 +171,57 @@ func (c Config) Validate() []string {
 		p = append(p, "fleet."+field+": "+fmt.Sprintf(format, args...))
 	}
 	r := c.Redis
+	mode := r.EffectiveMode()
+	switch r.Mode {
+	case "", ModeSingle, ModeSentinel, ModeCluster:
+	default:
+		add("redis.mode", "%q: want single, sentinel or cluster", r.Mode)
+		mode = "?" // judge the rest without a mode
+	}
 	switch {
+	case mode == "?":
 	case r.Addr == "" && len(r.Addrs) == 0:
-		add("redis.addr", "required")
+		add("redis.addr", "required (or addrs with a mode)")
 	case r.Addr != "" && len(r.Addrs) > 0:
 		add("redis.addrs", "set either addr or addrs, not both")
+	case r.Addr != "" && mode != ModeSingle:
+		add("redis.addr", "is for mode single; mode %s takes addrs", mode)
+	case len(r.Addrs) > 0 && r.Mode == "":
+		add("redis.mode", "required with addrs: single (one server), sentinel (the sentinels) or cluster (seed nodes)")
+	case mode == ModeSingle && len(r.Addrs) > 1:
+		add("redis.addrs", "mode single takes one server (got %d addresses)", len(r.Addrs))
 	}
-	for i, a := range append([]string{r.Addr}, r.Addrs...) {
-		if i == 0 && a == "" {
-			continue
+	if r.Addr != "" {
+		if err := checkHostPort(r.Addr); err != nil {
+			add("redis.addr", "%v", err)
 		}
+	}
+	for i, a := range r.Addrs {
 		if err := checkHostPort(a); err != nil {
-			field := "redis.addr"
-			if i > 0 {
-				field = fmt.Sprintf("redis.addrs[%d]", i-1)
-			}
-			add(field, "%v", err)
+			add(fmt.Sprintf("redis.addrs[%d]", i), "%v", err)
 		}
 	}
 	if r.DB < 0 {
 		add("redis.db", "must not be negative (got %d)", r.DB)
 	}
-	if len(r.Addrs) > 0 {
+	if mode == ModeSentinel {
+		if r.MasterName == "" {
+			add("redis.master_name", "required with mode sentinel")
+		}
+	} else {
+		if r.MasterName != "" {
+			add("redis.master_name", "only with mode sentinel")
+		}
+		if r.SentinelUsername != "" || r.SentinelPasswordFile != "" {
+			add("redis.sentinel_password_file", "sentinel_username and sentinel_password_file are only for mode sentinel")
+		}
+	}
+	if mode == ModeCluster {
 		if r.DB != 0 {
 			add("redis.db", "Redis Cluster has only database 0")
 		}
 		if !hasHashTag(c.Prefix) {
-			add("prefix", "with Redis Cluster (addrs) the prefix needs a hash tag such as \"{edgeblock}:\" so all keys share a slot (got %q)", c.Prefix)
+			add("prefix", "with Redis Cluster the prefix needs a hash tag such as \"{edgeblock}:\" so all keys share a slot (got %q)", c.Prefix)
 		}
 	}
 	if (r.TLS.CertFile == "") != (r.TLS.KeyFile == "") {
@@ -211,78 +269,6 @@ func hasHashTag(s string) bool {
 	}
 	j := strings.IndexByte(s[i+1:], '}')
 	return j > 0
-}
-
-// NewClient returns a client for cfg.Redis: a cluster client when Addrs is
-// set, else a single-server client. It reads the password and TLS files
-// (errors name the field and the file) but does not connect: the first
-// command does, so an edge can start while Redis is down. cfg should have
-// had ApplyDefaults applied.
-func NewClient(cfg Config) (redis.UniversalClient, error) {
-	r := cfg.Redis
-	var password string
-	if r.PasswordFile != "" {
-		b, err := os.ReadFile(r.PasswordFile)
-		if err != nil {
-			return nil, fmt.Errorf("fleet.redis.password_file: %w", err)
-		}
-		password = strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
-	}
-	var tc *tls.Config
-	if r.TLS.On() {
-		var err error
-		if tc, err = tlsConfig(r.TLS); err != nil {
-			return nil, err
-		}
-	}
-	addrs := r.Addrs
-	if len(addrs) == 0 {
-		addrs = []string{r.Addr}
-	}
-	opt := &redis.UniversalOptions{
-		Addrs:        addrs,
-		Username:     r.Username,
-		Password:     password,
-		DB:           r.DB,
-		TLSConfig:    tc,
-		DialTimeout:  r.DialTimeout,
-		ReadTimeout:  r.Timeout,
-		WriteTimeout: r.Timeout,
-		// Protocol 2 keeps pub/sub messages and replies on separate,
-		// well-trodden paths; nothing here needs RESP3's types.
-		Protocol: 2,
-	}
-	if len(r.Addrs) > 0 {
-		opt.IsClusterMode = true
-	}
-	return redis.NewUniversalClient(opt), nil
-}
-
-// tlsConfig builds the client TLS configuration from t's files.
-func tlsConfig(t RedisTLSConfig) (*tls.Config, error) {
-	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName}
-	if t.CAFile != "" {
-		pem, err := os.ReadFile(t.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("fleet.redis.tls.ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("fleet.redis.tls.ca_file: %s: no PEM certificate found", t.CAFile)
-		}
-		tc.RootCAs = pool
-	}
-	if t.CertFile != "" || t.KeyFile != "" {
-		if t.CertFile == "" || t.KeyFile == "" {
-			return nil, errors.New("fleet.redis.tls: cert_file and key_file go together")
-		}
-		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("fleet.redis.tls.cert_file: %w", err)
-		}
-		tc.Certificates = []tls.Certificate{cert}
-	}
-	return tc, nil
 }
 
 // SetClientLogger routes the Redis client's own messages (failed dials,

@@ -70,7 +70,41 @@ func configEqual(a, b Config) bool {
 	return a.Prefix == b.Prefix && a.Node == b.Node && a.Keep == b.Keep &&
 		a.Redis.Addr == b.Redis.Addr && slices.Equal(a.Redis.Addrs, b.Redis.Addrs) &&
 		a.Redis.Username == b.Redis.Username && a.Redis.PasswordFile == b.Redis.PasswordFile &&
-		a.Redis.DB == b.Redis.DB && a.Redis.TLS == b.Redis.TLS
+		a.Redis.DB == b.Redis.DB && a.Redis.TLS == b.Redis.TLS && a.Redis.Mode == b.Redis.Mode &&
+		a.Redis.MasterName == b.Redis.MasterName && a.Redis.SentinelUsername == b.Redis.SentinelUsername &&
+		a.Redis.SentinelPasswordFile == b.Redis.SentinelPasswordFile
+}
+
+// TestConfigYAMLSentinel decodes the sentinel form of the redis section.
+func TestConfigYAMLSentinel(t *testing.T) {
+	src := `
+redis:
+  mode: sentinel
+  addrs: [10.0.0.1:26379, 10.0.0.2:26379, 10.0.0.3:26379]
+  master_name: edgeblock
+  username: edge
+  password_file: /run/secrets/redis
+  sentinel_username: watcher
+  sentinel_password_file: /run/secrets/sentinel
+node: edge-1
+`
+	var c Config
+	if err := yaml.Unmarshal([]byte(src), &c); err != nil {
+		t.Fatal(err)
+	}
+	want := Config{Redis: RedisConfig{
+		Mode: ModeSentinel, Addrs: []string{"10.0.0.1:26379", "10.0.0.2:26379", "10.0.0.3:26379"}, MasterName: "edgeblock",
+		Username: "edge", PasswordFile: "/run/secrets/redis", SentinelUsername: "watcher", SentinelPasswordFile: "/run/secrets/sentinel",
+	}, Node: "edge-1"}
+	if !configEqual(c, want) {
+		t.Fatalf("decoded %+v\nwant    %+v", c, want)
+	}
+	if err := c.ApplyDefaults(); err != nil {
+		t.Fatal(err)
+	}
+	if p := c.Validate(); len(p) > 0 {
+		t.Fatalf("Validate: %q", p)
+	}
 }
 
 func TestConfigValidate(t *testing.T) {
@@ -90,15 +124,30 @@ func TestConfigValidate(t *testing.T) {
 		{"no addr", func(c *Config) { c.Redis.Addr = "" }, []string{"fleet.redis.addr: required"}},
 		{"bad addr", func(c *Config) { c.Redis.Addr = "localhost" }, []string{"fleet.redis.addr: want host:port"}},
 		{"bad port", func(c *Config) { c.Redis.Addr = "localhost:63x9" }, []string{"fleet.redis.addr: bad port"}},
-		{"addr and addrs", func(c *Config) { c.Redis.Addrs = []string{"a:1"}; c.Prefix = "{e}:" }, []string{"fleet.redis.addrs: set either"}},
-		{"cluster without hash tag", func(c *Config) { c.Redis.Addr = ""; c.Redis.Addrs = []string{"a:1", "b:2"} }, []string{"fleet.prefix: with Redis Cluster"}},
-		{"cluster ok", func(c *Config) { c.Redis.Addr = ""; c.Redis.Addrs = []string{"a:1", "b:2"}; c.Prefix = "{edgeblock}:" }, nil},
+		{"addr and addrs", func(c *Config) { c.Redis.Addrs = []string{"a:1"}; c.Redis.Mode = ModeSingle }, []string{"fleet.redis.addrs: set either"}},
+		{"bad mode", func(c *Config) { c.Redis.Mode = "replicas" }, []string{`fleet.redis.mode: "replicas": want single, sentinel or cluster`}},
+		{"addrs without mode", func(c *Config) { c.Redis.Addr = ""; c.Redis.Addrs = []string{"a:1", "b:2"}; c.Prefix = "{e}:" }, []string{"fleet.redis.mode: required with addrs"}},
+		{"single addrs one", func(c *Config) { c.Redis.Addr = ""; c.Redis.Addrs = []string{"a:1"}; c.Redis.Mode = ModeSingle }, nil},
+		{"single addrs two", func(c *Config) { c.Redis.Addr = ""; c.Redis.Addrs = []string{"a:1", "b:2"}; c.Redis.Mode = ModeSingle }, []string{"fleet.redis.addrs: mode single takes one server"}},
+		{"addr with cluster mode", func(c *Config) { c.Redis.Mode = ModeCluster; c.Prefix = "{e}:" }, []string{"fleet.redis.addr: is for mode single"}},
+		{"cluster without hash tag", func(c *Config) { c.Redis.Addr = ""; c.Redis.Addrs = []string{"a:1", "b:2"}; c.Redis.Mode = ModeCluster }, []string{"fleet.prefix: with Redis Cluster"}},
+		{"cluster ok", func(c *Config) { c.Redis.Addr = ""; c.Redis.Addrs = []string{"a:1", "b:2"}; c.Prefix = "{edgeblock}:"; c.Redis.Mode = ModeCluster }, nil},
+		{"cluster one seed ok", func(c *Config) { c.Redis.Addr = ""; c.Redis.Addrs = []string{"a:1"}; c.Prefix = "{edgeblock}:"; c.Redis.Mode = ModeCluster }, nil},
 		{"cluster bad seed and db", func(c *Config) {
 			c.Redis.Addr = ""
 			c.Redis.Addrs = []string{"a:1", "b"}
+			c.Redis.Mode = ModeCluster
 			c.Prefix = "{e}:"
 			c.Redis.DB = 1
 		}, []string{"fleet.redis.addrs[1]: want host:port", "fleet.redis.db: Redis Cluster has only database 0"}},
+		{"sentinel ok", func(c *Config) {
+			c.Redis = RedisConfig{Mode: ModeSentinel, Addrs: []string{"s1:26379", "s2:26379", "s3:26379"}, MasterName: "edgeblock",
+				SentinelUsername: "sent", SentinelPasswordFile: "/run/s", Timeout: time.Second}
+		}, nil},
+		{"sentinel without master name", func(c *Config) { c.Redis = RedisConfig{Mode: ModeSentinel, Addrs: []string{"s1:26379"}} }, []string{"fleet.redis.master_name: required with mode sentinel"}},
+		{"sentinel bad address", func(c *Config) { c.Redis = RedisConfig{Mode: ModeSentinel, Addrs: []string{"s1"}, MasterName: "m"} }, []string{"fleet.redis.addrs[0]: want host:port"}},
+		{"master name without sentinel", func(c *Config) { c.Redis.MasterName = "m" }, []string{"fleet.redis.master_name: only with mode sentinel"}},
+		{"sentinel password without sentinel", func(c *Config) { c.Redis.SentinelPasswordFile = "/x" }, []string{"fleet.redis.sentinel_password_file: sentinel_username and sentinel_password_file are only for mode sentinel"}},
 		{"negative db", func(c *Config) { c.Redis.DB = -1 }, []string{"fleet.redis.db: must not be negative"}},
 		{"cert without key", func(c *Config) { c.Redis.TLS.CertFile = "c.pem" }, []string{"fleet.redis.tls: cert_file and key_file go together"}},
 		{"node with space", func(c *Config) { c.Node = "edge 1" }, []string{"fleet.node: must not contain spaces"}},
