@@ -131,8 +131,18 @@ func TestConfigValidate(t *testing.T) {
 		{"single addrs two", func(c *Config) { c.Redis.Addr = ""; c.Redis.Addrs = []string{"a:1", "b:2"}; c.Redis.Mode = ModeSingle }, []string{"fleet.redis.addrs: mode single takes one server"}},
 		{"addr with cluster mode", func(c *Config) { c.Redis.Mode = ModeCluster; c.Prefix = "{e}:" }, []string{"fleet.redis.addr: is for mode single"}},
 		{"cluster without hash tag", func(c *Config) { c.Redis.Addr = ""; c.Redis.Addrs = []string{"a:1", "b:2"}; c.Redis.Mode = ModeCluster }, []string{"fleet.prefix: with Redis Cluster"}},
-		{"cluster ok", func(c *Config) { c.Redis.Addr = ""; c.Redis.Addrs = []string{"a:1", "b:2"}; c.Prefix = "{edgeblock}:"; c.Redis.Mode = ModeCluster }, nil},
-		{"cluster one seed ok", func(c *Config) { c.Redis.Addr = ""; c.Redis.Addrs = []string{"a:1"}; c.Prefix = "{edgeblock}:"; c.Redis.Mode = ModeCluster }, nil},
+		{"cluster ok", func(c *Config) {
+			c.Redis.Addr = ""
+			c.Redis.Addrs = []string{"a:1", "b:2"}
+			c.Prefix = "{edgeblock}:"
+			c.Redis.Mode = ModeCluster
+		}, nil},
+		{"cluster one seed ok", func(c *Config) {
+			c.Redis.Addr = ""
+			c.Redis.Addrs = []string{"a:1"}
+			c.Prefix = "{edgeblock}:"
+			c.Redis.Mode = ModeCluster
+		}, nil},
 		{"cluster bad seed and db", func(c *Config) {
 			c.Redis.Addr = ""
 			c.Redis.Addrs = []string{"a:1", "b"}
