@@ -16,7 +16,7 @@ RUN VERSION="$VERSION" REVISION="$REVISION" bash deploy/build.sh /out && mkdir -
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/edgeblock /usr/local/bin/edgeblock
 # Config and blocklist come from a mounted directory; certificates and the
-# snapshot of the last applied state (see "Fail safe" in the README) from a
+# snapshot of the last applied state (see `edgeblock help hot-reload`) from a
 # volume. The directory belongs to the non-root user, so that a named volume
 # created from it is writable (distroless has no shell to chown it later).
 COPY --from=build --chown=65532:65532 /out/state /var/lib/edgeblock

@@ -17,6 +17,7 @@
 //	edgeblock ca-root -config FILE     print the internal CA's root certificate
 //	edgeblock demo                     run a local demo
 //	edgeblock version
+//	edgeblock help [TOPIC]             the reference: config, blocklist, fleet, tls, ...
 package main
 
 import (
@@ -65,8 +66,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return c.run(args[1:], stdout, stderr)
 		}
 	}
+	if args[0] == "help" && len(args) > 1 {
+		if text, ok := helpTopic(args[1]); ok {
+			fmt.Fprint(stdout, text)
+			return 0
+		}
+	}
 	if args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		usage(stdout)
+		fmt.Fprintln(stdout)
+		listHelpTopics(stdout)
 		return 0
 	}
 	fmt.Fprintf(stderr, "edgeblock: unknown command %q\n", args[0])
