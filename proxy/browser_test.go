@@ -75,7 +75,7 @@ var pageFonts = map[string]string{
 // than the phone, the policy link is above the fold despite a long reason,
 // and CJK, Arabic, Hebrew and Devanagari are drawn with Debian's Noto
 // fonts. Desktop screenshots of the English and Arabic block pages are
-// checked too; with UPDATE_SCREENSHOT=1 they replace the README's.
+// checked too; with UPDATE_SCREENSHOT=1 they replace the README's and the pages topic's.
 func TestPagesInChromium(t *testing.T) {
 	axeJS := axeSource(t)
 	b := startBrowser(t)

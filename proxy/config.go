@@ -28,7 +28,7 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// Config is the configuration file, as documented in the README. Every
+// Config is the configuration file, as documented in cmd/edgeblock/help/config.md. Every
 // field's zero value means the documented default; LoadConfig fills the
 // defaults in and resolves relative paths against the config file's
 // directory.
@@ -237,7 +237,7 @@ type BlocklistConfig struct {
 }
 
 // PagesConfig configures the pages edgeblock serves itself: the block
-// page and the error pages (README "Block pages").
+// page and the error pages (cmd/edgeblock/help/pages.md).
 type PagesConfig struct {
 	// Template is an html/template file replacing the built-in block
 	// page; the same as templates.block, which it may not be given with.

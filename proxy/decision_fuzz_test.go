@@ -28,7 +28,7 @@ import (
 //   - A forwarded request reaches the origin with the decided host in
 //     Host, X-Forwarded-Host and Forwarded, a target the origin reads as a
 //     path (or "*" on OPTIONS), and none of the other headers that name a
-//     host or replace the target (the README's list), by any spelling of
+//     host or replace the target (the list in `edgeblock help requests`), by any spelling of
 //     their names with '_' for '-'.
 func FuzzRequestDecision(f *testing.F) {
 	list, err := blocklist.Parse("fuzz", []byte("blocked.example\n*.wild.example\n192.0.2.7\n"))
@@ -114,7 +114,7 @@ func FuzzRequestDecision(f *testing.F) {
 }
 
 // specRoutingHeaders are the host-naming and target-replacing headers the
-// README says the edge removes, written out here rather than taken from
+// reference (cmd/edgeblock/help/requests.md) says the edge removes, written out here rather than taken from
 // the code under test.
 var specRoutingHeaders = map[string]bool{"X-Host": true, "X-Original-Host": true, "X-Forwarded-Server": true,
 	"X-Http-Host-Override": true, "X-Original-Url": true, "X-Rewrite-Url": true}

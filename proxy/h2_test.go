@@ -168,7 +168,7 @@ func (c *frameConn) waitStream(id uint32, timeout time.Duration) ([]h2Event, err
 }
 
 // TestHTTP2Conformance pins the three places where Go's HTTP/2 server
-// departs from RFC 9113 (the README's "HTTP/2 conformance" lists them),
+// departs from RFC 9113 ("HTTP/2 conformance" in cmd/edgeblock/help/threat-model.md lists them),
 // with hand-made frames, and shows that none lets a malformed request
 // reach an origin unsanitized.
 func TestHTTP2Conformance(t *testing.T) {

@@ -16,14 +16,14 @@ import (
 
 // h2specKnown are the h2spec cases where Go's HTTP/2 server (net/http, and
 // golang.org/x/net/http2, which has the same code) departs from RFC 9113;
-// the README's "HTTP/2 conformance" lists them with the same IDs, and
+// "HTTP/2 conformance" in cmd/edgeblock/help/threat-model.md lists them with the same IDs, and
 // TestHTTP2Conformance pins what each does. TestH2Spec fails on any other
 // failing case, and on a listed one that passes (so that the list, and the
-// README, stay true).
+// reference, stay true).
 var h2specKnown = map[string]string{
-	"http2/6.5.3/1":   "duplicate SETTINGS parameters: Go closes the connection (README departure 1)",
-	"http2/8.1.2.2/1": "connection-specific header field: Go answers 400, not RST_STREAM (README departure 2)",
-	"http2/8.1.2.2/2": "TE other than trailers: Go answers 400, not RST_STREAM (README departure 3)",
+	"http2/6.5.3/1":   "duplicate SETTINGS parameters: Go closes the connection (threat-model departure 1)",
+	"http2/8.1.2.2/1": "connection-specific header field: Go answers 400, not RST_STREAM (threat-model departure 2)",
+	"http2/8.1.2.2/2": "TE other than trailers: Go answers 400, not RST_STREAM (threat-model departure 3)",
 }
 
 // h2specRacy are cases whose outcome depends on timing, not on a bug: the
@@ -34,8 +34,8 @@ var h2specKnown = map[string]string{
 // reads it; an origin that answers before the edge has forwarded all of
 // it — may be complete before the server reads that frame; Go then ends
 // the stream (RST_STREAM NO_ERROR, RFC 9113 §8.1 allows answering before
-// the request is complete) and the late frame meets a closed stream. The
-// README's "HTTP/2 conformance" says so. Either outcome passes: the error
+// the request is complete) and the late frame meets a closed stream.
+// "HTTP/2 conformance" (cmd/edgeblock/help/threat-model.md) says so. Either outcome passes: the error
 // h2spec wants, or the complete answer and the reset after it.
 var h2specRacy = map[string]string{
 	"http2/6.9.1/3":   "WINDOW_UPDATEs beyond 2^31-1 on the open stream",
@@ -193,7 +193,7 @@ func TestH2Spec(t *testing.T) {
 					failed++
 					t.Errorf("%s: h2spec %s %q failed:\n%s", phase.name, c.id, c.desc, c.detail)
 				case !c.failed && known:
-					t.Errorf("%s: h2spec %s %q now passes: drop it from h2specKnown and the README", phase.name, c.id, c.desc)
+					t.Errorf("%s: h2spec %s %q now passes: drop it from h2specKnown and cmd/edgeblock/help/threat-model.md", phase.name, c.id, c.desc)
 				}
 			}
 			for id := range h2specKnown {

@@ -356,7 +356,7 @@ func checkKubernetes(t *testing.T, m kubeDocs) {
 		files[raw.Blocklist.File] = listText
 	}
 	// Files from Secrets: the admin tokens and the Redis password come
-	// from the Secrets the README has the operator create, and check gets
+	// from the Secrets deploy/kubernetes/README.md has the operator create, and check gets
 	// stand-ins at the same paths.
 	secrets := map[string]string{}
 	if f := raw.Admin.TokensFile; f != "" {
