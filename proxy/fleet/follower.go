@@ -50,10 +50,11 @@ type Follower struct {
 	wg     sync.WaitGroup
 	kick   chan struct{} // buffered 1: "read the version number now"
 
-	last       atomic.Int64 // newest delivered version
-	seen       atomic.Int64 // newest version number read from Redis
-	subscribed atomic.Bool  // subscription confirmed and not since lost
-	polled     atomic.Bool  // the last poll reached Redis
+	last           atomic.Int64 // newest delivered version
+	seen           atomic.Int64 // newest version number read from Redis
+	subscribed     atomic.Bool  // subscription confirmed and not since lost
+	everSubscribed atomic.Bool  // a subscription was confirmed once
+	polled         atomic.Bool  // the last poll reached Redis
 
 	cbMu      sync.Mutex // serializes state changes and OnState calls
 	stateMu   sync.Mutex // guards lastErr, connected
@@ -137,7 +138,10 @@ func (f *Follower) wake() {
 // wakes the poll loop on each message and on each (re)subscription, which
 // is when versions may have been missed. Each subscription is one PubSub on
 // one connection, closed before the next is made, so reconnects never pile
-// up subscriptions on the server.
+// up subscriptions on the server. When the client sees the primary move (a
+// failover; see Client), the subscription is made again on the new primary
+// at once: a demoted primary keeps its subscribers but no longer hears
+// every publish.
 func (f *Follower) subscribeLoop(ctx context.Context) {
 	defer f.wg.Done()
 	for ctx.Err() == nil {
@@ -147,29 +151,56 @@ func (f *Follower) subscribeLoop(ctx context.Context) {
 		}
 		f.subscribed.Store(false)
 		f.setErr(err)
-		sleep(ctx, 100*time.Millisecond) // do not hammer a Redis that is down
+		if !errors.Is(err, errPrimaryMoved) {
+			sleep(ctx, 100*time.Millisecond) // do not hammer a Redis that is down
+		}
 	}
 }
+
+// errPrimaryMoved ends a subscription made before a failover.
+var errPrimaryMoved = errors.New("fleet: subscription: the primary moved; subscribing again")
 
 // subscribeTimeout is how long a subscription may stay quiet before it is
 // pinged, and how long a ping may go unanswered before the connection is
 // given up (a peer that vanished without closing TCP).
 const subscribeTimeout = 2 * time.Second
 
-// subscribeOnce subscribes and handles messages until the connection fails
-// or ctx is done.
+// subscribeOnce subscribes and handles messages until the connection fails,
+// the primary moves, or ctx is done.
 func (f *Follower) subscribeOnce(ctx context.Context) error {
+	var moved <-chan struct{}
+	cl, _ := f.store.rdb.(*Client)
+	if cl != nil {
+		moved = cl.PrimaryChanged()
+	}
 	ps := f.store.rdb.Subscribe(ctx) // no channel yet: does not dial
 	defer ps.Close()
 	// Closing the PubSub is what interrupts a blocked receive.
 	stop := context.AfterFunc(ctx, func() { ps.Close() })
 	defer stop()
+	var movedFlag atomic.Bool
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-moved:
+			movedFlag.Store(true)
+			ps.Close()
+		case <-done:
+		}
+	}()
 	if err := ps.Subscribe(ctx, f.store.k.channel); err != nil {
+		if movedFlag.Load() {
+			return errPrimaryMoved
+		}
 		return fmt.Errorf("fleet: subscribe %s: %w", f.store.k.channel, err)
 	}
 	pinged := false
 	for {
 		msg, err := ps.ReceiveTimeout(ctx, subscribeTimeout)
+		if movedFlag.Load() {
+			return errPrimaryMoved
+		}
 		if err != nil {
 			var ne interface{ Timeout() bool }
 			if !errors.As(err, &ne) || !ne.Timeout() {
@@ -188,6 +219,12 @@ func (f *Follower) subscribeOnce(ctx context.Context) error {
 		switch m := msg.(type) {
 		case *redis.Subscription:
 			if m.Kind == "subscribe" {
+				// Every confirmation after the first is a reconnect (go-redis
+				// resubscribes by itself on a new connection, too): versions
+				// may have been published meanwhile, so check at once.
+				if f.everSubscribed.Swap(true) && cl != nil {
+					cl.reconnects.Add(1)
+				}
 				f.subscribed.Store(true)
 				f.setErr(nil)
 				f.wake()
@@ -211,6 +248,8 @@ func (f *Follower) pollLoop(ctx context.Context) {
 		wait := f.opts.PollInterval
 		if !f.check(ctx) {
 			wait = retry
+		} else if cl, ok := f.store.rdb.(*Client); ok {
+			cl.RefreshPrimary(ctx) // cluster mode: notice a failover of the slot's primary
 		}
 		t.Reset(wait)
 		select {

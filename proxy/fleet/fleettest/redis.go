@@ -32,11 +32,29 @@ type Server struct {
 	port int
 	args []string
 	tls  *tls.Config // set: the port speaks TLS only, and PING uses this
+	// sentinel, if set, is the Sentinel configuration written to
+	// sentinel.conf before the first start; the process runs as a Sentinel.
+	sentinel string
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
 	log    *os.File
 	exited chan error // receives cmd.Wait's result
+}
+
+// StartSentinel starts a Sentinel (redis-server --sentinel) for t that
+// watches the primary at primaryAddr under the name master, with the given
+// quorum, and declares it down after 1s without an answer (so a failover
+// starts about a second after the primary dies). extra are more
+// command-line options.
+func StartSentinel(t testing.TB, master, primaryAddr string, quorum int, extra ...string) *Server {
+	t.Helper()
+	host, port, _ := strings.Cut(primaryAddr, ":")
+	conf := fmt.Sprintf("sentinel monitor %[1]s %[2]s %[3]s %[4]d\n"+
+		"sentinel down-after-milliseconds %[1]s 1000\n"+
+		"sentinel failover-timeout %[1]s 4000\n"+
+		"sentinel parallel-syncs %[1]s 1\n", master, host, port, quorum)
+	return start(t, nil, conf, extra)
 }
 
 // Start starts a redis-server for t and stops it at the end of the test.
@@ -52,6 +70,12 @@ func Start(t testing.TB, extra ...string) *Server {
 // server's certificate files); tc is the client side for PING.
 func StartTLS(t testing.TB, tc *tls.Config, extra ...string) *Server {
 	t.Helper()
+	return start(t, tc, "", extra)
+}
+
+// start starts a server or (with a sentinel configuration) a Sentinel.
+func start(t testing.TB, tc *tls.Config, sentinel string, extra []string) *Server {
+	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		if os.Getenv("CI") == "true" {
@@ -59,7 +83,7 @@ func StartTLS(t testing.TB, tc *tls.Config, extra ...string) *Server {
 		}
 		t.Skipf("redis-server not found, skipping (install Debian's redis-server to run this test): %v", err)
 	}
-	r := &Server{t: t, bin: bin, dir: t.TempDir(), args: extra, tls: tc}
+	r := &Server{t: t, bin: bin, dir: t.TempDir(), args: extra, tls: tc, sentinel: sentinel}
 	// A free port: bind :0, release, hand to redis. Another process may
 	// grab it in between, so retry a few times.
 	for attempt := 0; ; attempt++ {
@@ -106,6 +130,15 @@ func (r *Server) start() error {
 		"--save", "", "--appendonly", "no", "--dir", r.dir,
 		"--protected-mode", "no", "--daemonize", "no",
 	), r.args...)
+	if r.sentinel != "" {
+		conf := filepath.Join(r.dir, "sentinel.conf")
+		if _, err := os.Stat(conf); err != nil { // a restart keeps what the Sentinel rewrote
+			if err := os.WriteFile(conf, []byte(r.sentinel), 0o644); err != nil {
+				return err
+			}
+		}
+		args = append([]string{conf, "--sentinel"}, args...)
+	}
 	log, err := os.OpenFile(filepath.Join(r.dir, "redis.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
@@ -167,6 +200,32 @@ func (r *Server) Stop() {
 	<-r.exited // the process is gone, and its listening socket with it
 	r.log.Close()
 	r.cmd = nil
+}
+
+// Pause stops the process (SIGSTOP): it keeps its connections and port
+// but answers nothing, like a hung server, until Resume.
+func (r *Server) Pause() { r.signal(syscall.SIGSTOP) }
+
+// Resume continues a paused process (SIGCONT).
+func (r *Server) Resume() { r.signal(syscall.SIGCONT) }
+
+func (r *Server) signal(sig syscall.Signal) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cmd == nil {
+		r.t.Fatalf("signal %v: redis-server is not running", sig)
+	}
+	if err := r.cmd.Process.Signal(sig); err != nil {
+		r.t.Fatalf("signal %v: %v", sig, err)
+	}
+}
+
+// Running reports whether the process is running (started and not
+// stopped with Stop).
+func (r *Server) Running() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.cmd != nil
 }
 
 // Client returns a new client to the server, closed at the end of the test.
