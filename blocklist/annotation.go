@@ -19,7 +19,7 @@ import (
 //
 //	#@ 2026-11-26T11:00:00Z by bob unblocked forum.example: court order lifted
 //
-// The time is RFC 3339 in UTC, the actor one word without ":", and the
+// The time is RFC 3339 in UTC (with milliseconds when not zero), the actor one word without ":", and the
 // comment (after ": ") is optional. A "#@" line that does not have this
 // form is an ordinary comment.
 const NotePrefix = "#@ "
@@ -55,7 +55,11 @@ func NewNote(now time.Time, actor, comment string) Note {
 		}
 		return r
 	}, comment)
-	return Note{At: now.UTC().Truncate(time.Second), By: actor, Comment: strings.TrimSpace(comment)}
+	// Milliseconds: two edits of a rule within a second by one actor get
+	// two annotations that differ, so the second is still told apart from
+	// the first (Changes attributes a changed rule only when its
+	// annotation is new).
+	return Note{At: now.UTC().Truncate(time.Millisecond), By: actor, Comment: strings.TrimSpace(comment)}
 }
 
 // Line returns the annotation line for a rule, without a line break.
@@ -65,7 +69,7 @@ func (n Note) Line() string { return n.line("") }
 func (n Note) UnblockLine(pattern string) string { return n.line(" unblocked " + pattern) }
 
 func (n Note) line(action string) string {
-	s := NotePrefix + n.At.UTC().Format(time.RFC3339) + " by " + n.By + action
+	s := NotePrefix + n.At.UTC().Format(time.RFC3339Nano) + " by " + n.By + action
 	if n.Comment != "" {
 		s += ": " + n.Comment
 	}

@@ -62,6 +62,11 @@ type Change struct {
 // Per-language reasons (reason.TAG) come after them, sorted by tag.
 var attrKeys = [...]string{"policy", "reason", "status", "mode", "expires", "contact", "appeal"}
 
+// AttrKeys returns the attribute keys a rule may carry (policy, reason,
+// status, mode, expires, contact, appeal), without the per-language
+// reason.TAG.
+func AttrKeys() []string { return append([]string(nil), attrKeys[:]...) }
+
 // attrValues returns the attribute values of r in attrKeys order, as they
 // would be written: "" for no policy, reason or expiry; status and mode
 // always have a value (403 and block by default).

@@ -243,8 +243,11 @@ func TestNoteLines(t *testing.T) {
 	}
 	// NewNote cleans what would break the line.
 	n := NewNote(at.Add(500*time.Millisecond), "ali ce:x", "two\nlines\t")
-	if got, want := n.Line(), "#@ 2026-11-26T10:00:00Z by ali_ce_x: two lines"; got != want {
+	if got, want := n.Line(), "#@ 2026-11-26T10:00:00.5Z by ali_ce_x: two lines"; got != want {
 		t.Errorf("Line = %q, want %q", got, want)
+	}
+	if got, _, ok := parseNote(n.Line()); !ok || !got.At.Equal(n.At) {
+		t.Errorf("parseNote(%q) = %v, %v: the milliseconds do not come back", n.Line(), got, ok)
 	}
 }
 

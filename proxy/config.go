@@ -655,6 +655,40 @@ var yamlLine = regexp.MustCompile(`^\s*line (\d+): (.*)$`)
 // stops it; otherwise every unknown key, every value of the wrong type and
 // every semantic problem is reported, sorted by line.
 func ParseConfig(path string, data []byte) (*Config, error) {
+	return parseConfig(path, data, nil)
+}
+
+// LoadFleetConfig is LoadConfig for the fleet tools (publish, history,
+// rollback, pull, fleet status, block -fleet): a config holding only a
+// fleet: section is enough. Syntax, unknown keys and values of the wrong
+// type are problems anywhere in the file, as for LoadConfig; of the other
+// checks, only those of the fleet section and of blocklist.max_drop and
+// blocklist.source (which the fleet tools use) count. The Config it
+// returns is not fit to serve.
+func LoadFleetConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &ConfigError{Problems: []string{pathProblem(err)}}
+	}
+	return parseConfig(path, data, fleetToolField)
+}
+
+// fleetToolField reports whether a check of field matters to the fleet
+// tools.
+func fleetToolField(field []any) bool {
+	if len(field) > 0 && field[0] == "fleet" {
+		return true
+	}
+	switch fieldName(field) {
+	case "blocklist.max_drop", "blocklist.source":
+		return true
+	}
+	return false
+}
+
+// parseConfig is ParseConfig; with only set, a problem found by validate
+// counts only if only(field) is true.
+func parseConfig(path string, data []byte, only func(field []any) bool) (*Config, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		return nil, &ConfigError{Problems: yamlProblems(path, err)}
@@ -676,6 +710,9 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 	}
 	c.applyDefaults()
 	c.validate(&v)
+	if only != nil {
+		v.problems = slices.DeleteFunc(v.problems, func(p problem) bool { return p.kind == problemCheck && !only(p.field) })
+	}
 	if problems := v.result(); len(problems) > 0 {
 		return nil, &ConfigError{Problems: problems}
 	}

@@ -24,9 +24,8 @@ import (
 
 // flags parses the common -config flag and any extra ones.
 func flags(name string, args []string, stderr io.Writer, extra func(*flag.FlagSet)) (*flag.FlagSet, string, bool) {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	config := fs.String("config", "edgeblock.yaml", "configuration `file`")
+	fs := newFlagSet(name, stderr)
+	config := fs.String("config", defaultConfig(), "configuration `file` (default: $"+configEnv+", else edgeblock.yaml)")
 	if extra != nil {
 		extra(fs)
 	}
@@ -207,61 +206,150 @@ func waitForSignals(sigs chan os.Signal, srv *proxy.Server, stop stopTimeouts, l
 	return 0
 }
 
+// checkJSON is the output of check -json.
+type checkJSON struct {
+	// OK is true when the exit code is 0.
+	OK        bool   `json:"ok"`
+	Config    string `json:"config"`
+	Routes    int    `json:"routes"`
+	Blocklist string `json:"blocklist,omitempty"`
+	Rules     int    `json:"rules"`
+	SHA256    string `json:"sha256,omitempty"`
+	// Problems are the errors, each "file:line: field: message"; Warnings
+	// the same for what does not fail the check.
+	Problems []string `json:"problems"`
+	Warnings []string `json:"warnings"`
+	// Running compares the list with the one in effect; null when there
+	// is none to compare with (Source then says why).
+	Running *checkRunning `json:"running"`
+	Source  string        `json:"source,omitempty"`
+	// Changes are the rules the file adds, removes and changes against
+	// the running list (with -diff).
+	Changes []blocklist.HistoryChange `json:"changes,omitempty"`
+}
+
+// checkRunning is check -json's comparison with the running list.
+type checkRunning struct {
+	Source string `json:"source"`
+	// InEffect is true when the list is the one in effect.
+	InEffect bool `json:"in_effect"`
+	// Dropped of Total block rules in effect the list drops; Refused is
+	// true when the running edge would refuse it (blocklist.max_drop).
+	Dropped int  `json:"dropped"`
+	Total   int  `json:"total"`
+	Refused bool `json:"refused"`
+}
+
 func runCheck(args []string, stdout, stderr io.Writer) int {
-	var diff bool
+	var diff, asJSON bool
 	var adminFlag, stateFlag string
 	_, config, ok := flags("check", args, stderr, func(fs *flag.FlagSet) {
 		fs.BoolVar(&diff, "diff", false, "print the rules that would be added, removed and changed against the running list")
 		fs.StringVar(&adminFlag, "admin", "", "admin listener `address` of the running edge (default: listen.admin of the config)")
 		stateDirFlag(fs, &stateFlag)
+		jsonFlag(fs, &asJSON)
 	})
 	if !ok {
 		return 2
 	}
+	out := checkJSON{Config: config, Problems: []string{}, Warnings: []string{}}
+	finish := func(code int) int {
+		if asJSON {
+			out.OK = code == 0
+			writeJSON(stdout, out)
+		}
+		return code
+	}
 	b, err := proxy.LoadBundle(config)
 	if err != nil {
+		if asJSON {
+			out.Problems = strings.Split(err.Error(), "\n")
+			return finish(1)
+		}
 		printProblems(stderr, err)
 		return 1
 	}
-	for _, w := range b.Config.Warnings {
-		fmt.Fprintln(stderr, "warning: "+w)
+	warnings := append(slices.Clone(b.Config.Warnings), coveredRoutes(b)...)
+	out.Warnings = append(out.Warnings, warnings...)
+	out.Routes, out.Blocklist, out.Rules, out.SHA256 = len(b.Config.Routes), b.List.File(), b.List.Len(), b.List.SHA256()
+	if !asJSON {
+		for _, w := range warnings {
+			fmt.Fprintln(stderr, "warning: "+w)
+		}
+		tmpl := "built-in pages"
+		if b.Config.Pages.Template != "" {
+			tmpl = "template " + b.Config.Pages.Template
+		}
+		for _, k := range slices.Sorted(maps.Keys(b.Config.Pages.Templates)) {
+			tmpl += fmt.Sprintf(", %s template %s", k, b.Config.Pages.Templates[k])
+		}
+		tmpl += fmt.Sprintf(" in %d languages (default %s)", len(b.Renderer.Languages()), b.Renderer.DefaultLanguage())
+		fmt.Fprintf(stdout, "ok: %s: %d routes; %s: %d rules (sha256 %.12s); %s\n",
+			config, len(b.Config.Routes), b.List.File(), b.List.Len(), b.List.SHA256(), tmpl)
 	}
-	tmpl := "built-in pages"
-	if b.Config.Pages.Template != "" {
-		tmpl = "template " + b.Config.Pages.Template
-	}
-	for _, k := range slices.Sorted(maps.Keys(b.Config.Pages.Templates)) {
-		tmpl += fmt.Sprintf(", %s template %s", k, b.Config.Pages.Templates[k])
-	}
-	tmpl += fmt.Sprintf(" in %d languages (default %s)", len(b.Renderer.Languages()), b.Renderer.DefaultLanguage())
-	fmt.Fprintf(stdout, "ok: %s: %d routes; %s: %d rules (sha256 %.12s); %s\n",
-		config, len(b.Config.Routes), b.List.File(), b.List.Len(), b.List.SHA256(), tmpl)
 
 	running, source := runningList(b.Config, adminFlag, resolveStateDir(stateFlag))
 	if running == nil {
-		fmt.Fprintf(stdout, "check: no running list to compare with (%s)\n", source)
-		if diff {
-			return 1
+		out.Source = source
+		if !asJSON {
+			fmt.Fprintf(stdout, "check: no running list to compare with (%s)\n", source)
 		}
-		return 0
+		if diff {
+			return finish(1)
+		}
+		return finish(0)
 	}
 	code := 0
-	if err := proxy.CheckDrop(b.List, running, b.Config.Blocklist.MaxDrop, time.Now()); err != nil {
+	now := time.Now()
+	d, n := b.List.DroppedBlocks(running, now)
+	out.Running = &checkRunning{Source: source, InEffect: running.SHA256() == b.List.SHA256(), Dropped: d, Total: n}
+	if err := proxy.CheckDrop(b.List, running, b.Config.Blocklist.MaxDrop, now); err != nil {
 		var de *proxy.DropError
 		errors.As(err, &de)
-		fmt.Fprintf(stdout, "check: would drop %d of %d block rules (%s) against %s: not applied by the running edge unless the file has %q\n",
-			de.Dropped, de.Total, dropShare(de), source, blocklist.AllowDropMarker)
+		out.Running.Refused, out.Running.Dropped, out.Running.Total = true, de.Dropped, de.Total
+		if !asJSON {
+			fmt.Fprintf(stdout, "check: would drop %d of %d block rules (%s) against %s: not applied by the running edge unless the file has %q\n",
+				de.Dropped, de.Total, dropShare(de), source, blocklist.AllowDropMarker)
+		}
 		code = 1
+	} else if asJSON {
 	} else if running.SHA256() == b.List.SHA256() {
 		fmt.Fprintf(stdout, "check: the list is the one in effect (%s)\n", source)
 	} else {
-		d, n := b.List.DroppedBlocks(running, time.Now())
 		fmt.Fprintf(stdout, "check: drops %d of %d block rules against %s: within max_drop %g\n", d, n, source, b.Config.Blocklist.MaxDrop)
 	}
-	if diff {
+	if diff && asJSON {
+		out.Changes = blocklist.HistoryChanges(b.List, running)
+	} else if diff {
 		printDiff(stdout, b.List, running, source)
 	}
-	return code
+	return finish(code)
+}
+
+// coveredRoutes returns a warning for each route whose host a block rule
+// in effect covers: its visitors get the block page, not the origin, so
+// the route is dead weight or the rule a mistake.
+func coveredRoutes(b *proxy.Bundle) []string {
+	var out []string
+	now := time.Now()
+	for i, r := range b.Config.Routes {
+		host, wild := strings.CutPrefix(r.Host, "*.")
+		host, err := blocklist.Normalize(host)
+		if err != nil {
+			continue
+		}
+		probe, what := host, "its visitors get the block page, not the origin"
+		if wild {
+			probe, what = "edgeblock-probe."+host, "every name under it gets the block page, not the origin"
+		}
+		rule, ok := b.List.Match(probe, now)
+		if !ok || rule.Mode != blocklist.ModeBlock || wild && rule.Name != host && !strings.HasSuffix(host, "."+rule.Name) {
+			continue
+		}
+		out = append(out, fmt.Sprintf("%s: routes[%d].host: %q is covered by the block rule %s (%s:%d): %s; remove the route or unblock the name",
+			b.Config.Path, i, r.Host, rule.Pattern(), b.List.File(), rule.Line, what))
+	}
+	return out
 }
 
 func dropShare(e *proxy.DropError) string {
@@ -271,10 +359,19 @@ func dropShare(e *proxy.DropError) string {
 	return fmt.Sprintf("%.0f%% > max_drop %g%%", 100*float64(e.Dropped)/float64(e.Total), 100*e.MaxDrop)
 }
 
+// explainJSON is the output of explain -json: the explanation and which
+// answered ("the running edge at ADDR" or "the files (why)").
+type explainJSON struct {
+	*proxy.Explanation
+	Source string `json:"source"`
+}
+
 func runExplain(args []string, stdout, stderr io.Writer) int {
 	var adminFlag string
+	var asJSON bool
 	fs, config, ok := flags("explain", args, stderr, func(fs *flag.FlagSet) {
 		fs.StringVar(&adminFlag, "admin", "", "admin listener `address` of the running edge (default: listen.admin of the config)")
+		jsonFlag(fs, &asJSON)
 	})
 	if !ok {
 		return 2
@@ -292,6 +389,10 @@ func runExplain(args []string, stdout, stderr io.Writer) int {
 	why := "the admin listener is off in the config"
 	if addr != "" {
 		e, err := askExplain(addr, fs.Arg(0))
+		if err == nil && asJSON {
+			writeJSON(stdout, explainJSON{e, "the running edge at " + addr})
+			return 0
+		}
 		if err == nil {
 			fmt.Fprintf(stdout, "source: the running edge at %s\n", addr)
 			fmt.Fprint(stdout, e.Text())
@@ -304,8 +405,13 @@ func runExplain(args []string, stdout, stderr io.Writer) int {
 		printProblems(stderr, err)
 		return 1
 	}
+	e := proxy.Explain(b, fs.Arg(0), time.Now())
+	if asJSON {
+		writeJSON(stdout, explainJSON{e, "the files (" + why + ")"})
+		return 0
+	}
 	fmt.Fprintf(stdout, "source: the files (%s)\n", why)
-	fmt.Fprint(stdout, proxy.Explain(b, fs.Arg(0), time.Now()).Text())
+	fmt.Fprint(stdout, e.Text())
 	return 0
 }
 

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"html"
 	"io"
@@ -51,8 +50,7 @@ log:
 // runDemo starts a local origin and edgeblock in front of it, with one
 // proxied and a few blocked hostnames, and prints the curl lines to try.
 func runDemo(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("demo", stderr)
 	httpAddr := fs.String("http", "127.0.0.1:8080", "public HTTP `address`")
 	httpsAddr := fs.String("https", "127.0.0.1:8443", "public HTTPS `address` (internal CA)")
 	adminAddr := fs.String("admin", "127.0.0.1:9090", "admin `address`")

@@ -1,8 +1,8 @@
 package main
 
 import (
+	"crypto/sha256"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -18,6 +18,10 @@ import (
 type editCmd struct {
 	config, comment string
 	replace         bool
+	// json prints the result as JSON (editJSON); admin is the admin
+	// listener to ask whether the edit is in effect.
+	json  bool
+	admin string
 	// fleet edits the fleet's published list (a new version) instead of
 	// the file; implied by blocklist.source fleet.
 	fleet bool
@@ -29,14 +33,15 @@ type editCmd struct {
 // status=451 -comment T-42); after "--" everything is an argument.
 func parseEdit(name string, args []string, stderr io.Writer) (*editCmd, bool) {
 	c := &editCmd{}
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.StringVar(&c.config, "config", "edgeblock.yaml", "configuration `file`")
+	fs := newFlagSet(name, stderr)
+	fs.StringVar(&c.config, "config", defaultConfig(), "configuration `file` (default: $"+configEnv+", else edgeblock.yaml)")
 	fs.StringVar(&c.comment, "comment", "", "why: a ticket or reason, recorded in the file with who and when")
 	fs.BoolVar(&c.fleet, "fleet", false, "edit the fleet's published list in Redis (a new version) instead of the file; the default with blocklist.source fleet")
 	if name == "block" {
 		fs.BoolVar(&c.replace, "replace", false, "rewrite an existing rule with only the given attributes, instead of merging them")
 	}
+	jsonFlag(fs, &c.json)
+	fs.StringVar(&c.admin, "admin", "", "admin listener `address` of the running edge, asked whether the edit is in effect (default: listen.admin of the config)")
 	for {
 		if err := fs.Parse(args); err != nil {
 			return nil, false
@@ -72,6 +77,10 @@ func actor() string {
 // fleet is true when the edit goes to the fleet instead (-fleet, or
 // blocklist.source fleet).
 func (c *editCmd) editFile(stderr io.Writer) (cfg *proxy.Config, fleet, ok bool) {
+	// A fleet edit needs only the fleet section (a fleet-only config).
+	if fc, err := proxy.LoadFleetConfig(c.config); err == nil && fc.Fleet != nil && (c.fleet || fc.FromFleet()) {
+		return fc, true, true
+	}
 	cfg, err := proxy.LoadConfig(c.config)
 	if err != nil {
 		printProblems(stderr, err)
@@ -120,19 +129,75 @@ func runBlock(args []string, stdout, stderr io.Writer) int {
 	file := cfg.Blocklist.File
 	note := blocklist.NewNote(time.Now(), actor(), c.comment)
 	var res blocklist.EditResult
+	var before, after []byte
 	err := blocklist.EditFile(file, func(data []byte) (out []byte, err error) {
 		out, res, err = blocklist.Block(file, data, c.args[0], c.args[1:], blocklist.BlockOptions{Replace: c.replace, Note: &note})
 		if err == nil && res.Kind == blocklist.Changed {
 			err = guardEdit(file, data, out, cfg.Blocklist.MaxDrop) // mode=report or a past expiry drops a block
 		}
+		before, after = data, out
 		return out, err
 	})
 	if err != nil {
 		printProblems(stderr, err)
 		return 1
 	}
-	printBlock(stdout, res, fmt.Sprintf("%s:%d", file, res.Line), note, "nothing written")
+	return c.fileEdited(cfg, "block", res, note, before, after, stdout, stderr)
+}
+
+// fileEdited finishes an edit of the file: it records it in the edit
+// history, asks the running edge whether it is in effect, and prints the
+// result. after is nil when nothing was written.
+func (c *editCmd) fileEdited(cfg *proxy.Config, command string, res blocklist.EditResult, note blocklist.Note, before, after []byte, stdout, stderr io.Writer) int {
+	file := cfg.Blocklist.File
+	kind := string(res.Kind)
+	if command == "unblock" {
+		kind = "removed"
+	} else if kind == "" {
+		kind = "unchanged"
+	}
+	var out *editJSON
+	if c.json {
+		e := newEditJSON(res, kind)
+		e.File = file
+		if kind != "unchanged" {
+			e.Note = note.Line()
+			if command == "unblock" {
+				e.Note = note.UnblockLine(res.Pattern)
+			}
+		}
+		out = &e
+	} else if command == "unblock" {
+		fmt.Fprintf(stdout, "removed: %s (was %s:%d)\n  note: %s\n", res.OldLine, file, res.Line, note.UnblockLine(res.Pattern))
+	} else {
+		printBlock(stdout, res, fmt.Sprintf("%s:%d", file, res.Line), note, "nothing written")
+	}
+	if kind != "unchanged" && after != nil {
+		if err := recordEdit(file, command, note, before, after); err != nil {
+			fmt.Fprintf(stderr, "edgeblock: warning: the edit is written but not recorded in %s: %v\n", blocklist.HistoryPath(file), err)
+		}
+		a := askApplied(cfg, c.admin, fmt.Sprintf("%x", sha256.Sum256(after)), time.Now().Add(-time.Second))
+		a.report(stdout, out, adminAddr(cfg, c.admin))
+	}
+	if out != nil {
+		writeJSON(stdout, out)
+	}
 	return 0
+}
+
+// recordEdit appends the edit from before to after to the list's edit
+// history.
+func recordEdit(file, command string, note blocklist.Note, before, after []byte) error {
+	next, err := blocklist.Parse(file, after)
+	if err != nil {
+		return err
+	}
+	prev, err := blocklist.Parse(file, before)
+	if err != nil {
+		prev = mustParse("") // the file was bad before: every rule is new
+	}
+	return blocklist.AppendHistory(file, blocklist.HistoryEntry{Time: time.Now().UTC(), Actor: note.By, Comment: note.Comment,
+		Command: command, SHA256: next.SHA256(), Changes: blocklist.HistoryChanges(next, prev)})
 }
 
 // printBlock writes what block did: the rule added, changed (old and new
@@ -178,11 +243,13 @@ func runUnblock(args []string, stdout, stderr io.Writer) int {
 	now := time.Now()
 	note := blocklist.NewNote(now, actor(), c.comment)
 	var res blocklist.EditResult
+	var before, after []byte
 	err := blocklist.EditFile(file, func(data []byte) (out []byte, err error) {
 		out, res, err = blocklist.Unblock(file, data, c.args[0], &note, now)
 		if err == nil {
 			err = guardEdit(file, data, out, cfg.Blocklist.MaxDrop)
 		}
+		before, after = data, out
 		return out, err
 	})
 	var noRule *blocklist.NoRuleError
@@ -194,6 +261,5 @@ func runUnblock(args []string, stdout, stderr io.Writer) int {
 		printProblems(stderr, err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "removed: %s (was %s:%d)\n  note: %s\n", res.OldLine, file, res.Line, note.UnblockLine(res.Pattern))
-	return 0
+	return c.fileEdited(cfg, "unblock", res, note, before, after, stdout, stderr)
 }

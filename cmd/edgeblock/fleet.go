@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -30,9 +31,10 @@ type fleetCmd struct {
 
 // openFleet loads the config and connects to its fleet's Redis. It prints
 // the problem and returns false when the config is bad or has no fleet
-// section.
+// section. Only the fleet section (and blocklist.max_drop) must be valid
+// (proxy.LoadFleetConfig): a config of only fleet: will do.
 func openFleet(config string, stderr io.Writer) (*fleetCmd, bool) {
-	cfg, err := proxy.LoadConfig(config)
+	cfg, err := proxy.LoadFleetConfig(config)
 	if err != nil {
 		printProblems(stderr, err)
 		return nil, false
@@ -183,6 +185,19 @@ func runBlockFleet(c *editCmd, stdout, stderr io.Writer) int {
 		printProblems(stderr, err)
 		return 1
 	}
+	if c.json {
+		kind := string(res.Kind)
+		if kind == "" {
+			kind = "unchanged"
+		}
+		e := newEditJSON(res, kind)
+		e.Version = v.Number
+		if kind != "unchanged" {
+			e.Note = note.Line()
+		}
+		writeJSON(stdout, e)
+		return 0
+	}
 	printBlock(stdout, res, fmt.Sprintf("version %d, line %d", v.Number, res.Line), note, "nothing published")
 	return 0
 }
@@ -221,17 +236,48 @@ func runUnblockFleet(c *editCmd, stdout, stderr io.Writer) int {
 		printProblems(stderr, err)
 		return 1
 	}
+	if c.json {
+		e := newEditJSON(res, "removed")
+		e.Version, e.Note = v.Number, note.UnblockLine(res.Pattern)
+		writeJSON(stdout, e)
+		return 0
+	}
 	fmt.Fprintf(stdout, "removed: %s (version %d; was line %d)\n  note: %s\n", res.OldLine, v.Number, res.Line, note.UnblockLine(res.Pattern))
 	return 0
 }
 
+// historyJSON is one entry of history -json: a fleet version, or in file
+// mode one edit from the edit history.
+type historyJSON struct {
+	Version int64     `json:"version,omitempty"`
+	Time    time.Time `json:"time"`
+	Actor   string    `json:"actor"`
+	Comment string    `json:"comment,omitempty"`
+	// Command is the edit in file mode (block, unblock).
+	Command string `json:"command,omitempty"`
+	SHA256  string `json:"sha256"`
+	// Changes are the rules added, removed and changed against the
+	// version before; null when that version is not kept.
+	Changes []blocklist.HistoryChange `json:"changes"`
+	// Rules is the version's rule count (fleet); Invalid, why edges
+	// refuse it.
+	Rules   int    `json:"rules,omitempty"`
+	Invalid string `json:"invalid,omitempty"`
+}
+
 func runHistory(args []string, stdout, stderr io.Writer) int {
 	var n int
+	var asJSON, fileMode bool
 	_, config, ok := flags("history", args, stderr, func(fs *flag.FlagSet) {
-		fs.IntVar(&n, "n", 10, "how many versions to show, newest first (0: all kept)")
+		fs.IntVar(&n, "n", 10, "how many versions (edits in file mode) to show, newest first (0: all kept)")
+		fs.BoolVar(&fileMode, "file", false, "the edit history of blocklist.file even when the config has a fleet section")
+		jsonFlag(fs, &asJSON)
 	})
 	if !ok {
 		return 2
+	}
+	if cfg, err := proxy.LoadFleetConfig(config); err == nil && (cfg.Fleet == nil || fileMode) {
+		return fileHistory(config, n, asJSON, stdout, stderr)
 	}
 	c, ok := openFleet(config, stderr)
 	if !ok {
@@ -247,7 +293,7 @@ func runHistory(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "edgeblock: %v\n", err)
 		return 1
 	}
-	if len(vs) == 0 {
+	if len(vs) == 0 && !asJSON {
 		fmt.Fprintln(stdout, "no version published yet")
 		return 0
 	}
@@ -255,28 +301,103 @@ func runHistory(args []string, stdout, stderr io.Writer) int {
 	if n > 0 {
 		shown = min(n, len(vs))
 	}
+	out := []historyJSON{}
 	for i, v := range vs[:shown] {
-		comment := ""
-		if v.Comment != "" {
-			comment = "  " + strconv.Quote(v.Comment)
+		h := historyJSON{Version: v.Number, Time: v.Time.UTC(), Actor: v.Actor, Comment: v.Comment, SHA256: v.SHA256}
+		if !asJSON {
+			comment := ""
+			if v.Comment != "" {
+				comment = "  " + strconv.Quote(v.Comment)
+			}
+			fmt.Fprintf(stdout, "version %d  %s  by %s  sha256 %.12s%s\n", v.Number, v.Time.UTC().Format(time.RFC3339), v.Actor, v.SHA256, comment)
 		}
-		fmt.Fprintf(stdout, "version %d  %s  by %s  sha256 %.12s%s\n", v.Number, v.Time.UTC().Format(time.RFC3339), v.Actor, v.SHA256, comment)
 		l, err := blocklist.Parse(proxy.FleetListName(v.Number), v.Content)
 		if err != nil {
-			fmt.Fprintf(stdout, "  fails validation (edges refuse it): %s\n", strings.ReplaceAll(err.Error(), "\n", "\n  "))
+			h.Invalid = err.Error()
+			out = append(out, h)
+			if !asJSON {
+				fmt.Fprintf(stdout, "  fails validation (edges refuse it): %s\n", strings.ReplaceAll(err.Error(), "\n", "\n  "))
+			}
 			continue
 		}
+		h.Rules = l.Len()
 		var prev *blocklist.List
 		if i+1 < len(vs) && vs[i+1].Number == v.Number-1 {
 			prev, _ = blocklist.Parse(proxy.FleetListName(vs[i+1].Number), vs[i+1].Content)
+		} else if v.Number == 1 {
+			prev = mustParse("")
 		}
 		switch {
+		case asJSON && prev != nil:
+			h.Changes = blocklist.HistoryChanges(l, prev)
+		case asJSON:
 		case prev != nil:
 			printChanges(stdout, l, prev)
-		case v.Number == 1:
-			printChanges(stdout, l, mustParse(""))
 		default:
 			fmt.Fprintf(stdout, "  %d rules (the version before is not kept or fails validation)\n", l.Len())
+		}
+		out = append(out, h)
+	}
+	if asJSON {
+		writeJSON(stdout, out)
+	}
+	return 0
+}
+
+// fileHistory prints the edit history of the config's blocklist file
+// (blocklist.HistoryPath), newest first: every edit made with block and
+// unblock, each with who, when, why and the rules it changed.
+func fileHistory(config string, n int, asJSON bool, stdout, stderr io.Writer) int {
+	cfg, err := proxy.LoadFleetConfig(config)
+	if err != nil {
+		printProblems(stderr, err)
+		return 1
+	}
+	file := cfg.Blocklist.File
+	if file == "" {
+		fmt.Fprintf(stderr, "edgeblock: %s has neither blocklist.file nor a fleet section: no history to show\n", config)
+		return 1
+	}
+	es, err := blocklist.ReadHistory(file)
+	if err != nil {
+		fmt.Fprintf(stderr, "edgeblock: %v\n", err)
+		return 1
+	}
+	slices.Reverse(es)
+	if n > 0 && len(es) > n {
+		es = es[:n]
+	}
+	if asJSON {
+		out := []historyJSON{}
+		for _, e := range es {
+			out = append(out, historyJSON{Time: e.Time, Actor: e.Actor, Comment: e.Comment, Command: e.Command, SHA256: e.SHA256, Changes: e.Changes})
+		}
+		writeJSON(stdout, out)
+		return 0
+	}
+	if len(es) == 0 {
+		fmt.Fprintf(stdout, "no edit recorded in %s yet (block and unblock record theirs; hand edits are in the edge's audit log only)\n", blocklist.HistoryPath(file))
+		return 0
+	}
+	for _, e := range es {
+		comment := ""
+		if e.Comment != "" {
+			comment = "  " + strconv.Quote(e.Comment)
+		}
+		fmt.Fprintf(stdout, "%s  %s  by %s  sha256 %.12s%s\n", e.Time.UTC().Format("2006-01-02T15:04:05.000Z07:00"), e.Command, e.Actor, e.SHA256, comment)
+		for _, c := range e.Changes {
+			switch c.Kind {
+			case blocklist.Added:
+				fmt.Fprintf(stdout, "  + %s\n", c.Line)
+			case blocklist.Removed:
+				fmt.Fprintf(stdout, "  - %s\n", c.Line)
+			default:
+				attrs := make([]string, len(c.Attrs))
+				for i, a := range c.Attrs {
+					attrs[i] = a.Key + " " + a.String()
+				}
+				fmt.Fprintf(stdout, "  ~ %s: %s\n", c.Rule, strings.Join(attrs, ", "))
+			}
 		}
 	}
 	return 0
@@ -321,8 +442,11 @@ func printChanges(w io.Writer, next, prev *blocklist.List) {
 
 func runRollback(args []string, stdout, stderr io.Writer) int {
 	var comment string
+	allowDrop := -1
 	fs, config, ok := flags("rollback", args, stderr, func(fs *flag.FlagSet) {
 		fs.StringVar(&comment, "comment", "", "why: recorded with the new version")
+		fs.IntVar(&allowDrop, "allow-drop", -1, "let the rollback drop up to `N` block rules of the current version, past blocklist.max_drop (to undo a mass block); "+
+			"the new version then holds the line \"#! allow-drop\" so that edges apply it")
 	})
 	if !ok {
 		return 2
@@ -354,7 +478,31 @@ func runRollback(args []string, stdout, stderr io.Writer) int {
 	if comment != "" {
 		msg += ": " + comment
 	}
-	v, published, err := c.publishWhole(ctx, l, old.Content, fleet.Meta{Actor: actor(), Comment: msg})
+	content := old.Content
+	if allowDrop >= 0 {
+		var cur *blocklist.List
+		if _, cur, err = c.current(ctx); err != nil {
+			fmt.Fprintf(stderr, "edgeblock: %v\n", err)
+			return 1
+		}
+		if cur != nil {
+			dropped, total := l.DroppedBlocks(cur, time.Now())
+			if dropped > allowDrop {
+				fmt.Fprintf(stderr, "edgeblock: not published: the rollback would drop %d of %d block rules, more than -allow-drop %d\n", dropped, total, allowDrop)
+				return 1
+			}
+			if c.guard(l, cur) != nil && !l.AllowsDrop() {
+				content = withAllowDrop(content)
+				l, err = blocklist.Parse(proxy.FleetListName(n), content)
+				if err != nil {
+					fmt.Fprintf(stderr, "edgeblock: %v\n", err)
+					return 1
+				}
+				msg += fmt.Sprintf(" (allow-drop %d: drops %d of %d block rules)", allowDrop, dropped, total)
+			}
+		}
+	}
+	v, published, err := c.publishWhole(ctx, l, content, fleet.Meta{Actor: actor(), Comment: msg})
 	if err != nil {
 		fmt.Fprintf(stderr, "edgeblock: %v\n", err)
 		return 1
@@ -364,13 +512,24 @@ func runRollback(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	fmt.Fprintf(stdout, "published: version %d with the content of version %d (sha256 %s, %d rules)\n", v.Number, n, v.SHA256, l.Len())
+	if !bytes.Equal(content, old.Content) {
+		fmt.Fprintf(stdout, "  the version holds the line %q, so that edges apply the drop; once \"edgeblock fleet status\" shows every node on version %d, take it out so that the guard protects the next edit:\n"+
+			"  edgeblock pull -o list.txt && sed -i '/^#! allow-drop$/d' list.txt && edgeblock publish -comment 'guard back on' list.txt\n", blocklist.AllowDropMarker, v.Number)
+	}
 	return 0
+}
+
+// withAllowDrop returns content with the allow-drop marker line at the top.
+func withAllowDrop(content []byte) []byte {
+	return append([]byte(blocklist.AllowDropMarker+"\n"), content...)
 }
 
 func runPull(args []string, stdout, stderr io.Writer) int {
 	var out string
+	var version int64
 	_, config, ok := flags("pull", args, stderr, func(fs *flag.FlagSet) {
 		fs.StringVar(&out, "o", "", "`file` to write, atomically (default: blocklist.file of the config; - or none: standard output)")
+		fs.Int64Var(&version, "version", 0, "the version `N` to write, one of those kept (see history); default: the current one")
 	})
 	if !ok {
 		return 2
@@ -385,7 +544,13 @@ func runPull(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), fleetTimeout)
 	defer cancel()
-	v, err := c.store.Current(ctx)
+	var v fleet.Version
+	var err error
+	if version > 0 {
+		v, err = c.store.Get(ctx, version)
+	} else {
+		v, err = c.store.Current(ctx)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "edgeblock: %v\n", err)
 		return 1
@@ -404,13 +569,24 @@ func runPull(args []string, stdout, stderr io.Writer) int {
 
 // runFleet dispatches the fleet subcommands.
 func runFleet(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] != "status" {
-		fmt.Fprintln(stderr, "usage: edgeblock fleet status -config FILE [-silent DURATION]")
-		return 2
+	if len(args) > 0 {
+		switch args[0] {
+		case "status":
+			return runFleetStatus(args[1:], stdout, stderr)
+		case "forget":
+			return runFleetForget(args[1:], stdout, stderr)
+		}
 	}
+	fmt.Fprintln(stderr, "usage: edgeblock fleet status|forget [flags] (edgeblock help fleet)")
+	return 2
+}
+
+func runFleetStatus(args []string, stdout, stderr io.Writer) int {
 	var silent time.Duration
-	_, config, ok := flags("fleet status", args[1:], stderr, func(fs *flag.FlagSet) {
+	var asJSON bool
+	_, config, ok := flags("fleet status", args, stderr, func(fs *flag.FlagSet) {
 		fs.DurationVar(&silent, "silent", 30*time.Second, "a node whose last heartbeat is older is flagged silent (edges beat every 5s)")
+		jsonFlag(fs, &asJSON)
 	})
 	if !ok {
 		return 2
@@ -426,11 +602,86 @@ func runFleet(args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		var nodes []fleet.NodeStatus
 		if nodes, err = c.store.Nodes(ctx, silent); err == nil {
+			if asJSON {
+				return printNodesJSON(stdout, cur, nodes)
+			}
 			return printNodes(stdout, cur, nodes)
 		}
 	}
 	fmt.Fprintf(stderr, "edgeblock: %v\n", err)
 	return 1
+}
+
+// nodeJSON is one node of fleet status -json.
+type nodeJSON struct {
+	Node       string  `json:"node"`
+	Version    int64   `json:"version"`
+	SHA256     string  `json:"sha256"`
+	AgeSeconds float64 `json:"age_seconds"`
+	Behind     bool    `json:"behind"`
+	Silent     bool    `json:"silent"`
+}
+
+// fleetStatusJSON is the output of fleet status -json.
+type fleetStatusJSON struct {
+	Version int64      `json:"version"`
+	Nodes   []nodeJSON `json:"nodes"`
+	// Bad counts the nodes behind or silent; the exit code is 1 if > 0.
+	Bad int `json:"bad"`
+}
+
+func printNodesJSON(w io.Writer, cur int64, nodes []fleet.NodeStatus) int {
+	out := fleetStatusJSON{Version: cur, Nodes: []nodeJSON{}}
+	for _, n := range nodes {
+		out.Nodes = append(out.Nodes, nodeJSON{Node: n.Node, Version: n.Version, SHA256: n.SHA256,
+			AgeSeconds: n.Age.Seconds(), Behind: n.Behind, Silent: n.Silent})
+		if n.Behind || n.Silent {
+			out.Bad++
+		}
+	}
+	writeJSON(w, out)
+	return min(out.Bad, 1)
+}
+
+func runFleetForget(args []string, stdout, stderr io.Writer) int {
+	fs, config, ok := flags("fleet forget", args, stderr, nil)
+	if !ok {
+		return 2
+	}
+	if fs.NArg() == 0 {
+		fmt.Fprintln(stderr, "usage: edgeblock fleet forget -config FILE NODE ...")
+		return 2
+	}
+	c, ok := openFleet(config, stderr)
+	if !ok {
+		return 1
+	}
+	defer c.close()
+	ctx, cancel := context.WithTimeout(context.Background(), fleetTimeout)
+	defer cancel()
+	nodes, err := c.store.Nodes(ctx, time.Hour)
+	if err != nil {
+		fmt.Fprintf(stderr, "edgeblock: %v\n", err)
+		return 1
+	}
+	known := map[string]bool{}
+	for _, n := range nodes {
+		known[n.Node] = true
+	}
+	for _, name := range fs.Args() {
+		if !known[name] {
+			fmt.Fprintf(stderr, "edgeblock: no node %q has a heartbeat (fleet status lists them); nothing forgotten\n", name)
+			return 1
+		}
+	}
+	if err := c.store.Forget(ctx, fs.Args()...); err != nil {
+		fmt.Fprintf(stderr, "edgeblock: %v\n", err)
+		return 1
+	}
+	for _, name := range fs.Args() {
+		fmt.Fprintf(stdout, "forgotten: %s (it reappears with its next heartbeat if it is still running)\n", name)
+	}
+	return 0
 }
 
 // printNodes writes the node table and returns 1 if any node is behind

@@ -53,7 +53,15 @@ type Config struct {
 	// Keep is how many blocklist versions are kept. Default 100, the least
 	// accepted.
 	Keep int `yaml:"keep"`
+	// HeartbeatExpiry is how long a node's heartbeat is kept after it last
+	// beat: a node silent for longer (stopped, retired) is dropped from the
+	// fleet's node list, so that it no longer shows as behind and silent.
+	// Default DefaultHeartbeatExpiry (24h); at least a minute.
+	HeartbeatExpiry time.Duration `yaml:"heartbeat_expiry"`
 }
+
+// DefaultHeartbeatExpiry is Config.HeartbeatExpiry's default.
+const DefaultHeartbeatExpiry = 24 * time.Hour
 
 // Redis topologies (RedisConfig.Mode).
 const (
@@ -146,6 +154,9 @@ func (c *Config) ApplyDefaults() error {
 	if c.Keep == 0 {
 		c.Keep = DefaultKeep
 	}
+	if c.HeartbeatExpiry == 0 {
+		c.HeartbeatExpiry = DefaultHeartbeatExpiry
+	}
 	if c.Redis.DialTimeout == 0 {
 		c.Redis.DialTimeout = 2 * time.Second
 	}
@@ -169,6 +180,9 @@ func (c Config) Validate() []string {
 	var p []string
 	add := func(field, format string, args ...any) {
 		p = append(p, "fleet."+field+": "+fmt.Sprintf(format, args...))
+	}
+	if c.HeartbeatExpiry != 0 && c.HeartbeatExpiry < time.Minute {
+		add("heartbeat_expiry", "%s: want at least 1m (edges beat every 5s)", c.HeartbeatExpiry)
 	}
 	r := c.Redis
 	mode := r.EffectiveMode()

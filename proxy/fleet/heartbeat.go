@@ -38,13 +38,42 @@ type NodeStatus struct {
 }
 
 // beatScript stores a heartbeat and its time by Redis's clock (in Unix
-// microseconds, in a second hash: Lua's JSON encoder would round them).
-// KEYS: nodes hash, node times hash. ARGV: node, JSON.
+// microseconds, in a second hash: Lua's JSON encoder would round them),
+// and deletes the heartbeats older than the expiry (expireScript).
+// KEYS: nodes hash, node times hash. ARGV: node, JSON, expiry in µs.
 var beatScript = redis.NewScript(`
 local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[2], ARGV[1], t[1] .. string.format('%06d', tonumber(t[2])))
+local all = redis.call('HGETALL', KEYS[2])
+for i = 1, #all, 2 do
+  local at = tonumber(all[i+1])
+  if at == nil or now - at > tonumber(ARGV[3]) then
+    redis.call('HDEL', KEYS[1], all[i])
+    redis.call('HDEL', KEYS[2], all[i])
+  end
+end
 return 1
+`)
+
+// expireScript deletes the heartbeats older than the expiry, by Redis's
+// clock, and returns how many.
+// KEYS: nodes hash, node times hash. ARGV: expiry in µs.
+var expireScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local all = redis.call('HGETALL', KEYS[2])
+local n = 0
+for i = 1, #all, 2 do
+  local at = tonumber(all[i+1])
+  if at == nil or now - at > tonumber(ARGV[1]) then
+    redis.call('HDEL', KEYS[1], all[i])
+    redis.call('HDEL', KEYS[2], all[i])
+    n = n + 1
+  end
+end
+return n
 `)
 
 // Beat records hb as node hb.Node's latest heartbeat, stamped with Redis's
@@ -57,7 +86,7 @@ func (s *Store) Beat(ctx context.Context, hb Heartbeat) error {
 	if err != nil {
 		return fmt.Errorf("fleet: heartbeat: %w", err)
 	}
-	if err := beatScript.Run(ctx, s.rdb, []string{s.k.nodes, s.k.nodeTimes}, hb.Node, b).Err(); err != nil {
+	if err := beatScript.Run(ctx, s.rdb, []string{s.k.nodes, s.k.nodeTimes}, hb.Node, b, s.expiry.Microseconds()).Err(); err != nil {
 		return fmt.Errorf("fleet: heartbeat for %s: %w", hb.Node, err)
 	}
 	return nil
@@ -82,8 +111,14 @@ func (s *Store) RunHeartbeat(ctx context.Context, interval time.Duration, state 
 
 // Nodes returns every node's last heartbeat, sorted by name, each judged
 // against the current version (Behind) and silentAfter (Silent), with ages
-// measured by Redis's clock.
+// measured by Redis's clock. Heartbeats older than the store's expiry
+// (Config.HeartbeatExpiry) are deleted first, and so not returned: a
+// stopped node drops out once it has been silent that long, even with no
+// node beating.
 func (s *Store) Nodes(ctx context.Context, silentAfter time.Duration) ([]NodeStatus, error) {
+	if err := expireScript.Run(ctx, s.rdb, []string{s.k.nodes, s.k.nodeTimes}, s.expiry.Microseconds()).Err(); err != nil {
+		return nil, fmt.Errorf("fleet: expire heartbeats: %w", err)
+	}
 	pipe := s.rdb.Pipeline()
 	all := pipe.HGetAll(ctx, s.k.nodes)
 	times := pipe.HGetAll(ctx, s.k.nodeTimes)

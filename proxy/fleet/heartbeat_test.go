@@ -100,3 +100,52 @@ func TestRunHeartbeat(t *testing.T) {
 	cancel()
 	<-done
 }
+
+// TestHeartbeatExpiry: a node silent for longer than HeartbeatExpiry drops
+// out of Nodes, both when another node beats (Beat deletes it) and when
+// none does (Nodes deletes it), while a node that keeps beating stays.
+func TestHeartbeatExpiry(t *testing.T) {
+	r := startRedis(t)
+	c, cfg := newTestClient(t, r.Addr(), "")
+	const expiry = 600 * time.Millisecond
+	cfg.HeartbeatExpiry = expiry
+	s := NewStore(c, cfg)
+	ctx := ctxT(t)
+	for _, steps := range []struct {
+		name    string
+		beatNow bool // another node beats after the silence
+	}{{"by a beat", true}, {"by a read", false}} {
+		t.Run(steps.name, func(t *testing.T) {
+			if err := s.Beat(ctx, Heartbeat{Node: "stopped", Version: 1}); err != nil {
+				t.Fatal(err)
+			}
+			if n, err := s.Nodes(ctx, time.Hour); err != nil || len(n) == 0 {
+				t.Fatalf("right after the beat: %+v, %v", n, err)
+			}
+			time.Sleep(expiry + 300*time.Millisecond)
+			if steps.beatNow {
+				if err := s.Beat(ctx, Heartbeat{Node: "live", Version: 1}); err != nil {
+					t.Fatal(err)
+				}
+				// The beat itself deleted the stopped node: the hashes no
+				// longer hold it, whoever reads them.
+				if n, err := c.HExists(ctx, cfg.Prefix+"nodes", "stopped").Result(); err != nil || n {
+					t.Fatalf("stopped node still in the nodes hash after another node's beat (%v)", err)
+				}
+			}
+			nodes, err := s.Nodes(ctx, time.Hour)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, n := range nodes {
+				if n.Node == "stopped" {
+					t.Fatalf("node silent for %v still listed (expiry %v): %+v", n.Age, expiry, n)
+				}
+			}
+			if steps.beatNow && (len(nodes) != 1 || nodes[0].Node != "live") {
+				t.Fatalf("nodes = %+v, want the live node only", nodes)
+			}
+			s.Forget(ctx, "live")
+		})
+	}
+}

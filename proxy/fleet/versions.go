@@ -69,6 +69,8 @@ type Store struct {
 	rdb  redis.UniversalClient
 	k    keys
 	keep int
+	// expiry is Config.HeartbeatExpiry (DefaultHeartbeatExpiry if zero).
+	expiry time.Duration
 }
 
 // keys are the Redis names derived from the prefix.
@@ -104,7 +106,11 @@ func NewStore(rdb redis.UniversalClient, cfg Config) *Store {
 	if keep <= 0 {
 		keep = DefaultKeep
 	}
-	return &Store{rdb: rdb, k: newKeys(cfg.Prefix), keep: keep}
+	expiry := cfg.HeartbeatExpiry
+	if expiry <= 0 {
+		expiry = DefaultHeartbeatExpiry
+	}
+	return &Store{rdb: rdb, k: newKeys(cfg.Prefix), keep: keep, expiry: expiry}
 }
 
 // publishScript is the compare-and-set: if the current version is not

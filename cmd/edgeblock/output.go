@@ -1,0 +1,124 @@
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/edgeblock/edgeblock/blocklist"
+	"github.com/edgeblock/edgeblock/proxy"
+)
+
+// jsonFlag defines -json. The JSON field names of each command are stable
+// and documented in its help (edgeblock help CMD).
+func jsonFlag(fs *flag.FlagSet, p *bool) {
+	fs.BoolVar(p, "json", false, "print the result as one JSON document (field names in the description) instead of text")
+}
+
+// writeJSON writes v as indented JSON and a line break.
+func writeJSON(w io.Writer, v any) {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	enc.Encode(v)
+}
+
+// editJSON is the output of block -json and unblock -json.
+type editJSON struct {
+	// Result is added, changed, unchanged or removed.
+	Result string `json:"result"`
+	Rule   string `json:"rule"`
+	// File and Line say where the rule is (was, for removed); Version is
+	// the fleet version written (0 in file mode).
+	File    string                 `json:"file,omitempty"`
+	Version int64                  `json:"version,omitempty"`
+	Line    int                    `json:"line"`
+	Old     string                 `json:"old,omitempty"`
+	New     string                 `json:"new,omitempty"`
+	Attrs   []blocklist.AttrChange `json:"attrs,omitempty"`
+	Note    string                 `json:"note,omitempty"`
+	// Applied is whether the running edge has the edit in effect: true,
+	// false (EdgeError says why), or absent when no edge was asked.
+	Applied   *bool  `json:"applied,omitempty"`
+	EdgeError string `json:"edge_error,omitempty"`
+}
+
+// newEditJSON returns the JSON of an edit's result.
+func newEditJSON(res blocklist.EditResult, kind string) editJSON {
+	e := editJSON{Result: kind, Rule: res.Pattern, Line: res.Line, Old: res.OldLine, New: res.NewLine, Attrs: res.Attrs}
+	if e.Rule == "" {
+		e.Rule = res.NewLine
+	}
+	return e
+}
+
+// edgeApplied is what the running edge said about an edit: whether the
+// list with sha256 is in effect.
+type edgeApplied struct {
+	asked   bool
+	applied bool
+	why     string
+}
+
+// edgeWait bounds the wait for the running edge to apply an edit: its
+// watcher reads a change within a second (blocklist.debounce, capped).
+var edgeWait = 5 * time.Second
+
+// askApplied asks the edge at the admin address of cfg (or adminFlag)
+// whether the list with sha256 is in effect, polling GET /blocklist until
+// it is, the edge reports an error about the file, or edgeWait passes.
+func askApplied(cfg *proxy.Config, adminFlag, sha256 string, since time.Time) edgeApplied {
+	addr := adminAddr(cfg, adminFlag)
+	if addr == "" {
+		return edgeApplied{why: "the admin listener is off in the config: no edge asked"}
+	}
+	deadline := time.Now().Add(edgeWait)
+	for {
+		var st struct {
+			SHA256 string `json:"sha256"`
+			Errors []struct {
+				At    time.Time `json:"at"`
+				Error string    `json:"error"`
+			} `json:"errors"`
+		}
+		resp, err := adminGet(addr, "/blocklist")
+		if err != nil {
+			return edgeApplied{why: fmt.Sprintf("no edge answered at %s: %v", addr, err)}
+		}
+		err = json.NewDecoder(resp.Body).Decode(&st)
+		resp.Body.Close()
+		if err != nil {
+			return edgeApplied{why: fmt.Sprintf("GET /blocklist at %s: %v", addr, err)}
+		}
+		if st.SHA256 == sha256 {
+			return edgeApplied{asked: true, applied: true}
+		}
+		for _, e := range st.Errors {
+			if !e.At.Before(since) {
+				return edgeApplied{asked: true, why: "the edge at " + addr + " did not apply it: " + e.Error}
+			}
+		}
+		if time.Now().After(deadline) {
+			return edgeApplied{asked: true, why: fmt.Sprintf("the edge at %s still has sha256 %.12s after %v (is it serving this file?)", addr, st.SHA256, edgeWait)}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// report writes what the edge said, as a line of text or into e.
+func (a edgeApplied) report(w io.Writer, e *editJSON, addr string) {
+	if e != nil {
+		if a.asked {
+			e.Applied = &a.applied
+		}
+		e.EdgeError = a.why
+		return
+	}
+	if a.applied {
+		fmt.Fprintf(w, "  applied: true (the running edge at %s has it in effect)\n", addr)
+	} else {
+		fmt.Fprintf(w, "  applied: %s\n", a.why)
+	}
+}
