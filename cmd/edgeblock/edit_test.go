@@ -313,8 +313,11 @@ func TestBlockAsAnotherUser(t *testing.T) {
 	if readFile(t, list) != before {
 		t.Error("the file changed")
 	}
-	if entries, _ := os.ReadDir(dir); len(entries) != 3 {
+	if entries, _ := os.ReadDir(dir); len(entries) != 4 { // config, list, lock, history
 		t.Errorf("files left behind: %v", entries)
+	}
+	if fi, err := os.Stat(blocklist.HistoryPath(list)); err != nil || fi.Sys().(*syscall.Stat_t).Uid != 4321 {
+		t.Errorf("edit history: %v, %v: want it created by uid 4321", fi, err)
 	}
 }
 
