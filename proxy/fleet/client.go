@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -37,7 +38,11 @@ type Client struct {
 	reconnects atomic.Int64
 
 	mu      sync.Mutex
-	changed chan struct{} // closed (and replaced) when the primary changes
+	changed chan struct{}             // closed (and replaced) when the primary changes
+	conns   map[*trackedConn]struct{} // sentinel mode: open connections
+	fenced  map[string]time.Time      // sentinel mode: address -> no connections until
+	stop    context.CancelFunc        // ends the sentinel watchers
+	watch   sync.WaitGroup
 }
 
 // NewClient returns a client for cfg.Redis in its mode. It reads the
@@ -73,6 +78,7 @@ func NewClient(cfg Config) (*Client, error) {
 		if err != nil {
 			return nil, err
 		}
+		c.conns, c.fenced = make(map[*trackedConn]struct{}), make(map[string]time.Time)
 		c.UniversalClient = redis.NewFailoverClient(&redis.FailoverOptions{
 			MasterName:       r.MasterName,
 			SentinelAddrs:    addrs,
@@ -80,7 +86,18 @@ func NewClient(cfg Config) (*Client, error) {
 			Username: r.Username, Password: password, DB: r.DB, TLSConfig: tc,
 			DialTimeout: r.DialTimeout, ReadTimeout: r.Timeout, WriteTimeout: r.Timeout,
 			Protocol: 2,
+			Dialer:   c.dialer(r.DialTimeout, tc),
 		})
+		ctx, stop := context.WithCancel(context.Background())
+		c.stop = stop
+		for _, a := range addrs {
+			sc := redis.NewSentinelClient(&redis.Options{
+				Addr: a, Username: r.SentinelUsername, Password: sentinelPassword, TLSConfig: tc,
+				DialTimeout: r.DialTimeout, ReadTimeout: r.Timeout, WriteTimeout: r.Timeout, Protocol: 2,
+			})
+			c.watch.Add(1)
+			go c.watchSentinel(ctx, sc, r.MasterName)
+		}
 	case ModeCluster:
 		c.UniversalClient = redis.NewClusterClient(&redis.ClusterOptions{
 			Addrs:    addrs,
@@ -95,6 +112,164 @@ func NewClient(cfg Config) (*Client, error) {
 		c.UniversalClient.AddHook(dialHook{c})
 	}
 	return c, nil
+}
+
+// Close closes the client and stops its sentinel watchers.
+func (c *Client) Close() error {
+	if c.stop != nil {
+		c.stop()
+		c.watch.Wait()
+	}
+	return c.UniversalClient.Close()
+}
+
+// sentinelEvents are the Sentinel events of a failover, in order. From
+// the first to the promotion's confirmation the old primary is fenced:
+// Sentinel sends the chosen replica REPLICAOF NO ONE right after
+// announcing +failover-state-send-slaveof-noone, and confirms the
+// promotion only at its next INFO from it (up to a second later); writes
+// that reach the old primary in between are acknowledged and then lost,
+// because the new primary never gets them (measured: TestSentinelFailover).
+// go-redis alone moves its connections only at +switch-master, when the
+// whole failover is over.
+var sentinelEvents = []string{
+	"+try-failover", "+failover-state-select-slave", "+selected-slave",
+	"+failover-state-send-slaveof-noone", "+failover-state-wait-promotion", // fence the old primary
+	"+promoted-slave", "+failover-state-reconf-slaves", "+failover-end", "+switch-master", // ask for the new one
+	"-failover-abort-not-elected", "-failover-abort-no-good-slave", "-failover-abort-slave-timeout", // lift the fence
+}
+
+// fenceFor is how long an address stays fenced unless the sentinels name
+// it primary again (or abort): long enough for a failover to finish and
+// the old primary to be turned into a replica.
+const fenceFor = 30 * time.Second
+
+// watchSentinel follows one sentinel's failover events for master (see
+// sentinelEvents): while a failover is under way no connection goes to the
+// old primary (open ones are closed, new dials refused), and once the
+// sentinel names the new primary the client goes there. Closing the
+// connections makes the next command dial, and the dial asks the sentinels.
+func (c *Client) watchSentinel(ctx context.Context, sc *redis.SentinelClient, master string) {
+	defer c.watch.Done()
+	defer sc.Close()
+	for ctx.Err() == nil {
+		ps := sc.Subscribe(ctx, sentinelEvents...)
+		stop := context.AfterFunc(ctx, func() { ps.Close() }) // interrupts a blocked receive
+		for ctx.Err() == nil {
+			msg, err := ps.ReceiveMessage(ctx)
+			if err != nil {
+				break
+			}
+			f := strings.Fields(msg.Payload)
+			// "<type> <name> <ip> <port> [@ <master> <ip> <port>]": the
+			// last two fields are the (old) primary's.
+			if len(f) < 4 || (f[1] != master && (len(f) < 8 || f[len(f)-3] != master)) {
+				continue
+			}
+			old := net.JoinHostPort(f[len(f)-2], f[len(f)-1])
+			switch msg.Channel {
+			case "+try-failover", "+failover-state-select-slave", "+selected-slave",
+				"+failover-state-send-slaveof-noone", "+failover-state-wait-promotion":
+				c.fenceOff(old)
+			case "-failover-abort-not-elected", "-failover-abort-no-good-slave", "-failover-abort-slave-timeout":
+				c.unfence(old)
+			default:
+				qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+				addr, err := sc.GetMasterAddrByName(qctx, master).Result()
+				cancel()
+				if err == nil && len(addr) == 2 {
+					if p := net.JoinHostPort(addr[0], addr[1]); p != old {
+						c.unfence(p)
+						c.notePrimary(p)
+					}
+				}
+			}
+		}
+		stop()
+		ps.Close()
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// fenceOff closes every connection to addr and refuses new ones for
+// fenceFor, or until unfence.
+func (c *Client) fenceOff(addr string) {
+	c.mu.Lock()
+	c.fenced[addr] = time.Now().Add(fenceFor)
+	var doomed []*trackedConn
+	for tc := range c.conns {
+		if tc.addr == addr {
+			doomed = append(doomed, tc)
+		}
+	}
+	c.mu.Unlock()
+	for _, tc := range doomed {
+		tc.Close()
+	}
+}
+
+// unfence lets connections to addr be made again.
+func (c *Client) unfence(addr string) {
+	c.mu.Lock()
+	delete(c.fenced, addr)
+	c.mu.Unlock()
+}
+
+// errFenced refuses a dial to a primary that is being failed over.
+var errFenced = errors.New("fleet: the primary is being failed over; waiting for the sentinels to name the new one")
+
+// dialer returns a dialer that keeps track of its connections (for fence).
+func (c *Client) dialer(timeout time.Duration, tc *tls.Config) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c.mu.Lock()
+		until, fenced := c.fenced[addr]
+		c.mu.Unlock()
+		if fenced && time.Now().Before(until) {
+			return nil, fmt.Errorf("dial %s: %w", addr, errFenced)
+		}
+		d := &net.Dialer{Timeout: timeout, KeepAlive: 5 * time.Minute}
+		var conn net.Conn
+		var err error
+		if tc != nil {
+			conn, err = (&tls.Dialer{NetDialer: d, Config: tc}).DialContext(ctx, network, addr)
+		} else {
+			conn, err = d.DialContext(ctx, network, addr)
+		}
+		if err != nil {
+			return nil, err
+		}
+		t := &trackedConn{Conn: conn, addr: addr, c: c}
+		c.mu.Lock()
+		until, fenced = c.fenced[addr]
+		if fenced && time.Now().Before(until) {
+			c.mu.Unlock()
+			conn.Close()
+			return nil, fmt.Errorf("dial %s: %w", addr, errFenced)
+		}
+		c.conns[t] = struct{}{}
+		c.mu.Unlock()
+		return t, nil
+	}
+}
+
+// trackedConn is a connection the client can close on a failover.
+type trackedConn struct {
+	net.Conn
+	addr string
+	c    *Client
+	once sync.Once
+}
+
+func (t *trackedConn) Close() error {
+	t.once.Do(func() {
+		t.c.mu.Lock()
+		delete(t.c.conns, t)
+		t.c.mu.Unlock()
+	})
+	return t.Conn.Close()
 }
 
 // readSecret reads a password file (one trailing newline is ignored); an

@@ -195,7 +195,7 @@ func (r *failoverRig) round(within time.Duration) int64 {
 func isUnreachable(err error) bool {
 	s := err.Error()
 	for _, x := range []string{"connection refused", "i/o timeout", "EOF", "deadline exceeded", "READONLY", "reset by peer",
-		"LOADING", "CLUSTERDOWN", "MOVED", "TRYAGAIN", "broken pipe", "no reachable", "closed", "UNBLOCKED", "MASTERDOWN"} {
+		"LOADING", "CLUSTERDOWN", "MOVED", "TRYAGAIN", "broken pipe", "no reachable", "closed", "UNBLOCKED", "MASTERDOWN", "being failed over"} {
 		if strings.Contains(s, x) {
 			return true
 		}
@@ -381,7 +381,8 @@ func failoverScenario(t *testing.T, r *failoverRig, primary func() string, failo
 	}()
 	var during []int64
 	var e elect
-	for done := false; !done; {
+	began := time.Now()
+	for done := false; !done || time.Since(began) < 3*time.Second; {
 		during = append(during, r.step(30*time.Second))
 		select {
 		case e = <-ech:
@@ -392,16 +393,32 @@ func failoverScenario(t *testing.T, r *failoverRig, primary func() string, failo
 	t.Logf("planned failover: %s -> %s; %d versions published while it ran", old, e.addr, len(during))
 	// Redis replication is asynchronous: versions the old primary
 	// acknowledged after the replica's promotion, before the sentinels
-	// confirmed it, are not on the new primary. Nothing acknowledged before
-	// the failover began may be lost; the rest is counted and restored the
-	// way an operator would (republished from what the edges applied).
+	// confirmed it, would not be on the new primary. The client fences the
+	// old primary from the start of the failover, so none may be lost; if
+	// some are, they are counted and restored the way an operator would
+	// (republished from what the edges applied) so the rest can go on.
 	r.waitClients(e.addr, 20*time.Second)
-	t.Logf("planned failover: writers on the new primary %v after its election", time.Since(e.at).Round(time.Millisecond))
 	lost := r.restoreLost(during[0] - 1)
-	t.Logf("planned failover: Redis lost %d of the %d versions acknowledged while it ran (restored from the edges)", lost, len(during))
+	t.Logf("planned failover: Redis lost %d of the %d versions acknowledged while it ran", lost, len(during))
+	if lost > 0 {
+		t.Errorf("Redis lost %d acknowledged versions in the failover (restored from the edges to go on): the old primary was not fenced in time", lost)
+	}
+	var worst time.Duration
 	for _, n := range during {
 		r.waitApplied(n, 10*time.Second)
+		from := e.at
+		if p := r.published[n-1].start; p.After(from) {
+			from = p
+		}
+		for i, edge := range r.edges {
+			d := edge.appliedAt(n).Sub(from)
+			worst = max(worst, d)
+			if d > bound {
+				t.Errorf("edge %d applied version %d %v after the later of the election and its publish (bound %v)", i, n, d, bound)
+			}
+		}
 	}
+	t.Logf("planned failover: versions published during it applied on every edge at most %v after the later of the election and their publish", worst)
 	// Keep publishing until every edge's client talks to the new primary.
 	settled := time.Now().Add(20 * time.Second)
 	for {
