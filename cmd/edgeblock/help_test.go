@@ -411,3 +411,21 @@ func TestReadmeWalkthrough(t *testing.T) {
 		}
 	}
 }
+
+// TestDocsCarryNoHistory keeps history out of the product docs: issue
+// numbers and the commits a measurement was taken at belong in commit
+// messages, where `git log` finds them beside the change.
+func TestDocsCarryNoHistory(t *testing.T) {
+	history := regexp.MustCompile(`(?i)\bissues? #?\d+|\b(main|commit|branch) at [0-9a-f]{7,40}\b|\bthis branch\b|\btoday's main\b`)
+	for _, f := range docFiles(t) {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, line := range strings.Split(string(b), "\n") {
+			if m := history.FindString(line); m != "" {
+				t.Errorf("%s:%d: %q is history: say it in the commit message", f, i+1, m)
+			}
+		}
+	}
+}
