@@ -36,6 +36,7 @@ type Client struct {
 	primary    atomic.Pointer[string]
 	failovers  atomic.Int64
 	reconnects atomic.Int64
+	lastReload atomic.Int64 // cluster mode: Unix ns of the last slot-map reload asked for
 
 	mu      sync.Mutex
 	changed chan struct{}             // closed (and replaced) when the primary changes
@@ -108,7 +109,9 @@ func NewClient(cfg Config) (*Client, error) {
 	default:
 		return nil, fmt.Errorf("fleet.redis.mode: %q: want single, sentinel or cluster", r.Mode)
 	}
-	if c.mode != ModeCluster {
+	if c.mode == ModeCluster {
+		c.UniversalClient.AddHook(clusterHook{c})
+	} else {
 		c.UniversalClient.AddHook(dialHook{c})
 	}
 	return c, nil
@@ -362,6 +365,53 @@ func (dialHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return n
 
 func (dialHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return next
+}
+
+// clusterHook reloads the cluster's slot map when a command fails for a
+// reason other than Redis's answer (a refused or broken connection): a
+// primary died, and go-redis on its own keeps dialing it until its state
+// is ten seconds old (TestClusterFailover: 30 s of errors after the
+// replica's promotion). Reloads are at most every clusterReloadEvery.
+type clusterHook struct{ c *Client }
+
+// clusterReloadEvery spaces the slot-map reloads clusterHook asks for.
+const clusterReloadEvery = 100 * time.Millisecond
+
+func (h clusterHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h clusterHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		h.after(err)
+		return err
+	}
+}
+
+func (h clusterHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		h.after(err)
+		return err
+	}
+}
+
+// after asks for a reload after a connection-level failure.
+func (h clusterHook) after(err error) {
+	if err == nil || errors.Is(err, redis.Nil) || errors.Is(err, context.Canceled) {
+		return
+	}
+	var re redis.Error
+	if errors.As(err, &re) && !strings.HasPrefix(re.Error(), "CLUSTERDOWN") && !strings.HasPrefix(re.Error(), "TRYAGAIN") {
+		return // Redis answered: the node is there
+	}
+	now := time.Now().UnixNano()
+	last := h.c.lastReload.Load()
+	if now-last < int64(clusterReloadEvery) || !h.c.lastReload.CompareAndSwap(last, now) {
+		return
+	}
+	if cc, ok := h.c.UniversalClient.(*redis.ClusterClient); ok {
+		cc.ReloadState(context.Background())
+	}
 }
 
 // tlsConfig builds the client TLS configuration from t's files.

@@ -123,3 +123,159 @@ func TestCluster(t *testing.T) {
 		t.Fatalf("publish with an untagged prefix on a cluster: got %v, want CROSSSLOT", err)
 	}
 }
+
+// startClusterWithReplicas starts a Redis Cluster of three primaries, each
+// with one replica, and returns the servers by address and the primaries'
+// addresses (the seeds).
+func startClusterWithReplicas(t *testing.T) (map[string]*redisServer, []string) {
+	t.Helper()
+	const primaries = 3
+	servers := map[string]*redisServer{}
+	var all []*redisServer
+	for i := 0; i < 2*primaries; i++ {
+		r := startRedis(t, "--cluster-enabled", "yes", "--cluster-node-timeout", "1500")
+		servers[r.Addr()] = r
+		all = append(all, r)
+	}
+	ctx := context.Background()
+	var seeds []string
+	per := 16384 / primaries
+	for i := 0; i < primaries; i++ {
+		lo, hi := i*per, (i+1)*per-1
+		if i == primaries-1 {
+			hi = 16383
+		}
+		if err := all[i].Client().Do(ctx, "CLUSTER", "ADDSLOTSRANGE", lo, hi).Err(); err != nil {
+			t.Fatalf("CLUSTER ADDSLOTSRANGE: %v", err)
+		}
+		seeds = append(seeds, all[i].Addr())
+	}
+	c0 := all[0].Client()
+	for _, r := range all[1:] {
+		host, port, _ := strings.Cut(r.Addr(), ":")
+		if err := c0.ClusterMeet(ctx, host, port).Err(); err != nil {
+			t.Fatalf("CLUSTER MEET %s: %v", r.Addr(), err)
+		}
+	}
+	waitFor(t, 20*time.Second, "every node to know every other", func() bool {
+		for _, r := range all {
+			info, err := r.Client().ClusterInfo(ctx).Result()
+			if err != nil || !strings.Contains(info, fmt.Sprintf("cluster_known_nodes:%d", len(all))) {
+				return false
+			}
+		}
+		return true
+	})
+	for i := 0; i < primaries; i++ {
+		id, err := all[i].Client().Do(ctx, "CLUSTER", "MYID").Text()
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep := all[primaries+i]
+		waitFor(t, 10*time.Second, "CLUSTER REPLICATE", func() bool {
+			return rep.Client().Do(ctx, "CLUSTER", "REPLICATE", id).Err() == nil
+		})
+	}
+	waitFor(t, 30*time.Second, "cluster_state:ok and every replica in sync", func() bool {
+		for i, r := range all {
+			info, err := r.Client().ClusterInfo(ctx).Result()
+			if err != nil || !strings.Contains(info, "cluster_state:ok") {
+				return false
+			}
+			slots, err := r.Client().ClusterSlots(ctx).Result()
+			if err != nil || len(slots) != primaries {
+				return false
+			}
+			for _, s := range slots {
+				if len(s.Nodes) != 2 {
+					return false
+				}
+			}
+			if i >= primaries {
+				rep, err := r.Client().Info(ctx, "replication").Result()
+				if err != nil || !strings.Contains(rep, "master_link_status:up") {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	return servers, seeds
+}
+
+// clusterSlotNodes returns the primary and the replicas serving the slot of
+// key, as any running node reports them.
+func clusterSlotNodes(servers map[string]*redisServer, key string) (primary string, replicas []string) {
+	slot := int64(clusterKeySlot(key))
+	for addr, r := range servers {
+		if !r.Running() {
+			continue
+		}
+		c := redis.NewClient(&redis.Options{Addr: addr, DialTimeout: 200 * time.Millisecond, ReadTimeout: 500 * time.Millisecond, MaxRetries: -1})
+		slots, err := c.ClusterSlots(context.Background()).Result()
+		c.Close()
+		if err != nil {
+			continue
+		}
+		for _, s := range slots {
+			if int64(s.Start) <= slot && slot <= int64(s.End) && len(s.Nodes) > 0 {
+				for _, n := range s.Nodes[1:] {
+					replicas = append(replicas, n.Addr)
+				}
+				return s.Nodes[0].Addr, replicas
+			}
+		}
+	}
+	return "", nil
+}
+
+// clusterKeySlot is Redis Cluster's slot of key (CRC16 of the hash tag).
+func clusterKeySlot(key string) int {
+	if i := strings.IndexByte(key, '{'); i >= 0 {
+		if j := strings.IndexByte(key[i+1:], '}'); j > 0 {
+			key = key[i+1 : i+1+j]
+		}
+	}
+	var crc uint16
+	for _, b := range []byte(key) {
+		crc ^= uint16(b) << 8
+		for k := 0; k < 8; k++ {
+			if crc&0x8000 != 0 {
+				crc = crc<<1 ^ 0x1021
+			} else {
+				crc <<= 1
+			}
+		}
+	}
+	return int(crc) % 16384
+}
+
+// TestClusterFailover is TestSentinelFailover on a Redis Cluster of three
+// primaries with a replica each: CLUSTER FAILOVER on the replica of the
+// fleet's slot, then SIGKILL of that slot's primary (its replica is
+// promoted).
+//
+//	go test -run TestClusterFailover -v ./proxy/fleet
+func TestClusterFailover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a six-node Redis Cluster; skipped under -short")
+	}
+	servers, seeds := startClusterWithReplicas(t)
+	cfg := Config{Redis: RedisConfig{Mode: ModeCluster, Addrs: seeds}, Prefix: "{eb}:", Node: "rig"}
+	key := newKeys(cfg.Prefix).version
+	r := newFailoverRig(t, cfg, 3, 2)
+	primary := func() string { p, _ := clusterSlotNodes(servers, key); return p }
+	failoverScenario(t, r, primary,
+		func() {
+			_, reps := clusterSlotNodes(servers, key)
+			if len(reps) == 0 {
+				t.Fatal("the fleet's slot has no replica")
+			}
+			if err := servers[reps[0]].Client().Do(context.Background(), "CLUSTER", "FAILOVER").Err(); err != nil {
+				t.Fatalf("CLUSTER FAILOVER on %s: %v", reps[0], err)
+			}
+		},
+		func(addr string) {
+			servers[addr].Stop()
+		})
+}
