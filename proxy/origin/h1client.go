@@ -35,10 +35,12 @@ import (
 // "Expect: 100-continue" (the body waits up to a second for the 100),
 // Connection: close from either side, and the cancellation of a blocked
 // read or write by the request's context. A connection goes back to the
-// pool only once its response body was read to its end; one closed
-// earlier is closed. A request that fails on a reused connection before
-// any of its response arrived (the origin closed the idle connection) is
-// sent once more on a new connection when its body can be sent again.
+// pool only once its response body was read to its end, and serves the
+// next request only while nothing but that request's answer can arrive
+// on it (see h1attribution.go); one closed earlier is closed. A request
+// that fails on a reused connection before any of its response arrived
+// (the origin closed the idle connection) is sent once more on a new
+// connection only when that is safe (see resendable).
 //
 // The exported fields must not change once the client is in use.
 type H1Client struct {
@@ -71,8 +73,9 @@ type H1Client struct {
 	// and https without HTTPS); nil: they fail.
 	Fallback http.RoundTripper
 
-	mu    sync.Mutex
-	hosts map[hostKey]*hostConns
+	mu          sync.Mutex
+	hosts       map[hostKey]*hostConns
+	unsolicited atomic.Int64 // connections closed for unsolicited bytes
 }
 
 // hostKey names one origin address's pool.
@@ -152,6 +155,11 @@ func (c *H1Client) roundTrip(req *http.Request, connWait time.Duration) (*http.R
 	hc := c.hostsFor(key, u.Hostname())
 	ctx := req.Context()
 	trace := httptrace.ContextClientTrace(ctx)
+	var pool *Pool
+	var origin *Origin
+	if t := TripFrom(ctx); t != nil {
+		pool, origin = t.Pool, t.Origin
+	}
 	fresh := false
 	for {
 		pc, err := hc.get(ctx, trace, fresh, connWait)
@@ -159,6 +167,7 @@ func (c *H1Client) roundTrip(req *http.Request, connWait time.Duration) (*http.R
 			closeBody(req)
 			return nil, err
 		}
+		pc.pool, pc.origin = pool, origin
 		resp, err := pc.roundTrip(req, trace)
 		if err == nil {
 			return resp, nil
@@ -168,10 +177,10 @@ func (c *H1Client) roundTrip(req *http.Request, connWait time.Duration) (*http.R
 			closeBody(req)
 			return nil, err
 		}
-		// The origin closed a connection it had kept idle: once more,
-		// on a new one, if the body can be sent again.
+		// The origin closed a connection it had kept idle, maybe after
+		// it got the request: once more, on a new one, if that is safe.
 		err = st.err
-		if fresh || ctx.Err() != nil {
+		if fresh || ctx.Err() != nil || !resendable(req) {
 			closeBody(req)
 			return nil, err
 		}
@@ -304,12 +313,19 @@ func (hc *hostConns) get(ctx context.Context, trace *httptrace.ClientTrace, fres
 		trace.GetConn(hc.key.addr)
 	}
 	hc.mu.Lock()
-	if !fresh {
-		if pc := hc.popIdle(); pc != nil {
-			hc.mu.Unlock()
+	for !fresh {
+		pc := hc.popIdle()
+		if pc == nil {
+			break
+		}
+		hc.mu.Unlock()
+		if pc.whileIdle() == quiet {
 			pc.gotConn(trace)
 			return pc, nil
 		}
+		pc.nc.Close()
+		hc.mu.Lock()
+		hc.open--
 	}
 	if hc.maxOpen <= 0 || hc.open < hc.maxOpen {
 		hc.open++
@@ -352,17 +368,21 @@ func (hc *hostConns) get(ctx context.Context, trace *httptrace.ClientTrace, fres
 	return nil, err
 }
 
-// handed takes what a waiter was handed: a connection, or a slot to dial.
+// handed takes what a waiter was handed: a connection, or a slot to dial
+// (also the slot of a handed connection that is not quiet).
 func (hc *hostConns) handed(ctx context.Context, trace *httptrace.ClientTrace, pc *h1Conn) (*h1Conn, error) {
-	if pc == nil {
-		return hc.dial(ctx, trace)
+	if pc != nil && pc.whileIdle() == quiet {
+		pc.gotConn(trace)
+		return pc, nil
 	}
-	pc.gotConn(trace)
-	return pc, nil
+	if pc != nil {
+		pc.nc.Close()
+	}
+	return hc.dial(ctx, trace)
 }
 
 // popIdle takes the most recently used idle connection that has not
-// expired; hc.mu is held.
+// expired; hc.mu is held. The caller checks that it is quiet.
 func (hc *hostConns) popIdle() *h1Conn {
 	for n := len(hc.idle); n > 0; n = len(hc.idle) {
 		pc := hc.idle[n-1]
@@ -495,22 +515,35 @@ func (hc *hostConns) sweepIdle() {
 }
 
 // closeIdle closes the idle connections idle for at least d, and, for
-// d > 0 (a sweep), those whose origin closed them.
+// d > 0 (a sweep), those that are not quiet: the origin closed them, or
+// sent something unasked (which is reported).
 func (hc *hostConns) closeIdle(d time.Duration) {
 	hc.mu.Lock()
-	var closing []*h1Conn
+	var closing, stirred []*h1Conn
 	keep := hc.idle[:0]
+	var b [1]byte
 	for _, pc := range hc.idle {
-		if time.Since(pc.idleAt) >= d || d > 0 && peerGone(pc.nc) {
+		switch {
+		case time.Since(pc.idleAt) >= d:
 			closing = append(closing, pc)
-		} else {
+		case d > 0:
+			if n, closed := peekSocket(pc.nc, b[:]); closed || n > 0 {
+				stirred = append(stirred, pc)
+				continue
+			}
+			fallthrough
+		default:
 			keep = append(keep, pc)
 		}
 	}
 	clear(hc.idle[len(keep):])
 	hc.idle = keep
-	hc.open -= len(closing)
+	hc.open -= len(closing) + len(stirred)
 	hc.mu.Unlock()
+	for _, pc := range stirred {
+		pc.whileIdle() // reports what it holds
+		pc.nc.Close()
+	}
 	for _, pc := range closing {
 		pc.nc.Close()
 	}
@@ -525,6 +558,12 @@ type h1Conn struct {
 	tlsState *tls.ConnectionState
 	idleAt   time.Time
 	reused   bool // served a request before
+
+	// pool and origin: the latest request's, for reporting unsolicited
+	// bytes (nil outside an origin.Transport); reported: they were.
+	pool     *Pool
+	origin   *Origin
+	reported bool
 
 	limit int64 // bytes the reader may still read (response headers)
 	nread int64 // bytes read in the current request
@@ -829,10 +868,9 @@ func (x *exchange) end(ok bool) {
 			x.waitWrite()
 		}
 	}
-	reuse := ok && !x.resp.Close && !x.req.Close && pc.br.Buffered() == 0
-	if !x.stop() {
-		reuse = false // canceled: the deadline is in the past
-	}
+	// Not stopped: canceled, the deadline is in the past.
+	stopped := x.stop()
+	reuse := ok && stopped && pc.afterResponse() == quiet && !x.resp.Close && !x.req.Close
 	if reuse {
 		pc.hc.put(pc)
 		return

@@ -121,7 +121,28 @@ type Transport struct {
 }
 
 // idempotent methods may be sent again after they reached an origin.
-var idempotent = map[string]bool{"GET": true, "HEAD": true, "OPTIONS": true, "PUT": true, "DELETE": true}
+var idempotent = map[string]bool{"GET": true, "HEAD": true, "OPTIONS": true, "TRACE": true, "PUT": true, "DELETE": true}
+
+// resendable reports whether req may be sent again after it may have
+// reached an origin (an attempt that failed before any response came
+// back, on another origin or on a new connection to the same one): its
+// method is idempotent, or it carries an Idempotency-Key or
+// X-Idempotency-Key header (net/http's rule, with PUT and DELETE too);
+// and its body, if any, can be had again (GetBody, which trackBody
+// bounds by retries.body_limit). A POST without such a header that may
+// have reached an origin is never sent twice.
+func resendable(req *http.Request) bool {
+	method := req.Method
+	if method == "" {
+		method = "GET"
+	}
+	_, key := req.Header["Idempotency-Key"]
+	_, xkey := req.Header["X-Idempotency-Key"]
+	if !idempotent[method] && !key && !xkey {
+		return false
+	}
+	return req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
+}
 
 // RoundTrip implements http.RoundTripper. req.URL's path and query are
 // joined to the chosen origin's base URL.
@@ -200,7 +221,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		switch {
 		case trip.Tries >= rc.MaxTries, time.Since(start) >= rc.TryDuration:
 			return nil, err
-		case reached && !idempotent[req.Method]:
+		case reached && !resendable(req):
 			return nil, err
 		case body != nil && !body.replayable():
 			return nil, err // streamed past retries.body_limit, or partly sent
