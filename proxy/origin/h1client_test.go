@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -39,6 +40,12 @@ func newRawOrigin(t *testing.T, serve serveFunc) *rawOrigin {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return newRawOriginOn(t, ln, serve)
+}
+
+// newRawOriginOn is newRawOrigin on listener ln (a TLS one, say).
+func newRawOriginOn(t *testing.T, ln net.Listener, serve serveFunc) *rawOrigin {
+	t.Helper()
 	o := &rawOrigin{ln: ln, closed: make(chan int, 100)}
 	t.Cleanup(func() {
 		ln.Close()
@@ -245,70 +252,96 @@ func TestH1ClientIdleTimeout(t *testing.T) {
 	}
 }
 
-// TestH1ClientStaleRetry: an origin that closes its idle connection
-// without a word: the next request is sent again on a new connection
-// when its body can be sent again, and fails when it cannot.
+// TestH1ClientStaleRetry: an origin that answers the first request of
+// each connection and closes (or resets) the connection on the next one
+// after reading it, without a word. The request reached the origin, so
+// it is sent again on a new connection only when resendable: an
+// idempotent method or an Idempotency-Key, and a body that can be had
+// again. A POST is never sent twice. net/http's Transport resends GET,
+// HEAD, OPTIONS and TRACE but not PUT and DELETE, which edgeblock's rule
+// (the same as for retries on another origin) counts as idempotent.
 func TestH1ClientStaleRetry(t *testing.T) {
-	// Each connection serves one request, then closes as if idle.
-	o := newRawOrigin(t, func(req *http.Request, body []byte, c net.Conn, _ *bufio.Reader) bool {
-		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: "+strconv.Itoa(len(body))+"\r\n\r\n"+string(body))
-		return false
-	})
-	c := newClient()
-	do := func(req *http.Request) (string, error) {
-		t.Helper()
-		resp, err := c.RoundTrip(req)
-		if err != nil {
-			return "", err
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		return string(b), err
-	}
-	if _, err := do(mustReq(t, t.Context(), "GET", o.url(), nil)); err != nil {
-		t.Fatal(err)
-	}
-	waitClosed := func() {
-		t.Helper()
-		select {
-		case <-o.closed:
-		case <-time.After(5 * time.Second):
-		}
-		time.Sleep(20 * time.Millisecond) // the FIN reaches the client's socket
-	}
-	waitClosed()
-	for _, tt := range []struct {
-		name    string
-		req     func() *http.Request
-		want    string
-		wantErr bool
-	}{
-		{name: "no body", req: func() *http.Request { return mustReq(t, t.Context(), "GET", o.url(), nil) }},
-		{name: "body with GetBody", req: func() *http.Request { return mustReq(t, t.Context(), "PUT", o.url(), strings.NewReader("again")) }, want: "again"},
-		{name: "body without GetBody", req: func() *http.Request {
-			r := mustReq(t, t.Context(), "PUT", o.url(), strings.NewReader("once"))
-			r.GetBody = nil
-			return r
-		}, wantErr: true},
-	} {
-		// The previous request left one idle connection, closed by the
-		// origin by now.
-		if tt.name != "no body" {
-			if _, err := do(mustReq(t, t.Context(), "GET", o.url(), nil)); err != nil {
-				t.Fatalf("%s: setup: %v", tt.name, err)
+	for _, reset := range []bool{false, true} {
+		var got sync.Map // body and tag: times received
+		var mu sync.Mutex
+		served := map[net.Conn]int{}
+		o := newRawOrigin(t, func(req *http.Request, body []byte, c net.Conn, _ *bufio.Reader) bool {
+			n, _ := got.LoadOrStore(string(body)+req.Header.Get("X-Tag"), new(atomic.Int32))
+			n.(*atomic.Int32).Add(1)
+			mu.Lock()
+			served[c]++
+			reused := served[c] > 1
+			mu.Unlock()
+			if reused {
+				if reset {
+					c.(*net.TCPConn).SetLinger(0)
+				}
+				return false // closes without answering
 			}
-			waitClosed()
-		}
-		before := o.accepts.Load()
-		got, err := do(tt.req())
-		if tt.wantErr != (err != nil) || got != tt.want {
-			t.Errorf("%s: %q, %v; want %q, error %v", tt.name, got, err, tt.want, tt.wantErr)
-		}
-		if !tt.wantErr && o.accepts.Load() != before+1 {
-			t.Errorf("%s: %d new connections, want 1", tt.name, o.accepts.Load()-before)
-		}
-		if err == nil {
-			waitClosed()
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: "+strconv.Itoa(len(body))+"\r\n\r\n"+string(body))
+			return true
+		})
+		for _, tt := range []struct {
+			name, method, body, header string
+			noGetBody                  bool
+			resent                     map[string]bool // by client
+		}{
+			{name: "GET", method: "GET", resent: map[string]bool{"edgeblock": true, "stdlib": true}},
+			{name: "HEAD", method: "HEAD", resent: map[string]bool{"edgeblock": true, "stdlib": true}},
+			{name: "PUT with GetBody", method: "PUT", body: "again", resent: map[string]bool{"edgeblock": true}},
+			{name: "DELETE", method: "DELETE", resent: map[string]bool{"edgeblock": true}},
+			{name: "PUT without GetBody", method: "PUT", body: "once", noGetBody: true},
+			{name: "POST", method: "POST", body: "post"},
+			{name: "POST without a body", method: "POST"},
+			{name: "PATCH", method: "PATCH", body: "patch"},
+			{name: "POST with Idempotency-Key", method: "POST", body: "keyed", header: "Idempotency-Key", resent: map[string]bool{"edgeblock": true, "stdlib": true}},
+			{name: "POST with X-Idempotency-Key", method: "POST", body: "xkeyed", header: "X-Idempotency-Key", resent: map[string]bool{"edgeblock": true, "stdlib": true}},
+		} {
+			t.Run(fmt.Sprintf("%s reset %v", tt.name, reset), func(t *testing.T) {
+				eachClient(t, newClient, func(t *testing.T, rt http.RoundTripper) {
+					do := func(tag string) (*http.Response, error) {
+						var body io.Reader
+						if tt.body != "" {
+							body = strings.NewReader(tt.body)
+						}
+						req := mustReq(t, t.Context(), tt.method, o.url(), body)
+						req.Header.Set("X-Tag", tag)
+						if tt.header != "" {
+							req.Header.Set(tt.header, "k1")
+						}
+						if tt.noGetBody {
+							req.GetBody = nil
+						}
+						return rt.RoundTrip(req)
+					}
+					// The first request opens a connection and leaves it idle.
+					tag := t.Name()
+					resp, err := do(tag + "/first")
+					if err != nil {
+						t.Fatal(err)
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					// The second is read by the origin, which then closes.
+					before := o.accepts.Load()
+					resp, err = do(tag)
+					if err == nil {
+						resp.Body.Close()
+					}
+					n, _ := got.Load(tt.body + tag)
+					received := int32(0)
+					if n != nil {
+						received = n.(*atomic.Int32).Load()
+					}
+					resent := tt.resent[t.Name()[strings.LastIndex(t.Name(), "/")+1:]]
+					switch {
+					case resent && (received != 2 || err != nil || o.accepts.Load() != before+1):
+						t.Errorf("received %d times, error %v, %d new connections; want it sent again on one new connection", received, err, o.accepts.Load()-before)
+					case !resent && (received != 1 || err == nil):
+						t.Errorf("received %d times, error %v; want it once, and an error", received, err)
+					}
+				})
+			})
 		}
 	}
 }
