@@ -164,7 +164,7 @@ func NewMetrics(reg prometheus.Registerer, version, revision string) *Metrics {
 			Name: "edgeblock_upstream_requests_total", Help: "Responses received from origins, by route, origin and status code.",
 		}, []string{"route", "origin", "code"}),
 		UpstreamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "edgeblock_upstream_errors_total", Help: "Failed attempts to reach an origin, by route, origin and kind (refused, timeout, reset, tls, busy, other).",
+			Name: "edgeblock_upstream_errors_total", Help: "Failed attempts to reach an origin, by route, origin and kind (refused, timeout, reset, tls, busy, other), and origin connections closed for bytes no request asked for (unsolicited).",
 		}, []string{"route", "origin", "kind"}),
 		UpstreamRetries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "edgeblock_upstream_retries_total", Help: "Requests sent again to another origin after an attempt failed, by route and the kind of failure (refused, timeout, reset, tls, busy, other).",

@@ -45,6 +45,9 @@ type Behaviour struct {
 	// the request body is written): visitors' outcomes are not compared
 	// between clients, only what they received.
 	Racy bool
+	// Timeout bounds a visitor's request and the read of its answer;
+	// 0: 10 s.
+	Timeout time.Duration
 	// Serve answers one request; it reports whether the origin reads the
 	// next request on the connection.
 	Serve func(x *Exchange) (keep bool)

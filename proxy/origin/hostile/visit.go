@@ -29,7 +29,11 @@ func Visit(rt http.RoundTripper, url, host string, b Behaviour, tag string) Resu
 		http.Header(h).Write(&got)
 		return nil
 	}}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	timeout := b.Timeout
+	if timeout == 0 {
+		timeout = 10 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	var body io.Reader
 	if b.Body > 0 {
