@@ -7,11 +7,15 @@
 # noise.
 #
 #   BENCH_BASE=main bash deploy/bench/cpu.sh
+#   BENCH_COMPARE=clients bash deploy/bench/cpu.sh   # origins.client: stdlib vs edgeblock
 #
 # Prints one line per run: build, case, requests/s, and edgeblock's user +
 # system CPU (from /proc/PID/stat) divided by the requests served.
 #
 # Environment (defaults in brackets):
+#   BENCH_COMPARE       builds: the working tree against BENCH_BASE; clients:
+#                       the working tree's build twice, origins.client stdlib
+#                       (printed as "stdlib") against edgeblock ("edgeb") [builds]
 #   BENCH_BASE          the commit to compare with [main]
 #   BENCH_DURATION      seconds per run [5]
 #   BENCH_ROUNDS        runs per build and case [3]
@@ -22,6 +26,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 base="${BENCH_BASE:-main}" d="${BENCH_DURATION:-5}" rounds="${BENCH_ROUNDS:-3}"
+compare="${BENCH_COMPARE:-builds}"
+case $compare in
+  builds) lb_base=base lb_tree=tree client_base="" client_tree="";;
+  clients) lb_base=stdlib lb_tree=edgeb client_base=stdlib client_tree=edgeblock;;
+  *) echo "BENCH_COMPARE: $compare: want builds or clients"; exit 1;;
+esac
 d=${d%s}
 cases="${BENCH_CASES:-h1 h1tls h2}"
 origin_port="${BENCH_ORIGIN_PORT:-18081}"
@@ -40,15 +50,21 @@ cleanup() {
 trap cleanup EXIT
 wait_port() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 not up"; exit 1; }
 
-mkdir -p "$work/base"
-git archive "$base" | tar -x -C "$work/base"
-(cd "$work/base" && go build -o "$work/eb-base" ./cmd/edgeblock)
 go build -o "$work/eb-tree" ./cmd/edgeblock
+if [[ $compare == clients ]]; then
+  cp "$work/eb-tree" "$work/eb-base"
+else
+  mkdir -p "$work/base"
+  git archive "$base" | tar -x -C "$work/base"
+  (cd "$work/base" && go build -o "$work/eb-base" ./cmd/edgeblock)
+fi
 go build -o "$work/origin" ./deploy/bench/origin
 "$work/origin" -addr "127.0.0.1:$origin_port" & pids+=($!)
 echo "blocked.example" > "$work/blocklist.txt"
-# config NAME HTTP HTTPS
+# config NAME HTTP HTTPS [ORIGINS_CLIENT]
 config() {
+  local origins=""
+  [[ -n "${4:-}" ]] && origins=$'origins:\n  client: '"$4"
   cat > "$work/$1.yaml" <<YAML
 listen:
   http: 127.0.0.1:$2
@@ -66,10 +82,11 @@ routes:
 limits:
   max_conns_per_client: 1000000
   max_requests_per_client: 1000000
+$origins
 YAML
 }
-config base "$old_http" "$old_https"
-config tree "$new_http" "$new_https"
+config base "$old_http" "$old_https" "$client_base"
+config tree "$new_http" "$new_https" "$client_tree"
 "$work/eb-base" serve -config "$work/base.yaml" -state-dir off 2>"$work/base.log" & pids+=($!); pid_base=$!
 "$work/eb-tree" serve -config "$work/tree.yaml" -state-dir off 2>"$work/tree.log" & pids+=($!); pid_tree=$!
 wait_port "$old_https"; wait_port "$new_https"
@@ -95,13 +112,17 @@ one() {
   awk -v b="$1" -v c="$3" -v r="$rps" -v n="$n" -v t=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" \
     'BEGIN { printf "%-5s %-6s req/s %7d  cpu µs/req %6.1f\n", b, c, r, n ? t * 1e6 / hz / n : 0 }'
 }
-echo "base $base ($(git rev-parse --short "$base")) vs working tree; $(uptime)"
+if [[ $compare == clients ]]; then
+  echo "working tree, origins.client stdlib vs edgeblock; $(uptime)"
+else
+  echo "base $base ($(git rev-parse --short "$base")) vs working tree; $(uptime)"
+fi
 for c in $cases; do
-  d=1 one base "$pid_base" "$c" "$old_http" "$old_https" >/dev/null # warm-up
-  d=1 one tree "$pid_tree" "$c" "$new_http" "$new_https" >/dev/null
+  d=1 one "$lb_base" "$pid_base" "$c" "$old_http" "$old_https" >/dev/null # warm-up
+  d=1 one "$lb_tree" "$pid_tree" "$c" "$new_http" "$new_https" >/dev/null
   for ((i = 0; i < rounds; i++)); do
-    one base "$pid_base" "$c" "$old_http" "$old_https"
-    one tree "$pid_tree" "$c" "$new_http" "$new_https"
+    one "$lb_base" "$pid_base" "$c" "$old_http" "$old_https"
+    one "$lb_tree" "$pid_tree" "$c" "$new_http" "$new_https"
   done
 done
 echo "$(uptime)"

@@ -155,51 +155,52 @@ func TestH1ClientCases(t *testing.T) {
 				method, body, te, conn string
 				cl                     int64
 			}
-			got := make(chan seen, 2)
-			o := newRawOrigin(t, func(req *http.Request, body []byte, c net.Conn, _ *bufio.Reader) bool {
-				got <- seen{req.Method, string(body), strings.Join(req.TransferEncoding, ","), req.Header.Get("Connection"), req.ContentLength}
-				io.WriteString(c, tt.resp)
-				return tt.keep
-			})
-			c := newClient()
-			for i := range 2 {
-				var body io.Reader
-				if tt.body != "" {
-					body = strings.NewReader(tt.body)
-					if tt.chunked {
-						body = io.MultiReader(body) // hides the length
+			eachClient(t, newClient, func(t *testing.T, c http.RoundTripper) {
+				got := make(chan seen, 2)
+				o := newRawOrigin(t, func(req *http.Request, body []byte, c net.Conn, _ *bufio.Reader) bool {
+					got <- seen{req.Method, string(body), strings.Join(req.TransferEncoding, ","), req.Header.Get("Connection"), req.ContentLength}
+					io.WriteString(c, tt.resp)
+					return tt.keep
+				})
+				for i := range 2 {
+					var body io.Reader
+					if tt.body != "" {
+						body = strings.NewReader(tt.body)
+						if tt.chunked {
+							body = io.MultiReader(body) // hides the length
+						}
+					}
+					var codes []int
+					trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, _ textproto.MIMEHeader) error {
+						codes = append(codes, code)
+						return nil
+					}}
+					req := mustReq(t, httptrace.WithClientTrace(t.Context(), trace), tt.method, o.url()+"/p", body)
+					req.Close = tt.closeReq
+					resp, err := c.RoundTrip(req)
+					if err != nil {
+						t.Fatalf("request %d: %v", i, err)
+					}
+					b, err := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					if err != nil {
+						t.Fatalf("request %d: body: %v", i, err)
+					}
+					if resp.StatusCode != tt.wantStatus || string(b) != tt.wantBody || resp.Trailer.Get("X-T") != tt.wantTrailer {
+						t.Errorf("request %d: %d %q trailer %q, want %d %q trailer %q", i, resp.StatusCode, b, resp.Trailer.Get("X-T"), tt.wantStatus, tt.wantBody, tt.wantTrailer)
+					}
+					if len(codes) != len(tt.want1xx) || len(codes) > 0 && codes[0] != tt.want1xx[0] {
+						t.Errorf("request %d: 1xx %v, want %v", i, codes, tt.want1xx)
+					}
+					s := <-got
+					if s.method != tt.method || s.body != tt.body || s.te != tt.wantTE || s.cl != tt.wantCL || s.conn != tt.wantConnection {
+						t.Errorf("request %d: origin saw %+v", i, s)
 					}
 				}
-				var codes []int
-				trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, _ textproto.MIMEHeader) error {
-					codes = append(codes, code)
-					return nil
-				}}
-				req := mustReq(t, httptrace.WithClientTrace(t.Context(), trace), tt.method, o.url()+"/p", body)
-				req.Close = tt.closeReq
-				resp, err := c.RoundTrip(req)
-				if err != nil {
-					t.Fatalf("request %d: %v", i, err)
+				if n := o.accepts.Load(); n != tt.wantConns {
+					t.Errorf("%d connections for two requests, want %d", n, tt.wantConns)
 				}
-				b, err := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if err != nil {
-					t.Fatalf("request %d: body: %v", i, err)
-				}
-				if resp.StatusCode != tt.wantStatus || string(b) != tt.wantBody || resp.Trailer.Get("X-T") != tt.wantTrailer {
-					t.Errorf("request %d: %d %q trailer %q, want %d %q trailer %q", i, resp.StatusCode, b, resp.Trailer.Get("X-T"), tt.wantStatus, tt.wantBody, tt.wantTrailer)
-				}
-				if len(codes) != len(tt.want1xx) || len(codes) > 0 && codes[0] != tt.want1xx[0] {
-					t.Errorf("request %d: 1xx %v, want %v", i, codes, tt.want1xx)
-				}
-				s := <-got
-				if s.method != tt.method || s.body != tt.body || s.te != tt.wantTE || s.cl != tt.wantCL || s.conn != tt.wantConnection {
-					t.Errorf("request %d: origin saw %+v", i, s)
-				}
-			}
-			if n := o.accepts.Load(); n != tt.wantConns {
-				t.Errorf("%d connections for two requests, want %d", n, tt.wantConns)
-			}
+			})
 		})
 	}
 }
@@ -207,49 +208,57 @@ func TestH1ClientCases(t *testing.T) {
 // TestH1ClientPoolReuse: serial requests share one connection; the
 // client's CloseIdleConnections closes it.
 func TestH1ClientPoolReuse(t *testing.T) {
-	o := newRawOrigin(t, canned("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", true))
-	c := newClient()
-	const n = 50
-	reused := 0
-	for range n {
-		trace := &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) {
-			if i.Reused {
-				reused++
+	eachClient(t, func() *H1Client {
+		c := newClient()
+		return c
+	}, func(t *testing.T, c http.RoundTripper) {
+		o := newRawOrigin(t, canned("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", true))
+		const n = 50
+		reused := 0
+		for range n {
+			trace := &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) {
+				if i.Reused {
+					reused++
+				}
+			}}
+			resp, err := c.RoundTrip(mustReq(t, httptrace.WithClientTrace(t.Context(), trace), "GET", o.url(), nil))
+			if err != nil {
+				t.Fatal(err)
 			}
-		}}
-		resp, err := c.RoundTrip(mustReq(t, httptrace.WithClientTrace(t.Context(), trace), "GET", o.url(), nil))
-		if err != nil {
-			t.Fatal(err)
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
 		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-	}
-	if got := o.accepts.Load(); got != 1 || reused != n-1 {
-		t.Errorf("%d connections, %d reused, for %d serial requests; want 1 and %d", got, reused, n, n-1)
-	}
-	c.CloseIdleConnections()
-	select {
-	case <-o.closed:
-	case <-time.After(5 * time.Second):
-		t.Error("CloseIdleConnections left the connection open")
-	}
+		if got := o.accepts.Load(); got != 1 || reused != n-1 {
+			t.Errorf("%d connections, %d reused, for %d serial requests; want 1 and %d", got, reused, n, n-1)
+		}
+		c.(interface{ CloseIdleConnections() }).CloseIdleConnections()
+		select {
+		case <-o.closed:
+		case <-time.After(5 * time.Second):
+			t.Error("CloseIdleConnections left the connection open")
+		}
+	})
 }
 
 // TestH1ClientIdleTimeout: a connection idle past IdleTimeout is closed.
 func TestH1ClientIdleTimeout(t *testing.T) {
-	o := newRawOrigin(t, canned("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", true))
-	c := newClient()
-	c.IdleTimeout = 100 * time.Millisecond
-	resp, err := c.RoundTrip(mustReq(t, t.Context(), "GET", o.url(), nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	io.Copy(io.Discard, resp.Body)
-	select {
-	case <-o.closed:
-	case <-time.After(5 * time.Second):
-		t.Error("the idle connection stayed open past IdleTimeout")
-	}
+	eachClient(t, func() *H1Client {
+		c := newClient()
+		c.IdleTimeout = 100 * time.Millisecond
+		return c
+	}, func(t *testing.T, c http.RoundTripper) {
+		o := newRawOrigin(t, canned("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", true))
+		resp, err := c.RoundTrip(mustReq(t, t.Context(), "GET", o.url(), nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		select {
+		case <-o.closed:
+		case <-time.After(5 * time.Second):
+			t.Error("the idle connection stayed open past IdleTimeout")
+		}
+	})
 }
 
 // TestH1ClientStaleRetry: an origin that answers the first request of
@@ -349,61 +358,69 @@ func TestH1ClientStaleRetry(t *testing.T) {
 // TestH1ClientCancel: the request's context ends a blocked wait for the
 // response's headers and a blocked body read; the connection closes.
 func TestH1ClientCancel(t *testing.T) {
-	o := newRawOrigin(t, func(req *http.Request, _ []byte, c net.Conn, br *bufio.Reader) bool {
-		if req.URL.Path == "/body" {
-			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
-		}
-		io.Copy(io.Discard, br) // until the client closes
-		return false
-	})
-	c := newClient()
-	for _, path := range []string{"/headers", "/body"} {
-		ctx, cancel := context.WithCancel(t.Context())
-		time.AfterFunc(100*time.Millisecond, cancel)
-		start := time.Now()
-		resp, err := c.RoundTrip(mustReq(t, ctx, "GET", o.url()+path, nil))
-		if path == "/body" {
-			if err != nil {
-				t.Fatalf("%s: %v", path, err)
+	eachClient(t, func() *H1Client {
+		c := newClient()
+		return c
+	}, func(t *testing.T, c http.RoundTripper) {
+		o := newRawOrigin(t, func(req *http.Request, _ []byte, c net.Conn, br *bufio.Reader) bool {
+			if req.URL.Path == "/body" {
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
 			}
-			_, err = io.ReadAll(resp.Body)
-			resp.Body.Close()
+			io.Copy(io.Discard, br) // until the client closes
+			return false
+		})
+		for _, path := range []string{"/headers", "/body"} {
+			ctx, cancel := context.WithCancel(t.Context())
+			time.AfterFunc(100*time.Millisecond, cancel)
+			start := time.Now()
+			resp, err := c.RoundTrip(mustReq(t, ctx, "GET", o.url()+path, nil))
+			if path == "/body" {
+				if err != nil {
+					t.Fatalf("%s: %v", path, err)
+				}
+				_, err = io.ReadAll(resp.Body)
+				resp.Body.Close()
+			}
+			if !errors.Is(err, context.Canceled) {
+				t.Errorf("%s: error %v, want context.Canceled", path, err)
+			}
+			if d := time.Since(start); d > 3*time.Second {
+				t.Errorf("%s: canceled after %v", path, d)
+			}
+			select {
+			case <-o.closed:
+			case <-time.After(5 * time.Second):
+				t.Errorf("%s: the connection stayed open", path)
+			}
 		}
-		if !errors.Is(err, context.Canceled) {
-			t.Errorf("%s: error %v, want context.Canceled", path, err)
-		}
-		if d := time.Since(start); d > 3*time.Second {
-			t.Errorf("%s: canceled after %v", path, d)
-		}
-		select {
-		case <-o.closed:
-		case <-time.After(5 * time.Second):
-			t.Errorf("%s: the connection stayed open", path)
-		}
-	}
+	})
 }
 
 // TestH1ClientEarlyClose: a body closed before its end closes its
 // connection; the next request dials anew.
 func TestH1ClientEarlyClose(t *testing.T) {
-	o := newRawOrigin(t, canned("HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n"+strings.Repeat("x", 100000), true))
-	c := newClient()
-	for range 2 {
-		resp, err := c.RoundTrip(mustReq(t, t.Context(), "GET", o.url(), nil))
-		if err != nil {
-			t.Fatal(err)
+	eachClient(t, func() *H1Client {
+		c := newClient()
+		return c
+	}, func(t *testing.T, c http.RoundTripper) {
+		o := newRawOrigin(t, canned("HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n"+strings.Repeat("x", 100000), true))
+		for range 2 {
+			resp, err := c.RoundTrip(mustReq(t, t.Context(), "GET", o.url(), nil))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Read(make([]byte, 10))
+			resp.Body.Close()
+			select {
+			case <-o.closed:
+			case <-time.After(5 * time.Second):
+				t.Fatal("a body closed early left its connection open")
+			}
 		}
-		resp.Body.Read(make([]byte, 10))
-		resp.Body.Close()
-		select {
-		case <-o.closed:
-		case <-time.After(5 * time.Second):
-			t.Fatal("a body closed early left its connection open")
+		if n := o.accepts.Load(); n != 2 {
+			t.Errorf("%d connections, want 2", n)
 		}
-	}
-	if n := o.accepts.Load(); n != 2 {
-		t.Errorf("%d connections, want 2", n)
-	}
+	})
 }
 
 // TestH1ClientMaxConns: under MaxConnsPerHost a request waits for a
@@ -472,103 +489,118 @@ func TestH1ClientMaxConns(t *testing.T) {
 // TestH1ClientHeaderLimit: an origin that sends headers without end is
 // cut off at MaxResponseHeaderBytes.
 func TestH1ClientHeaderLimit(t *testing.T) {
-	var written atomic.Int64
-	o := newRawOrigin(t, func(_ *http.Request, _ []byte, c net.Conn, _ *bufio.Reader) bool {
-		io.WriteString(c, "HTTP/1.1 200 OK\r\n")
-		line := []byte("X-Junk: " + strings.Repeat("j", 100) + "\r\n")
-		for range 100000 {
-			n, err := c.Write(line)
-			written.Add(int64(n))
-			if err != nil {
-				break
+	eachClient(t, func() *H1Client {
+		c := newClient()
+		return c
+	}, func(t *testing.T, c http.RoundTripper) {
+		var written atomic.Int64
+		o := newRawOrigin(t, func(_ *http.Request, _ []byte, c net.Conn, _ *bufio.Reader) bool {
+			io.WriteString(c, "HTTP/1.1 200 OK\r\n")
+			line := []byte("X-Junk: " + strings.Repeat("j", 100) + "\r\n")
+			for range 100000 {
+				n, err := c.Write(line)
+				written.Add(int64(n))
+				if err != nil {
+					break
+				}
 			}
+			return false
+		})
+		_, err := c.RoundTrip(mustReq(t, t.Context(), "GET", o.url(), nil))
+		if err == nil || !strings.Contains(err.Error(), "exceeded") {
+			t.Fatalf("error %v, want the header limit", err)
 		}
-		return false
+		o.ln.Close()
+		o.wg.Wait()
+		if w := written.Load(); w > 4<<20 {
+			t.Errorf("origin wrote %d bytes: the client kept reading", w)
+		}
 	})
-	c := newClient()
-	_, err := c.RoundTrip(mustReq(t, t.Context(), "GET", o.url(), nil))
-	var he errHeaderLimit
-	if !errors.As(err, &he) {
-		t.Fatalf("error %v, want the header limit", err)
-	}
-	o.ln.Close()
-	o.wg.Wait()
-	if w := written.Load(); w > 4<<20 {
-		t.Errorf("origin wrote %d bytes: the client kept reading", w)
-	}
 }
 
 // TestH1ClientResponseHeaderTimeout: an origin that does not answer.
 func TestH1ClientResponseHeaderTimeout(t *testing.T) {
-	o := newRawOrigin(t, func(_ *http.Request, _ []byte, _ net.Conn, br *bufio.Reader) bool {
-		io.Copy(io.Discard, br) // no answer
-		return false
+	eachClient(t, func() *H1Client {
+		c := newClient()
+		c.ResponseHeaderTimeout = 100 * time.Millisecond
+		return c
+	}, func(t *testing.T, c http.RoundTripper) {
+		o := newRawOrigin(t, func(_ *http.Request, _ []byte, _ net.Conn, br *bufio.Reader) bool {
+			io.Copy(io.Discard, br) // no answer
+			return false
+		})
+		_, err := c.RoundTrip(mustReq(t, t.Context(), "GET", o.url(), nil))
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() || Kind(err) != "timeout" {
+			t.Errorf("error %v, want a timeout", err)
+		}
 	})
-	c := newClient()
-	c.ResponseHeaderTimeout = 100 * time.Millisecond
-	_, err := c.RoundTrip(mustReq(t, t.Context(), "GET", o.url(), nil))
-	var ne net.Error
-	if !errors.As(err, &ne) || !ne.Timeout() || Kind(err) != "timeout" {
-		t.Errorf("error %v, want a timeout", err)
-	}
 }
 
 // TestH1ClientUpgrade: a 101 response's body is the connection, both ways.
 func TestH1ClientUpgrade(t *testing.T) {
-	o := newRawOrigin(t, func(_ *http.Request, _ []byte, c net.Conn, br *bufio.Reader) bool {
-		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\nhi ")
-		io.Copy(c, br)
-		return false
+	eachClient(t, func() *H1Client {
+		c := newClient()
+		return c
+	}, func(t *testing.T, c http.RoundTripper) {
+		o := newRawOrigin(t, func(_ *http.Request, _ []byte, c net.Conn, br *bufio.Reader) bool {
+			io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\nhi ")
+			io.Copy(c, br)
+			return false
+		})
+		req := mustReq(t, t.Context(), "GET", o.url(), nil)
+		req.Header.Set("Upgrade", "echo")
+		req.Header.Set("Connection", "Upgrade")
+		resp, err := c.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rw, ok := resp.Body.(io.ReadWriteCloser)
+		if resp.StatusCode != 101 || !ok {
+			t.Fatalf("status %d, body %T", resp.StatusCode, resp.Body)
+		}
+		io.WriteString(rw, "there")
+		buf := make([]byte, 8)
+		if _, err := io.ReadFull(rw, buf); err != nil || string(buf) != "hi there" {
+			t.Errorf("read %q, %v", buf, err)
+		}
+		rw.Close()
+		select {
+		case <-o.closed:
+		case <-time.After(5 * time.Second):
+			t.Error("closing the upgraded body left the connection open")
+		}
 	})
-	c := newClient()
-	req := mustReq(t, t.Context(), "GET", o.url(), nil)
-	req.Header.Set("Upgrade", "echo")
-	req.Header.Set("Connection", "Upgrade")
-	resp, err := c.RoundTrip(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rw, ok := resp.Body.(io.ReadWriteCloser)
-	if resp.StatusCode != 101 || !ok {
-		t.Fatalf("status %d, body %T", resp.StatusCode, resp.Body)
-	}
-	io.WriteString(rw, "there")
-	buf := make([]byte, 8)
-	if _, err := io.ReadFull(rw, buf); err != nil || string(buf) != "hi there" {
-		t.Errorf("read %q, %v", buf, err)
-	}
-	rw.Close()
-	select {
-	case <-o.closed:
-	case <-time.After(5 * time.Second):
-		t.Error("closing the upgraded body left the connection open")
-	}
 }
 
 // TestH1ClientExpectContinue: the body waits for the origin's 100.
 func TestH1ClientExpectContinue(t *testing.T) {
-	o := newRawOrigin(t, func(req *http.Request, _ []byte, c net.Conn, _ *bufio.Reader) bool {
-		io.WriteString(c, "HTTP/1.1 100 Continue\r\n\r\n")
-		b, _ := io.ReadAll(req.Body)
-		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: "+strconv.Itoa(len(b))+"\r\n\r\n"+string(b))
-		return true
+	eachClient(t, func() *H1Client {
+		c := newClient()
+		return c
+	}, func(t *testing.T, c http.RoundTripper) {
+		o := newRawOrigin(t, func(req *http.Request, _ []byte, c net.Conn, _ *bufio.Reader) bool {
+			io.WriteString(c, "HTTP/1.1 100 Continue\r\n\r\n")
+			b, _ := io.ReadAll(req.Body)
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: "+strconv.Itoa(len(b))+"\r\n\r\n"+string(b))
+			return true
+		})
+		req := mustReq(t, t.Context(), "POST", o.url(), strings.NewReader("the body"))
+		req.Header.Set("Expect", "100-continue")
+		start := time.Now()
+		resp, err := c.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(b) != "the body" {
+			t.Errorf("body %q", b)
+		}
+		if d := time.Since(start); d > 900*time.Millisecond {
+			t.Errorf("took %v: the body waited for the timeout, not the 100", d)
+		}
 	})
-	c := newClient()
-	req := mustReq(t, t.Context(), "POST", o.url(), strings.NewReader("the body"))
-	req.Header.Set("Expect", "100-continue")
-	start := time.Now()
-	resp, err := c.RoundTrip(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if string(b) != "the body" {
-		t.Errorf("body %q", b)
-	}
-	if d := time.Since(start); d > 900*time.Millisecond {
-		t.Errorf("took %v: the body waited for the timeout, not the 100", d)
-	}
 }
 
 // TestH1ClientTLS: https origins with HTTPS set, over TLS with ALPN
@@ -607,21 +639,25 @@ func TestH1ClientTLS(t *testing.T) {
 // TestH1ClientTrickledHead: a head that trickles past
 // ResponseHeaderTimeout is a timeout, not a malformed response.
 func TestH1ClientTrickledHead(t *testing.T) {
-	o := newRawOrigin(t, func(_ *http.Request, _ []byte, c net.Conn, _ *bufio.Reader) bool {
-		for _, b := range []byte("HTTP/1.1 200 OK\r\nX-Slow: aaaaaaaa") {
-			if _, err := c.Write([]byte{b}); err != nil {
-				return false
+	eachClient(t, func() *H1Client {
+		c := newClient()
+		c.ResponseHeaderTimeout = 300 * time.Millisecond
+		return c
+	}, func(t *testing.T, c http.RoundTripper) {
+		o := newRawOrigin(t, func(_ *http.Request, _ []byte, c net.Conn, _ *bufio.Reader) bool {
+			for _, b := range []byte("HTTP/1.1 200 OK\r\nX-Slow: aaaaaaaa") {
+				if _, err := c.Write([]byte{b}); err != nil {
+					return false
+				}
+				time.Sleep(50 * time.Millisecond)
 			}
-			time.Sleep(50 * time.Millisecond)
+			return false
+		})
+		_, err := c.RoundTrip(mustReq(t, t.Context(), "GET", o.url(), nil))
+		if Kind(err) != "timeout" {
+			t.Errorf("error %v (kind %s), want a timeout", err, Kind(err))
 		}
-		return false
 	})
-	c := newClient()
-	c.ResponseHeaderTimeout = 300 * time.Millisecond
-	_, err := c.RoundTrip(mustReq(t, t.Context(), "GET", o.url(), nil))
-	if Kind(err) != "timeout" {
-		t.Errorf("error %v (kind %s), want a timeout", err, Kind(err))
-	}
 }
 
 // TestH1ClientIdleClosedByOrigin: an idle connection the origin closed
