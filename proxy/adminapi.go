@@ -570,6 +570,10 @@ func (s *Server) edit(w http.ResponseWriter, r *http.Request, who principal, op,
 		s.logWrite(who, op, pattern, "refused", "", false, err)
 		writeProblem(w, http.StatusUnprocessableEntity, refusedField(err, res), "%v", err)
 		return
+	case errors.Is(err, fleet.ErrDivergent):
+		s.logWrite(who, op, pattern, "refused", "", false, err)
+		writeProblem(w, http.StatusConflict, "", "nothing published: %v", err)
+		return
 	case err != nil && file == "fleet":
 		s.logWrite(who, op, pattern, "error", "", false, err)
 		writeProblem(w, http.StatusServiceUnavailable, "", "nothing published: the fleet's Redis: %v", err)

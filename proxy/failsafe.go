@@ -92,13 +92,20 @@ func LoadBundleForStart(path, stateDir string, now time.Time) (*Bundle, error) {
 	}
 	if err == nil {
 		// The files are good; still, a list that drops too much of what
-		// was last applied is refused, as a reload would refuse it.
+		// was last applied is refused, as a reload would refuse it, and
+		// so is a fleet version that does not descend from it.
 		prev, perr := blocklist.Parse(snapListName(b.Config, snap), snap.Blocklist.Data)
 		if perr != nil {
 			b.StateDir = stateDir
 			return b, nil
 		}
-		derr := CheckDrop(b.List, prev, b.Config.Blocklist.MaxDrop, now)
+		derr := error(nil)
+		if b.Config.FromFleet() {
+			derr = checkFleetStart(b.Config, b.Fleet, b.List.SHA256(), snap)
+		}
+		if derr == nil {
+			derr = CheckDrop(b.List, prev, b.Config.Blocklist.MaxDrop, now)
+		}
 		if derr == nil {
 			b.StateDir = stateDir
 			return b, nil

@@ -30,14 +30,26 @@ func FleetVersionOf(name string) (int64, bool) {
 	return n, err == nil && n > 0
 }
 
+// NewFleetStore is the fleet's Store on rdb with the edges' validation:
+// writers build on the newest version that parses, as edges stay on it.
+func NewFleetStore(rdb redis.UniversalClient, cfg fleet.Config) *fleet.Store {
+	s := fleet.NewStore(rdb, cfg)
+	s.Validate = func(content []byte) error {
+		_, err := blocklist.Parse("fleet", content)
+		return err
+	}
+	return s
+}
+
 // fleetStartTimeout bounds reading the published version at start, on top
 // of the client's own dial and command timeouts.
 func fleetStartTimeout(cfg *fleet.Config) time.Duration {
 	return cfg.Redis.DialTimeout + cfg.Redis.Timeout
 }
 
-// loadFleetList reads and parses the newest published version, for a
-// start (the Reloader follows later versions).
+// loadFleetList reads and parses the newest good version (intact and
+// valid: a corrupt or invalid newer one is skipped, as edges refuse it),
+// for a start (the Reloader follows later versions).
 func loadFleetList(cfg *Config) (*blocklist.List, []byte, *fleet.Version, error) {
 	field := []any{"fleet", "redis"}
 	rdb, err := fleet.NewClient(*cfg.Fleet)
@@ -47,7 +59,7 @@ func loadFleetList(cfg *Config) (*blocklist.List, []byte, *fleet.Version, error)
 	defer rdb.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), fleetStartTimeout(cfg.Fleet))
 	defer cancel()
-	v, err := fleet.NewStore(rdb, *cfg.Fleet).Current(ctx)
+	v, _, err := NewFleetStore(rdb, *cfg.Fleet).Head(ctx)
 	switch {
 	case errors.Is(err, fleet.ErrNoVersion):
 		return nil, nil, nil, cfg.fileError(field, fmt.Errorf("no blocklist published yet under prefix %q: publish one with `edgeblock publish`", cfg.Fleet.Prefix))
@@ -58,6 +70,48 @@ func loadFleetList(cfg *Config) (*blocklist.List, []byte, *fleet.Version, error)
 	content := v.Content
 	v.Content = nil
 	return l, content, &v, err
+}
+
+// fleetDivergentError says that at start the store's newest good version
+// does not descend from the list this edge applied last (its snapshot's).
+type fleetDivergentError struct{ why string }
+
+func (e *fleetDivergentError) Error() string {
+	return "fleet: the store is divergent: " + e.why + "; serving the list this edge applied last, from its snapshot (see `edgeblock fleet status`, and `edgeblock fleet reseed`)"
+}
+
+// checkFleetStart compares the published version pub (with list hash
+// sha) read at start with the fleet list of the snapshot, the one this
+// edge applied last: a store that lost data or was restored from an older
+// dump must not roll the edge back. It returns a *fleetDivergentError
+// when pub does not descend from the snapshot's list, nil when it does or
+// cannot be told.
+func checkFleetStart(cfg *Config, pub *fleet.Version, sha string, snap *Snapshot) error {
+	m, ok := FleetVersionOf(snap.Blocklist.Path)
+	if !ok || pub == nil {
+		return nil
+	}
+	z := snap.Blocklist.SHA256
+	switch {
+	case pub.Number == m && sha == z:
+		return nil
+	case pub.Number == m:
+		return &fleetDivergentError{fmt.Sprintf("its version %d holds sha256 %.12s, not the %.12s this edge applied: the number was reused (restored from an older dump?)", m, sha, z)}
+	case pub.Number < m:
+		return &fleetDivergentError{fmt.Sprintf("its newest good version is %d, older than version %d this edge applied: it lost versions (restarted empty, or restored from an older dump?)", pub.Number, m)}
+	}
+	rdb, err := fleet.NewClient(*cfg.Fleet)
+	if err != nil {
+		return nil
+	}
+	defer rdb.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), fleetStartTimeout(cfg.Fleet))
+	defer cancel()
+	ok, why, err := NewFleetStore(rdb, *cfg.Fleet).Descends(ctx, *pub, m, z)
+	if err != nil || ok {
+		return nil
+	}
+	return &fleetDivergentError{fmt.Sprintf("version %d does not descend from version %d this edge applied: %s", pub.Number, m, why)}
 }
 
 // redisAddr names the Redis server(s) of cfg and their mode, for
@@ -91,21 +145,51 @@ type fleetFollow struct {
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup // the heartbeat and the monitor
 	applied  atomic.Int64   // the version in effect (0: none known)
-	ahead    atomic.Bool    // Redis's version is below the applied one
+	beat     chan struct{}  // buffered 1: write the heartbeat now
+
+	mu sync.Mutex // guards the fields below
+	// sha is the SHA-256 of the list in effect.
+	sha string
+	// refused is why the last version delivered was not applied
+	// because it does not descend from the list in effect; "" once a
+	// version is applied.
+	refused string
+	// content is the list in effect as published (nil if not known),
+	// kept to save a copy of it should the store lose it.
+	content []byte
+	// divergent is why the store does not hold the list in effect ("":
+	// it does); copyKey where this edge saved a copy of its list.
+	divergent, copyKey string
+	// offered is the SHA-256 of the list last saved as a copy on a
+	// writer's request.
+	offered string
+}
+
+// beatNow asks for a heartbeat at once.
+func (f *fleetFollow) beatNow() {
+	select {
+	case f.beat <- struct{}{}:
+	default:
+	}
 }
 
 // startFleetLocked starts following the fleet's Redis from the version in
 // effect. r.mu is held.
-func (r *Reloader) startFleetLocked(b *Bundle) error {
+func (r *Reloader) startFleetLocked(b *Bundle, content []byte) error {
 	cfg := b.Config.Fleet
 	rdb, err := fleet.NewClient(*cfg)
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	f := &fleetFollow{rdb: rdb, store: fleet.NewStore(rdb, *cfg), node: cfg.Node, cancel: cancel}
+	f := &fleetFollow{rdb: rdb, store: NewFleetStore(rdb, *cfg), node: cfg.Node, cancel: cancel, beat: make(chan struct{}, 1)}
 	applied, _ := FleetVersionOf(b.List.File())
 	f.applied.Store(applied)
+	f.sha, f.content = b.List.SHA256(), content
+	var de *fleetDivergentError
+	if errors.As(b.partErrs[PartBlocklist], &de) {
+		f.refused = de.why
+	}
 	r.metrics.FleetEnabled.Set(1)
 	r.metrics.FleetApplied.Set(float64(applied))
 	r.metrics.FleetLatest.Set(float64(applied))
@@ -114,6 +198,7 @@ func (r *Reloader) startFleetLocked(b *Bundle) error {
 		After: applied,
 		OnState: func(connected bool, err error) {
 			if connected {
+				f.beatNow()
 				r.metrics.FleetConnected.Set(1)
 				r.log.Info("fleet: following Redis", "event", "fleet", "result", "connected", "redis", redisAddr(cfg), "node", cfg.Node)
 				return
@@ -130,7 +215,7 @@ func (r *Reloader) startFleetLocked(b *Bundle) error {
 	f.wg.Add(2)
 	go func() {
 		defer f.wg.Done()
-		f.store.RunHeartbeat(ctx, fleetHeartbeat, r.heartbeat, func(err error) {
+		f.store.RunHeartbeat(ctx, fleetHeartbeat, f.beat, r.heartbeat, func(err error) {
 			r.log.Debug("fleet: heartbeat not written", "event", "fleet_heartbeat", "error", err.Error())
 		})
 	}()
@@ -145,16 +230,19 @@ func (r *Reloader) startFleetLocked(b *Bundle) error {
 func (r *Reloader) heartbeat() fleet.Heartbeat {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	hb := fleet.Heartbeat{Node: r.fleet.node, Version: r.fleet.applied.Load()}
+	f := r.fleet
+	hb := fleet.Heartbeat{Node: f.node, Version: f.applied.Load()}
 	if r.cur != nil {
 		hb.SHA256 = r.cur.List.SHA256()
 	}
+	f.mu.Lock()
+	hb.Divergence, hb.Copy = f.divergent, f.copyKey
+	f.mu.Unlock()
 	return hb
 }
 
-// monitorFleet keeps edgeblock_fleet_version_latest current and notices
-// a Redis whose version went below the applied one (its data was lost:
-// the versions published next are not followed until they pass it).
+// monitorFleet keeps edgeblock_fleet_version_latest current and judges
+// whether the store still holds the list in effect (see checkDivergence).
 func (r *Reloader) monitorFleet(ctx context.Context, f *fleetFollow) {
 	t := time.NewTicker(fleetMonitorInterval)
 	defer t.Stop()
@@ -164,19 +252,126 @@ func (r *Reloader) monitorFleet(ctx context.Context, f *fleetFollow) {
 			return
 		case <-t.C:
 		}
-		seen, applied := f.follower.Seen(), f.applied.Load()
-		if seen == 0 {
+		seen, read := f.follower.Read()
+		applied := f.applied.Load()
+		if !read {
 			continue // nothing read yet
 		}
 		r.metrics.FleetLatest.Set(float64(max(seen, applied)))
-		if ahead := seen < applied; ahead != f.ahead.Swap(ahead) && ahead {
-			r.log.Error("fleet: Redis's newest version is older than the one in effect: its data was lost or replaced; keeping the list in effect, and new versions are not followed until they pass it (republish with `edgeblock publish`)",
-				"event", "fleet", "result", "redis_behind", "redis_version", seen, "version", applied)
+		why, ok := r.checkDivergence(ctx, f, seen, applied)
+		if !ok {
+			continue
 		}
-		if f.follower.Connected() && seen == applied {
+		r.setDivergent(ctx, f, why)
+		r.offerCopy(ctx, f)
+		if why == "" && f.follower.Connected() && seen >= applied {
 			r.confirmFleet()
 		}
 	}
+}
+
+// checkDivergence says why the store does not hold the list in effect
+// (version applied): its newest version is older (it lost data, or was
+// restored from an older dump), its version of that number holds another
+// list (the number was reused), or the last version delivered does not
+// descend from it. ok is false when Redis could not be asked.
+func (r *Reloader) checkDivergence(ctx context.Context, f *fleetFollow, seen, applied int64) (why string, ok bool) {
+	f.mu.Lock()
+	sha, refused := f.sha, f.refused
+	f.mu.Unlock()
+	if applied <= 0 {
+		return "", true
+	}
+	if seen < applied {
+		if seen == 0 {
+			return fmt.Sprintf("the store holds no version, and version %d is in effect: it lost its data (restarted empty?)", applied), true
+		}
+		return fmt.Sprintf("the store's newest version is %d, older than version %d in effect: it lost versions (restored from an older dump?)", seen, applied), true
+	}
+	rctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	held, err := f.store.StoredSHA256(rctx, applied)
+	if err != nil {
+		return "", false
+	}
+	if held != "" && held != sha {
+		return fmt.Sprintf("the store's version %d holds sha256 %.12s, not the %.12s in effect: the number was reused (restored from an older dump?)", applied, held, sha), true
+	}
+	return refused, true
+}
+
+// offerCopy saves a copy of the list in effect to the store when a
+// writer asked for it: the store's content of that version is corrupt,
+// and writers build on the copy rather than on an older version.
+func (r *Reloader) offerCopy(ctx context.Context, f *fleetFollow) {
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	want, err := f.store.CopyWanted(rctx)
+	f.mu.Lock()
+	sha, content, offered := f.sha, f.content, f.offered
+	f.mu.Unlock()
+	if err != nil || want == "" || want != sha || offered == sha || content == nil {
+		return
+	}
+	key, err := f.store.SaveCopy(rctx, content)
+	if err != nil {
+		return
+	}
+	f.mu.Lock()
+	f.offered = sha
+	f.mu.Unlock()
+	r.log.Warn("fleet: the store's content of the version in effect is corrupt; saved a copy of the list for writers to build on",
+		"event", "fleet", "result", "copy_saved", "version", f.applied.Load(), "sha256", sha, "copy", key)
+}
+
+// setDivergent records the edge's judgement of the store: the metric, a
+// log line on each change, and on becoming divergent a copy of the list
+// in effect saved to the store (for `edgeblock fleet reseed`) and a
+// heartbeat at once.
+func (r *Reloader) setDivergent(ctx context.Context, f *fleetFollow, why string) {
+	f.mu.Lock()
+	was := f.divergent
+	f.divergent = why
+	f.mu.Unlock()
+	if why == was {
+		return
+	}
+	applied := f.applied.Load()
+	// The heartbeat first, so that once the metric says so, writers'
+	// checks (which read heartbeats) say so too.
+	beat := func() {
+		bctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		f.store.Beat(bctx, r.heartbeat())
+	}
+	if why == "" {
+		f.mu.Lock()
+		f.copyKey = ""
+		f.mu.Unlock()
+		beat()
+		r.metrics.FleetDivergent.Set(0)
+		r.log.Info("fleet: the store holds the list in effect again", "event", "fleet", "result", "converged", "version", applied)
+		return
+	}
+	f.mu.Lock()
+	content := f.content
+	f.mu.Unlock()
+	key := ""
+	if content != nil {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		k, err := f.store.SaveCopy(cctx, content)
+		cancel()
+		if err == nil {
+			key = k
+		}
+	}
+	f.mu.Lock()
+	f.copyKey = key
+	f.mu.Unlock()
+	beat()
+	r.metrics.FleetDivergent.Set(1)
+	r.log.Error("fleet: the store is divergent: it does not hold the list in effect; keeping it, and writers are refused until `edgeblock fleet reseed`",
+		"event", "fleet", "result", "divergent", "reason", why, "version", applied, "copy", key)
 }
 
 // confirmFleet marks what came from the snapshot at start as confirmed
@@ -203,13 +398,24 @@ func (r *Reloader) confirmFleet() {
 // newest published one, as last read from a reachable Redis.
 func (r *Reloader) fleetCurrent() bool {
 	f := r.fleet
-	return f.follower.Connected() && f.follower.Seen() == f.applied.Load() && !r.listSt.FromSnapshot
+	f.mu.Lock()
+	divergent := f.divergent != ""
+	f.mu.Unlock()
+	return f.follower.Connected() && f.follower.Seen() == f.applied.Load() && !r.listSt.FromSnapshot && !divergent
 }
 
 // applyVersion is the Follower's callback: it validates version v as a
 // file reload validates the blocklist file (parse, drop guard) and applies
 // it through the same path, or refuses it and keeps the last good list.
 func (r *Reloader) applyVersion(v fleet.Version) {
+	f := r.fleet
+	base := f.applied.Load()
+	f.mu.Lock()
+	baseSHA := f.sha
+	f.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ok, why, err := f.store.Descends(ctx, v, base, baseSHA)
+	cancel()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed || r.cur == nil {
@@ -219,7 +425,23 @@ func (r *Reloader) applyVersion(v fleet.Version) {
 	const trigger = "fleet"
 	name := FleetListName(v.Number)
 	r.metrics.FleetLatest.Set(float64(max(v.Number, r.fleet.follower.Seen())))
-	meta := []any{"version", v.Number, "actor", v.Actor, "comment", v.Comment, "published_at", v.Time.UTC()}
+	meta := []any{"version", v.Number, "actor", v.Actor, "comment", v.Comment, "published_at", v.Time.UTC(),
+		"kind", string(v.Kind), "parent_version", v.ParentNumber, "parent_sha256", v.Parent}
+	if err != nil || !ok {
+		if err != nil {
+			why = "cannot check its history: " + err.Error()
+		}
+		why = fmt.Sprintf("version %d does not descend from version %d in effect: %s", v.Number, base, why)
+		r.metrics.Blocklist.record("refused", now)
+		r.listSt.setError(now, errors.New(why))
+		f.mu.Lock()
+		f.refused = why
+		f.mu.Unlock()
+		r.log.Error("fleet blocklist version not applied: it does not descend from the list in effect (a store that lost data, or was restored from an older dump); keeping the list in effect",
+			append([]any{"event", "blocklist_reload", "result", "refused_divergent", "trigger", trigger, "file", name, "sha256", v.SHA256,
+				"reason", why, "serving", r.cur.List.File(), "serving_sha256", r.cur.List.SHA256()}, meta...)...)
+		return
+	}
 	l, err := blocklist.Parse(name, v.Content)
 	if err != nil {
 		r.metrics.Blocklist.record("failure", now)
@@ -249,6 +471,25 @@ func (r *Reloader) applyVersion(v fleet.Version) {
 	next.Fleet = &vm
 	r.cur = &next
 	r.fleet.applied.Store(v.Number)
+	// The store holds what was just read from it: not divergent.
+	f.mu.Lock()
+	f.sha, f.refused, f.content = l.SHA256(), "", v.Content
+	wasDivergent := f.divergent
+	f.divergent, f.copyKey = "", ""
+	f.mu.Unlock()
+	if wasDivergent != "" {
+		r.metrics.FleetDivergent.Set(0)
+		r.log.Info("fleet: the store holds the list in effect again", "event", "fleet", "result", "converged", "version", v.Number)
+	}
+	if why != "" {
+		// Applied on the strength of its kind (or a history no longer
+		// kept), not as a fast-forward: say so.
+		if v.Kind.Explicit() {
+			r.metrics.FleetExplicitApplied.WithLabelValues(string(v.Kind)).Inc()
+		}
+		r.log.Warn("fleet blocklist version applied without a fast-forward: "+why, append([]any{"event", "fleet", "result", "explicit",
+			"file", name, "sha256", v.SHA256, "previous", prev.List.File(), "previous_sha256", prev.List.SHA256()}, meta...)...)
+	}
 	r.metrics.FleetApplied.Set(float64(v.Number))
 	r.listSt = fileStatus{File: name, SHA256: l.SHA256(), LoadedAt: now}
 	r.metrics.Blocklist.record("success", now)
@@ -262,11 +503,7 @@ func (r *Reloader) applyVersion(v fleet.Version) {
 		go r.OnApply(&next)
 	}
 	// Tell the fleet at once, rather than at the next heartbeat.
-	go func(hb fleet.Heartbeat) {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		r.fleet.store.Beat(ctx, hb)
-	}(fleet.Heartbeat{Node: r.fleet.node, Version: v.Number, SHA256: l.SHA256()})
+	f.beatNow()
 }
 
 // stop ends following; the caller must not hold r.mu (a delivery in

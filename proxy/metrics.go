@@ -51,6 +51,18 @@ type Metrics struct {
 	// FleetLatest the newest version seen published.
 	FleetEnabled, FleetConnected prometheus.Gauge
 	FleetApplied, FleetLatest    prometheus.Gauge
+	// FleetDivergent is 1 while the store's history does not hold the
+	// list in effect (it lost data or was restored from an older dump):
+	// the edge keeps its list and writers are refused until a reseed.
+	FleetDivergent prometheus.Gauge
+	// FleetExplicitApplied counts versions applied because they were
+	// recorded as forced, rollback or reseed, by kind.
+	FleetExplicitApplied *prometheus.CounterVec
+	// SnapshotWriteFailures counts failed writes of the state
+	// directory's snapshot; SnapshotStale is 1 while the snapshot on disk
+	// is older than the state in effect.
+	SnapshotWriteFailures prometheus.Counter
+	SnapshotStale         prometheus.Gauge
 
 	TLSObtain *prometheus.CounterVec
 	// TLSObtainByPattern counts obtains and renewals by covering
@@ -200,6 +212,18 @@ func NewMetrics(reg prometheus.Registerer, version, revision string) *Metrics {
 		FleetLatest: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "edgeblock_fleet_version_latest", Help: "The newest fleet blocklist version the edge has seen published; above edgeblock_fleet_version_applied, the edge is behind (a version pending, or refused).",
 		}),
+		FleetDivergent: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "edgeblock_fleet_divergent", Help: "1 while the fleet's store does not hold the list in effect in its history (it lost data, or was restored from an older dump): the edge keeps its list, and writers are refused until `edgeblock fleet reseed`; 0 otherwise and in file mode.",
+		}),
+		FleetExplicitApplied: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edgeblock_fleet_explicit_applied_total", Help: "Fleet versions applied although recorded as an explicit replacement rather than an edit of the list in effect, by kind (force, rollback, reseed).",
+		}, []string{"kind"}),
+		SnapshotWriteFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "edgeblock_snapshot_write_failures_total", Help: "Failed writes of the state directory's snapshot (a full or read-only disk): the state is applied, but a start with bad files cannot fall back to it.",
+		}),
+		SnapshotStale: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "edgeblock_snapshot_stale", Help: "1 while the state directory's snapshot is older than the state in effect because its last write failed (a start from it is refused), else 0.",
+		}),
 		Blocklist: newFileMetrics("blocklist"),
 		Config:    newFileMetrics("config"),
 		TLSObtain: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -255,6 +279,7 @@ func NewMetrics(reg prometheus.Registerer, version, revision string) *Metrics {
 		m.BlocklistEntries, m.blocklistInfo, m.RestartNeeded, m.Blocklist.Reloads, m.Blocklist.LastSuccess, m.Blocklist.LastSuccessful,
 		m.Config.Reloads, m.Config.LastSuccess, m.Config.LastSuccessful, m.RunningFromSnapshot,
 		m.FleetEnabled, m.FleetConnected, m.FleetApplied, m.FleetLatest,
+		m.FleetDivergent, m.FleetExplicitApplied, m.SnapshotWriteFailures, m.SnapshotStale,
 		m.TLSObtain, m.TLSObtainByPattern, m.TLSHandshakeRefuse, m.TLSBudgetRemaining, m.certExpiry, buildInfo,
 		m.ConnectionsOpen, m.ConnectionsRefused, m.RequestsRefused, m.HTTP2Errors,
 		m.TLSHandshakeErrors, m.AdminWrites, m.AdminAuthFailures, m.AccessLogDropped, m.AccessLogErrors,
@@ -267,6 +292,9 @@ func NewMetrics(reg prometheus.Registerer, version, revision string) *Metrics {
 	}
 	m.TLSObtain.WithLabelValues("success")
 	m.TLSObtain.WithLabelValues("failure")
+	for _, k := range []string{"force", "rollback", "reseed"} {
+		m.FleetExplicitApplied.WithLabelValues(k)
+	}
 	for _, r := range []string{"storage", "obtain"} {
 		m.TLSHandshakeErrors.WithLabelValues(r)
 	}

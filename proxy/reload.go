@@ -353,8 +353,10 @@ func (r *Reloader) Start(b *Bundle) error {
 		meta = []any{"version", v.Number, "actor", v.Actor, "comment", v.Comment, "published_at", v.Time.UTC()}
 	}
 	r.audit(b.List, nil, "start", meta...)
+	var fleetContent []byte
 	if raw := b.raw; raw != nil {
 		r.snapshot(now, raw.config, raw.template, raw.list)
+		fleetContent = raw.list
 		b.raw = nil
 	}
 	if *b.Config.Blocklist.Watch {
@@ -370,7 +372,7 @@ func (r *Reloader) Start(b *Bundle) error {
 	}
 	r.scheduleExpiryLocked()
 	if b.Config.FromFleet() {
-		if err := r.startFleetLocked(b); err != nil {
+		if err := r.startFleetLocked(b, fleetContent); err != nil {
 			if r.watcher != nil {
 				r.watcher.Close()
 			}
@@ -634,10 +636,20 @@ func (r *Reloader) snapshot(now time.Time, cfgData, tmplData, listData []byte) {
 	wrote, err := writeSnapshot(r.stateDir, part(b.Config.Path, b.Config.SHA256, cfgData),
 		part(b.List.File(), b.List.SHA256(), listData), tmpl, b.List.Len(), now)
 	if err != nil {
-		r.log.Error("snapshot not written; the state is applied, but a start with bad files cannot fall back to it",
+		r.metrics.SnapshotWriteFailures.Inc()
+		r.metrics.SnapshotStale.Set(1)
+		// The snapshot on disk is now older than the state in effect:
+		// mark it so that a start does not roll back to it.
+		merr := markSnapshotStale(r.stateDir)
+		marked := "the older snapshot is marked stale, and a start with bad files is refused rather than roll back to it"
+		if merr != nil {
+			marked = "marking the older snapshot stale failed too: " + merr.Error()
+		}
+		r.log.Error("snapshot not written; the state is applied, but "+marked,
 			"event", "snapshot", "result", "failure", "state_dir", r.stateDir, "error", err.Error())
 		return
 	}
+	r.metrics.SnapshotStale.Set(0)
 	if wrote {
 		r.log.Debug("snapshot written", "event", "snapshot", "result", "success", "state_dir", r.stateDir,
 			"blocklist_sha256", b.List.SHA256(), "config_sha256", b.Config.SHA256, "seconds", time.Since(start).Seconds())

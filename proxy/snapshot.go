@@ -55,6 +55,9 @@ func ReadSnapshot(stateDir string) (*Snapshot, error) {
 	mpath := filepath.Join(dir, "manifest.json")
 	data, err := os.ReadFile(mpath)
 	if errors.Is(err, os.ErrNotExist) {
+		if _, serr := os.Stat(filepath.Join(dir, staleManifest)); serr == nil {
+			return nil, fmt.Errorf("%s: stale: the write of a newer state failed (a full or read-only disk?), so a start from it would undo what was applied since; it is kept as %s for inspection", dir, staleManifest)
+		}
 		return nil, fmt.Errorf("%s: none written yet", mpath)
 	}
 	if err != nil {
@@ -84,6 +87,23 @@ func ReadSnapshot(stateDir string) (*Snapshot, error) {
 		}
 	}
 	return &m, nil
+}
+
+// staleManifest is what manifest.json is renamed to when a newer state
+// could not be written: ReadSnapshot then refuses the snapshot rather than
+// start from a state older than the last applied one. A rename needs no
+// free space, so it works on a full disk.
+const staleManifest = "manifest.stale.json"
+
+// markSnapshotStale renames the manifest in stateDir to staleManifest
+// (see there). It returns nil when there is no manifest.
+func markSnapshotStale(stateDir string) error {
+	dir := filepath.Join(stateDir, snapshotDir)
+	err := os.Rename(filepath.Join(dir, "manifest.json"), filepath.Join(dir, staleManifest))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return err
 }
 
 // snapshotPart is what writeSnapshot needs of one applied file: its path,
@@ -145,6 +165,7 @@ func writeSnapshot(stateDir string, cfg, list snapshotPart, tmpl *snapshotPart, 
 	if err := blocklist.WriteFileAtomic(filepath.Join(dir, "manifest.json"), append(data, '\n')); err != nil {
 		return false, err
 	}
+	os.Remove(filepath.Join(dir, staleManifest))
 	cleanSnapshots(dir, &m, now)
 	return true, nil
 }

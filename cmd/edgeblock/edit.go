@@ -25,7 +25,10 @@ type editCmd struct {
 	// fleet edits the fleet's published list (a new version) instead of
 	// the file; implied by blocklist.source fleet.
 	fleet bool
-	args  []string // HOST, then key=value arguments
+	// wait bounds how long a fleet edit waits for the edges to report it
+	// applied.
+	wait time.Duration
+	args []string // HOST, then key=value arguments
 }
 
 // parseEdit parses the flags and arguments of block or unblock. Flags may
@@ -37,6 +40,7 @@ func parseEdit(name string, args []string, stderr io.Writer) (*editCmd, bool) {
 	fs.StringVar(&c.config, "config", defaultConfig(), "configuration `file` (default: $"+configEnv+", else edgeblock.yaml)")
 	fs.StringVar(&c.comment, "comment", "", "why: a ticket or reason, recorded in the file with who and when")
 	fs.BoolVar(&c.fleet, "fleet", false, "edit the fleet's published list in Redis (a new version) instead of the file; the default with blocklist.source fleet")
+	fs.DurationVar(&c.wait, "wait", defaultApplyWait, "with -fleet: how long to wait for every live edge to report the new version applied (exit 3 if one has not)")
 	if name == "block" {
 		fs.BoolVar(&c.replace, "replace", false, "rewrite an existing rule with only the given attributes, instead of merging them")
 	}

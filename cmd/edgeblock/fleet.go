@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -48,34 +50,86 @@ func openFleet(config string, stderr io.Writer) (*fleetCmd, bool) {
 		fmt.Fprintf(stderr, "edgeblock: %v\n", err)
 		return nil, false
 	}
-	return &fleetCmd{cfg: cfg, store: fleet.NewStore(rdb, *cfg.Fleet), close: rdb.Close}, true
+	return &fleetCmd{cfg: cfg, store: proxy.NewFleetStore(rdb, *cfg.Fleet), close: rdb.Close}, true
 }
 
-// current returns the newest version (Number 0 if none) and the list the
-// edges apply: its list, or when it fails validation (published around
-// the CLI, so edges refused it) the newest kept version that passes, the
-// one edges stay on; nil if there is none.
+// defaultApplyWait is how long a fleet write waits by default for every
+// live edge to report the new version applied (edges apply in well under
+// a second, and beat at once when they have).
+const defaultApplyWait = 3 * time.Second
+
+// exitNotApplied is the exit code of a fleet write that was published
+// but not reported applied by every live edge within -wait.
+const exitNotApplied = 3
+
+// waitApplied waits up to d for every live node (a heartbeat at most
+// fleet.LiveAfter old) to report version v or a newer one, printing the
+// outcome. It returns false when a live node has not applied it: it
+// refused it (divergent, failing validation, the drop guard) or is slow.
+func (c *fleetCmd) waitApplied(ctx context.Context, v fleet.Version, d time.Duration, w io.Writer) bool {
+	deadline := time.Now().Add(d)
+	for {
+		nodes, err := c.store.Nodes(ctx, fleet.LiveAfter)
+		if err != nil {
+			fmt.Fprintf(w, "  applied: unknown (%v)\n", err)
+			return false
+		}
+		var live, pending []fleet.NodeStatus
+		for _, n := range nodes {
+			if n.Silent {
+				continue
+			}
+			live = append(live, n)
+			if n.Version < v.Number || (n.Version == v.Number && n.SHA256 != v.SHA256) {
+				pending = append(pending, n)
+			}
+		}
+		switch {
+		case len(live) == 0:
+			fmt.Fprintf(w, "  applied: no edge has sent a heartbeat in the last %v, so none has applied it yet\n", fleet.LiveAfter)
+			return true
+		case len(pending) == 0:
+			fmt.Fprintf(w, "  applied: by all %d live edges\n", len(live))
+			return true
+		case time.Now().After(deadline) || ctx.Err() != nil:
+			fmt.Fprintf(w, "  NOT APPLIED by %d of %d live edges within %v:\n", len(pending), len(live), d)
+			for _, n := range pending {
+				why := ""
+				if n.Divergence != "" {
+					why = "; divergent: " + n.Divergence
+				}
+				fmt.Fprintf(w, "    %s runs version %d%s\n", n.Node, n.Version, why)
+			}
+			fmt.Fprintln(w, "  see `edgeblock fleet status`, and the edges' blocklist_reload log lines")
+			return false
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// printSkipped says which bad versions a write passed over, building on
+// the last good one instead.
+func printSkipped(w io.Writer, head fleet.Version, bad []fleet.Version) {
+	if head.Repaired {
+		fmt.Fprintf(w, "  note: version %d's content in the store is corrupt; built on the copy an edge running it saved (sha256 %.12s)\n", head.Number, head.SHA256)
+	}
+	for _, b := range bad {
+		fmt.Fprintf(w, "  note: version %d skipped (%v); built on version %d, the newest good one\n", b.Number, b.Problem, head.Number)
+	}
+}
+
+// current returns the head, the newest good version (Number 0 if none),
+// and its list: the one edges apply.
 func (c *fleetCmd) current(ctx context.Context) (fleet.Version, *blocklist.List, error) {
-	v, err := c.store.Current(ctx)
+	v, _, err := c.store.Head(ctx)
 	if errors.Is(err, fleet.ErrNoVersion) {
 		return fleet.Version{}, nil, nil
 	}
 	if err != nil {
 		return v, nil, err
 	}
-	if l, err := blocklist.Parse(proxy.FleetListName(v.Number), v.Content); err == nil {
-		return v, l, nil
-	}
-	vs, err := c.store.History(ctx, 0)
-	if err != nil {
-		return v, nil, err
-	}
-	for _, old := range vs {
-		if l, err := blocklist.Parse(proxy.FleetListName(old.Number), old.Content); err == nil {
-			return v, l, nil
-		}
-	}
-	return v, nil, nil
+	l, err := blocklist.Parse(proxy.FleetListName(v.Number), v.Content)
+	return v, l, err
 }
 
 // guard is the edges' drop guard, applied before publishing next over the
@@ -94,40 +148,126 @@ func (c *fleetCmd) guard(next, cur *blocklist.List) error {
 	return err
 }
 
-// publishWhole publishes content as the new version after checking it
-// against the newest one, retrying when another writer publishes first.
-// It returns the version, and false in the second result when the content
-// was already the newest version's (nothing published).
-func (c *fleetCmd) publishWhole(ctx context.Context, next *blocklist.List, content []byte, meta fleet.Meta) (fleet.Version, bool, error) {
+// replaceOptions say how publishWhole may replace the head.
+type replaceOptions struct {
+	// base is the version the caller started from (0: not said); a head
+	// other than it is not replaced unless force.
+	base int64
+	// force replaces the head whatever it has that the content lacks.
+	force bool
+	// kind is recorded (KindEdit when "": force makes it KindForce).
+	kind fleet.Kind
+}
+
+// publishWhole publishes content as the new version over the head (the
+// newest good version), retrying when another writer publishes first.
+// It refuses on a divergent store; it refuses to replace a head the
+// caller did not start from (opts.base) or whose rules the content would
+// remove, unless opts.force, naming those rules; and it applies the
+// edges' drop guard. It returns the version, and false in the second
+// result when the content was already the head's (nothing published).
+func (c *fleetCmd) publishWhole(ctx context.Context, next *blocklist.List, content []byte, meta fleet.Meta, opts replaceOptions, stdout io.Writer) (fleet.Version, bool, error) {
+	kind := opts.kind
+	if kind == "" && opts.force {
+		kind = fleet.KindForce
+	}
 	for attempt := 0; ; attempt++ {
-		cur, curList, err := c.current(ctx)
+		h, err := c.store.Check(ctx, fleet.LiveAfter)
 		if err != nil {
 			return fleet.Version{}, false, err
 		}
-		if cur.Number != 0 && bytes.Equal(cur.Content, content) {
-			return cur, false, nil
+		if err := h.Writable(); err != nil {
+			return fleet.Version{}, false, err
+		}
+		head := h.Head
+		if head.Number != 0 && bytes.Equal(head.Content, content) {
+			return head, false, nil
+		}
+		var curList *blocklist.List
+		if head.Number != 0 {
+			curList, _ = blocklist.Parse(proxy.FleetListName(head.Number), head.Content)
 		}
 		if err := c.guard(next, curList); err != nil {
 			return fleet.Version{}, false, err
 		}
-		v, err := c.store.Publish(ctx, content, meta, cur.Number)
+		removed := removedRules(next, curList)
+		if kind == fleet.KindEdit || kind == "" {
+			switch {
+			case opts.base != 0 && opts.base != head.Number:
+				return fleet.Version{}, false, fmt.Errorf("not published: you started from version %d, but version %d is the newest (by %s)%s; merge it into your list (edgeblock pull), or publish -force to replace it",
+					opts.base, head.Number, orUnknown(head.Actor), removedText(removed))
+			case opts.base == 0 && len(removed) > 0:
+				return fleet.Version{}, false, fmt.Errorf("not published: it would replace version %d (by %s) and remove rules your list lacks%s; if you started from version %d, say so with -base %d; to replace it anyway, -force",
+					head.Number, orUnknown(head.Actor), removedText(removed), head.Number, head.Number)
+			}
+		}
+		w := fleet.Write{Expect: h.Number, Kind: kind}
+		if head.Number != 0 {
+			w.Base = &head
+		}
+		v, err := c.store.Commit(ctx, content, meta, w)
 		if errors.Is(err, fleet.ErrConflict) && attempt < 10 {
 			continue // checked again against the version that won
+		}
+		if err == nil {
+			printSkipped(stdout, head, h.Bad)
+			if len(removed) > 0 {
+				fmt.Fprintf(stdout, "  replaced version %d%s\n", head.Number, removedText(removed))
+			}
 		}
 		return v, err == nil, err
 	}
 }
 
+// removedRules returns the patterns of cur that next lacks.
+func removedRules(next, cur *blocklist.List) []string {
+	if cur == nil {
+		return nil
+	}
+	var out []string
+	for c := range next.Changes(cur) {
+		if c.Kind == blocklist.Removed {
+			out = append(out, c.Rule.Pattern())
+		}
+	}
+	return out
+}
+
+// removedText lists removed patterns for a message (at most 20).
+func removedText(removed []string) string {
+	if len(removed) == 0 {
+		return ""
+	}
+	shown := removed[:min(len(removed), 20)]
+	more := ""
+	if len(removed) > len(shown) {
+		more = fmt.Sprintf(" and %d more", len(removed)-len(shown))
+	}
+	return fmt.Sprintf("; the replacement removes %d rules: %s%s", len(removed), strings.Join(shown, " "), more)
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
+}
+
 func runPublish(args []string, stdout, stderr io.Writer) int {
 	var comment string
+	var opts replaceOptions
+	var wait time.Duration
 	fs, config, ok := flags("publish", args, stderr, func(fs *flag.FlagSet) {
 		fs.StringVar(&comment, "comment", "", "why: a ticket or reason, recorded with the version")
+		fs.Int64Var(&opts.base, "base", 0, "the `version` your list started from (edgeblock pull prints it): refused if another is newest")
+		fs.BoolVar(&opts.force, "force", false, "replace the newest version even if you did not start from it and your list lacks some of its rules (recorded as forced)")
+		fs.DurationVar(&wait, "wait", defaultApplyWait, "how long to wait for every live edge to report the version applied (exit 3 if one has not)")
 	})
 	if !ok {
 		return 2
 	}
 	if fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "usage: edgeblock publish -config FILE [-comment TEXT] BLOCKLIST")
+		fmt.Fprintln(stderr, "usage: edgeblock publish -config FILE [-comment TEXT] [-base VERSION | -force] BLOCKLIST")
 		return 2
 	}
 	file := fs.Arg(0)
@@ -149,7 +289,7 @@ func runPublish(args []string, stdout, stderr io.Writer) int {
 	defer c.close()
 	ctx, cancel := context.WithTimeout(context.Background(), fleetTimeout)
 	defer cancel()
-	v, published, err := c.publishWhole(ctx, next, data, fleet.Meta{Actor: actor(), Comment: comment})
+	v, published, err := c.publishWhole(ctx, next, data, fleet.Meta{Actor: actor(), Comment: comment}, opts, stdout)
 	if err != nil {
 		fmt.Fprintf(stderr, "edgeblock: %v\n", err)
 		return 1
@@ -159,6 +299,9 @@ func runPublish(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	fmt.Fprintf(stdout, "published: version %d (sha256 %s, %d rules)\n", v.Number, v.SHA256, next.Len())
+	if !c.waitApplied(ctx, v, wait, stdout) {
+		return exitNotApplied
+	}
 	return 0
 }
 
@@ -174,7 +317,7 @@ func runBlockFleet(c *editCmd, stdout, stderr io.Writer) int {
 	defer cancel()
 	note := blocklist.NewNote(time.Now(), actor(), c.comment)
 	var res blocklist.EditResult
-	v, err := f.store.Update(ctx, func(cur []byte) (out []byte, err error) {
+	r, err := f.store.UpdateResult(ctx, func(cur []byte) (out []byte, err error) {
 		out, res, err = blocklist.Block("fleet", cur, c.args[0], c.args[1:], blocklist.BlockOptions{Replace: c.replace, Note: &note})
 		if err == nil && res.Kind == "" {
 			return cur, nil // as asked already: Update publishes nothing
@@ -191,14 +334,27 @@ func runBlockFleet(c *editCmd, stdout, stderr io.Writer) int {
 			kind = "unchanged"
 		}
 		e := newEditJSON(res, kind)
-		e.Version = v.Number
+		e.Version = r.Number
 		if kind != "unchanged" {
 			e.Note = note.Line()
 		}
 		writeJSON(stdout, e)
+		return f.reportWrite(ctx, r, c.wait, io.Discard)
+	}
+	printBlock(stdout, res, fmt.Sprintf("version %d, line %d", r.Number, res.Line), note, "nothing published")
+	return f.reportWrite(ctx, r, c.wait, stdout)
+}
+
+// reportWrite prints what an edit skipped and whether the edges applied
+// it, and returns the exit code.
+func (f *fleetCmd) reportWrite(ctx context.Context, r fleet.Result, wait time.Duration, stdout io.Writer) int {
+	if !r.Published {
 		return 0
 	}
-	printBlock(stdout, res, fmt.Sprintf("version %d, line %d", v.Number, res.Line), note, "nothing published")
+	printSkipped(stdout, r.Base, r.Skipped)
+	if !f.waitApplied(ctx, r.Version, wait, stdout) {
+		return exitNotApplied
+	}
 	return 0
 }
 
@@ -215,7 +371,7 @@ func runUnblockFleet(c *editCmd, stdout, stderr io.Writer) int {
 	now := time.Now()
 	note := blocklist.NewNote(now, actor(), c.comment)
 	var res blocklist.EditResult
-	v, err := f.store.Update(ctx, func(cur []byte) (out []byte, err error) {
+	r, err := f.store.UpdateResult(ctx, func(cur []byte) (out []byte, err error) {
 		out, res, err = blocklist.Unblock("fleet", cur, c.args[0], &note, now)
 		if err != nil {
 			return nil, err
@@ -238,12 +394,12 @@ func runUnblockFleet(c *editCmd, stdout, stderr io.Writer) int {
 	}
 	if c.json {
 		e := newEditJSON(res, "removed")
-		e.Version, e.Note = v.Number, note.UnblockLine(res.Pattern)
+		e.Version, e.Note = r.Number, note.UnblockLine(res.Pattern)
 		writeJSON(stdout, e)
-		return 0
+		return f.reportWrite(ctx, r, c.wait, io.Discard)
 	}
-	fmt.Fprintf(stdout, "removed: %s (version %d; was line %d)\n  note: %s\n", res.OldLine, v.Number, res.Line, note.UnblockLine(res.Pattern))
-	return 0
+	fmt.Fprintf(stdout, "removed: %s (version %d; was line %d)\n  note: %s\n", res.OldLine, r.Number, res.Line, note.UnblockLine(res.Pattern))
+	return f.reportWrite(ctx, r, c.wait, stdout)
 }
 
 // historyJSON is one entry of history -json: a fleet version, or in file
@@ -309,7 +465,23 @@ func runHistory(args []string, stdout, stderr io.Writer) int {
 			if v.Comment != "" {
 				comment = "  " + strconv.Quote(v.Comment)
 			}
-			fmt.Fprintf(stdout, "version %d  %s  by %s  sha256 %.12s%s\n", v.Number, v.Time.UTC().Format(time.RFC3339), v.Actor, v.SHA256, comment)
+			kind := ""
+			if !v.Legacy && v.Kind.Explicit() {
+				kind = "  " + string(v.Kind)
+			}
+			parent := ""
+			if !v.Legacy && v.ParentNumber != 0 && v.ParentNumber != v.Number-1 {
+				parent = fmt.Sprintf("  (builds on version %d)", v.ParentNumber)
+			}
+			fmt.Fprintf(stdout, "version %d  %s  by %s  sha256 %.12s%s%s%s\n", v.Number, v.Time.UTC().Format(time.RFC3339), v.Actor, v.SHA256, kind, comment, parent)
+		}
+		if v.Problem != nil {
+			h.Invalid = v.Problem.Error()
+			out = append(out, h)
+			if !asJSON {
+				fmt.Fprintf(stdout, "  BAD: %v (edges refuse it; writers build on the newest good version)\n", v.Problem)
+			}
+			continue
 		}
 		l, err := blocklist.Parse(proxy.FleetListName(v.Number), v.Content)
 		if err != nil {
@@ -322,9 +494,17 @@ func runHistory(args []string, stdout, stderr io.Writer) int {
 		}
 		h.Rules = l.Len()
 		var prev *blocklist.List
-		if i+1 < len(vs) && vs[i+1].Number == v.Number-1 {
-			prev, _ = blocklist.Parse(proxy.FleetListName(vs[i+1].Number), vs[i+1].Content)
-		} else if v.Number == 1 {
+		pnum := v.Number - 1
+		if !v.Legacy {
+			pnum = v.ParentNumber
+		}
+		for _, p := range vs[i+1:] {
+			if p.Number == pnum && p.Problem == nil {
+				prev, _ = blocklist.Parse(proxy.FleetListName(p.Number), p.Content)
+				break
+			}
+		}
+		if prev == nil && (v.Number == 1 || (!v.Legacy && v.ParentNumber == 0)) {
 			prev = mustParse("")
 		}
 		switch {
@@ -502,7 +682,7 @@ func runRollback(args []string, stdout, stderr io.Writer) int {
 			}
 		}
 	}
-	v, published, err := c.publishWhole(ctx, l, content, fleet.Meta{Actor: actor(), Comment: msg})
+	v, published, err := c.publishWhole(ctx, l, content, fleet.Meta{Actor: actor(), Comment: msg}, replaceOptions{kind: fleet.KindRollback}, stdout)
 	if err != nil {
 		fmt.Fprintf(stderr, "edgeblock: %v\n", err)
 		return 1
@@ -515,6 +695,9 @@ func runRollback(args []string, stdout, stderr io.Writer) int {
 	if !bytes.Equal(content, old.Content) {
 		fmt.Fprintf(stdout, "  the version holds the line %q, so that edges apply the drop; once \"edgeblock fleet status\" shows every node on version %d, take it out so that the guard protects the next edit:\n"+
 			"  edgeblock pull -o list.txt && sed -i '/^#! allow-drop$/d' list.txt && edgeblock publish -comment 'guard back on' list.txt\n", blocklist.AllowDropMarker, v.Number)
+	}
+	if !c.waitApplied(ctx, v, defaultApplyWait, stdout) {
+		return exitNotApplied
 	}
 	return 0
 }
@@ -549,7 +732,7 @@ func runPull(args []string, stdout, stderr io.Writer) int {
 	if version > 0 {
 		v, err = c.store.Get(ctx, version)
 	} else {
-		v, err = c.store.Current(ctx)
+		v, _, err = c.store.Head(ctx)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "edgeblock: %v\n", err)
@@ -563,7 +746,7 @@ func runPull(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "edgeblock: %v\n", err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "pulled: version %d (sha256 %s) to %s\n", v.Number, v.SHA256, out)
+	fmt.Fprintf(stdout, "pulled: version %d (sha256 %s) to %s\n  publish your edit of it with: edgeblock publish -base %d %s\n", v.Number, v.SHA256, out, v.Number, out)
 	return 0
 }
 
@@ -575,9 +758,11 @@ func runFleet(args []string, stdout, stderr io.Writer) int {
 			return runFleetStatus(args[1:], stdout, stderr)
 		case "forget":
 			return runFleetForget(args[1:], stdout, stderr)
+		case "reseed":
+			return runReseed(args[1:], stdout, stderr)
 		}
 	}
-	fmt.Fprintln(stderr, "usage: edgeblock fleet status|forget [flags] (edgeblock help fleet)")
+	fmt.Fprintln(stderr, "usage: edgeblock fleet status|forget|reseed [flags] (edgeblock help fleet)")
 	return 2
 }
 
@@ -598,18 +783,15 @@ func runFleetStatus(args []string, stdout, stderr io.Writer) int {
 	defer c.close()
 	ctx, cancel := context.WithTimeout(context.Background(), fleetTimeout)
 	defer cancel()
-	cur, err := c.store.CurrentNumber(ctx)
-	if err == nil {
-		var nodes []fleet.NodeStatus
-		if nodes, err = c.store.Nodes(ctx, silent); err == nil {
-			if asJSON {
-				return printNodesJSON(stdout, cur, nodes)
-			}
-			return printNodes(stdout, cur, nodes)
-		}
+	h, err := c.store.Check(ctx, silent)
+	if err != nil {
+		fmt.Fprintf(stderr, "edgeblock: %v\n", err)
+		return 1
 	}
-	fmt.Fprintf(stderr, "edgeblock: %v\n", err)
-	return 1
+	if asJSON {
+		return printNodesJSON(stdout, &h)
+	}
+	return printHealth(stdout, &h)
 }
 
 // nodeJSON is one node of fleet status -json.
@@ -620,26 +802,40 @@ type nodeJSON struct {
 	AgeSeconds float64 `json:"age_seconds"`
 	Behind     bool    `json:"behind"`
 	Silent     bool    `json:"silent"`
+	// Divergent says why the node's list is not what the store holds.
+	Divergent string `json:"divergent,omitempty"`
 }
 
 // fleetStatusJSON is the output of fleet status -json.
 type fleetStatusJSON struct {
-	Version int64      `json:"version"`
-	Nodes   []nodeJSON `json:"nodes"`
-	// Bad counts the nodes behind or silent; the exit code is 1 if > 0.
+	Version int64 `json:"version"`
+	// Head is the newest good version, below Version when newer ones
+	// are corrupt or fail validation.
+	Head  int64      `json:"head"`
+	Nodes []nodeJSON `json:"nodes"`
+	// Bad counts the nodes behind, silent or divergent; the exit code is
+	// 1 if > 0 or Divergence is not empty.
 	Bad int `json:"bad"`
+	// Divergence says why the store is divergent (writes are refused).
+	Divergence []string `json:"divergence"`
 }
 
-func printNodesJSON(w io.Writer, cur int64, nodes []fleet.NodeStatus) int {
-	out := fleetStatusJSON{Version: cur, Nodes: []nodeJSON{}}
-	for _, n := range nodes {
+func printNodesJSON(w io.Writer, h *fleet.Health) int {
+	out := fleetStatusJSON{Version: h.Number, Head: h.Head.Number, Nodes: []nodeJSON{}, Divergence: h.Divergence}
+	if out.Divergence == nil {
+		out.Divergence = []string{}
+	}
+	for _, n := range h.Nodes {
 		out.Nodes = append(out.Nodes, nodeJSON{Node: n.Node, Version: n.Version, SHA256: n.SHA256,
-			AgeSeconds: n.Age.Seconds(), Behind: n.Behind, Silent: n.Silent})
-		if n.Behind || n.Silent {
+			AgeSeconds: n.Age.Seconds(), Behind: n.Behind, Silent: n.Silent, Divergent: n.Divergent})
+		if n.Behind || n.Silent || n.Divergent != "" {
 			out.Bad++
 		}
 	}
 	writeJSON(w, out)
+	if len(out.Divergence) > 0 {
+		return 1
+	}
 	return min(out.Bad, 1)
 }
 
@@ -684,19 +880,38 @@ func runFleetForget(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// printNodes writes the node table and returns 1 if any node is behind
-// or silent.
-func printNodes(w io.Writer, cur int64, nodes []fleet.NodeStatus) int {
-	fmt.Fprintf(w, "published version: %d\n", cur)
-	if len(nodes) == 0 {
+// printHealth writes the store's state and the node table, and returns 1
+// if the store is divergent, or any node is behind, silent or divergent.
+func printHealth(w io.Writer, h *fleet.Health) int {
+	code := 0
+	fmt.Fprintf(w, "published version: %d\n", h.Number)
+	if h.Head.Number != h.Number {
+		fmt.Fprintf(w, "newest good version: %d (edges stay on it; writers build on it)\n", h.Head.Number)
+	}
+	for _, b := range h.Bad {
+		fmt.Fprintf(w, "bad version %d: %v\n", b.Number, b.Problem)
+	}
+	if len(h.Divergence) > 0 {
+		code = 1
+		fmt.Fprintln(w, "STORE DIVERGENT: it does not hold the lists edges run; they keep serving them, and writes are refused:")
+		for _, d := range h.Divergence {
+			fmt.Fprintf(w, "  %s\n", d)
+		}
+		fmt.Fprintln(w, "  reseed it from the newest list an edge applied: edgeblock fleet reseed -config FILE")
+	}
+	if len(h.Nodes) == 0 {
 		fmt.Fprintln(w, "no node has sent a heartbeat")
-		return 0
+		return code
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NODE\tVERSION\tSHA256\tAGE\tSTATE")
-	bad := 0
-	for _, n := range nodes {
+	bad, divergent := 0, 0
+	for _, n := range h.Nodes {
 		var flags []string
+		if n.Divergent != "" {
+			flags = append(flags, "DIVERGENT")
+			divergent++
+		}
 		if n.Behind {
 			flags = append(flags, "BEHIND")
 		}
@@ -711,9 +926,172 @@ func printNodes(w io.Writer, cur int64, nodes []fleet.NodeStatus) int {
 		fmt.Fprintf(tw, "%s\t%d\t%.12s\t%s\t%s\n", n.Node, n.Version, n.SHA256, n.Age.Round(100*time.Millisecond), state)
 	}
 	tw.Flush()
+	if divergent > 0 {
+		fmt.Fprintf(w, "%d of %d nodes divergent from the store\n", divergent, len(h.Nodes))
+	}
+	if bad > divergent {
+		fmt.Fprintf(w, "%d of %d nodes behind or silent\n", bad-divergent, len(h.Nodes))
+	}
 	if bad > 0 {
-		fmt.Fprintf(w, "%d of %d nodes behind or silent\n", bad, len(nodes))
 		return 1
 	}
+	return code
+}
+
+// runReseed restarts the history of a divergent store from the newest
+// list an edge applied: the edges' heartbeats name it and where its copy
+// is (an edge that finds the store divergent saves a copy of its list
+// there), or -from gives it (an edge's state directory, its snapshot, or
+// a blocklist file). The new version is numbered past every version an
+// edge reports and recorded as a reseed, which edges apply.
+func runReseed(args []string, stdout, stderr io.Writer) int {
+	var from, comment string
+	var wait time.Duration
+	_, config, ok := flags("fleet reseed", args, stderr, func(fs *flag.FlagSet) {
+		fs.StringVar(&from, "from", "", "take the list from an edge's state `directory` (its snapshot) or a blocklist file, instead of the edges' heartbeats")
+		fs.StringVar(&comment, "comment", "", "why: recorded with the version")
+		fs.DurationVar(&wait, "wait", defaultApplyWait, "how long to wait for every live edge to report the reseed applied")
+	})
+	if !ok {
+		return 2
+	}
+	c, ok := openFleet(config, stderr)
+	if !ok {
+		return 1
+	}
+	defer c.close()
+	ctx, cancel := context.WithTimeout(context.Background(), fleetTimeout)
+	defer cancel()
+	h, err := c.store.Check(ctx, fleet.LiveAfter)
+	if err != nil {
+		fmt.Fprintf(stderr, "edgeblock: %v\n", err)
+		return 1
+	}
+	// Numbering goes on past every version any node reports.
+	floor := h.Number
+	for _, n := range h.Nodes {
+		floor = max(floor, n.Version)
+	}
+	var src fleet.Version // the list to reseed from: Number, SHA256, Content
+	var srcName string
+	if from != "" {
+		if src, srcName, err = reseedFrom(from); err != nil {
+			fmt.Fprintf(stderr, "edgeblock: %v\n", err)
+			return 1
+		}
+		floor = max(floor, src.Number)
+	} else {
+		if src, srcName, err = c.newestApplied(ctx, &h); err != nil {
+			fmt.Fprintf(stderr, "edgeblock: %v\n", err)
+			return 1
+		}
+	}
+	l, err := blocklist.Parse(srcName, src.Content)
+	if err != nil {
+		printProblems(stderr, err)
+		fmt.Fprintln(stderr, "edgeblock: not reseeded: the list fails validation")
+		return 1
+	}
+	if h.Head.Number != 0 && h.Head.SHA256 != src.SHA256 {
+		// What the store holds now and the reseed does not carry over:
+		// written while the store was divergent; say so.
+		if cur, err := blocklist.Parse("store", h.Head.Content); err == nil {
+			if lost := removedRules(l, cur); len(lost) > 0 {
+				fmt.Fprintf(stdout, "  note: the store's version %d has %d rules the reseed does not carry over (written while it was divergent?): %s; block them again if they are meant\n",
+					h.Head.Number, len(lost), strings.Join(lost[:min(20, len(lost))], " "))
+			}
+		}
+	}
+	msg := fmt.Sprintf("reseed from %s", srcName)
+	if comment != "" {
+		msg += ": " + comment
+	}
+	var v fleet.Version
+	for attempt := 0; ; attempt++ {
+		v, err = c.store.Commit(ctx, src.Content, fleet.Meta{Actor: actor(), Comment: msg},
+			fleet.Write{Expect: h.Number, Base: &src, Kind: fleet.KindReseed, Floor: floor})
+		if errors.Is(err, fleet.ErrConflict) && attempt < 10 {
+			var ce *fleet.ConflictError
+			errors.As(err, &ce)
+			h.Number = ce.Current
+			floor = max(floor, ce.Current)
+			continue
+		}
+		break
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "edgeblock: %v\n", err)
+		return 1
+	}
+	var copies []string
+	for _, n := range h.Nodes {
+		if n.Copy != "" {
+			copies = append(copies, n.SHA256)
+		}
+	}
+	if err := c.store.DropCopies(ctx, copies...); err != nil {
+		fmt.Fprintf(stderr, "edgeblock: %v (the reseed is published)\n", err)
+	}
+	fmt.Fprintf(stdout, "reseeded: version %d from %s (sha256 %s, %d rules)\n", v.Number, srcName, v.SHA256, l.Len())
+	if !c.waitApplied(ctx, v, wait, stdout) {
+		return exitNotApplied
+	}
 	return 0
+}
+
+// newestApplied finds the newest list any node reports applied (the
+// highest version number; nodes that disagree at it are an error) and
+// its content: the copy the edge saved in the store, or the store's own
+// version if it still holds that list.
+func (c *fleetCmd) newestApplied(ctx context.Context, h *fleet.Health) (fleet.Version, string, error) {
+	var best *fleet.NodeStatus
+	for i := range h.Nodes {
+		n := &h.Nodes[i]
+		if n.Version <= 0 || n.SHA256 == "" {
+			continue
+		}
+		switch {
+		case best == nil || n.Version > best.Version:
+			best = n
+		case n.Version == best.Version && n.SHA256 != best.SHA256:
+			return fleet.Version{}, "", fmt.Errorf("nodes %s and %s both run version %d with different lists (%.12s, %.12s): choose one with -from (the state directory of the edge whose list is right)",
+				best.Node, n.Node, n.Version, best.SHA256, n.SHA256)
+		}
+	}
+	if best == nil {
+		return fleet.Version{}, "", errors.New("no node reports a list it applied: give the list with -from (an edge's state directory, or a blocklist file)")
+	}
+	src := fleet.Version{Number: best.Version, SHA256: best.SHA256}
+	name := fmt.Sprintf("node %s's list (version %d)", best.Node, best.Version)
+	content, err := c.store.ReadCopy(ctx, best.SHA256)
+	if err != nil {
+		v, gerr := c.store.Get(ctx, best.Version)
+		if gerr != nil || v.SHA256 != best.SHA256 {
+			return fleet.Version{}, "", fmt.Errorf("%s (sha256 %.12s): no copy of it in the store (%v): give it with -from (that edge's state directory)", name, best.SHA256, err)
+		}
+		content = v.Content
+	}
+	src.Content = content
+	return src, name, nil
+}
+
+// reseedFrom reads the list to reseed from path: a state directory (its
+// snapshot; the version it was applied as comes with it) or a blocklist
+// file.
+func reseedFrom(path string) (fleet.Version, string, error) {
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		snap, err := proxy.ReadSnapshot(path)
+		if err != nil {
+			return fleet.Version{}, "", fmt.Errorf("-from %s: %w", path, err)
+		}
+		n, _ := proxy.FleetVersionOf(snap.Blocklist.Path)
+		return fleet.Version{Number: n, SHA256: snap.Blocklist.SHA256, Content: snap.Blocklist.Data},
+			fmt.Sprintf("the snapshot in %s (%s)", path, snap.Blocklist.Path), nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fleet.Version{}, "", fmt.Errorf("-from: %w", err)
+	}
+	sum := sha256.Sum256(data)
+	return fleet.Version{SHA256: hex.EncodeToString(sum[:]), Content: data}, path, nil
 }

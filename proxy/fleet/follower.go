@@ -52,6 +52,7 @@ type Follower struct {
 
 	last           atomic.Int64 // newest delivered version
 	seen           atomic.Int64 // newest version number read from Redis
+	read           atomic.Bool  // seen holds a number read from Redis
 	subscribed     atomic.Bool  // subscription confirmed and not since lost
 	everSubscribed atomic.Bool  // a subscription was confirmed once
 	polled         atomic.Bool  // the last poll reached Redis
@@ -108,6 +109,10 @@ func (f *Follower) Delivered() int64 { return f.last.Load() }
 // first successful read). Seen above Delivered means a version is pending
 // or could not be read.
 func (f *Follower) Seen() int64 { return f.seen.Load() }
+
+// Read returns the newest version number read from Redis, and whether
+// one was read at all (an empty store reads as 0, true).
+func (f *Follower) Read() (int64, bool) { return f.seen.Load(), f.read.Load() }
 
 // setErr records err (if any) and recomputes the connection state.
 func (f *Follower) setErr(err error) {
@@ -278,6 +283,7 @@ func (f *Follower) check(ctx context.Context) bool {
 	f.polled.Store(true)
 	f.setErr(nil)
 	f.seen.Store(n)
+	f.read.Store(true)
 	if n <= f.last.Load() {
 		return true
 	}

@@ -20,6 +20,12 @@ type Heartbeat struct {
 	// (0 and "" for none).
 	Version int64  `json:"version"`
 	SHA256  string `json:"sha256"`
+	// Divergence, if set, is why the node found the store divergent
+	// from the list it runs (it keeps serving that list); Copy then
+	// names where it saved a copy of that list in the store, for
+	// `edgeblock fleet reseed`.
+	Divergence string `json:"divergent,omitempty"`
+	Copy       string `json:"copy,omitempty"`
 	// Time is when Redis received the heartbeat, by Redis's clock; Beat
 	// ignores the caller's value.
 	Time time.Time `json:"-"`
@@ -33,6 +39,9 @@ type NodeStatus struct {
 	Age time.Duration
 	// Behind is true when the node's version is older than the current one.
 	Behind bool
+	// Divergent, set by Check, says why the list the node runs is not
+	// what the store holds at its number; "" when it is.
+	Divergent string
 	// Silent is true when Age exceeds the silence threshold given to Nodes.
 	Silent bool
 }
@@ -93,8 +102,9 @@ func (s *Store) Beat(ctx context.Context, hb Heartbeat) error {
 }
 
 // RunHeartbeat calls Beat with state() every interval until ctx is done,
-// starting at once. Errors go to onErr (if set) and do not stop the loop.
-func (s *Store) RunHeartbeat(ctx context.Context, interval time.Duration, state func() Heartbeat, onErr func(error)) {
+// starting at once, and at once whenever kick (which may be nil) receives.
+// Errors go to onErr (if set) and do not stop the loop.
+func (s *Store) RunHeartbeat(ctx context.Context, interval time.Duration, kick <-chan struct{}, state func() Heartbeat, onErr func(error)) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -105,6 +115,7 @@ func (s *Store) RunHeartbeat(ctx context.Context, interval time.Duration, state 
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-kick:
 		}
 	}
 }
@@ -116,8 +127,15 @@ func (s *Store) RunHeartbeat(ctx context.Context, interval time.Duration, state 
 // stopped node drops out once it has been silent that long, even with no
 // node beating.
 func (s *Store) Nodes(ctx context.Context, silentAfter time.Duration) ([]NodeStatus, error) {
+	out, _, err := s.nodes(ctx, silentAfter)
+	return out, err
+}
+
+// nodes is Nodes, also returning the version number read after the
+// heartbeats: every version a heartbeat names was published by then.
+func (s *Store) nodes(ctx context.Context, silentAfter time.Duration) ([]NodeStatus, int64, error) {
 	if err := expireScript.Run(ctx, s.rdb, []string{s.k.nodes, s.k.nodeTimes}, s.expiry.Microseconds()).Err(); err != nil {
-		return nil, fmt.Errorf("fleet: expire heartbeats: %w", err)
+		return nil, 0, fmt.Errorf("fleet: expire heartbeats: %w", err)
 	}
 	pipe := s.rdb.Pipeline()
 	all := pipe.HGetAll(ctx, s.k.nodes)
@@ -125,14 +143,14 @@ func (s *Store) Nodes(ctx context.Context, silentAfter time.Duration) ([]NodeSta
 	cur := pipe.Get(ctx, s.k.version)
 	now := pipe.Time(ctx)
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return nil, fmt.Errorf("fleet: read nodes: %w", err)
+		return nil, 0, fmt.Errorf("fleet: read nodes: %w", err)
 	}
 	current, _ := cur.Int64() // missing: 0
 	out := make([]NodeStatus, 0, len(all.Val()))
 	for name, raw := range all.Val() {
 		var ns NodeStatus
 		if err := json.Unmarshal([]byte(raw), &ns.Heartbeat); err != nil {
-			return nil, fmt.Errorf("fleet: node %s: bad heartbeat: %w", name, err)
+			return nil, 0, fmt.Errorf("fleet: node %s: bad heartbeat: %w", name, err)
 		}
 		ns.Node = name
 		if us, err := strconv.ParseInt(times.Val()[name], 10, 64); err == nil {
@@ -144,7 +162,7 @@ func (s *Store) Nodes(ctx context.Context, silentAfter time.Duration) ([]NodeSta
 		out = append(out, ns)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Node < out[j].Node })
-	return out, nil
+	return out, current, nil
 }
 
 // Forget removes nodes' heartbeats (e.g. of decommissioned nodes).

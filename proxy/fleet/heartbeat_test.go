@@ -84,7 +84,7 @@ func TestRunHeartbeat(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		s.RunHeartbeat(ctx, 50*time.Millisecond, func() Heartbeat {
+		s.RunHeartbeat(ctx, 50*time.Millisecond, nil, func() Heartbeat {
 			return Heartbeat{Node: "edge-1", Version: version.Load(), SHA256: "x"}
 		}, func(err error) { t.Errorf("heartbeat: %v", err) })
 	}()

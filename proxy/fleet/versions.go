@@ -48,6 +48,28 @@ type Meta struct {
 	Comment string
 }
 
+// Kind says how a version came to be, and so whether an edge may apply it
+// when it does not descend from the list the edge runs.
+type Kind string
+
+const (
+	// KindEdit is a version written over its parent (publish, block,
+	// unblock): edges apply it only as a fast-forward.
+	KindEdit Kind = "edit"
+	// KindForce is a publish told to replace a version it did not start
+	// from (publish -force).
+	KindForce Kind = "force"
+	// KindRollback republishes an older version's content.
+	KindRollback Kind = "rollback"
+	// KindReseed restarts the history of a divergent store from the
+	// newest list an edge applied (edgeblock fleet reseed).
+	KindReseed Kind = "reseed"
+)
+
+// Explicit reports whether an edge applies a version of this kind even
+// when it does not descend from the list in effect: the operator said so.
+func (k Kind) Explicit() bool { return k == KindForce || k == KindRollback || k == KindReseed }
+
 // Version is one published blocklist.
 type Version struct {
 	// Number counts from 1; each publish adds one.
@@ -56,6 +78,25 @@ type Version struct {
 	Content []byte
 	// SHA256 is the lower-case hex SHA-256 of Content.
 	SHA256 string
+	// Parent is the SHA-256 of the list this version replaces and
+	// ParentNumber that list's version number; "" and 0 for the first
+	// version of a store. A version's identity is its content and its
+	// parent: numbers alone can be reused by a store that lost data.
+	Parent       string
+	ParentNumber int64
+	// Kind is how the version was made; "" (with Legacy) for versions
+	// written before parents were recorded.
+	Kind Kind
+	// Legacy is true for a version without a parent field, written by an
+	// older edgeblock: it is trusted as a base, as before.
+	Legacy bool
+	// Problem is set by History on a version it could not vouch for (its
+	// content does not match its SHA-256: ErrCorrupt); nil otherwise.
+	Problem error
+	// Repaired is set by Head on a version whose stored content is
+	// corrupt, when Content is instead an edge's copy of the list with
+	// the recorded SHA-256 (see SaveCopy).
+	Repaired bool
 	Meta
 	// Time is when Redis accepted the version, by Redis's clock (one clock
 	// for the whole fleet).
@@ -71,6 +112,11 @@ type Store struct {
 	keep int
 	// expiry is Config.HeartbeatExpiry (DefaultHeartbeatExpiry if zero).
 	expiry time.Duration
+	// Validate, if set, tells a version's content that edges would
+	// refuse (it fails validation): writers build on the last version
+	// that passes it, as edges stay on it. Nil: every intact version is
+	// good. Set it before the Store is used.
+	Validate func(content []byte) error
 }
 
 // keys are the Redis names derived from the prefix.
@@ -80,6 +126,8 @@ type keys struct {
 	vprefix   string // + n: hash of version n
 	versions  string // zset of kept version numbers
 	channel   string // pub/sub: new version numbers
+	copies    string // + sha256: a divergent edge's copy of its list
+	want      string // string: sha256 of a list a writer wants a copy of
 	nodes     string // hash: node -> heartbeat JSON
 	nodeTimes string // hash: node -> heartbeat time, Unix µs by Redis's clock
 }
@@ -94,6 +142,8 @@ func newKeys(prefix string) keys {
 		vprefix:   prefix + "list:v:",
 		versions:  prefix + "list:versions",
 		channel:   prefix + "list:notify",
+		copies:    prefix + "list:copy:",
+		want:      prefix + "list:want-copy",
 		nodes:     prefix + "nodes",
 		nodeTimes: prefix + "nodes:time",
 	}
@@ -113,25 +163,41 @@ func NewStore(rdb redis.UniversalClient, cfg Config) *Store {
 	return &Store{rdb: rdb, k: newKeys(cfg.Prefix), keep: keep, expiry: expiry}
 }
 
-// publishScript is the compare-and-set: if the current version is not
-// ARGV[1], it returns {0, current}; else it writes version current+1 and its
-// hash, adds it to the history, trims the history to ARGV[6] entries,
-// publishes the number, and returns {1, new, time-µs}.
+// publishScript is the compare-and-set: if the current version number is
+// not ARGV[1], it returns {0, current}; else it writes version
+// max(current, ARGV[10])+1 with its hash, parent and kind, adds it to the
+// history, trims the history to ARGV[6] entries, publishes the number, and
+// returns {1, new, time-µs}. An empty ARGV[8] (parent number) names
+// version ARGV[1] as the parent, by its recorded SHA-256.
 //
 // KEYS: version, versions zset, version-hash prefix (a key name prefix, for
 // cluster slot checks it shares the hash tag), channel.
-// ARGV: expect, content, sha256, actor, comment, keep.
+// ARGV: expect, content, sha256, actor, comment, keep, parent sha256,
+// parent number, kind, lowest new number - 1.
 var publishScript = redis.NewScript(`
 local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
 if cur ~= tonumber(ARGV[1]) then
   return {0, cur}
+end
+local parent, pnum = ARGV[7], ARGV[8]
+if pnum == '' then
+  pnum = tostring(cur)
+  parent = ''
+  if cur > 0 then
+    parent = redis.call('HGET', KEYS[3] .. cur, 'sha256') or ''
+  end
+  if parent == '' then pnum = '0' end
+end
+local floor = tonumber(ARGV[10])
+if floor > cur then
+  redis.call('SET', KEYS[1], floor)
 end
 local v = redis.call('INCR', KEYS[1])
 local t = redis.call('TIME')
 -- a string: Lua would print a number this large with 14 digits
 local us = t[1] .. string.format('%06d', tonumber(t[2]))
 redis.call('HSET', KEYS[3] .. v, 'content', ARGV[2], 'sha256', ARGV[3], 'version', v,
-  'actor', ARGV[4], 'comment', ARGV[5], 'time', us)
+  'actor', ARGV[4], 'comment', ARGV[5], 'time', us, 'parent', parent, 'parent_version', pnum, 'kind', ARGV[9])
 redis.call('ZADD', KEYS[2], v, v)
 local keep = tonumber(ARGV[6])
 local n = redis.call('ZCARD', KEYS[2])
@@ -143,20 +209,51 @@ if n > keep then
   redis.call('ZREMRANGEBYRANK', KEYS[2], 0, n - keep - 1)
 end
 redis.call('PUBLISH', KEYS[4], v)
-return {1, v, tonumber(us)}
+return {1, v, tonumber(us), tonumber(pnum)}
 `)
 
+// Write says where a new version goes in the history.
+type Write struct {
+	// Expect is the version number that must be the newest (0 for an
+	// empty store): the compare-and-set.
+	Expect int64
+	// Base is the version the new one replaces, its parent. Nil means
+	// version Expect as recorded. With a bad newest version (corrupt, or
+	// failing validation) Base is the last good one, below Expect.
+	Base *Version
+	// Kind is recorded with the version; "" means KindEdit.
+	Kind Kind
+	// Floor, if above the current number, is where numbering goes on
+	// from (the new version is Floor+1): a reseed numbers past every
+	// version an edge has seen.
+	Floor int64
+}
+
 // Publish makes content the new version if expect is the current version
-// number (0 when nothing is published yet). Otherwise it publishes nothing
-// and returns a *ConflictError (errors.Is(err, ErrConflict)) carrying the
-// current number. On success the new number is announced on the channel
-// Followers listen to, and versions beyond Keep are dropped, oldest first.
+// number (0 when nothing is published yet), as a child of version expect.
+// Otherwise it publishes nothing and returns a *ConflictError
+// (errors.Is(err, ErrConflict)) carrying the current number. On success
+// the new number is announced on the channel Followers listen to, and
+// versions beyond Keep are dropped, oldest first.
 func (s *Store) Publish(ctx context.Context, content []byte, meta Meta, expect int64) (Version, error) {
+	return s.Commit(ctx, content, meta, Write{Expect: expect})
+}
+
+// Commit is Publish with the parent and kind given by w.
+func (s *Store) Commit(ctx context.Context, content []byte, meta Meta, w Write) (Version, error) {
 	sum := sha256.Sum256(content)
 	hexsum := hex.EncodeToString(sum[:])
+	kind := w.Kind
+	if kind == "" {
+		kind = KindEdit
+	}
+	parent, pnum := "", ""
+	if w.Base != nil {
+		parent, pnum = w.Base.SHA256, strconv.FormatInt(w.Base.Number, 10)
+	}
 	res, err := publishScript.Run(ctx, s.rdb,
 		[]string{s.k.version, s.k.versions, s.k.vprefix, s.k.channel},
-		expect, content, hexsum, meta.Actor, meta.Comment, s.keep).Int64Slice()
+		w.Expect, content, hexsum, meta.Actor, meta.Comment, s.keep, parent, pnum, string(kind), w.Floor).Int64Slice()
 	if err != nil {
 		return Version{}, fmt.Errorf("fleet: publish: %w", err)
 	}
@@ -164,18 +261,27 @@ func (s *Store) Publish(ctx context.Context, content []byte, meta Meta, expect i
 		return Version{}, fmt.Errorf("fleet: publish: unexpected reply %v", res)
 	}
 	if res[0] == 0 {
-		return Version{}, &ConflictError{Expected: expect, Current: res[1]}
+		return Version{}, &ConflictError{Expected: w.Expect, Current: res[1]}
 	}
-	if len(res) < 3 {
+	if len(res) < 4 {
 		return Version{}, fmt.Errorf("fleet: publish: unexpected reply %v", res)
 	}
-	return Version{
-		Number:  res[1],
-		Content: bytes.Clone(content),
-		SHA256:  hexsum,
-		Meta:    meta,
-		Time:    time.UnixMicro(res[2]),
-	}, nil
+	v := Version{
+		Number:       res[1],
+		Content:      bytes.Clone(content),
+		SHA256:       hexsum,
+		ParentNumber: res[3],
+		Parent:       parent,
+		Kind:         kind,
+		Meta:         meta,
+		Time:         time.UnixMicro(res[2]),
+	}
+	if w.Base == nil && v.ParentNumber > 0 {
+		if p, err := s.rdb.HGet(ctx, s.k.vprefix+strconv.FormatInt(v.ParentNumber, 10), "sha256").Result(); err == nil {
+			v.Parent = p
+		}
+	}
+	return v, nil
 }
 
 // CurrentNumber returns the newest version number, 0 if none.
@@ -226,15 +332,8 @@ func (s *Store) Get(ctx context.Context, n int64) (Version, error) {
 
 // parseVersion checks and converts version n's hash fields.
 func parseVersion(n int64, m map[string]string) (Version, error) {
-	v := Version{
-		Number:  n,
-		Content: []byte(m["content"]),
-		SHA256:  m["sha256"],
-		Meta:    Meta{Actor: m["actor"], Comment: m["comment"]},
-	}
-	if us, err := strconv.ParseInt(m["time"], 10, 64); err == nil {
-		v.Time = time.UnixMicro(us)
-	}
+	v := versionMeta(n, m)
+	v.Content = []byte(m["content"])
 	sum := sha256.Sum256(v.Content)
 	if got := hex.EncodeToString(sum[:]); got != v.SHA256 {
 		return Version{}, fmt.Errorf("fleet: version %d: content hashes to %s, recorded %q: %w", n, got, v.SHA256, ErrCorrupt)
@@ -242,8 +341,50 @@ func parseVersion(n int64, m map[string]string) (Version, error) {
 	return v, nil
 }
 
+// versionMeta converts version n's hash fields other than the content.
+func versionMeta(n int64, m map[string]string) Version {
+	v := Version{
+		Number: n,
+		SHA256: m["sha256"],
+		Parent: m["parent"],
+		Kind:   Kind(m["kind"]),
+		Meta:   Meta{Actor: m["actor"], Comment: m["comment"]},
+	}
+	pnum, hasParent := m["parent_version"]
+	v.Legacy = !hasParent
+	v.ParentNumber, _ = strconv.ParseInt(pnum, 10, 64)
+	if us, err := strconv.ParseInt(m["time"], 10, 64); err == nil {
+		v.Time = time.UnixMicro(us)
+	}
+	return v
+}
+
+// metaFields are the fields of a version hash other than its content.
+var metaFields = []string{"sha256", "parent", "parent_version", "kind", "actor", "comment", "time"}
+
+// getMeta returns version n without its content, unchecked: for walking
+// the history by parents without reading every list. ok is false when the
+// version is not kept.
+func (s *Store) getMeta(ctx context.Context, n int64) (Version, bool, error) {
+	vals, err := s.rdb.HMGet(ctx, s.k.vprefix+strconv.FormatInt(n, 10), metaFields...).Result()
+	if err != nil {
+		return Version{}, false, fmt.Errorf("fleet: read version %d: %w", n, err)
+	}
+	m := make(map[string]string, len(vals))
+	for i, x := range vals {
+		if str, ok := x.(string); ok {
+			m[metaFields[i]] = str
+		}
+	}
+	if _, ok := m["sha256"]; !ok {
+		return Version{}, false, nil
+	}
+	return versionMeta(n, m), true, nil
+}
+
 // History returns up to n versions, newest first (all kept ones if n <= 0).
-// Each is checked like Get.
+// Each is checked like Get; one that fails the check is returned with
+// Problem set rather than failing the whole history.
 func (s *Store) History(ctx context.Context, n int) ([]Version, error) {
 	stop := int64(-1)
 	if n > 0 {
@@ -275,7 +416,9 @@ func (s *Store) History(ctx context.Context, n int) ([]Version, error) {
 		}
 		ver, err := parseVersion(v, m)
 		if err != nil {
-			return nil, err
+			ver = versionMeta(v, m)
+			ver.Content = []byte(m["content"])
+			ver.Problem = err
 		}
 		out = append(out, ver)
 	}
@@ -286,38 +429,71 @@ func (s *Store) History(ctx context.Context, n int) ([]Version, error) {
 // reported rather than retried forever.
 const maxUpdateAttempts = 100
 
-// Update applies fn to the current content (nil if nothing is published)
-// and publishes the result, retrying from a fresh read when another writer
-// publishes first. fn may be called several times and must not have side
-// effects beyond its result; an error from fn stops Update and is returned
-// as is. If fn returns content equal to the current, nothing is published
-// and the current version is returned (Number 0 if none).
+// Update applies fn to the content of the head, the newest good version
+// (nil if there is none), and publishes the result as its child, retrying
+// from a fresh read when another writer publishes first. A newest version
+// that is corrupt or fails Validate does not stop it: the result builds on
+// the last good version, and Skipped in the returned Result names what was
+// passed over. On a divergent store (see Check) nothing is published and
+// the error matches ErrDivergent. fn may be called several times and must
+// not have side effects beyond its result; an error from fn stops Update
+// and is returned as is. If fn returns content equal to the head's,
+// nothing is published and the head is returned (Number 0 if none).
 func (s *Store) Update(ctx context.Context, fn func(cur []byte) ([]byte, error), meta Meta) (Version, error) {
+	r, err := s.UpdateResult(ctx, fn, meta)
+	return r.Version, err
+}
+
+// Result is what UpdateResult did.
+type Result struct {
+	// Version is the version published, or the head when nothing was.
+	Version
+	// Published is false when fn changed nothing.
+	Published bool
+	// Skipped are the versions newer than the base that were passed over
+	// because they are corrupt or fail validation.
+	Skipped []Version
+	// Base is the version built on, without its content (Repaired when
+	// its stored content was corrupt and an edge's copy was used).
+	Base Version
+}
+
+// UpdateResult is Update, saying whether it published and what it skipped.
+func (s *Store) UpdateResult(ctx context.Context, fn func(cur []byte) ([]byte, error), meta Meta) (Result, error) {
 	var lastErr error
 	for attempt := 0; attempt < maxUpdateAttempts; attempt++ {
-		cur, err := s.Current(ctx)
-		if err != nil && !errors.Is(err, ErrNoVersion) {
-			return Version{}, err
-		}
-		next, err := fn(cur.Content)
+		h, err := s.Check(ctx, LiveAfter)
 		if err != nil {
-			return Version{}, err
+			return Result{}, err
 		}
-		if cur.Number != 0 && bytes.Equal(next, cur.Content) {
-			return cur, nil
+		if err := h.Writable(); err != nil {
+			return Result{}, err
 		}
-		v, err := s.Publish(ctx, next, meta, cur.Number)
+		next, err := fn(h.Head.Content)
+		if err != nil {
+			return Result{}, err
+		}
+		base := h.Head
+		base.Content = nil
+		if h.Head.Number != 0 && bytes.Equal(next, h.Head.Content) {
+			return Result{Version: h.Head, Skipped: h.Bad, Base: base}, nil
+		}
+		w := Write{Expect: h.Number}
+		if h.Head.Number != 0 {
+			w.Base = &h.Head
+		}
+		v, err := s.Commit(ctx, next, meta, w)
 		if !errors.Is(err, ErrConflict) {
-			return v, err
+			return Result{Version: v, Published: err == nil, Skipped: h.Bad, Base: base}, err
 		}
 		lastErr = err
 		// A short random pause spreads out writers that collided.
 		d := time.Duration(1+rand.IntN(5*(attempt+1))) * time.Millisecond
 		select {
 		case <-ctx.Done():
-			return Version{}, fmt.Errorf("fleet: update: %w (last: %v)", ctx.Err(), lastErr)
+			return Result{}, fmt.Errorf("fleet: update: %w (last: %v)", ctx.Err(), lastErr)
 		case <-time.After(d):
 		}
 	}
-	return Version{}, fmt.Errorf("fleet: update: gave up after %d attempts: %w", maxUpdateAttempts, lastErr)
+	return Result{}, fmt.Errorf("fleet: update: gave up after %d attempts: %w", maxUpdateAttempts, lastErr)
 }

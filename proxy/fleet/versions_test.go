@@ -261,7 +261,8 @@ func TestGetVerifiesSHA256(t *testing.T) {
 	if _, err := s.Current(ctx); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("Current of tampered content: got %v, want ErrCorrupt", err)
 	}
-	if _, err := s.History(ctx, 1); !errors.Is(err, ErrCorrupt) {
-		t.Fatalf("History of tampered content: got %v, want ErrCorrupt", err)
+	// History shows the bad version, marked, rather than failing.
+	if h, err := s.History(ctx, 1); err != nil || len(h) != 1 || !errors.Is(h[0].Problem, ErrCorrupt) {
+		t.Fatalf("History of tampered content: %v, %v; want version 1 with Problem ErrCorrupt", h, err)
 	}
 }
