@@ -16,6 +16,7 @@
 //	edgeblock pull -config FILE [-o FILE]   write the fleet's current list to a file
 //	edgeblock fleet status -config FILE   the nodes' versions and heartbeats
 //	edgeblock fleet forget -config FILE NODE   remove a retired node's heartbeat
+//	edgeblock fleet reseed -config FILE [-from DIR|FILE]   restart a divergent store's history
 //	edgeblock completion bash|zsh|fish   shell completion
 //	edgeblock man                      the man page (roff)
 //	edgeblock ca-root -config FILE     print the internal CA's root certificate
