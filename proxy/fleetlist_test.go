@@ -296,3 +296,52 @@ func TestFleetConfigReload(t *testing.T) {
 	publish(t, s, "a.example\nb.example\n", "second")
 	waitFor(t, 2*time.Second, "b.example blocked", func() bool { return e.status("b.example") == 403 })
 }
+
+// TestFleetDivergentStoreInProcess: an edge whose store restarts empty
+// keeps its list, reports the store divergent (metric, heartbeat), and
+// its admin API refuses writes with 409 naming fleet reseed, publishing
+// nothing; a reseed version is applied and counted as explicit.
+func TestFleetDivergentStoreInProcess(t *testing.T) {
+	r := fleettest.Start(t)
+	s := fleetStore(t, r)
+	publish(t, s, "a.example\n", "first")
+	v2 := publish(t, s, "a.example\nb.example\n", "second")
+	e := startFleetAPIEnv(t, r.Addr())
+	waitFor(t, 3*time.Second, "version 2 applied", func() bool { return e.metric("edgeblock_fleet_version_applied") == "2" })
+	r.Stop()
+	r.Start()
+	waitFor(t, 5*time.Second, "divergent", func() bool { return e.metric("edgeblock_fleet_divergent") == "1" })
+	for _, h := range []string{"a.example", "b.example"} {
+		if c := e.status(h); c != 403 {
+			t.Errorf("%s after the store restarted empty: %d, want 403", h, c)
+		}
+	}
+	code, m := e.api(nil, "POST", "/v1/block", writeToken, `{"pattern":"c.example"}`)
+	if code != 409 || !strings.Contains(fmt.Sprint(m["detail"]), "fleet reseed") {
+		t.Errorf("block on a divergent store: %d %v, want 409 naming fleet reseed", code, m)
+	}
+	if n, _ := s.CurrentNumber(context.Background()); n != 0 {
+		t.Errorf("the store holds version %d after a refused write, want 0", n)
+	}
+	nodes, err := s.Nodes(context.Background(), time.Minute)
+	if err != nil || len(nodes) != 1 || nodes[0].Divergence == "" || nodes[0].Copy == "" {
+		t.Fatalf("heartbeat %+v, %v; want the divergence and the copy named", nodes, err)
+	}
+	content, err := s.ReadCopy(context.Background(), v2.SHA256)
+	if err != nil || string(content) != "a.example\nb.example\n" {
+		t.Fatalf("the edge's copy: %q, %v", content, err)
+	}
+	if _, err := s.Commit(context.Background(), content, fleet.Meta{Actor: "ops"},
+		fleet.Write{Expect: 0, Base: &fleet.Version{Number: 2, SHA256: v2.SHA256}, Kind: fleet.KindReseed, Floor: 2}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 3*time.Second, "the reseed applied", func() bool {
+		return e.metric("edgeblock_fleet_version_applied") == "3" && e.metric("edgeblock_fleet_divergent") == "0"
+	})
+	if got := metricValue(t, e.scrape(), `edgeblock_fleet_explicit_applied_total{kind="reseed"}`); got != "1" {
+		t.Errorf("explicit applies of kind reseed = %q, want 1", got)
+	}
+	if code, m := e.api(nil, "POST", "/v1/block", writeToken, `{"pattern":"c.example"}`); code != 200 || m["applied"] != true {
+		t.Errorf("block after the reseed: %d %v", code, m)
+	}
+}
