@@ -36,9 +36,14 @@ func stdlibLike(c *H1Client) *http.Transport {
 	if idle == 0 {
 		idle = defaultIdleTimeout
 	}
+	var tc *tls.Config
+	if c.TLSConfig != nil {
+		tc = c.TLSConfig.Clone()
+		tc.NextProtos = nil // as the proxy's origin TLS settings have none
+	}
 	return &http.Transport{
 		DialContext:            (&net.Dialer{Timeout: c.DialTimeout, KeepAlive: 30 * time.Second}).DialContext,
-		TLSClientConfig:        c.TLSConfig,
+		TLSClientConfig:        tc,
 		TLSHandshakeTimeout:    c.DialTimeout,
 		TLSNextProto:           map[string]func(string, *tls.Conn) http.RoundTripper{},
 		MaxIdleConnsPerHost:    c.MaxIdlePerHost,

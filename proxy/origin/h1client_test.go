@@ -426,64 +426,71 @@ func TestH1ClientEarlyClose(t *testing.T) {
 // TestH1ClientMaxConns: under MaxConnsPerHost a request waits for a
 // connection while its context lasts, and gets the first one freed.
 func TestH1ClientMaxConns(t *testing.T) {
-	release := make(chan struct{})
-	o := newRawOrigin(t, func(req *http.Request, _ []byte, c net.Conn, _ *bufio.Reader) bool {
-		if req.URL.Path == "/slow" {
-			io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n")
-			<-release
-			io.WriteString(c, "0\r\n\r\n")
+	eachClient(t, func() *H1Client {
+		c := newClient()
+		c.MaxConnsPerHost = 1
+		return c
+	}, func(t *testing.T, c http.RoundTripper) {
+		release := make(chan struct{})
+		o := newRawOrigin(t, func(req *http.Request, _ []byte, c net.Conn, _ *bufio.Reader) bool {
+			if req.URL.Path == "/slow" {
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n")
+				<-release
+				io.WriteString(c, "0\r\n\r\n")
+				return true
+			}
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 			return true
+		})
+		resp, err := c.RoundTrip(mustReq(t, t.Context(), "GET", o.url()+"/slow", nil))
+		if err != nil {
+			t.Fatal(err)
 		}
-		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-		return true
+		// The only connection is busy: a request waits until its context ends.
+		ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+		_, err = c.RoundTrip(mustReq(t, ctx, "GET", o.url(), nil))
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("waiting request: %v, want DeadlineExceeded", err)
+		}
+		// ... or, for edgeblock's client, until ConnWait, then it is busy
+		// (net/http's Transport has no such bound).
+		if h, ok := c.(*H1Client); ok {
+			h.ConnWait = 100 * time.Millisecond
+			_, err = h.RoundTrip(mustReq(t, t.Context(), "GET", o.url(), nil))
+			if !errors.Is(err, ErrBusy) || Kind(err) != "busy" {
+				t.Errorf("waiting request past ConnWait: %v, want ErrBusy", err)
+			}
+			h.ConnWait = 0
+		}
+		// A waiting request gets the connection once the first ends.
+		done := make(chan error, 1)
+		go func() {
+			resp, err := c.RoundTrip(mustReq(t, t.Context(), "GET", o.url(), nil))
+			if err == nil {
+				_, err = io.ReadAll(resp.Body)
+				resp.Body.Close()
+			}
+			done <- err
+		}()
+		time.Sleep(50 * time.Millisecond)
+		select {
+		case err := <-done:
+			t.Fatalf("request did not wait: %v", err)
+		default:
+		}
+		close(release)
+		if b, err := io.ReadAll(resp.Body); err != nil || string(b) != "a" {
+			t.Fatalf("first body %q, %v", b, err)
+		}
+		resp.Body.Close()
+		if err := <-done; err != nil {
+			t.Errorf("waiting request: %v", err)
+		}
+		if n := o.accepts.Load(); n != 1 {
+			t.Errorf("%d connections under MaxConnsPerHost 1", n)
+		}
 	})
-	c := newClient()
-	c.MaxConnsPerHost = 1
-	resp, err := c.RoundTrip(mustReq(t, t.Context(), "GET", o.url()+"/slow", nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The only connection is busy: a request waits until its context ends.
-	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
-	_, err = c.RoundTrip(mustReq(t, ctx, "GET", o.url(), nil))
-	cancel()
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("waiting request: %v, want DeadlineExceeded", err)
-	}
-	// ... or until ConnWait, then it is busy.
-	c.ConnWait = 100 * time.Millisecond
-	_, err = c.RoundTrip(mustReq(t, t.Context(), "GET", o.url(), nil))
-	if !errors.Is(err, ErrBusy) || Kind(err) != "busy" {
-		t.Errorf("waiting request past ConnWait: %v, want ErrBusy", err)
-	}
-	c.ConnWait = 0
-	// A waiting request gets the connection once the first ends.
-	done := make(chan error, 1)
-	go func() {
-		resp, err := c.RoundTrip(mustReq(t, t.Context(), "GET", o.url(), nil))
-		if err == nil {
-			_, err = io.ReadAll(resp.Body)
-			resp.Body.Close()
-		}
-		done <- err
-	}()
-	time.Sleep(50 * time.Millisecond)
-	select {
-	case err := <-done:
-		t.Fatalf("request did not wait: %v", err)
-	default:
-	}
-	close(release)
-	if b, err := io.ReadAll(resp.Body); err != nil || string(b) != "a" {
-		t.Fatalf("first body %q, %v", b, err)
-	}
-	resp.Body.Close()
-	if err := <-done; err != nil {
-		t.Errorf("waiting request: %v", err)
-	}
-	if n := o.accepts.Load(); n != 1 {
-		t.Errorf("%d connections under MaxConnsPerHost 1", n)
-	}
 }
 
 // TestH1ClientHeaderLimit: an origin that sends headers without end is
@@ -604,7 +611,8 @@ func TestH1ClientExpectContinue(t *testing.T) {
 }
 
 // TestH1ClientTLS: https origins with HTTPS set, over TLS with ALPN
-// http/1.1; other requests go to Fallback.
+// http/1.1, as net/http's Transport with HTTP/2 off; other requests go to
+// Fallback.
 func TestH1ClientTLS(t *testing.T) {
 	o := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, r.Proto)
@@ -616,15 +624,21 @@ func TestH1ClientTLS(t *testing.T) {
 	for _, tt := range []struct {
 		name  string
 		https bool
+		std   bool // net/http's Transport with the same settings
 		want  string
 	}{
-		{"h1 client", true, "HTTP/1.1"},
-		{"fallback", false, "HTTP/2.0"},
+		{"h1 client", true, false, "HTTP/1.1"},
+		{"fallback", false, false, "HTTP/2.0"},
+		{"stdlib", true, true, "HTTP/1.1"},
 	} {
 		c := newClient()
 		c.HTTPS, c.TLSConfig = tt.https, tc
 		c.Fallback = o.Client().Transport
-		resp, err := c.RoundTrip(mustReq(t, t.Context(), "GET", o.URL, nil))
+		var rt http.RoundTripper = c
+		if tt.std {
+			rt = stdlibLike(c)
+		}
+		resp, err := rt.RoundTrip(mustReq(t, t.Context(), "GET", o.URL, nil))
 		if err != nil {
 			t.Fatalf("%s: %v", tt.name, err)
 		}
