@@ -70,6 +70,10 @@ func (c *fleetCmd) waitApplied(ctx context.Context, v fleet.Version, d time.Dura
 	deadline := time.Now().Add(d)
 	for {
 		nodes, err := c.store.Nodes(ctx, fleet.LiveAfter)
+		var latest int64
+		if err == nil {
+			latest, err = c.store.CurrentNumber(ctx)
+		}
 		if err != nil {
 			fmt.Fprintf(w, "  applied: unknown (%v)\n", err)
 			return false
@@ -80,19 +84,28 @@ func (c *fleetCmd) waitApplied(ctx context.Context, v fleet.Version, d time.Dura
 				continue
 			}
 			live = append(live, n)
-			if n.Version < v.Number || (n.Version == v.Number && n.SHA256 != v.SHA256) {
+			// Applied: this version, or a later one the store holds; a
+			// node on a number the store never reached runs a list from
+			// before the store lost it.
+			if n.Version < v.Number || (n.Version == v.Number && n.SHA256 != v.SHA256) || n.Version > latest ||
+				(n.Version != v.Number && n.Divergence != "") {
 				pending = append(pending, n)
 			}
 		}
+		// The first version of an empty store: if edges ran a list
+		// before (the store lost its data), their heartbeats come back
+		// as they reconnect, and they will refuse it; wait for them.
+		genesis := v.ParentNumber == 0 && v.Kind != fleet.KindReseed
 		switch {
+		case len(live) == 0 && genesis && !time.Now().After(deadline) && ctx.Err() == nil:
 		case len(live) == 0:
 			fmt.Fprintf(w, "  applied: no edge has sent a heartbeat in the last %v, so none has applied it yet\n", fleet.LiveAfter)
 			return true
 		case len(pending) == 0:
 			fmt.Fprintf(w, "  applied: by all %d live edges\n", len(live))
 			return true
-		case time.Now().After(deadline) || ctx.Err() != nil:
-			fmt.Fprintf(w, "  NOT APPLIED by %d of %d live edges within %v:\n", len(pending), len(live), d)
+		case time.Now().After(deadline) || ctx.Err() != nil || (!v.Kind.Explicit() && allDivergent(pending)):
+			fmt.Fprintf(w, "  NOT APPLIED by %d of %d live edges:\n", len(pending), len(live))
 			for _, n := range pending {
 				why := ""
 				if n.Divergence != "" {
@@ -105,6 +118,17 @@ func (c *fleetCmd) waitApplied(ctx context.Context, v fleet.Version, d time.Dura
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// allDivergent reports whether every node finds the store divergent:
+// none of them will apply an edit.
+func allDivergent(nodes []fleet.NodeStatus) bool {
+	for _, n := range nodes {
+		if n.Divergence == "" {
+			return false
+		}
+	}
+	return true
 }
 
 // printSkipped says which bad versions a write passed over, building on

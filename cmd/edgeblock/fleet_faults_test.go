@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -203,6 +204,34 @@ func TestFleetStoreRestartedEmpty(t *testing.T) {
 	f.cmd(0, []string{`reseeded: version 3 `, "applied: by all 3 live edges"}, "fleet", "reseed")
 	f.cmd(0, []string{`added: b.example .*version 4`, "applied: by all 3 live edges"}, "block", "b.example")
 	f.blocking("after the reseed and a block", "seed.example", "a.example", "b.example")
+}
+
+// TestFleetBlockRightAfterEmptyRestart: a block written to a store that
+// restarted empty before any edge has beaten again (the edges are stopped
+// with SIGSTOP meanwhile) is not reported as done: the edges come back,
+// refuse it as divergent, and the command says so and exits 3. No block
+// is lifted; the reseed names the rule it does not carry over.
+func TestFleetBlockRightAfterEmptyRestart(t *testing.T) {
+	f := startFaultFleet(t, "seed.example\n")
+	f.cmd(0, []string{`added: a.example .*version 2`, "applied: by all 3 live edges"}, "block", "a.example")
+	for _, e := range f.edges {
+		e.cmd.Process.Signal(syscall.SIGSTOP)
+	}
+	f.r.Stop()
+	os.Remove(filepath.Join(f.r.Dir(), "dump.rdb"))
+	f.r.Start()
+	go func() {
+		time.Sleep(500 * time.Millisecond)
+		for _, e := range f.edges {
+			e.cmd.Process.Signal(syscall.SIGCONT)
+		}
+	}()
+	f.cmd(exitNotApplied, []string{`added: b.example .*version 1`, "NOT APPLIED by 3 of 3 live edges", "divergent: .*lost versions"}, "block", "-wait", "15s", "b.example")
+	f.waitAll("edgeblock_fleet_divergent", "1")
+	f.blocking("after the write on the emptied store", "seed.example", "a.example")
+	f.cmd(1, []string{"STORE DIVERGENT"}, "fleet", "status")
+	f.cmd(0, []string{`reseeded: version 3 `, `version 1 has \d+ rules the reseed does not carry over .*b.example`, "applied: by all 3 live edges"}, "fleet", "reseed")
+	f.blocking("after the reseed", "seed.example", "a.example")
 }
 
 // TestFleetCorruptAndInvalidVersion: versions written around the CLI
