@@ -970,11 +970,13 @@ func printHealth(w io.Writer, h *fleet.Health) int {
 // edge reports and recorded as a reseed, which edges apply.
 func runReseed(args []string, stdout, stderr io.Writer) int {
 	var from, comment string
+	var force bool
 	var wait time.Duration
 	_, config, ok := flags("fleet reseed", args, stderr, func(fs *flag.FlagSet) {
 		fs.StringVar(&from, "from", "", "take the list from an edge's state `directory` (its snapshot) or a blocklist file, instead of the edges' heartbeats")
 		fs.StringVar(&comment, "comment", "", "why: recorded with the version")
 		fs.DurationVar(&wait, "wait", defaultApplyWait, "how long to wait for every live edge to report the reseed applied")
+		fs.BoolVar(&force, "force", false, "reseed even when the store is not divergent (it then replaces newer versions no edge applied)")
 	})
 	if !ok {
 		return 2
@@ -989,6 +991,10 @@ func runReseed(args []string, stdout, stderr io.Writer) int {
 	h, err := c.store.Check(ctx, fleet.LiveAfter)
 	if err != nil {
 		fmt.Fprintf(stderr, "edgeblock: %v\n", err)
+		return 1
+	}
+	if len(h.Divergence) == 0 && !force {
+		fmt.Fprintf(stderr, "edgeblock: the store is not divergent: nothing to reseed (see edgeblock fleet status); -force reseeds anyway, replacing versions no edge applied\n")
 		return 1
 	}
 	// Numbering goes on past every version any node reports.

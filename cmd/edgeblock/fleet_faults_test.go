@@ -177,6 +177,7 @@ func TestFleetStoreRestoredFromOlderDump(t *testing.T) {
 	f.waitAll("edgeblock_fleet_divergent", "0")
 	f.blocking("after the reseed", "a.example", "b.example", "c.example")
 	f.cmd(0, nil, "fleet", "status")
+	f.cmd(1, []string{"not divergent: nothing to reseed"}, "fleet", "reseed")
 	f.cmd(0, []string{`added: d.example .*version 7`, "applied: by all 3 live edges"}, "block", "d.example")
 	f.blocking("after a block on the reseeded store", "d.example")
 }
