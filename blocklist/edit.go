@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// EditResult says what Block or Unblock did to a list.
+// EditResult says what ApplyEdit did to a list.
 type EditResult struct {
 	// Kind is Added, Changed or Removed; "" when the rule was already as
 	// asked and nothing was written.
@@ -25,8 +25,8 @@ type EditResult struct {
 	Attrs []AttrChange
 }
 
-// BlockOptions modify Block.
-type BlockOptions struct {
+// blockOptions modify block.
+type blockOptions struct {
 	// Replace rewrites an existing rule with only the given attributes,
 	// instead of merging them into it.
 	Replace bool
@@ -35,7 +35,7 @@ type BlockOptions struct {
 	Note *Note
 }
 
-// NoRuleError is returned by Unblock when the list has no rule with the
+// NoRuleError is returned by ApplyEdit for an unblock when the list has no rule with the
 // pattern.
 type NoRuleError struct {
 	File, Pattern string
@@ -192,30 +192,25 @@ func appendLine(data []byte, line string) []byte {
 	return append(append(data, line...), '\n')
 }
 
-// Block returns data with a rule for pattern set to the given "key=value"
-// attributes. pattern is written in normalized form. If the list has a
+// block returns data, the list old as written, with a rule for pattern
+// set to the given "key=value" attributes (see ApplyEdit). pattern is written in normalized form. If the list has a
 // rule with that pattern, the given attributes are merged into it: they
 // replace the values it has, "key=" (an empty value) removes the attribute
 // so its default applies, and the others stay; with opt.Replace the rule
 // gets exactly the given attributes. Otherwise the rule is added at the
 // end. Comments and the order of the other lines are kept. An unblock
 // record of the pattern is dropped. When the rule already has those
-// attributes, out is nil and res.Kind is "". The old and the new file are
-// parsed whole, so a bad value (or a file that was already bad) is
-// reported as it would be on load.
-func Block(file string, data []byte, pattern string, args []string, opt BlockOptions) (out []byte, res EditResult, err error) {
+// attributes, out is nil, next is old and res.Kind is "". The new file is
+// parsed whole (next), so a bad value is reported as it would be on load.
+func block(file string, data []byte, old *List, pattern string, args []string, opt blockOptions) (out []byte, next *List, res EditResult, err error) {
 	pat, err := NormalizePattern(pattern)
 	if err != nil {
-		return nil, res, err
+		return nil, nil, res, err
 	}
 	res.Pattern = pat
 	given, err := parseArgs(args)
 	if err != nil {
-		return nil, res, err
-	}
-	old, err := Parse(file, data)
-	if err != nil {
-		return nil, res, err
+		return nil, nil, res, err
 	}
 	cur, exists := old.Lookup(pat)
 	attrs := given
@@ -246,13 +241,13 @@ func Block(file string, data []byte, pattern string, args []string, opt BlockOpt
 	res.NewLine = formatLine(pat, attrs, comment)
 	nr, err := parseRule(res.NewLine)
 	if err != nil {
-		return nil, res, fmt.Errorf("%s: %v", pattern, err)
+		return nil, nil, res, fmt.Errorf("%s: %v", pattern, err)
 	}
 	if exists {
 		res.Attrs = AttrChanges(cur, nr)
 		if len(res.Attrs) == 0 {
 			res.NewLine, res.Line = res.OldLine, cur.Line
-			return nil, res, nil
+			return nil, old, res, nil
 		}
 		res.Kind = Changed
 		from := start
@@ -274,31 +269,27 @@ func Block(file string, data []byte, pattern string, args []string, opt BlockOpt
 		out = appendLine(out, res.NewLine)
 	}
 	out = dropUnblockNote(out, pat)
-	l, err := Parse(file, out)
+	next, err = Parse(file, out)
 	if err != nil {
-		return nil, res, err
+		return nil, nil, res, err
 	}
-	r, _ := l.Lookup(pat)
+	r, _ := next.Lookup(pat)
 	res.Line = r.Line
-	return out, res, nil
+	return out, next, res, nil
 }
 
-// Unblock returns data without the rule whose pattern is pattern ("name"
-// or "*.name", normalized first) and without its annotation line. If note
+// unblock returns data, the list old as written, without the rule whose
+// pattern is pattern ("name" or "*.name", normalized first) and without its annotation line. If note
 // is not nil, an unblock record (see NotePrefix) is appended at the end,
 // replacing any earlier one of the same pattern. When the list has no such
 // rule, the error is a *NoRuleError that names the rule that covers the
 // name at time now, if any.
-func Unblock(file string, data []byte, pattern string, note *Note, now time.Time) (out []byte, res EditResult, err error) {
+func unblock(file string, data []byte, old *List, pattern string, note *Note, now time.Time) (out []byte, next *List, res EditResult, err error) {
 	pat, err := NormalizePattern(pattern)
 	if err != nil {
-		return nil, res, err
+		return nil, nil, res, err
 	}
 	res.Pattern = pat
-	old, err := Parse(file, data)
-	if err != nil {
-		return nil, res, err
-	}
 	cur, ok := old.Lookup(pat)
 	if !ok {
 		e := &NoRuleError{File: file, Pattern: pat}
@@ -312,7 +303,7 @@ func Unblock(file string, data []byte, pattern string, note *Note, now time.Time
 		if r, ok := old.Lookup(other); ok {
 			e.Other = &r
 		}
-		return nil, res, e
+		return nil, nil, res, e
 	}
 	res.Kind, res.Line = Removed, cur.Line
 	start, end := lineSpan(data, cur.Line)
@@ -320,12 +311,76 @@ func Unblock(file string, data []byte, pattern string, note *Note, now time.Time
 	if end < len(data) {
 		end++ // the line break
 	}
-	out = append(append(out, data[:ruleNoteAbove(data, start)]...), data[end:]...)
+	out = append(append(make([]byte, 0, len(data)), data[:ruleNoteAbove(data, start)]...), data[end:]...) // not nil when empty: nil means unchanged
 	out = dropUnblockNote(out, pat)
 	if note != nil {
 		out = appendLine(out, note.UnblockLine(pat))
 	}
-	if _, err := Parse(file, out); err != nil {
+	if next, err = Parse(file, out); err != nil {
+		return nil, nil, res, err
+	}
+	return out, next, res, nil
+}
+
+// Edit is one change to a list, as the block and unblock commands and the
+// admin API's POST /v1/block and /v1/unblock ask for it.
+type Edit struct {
+	// Unblock removes the rule of Pattern (and its annotation); else the
+	// rule of Pattern is set to Args.
+	Unblock bool
+	// Pattern is "name" or "*.name", normalized before use.
+	Pattern string
+	// Args are a block's "key=value" attributes. They are merged into an
+	// existing rule: a value replaces the rule's, "key=" (an empty value)
+	// removes the attribute so its default applies, and the others stay;
+	// with Replace the rule gets exactly Args.
+	Args    []string
+	Replace bool
+	// Note, if not nil, is recorded with the edit: for a block as the
+	// rule's annotation line (replacing the one it had), for an unblock as
+	// an unblock record (see NotePrefix) at the end of the list.
+	Note *Note
+}
+
+// ListError is returned by ApplyEdit when the list as it is does not
+// parse: no edit is made to a list that is already bad. Err is the parse
+// error; Error returns its text unchanged.
+type ListError struct{ Err error }
+
+func (e *ListError) Error() string { return e.Err.Error() }
+func (e *ListError) Unwrap() error { return e.Err }
+
+// ApplyEdit is the one guarded edit of a blocklist: the file and fleet
+// commands and the admin API all call it, so that they accept and refuse
+// the same edits. It parses data (the list as it is, named file in
+// errors), applies e, and checks the result against the drop guard
+// (CheckDrop with maxDrop at now), the parsed data being the rules in
+// effect. It returns the new content, in which comments, blank lines and
+// the order of the other lines are kept and the changed rule is written
+// in normalized form (added at the end when new), and what changed.
+//
+// When a block finds the rule already as asked, out is nil and res.Kind
+// is "": there is nothing to write. Errors: a *ListError when data does
+// not parse; a *NoRuleError for an unblock of a pattern without a rule of
+// its own; a *DropError when the guard refuses the result; otherwise the
+// edit's own problem (a bad pattern or attribute, or a result that does
+// not parse), reported as the parser reports it on load. On any error out
+// is nil, and res says what the edit would have done as far as it got.
+func ApplyEdit(file string, data []byte, e Edit, maxDrop float64, now time.Time) (out []byte, res EditResult, err error) {
+	old, err := Parse(file, data)
+	if err != nil {
+		return nil, res, &ListError{err}
+	}
+	var next *List
+	if e.Unblock {
+		out, next, res, err = unblock(file, data, old, e.Pattern, e.Note, now)
+	} else {
+		out, next, res, err = block(file, data, old, e.Pattern, e.Args, blockOptions{Replace: e.Replace, Note: e.Note})
+	}
+	if err != nil || out == nil {
+		return nil, res, err
+	}
+	if err := CheckDrop(next, old, maxDrop, now); err != nil {
 		return nil, res, err
 	}
 	return out, res, nil

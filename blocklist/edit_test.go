@@ -22,7 +22,7 @@ func TestBlock(t *testing.T) {
 		data    string
 		pattern string
 		args    []string
-		opt     BlockOptions
+		opt     blockOptions
 		kind    ChangeKind
 		attrs   string // "key:old→new" joined by ", "
 		want    string // the whole file; "" when nothing is written
@@ -43,7 +43,7 @@ func TestBlock(t *testing.T) {
 			want: strings.Replace(editBase, " policy=https://blog.example.com/why", "", 1),
 		},
 		{
-			name: "replace rewrites the line", pattern: "forum.example", args: []string{"status=451"}, opt: BlockOptions{Replace: true},
+			name: "replace rewrites the line", pattern: "forum.example", args: []string{"status=451"}, opt: blockOptions{Replace: true},
 			kind: Changed, attrs: "policy:https://blog.example.com/why→(default), reason:Imminent threat→(none), status:403→451",
 			want: strings.Replace(editBase, `forum.example reason="Imminent threat" policy=https://blog.example.com/why # keep me`, "forum.example status=451", 1),
 		},
@@ -51,18 +51,18 @@ func TestBlock(t *testing.T) {
 			name: "the same attributes change nothing", pattern: "Forum.Example", args: []string{`reason=Imminent threat`},
 		},
 		{
-			name: "a note goes above the rule", pattern: "forum.example", args: []string{"mode=report"}, opt: BlockOptions{Note: &note},
+			name: "a note goes above the rule", pattern: "forum.example", args: []string{"mode=report"}, opt: blockOptions{Note: &note},
 			kind: Changed, attrs: "mode:block→report",
 			want: strings.Replace(editBase, "forum.example reason=\"Imminent threat\" policy=https://blog.example.com/why # keep me",
 				"#@ 2026-11-26T10:00:00Z by alice: TICKET-42 spam\nforum.example reason=\"Imminent threat\" policy=https://blog.example.com/why mode=report # keep me", 1),
 		},
 		{
-			name: "a note replaces the rule's note", pattern: "court.example", args: []string{"status="}, opt: BlockOptions{Note: &note},
+			name: "a note replaces the rule's note", pattern: "court.example", args: []string{"status="}, opt: blockOptions{Note: &note},
 			kind: Changed, attrs: "status:451→403",
 			want: strings.Replace(editBase, "#@ 2026-01-02T03:04:05Z by carol: T-7\ncourt.example status=451", "#@ 2026-11-26T10:00:00Z by alice: TICKET-42 spam\ncourt.example", 1),
 		},
 		{
-			name: "wildcard added, normalized", pattern: "*.Foo.Example", args: []string{"reason=spam wave"}, opt: BlockOptions{Note: &note},
+			name: "wildcard added, normalized", pattern: "*.Foo.Example", args: []string{"reason=spam wave"}, opt: blockOptions{Note: &note},
 			kind: Added, want: editBase + "#@ 2026-11-26T10:00:00Z by alice: TICKET-42 spam\n*.foo.example reason=\"spam wave\"\n",
 		},
 		{
@@ -92,7 +92,7 @@ func TestBlock(t *testing.T) {
 				data = []byte(tt.data)
 			}
 			before := string(data)
-			out, res, err := Block("test.txt", data, tt.pattern, tt.args, tt.opt)
+			out, res, err := testBlock("test.txt", data, tt.pattern, tt.args, tt.opt)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -148,9 +148,9 @@ func TestBlockRejects(t *testing.T) {
 		{"ok.example\nbad..example\n", "x.example", nil, "test.txt:2:"},
 	}
 	for _, tt := range tests {
-		out, _, err := Block("test.txt", []byte(tt.data), tt.pattern, tt.args, BlockOptions{})
+		out, _, err := testBlock("test.txt", []byte(tt.data), tt.pattern, tt.args, blockOptions{})
 		if err == nil || !strings.Contains(err.Error(), tt.want) || out != nil {
-			t.Errorf("Block(%s %v) = %q, %v; want an error with %q", tt.pattern, tt.args, out, err, tt.want)
+			t.Errorf("testBlock(%s %v) = %q, %v; want an error with %q", tt.pattern, tt.args, out, err, tt.want)
 		}
 	}
 }
@@ -158,7 +158,7 @@ func TestBlockRejects(t *testing.T) {
 func TestUnblock(t *testing.T) {
 	note := NewNote(time.Date(2026, 11, 26, 11, 0, 0, 0, time.UTC), "bob", "court order lifted")
 	now := time.Now()
-	out, res, err := Unblock("test.txt", []byte(editBase), "Court.Example.", &note, now)
+	out, res, err := testUnblock("test.txt", []byte(editBase), "Court.Example.", &note, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,16 +172,16 @@ func TestUnblock(t *testing.T) {
 		t.Errorf("UnblockNote = %+v, %v", n, ok)
 	}
 	// A second record of the same pattern replaces the first.
-	out2, _, err := Block("test.txt", out, "court.example", nil, BlockOptions{})
+	out2, _, err := testBlock("test.txt", out, "court.example", nil, blockOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	out3, _, err := Unblock("test.txt", out2, "court.example", &note, now)
+	out3, _, err := testUnblock("test.txt", out2, "court.example", &note, now)
 	if err != nil || strings.Count(string(out3), "unblocked court.example") != 1 {
 		t.Errorf("second unblock: %v\n%s", err, out3)
 	}
 	// Without a note, only the rule goes.
-	out, _, err = Unblock("test.txt", []byte(editBase), "*.pages.example", nil, now)
+	out, _, err = testUnblock("test.txt", []byte(editBase), "*.pages.example", nil, now)
 	if want := strings.Replace(editBase, "*.pages.example\n", "", 1); err != nil || string(out) != want {
 		t.Errorf("unblock *.pages.example: %v\n%s", err, out)
 	}
@@ -199,10 +199,10 @@ func TestUnblockNoRule(t *testing.T) {
 		{"nothing.example", "", "no rule applies to it, so it is not blocked"},
 	}
 	for _, tt := range tests {
-		out, _, err := Unblock("test.txt", []byte(editBase), tt.pattern, nil, time.Now())
+		out, _, err := testUnblock("test.txt", []byte(editBase), tt.pattern, nil, time.Now())
 		var nr *NoRuleError
 		if !errors.As(err, &nr) || out != nil {
-			t.Errorf("Unblock(%s) = %v; want a *NoRuleError", tt.pattern, err)
+			t.Errorf("testUnblock(%s) = %v; want a *NoRuleError", tt.pattern, err)
 			continue
 		}
 		got := ""
@@ -210,7 +210,7 @@ func TestUnblockNoRule(t *testing.T) {
 			got = nr.CoveredBy.Pattern()
 		}
 		if got != tt.covered || !strings.Contains(err.Error(), tt.want) {
-			t.Errorf("Unblock(%s): covered by %q, error %q; want %q, %q", tt.pattern, got, err, tt.covered, tt.want)
+			t.Errorf("testUnblock(%s): covered by %q, error %q; want %q, %q", tt.pattern, got, err, tt.covered, tt.want)
 		}
 	}
 }
@@ -315,7 +315,7 @@ func FuzzBlock(f *testing.F) {
 				args = append(args, a)
 			}
 		}
-		out, res, err := Block("f", data, pattern, args, BlockOptions{Replace: replace, Note: &note})
+		out, res, err := testBlock("f", data, pattern, args, blockOptions{Replace: replace, Note: &note})
 		if err != nil {
 			return
 		}
@@ -365,7 +365,7 @@ func FuzzBlock(f *testing.F) {
 		if n, ok := l.Note(r); !ok || !n.equal(note) {
 			t.Fatalf("note = %+v, %v", n, ok)
 		}
-		out2, _, err := Unblock("f", out, res.Pattern, &note, time.Now())
+		out2, _, err := testUnblock("f", out, res.Pattern, &note, time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -377,4 +377,64 @@ func FuzzBlock(f *testing.F) {
 			t.Fatalf("unblock %s left %d rules:\n%s", res.Pattern, l2.Len(), out2)
 		}
 	})
+}
+
+// testBlock is block on data as it is parsed, without the drop guard.
+func testBlock(file string, data []byte, pattern string, args []string, opt blockOptions) ([]byte, EditResult, error) {
+	old, err := Parse(file, data)
+	if err != nil {
+		return nil, EditResult{}, err
+	}
+	out, _, res, err := block(file, data, old, pattern, args, opt)
+	return out, res, err
+}
+
+// testUnblock is unblock on data as it is parsed, without the drop guard.
+func testUnblock(file string, data []byte, pattern string, note *Note, now time.Time) ([]byte, EditResult, error) {
+	old, err := Parse(file, data)
+	if err != nil {
+		return nil, EditResult{}, err
+	}
+	out, _, res, err := unblock(file, data, old, pattern, note, now)
+	return out, res, err
+}
+
+// TestApplyEdit: the guarded edit's errors are typed by cause, and a
+// refused edit returns no content.
+func TestApplyEdit(t *testing.T) {
+	now := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
+	note := NewNote(now, "alice", "T-1")
+	tests := []struct {
+		name string
+		data string
+		edit Edit
+		want any // nil, or a pointer to the error type wanted
+		kind ChangeKind
+	}{
+		{"add", "a.example\n", Edit{Pattern: "b.example", Note: &note}, nil, Added},
+		{"unchanged", "a.example\n", Edit{Pattern: "a.example"}, nil, ""},
+		{"bad list", "a..example\n", Edit{Pattern: "b.example"}, new(*ListError), ""},
+		{"no rule", "a.example\n", Edit{Unblock: true, Pattern: "b.example"}, new(*NoRuleError), ""},
+		{"drop: unblock the last rule", "a.example\n", Edit{Unblock: true, Pattern: "a.example"}, new(*DropError), ""},
+		{"drop: expiry within the horizon", "a.example\n", Edit{Pattern: "a.example", Args: []string{"expires=2026-06-01T00:00:02Z"}}, new(*DropError), Changed},
+		{"no drop: expiry beyond the horizon", "a.example\n", Edit{Pattern: "a.example", Args: []string{"expires=2026-06-01T02:00:00Z"}}, nil, Changed},
+		{"allow-drop", "#! allow-drop\na.example\n", Edit{Unblock: true, Pattern: "a.example", Note: &note}, nil, Removed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, res, err := ApplyEdit("f.txt", []byte(tt.data), tt.edit, 0.5, now)
+			switch {
+			case tt.want == nil && err != nil:
+				t.Fatalf("error %v", err)
+			case tt.want != nil && !errors.As(err, tt.want):
+				t.Fatalf("error %T %v, want %T", err, err, tt.want)
+			case err != nil && out != nil:
+				t.Errorf("refused, but content returned: %q", out)
+			case err == nil && res.Kind != tt.kind:
+				t.Errorf("kind %q, want %q", res.Kind, tt.kind)
+			case err == nil && (out == nil) != (tt.kind == ""):
+				t.Errorf("content %q for kind %q", out, res.Kind)
+			}
+		})
+	}
 }

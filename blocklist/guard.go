@@ -1,6 +1,8 @@
 package blocklist
 
 import (
+	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -38,15 +40,31 @@ func (l *List) blocks(r *rule, t time.Time) bool {
 	return l.attrs[r.attrs].Mode == ModeBlock && !r.expiredAt(t.Unix(), uint32(t.Nanosecond()))
 }
 
+// GuardHorizon is how far ahead the drop guard looks. A block rule in
+// effect counts as dropped by a new list not only when the new list
+// removes it, switches it to report mode or has it expired already, but
+// also when the new list ends its block sooner within the next
+// GuardHorizon than the old list would: an expires= set (or moved) to at
+// most GuardHorizon ahead is treated like a removal. Without
+// it, a rule given expires= two seconds ahead would pass the guard and
+// the list would block nothing two seconds later. A rule whose own
+// expiry falls within the horizon in both lists is not dropped by the
+// change: its end is the same either way.
+const GuardHorizon = time.Hour
+
 // DroppedBlocks compares l with old, the list in effect, and returns how
-// many of old's block-mode rules active at now l no longer has as an
-// active block-mode rule (removed, switched to report mode, or expired),
-// and how many old had. A nil old has none.
+// many of old's block-mode rules active at now l drops, and how many old
+// had. A rule is dropped when l has no block-mode rule of the same pattern
+// that blocks at least as long as old's, looking GuardHorizon ahead: l
+// removes it, switches it to report mode, lets it expire before now, or
+// moves its expiry earlier, to now+GuardHorizon or before. A nil old
+// has none.
 func (l *List) DroppedBlocks(old *List, now time.Time) (dropped, total int) {
 	if old == nil {
 		return 0, 0
 	}
 	t := now
+	hSec, hNsec := splitTime(now.Add(GuardHorizon))
 	for i := range old.rules {
 		r := &old.rules[i]
 		if !old.blocks(r, t) {
@@ -58,11 +76,81 @@ func (l *List) DroppedBlocks(old *List, now time.Time) (dropped, total int) {
 		if r.wildcard {
 			j = n.wild
 		}
-		if !ok || j < 0 || !l.blocks(&l.rules[j], t) {
+		if !ok || j < 0 || !l.blocks(&l.rules[j], t) || endsSooner(&l.rules[j], r, hSec, hNsec) {
 			dropped++
 		}
 	}
 	return dropped, total
+}
+
+// splitTime returns t as Unix seconds and nanoseconds within the second.
+func splitTime(t time.Time) (int64, uint32) {
+	return t.Unix(), uint32(t.Nanosecond())
+}
+
+// endsSooner reports whether next stops applying before old does, both
+// ends capped at the horizon (hSec, hNsec): a later end than the horizon,
+// or none, is the horizon.
+func endsSooner(next, old *rule, hSec int64, hNsec uint32) bool {
+	if !next.expiredAt(hSec, hNsec) {
+		return false // next applies through the horizon
+	}
+	if !old.expiredAt(hSec, hNsec) {
+		return true // next ends within the horizon, old does not
+	}
+	return next.expSec < old.expSec || next.expSec == old.expSec && next.expNsec < old.expNsec
+}
+
+// DropError says that a list was refused because it would drop too many
+// of the block-mode rules in effect (see CheckDrop).
+type DropError struct {
+	// File is the refused list's file.
+	File string
+	// Dropped of Total block rules in effect would no longer block.
+	Dropped, Total int
+	// MaxDrop is the blocklist.max_drop in force.
+	MaxDrop float64
+}
+
+// Error says what would be dropped and how to apply the list anyway.
+func (e *DropError) Error() string {
+	return fmt.Sprintf("%s: would drop %d of %d block rules (%s): not applied unless the file has the line %q",
+		e.File, e.Dropped, e.Total, e.Share(), AllowDropMarker)
+}
+
+// Share says how much is dropped against max_drop: "all of them" or
+// "60% > max_drop 50%".
+func (e *DropError) Share() string {
+	if e.Dropped == e.Total {
+		return "all of them"
+	}
+	return fmt.Sprintf("%s > max_drop %s", percent(float64(e.Dropped)/float64(e.Total)), percent(e.MaxDrop))
+}
+
+func percent(f float64) string {
+	return fmt.Sprintf("%g%%", math.Round(f*1000)/10)
+}
+
+// CheckDrop is the drop guard. It returns a *DropError when next,
+// replacing running (the list in effect), would drop all of running's
+// active block-mode rules, or more than maxDrop of them (a share in
+// (0, 1]), and next lacks the AllowDropMarker line; else nil. What counts
+// as dropped is DroppedBlocks's, which looks GuardHorizon ahead of now. A
+// nil running drops nothing. Edges run it on every reload and writers run
+// it (through ApplyEdit) before writing, so that a writer never writes a
+// list the edges would refuse.
+func CheckDrop(next, running *List, maxDrop float64, now time.Time) error {
+	if running == nil || next.AllowsDrop() {
+		return nil
+	}
+	dropped, total := next.DroppedBlocks(running, now)
+	if total == 0 || dropped == 0 {
+		return nil
+	}
+	if dropped == total || float64(dropped)/float64(total) > maxDrop {
+		return &DropError{File: next.File(), Dropped: dropped, Total: total, MaxDrop: maxDrop}
+	}
+	return nil
 }
 
 // Format returns the rule as a blocklist line in normalized form, which

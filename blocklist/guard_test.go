@@ -1,6 +1,7 @@
 package blocklist
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -60,6 +61,72 @@ func TestDroppedBlocks(t *testing.T) {
 	}
 	if got := o.BlockRules(now); got != 4 {
 		t.Errorf("BlockRules = %d, want 4", got)
+	}
+}
+
+// TestDroppedBlocksHorizon: an expiry that a new list sets (or moves
+// earlier) within GuardHorizon counts as a removal; one the rule already
+// had in the old list does not, nor does one beyond the horizon.
+func TestDroppedBlocksHorizon(t *testing.T) {
+	now := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
+	at := func(d time.Duration) string { return now.Add(d).Format(time.RFC3339Nano) }
+	old := "a.example\nb.example expires=" + at(30*time.Minute) + "\nc.example expires=" + at(3*time.Hour) + "\n"
+	tests := []struct {
+		name    string
+		next    string
+		dropped int
+	}{
+		{"same", old, 0},
+		{"expiry two seconds ahead", "a.example expires=" + at(2*time.Second) + "\nb.example expires=" + at(30*time.Minute) + "\nc.example expires=" + at(3*time.Hour) + "\n", 1},
+		{"expiry at the horizon", "a.example expires=" + at(GuardHorizon) + "\nb.example expires=" + at(30*time.Minute) + "\nc.example expires=" + at(3*time.Hour) + "\n", 1},
+		{"expiry just beyond the horizon", "a.example expires=" + at(GuardHorizon+time.Nanosecond) + "\nb.example expires=" + at(30*time.Minute) + "\nc.example expires=" + at(3*time.Hour) + "\n", 0},
+		{"expiry beyond the horizon", "a.example expires=" + at(2*time.Hour) + "\nb.example expires=" + at(30*time.Minute) + "\nc.example expires=" + at(3*time.Hour) + "\n", 0},
+		{"own expiry within the horizon kept", "a.example\nb.example expires=" + at(30*time.Minute) + "\nc.example expires=" + at(3*time.Hour) + "\nd.example\n", 0},
+		{"own expiry within the horizon extended", "a.example\nb.example expires=" + at(40*time.Minute) + "\nc.example\n", 0},
+		{"own expiry within the horizon moved earlier", "a.example\nb.example expires=" + at(20*time.Minute) + "\nc.example expires=" + at(3*time.Hour) + "\n", 1},
+		{"later expiry moved into the horizon", "a.example\nb.example expires=" + at(30*time.Minute) + "\nc.example expires=" + at(10*time.Minute) + "\n", 1},
+		{"later expiry moved, still beyond", "a.example\nb.example expires=" + at(30*time.Minute) + "\nc.example expires=" + at(90*time.Minute) + "\n", 0},
+	}
+	o := mustParse(t, old)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d, n := mustParse(t, tt.next).DroppedBlocks(o, now)
+			if d != tt.dropped || n != 3 {
+				t.Errorf("DroppedBlocks = %d of %d, want %d of 3", d, n, tt.dropped)
+			}
+		})
+	}
+}
+
+// TestCheckDrop: the guard refuses dropping all block rules, or more than
+// maxDrop of them, unless the new list has the marker line.
+func TestCheckDrop(t *testing.T) {
+	now := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
+	soon := now.Add(2 * time.Second).Format(time.RFC3339)
+	tests := []struct {
+		old, next string
+		maxDrop   float64
+		want      string // "" for no error
+	}{
+		{"a.example\n", "", 0.5, "would drop 1 of 1 block rules (all of them)"},
+		{"a.example\n", "a.example expires=" + soon + "\n", 0.5, "would drop 1 of 1 block rules (all of them)"},
+		{"a.example\n", "a.example mode=report\n", 1, "would drop 1 of 1 block rules (all of them)"},
+		{"a.example\n", "#! allow-drop\n", 0.5, ""},
+		{"a.example\nb.example\n", "a.example\n", 0.5, ""},
+		{"a.example\nb.example\nc.example\n", "a.example\n", 0.5, "would drop 2 of 3 block rules (66.7% > max_drop 50%)"},
+		{"a.example\nb.example\nc.example\n", "a.example\n", 0.7, ""},
+		{"a.example mode=report\n", "", 0.5, ""},
+		{"", "a.example\n", 0.5, ""},
+	}
+	for _, tt := range tests {
+		err := CheckDrop(mustParse(t, tt.next), mustParse(t, tt.old), tt.maxDrop, now)
+		var de *DropError
+		if tt.want == "" && err != nil || tt.want != "" && (!errors.As(err, &de) || !strings.Contains(err.Error(), tt.want)) {
+			t.Errorf("CheckDrop(%q over %q, %g) = %v; want %q", tt.next, tt.old, tt.maxDrop, err, tt.want)
+		}
+	}
+	if err := CheckDrop(mustParse(t, ""), nil, 0.5, now); err != nil {
+		t.Errorf("against no list: %v", err)
 	}
 }
 

@@ -32,7 +32,7 @@ func TestSameSecondEditsAttributed(t *testing.T) {
 	}
 	for i, s := range steps {
 		note := NewNote(s.at, "alice", "")
-		out, _, err := Block("l", data, "forum.example", s.args, BlockOptions{Note: &note})
+		out, _, err := testBlock("l", data, "forum.example", s.args, blockOptions{Note: &note})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -25,7 +25,7 @@ func writeList(t *testing.T, text string) string {
 // blockEdit returns an edit for EditFile that blocks pattern.
 func blockEdit(path, pattern string) func([]byte) ([]byte, error) {
 	return func(data []byte) ([]byte, error) {
-		out, _, err := Block(path, data, pattern, nil, BlockOptions{})
+		out, _, err := testBlock(path, data, pattern, nil, blockOptions{})
 		return out, err
 	}
 }

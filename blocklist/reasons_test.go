@@ -114,7 +114,7 @@ func TestReasonsWith(t *testing.T) {
 // like any other attribute and removed with an empty value.
 func TestBlockRecourseAndReasons(t *testing.T) {
 	data := []byte("forum.example reason=\"Spam\" reason.DE=\"Spam (de)\"\n")
-	out, res, err := Block("f.txt", data, "forum.example", []string{"reason.de=Werbung", "reason.fr=Pourriel", "contact=mailto:abuse@edge.example", "appeal=https://edge.example/appeal"}, BlockOptions{})
+	out, res, err := testBlock("f.txt", data, "forum.example", []string{"reason.de=Werbung", "reason.fr=Pourriel", "contact=mailto:abuse@edge.example", "appeal=https://edge.example/appeal"}, blockOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,14 +129,14 @@ func TestBlockRecourseAndReasons(t *testing.T) {
 	if got := strings.Join(keys, " "); got != "contact:(none)→mailto:abuse@edge.example appeal:(none)→https://edge.example/appeal reason.de:Spam (de)→Werbung reason.fr:(none)→Pourriel" {
 		t.Errorf("changes = %s", got)
 	}
-	out, _, err = Block("f.txt", out, "forum.example", []string{"reason.fr=", "appeal="}, BlockOptions{})
+	out, _, err = testBlock("f.txt", out, "forum.example", []string{"reason.fr=", "appeal="}, blockOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if want := "forum.example reason=Spam reason.de=Werbung contact=mailto:abuse@edge.example\n"; string(out) != want {
 		t.Errorf("Block removing = %q\nwant %q", out, want)
 	}
-	if _, _, err := Block("f.txt", out, "forum.example", []string{"reason.d=x"}, BlockOptions{}); err == nil || !strings.Contains(err.Error(), "language tag") {
+	if _, _, err := testBlock("f.txt", out, "forum.example", []string{"reason.d=x"}, blockOptions{}); err == nil || !strings.Contains(err.Error(), "language tag") {
 		t.Errorf("Block with a bad tag: %v", err)
 	}
 	// Rule.Format writes the new attributes back so they parse the same.

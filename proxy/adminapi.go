@@ -463,9 +463,7 @@ func (s *Server) apiBlock(w http.ResponseWriter, r *http.Request, who principal)
 		s.badRequest(w, who, "block", "", &requestError{"pattern", "required"})
 		return
 	}
-	s.edit(w, r, who, "block", req.Pattern, req.Comment, func(file string, data []byte, note *blocklist.Note) ([]byte, blocklist.EditResult, error) {
-		return blocklist.Block(file, data, req.Pattern, req.Attrs.args(), blocklist.BlockOptions{Replace: req.Replace, Note: note})
-	})
+	s.edit(w, r, who, "block", req.Comment, blocklist.Edit{Pattern: req.Pattern, Args: req.Attrs.args(), Replace: req.Replace})
 }
 
 func (s *Server) apiUnblock(w http.ResponseWriter, r *http.Request, who principal) {
@@ -478,9 +476,7 @@ func (s *Server) apiUnblock(w http.ResponseWriter, r *http.Request, who principa
 		s.badRequest(w, who, "unblock", "", &requestError{"pattern", "required"})
 		return
 	}
-	s.edit(w, r, who, "unblock", req.Pattern, req.Comment, func(file string, data []byte, note *blocklist.Note) ([]byte, blocklist.EditResult, error) {
-		return blocklist.Unblock(file, data, req.Pattern, note, time.Now())
-	})
+	s.edit(w, r, who, "unblock", req.Comment, blocklist.Edit{Unblock: true, Pattern: req.Pattern})
 }
 
 func (s *Server) badRequest(w http.ResponseWriter, who principal, op, pattern string, err error) {
@@ -493,39 +489,24 @@ func (s *Server) badRequest(w http.ResponseWriter, who principal, op, pattern st
 	writeProblem(w, http.StatusBadRequest, field, "%v", err)
 }
 
-// edit changes the blocklist file as the block and unblock commands do,
-// applies it and answers with what changed and whether it is in effect.
-func (s *Server) edit(w http.ResponseWriter, r *http.Request, who principal, op, pattern, comment string,
-	change func(file string, data []byte, note *blocklist.Note) ([]byte, blocklist.EditResult, error)) {
+// edit makes the guarded edit e (blocklist.ApplyEdit, as the block and
+// unblock commands do) of the blocklist file, or in fleet mode of the
+// published list, with the caller as the actor of its note; applies it
+// and answers with what changed and whether it is in effect.
+func (s *Server) edit(w http.ResponseWriter, r *http.Request, who principal, op, comment string, e blocklist.Edit) {
 	running := s.reloader.current()
 	file := running.Config.Blocklist.File
+	maxDrop := running.Config.Blocklist.MaxDrop
 	note := blocklist.NewNote(time.Now(), who.name, comment)
+	e.Note = &note
+	pattern := e.Pattern
 	var res blocklist.EditResult
 	var written []byte
-	var refused, fileBad, dropped error
+	var refused error // the edit's own error, as opposed to the store's
 	var version int64
-	// One edit of the current content, for a file or the fleet's Redis:
-	// refused if the content does not parse, or the change is refused, or
-	// the drop guard would refuse the result.
-	edit := func(name string, data []byte) ([]byte, error) {
-		res, written, refused, fileBad, dropped = blocklist.EditResult{}, nil, nil, nil, nil
-		if _, err := blocklist.Parse(name, data); err != nil {
-			fileBad = err
-			return nil, err
-		}
-		out, r, err := change(name, data, &note)
+	apply := func(name string, data []byte) ([]byte, error) {
+		out, r, err := blocklist.ApplyEdit(name, data, e, maxDrop, time.Now())
 		res, written, refused = r, out, err
-		if err != nil || out == nil {
-			return out, err
-		}
-		// The reload would refuse a list that drops too many blocks, and
-		// the file would then say one thing while the edge does another:
-		// refuse the edit instead.
-		next, err := blocklist.Parse(name, out)
-		if err == nil {
-			err = CheckDrop(next, running.List, running.Config.Blocklist.MaxDrop, time.Now())
-		}
-		dropped = err
 		return out, err
 	}
 	var err error
@@ -538,7 +519,7 @@ func (s *Server) edit(w http.ResponseWriter, r *http.Request, who principal, op,
 		defer cancel()
 		var v fleet.Version
 		v, err = store.Update(ctx, func(cur []byte) ([]byte, error) {
-			out, err := edit(file, cur)
+			out, err := apply(file, cur)
 			if err == nil && out == nil {
 				return cur, nil // as asked already: nothing is published
 			}
@@ -548,19 +529,24 @@ func (s *Server) edit(w http.ResponseWriter, r *http.Request, who principal, op,
 			version, file = v.Number, FleetListName(v.Number)
 		}
 	} else {
-		err = blocklist.EditFile(file, func(data []byte) ([]byte, error) { return edit(file, data) })
+		err = blocklist.EditFile(file, func(data []byte) ([]byte, error) { return apply(file, data) })
 	}
 	var noRule *blocklist.NoRuleError
+	var dropped *blocklist.DropError
+	var listBad *blocklist.ListError
+	if err == nil || err != refused {
+		refused = nil
+	}
 	switch {
-	case errors.As(err, &noRule):
+	case errors.As(refused, &noRule):
 		s.logWrite(who, op, pattern, "no_rule", "", false, err)
 		writeProblem(w, http.StatusNotFound, "pattern", "%v", err)
 		return
-	case dropped != nil:
+	case errors.As(refused, &dropped):
 		s.logWrite(who, op, pattern, "refused", "", false, err)
 		writeProblem(w, http.StatusConflict, "", "not written: %v (the fail-safe guard of blocklist.max_drop; add the line to the list first if this is meant)", err)
 		return
-	case fileBad != nil:
+	case errors.As(refused, &listBad):
 		s.logWrite(who, op, pattern, "error", "", false, err)
 		writeProblem(w, http.StatusConflict, "", "the blocklist (%s) does not parse as it is, so no edit is made; fix it first: %v", file, err)
 		return

@@ -356,7 +356,7 @@ func TestAdminAPIConcurrentWrites(t *testing.T) {
 			defer wg.Done()
 			note := blocklist.NewNote(time.Now(), "cli", "")
 			err := blocklist.EditFile(e.list, func(data []byte) ([]byte, error) {
-				out, _, err := blocklist.Block(e.list, data, fmt.Sprintf("cli%d.example", i), nil, blocklist.BlockOptions{Note: &note})
+				out, _, err := blocklist.ApplyEdit(e.list, data, blocklist.Edit{Pattern: fmt.Sprintf("cli%d.example", i), Note: &note}, 0.5, time.Now())
 				return out, err
 			})
 			if err != nil {

@@ -32,14 +32,14 @@ func editList(t *testing.T, path string, ops ...func([]byte) ([]byte, error)) {
 
 func blockOp(path, pattern string, note *blocklist.Note, args ...string) func([]byte) ([]byte, error) {
 	return func(data []byte) ([]byte, error) {
-		out, _, err := blocklist.Block(path, data, pattern, args, blocklist.BlockOptions{Note: note})
+		out, _, err := blocklist.ApplyEdit(path, data, blocklist.Edit{Pattern: pattern, Args: args, Note: note}, 0.5, time.Now())
 		return out, err
 	}
 }
 
 func unblockOp(path, pattern string, note *blocklist.Note) func([]byte) ([]byte, error) {
 	return func(data []byte) ([]byte, error) {
-		out, _, err := blocklist.Unblock(path, data, pattern, note, time.Now())
+		out, _, err := blocklist.ApplyEdit(path, data, blocklist.Edit{Unblock: true, Pattern: pattern, Note: note}, 0.5, time.Now())
 		return out, err
 	}
 }

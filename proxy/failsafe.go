@@ -3,7 +3,6 @@ package proxy
 import (
 	"errors"
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,50 +11,6 @@ import (
 	"github.com/edgeblock/edgeblock/blocklist"
 	"github.com/edgeblock/edgeblock/pages"
 )
-
-// DropError says that a blocklist was refused because it would drop too
-// many of the block-mode rules in effect (see CheckDrop).
-type DropError struct {
-	// File is the refused list's file.
-	File string
-	// Dropped of Total block rules in effect would no longer block.
-	Dropped, Total int
-	// MaxDrop is the blocklist.max_drop in force.
-	MaxDrop float64
-}
-
-// Error says what would be dropped and how to apply the list anyway.
-func (e *DropError) Error() string {
-	why := fmt.Sprintf("%s > max_drop %s", percent(float64(e.Dropped)/float64(e.Total)), percent(e.MaxDrop))
-	if e.Dropped == e.Total {
-		why = "all of them"
-	}
-	return fmt.Sprintf("%s: would drop %d of %d block rules (%s): not applied unless the file has the line %q",
-		e.File, e.Dropped, e.Total, why, blocklist.AllowDropMarker)
-}
-
-func percent(f float64) string {
-	return fmt.Sprintf("%g%%", math.Round(f*1000)/10)
-}
-
-// CheckDrop returns a *DropError when next, replacing running, would drop
-// all of running's active block-mode rules, or more than maxDrop of them,
-// and next lacks the blocklist.AllowDropMarker line; else nil. A rule is
-// dropped when next removes it, switches it to report mode or lets it
-// expire.
-func CheckDrop(next, running *blocklist.List, maxDrop float64, now time.Time) error {
-	if running == nil || next.AllowsDrop() {
-		return nil
-	}
-	dropped, total := next.DroppedBlocks(running, now)
-	if total == 0 || dropped == 0 {
-		return nil
-	}
-	if dropped == total || float64(dropped)/float64(total) > maxDrop {
-		return &DropError{File: next.File(), Dropped: dropped, Total: total, MaxDrop: maxDrop}
-	}
-	return nil
-}
 
 // Parts of the state that a start can take from the snapshot.
 const (
@@ -104,7 +59,7 @@ func LoadBundleForStart(path, stateDir string, now time.Time) (*Bundle, error) {
 			derr = checkFleetStart(b.Config, b.Fleet, b.List.SHA256(), snap)
 		}
 		if derr == nil {
-			derr = CheckDrop(b.List, prev, b.Config.Blocklist.MaxDrop, now)
+			derr = blocklist.CheckDrop(b.List, prev, b.Config.Blocklist.MaxDrop, now)
 		}
 		if derr == nil {
 			b.StateDir = stateDir
@@ -182,7 +137,7 @@ func startFromSnapshot(path, stateDir string, snap *Snapshot) (*Bundle, error) {
 	}
 	b.List, b.raw.list, b.Fleet, err = loadList(cfg)
 	if err == nil {
-		err = CheckDrop(b.List, prev, cfg.Blocklist.MaxDrop, time.Now())
+		err = blocklist.CheckDrop(b.List, prev, cfg.Blocklist.MaxDrop, time.Now())
 	}
 	if err != nil {
 		b.Fleet = nil

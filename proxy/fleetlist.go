@@ -451,8 +451,8 @@ func (r *Reloader) applyVersion(v fleet.Version) {
 			"serving", r.cur.List.File(), "serving_sha256", r.cur.List.SHA256(), "serving_rules", r.cur.List.Len()}, meta...)...)
 		return
 	}
-	if err := CheckDrop(l, r.cur.List, r.cur.Config.Blocklist.MaxDrop, now); err != nil {
-		r.listRefused(now, trigger, l, err.(*DropError))
+	if err := blocklist.CheckDrop(l, r.cur.List, r.cur.Config.Blocklist.MaxDrop, now); err != nil {
+		r.listRefused(now, trigger, l, err.(*blocklist.DropError))
 		return
 	}
 	if err := r.p.Apply(r.cur.Config, l, r.cur.Renderer); err != nil {

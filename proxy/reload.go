@@ -552,8 +552,8 @@ func (r *Reloader) Reload(trigger string) {
 			r.listFailure(now, trigger, err)
 			break
 		}
-		if err := CheckDrop(l, r.cur.List, next.Config.Blocklist.MaxDrop, now); err != nil {
-			r.listRefused(now, trigger, l, err.(*DropError))
+		if err := blocklist.CheckDrop(l, r.cur.List, next.Config.Blocklist.MaxDrop, now); err != nil {
+			r.listRefused(now, trigger, l, err.(*blocklist.DropError))
 			break
 		}
 		next.List = l
@@ -657,7 +657,7 @@ func (r *Reloader) snapshot(now time.Time, cfgData, tmplData, listData []byte) {
 }
 
 // listRefused records a list that CheckDrop refused.
-func (r *Reloader) listRefused(now time.Time, trigger string, l *blocklist.List, err *DropError) {
+func (r *Reloader) listRefused(now time.Time, trigger string, l *blocklist.List, err *blocklist.DropError) {
 	r.metrics.Blocklist.record("refused", now)
 	r.listSt.setError(now, err)
 	r.log.Error("blocklist not applied: it would drop too many block rules; keeping the last good list", "event", "blocklist_reload",

@@ -303,8 +303,8 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	now := time.Now()
 	d, n := b.List.DroppedBlocks(running, now)
 	out.Running = &checkRunning{Source: source, InEffect: running.SHA256() == b.List.SHA256(), Dropped: d, Total: n}
-	if err := proxy.CheckDrop(b.List, running, b.Config.Blocklist.MaxDrop, now); err != nil {
-		var de *proxy.DropError
+	if err := blocklist.CheckDrop(b.List, running, b.Config.Blocklist.MaxDrop, now); err != nil {
+		var de *blocklist.DropError
 		errors.As(err, &de)
 		out.Running.Refused, out.Running.Dropped, out.Running.Total = true, de.Dropped, de.Total
 		if !asJSON {
@@ -352,7 +352,7 @@ func coveredRoutes(b *proxy.Bundle) []string {
 	return out
 }
 
-func dropShare(e *proxy.DropError) string {
+func dropShare(e *blocklist.DropError) string {
 	if e.Dropped == e.Total {
 		return "all of them"
 	}

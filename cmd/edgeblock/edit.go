@@ -93,25 +93,28 @@ func (c *editCmd) editFile(stderr io.Writer) (cfg *proxy.Config, fleet, ok bool)
 	return cfg, c.fleet || cfg.FromFleet(), true
 }
 
-// guardEdit refuses an edit of the file that the running edge's drop guard
-// would refuse (proxy.CheckDrop): written anyway, the file would sit on
-// disk unapplied while the edge keeps the old list and alerts. It parses
-// both versions, so it runs only for edits that can drop a block rule (an
-// unblock, or a change of an existing rule).
-func guardEdit(file string, old, next []byte, maxDrop float64) error {
-	oldList, err := blocklist.Parse(file, old)
-	if err != nil {
-		return nil // the file was already bad: the edit's own parse reports the new one
+// edit returns the blocklist edit the command asks for, recorded with
+// note: unblock removes the rule of the HOST argument, else its rule is
+// set to the key=value arguments.
+func (c *editCmd) edit(unblock bool, note *blocklist.Note) blocklist.Edit {
+	e := blocklist.Edit{Unblock: unblock, Pattern: c.args[0], Replace: c.replace, Note: note}
+	if !unblock {
+		e.Args = c.args[1:]
 	}
-	nextList, err := blocklist.Parse(file, next)
-	if err != nil {
-		return err
+	return e
+}
+
+// guardRefusal adds to a drop-guard refusal of blocklist.ApplyEdit what
+// was not done ("nothing written"), who would refuse the list ("the
+// running edge") and where the allow-drop line goes; other errors are
+// returned as they are.
+func guardRefusal(err error, notDone, who, where string) error {
+	var de *blocklist.DropError
+	if errors.As(err, &de) {
+		return fmt.Errorf("%w\n%s: %s would refuse this list and keep the old one; if the drop is meant, add the line %q to %s first (and take it out afterwards)",
+			err, notDone, who, blocklist.AllowDropMarker, where)
 	}
-	if err := proxy.CheckDrop(nextList, oldList, maxDrop, time.Now()); err != nil {
-		return fmt.Errorf("%w\nnothing written: the running edge would refuse this list and keep the old one; if the drop is meant, add the line %q to %s first (and take it out afterwards)",
-			err, blocklist.AllowDropMarker, file)
-	}
-	return nil
+	return err
 }
 
 func runBlock(args []string, stdout, stderr io.Writer) int {
@@ -135,12 +138,9 @@ func runBlock(args []string, stdout, stderr io.Writer) int {
 	var res blocklist.EditResult
 	var before, after []byte
 	err := blocklist.EditFile(file, func(data []byte) (out []byte, err error) {
-		out, res, err = blocklist.Block(file, data, c.args[0], c.args[1:], blocklist.BlockOptions{Replace: c.replace, Note: &note})
-		if err == nil && res.Kind == blocklist.Changed {
-			err = guardEdit(file, data, out, cfg.Blocklist.MaxDrop) // mode=report or a past expiry drops a block
-		}
+		out, res, err = blocklist.ApplyEdit(file, data, c.edit(false, &note), cfg.Blocklist.MaxDrop, time.Now())
 		before, after = data, out
-		return out, err
+		return out, guardRefusal(err, "nothing written", "the running edge", file)
 	})
 	if err != nil {
 		printProblems(stderr, err)
@@ -249,12 +249,9 @@ func runUnblock(args []string, stdout, stderr io.Writer) int {
 	var res blocklist.EditResult
 	var before, after []byte
 	err := blocklist.EditFile(file, func(data []byte) (out []byte, err error) {
-		out, res, err = blocklist.Unblock(file, data, c.args[0], &note, now)
-		if err == nil {
-			err = guardEdit(file, data, out, cfg.Blocklist.MaxDrop)
-		}
+		out, res, err = blocklist.ApplyEdit(file, data, c.edit(true, &note), cfg.Blocklist.MaxDrop, now)
 		before, after = data, out
-		return out, err
+		return out, guardRefusal(err, "nothing written", "the running edge", file)
 	})
 	var noRule *blocklist.NoRuleError
 	if errors.As(err, &noRule) {

@@ -162,8 +162,8 @@ func (c *fleetCmd) guard(next, cur *blocklist.List) error {
 	if cur == nil {
 		return nil
 	}
-	err := proxy.CheckDrop(next, cur, c.cfg.Blocklist.MaxDrop, time.Now())
-	var de *proxy.DropError
+	err := blocklist.CheckDrop(next, cur, c.cfg.Blocklist.MaxDrop, time.Now())
+	var de *blocklist.DropError
 	if errors.As(err, &de) {
 		n, _ := proxy.FleetVersionOf(cur.File())
 		return fmt.Errorf("not published: it would drop %d of %d block rules of version %d (%s), and edges would refuse it; if that is meant, add the line %q to it",
@@ -329,8 +329,9 @@ func runPublish(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// runBlockFleet is block -fleet: Block on the published list, as a new
-// version, retried from a fresh read when another writer publishes first.
+// runBlockFleet is block -fleet: the guarded edit (blocklist.ApplyEdit) of
+// the published list, as a new version, retried from a fresh read when
+// another writer publishes first.
 func runBlockFleet(c *editCmd, stdout, stderr io.Writer) int {
 	f, ok := openFleet(c.config, stderr)
 	if !ok {
@@ -342,11 +343,11 @@ func runBlockFleet(c *editCmd, stdout, stderr io.Writer) int {
 	note := blocklist.NewNote(time.Now(), actor(), c.comment)
 	var res blocklist.EditResult
 	r, err := f.store.UpdateResult(ctx, func(cur []byte) (out []byte, err error) {
-		out, res, err = blocklist.Block("fleet", cur, c.args[0], c.args[1:], blocklist.BlockOptions{Replace: c.replace, Note: &note})
-		if err == nil && res.Kind == "" {
+		out, res, err = blocklist.ApplyEdit("fleet", cur, c.edit(false, &note), f.cfg.Blocklist.MaxDrop, time.Now())
+		if err == nil && out == nil {
 			return cur, nil // as asked already: Update publishes nothing
 		}
-		return out, err
+		return out, guardRefusal(err, "not published", "the edges", "the published list")
 	}, fleet.Meta{Actor: note.By, Comment: c.comment})
 	if err != nil {
 		printProblems(stderr, err)
@@ -382,8 +383,9 @@ func (f *fleetCmd) reportWrite(ctx context.Context, r fleet.Result, wait time.Du
 	return 0
 }
 
-// runUnblockFleet is unblock -fleet. The drop guard applies: removing the
-// last block rule needs the allow-drop line, as edges would refuse it.
+// runUnblockFleet is unblock -fleet, retried as runBlockFleet is. The drop
+// guard applies: removing the last block rule needs the allow-drop line,
+// as edges would refuse it.
 func runUnblockFleet(c *editCmd, stdout, stderr io.Writer) int {
 	f, ok := openFleet(c.config, stderr)
 	if !ok {
@@ -396,16 +398,8 @@ func runUnblockFleet(c *editCmd, stdout, stderr io.Writer) int {
 	note := blocklist.NewNote(now, actor(), c.comment)
 	var res blocklist.EditResult
 	r, err := f.store.UpdateResult(ctx, func(cur []byte) (out []byte, err error) {
-		out, res, err = blocklist.Unblock("fleet", cur, c.args[0], &note, now)
-		if err != nil {
-			return nil, err
-		}
-		curList, perr := blocklist.Parse("fleet", cur)
-		next, nerr := blocklist.Parse("fleet", out)
-		if perr == nil && nerr == nil {
-			err = f.guard(next, curList)
-		}
-		return out, err
+		out, res, err = blocklist.ApplyEdit("fleet", cur, c.edit(true, &note), f.cfg.Blocklist.MaxDrop, now)
+		return out, guardRefusal(err, "not published", "the edges", "the published list")
 	}, fleet.Meta{Actor: note.By, Comment: c.comment})
 	var noRule *blocklist.NoRuleError
 	if errors.As(err, &noRule) {
