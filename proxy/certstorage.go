@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -16,17 +17,37 @@ import (
 // after the fleet's Redis failed, before one call tries Redis again.
 const storageProbeInterval = 2 * time.Second
 
-// failFastStorage is the fleet's certificate storage with a breaker: once
-// a call fails because Redis is unreachable, calls fail at once (instead of
-// each waiting out the client's dial timeouts and retries) until
-// storageProbeInterval has passed; then one call goes through, and its
-// success closes the breaker. A handshake for a name whose certificate is
-// not in memory thus fails quickly while Redis is down and succeeds again
-// soon after it is back. Certificates in memory never touch the storage on
-// a handshake, so they are served throughout. Unlock always goes through:
-// a lock must be released if it can be.
+// storageCallTimeout bounds every call to Redis the certificate storage
+// makes, whatever the caller's context (a TLS handshake has none): a Redis
+// that does not answer within it (hung, e.g. SIGSTOPped, or slower than
+// this) fails the call and opens the breaker, so that a handshake for a
+// name whose certificate is not in memory gets its alert within about
+// this long rather than after the client's timeouts and retries.
+const storageCallTimeout = 500 * time.Millisecond
+
+// errStorageTimeout marks a call that storageCallTimeout ended.
+var errStorageTimeout = errors.New("no answer from the fleet's Redis in time")
+
+// failFastStorage is the fleet's certificate storage with a deadline on
+// every call, a breaker, and a local copy:
+//
+//   - Deadline: each call to Redis gets at most storageCallTimeout.
+//   - Breaker: once a call fails because Redis is unreachable or late,
+//     calls fail at once (instead of each waiting out the deadline) until
+//     storageProbeInterval has passed; then one call goes through, and its
+//     success closes the breaker. A handshake for a name whose certificate
+//     is not in memory or in the local copy thus fails quickly while Redis
+//     is down and succeeds again soon after it is back. Unlock always goes
+//     through: a lock must be released if it can be.
+//   - Local copy (when local is set, a directory under tls.storage): every
+//     file read from or written to Redis is also written there, and while
+//     Redis cannot be reached Load, Stat, Exists and List answer from it.
+//     An edge that starts without Redis thus serves the certificates it
+//     served before, and the internal CA's root, from disk; new
+//     certificates wait for Redis (their locks live there).
 type failFastStorage struct {
-	s *fleet.Storage
+	s     *fleet.Storage
+	local *certmagic.FileStorage // nil: no local copy
 
 	mu       sync.Mutex
 	failedAt time.Time // zero while Redis answers
@@ -61,7 +82,8 @@ func (f *failFastStorage) begin(op, key string) error {
 // end records the outcome of a call: a failure that is not about the key
 // (it does not exist) or the caller (its context ended) opens the breaker.
 func (f *failFastStorage) end(err error) error {
-	down := err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
+	down := err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, context.Canceled) &&
+		(!errors.Is(err, context.DeadlineExceeded) || errors.Is(err, errStorageTimeout))
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.probing = false
@@ -71,6 +93,38 @@ func (f *failFastStorage) end(err error) error {
 		f.failedAt, f.lastErr = time.Time{}, nil
 	}
 	return err
+}
+
+// call runs fn against Redis through the breaker, with the deadline.
+func (f *failFastStorage) call(ctx context.Context, op, key string, fn func(ctx context.Context) error) error {
+	if err := f.begin(op, key); err != nil {
+		return err
+	}
+	cctx, cancel := context.WithTimeout(ctx, storageCallTimeout)
+	defer cancel()
+	err := fn(cctx)
+	if err != nil && errors.Is(cctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
+		err = fmt.Errorf("fleet storage: %s %q: %w (%v): %v", op, key, errStorageTimeout, storageCallTimeout, err)
+	}
+	return f.end(err)
+}
+
+// useLocal reports whether a call that failed with err should be answered
+// from the local copy: there is one, and Redis (not the key, not the
+// caller) failed.
+func (f *failFastStorage) useLocal(ctx context.Context, err error) bool {
+	return f.local != nil && err != nil && !errors.Is(err, fs.ErrNotExist) && ctx.Err() == nil
+}
+
+// keep writes value to the local copy, if there is one and it differs.
+func (f *failFastStorage) keep(ctx context.Context, key string, value []byte) {
+	if f.local == nil {
+		return
+	}
+	if old, err := f.local.Load(ctx, key); err == nil && bytes.Equal(old, value) {
+		return
+	}
+	_ = f.local.Store(ctx, key, value) // a copy: Redis has the file
 }
 
 // Lock implements certmagic.Locker. It goes through the breaker on each
@@ -91,68 +145,99 @@ func (f *failFastStorage) Lock(ctx context.Context, name string) error {
 
 // TryLock implements certmagic.TryLocker.
 func (f *failFastStorage) TryLock(ctx context.Context, name string) (bool, error) {
-	if err := f.begin("lock", name); err != nil {
-		return false, err
-	}
-	ok, err := f.s.TryLock(ctx, name)
-	return ok, f.end(err)
+	var ok bool
+	err := f.call(ctx, "lock", name, func(ctx context.Context) (err error) {
+		ok, err = f.s.TryLock(ctx, name)
+		return err
+	})
+	return ok, err
 }
 
-// Unlock implements certmagic.Locker; it is never held back.
+// Unlock implements certmagic.Locker; it is never held back by the
+// breaker, but has the deadline.
 func (f *failFastStorage) Unlock(ctx context.Context, name string) error {
+	ctx, cancel := context.WithTimeout(ctx, storageCallTimeout)
+	defer cancel()
 	return f.s.Unlock(ctx, name)
 }
 
 // Store implements certmagic.Storage.
 func (f *failFastStorage) Store(ctx context.Context, key string, value []byte) error {
-	if err := f.begin("store", key); err != nil {
-		return err
+	err := f.call(ctx, "store", key, func(c context.Context) error { return f.s.Store(c, key, value) })
+	if err == nil {
+		f.keep(ctx, key, value)
 	}
-	return f.end(f.s.Store(ctx, key, value))
+	return err
 }
 
 // Load implements certmagic.Storage.
 func (f *failFastStorage) Load(ctx context.Context, key string) ([]byte, error) {
-	if err := f.begin("load", key); err != nil {
-		return nil, err
+	var b []byte
+	err := f.call(ctx, "load", key, func(c context.Context) (err error) {
+		b, err = f.s.Load(c, key)
+		return err
+	})
+	if err == nil {
+		f.keep(ctx, key, b)
+		return b, nil
 	}
-	b, err := f.s.Load(ctx, key)
-	return b, f.end(err)
+	if f.useLocal(ctx, err) {
+		if lb, lerr := f.local.Load(ctx, key); lerr == nil {
+			return lb, nil
+		}
+	}
+	return nil, err
 }
 
 // Delete implements certmagic.Storage.
 func (f *failFastStorage) Delete(ctx context.Context, key string) error {
-	if err := f.begin("delete", key); err != nil {
-		return err
+	err := f.call(ctx, "delete", key, func(c context.Context) error { return f.s.Delete(c, key) })
+	if err == nil && f.local != nil {
+		_ = f.local.Delete(ctx, key)
 	}
-	return f.end(f.s.Delete(ctx, key))
+	return err
 }
 
-// Exists implements certmagic.Storage; while Redis is unreachable nothing
-// exists.
+// Exists implements certmagic.Storage; while Redis is unreachable it
+// answers from the local copy (without one, nothing exists).
 func (f *failFastStorage) Exists(ctx context.Context, key string) bool {
-	if f.begin("exists", key) != nil {
-		return false
-	}
 	// Exists hides errors; Stat tells them apart for the breaker.
-	_, err := f.s.Stat(ctx, key)
-	return f.end(err) == nil
+	err := f.call(ctx, "exists", key, func(c context.Context) error {
+		_, err := f.s.Stat(c, key)
+		return err
+	})
+	if f.useLocal(ctx, err) {
+		return f.local.Exists(ctx, key)
+	}
+	return err == nil
 }
 
 // List implements certmagic.Storage.
 func (f *failFastStorage) List(ctx context.Context, path string, recursive bool) ([]string, error) {
-	if err := f.begin("list", path); err != nil {
-		return nil, err
+	var l []string
+	err := f.call(ctx, "list", path, func(c context.Context) (err error) {
+		l, err = f.s.List(c, path, recursive)
+		return err
+	})
+	if f.useLocal(ctx, err) {
+		if ll, lerr := f.local.List(ctx, path, recursive); lerr == nil {
+			return ll, nil
+		}
 	}
-	l, err := f.s.List(ctx, path, recursive)
-	return l, f.end(err)
+	return l, err
 }
 
 // Stat implements certmagic.Storage.
 func (f *failFastStorage) Stat(ctx context.Context, key string) (certmagic.KeyInfo, error) {
-	if err := f.begin("stat", key); err != nil {
-		return certmagic.KeyInfo{}, err
+	var ki certmagic.KeyInfo
+	err := f.call(ctx, "stat", key, func(c context.Context) (err error) {
+		ki, err = f.s.Stat(c, key)
+		return err
+	})
+	if f.useLocal(ctx, err) {
+		if lki, lerr := f.local.Stat(ctx, key); lerr == nil {
+			return lki, nil
+		}
 	}
-	ki, err := f.s.Stat(ctx, key)
-	return ki, f.end(err)
+	return ki, err
 }

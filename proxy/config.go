@@ -1615,9 +1615,6 @@ func (c *Config) validate(v *validator) {
 		v.addf([]any{"max_header_bytes"}, "must not be negative")
 	}
 	c.validateAdmin(v)
-	if c.Fleet != nil && c.TLS.Mode != "off" && lineOf(v.root, []any{"tls", "storage"}) > 0 {
-		c.Warnings = append(c.Warnings, v.format([]any{"tls", "storage"}, "ignored: with a fleet section, certificates, ACME accounts and the internal CA are kept in the fleet's Redis, shared by every edge"))
-	}
 	if c.looksLikeProduction() {
 		c.warnPlaceholders(v)
 		if c.Pages.Operator == "" {

@@ -138,14 +138,15 @@ const fleetMonitorInterval = 250 * time.Millisecond
 // fleetFollow is what a Reloader in fleet mode runs: the Redis client,
 // the Follower, the heartbeat and the metrics monitor.
 type fleetFollow struct {
-	rdb      redis.UniversalClient
+	rdb      *fleet.Client
 	store    *fleet.Store
 	node     string
 	follower *fleet.Follower
 	cancel   context.CancelFunc
-	wg       sync.WaitGroup // the heartbeat and the monitor
-	applied  atomic.Int64   // the version in effect (0: none known)
-	beat     chan struct{}  // buffered 1: write the heartbeat now
+	wg       sync.WaitGroup  // the heartbeat and the monitor
+	applied  atomic.Int64    // the version in effect (0: none known)
+	beat     chan struct{}   // buffered 1: write the heartbeat now
+	link     fleet.RedisLink // the connection as last exported (monitor only)
 
 	mu sync.Mutex // guards the fields below
 	// sha is the SHA-256 of the list in effect.
@@ -231,7 +232,7 @@ func (r *Reloader) heartbeat() fleet.Heartbeat {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	f := r.fleet
-	hb := fleet.Heartbeat{Node: f.node, Version: f.applied.Load()}
+	hb := fleet.Heartbeat{Node: f.node, Version: f.applied.Load(), Redis: f.rdb.Link()}
 	if r.cur != nil {
 		hb.SHA256 = r.cur.List.SHA256()
 	}
@@ -252,6 +253,7 @@ func (r *Reloader) monitorFleet(ctx context.Context, f *fleetFollow) {
 			return
 		case <-t.C:
 		}
+		f.redisMetrics(r.metrics)
 		seen, read := f.follower.Read()
 		applied := f.applied.Load()
 		if !read {
@@ -372,6 +374,26 @@ func (r *Reloader) setDivergent(ctx context.Context, f *fleetFollow, why string)
 	r.metrics.FleetDivergent.Set(1)
 	r.log.Error("fleet: the store is divergent: it does not hold the list in effect; keeping it, and writers are refused until `edgeblock fleet reseed`",
 		"event", "fleet", "result", "divergent", "reason", why, "version", applied, "copy", key)
+}
+
+// redisMetrics brings the Redis connection's metrics up to date from the
+// client: the info series (mode and primary; one series, replaced when
+// the primary moves) and the failover and reconnect counters.
+func (f *fleetFollow) redisMetrics(m *Metrics) {
+	l := f.rdb.Link()
+	if l.Primary != f.link.Primary || l.Mode != f.link.Mode {
+		m.FleetRedis.Reset()
+		if l.Primary != "" {
+			m.FleetRedis.WithLabelValues(l.Mode, l.Primary).Set(1)
+		}
+	}
+	if d := l.Failovers - f.link.Failovers; d > 0 {
+		m.FleetFailovers.Add(float64(d))
+	}
+	if d := l.Reconnects - f.link.Reconnects; d > 0 {
+		m.FleetReconnects.Add(float64(d))
+	}
+	f.link = *l
 }
 
 // confirmFleet marks what came from the snapshot at start as confirmed

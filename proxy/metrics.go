@@ -63,6 +63,11 @@ type Metrics struct {
 	// is older than the state in effect.
 	SnapshotWriteFailures prometheus.Counter
 	SnapshotStale         prometheus.Gauge
+	// FleetRedis is 1 for the edge's Redis mode and the primary it talks
+	// to (one series); FleetFailovers and FleetReconnects count the
+	// primary's moves and the notification subscription's re-makings.
+	FleetRedis                      *prometheus.GaugeVec
+	FleetFailovers, FleetReconnects prometheus.Counter
 
 	TLSObtain *prometheus.CounterVec
 	// TLSObtainByPattern counts obtains and renewals by covering
@@ -224,6 +229,15 @@ func NewMetrics(reg prometheus.Registerer, version, revision string) *Metrics {
 		SnapshotStale: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "edgeblock_snapshot_stale", Help: "1 while the state directory's snapshot is older than the state in effect because its last write failed (a start from it is refused), else 0.",
 		}),
+		FleetRedis: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "edgeblock_fleet_redis_info", Help: "1 for the fleet Redis mode (single, sentinel, cluster) and the primary's address the edge talks to; one series, replaced when the primary moves. None in file mode or before the first connection.",
+		}, []string{"mode", "primary"}),
+		FleetFailovers: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "edgeblock_fleet_redis_failovers_total", Help: "Times the fleet Redis primary the edge talks to moved to another address (a Sentinel or Cluster failover).",
+		}),
+		FleetReconnects: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "edgeblock_fleet_redis_reconnects_total", Help: "Times the edge subscribed again to new-version notifications after losing the subscription or leaving a demoted primary; each is followed at once by a version check.",
+		}),
 		Blocklist: newFileMetrics("blocklist"),
 		Config:    newFileMetrics("config"),
 		TLSObtain: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -280,6 +294,7 @@ func NewMetrics(reg prometheus.Registerer, version, revision string) *Metrics {
 		m.Config.Reloads, m.Config.LastSuccess, m.Config.LastSuccessful, m.RunningFromSnapshot,
 		m.FleetEnabled, m.FleetConnected, m.FleetApplied, m.FleetLatest,
 		m.FleetDivergent, m.FleetExplicitApplied, m.SnapshotWriteFailures, m.SnapshotStale,
+		m.FleetRedis, m.FleetFailovers, m.FleetReconnects,
 		m.TLSObtain, m.TLSObtainByPattern, m.TLSHandshakeRefuse, m.TLSBudgetRemaining, m.certExpiry, buildInfo,
 		m.ConnectionsOpen, m.ConnectionsRefused, m.RequestsRefused, m.HTTP2Errors,
 		m.TLSHandshakeErrors, m.AdminWrites, m.AdminAuthFailures, m.AccessLogDropped, m.AccessLogErrors,

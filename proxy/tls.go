@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -78,13 +79,27 @@ func certStorage(cfg *Config) (storage certmagic.Storage, closeStorage func(), e
 		if err != nil {
 			return nil, nil, err
 		}
-		return &failFastStorage{s: fleet.NewStorage(rdb, fc)}, func() { rdb.Close() }, nil
+		f := &failFastStorage{s: fleet.NewStorage(rdb, fc)}
+		if cfg.TLS.Storage != "" {
+			dir := filepath.Join(cfg.TLS.Storage, fleetCopyDir)
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				rdb.Close()
+				return nil, nil, fmt.Errorf("tls.storage: the local copy of the fleet's certificates: %w", err)
+			}
+			f.local = &certmagic.FileStorage{Path: dir}
+		}
+		return f, func() { rdb.Close() }, nil
 	}
 	if err := os.MkdirAll(cfg.TLS.Storage, 0o700); err != nil {
 		return nil, nil, fmt.Errorf("tls.storage: %w", err)
 	}
 	return &certmagic.FileStorage{Path: cfg.TLS.Storage}, func() {}, nil
 }
+
+// fleetCopyDir is the directory under tls.storage that holds, in fleet
+// mode, the local copy of the certificates, keys and internal CA read from
+// or written to the fleet's Redis (see failFastStorage).
+const fleetCopyDir = "fleet-copy"
 
 // NewTLSManager sets up certificate management for cfg.TLS. Certificates
 // are kept in cfg.TLS.Storage, or with a fleet section in the fleet's

@@ -144,7 +144,7 @@ func TestKubernetesManifestsAgree(t *testing.T) {
 		}
 		// The overlay's config is the base's with the blocklist from the
 		// fleet instead of a file, the fleet section and the admin API,
-		// and without tls.storage (ignored in fleet mode): the rest must
+		// and without tls.storage (its default is fine in fleet mode: only a local copy lives there): the rest must
 		// not drift apart.
 		var base, fleet map[string]any
 		yaml.Unmarshal([]byte(str(get(kubeManifests(t, k).docs["ConfigMap/edgeblock-config"], "data", "edgeblock.yaml"))), &base)

@@ -822,6 +822,9 @@ type nodeJSON struct {
 	Silent     bool    `json:"silent"`
 	// Divergent says why the node's list is not what the store holds.
 	Divergent string `json:"divergent,omitempty"`
+	// Redis is how the node reaches Redis (mode, primary, failovers and
+	// reconnects since it started); absent from nodes that do not say.
+	Redis *fleet.RedisLink `json:"redis,omitempty"`
 }
 
 // fleetStatusJSON is the output of fleet status -json.
@@ -845,7 +848,7 @@ func printNodesJSON(w io.Writer, h *fleet.Health) int {
 	}
 	for _, n := range h.Nodes {
 		out.Nodes = append(out.Nodes, nodeJSON{Node: n.Node, Version: n.Version, SHA256: n.SHA256,
-			AgeSeconds: n.Age.Seconds(), Behind: n.Behind, Silent: n.Silent, Divergent: n.Divergent})
+			AgeSeconds: n.Age.Seconds(), Behind: n.Behind, Silent: n.Silent, Divergent: n.Divergent, Redis: n.Redis})
 		if n.Behind || n.Silent || n.Divergent != "" {
 			out.Bad++
 		}
@@ -944,6 +947,11 @@ func printHealth(w io.Writer, h *fleet.Health) int {
 		fmt.Fprintf(tw, "%s\t%d\t%.12s\t%s\t%s\n", n.Node, n.Version, n.SHA256, n.Age.Round(100*time.Millisecond), state)
 	}
 	tw.Flush()
+	for _, n := range h.Nodes {
+		if l := n.Redis; l != nil {
+			fmt.Fprintf(w, "%s: redis %s, primary %s, %d failovers, %d reconnects\n", n.Node, l.Mode, l.Primary, l.Failovers, l.Reconnects)
+		}
+	}
 	if divergent > 0 {
 		fmt.Fprintf(w, "%d of %d nodes divergent from the store\n", divergent, len(h.Nodes))
 	}

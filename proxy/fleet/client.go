@@ -73,6 +73,9 @@ func NewClient(cfg Config) (*Client, error) {
 			// Protocol 2 keeps pub/sub messages and replies on separate,
 			// well-trodden paths; nothing here needs RESP3's types.
 			Protocol: 2,
+			// A caller's deadline bounds the whole command (the
+			// certificate path gives handshakes short ones).
+			ContextTimeoutEnabled: true,
 		})
 	case ModeSentinel:
 		sentinelPassword, err := readSecret("redis.sentinel_password_file", r.SentinelPasswordFile)
@@ -86,8 +89,8 @@ func NewClient(cfg Config) (*Client, error) {
 			SentinelUsername: r.SentinelUsername, SentinelPassword: sentinelPassword,
 			Username: r.Username, Password: password, DB: r.DB, TLSConfig: tc,
 			DialTimeout: r.DialTimeout, ReadTimeout: r.Timeout, WriteTimeout: r.Timeout,
-			Protocol: 2,
-			Dialer:   c.dialer(r.DialTimeout, tc),
+			Protocol: 2, ContextTimeoutEnabled: true,
+			Dialer: c.dialer(r.DialTimeout, tc),
 		})
 		ctx, stop := context.WithCancel(context.Background())
 		c.stop = stop
@@ -104,7 +107,7 @@ func NewClient(cfg Config) (*Client, error) {
 			Addrs:    addrs,
 			Username: r.Username, Password: password, TLSConfig: tc,
 			DialTimeout: r.DialTimeout, ReadTimeout: r.Timeout, WriteTimeout: r.Timeout,
-			Protocol: 2,
+			Protocol: 2, ContextTimeoutEnabled: true,
 		})
 	default:
 		return nil, fmt.Errorf("fleet.redis.mode: %q: want single, sentinel or cluster", r.Mode)

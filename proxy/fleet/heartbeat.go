@@ -26,9 +26,29 @@ type Heartbeat struct {
 	// `edgeblock fleet reseed`.
 	Divergence string `json:"divergent,omitempty"`
 	Copy       string `json:"copy,omitempty"`
+	// Redis is how the node reaches Redis (nil: not said, as from older
+	// nodes).
+	Redis *RedisLink `json:"redis,omitempty"`
 	// Time is when Redis received the heartbeat, by Redis's clock; Beat
 	// ignores the caller's value.
 	Time time.Time `json:"-"`
+}
+
+// RedisLink is a node's connection to Redis, as its Client sees it.
+type RedisLink struct {
+	// Mode is single, sentinel or cluster.
+	Mode string `json:"mode"`
+	// Primary is the address of the primary the node talks to.
+	Primary string `json:"primary"`
+	// Failovers and Reconnects are the node's Client's counts since it
+	// started (Client.Failovers, Client.Reconnects).
+	Failovers  int64 `json:"failovers"`
+	Reconnects int64 `json:"reconnects"`
+}
+
+// Link describes c's connection for a heartbeat.
+func (c *Client) Link() *RedisLink {
+	return &RedisLink{Mode: c.Mode(), Primary: c.Primary(), Failovers: c.Failovers(), Reconnects: c.Reconnects()}
 }
 
 // NodeStatus is a node's last heartbeat judged against the fleet's current
