@@ -52,6 +52,19 @@ func startFaultFleet(t *testing.T, seed string, redisArgs ...string) *faultFleet
 			e.cmd.Process.Kill()
 		}
 	})
+	// Ready is not yet beaten: wait for every edge's first heartbeat, so
+	// that the writes count all three as live.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		nodes, err := f.store.Nodes(context.Background(), fleet.LiveAfter)
+		if err == nil && len(nodes) == len(f.edges) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("heartbeats of %d edges: %v, %v", len(f.edges), nodes, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	return f
 }
 
