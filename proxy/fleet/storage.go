@@ -95,15 +95,67 @@ redis.call('ZADD', KEYS[2], 0, ARGV[2])
 return 1
 `)
 
-// Store writes value at key, atomically.
+// fencedStoreScript is storeScript for a holder of a certificate's lock:
+// it writes only while the lock still holds the holder's token.
+// KEYS: file hash, index, lock. ARGV: value, key, token.
+var fencedStoreScript = redis.NewScript(`
+if redis.call('GET', KEYS[3]) ~= ARGV[3] then
+  return 0
+end
+local t = redis.call('TIME')
+redis.call('HSET', KEYS[1], 'value', ARGV[1], 'modified', t[1] .. string.format('%06d', tonumber(t[2])))
+redis.call('ZADD', KEYS[2], 0, ARGV[2])
+return 1
+`)
+
+// ErrLockLost is matched by the error of a Store refused because this
+// Storage's lock on the certificate had been taken over (see Store).
+var ErrLockLost = errors.New("this node's certificate lock was taken over")
+
+// Store writes value at key, atomically. A write of a certificate's file
+// (certificates/ISSUER/NAME/FILE) while this Storage holds certmagic's lock
+// for NAME (issue_cert_NAME or renew_cert_NAME) is fenced: it is made only
+// if the lock still holds this holder's token, else it fails with
+// ErrLockLost. So when a failover or an expiry let a second node take the
+// lock, only the current holder writes, and a name's certificate, key and
+// metadata are never a mix of two orders.
 func (s *Storage) Store(ctx context.Context, key string, value []byte) error {
 	if err := checkKey("store", key); err != nil {
 		return err
+	}
+	if lock, token := s.fence(key); lock != "" {
+		n, err := fencedStoreScript.Run(ctx, s.rdb, []string{s.files + key, s.index, lock}, value, key, token).Int()
+		if err != nil {
+			return fmt.Errorf("fleet storage: store %q: %w", key, err)
+		}
+		if n == 0 {
+			return fmt.Errorf("fleet storage: store %q: not written: %w (after a failover or an expiry)", key, ErrLockLost)
+		}
+		return nil
 	}
 	if err := storeScript.Run(ctx, s.rdb, []string{s.files + key, s.index}, value, key).Err(); err != nil {
 		return fmt.Errorf("fleet storage: store %q: %w", key, err)
 	}
 	return nil
+}
+
+// fence returns the key and this holder's token of a certmagic lock this
+// Storage holds on the certificate that key is a file of ("" if none).
+func (s *Storage) fence(key string) (lock, token string) {
+	parts := strings.Split(key, "/")
+	if len(parts) != 4 || parts[0] != "certificates" {
+		return "", ""
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for name, h := range s.held {
+		for _, op := range []string{"issue_cert_", "renew_cert_"} {
+			if d, ok := strings.CutPrefix(name, op); ok && (certmagic.KeyBuilder{}).Safe(d) == parts[2] {
+				return s.locks + name, h.token
+			}
+		}
+	}
+	return "", ""
 }
 
 // Load returns the value at key; the error matches fs.ErrNotExist if there

@@ -344,3 +344,57 @@ func TestStorageUnlockOnlyOwnLock(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestStorageFencedCertificateWrites plays a failover that lost a
+// certificate's lock: a second node takes it while the first still thinks
+// it holds it. The first node's writes of that certificate's files are
+// refused (ErrLockLost); the second's go through, so the stored
+// certificate, key and metadata are all the second's. Files of other
+// names, and writes without a lock, are not fenced.
+func TestStorageFencedCertificateWrites(t *testing.T) {
+	st, r := newTestStoragesOn(t, 2)
+	a, b := st[0], st[1]
+	ctx := ctxT(t)
+	for _, tc := range []struct{ name, dir string }{
+		{"a.example", "a.example"},
+		{"*.w.example", "wildcard_.w.example"},
+	} {
+		lock := "issue_cert_" + tc.name
+		if err := a.Lock(ctx, lock); err != nil {
+			t.Fatal(err)
+		}
+		key := func(ext string) string { return "certificates/acme/" + tc.dir + "/" + tc.dir + ext }
+		if err := a.Store(ctx, key(".key"), []byte("A")); err != nil {
+			t.Fatalf("%s: the holder's write: %v", tc.name, err)
+		}
+		// The failover: the new primary never got the lock key.
+		if err := r.Client().Del(ctx, a.locks+lock).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Lock(ctx, lock); err != nil {
+			t.Fatal(err)
+		}
+		for _, ext := range []string{".crt", ".key", ".json"} {
+			if err := a.Store(ctx, key(ext), []byte("A")); !errors.Is(err, ErrLockLost) {
+				t.Errorf("%s: the old holder's write of %s: %v, want ErrLockLost", tc.name, ext, err)
+			}
+			if err := b.Store(ctx, key(ext), []byte("B")); err != nil {
+				t.Errorf("%s: the new holder's write of %s: %v", tc.name, ext, err)
+			}
+			if v, err := a.Load(ctx, key(ext)); err != nil || string(v) != "B" {
+				t.Errorf("%s: stored %s = %q, %v; want the new holder's", tc.name, ext, v, err)
+			}
+		}
+		// Not fenced: another name's files, and files outside certificates/.
+		if err := a.Store(ctx, "certificates/acme/other.example/other.example.crt", []byte("A")); err != nil {
+			t.Errorf("another name's file: %v", err)
+		}
+		if err := a.Store(ctx, "acme/account.json", []byte("A")); err != nil {
+			t.Errorf("an account file: %v", err)
+		}
+		if err := b.Unlock(ctx, lock); err != nil {
+			t.Error(err)
+		}
+		a.Unlock(ctx, lock) // expired: an error, and it changes nothing
+	}
+}
