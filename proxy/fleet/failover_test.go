@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"slices"
@@ -575,4 +576,73 @@ func TestSentinelFailover(t *testing.T) {
 			}
 		},
 		func(addr string) { servers[addr].Stop() })
+}
+
+// TestSentinelTLS: a primary, a replica and three sentinels speaking TLS
+// only (a test CA); an edge and a writer in sentinel mode over TLS follow
+// versions before and after SENTINEL FAILOVER.
+func TestSentinelTLS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real TLS primary, replica and three sentinels; skipped under -short")
+	}
+	const master = "edgeblock"
+	pki := newTestPKI(t, t.TempDir())
+	clientTLS := &tls.Config{RootCAs: pki.pool, ServerName: "redis.test"}
+	tlsArgs := []string{"--tls-cert-file", pki.serverCert, "--tls-key-file", pki.serverKey,
+		"--tls-ca-cert-file", pki.caFile, "--tls-auth-clients", "no", "--tls-replication", "yes"}
+	p := startRedisTLS(t, clientTLS, tlsArgs...)
+	_, port, _ := strings.Cut(p.Addr(), ":")
+	rep := startRedisTLS(t, clientTLS, append([]string{"--replicaof", "127.0.0.1", port}, tlsArgs...)...)
+	ctx := context.Background()
+	waitFor(t, 20*time.Second, "the replica in sync over TLS", func() bool {
+		info, err := rep.Client().Info(ctx, "replication").Result()
+		return err == nil && strings.Contains(info, "master_link_status:up")
+	})
+	var sentinels []string
+	var clients []*redis.SentinelClient
+	for i := 0; i < 3; i++ {
+		s := fleettest.StartSentinelTLS(t, clientTLS, master, p.Addr(), 2, tlsArgs...)
+		sentinels = append(sentinels, s.Addr())
+		c := redis.NewSentinelClient(&redis.Options{Addr: s.Addr(), TLSConfig: clientTLS})
+		t.Cleanup(func() { c.Close() })
+		clients = append(clients, c)
+	}
+	waitFor(t, 30*time.Second, "the sentinels to know the replica and each other", func() bool {
+		for _, c := range clients {
+			reps, err := c.Replicas(ctx, master).Result()
+			if err != nil || len(reps) != 1 || strings.Contains(reps[0]["flags"], "down") {
+				return false
+			}
+			if sents, err := c.Sentinels(ctx, master).Result(); err != nil || len(sents) != 2 {
+				return false
+			}
+		}
+		return true
+	})
+	cfg := Config{Redis: RedisConfig{Mode: ModeSentinel, Addrs: sentinels, MasterName: master,
+		TLS: RedisTLSConfig{CAFile: pki.caFile, ServerName: "redis.test"}}, Node: "edge-1"}
+	r := newFailoverRig(t, cfg, 1, 1)
+	for i := 0; i < 3; i++ {
+		r.step(10 * time.Second)
+	}
+	old := p.Addr()
+	if err := clients[0].Failover(ctx, master).Err(); err != nil {
+		t.Fatalf("SENTINEL FAILOVER: %v", err)
+	}
+	primary := func() string {
+		a, err := clients[0].GetMasterAddrByName(ctx, master).Result()
+		if err != nil || len(a) != 2 {
+			return ""
+		}
+		return a[0] + ":" + a[1]
+	}
+	addr, _ := elected(t, 30*time.Second, old, primary)
+	r.waitClients(addr, 20*time.Second)
+	for i := 0; i < 3; i++ {
+		r.step(10 * time.Second)
+	}
+	r.check()
+	if got := r.edges[0].client.Primary(); got != addr {
+		t.Errorf("the edge talks to %s, want the new primary %s", got, addr)
+	}
 }

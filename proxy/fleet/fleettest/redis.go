@@ -49,12 +49,20 @@ type Server struct {
 // command-line options.
 func StartSentinel(t testing.TB, master, primaryAddr string, quorum int, extra ...string) *Server {
 	t.Helper()
+	return StartSentinelTLS(t, nil, master, primaryAddr, quorum, extra...)
+}
+
+// StartSentinelTLS is StartSentinel with its port speaking TLS only (extra
+// must name the certificate files, and "--tls-replication", "yes" for it
+// to reach TLS servers); tc is the client side for PING.
+func StartSentinelTLS(t testing.TB, tc *tls.Config, master, primaryAddr string, quorum int, extra ...string) *Server {
+	t.Helper()
 	host, port, _ := strings.Cut(primaryAddr, ":")
 	conf := fmt.Sprintf("sentinel monitor %[1]s %[2]s %[3]s %[4]d\n"+
 		"sentinel down-after-milliseconds %[1]s 1000\n"+
 		"sentinel failover-timeout %[1]s 4000\n"+
 		"sentinel parallel-syncs %[1]s 1\n", master, host, port, quorum)
-	return start(t, nil, conf, extra)
+	return start(t, tc, conf, extra)
 }
 
 // Start starts a redis-server for t and stops it at the end of the test.
