@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -28,25 +29,42 @@ var aclCommands = []string{
 	"publish", "subscribe", "unsubscribe",
 }
 
+// aclRule is the ACL SETUSER command for a user "edge" with password
+// "edge-secret" allowed aclCommands (and extra) on the prefix "edgeblock:"
+// or "{edgeblock}:".
+func aclRule(extra ...string) []any {
+	rule := []any{"ACL", "SETUSER", "edge", "reset", "on", ">edge-secret", "~edgeblock:*", "~{edgeblock}:*",
+		"resetchannels", "&edgeblock:*", "&{edgeblock}:*"}
+	for _, c := range append(slices.Clone(aclCommands), extra...) {
+		rule = append(rule, "+"+c)
+	}
+	return rule
+}
+
 // TestACLLeastPrivilege runs publish, history, follow, heartbeats, fleet
 // status and the certificate storage with its locks as an ACL user that
 // may run only aclCommands on the prefix's keys and channels.
 func TestACLLeastPrivilege(t *testing.T) {
 	r := startRedis(t)
-	ctx := ctxT(t)
-	admin := r.Client()
-	rule := []any{"ACL", "SETUSER", "edge", "reset", "on", ">edge-secret", "~edgeblock:*", "resetchannels", "&edgeblock:*"}
-	for _, c := range aclCommands {
-		rule = append(rule, "+"+c)
-	}
-	if err := admin.Do(ctx, rule...).Err(); err != nil {
+	if err := r.Client().Do(ctxT(t), aclRule()...).Err(); err != nil {
 		t.Fatal(err)
 	}
+	runAsACLUser(t, RedisConfig{Addr: r.Addr()}, "edgeblock:")
+}
+
+// runAsACLUser runs every fleet feature as the user of aclRule.
+func runAsACLUser(t *testing.T, rc RedisConfig, prefix string) {
+	t.Helper()
+	ctx := ctxT(t)
 	pw := filepath.Join(t.TempDir(), "pw")
 	os.WriteFile(pw, []byte("edge-secret\n"), 0o600)
-	cfg := Config{Redis: RedisConfig{Addr: r.Addr(), Username: "edge", PasswordFile: pw}, Node: "edge-1"}
+	rc.Username, rc.PasswordFile = "edge", pw
+	cfg := Config{Redis: rc, Prefix: prefix, Node: "edge-1"}
 	if err := cfg.ApplyDefaults(); err != nil {
 		t.Fatal(err)
+	}
+	if p := cfg.Validate(); len(p) > 0 {
+		t.Fatal(p)
 	}
 	c, err := NewClient(cfg)
 	if err != nil {

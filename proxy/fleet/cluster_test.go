@@ -279,3 +279,21 @@ func TestClusterFailover(t *testing.T) {
 			servers[addr].Stop()
 		})
 }
+
+// TestClusterACL runs every fleet feature on a Redis Cluster as an ACL
+// user with aclCommands and CLUSTER SLOTS only.
+func TestClusterACL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a three-node Redis Cluster; skipped under -short")
+	}
+	addrs := startCluster(t)
+	for _, a := range addrs {
+		c := redis.NewClient(&redis.Options{Addr: a})
+		err := c.Do(ctxT(t), aclRule("cluster|slots")...).Err()
+		c.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	runAsACLUser(t, RedisConfig{Mode: ModeCluster, Addrs: addrs}, "{edgeblock}:")
+}
