@@ -731,3 +731,76 @@ func TestAttackRouteOverAddress(t *testing.T) {
 		t.Errorf("route *.a.0x: no error; a name that ends in a number but is no address is refused")
 	}
 }
+
+// TestAttackRequestLine: a request target holding a space or a control
+// character never reaches an origin, through either origin client. On
+// HTTP/2, where a space in :path reaches the handler, it gets the edge's
+// 400 page (a control character there resets the stream, in Go's
+// server); on HTTP/1.1, Go's server refuses such a request line with a
+// 400 of its own before any handler runs. Percent-encoded, the same bytes
+// are forwarded as sent, and every request line the origin reads is
+// three tokens.
+func TestAttackRequestLine(t *testing.T) {
+	o := newRawOrigin(t)
+	u := `"http://` + o.ln.Addr().String() + `"`
+	for _, client := range []string{"edgeblock", "stdlib"} {
+		t.Run(client, func(t *testing.T) {
+			e, pool := tlsRoutesEnv(t, "origins:\n  client: "+client+"\n"+routeConfig(okName, u), "")
+			for _, tt := range []struct {
+				name, target string
+				http1        bool
+				status       int    // 0: the HTTP/2 stream is reset
+				fwd          string // the target the origin gets; "": none
+			}{
+				{name: "h2 space in the query", target: "/rl?a=1 HTTP/1.0", status: 400},
+				{name: "h2 space in the path", target: "/a b", status: 400},
+				{name: "h2 space after an absolute path", target: "https://" + okName + "/x?a= b", status: 400},
+				{name: "h2 tab in the query", target: "/a?b=\t", status: 0},
+				{name: "h2 line break in the query", target: "/a?b=\r\nX: y", status: 0},
+				{name: "h2 encoded space and line break", target: "/a%20b?c=%20%0D%0A", status: 200, fwd: "/a%20b?c=%20%0D%0A"},
+				{name: "h1 space in the query", target: "/rl?a=1 HTTP/1.0", http1: true, status: 400},
+				{name: "h1 tab in the query", target: "/a?b=\tc", http1: true, status: 400},
+				{name: "h1 encoded space", target: "/a%20b?c=%20", http1: true, status: 200, fwd: "/a%20b?c=%20"},
+			} {
+				var status int
+				var header http.Header
+				var body string
+				if tt.http1 {
+					status, header, body = attackHTTP1(t, e.srv.Addr("http"), "GET "+tt.target+" HTTP/1.1\r\nHost: "+okName+"\r\n"+cl)
+				} else {
+					c := dialH2(t, e.srv.Addr("https"), okName, pool)
+					res := c.do(":method", "GET", ":scheme", "https", ":authority", okName, ":path", tt.target)
+					status, header, body = res.status, http.Header{}, res.body
+					for k, v := range res.header {
+						header[http.CanonicalHeaderKey(k)] = v
+					}
+					if res.reset {
+						status = 0
+					}
+				}
+				if status != tt.status {
+					t.Errorf("%s: status %d, want %d", tt.name, status, tt.status)
+				}
+				if !tt.http1 && status == 400 && (header.Get("X-Request-Id") == "" || !strings.Contains(body, "<html")) {
+					t.Errorf("%s: not the edge's 400 page: %v %.80q", tt.name, header, body)
+				}
+				time.Sleep(20 * time.Millisecond) // the origin records after it answers
+				reqs, errs, raw := o.take()
+				for _, err := range errs {
+					t.Errorf("%s: the origin could not parse what the edge sent: %s\n%q", tt.name, err, raw)
+				}
+				for _, head := range strings.Split(raw, "\r\n\r\n") {
+					if line, _, _ := strings.Cut(head, "\r\n"); line != "" && len(strings.Split(line, " ")) != 3 {
+						t.Errorf("%s: origin request line %q", tt.name, line)
+					}
+				}
+				switch {
+				case tt.fwd == "" && len(reqs) != 0:
+					t.Errorf("%s: forwarded as %q", tt.name, reqs[0].uri)
+				case tt.fwd != "" && (len(reqs) != 1 || reqs[0].uri != tt.fwd):
+					t.Errorf("%s: origin got %v, want one request for %q", tt.name, reqs, tt.fwd)
+				}
+			}
+		})
+	}
+}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/edgeblock/edgeblock/blocklist"
 	"github.com/edgeblock/edgeblock/proxy/origin"
+	"golang.org/x/net/http/httpguts"
 )
 
 // FuzzRequestDecision drives the whole decision with raw HTTP/1.1 request
@@ -92,6 +93,7 @@ func FuzzRequestDecision(f *testing.F) {
 		if u, err := url.ParseRequestURI(uri); err != nil || u.Host != "" || u.Opaque != "" {
 			t.Fatalf("origin reads target %q as host %q opaque %q (%v)", uri, u.Host, u.Opaque, err)
 		}
+		checkRequestLine(t, out, raw)
 		for k, vs := range out.Header {
 			name := http.CanonicalHeaderKey(strings.ReplaceAll(k, "_", "-"))
 			switch {
@@ -111,6 +113,72 @@ func FuzzRequestDecision(f *testing.F) {
 			}
 		}
 	})
+}
+
+// FuzzRequestTarget drives the target check with HTTP/2 :path values,
+// which reach a handler through fewer checks than an HTTP/1.1 request
+// line: the request is built as Go's HTTP/2 server builds it
+// (url.ParseRequestURI of :path, whose failure resets the stream). The
+// property:
+//
+//   - a forwarded request's HTTP/1.1 request line to the origin, as
+//     http.Request.Write writes it (both origin clients use it), is
+//     three tokens with no control character;
+//   - a path that holds no raw space or control character is forwarded:
+//     percent-encoded bytes ("%20") are not refused.
+func FuzzRequestTarget(f *testing.F) {
+	for _, s := range []string{"/", "/rl?a=1 HTTP/1.0", "/a b", "/a%20b?c=%20", "/a?b=c\td", "*", "/x?y=1%0d%0aHost:%20z",
+		"//other.example/x", "https://ok.example/p?q", "/caf\u00e9?\u00ff", "/a#b c", "/%zz?%zz"} {
+		f.Add("GET", s)
+	}
+	f.Add("OPTIONS", "*")
+	base, _ := url.Parse("http://origin.internal:8080/base")
+	f.Fuzz(func(t *testing.T, method, path string) {
+		if !validMethod(method) || !(strings.HasPrefix(path, "/") || path == "*" || strings.HasPrefix(path, "https://")) {
+			return // Go's HTTP/2 server refuses these before a handler
+		}
+		u, err := url.ParseRequestURI(path)
+		if err != nil {
+			return // the stream is reset
+		}
+		r := &http.Request{Method: method, URL: u, RequestURI: path, Proto: "HTTP/2.0", ProtoMajor: 2,
+			Host: "ok.example", Header: http.Header{}, Body: http.NoBody}
+		_, err = decideHost(namesOf(r))
+		plain := !strings.ContainsFunc(path, func(c rune) bool { return c <= ' ' || c == 0x7f })
+		if err != nil {
+			if plain && strings.HasPrefix(path, "/") {
+				t.Fatalf("path %q refused: %v", path, err)
+			}
+			return
+		}
+		if !plain {
+			t.Fatalf("path %q with a space or control character forwarded", path)
+		}
+		out := r.Clone(r.Context())
+		out.URL = origin.TargetURL(base, r.URL)
+		checkRequestLine(t, out, []byte(path))
+	})
+}
+
+// checkRequestLine writes out as http.Request.Write does for an origin
+// and checks its request line: three tokens, no control character.
+func checkRequestLine(t *testing.T, out *http.Request, input []byte) {
+	t.Helper()
+	w := out.Clone(out.Context())
+	w.Body, w.ContentLength, w.TransferEncoding, w.Close = nil, 0, nil, false
+	var b bytes.Buffer
+	if err := w.Write(&b); err != nil {
+		return // refused by the writer: nothing reaches the origin
+	}
+	line, _, _ := strings.Cut(b.String(), "\r\n")
+	if f := strings.Split(line, " "); len(f) != 3 || f[2] != "HTTP/1.1" || strings.ContainsFunc(line, func(c rune) bool { return c < ' ' || c == 0x7f }) {
+		t.Fatalf("origin request line %q; input %q", line, input)
+	}
+}
+
+// validMethod reports whether m is a token, as Go's servers require.
+func validMethod(m string) bool {
+	return m != "" && !strings.ContainsFunc(m, func(c rune) bool { return c > 0x7e || !httpguts.IsTokenRune(c) })
 }
 
 // specRoutingHeaders are the host-naming and target-replacing headers the

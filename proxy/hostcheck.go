@@ -21,9 +21,12 @@ var (
 	// check that the two agree.
 	errAbsoluteForm = errors.New("absolute-form request target on HTTP/1.x")
 	// errTargetForm: a request target that is neither a path nor "*" on
-	// OPTIONS, such as "http:name/x", "name:80" or "*" on GET. Forwarded,
-	// it would reach the origin as a target that names a host the
-	// decision never saw ("GET name/x"), or that the origin cannot parse.
+	// OPTIONS, such as "http:name/x", "name:80" or "*" on GET, or one
+	// that holds a space or a control character as sent (an HTTP/2
+	// :path "/x?a=1 HTTP/1.0"). Forwarded, it would reach the origin as a
+	// target that names a host the decision never saw ("GET name/x"), or
+	// as a request line of more than three tokens, or one that the origin
+	// cannot parse.
 	errTargetForm = errors.New("request target is not origin-form")
 )
 
@@ -49,7 +52,7 @@ type hostNames struct {
 
 func namesOf(r *http.Request) hostNames {
 	return hostNames{http2: r.ProtoMajor >= 2, authority: r.Host, target: r.URL.Host, hostHeader: r.Header["Host"],
-		badTarget: !targetForm(r.Method, r.URL)}
+		badTarget: !targetForm(r.Method, r.RequestURI, r.URL)}
 }
 
 // targetForm reports whether a request's target is one the edge forwards:
@@ -57,7 +60,22 @@ func namesOf(r *http.Request) hostNames {
 // host decideHost compares). net/http also hands handlers opaque targets
 // ("http:name/x", and "name:80" read as scheme "name"), which
 // the origin would receive as "GET name/x", and "*" on any method.
-func targetForm(method string, u *url.URL) bool {
+//
+// raw is the target as the visitor sent it (Request.RequestURI: the
+// HTTP/1.x request-target, the HTTP/2 :path). It must hold no space and
+// no control character: RFC 3986 allows neither in a path or a query,
+// and a space in the query would reach the origin's HTTP/1.1 request
+// line as it is, making more than three tokens of it. Go's HTTP/1.x
+// server refuses such request lines before any handler runs, and its
+// HTTP/2 server refuses control characters in :path, but it lets a space
+// through. Percent-encoded bytes ("%20", "%0A") are not checked: they
+// are forwarded encoded.
+func targetForm(method, raw string, u *url.URL) bool {
+	for i := 0; i < len(raw); i++ {
+		if raw[i] <= ' ' || raw[i] == 0x7f {
+			return false
+		}
+	}
 	switch {
 	case u.Opaque != "":
 		return false
@@ -77,8 +95,9 @@ func targetForm(method string, u *url.URL) bool {
 // a 400 page instead of a guess. A difference in port alone is not a
 // disagreement.
 //
-// A target that is not origin-form (a path, or "*" on OPTIONS) is
-// refused on both protocols, whatever the host.
+// A target that is not origin-form (a path, or "*" on OPTIONS), or that
+// holds a space or a control character, is refused on both protocols,
+// whatever the host.
 //
 // On HTTP/1.x an absolute-form target is refused: net/http takes the
 // target's host and discards the Host header (RFC 9112 §3.2.2), so the

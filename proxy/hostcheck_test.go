@@ -53,13 +53,27 @@ func TestTargetForm(t *testing.T) {
 		{"GET", "a.example:80", false},
 		{"GET", "x:@a.example/", false},
 		{"GET", "mailto:a", false},
+		// A space or control character as sent is refused; encoded, it
+		// is forwarded (encoded).
+		{"GET", "/rl?a=1 HTTP/1.0", false},
+		{"GET", "/a b", false},
+		{"GET", "/a?b= ", false},
+		{"GET", "https://a.example/x y", false},
+		{"GET", "/a%20b?c=%20%0d%0a%00", true},
+		{"GET", "/caf\xc3\xa9?q=\xff", true}, // not ASCII, but not a space or control character
 	} {
 		u, err := url.ParseRequestURI(tt.target)
 		if err != nil {
 			t.Fatalf("%s: %v", tt.target, err)
 		}
-		if got := targetForm(tt.method, u); got != tt.want {
+		if got := targetForm(tt.method, tt.target, u); got != tt.want {
 			t.Errorf("targetForm(%s %s) = %v, want %v", tt.method, tt.target, got, tt.want)
+		}
+	}
+	// Control characters, which url.ParseRequestURI refuses on its own.
+	for _, raw := range []string{"/a\tb", "/a?b=\x00", "/\x7f", "/a?b\r\nHost: x"} {
+		if targetForm("GET", raw, &url.URL{Path: "/"}) {
+			t.Errorf("targetForm(GET %q) = true, want false", raw)
 		}
 	}
 }
