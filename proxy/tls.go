@@ -222,17 +222,34 @@ func (t *TLSManager) issuerKey() string {
 	return t.ahead.Issuers[0].IssuerKey()
 }
 
-// stored reports whether storage holds a certificate for name, or for the
-// wildcard one level above it: such a name is not new.
+// stored reports whether storage holds a whole certificate for name, or
+// for the wildcard one level above it: such a name is not new, and a
+// handshake for it loads that certificate rather than obtaining one.
 func (t *TLSManager) stored(ctx context.Context, name string) bool {
-	key := t.issuerKey()
-	if t.ahead.Storage.Exists(ctx, certmagic.StorageKeys.SiteCert(key, name)) {
+	if t.storedWhole(ctx, name) {
 		return true
 	}
 	if _, parent, ok := strings.Cut(name, "."); ok {
-		return t.ahead.Storage.Exists(ctx, certmagic.StorageKeys.SiteCert(key, "*."+parent))
+		return t.storedWhole(ctx, "*."+parent)
 	}
 	return false
+}
+
+// storedWhole reports whether the key, the certificate and the metadata
+// of name's certificate are all in storage. certmagic stores them one
+// after another, the metadata last, and caches the certificate after
+// that: a certificate file alone is one being stored, which a handshake
+// cannot load yet. Allowed then, the handshake would get a certificate
+// of its own, so that a name under a wildcard got a second order.
+func (t *TLSManager) storedWhole(ctx context.Context, name string) bool {
+	key := t.issuerKey()
+	for _, k := range []string{certmagic.StorageKeys.SiteMeta(key, name), certmagic.StorageKeys.SiteCert(key, name),
+		certmagic.StorageKeys.SitePrivateKey(key, name)} {
+		if !t.ahead.Storage.Exists(ctx, k) {
+			return false
+		}
+	}
+	return true
 }
 
 // storedNames lists the names storage holds certificates for, so that
