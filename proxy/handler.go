@@ -347,7 +347,7 @@ func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error)
 		return // a reload blocked the host while the origin was asked
 	}
 	if h, ok := w.(*heldHead); ok {
-		w = h.ResponseWriter // the page goes out as it is
+		w = h.unwrapForPage() // the page goes out as it is
 	}
 	if rec, ok := w.(*recorder); ok {
 		rec.err = err

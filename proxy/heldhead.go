@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"net/http"
+	"slices"
 	"sync"
 )
 
@@ -13,12 +14,62 @@ import (
 // and the visitor can still get the 502 page instead of a connection cut
 // without an answer. Streamed responses are flushed at once by the
 // reverse proxy, which sends their head at once here too.
+//
+// It also keeps the headers the edge set before forwarding (X-Request-Id)
+// on every response after a 1xx: ReverseProxy clears the header map
+// after passing each 1xx on, so that the final response (or the error
+// page) would otherwise go without them.
 type heldHead struct {
 	http.ResponseWriter
 	code int  // the held status, 0 if none
 	sent bool // the status went down
 	buf  *[heldBytes]byte
 	n    int // bytes held in buf
+	// edge are the header fields set before forwarding; interim is set
+	// when a 1xx went down since they were last put back.
+	edge    []headerField
+	edgeBuf [2]headerField
+	interim bool
+}
+
+// headerField is one header name and its values.
+type headerField struct {
+	name   string
+	values []string
+}
+
+// keepEdgeHeaders notes the header fields set so far as the edge's own.
+func (h *heldHead) keepEdgeHeaders() {
+	h.edge = h.edgeBuf[:0]
+	for k, v := range h.ResponseWriter.Header() {
+		h.edge = append(h.edge, headerField{k, slices.Clip(v)})
+	}
+}
+
+// restoreEdgeHeaders puts the edge's header fields back into hdr, in
+// place of any value of the same name.
+func (h *heldHead) restoreEdgeHeaders(hdr http.Header) {
+	for _, f := range h.edge {
+		hdr[f.name] = f.values
+	}
+}
+
+// Header returns the response's header map, with the edge's fields put
+// back after a 1xx.
+func (h *heldHead) Header() http.Header {
+	hdr := h.ResponseWriter.Header()
+	if h.interim {
+		h.interim = false
+		h.restoreEdgeHeaders(hdr)
+	}
+	return hdr
+}
+
+// unwrapForPage returns the ResponseWriter an error page goes to, with
+// the edge's header fields in place.
+func (h *heldHead) unwrapForPage() http.ResponseWriter {
+	h.Header()
+	return h.ResponseWriter
 }
 
 // heldBytes is how many body bytes heldHead holds back.
@@ -30,6 +81,7 @@ var heldBufs = sync.Pool{New: func() any { return new([heldBytes]byte) }}
 func (h *heldHead) WriteHeader(code int) {
 	if code < 200 || h.sent {
 		h.ResponseWriter.WriteHeader(code)
+		h.interim = code < 200 // ReverseProxy clears the header map now
 		return
 	}
 	if h.code == 0 {
@@ -104,6 +156,7 @@ func (h *heldHead) Unwrap() http.ResponseWriter { return h.ResponseWriter }
 func (p *Proxy) forward(rt *route, rec *recorder, r *http.Request, info *reqInfo) {
 	h := &info.head
 	h.ResponseWriter = rec
+	h.keepEdgeHeaders()
 	defer func() {
 		if v := recover(); v != nil {
 			if v != http.ErrAbortHandler || h.sent || info.err == nil || info.closed != nil || r.Context().Err() != nil {
@@ -112,9 +165,8 @@ func (p *Proxy) forward(rt *route, rec *recorder, r *http.Request, info *reqInfo
 			}
 			h.drop()
 			hdr := rec.Header()
-			id := hdr["X-Request-Id"]
 			clear(hdr)
-			hdr["X-Request-Id"] = id
+			h.restoreEdgeHeaders(hdr)
 			p.upstreamError(rec, r, info.err)
 			return
 		}

@@ -7,6 +7,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
+	"net/textproto"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -105,6 +108,81 @@ func TestOriginsClient(t *testing.T) {
 			}
 			if fmt.Sprint(codes) != "[103 200]" {
 				t.Errorf("visitor got %v, want [103 200]", codes)
+			}
+		})
+	}
+}
+
+// TestInterimResponses: after any number of 1xx responses from the
+// origin, the final response still carries what the edge sets on it
+// (X-Request-Id, the route's response header rules), over HTTP/1.1 and
+// HTTP/2, through either origin client; so does the 502 page when the
+// origin breaks off after its 1xx.
+func TestInterimResponses(t *testing.T) {
+	o := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := strconv.Atoi(r.URL.Query().Get("hints"))
+		for i := range n {
+			w.Header().Set("Link", fmt.Sprintf("</%d.css>; rel=preload", i))
+			w.WriteHeader(http.StatusEarlyHints)
+		}
+		if r.URL.Path == "/break" {
+			panic(http.ErrAbortHandler) // no final response
+		}
+		w.Header().Del("Link")
+		w.Header().Set("Server", "origin")
+		w.Header().Set("X-Origin", "final")
+		io.WriteString(w, "final")
+	}))
+	t.Cleanup(o.Close)
+	rules := "    headers:\n      response: {remove: [Server], set: {X-Frame-Options: DENY}, add: {X-Added: rule}}\n"
+	for _, client := range []string{"edgeblock", "stdlib"} {
+		t.Run(client, func(t *testing.T) {
+			e, pool := tlsRoutesEnv(t, "origins:\n  client: "+client+"\n"+routeConfig("app.example", `"`+o.URL+`"`)+rules, "")
+			for _, proto := range []string{"HTTP/1.1", "HTTP/2.0"} {
+				for _, tt := range []struct {
+					path   string
+					hints  int
+					status int
+				}{
+					{"/ok", 0, 200}, {"/ok", 1, 200}, {"/ok", 3, 200}, {"/break", 2, 502},
+				} {
+					name := fmt.Sprintf("%s %s after %d 1xx", proto, tt.path, tt.hints)
+					var interim []string // each 1xx's X-Request-Id
+					trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
+						interim = append(interim, h.Get("X-Request-Id"))
+						return nil
+					}}
+					base, c := e.url("http"), &http.Client{Timeout: 10 * time.Second}
+					if proto == "HTTP/2.0" {
+						base, c = e.url("https"), tlsClient(pool, "app.example")
+					}
+					req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(t.Context(), trace), "GET", fmt.Sprintf("%s%s?hints=%d", base, tt.path, tt.hints), nil)
+					req.Host = "app.example"
+					resp, err := c.Do(req)
+					if err != nil {
+						t.Fatalf("%s: %v", name, err)
+					}
+					body, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					h := resp.Header
+					id := h.Get("X-Request-Id")
+					switch {
+					case resp.Proto != proto || resp.StatusCode != tt.status || len(interim) != tt.hints:
+						t.Errorf("%s: %s %d after %d 1xx, want %s %d after %d", name, resp.Proto, resp.StatusCode, len(interim), proto, tt.status, tt.hints)
+					case len(h["X-Request-Id"]) != 1 || len(id) != 16:
+						t.Errorf("%s: X-Request-Id %q, want the edge's one", name, h["X-Request-Id"])
+					case tt.status == 200 && (string(body) != "final" || h.Get("X-Origin") != "final" || h.Get("Server") != "" ||
+						h.Get("X-Frame-Options") != "DENY" || h.Get("X-Added") != "rule" || h.Get("Link") != ""):
+						t.Errorf("%s: %q with header %v, want the origin's final response after the route's rules", name, body, h)
+					case tt.status == 502 && !strings.Contains(string(body), id):
+						t.Errorf("%s: the 502 page does not name request %s: %.200q", name, id, body)
+					}
+					for i, got := range interim {
+						if got != id {
+							t.Errorf("%s: 1xx #%d has X-Request-Id %q, want %q", name, i+1, got, id)
+						}
+					}
+				}
 			}
 		})
 	}
