@@ -132,3 +132,63 @@ func TestRetryLimits(t *testing.T) {
 		t.Errorf("access line %v, want tries 2 and error_kind reset", l)
 	}
 }
+
+// TestRetryOntoRestingOrigin: with one origin in its passive-health skip
+// window (it hung) and the other refusing connections, a request that
+// reached no origin is tried on the resting one before the visitor gets
+// an error page, whatever its method; all_down "503" answers its 503 page
+// instead, as it does whenever every origin is out. A request that
+// reached an origin (the other one hung too) is not sent to a resting
+// one.
+func TestRetryOntoRestingOrigin(t *testing.T) {
+	for _, tt := range []struct {
+		name, allDown, other, method string
+		status                       int
+		restingHits                  int64 // requests the resting origin gets
+	}{
+		{"GET, other refuses", "", "refuse", "GET", 200, 1},
+		{"POST, other refuses", "", "refuse", "POST", 200, 1},
+		{"GET, other refuses, all_down 503", "    all_down: \"503\"\n", "refuse", "GET", 503, 0},
+		{"GET, other hangs", "", "hang", "GET", 504, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			resting, other := newSwitchOrigin(t, "resting"), newSwitchOrigin(t, "other")
+			e := startEnv(t, "timeouts:\n  response_header: 300ms\norigins:\n  lb: first\n  passive: {max_fails: 1, fail_timeout: 1m}\n"+
+				routeConfig("r.example", fmt.Sprintf("%q, %q", resting.URL, other.URL))+tt.allDown, "")
+			// The first origin hangs: the request times out there and
+			// goes on to the other; the first is out for a minute.
+			resting.mode.Store("hang")
+			if resp, body := e.get("GET", "r.example", "/", nil); resp.StatusCode != 200 || body != "other" {
+				t.Fatalf("first request: %d %.80q, want the other origin's answer", resp.StatusCode, body)
+			}
+			if v := upValue(t, e, "r.example", resting.URL); v != "0" {
+				t.Fatalf("the hung origin is up (%q), want it resting", v)
+			}
+			resting.mode.Store("ok")
+			before := resting.hits.Load()
+			if tt.other == "refuse" {
+				other.Close() // refuses connections from now on
+			} else {
+				other.mode.Store(tt.other)
+			}
+			var body io.Reader
+			if tt.method == "POST" {
+				body = strings.NewReader("body") // one that a refused attempt did not send
+			}
+			req, _ := http.NewRequest(tt.method, e.url("http")+"/", body)
+			req.Host = "r.example"
+			resp, err := noRedirect.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tt.status || (tt.status == 200 && string(b) != "resting") {
+				t.Errorf("%d %.80q, want %d", resp.StatusCode, b, tt.status)
+			}
+			if n := resting.hits.Load() - before; n != tt.restingHits {
+				t.Errorf("the resting origin got %d requests, want %d", n, tt.restingHits)
+			}
+		})
+	}
+}

@@ -149,8 +149,9 @@ func TestCookieValue(t *testing.T) {
 }
 
 // TestPickAllDown: a first attempt with every origin out goes to the
-// least-bad one (or ErrAllDown with all_down 503); a retry never goes to
-// an origin that is out.
+// least-bad one (or ErrAllDown with all_down 503), and so does a retry of
+// a request that reached no origin yet; a retry of one that reached an
+// origin never goes to an origin that is out.
 func TestPickAllDown(t *testing.T) {
 	for _, allDown := range []string{AllDownLeastBad, AllDown503} {
 		p := NewPool(Config{Route: "r", Origins: specs(t, 1, 1, 1), AllDown: allDown, Passive: Passive{FailTimeout: time.Minute}}, nil, nil, nil)
@@ -174,8 +175,23 @@ func TestPickAllDown(t *testing.T) {
 				t.Errorf("503 first attempt: %v %v, want ErrAllDown", o, err)
 			}
 		}
-		if o, _, err := p.Pick(Request{}, []*Origin{a}); o != nil || (allDown == AllDownLeastBad && err != nil) {
-			t.Errorf("%s retry: %v %v, want no origin", allDown, o, err)
+		if o, _, err := p.Pick(Request{Reached: true}, []*Origin{a}); o != nil || (allDown == AllDownLeastBad && err != nil) {
+			t.Errorf("%s retry of a request that reached an origin: %v %v, want no origin", allDown, o, err)
+		}
+		o, _, err = p.Pick(Request{}, []*Origin{a})
+		switch allDown {
+		case AllDownLeastBad:
+			if o != b || err != nil {
+				t.Errorf("least_bad retry of a request that reached no origin: %v %v, want the least-bad untried origin", o, err)
+			}
+			p.done(o, resultNeutral, "")
+		case AllDown503:
+			if o != nil || err != ErrAllDown {
+				t.Errorf("503 retry of a request that reached no origin: %v %v, want ErrAllDown", o, err)
+			}
+		}
+		if o, _, err := p.Pick(Request{}, []*Origin{a, b, c}); o != nil || err != nil {
+			t.Errorf("%s with every origin tried: %v %v, want none", allDown, o, err)
 		}
 	}
 }

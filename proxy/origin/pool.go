@@ -127,14 +127,21 @@ type Request struct {
 	Client netip.Addr
 	// Header is the request's header, for the sticky cookie.
 	Header http.Header
+	// Reached is set when an earlier attempt of the request reached an
+	// origin (anything but refused, a dial error or no free
+	// connection); see Pick.
+	Reached bool
 }
 
 // Pick chooses the origin for an attempt of r among those not in tried,
 // by the pool's policy, and counts it in flight; the caller must end the
 // attempt with done. sticky reports that r's cookie chose it. When no
-// origin is usable, AllDown decides: the least-bad origin (for a first
-// attempt; a retry gets nil), or nil with ErrAllDown. Pick returns nil,
-// nil when no origin is left to try.
+// origin is usable, AllDown decides: the least-bad origin, or nil with
+// ErrAllDown. With least_bad, a retry of a request that reached an
+// origin (r.Reached) gets nil instead: the least-bad fallback is for a
+// request that nothing has been sent of yet, its first attempt or one
+// after every other origin refused it. Pick returns nil, nil when no
+// origin is left to try.
 func (p *Pool) Pick(r Request, tried []*Origin) (o *Origin, sticky bool, err error) {
 	now := time.Now().UnixNano()
 	for range 4 { // a lost race for a trial slot picks again
@@ -145,9 +152,9 @@ func (p *Pool) Pick(r Request, tried []*Origin) (o *Origin, sticky bool, err err
 		o = nil
 	}
 	if o == nil {
-		if len(tried) > 0 && p.cfg.AllDown != AllDown503 {
-			// A retry goes only to a usable origin: the least-bad
-			// fallback is for a request's first attempt.
+		if r.Reached && p.cfg.AllDown != AllDown503 {
+			// A retry of a request an origin may have acted on goes
+			// only to a usable origin.
 			return nil, false, nil
 		}
 		o = p.leastBad(tried)

@@ -105,7 +105,11 @@ func TripFrom(ctx context.Context) *Trip {
 //     memory as it streams to the origin; nothing is read ahead);
 //   - no new attempt starts after Retry.TryDuration or past
 //     Retry.MaxTries, and never once a response has begun: the response
-//     is returned as soon as its headers are in.
+//     is returned as soon as its headers are in;
+//   - when no usable origin is left, a request that reached no origin
+//     yet goes to the least-bad one, also one out after failures, as a
+//     first attempt does (Pool.Pick; with AllDown "503" it gets
+//     ErrAllDown instead).
 //
 // Every attempt's result feeds the origin's passive health, and is told
 // to the pool's Observer.
@@ -157,8 +161,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	start := time.Now()
 	body := trackBody(req, rc.BodyLimit)
 	var lastErr error
+	reachedAny := false // an attempt reached an origin
 	for {
-		o, sticky, err := pool.Pick(Request{Client: trip.Client, Header: req.Header}, trip.tried)
+		o, sticky, err := pool.Pick(Request{Client: trip.Client, Header: req.Header, Reached: reachedAny}, trip.tried)
 		if err != nil {
 			return nil, err
 		}
@@ -218,6 +223,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		trip.tried = append(trip.tried, o)
 		reached := kind != "refused" && kind != "busy" && !isDialError(err)
+		reachedAny = reachedAny || reached
 		switch {
 		case trip.Tries >= rc.MaxTries, time.Since(start) >= rc.TryDuration:
 			return nil, err
