@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -36,8 +37,23 @@ func requireBinary(t *testing.T, name, pkg string) string {
 	return p
 }
 
+// freePort returns a loopback port that was free a moment ago, for a
+// program the test starts that must be told its port (pebble, named, or
+// the edge pebble validates through). It is chosen below the kernel's
+// ephemeral range (ip_local_port_range, 32768 and up by default), from
+// which every listener on port 0 and every outgoing connection on the
+// machine takes its port: a port from there can be taken by another
+// test between the choice and the bind ("address already in use", or a
+// client reaching another process).
 func freePort(t *testing.T) int {
 	t.Helper()
+	for range 100 {
+		port := 20000 + mrand.IntN(12768)
+		if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			l.Close()
+			return port
+		}
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
