@@ -37,15 +37,21 @@ type Note struct {
 
 // NewNote returns a Note for an edit made now by actor with the given
 // comment, cleaned so that it fits on one annotation line: the actor loses
-// white space, control characters and ":" (each becomes "_"), and control
-// characters (line breaks included) in the comment become spaces.
+// white space, control characters and a trailing ":" (each becomes "_"),
+// and control characters (line breaks included) in the comment become
+// spaces.
 func NewNote(now time.Time, actor, comment string) Note {
 	actor = strings.Map(func(r rune) rune {
-		if r == ':' || unicode.IsSpace(r) || unicode.IsControl(r) {
+		if unicode.IsSpace(r) || unicode.IsControl(r) {
 			return '_'
 		}
 		return r
 	}, actor)
+	if strings.HasSuffix(actor, ":") {
+		// "by X:" would read as X and an empty comment; a colon inside
+		// ("token:deploy-bot") is kept: no space follows it.
+		actor = actor[:len(actor)-1] + "_"
+	}
 	if actor == "" {
 		actor = "unknown"
 	}

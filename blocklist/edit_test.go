@@ -242,12 +242,20 @@ func TestNoteLines(t *testing.T) {
 		}
 	}
 	// NewNote cleans what would break the line.
-	n := NewNote(at.Add(500*time.Millisecond), "ali ce:x", "two\nlines\t")
-	if got, want := n.Line(), "#@ 2026-11-26T10:00:00.5Z by ali_ce_x: two lines"; got != want {
-		t.Errorf("Line = %q, want %q", got, want)
-	}
-	if got, _, ok := parseNote(n.Line()); !ok || !got.At.Equal(n.At) {
-		t.Errorf("parseNote(%q) = %v, %v: the milliseconds do not come back", n.Line(), got, ok)
+	for _, tt := range []struct{ actor, line string }{
+		{"ali ce:x", "#@ 2026-11-26T10:00:00.5Z by ali_ce:x: two lines"},
+		{"token:deploy-bot", "#@ 2026-11-26T10:00:00.5Z by token:deploy-bot: two lines"},
+		{"bob:", "#@ 2026-11-26T10:00:00.5Z by bob_: two lines"},
+		{"bob: x", "#@ 2026-11-26T10:00:00.5Z by bob:_x: two lines"},
+	} {
+		n := NewNote(at.Add(500*time.Millisecond), tt.actor, "two\nlines\t")
+		if got := n.Line(); got != tt.line {
+			t.Errorf("Line = %q, want %q", got, tt.line)
+		}
+		back, _, ok := parseNote(n.Line())
+		if !ok || back.By != n.By || back.Comment != "two lines" || !back.At.Equal(n.At) {
+			t.Errorf("%q reads back as %+v, %v", n.Line(), back, ok)
+		}
 	}
 }
 

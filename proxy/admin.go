@@ -18,7 +18,40 @@ import (
 // served on the public listeners. With admin credentials configured it
 // also serves the /v1 API (adminapi.go), and with admin.auth_reads the
 // read endpoints but /healthz and /readyz need a credential.
+//
+// It is safe from browsers: every request whose Host is not the
+// listener's own (adminAuth.hostAllowed) gets 421, which defeats DNS
+// rebinding, and a write (any method but GET, HEAD, OPTIONS) that a
+// browser marks cross-site — Sec-Fetch-Site, else an Origin other than
+// the Host — gets 403 (net/http's CrossOriginProtection); the /v1 writes
+// also need Content-Type application/json, which no cross-site form or
+// simple request can send without a preflight.
 func (s *Server) adminHandler(reg *prometheus.Registry, pprofOn bool) http.Handler {
+	return s.browserSafe(s.cfg.Admin.auth, s.adminMux(reg, pprofOn))
+}
+
+// browserSafe wraps the admin handler h with the Host check and the
+// cross-origin protection (see adminHandler).
+func (s *Server) browserSafe(auth *adminAuth, h http.Handler) http.Handler {
+	cop := http.NewCrossOriginProtection()
+	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.metrics.AdminAuthFailures.WithLabelValues("cross_origin").Inc()
+		writeProblem(w, http.StatusForbidden, "", "%s %s: refused: a browser sent it from another site (Origin %q, Sec-Fetch-Site %q)",
+			r.Method, r.URL.Path, r.Header.Get("Origin"), r.Header.Get("Sec-Fetch-Site"))
+	}))
+	h = cop.Handler(h)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !auth.hostAllowed(r.Host) {
+			s.metrics.AdminAuthFailures.WithLabelValues("misdirected").Inc()
+			writeProblem(w, http.StatusMisdirectedRequest, "", "Host %q is not a name of this admin listener: it answers an IP address, localhost, the host of listen.admin and the names of admin.hosts", r.Host)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// adminMux routes the admin endpoints.
+func (s *Server) adminMux(reg *prometheus.Registry, pprofOn bool) http.Handler {
 	outer := http.NewServeMux()
 	mux := http.NewServeMux()
 	auth := s.cfg.Admin.auth

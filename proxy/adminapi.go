@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"reflect"
 	"slices"
@@ -329,8 +330,8 @@ func (s *Server) apiRoutes(mux *http.ServeMux, auth *adminAuth) {
 	if !auth.on() {
 		return
 	}
-	mux.Handle("POST /v1/block", s.authed(auth, ScopeWrite, s.apiBlock))
-	mux.Handle("POST /v1/unblock", s.authed(auth, ScopeWrite, s.apiUnblock))
+	mux.Handle("POST /v1/block", s.jsonOnly(s.authed(auth, ScopeWrite, s.apiBlock)))
+	mux.Handle("POST /v1/unblock", s.jsonOnly(s.authed(auth, ScopeWrite, s.apiUnblock)))
 	mux.Handle("GET /v1/explain", s.authed(auth, ScopeRead, s.apiExplain))
 	mux.Handle("GET /v1/version", s.authed(auth, ScopeRead, s.apiVersion))
 	methods := map[string]string{"/v1/block": "POST", "/v1/unblock": "POST", "/v1/explain": "GET, HEAD", "/v1/version": "GET, HEAD"}
@@ -341,6 +342,22 @@ func (s *Server) apiRoutes(mux *http.ServeMux, auth *adminAuth) {
 			return
 		}
 		writeProblem(w, http.StatusNotFound, "", "no such endpoint %s %s: the API has POST /v1/block, POST /v1/unblock, GET /v1/explain?host=NAME and GET /v1/version", r.Method, r.URL.Path)
+	})
+}
+
+// jsonOnly refuses, with 415, a request to h whose Content-Type is not
+// application/json: a browser sends that type cross-site only after a
+// CORS preflight, which the admin listener never grants, so a page on
+// another site cannot make the request at all.
+func (s *Server) jsonOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ct := r.Header.Get("Content-Type")
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+			s.metrics.AdminAuthFailures.WithLabelValues("content_type").Inc()
+			writeProblem(w, http.StatusUnsupportedMediaType, "", "Content-Type %q: want application/json", ct)
+			return
+		}
+		h.ServeHTTP(w, r)
 	})
 }
 
@@ -497,7 +514,7 @@ func (s *Server) edit(w http.ResponseWriter, r *http.Request, who principal, op,
 	running := s.reloader.current()
 	file := running.Config.Blocklist.File
 	maxDrop := running.Config.Blocklist.MaxDrop
-	note := blocklist.NewNote(time.Now(), who.name, comment)
+	note := blocklist.NewNote(time.Now(), who.actor(), comment)
 	e.Note = &note
 	pattern := e.Pattern
 	var res blocklist.EditResult
@@ -651,7 +668,7 @@ func refusedField(err error, res blocklist.EditResult) string {
 // logWrite logs one write: who, what, and how it ended.
 func (s *Server) logWrite(who principal, op, pattern, result, sha string, applied bool, err error) {
 	s.metrics.AdminWrites.WithLabelValues(op, writeResultLabel(result)).Inc()
-	attrs := []any{"event", "admin_write", "actor", who.name, "auth", who.via, "op", op, "pattern", pattern, "result", result}
+	attrs := []any{"event", "admin_write", "actor", who.actor(), "auth", who.via, "op", op, "pattern", pattern, "result", result}
 	if sha != "" {
 		attrs = append(attrs, "sha256", sha, "applied", applied)
 	}

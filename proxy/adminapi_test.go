@@ -72,6 +72,9 @@ func (e *testEnv) api(c *http.Client, method, path, token, body string) (int, ma
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
+	if method == "POST" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := c.Do(req)
 	if err != nil {
 		e.t.Fatalf("%s %s: %v", method, path, err)
@@ -217,7 +220,7 @@ func TestAdminAPIBlockServed(t *testing.T) {
 		t.Fatal(err)
 	}
 	r, _ := l.Lookup("bad.example")
-	if n, ok := l.Note(r); !ok || n.By != "ops-bot" || n.Comment != "TICKET-1" {
+	if n, ok := l.Note(r); !ok || n.By != "token:ops-bot" || n.Comment != "TICKET-1" {
 		t.Errorf("note %+v (%v); file:\n%s", n, ok, file)
 	}
 
@@ -242,13 +245,13 @@ func TestAdminAPIBlockServed(t *testing.T) {
 	if resp, _ := e.get("GET", "bad.example", "/", nil); resp.StatusCode != 200 {
 		t.Errorf("after the unblock: %d", resp.StatusCode)
 	}
-	if file, _ := os.ReadFile(e.list); !strings.Contains(string(file), "by ops-bot unblocked bad.example: appeal won") {
+	if file, _ := os.ReadFile(e.list); !strings.Contains(string(file), "by token:ops-bot unblocked bad.example: appeal won") {
 		t.Errorf("no unblock record:\n%s", file)
 	}
 
 	var results []string
 	for _, l := range e.logs.logLines(t, "admin write") {
-		if l["event"] != "admin_write" || l["actor"] != "ops-bot" || l["auth"] != "token" {
+		if l["event"] != "admin_write" || l["actor"] != "token:ops-bot" || l["auth"] != "token" {
 			t.Errorf("log line %v", l)
 		}
 		results = append(results, fmt.Sprint(l["op"], ":", l["result"], ":", l["applied"]))
@@ -393,6 +396,7 @@ func TestAdminAPIConcurrentWrites(t *testing.T) {
 func (e *testEnv) apiQuiet(method, path, token, body string) (int, map[string]any) {
 	req, _ := http.NewRequest(method, e.url("admin")+path, strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
 	resp, err := noRedirect.Do(req)
 	if err != nil {
 		return 0, map[string]any{"error": err.Error()}
@@ -447,7 +451,7 @@ func (ca *testCA) issue(t *testing.T, server bool, cn string, ou ...string) (cer
 
 // TestAdminAPIClientCerts: the admin listener serves TLS; a client
 // certificate of admin.client_ca authenticates with its CN as the actor
-// (OU "read": read only); without one the open reads still answer, a
+// (OU "write": write, "read": read only); without one the open reads still answer, a
 // certificate of another CA fails the handshake, and tokens still work.
 func TestAdminAPIClientCerts(t *testing.T) {
 	dir := t.TempDir()
@@ -472,7 +476,7 @@ func TestAdminAPIClientCerts(t *testing.T) {
 		}
 		return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: tc}}
 	}
-	alice, bob, anon := client(clientCA, "alice"), client(clientCA, "bob", "read"), client(nil, "")
+	alice, bob, anon := client(clientCA, "alice", "write"), client(clientCA, "bob", "read"), client(nil, "")
 	tests := []struct {
 		name   string
 		c      *http.Client
@@ -521,7 +525,7 @@ func TestAdminAPIClientCerts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, by := range map[string]string{"cert.example": "alice", "token.example": "ops-bot"} {
+	for name, by := range map[string]string{"cert.example": "cert:alice", "token.example": "token:ops-bot"} {
 		r, ok := l.Lookup(name)
 		n, _ := l.Note(r)
 		if !ok || n.By != by {
@@ -535,7 +539,7 @@ func TestAdminAPIClientCerts(t *testing.T) {
 	for _, l := range e.logs.logLines(t, "admin write") {
 		actors = append(actors, fmt.Sprint(l["actor"], "/", l["auth"]))
 	}
-	if got := strings.Join(actors, " "); got != "alice/cert ops-bot/token" {
+	if got := strings.Join(actors, " "); got != "cert:alice/cert token:ops-bot/token" {
 		t.Errorf("writes logged by %s", got)
 	}
 }
@@ -604,6 +608,9 @@ func TestAdminConfigErrors(t *testing.T) {
 		{"  auth_reads: true\n", "admin.auth_reads: needs admin.tokens_file or admin.client_ca"},
 		{"  tls_cert: x.pem\n", "admin.tls_cert: tls_cert and tls_key go together"},
 		{"  client_ca: " + bad + "\n", "admin.client_ca: " + bad + " holds no PEM certificate"},
+		{"  cert_scopes:\n    ops: admin\n", "c.yaml:7: admin.cert_scopes.ops: \"admin\": want read or write"},
+		{"  cert_scopes:\n    ops: write\n", "c.yaml:7: admin.cert_scopes: needs admin.client_ca"},
+		{"  hosts: [edge.internal, \"bad..name\"]\n", "c.yaml:6: admin.hosts[1]: invalid host name \"bad..name\""},
 	}
 	for _, tt := range tests {
 		_, err := ParseConfig(filepath.Join(dir, "c.yaml"), []byte("listen:\n  http: 127.0.0.1:0\nblocklist:\n  file: b.txt\nadmin:\n"+tt.admin))
@@ -712,8 +719,8 @@ func TestAdminAPIFleet(t *testing.T) {
 		t.Errorf("bad.example: %d, want 451", resp.StatusCode)
 	}
 	v, err := store.Current(t.Context())
-	if err != nil || v.Number != 2 || v.Actor != "ops-bot" || v.Comment != "TICKET-9" || v.SHA256 != m["written_sha256"] ||
-		!strings.Contains(string(v.Content), "by ops-bot: TICKET-9\nbad.example status=451\n") {
+	if err != nil || v.Number != 2 || v.Actor != "token:ops-bot" || v.Comment != "TICKET-9" || v.SHA256 != m["written_sha256"] ||
+		!strings.Contains(string(v.Content), "by token:ops-bot: TICKET-9\nbad.example status=451\n") {
 		t.Errorf("published %d by %q (%q), sha %s, err %v:\n%s", v.Number, v.Actor, v.Comment, v.SHA256, err, v.Content)
 	}
 	// The same again publishes nothing.

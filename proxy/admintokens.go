@@ -12,8 +12,9 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"slices"
 	"strings"
+
+	"github.com/edgeblock/edgeblock/blocklist"
 )
 
 // Scopes of an admin credential. A write credential may also read.
@@ -117,6 +118,72 @@ type adminAuth struct {
 	certs     bool        // admin.client_ca: verified client certificates authenticate
 	tls       *tls.Config // admin.tls_cert: the listener serves TLS with this
 	authReads bool
+	// certScopes maps a client certificate's OU to the scope it grants
+	// (admin.cert_scopes, else defaultCertScopes).
+	certScopes map[string]string
+	// hosts are the names the listener answers to besides IP addresses
+	// and localhost: the host of listen.admin and admin.hosts, normalized;
+	// suffixes the ".suffix" of the "*.suffix" entries.
+	hosts    map[string]bool
+	suffixes []string
+}
+
+// defaultCertScopes is admin.cert_scopes when the config has none: the OU
+// "write" grants write, "read" read, exactly as written.
+var defaultCertScopes = map[string]string{ScopeWrite: ScopeWrite, ScopeRead: ScopeRead}
+
+// certScope returns the scope of a client certificate with the OUs ous:
+// write only if one of them maps to write and none to read; else read.
+// Fails closed: an OU that is not mapped, or spelled otherwise ("Read",
+// "WRITE"), grants nothing beyond read.
+func (a *adminAuth) certScope(ous []string) string {
+	m := a.certScopes
+	if m == nil {
+		m = defaultCertScopes
+	}
+	write := false
+	for _, ou := range ous {
+		switch m[ou] {
+		case ScopeRead:
+			return ScopeRead
+		case ScopeWrite:
+			write = true
+		}
+	}
+	if write {
+		return ScopeWrite
+	}
+	return ScopeRead
+}
+
+// hostAllowed reports whether the admin listener answers a request whose
+// Host header is host: an IP address (a browser sends the name of the
+// page's origin, so a name rebound to the admin address never arrives as
+// an IP), localhost, the host of listen.admin, or a name of admin.hosts.
+// An empty Host (HTTP/1.0) is allowed: no browser sends one.
+func (a *adminAuth) hostAllowed(host string) bool {
+	if host == "" {
+		return true
+	}
+	h, err := blocklist.Normalize(host)
+	if err != nil {
+		return false
+	}
+	if h == "localhost" || net.ParseIP(h) != nil {
+		return true
+	}
+	if a == nil {
+		return false
+	}
+	if a.hosts[h] {
+		return true
+	}
+	for _, suf := range a.suffixes {
+		if strings.HasSuffix(h, suf) {
+			return true
+		}
+	}
+	return false
 }
 
 // tlsConfig returns the admin listener's TLS config, nil for plain HTTP.
@@ -133,10 +200,15 @@ func (a *adminAuth) on() bool { return a != nil && (len(a.tokens) > 0 || a.certs
 
 // principal is who made an admin request.
 type principal struct {
-	name  string // the token's name or the certificate's CN: the actor
+	name  string // the token's name or the certificate's CN
 	scope string
 	via   string // token or cert
 }
+
+// actor is who the audit trail names for p's writes: the credential's
+// kind and name, "token:deploy-bot" or "cert:deploy-bot", so that a token
+// and a certificate of the same name never stand for each other.
+func (p principal) actor() string { return p.via + ":" + p.name }
 
 // may reports whether p's scope allows an operation that needs scope.
 func (p principal) may(scope string) bool {
@@ -155,10 +227,7 @@ func (e *authError) Error() string { return e.msg }
 func (a *adminAuth) authenticate(r *http.Request) (principal, error) {
 	if a.certs && r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
 		leaf := r.TLS.VerifiedChains[0][0]
-		scope := ScopeWrite
-		if slices.Contains(leaf.Subject.OrganizationalUnit, ScopeRead) {
-			scope = ScopeRead
-		}
+		scope := a.certScope(leaf.Subject.OrganizationalUnit)
 		name := leaf.Subject.CommonName
 		if name == "" {
 			return principal{}, &authError{"client certificate has no CN, which names the actor"}
@@ -236,6 +305,36 @@ func (c *Config) validateAdmin(v *validator) {
 			auth.tls.ClientAuth = tls.VerifyClientCertIfGiven
 			auth.tls.ClientCAs = pool
 			auth.certs = true
+		}
+	}
+	if len(a.CertScopes) > 0 {
+		if a.ClientCA == "" {
+			v.addf([]any{"admin", "cert_scopes"}, "needs admin.client_ca: no client certificate could authenticate")
+		}
+		auth.certScopes = map[string]string{}
+		for ou, scope := range a.CertScopes {
+			if scope != ScopeRead && scope != ScopeWrite {
+				v.addf([]any{"admin", "cert_scopes", ou}, "%q: want read or write", scope)
+			}
+			auth.certScopes[ou] = scope
+		}
+	}
+	auth.hosts = map[string]bool{}
+	if h, _, err := net.SplitHostPort(c.Listen.Admin); err == nil && h != "" {
+		if n, err := blocklist.Normalize(h); err == nil {
+			auth.hosts[n] = true
+		}
+	}
+	for i, h := range a.Hosts {
+		pat, err := blocklist.NormalizePattern(h)
+		if err != nil {
+			v.addf([]any{"admin", "hosts", i}, "%v", err)
+			continue
+		}
+		if suf, ok := strings.CutPrefix(pat, "*."); ok {
+			auth.suffixes = append(auth.suffixes, "."+suf)
+		} else {
+			auth.hosts[pat] = true
 		}
 	}
 	if a.AuthReads && a.TokensFile == "" && a.ClientCA == "" {

@@ -596,6 +596,20 @@ type AdminConfig struct {
 	// /debug/pprof/. /healthz and /readyz stay open (probes cannot
 	// authenticate). Default false. Needs TokensFile or ClientCA.
 	AuthReads bool `yaml:"auth_reads"`
+	// Hosts are the names, besides its own address, that the admin
+	// listener answers to in the Host header: exact names, or "*.suffix"
+	// for any name under suffix. Without them it answers only a Host that
+	// is an IP address, "localhost", or the host of listen.admin; any
+	// other gets 421, so that a web page whose name is rebound to the
+	// admin address (DNS rebinding) can neither read nor write. Default
+	// none.
+	Hosts []string `yaml:"hosts"`
+	// CertScopes maps the OU values of a client certificate to the scope
+	// they grant, read or write, exactly as written (case matters).
+	// Default {write: write, read: read}. A certificate has write scope
+	// only if one of its OUs maps to write and none maps to read; any
+	// other certificate of admin.client_ca has read scope.
+	CertScopes map[string]string `yaml:"cert_scopes"`
 
 	// auth is the credentials read from TokensFile and ClientCA by
 	// validate, for the server.
@@ -1737,6 +1751,7 @@ func (c *Config) restartFields() map[string]string {
 		"tls.redirect_port": strconv.Itoa(c.TLS.RedirectPort), "tls.challenges": strings.Join(c.TLS.Challenges, ","),
 		"admin.pprof": strconv.FormatBool(c.Admin.Pprof), "admin.tokens_file": c.Admin.TokensFile, "admin.client_ca": c.Admin.ClientCA,
 		"admin.tls_cert": c.Admin.TLSCert, "admin.tls_key": c.Admin.TLSKey, "admin.auth_reads": strconv.FormatBool(c.Admin.AuthReads),
+		"admin.hosts": strings.Join(c.Admin.Hosts, ","), "admin.cert_scopes": fmt.Sprint(c.Admin.CertScopes),
 		"max_header_bytes":     strconv.Itoa(c.MaxHeaderBytes),
 		"timeouts.read_header": c.Timeouts.ReadHeader.String(), "timeouts.idle": c.Timeouts.Idle.String(),
 		"timeouts.dial": c.Timeouts.Dial.String(), "timeouts.response_header": c.Timeouts.ResponseHeader.String(),

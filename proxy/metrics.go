@@ -259,7 +259,7 @@ func NewMetrics(reg prometheus.Registerer, version, revision string) *Metrics {
 			Name: "edgeblock_admin_writes_total", Help: "Admin API writes (POST /v1/block, /v1/unblock) by op and result (added, changed, removed, unchanged, bad_request, refused, no_rule, error).",
 		}, []string{"op", "result"}),
 		AdminAuthFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "edgeblock_admin_auth_failures_total", Help: "Admin requests refused by reason: unauthenticated (no or an unknown credential, 401) or forbidden (a read credential on a write, 403).",
+			Name: "edgeblock_admin_auth_failures_total", Help: "Admin requests refused by reason: unauthenticated (no or an unknown credential, 401), forbidden (a read credential on a write, 403), misdirected (a Host that is not the admin listener's, 421), cross_origin (a browser's cross-site write, 403) or content_type (a write that is not application/json, 415).",
 		}, []string{"reason"}),
 		certExpiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "edgeblock_tls_certificate_expiry_timestamp_seconds",
@@ -313,7 +313,7 @@ func NewMetrics(reg prometheus.Registerer, version, revision string) *Metrics {
 	for _, r := range []string{"storage", "obtain"} {
 		m.TLSHandshakeErrors.WithLabelValues(r)
 	}
-	for _, r := range []string{"unauthenticated", "forbidden"} {
+	for _, r := range []string{"unauthenticated", "forbidden", "misdirected", "cross_origin", "content_type"} {
 		m.AdminAuthFailures.WithLabelValues(r)
 	}
 	for _, r := range certs.Reasons {

@@ -49,6 +49,7 @@ func TestAdminAPIWithBlockCommands(t *testing.T) {
 			body := fmt.Sprintf(`{"pattern":"api%d.example","attrs":{"status":451},"comment":"T-api"}`, i)
 			req, _ := http.NewRequest("POST", "http://"+f.admin+"/v1/block", strings.NewReader(body))
 			req.Header.Set("Authorization", "Bearer "+token)
+			req.Header.Set("Content-Type", "application/json")
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
 				errs <- fmt.Sprintf("api%d: %v", i, err)
@@ -75,7 +76,7 @@ func TestAdminAPIWithBlockCommands(t *testing.T) {
 		t.Errorf("%d rules in the file, want %d", l.Len(), 2*n+1)
 	}
 	for i := range n {
-		for name, by := range map[string]string{fmt.Sprintf("api%d.example", i): "deploy-bot", fmt.Sprintf("cli%d.example", i): ""} {
+		for name, by := range map[string]string{fmt.Sprintf("api%d.example", i): "token:deploy-bot", fmt.Sprintf("cli%d.example", i): ""} {
 			r, ok := l.Lookup(name)
 			note, _ := l.Note(r)
 			if !ok || (by != "" && note.By != by) || note.By == "" {
