@@ -113,7 +113,9 @@ func TestAdminEndpoints(t *testing.T) {
 	admin := srv.adminHandler(srv.reg, true)
 	serve := func(path string) (int, string) {
 		w := httptest.NewRecorder()
-		admin.ServeHTTP(w, httptest.NewRequest("GET", path, nil))
+		r := httptest.NewRequest("GET", path, nil)
+		r.Host = "127.0.0.1:9090" // the listener's own address (httptest's example.com gets 421)
+		admin.ServeHTTP(w, r)
 		return w.Code, w.Body.String()
 	}
 	if code, _ := serve("/readyz"); code != 503 {
