@@ -705,7 +705,7 @@ func fleetToolField(field []any) bool {
 func parseConfig(path string, data []byte, only func(field []any) bool) (*Config, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, &ConfigError{Problems: yamlProblems(path, err)}
+		return nil, &ConfigError{Problems: []string{yamlSyntaxProblem(path, data, err)}}
 	}
 	c := &Config{Path: path, SHA256: fmt.Sprintf("%x", sha256.Sum256(data)), src: &root}
 	v := validator{path: path, root: &root}
@@ -715,6 +715,10 @@ func parseConfig(path string, data []byte, only func(field []any) bool) (*Config
 		// Decoding goes on past values of the wrong type, which are left
 		// at their zero value and reported; validate then checks the rest.
 		if err := decodeConfig(doc, c); err != nil {
+			if dups, ok := duplicateKeyProblems(path, data, err); ok {
+				slices.SortStableFunc(dups, func(a, b string) int { return textLine(path, a) - textLine(path, b) })
+				return nil, &ConfigError{Problems: dups}
+			}
 			// The field at each line, which type errors need, is only
 			// noted when there are some: a second walk.
 			v.lines = map[int]fieldAt{}
@@ -821,15 +825,6 @@ func textLine(path, msg string) int {
 	n, _, _ := strings.Cut(rest, ":")
 	line, _ := strconv.Atoi(n)
 	return line
-}
-
-// yamlProblems turns the YAML parser's syntax errors into file:line: messages.
-func yamlProblems(path string, err error) []string {
-	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	if m := yamlLine.FindStringSubmatch(msg); m != nil {
-		return []string{fmt.Sprintf("%s:%s: %s", path, m[1], m[2])}
-	}
-	return []string{path + ": " + msg}
 }
 
 var yamlTypeError = regexp.MustCompile("^line (\\d+): cannot unmarshal !!(\\w+)(?: `(.*)`)? into (.+)$")
