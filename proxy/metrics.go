@@ -316,6 +316,11 @@ func NewMetrics(reg prometheus.Registerer, version, revision string) *Metrics {
 	for _, r := range []string{"unauthenticated", "forbidden", "misdirected", "cross_origin", "content_type"} {
 		m.AdminAuthFailures.WithLabelValues(r)
 	}
+	for _, op := range []string{"block", "unblock"} {
+		for _, r := range writeResults {
+			m.AdminWrites.WithLabelValues(op, r)
+		}
+	}
 	for _, r := range certs.Reasons {
 		m.TLSHandshakeRefuse.WithLabelValues(r)
 	}
