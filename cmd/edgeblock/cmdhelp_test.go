@@ -82,6 +82,9 @@ func TestUsageAndUnknown(t *testing.T) {
 	if code, out, errOut := runCmd("help", "nosuch"); code != 1 || out != "" || !strings.Contains(errOut, `no command or topic "nosuch"`) {
 		t.Errorf("help nosuch: exit %d\n%s%s", code, out, errOut)
 	}
+	if code, out, _ := runCmd("help", "-h"); code != 0 || !strings.HasPrefix(out, "edgeblock help: ") {
+		t.Errorf("help -h: exit %d\n%s", code, out)
+	}
 	if code, _, _ := runCmd("check", "-nosuch"); code != 2 {
 		t.Errorf("check -nosuch: exit %d, want 2", code)
 	}

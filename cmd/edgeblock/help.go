@@ -357,6 +357,9 @@ func runHelp(args []string, stdout, stderr io.Writer) int {
 		listHelpTopics(stdout)
 		return 0
 	}
+	if wantsHelp(args) {
+		args = []string{"help"}
+	}
 	c, n := findCommand(args)
 	if c != nil && n == len(args) && !c.hidden {
 		printHelp(stdout, c)
