@@ -91,6 +91,7 @@ func TestAlertsOnRealMetrics(t *testing.T) {
 	originAlert := func(route, origin string) string {
 		return fmt.Sprintf(`          - exp_labels: {severity: critical, route: %q, origin: %q}
             exp_annotations:
+              runbook_url: "https://github.com/edgeblock/edgeblock/blob/main/cmd/edgeblock/help/metrics.md#edgeblockoriginfailing"
               summary: "Origin %s of %s fails 100%% of attempts"
               description: "Connections to the origin are refused, time out or are reset; visitors of %s get 502/504 pages unless another origin answers. See edgeblock_upstream_errors_total by kind and the error_kind of the request log lines."
 `, route, origin, origin, route, route)
@@ -98,6 +99,7 @@ func TestAlertsOnRealMetrics(t *testing.T) {
 	routeAlert := func(route string) string {
 		return fmt.Sprintf(`          - exp_labels: {severity: warning, route: %q}
             exp_annotations:
+              runbook_url: "https://github.com/edgeblock/edgeblock/blob/main/cmd/edgeblock/help/metrics.md#edgeblockrouteerrorratio"
               summary: "100%% of origin attempts for %s fail at the edge"
               description: "The edge answers 502/504 pages for part of this route's traffic; see edgeblock_upstream_errors_total by origin and kind."
 `, route, route)
