@@ -82,12 +82,16 @@ func actor() string {
 // blocklist.source fleet).
 func (c *editCmd) editFile(stderr io.Writer) (cfg *proxy.Config, fleet, ok bool) {
 	// A fleet edit needs only the fleet section (a fleet-only config).
-	if fc, err := proxy.LoadFleetConfig(c.config); err == nil && fc.Fleet != nil && (c.fleet || fc.FromFleet()) {
+	fc, ferr := proxy.LoadFleetConfig(c.config)
+	if ferr == nil && fc.Fleet != nil && (c.fleet || fc.FromFleet()) {
 		return fc, true, true
 	}
 	cfg, err := proxy.LoadConfig(c.config)
 	if err != nil {
 		printProblems(stderr, err)
+		if ferr == nil && fc.Fleet != nil {
+			fmt.Fprintf(stderr, "edgeblock: %s has a fleet section: to edit the fleet's list, give -fleet (the file edit needs the whole config)\n", c.config)
+		}
 		return nil, false, false
 	}
 	return cfg, c.fleet || cfg.FromFleet(), true

@@ -125,6 +125,11 @@ func TestFleetOnlyConfig(t *testing.T) {
 		t.Errorf("fleet status -json: exit %d, %+v", code, st)
 	}
 
+	// block without -fleet edits the file, which needs the whole config:
+	// refused, with the way to the fleet named.
+	if code, _, stderr := runCmd("block", "-config", cfg, "e.example"); code != 1 || !strings.Contains(stderr, "give -fleet") {
+		t.Errorf("block without -fleet on a fleet-only config: exit %d:\n%s", code, stderr)
+	}
 	// Serving needs the whole config: the same file is refused by check,
 	// with the listener named.
 	if code, _, stderr := runCmd("check", "-config", cfg); code != 1 || !strings.Contains(stderr, "no public listener") {
