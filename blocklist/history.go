@@ -116,6 +116,23 @@ func AppendHistory(path string, e HistoryEntry) error {
 	return nil
 }
 
+// RecordEdit appends to the history of the list file an edit (command
+// "block" or "unblock") by note's actor that turned before into after.
+// The writers of the file (the block and unblock commands, the admin API)
+// call it after the edit is written.
+func RecordEdit(file, command string, note Note, before, after []byte, now time.Time) error {
+	next, err := Parse(file, after)
+	if err != nil {
+		return err
+	}
+	prev, err := Parse(file, before)
+	if err != nil {
+		prev, _ = Parse(file, nil) // the file was bad before: every rule is new
+	}
+	return AppendHistory(file, HistoryEntry{Time: now.UTC(), Actor: note.By, Comment: note.Comment,
+		Command: command, SHA256: next.SHA256(), Changes: HistoryChanges(next, prev)})
+}
+
 // ReadHistory returns the entries of the history of the list at path,
 // oldest first; none (and no error) if there is no history yet. A line
 // that is not an entry is an error naming the file and line.

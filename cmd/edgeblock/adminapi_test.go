@@ -84,6 +84,20 @@ func TestAdminAPIWithBlockCommands(t *testing.T) {
 			}
 		}
 	}
+	// Every write, of the commands and of the API, is in the file's edit
+	// history, each with its actor.
+	var hist []historyJSON
+	code, stdout, _ := runCmd("history", "-json", "-n", "0", "-config", f.config)
+	decodeJSON(t, "history -json", stdout, &hist)
+	byActor := map[string]int{}
+	for _, h := range hist {
+		if len(h.Changes) == 1 && h.Changes[0].Kind == blocklist.Added {
+			byActor[h.Actor]++
+		}
+	}
+	if code != 0 || len(hist) != 2*n || byActor["token:deploy-bot"] != n {
+		t.Errorf("history: exit %d, %d entries (%v), want %d, %d of them by token:deploy-bot", code, len(hist), byActor, 2*n, n)
+	}
 	deadline := time.Now().Add(5 * time.Second)
 	for i := range n {
 		for name, status := range map[string]int{fmt.Sprintf("api%d.example", i): 451, fmt.Sprintf("cli%d.example", i): 403} {

@@ -181,7 +181,7 @@ func (c *editCmd) fileEdited(cfg *proxy.Config, command string, res blocklist.Ed
 		printBlock(stdout, res, fmt.Sprintf("%s:%d", file, res.Line), note, "nothing written")
 	}
 	if kind != "unchanged" && after != nil {
-		if err := recordEdit(file, command, note, before, after); err != nil {
+		if err := blocklist.RecordEdit(file, command, note, before, after, time.Now()); err != nil {
 			fmt.Fprintf(stderr, "edgeblock: warning: the edit is written but not recorded in %s: %v\n", blocklist.HistoryPath(file), err)
 		}
 		a := askApplied(cfg, c.admin, fmt.Sprintf("%x", sha256.Sum256(after)), time.Now().Add(-time.Second))
@@ -193,20 +193,6 @@ func (c *editCmd) fileEdited(cfg *proxy.Config, command string, res blocklist.Ed
 	return 0
 }
 
-// recordEdit appends the edit from before to after to the list's edit
-// history.
-func recordEdit(file, command string, note blocklist.Note, before, after []byte) error {
-	next, err := blocklist.Parse(file, after)
-	if err != nil {
-		return err
-	}
-	prev, err := blocklist.Parse(file, before)
-	if err != nil {
-		prev = mustParse("") // the file was bad before: every rule is new
-	}
-	return blocklist.AppendHistory(file, blocklist.HistoryEntry{Time: time.Now().UTC(), Actor: note.By, Comment: note.Comment,
-		Command: command, SHA256: next.SHA256(), Changes: blocklist.HistoryChanges(next, prev)})
-}
 
 // printBlock writes what block did: the rule added, changed (old and new
 // line, then each attribute) or unchanged. at says where the rule is
