@@ -193,7 +193,6 @@ func (c *editCmd) fileEdited(cfg *proxy.Config, command string, res blocklist.Ed
 	return 0
 }
 
-
 // printBlock writes what block did: the rule added, changed (old and new
 // line, then each attribute) or unchanged. at says where the rule is
 // ("blocklist.txt:7", "version 12, line 7"); nothing says what an
