@@ -148,6 +148,12 @@ func TestCompletionScripts(t *testing.T) {
 		if err != nil || strings.TrimSpace(string(out)) != "-allow-drop" {
 			t.Errorf("bash completion of 'edgeblock rollback -al': %q, %v", out, err)
 		}
+		// The fleet subcommands come from the command table.
+		cmd = exec.Command("bash", "-c", script+"\nCOMP_WORDS=(edgeblock fleet ''); COMP_CWORD=2; _edgeblock; echo \"${COMPREPLY[@]}\"")
+		out, err = cmd.CombinedOutput()
+		if err != nil || strings.TrimSpace(string(out)) != fleetSubs() || !strings.Contains(fleetSubs(), "reseed") {
+			t.Errorf("bash completion of 'edgeblock fleet ': %q, %v; want %q", out, err, fleetSubs())
+		}
 	}
 	if code, _, _ := runCmd("completion", "tcsh"); code != 2 {
 		t.Errorf("completion tcsh: exit %d, want 2", code)

@@ -45,6 +45,17 @@ func topNames() []string {
 	return out
 }
 
+// fleetSubs returns the fleet subcommands, "status forget ...".
+func fleetSubs() string {
+	var out []string
+	for _, c := range commands {
+		if sub, ok := strings.CutPrefix(c.name, "fleet "); ok {
+			out = append(out, sub)
+		}
+	}
+	return strings.Join(out, " ")
+}
+
 func dashed(names []string) string {
 	out := make([]string, len(names))
 	for i, n := range names {
@@ -66,13 +77,13 @@ _edgeblock() {
     esac
     local cmd=${COMP_WORDS[1]}
     if [ "$cmd" = fleet ] && [ "$COMP_CWORD" -eq 2 ]; then
-        COMPREPLY=($(compgen -W "status forget" -- "$cur"))
+        COMPREPLY=($(compgen -W "%s" -- "$cur"))
         return
     fi
     [ "$cmd" = fleet ] && cmd="fleet ${COMP_WORDS[2]}"
     local words=""
     case $cmd in
-`, strings.Join(append(topNames(), "-h"), " "))
+`, strings.Join(append(topNames(), "-h"), " "), fleetSubs())
 	for _, c := range visible() {
 		words := dashed(flagNames(c))
 		switch c.name {
@@ -112,7 +123,7 @@ func completionZsh(w io.Writer) {
 	}
 	fmt.Fprint(w, "    'fleet:the fleet'\"'\"'s nodes'\n  )\n")
 	fmt.Fprint(w, "  if (( CURRENT == 2 )); then\n    _describe command cmds\n    return\n  fi\n  local cmd=${words[2]}\n")
-	fmt.Fprint(w, "  if [[ $cmd == fleet ]]; then\n    if (( CURRENT == 3 )); then\n      compadd status forget\n      return\n    fi\n    cmd=\"fleet ${words[3]}\"\n  fi\n  case $cmd in\n")
+	fmt.Fprint(w, "  if [[ $cmd == fleet ]]; then\n    if (( CURRENT == 3 )); then\n      compadd "+fleetSubs()+"\n      return\n    fi\n    cmd=\"fleet ${words[3]}\"\n  fi\n  case $cmd in\n")
 	for _, c := range visible() {
 		fmt.Fprintf(w, "    %q)\n      _arguments", c.name)
 		if fs := flagsOf(c); fs != nil {
@@ -150,7 +161,7 @@ func completionFish(w io.Writer) {
 		fmt.Fprintf(w, "complete -c edgeblock -n __fish_use_subcommand -a %s -d %s\n", c.name, fishQuote(c.summary))
 	}
 	fmt.Fprintln(w, "complete -c edgeblock -n __fish_use_subcommand -a fleet -d \"the fleet's nodes\"")
-	fmt.Fprintln(w, "complete -c edgeblock -n '__fish_seen_subcommand_from fleet' -a 'status forget'")
+	fmt.Fprintf(w, "complete -c edgeblock -n '__fish_seen_subcommand_from fleet' -a '%s'\n", fleetSubs())
 	for _, c := range visible() {
 		cond := "__fish_seen_subcommand_from " + c.name
 		if sub, ok := strings.CutPrefix(c.name, "fleet "); ok {

@@ -112,7 +112,7 @@ With -json it prints an array of objects: version (fleet), time, actor, comment,
 		{name: "fleet", args: "status|forget|reseed ...", summary: "the fleet's nodes", hidden: true, run: runFleet,
 			exits: []string{"0  ok", "1  see the subcommand", exitUsage}},
 		{name: "fleet status", summary: "the nodes' versions and heartbeats",
-			desc: `Says whether the store is divergent (it does not hold the lists edges run: writes are refused until fleet reseed), lists versions that are corrupt or fail validation, and lists every node's last heartbeat: name, version, SHA-256, age, and DIVERGENT, BEHIND (older than the published version) or SILENT (no heartbeat for -silent). A node's heartbeat expires in Redis after 24 hours of silence (fleet.HeartbeatTTL), so a stopped node drops out of the list by itself; "fleet forget NODE" removes it at once.
+			desc: `Says whether the store is divergent (it does not hold the lists edges run: writes are refused until fleet reseed), lists versions that are corrupt or fail validation, and lists every node's last heartbeat: name, version, SHA-256, age, and DIVERGENT, BEHIND (older than the published version) or SILENT (no heartbeat for -silent). A node's heartbeat expires in Redis after fleet.heartbeat_expiry (24 hours) of silence, so a stopped node drops out of the list by itself; "fleet forget NODE" removes it at once.
 
 With -json it prints one object: version, head, nodes (node, version, sha256, age_seconds, behind, silent, divergent), bad, divergence.`,
 			examples: []string{"edgeblock fleet status -config fleet.yaml", "edgeblock fleet status -json | jq '.nodes[] | select(.behind)'"},
