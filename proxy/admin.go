@@ -95,6 +95,7 @@ func (s *Server) adminMux(reg *prometheus.Registry, pprofOn bool) http.Handler {
 		}
 		bw.Flush()
 	})
+	mux.HandleFunc("GET /blocklist/applied", s.apiApplied)
 	mux.HandleFunc("GET /explain", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")

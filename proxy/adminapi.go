@@ -511,6 +511,7 @@ func (s *Server) badRequest(w http.ResponseWriter, who principal, op, pattern st
 // published list, with the caller as the actor of its note; applies it
 // and answers with what changed and whether it is in effect.
 func (s *Server) edit(w http.ResponseWriter, r *http.Request, who principal, op, comment string, e blocklist.Edit) {
+	start := time.Now()
 	running := s.reloader.current()
 	file := running.Config.Blocklist.File
 	maxDrop := running.Config.Blocklist.MaxDrop
@@ -615,24 +616,8 @@ func (s *Server) edit(w http.ResponseWriter, r *http.Request, who principal, op,
 	if res.Kind == blocklist.Removed {
 		want = nil
 	}
-	deadline := time.Now().Add(applyWait)
-	for {
-		cur := s.reloader.current().List
-		got, ok := cur.Lookup(res.Pattern)
-		if (want == nil && !ok) || (want != nil && ok && got.Format() == want.Format()) {
-			out.Applied, out.SHA256 = true, cur.SHA256()
-			break
-		}
-		if time.Now().After(deadline) {
-			out.SHA256 = cur.SHA256()
-			out.Pending = "written, not yet in effect"
-			if st := s.reloader.Status(); st.Blocklist.LastError != "" {
-				out.Pending += ": " + st.Blocklist.LastError
-			}
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	a := s.waitApplied(r.Context(), res.Pattern, want, start, applyWait)
+	out.Applied, out.SHA256, out.Pending = a.Applied, a.SHA256, a.Pending
 	result := string(res.Kind)
 	if result == "" {
 		result = "unchanged"
@@ -643,6 +628,84 @@ func (s *Server) edit(w http.ResponseWriter, r *http.Request, who principal, op,
 		status = http.StatusAccepted
 	}
 	writeJSON(w, status, out)
+}
+
+// Applied says whether a change of one rule is in effect on this edge:
+// the answer of GET /blocklist/applied, and the applied, sha256 and
+// pending fields of a /v1 write.
+type Applied struct {
+	// Applied is true once the list in effect has the rule as written
+	// (or, for a removal, no rule of the pattern).
+	Applied bool `json:"applied"`
+	// SHA256 is the hash of the list in effect when the answer was made.
+	SHA256 string `json:"sha256"`
+	// Pending says why Applied is false: the reload's error, or that the
+	// change is not in effect yet.
+	Pending string `json:"pending,omitempty"`
+}
+
+// waitApplied is the one check of whether a written change is in effect,
+// used by the /v1 writes and, through GET /blocklist/applied, by the block
+// and unblock commands. It waits up to wait for the list in effect to
+// have the rule want for pattern (nil: no rule of that pattern), and
+// stops early when a reload since since failed (the edge refused what
+// was written: Pending is its error). Comparing the rule, not the file's
+// hash, keeps the answer right when another edit lands meanwhile.
+func (s *Server) waitApplied(ctx context.Context, pattern string, want *blocklist.Rule, since time.Time, wait time.Duration) Applied {
+	deadline := time.Now().Add(wait)
+	for {
+		cur := s.reloader.current().List
+		got, ok := cur.Lookup(pattern)
+		if (want == nil && !ok) || (want != nil && ok && got.Format() == want.Format()) {
+			return Applied{Applied: true, SHA256: cur.SHA256()}
+		}
+		st := s.reloader.Status().Blocklist
+		failed := st.ErrorAt != nil && !st.ErrorAt.Before(since)
+		if failed || time.Now().After(deadline) || ctx.Err() != nil {
+			a := Applied{SHA256: cur.SHA256(), Pending: "written, not yet in effect"}
+			if st.LastError != "" {
+				a.Pending += ": " + st.LastError
+			}
+			return a
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// maxAppliedWait bounds the wait= of GET /blocklist/applied.
+const maxAppliedWait = 10 * time.Second
+
+// apiApplied answers GET /blocklist/applied?pattern=P[&rule=LINE][&since=RFC3339][&wait=DURATION]:
+// whether the rule LINE (none: no rule of P) is in effect, waiting as
+// waitApplied does (default wait 2s, at most 10s; since defaults to now).
+func (s *Server) apiApplied(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	pat, err := blocklist.NormalizePattern(q.Get("pattern"))
+	if err != nil {
+		writeProblem(w, http.StatusBadRequest, "pattern", "%v", err)
+		return
+	}
+	var want *blocklist.Rule
+	if line := q.Get("rule"); line != "" {
+		if want, err = ruleOfLine(line); err != nil || want.Pattern() != pat {
+			writeProblem(w, http.StatusBadRequest, "rule", "want a rule line of %s: %q", pat, line)
+			return
+		}
+	}
+	since, wait := time.Now(), applyWait
+	if v := q.Get("since"); v != "" {
+		if since, err = time.Parse(time.RFC3339Nano, v); err != nil {
+			writeProblem(w, http.StatusBadRequest, "since", "want an RFC 3339 time: %v", err)
+			return
+		}
+	}
+	if v := q.Get("wait"); v != "" {
+		if wait, err = time.ParseDuration(v); err != nil || wait < 0 || wait > maxAppliedWait {
+			writeProblem(w, http.StatusBadRequest, "wait", "want a duration from 0s to %v", maxAppliedWait)
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, s.waitApplied(r.Context(), pat, want, since, wait))
 }
 
 // ruleOfLine parses one rule line.

@@ -274,3 +274,33 @@ func authFailures(t *testing.T, e *testEnv, c *http.Client, reason string) float
 	}
 	return v
 }
+
+// TestBlocklistApplied: GET /blocklist/applied, the check the /v1 writes
+// and the block command share, says whether a rule as written (or, with
+// no rule given, no rule of the pattern) is in effect.
+func TestBlocklistApplied(t *testing.T) {
+	e := apiEnv(t, "a.example status=451\n", "")
+	tests := []struct {
+		query   string
+		code    int
+		applied bool
+	}{
+		{"pattern=a.example&rule=a.example+status%3D451&wait=0s", 200, true},
+		{"pattern=A.Example.&rule=a.example+status%3D451&wait=0s", 200, true},
+		{"pattern=a.example&rule=a.example&wait=0s", 200, false},
+		{"pattern=a.example&wait=0s", 200, false},
+		{"pattern=gone.example&wait=0s", 200, true},
+		{"pattern=a..example", 400, false},
+		{"pattern=a.example&rule=b.example", 400, false},
+		{"pattern=a.example&wait=1h", 400, false},
+	}
+	for _, tt := range tests {
+		code, m := e.api(nil, "GET", "/blocklist/applied?"+tt.query, "", "")
+		if code != tt.code || (code == 200 && m["applied"] != tt.applied) {
+			t.Errorf("%s: %d %v, want %d applied %v", tt.query, code, m, tt.code, tt.applied)
+		}
+		if code == 200 && !tt.applied && !strings.Contains(fmt.Sprint(m["pending"]), "not yet in effect") {
+			t.Errorf("%s: pending %v", tt.query, m["pending"])
+		}
+	}
+}

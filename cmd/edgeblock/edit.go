@@ -1,7 +1,6 @@
 package main
 
 import (
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -184,7 +183,7 @@ func (c *editCmd) fileEdited(cfg *proxy.Config, command string, res blocklist.Ed
 		if err := blocklist.RecordEdit(file, command, note, before, after, time.Now()); err != nil {
 			fmt.Fprintf(stderr, "edgeblock: warning: the edit is written but not recorded in %s: %v\n", blocklist.HistoryPath(file), err)
 		}
-		a := askApplied(cfg, c.admin, fmt.Sprintf("%x", sha256.Sum256(after)), time.Now().Add(-time.Second))
+		a := askApplied(cfg, c.admin, res, note.At)
 		a.report(stdout, out, adminAddr(cfg, c.admin))
 	}
 	if out != nil {

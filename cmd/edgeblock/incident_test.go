@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -353,6 +355,27 @@ func TestBlockReportsApplied(t *testing.T) {
 	decodeJSON(t, "unblock -json", stdout, &e)
 	if code != 0 || e.Applied == nil || !*e.Applied || e.EdgeError != "" {
 		t.Errorf("unblock -json: exit %d, %+v", code, e)
+	}
+	// A hand edit the edge refuses (it drops both rules): the edge keeps
+	// a.example and b.example, so the next block, judged against the file,
+	// is written but not applied, and block says why.
+	writeText(t, f.list, "x.example\n")
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		resp, err := http.Get("http://" + f.admin + "/blocklist")
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if strings.Contains(string(b), "would drop 2 of 2") {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the edge did not refuse the hand edit")
+		}
+	}
+	code, stdout, _ = runCmd("block", "-config", f.config, "e.example")
+	if code != 0 || !strings.Contains(stdout, "  applied: the edge at "+f.admin+" did not apply it: ") || !strings.Contains(stdout, "would drop 2 of 2 block rules") {
+		t.Errorf("block the edge refuses: exit %d\n%s", code, stdout)
 	}
 	p.stop()
 	code, stdout, _ = runCmd("block", "-config", f.config, "d.example")

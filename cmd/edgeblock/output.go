@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"time"
 
 	"github.com/edgeblock/edgeblock/blocklist"
@@ -55,7 +56,7 @@ func newEditJSON(res blocklist.EditResult, kind string) editJSON {
 }
 
 // edgeApplied is what the running edge said about an edit: whether the
-// list with sha256 is in effect.
+// changed rule is in effect.
 type edgeApplied struct {
 	asked   bool
 	applied bool
@@ -67,44 +68,32 @@ type edgeApplied struct {
 var edgeWait = 5 * time.Second
 
 // askApplied asks the edge at the admin address of cfg (or adminFlag)
-// whether the list with sha256 is in effect, polling GET /blocklist until
-// it is, the edge reports an error about the file, or edgeWait passes.
-func askApplied(cfg *proxy.Config, adminFlag, sha256 string, since time.Time) edgeApplied {
+// whether the edit res (made at since) is in effect: GET /blocklist/applied,
+// the edge's own check that its /v1 writes use, which waits up to edgeWait
+// for the rule as written (for an unblock: no rule of the pattern) and
+// answers early when a reload since then failed.
+func askApplied(cfg *proxy.Config, adminFlag string, res blocklist.EditResult, since time.Time) edgeApplied {
 	addr := adminAddr(cfg, adminFlag)
 	if addr == "" {
 		return edgeApplied{why: "the admin listener is off in the config: no edge asked"}
 	}
-	deadline := time.Now().Add(edgeWait)
-	for {
-		var st struct {
-			SHA256 string `json:"sha256"`
-			Errors []struct {
-				At    time.Time `json:"at"`
-				Error string    `json:"error"`
-			} `json:"errors"`
-		}
-		resp, err := adminGet(addr, "/blocklist")
-		if err != nil {
-			return edgeApplied{why: fmt.Sprintf("no edge answered at %s: %v", addr, err)}
-		}
-		err = json.NewDecoder(resp.Body).Decode(&st)
-		resp.Body.Close()
-		if err != nil {
-			return edgeApplied{why: fmt.Sprintf("GET /blocklist at %s: %v", addr, err)}
-		}
-		if st.SHA256 == sha256 {
-			return edgeApplied{asked: true, applied: true}
-		}
-		for _, e := range st.Errors {
-			if !e.At.Before(since) {
-				return edgeApplied{asked: true, why: "the edge at " + addr + " did not apply it: " + e.Error}
-			}
-		}
-		if time.Now().After(deadline) {
-			return edgeApplied{asked: true, why: fmt.Sprintf("the edge at %s still has sha256 %.12s after %v (is it serving this file?)", addr, st.SHA256, edgeWait)}
-		}
-		time.Sleep(100 * time.Millisecond)
+	q := url.Values{"pattern": {res.Pattern}, "since": {since.UTC().Format(time.RFC3339Nano)}, "wait": {edgeWait.String()}}
+	if res.Kind != blocklist.Removed {
+		q.Set("rule", res.NewLine)
 	}
+	resp, err := adminGet(addr, "/blocklist/applied?"+q.Encode())
+	if err != nil {
+		return edgeApplied{why: fmt.Sprintf("no edge answered at %s: %v", addr, err)}
+	}
+	defer resp.Body.Close()
+	var a proxy.Applied
+	if err := json.NewDecoder(resp.Body).Decode(&a); err != nil || a.SHA256 == "" {
+		return edgeApplied{why: fmt.Sprintf("GET /blocklist/applied at %s: not an edgeblock answer (%v)", addr, err)}
+	}
+	if a.Applied {
+		return edgeApplied{asked: true, applied: true}
+	}
+	return edgeApplied{asked: true, why: fmt.Sprintf("the edge at %s did not apply it: %s", addr, a.Pending)}
 }
 
 // report writes what the edge said, as a line of text or into e.
