@@ -388,7 +388,7 @@ func runExplain(args []string, stdout, stderr io.Writer) int {
 	addr := adminAddr(cfg, adminFlag)
 	why := "the admin listener is off in the config"
 	if addr != "" {
-		e, err := askExplain(addr, fs.Arg(0))
+		e, err := askExplain(cfg, addr, fs.Arg(0))
 		if err == nil && asJSON {
 			writeJSON(stdout, explainJSON{e, "the running edge at " + addr})
 			return 0

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -81,7 +82,10 @@ func askApplied(cfg *proxy.Config, adminFlag string, res blocklist.EditResult, s
 	if res.Kind != blocklist.Removed {
 		q.Set("rule", res.NewLine)
 	}
-	resp, err := adminGet(addr, "/blocklist/applied?"+q.Encode())
+	resp, err := adminGet(cfg, addr, "/blocklist/applied?"+q.Encode())
+	if errors.Is(err, errCannotAsk) {
+		return edgeApplied{why: err.Error()}
+	}
 	if err != nil {
 		return edgeApplied{why: fmt.Sprintf("no edge answered at %s: %v", addr, err)}
 	}

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"bytes"
+	"crypto/tls"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -56,24 +59,78 @@ func adminAddr(cfg *proxy.Config, flagValue string) string {
 // commands send to the admin listener, for an edge with admin.auth_reads.
 const adminTokenEnv = "EDGEBLOCK_ADMIN_TOKEN"
 
-// adminGet fetches path from the admin listener at addr, with the token
-// of $EDGEBLOCK_ADMIN_TOKEN if set, and checks that an edgeblock answered.
-func adminGet(addr, path string) (*http.Response, error) {
-	req, err := http.NewRequest("GET", "http://"+addr+path, nil)
+// errCannotAsk marks an admin listener the command cannot ask: it needs a
+// credential the command has not got, or its certificate cannot be read.
+// The message says which and starts "cannot ask the edge: ".
+var errCannotAsk = errors.New("cannot ask the edge")
+
+// adminHTTP returns the scheme and client that reach the admin listener of
+// cfg: plain HTTP, or with admin.tls_cert HTTPS trusting exactly the
+// certificate that file holds (the one the listener serves, whatever names
+// it carries), so that the commands ask the edge they run beside and no
+// other. An unreadable certificate is an error wrapping errCannotAsk.
+func adminHTTP(cfg *proxy.Config) (string, *http.Client, error) {
+	if cfg.Admin.TLSCert == "" {
+		return "http", adminClient, nil
+	}
+	path := cfg.Admin.TLSCert // made relative to the config's directory by LoadConfig
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", nil, fmt.Errorf("%w: admin.tls_cert: %v", errCannotAsk, err)
+	}
+	block, _ := pem.Decode(data)
+	if block == nil || block.Type != "CERTIFICATE" {
+		return "", nil, fmt.Errorf("%w: admin.tls_cert: %s: no PEM certificate", errCannotAsk, path)
+	}
+	want := block.Bytes
+	tr := adminClient.Transport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		// The chain is checked by VerifyConnection: the listener must
+		// present the certificate of admin.tls_cert itself.
+		InsecureSkipVerify: true,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 || !bytes.Equal(cs.PeerCertificates[0].Raw, want) {
+				return fmt.Errorf("the admin listener's certificate is not the one in admin.tls_cert (%s)", path)
+			}
+			return nil
+		},
+	}
+	return "https", &http.Client{Transport: tr, Timeout: adminClient.Timeout}, nil
+}
+
+// adminGet fetches path from the admin listener of cfg at addr (over HTTPS
+// when admin.tls_cert is set, see adminHTTP), with the token of
+// $EDGEBLOCK_ADMIN_TOKEN if set, and checks that an edgeblock answered.
+// When the listener needs a credential the command lacks, the error wraps
+// errCannotAsk and says which, before anything is sent.
+func adminGet(cfg *proxy.Config, addr, path string) (*http.Response, error) {
+	tok := os.Getenv(adminTokenEnv)
+	if cfg.Admin.AuthReads && tok == "" {
+		if cfg.Admin.TokensFile == "" {
+			return nil, fmt.Errorf("%w: admin listener requires a client certificate (admin.auth_reads with admin.client_ca) and the commands present none", errCannotAsk)
+		}
+		return nil, fmt.Errorf("%w: admin listener requires a credential (admin.auth_reads): set %s to a token of admin.tokens_file", errCannotAsk, adminTokenEnv)
+	}
+	scheme, client, err := adminHTTP(cfg)
 	if err != nil {
 		return nil, err
 	}
-	if tok := os.Getenv(adminTokenEnv); tok != "" {
+	req, err := http.NewRequest("GET", scheme+"://"+addr+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	if tok != "" {
 		req.Header.Set("Authorization", "Bearer "+tok)
 	}
-	resp, err := adminClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return nil, err
 	}
 	if resp.StatusCode != http.StatusOK {
 		resp.Body.Close()
 		if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
-			return nil, fmt.Errorf("GET %s: %s: the admin listener wants a read credential (admin.auth_reads): set %s to a token of admin.tokens_file", path, resp.Status, adminTokenEnv)
+			return nil, fmt.Errorf("%w: GET %s: %s: the admin listener wants a read credential (admin.auth_reads): set %s to a token of admin.tokens_file", errCannotAsk, path, resp.Status, adminTokenEnv)
 		}
 		return nil, fmt.Errorf("GET %s: %s (an edgeblock from before this command existed?)", path, resp.Status)
 	}
@@ -81,8 +138,8 @@ func adminGet(addr, path string) (*http.Response, error) {
 }
 
 // askExplain asks the running edge at addr what a visitor to host gets.
-func askExplain(addr, host string) (*proxy.Explanation, error) {
-	resp, err := adminGet(addr, "/explain?host="+url.QueryEscape(host))
+func askExplain(cfg *proxy.Config, addr, host string) (*proxy.Explanation, error) {
+	resp, err := adminGet(cfg, addr, "/explain?host="+url.QueryEscape(host))
 	if err != nil {
 		return nil, err
 	}
@@ -103,7 +160,7 @@ func askExplain(addr, host string) (*proxy.Explanation, error) {
 func runningList(cfg *proxy.Config, adminFlag, stateDir string) (*blocklist.List, string) {
 	var why []string
 	if addr := adminAddr(cfg, adminFlag); addr != "" {
-		l, err := fetchRunningList(addr)
+		l, err := fetchRunningList(cfg, addr)
 		if err == nil {
 			return l, fmt.Sprintf("the running edge at %s", addr)
 		}
@@ -128,8 +185,8 @@ func runningList(cfg *proxy.Config, adminFlag, stateDir string) (*blocklist.List
 	return l, fmt.Sprintf("the snapshot in %s, written %s (%s)", stateDir, snap.WrittenAt.Format(time.RFC3339), strings.Join(why, "; "))
 }
 
-func fetchRunningList(addr string) (*blocklist.List, error) {
-	resp, err := adminGet(addr, "/blocklist/rules")
+func fetchRunningList(cfg *proxy.Config, addr string) (*blocklist.List, error) {
+	resp, err := adminGet(cfg, addr, "/blocklist/rules")
 	if err != nil {
 		return nil, err
 	}
