@@ -162,7 +162,7 @@ func (p *Proxy) clientFor(rt *route, r *http.Request, cfg *Config) netip.Addr {
 		return netip.Addr{}
 	}
 	peer := peerAddr(r.RemoteAddr)
-	return cfg.clientAddr(peer, peer.IsValid() && cfg.trustedAddr(peer), r.Header["X-Forwarded-For"])
+	return cfg.clientAddr(peer, peer.IsValid() && cfg.trustsAddr(peer), r.Header["X-Forwarded-For"])
 }
 
 type infoKey struct{}

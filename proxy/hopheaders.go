@@ -82,21 +82,12 @@ func (c *Config) clientAddr(peer netip.Addr, trusted bool, xff []string) netip.A
 				return client
 			}
 			client = a.Unmap()
-			if !c.trustedAddr(client) {
+			if !c.trustsAddr(client) {
 				return client
 			}
 		}
 	}
 	return client
-}
-
-// peerAddr returns the address of a request's peer, or the zero Addr.
-func peerAddr(remoteAddr string) netip.Addr {
-	ap, err := netip.ParseAddrPort(remoteAddr)
-	if err != nil {
-		return netip.Addr{}
-	}
-	return ap.Addr().Unmap()
 }
 
 // setForwarding sets the headers an origin learns the visitor and the
@@ -116,7 +107,7 @@ func peerAddr(remoteAddr string) netip.Addr {
 //     are removed (see dropRoutingHeaders).
 func setForwarding(out, in *http.Request, cfg *Config, host, viaName string) {
 	peer := peerAddr(in.RemoteAddr)
-	trusted := peer.IsValid() && cfg.trustedAddr(peer)
+	trusted := peer.IsValid() && cfg.trustsAddr(peer)
 	h := out.Header
 	h.Del("Host") // HTTP/2 keeps Host fields in the header
 	dropRoutingHeaders(h)
@@ -225,16 +216,6 @@ func filterUpgrade(h http.Header, allowed []string) {
 		return
 	}
 	h["Upgrade"] = []string{strings.Join(keep, ", ")}
-}
-
-// trustedAddr reports whether a is in trusted_proxies.
-func (c *Config) trustedAddr(a netip.Addr) bool {
-	for _, p := range c.trusted {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
 }
 
 // hostnameOr returns the machine's host name, or def.

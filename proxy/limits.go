@@ -23,13 +23,15 @@ func clientKey(a netip.Addr) netip.Prefix {
 	return p
 }
 
-// addrOf returns the IP address of a net.Addr or of a "host:port" string.
-func addrOf(remote string) (netip.Addr, bool) {
-	ap, err := netip.ParseAddrPort(remote)
+// peerAddr returns the IP address (IPv4-mapped IPv6 unmapped) of a
+// "host:port" string such as http.Request.RemoteAddr or
+// net.Addr.String(), or the zero Addr when it is not one.
+func peerAddr(remoteAddr string) netip.Addr {
+	ap, err := netip.ParseAddrPort(remoteAddr)
 	if err != nil {
-		return netip.Addr{}, false
+		return netip.Addr{}
 	}
-	return ap.Addr().Unmap(), true
+	return ap.Addr().Unmap()
 }
 
 // trustsAddr reports whether a is in trusted_proxies.
@@ -95,8 +97,8 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		a, ok := addrOf(c.RemoteAddr().String())
-		if !ok || l.trusted(a) {
+		a := peerAddr(c.RemoteAddr().String())
+		if !a.IsValid() || l.trusted(a) {
 			l.open.Inc()
 			return &limitConn{Conn: c, release: l.open.Dec}, nil
 		}
@@ -158,8 +160,8 @@ func (h *requestLimiter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // that is not a trusted proxy. A trusted peer that names no client is not
 // limited.
 func (h *requestLimiter) client(r *http.Request) (netip.Prefix, bool) {
-	a, ok := addrOf(r.RemoteAddr)
-	if !ok {
+	a := peerAddr(r.RemoteAddr)
+	if !a.IsValid() {
 		return netip.Prefix{}, false
 	}
 	cfg := h.config()
