@@ -66,28 +66,43 @@ func dropRoutingHeaders(h http.Header) {
 // clientAddr returns the address the edge trusts as the visitor's: the
 // peer's, or, when the peer is a trusted proxy, the right-most
 // X-Forwarded-For entry that is not itself a trusted proxy. If the chain
-// holds nothing but trusted proxies, the left-most of them is the client;
-// an entry that is not an IP address ends the walk, and the last trusted
-// address before it is the client.
+// names no such entry (see forwardedClient), the last trusted address
+// walked is the client: the left-most of an all-trusted chain, or the one
+// right of an entry that is not an IP address.
 func (c *Config) clientAddr(peer netip.Addr, trusted bool, xff []string) netip.Addr {
 	if !trusted {
 		return peer
 	}
-	client := peer
+	client, _ := c.forwardedClient(peer, xff)
+	return client
+}
+
+// forwardedClient walks a trusted peer's X-Forwarded-For chain (every
+// field value, each comma-separated) from the right and returns the first
+// entry that is not in trusted_proxies, unmapped, and true. When the chain
+// names no such entry it returns the last trusted address walked (peer if
+// none) and false. An entry that is not an IP address ends the walk as
+// the chain's end does: nothing left of it is believed, because only a
+// trusted proxy's own appends are. It is the one walk behind X-Real-IP,
+// Forwarded, ip_hash (clientAddr) and the per-client request cap
+// (requestLimiter.client).
+func (c *Config) forwardedClient(peer netip.Addr, xff []string) (netip.Addr, bool) {
+	last := peer
 	for i := len(xff) - 1; i >= 0; i-- {
 		entries := strings.Split(xff[i], ",")
 		for j := len(entries) - 1; j >= 0; j-- {
 			a, err := netip.ParseAddr(strings.TrimSpace(entries[j]))
 			if err != nil {
-				return client
+				return last, false
 			}
-			client = a.Unmap()
-			if !c.trustsAddr(client) {
-				return client
+			a = a.Unmap()
+			if !c.trustsAddr(a) {
+				return a, true
 			}
+			last = a
 		}
 	}
-	return client
+	return last, false
 }
 
 // setForwarding sets the headers an origin learns the visitor and the

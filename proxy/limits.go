@@ -4,7 +4,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"strings"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -157,8 +156,10 @@ func (h *requestLimiter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // client returns the client a request counts against: the peer, or, when
 // the peer is a trusted proxy, the right-most address in X-Forwarded-For
-// that is not a trusted proxy. A trusted peer that names no client is not
-// limited.
+// that is not a trusted proxy (Config.forwardedClient, the walk
+// X-Real-IP uses too). A trusted peer that names no client — an empty or
+// all-trusted chain, or one that reaches an entry that is not an IP
+// address first — is not limited.
 func (h *requestLimiter) client(r *http.Request) (netip.Prefix, bool) {
 	a := peerAddr(r.RemoteAddr)
 	if !a.IsValid() {
@@ -168,20 +169,11 @@ func (h *requestLimiter) client(r *http.Request) (netip.Prefix, bool) {
 	if cfg == nil || !cfg.trustsAddr(a) {
 		return clientKey(a), true
 	}
-	xff := r.Header.Values("X-Forwarded-For")
-	for i := len(xff) - 1; i >= 0; i-- {
-		hops := strings.Split(xff[i], ",")
-		for j := len(hops) - 1; j >= 0; j-- {
-			h, err := netip.ParseAddr(strings.TrimSpace(hops[j]))
-			if err != nil {
-				return netip.Prefix{}, false
-			}
-			if !cfg.trustsAddr(h.Unmap()) {
-				return clientKey(h), true
-			}
-		}
+	client, named := cfg.forwardedClient(a, r.Header.Values("X-Forwarded-For"))
+	if !named {
+		return netip.Prefix{}, false
 	}
-	return netip.Prefix{}, false
+	return clientKey(client), true
 }
 
 // config returns the config in use, or nil before the first Apply.

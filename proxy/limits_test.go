@@ -41,6 +41,49 @@ func TestRequestClient(t *testing.T) {
 	}
 }
 
+// TestForwardedClientBothCallers: X-Real-IP (clientAddr) and the
+// per-client request cap (requestLimiter.client) walk X-Forwarded-For the
+// same way; in particular an entry that is not an IP address ends the walk
+// for both, so neither believes anything left of it. When the walk names
+// a client both pick it; when it names none the cap does not limit and
+// X-Real-IP is the last trusted address walked.
+func TestForwardedClientBothCallers(t *testing.T) {
+	cfg, err := ParseConfig("x.yaml", []byte("listen:\n  http: :8080\nblocklist:\n  file: b\ntrusted_proxies: [10.0.0.0/8]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &requestLimiter{config: func() *Config { return cfg }}
+	const peer = "10.1.2.3"
+	for _, tt := range []struct {
+		name     string
+		xff      []string
+		realIP   string // clientAddr
+		limitKey string // requestLimiter.client; "" when not limited
+	}{
+		{"bad entry first from the right", []string{"198.51.100.9, garbage"}, peer, ""},
+		{"bad entry after a trusted hop", []string{"198.51.100.9, garbage, 10.9.9.9"}, "10.9.9.9", ""},
+		{"bad entry in an earlier field value", []string{"198.51.100.9, garbage", "10.9.9.9"}, "10.9.9.9", ""},
+		{"bad entry left of the client is never reached", []string{"garbage, 198.51.100.9"}, "198.51.100.9", "198.51.100.9/32"},
+		{"empty entry", []string{"198.51.100.9,,10.9.9.9"}, "10.9.9.9", ""},
+		{"address with a port", []string{"198.51.100.9:5000"}, peer, ""},
+		{"mapped IPv4", []string{"::ffff:198.51.100.9"}, "198.51.100.9", "198.51.100.9/32"},
+		{"all trusted", []string{"10.7.7.7, 10.9.9.9"}, "10.7.7.7", ""},
+	} {
+		r := &http.Request{RemoteAddr: peer + ":5000", Header: http.Header{"X-Forwarded-For": tt.xff}}
+		p := peerAddr(r.RemoteAddr)
+		if got := cfg.clientAddr(p, cfg.trustsAddr(p), tt.xff).String(); got != tt.realIP {
+			t.Errorf("%s: clientAddr(XFF %q) = %s, want %s", tt.name, tt.xff, got, tt.realIP)
+		}
+		got := ""
+		if k, ok := h.client(r); ok {
+			got = k.String()
+		}
+		if got != tt.limitKey {
+			t.Errorf("%s: requestLimiter.client(XFF %q) = %q, want %q", tt.name, tt.xff, got, tt.limitKey)
+		}
+	}
+}
+
 // FuzzRequestClient: X-Forwarded-For is visitor input (a trusted proxy
 // appends to what the visitor sent). Any value gives no client or a
 // client that is a /32 or /64 outside trusted_proxies, never a panic.
