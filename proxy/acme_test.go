@@ -37,6 +37,16 @@ func requireBinary(t *testing.T, name, pkg string) string {
 	return p
 }
 
+// skipHeavyInShort skips the test under -short: it starts a heavy real
+// part (pebble, BIND, Chromium, testssl.sh) that takes seconds to tens of
+// seconds. The full run and CI still run it.
+func skipHeavyInShort(t *testing.T, part string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skipf("starts %s; skipped under -short", part)
+	}
+}
+
 // freePort returns a loopback port that was free a moment ago, for a
 // program the test starts that must be told its port (pebble, named, or
 // the edge pebble validates through). It is chosen below the kernel's
@@ -152,6 +162,7 @@ func startPebble(t *testing.T, extraEnv ...string) *pebbleEnv {
 // server at dnsAddr instead, when not empty (no pebble-challtestsrv).
 func startPebbleDNS(t *testing.T, dnsAddr string, extraEnv ...string) *pebbleEnv {
 	t.Helper()
+	skipHeavyInShort(t, "pebble")
 	pebble := requireBinary(t, "pebble", "pebble")
 	challtest := requireBinary(t, "pebble-challtestsrv", "pebble")
 	pe := &pebbleEnv{dir: t.TempDir(), httpPort: freePort(t), httpsPort: freePort(t), dnsPort: freePort(t),

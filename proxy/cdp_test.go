@@ -33,6 +33,7 @@ var devtoolsURL = regexp.MustCompile(`DevTools listening on (ws://127\.0\.0\.1:(
 // that pages are fetched with the Host header a visitor would send.
 func startBrowser(t *testing.T) *browser {
 	t.Helper()
+	skipHeavyInShort(t, "Chromium")
 	bin := requireBinary(t, "chromium", "chromium")
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, bin, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",

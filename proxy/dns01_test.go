@@ -21,6 +21,7 @@ import (
 // address and the file holding the key's secret.
 func startBIND(t *testing.T, zone string) (addr, secretFile string) {
 	t.Helper()
+	skipHeavyInShort(t, "BIND (named)")
 	named := requireBinary(t, "named", "bind9")
 	dir := t.TempDir()
 	port := freePort(t)

@@ -82,6 +82,7 @@ func TestTestssl(t *testing.T) {
 // testssl.sh upstream).
 func requireTestssl(t *testing.T) string {
 	t.Helper()
+	skipHeavyInShort(t, "testssl.sh")
 	for _, name := range []string{"testssl", "testssl.sh"} {
 		if p, err := exec.LookPath(name); err == nil {
 			return p
