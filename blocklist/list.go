@@ -242,3 +242,6 @@ func (l *List) Diff(old *List) (added, removed []string) {
 	}
 	return added, removed
 }
+
+// unblockRecords returns the unblock records in effect by pattern.
+func (l *List) unblockRecords() map[string]Note { return l.unblocks }
