@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# The comparison rig: edgeblock beside Debian's nginx (1 worker, keep-alive
-# upstream, `map $host` + `return 403` for the blocked host, access log to a
-# file with buffer=64k flush=1s), both in front of the same Go origin
-# (deploy/bench/origin), both with access logging on. Six cases, each run
-# BENCH_ROUNDS times with edgeblock and nginx interleaved; the table gives
-# the median requests/s and p99 of each side and the ratio edgeblock/nginx.
+# The comparison rig: edgeblock beside a bare net/http server
+# (deploy/bench/bare: the same block page bytes for the blocked host,
+# httputil.ReverseProxy for the rest, no logging, no metrics, no checks:
+# the ceiling for a server built on net/http) and Debian's nginx (1 worker,
+# keep-alive upstream, `map $host` + `return 403` for the blocked host,
+# access log to a file with buffer=64k flush=1s), all three in front of the
+# same Go origin (deploy/bench/origin); edgeblock with its default access
+# log on. Six cases, each run BENCH_ROUNDS times with the three servers
+# interleaved (each round starts with the next one); the table gives the
+# median requests/s and p99 of each side and the ratios edgeblock/bare and
+# edgeblock/nginx.
 #
 #   bash deploy/bench/compare.sh                   # 10s per run, 3 rounds
 #   BENCH_DURATION=3s BENCH_ROUNDS=1 bash deploy/bench/compare.sh
@@ -30,6 +35,7 @@
 #   BENCH_ORIGIN_PORT   the origin [18081]
 #   BENCH_EB_HTTP_PORT, BENCH_EB_HTTPS_PORT, BENCH_EB_ADMIN_PORT  edgeblock [18080, 18443, 19090]
 #   BENCH_NGINX_HTTP_PORT, BENCH_NGINX_HTTPS_PORT                nginx [18180, 18543]
+#   BENCH_BARE_HTTP_PORT, BENCH_BARE_HTTPS_PORT                  the bare server [18280, 18643]
 #   BENCH_EB_CONFIG_EXTRA  YAML appended to edgeblock's config (to measure a lever)
 #   BENCH_EB_ENV        environment for edgeblock, e.g. "GOGC=400" (to measure a lever)
 #   BENCH_PROFILE       seconds of CPU profile taken from edgeblock during the first round
@@ -46,10 +52,11 @@ cases="${BENCH_CASES:-h1-proxied h1-blocked h1tls-proxied h1tls-blocked h2-proxi
 origin_port="${BENCH_ORIGIN_PORT:-18081}"
 eb_http="${BENCH_EB_HTTP_PORT:-18080}" eb_https="${BENCH_EB_HTTPS_PORT:-18443}" eb_admin="${BENCH_EB_ADMIN_PORT:-19090}"
 ng_http="${BENCH_NGINX_HTTP_PORT:-18180}" ng_https="${BENCH_NGINX_HTTPS_PORT:-18543}"
+bare_http="${BENCH_BARE_HTTP_PORT:-18280}" bare_https="${BENCH_BARE_HTTPS_PORT:-18643}"
 proxied="${BENCH_PROXIED_HOST:-localhost}"
 blocked="${BENCH_BLOCKED_HOST:-$(hostname)}"
 
-for p in "$origin_port" "$eb_http" "$eb_https" "$eb_admin" "$ng_http" "$ng_https"; do
+for p in "$origin_port" "$eb_http" "$eb_https" "$eb_admin" "$ng_http" "$ng_https" "$bare_http" "$bare_https"; do
   [[ "$p" =~ ^[0-9]+$ ]] && ((p > 0 && p < 65536)) || { echo "bad port $p in BENCH_*_PORT"; exit 2; }
   ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "127.0.0.1:$p is in use: set the BENCH_*_PORT variables"; exit 1; }
 done
@@ -77,6 +84,7 @@ wait_port() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/n
 
 go build -o "$work/edgeblock" ./cmd/edgeblock
 go build -o "$work/origin" ./deploy/bench/origin
+go build -o "$work/bare" ./deploy/bench/bare
 "$work/origin" -addr "127.0.0.1:$origin_port" & pids+=($!)
 
 # edgeblock: internal CA for TLS, the default access log to a file.
@@ -109,7 +117,8 @@ eb_pid=$!
 wait_port "$eb_https"
 
 # nginx answers the blocked host with a body as long as edgeblock's page.
-page_len=$(curl -sk "https://$blocked:$eb_https/" | wc -c)
+curl -sk -D "$work/page.hdr" -o "$work/page.html" "https://$blocked:$eb_https/"
+page_len=$(wc -c < "$work/page.html")
 ((page_len > 100)) || { echo "edgeblock's block page is $page_len bytes: not serving?"; exit 1; }
 pad=$(head -c "$page_len" < /dev/zero | tr '\0' x)
 body="<!DOCTYPE html><title>blocked</title><p>${pad}"
@@ -152,6 +161,11 @@ http {
 NGINX
 "$nginx" -p "$work" -c "$work/nginx.conf" -e "$work/nginx-error.log" -g 'daemon off;' & pids+=($!)
 wait_port "$ng_https"
+# The bare server answers the blocked host with edgeblock's page: the same
+# body and header lines.
+"$work/bare" -http "127.0.0.1:$bare_http" -https "127.0.0.1:$bare_https" -origin "http://127.0.0.1:$origin_port" \
+  -blocked "$blocked" -names "$proxied" -page "$work/page.html" -headers "$work/page.hdr" 2>"$work/bare.log" & pids+=($!)
+wait_port "$bare_https"
 
 # to_ms converts wrk's latency (e.g. 812.00us, 1.20ms, 1.01s) to milliseconds.
 to_ms() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0; else if (v ~ /s$/) n *= 1000; printf "%.2f", n }'; }
@@ -160,6 +174,7 @@ to_ms() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v
 run() {
   local server=$1 case=$2 d=$3 http=$eb_http https=$eb_https host
   [[ $server == nginx ]] && http=$ng_http https=$ng_https
+  [[ $server == bare ]] && http=$bare_http https=$bare_https
   host=$proxied
   [[ $case == *-blocked ]] && host=$blocked
   local raw="$work/raw/$server-$case-$RANDOM" out
@@ -191,29 +206,37 @@ run() {
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-# Warm up both sides (connections, certificates, upstream pools).
-for c in $cases; do run edgeblock "$c" 1s >/dev/null; run nginx "$c" 1s >/dev/null; done
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}'; }
 
-printf '%-15s %11s %11s %7s %9s %9s %7s\n' case eb_req/s ngx_req/s ratio eb_p99ms ngx_p99ms p99x
+# Warm up every side (connections, certificates, upstream pools).
+servers=(edgeblock bare nginx)
+for c in $cases; do for s in "${servers[@]}"; do run "$s" "$c" 1s >/dev/null; done; done
+
+printf '%-14s %9s %10s %9s %7s %7s %8s %8s %8s %7s\n' case eb_req/s bare_req/s ngx_req/s eb/bare eb/ngx eb_p99ms bare_p99 ngx_p99 p99/bare
 for c in $cases; do
-  ebr=() ebp=() ngr=() ngp=() warn=""
+  declare -A rps=() p99=()
+  warn=""
   for ((i = 0; i < rounds; i++)); do
-    prof=""
-    if [[ -n "${BENCH_PROFILE:-}" && -n "${BENCH_KEEP:-}" && $i == 0 ]]; then
-      mkdir -p "$BENCH_KEEP"
-      (sleep 1; curl -s -o "$BENCH_KEEP/cpu-$c.pprof" "http://127.0.0.1:$eb_admin/debug/pprof/profile?seconds=$BENCH_PROFILE") &
-      prof=$!
-    fi
-    read -r r p e < <(run edgeblock "$c" "$duration"); ebr+=("$r") ebp+=("$p"); ((e == 0)) || warn+=" edgeblock-errors=$e"
-    [[ -z "$prof" ]] || wait "$prof" || true
-    read -r r p e < <(run nginx "$c" "$duration"); ngr+=("$r") ngp+=("$p"); ((e == 0)) || warn+=" nginx-errors=$e"
+    for ((j = 0; j < 3; j++)); do
+      s=${servers[(i + j) % 3]} prof=""
+      if [[ $s == edgeblock && -n "${BENCH_PROFILE:-}" && -n "${BENCH_KEEP:-}" && $i == 0 ]]; then
+        mkdir -p "$BENCH_KEEP"
+        (sleep 1; curl -s -o "$BENCH_KEEP/cpu-$c.pprof" "http://127.0.0.1:$eb_admin/debug/pprof/profile?seconds=$BENCH_PROFILE") &
+        prof=$!
+      fi
+      read -r r p e < <(run "$s" "$c" "$duration")
+      rps[$s]+=" $r" p99[$s]+=" $p"
+      ((e == 0)) || warn+=" $s-errors=$e"
+      [[ -z "$prof" ]] || wait "$prof" || true
+    done
   done
-  er=$(echo "${ebr[*]}" | median) np=$(echo "${ngp[*]}" | median)
-  nr=$(echo "${ngr[*]}" | median) ep=$(echo "${ebp[*]}" | median)
-  printf '%-15s %11s %11s %6.2fx %9s %9s %6.2fx  rounds eb=[%s] ngx=[%s]%s\n' "$c" "$er" "$nr" \
-    "$(awk -v a="$er" -v b="$nr" 'BEGIN {print (b > 0 ? a / b : 0)}')" "$ep" "$np" \
-    "$(awk -v a="$ep" -v b="$np" 'BEGIN {print (b > 0 ? a / b : 0)}')" "${ebr[*]}" "${ngr[*]}" "$warn"
+  er=$(echo "${rps[edgeblock]}" | median) br=$(echo "${rps[bare]}" | median) nr=$(echo "${rps[nginx]}" | median)
+  ep=$(echo "${p99[edgeblock]}" | median) bp=$(echo "${p99[bare]}" | median) np=$(echo "${p99[nginx]}" | median)
+  printf '%-14s %9s %10s %9s %6sx %6sx %8s %8s %8s %6sx  rounds eb=[%s] bare=[%s] ngx=[%s]%s\n' "$c" "$er" "$br" "$nr" \
+    "$(ratio "$er" "$br")" "$(ratio "$er" "$nr")" "$ep" "$bp" "$np" "$(ratio "$ep" "$bp")" \
+    "${rps[edgeblock]# }" "${rps[bare]# }" "${rps[nginx]# }" "$warn"
+  unset rps p99
 done
 eb_lines=$(grep -c '"msg":"request"' "$work/edgeblock.log" || true)
 ng_lines=$(wc -l < "$work/nginx-access.log")
-echo "access log lines: edgeblock $eb_lines, nginx $ng_lines; edgeblock RSS $(awk '/VmRSS/ {print $2, $3}' "/proc/$eb_pid/status")"
+echo "access log lines: edgeblock $eb_lines, nginx $ng_lines; edgeblock RSS $(awk '/VmRSS/ {print $2, $3}' "/proc/$eb_pid/status"); $(uptime | sed 's/.*load/load/')"

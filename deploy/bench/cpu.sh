@@ -8,6 +8,7 @@
 #
 #   BENCH_BASE=main bash deploy/bench/cpu.sh
 #   BENCH_COMPARE=clients bash deploy/bench/cpu.sh   # origins.client: stdlib vs edgeblock
+#   BENCH_COMPARE=bare bash deploy/bench/cpu.sh      # block page: bare net/http vs edgeblock
 #
 # Prints one line per run: build, case, requests/s, and edgeblock's user +
 # system CPU (from /proc/PID/stat) divided by the requests served.
@@ -15,14 +16,20 @@
 # Environment (defaults in brackets):
 #   BENCH_COMPARE       builds: the working tree against BENCH_BASE; clients:
 #                       the working tree's build twice, origins.client stdlib
-#                       (printed as "stdlib") against edgeblock ("edgeb") [builds]
+#                       (printed as "stdlib") against edgeblock ("edgeb"); bare:
+#                       the bare net/http server of deploy/bench/bare ("bare",
+#                       serving edgeblock's block page bytes) against the
+#                       working tree's build ("tree") [builds]
+#   BENCH_TARGET        proxied (localhost) or blocked (the block page, for
+#                       BENCH_BLOCKED_HOST) [proxied; blocked with BENCH_COMPARE=bare]
+#   BENCH_BLOCKED_HOST  the blocked host, which must resolve to loopback [$(hostname)]
 #   BENCH_BASE          the commit to compare with [main]
 #   BENCH_DURATION      seconds per run [5]
 #   BENCH_ROUNDS        runs per build and case [3]
 #   BENCH_CASES         h1 (wrk), h1tls (wrk), h2 (h2load, 16 × 8 streams) [h1 h1tls h2]
 #   BENCH_ORIGIN_PORT   the origin [18081]
 #   BENCH_EB_HTTP_PORT, BENCH_EB_HTTPS_PORT        the working tree's build [18080, 18443]
-#   BENCH_NGINX_HTTP_PORT, BENCH_NGINX_HTTPS_PORT  the base build (nginx is not run) [18180, 18543]
+#   BENCH_NGINX_HTTP_PORT, BENCH_NGINX_HTTPS_PORT  the base build or the bare server (nginx is not run) [18180, 18543]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 base="${BENCH_BASE:-main}" d="${BENCH_DURATION:-5}" rounds="${BENCH_ROUNDS:-3}"
@@ -30,7 +37,16 @@ compare="${BENCH_COMPARE:-builds}"
 case $compare in
   builds) lb_base=base lb_tree=tree client_base="" client_tree="";;
   clients) lb_base=stdlib lb_tree=edgeb client_base=stdlib client_tree=edgeblock;;
-  *) echo "BENCH_COMPARE: $compare: want builds or clients"; exit 1;;
+  bare) lb_base=bare lb_tree=tree client_base="" client_tree="";;
+  *) echo "BENCH_COMPARE: $compare: want builds, clients or bare"; exit 1;;
+esac
+target="${BENCH_TARGET:-proxied}"
+[[ $compare == bare && -z "${BENCH_TARGET:-}" ]] && target=blocked
+blocked="${BENCH_BLOCKED_HOST:-$(hostname)}"
+case $target in
+  proxied) host=localhost;;
+  blocked) host=$blocked;;
+  *) echo "BENCH_TARGET: $target: want proxied or blocked"; exit 1;;
 esac
 d=${d%s}
 cases="${BENCH_CASES:-h1 h1tls h2}"
@@ -38,7 +54,10 @@ origin_port="${BENCH_ORIGIN_PORT:-18081}"
 new_http="${BENCH_EB_HTTP_PORT:-18080}" new_https="${BENCH_EB_HTTPS_PORT:-18443}"
 old_http="${BENCH_NGINX_HTTP_PORT:-18180}" old_https="${BENCH_NGINX_HTTPS_PORT:-18543}"
 for t in wrk h2load; do command -v $t >/dev/null || { echo "$t is missing"; exit 1; }; done
-[[ "$(getent hosts localhost | awk '{print $1; exit}')" == 127.* ]] || { echo "localhost does not resolve to 127.0.0.1"; exit 1; }
+for h in localhost "$blocked"; do
+  [[ "$(getent hosts "$h" | awk '{print $1; exit}')" == 127.* ]] || { echo "$h does not resolve to 127.0.0.1: set BENCH_BLOCKED_HOST"; exit 1; }
+done
+[[ $blocked != localhost ]] || { echo "BENCH_BLOCKED_HOST must not be localhost (the proxied host)"; exit 1; }
 
 work=$(mktemp -d)
 pids=()
@@ -53,6 +72,8 @@ wait_port() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/n
 go build -o "$work/eb-tree" ./cmd/edgeblock
 if [[ $compare == clients ]]; then
   cp "$work/eb-tree" "$work/eb-base"
+elif [[ $compare == bare ]]; then
+  go build -o "$work/bare" ./deploy/bench/bare
 else
   mkdir -p "$work/base"
   git archive "$base" | tar -x -C "$work/base"
@@ -60,7 +81,7 @@ else
 fi
 go build -o "$work/origin" ./deploy/bench/origin
 "$work/origin" -addr "127.0.0.1:$origin_port" & pids+=($!)
-echo "blocked.example" > "$work/blocklist.txt"
+echo "$blocked reason=\"Benchmark block\" policy=https://blog.example.com/why" > "$work/blocklist.txt"
 # config NAME HTTP HTTPS [ORIGINS_CLIENT]
 config() {
   local origins=""
@@ -87,8 +108,17 @@ YAML
 }
 config base "$old_http" "$old_https" "$client_base"
 config tree "$new_http" "$new_https" "$client_tree"
-"$work/eb-base" serve -config "$work/base.yaml" -state-dir off 2>"$work/base.log" & pids+=($!); pid_base=$!
 "$work/eb-tree" serve -config "$work/tree.yaml" -state-dir off 2>"$work/tree.log" & pids+=($!); pid_tree=$!
+if [[ $compare == bare ]]; then
+  # The bare server answers the blocked host with edgeblock's block page:
+  # the same body and header lines.
+  wait_port "$new_https"
+  curl -sk -D "$work/page.hdr" -o "$work/page.html" "https://$blocked:$new_https/"
+  "$work/bare" -http "127.0.0.1:$old_http" -https "127.0.0.1:$old_https" -origin "http://127.0.0.1:$origin_port" \
+    -blocked "$blocked" -names localhost -page "$work/page.html" -headers "$work/page.hdr" 2>"$work/base.log" & pids+=($!); pid_base=$!
+else
+  "$work/eb-base" serve -config "$work/base.yaml" -state-dir off 2>"$work/base.log" & pids+=($!); pid_base=$!
+fi
 wait_port "$old_https"; wait_port "$new_https"
 
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
@@ -98,15 +128,15 @@ one() {
   t0=$(ticks "$2")
   case $3 in
     h1|h1tls)
-      local url="http://localhost:$4/"
-      [[ $3 == h1tls ]] && url="https://localhost:$5/"
+      local url="http://$host:$4/"
+      [[ $3 == h1tls ]] && url="https://$host:$5/"
       out=$(wrk -t1 -c64 -d"${d}s" "$url")
       rps=$(awk '/Requests\/sec/ {printf "%d", $2}' <<<"$out")
       n=$(awk '/requests in/ {print $1}' <<<"$out");;
     h2)
-      out=$(h2load -c16 -m8 -t1 -D"$d" "https://localhost:$5/")
+      out=$(h2load -c16 -m8 -t1 -D"$d" "https://$host:$5/")
       rps=$(awk '/^finished in/ {gsub(",", "", $4); printf "%d", $4}' <<<"$out")
-      n=$(awk '/^requests:/ {print $8}' <<<"$out");;
+      n=$(awk '/^requests:/ {print $6}' <<<"$out");; # done (a 403 does not count as succeeded)
   esac
   t1=$(ticks "$2")
   awk -v b="$1" -v c="$3" -v r="$rps" -v n="$n" -v t=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" \
@@ -114,6 +144,8 @@ one() {
 }
 if [[ $compare == clients ]]; then
   echo "working tree, origins.client stdlib vs edgeblock; $(uptime)"
+elif [[ $compare == bare ]]; then
+  echo "bare net/http vs working tree, $target; $(uptime)"
 else
   echo "base $base ($(git rev-parse --short "$base")) vs working tree; $(uptime)"
 fi
@@ -124,5 +156,11 @@ for c in $cases; do
     one "$lb_base" "$pid_base" "$c" "$old_http" "$old_https"
     one "$lb_tree" "$pid_tree" "$c" "$new_http" "$new_https"
   done
-done
+done | tee "$work/runs"
+# Medians per case and the ratio of CPU per request, second build / first.
+awk -v a="$lb_base" -v b="$lb_tree" '
+  function med(s,   n, v, i, j, t) { n = split(s, v, " "); for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (v[j] + 0 < v[i] + 0) { t = v[i]; v[i] = v[j]; v[j] = t }; return v[int((n + 1) / 2)] }
+  { cpu[$1, $2] = cpu[$1, $2] " " $7; if (!($2 in seen)) { seen[$2] = 1; order[++n] = $2 } }
+  END { for (i = 1; i <= n; i++) { c = order[i]; x = med(cpu[a, c]); y = med(cpu[b, c])
+          printf "median %-6s cpu µs/req %s %.1f, %s %.1f: %s/%s %.2f\n", c, a, x, b, y, b, a, (x > 0 ? y / x : 0) } }' "$work/runs"
 echo "$(uptime)"
