@@ -24,7 +24,8 @@ type AttrChange struct {
 }
 
 // String returns "old→new", where an unset value reads "(default)" for
-// policy, "(none)" for reason and "(never)" for expires.
+// policy and unknown, "(never)" for expires, "(worldwide)" for countries
+// and except_countries, "(no)" for publish and "(none)" for the others.
 func (c AttrChange) String() string {
 	return c.show(c.Old) + "→" + c.show(c.New)
 }
@@ -34,10 +35,14 @@ func (c AttrChange) show(v string) string {
 		return v
 	}
 	switch c.Key {
-	case "policy":
+	case "policy", "unknown":
 		return "(default)"
 	case "expires":
 		return "(never)"
+	case "countries", "except_countries":
+		return "(worldwide)"
+	case "publish":
+		return "(no)"
 	}
 	return "(none)"
 }
@@ -48,7 +53,8 @@ type Change struct {
 	// Rule is the rule of the new list, or for Removed the rule of the old.
 	Rule Rule
 	// Attrs lists, for Changed, the attributes that differ, in the order
-	// policy, reason, status, mode, expires, contact, appeal, reason.TAG.
+	// policy, reason, status, mode, expires, contact, appeal, countries,
+	// except_countries, unknown, publish, notice, reason.TAG.
 	Attrs []AttrChange
 	// Note records who made the change and why, when HasNote is true: the
 	// annotation of an added rule, the annotation of a changed rule when it
@@ -60,11 +66,11 @@ type Change struct {
 // attrKeys are the attribute keys in the order they are compared and
 // written.
 // Per-language reasons (reason.TAG) come after them, sorted by tag.
-var attrKeys = [...]string{"policy", "reason", "status", "mode", "expires", "contact", "appeal"}
+var attrKeys = [...]string{"policy", "reason", "status", "mode", "expires", "contact", "appeal", "countries", "except_countries", "unknown", "publish", "notice"}
 
 // AttrKeys returns the attribute keys a rule may carry (policy, reason,
-// status, mode, expires, contact, appeal), without the per-language
-// reason.TAG.
+// status, mode, expires, contact, appeal, countries, except_countries,
+// unknown, publish, notice), without the per-language reason.TAG.
 func AttrKeys() []string { return append([]string(nil), attrKeys[:]...) }
 
 // attrValues returns the attribute values of r in attrKeys order, as they
@@ -77,11 +83,21 @@ func attrValues(r Rule) [len(attrKeys)]string {
 		v[4] = r.Expires.UTC().Format(time.RFC3339)
 	}
 	v[5], v[6] = r.Contact, r.Appeal
+	if r.Scope.except {
+		v[8] = r.Scope.countries
+	} else {
+		v[7] = r.Scope.countries
+	}
+	v[9] = r.Scope.unknown.String()
+	if r.Publish {
+		v[10] = "yes"
+	}
+	v[11] = r.Notice
 	return v
 }
 
 // AttrChanges returns the attributes that differ between old and new, in
-// the order policy, reason, status, mode, expires, contact, appeal, then
+// the order of attrKeys, then
 // the per-language reasons (reason.TAG).
 func AttrChanges(old, new Rule) []AttrChange {
 	ov, nv := attrValues(old), attrValues(new)
@@ -115,7 +131,7 @@ func (l *List) Changes(old *List) iter.Seq[Change] {
 	return func(yield func(Change) bool) {
 		for i := range l.rules {
 			r := &l.rules[i]
-			j := old.index(r)
+			j := old.index(l, r)
 			if j < 0 {
 				c := Change{Kind: Added, Rule: l.rule(int32(i))}
 				c.Note, c.HasNote = l.Note(c.Rule)
@@ -143,7 +159,7 @@ func (l *List) Changes(old *List) iter.Seq[Change] {
 			return
 		}
 		for j := range old.rules {
-			if l.index(&old.rules[j]) >= 0 {
+			if l.index(old, &old.rules[j]) >= 0 {
 				continue
 			}
 			c := Change{Kind: Removed, Rule: old.rule(int32(j))}
@@ -155,20 +171,10 @@ func (l *List) Changes(old *List) iter.Seq[Change] {
 	}
 }
 
-// index returns the index in l of the rule with the same pattern as r, or
-// -1. A nil l has no rules.
-func (l *List) index(r *rule) int32 {
-	if l == nil {
-		return -1
-	}
-	n, ok := l.nodes[r.name]
-	if !ok {
-		return -1
-	}
-	if r.wildcard {
-		return n.wild
-	}
-	return n.zone
+// index returns the index in l of the rule with the same pattern and scope
+// as r, a rule of from, or -1. A nil l has no rules.
+func (l *List) index(from *List, r *rule) int32 {
+	return l.find(r.name, r.wildcard, from.attrs[r.attrs].Scope)
 }
 
 // equal reports whether n and o record the same edit.

@@ -116,6 +116,29 @@ func formatLine(pattern string, attrs []kv, comment string) string {
 	return b.String()
 }
 
+// lookupScoped returns the rule a block of pattern with the attributes
+// given edits: with countries= or except_countries= among them, the rule
+// of the pattern with that scope (a French order beside a worldwide rule
+// is a rule of its own); otherwise the one Lookup returns.
+func (l *List) lookupScoped(pattern string, given []kv) (Rule, bool) {
+	var a Attrs
+	for _, g := range given {
+		if (g.key == "countries" || g.key == "except_countries") && g.val != "" {
+			if setAttr(&a, new(time.Time), g.key, g.val) != nil {
+				return l.Lookup(pattern)
+			}
+		}
+	}
+	if a.Scope.IsZero() {
+		return l.Lookup(pattern)
+	}
+	name, wild := strings.CutPrefix(pattern, "*.")
+	if i := l.find(name, wild, a.Scope); i >= 0 {
+		return l.rule(i), true
+	}
+	return Rule{}, false
+}
+
 // parseRule parses one rule line on its own.
 func parseRule(line string) (Rule, error) {
 	l := &List{nodes: map[string]node{}}
@@ -212,7 +235,7 @@ func block(file string, data []byte, old *List, pattern string, args []string, o
 	if err != nil {
 		return nil, nil, res, err
 	}
-	cur, exists := old.Lookup(pat)
+	cur, exists := old.lookupScoped(pat, given)
 	attrs := given
 	comment := ""
 	var start, end int
@@ -273,7 +296,7 @@ func block(file string, data []byte, old *List, pattern string, args []string, o
 	if err != nil {
 		return nil, nil, res, err
 	}
-	r, _ := next.Lookup(pat)
+	r, _ := next.lookupScoped(pat, given)
 	res.Line = r.Line
 	return out, next, res, nil
 }

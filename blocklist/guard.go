@@ -71,12 +71,8 @@ func (l *List) DroppedBlocks(old *List, now time.Time) (dropped, total int) {
 			continue
 		}
 		total++
-		n, ok := l.nodes[r.name]
-		j := n.zone
-		if r.wildcard {
-			j = n.wild
-		}
-		if !ok || j < 0 || !l.blocks(&l.rules[j], t) || endsSooner(&l.rules[j], r, hSec, hNsec) {
+		j := l.index(old, r)
+		if j < 0 || !l.blocks(&l.rules[j], t) || endsSooner(&l.rules[j], r, hSec, hNsec) {
 			dropped++
 		}
 	}
@@ -171,5 +167,12 @@ func (r Rule) Format() string {
 	if !r.Expires.IsZero() {
 		attrs = append(attrs, kv{"expires", r.Expires.UTC().Format(time.RFC3339Nano)})
 	}
+	if k := r.Scope.Key(); k != "" {
+		attrs = append(attrs, kv{k, r.Scope.countries}, kv{"unknown", r.Scope.unknown.String()})
+	}
+	if r.Publish {
+		attrs = append(attrs, kv{"publish", "yes"})
+	}
+	attrs = append(attrs, kv{"notice", r.Notice})
 	return formatLine(r.Pattern(), attrs, "")
 }

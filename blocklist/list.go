@@ -80,6 +80,10 @@ type List struct {
 	notes map[uint32]Note
 	// unblocks holds the unblock records by pattern; nil when there are none.
 	unblocks map[string]Note
+	// scoped holds the scoped rules (countries=, except_countries=) by
+	// name; nil when there are none, so that Match and MatchWhere cost
+	// nothing more. Scoped rules are not in nodes.
+	scoped map[string]scopedRules
 	// allowDrop is set when the file has the AllowDropMarker line.
 	allowDrop bool
 }
@@ -128,25 +132,24 @@ func (l *List) UnblockNote(pattern string) (Note, bool) {
 }
 
 // Lookup returns the rule with the given pattern ("name" or "*.name", in
-// normalized form), if the list has one.
+// normalized form), if the list has one: the worldwide rule of the
+// pattern, or if it has none, its first scoped rule in file order.
 func (l *List) Lookup(pattern string) (Rule, bool) {
 	name, wild := strings.CutPrefix(pattern, "*.")
-	n, ok := l.nodes[name]
-	if !ok {
-		return Rule{}, false
+	if i := l.find(name, wild, Scope{}); i >= 0 {
+		return l.rule(i), true
 	}
-	i := n.zone
-	if wild {
-		i = n.wild
+	for _, i := range l.scoped[name] {
+		if l.rules[i].wildcard == wild {
+			return l.rule(i), true
+		}
 	}
-	if i < 0 {
-		return Rule{}, false
-	}
-	return l.rule(i), true
+	return Rule{}, false
 }
 
-// Match returns the rule that applies to host at time now. host must be
-// normalized (see Normalize). A rule in block mode always wins over a rule in
+// Match returns the worldwide rule that applies to host at time now: it
+// skips scoped rules (countries=, except_countries=), which MatchWhere
+// weighs. host must be normalized (see Normalize). A rule in block mode always wins over a rule in
 // report mode, so a dry run never lifts a block; among rules of the same
 // mode the most specific one (longest name; "*.name" before "name") wins.
 // Expired rules are skipped. Match costs one map lookup per label of host
@@ -229,13 +232,13 @@ func (l *List) ExpiredBetween(from, to time.Time) []Rule {
 // an empty list. Changes also reports the rules whose attributes changed.
 func (l *List) Diff(old *List) (added, removed []string) {
 	for i := range l.rules {
-		if old.index(&l.rules[i]) < 0 {
+		if old.index(l, &l.rules[i]) < 0 {
 			added = append(added, l.rule(int32(i)).Pattern())
 		}
 	}
 	if old != nil {
 		for i := range old.rules {
-			if l.index(&old.rules[i]) < 0 {
+			if l.index(old, &old.rules[i]) < 0 {
 				removed = append(removed, old.rule(int32(i)).Pattern())
 			}
 		}

@@ -64,8 +64,8 @@ func Load(path string) (*List, error) {
 // The format is one rule per line, "pattern [key=value ...]", where pattern
 // is "name" (the name and every name under it) or "*.name" (only the names
 // under it), and the keys are policy, reason, reason.TAG (the reason in the
-// language TAG, such as reason.de), contact, appeal, status, mode and
-// expires. "#"
+// language TAG, such as reason.de), contact, appeal, status, mode,
+// expires, countries, except_countries, unknown, publish and notice. "#"
 // at the start of a line or after white space (outside quotes) starts a
 // comment. An annotation line ("#@ ...", see NotePrefix) is a comment
 // too; the list remembers it (see List.Note and List.UnblockNote).
@@ -204,6 +204,16 @@ func NormalizePattern(pattern string) (string, error) {
 
 func (p *parser) add(r rule, pattern string) error {
 	l := p.list
+	if !l.attrs[r.attrs].Scope.IsZero() {
+		i := int32(len(l.rules))
+		l.rules = append(l.rules, r)
+		if err := l.addScoped(i); err != nil {
+			l.rules = l.rules[:i]
+			return err
+		}
+		p.added(i)
+		return nil
+	}
 	nd, ok := l.nodes[r.name]
 	if !ok {
 		nd = node{zone: -1, wild: -1}
@@ -218,8 +228,16 @@ func (p *parser) add(r rule, pattern string) error {
 	*slot = int32(len(l.rules))
 	l.rules = append(l.rules, r)
 	l.nodes[r.name] = nd
+	p.added(*slot)
+	return nil
+}
+
+// added records the expiry and annotation of rule i, just added.
+func (p *parser) added(i int32) {
+	l := p.list
+	r := &l.rules[i]
 	if r.hasExpiry() {
-		l.expiries = append(l.expiries, *slot)
+		l.expiries = append(l.expiries, i)
 	}
 	if p.noteLine != 0 && p.noteLine == int(r.line)-1 {
 		if l.notes == nil {
@@ -227,7 +245,6 @@ func (p *parser) add(r rule, pattern string) error {
 		}
 		l.notes[r.line] = p.note
 	}
-	return nil
 }
 
 // parseAttrs parses "key=value" fields into a and returns the expiry.
@@ -261,7 +278,20 @@ func parseAttrs(s string, a *Attrs) (time.Time, error) {
 		seen[i] = true
 		return setAttr(a, &expires, key, val)
 	})
-	return expires, err
+	if err != nil {
+		return expires, err
+	}
+	return expires, checkScope(a, seen[slices.Index(attrKeys[:], "unknown")])
+}
+
+// checkScope checks the scope attributes of a together: countries= and
+// except_countries= exclude each other (parsed into one Scope, the second
+// one seen is the error), and unknown= needs one of them.
+func checkScope(a *Attrs, unknownSeen bool) error {
+	if unknownSeen && a.Scope.countries == "" {
+		return errors.New("attribute unknown: needs countries= or except_countries= (a worldwide rule applies to every visitor)")
+	}
+	return nil
 }
 
 // scanAttrs calls fn for each "key=value" field of s, with the value
@@ -348,6 +378,38 @@ func setAttr(a *Attrs, expires *time.Time, key, val string) error {
 			return err
 		}
 		*expires = t
+	case "countries", "except_countries":
+		if a.Scope.countries != "" {
+			return errors.New("attributes countries and except_countries: give one of them (a rule applies only in some countries, or everywhere but some)")
+		}
+		c, err := parseCountries(key, val)
+		if err != nil {
+			return err
+		}
+		a.Scope.countries, a.Scope.except = c, key == "except_countries"
+	case "unknown":
+		switch val {
+		case "allow":
+			a.Scope.unknown = UnknownAllow
+		case "block":
+			a.Scope.unknown = UnknownBlock
+		default:
+			return fmt.Errorf("attribute unknown=%q: want allow or block", val)
+		}
+	case "publish":
+		switch val {
+		case "yes":
+			a.Publish = true
+		case "no":
+			a.Publish = false
+		default:
+			return fmt.Errorf("attribute publish=%q: want yes or no", val)
+		}
+	case "notice":
+		if err := checkURL(key, val); err != nil {
+			return err
+		}
+		a.Notice = val
 	}
 	return nil
 }
@@ -500,7 +562,7 @@ func checkContact(v string) error {
 
 // unknownAttr is the error for an attribute key the format does not have.
 func unknownAttr(key string) error {
-	return fmt.Errorf("unknown attribute %q (want policy, reason, reason.LANG, contact, appeal, status, mode or expires)", key)
+	return fmt.Errorf("unknown attribute %q (want policy, reason, reason.LANG, contact, appeal, status, mode, expires, countries, except_countries, unknown, publish or notice)", key)
 }
 
 // nextField returns the first white-space separated field of s and the rest.

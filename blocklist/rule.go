@@ -48,6 +48,15 @@ type Attrs struct {
 	Status int
 	// Mode is block (the default) or report.
 	Mode Mode
+	// Scope limits the countries where the rule applies (countries=,
+	// except_countries=, unknown=); the zero value is worldwide.
+	Scope Scope
+	// Publish puts the rule in the transparency feed (publish=yes); the
+	// zero value keeps it out.
+	Publish bool
+	// Notice is the absolute http(s) URL of a public notice about the
+	// block, such as a Lumen entry; empty means none.
+	Notice string
 }
 
 // Rule is one line of the blocklist, as returned by List.Match and List.Rules.
@@ -80,6 +89,9 @@ func (r Rule) String() string {
 	s := fmt.Sprintf("%s (line %d, mode=%s, status=%d", r.Pattern(), r.Line, r.Mode, r.Status)
 	if !r.Expires.IsZero() {
 		s += ", expires=" + r.Expires.UTC().Format(time.RFC3339)
+	}
+	if !r.Scope.IsZero() {
+		s += ", " + r.Scope.String()
 	}
 	return s + ")"
 }
