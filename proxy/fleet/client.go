@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -36,13 +37,15 @@ type Client struct {
 	primary    atomic.Pointer[string]
 	failovers  atomic.Int64
 	reconnects atomic.Int64
-	lastReload atomic.Int64 // cluster mode: Unix ns of the last slot-map reload asked for
+	probing    atomic.Bool // cluster mode: a probe (probeCluster) is running
 
 	mu      sync.Mutex
 	changed chan struct{}             // closed (and replaced) when the primary changes
 	conns   map[*trackedConn]struct{} // sentinel mode: open connections
 	fenced  map[string]time.Time      // sentinel mode: address -> no connections until
-	stop    context.CancelFunc        // ends the sentinel watchers
+	ctx     context.Context           // ends with Close
+	stop    context.CancelFunc        // ends the sentinel watchers and the cluster probe
+	closed  bool                      // Close began: no new goroutines
 	watch   sync.WaitGroup
 }
 
@@ -63,7 +66,13 @@ func NewClient(cfg Config) (*Client, error) {
 		}
 	}
 	c := &Client{mode: r.EffectiveMode(), slotKey: newKeys(cfg.Prefix).version, changed: make(chan struct{})}
-	addrs := r.Servers()
+	c.ctx, c.stop = context.WithCancel(context.Background())
+	// Each client gets its own copy of the addresses: go-redis's cluster
+	// client keeps the slice it is given and appends the nodes it learns
+	// to it, so two clients made from one Config (an edge has several)
+	// would write to one array (a data race -race reported in
+	// TestClusterFailover; see clusterAddrs).
+	addrs := clusterAddrs(r.Servers())
 	switch c.mode {
 	case ModeSingle:
 		c.UniversalClient = redis.NewClient(&redis.Options{
@@ -92,15 +101,13 @@ func NewClient(cfg Config) (*Client, error) {
 			Protocol: 2, ContextTimeoutEnabled: true,
 			Dialer: c.dialer(r.DialTimeout, tc),
 		})
-		ctx, stop := context.WithCancel(context.Background())
-		c.stop = stop
 		for _, a := range addrs {
 			sc := redis.NewSentinelClient(&redis.Options{
 				Addr: a, Username: r.SentinelUsername, Password: sentinelPassword, TLSConfig: tc,
 				DialTimeout: r.DialTimeout, ReadTimeout: r.Timeout, WriteTimeout: r.Timeout, Protocol: 2,
 			})
 			c.watch.Add(1)
-			go c.watchSentinel(ctx, sc, r.MasterName)
+			go c.watchSentinel(c.ctx, sc, r.MasterName)
 		}
 	case ModeCluster:
 		c.UniversalClient = redis.NewClusterClient(&redis.ClusterOptions{
@@ -108,6 +115,13 @@ func NewClient(cfg Config) (*Client, error) {
 			Username: r.Username, Password: password, TLSConfig: tc,
 			DialTimeout: r.DialTimeout, ReadTimeout: r.Timeout, WriteTimeout: r.Timeout,
 			Protocol: 2, ContextTimeoutEnabled: true,
+			// One dial per attempt: go-redis's default is five, 100ms
+			// apart, so every command for the slot of a dead primary
+			// spent 0.4s per attempt (1.8s a command, with the
+			// redirect attempts) on a refused port before it could
+			// fail and the slot map be reloaded; the callers (writers,
+			// Followers, the probe) have their own retries.
+			DialerRetries: 1,
 		})
 	default:
 		return nil, fmt.Errorf("fleet.redis.mode: %q: want single, sentinel or cluster", r.Mode)
@@ -120,13 +134,26 @@ func NewClient(cfg Config) (*Client, error) {
 	return c, nil
 }
 
-// Close closes the client and stops its sentinel watchers.
+// Close closes the client and stops its sentinel watchers and cluster
+// probe.
 func (c *Client) Close() error {
-	if c.stop != nil {
-		c.stop()
-		c.watch.Wait()
-	}
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	c.stop()
+	c.watch.Wait()
 	return c.UniversalClient.Close()
+}
+
+// clusterAddrs returns a copy of addrs whose capacity is its length, so
+// that an append by its user never writes to an array another holds.
+// go-redis v9 (newClusterNodes, osscluster.go) keeps ClusterOptions.Addrs
+// as its list of known nodes and appends each node it learns under the
+// client's own lock: clients sharing one slice with spare capacity race
+// on it (the same class as redis/go-redis#3861, appends to a shared
+// slot-map slice).
+func clusterAddrs(addrs []string) []string {
+	return slices.Clip(slices.Clone(addrs))
 }
 
 // sentinelEvents are the Sentinel events of a failover, in order. From
@@ -370,15 +397,13 @@ func (dialHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Proces
 	return next
 }
 
-// clusterHook reloads the cluster's slot map when a command fails for a
-// reason other than Redis's answer (a refused or broken connection): a
-// primary died, and go-redis on its own keeps dialing it until its state
-// is ten seconds old (TestClusterFailover: 30 s of errors after the
-// replica's promotion). Reloads are at most every clusterReloadEvery.
+// clusterHook starts a probe (probeCluster) when a command fails for a
+// reason other than Redis's answer (a refused or broken connection, a
+// timeout), or with CLUSTERDOWN or TRYAGAIN: a primary died or hangs. On
+// its own go-redis keeps sending the slot's commands to the dead node
+// until its slot map is due for a reload, and reloads only after a
+// command's attempts are used up.
 type clusterHook struct{ c *Client }
-
-// clusterReloadEvery spaces the slot-map reloads clusterHook asks for.
-const clusterReloadEvery = 100 * time.Millisecond
 
 func (h clusterHook) DialHook(next redis.DialHook) redis.DialHook { return next }
 
@@ -398,7 +423,7 @@ func (h clusterHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.P
 	}
 }
 
-// after asks for a reload after a connection-level failure.
+// after starts the probe after a failure that says a node is gone.
 func (h clusterHook) after(err error) {
 	if err == nil || errors.Is(err, redis.Nil) || errors.Is(err, context.Canceled) {
 		return
@@ -407,14 +432,71 @@ func (h clusterHook) after(err error) {
 	if errors.As(err, &re) && !strings.HasPrefix(re.Error(), "CLUSTERDOWN") && !strings.HasPrefix(re.Error(), "TRYAGAIN") {
 		return // Redis answered: the node is there
 	}
-	now := time.Now().UnixNano()
-	last := h.c.lastReload.Load()
-	if now-last < int64(clusterReloadEvery) || !h.c.lastReload.CompareAndSwap(last, now) {
+	h.c.probeCluster()
+}
+
+// clusterProbeEvery is how often the probe asks for the slot map while
+// the prefix's primary does not answer; go-redis spaces the reloads it is
+// asked for at least 200ms apart, so the map is at most ~300ms behind a
+// promotion. clusterProbeFor bounds one probe (the next failure starts
+// another), and clusterPingTimeout bounds the probe's PING.
+const (
+	clusterProbeEvery  = 100 * time.Millisecond
+	clusterProbeFor    = time.Minute
+	clusterPingTimeout = 250 * time.Millisecond
+)
+
+// probeCluster, in cluster mode, reloads the slot map every
+// clusterProbeEvery until the primary it names for the prefix's slot
+// answers PING (then Primary is that node), for at most clusterProbeFor;
+// one probe runs at a time. Without it a writer learns of a replica's
+// promotion only from its own failed commands (measured in
+// TestClusterFailover: 1.9–2.8s after the election).
+func (c *Client) probeCluster() {
+	cc, ok := c.UniversalClient.(*redis.ClusterClient)
+	if !ok || !c.probing.CompareAndSwap(false, true) {
 		return
 	}
-	if cc, ok := h.c.UniversalClient.(*redis.ClusterClient); ok {
-		cc.ReloadState(context.Background())
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		c.probing.Store(false)
+		return
 	}
+	c.watch.Add(1)
+	c.mu.Unlock()
+	go func() {
+		defer c.watch.Done()
+		defer c.probing.Store(false)
+		deadline := time.Now().Add(clusterProbeFor)
+		tick := time.NewTicker(clusterProbeEvery)
+		defer tick.Stop()
+		for {
+			cc.ReloadState(c.ctx)
+			select {
+			case <-c.ctx.Done():
+				return
+			case <-tick.C:
+			}
+			if c.slotPrimaryAnswers(cc) || time.Now().After(deadline) {
+				return
+			}
+		}
+	}()
+}
+
+// slotPrimaryAnswers reports whether the node the cached slot map names
+// primary of the prefix's slot answers PING, and if so records it as the
+// primary.
+func (c *Client) slotPrimaryAnswers(cc *redis.ClusterClient) bool {
+	ctx, cancel := context.WithTimeout(c.ctx, clusterPingTimeout)
+	defer cancel()
+	n, err := cc.MasterForKey(ctx, c.slotKey)
+	if err != nil || n.Ping(ctx).Err() != nil {
+		return false
+	}
+	c.notePrimary(n.Options().Addr)
+	return true
 }
 
 // tlsConfig builds the client TLS configuration from t's files.

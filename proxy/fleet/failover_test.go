@@ -474,6 +474,11 @@ func failoverScenario(t *testing.T, r *failoverRig, primary func() string, failo
 	}
 	t.Logf("primary %s killed: %s elected %v later; first version after the kill applied on every edge %v after the kill (%v after the election)",
 		old, e.addr, e.at.Sub(killed).Round(time.Millisecond), last.Sub(killed).Round(time.Millisecond), last.Sub(e.at).Round(time.Millisecond))
+	// The writers retried all along: the bound holds from the election,
+	// their time to find the new primary included.
+	if d := last.Sub(e.at); d > bound {
+		t.Errorf("the first version after the kill was applied on every edge %v after the election (bound %v)", d, bound)
+	}
 	for i := 0; i < 5; i++ {
 		r.step(10 * time.Second)
 	}
