@@ -52,9 +52,12 @@ type LanguageFile struct {
 }
 
 // placeholders are the values a message may hold, by message name: a lead
-// holds {host} once (the page puts the name there), error_code {status}.
+// holds {host} once (the page puts the name there), error_code {status},
+// geo_title {country}.
 func placeholders(msg string) []string {
 	switch {
+	case msg == "geo_title":
+		return []string{"{country}"}
 	case strings.HasSuffix(msg, "_lead"):
 		return []string{"{host}"}
 	case msg == "error_code":

@@ -46,6 +46,12 @@ type Data struct {
 	Reason, ReasonLang, Policy string
 	// BlockedBy is the blocking party's URL (RFC 7725); may be empty.
 	BlockedBy string
+	// Scope is the scope of a rule scoped to countries, as written in the
+	// list ("countries=FR"); empty for a worldwide rule. Country is the
+	// visitor's country (ISO 3166-1 alpha-2; empty when unknown) and
+	// CountryName its name in the page's language, set on the pages of
+	// scoped blocks only (see Page.InCountry).
+	Scope, Country, CountryName string
 	// Operator is the name of the network's operator; Contact (an
 	// http(s) or mailto: URL) and Appeal (an http(s) URL) are where a
 	// visitor reaches it. Any may be empty; Appeal is set on block pages
@@ -81,6 +87,10 @@ type Block struct {
 	Reasons map[string]string
 	// Contact and Appeal override the operator's defaults when set.
 	Contact, Appeal string
+	// Scope is the rule's scope as written in the list
+	// ("countries=FR,DE"); empty for a worldwide rule. A scoped block
+	// page is served per visitor country (see Page.InCountry).
+	Scope string
 	// Limit, if not nil, bounds how many languages are prepared on first
 	// request across the pages that share it (see Limit).
 	Limit *Limit
@@ -376,6 +386,8 @@ type Page struct {
 	link    []string                  // the Link header; nil for none
 	retry   []string                  // the Retry-After header; nil for none
 	vars    []atomic.Pointer[variant] // by language
+	// countries holds the per-country pages of a scoped block.
+	countries *countryPages
 }
 
 // variant is a page in one language.
@@ -402,6 +414,10 @@ func (r *Renderer) newPage(d Data, b *Block) *Page {
 		}
 		if b.Appeal != "" {
 			p.base.Appeal = b.Appeal
+		}
+		p.base.Scope = b.Scope
+		if b.Scope != "" {
+			p.countries = &countryPages{}
 		}
 	}
 	switch d.Status {
@@ -489,6 +505,13 @@ func (p *Page) prepare(i int) (*variant, error) {
 	d.Message = m[key+"_message"]
 	if p.block != nil {
 		d.Reason, d.ReasonLang = p.reason(l.Tag)
+		if d.Scope != "" {
+			d.Title = m["geo_title_unknown"]
+			if d.Country != "" {
+				d.CountryName = CountryName(l.Tag, d.Country)
+				d.Title = strings.Replace(m["geo_title"], "{country}", d.CountryName, 1)
+			}
+		}
 	}
 	v := &variant{contentLanguage: []string{l.Tag}}
 	var err error
@@ -548,12 +571,23 @@ type problem struct {
 	Operator  string `json:"operator,omitempty"`
 	Contact   string `json:"contact,omitempty"`
 	Appeal    string `json:"appeal,omitempty"`
+	// Country is the visitor's country and Scope the rule's, on the
+	// pages of blocks scoped to countries; Country is "unknown" when the
+	// edge does not know it.
+	Country string `json:"country,omitempty"`
+	Scope   string `json:"scope,omitempty"`
 }
 
 func renderJSON(d Data) ([]byte, error) {
 	p := problem{Type: d.Policy, Title: d.Title, Status: d.Status, Detail: d.Reason, Instance: d.RequestID,
 		Host: d.Host, RequestID: d.RequestID, Time: d.Time, Language: d.Lang, BlockedBy: d.BlockedBy,
-		Operator: d.Operator, Contact: d.Contact, Appeal: d.Appeal}
+		Operator: d.Operator, Contact: d.Contact, Appeal: d.Appeal, Scope: d.Scope}
+	if d.Scope != "" {
+		p.Country = d.Country
+		if p.Country == "" {
+			p.Country = "unknown"
+		}
+	}
 	if p.Type == "" {
 		p.Type = "about:blank"
 	}
@@ -590,6 +624,7 @@ func renderText(d Data) ([]byte, error) {
 	}
 	b.WriteByte('\n')
 	line("host", d.Host)
+	line("country", d.CountryName)
 	line("request_id", d.RequestID)
 	line("time", d.Time)
 	if d.Kind != "blocked" {
