@@ -3,6 +3,7 @@ package blocklist
 import (
 	"fmt"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -103,4 +104,78 @@ func BenchmarkParse1MNotes(b *testing.B) {
 		b.Fatalf("%d notes, want 100000", len(keep.notes))
 	}
 	runtime.KeepAlive(keep)
+}
+
+// BenchmarkReparse compares, at 10 and 1,000,000 rules, a full Parse of a
+// list with one rule appended with a Reparse of it against the list
+// before, and a Reparse of one rule changed in the middle.
+func BenchmarkReparse(b *testing.B) {
+	for _, n := range []int{10, 1_000_000} {
+		data := genList(n)
+		prev, err := Parse("bench", data)
+		if err != nil {
+			b.Fatal(err)
+		}
+		appended := append(slices.Clip(data), "new.example status=451\n"...)
+		mid := strings.Replace(string(data), fmt.Sprintf("\nsite%d.example\n", n/2+1), fmt.Sprintf("\nsite%d.example status=451\n", n/2+1), 1)
+		b.Run(fmt.Sprintf("Parse/%d", n), func(b *testing.B) {
+			b.SetBytes(int64(len(data)))
+			for b.Loop() {
+				if _, err := Parse("bench", appended); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		for _, c := range []struct {
+			name string
+			next []byte
+		}{{"append", appended}, {"change", []byte(mid)}} {
+			b.Run(fmt.Sprintf("Reparse/%s/%d", c.name, n), func(b *testing.B) {
+				b.SetBytes(int64(len(data)))
+				for b.Loop() {
+					l, err := Reparse(prev, "bench", c.next)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if l.ov == nil && n > 10 {
+						b.Fatal("parsed whole")
+					}
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkMatchOverlay matches on a 1,000,000-rule list parsed whole and
+// on the same list with an overlay of 100 one-rule edits: the overlay
+// adds one small map lookup per label.
+func BenchmarkMatchOverlay(b *testing.B) {
+	data := genList(1_000_000)
+	whole, err := Parse("bench", data)
+	if err != nil {
+		b.Fatal(err)
+	}
+	l := whole
+	for i := range 100 {
+		data = append(slices.Clip(data), fmt.Sprintf("edit%d.example\n", i)...)
+		if l, err = Reparse(l, "bench", data); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if l.ov == nil {
+		b.Fatal("no overlay")
+	}
+	now := time.Now()
+	for _, host := range []string{"site123457.example", "a.b.pages999990.example", "www.shop.customer.example.net", "edit50.example"} {
+		for _, c := range []struct {
+			name string
+			l    *List
+		}{{"whole", whole}, {"overlay", l}} {
+			b.Run(c.name+"/"+host, func(b *testing.B) {
+				for b.Loop() {
+					c.l.Match(host, now)
+				}
+			})
+		}
+	}
 }

@@ -1,7 +1,9 @@
 package blocklist
 
 import (
+	"cmp"
 	"iter"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -126,55 +128,96 @@ func AttrChanges(old, new Rule) []AttrChange {
 // attributes (Changed), in l's file order, then the rules of old that l
 // lacks (Removed), in old's file order. A nil old counts as an empty list.
 // A rule that only moved to another line is not a change. Changes walks
-// both lists once and allocates only for the changes it yields.
+// both lists once and allocates only for the changes it yields; when l
+// was built from old by Reparse it looks only at the rules of the lines
+// that differ.
 func (l *List) Changes(old *List) iter.Seq[Change] {
 	return func(yield func(Change) bool) {
-		for i := range l.rules {
-			r := &l.rules[i]
-			j := old.index(l, r)
-			if j < 0 {
-				c := Change{Kind: Added, Rule: l.rule(int32(i))}
-				c.Note, c.HasNote = l.Note(c.Rule)
-				if !yield(c) {
-					return
-				}
-				continue
-			}
-			o := &old.rules[j]
-			if r.expSec == o.expSec && r.expNsec == o.expNsec && l.attrs[r.attrs] == old.attrs[o.attrs] {
-				continue
-			}
-			c := Change{Kind: Changed, Rule: l.rule(int32(i))}
-			or := old.rule(j)
-			c.Attrs = AttrChanges(or, c.Rule)
-			n, ok := l.Note(c.Rule)
-			if on, had := old.Note(or); ok && (!had || !on.equal(n)) {
-				c.Note, c.HasNote = n, true
-			}
-			if !yield(c) {
+		if l == old {
+			return
+		}
+		if old != nil && l.ov != nil && l.ov.parent == old.id {
+			l.touchedChanges(old, yield)
+			return
+		}
+		for i := range l.all() {
+			if c, ok := l.change(old, i); ok && !yield(c) {
 				return
 			}
 		}
 		if old == nil {
 			return
 		}
-		for j := range old.rules {
-			if l.index(old, &old.rules[j]) >= 0 {
-				continue
-			}
-			c := Change{Kind: Removed, Rule: old.rule(int32(j))}
-			c.Note, c.HasNote = l.UnblockNote(c.Rule.Pattern())
-			if !yield(c) {
+		for j := range old.all() {
+			if c, ok := l.removal(old, j); ok && !yield(c) {
 				return
 			}
 		}
 	}
 }
 
-// index returns the index in l of the rule with the same pattern and scope
-// as r, a rule of from, or -1. A nil l has no rules.
-func (l *List) index(from *List, r *rule) int32 {
-	return l.find(r.name, r.wildcard, from.attrs[r.attrs].Scope)
+// change returns the change of l's rule i against old, if it is one.
+func (l *List) change(old *List, i int32) (Change, bool) {
+	r := l.at(i)
+	j := old.index(l, r)
+	if j < 0 {
+		c := Change{Kind: Added, Rule: l.rule(i)}
+		c.Note, c.HasNote = l.Note(c.Rule)
+		return c, true
+	}
+	o := old.at(j)
+	if r.expSec == o.expSec && r.expNsec == o.expNsec && l.attrs[r.attrs] == old.attrs[o.attrs] {
+		return Change{}, false
+	}
+	c := Change{Kind: Changed, Rule: l.rule(i)}
+	or := old.rule(j)
+	c.Attrs = AttrChanges(or, c.Rule)
+	n, ok := l.Note(c.Rule)
+	if on, had := old.Note(or); ok && (!had || !on.equal(n)) {
+		c.Note, c.HasNote = n, true
+	}
+	return c, true
+}
+
+// removal returns the removal of old's rule j, if l lacks it.
+func (l *List) removal(old *List, j int32) (Change, bool) {
+	o := old.at(j)
+	if l.index(old, o) >= 0 {
+		return Change{}, false
+	}
+	c := Change{Kind: Removed, Rule: old.rule(j)}
+	c.Note, c.HasNote = l.UnblockNote(c.Rule.Pattern())
+	return c, true
+}
+
+// touchedChanges is Changes for a list built from old by Reparse: only the
+// touched patterns can differ.
+func (l *List) touchedChanges(old *List, yield func(Change) bool) {
+	var changes, removals []Change
+	seen := make(map[patternKey]bool, len(l.ov.touched))
+	for _, k := range l.ov.touched {
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		s := Scope{countries: k.countries, except: k.except}
+		if i := l.find(k.name, k.wild, s); i >= 0 {
+			if c, ok := l.change(old, i); ok {
+				changes = append(changes, c)
+			}
+		} else if j := old.find(k.name, k.wild, s); j >= 0 {
+			c, _ := l.removal(old, j)
+			removals = append(removals, c)
+		}
+	}
+	byLine := func(a, b Change) int { return cmp.Compare(a.Rule.Line, b.Rule.Line) }
+	slices.SortFunc(changes, byLine)
+	slices.SortFunc(removals, byLine)
+	for _, c := range slices.Concat(changes, removals) {
+		if !yield(c) {
+			return
+		}
+	}
 }
 
 // equal reports whether n and o record the same edit.

@@ -25,10 +25,9 @@ func (l *List) AllowsDrop() bool { return l.allowDrop }
 // BlockRules returns how many rules of the list are in block mode and
 // active at now.
 func (l *List) BlockRules(now time.Time) int {
-	t := now
 	n := 0
-	for i := range l.rules {
-		if l.blocks(&l.rules[i], t) {
+	for i := range l.all() {
+		if l.blocks(l.at(i), now) {
 			n++
 		}
 	}
@@ -63,20 +62,41 @@ func (l *List) DroppedBlocks(old *List, now time.Time) (dropped, total int) {
 	if old == nil {
 		return 0, 0
 	}
-	t := now
+	return l.dropped(old, now), old.BlockRules(now)
+}
+
+// dropped is the first result of DroppedBlocks. When l was built from old
+// by Reparse it looks only at the rules of the lines that differ.
+func (l *List) dropped(old *List, now time.Time) int {
+	if old == nil || l == old {
+		return 0
+	}
 	hSec, hNsec := splitTime(now.Add(GuardHorizon))
-	for i := range old.rules {
-		r := &old.rules[i]
-		if !old.blocks(r, t) {
-			continue
+	drops := func(j int32) bool {
+		r := old.at(j)
+		if !old.blocks(r, now) {
+			return false
 		}
-		total++
-		j := l.index(old, r)
-		if j < 0 || !l.blocks(&l.rules[j], t) || endsSooner(&l.rules[j], r, hSec, hNsec) {
-			dropped++
+		i := l.index(old, r)
+		return i < 0 || !l.blocks(l.at(i), now) || endsSooner(l.at(i), r, hSec, hNsec)
+	}
+	n := 0
+	if l.ov != nil && l.ov.parent == old.id {
+		seen := make(map[patternKey]bool, len(l.ov.touched))
+		for _, k := range l.ov.touched {
+			if j := old.find(k.name, k.wild, Scope{countries: k.countries, except: k.except}); j >= 0 && !seen[k] && drops(j) {
+				n++
+			}
+			seen[k] = true
+		}
+		return n
+	}
+	for j := range old.all() {
+		if drops(j) {
+			n++
 		}
 	}
-	return dropped, total
+	return n
 }
 
 // splitTime returns t as Unix seconds and nanoseconds within the second.
@@ -139,10 +159,11 @@ func CheckDrop(next, running *List, maxDrop float64, now time.Time) error {
 	if running == nil || next.AllowsDrop() {
 		return nil
 	}
-	dropped, total := next.DroppedBlocks(running, now)
-	if total == 0 || dropped == 0 {
+	dropped := next.dropped(running, now)
+	if dropped == 0 {
 		return nil
 	}
+	total := running.BlockRules(now)
 	if dropped == total || float64(dropped)/float64(total) > maxDrop {
 		return &DropError{File: next.File(), Dropped: dropped, Total: total, MaxDrop: maxDrop}
 	}

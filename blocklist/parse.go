@@ -74,13 +74,28 @@ func Parse(file string, data []byte) (*List, error) {
 	// substrings of it, which saves an allocation per rule.
 	text := string(data)
 	l := &List{
-		file:  file,
-		sum:   sha256.Sum256(data),
-		nodes: make(map[string]node, bytes.Count(data, []byte{'\n'})+1),
+		file:    file,
+		sum:     sha256.Sum256(data),
+		src:     text,
+		id:      listIDs.Add(1),
+		nodes:   make(map[string]node, bytes.Count(data, []byte{'\n'})+1),
+		attrIDs: map[Attrs]uint32{},
 	}
-	p := parser{list: l, attrIDs: map[Attrs]uint32{}}
+	p := parser{list: l, attrIDs: l.attrIDs}
+	n, problems := p.lines(file, text, 0)
+	if len(problems) > 0 {
+		return nil, &ParseError{Problems: problems}
+	}
+	l.lines = n
+	slices.SortStableFunc(l.expiries, func(a, b int32) int { return cmpExpiry(&l.rules[a], &l.rules[b]) })
+	return l, nil
+}
+
+// lines parses text, whose first line is line after+1 of file, and
+// returns the number of its last line and the bad lines.
+func (p *parser) lines(file, text string, after uint32) (uint32, []Problem) {
 	var problems []Problem
-	lineNo := 0
+	lineNo := int(after)
 	for len(text) > 0 {
 		lineNo++
 		line := text
@@ -93,16 +108,14 @@ func Parse(file string, data []byte) (*List, error) {
 			problems = append(problems, Problem{File: file, Line: lineNo, Msg: err.Error()})
 		}
 	}
-	if len(problems) > 0 {
-		return nil, &ParseError{Problems: problems}
-	}
-	slices.SortStableFunc(l.expiries, func(a, b int32) int { return cmpExpiry(&l.rules[a], &l.rules[b]) })
-	return l, nil
+	return uint32(lineNo), problems
 }
 
 type parser struct {
-	list    *List
-	attrIDs map[Attrs]uint32
+	list *List
+	// attrIDs indexes list.attrs; baseIDs, if not nil, indexes the sets
+	// before those in attrIDs (a Reparse's base), looked up first.
+	attrIDs, baseIDs map[Attrs]uint32
 	// note is the last rule annotation seen, on line noteLine.
 	note     Note
 	noteLine int
@@ -159,7 +172,10 @@ func (p *parser) line(line string, lineNo int) error {
 	if !expires.IsZero() {
 		r.expSec, r.expNsec = expires.Unix(), uint32(expires.Nanosecond())
 	}
-	id, ok := p.attrIDs[a]
+	id, ok := p.baseIDs[a]
+	if !ok {
+		id, ok = p.attrIDs[a]
+	}
 	if !ok {
 		id = uint32(len(p.list.attrs))
 		p.list.attrs = append(p.list.attrs, a)

@@ -1,16 +1,357 @@
 package blocklist
 
+import (
+	"cmp"
+	"crypto/sha256"
+	"slices"
+	"sort"
+	"strings"
+	"unsafe"
+)
+
+// maxOverlay bounds the rules a list built by Reparse keeps beside its
+// base (rules parsed since, plus base rules they replaced); past it, or
+// past maxPieces pieces of the base, Reparse parses the file whole, which
+// makes a new base. It keeps matching and the per-edit copy of the
+// overlay cheap.
+var (
+	maxOverlay = 4096
+	maxPieces  = 1024
+)
+
 // Reparse returns the list for data, the new content of the file prev was
 // built from (named file in errors), as Parse(file, data) does: the same
 // rules, lines, annotations, unblock records and errors (a *ParseError
 // naming file:line). It costs in proportion to what differs between data
 // and prev's content, not to the size of the list: the lines outside the
-// changed region are not parsed again. When the region is large, or prev
-// is nil or came from another file, it is a full Parse.
+// changed region (from the first to the last byte that differs) are not
+// parsed again, but only compared, counted and hashed. When the region is
+// large, prev's overlay is full (see NeedsCompaction), prev is nil or came
+// from another file, or the new content does not parse, it is a full
+// Parse. The result of a Reparse of prev also makes Changes, Diff,
+// DroppedBlocks and CheckDrop against prev cost in proportion to the
+// change.
 //
 // Reparse keeps data (it becomes the new list's content, which the next
 // Reparse compares with): the caller must not change data afterwards.
 // prev is not changed and stays usable; both lists are immutable.
 func Reparse(prev *List, file string, data []byte) (*List, error) {
+	if prev == nil || prev.file != file {
+		return Parse(file, data)
+	}
+	next := unsafe.String(unsafe.SliceData(data), len(data))
+	if next == prev.src {
+		return prev, nil
+	}
+	if l := reparse(prev, file, next); l != nil {
+		return l, nil
+	}
 	return Parse(file, data)
+}
+
+// reparse is Reparse's incremental path; nil means a full Parse is needed.
+func reparse(prev *List, file, next string) *List {
+	old := prev.src
+	// The changed region: old[start:so] became next[start:sn], whole lines,
+	// plus the line after it, whose annotation may be in the region.
+	p := commonPrefix(old, next)
+	start := strings.LastIndexByte(old[:p], '\n') + 1
+	s := commonSuffix(old, next, min(len(old), len(next))-p)
+	so := len(old)
+	if i := strings.IndexByte(old[len(old)-s:], '\n'); i >= 0 {
+		so = len(old) - s + i + 1
+	}
+	if so < len(old) {
+		if i := strings.IndexByte(old[so:], '\n'); i >= 0 {
+			so += i + 1
+		} else {
+			so = len(old)
+		}
+	}
+	sn := so + len(next) - len(old)
+	if sn-start > max(1<<16, len(next)/8) {
+		return nil
+	}
+	oldRegion, newRegion := old[start:so], next[start:sn]
+	after := uint32(strings.Count(old[:start], "\n")) // lines before the region
+	oldLines, newLines := countLines(oldRegion), countLines(newRegion)
+
+	base := prev
+	var po overlay
+	if prev.ov != nil {
+		po = *prev.ov
+	} else {
+		po.pieces = []piece{{base: 1, cur: 1, n: prev.lines}}
+	}
+	if len(po.rules)+len(po.dead) > maxOverlay || len(po.pieces) > maxPieces {
+		return nil
+	}
+
+	// Parse the region's new lines, knowing the annotation above them.
+	region := &List{nodes: map[string]node{}, attrs: slices.Clip(prev.attrs)}
+	ps := parser{list: region, baseIDs: prev.attrIDs, attrIDs: cloneMap(po.attrIDs)}
+	if after > 0 {
+		above := old[strings.LastIndexByte(old[:start-1], '\n')+1 : start-1]
+		seed := parser{list: &List{nodes: map[string]node{}}, attrIDs: map[Attrs]uint32{}}
+		seed.line(above, int(after))
+		ps.note, ps.noteLine = seed.note, seed.noteLine
+	}
+	if _, problems := ps.lines(file, newRegion, after); len(problems) > 0 {
+		return nil
+	}
+
+	l := &List{file: file, sum: sha256.Sum256(unsafe.Slice(unsafe.StringData(next), len(next))), src: next,
+		lines: prev.lines + newLines - oldLines, id: listIDs.Add(1),
+		rules: base.rules, attrs: region.attrs, attrIDs: base.attrIDs, nodes: base.nodes,
+		expiries: base.expiries, notes: base.notes, unblocks: prev.unblocks, allowDrop: prev.allowDrop,
+		scoped: base.scoped, nScoped: base.nScoped}
+	o := &overlay{parent: prev.id, attrIDs: ps.attrIDs}
+	l.ov = o
+
+	// The base's lines: those of the region are gone (their rules dead),
+	// those after it move by the change in line count.
+	first, last := after+1, after+oldLines // old region, current lines
+	shift := int64(newLines) - int64(oldLines)
+	o.dead = slices.Clip(po.dead)
+	for _, pc := range po.pieces {
+		end := pc.cur + pc.n // exclusive
+		if pc.cur < first {
+			o.pieces = append(o.pieces, piece{base: pc.base, cur: pc.cur, n: min(end, first) - pc.cur})
+		}
+		if lo, hi := max(pc.cur, first), min(end, last+1); lo < hi {
+			b0, b1 := pc.base+lo-pc.cur, pc.base+hi-pc.cur
+			i := sort.Search(len(base.rules), func(i int) bool { return base.rules[i].line >= b0 })
+			for ; i < len(base.rules) && base.rules[i].line < b1; i++ {
+				o.dead = append(o.dead, int32(i))
+				o.touched = append(o.touched, prev.key(&base.rules[i]))
+			}
+		}
+		if end > last+1 {
+			from := max(pc.cur, last+1)
+			o.pieces = append(o.pieces, piece{base: pc.base + from - pc.cur, cur: uint32(int64(from) + shift), n: end - from})
+		}
+	}
+
+	// The overlay's rules: those before the region stay, those in it are
+	// replaced by the region's, those after it move.
+	nb := int32(len(base.rules))
+	keep := func(j int, line uint32) {
+		r := po.rules[j]
+		r.line = line
+		o.rules = append(o.rules, r)
+		o.notes = append(o.notes, po.notes[j])
+		o.hasNote = append(o.hasNote, po.hasNote[j])
+	}
+	j := 0
+	for ; j < len(po.rules) && po.rules[j].line < first; j++ {
+		keep(j, po.rules[j].line)
+	}
+	for ; j < len(po.rules) && po.rules[j].line <= last; j++ {
+		o.touched = append(o.touched, prev.key(&po.rules[j]))
+	}
+	for k := range region.rules {
+		r := region.rules[k]
+		n, has := region.notes[r.line]
+		o.rules = append(o.rules, r)
+		o.notes = append(o.notes, n)
+		o.hasNote = append(o.hasNote, has)
+		o.touched = append(o.touched, region.key(&r))
+	}
+	for ; j < len(po.rules); j++ {
+		keep(j, uint32(int64(po.rules[j].line)+shift))
+	}
+
+	// The nodes of the names the overlay touches: the base's, without its
+	// dead rules, with the overlay's rules; the same for scoped rules.
+	// Two rules of one pattern (and scope) are a duplicate, which Parse
+	// reports.
+	o.nodes = make(map[string]node, len(o.dead)+len(o.rules))
+	o.nScoped = base.nScoped
+	for _, i := range o.dead {
+		r := &base.rules[i]
+		if !l.attrs[r.attrs].Scope.IsZero() {
+			sc, ok := o.scoped[r.name]
+			if !ok {
+				sc = slices.Clone(base.scoped[r.name])
+			}
+			if o.scoped == nil {
+				o.scoped = map[string]scopedRules{}
+			}
+			o.scoped[r.name] = slices.DeleteFunc(sc, func(k int32) bool { return k == i })
+			o.nScoped--
+			continue
+		}
+		n, ok := o.nodes[r.name]
+		if !ok {
+			n = base.nodes[r.name]
+		}
+		*n.slot(r.wildcard) = -1
+		o.nodes[r.name] = n
+	}
+	for k := range o.rules {
+		r := &o.rules[k]
+		ref := nb + int32(k)
+		if r.hasExpiry() {
+			o.expiries = append(o.expiries, ref)
+		}
+		if s := l.attrs[r.attrs].Scope; !s.IsZero() {
+			sc, ok := o.scoped[r.name]
+			if !ok {
+				sc = slices.Clone(base.scoped[r.name])
+			}
+			for _, x := range sc {
+				if y := l.at(x); y.wildcard == r.wildcard {
+					if _, clash := s.overlaps(l.attrs[y.attrs].Scope); clash {
+						return nil
+					}
+				}
+			}
+			if o.scoped == nil {
+				o.scoped = map[string]scopedRules{}
+			}
+			o.scoped[r.name] = append(sc, ref)
+			o.nScoped++
+			continue
+		}
+		n, ok := o.nodes[r.name]
+		if !ok {
+			if n, ok = base.nodes[r.name]; !ok {
+				n = node{zone: -1, wild: -1}
+			}
+		}
+		if *n.slot(r.wildcard) >= 0 {
+			return nil
+		}
+		*n.slot(r.wildcard) = ref
+		o.nodes[r.name] = n
+	}
+	for _, sc := range o.scoped {
+		slices.SortFunc(sc, func(a, b int32) int { return cmp.Compare(l.lineOf(a), l.lineOf(b)) })
+	}
+	slices.SortStableFunc(o.expiries, func(a, b int32) int { return cmpExpiry(l.at(a), l.at(b)) })
+
+	// Unblock records and the allow-drop marker are about the whole file:
+	// when the region has or had one, look for them again (a byte search).
+	if strings.Contains(oldRegion, "unblocked ") || strings.Contains(newRegion, "unblocked ") {
+		l.unblocks = scanUnblocks(next)
+	}
+	if strings.Contains(oldRegion, AllowDropMarker) || strings.Contains(newRegion, AllowDropMarker) {
+		l.allowDrop = scanAllowDrop(next)
+	}
+	return l
+}
+
+// NeedsCompaction reports whether the list is a base with an overlay big
+// enough that the next Reparse will parse the file whole. A caller that
+// keeps a list for long can, off the request path, replace it with
+// Compact's result before that happens.
+func (l *List) NeedsCompaction() bool {
+	return l.ov != nil && (len(l.ov.rules)+len(l.ov.dead) > maxOverlay/2 || len(l.ov.pieces) > maxPieces/2)
+}
+
+// Compact returns the list parsed whole from its content: the same rules,
+// without an overlay. It is l itself when l has none.
+func (l *List) Compact() *List {
+	if l.ov == nil {
+		return l
+	}
+	c, err := Parse(l.file, unsafe.Slice(unsafe.StringData(l.src), len(l.src)))
+	if err != nil {
+		// The content parsed as l was built; a difference is a bug.
+		panic("blocklist: compacting a list that does not parse: " + err.Error())
+	}
+	return c
+}
+
+// commonPrefix returns the length of the common prefix of a and b.
+func commonPrefix(a, b string) int {
+	n := min(len(a), len(b))
+	// Compare in blocks, which the runtime does with vector instructions.
+	i := 0
+	for blk := 4096; i+blk <= n && a[i:i+blk] == b[i:i+blk]; i += blk {
+	}
+	for i < n && a[i] == b[i] {
+		i++
+	}
+	return i
+}
+
+// commonSuffix returns the length of the common suffix of a and b, at most
+// limit.
+func commonSuffix(a, b string, limit int) int {
+	i := 0
+	for blk := 4096; i+blk <= limit && a[len(a)-i-blk:len(a)-i] == b[len(b)-i-blk:len(b)-i]; i += blk {
+	}
+	for i < limit && a[len(a)-1-i] == b[len(b)-1-i] {
+		i++
+	}
+	return i
+}
+
+// countLines returns the number of lines of s as Parse counts them: a last
+// line without a line break counts.
+func countLines(s string) uint32 {
+	n := strings.Count(s, "\n")
+	if s != "" && s[len(s)-1] != '\n' {
+		n++
+	}
+	return uint32(n)
+}
+
+// scanUnblocks returns the unblock records of text, as Parse finds them,
+// by a byte search for the lines that can be one.
+func scanUnblocks(text string) map[string]Note {
+	var out map[string]Note
+	for off := 0; ; {
+		i := strings.Index(text[off:], " unblocked ")
+		if i < 0 {
+			return out
+		}
+		i += off
+		ls := strings.LastIndexByte(text[:i], '\n') + 1
+		le := len(text)
+		if k := strings.IndexByte(text[i:], '\n'); k >= 0 {
+			le = i + k
+		}
+		off = le
+		line := strings.TrimSuffix(text[ls:le], "\r")
+		if !strings.HasPrefix(line, NotePrefix) {
+			continue
+		}
+		if n, unblocked, ok := parseNote(line); ok && unblocked != "" {
+			if out == nil {
+				out = map[string]Note{}
+			}
+			out[unblocked] = n
+		}
+	}
+}
+
+// scanAllowDrop reports whether text has the AllowDropMarker line.
+func scanAllowDrop(text string) bool {
+	for off := 0; ; {
+		i := strings.Index(text[off:], AllowDropMarker)
+		if i < 0 {
+			return false
+		}
+		i += off
+		ls := strings.LastIndexByte(text[:i], '\n') + 1
+		le := len(text)
+		if k := strings.IndexByte(text[i:], '\n'); k >= 0 {
+			le = i + k
+		}
+		if isAllowDropMarker(text[ls:le]) {
+			return true
+		}
+		off = le
+	}
+}
+
+// cloneMap returns a copy of m, never nil.
+func cloneMap[K comparable, V any](m map[K]V) map[K]V {
+	c := make(map[K]V, len(m))
+	for k, v := range m {
+		c[k] = v
+	}
+	return c
 }

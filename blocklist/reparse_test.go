@@ -44,8 +44,13 @@ func checkSameList(t *testing.T, got, want *List) {
 		if gok != wok || !gn.equal(wn) {
 			t.Fatalf("rule %s: note %+v %v, want %+v %v", w.Pattern(), gn, gok, wn, wok)
 		}
-		if l, ok := got.Lookup(w.Pattern()); !ok || l.Line != w.Line {
-			t.Fatalf("Lookup(%s) = %+v %v, want line %d", w.Pattern(), l, ok, w.Line)
+		if i := got.find(w.Name, w.Wildcard, w.Scope); i < 0 || int(got.lineOf(i)) != w.Line {
+			t.Fatalf("find(%s, %v) = %d, want line %d", w.Pattern(), w.Scope, i, w.Line)
+		}
+		gl, gok := got.Lookup(w.Pattern())
+		wl, wok := want.Lookup(w.Pattern())
+		if gok != wok || gl.Line != wl.Line {
+			t.Fatalf("Lookup(%s) = %v %v, want %v %v", w.Pattern(), gl, gok, wl, wok)
 		}
 	}
 	// Every attribute set of want is one of got's (got may keep sets no
@@ -68,8 +73,22 @@ func checkSameList(t *testing.T, got, want *List) {
 		}
 	}
 	now := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	if got.HasScoped() != want.HasScoped() {
+		t.Fatalf("HasScoped = %v, want %v", got.HasScoped(), want.HasScoped())
+	}
+	wheres := []Where{{}, {Country: "FR"}, {Country: "DE"}, {UnknownBlocks: true}}
 	for _, r := range wr {
 		for _, h := range []string{r.Name, "www." + r.Name} {
+			if g, w := got.ScopedFor(h), want.ScopedFor(h); g != w {
+				t.Fatalf("ScopedFor(%s) = %v, want %v", h, g, w)
+			}
+			for _, wh := range wheres {
+				g, gok := got.MatchWhere(h, wh, now)
+				w, wok := want.MatchWhere(h, wh, now)
+				if gok != wok || g.Pattern() != w.Pattern() || g.Line != w.Line {
+					t.Fatalf("MatchWhere(%s, %+v) = %v %v, want %v %v", h, wh, g, gok, w, wok)
+				}
+			}
 			for _, at := range []time.Time{now, r.Expires.Add(-time.Nanosecond), r.Expires} {
 				g, gok := got.Match(h, at)
 				w, wok := want.Match(h, at)
@@ -180,6 +199,8 @@ soon.example expires=2026-12-01T00:30:00Z
 mid.example policy=https://blog.example.com/p # why
 crlf.example` + "\r\n" + `
 last.example reason.de="Gesperrt"
+forum.example countries=FR status=451
+forum.example except_countries=FR,DE unknown=block
 `
 
 func TestReparseEdits(t *testing.T) {
@@ -253,12 +274,26 @@ func TestReparseChain(t *testing.T) {
 	if testing.Short() {
 		steps = 60
 	}
+	// A small overlay bound, so that the chain also goes through the
+	// full parse that makes a new base.
+	defer func(o, p int) { maxOverlay, maxPieces = o, p }(maxOverlay, maxPieces)
+	maxOverlay, maxPieces = 100, 40
+	overlays, bases := 0, 0
 	for i := range steps {
 		next := randomEdit(rng, data, i)
 		got := checkReparse(t, l, data, next)
 		if got != nil {
 			l, data = got, next
+			if l.ov != nil {
+				overlays++
+			} else {
+				bases++
+			}
 		}
+	}
+	t.Logf("%d lists with an overlay, %d parsed whole", overlays, bases)
+	if overlays < steps/2 || bases == 0 {
+		t.Errorf("%d lists with an overlay, %d parsed whole: want most with one, and some without", overlays, bases)
 	}
 }
 
@@ -300,6 +335,9 @@ func randomLine(rng *rand.Rand, i int) string {
 	case 5:
 		return fmt.Sprintf("*.pages%d.example reason=\"r %d\"\n", n, n%3)
 	case 6:
+		if rng.IntN(2) == 0 {
+			return fmt.Sprintf("site%d.example countries=%s\n", n%50, []string{"FR", "DE", "FR,DE", "US"}[rng.IntN(4)])
+		}
 		return "\n"
 	case 7:
 		if rng.IntN(8) == 0 {

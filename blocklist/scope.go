@@ -269,12 +269,18 @@ func (l *List) addScoped(i int32) error {
 		l.scoped = map[string]scopedRules{}
 	}
 	l.scoped[r.name] = append(l.scoped[r.name], i)
+	l.nScoped++
 	return nil
 }
 
 // HasScoped reports whether the list has any scoped rule (countries= or
 // except_countries=). Without one, Match decides alone.
-func (l *List) HasScoped() bool { return l.scoped != nil }
+func (l *List) HasScoped() bool {
+	if l.ov != nil {
+		return l.ov.nScoped > 0
+	}
+	return l.scoped != nil
+}
 
 // ScopedFor reports whether a scoped rule is about host or a name above it,
 // expired or not: then the decision for host depends on the visitor's
@@ -282,12 +288,12 @@ func (l *List) HasScoped() bool { return l.scoped != nil }
 // no scoped rule, else one map lookup per label of host, and does not
 // allocate.
 func (l *List) ScopedFor(host string) bool {
-	if l.scoped == nil {
+	if !l.HasScoped() {
 		return false
 	}
 	h := host
 	for {
-		if _, ok := l.scoped[h]; ok {
+		if len(l.scopedOf(h)) > 0 {
 			return true
 		}
 		dot := strings.IndexByte(h, '.')
@@ -311,7 +317,7 @@ func (l *List) ScopedFor(host string) bool {
 // rules are skipped. MatchWhere does not allocate; without scoped rules it
 // is Match.
 func (l *List) MatchWhere(host string, w Where, now time.Time) (Rule, bool) {
-	if l.scoped == nil {
+	if !l.HasScoped() {
 		return l.Match(host, now)
 	}
 	sec, nsec := now.Unix(), uint32(now.Nanosecond())
@@ -319,11 +325,11 @@ func (l *List) MatchWhere(host string, w Where, now time.Time) (Rule, bool) {
 	h := host
 	sub := false
 	for {
-		n, ok := l.nodes[h]
+		n, ok := l.node(h)
 		if !ok {
 			n = node{zone: -1, wild: -1}
 		}
-		sc := l.scoped[h]
+		sc := l.scopedOf(h)
 		for _, wild := range [2]bool{true, false} {
 			if wild && !sub {
 				continue
@@ -332,7 +338,7 @@ func (l *List) MatchWhere(host string, w Where, now time.Time) (Rule, bool) {
 			if i < 0 {
 				continue
 			}
-			if l.attrs[l.rules[i].attrs].Mode == ModeBlock {
+			if l.attrs[l.at(i).attrs].Mode == ModeBlock {
 				return l.rule(i), true
 			}
 			if report < 0 {
@@ -358,7 +364,7 @@ func (l *List) MatchWhere(host string, w Where, now time.Time) (Rule, bool) {
 func (l *List) pick(sc scopedRules, n node, wild bool, w Where, sec int64, nsec uint32) int32 {
 	best, bestRank := int32(-1), 99
 	consider := func(i int32, rank int) {
-		r := &l.rules[i]
+		r := l.at(i)
 		if r.expiredAt(sec, nsec) {
 			return
 		}
@@ -370,7 +376,7 @@ func (l *List) pick(sc scopedRules, n node, wild bool, w Where, sec int64, nsec 
 		}
 	}
 	for _, i := range sc {
-		r := &l.rules[i]
+		r := l.at(i)
 		if r.wildcard != wild {
 			continue
 		}
@@ -392,30 +398,4 @@ func (l *List) pick(sc scopedRules, n node, wild bool, w Where, sec int64, nsec 
 		consider(u, 2)
 	}
 	return best
-}
-
-// find returns the index in l of the rule with pattern (name, wild) and
-// the countries of scope s (its unknown= aside: a rule is known by its
-// pattern and countries), or -1. A nil l has no rules.
-func (l *List) find(name string, wild bool, s Scope) int32 {
-	if l == nil {
-		return -1
-	}
-	if s.IsZero() {
-		n, ok := l.nodes[name]
-		if !ok {
-			return -1
-		}
-		if wild {
-			return n.wild
-		}
-		return n.zone
-	}
-	for _, i := range l.scoped[name] {
-		r := &l.rules[i]
-		if o := l.attrs[r.attrs].Scope; r.wildcard == wild && o.countries == s.countries && o.except == s.except {
-			return i
-		}
-	}
-	return -1
 }
