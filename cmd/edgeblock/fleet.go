@@ -65,9 +65,12 @@ const exitNotApplied = 3
 // waitApplied waits up to d for every live node (a heartbeat at most
 // fleet.LiveAfter old) to report version v or a newer one, printing the
 // outcome. It returns false when a live node has not applied it: it
-// refused it (divergent, failing validation, the drop guard) or is slow.
+// refused it (divergent, failing validation, the drop guard) or is slow;
+// and when no node is live but edges were known (noLiveEdge). It records
+// the live edges for noLiveEdge (rememberEdges).
 func (c *fleetCmd) waitApplied(ctx context.Context, v fleet.Version, d time.Duration, w io.Writer) bool {
 	deadline := time.Now().Add(d)
+	remembered := false
 	for {
 		nodes, err := c.store.Nodes(ctx, fleet.LiveAfter)
 		var latest int64
@@ -92,6 +95,12 @@ func (c *fleetCmd) waitApplied(ctx context.Context, v fleet.Version, d time.Dura
 				pending = append(pending, n)
 			}
 		}
+		if len(live) > 0 && !remembered {
+			remembered = true
+			if err := rememberEdges(*c.cfg.Fleet, live); err != nil {
+				fmt.Fprintf(w, "  note: %v\n", err)
+			}
+		}
 		// The first version of an empty store: if edges ran a list
 		// before (the store lost its data), their heartbeats come back
 		// as they reconnect, and they will refuse it; wait for them.
@@ -99,8 +108,7 @@ func (c *fleetCmd) waitApplied(ctx context.Context, v fleet.Version, d time.Dura
 		switch {
 		case len(live) == 0 && genesis && !time.Now().After(deadline) && ctx.Err() == nil:
 		case len(live) == 0:
-			fmt.Fprintf(w, "  applied: no edge has sent a heartbeat in the last %v, so none has applied it yet\n", fleet.LiveAfter)
-			return true
+			return c.noLiveEdge(nodes, w)
 		case len(pending) == 0:
 			fmt.Fprintf(w, "  applied: by all %d live edges\n", len(live))
 			return true

@@ -355,3 +355,62 @@ func TestFleetTwoPublishers(t *testing.T) {
 	f.cmd(0, []string{`published: version 5`, `replaced version 4; the replacement removes 1 rules: ` + regexp.QuoteMeta(last), "applied: by all 3 live edges"}, "publish", "-force", file)
 	f.cmd(0, []string{`(?s)version 5 .* force`}, "history", "-n", "1")
 }
+
+// TestFleetWriteWithNoEdgeBack: every write is applied or refused, also
+// when no edge reports within -wait. Redis restarts empty and the edges
+// stay away (SIGSTOP) for longer than the write waits: the store knows no
+// edge, but this machine's earlier write saw three, so the block on the
+// emptied store is NOT APPLIED (exit 3, naming them) rather than "done".
+// Edges the store knows but that are silent make a write NOT APPLIED too;
+// a fleet that never had an edge takes a write with exit 0.
+func TestFleetWriteWithNoEdgeBack(t *testing.T) {
+	f := startFaultFleet(t, "seed.example\n")
+	f.cmd(0, []string{`added: a.example .*version 2`, "applied: by all 3 live edges"}, "block", "a.example")
+	for _, e := range f.edges {
+		e.cmd.Process.Signal(syscall.SIGSTOP)
+	}
+	t.Cleanup(func() {
+		for _, e := range f.edges {
+			e.cmd.Process.Signal(syscall.SIGCONT)
+		}
+	})
+	f.r.Stop()
+	os.Remove(filepath.Join(f.r.Dir(), "dump.rdb"))
+	f.r.Start()
+	f.cmd(exitNotApplied, []string{`added: b.example .*version 1`, "NOT APPLIED: no live edge applied it: the store knows no edge, but edge-0, edge-1, edge-2 \\(3 edges\\)",
+		"fleet reseed"}, "block", "-wait", "1s", "b.example")
+	for _, e := range f.edges {
+		e.cmd.Process.Signal(syscall.SIGCONT)
+	}
+	f.waitAll("edgeblock_fleet_divergent", "1")
+	f.blocking("after the write no edge was back for", "seed.example", "a.example")
+	f.cmd(0, []string{`reseeded: version 3 `, "applied: by all 3 live edges"}, "fleet", "reseed")
+
+	// Known to the store, silent: their heartbeats made older than
+	// fleet.LiveAfter (and the edges stopped, so they stay old).
+	for _, e := range f.edges {
+		e.cmd.Process.Signal(syscall.SIGSTOP)
+	}
+	raw := f.r.Client()
+	old := time.Now().Add(-time.Hour).UnixMicro()
+	for _, e := range f.edges {
+		if err := raw.HSet(context.Background(), "edgeblock:nodes:time", e.name, old).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.cmd(exitNotApplied, []string{`added: c.example .*version 4`, `NOT APPLIED: no live edge applied it: none of the 3 edges the store knows \(edge-0, edge-1, edge-2\)`},
+		"block", "-wait", "1s", "c.example")
+	for _, e := range f.edges {
+		e.cmd.Process.Signal(syscall.SIGCONT)
+	}
+	f.waitAll("edgeblock_fleet_version_applied", "4")
+	f.blocking("after the edges came back", "seed.example", "a.example", "c.example")
+
+	// A fleet that never had an edge (another Redis, another cache).
+	r := fleettest.Start(t)
+	cli := fleetCLIConfig(t, r.Addr())
+	code, out, errOut := runCmd("block", "-config", cli, "-wait", "1s", "d.example")
+	if code != 0 || !strings.Contains(out, "applied: by no edge: no edge has ever reported to this store") {
+		t.Errorf("block on a fleet with no edge ever: exit %d, want 0 and 'no edge has ever reported':\n%s%s", code, out, errOut)
+	}
+}

@@ -21,6 +21,9 @@ import (
 // with blocklist.file pulled.txt, and returns its path.
 func fleetCLIConfig(t *testing.T, addr string) string {
 	t.Helper()
+	// The CLI remembers a fleet's edges (knownEdgesFile) under the cache
+	// directory: one per test, so that no test sees another's edges.
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "edgeblock.yaml")
 	writeText(t, cfg, fmt.Sprintf("listen:\n  http: 127.0.0.1:0\nblocklist:\n  source: fleet\n  file: pulled.txt\nfleet:\n  redis:\n    addr: %s\n  node: cli\n"+
