@@ -187,6 +187,8 @@ func (r *Reloader) startFleetLocked(b *Bundle, content []byte) error {
 	applied, _ := FleetVersionOf(b.List.File())
 	f.applied.Store(applied)
 	f.sha, f.content = b.List.SHA256(), content
+	// The next version is a patch against this list: no snapshot read.
+	f.store.Remember(applied, content)
 	var de *fleetDivergentError
 	if errors.As(b.partErrs[PartBlocklist], &de) {
 		f.refused = de.why

@@ -287,7 +287,7 @@ func (f *Follower) check(ctx context.Context) bool {
 	if n <= f.last.Load() {
 		return true
 	}
-	v, err := f.store.Get(rctx, n)
+	v, err := f.store.Next(rctx, n)
 	if err != nil {
 		if ctx.Err() == nil {
 			f.setErr(err)

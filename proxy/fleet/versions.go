@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -101,7 +103,20 @@ type Version struct {
 	// Time is when Redis accepted the version, by Redis's clock (one clock
 	// for the whole fleet).
 	Time time.Time
+	// Snapshot is the version whose full content this one is rebuilt
+	// from: Number itself for a version stored whole (a snapshot, or one
+	// written before versions were stored as patches), an older one for a
+	// version stored as a patch against its parent.
+	Snapshot int64
+	// Chain is the number of patches from Snapshot to this version (0 for
+	// a snapshot), and ChainBytes their total size in bytes.
+	Chain      int
+	ChainBytes int64
 }
+
+// Delta reports whether the version is stored as a patch against its
+// parent rather than whole.
+func (v *Version) Delta() bool { return v.Chain > 0 }
 
 // Store is the fleet's versioned blocklist in Redis. It is safe for
 // concurrent use; writers on different nodes never overwrite each other,
@@ -117,6 +132,11 @@ type Store struct {
 	// that passes it, as edges stay on it. Nil: every intact version is
 	// good. Set it before the Store is used.
 	Validate func(content []byte) error
+
+	// last is the newest content this Store read or wrote, the base Get
+	// rebuilds from before going back to a snapshot.
+	lastMu sync.Mutex
+	last   rebuilt
 }
 
 // keys are the Redis names derived from the prefix.
@@ -170,10 +190,17 @@ func NewStore(rdb redis.UniversalClient, cfg Config) *Store {
 // returns {1, new, time-µs}. An empty ARGV[8] (parent number) names
 // version ARGV[1] as the parent, by its recorded SHA-256.
 //
+// The version is stored whole (field "content") or as a patch against its
+// parent (field "patch", ARGV[11] = "patch"), with the snapshot it is
+// rebuilt from (ARGV[12]; "" for itself) and its chain's length and size.
+// Trimming drops the oldest versions beyond Keep, except those at or above
+// the oldest snapshot a kept version is rebuilt from.
+//
 // KEYS: version, versions zset, version-hash prefix (a key name prefix, for
 // cluster slot checks it shares the hash tag), channel.
-// ARGV: expect, content, sha256, actor, comment, keep, parent sha256,
-// parent number, kind, lowest new number - 1.
+// ARGV: expect, content or patch, sha256, actor, comment, keep, parent
+// sha256, parent number, kind, lowest new number - 1, field, snapshot,
+// chain, chain bytes.
 var publishScript = redis.NewScript(`
 local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
 if cur ~= tonumber(ARGV[1]) then
@@ -188,6 +215,10 @@ if pnum == '' then
   end
   if parent == '' then pnum = '0' end
 end
+if ARGV[11] == 'patch' and (parent == '' or redis.call('HGET', KEYS[3] .. pnum, 'sha256') ~= parent) then
+  -- the patch was made against content the store no longer holds there
+  return {2, cur}
+end
 local floor = tonumber(ARGV[10])
 if floor > cur then
   redis.call('SET', KEYS[1], floor)
@@ -196,17 +227,29 @@ local v = redis.call('INCR', KEYS[1])
 local t = redis.call('TIME')
 -- a string: Lua would print a number this large with 14 digits
 local us = t[1] .. string.format('%06d', tonumber(t[2]))
-redis.call('HSET', KEYS[3] .. v, 'content', ARGV[2], 'sha256', ARGV[3], 'version', v,
-  'actor', ARGV[4], 'comment', ARGV[5], 'time', us, 'parent', parent, 'parent_version', pnum, 'kind', ARGV[9])
+local field, snap = ARGV[11], ARGV[12]
+if field ~= 'patch' then
+  field, snap = 'content', tostring(v)
+end
+redis.call('HSET', KEYS[3] .. v, field, ARGV[2], 'sha256', ARGV[3], 'version', v,
+  'actor', ARGV[4], 'comment', ARGV[5], 'time', us, 'parent', parent, 'parent_version', pnum, 'kind', ARGV[9],
+  'snap', snap, 'chain', ARGV[13], 'chain_bytes', ARGV[14])
 redis.call('ZADD', KEYS[2], v, v)
 local keep = tonumber(ARGV[6])
 local n = redis.call('ZCARD', KEYS[2])
 if n > keep then
-  local old = redis.call('ZRANGE', KEYS[2], 0, n - keep - 1)
-  for _, o in ipairs(old) do
-    redis.call('DEL', KEYS[3] .. o)
+  -- the oldest snapshot a kept version needs
+  local need = v
+  for _, k in ipairs(redis.call('ZRANGE', KEYS[2], n - keep, -1)) do
+    local sn = tonumber(redis.call('HGET', KEYS[3] .. k, 'snap') or k) or tonumber(k)
+    if sn < need then need = sn end
   end
-  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, n - keep - 1)
+  for _, o in ipairs(redis.call('ZRANGE', KEYS[2], 0, n - keep - 1)) do
+    if tonumber(o) < need then
+      redis.call('DEL', KEYS[3] .. o)
+      redis.call('ZREM', KEYS[2], o)
+    end
+  end
 end
 redis.call('PUBLISH', KEYS[4], v)
 return {1, v, tonumber(us), tonumber(pnum)}
@@ -227,6 +270,8 @@ type Write struct {
 	// from (the new version is Floor+1): a reseed numbers past every
 	// version an edge has seen.
 	Floor int64
+	// whole stores the version whole, not as a patch.
+	whole bool
 }
 
 // Publish makes content the new version if expect is the current version
@@ -239,7 +284,9 @@ func (s *Store) Publish(ctx context.Context, content []byte, meta Meta, expect i
 	return s.Commit(ctx, content, meta, Write{Expect: expect})
 }
 
-// Commit is Publish with the parent and kind given by w.
+// Commit is Publish with the parent and kind given by w. The version is
+// stored as a patch against its parent when that is small (see
+// planStorage), else whole.
 func (s *Store) Commit(ctx context.Context, content []byte, meta Meta, w Write) (Version, error) {
 	sum := sha256.Sum256(content)
 	hexsum := hex.EncodeToString(sum[:])
@@ -247,13 +294,30 @@ func (s *Store) Commit(ctx context.Context, content []byte, meta Meta, w Write) 
 	if kind == "" {
 		kind = KindEdit
 	}
+	implicit := w.Base == nil
+	if w.Base == nil && w.Expect > 0 && kind != KindReseed && !w.whole {
+		// Publish over version Expect: the parent, if this Store read or
+		// wrote it last, is a base to patch against.
+		if b, ok := s.lastVersion(w.Expect); ok {
+			w.Base = &b
+		}
+	}
 	parent, pnum := "", ""
 	if w.Base != nil {
 		parent, pnum = w.Base.SHA256, strconv.FormatInt(w.Base.Number, 10)
 	}
+	var st storage
+	if !w.whole {
+		st = planStorage(content, w.Base, kind)
+	}
+	field, body, snap := "content", content, ""
+	if st.patch != nil {
+		field, body, snap = "patch", st.patch, strconv.FormatInt(st.snapshot, 10)
+	}
 	res, err := publishScript.Run(ctx, s.rdb,
 		[]string{s.k.version, s.k.versions, s.k.vprefix, s.k.channel},
-		w.Expect, content, hexsum, meta.Actor, meta.Comment, s.keep, parent, pnum, string(kind), w.Floor).Int64Slice()
+		w.Expect, body, hexsum, meta.Actor, meta.Comment, s.keep, parent, pnum, string(kind), w.Floor,
+		field, snap, st.chain, st.chainBytes).Int64Slice()
 	if err != nil {
 		return Version{}, fmt.Errorf("fleet: publish: %w", err)
 	}
@@ -262,6 +326,14 @@ func (s *Store) Commit(ctx context.Context, content []byte, meta Meta, w Write) 
 	}
 	if res[0] == 0 {
 		return Version{}, &ConflictError{Expected: w.Expect, Current: res[1]}
+	}
+	if res[0] == 2 {
+		// The parent is not what the patch was made against: store it whole.
+		w.whole = true
+		if implicit {
+			w.Base = nil
+		}
+		return s.Commit(ctx, content, meta, w)
 	}
 	if len(res) < 4 {
 		return Version{}, fmt.Errorf("fleet: publish: unexpected reply %v", res)
@@ -275,7 +347,14 @@ func (s *Store) Commit(ctx context.Context, content []byte, meta Meta, w Write) 
 		Kind:         kind,
 		Meta:         meta,
 		Time:         time.UnixMicro(res[2]),
+		Snapshot:     res[1],
+		Chain:        st.chain,
+		ChainBytes:   st.chainBytes,
 	}
+	if st.patch != nil {
+		v.Snapshot = st.snapshot
+	}
+	s.remember(v)
 	if w.Base == nil && v.ParentNumber > 0 {
 		if p, err := s.rdb.HGet(ctx, s.k.vprefix+strconv.FormatInt(v.ParentNumber, 10), "sha256").Result(); err == nil {
 			v.Parent = p
@@ -316,31 +395,6 @@ func (s *Store) Current(ctx context.Context) (Version, error) {
 	}
 }
 
-// Get returns version n. It returns ErrNotFound if n was never published
-// or has been trimmed, and an error matching ErrCorrupt if the content does
-// not hash to the recorded SHA-256.
-func (s *Store) Get(ctx context.Context, n int64) (Version, error) {
-	m, err := s.rdb.HGetAll(ctx, s.k.vprefix+strconv.FormatInt(n, 10)).Result()
-	if err != nil {
-		return Version{}, fmt.Errorf("fleet: read version %d: %w", n, err)
-	}
-	if len(m) == 0 {
-		return Version{}, fmt.Errorf("fleet: version %d: %w", n, ErrNotFound)
-	}
-	return parseVersion(n, m)
-}
-
-// parseVersion checks and converts version n's hash fields.
-func parseVersion(n int64, m map[string]string) (Version, error) {
-	v := versionMeta(n, m)
-	v.Content = []byte(m["content"])
-	sum := sha256.Sum256(v.Content)
-	if got := hex.EncodeToString(sum[:]); got != v.SHA256 {
-		return Version{}, fmt.Errorf("fleet: version %d: content hashes to %s, recorded %q: %w", n, got, v.SHA256, ErrCorrupt)
-	}
-	return v, nil
-}
-
 // versionMeta converts version n's hash fields other than the content.
 func versionMeta(n int64, m map[string]string) Version {
 	v := Version{
@@ -353,6 +407,12 @@ func versionMeta(n int64, m map[string]string) Version {
 	pnum, hasParent := m["parent_version"]
 	v.Legacy = !hasParent
 	v.ParentNumber, _ = strconv.ParseInt(pnum, 10, 64)
+	v.Snapshot = n
+	if snap, err := strconv.ParseInt(m["snap"], 10, 64); err == nil && snap > 0 {
+		v.Snapshot = snap
+	}
+	v.Chain, _ = strconv.Atoi(m["chain"])
+	v.ChainBytes, _ = strconv.ParseInt(m["chain_bytes"], 10, 64)
 	if us, err := strconv.ParseInt(m["time"], 10, 64); err == nil {
 		v.Time = time.UnixMicro(us)
 	}
@@ -360,21 +420,15 @@ func versionMeta(n int64, m map[string]string) Version {
 }
 
 // metaFields are the fields of a version hash other than its content.
-var metaFields = []string{"sha256", "parent", "parent_version", "kind", "actor", "comment", "time"}
+var metaFields = []string{"sha256", "parent", "parent_version", "kind", "actor", "comment", "time", "snap", "chain", "chain_bytes"}
 
 // getMeta returns version n without its content, unchecked: for walking
 // the history by parents without reading every list. ok is false when the
 // version is not kept.
 func (s *Store) getMeta(ctx context.Context, n int64) (Version, bool, error) {
-	vals, err := s.rdb.HMGet(ctx, s.k.vprefix+strconv.FormatInt(n, 10), metaFields...).Result()
+	m, err := s.hgets(ctx, s.k.vprefix+strconv.FormatInt(n, 10), metaFields)
 	if err != nil {
 		return Version{}, false, fmt.Errorf("fleet: read version %d: %w", n, err)
-	}
-	m := make(map[string]string, len(vals))
-	for i, x := range vals {
-		if str, ok := x.(string); ok {
-			m[metaFields[i]] = str
-		}
 	}
 	if _, ok := m["sha256"]; !ok {
 		return Version{}, false, nil
@@ -382,9 +436,31 @@ func (s *Store) getMeta(ctx context.Context, n int64) (Version, bool, error) {
 	return versionMeta(n, m), true, nil
 }
 
+// hgets reads fields of the hash at key in one round trip, the missing
+// ones left out. (HGETs in a pipeline rather than HMGET: the commands the
+// fleet needs stay those of its ACL list.)
+func (s *Store) hgets(ctx context.Context, key string, fields []string) (map[string]string, error) {
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.StringCmd, len(fields))
+	for i, f := range fields {
+		cmds[i] = pipe.HGet(ctx, key, f)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, err
+	}
+	m := make(map[string]string, len(fields))
+	for i, c := range cmds {
+		if c.Err() == nil {
+			m[fields[i]] = c.Val()
+		}
+	}
+	return m, nil
+}
+
 // History returns up to n versions, newest first (all kept ones if n <= 0).
 // Each is checked like Get; one that fails the check is returned with
-// Problem set rather than failing the whole history.
+// Problem set rather than failing the whole history. Versions are rebuilt
+// oldest first, so that each stored as a patch costs one patch.
 func (s *Store) History(ctx context.Context, n int) ([]Version, error) {
 	stop := int64(-1)
 	if n > 0 {
@@ -394,34 +470,33 @@ func (s *Store) History(ctx context.Context, n int) ([]Version, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fleet: read history: %w", err)
 	}
-	pipe := s.rdb.Pipeline()
-	cmds := make([]*redis.MapStringStringCmd, len(nums))
-	for i, num := range nums {
-		cmds[i] = pipe.HGetAll(ctx, s.k.vprefix+num)
-	}
-	if len(nums) > 0 {
-		if _, err := pipe.Exec(ctx); err != nil {
-			return nil, fmt.Errorf("fleet: read history: %w", err)
-		}
-	}
 	out := make([]Version, 0, len(nums))
-	for i, num := range nums {
-		m := cmds[i].Val()
-		if len(m) == 0 {
+	for i := len(nums) - 1; i >= 0; i-- {
+		v, err := strconv.ParseInt(nums[i], 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("fleet: history: bad version number %q", nums[i])
+		}
+		ver, err := s.Get(ctx, v)
+		switch {
+		case errors.Is(err, ErrNotFound):
 			continue // trimmed between the two reads
-		}
-		v, err := strconv.ParseInt(num, 10, 64)
-		if err != nil {
-			return nil, fmt.Errorf("fleet: history: bad version number %q", num)
-		}
-		ver, err := parseVersion(v, m)
-		if err != nil {
-			ver = versionMeta(v, m)
-			ver.Content = []byte(m["content"])
-			ver.Problem = err
+		case errors.Is(err, ErrCorrupt):
+			m, kept, merr := s.getMeta(ctx, v)
+			if merr != nil {
+				return nil, merr
+			}
+			if !kept {
+				continue
+			}
+			m.Content, _ = s.rdb.HGet(ctx, s.k.vprefix+nums[i], "content").Bytes()
+			m.Problem = err
+			ver = m
+		case err != nil:
+			return nil, fmt.Errorf("fleet: read history: %w", err)
 		}
 		out = append(out, ver)
 	}
+	slices.Reverse(out)
 	return out, nil
 }
 
