@@ -219,6 +219,8 @@ type accessLine struct {
 	ruleLine                 int
 	mode                     string
 	hasRule                  bool
+	country                  string // the visitor's, when a scoped rule was consulted
+	hasCountry               bool
 	route, origin            string
 	hasRoute, hasOrigin      bool
 	tries                    int // logged when over 1
@@ -265,6 +267,10 @@ func (l *accessLine) appendJSON(b []byte) []byte {
 		b = append(b, `,"mode":`...)
 		b = appendJSONString(b, l.mode)
 	}
+	if l.hasCountry {
+		b = append(b, `,"country":`...)
+		b = appendJSONString(b, l.country)
+	}
 	if l.hasRoute {
 		b = append(b, `,"route":`...)
 		b = appendJSONString(b, l.route)
@@ -304,6 +310,9 @@ func (l *accessLine) attrs() []slog.Attr {
 		slog.String("proto", proto))
 	if l.hasRule {
 		attrs = append(attrs, slog.String("rule", l.rule), slog.Int("rule_line", l.ruleLine), slog.String("mode", l.mode))
+	}
+	if l.hasCountry {
+		attrs = append(attrs, slog.String("country", l.country))
 	}
 	if l.hasRoute {
 		attrs = append(attrs, slog.String("route", l.route))

@@ -45,6 +45,10 @@ type Config struct {
 	Log            LogConfig       `yaml:"log"`
 	Admin          AdminConfig     `yaml:"admin"`
 	GC             GCConfig        `yaml:"gc"`
+	// Geo and Transparency: rules scoped to countries and the public
+	// record of published rules (geoconfig.go).
+	Geo          GeoConfig          `yaml:"geo"`
+	Transparency TransparencyConfig `yaml:"transparency"`
 	// Fleet connects the node to the fleet's Redis (see proxy/fleet). Nil
 	// (no fleet: section) means no fleet: the blocklist is a file.
 	Fleet *fleet.Config `yaml:"fleet"`
@@ -1051,6 +1055,7 @@ func (c *Config) applyDefaults() {
 		}
 	}
 	rel(&c.Blocklist.File)
+	rel(&c.Geo.Database)
 	rel(&c.Pages.Template)
 	for k, f := range c.Pages.Templates {
 		rel(&f)
@@ -1550,6 +1555,7 @@ func (c *Config) validate(v *validator) {
 		r.Balance.validate(c, v, []any{"routes", i})
 	}
 	c.Origins.Balance.validate(c, v, []any{"origins"})
+	c.validateGeo(v)
 	c.trusted = nil
 	for i, s := range c.TrustedProxies {
 		p, err := netip.ParsePrefix(s)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/edgeblock/edgeblock/blocklist"
 	"github.com/edgeblock/edgeblock/pages"
+	"github.com/edgeblock/edgeblock/proxy/geo"
 	"github.com/edgeblock/edgeblock/proxy/origin"
 )
 
@@ -45,6 +46,8 @@ type Proxy struct {
 	access *accessWriter
 	// upstream forwards the requests of every route (reverseProxy).
 	upstream http.Handler
+	// geo holds the country database (geo.database; geoscope.go).
+	geo *geo.Source
 }
 
 // NewProxy returns a Proxy that logs to log and counts in m. Until Apply
@@ -60,6 +63,7 @@ func NewProxy(log *slog.Logger, m *Metrics, cfg *Config) *Proxy {
 		transports: transportCache{maxConns: cfg.Origins.MaxConns, maxHeader: cfg.Origins.MaxResponseHeaderBytes, client: cfg.Origins.Client},
 		dial:       cfg.Timeouts.Dial,
 		cookieKey:  make([]byte, 32),
+		geo:        geo.NewSource(m.geo()),
 	}
 	p.responseHeader = cfg.Timeouts.ResponseHeader
 	crand.Read(p.cookieKey)
@@ -82,6 +86,7 @@ func (p *Proxy) Apply(cfg *Config, list *blocklist.List, renderer *pages.Rendere
 	if err != nil {
 		return err
 	}
+	p.refreshGeo(cfg, "apply")
 	p.state.Store(s)
 	p.closeBlocked(prev, s) // a block ends what is open (inflight.go)
 	if prev == nil || prev.routes != s.routes {
@@ -248,12 +253,17 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	e.host, preq.Host = host, host
 
 	var report bool
-	if rule, ok := st.list.Match(host, start); ok {
+	if rule, ok := p.decide(st, r, host, start, e); ok {
 		e.rule = &rule
 		st.blocked[rule.AttrsID].Inc()
 		if rule.Mode == blocklist.ModeBlock {
 			e.outcome = OutcomeBlocked
-			st.blockPage(rule.AttrsID).Serve(rec, r, preq)
+			page := st.blockPage(rule.AttrsID)
+			if !rule.Scope.IsZero() {
+				page = page.InCountry(e.country)
+				p.metrics.geo().Blocked(e.country)
+			}
+			page.Serve(rec, r, preq)
 			return
 		}
 		report = true
@@ -432,6 +442,10 @@ type accessEntry struct {
 	info    *reqInfo
 	// report: a report-mode rule matched a forwarded request.
 	report bool
+	// geo: a scoped rule covers host, so the visitor's country (country,
+	// "" for unknown) was looked up and goes into the access line.
+	geo     bool
+	country string
 }
 
 // finish counts a request and writes its access line.
@@ -482,6 +496,12 @@ func (p *Proxy) finish(rec *recorder, e *accessEntry) {
 		status: status, outcome: e.outcome, bytes: rec.bytes, duration: d.Seconds(), proto: e.r.Proto, tls: e.r.TLS != nil}
 	if e.rule != nil {
 		l.hasRule, l.rule, l.ruleLine, l.mode = true, e.rule.Pattern(), e.rule.Line, e.rule.Mode.String()
+	}
+	if e.geo {
+		l.hasCountry, l.country = true, e.country
+		if l.country == "" {
+			l.country = "unknown"
+		}
 	}
 	if e.info != nil {
 		l.hasRoute, l.route = true, e.info.route.pattern

@@ -130,6 +130,7 @@ func setForwarding(out, in *http.Request, cfg *Config, host, viaName string) {
 		for _, k := range clientAddrHeaders {
 			h.Del(k)
 		}
+		stripGeoHeader(h, cfg)
 	}
 	xff := in.Header["X-Forwarded-For"]
 	client := cfg.clientAddr(peer, trusted, xff)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/edgeblock/edgeblock/proxy/certs"
+	"github.com/edgeblock/edgeblock/proxy/geo"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -33,6 +34,9 @@ type Metrics struct {
 	// BlockedClosed counts proxied requests in flight that a reload
 	// ended because it blocked their host, by kind (inflight.go).
 	BlockedClosed *prometheus.CounterVec
+	// Geo are the country database's metrics and the scoped-block
+	// counter (proxy/geo).
+	Geo *geo.Metrics
 
 	BlocklistEntries prometheus.Gauge
 	// Blocklist and Config are the reload metrics of the two files.
@@ -289,6 +293,7 @@ func NewMetrics(reg prometheus.Registerer, version, revision string) *Metrics {
 		Name: "edgeblock_build_info", Help: "Build information; the value is always 1.",
 	}, []string{"version", "revision", "goversion"})
 	buildInfo.WithLabelValues(version, revision, runtime.Version()).Set(1)
+	m.Geo = geo.NewMetrics(reg)
 	reg.MustRegister(m.Requests, m.Duration, m.InFlight, m.Blocked, m.UpstreamRequests, m.UpstreamErrors, m.UpstreamRetries, m.HealthChecks, m.BlockedClosed,
 		m.BlocklistEntries, m.blocklistInfo, m.RestartNeeded, m.Blocklist.Reloads, m.Blocklist.LastSuccess, m.Blocklist.LastSuccessful,
 		m.Config.Reloads, m.Config.LastSuccess, m.Config.LastSuccessful, m.RunningFromSnapshot,
@@ -333,6 +338,14 @@ func NewMetrics(reg prometheus.Registerer, version, revision string) *Metrics {
 	m.ConnectionsRefused.WithLabelValues(RefusedConnsPerClient)
 	m.RequestsRefused.WithLabelValues(RefusedRequestsPerClient)
 	return m
+}
+
+// geo returns the geo metrics; nil for a nil m.
+func (m *Metrics) geo() *geo.Metrics {
+	if m == nil {
+		return nil
+	}
+	return m.Geo
 }
 
 // duration returns the edgeblock_request_duration_seconds series of an

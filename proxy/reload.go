@@ -389,11 +389,12 @@ func (r *Reloader) Start(b *Bundle) error {
 }
 
 func (r *Reloader) watchPaths() []string {
-	if r.fleet != nil {
-		// The list comes from Redis; blocklist.file is only pull's.
-		return append([]string{r.path, r.cur.Config.Pages.Template}, r.templatePaths()...)
+	paths := []string{r.path, r.cur.Config.Pages.Template, r.cur.Config.Geo.Database}
+	if r.fleet == nil {
+		// In fleet mode the list comes from Redis; blocklist.file is only pull's.
+		paths = append(paths, r.cur.Config.Blocklist.File)
 	}
-	return append([]string{r.path, r.cur.Config.Blocklist.File, r.cur.Config.Pages.Template}, r.templatePaths()...)
+	return append(paths, r.templatePaths()...)
 }
 
 // templatePaths returns the files of pages.templates and the pattern of
@@ -571,6 +572,7 @@ func (r *Reloader) Reload(trigger string) {
 	}
 
 	if !cfgChanged && !tmplChanged && !listChanged {
+		r.p.refreshGeo(next.Config, trigger) // else Apply does
 		return
 	}
 	if err := r.p.Apply(next.Config, next.List, next.Renderer); err != nil {

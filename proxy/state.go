@@ -104,6 +104,9 @@ func (s *state) blockPage(id int) *pages.Page {
 func (s *state) pageBlock(id int) pages.Block {
 	a := s.list.Attrs()[id]
 	b := pages.Block{Status: a.Status, Policy: s.policies[id], Reason: a.Reason, Contact: a.Contact, Appeal: a.Appeal, Limit: s.pageLimit}
+	if !a.Scope.IsZero() {
+		b.Scope = a.Scope.String()
+	}
 	if a.Reasons.Len() > 0 {
 		b.Reasons = make(map[string]string, a.Reasons.Len())
 		for tag, text := range a.Reasons.All() {

@@ -1,0 +1,77 @@
+package proxy
+
+import (
+	"net/http"
+	"net/textproto"
+	"strings"
+	"time"
+
+	"github.com/edgeblock/edgeblock/blocklist"
+)
+
+// decide returns the blocklist rule for a request to host at now: the one
+// host decision. When no scoped rule (countries=, except_countries=)
+// covers host it is the list's Match, with no country lookup and no
+// allocation; otherwise it finds the visitor's country (recorded in e for
+// the access line and the page) and asks MatchWhere.
+func (p *Proxy) decide(st *state, r *http.Request, host string, now time.Time, e *accessEntry) (blocklist.Rule, bool) {
+	if !st.list.ScopedFor(host) {
+		return st.list.Match(host, now)
+	}
+	e.geo, e.country = true, p.visitorCountry(r, st.cfg)
+	return st.list.MatchWhere(host, blocklist.Where{Country: e.country, UnknownBlocks: st.cfg.Geo.unknownBlocks()}, now)
+}
+
+// visitorCountry returns the visitor's country as an ISO 3166-1 alpha-2
+// code, or "" when unknown: a trusted proxy's geo.header when it names a
+// country, else the database's country of the visitor's address (the
+// peer, or the client a trusted proxy's X-Forwarded-For names).
+func (p *Proxy) visitorCountry(r *http.Request, cfg *Config) string {
+	peer := peerAddr(r.RemoteAddr)
+	trusted := peer.IsValid() && cfg.trustsAddr(peer)
+	if trusted && cfg.Geo.header != "" {
+		if v := r.Header[cfg.Geo.header]; len(v) > 0 {
+			if c, ok := blocklist.Country(strings.TrimSpace(v[0])); ok {
+				return c
+			}
+		}
+	}
+	if p.geo.Current() == nil {
+		return ""
+	}
+	return p.geo.Country(cfg.clientAddr(peer, trusted, r.Header["X-Forwarded-For"]))
+}
+
+// stripGeoHeader removes geo.header (and its spellings with '_' for '-',
+// which some servers read as the same header) from a request an untrusted
+// peer sent, so that no origin mistakes a visitor's claim for the edge's.
+func stripGeoHeader(h http.Header, cfg *Config) {
+	name := cfg.Geo.header
+	if name == "" {
+		return
+	}
+	delete(h, name)
+	for k := range h {
+		if strings.IndexByte(k, '_') >= 0 && textproto.CanonicalMIMEHeaderKey(strings.ReplaceAll(k, "_", "-")) == name {
+			delete(h, k)
+		}
+	}
+}
+
+// refreshGeo loads geo.database when it changed, logging the result; the
+// last good database stays on failure.
+func (p *Proxy) refreshGeo(cfg *Config, trigger string) {
+	path := cfg.Geo.Database
+	changed, err := p.geo.Refresh(path, false)
+	switch {
+	case err != nil:
+		p.log.Warn("geo database not loaded; the last good one stays in use", "event", "geo_reload", "result", "failure",
+			"trigger", trigger, "file", path, "error", err.Error())
+	case changed && path != "":
+		db := p.geo.Current()
+		p.log.Info("geo database loaded", "event", "geo_reload", "result", "success", "trigger", trigger,
+			"file", path, "sha256", db.SHA256, "type", db.Type, "built", db.Built.UTC())
+	case changed:
+		p.log.Info("geo database dropped (geo.database unset)", "event", "geo_reload", "result", "success", "trigger", trigger)
+	}
+}

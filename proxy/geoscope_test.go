@@ -1,0 +1,255 @@
+package proxy
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/edgeblock/edgeblock/proxy/geo/geotest"
+)
+
+// geoFixture places loopback visitors in countries: visitors dial from
+// these local addresses (IPv4 and IPv6), and 203.0.113.7 stands for a
+// client behind the trusted proxy 127.0.0.9.
+var geoFixture = []geotest.Entry{
+	{Network: "127.0.0.1/32", Country: "FR"},
+	{Network: "127.0.0.2/32", Country: "DE"},
+	{Network: "127.0.0.3/32", Registered: "US"},
+	{Network: "203.0.113.7/32", Country: "FR"},
+	{Network: "::1/128", Country: "FR"},
+}
+
+var geoBuilt = time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+
+// geoList has scoped, worldwide and mixed rules.
+const geoList = `fr.example countries=FR status=451 reason="Court order 123"
+court.example reason="Spam source"
+court.example countries=FR status=451 reason="French order"
+us.example except_countries=US
+plain.example
+`
+
+// startGeoEnv starts an edge with geoList, the fixture database, the
+// geo.header CF-IPCountry trusted from 127.0.0.9, and an echo origin for
+// every name; listen is the HTTP listener address.
+func startGeoEnv(t *testing.T, listen, extra string) (*testEnv, string) {
+	t.Helper()
+	o := echoOrigin(t)
+	db := filepath.Join(t.TempDir(), "country.mmdb")
+	geotest.Write(t, db, geoBuilt, geoFixture...)
+	cfg := fmt.Sprintf("listen:\n  http: %q\n  admin: 127.0.0.1:0\ntrusted_proxies: [127.0.0.9/32]\ngeo:\n  database: %s\n  header: CF-IPCountry\n%s", listen, db, extra) +
+		routeConfig("*.example", `"`+o.URL+`"`, "fr.example", `"`+o.URL+`"`, "court.example", `"`+o.URL+`"`, "us.example", `"`+o.URL+`"`, "plain.example", `"`+o.URL+`"`)
+	return startEnv(t, cfg, geoList), db
+}
+
+// clientFrom returns a client whose connections come from the local
+// address from.
+func clientFrom(from string) *http.Client {
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 5 * time.Second}
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: d.DialContext, DisableKeepAlives: true}}
+}
+
+// getFrom sends GET / for host from the local address from.
+func (e *testEnv) getFrom(from, host string, header map[string]string) (*http.Response, string) {
+	e.t.Helper()
+	req, err := http.NewRequest("GET", e.url("http")+"/", nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	req.Host = host
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := clientFrom(from).Do(req)
+	if err != nil {
+		e.t.Fatalf("GET %s from %s: %v", host, from, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp, string(body)
+}
+
+// TestGeoScopedRequests drives real requests from addresses in the fixture
+// database, through a trusted proxy's header and from untrusted peers
+// sending it, across scoped, worldwide and mixed rules.
+func TestGeoScopedRequests(t *testing.T) {
+	e, _ := startGeoEnv(t, "127.0.0.1:0", "")
+	tests := []struct {
+		name, from, host string
+		header           map[string]string
+		status           int
+		body             string // in the page, or "" for a proxied answer
+		country          string // in the access line; "" for none
+	}{
+		{"scoped rule, visitor inside", "127.0.0.1", "fr.example", nil, 451, "This site is not available in France", "FR"},
+		{"scoped rule, visitor outside", "127.0.0.2", "fr.example", nil, 200, "", "DE"},
+		{"sub-name of a scoped rule", "127.0.0.1", "www.fr.example", nil, 451, "Court order 123", "FR"},
+		{"untrusted peer's header is ignored (outside)", "127.0.0.2", "fr.example", map[string]string{"CF-IPCountry": "FR"}, 200, "", "DE"},
+		{"untrusted peer's header is ignored (inside)", "127.0.0.1", "fr.example", map[string]string{"CF-IPCountry": "DE"}, 451, "France", "FR"},
+		{"trusted proxy's header decides (inside)", "127.0.0.9", "fr.example", map[string]string{"CF-IPCountry": "fr"}, 451, "France", "FR"},
+		{"trusted proxy's header decides (outside)", "127.0.0.9", "fr.example", map[string]string{"CF-IPCountry": "DE", "X-Forwarded-For": "203.0.113.7"}, 200, "", "DE"},
+		{"trusted proxy without the header: the database, by X-Forwarded-For", "127.0.0.9", "fr.example", map[string]string{"X-Forwarded-For": "203.0.113.7"}, 451, "France", "FR"},
+		{"trusted proxy's XX: the database decides", "127.0.0.9", "fr.example", map[string]string{"CF-IPCountry": "XX", "X-Forwarded-For": "203.0.113.7"}, 451, "France", "FR"},
+		{"unknown country, geo.unknown allow", "127.0.0.5", "fr.example", nil, 200, "", "unknown"},
+		{"mixed: the French rule for France", "127.0.0.1", "court.example", nil, 451, "French order", "FR"},
+		{"mixed: the worldwide rule elsewhere", "127.0.0.2", "court.example", nil, 403, "Spam source", "DE"},
+		{"except_countries: inside the exception", "127.0.0.3", "us.example", nil, 200, "", "US"},
+		{"except_countries: elsewhere", "127.0.0.2", "us.example", nil, 403, "This site is not available in Germany", "DE"},
+		{"worldwide rule: no country looked up", "127.0.0.1", "plain.example", nil, 403, "This site has been blocked", ""},
+		{"no rule: no country looked up", "127.0.0.1", "open.example", nil, 200, "", ""},
+	}
+	for i, tt := range tests {
+		id := fmt.Sprintf("case-%d", i)
+		h := map[string]string{"Accept-Language": "en", "X-Test": id}
+		for k, v := range tt.header {
+			h[k] = v
+		}
+		resp, body := e.getFrom(tt.from, tt.host, h)
+		if resp.StatusCode != tt.status {
+			t.Errorf("%s: status %d, want %d: %s", tt.name, resp.StatusCode, tt.status, body)
+			continue
+		}
+		if tt.body != "" && !strings.Contains(body, tt.body) {
+			t.Errorf("%s: page lacks %q:\n%s", tt.name, tt.body, body)
+		}
+		if tt.status >= 400 && resp.Header.Get("Cache-Control") != "no-store" {
+			t.Errorf("%s: block page Cache-Control %q", tt.name, resp.Header.Get("Cache-Control"))
+		}
+		if tt.status == 200 {
+			got := decodeEcho(t, body)
+			want := ""
+			if tt.from == "127.0.0.9" {
+				want = tt.header["CF-IPCountry"] // a trusted proxy's header goes on
+			}
+			if v := got.Header.Get("Cf-Ipcountry"); v != want {
+				t.Errorf("%s: origin saw CF-IPCountry %q, want %q", tt.name, v, want)
+			}
+		}
+	}
+	e.srv.FlushAccessLog()
+	lines := e.logs.logLines(t, "request")
+	if len(lines) != len(tests) {
+		t.Fatalf("%d access lines, want %d", len(lines), len(tests))
+	}
+	for i, tt := range tests {
+		got, _ := lines[i]["country"].(string)
+		if got != tt.country {
+			t.Errorf("%s: access line country %q, want %q (%v)", tt.name, got, tt.country, lines[i])
+		}
+	}
+	m := e.scrape()
+	for _, want := range []string{
+		`edgeblock_geo_blocked_requests_total{country="FR"} 7`,
+		`edgeblock_geo_blocked_requests_total{country="DE"} 1`,
+		`edgeblock_geo_database_loads_total{result="success"} 1`,
+		fmt.Sprintf("edgeblock_geo_database_build_timestamp_seconds %g", float64(geoBuilt.Unix())),
+		`edgeblock_geo_database_last_load_successful 1`,
+	} {
+		if !strings.Contains(m, want+"\n") {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+}
+
+// TestGeoScopedIPv6 has visitors dial the edge over IPv6 loopback.
+func TestGeoScopedIPv6(t *testing.T) {
+	if l, err := net.Listen("tcp", "[::1]:0"); err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	} else {
+		l.Close()
+	}
+	e, _ := startGeoEnv(t, "[::1]:0", "")
+	resp, body := e.getFrom("::1", "fr.example", map[string]string{"Accept": "application/json", "Accept-Language": "de"})
+	if resp.StatusCode != 451 || !strings.Contains(body, `"country": "FR"`) || !strings.Contains(body, `"scope": "countries=FR"`) || !strings.Contains(body, "Frankreich") {
+		t.Errorf("status %d:\n%s", resp.StatusCode, body)
+	}
+}
+
+// TestGeoUnknownBlock: with geo.unknown: block a scoped rule applies to a
+// visitor of unknown country, and says so without naming a country.
+func TestGeoUnknownBlock(t *testing.T) {
+	o := echoOrigin(t)
+	e := startEnv(t, "geo:\n  unknown: block\n"+routeConfig("*.example", `"`+o.URL+`"`), "fr.example countries=FR\nde.example countries=DE unknown=allow\n")
+	resp, body := e.get("GET", "fr.example", "/", map[string]string{"Accept": "text/plain"})
+	if resp.StatusCode != 403 || !strings.Contains(body, "This site is not available in your region") || strings.Contains(body, "Country:") {
+		t.Errorf("fr.example: %d\n%s", resp.StatusCode, body)
+	}
+	if resp, _ := e.get("GET", "de.example", "/", nil); resp.StatusCode != 200 {
+		t.Errorf("de.example (unknown=allow): %d", resp.StatusCode)
+	}
+	if m := e.scrape(); !strings.Contains(m, `edgeblock_geo_blocked_requests_total{country="unknown"} 1`+"\n") {
+		t.Error("the unknown-country block is not counted")
+	}
+}
+
+// TestGeoDatabaseSwapUnderLoad replaces the database file (renamed over,
+// as updaters do) again and again while visitors keep asking: every
+// request gets an answer (a block page or the origin), never an error, and
+// the decisions follow the database in use.
+func TestGeoDatabaseSwapUnderLoad(t *testing.T) {
+	skipHeavyInShort(t, "a load of requests during database swaps")
+	e, db := startGeoEnv(t, "127.0.0.1:0", "")
+	var stop atomic.Bool
+	var requests, failures atomic.Int64
+	var wg sync.WaitGroup
+	for _, from := range []string{"127.0.0.1", "127.0.0.2"} {
+		for range 2 {
+			wg.Go(func() {
+				c := clientFrom(from)
+				c.Transport.(*http.Transport).DisableKeepAlives = false
+				for !stop.Load() {
+					req, _ := http.NewRequest("GET", e.url("http")+"/", nil)
+					req.Host = "fr.example"
+					resp, err := c.Do(req)
+					requests.Add(1)
+					if err != nil {
+						failures.Add(1)
+						t.Errorf("request from %s: %v", from, err)
+						return
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 200 && resp.StatusCode != 451 {
+						failures.Add(1)
+						t.Errorf("request from %s: status %d", from, resp.StatusCode)
+					}
+				}
+			})
+		}
+	}
+	// Swap between the fixture and one that puts 127.0.0.1 in Germany
+	// and 127.0.0.2 in France, and check each time that the edge follows.
+	swapped := []geotest.Entry{{Network: "127.0.0.1/32", Country: "DE"}, {Network: "127.0.0.2/32", Country: "FR"}}
+	for i := range 6 {
+		entries, blockedFrom := geoFixture, "127.0.0.1"
+		if i%2 == 0 {
+			entries, blockedFrom = swapped, "127.0.0.2"
+		}
+		geotest.Write(t, db, geoBuilt.Add(time.Duration(i+1)*time.Hour), entries...)
+		waitFor(t, 10*time.Second, "the edge to use the new database", func() bool {
+			resp, _ := e.getFrom(blockedFrom, "fr.example", nil)
+			return resp.StatusCode == 451
+		})
+	}
+	stop.Store(true)
+	wg.Wait()
+	if requests.Load() < 20 || failures.Load() != 0 {
+		t.Errorf("%d requests, %d failed", requests.Load(), failures.Load())
+	}
+	t.Logf("%d requests during 6 database swaps, %d failed", requests.Load(), failures.Load())
+	// A bad file keeps the last good database.
+	writeFile(t, db, "not a database")
+	waitFor(t, 10*time.Second, "the failed load to be counted", func() bool {
+		return strings.Contains(e.scrape(), "edgeblock_geo_database_last_load_successful 0\n")
+	})
+	if resp, _ := e.getFrom("127.0.0.1", "fr.example", nil); resp.StatusCode != 451 {
+		t.Errorf("after a bad file: %d, want the last good database's 451", resp.StatusCode)
+	}
+}
