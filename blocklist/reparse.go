@@ -26,9 +26,10 @@ var (
 // and prev's content, not to the size of the list: the lines outside the
 // changed region (from the first to the last byte that differs) are not
 // parsed again, but only compared, counted and hashed. When the region is
-// large, prev's overlay is full (see NeedsCompaction), prev is nil or came
-// from another file, or the new content does not parse, it is a full
-// Parse. The result of a Reparse of prev also makes Changes, Diff,
+// large, prev's overlay is full (see NeedsCompaction), prev is nil, or the
+// new content does not parse, it is a full Parse. file may differ from
+// prev's name: a new version of the same list under a new name (the fleet
+// names each version fleet:vN) is reparsed like a new content of one file. The result of a Reparse of prev also makes Changes, Diff,
 // DroppedBlocks and CheckDrop against prev cost in proportion to the
 // change.
 //
@@ -36,11 +37,11 @@ var (
 // Reparse compares with): the caller must not change data afterwards.
 // prev is not changed and stays usable; both lists are immutable.
 func Reparse(prev *List, file string, data []byte) (*List, error) {
-	if prev == nil || prev.file != file {
+	if prev == nil {
 		return Parse(file, data)
 	}
 	next := unsafe.String(unsafe.SliceData(data), len(data))
-	if next == prev.src {
+	if next == prev.src && prev.file == file {
 		return prev, nil
 	}
 	if l := reparse(prev, file, next); l != nil {

@@ -249,8 +249,21 @@ func TestReparseEdits(t *testing.T) {
 			checkReparse(t, got, tt.next, []byte(reparseBase))
 		})
 	}
-	// No previous list, or one of another file: a full parse.
+	// No previous list: a full parse.
 	checkReparse(t, nil, nil, []byte(reparseBase))
+	// The next version of a list under a new name (as the fleet names
+	// its versions) is reparsed, and named as asked.
+	v1, err := Parse("fleet:v1", []byte(reparseBase))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2, err := Reparse(v1, "fleet:v2", []byte(reparseBase+"x.example\n"))
+	if err != nil || v2.File() != "fleet:v2" || v2.ov == nil || v2.Len() != v1.Len()+1 {
+		t.Fatalf("Reparse of the next version under a new name: %v (overlay %v)", err, v2 != nil && v2.ov != nil)
+	}
+	if same, err := Reparse(v1, "fleet:v3", []byte(reparseBase)); err != nil || same.File() != "fleet:v3" {
+		t.Fatalf("Reparse of the same content under a new name: %v, %v", same, err)
+	}
 	other, err := Parse("other.txt", []byte(reparseBase))
 	if err != nil {
 		t.Fatal(err)

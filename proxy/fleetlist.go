@@ -38,6 +38,8 @@ func NewFleetStore(rdb redis.UniversalClient, cfg fleet.Config) *fleet.Store {
 		_, err := blocklist.Parse("fleet", content)
 		return err
 	}
+	// block, unblock and the admin API edit with blocklist.ApplyEdit.
+	s.EditsValidate = true
 	return s
 }
 
@@ -466,7 +468,9 @@ func (r *Reloader) applyVersion(v fleet.Version) {
 				"reason", why, "serving", r.cur.List.File(), "serving_sha256", r.cur.List.SHA256()}, meta...)...)
 		return
 	}
-	l, err := blocklist.Parse(name, v.Content)
+	// In proportion to the change from the list in effect, whose next
+	// version this is (a full parse when the change is large).
+	l, err := blocklist.Reparse(r.cur.List, name, v.Content)
 	if err != nil {
 		r.metrics.Blocklist.record("failure", now)
 		r.listSt.setError(now, err)
@@ -528,6 +532,30 @@ func (r *Reloader) applyVersion(v fleet.Version) {
 	}
 	// Tell the fleet at once, rather than at the next heartbeat.
 	f.beatNow()
+	if l.NeedsCompaction() {
+		go r.compactFleetList(l)
+	}
+}
+
+// compactFleetList replaces the list in effect, l, with the same list
+// parsed whole (see blocklist.List.Compact), off the request path and
+// outside r.mu while parsing, so that the next versions are again
+// reparsed in proportion to their change rather than parsed whole on the
+// way to the edge. Nothing changes for requests: the same rules.
+func (r *Reloader) compactFleetList(l *blocklist.List) {
+	c := l.Compact()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed || r.cur == nil || r.cur.List != l || c == l {
+		return // a newer version came meanwhile: it is compacted in turn
+	}
+	if err := r.p.Apply(r.cur.Config, c, r.cur.Renderer); err != nil {
+		r.log.Warn("fleet: compacting the list in effect failed; keeping it as is", "event", "fleet", "result", "compact_failed", "file", l.File(), "error", err.Error())
+		return
+	}
+	next := *r.cur
+	next.List = c
+	r.cur = &next
 }
 
 // stop ends following; the caller must not hold r.mu (a delivery in

@@ -233,7 +233,8 @@ func (c *fleetCmd) publishWhole(ctx context.Context, next *blocklist.List, conte
 					head.Number, orUnknown(head.Actor), removedText(removed), head.Number, head.Number)
 			}
 		}
-		w := fleet.Write{Expect: h.Number, Kind: kind}
+		// next is the list parsed from content: validated.
+		w := fleet.Write{Expect: h.Number, Kind: kind, Validated: true}
 		if head.Number != 0 {
 			w.Base = &head
 		}

@@ -304,3 +304,48 @@ func TestNextUsesTheRememberedList(t *testing.T) {
 		t.Fatalf("Next from the remembered list: %+v, %v", got, err)
 	}
 }
+
+// TestValidatedVersionsNotParsedAgain: a version whose writer recorded
+// that it validated it is not validated again by readers (a 1M-rule list
+// takes seconds to parse); one without the record, or written by Publish,
+// is.
+func TestValidatedVersionsNotParsedAgain(t *testing.T) {
+	s, _ := newTestStore(t)
+	ctx := ctxT(t)
+	var checked []string
+	s.Validate = func(content []byte) error {
+		checked = append(checked, string(content))
+		if bytes.Contains(content, []byte("bad")) {
+			return errors.New("bad line")
+		}
+		return nil
+	}
+	s.EditsValidate = true
+	if _, err := s.Publish(ctx, []byte("a.example\n"), Meta{}, 0); err != nil {
+		t.Fatal(err)
+	}
+	checked = nil
+	v, err := s.Update(ctx, addLine("b.example"), Meta{})
+	if err != nil || !v.Validated {
+		t.Fatalf("Update: %v, validated %v", err, v.Validated)
+	}
+	if len(checked) != 1 || checked[0] != "a.example\n" {
+		t.Fatalf("Update validated %q; want only the unmarked head", checked)
+	}
+	checked = nil
+	head, _, err := NewStore(s.rdb, Config{}).Head(ctx)
+	if err != nil || !head.Validated {
+		t.Fatalf("Head: %v, validated %v", err, head.Validated)
+	}
+	if _, _, err := s.Head(ctx); err != nil || len(checked) != 0 {
+		t.Fatalf("Head of a validated version: %v, validated again %q", err, checked)
+	}
+	// An unmarked invalid version is validated and skipped.
+	if _, err := s.Publish(ctx, []byte("a.example\nb.example\nbad\n"), Meta{}, 2); err != nil {
+		t.Fatal(err)
+	}
+	head, bad, err := s.Head(ctx)
+	if err != nil || head.Number != 2 || len(bad) != 1 || !errors.Is(bad[0].Problem, ErrInvalid) {
+		t.Fatalf("Head over an unmarked invalid version: %d, %v, %v", head.Number, bad, err)
+	}
+}

@@ -165,7 +165,7 @@ func (s *Store) head(ctx context.Context, n int64) (Version, []Version, error) {
 		if err != nil {
 			return Version{}, nil, err
 		}
-		if s.Validate != nil {
+		if s.Validate != nil && !v.Validated {
 			if verr := s.Validate(v.Content); verr != nil {
 				v.Problem = fmt.Errorf("%w: %v", ErrInvalid, verr)
 				bad = append(bad, v)

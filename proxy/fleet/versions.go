@@ -112,6 +112,10 @@ type Version struct {
 	// a snapshot), and ChainBytes their total size in bytes.
 	Chain      int
 	ChainBytes int64
+	// Validated is true when the writer recorded that it checked the
+	// content as Store.Validate would (see Write.Validated): readers do
+	// not parse it again to judge it.
+	Validated bool
 }
 
 // Delta reports whether the version is stored as a patch against its
@@ -132,6 +136,11 @@ type Store struct {
 	// that passes it, as edges stay on it. Nil: every intact version is
 	// good. Set it before the Store is used.
 	Validate func(content []byte) error
+	// EditsValidate says that the functions given to Update return
+	// content that passes Validate whenever their input does (as
+	// blocklist.ApplyEdit checks the lines it writes): what Update
+	// publishes over a good head is recorded as validated.
+	EditsValidate bool
 
 	// last is the newest content this Store read or wrote, the base Get
 	// rebuilds from before going back to a snapshot.
@@ -200,7 +209,7 @@ func NewStore(rdb redis.UniversalClient, cfg Config) *Store {
 // cluster slot checks it shares the hash tag), channel.
 // ARGV: expect, content or patch, sha256, actor, comment, keep, parent
 // sha256, parent number, kind, lowest new number - 1, field, snapshot,
-// chain, chain bytes.
+// chain, chain bytes, validated ("1" or "").
 var publishScript = redis.NewScript(`
 local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
 if cur ~= tonumber(ARGV[1]) then
@@ -233,7 +242,7 @@ if field ~= 'patch' then
 end
 redis.call('HSET', KEYS[3] .. v, field, ARGV[2], 'sha256', ARGV[3], 'version', v,
   'actor', ARGV[4], 'comment', ARGV[5], 'time', us, 'parent', parent, 'parent_version', pnum, 'kind', ARGV[9],
-  'snap', snap, 'chain', ARGV[13], 'chain_bytes', ARGV[14])
+  'snap', snap, 'chain', ARGV[13], 'chain_bytes', ARGV[14], 'validated', ARGV[15])
 redis.call('ZADD', KEYS[2], v, v)
 local keep = tonumber(ARGV[6])
 local n = redis.call('ZCARD', KEYS[2])
@@ -270,6 +279,10 @@ type Write struct {
 	// from (the new version is Floor+1): a reseed numbers past every
 	// version an edge has seen.
 	Floor int64
+	// Validated records that the writer checked the content as
+	// Store.Validate would, so that readers need not (a writer that
+	// parsed the list it publishes).
+	Validated bool
 	// whole stores the version whole, not as a patch.
 	whole bool
 }
@@ -317,7 +330,7 @@ func (s *Store) Commit(ctx context.Context, content []byte, meta Meta, w Write) 
 	res, err := publishScript.Run(ctx, s.rdb,
 		[]string{s.k.version, s.k.versions, s.k.vprefix, s.k.channel},
 		w.Expect, body, hexsum, meta.Actor, meta.Comment, s.keep, parent, pnum, string(kind), w.Floor,
-		field, snap, st.chain, st.chainBytes).Int64Slice()
+		field, snap, st.chain, st.chainBytes, validated(w.Validated)).Int64Slice()
 	if err != nil {
 		return Version{}, fmt.Errorf("fleet: publish: %w", err)
 	}
@@ -350,6 +363,7 @@ func (s *Store) Commit(ctx context.Context, content []byte, meta Meta, w Write) 
 		Snapshot:     res[1],
 		Chain:        st.chain,
 		ChainBytes:   st.chainBytes,
+		Validated:    w.Validated,
 	}
 	if st.patch != nil {
 		v.Snapshot = st.snapshot
@@ -412,6 +426,7 @@ func versionMeta(n int64, m map[string]string) Version {
 		v.Snapshot = snap
 	}
 	v.Chain, _ = strconv.Atoi(m["chain"])
+	v.Validated = m["validated"] == "1"
 	v.ChainBytes, _ = strconv.ParseInt(m["chain_bytes"], 10, 64)
 	if us, err := strconv.ParseInt(m["time"], 10, 64); err == nil {
 		v.Time = time.UnixMicro(us)
@@ -420,7 +435,7 @@ func versionMeta(n int64, m map[string]string) Version {
 }
 
 // metaFields are the fields of a version hash other than its content.
-var metaFields = []string{"sha256", "parent", "parent_version", "kind", "actor", "comment", "time", "snap", "chain", "chain_bytes"}
+var metaFields = []string{"sha256", "parent", "parent_version", "kind", "actor", "comment", "time", "snap", "chain", "chain_bytes", "validated"}
 
 // getMeta returns version n without its content, unchecked: for walking
 // the history by parents without reading every list. ok is false when the
@@ -556,6 +571,7 @@ func (s *Store) UpdateResult(ctx context.Context, fn func(cur []byte) ([]byte, e
 		w := Write{Expect: h.Number}
 		if h.Head.Number != 0 {
 			w.Base = &h.Head
+			w.Validated = s.EditsValidate && s.Validate != nil
 		}
 		v, err := s.Commit(ctx, next, meta, w)
 		if !errors.Is(err, ErrConflict) {
@@ -571,4 +587,12 @@ func (s *Store) UpdateResult(ctx context.Context, fn func(cur []byte) ([]byte, e
 		}
 	}
 	return Result{}, fmt.Errorf("fleet: update: gave up after %d attempts: %w", maxUpdateAttempts, lastErr)
+}
+
+// validated is the stored form of Write.Validated.
+func validated(b bool) string {
+	if b {
+		return "1"
+	}
+	return ""
 }
