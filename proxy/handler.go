@@ -251,6 +251,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	e.host, preq.Host = host, host
+	if isFeedHost(st, host) {
+		e.outcome = OutcomeTransparency
+		p.serveFeed(rec, r, st, start, preq)
+		return
+	}
 
 	var report bool
 	if rule, ok := p.decide(st, r, host, start, e); ok {

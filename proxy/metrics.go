@@ -151,6 +151,8 @@ const (
 	// forwarding it: host names that disagree (400), a method it never
 	// forwards (405), a loop through this edge (508).
 	OutcomeRejected = "rejected"
+	// OutcomeTransparency: the transparency feed on transparency.host.
+	OutcomeTransparency = "transparency"
 )
 
 // StatusClientClosedRequest is nginx's 499, logged and counted for
@@ -158,7 +160,7 @@ const (
 const StatusClientClosedRequest = 499
 
 var outcomes = []string{OutcomeProxied, OutcomeBlocked, OutcomeReport, OutcomeUnknown, OutcomeError, OutcomeRedirect, OutcomeACME,
-	OutcomeCanceled, OutcomeRejected}
+	OutcomeCanceled, OutcomeRejected, OutcomeTransparency}
 
 // NewMetrics creates the metrics and registers them, with the Go and
 // process collectors and edgeblock_build_info, on reg. version and revision

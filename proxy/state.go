@@ -47,6 +47,9 @@ type state struct {
 	// coveredPatterns), built by newState when TLS is on, else on first use.
 	covered     *certs.Patterns
 	coveredOnce sync.Once
+	// feed is the transparency feed, built on its first request
+	// (transparency.go).
+	feed atomic.Pointer[feed]
 }
 
 // coveredSet returns the patterns whose names may get a certificate.
