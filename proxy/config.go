@@ -91,6 +91,14 @@ type ListenConfig struct {
 	// Admin serves /healthz, /readyz, /metrics and /blocklist. Default
 	// 127.0.0.1:9090; "off" disables it.
 	Admin string `yaml:"admin"`
+	// QUIC is the public HTTP/3 listener, a UDP address, normally the
+	// address of HTTPS; empty means none. It needs the HTTPS listener
+	// (same certificates, same handler).
+	QUIC string `yaml:"quic"`
+	// QUICAdvertisePort is the port HTTPS responses name in
+	// Alt-Svc: h3=":PORT" (a load balancer may map it). Zero: the port
+	// of QUIC.
+	QUICAdvertisePort int `yaml:"quic_advertise_port"`
 }
 
 // TLSConfig configures certificates. Changing it needs a restart.
@@ -1381,7 +1389,7 @@ func (c *Config) validate(v *validator) {
 	}
 	for _, l := range []struct {
 		name, addr string
-	}{{"http", c.Listen.HTTP}, {"https", c.Listen.HTTPS}, {"admin", c.Listen.Admin}} {
+	}{{"http", c.Listen.HTTP}, {"https", c.Listen.HTTPS}, {"admin", c.Listen.Admin}, {"quic", c.Listen.QUIC}} {
 		if l.addr == "" || (l.name == "admin" && l.addr == "off") {
 			continue
 		}
@@ -1391,6 +1399,7 @@ func (c *Config) validate(v *validator) {
 			v.addf([]any{"listen", l.name}, "%q has a bad port", l.addr)
 		}
 	}
+	c.validateQUIC(v)
 	switch c.TLS.Mode {
 	case "off":
 	case "internal", "acme":
@@ -1747,6 +1756,7 @@ func isPlaceholder(host string) bool {
 func (c *Config) restartFields() map[string]string {
 	return map[string]string{
 		"listen.http": c.Listen.HTTP, "listen.https": c.Listen.HTTPS, "listen.admin": c.Listen.Admin,
+		"listen.quic": c.Listen.QUIC, "listen.quic_advertise_port": strconv.Itoa(c.Listen.QUICAdvertisePort),
 		"tls.mode": c.TLS.Mode, "tls.ca": c.TLS.CA, "tls.ca_root": c.TLS.CARoot, "tls.email": c.TLS.Email,
 		"tls.storage": c.TLS.Storage, "tls.redirect_http": strconv.FormatBool(*c.TLS.RedirectHTTP),
 		"tls.redirect_port": strconv.Itoa(c.TLS.RedirectPort), "tls.challenges": strings.Join(c.TLS.Challenges, ","),

@@ -35,6 +35,8 @@ type Server struct {
 	draining  atomic.Bool
 	wg        sync.WaitGroup
 	access    *AccessLog // nil: access lines go through the logger
+	quic      *quicEdge  // nil: no HTTP/3 listener (http3.go)
+	quicM     *quicMetrics
 	stopOnce  sync.Once
 	stopErr   error
 }
@@ -49,6 +51,7 @@ func NewServer(log *slog.Logger, configPath string, b *Bundle) (*Server, error) 
 	reg.MustRegister(newUpstreamCollector(p))
 	s := &Server{log: log, cfg: b.Config, proxy: p, metrics: m, reg: reg,
 		servers: map[string]*http.Server{}, listeners: map[string]net.Listener{}}
+	s.quicM = newQUICMetrics(reg)
 	s.reloader = NewReloader(p, log, m, configPath)
 	if b.Config.TLS.Mode != "off" {
 		t, err := NewTLSManager(b.Config, log, m, p)
@@ -80,9 +83,12 @@ func NewServer(log *slog.Logger, configPath string, b *Bundle) (*Server, error) 
 // Reloader returns the server's reloader (for SIGHUP).
 func (s *Server) Reloader() *Reloader { return s.reloader }
 
-// Addr returns the address a listener ("http", "https", "admin") is bound
-// to, or "" if it is not running.
+// Addr returns the address a listener ("http", "https", "admin", "quic")
+// is bound to, or "" if it is not running.
 func (s *Server) Addr(name string) string {
+	if name == "quic" && s.quic != nil {
+		return s.quic.Addr()
+	}
 	if l, ok := s.listeners[name]; ok {
 		return l.Addr().String()
 	}
@@ -113,6 +119,14 @@ func (s *Server) Start(b *Bundle) error {
 		}
 		s.listeners[name] = l
 	}
+	if cfg.Listen.QUIC != "" && s.tls != nil {
+		q, err := bindQUIC(cfg.Listen.QUIC, b.StateDir)
+		if err != nil {
+			s.closeListeners()
+			return fmt.Errorf("listen.quic: %w", err)
+		}
+		s.quic = q
+	}
 	if s.tls != nil {
 		s.tls.SetPorts(s.Addr("http"), s.Addr("https"))
 	}
@@ -124,14 +138,17 @@ func (s *Server) Start(b *Bundle) error {
 	}
 	// One count per client across both public listeners.
 	conns, inFlight := newClientCounter(cfg.Limits.MaxConnsPerClient), newClientCounter(cfg.Limits.MaxRequestsPerClient)
-	public := func(h http.Handler) *http.Server {
+	chain := func(h http.Handler) http.Handler {
 		// The chain around the proxy: deadlines and drain outermost, so
 		// that the 429 of the per-client cap is bounded too.
+		h = newProtoCounter(h, s.quicM)
 		h = &requestLimiter{next: h, inFlight: inFlight,
 			config: s.proxy.config, refused: s.metrics.RequestsRefused.WithLabelValues(RefusedRequestsPerClient)}
-		h = &guardHandler{next: h, writeIdle: cfg.Timeouts.WriteIdle, bodyRead: cfg.Timeouts.BodyRead, draining: &s.draining}
+		return &guardHandler{next: h, writeIdle: cfg.Timeouts.WriteIdle, bodyRead: cfg.Timeouts.BodyRead, draining: &s.draining}
+	}
+	public := func(h http.Handler) *http.Server {
 		return &http.Server{
-			Handler:           h,
+			Handler:           chain(h),
 			ReadHeaderTimeout: cfg.Timeouts.ReadHeader,
 			IdleTimeout:       cfg.Timeouts.Idle,
 			MaxHeaderBytes:    cfg.MaxHeaderBytes,
@@ -160,8 +177,21 @@ func (s *Server) Start(b *Bundle) error {
 		s.servers["http"] = srv
 	}
 	if _, ok := s.listeners["https"]; ok {
-		srv := public(s.proxy)
-		srv.TLSConfig = s.tls.TLSConfig()
+		var h http.Handler = s.proxy
+		tcpTLS, quicTLS := s.tls.TLSConfigs()
+		if s.quic != nil {
+			lim := &quicLimitListener{conns: conns, trusted: s.proxy.trusts,
+				open: s.metrics.ConnectionsOpen.WithLabelValues("quic"), refused: s.metrics.ConnectionsRefused.WithLabelValues(RefusedConnsPerClient)}
+			if err := s.quic.listen(s.log, s.quicM, quicTLS, lim, quicSettingsOf(cfg)); err != nil {
+				s.reloader.Close()
+				s.tls.Stop()
+				s.closeListeners()
+				return err
+			}
+			h = s.quic.advertise(h)
+		}
+		srv := public(h)
+		srv.TLSConfig = tcpTLS
 		srv.Protocols = new(http.Protocols)
 		srv.Protocols.SetHTTP1(true)
 		srv.Protocols.SetHTTP2(true)
@@ -200,6 +230,10 @@ func (s *Server) Start(b *Bundle) error {
 			}
 		}()
 		s.log.Info("listening", "event", "listen", "listener", name, "addr", l.Addr().String())
+	}
+	if s.quic != nil {
+		s.quic.serve(chain(s.proxy))
+		s.log.Info("listening", "event", "listen", "listener", "quic", "addr", s.quic.Addr())
 	}
 	s.ready.Store(true)
 	return nil
@@ -274,6 +308,9 @@ func (s *Server) closeListeners() {
 	for _, l := range s.listeners {
 		l.Close()
 	}
+	if s.quic != nil {
+		s.quic.close()
+	}
 }
 
 // http2Config returns the public servers' HTTP/2 settings: frames of at
@@ -317,6 +354,9 @@ func (s *Server) Shutdown(ctx context.Context) error { return s.Stop(ctx, 0, 0) 
 func (s *Server) shutdown(ctx context.Context, drain, grace time.Duration) error {
 	s.ready.Store(false)
 	s.draining.Store(true)
+	if s.quic != nil {
+		s.quic.goAway() // HTTP/3 connections get GOAWAY as the drain begins
+	}
 	if drain > 0 {
 		s.log.Info("draining", "event", "drain", "drain", drain.String())
 		t := time.NewTimer(drain)
@@ -353,6 +393,17 @@ func (s *Server) shutdown(ctx context.Context, drain, grace time.Duration) error
 				srv.Close()
 				mu.Lock()
 				errs = append(errs, fmt.Errorf("%s: %w", name, err))
+				mu.Unlock()
+			}
+		}()
+	}
+	if s.quic != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.quic.wait(ctx); err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("quic: %w", err))
 				mu.Unlock()
 			}
 		}()

@@ -379,6 +379,17 @@ func (t *TLSManager) decide(ctx context.Context, name string) error {
 // session ticket keys rotated hourly. A name that we do not cover, or may
 // not get a certificate for now, gets the unrecognized_name alert.
 func (t *TLSManager) TLSConfig() *tls.Config {
+	c, _ := t.TLSConfigs()
+	return c
+}
+
+// TLSConfigs returns the TLS configs of the HTTPS listener (TLSConfig) and
+// of the QUIC listener: the same certificates and the same in-process
+// decision (getCertificate), whose session ticket keys rotate together;
+// the QUIC one offers TLS 1.3 only (QUIC needs it) and ALPN h3 only (the
+// tls-alpn-01 challenge is answered over TCP). Call it once: each call
+// starts a rotation.
+func (t *TLSManager) TLSConfigs() (tcp, quic *tls.Config) {
 	c := t.magic.TLSConfig()
 	c.GetCertificate = t.getCertificate
 	c.MinVersion = tls.VersionTLS12
@@ -388,9 +399,12 @@ func (t *TLSManager) TLSConfig() *tls.Config {
 		tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
 		tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
 	}
+	q := c.Clone()
+	q.MinVersion, q.CipherSuites = tls.VersionTLS13, nil
+	q.NextProtos = []string{"h3"}
 	c.NextProtos = append([]string{"h2", "http/1.1"}, c.NextProtos...)
-	t.tickets.Rotate(t.ctx, c)
-	return c
+	t.tickets.Rotate(t.ctx, c, q)
+	return c, q
 }
 
 // handshakeError counts and logs a handshake that got no certificate for a

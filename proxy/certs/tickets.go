@@ -26,9 +26,16 @@ func NewTicketKeys(every time.Duration, keep int) *TicketKeys {
 	return &TicketKeys{every: every, keep: max(keep, 1)}
 }
 
-// Rotate sets c's session ticket keys now and every Every until ctx ends.
-func (k *TicketKeys) Rotate(ctx context.Context, c *tls.Config) {
-	c.SetSessionTicketKeys(k.next())
+// Rotate sets the session ticket keys of every config in cs now and every
+// Every until ctx ends, all of them the same keys (the HTTPS and the QUIC
+// listener's configs).
+func (k *TicketKeys) Rotate(ctx context.Context, cs ...*tls.Config) {
+	set := func(keys [][32]byte) {
+		for _, c := range cs {
+			c.SetSessionTicketKeys(keys)
+		}
+	}
+	set(k.next())
 	go func() {
 		tick := time.NewTicker(k.every)
 		defer tick.Stop()
@@ -37,7 +44,7 @@ func (k *TicketKeys) Rotate(ctx context.Context, c *tls.Config) {
 			case <-ctx.Done():
 				return
 			case <-tick.C:
-				c.SetSessionTicketKeys(k.next())
+				set(k.next())
 			}
 		}
 	}()
