@@ -264,8 +264,18 @@ func b2f(b bool) float64 {
 }
 
 // serve serves HTTP/3 with h (the HTTPS listener's handler chain) and
-// starts the Alt-Svc advertisement.
-func (q *quicEdge) serve(h http.Handler) {
+// starts the Alt-Svc advertisement. twin is the HTTPS listener's server:
+// requests carry it under http.ServerContextKey, because
+// httputil.ReverseProxy aborts a response whose body broke off (a
+// block closing it, an origin failing mid-body) by panicking with
+// http.ErrAbortHandler, which resets the HTTP/3 stream, only when it finds
+// a net/http server there; without one it returns, and the cut-off
+// response ends like a complete one (TestHTTP3BlockClosesStream,
+// TestHTTP3OriginBreaksOff).
+func (q *quicEdge) serve(h http.Handler, twin *http.Server) {
+	q.srv.ConnContext = func(ctx context.Context, _ *quic.Conn) context.Context {
+		return context.WithValue(ctx, http.ServerContextKey, twin)
+	}
 	q.srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		q.inFlight.Add(1)
 		defer q.inFlight.Add(-1)

@@ -1,21 +1,33 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/quic-go/qpack"
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
+	"github.com/quic-go/quic-go/quicvarint"
 )
 
 // h3Env starts an edge in internal TLS mode with HTTP, HTTPS and QUIC
@@ -316,5 +328,514 @@ func TestQUICKeys(t *testing.T) {
 	r2, _, _, _ := loadQUICKeys("")
 	if f1 != "" || *r1 == *r2 {
 		t.Error("without a state directory: want fresh keys and no file")
+	}
+}
+
+// waitOrigin answers /wait?ms=N after N milliseconds with "done", and
+// counts the requests it holds at once (max).
+type waitOrigin struct {
+	*httptest.Server
+	mu        sync.Mutex
+	now, peak int
+}
+
+func newWaitOrigin(t *testing.T) *waitOrigin {
+	t.Helper()
+	o := &waitOrigin{}
+	o.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		o.mu.Lock()
+		o.now++
+		o.peak = max(o.peak, o.now)
+		o.mu.Unlock()
+		defer func() { o.mu.Lock(); o.now--; o.mu.Unlock() }()
+		ms, _ := strconv.Atoi(r.URL.Query().Get("ms"))
+		select {
+		case <-time.After(time.Duration(ms) * time.Millisecond):
+			io.WriteString(w, "done")
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(o.Close)
+	return o
+}
+
+func (o *waitOrigin) held() (now, peak int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.now, o.peak
+}
+
+// TestHTTP3BlockClosesStream: a stream open over HTTP/3 to a host that a
+// reload blocks is reset within a second of the apply; another host's
+// stream flows on.
+func TestHTTP3BlockClosesStream(t *testing.T) {
+	o := openOrigin(t)
+	e, pool := h3Env(t, "", routeConfig("*.example", `"`+o.URL+`"`), "")
+	base := "https://" + e.srv.Addr("quic")
+	cb, _ := h3Client(t, pool, "sse.example")
+	ck, _ := h3Client(t, pool, "ok.example")
+	cb.Timeout, ck.Timeout = 0, 0 // the streams stay open
+	blocked := streamWith(t, cb, base, "sse.example", 3)
+	kept := streamWith(t, ck, base, "ok.example", 3)
+	writeFile(t, e.list, "sse.example\n")
+	waitFor(t, 5*time.Second, "the new list", func() bool { return len(e.logs.logLines(t, "blocklist applied")) == 2 })
+	applied := logTime(t, e.logs.logLines(t, "blocklist applied")[1])
+	waitFor(t, 5*time.Second, blocked.name+" to end", func() bool { _, end, _ := blocked.state(); return !end.IsZero() })
+	_, end, err := blocked.state()
+	if d := end.Sub(applied); d > time.Second {
+		t.Errorf("%s ended %v after the list was applied; want within 1s", blocked.name, d)
+	}
+	var se *quic.StreamError
+	if !errors.As(err, &se) || !se.Remote {
+		t.Errorf("%s ended with %v; want a stream reset by the edge", blocked.name, err)
+	}
+	t.Logf("%s ended %v after the apply log line: %v", blocked.name, end.Sub(applied), err)
+	keepsFlowing(t, kept, applied)
+	if got := metricValue(t, e.scrape(), `edgeblock_blocked_connections_closed_total{kind="stream"}`); got != "1" {
+		t.Errorf("closed streams = %q, want 1", got)
+	}
+}
+
+// TestHTTP3ClientCaps: the per-client caps count TCP and QUIC together.
+// With max_conns_per_client 1, an HTTP/2 connection held open makes the
+// client's QUIC connection refused (and counted); once it closes, QUIC
+// connects. With max_requests_per_client 1, a request held over HTTP/2
+// makes an HTTP/3 request get 429.
+func TestHTTP3ClientCaps(t *testing.T) {
+	o := newWaitOrigin(t)
+	t.Run("connections", func(t *testing.T) {
+		e, pool := h3Env(t, "limits:\n  max_conns_per_client: 1\n", routeConfig("app.example", `"`+o.URL+`"`), "")
+		c2 := h2ClientFor(t, pool, "app.example")
+		if resp, _ := fetch(t, c2, e.url("https"), "app.example", "/wait?ms=0"); resp.ProtoMajor != 2 {
+			t.Fatalf("over %s", resp.Proto)
+		}
+		c3, _ := h3Client(t, pool, "app.example")
+		req, _ := http.NewRequest("GET", "https://"+e.srv.Addr("quic")+"/wait?ms=0", nil)
+		req.Host = "app.example"
+		if resp, err := c3.Do(req); err == nil {
+			resp.Body.Close()
+			t.Fatalf("HTTP/3 got %s with the client's one connection held over TCP", resp.Status)
+		} else if !strings.Contains(err.Error(), "H3_EXCESSIVE_LOAD") && !strings.Contains(err.Error(), "too many connections") {
+			t.Errorf("refused with %v, want H3_EXCESSIVE_LOAD", err)
+		}
+		if got := metricValue(t, e.scrape(), `edgeblock_connections_refused_total{reason="max_conns_per_client"}`); got != "1" {
+			t.Errorf("refused connections = %q, want 1", got)
+		}
+		c2.Transport.(*http.Transport).CloseIdleConnections()
+		waitFor(t, 5*time.Second, "the TCP connection to close", func() bool {
+			return metricValue(t, e.scrape(), `edgeblock_connections_open{listener="https"}`) == "0"
+		})
+		if resp, body := fetch(t, c3, "https://"+e.srv.Addr("quic"), "app.example", "/wait?ms=0"); resp.StatusCode != 200 || body != "done" {
+			t.Fatalf("HTTP/3 after the TCP connection closed: %s %q", resp.Status, body)
+		}
+		if got := metricValue(t, e.scrape(), `edgeblock_connections_open{listener="quic"}`); got != "1" {
+			t.Errorf("open QUIC connections = %q, want 1", got)
+		}
+		// And the other way round: the QUIC connection holds the unit.
+		c2b := h2ClientFor(t, pool, "app.example")
+		req2, _ := http.NewRequest("GET", e.url("https")+"/wait?ms=0", nil)
+		req2.Host = "app.example"
+		if resp, err := c2b.Do(req2); err == nil {
+			resp.Body.Close()
+			t.Errorf("HTTP/2 got %s with the client's one connection held over QUIC", resp.Status)
+		}
+	})
+	t.Run("requests", func(t *testing.T) {
+		e, pool := h3Env(t, "limits:\n  max_requests_per_client: 1\n", routeConfig("app.example", `"`+o.URL+`"`), "")
+		c2 := h2ClientFor(t, pool, "app.example")
+		held := make(chan string, 1)
+		go func() {
+			resp, body := fetch(t, c2, e.url("https"), "app.example", "/wait?ms=3000")
+			held <- resp.Status + " " + body
+		}()
+		waitFor(t, 5*time.Second, "the held request at the origin", func() bool { n, _ := o.held(); return n == 1 })
+		c3, _ := h3Client(t, pool, "app.example")
+		resp, _ := fetch(t, c3, "https://"+e.srv.Addr("quic"), "app.example", "/wait?ms=0")
+		if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != "1" {
+			t.Errorf("HTTP/3 request while one is held over HTTP/2: %s (Retry-After %q), want 429", resp.Status, resp.Header.Get("Retry-After"))
+		}
+		if got := <-held; got != "200 OK done" {
+			t.Errorf("held request: %s", got)
+		}
+	})
+}
+
+// TestHTTP3StreamCap: limits.max_streams_per_conn bounds the requests
+// one QUIC connection has open at once; the others wait and then succeed.
+func TestHTTP3StreamCap(t *testing.T) {
+	o := newWaitOrigin(t)
+	e, pool := h3Env(t, "limits:\n  max_streams_per_conn: 2\n", routeConfig("app.example", `"`+o.URL+`"`), "")
+	c3, _ := h3Client(t, pool, "app.example")
+	fetch(t, c3, "https://"+e.srv.Addr("quic"), "app.example", "/wait?ms=0") // one connection
+	var wg sync.WaitGroup
+	errs := make(chan string, 6)
+	for range 6 {
+		wg.Go(func() {
+			req, _ := http.NewRequest("GET", "https://"+e.srv.Addr("quic")+"/wait?ms=300", nil)
+			req.Host = "app.example"
+			resp, err := c3.Do(req)
+			if err != nil {
+				errs <- err.Error()
+				return
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if string(b) != "done" {
+				errs <- resp.Status + " " + string(b)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+	if _, peak := o.held(); peak != 2 {
+		t.Errorf("origin held %d requests of one QUIC connection at once, want 2 (the stream cap)", peak)
+	}
+	if got := metricValue(t, e.scrape(), `edgeblock_connections_open{listener="quic"}`); got != "1" {
+		t.Errorf("open QUIC connections = %q, want 1", got)
+	}
+}
+
+// TestHTTP3OriginBreaksOff: an origin that breaks off its response
+// mid-body gets the HTTP/3 stream reset, never a clean end that would
+// make the cut-off body look complete.
+func TestHTTP3OriginBreaksOff(t *testing.T) {
+	o := breakingOrigin(t)
+	e, pool := h3Env(t, "", routeConfig("app.example", `"`+o.URL+`"`), "")
+	c3, _ := h3Client(t, pool, "app.example")
+	req, _ := http.NewRequest("GET", "https://"+e.srv.Addr("quic")+"/reset", nil)
+	req.Host = "app.example"
+	resp, err := c3.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %s, want 200 and a body that breaks off", resp.Status)
+	}
+	n, err := io.Copy(io.Discard, resp.Body)
+	var se *quic.StreamError
+	if !errors.As(err, &se) || !se.Remote {
+		t.Errorf("cut-off body (%d bytes) ended with %v; want a stream reset by the edge", n, err)
+	}
+}
+
+// TestHTTP3Drain: on Stop with a drain, HTTPS responses stop advertising
+// HTTP/3 at once, QUIC refuses new connections (TCP still serves), a
+// request in flight over HTTP/3 finishes with its whole answer, and Stop
+// returns once it has.
+func TestHTTP3Drain(t *testing.T) {
+	o := newWaitOrigin(t)
+	e, pool := h3Env(t, "", routeConfig("app.example", `"`+o.URL+`"`), "")
+	base3 := "https://" + e.srv.Addr("quic")
+	c3, _ := h3Client(t, pool, "app.example")
+	fetch(t, c3, base3, "app.example", "/wait?ms=0")
+	held := make(chan string, 1)
+	go func() {
+		req, _ := http.NewRequest("GET", base3+"/wait?ms=1500", nil)
+		req.Host = "app.example"
+		resp, err := c3.Do(req)
+		if err != nil {
+			held <- err.Error()
+			return
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		held <- fmt.Sprint(resp.StatusCode, " ", string(b), " ", err)
+	}()
+	waitFor(t, 5*time.Second, "the held request at the origin", func() bool { n, _ := o.held(); return n == 1 })
+	stopped := make(chan error, 1)
+	start := time.Now()
+	go func() { stopped <- e.srv.Stop(context.Background(), 700*time.Millisecond, 10*time.Second) }()
+	waitFor(t, 2*time.Second, "the drain", func() bool { return e.srv.draining.Load() })
+
+	resp, _ := fetch(t, h2ClientFor(t, pool, "app.example"), e.url("https"), "app.example", "/wait?ms=0")
+	if v := resp.Header.Get("Alt-Svc"); v != "" || resp.StatusCode != 200 {
+		t.Errorf("HTTPS during the drain: %s, Alt-Svc %q; want 200 and no Alt-Svc", resp.Status, v)
+	}
+	fresh := &http3.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "app.example"},
+		QUICConfig: &quic.Config{HandshakeIdleTimeout: 500 * time.Millisecond}}
+	defer fresh.Close()
+	req, _ := http.NewRequest("GET", base3+"/wait?ms=0", nil)
+	req.Host = "app.example"
+	if resp, err := (&http.Client{Transport: fresh}).Do(req); err == nil {
+		resp.Body.Close()
+		t.Errorf("a new QUIC connection during the drain got %s; want it refused", resp.Status)
+	}
+	if got := <-held; got != "200 done <nil>" {
+		t.Errorf("request in flight over HTTP/3 during the drain: %s; want 200 done", got)
+	}
+	if err := <-stopped; err != nil {
+		t.Errorf("Stop: %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("Stop took %v", d)
+	}
+}
+
+// TestHTTP3ReloadKeepsConnection: a config reload and a list reload that
+// do not concern a host leave its open QUIC connection alone: the same
+// connection serves before and after, and serves what the reload changed.
+func TestHTTP3ReloadKeepsConnection(t *testing.T) {
+	o := echoOrigin(t)
+	e, pool := h3Env(t, "", routeConfig("app.example", `"`+o.URL+`"`, "new.example", `"`+o.URL+`"`), "")
+	var conns []*quic.Conn
+	var mu sync.Mutex
+	tr := &http3.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "app.example"},
+		Dial: func(ctx context.Context, addr string, tc *tls.Config, qc *quic.Config) (*quic.Conn, error) {
+			c, err := quic.DialAddrEarly(ctx, addr, tc, qc)
+			if err == nil {
+				mu.Lock()
+				conns = append(conns, c)
+				mu.Unlock()
+			}
+			return c, err
+		}}
+	defer tr.Close()
+	c3 := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	base3 := "https://" + e.srv.Addr("quic")
+	if resp, _ := fetch(t, c3, base3, "app.example", "/"); resp.StatusCode != 200 {
+		t.Fatalf("before: %s", resp.Status)
+	}
+	writeFile(t, e.list, "new.example\n")
+	waitFor(t, 5*time.Second, "the new list", func() bool { return len(e.logs.logLines(t, "blocklist applied")) == 2 })
+	cfg, _ := os.ReadFile(e.config)
+	writeFile(t, e.config, strings.Replace(string(cfg), "routes:", "pages:\n  operator: Reloaded Ltd\nroutes:", 1))
+	e.srv.Reloader().Reload("test")
+	waitFor(t, 5*time.Second, "the new config", func() bool { return len(e.logs.logLines(t, "config applied")) >= 1 })
+	if resp, _ := fetch(t, c3, base3, "app.example", "/"); resp.StatusCode != 200 {
+		t.Errorf("after: %s", resp.Status)
+	}
+	if resp, body := fetch(t, c3, base3, "new.example", "/"); resp.StatusCode != 403 || !strings.Contains(body, "Reloaded Ltd") {
+		t.Errorf("newly blocked host on the same connection: %s %.100q", resp.Status, body)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(conns) != 1 || conns[0].Context().Err() != nil {
+		t.Errorf("%d QUIC connections dialed (want 1, still open)", len(conns))
+	}
+}
+
+// TestHTTP3SafeDefaults: a client that holds a session ticket and tries
+// 0-RTT resumes its session but sends no early data (0-RTT is never
+// offered); above the Retry threshold new connections must prove their
+// address with a Retry, and they all still connect.
+func TestHTTP3SafeDefaults(t *testing.T) {
+	was := quicRetryAbove
+	quicRetryAbove = 2
+	t.Cleanup(func() { quicRetryAbove = was })
+	o := echoOrigin(t)
+	e, pool := h3Env(t, "", routeConfig("app.example", `"`+o.URL+`"`), "")
+	base3 := "https://" + e.srv.Addr("quic")
+	cache := tls.NewLRUClientSessionCache(4)
+	var dialed []*quic.Conn
+	for i := range 6 {
+		tr := &http3.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "app.example", ClientSessionCache: cache},
+			Dial: func(ctx context.Context, addr string, tc *tls.Config, qc *quic.Config) (*quic.Conn, error) {
+				c, err := quic.DialAddrEarly(ctx, addr, tc, qc)
+				if err == nil {
+					dialed = append(dialed, c)
+				}
+				return c, err
+			}}
+		resp, body := fetch(t, &http.Client{Transport: tr, Timeout: 10 * time.Second}, base3, "app.example", "/")
+		if resp.StatusCode != 200 || !strings.Contains(body, "app.example") {
+			t.Errorf("connection %d: %s", i, resp.Status)
+		}
+		tr.Close()
+	}
+	if len(dialed) != 6 {
+		t.Fatalf("%d connections dialed, want 6", len(dialed))
+	}
+	for i, c := range dialed[1:] {
+		st := c.ConnectionState()
+		if st.Used0RTT {
+			t.Errorf("connection %d used 0-RTT", i+1)
+		}
+		if !st.TLS.DidResume {
+			t.Errorf("connection %d did not resume its session (the ticket works, only early data is refused)", i+1)
+		}
+	}
+	if got := metricValue(t, e.scrape(), "edgeblock_quic_retries_total"); got == "0" || got == "" {
+		t.Errorf("quic_retries_total = %q after 6 connections in a second with the threshold at 2; want Retries", got)
+	}
+}
+
+// TestQUICProbeAgreesWithQUICGo compares what the start line and the
+// metrics say about GSO (probeUDP) with what quic-go reports for a real
+// connection on the same socket, with GSO allowed and turned off by
+// QUIC_GO_DISABLE_GSO; and the buffers with getsockopt's after quic-go
+// set them.
+func TestQUICProbeAgreesWithQUICGo(t *testing.T) {
+	for _, env := range []string{"", "true"} {
+		t.Run("QUIC_GO_DISABLE_GSO="+env, func(t *testing.T) {
+			t.Setenv("QUIC_GO_DISABLE_GSO", env)
+			udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer udp.Close()
+			tr := &quic.Transport{Conn: udp}
+			defer tr.Close()
+			cert, pool := selfSignedFor(t, "probe.test")
+			ln, err := tr.Listen(&tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"p"}}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			probed := probeUDP(udp)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			cc, err := quic.DialAddr(ctx, udp.LocalAddr().String(), &tls.Config{RootCAs: pool, ServerName: "probe.test", NextProtos: []string{"p"}}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cc.CloseWithError(0, "")
+			sc, err := ln.Accept(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := sc.ConnectionState().GSO; got != probed.gso {
+				t.Errorf("probe says GSO %v, quic-go's connection %v", probed.gso, got)
+			}
+			if env == "true" && probed.gso {
+				t.Error("GSO on although QUIC_GO_DISABLE_GSO=true")
+			}
+			if probed.recvBuf <= 0 || probed.sendBuf <= 0 {
+				t.Errorf("buffers %d/%d", probed.recvBuf, probed.sendBuf)
+			}
+			t.Logf("gso=%v ecn=%v receive buffer %d, send buffer %d", probed.gso, probed.ecn, probed.recvBuf, probed.sendBuf)
+		})
+	}
+}
+
+// selfSignedFor returns a certificate for name and a pool that trusts it.
+func selfSignedFor(t *testing.T, name string) (tls.Certificate, *x509.CertPool) {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := x509.ParseCertificate(der)
+	pool := x509.NewCertPool()
+	pool.AddCert(c)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pool
+}
+
+// h3Raw sends one HTTP/3 request made of exactly fields (name, value
+// pairs, in order: what quic-go's client would never send) on a new
+// stream of conn and returns the status and body, or the stream error.
+func h3Raw(t *testing.T, conn *quic.Conn, fields ...string) (status string, body string, err error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	str, err := conn.OpenStreamSync(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var block bytes.Buffer
+	enc := qpack.NewEncoder(&block)
+	for i := 0; i+1 < len(fields); i += 2 {
+		enc.WriteField(qpack.HeaderField{Name: fields[i], Value: fields[i+1]})
+	}
+	frame := quicvarint.Append(quicvarint.Append(nil, 0x1), uint64(block.Len())) // HEADERS
+	str.Write(append(frame, block.Bytes()...))
+	str.Close()
+	str.SetReadDeadline(time.Now().Add(10 * time.Second))
+	r := quicvarint.NewReader(str)
+	for {
+		typ, err := quicvarint.Read(r)
+		if err == io.EOF {
+			return status, body, nil
+		}
+		if err != nil {
+			return status, body, err
+		}
+		n, err := quicvarint.Read(r)
+		if err != nil {
+			return status, body, err
+		}
+		payload := make([]byte, n)
+		if _, err := io.ReadFull(str, payload); err != nil {
+			return status, body, err
+		}
+		switch typ {
+		case 0x1:
+			dec := qpack.NewDecoder().Decode(payload)
+			for {
+				f, err := dec()
+				if err != nil {
+					break
+				}
+				if f.Name == ":status" {
+					status = f.Value
+				}
+			}
+		case 0x0:
+			body += string(payload)
+		}
+	}
+}
+
+// TestHTTP3HostDecision: the one host decision on the names an HTTP/3
+// request carries — :authority, or the Host field without it — the same
+// as on HTTP/2: normalized, then blocklist and route; a name that is not
+// one gets the 400 page. What quic-go refuses before the edge sees it
+// (a Host field that differs from :authority, an absolute :path) is reset
+// and never forwarded.
+func TestHTTP3HostDecision(t *testing.T) {
+	o := echoOrigin(t)
+	e, pool := h3Env(t, "", routeConfig("app.example", `"`+o.URL+`"`), "blocked.example\n")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	qc, err := quic.DialAddr(ctx, e.srv.Addr("quic"), &tls.Config{RootCAs: pool, ServerName: "app.example", NextProtos: []string{"h3"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer qc.CloseWithError(0, "")
+	(&http3.Transport{}).NewClientConn(qc) // the control stream and SETTINGS
+	req := func(extra ...string) []string {
+		return append([]string{":method", "GET", ":scheme", "https"}, extra...)
+	}
+	for _, tt := range []struct {
+		name   string
+		fields []string
+		status string // "" : the stream is reset, nothing forwarded
+		want   string
+	}{
+		{"authority", req(":authority", "app.example", ":path", "/a"), "200", `"path":"/a"`},
+		{"authority normalized", req(":authority", "APP.Example.:443", ":path", "/b"), "200", `"host":"app.example"`},
+		{"blocked", req(":authority", "blocked.example", ":path", "/"), "403", "blocked.example"},
+		{"host field alone", req(":path", "/c", "host", "blocked.example"), "403", "blocked.example"},
+		{"not a name", req(":authority", "bad..name", ":path", "/"), "400", ""},
+		{"host field disagrees", req(":authority", "app.example", ":path", "/", "host", "blocked.example"), "", ""},
+		{"absolute path", req(":authority", "app.example", ":path", "https://blocked.example/"), "", ""},
+		{"path not origin-form", req(":authority", "app.example", ":path", "*"), "", ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			status, body, err := h3Raw(t, qc, tt.fields...)
+			if tt.status == "" {
+				var se *quic.StreamError
+				if !errors.As(err, &se) {
+					t.Errorf("got %s %.80q, %v; want the stream reset", status, body, err)
+				}
+				return
+			}
+			if err != nil || status != tt.status || !strings.Contains(body, tt.want) {
+				t.Errorf("got %s %.120q, %v; want %s containing %q", status, body, err, tt.status, tt.want)
+			}
+		})
+	}
+	// Nothing that was reset reached the origin or the access log as proxied.
+	e.srv.FlushAccessLog()
+	for _, l := range e.logs.logLines(t, "request") {
+		if l["outcome"] == "proxied" && l["path"] == "/" {
+			t.Errorf("forwarded: %v", l)
+		}
 	}
 }

@@ -232,7 +232,7 @@ func (s *Server) Start(b *Bundle) error {
 		s.log.Info("listening", "event", "listen", "listener", name, "addr", l.Addr().String())
 	}
 	if s.quic != nil {
-		s.quic.serve(chain(s.proxy))
+		s.quic.serve(chain(s.proxy), s.servers["https"])
 		s.log.Info("listening", "event", "listen", "listener", "quic", "addr", s.quic.Addr())
 	}
 	s.ready.Store(true)
