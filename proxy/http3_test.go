@@ -17,7 +17,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -838,4 +840,62 @@ func TestHTTP3HostDecision(t *testing.T) {
 			t.Errorf("forwarded: %v", l)
 		}
 	}
+}
+
+// TestHTTP3Gtlsclient: ngtcp2's client (Debian's ngtcp2-client, GnuTLS:
+// an HTTP/3 and QUIC implementation other than quic-go) fetches the block
+// page and a proxied answer; the block page has the same bytes as over
+// HTTP/2 (but for the request ID and the time). gtlsclient sends SNI
+// "localhost" to a numeric address (its --sni is not used for the
+// handshake), so the list blocks localhost, which gets it a certificate.
+func TestHTTP3Gtlsclient(t *testing.T) {
+	bin := requireBinary(t, "gtlsclient", "ngtcp2-client")
+	skipHeavyInShort(t, "ngtcp2's gtlsclient")
+	o := echoOrigin(t)
+	e, pool := h3Env(t, "", routeConfig("app.example", `"`+o.URL+`"`), "localhost reason=\"Blocked for ngtcp2\"\n")
+	host, port, _ := net.SplitHostPort(e.srv.Addr("quic"))
+	for _, tt := range []struct{ name, want string }{
+		{"localhost", "Blocked for ngtcp2"},
+		{"app.example", `"host":"app.example"`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, bin, "--quiet", "--exit-on-all-streams-close", "--timeout=10s",
+				"--download="+dir, host, port, "https://"+tt.name+"/index.html")
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("gtlsclient: %v\n%s", err, out)
+			}
+			got, err := os.ReadFile(filepath.Join(dir, "index.html"))
+			if err != nil || !strings.Contains(string(got), tt.want) {
+				t.Fatalf("gtlsclient downloaded %.200q (%v); want %q\n%s", got, err, tt.want, out)
+			}
+			if tt.name != "localhost" {
+				return
+			}
+			_, h2body := fetch(t, h2ClientFor(t, pool, tt.name), e.url("https"), tt.name, "/index.html")
+			if a, b := normalizePage(string(got)), normalizePage(h2body); a != b {
+				t.Errorf("block page over HTTP/3 (gtlsclient) differs from HTTP/2:\n%s\n---\n%s", a, b)
+			}
+		})
+	}
+	e.srv.FlushAccessLog()
+	var h3 int
+	for _, l := range e.logs.logLines(t, "request") {
+		if l["proto"] == "HTTP/3.0+tls" {
+			h3++
+		}
+	}
+	if h3 != 2 {
+		t.Errorf("%d access lines over HTTP/3, want 2", h3)
+	}
+}
+
+// normalizePage blanks a page's request ID and time, which differ
+// between two requests.
+func normalizePage(s string) string {
+	s = regexp.MustCompile(`[0-9a-f]{16}`).ReplaceAllString(s, "ID")
+	return regexp.MustCompile(`\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(\.\d+)?(Z| UTC|[+-]\d\d:?\d\d)?`).ReplaceAllString(s, "TIME")
 }
