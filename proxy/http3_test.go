@@ -511,7 +511,12 @@ func TestHTTP3OriginBreaksOff(t *testing.T) {
 	req.Host = "app.example"
 	resp, err := c3.Do(req)
 	if err != nil {
-		t.Fatal(err)
+		// The reset can overtake the head (quic-go drops unsent data on
+		// a reset): the visitor sees no response at all, not a complete one.
+		if !strings.Contains(err.Error(), "H3_INTERNAL_ERROR") {
+			t.Fatalf("request failed with %v; want a stream reset (H3_INTERNAL_ERROR)", err)
+		}
+		return
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != 200 {
