@@ -548,7 +548,9 @@ func (r *Reloader) Reload(trigger string) {
 		r.metrics.Blocklist.record("unchanged", now)
 		listOK = true
 	default:
-		l, err := blocklist.Parse(file, listData)
+		// Against the list in effect: a file changed in a few lines
+		// costs those lines, not a parse of the whole list.
+		l, err := blocklist.Reparse(r.cur.List, file, listData)
 		if err != nil {
 			r.listFailure(now, trigger, err)
 			break
