@@ -184,6 +184,9 @@ func ruleNoteAbove(data []byte, start int) int {
 
 // dropUnblockNote returns data without the unblock records of pattern.
 func dropUnblockNote(data []byte, pattern string) []byte {
+	if !bytes.Contains(data, []byte(" unblocked "+pattern)) {
+		return data
+	}
 	out := data[:0:0]
 	rest := data
 	for len(rest) > 0 {
@@ -224,8 +227,9 @@ func appendLine(data []byte, line string) []byte {
 // end. Comments and the order of the other lines are kept. An unblock
 // record of the pattern is dropped. When the rule already has those
 // attributes, out is nil, next is old and res.Kind is "". The new file is
-// parsed whole (next), so a bad value is reported as it would be on load.
-func block(file string, data []byte, old *List, pattern string, args []string, opt blockOptions) (out []byte, next *List, res EditResult, err error) {
+// parsed by parse (next), so a bad value is reported as it would be on
+// load; ApplyEdit says how.
+func block(data []byte, old *List, pattern string, args []string, opt blockOptions, parse func([]byte) (*List, error)) (out []byte, next *List, res EditResult, err error) {
 	pat, err := NormalizePattern(pattern)
 	if err != nil {
 		return nil, nil, res, err
@@ -292,7 +296,7 @@ func block(file string, data []byte, old *List, pattern string, args []string, o
 		out = appendLine(out, res.NewLine)
 	}
 	out = dropUnblockNote(out, pat)
-	next, err = Parse(file, out)
+	next, err = parse(out)
 	if err != nil {
 		return nil, nil, res, err
 	}
@@ -306,8 +310,8 @@ func block(file string, data []byte, old *List, pattern string, args []string, o
 // is not nil, an unblock record (see NotePrefix) is appended at the end,
 // replacing any earlier one of the same pattern. When the list has no such
 // rule, the error is a *NoRuleError that names the rule that covers the
-// name at time now, if any.
-func unblock(file string, data []byte, old *List, pattern string, note *Note, now time.Time) (out []byte, next *List, res EditResult, err error) {
+// name at time now, if any. The new file is parsed by parse (next).
+func unblock(file string, data []byte, old *List, pattern string, note *Note, now time.Time, parse func([]byte) (*List, error)) (out []byte, next *List, res EditResult, err error) {
 	pat, err := NormalizePattern(pattern)
 	if err != nil {
 		return nil, nil, res, err
@@ -339,7 +343,7 @@ func unblock(file string, data []byte, old *List, pattern string, note *Note, no
 	if note != nil {
 		out = appendLine(out, note.UnblockLine(pat))
 	}
-	if next, err = Parse(file, out); err != nil {
+	if next, err = parse(out); err != nil {
 		return nil, nil, res, err
 	}
 	return out, next, res, nil
@@ -390,15 +394,21 @@ func (e *ListError) Unwrap() error { return e.Err }
 // not parse), reported as the parser reports it on load. On any error out
 // is nil, and res says what the edit would have done as far as it got.
 func ApplyEdit(file string, data []byte, e Edit, maxDrop float64, now time.Time) (out []byte, res EditResult, err error) {
+	if len(data) >= scanEditMin {
+		if out, res, err, ok := scanEdit(file, data, e, maxDrop, now); ok {
+			return out, res, err
+		}
+	}
 	old, err := Parse(file, data)
 	if err != nil {
 		return nil, res, &ListError{err}
 	}
+	parse := func(out []byte) (*List, error) { return Reparse(old, file, out) }
 	var next *List
 	if e.Unblock {
-		out, next, res, err = unblock(file, data, old, e.Pattern, e.Note, now)
+		out, next, res, err = unblock(file, data, old, e.Pattern, e.Note, now, parse)
 	} else {
-		out, next, res, err = block(file, data, old, e.Pattern, e.Args, blockOptions{Replace: e.Replace, Note: e.Note})
+		out, next, res, err = block(data, old, e.Pattern, e.Args, blockOptions{Replace: e.Replace, Note: e.Note}, parse)
 	}
 	if err != nil || out == nil {
 		return nil, res, err
@@ -407,4 +417,119 @@ func ApplyEdit(file string, data []byte, e Edit, maxDrop float64, now time.Time)
 		return nil, res, err
 	}
 	return out, res, nil
+}
+
+// scanEditMin is the size from which ApplyEdit edits a list by scanning
+// it (scanEdit) rather than parsing it whole.
+var scanEditMin = 1 << 20
+
+// scanEdit is ApplyEdit without parsing the list whole: it finds the
+// lines of the pattern by a scan of the bytes, parses only those (the
+// rules an edit of the pattern can meet: itself, its other scopes) and
+// the new rule, and checks the drop guard on the change. ok is false when
+// that is not enough to answer as ApplyEdit does on the whole list (any
+// error, since errors name what the whole list has; a drop that needs the
+// count of the list's block rules and a lower bound does not settle it):
+// then ApplyEdit parses the list whole. The lines scanEdit does not parse
+// are taken to be good: a list that is bad elsewhere gets the edit, and
+// the edge refuses the result on reload as it refuses the list already.
+func scanEdit(file string, data []byte, e Edit, maxDrop float64, now time.Time) (out []byte, res EditResult, err error, ok bool) {
+	pat, err := NormalizePattern(e.Pattern)
+	if err != nil {
+		return nil, res, nil, false
+	}
+	old, err := patternList(file, data, pat)
+	if err != nil {
+		return nil, res, nil, false
+	}
+	parse := func(out []byte) (*List, error) { return patternList(file, out, pat) }
+	var next *List
+	if e.Unblock {
+		if _, found := old.Lookup(pat); !found {
+			return nil, res, nil, false // the NoRuleError names what covers the name
+		}
+		out, next, res, err = unblock(file, data, old, pat, e.Note, now, parse)
+	} else {
+		out, next, res, err = block(data, old, pat, e.Args, blockOptions{Replace: e.Replace, Note: e.Note}, parse)
+	}
+	if err != nil {
+		return nil, res, nil, false
+	}
+	if out == nil {
+		return nil, res, nil, true
+	}
+	if d := next.dropped(old, now); d > 0 && !scanAllowDrop(string(out)) && !manyBlockRules(data, d, maxDrop) {
+		return nil, res, nil, false
+	}
+	return out, res, nil, true
+}
+
+// patternList parses the lines of data (named file) whose pattern is pat
+// (in any spelling that normalizes to it), with their line numbers, and
+// nothing else: a list of pat's rules alone.
+func patternList(file string, data []byte, pat string) (*List, error) {
+	l := &List{file: file, nodes: map[string]node{}, attrIDs: map[Attrs]uint32{}}
+	p := parser{list: l, attrIDs: l.attrIDs}
+	lineNo := 0
+	for off := 0; off < len(data); {
+		lineNo++
+		end, next := len(data), len(data)
+		if i := bytes.IndexByte(data[off:], '\n'); i >= 0 {
+			end, next = off+i, off+i+1
+		}
+		if line := data[off:end]; isPatternLine(line, pat) {
+			if err := p.line(string(line), lineNo); err != nil {
+				return nil, &ParseError{Problems: []Problem{{File: file, Line: lineNo, Msg: err.Error()}}}
+			}
+		}
+		off = next
+	}
+	return l, nil
+}
+
+// isPatternLine reports whether line is a rule whose pattern normalizes to
+// pat, without allocating when its pattern is already in normalized form.
+func isPatternLine(line []byte, pat string) bool {
+	line = bytes.TrimSuffix(line, []byte("\r"))
+	i := 0
+	for i < len(line) && (line[i] == ' ' || line[i] == '\t') {
+		i++
+	}
+	j, plain := i, true
+	for ; j < len(line) && line[j] != ' ' && line[j] != '\t'; j++ {
+		if c := line[j]; !('a' <= c && c <= 'z' || c == '-' || c == '.' || c == '*' || '0' <= c && c <= '9') {
+			plain = false
+		}
+	}
+	f := line[i:j]
+	if len(f) == 0 || f[0] == '#' {
+		return false
+	}
+	if last := f[len(f)-1]; plain && last != '.' && !('0' <= last && last <= '9') && f[0] != '.' {
+		return string(f) == pat
+	}
+	n, err := NormalizePattern(string(f))
+	return err == nil && n == pat
+}
+
+// manyBlockRules reports whether data, a list taken to parse, has so many
+// block rules in effect that dropping dropped of them is within maxDrop
+// and not all of them: it counts the rule lines that set neither mode= nor
+// expires= (each a block rule in effect), and stops when that is enough.
+// false means the count did not settle it.
+func manyBlockRules(data []byte, dropped int, maxDrop float64) bool {
+	n := 0
+	enough := func() bool { return n > dropped && float64(dropped)/float64(n) <= maxDrop }
+	for off := 0; off < len(data) && !enough(); {
+		end, next := len(data), len(data)
+		if i := bytes.IndexByte(data[off:], '\n'); i >= 0 {
+			end, next = off+i, off+i+1
+		}
+		line := bytes.TrimLeft(data[off:end], " \t\r")
+		if len(line) > 0 && line[0] != '#' && !bytes.Contains(line, []byte("mode=")) && !bytes.Contains(line, []byte("expires=")) {
+			n++
+		}
+		off = next
+	}
+	return enough()
 }

@@ -1,7 +1,10 @@
 package blocklist
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -387,24 +390,54 @@ func FuzzBlock(f *testing.F) {
 	})
 }
 
-// testBlock is block on data as it is parsed, without the drop guard.
+// testBlock is block on data as it is parsed, without the drop guard. It
+// fails t unless block on the list of the pattern's lines alone (what
+// ApplyEdit's scan does) says the same.
 func testBlock(file string, data []byte, pattern string, args []string, opt blockOptions) ([]byte, EditResult, error) {
 	old, err := Parse(file, data)
 	if err != nil {
 		return nil, EditResult{}, err
 	}
-	out, _, res, err := block(file, data, old, pattern, args, opt)
+	out, _, res, err := block(data, old, pattern, args, opt, func(out []byte) (*List, error) { return Reparse(old, file, out) })
+	if pat, perr := NormalizePattern(pattern); perr == nil {
+		mini, merr := patternList(file, data, pat)
+		if merr != nil {
+			panic(fmt.Sprintf("patternList of a good list: %v", merr))
+		}
+		sout, _, sres, serr := block(data, mini, pattern, args, opt, func(out []byte) (*List, error) { return patternList(file, out, pat) })
+		sameEdit("block", out, res, err, sout, sres, serr)
+	}
 	return out, res, err
 }
 
-// testUnblock is unblock on data as it is parsed, without the drop guard.
+// testUnblock is unblock on data as it is parsed, without the drop guard,
+// and checks the scan's unblock as testBlock does.
 func testUnblock(file string, data []byte, pattern string, note *Note, now time.Time) ([]byte, EditResult, error) {
 	old, err := Parse(file, data)
 	if err != nil {
 		return nil, EditResult{}, err
 	}
-	out, _, res, err := unblock(file, data, old, pattern, note, now)
+	out, _, res, err := unblock(file, data, old, pattern, note, now, func(out []byte) (*List, error) { return Reparse(old, file, out) })
+	if pat, perr := NormalizePattern(pattern); perr == nil {
+		if _, found := old.Lookup(pat); found {
+			mini, merr := patternList(file, data, pat)
+			if merr != nil {
+				panic(fmt.Sprintf("patternList of a good list: %v", merr))
+			}
+			sout, _, sres, serr := unblock(file, data, mini, pattern, note, now, func(out []byte) (*List, error) { return patternList(file, out, pat) })
+			sameEdit("unblock", out, res, err, sout, sres, serr)
+		}
+	}
 	return out, res, err
+}
+
+// sameEdit panics unless the scan's edit (s...) is the whole list's.
+func sameEdit(what string, out []byte, res EditResult, err error, sout []byte, sres EditResult, serr error) {
+	if (err == nil) != (serr == nil) || !bytes.Equal(out, sout) || (out == nil) != (sout == nil) ||
+		res.Kind != sres.Kind || res.Pattern != sres.Pattern || res.OldLine != sres.OldLine || res.NewLine != sres.NewLine ||
+		res.Line != sres.Line || !slices.Equal(res.Attrs, sres.Attrs) {
+		panic(fmt.Sprintf("%s on the pattern's lines differs from the whole list's:\n whole %+v %v\n scan  %+v %v\n%q\n%q", what, res, err, sres, serr, out, sout))
+	}
 }
 
 // TestApplyEdit: the guarded edit's errors are typed by cause, and a
@@ -428,8 +461,30 @@ func TestApplyEdit(t *testing.T) {
 		{"no drop: expiry beyond the horizon", "a.example\n", Edit{Pattern: "a.example", Args: []string{"expires=2026-06-01T02:00:00Z"}}, nil, Changed},
 		{"allow-drop", "#! allow-drop\na.example\n", Edit{Unblock: true, Pattern: "a.example", Note: &note}, nil, Removed},
 	}
+	// Each case twice: parsing the list whole, and by the scan that lists
+	// of scanEditMin bytes and more get, which answers the same except
+	// that it does not parse the lines of other patterns: a list bad
+	// elsewhere is edited, and the edge refuses it on reload.
+	defer func(m int) { scanEditMin = m }(scanEditMin)
+	for _, scan := range []bool{false, true} {
+		scanEditMin = 1 << 20
+		if scan {
+			scanEditMin = 0
+			tests[2].want, tests[2].kind = nil, Added
+		}
+		testApplyEdit(t, scan, tests, now)
+	}
+}
+
+func testApplyEdit(t *testing.T, scan bool, tests []struct {
+	name string
+	data string
+	edit Edit
+	want any
+	kind ChangeKind
+}, now time.Time) {
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s/scan=%v", tt.name, scan), func(t *testing.T) {
 			out, res, err := ApplyEdit("f.txt", []byte(tt.data), tt.edit, 0.5, now)
 			switch {
 			case tt.want == nil && err != nil:
@@ -444,5 +499,60 @@ func TestApplyEdit(t *testing.T) {
 				t.Errorf("content %q for kind %q", out, res.Kind)
 			}
 		})
+	}
+}
+
+// TestApplyEditScanSameAsWhole makes random edits of random lists by the
+// scan and by a whole parse, and wants the same content, result and
+// refusal from both, drop guard included.
+func TestApplyEditScanSameAsWhole(t *testing.T) {
+	defer func(m int) { scanEditMin = m }(scanEditMin)
+	rng := rand.New(rand.NewPCG(3, 4))
+	now := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	note := NewNote(now, "alice", "T-1")
+	argSets := [][]string{nil, {"status=451"}, {"mode=report"}, {"expires=2026-12-01T00:10:00Z"}, {"reason=x y"}, {"countries=FR"}, {"countries=DE,FR"}, {"status="}}
+	scanned := 0
+	for i := range 400 {
+		data := genList(20 + rng.IntN(30))
+		for range rng.IntN(4) {
+			data = randomEdit(rng, data, i)
+		}
+		if _, err := Parse("f.txt", data); err != nil {
+			continue
+		}
+		e := Edit{Pattern: fmt.Sprintf("site%d.example", rng.IntN(60)), Args: argSets[rng.IntN(len(argSets))], Replace: rng.IntN(4) == 0}
+		if rng.IntN(3) == 0 {
+			e = Edit{Unblock: true, Pattern: e.Pattern}
+		}
+		if rng.IntN(2) == 0 {
+			e.Note = &note
+		}
+		maxDrop := []float64{0, 0.05, 0.5, 1}[rng.IntN(4)]
+		scanEditMin = 1 << 30
+		out, res, err := ApplyEdit("f.txt", data, e, maxDrop, now)
+		scanEditMin = 0
+		sout, sres, serr := ApplyEdit("f.txt", data, e, maxDrop, now)
+		if _, _, _, ok := scanEdit("f.txt", data, e, maxDrop, now); ok {
+			scanned++
+		}
+		if fmt.Sprint(err) != fmt.Sprint(serr) || !bytes.Equal(out, sout) || fmt.Sprint(res) != fmt.Sprint(sres) {
+			t.Fatalf("edit %+v (max_drop %v) of\n%s\nwhole: %+v %v\n%s\nscan:  %+v %v\n%s", e, maxDrop, data, res, err, out, sres, serr, sout)
+		}
+		if err == nil && out != nil {
+			// The history records what the lists before and after say.
+			got, err := EditChanges(res)
+			if err != nil {
+				t.Fatal(err)
+			}
+			before, _ := Parse("f.txt", data)
+			after, _ := Parse("f.txt", out)
+			if want := HistoryChanges(after, before); fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Fatalf("edit %+v: EditChanges %+v, HistoryChanges %+v", e, got, want)
+			}
+		}
+	}
+	t.Logf("%d of 400 edits answered by the scan", scanned)
+	if scanned < 100 {
+		t.Errorf("only %d edits answered by the scan", scanned)
 	}
 }

@@ -2,6 +2,8 @@ package blocklist
 
 import (
 	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -117,20 +119,43 @@ func AppendHistory(path string, e HistoryEntry) error {
 }
 
 // RecordEdit appends to the history of the list file an edit (command
-// "block" or "unblock") by note's actor that turned before into after.
-// The writers of the file (the block and unblock commands, the admin API)
-// call it after the edit is written.
-func RecordEdit(file, command string, note Note, before, after []byte, now time.Time) error {
-	next, err := Parse(file, after)
+// "block" or "unblock") by note's actor, whose result (ApplyEdit's) res
+// says what changed, and which wrote after. The writers of the file (the
+// block and unblock commands, the admin API) call it after the edit is
+// written. It costs the hash of after and the one changed rule: the list
+// is not parsed.
+func RecordEdit(file, command string, note Note, res EditResult, after []byte, now time.Time) error {
+	changes, err := EditChanges(res)
 	if err != nil {
 		return err
 	}
-	prev, err := Parse(file, before)
-	if err != nil {
-		prev, _ = Parse(file, nil) // the file was bad before: every rule is new
-	}
 	return AppendHistory(file, HistoryEntry{Time: now.UTC(), Actor: note.By, Comment: note.Comment,
-		Command: command, SHA256: next.SHA256(), Changes: HistoryChanges(next, prev)})
+		Command: command, SHA256: hashHex(after), Changes: changes})
+}
+
+// EditChanges returns the changes of an edit for a HistoryEntry, from its
+// result: the one rule added, changed or removed (none when res.Kind is
+// ""). They are what HistoryChanges says of the lists before and after.
+func EditChanges(res EditResult) ([]HistoryChange, error) {
+	out := []HistoryChange{}
+	line := res.NewLine
+	switch res.Kind {
+	case "":
+		return out, nil
+	case Removed:
+		line = res.OldLine
+	}
+	r, err := parseRule(line)
+	if err != nil {
+		return nil, fmt.Errorf("edit history: %v", err)
+	}
+	return append(out, HistoryChange{Kind: res.Kind, Rule: res.Pattern, Line: r.Format(), Attrs: res.Attrs}), nil
+}
+
+// hashHex returns the hex SHA-256 of b.
+func hashHex(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
 
 // ReadHistory returns the entries of the history of the list at path,

@@ -519,12 +519,12 @@ func (s *Server) edit(w http.ResponseWriter, r *http.Request, who principal, op,
 	e.Note = &note
 	pattern := e.Pattern
 	var res blocklist.EditResult
-	var before, written []byte
+	var written []byte
 	var refused error // the edit's own error, as opposed to the store's
 	var version int64
 	apply := func(name string, data []byte) ([]byte, error) {
 		out, r, err := blocklist.ApplyEdit(name, data, e, maxDrop, time.Now())
-		res, before, written, refused = r, data, out, err
+		res, written, refused = r, out, err
 		return out, err
 	}
 	var err error
@@ -550,7 +550,7 @@ func (s *Server) edit(w http.ResponseWriter, r *http.Request, who principal, op,
 		err = blocklist.EditFile(file, func(data []byte) ([]byte, error) { return apply(file, data) })
 		if err == nil && written != nil {
 			// Into the file's edit history too, as the commands' edits.
-			if herr := blocklist.RecordEdit(file, op, note, before, written, time.Now()); herr != nil {
+			if herr := blocklist.RecordEdit(file, op, note, res, written, time.Now()); herr != nil {
 				s.log.Warn("admin write not recorded in the edit history", "event", "edit_history", "file", file, "error", herr.Error())
 			}
 		}

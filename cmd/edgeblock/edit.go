@@ -180,7 +180,7 @@ func (c *editCmd) fileEdited(cfg *proxy.Config, command string, res blocklist.Ed
 		printBlock(stdout, res, fmt.Sprintf("%s:%d", file, res.Line), note, "nothing written")
 	}
 	if kind != "unchanged" && after != nil {
-		if err := blocklist.RecordEdit(file, command, note, before, after, time.Now()); err != nil {
+		if err := blocklist.RecordEdit(file, command, note, res, after, time.Now()); err != nil {
 			fmt.Fprintf(stderr, "edgeblock: warning: the edit is written but not recorded in %s: %v\n", blocklist.HistoryPath(file), err)
 		}
 		a := askApplied(cfg, c.admin, res, note.At)
