@@ -496,10 +496,12 @@ func isPatternLine(line []byte, pat string) bool {
 		i++
 	}
 	j, plain := i, true
-	for ; j < len(line) && line[j] != ' ' && line[j] != '\t'; j++ {
-		if c := line[j]; !('a' <= c && c <= 'z' || c == '-' || c == '.' || c == '*' || '0' <= c && c <= '9') {
-			plain = false
+	for ; j < len(line); j++ {
+		k := byteKind[line[j]]
+		if k == kindSpace {
+			break
 		}
+		plain = plain && k == kindPlain
 	}
 	f := line[i:j]
 	if len(f) == 0 || f[0] == '#' {
@@ -511,6 +513,22 @@ func isPatternLine(line []byte, pat string) bool {
 	n, err := NormalizePattern(string(f))
 	return err == nil && n == pat
 }
+
+// byteKind sorts the bytes of a rule's pattern for isPatternLine: white
+// space ends it; a pattern of plain bytes alone may be in normalized form.
+var byteKind = func() (k [256]uint8) {
+	k[' '], k['\t'] = kindSpace, kindSpace
+	for _, c := range []byte("abcdefghijklmnopqrstuvwxyz0123456789-.*") {
+		k[c] = kindPlain
+	}
+	return k
+}()
+
+const (
+	kindOther = iota
+	kindPlain
+	kindSpace
+)
 
 // manyBlockRules reports whether data, a list taken to parse, has so many
 // block rules in effect that dropping dropped of them is within maxDrop
