@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Versions are stored as changes. A version is either a snapshot, its
@@ -151,8 +153,32 @@ type link struct {
 }
 
 // get rebuilds version n from its snapshot, or from last (with its
-// content) if n descends from it by patches.
+// content) if n descends from it by patches. It reads version n, then in
+// one round trip every version between it and its snapshot (or last),
+// then the snapshot's content if needed: three round trips whatever the
+// chain's length.
 func (s *Store) get(ctx context.Context, n int64, last *Version) (Version, error) {
+	read := map[int64]stored{}
+	first, err := s.readStoredMany(ctx, []int64{n})
+	if err != nil {
+		return Version{}, err
+	}
+	if st := first[n]; st.kept && !st.whole {
+		lo := st.v.Snapshot
+		if last != nil && last.Number >= lo && last.Number < n {
+			lo = last.Number
+		}
+		if n-lo <= 2*SnapshotEvery {
+			nums := make([]int64, 0, n-lo)
+			for k := lo; k < n; k++ {
+				nums = append(nums, k)
+			}
+			if read, err = s.readStoredMany(ctx, nums); err != nil {
+				return Version{}, err
+			}
+		}
+	}
+	read[n] = first[n]
 	var chain []link // newest first
 	var base Version
 	fromLast := false
@@ -160,21 +186,15 @@ func (s *Store) get(ctx context.Context, n int64, last *Version) (Version, error
 		if len(chain) > maxChain {
 			return Version{}, fmt.Errorf("fleet: version %d: more than %d patches: %w", n, maxChain, ErrCorrupt)
 		}
-		if last != nil && last.Number == cur {
-			sum, err := s.StoredSHA256(ctx, cur)
+		st, ok := read[cur]
+		if !ok {
+			m, err := s.readStoredMany(ctx, []int64{cur})
 			if err != nil {
 				return Version{}, err
 			}
-			if sum == last.SHA256 {
-				base, fromLast = *last, true
-				break
-			}
+			st = m[cur]
 		}
-		v, patch, whole, kept, err := s.readStored(ctx, cur)
-		if err != nil {
-			return Version{}, err
-		}
-		if !kept {
+		if !st.kept {
 			if cur == n {
 				return Version{}, fmt.Errorf("fleet: version %d: %w", n, ErrNotFound)
 			}
@@ -183,41 +203,46 @@ func (s *Store) get(ctx context.Context, n int64, last *Version) (Version, error
 			}
 			return Version{}, fmt.Errorf("fleet: version %d: version %d, which it is rebuilt from, is not kept: %w", n, cur, ErrCorrupt)
 		}
-		if whole {
+		v := st.v
+		if last != nil && last.Number == cur && last.SHA256 == v.SHA256 {
+			base, fromLast = v, true
+			base.Content = last.Content
+			break
+		}
+		if st.whole {
 			c, err := s.rdb.HGet(ctx, s.k.vprefix+strconv.FormatInt(cur, 10), "content").Bytes()
 			if err != nil {
 				return Version{}, fmt.Errorf("fleet: read version %d: %w", cur, err)
 			}
 			v.Content = c
-			if err := checkSum(v); err != nil {
-				if cur == n {
+			if cur == n {
+				if err := checkSum(v); err != nil {
 					return Version{}, err
 				}
-				return Version{}, fmt.Errorf("fleet: version %d is rebuilt from version %d: %w", n, cur, err)
 			}
+			// Else the snapshot is checked through the result's hash
+			// (one SHA-256 of the list, not two), and on its own only
+			// when that fails, to name it.
 			base = v
 			break
 		}
 		if v.ParentNumber <= 0 || v.ParentNumber >= cur {
 			return Version{}, fmt.Errorf("fleet: version %d is stored as a patch without a parent to apply it to: %w", cur, ErrCorrupt)
 		}
-		chain = append(chain, link{v: v, patch: patch})
+		chain = append(chain, link{v: v, patch: st.patch})
 		cur = v.ParentNumber
 	}
-	if len(chain) == 0 && fromLast {
-		m, kept, err := s.getMeta(ctx, n)
-		if err != nil {
-			return Version{}, err
-		}
-		if !kept {
-			return Version{}, fmt.Errorf("fleet: version %d: %w", n, ErrNotFound)
-		}
-		m.Content = base.Content
-		return m, nil
+	if len(chain) == 0 {
+		return base, nil
 	}
-	v, err := replay(base, chain, false)
+	v, err := replayPieces(base, chain)
 	if err != nil && fromLast {
 		return Version{}, errBadBase
+	}
+	if err != nil {
+		if berr := checkSum(base); berr != nil {
+			return Version{}, fmt.Errorf("fleet: version %d is rebuilt from version %d: %w", n, base.Number, berr)
+		}
 	}
 	if errors.Is(err, ErrCorrupt) && len(chain) > 1 {
 		// Name the first version on the way that is wrong.
@@ -228,8 +253,31 @@ func (s *Store) get(ctx context.Context, n int64, last *Version) (Version, error
 	return v, err
 }
 
-// replay applies chain (newest first) to base, checking the SHA-256 of
-// the result, and of every step when each.
+// replayPieces applies chain (newest first) to base as a piece table,
+// copying the content once, and checks the SHA-256 of the result.
+func replayPieces(base Version, chain []link) (Version, error) {
+	ps := pieces{parts: [][]byte{base.Content}, size: len(base.Content)}
+	prev := base
+	for i := len(chain) - 1; i >= 0; i-- {
+		l := chain[i]
+		if l.v.Parent != "" && l.v.Parent != prev.SHA256 {
+			return Version{}, fmt.Errorf("fleet: version %d's parent is recorded as sha256 %.12s, but version %d holds %.12s: %w",
+				l.v.Number, l.v.Parent, prev.Number, prev.SHA256, ErrCorrupt)
+		}
+		var err error
+		if ps, err = ps.patch(l.patch); err != nil {
+			return Version{}, fmt.Errorf("fleet: version %d: its patch against version %d: %v: %w", l.v.Number, prev.Number, err, ErrCorrupt)
+		}
+		prev = l.v
+	}
+	v := chain[0].v
+	v.Content = ps.bytes()
+	return v, checkSum(v)
+}
+
+// replay applies chain (newest first) to base one version at a time,
+// checking the SHA-256 of the result, and of every step when each (to
+// name the first bad version).
 func replay(base Version, chain []link, each bool) (Version, error) {
 	cur := base
 	for i := len(chain) - 1; i >= 0; i-- {
@@ -267,32 +315,58 @@ func checkSum(v Version) error {
 // storedFields are read for each version on the way to a base.
 var storedFields = append(append([]string(nil), metaFields...), "patch")
 
-// readStored reads version n's fields other than its content: whole is
-// true when it is stored whole (a non-empty "content" field wins over a
-// patch), else patch is its patch. kept is false when the version is not
-// kept.
-func (s *Store) readStored(ctx context.Context, n int64) (v Version, patch []byte, whole, kept bool, err error) {
-	key := s.k.vprefix + strconv.FormatInt(n, 10)
-	m, err := s.hgets(ctx, key, storedFields)
-	if err != nil {
-		return Version{}, nil, false, false, fmt.Errorf("fleet: read version %d: %w", n, err)
+// stored is one version as read by readStoredMany: its fields other than
+// its content; whole is true when it is stored whole (a non-empty
+// "content" field wins over a patch), else patch is its patch. kept is
+// false when the version is not kept.
+type stored struct {
+	v     Version
+	patch []byte
+	whole bool
+	kept  bool
+}
+
+// readStoredMany reads versions nums in one round trip (HGETs and
+// HSTRLEN in a pipeline: the commands of the fleet's ACL list).
+func (s *Store) readStoredMany(ctx context.Context, nums []int64) (map[int64]stored, error) {
+	pipe := s.rdb.Pipeline()
+	type cmds struct {
+		fields []*redis.StringCmd
+		clen   *redis.IntCmd
 	}
-	// The length of the content, not the content: on the way from a
-	// remembered base, a snapshot's content is not needed.
-	clen, err := s.rdb.HStrLen(ctx, key, "content").Result()
-	if err != nil {
-		return Version{}, nil, false, false, fmt.Errorf("fleet: read version %d: %w", n, err)
+	all := make([]cmds, len(nums))
+	for i, n := range nums {
+		key := s.k.vprefix + strconv.FormatInt(n, 10)
+		all[i].fields = make([]*redis.StringCmd, len(storedFields))
+		for j, f := range storedFields {
+			all[i].fields[j] = pipe.HGet(ctx, key, f)
+		}
+		all[i].clen = pipe.HStrLen(ctx, key, "content")
 	}
-	p, hasPatch := m["patch"]
-	hasContent := clen > 0
-	whole = hasContent || !hasPatch
-	if _, ok := m["sha256"]; !ok && !hasContent {
-		return Version{}, nil, false, false, nil
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("fleet: read versions %v: %w", nums, err)
 	}
-	v = versionMeta(n, m)
-	if whole {
-		v.Snapshot, v.Chain, v.ChainBytes = n, 0, 0
-		return v, nil, true, true, nil
+	out := make(map[int64]stored, len(nums))
+	for i, n := range nums {
+		m := make(map[string]string, len(storedFields))
+		for j, c := range all[i].fields {
+			if c.Err() == nil {
+				m[storedFields[j]] = c.Val()
+			}
+		}
+		p, hasPatch := m["patch"]
+		hasContent := all[i].clen.Val() > 0
+		if _, ok := m["sha256"]; !ok && !hasContent {
+			out[n] = stored{}
+			continue
+		}
+		st := stored{v: versionMeta(n, m), whole: hasContent || !hasPatch, kept: true}
+		if st.whole {
+			st.v.Snapshot, st.v.Chain, st.v.ChainBytes = n, 0, 0
+		} else {
+			st.patch = []byte(p)
+		}
+		out[n] = st
 	}
-	return v, []byte(p), false, true, nil
+	return out, nil
 }

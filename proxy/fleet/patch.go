@@ -65,70 +65,150 @@ func makePatch(old, new []byte) []byte {
 // an error wrapping errBadPatch when the patch is malformed or was made
 // for a content of another length; it never panics.
 func applyPatch(old, patch []byte) ([]byte, error) {
-	p, ok := bytes.CutPrefix(patch, []byte(patchMagic))
-	if !ok {
-		return nil, fmt.Errorf("%w: no %q header", errBadPatch, patchMagic)
-	}
-	next := func(what string) (int, error) {
-		v, n := binary.Uvarint(p)
-		if n <= 0 || v > uint64(len(old))+uint64(len(patch)) && what != "new length" || v > 1<<40 {
-			return 0, fmt.Errorf("%w: bad %s", errBadPatch, what)
-		}
-		p = p[n:]
-		return int(v), nil
-	}
-	oldLen, err := next("old length")
-	if err != nil {
-		return nil, err
-	}
-	if oldLen != len(old) {
-		return nil, fmt.Errorf("%w: made for a content of %d bytes, not %d", errBadPatch, oldLen, len(old))
-	}
-	newLen, err := next("new length")
-	if err != nil {
-		return nil, err
-	}
-	if newLen > len(old)+len(patch) {
-		return nil, fmt.Errorf("%w: new length %d exceeds what the patch can make", errBadPatch, newLen)
-	}
-	count, err := next("hunk count")
+	newLen, hs, err := decodePatch(patch, len(old))
 	if err != nil {
 		return nil, err
 	}
 	out := make([]byte, 0, newLen)
 	at := 0
+	for _, h := range hs {
+		out = append(out, old[at:h.off]...)
+		out = append(out, h.ins...)
+		at = h.off + h.del
+	}
+	return append(out, old[at:]...), nil
+}
+
+// decodePatch returns the length of the result and the hunks of patch,
+// made for a content of oldLen bytes (offsets absolute, inserted bytes
+// shared with patch), after checking that every hunk lies inside that
+// content, in order, and that the result has the recorded length.
+func decodePatch(patch []byte, oldLen int) (int, []hunk, error) {
+	p, ok := bytes.CutPrefix(patch, []byte(patchMagic))
+	if !ok {
+		return 0, nil, fmt.Errorf("%w: no %q header", errBadPatch, patchMagic)
+	}
+	next := func(what string) (int, error) {
+		v, n := binary.Uvarint(p)
+		if n <= 0 || v > 1<<40 {
+			return 0, fmt.Errorf("%w: bad %s", errBadPatch, what)
+		}
+		p = p[n:]
+		return int(v), nil
+	}
+	recorded, err := next("old length")
+	if err != nil {
+		return 0, nil, err
+	}
+	if recorded != oldLen {
+		return 0, nil, fmt.Errorf("%w: made for a content of %d bytes, not %d", errBadPatch, recorded, oldLen)
+	}
+	newLen, err := next("new length")
+	if err != nil {
+		return 0, nil, err
+	}
+	count, err := next("hunk count")
+	if err != nil {
+		return 0, nil, err
+	}
+	if count > len(p) {
+		return 0, nil, fmt.Errorf("%w: %d hunks in %d bytes", errBadPatch, count, len(p))
+	}
+	hs := make([]hunk, 0, count)
+	at, size := 0, 0
 	for i := 0; i < count; i++ {
 		gap, err := next("gap")
 		if err != nil {
-			return nil, err
+			return 0, nil, err
 		}
 		del, err := next("removed length")
 		if err != nil {
-			return nil, err
+			return 0, nil, err
 		}
 		insLen, err := next("inserted length")
 		if err != nil {
-			return nil, err
+			return 0, nil, err
 		}
-		if gap > len(old)-at || del > len(old)-at-gap || insLen > len(p) {
-			return nil, fmt.Errorf("%w: hunk %d lies outside the content", errBadPatch, i+1)
+		if gap > oldLen-at || del > oldLen-at-gap || insLen > len(p) {
+			return 0, nil, fmt.Errorf("%w: hunk %d lies outside the content", errBadPatch, i+1)
 		}
-		out = append(out, old[at:at+gap]...)
+		hs = append(hs, hunk{off: at + gap, del: del, ins: p[:insLen:insLen]})
+		size += gap + insLen
 		at += gap + del
-		out = append(out, p[:insLen]...)
 		p = p[insLen:]
-		if len(out) > newLen {
-			return nil, fmt.Errorf("%w: result longer than the recorded %d bytes", errBadPatch, newLen)
-		}
 	}
 	if len(p) != 0 {
-		return nil, fmt.Errorf("%w: %d bytes after the last hunk", errBadPatch, len(p))
+		return 0, nil, fmt.Errorf("%w: %d bytes after the last hunk", errBadPatch, len(p))
 	}
-	out = append(out, old[at:]...)
-	if len(out) != newLen {
-		return nil, fmt.Errorf("%w: result has %d bytes, recorded %d", errBadPatch, len(out), newLen)
+	if size += oldLen - at; size != newLen {
+		return 0, nil, fmt.Errorf("%w: result has %d bytes, recorded %d", errBadPatch, size, newLen)
 	}
+	return newLen, hs, nil
+}
+
+// pieces is a content held as a list of byte slices (a piece table):
+// patches applied to it cost in proportion to their hunks and the
+// pieces, not to the size of the content, which is copied once at the
+// end (bytes).
+type pieces struct {
+	parts [][]byte
+	size  int
+}
+
+// patch applies patch to ps, in the manner of applyPatch.
+func (ps pieces) patch(patch []byte) (pieces, error) {
+	newLen, hs, err := decodePatch(patch, ps.size)
+	if err != nil {
+		return pieces{}, err
+	}
+	out := pieces{parts: make([][]byte, 0, len(ps.parts)+2*len(hs)+1), size: newLen}
+	i, off := 0, 0 // the next unread byte: ps.parts[i][off]
+	// take appends (keep) or skips (!keep) the next n bytes of ps.
+	take := func(n int, keep bool) {
+		for n > 0 {
+			part := ps.parts[i][off:]
+			k := min(n, len(part))
+			if keep && k > 0 {
+				out.parts = append(out.parts, part[:k:k])
+			}
+			n -= k
+			off += k
+			if off == len(ps.parts[i]) {
+				i, off = i+1, 0
+			}
+		}
+	}
+	// Skip empty parts, so that take always finds bytes to take.
+	nonEmpty := ps.parts[:0:0]
+	for _, p := range ps.parts {
+		if len(p) > 0 {
+			nonEmpty = append(nonEmpty, p)
+		}
+	}
+	ps.parts = nonEmpty
+	at := 0
+	for _, h := range hs {
+		take(h.off-at, true)
+		take(h.del, false)
+		if len(h.ins) > 0 {
+			out.parts = append(out.parts, h.ins)
+		}
+		at = h.off + h.del
+	}
+	take(ps.size-at, true)
 	return out, nil
+}
+
+// bytes returns the content in one new slice.
+func (ps pieces) bytes() []byte {
+	if len(ps.parts) == 1 {
+		return ps.parts[0]
+	}
+	out := make([]byte, 0, ps.size)
+	for _, p := range ps.parts {
+		out = append(out, p...)
+	}
+	return out
 }
 
 // diffLines returns the hunks, in order, that turn old into new, each

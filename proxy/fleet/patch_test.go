@@ -182,8 +182,26 @@ func FuzzPatch(f *testing.F) {
 		if err != nil || !bytes.Equal(got, new) {
 			t.Fatalf("applyPatch(makePatch) = %q, %v; want %q", got, err, new)
 		}
-		if out, err := applyPatch(old, junk); err == nil && len(out) > len(old)+len(junk) {
+		out, err := applyPatch(old, junk)
+		if err == nil && len(out) > len(old)+len(junk) {
 			t.Fatalf("a %d-byte patch made %d bytes from %d", len(junk), len(out), len(old))
+		}
+		// The piece table makes what applyPatch makes, there and back,
+		// and refuses what it refuses.
+		split := len(old) / 2
+		ps := pieces{parts: [][]byte{old[:split], old[split:]}, size: len(old)}
+		there, err := ps.patch(makePatch(old, new))
+		if err != nil || !bytes.Equal(there.bytes(), new) {
+			t.Fatalf("pieces: %q, %v; want %q", there.bytes(), err, new)
+		}
+		back, err := there.patch(makePatch(new, old))
+		if err != nil || !bytes.Equal(back.bytes(), old) {
+			t.Fatalf("pieces back: %q, %v; want %q", back.bytes(), err, old)
+		}
+		pj, jerr := ps.patch(junk)
+		_, aerr := applyPatch(old, junk)
+		if (jerr == nil) != (aerr == nil) || jerr == nil && !bytes.Equal(pj.bytes(), out) {
+			t.Fatalf("pieces and applyPatch disagree on a junk patch: %v, %v", jerr, aerr)
 		}
 	})
 }
