@@ -314,6 +314,9 @@ func (p *Proxy) reverseProxy() http.Handler {
 		Transport: p.transport,
 		ModifyResponse: func(resp *http.Response) error {
 			info := infoFrom(resp.Request.Context())
+			// The origin's Alt-Svc names its own endpoints, which the
+			// visitor cannot reach through the edge (http3.go).
+			delete(resp.Header, "Alt-Svc")
 			if info != nil {
 				info.upstreamCode = resp.StatusCode
 				info.route.headers.applyResponse(resp.Header)

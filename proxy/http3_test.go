@@ -904,3 +904,67 @@ func normalizePage(s string) string {
 	s = regexp.MustCompile(`[0-9a-f]{16}`).ReplaceAllString(s, "ID")
 	return regexp.MustCompile(`\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(\.\d+)?(Z| UTC|[+-]\d\d:?\d\d)?`).ReplaceAllString(s, "TIME")
 }
+
+// TestHTTP3Timeouts: over HTTP/3 a response the client stops reading
+// (flow control stalls the edge's writes) has its stream reset after
+// timeouts.write_idle and the origin released; the connection stays
+// usable; a connection left idle is closed after timeouts.idle.
+func TestHTTP3Timeouts(t *testing.T) {
+	o := newWatchedOrigin(t, 32<<20)
+	e, pool := h3Env(t, "timeouts:\n  write_idle: 1s\n  idle: 2s\n", routeConfig("big.example", `"`+o.URL+`"`), "")
+	c3, _ := h3Client(t, pool, "big.example")
+	c3.Timeout = 0
+	req, _ := http.NewRequest("GET", "https://"+e.srv.Addr("quic")+"/big", nil)
+	req.Host = "big.example"
+	resp, err := c3.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	start := time.Now()
+	if got := o.waitEnded(t, 15*time.Second); got != "write error" {
+		t.Errorf("origin handler: %s, want a write error (the edge gave up)", got)
+	}
+	t.Logf("origin released %v after the response began", time.Since(start).Round(time.Millisecond))
+	n, err := io.Copy(io.Discard, resp.Body)
+	var se *quic.StreamError
+	if !errors.As(err, &se) || n >= 32<<20 {
+		t.Errorf("the stalled response: %d bytes then %v; want the stream reset", n, err)
+	}
+	// The connection itself is fine.
+	if resp, _ := fetch(t, c3, "https://"+e.srv.Addr("quic"), "big.example", "/small"); resp.StatusCode != 200 {
+		t.Errorf("next request on the connection: %s", resp.Status)
+	}
+	if got := metricValue(t, e.scrape(), `edgeblock_connections_open{listener="quic"}`); got != "1" {
+		t.Fatalf("open QUIC connections = %q, want 1", got)
+	}
+	d := waitFor(t, 10*time.Second, "the idle connection to close", func() bool {
+		return metricValue(t, e.scrape(), `edgeblock_connections_open{listener="quic"}`) == "0"
+	})
+	t.Logf("idle connection closed %v after its last request", d.Round(100*time.Millisecond))
+	if d < time.Second {
+		t.Errorf("idle connection closed after %v, before timeouts.idle (2s)", d)
+	}
+}
+
+// TestAltSvcFromOrigin: an origin's own Alt-Svc names its endpoints, not
+// the edge's: it never reaches the visitor, who gets the edge's (while
+// QUIC serves) or none.
+func TestAltSvcFromOrigin(t *testing.T) {
+	o := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Alt-Svc", `h3=":9999"; ma=2592000`)
+		io.WriteString(w, "hi")
+	}))
+	t.Cleanup(o.Close)
+	e, pool := h3Env(t, "", routeConfig("app.example", `"`+o.URL+`"`), "")
+	port := e.srv.Addr("quic")[strings.LastIndexByte(e.srv.Addr("quic"), ':')+1:]
+	resp, _ := fetch(t, h2ClientFor(t, pool, "app.example"), e.url("https"), "app.example", "/")
+	if got := resp.Header.Values("Alt-Svc"); len(got) != 1 || got[0] != `h3=":`+port+`"; ma=86400` {
+		t.Errorf("Alt-Svc over HTTPS with QUIC on: %q, want the edge's only", got)
+	}
+	e2 := startEnv(t, routeConfig("app.example", `"`+o.URL+`"`), "")
+	resp, _ = e2.get("GET", "app.example", "/", nil)
+	if got := resp.Header.Values("Alt-Svc"); len(got) != 0 {
+		t.Errorf("Alt-Svc without QUIC: %q, want none", got)
+	}
+}
