@@ -48,6 +48,7 @@ type Storage struct {
 // heldLock is one lock this Storage holds.
 type heldLock struct {
 	token string
+	since string // Redis's time when it was taken, µs since the epoch
 	stop  context.CancelFunc
 	done  chan struct{}
 }
@@ -91,19 +92,37 @@ func checkKey(op, key string) error {
 var storeScript = redis.NewScript(`
 local t = redis.call('TIME')
 redis.call('HSET', KEYS[1], 'value', ARGV[1], 'modified', t[1] .. string.format('%06d', tonumber(t[2])))
+redis.call('HDEL', KEYS[1], 'writer')
 redis.call('ZADD', KEYS[2], 0, ARGV[2])
 return 1
 `)
 
-// fencedStoreScript is storeScript for a holder of a certificate's lock:
-// it writes only while the lock still holds the holder's token.
-// KEYS: file hash, index, lock. ARGV: value, key, token.
+// fencedStoreScript is storeScript for a holder of a certificate's lock,
+// recording the holder's token as the file's writer. It writes while the
+// lock holds the holder's token, and refuses (0) while it holds another's.
+// When the lock is gone (a failover lost it, or it expired while Redis was
+// unreachable) it takes it back for the holder (1) unless one of the
+// certificate's files was written by another holder since this hold began
+// (0): then a second holder came and went, and writing would mix two
+// orders' files.
+// KEYS: file hash, index, lock, the certificate's file hashes.
+// ARGV: value, key, token, lock TTL in ms, the hold's start (µs).
 var fencedStoreScript = redis.NewScript(`
-if redis.call('GET', KEYS[3]) ~= ARGV[3] then
-  return 0
+local cur = redis.call('GET', KEYS[3])
+if cur ~= ARGV[3] then
+  if cur then
+    return 0
+  end
+  for i = 4, #KEYS do
+    local w = redis.call('HGET', KEYS[i], 'writer')
+    if w and w ~= ARGV[3] and tonumber(redis.call('HGET', KEYS[i], 'modified') or '0') >= tonumber(ARGV[5]) then
+      return 0
+    end
+  end
+  redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[4])
 end
 local t = redis.call('TIME')
-redis.call('HSET', KEYS[1], 'value', ARGV[1], 'modified', t[1] .. string.format('%06d', tonumber(t[2])))
+redis.call('HSET', KEYS[1], 'value', ARGV[1], 'modified', t[1] .. string.format('%06d', tonumber(t[2])), 'writer', ARGV[3])
 redis.call('ZADD', KEYS[2], 0, ARGV[2])
 return 1
 `)
@@ -118,13 +137,24 @@ var ErrLockLost = errors.New("this node's certificate lock was taken over")
 // if the lock still holds this holder's token, else it fails with
 // ErrLockLost. So when a failover or an expiry let a second node take the
 // lock, only the current holder writes, and a name's certificate, key and
-// metadata are never a mix of two orders.
+// metadata are never a mix of two orders. A lock that is merely gone (lost
+// in a failover that nobody else used, or expired while Redis was away) is
+// taken back by the write, unless another holder wrote the certificate's
+// files since this hold began (fencedStoreScript): certmagic holds one
+// lock across its retries of an order, so without this an order whose
+// lock a failover lost could never be stored (TestStorageLockTakenBack).
 func (s *Storage) Store(ctx context.Context, key string, value []byte) error {
 	if err := checkKey("store", key); err != nil {
 		return err
 	}
-	if lock, token := s.fence(key); lock != "" {
-		n, err := fencedStoreScript.Run(ctx, s.rdb, []string{s.files + key, s.index, lock}, value, key, token).Int()
+	if lock, h := s.fence(key); lock != "" {
+		dir := key[:strings.LastIndexByte(key, '/')+1]
+		name := dir[strings.LastIndexByte(dir[:len(dir)-1], '/')+1 : len(dir)-1]
+		keys := []string{s.files + key, s.index, lock}
+		for _, ext := range []string{".crt", ".key", ".json"} {
+			keys = append(keys, s.files+dir+name+ext)
+		}
+		n, err := fencedStoreScript.Run(ctx, s.rdb, keys, value, key, h.token, s.lockTTL().Milliseconds(), h.since).Int()
 		if err != nil {
 			return fmt.Errorf("fleet storage: store %q: %w", key, err)
 		}
@@ -139,23 +169,23 @@ func (s *Storage) Store(ctx context.Context, key string, value []byte) error {
 	return nil
 }
 
-// fence returns the key and this holder's token of a certmagic lock this
+// fence returns the key and this holder's hold of a certmagic lock this
 // Storage holds on the certificate that key is a file of ("" if none).
-func (s *Storage) fence(key string) (lock, token string) {
+func (s *Storage) fence(key string) (lock string, h heldLock) {
 	parts := strings.Split(key, "/")
 	if len(parts) != 4 || parts[0] != "certificates" {
-		return "", ""
+		return "", heldLock{}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for name, h := range s.held {
 		for _, op := range []string{"issue_cert_", "renew_cert_"} {
 			if d, ok := strings.CutPrefix(name, op); ok && (certmagic.KeyBuilder{}).Safe(d) == parts[2] {
-				return s.locks + name, h.token
+				return s.locks + name, heldLock{token: h.token, since: h.since}
 			}
 		}
 	}
-	return "", ""
+	return "", heldLock{}
 }
 
 // Load returns the value at key; the error matches fs.ErrNotExist if there
@@ -336,15 +366,15 @@ func (s *Storage) TryLock(ctx context.Context, name string) (bool, error) {
 	}
 	token := hex.EncodeToString(b[:])
 	ttl := s.lockTTL()
-	ok, err := s.rdb.SetNX(ctx, s.locks+name, token, ttl).Result()
+	since, err := lockScript.Run(ctx, s.rdb, []string{s.locks + name}, token, ttl.Milliseconds()).Text()
+	if errors.Is(err, redis.Nil) {
+		return false, nil
+	}
 	if err != nil {
 		return false, fmt.Errorf("fleet storage: lock %q: %w", name, err)
 	}
-	if !ok {
-		return false, nil
-	}
 	rctx, stop := context.WithCancel(context.Background())
-	h := &heldLock{token: token, stop: stop, done: make(chan struct{})}
+	h := &heldLock{token: token, since: since, stop: stop, done: make(chan struct{})}
 	s.mu.Lock()
 	old := s.held[name]
 	s.held[name] = h
@@ -359,16 +389,34 @@ func (s *Storage) TryLock(ctx context.Context, name string) (bool, error) {
 	return true, nil
 }
 
-// refreshScript extends a lock's expiry if it still holds the token.
+// lockScript takes a free lock and returns Redis's time (µs since the
+// epoch) when it did; nil when the lock is held.
 // KEYS: lock. ARGV: token, ttl in ms.
-var refreshScript = redis.NewScript(`
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+var lockScript = redis.NewScript(`
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  local t = redis.call('TIME')
+  return t[1] .. string.format('%06d', tonumber(t[2]))
 end
-return 0
+return false
 `)
 
-// refresh extends h's lock every ttl/3 until stopped or the lock is lost.
+// refreshScript extends a lock's expiry if it still holds the token: 1;
+// 0 when another holder has it, -1 when it is gone.
+// KEYS: lock. ARGV: token, ttl in ms.
+var refreshScript = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if cur == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+if cur then
+  return 0
+end
+return -1
+`)
+
+// refresh extends h's lock every ttl/3 until stopped or another holder
+// has it. While the lock is gone it keeps going: a certificate write may
+// take it back (see Store).
 func (s *Storage) refresh(ctx context.Context, name string, h *heldLock, ttl time.Duration) {
 	defer close(h.done)
 	t := time.NewTicker(ttl / 3)
@@ -381,7 +429,7 @@ func (s *Storage) refresh(ctx context.Context, name string, h *heldLock, ttl tim
 		}
 		n, err := refreshScript.Run(ctx, s.rdb, []string{s.locks + name}, h.token, ttl.Milliseconds()).Int()
 		if err == nil && n == 0 {
-			return // lost: someone else holds it now, or it is gone
+			return // lost: someone else holds it now
 		}
 		// A failed refresh (Redis unreachable) is retried at the next tick;
 		// the lock stays ours if Redis returns before it expires.

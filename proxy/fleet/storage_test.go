@@ -398,3 +398,99 @@ func TestStorageFencedCertificateWrites(t *testing.T) {
 		a.Unlock(ctx, lock) // expired: an error, and it changes nothing
 	}
 }
+
+// TestStorageLockTakenBack: certmagic holds one lock across its retries of
+// an order, so a holder whose lock key a failover lost (nobody else took
+// it) must be able to store its certificate: the write takes the lock
+// back. But if another holder took the lock meanwhile, wrote the name's
+// files and let go, the first holder's writes stay refused (the stored
+// files stay the other's whole set); files written before this hold began
+// (an earlier certificate, being renewed) do not stand in the way.
+func TestStorageLockTakenBack(t *testing.T) {
+	st, r := newTestStoragesOn(t, 2)
+	a, b := st[0], st[1]
+	ctx := ctxT(t)
+	raw := r.Client()
+	key := func(name, ext string) string { return "certificates/acme/" + name + "/" + name + ext }
+	load := func(name, ext string) string {
+		t.Helper()
+		v, err := a.Load(ctx, key(name, ext))
+		if err != nil {
+			t.Fatalf("load %s%s: %v", name, ext, err)
+		}
+		return string(v)
+	}
+	tests := []struct {
+		name    string
+		before  bool // files of an earlier certificate, by another holder, before the hold
+		other   bool // another holder takes the lock, writes all files and unlocks
+		want    error
+		wantSet string // what every file holds at the end
+	}{
+		{name: "lost.example", wantSet: "A"},
+		{name: "renewed.example", before: true, wantSet: "A"},
+		{name: "taken.example", other: true, want: ErrLockLost, wantSet: "B"},
+	}
+	for _, tc := range tests {
+		lock := "issue_cert_" + tc.name
+		if tc.before {
+			if err := b.Lock(ctx, lock); err != nil {
+				t.Fatal(err)
+			}
+			for _, ext := range []string{".crt", ".key", ".json"} {
+				if err := b.Store(ctx, key(tc.name, ext), []byte("old")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := b.Unlock(ctx, lock); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(2 * time.Millisecond) // Redis's clock moves on: the hold begins after
+		}
+		if err := a.Lock(ctx, lock); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Store(ctx, key(tc.name, ".crt"), []byte("A")); err != nil {
+			t.Fatalf("%s: the holder's first write: %v", tc.name, err)
+		}
+		// The failover: the new primary never got the lock key.
+		if err := raw.Del(ctx, a.locks+lock).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if tc.other {
+			if err := b.Lock(ctx, lock); err != nil {
+				t.Fatal(err)
+			}
+			for _, ext := range []string{".crt", ".key", ".json"} {
+				if err := b.Store(ctx, key(tc.name, ext), []byte("B")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := b.Unlock(ctx, lock); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, ext := range []string{".key", ".json"} {
+			err := a.Store(ctx, key(tc.name, ext), []byte("A"))
+			if (tc.want == nil && err != nil) || (tc.want != nil && !errors.Is(err, tc.want)) {
+				t.Errorf("%s: the first holder's write of %s after the lock was lost: %v, want %v", tc.name, ext, err, tc.want)
+			}
+		}
+		for _, ext := range []string{".crt", ".key", ".json"} {
+			if got := load(tc.name, ext); got != tc.wantSet {
+				t.Errorf("%s: stored %s = %q, want %q: the files are one holder's set", tc.name, ext, got, tc.wantSet)
+			}
+		}
+		if tc.want == nil {
+			// Taken back: the lock holds a's token again, so b waits.
+			if ok, err := b.TryLock(ctx, lock); err != nil || ok {
+				t.Errorf("%s: another holder took the lock the write took back: %v, %v", tc.name, ok, err)
+			}
+			if err := a.Unlock(ctx, lock); err != nil {
+				t.Errorf("%s: unlock after taking it back: %v", tc.name, err)
+			}
+		} else {
+			a.Unlock(ctx, lock) // gone: an error, and it changes nothing
+		}
+	}
+}
