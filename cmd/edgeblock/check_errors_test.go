@@ -76,7 +76,7 @@ func TestCheckPageTemplates(t *testing.T) {
 	bad := write("bad.html", `<!DOCTYPE html><html lang="{{.Lang}}"><title>{{.Title}}</title><main>{{.Operater}}</main></html>`)
 	cfg := write("edgeblock.yaml", "listen:\n  http: 127.0.0.1:0\n  admin: \"off\"\nblocklist:\n  file: blocklist.txt\npages:\n  operator: Example Edge\n  templates:\n    block: good.html\n    502: "+bad+"\n")
 	code, out, errOut := runCmd("check", "-config", cfg)
-	want := cfg + ":10: pages.templates.502: " + bad + ": language ar: template: " + bad + `:1:71: executing "` + bad + `" at <.Operater>: can't evaluate field Operater in type pages.Data; a template may use .Kind, .Status, .StatusText, .Code, .Title, .Lead, .LeadEnd, .Message, .Reason, .ReasonLang, .Policy, .BlockedBy, .Operator, .Contact, .Appeal, .Lang, .Dir, .LanguageName, .T, .Host, .RequestID, .Time`
+	want := cfg + ":10: pages.templates.502: " + bad + ": language ar: template: " + bad + `:1:71: executing "` + bad + `" at <.Operater>: can't evaluate field Operater in type pages.Data; a template may use .Kind, .Status, .StatusText, .Code, .Title, .Lead, .LeadEnd, .Message, .Reason, .ReasonLang, .Policy, .BlockedBy, .Scope, .Country, .CountryName, .Operator, .Contact, .Appeal, .Lang, .Dir, .LanguageName, .T, .Host, .RequestID, .Time`
 	if code != 1 || strings.TrimSpace(errOut) != want {
 		t.Errorf("check: exit %d\nstdout %s\nstderr:\n%s\nwant:\n%s", code, out, errOut, want)
 	}
