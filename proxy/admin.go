@@ -107,7 +107,7 @@ func (s *Server) adminMux(reg *prometheus.Registry, pprofOn bool) http.Handler {
 		}
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		enc.Encode(Explain(s.reloader.current(), host, time.Now()))
+		enc.Encode(ExplainCountry(s.reloader.current(), host, r.URL.Query().Get("country"), time.Now()))
 	})
 	if pprofOn {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)

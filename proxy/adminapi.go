@@ -405,7 +405,7 @@ func (s *Server) apiExplain(w http.ResponseWriter, r *http.Request, _ principal)
 		writeProblem(w, http.StatusBadRequest, "host", "want ?host=NAME")
 		return
 	}
-	writeJSON(w, http.StatusOK, Explain(s.reloader.current(), host, time.Now()))
+	writeJSON(w, http.StatusOK, ExplainCountry(s.reloader.current(), host, r.URL.Query().Get("country"), time.Now()))
 }
 
 // VersionInfo is the answer of GET /v1/version: the list in effect on

@@ -29,6 +29,11 @@ type Explanation struct {
 	Config    ExplainedFile `json:"config"`
 	// At is the time the answer holds for (rules can expire).
 	At time.Time `json:"at"`
+	// Country is the visitor's country the answer holds for (an ISO
+	// 3166-1 alpha-2 code, or "unknown"), set when a rule scoped to
+	// countries covers Host; Scoped lists those rules, in file order.
+	Country string          `json:"country,omitempty"`
+	Scoped  []ExplainedRule `json:"scoped,omitempty"`
 }
 
 // ExplainedRule is a matching rule in an Explanation.
@@ -44,6 +49,9 @@ type ExplainedRule struct {
 	PolicyDefault bool       `json:"policy_default,omitempty"`
 	Reason        string     `json:"reason,omitempty"`
 	Expires       *time.Time `json:"expires,omitempty"`
+	// Scope is the rule's scope as written ("countries=FR"); empty for a
+	// worldwide rule.
+	Scope string `json:"scope,omitempty"`
 }
 
 // ExplainedRoute is the route of a host in an Explanation.
@@ -70,8 +78,17 @@ type ExplainedFile struct {
 	SHA256 string `json:"sha256"`
 }
 
-// Explain describes what a visitor to host gets under bundle b at time now.
+// Explain describes what a visitor to host gets under bundle b at time now,
+// for a visitor of unknown country.
 func Explain(b *Bundle, host string, now time.Time) *Explanation {
+	return ExplainCountry(b, host, "", now)
+}
+
+// ExplainCountry describes what a visitor from country (an ISO 3166-1
+// alpha-2 code in any case; "" for unknown) to host gets under bundle b
+// at time now. The decision is the request path's (MatchWhere with
+// geo.unknown). A country that is no ISO code counts as unknown.
+func ExplainCountry(b *Bundle, host, country string, now time.Time) *Explanation {
 	e := &Explanation{Input: host, At: now.UTC(),
 		Blocklist: ExplainedFile{File: b.List.File(), SHA256: b.List.SHA256()},
 		Config:    ExplainedFile{File: b.Config.Path, SHA256: b.Config.SHA256}}
@@ -82,8 +99,9 @@ func Explain(b *Bundle, host string, now time.Time) *Explanation {
 		return e
 	}
 	e.Host = n
-	rule, matched := b.List.Match(n, now)
-	if matched {
+	country, _ = blocklist.Country(country)
+	rule, matched := b.List.MatchWhere(n, blocklist.Where{Country: country, UnknownBlocks: b.Config.Geo.unknownBlocks()}, now)
+	explained := func(rule blocklist.Rule) *ExplainedRule {
 		er := &ExplainedRule{Pattern: rule.Pattern(), File: b.List.File(), Line: rule.Line, Mode: rule.Mode.String(),
 			Status: rule.Status, Policy: rule.Policy, Reason: rule.Reason}
 		if er.Policy == "" {
@@ -93,7 +111,24 @@ func Explain(b *Bundle, host string, now time.Time) *Explanation {
 			t := rule.Expires.UTC()
 			er.Expires = &t
 		}
-		e.Rule = er
+		if !rule.Scope.IsZero() {
+			er.Scope = rule.Scope.String()
+		}
+		return er
+	}
+	if matched {
+		e.Rule = explained(rule)
+	}
+	if b.List.ScopedFor(n) {
+		e.Country = country
+		if e.Country == "" {
+			e.Country = "unknown"
+		}
+		for r := range b.List.Rules() {
+			if !r.Scope.IsZero() && ruleCovers(r, n) {
+				e.Scoped = append(e.Scoped, *explained(r))
+			}
+		}
 	}
 	if r := matchRoute(b.Config, n); r != nil {
 		e.Route = &ExplainedRoute{Host: r.cfg.Host, Index: r.index}
@@ -135,8 +170,17 @@ func (e *Explanation) Text() string {
 		if r.Expires != nil {
 			fmt.Fprintf(&s, "  expires=%s\n", r.Expires.Format(time.RFC3339))
 		}
+		if r.Scope != "" {
+			fmt.Fprintf(&s, "  scope: %s\n", r.Scope)
+		}
 	} else {
 		fmt.Fprintf(&s, "rule: none\n")
+	}
+	if len(e.Scoped) > 0 {
+		fmt.Fprintf(&s, "scoped rules (the decision depends on the visitor's country; this answer is for %s):\n", e.Country)
+		for _, r := range e.Scoped {
+			fmt.Fprintf(&s, "  %s %s at %s:%d mode=%s status=%d\n", r.Pattern, r.Scope, r.File, r.Line, r.Mode, r.Status)
+		}
 	}
 	if r := e.Route; r != nil {
 		fmt.Fprintf(&s, "route: %s (routes[%d]) -> %s\n", r.Host, r.Index, strings.Join(r.Origins, ", "))
@@ -171,4 +215,12 @@ func matchRoute(cfg *Config, host string) *routeConfigMatch {
 		return nil
 	}
 	return &routeConfigMatch{cfg: cfg.Routes[index[r]], index: index[r]}
+}
+
+// ruleCovers reports whether rule r is about host or a name above it.
+func ruleCovers(r blocklist.Rule, host string) bool {
+	if host == r.Name {
+		return !r.Wildcard
+	}
+	return strings.HasSuffix(host, "."+r.Name)
 }

@@ -96,7 +96,9 @@ func TestTransparencyFeed(t *testing.T) {
 	}
 }
 
-func itoa3(n int) string { return string(rune('0'+n/100)) + string(rune('0'+n/10%10)) + string(rune('0'+n%10)) }
+func itoa3(n int) string {
+	return string(rune('0'+n/100)) + string(rune('0'+n/10%10)) + string(rune('0'+n%10))
+}
 
 // TestTransparencyFeedInChromium checks the feed page with axe-core (WCAG
 // 2.2 A and AA) on a phone and a desktop, light and dark, as the block

@@ -367,18 +367,25 @@ type explainJSON struct {
 }
 
 func runExplain(args []string, stdout, stderr io.Writer) int {
-	var adminFlag string
+	var adminFlag, country string
 	var asJSON bool
 	fs, config, ok := flags("explain", args, stderr, func(fs *flag.FlagSet) {
 		fs.StringVar(&adminFlag, "admin", "", "admin listener `address` of the running edge (default: listen.admin of the config)")
+		fs.StringVar(&country, "country", "", "the visitor's `country` (ISO 3166-1 alpha-2, such as FR), for rules scoped to countries (default: unknown)")
 		jsonFlag(fs, &asJSON)
 	})
 	if !ok {
 		return 2
 	}
 	if fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "usage: edgeblock explain -config FILE [-admin ADDR] HOST")
+		fmt.Fprintln(stderr, "usage: edgeblock explain -config FILE [-admin ADDR] [-country CC] HOST")
 		return 2
+	}
+	if country != "" {
+		if _, ok := blocklist.Country(country); !ok {
+			fmt.Fprintf(stderr, "edgeblock explain: -country %q: not an ISO 3166-1 alpha-2 country code (such as FR)\n", country)
+			return 2
+		}
 	}
 	cfg, err := proxy.LoadConfig(config)
 	if err != nil {
@@ -388,7 +395,7 @@ func runExplain(args []string, stdout, stderr io.Writer) int {
 	addr := adminAddr(cfg, adminFlag)
 	why := "the admin listener is off in the config"
 	if addr != "" {
-		e, err := askExplain(cfg, addr, fs.Arg(0))
+		e, err := askExplain(cfg, addr, fs.Arg(0), country)
 		if err == nil && asJSON {
 			writeJSON(stdout, explainJSON{e, "the running edge at " + addr})
 			return 0
@@ -405,7 +412,7 @@ func runExplain(args []string, stdout, stderr io.Writer) int {
 		printProblems(stderr, err)
 		return 1
 	}
-	e := proxy.Explain(b, fs.Arg(0), time.Now())
+	e := proxy.ExplainCountry(b, fs.Arg(0), country, time.Now())
 	if asJSON {
 		writeJSON(stdout, explainJSON{e, "the files (" + why + ")"})
 		return 0

@@ -55,10 +55,10 @@ With -json it prints one object: ok, config, routes, blocklist, rules, sha256, w
 			exits:    []string{"0  valid (and the running edge would apply it)", "1  a problem, or the running edge would refuse the list; with -diff also when there is nothing to compare with", exitUsage},
 			run:      runCheck},
 		{name: "explain", args: "HOST", summary: "show what a visitor to HOST gets and why",
-			desc: `Says which rule blocks HOST (with its file and line) or which route serves it, and what the visitor gets. It asks the running edge first (GET /explain on the admin listener, 0.5 s to connect) and says which answered; else it reads the files.
+			desc: `Says which rule blocks HOST (with its file and line) or which route serves it, and what the visitor gets. It asks the running edge first (GET /explain on the admin listener, 0.5 s to connect) and says which answered; else it reads the files. When rules scoped to countries cover HOST it lists them with their scope, and -country CC gives the decision for a visitor from that country (default: a visitor of unknown country, as geo.unknown says).
 
-With -json it prints the explanation object of the admin API's GET /explain with "source" added: input, host, invalid, rule, route, visitor, blocklist, config, at, source.`,
-			examples: []string{"edgeblock explain forum.example", "edgeblock explain -json www.forum.example | jq .decision"},
+With -json it prints the explanation object of the admin API's GET /explain with "source" added: input, host, invalid, rule, route, visitor, blocklist, config, at, country, scoped, source.`,
+			examples: []string{"edgeblock explain forum.example", "edgeblock explain -country FR court.example", "edgeblock explain -json www.forum.example | jq .decision"},
 			exits:    []string{"0  explained", "1  the config or list is bad", exitUsage},
 			run:      runExplain},
 		{name: "block", args: "HOST [key=value ...]", summary: "add a rule, or merge attributes into the rule with the same pattern",

@@ -138,8 +138,12 @@ func adminGet(cfg *proxy.Config, addr, path string) (*http.Response, error) {
 }
 
 // askExplain asks the running edge at addr what a visitor to host gets.
-func askExplain(cfg *proxy.Config, addr, host string) (*proxy.Explanation, error) {
-	resp, err := adminGet(cfg, addr, "/explain?host="+url.QueryEscape(host))
+func askExplain(cfg *proxy.Config, addr, host, country string) (*proxy.Explanation, error) {
+	q := "/explain?host=" + url.QueryEscape(host)
+	if country != "" {
+		q += "&country=" + url.QueryEscape(country)
+	}
+	resp, err := adminGet(cfg, addr, q)
 	if err != nil {
 		return nil, err
 	}
