@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeblock/edgeblock/proxy/fleet/fleettest"
 	"github.com/edgeblock/edgeblock/proxy/geo/geotest"
 )
 
@@ -251,5 +252,70 @@ func TestGeoDatabaseSwapUnderLoad(t *testing.T) {
 	})
 	if resp, _ := e.getFrom("127.0.0.1", "fr.example", nil); resp.StatusCode != 451 {
 		t.Errorf("after a bad file: %d, want the last good database's 451", resp.StatusCode)
+	}
+}
+
+// TestGeoFleet: with blocklist.source fleet (a real redis-server) the
+// scoped rules travel in the published list, and each node decides by its
+// own geo.database: the same visitor address is in France for one node's
+// database and in Germany for the other's.
+func TestGeoFleet(t *testing.T) {
+	r := fleettest.Start(t)
+	s := fleetStore(t, r)
+	publish(t, s, "fr.example countries=FR status=451\n", "French order")
+	edges := map[string]*testEnv{}
+	for node, country := range map[string]string{"edge-fr": "FR", "edge-de": "DE"} {
+		dir := t.TempDir()
+		db := filepath.Join(dir, "country.mmdb")
+		geotest.Write(t, db, geoBuilt, geotest.Entry{Network: "127.0.0.0/8", Country: country})
+		e := &testEnv{t: t, dir: dir, config: filepath.Join(dir, "edgeblock.yaml"), logs: &syncBuffer{}}
+		writeFile(t, e.config, fleetConfig(r.Addr(), node)+"geo:\n  database: "+db+"\n")
+		b, err := LoadBundleForStart(e.config, "", time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.serve(b)
+		edges[node] = e
+	}
+	// Not blocked means the name has no route: 404.
+	if c := edges["edge-fr"].status("fr.example"); c != 451 {
+		t.Errorf("edge-fr: fr.example %d, want 451", c)
+	}
+	if c := edges["edge-de"].status("fr.example"); c != 404 {
+		t.Errorf("edge-de: fr.example %d, want 404 (not blocked in Germany)", c)
+	}
+	publish(t, s, "fr.example countries=FR status=451\nde.example countries=DE\n", "German order")
+	edges["edge-de"].waitStatus("de.example", 403, "edge-de to block de.example for German visitors")
+	edges["edge-fr"].waitStatus("fr.example", 451, "edge-fr to keep fr.example")
+	waitFor(t, 5*time.Second, "edge-fr to apply v2", func() bool { return edges["edge-fr"].metric("edgeblock_fleet_version_applied") == "2" })
+	if c := edges["edge-fr"].status("de.example"); c != 404 {
+		t.Errorf("edge-fr: de.example %d, want 404 (not blocked in France)", c)
+	}
+}
+
+func TestGeoConfigErrors(t *testing.T) {
+	base := "listen:\n  http: 127.0.0.1:0\nblocklist:\n  file: /dev/null\n"
+	tests := []struct {
+		config, want string
+	}{
+		{"geo:\n  unknown: deny\n", `geo.unknown: "deny": want allow or block`},
+		{"geo:\n  header: X-Forwarded-For\ntrusted_proxies: [10.0.0.1]\n", `geo.header: "X-Forwarded-For" is a header the edge sets or reads itself`},
+		{"geo:\n  header: \"CF IPCountry\"\n", `geo.header: "CF IPCountry" is not a header name`},
+		{"geo:\n  header: CF_IPCountry\ntrusted_proxies: [10.0.0.1]\n", `geo.header: "CF_IPCountry": a header name with '_'`},
+		{"transparency:\n  host: bad..example\n", `transparency.host: "bad..example"`},
+		{"geo:\n  databse: x.mmdb\n", `geo.databse: unknown key (did you mean database?)`},
+	}
+	for _, tt := range tests {
+		_, err := ParseConfig("edgeblock.yaml", []byte(base+tt.config))
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%q: error %v; want %q", tt.config, err, tt.want)
+		}
+	}
+	cfg, err := ParseConfig("/etc/edgeblock/edgeblock.yaml", []byte(base+"geo:\n  database: country.mmdb\n  header: cf-ipcountry\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Geo.Database != "/etc/edgeblock/country.mmdb" || cfg.Geo.header != "Cf-Ipcountry" || len(cfg.Warnings) != 1 || !strings.Contains(cfg.Warnings[0], "trusted_proxies is empty") {
+		t.Errorf("database %q header %q warnings %q", cfg.Geo.Database, cfg.Geo.header, cfg.Warnings)
 	}
 }
