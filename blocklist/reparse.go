@@ -73,7 +73,10 @@ func reparse(prev *List, file, next string) *List {
 	if sn-start > max(1<<16, len(next)/8) {
 		return nil
 	}
-	oldRegion, newRegion := old[start:so], next[start:sn]
+	// The region's rules keep strings of what they were parsed from: a
+	// copy of the region, not the whole new content, which would keep
+	// every version's content alive along a chain of reparses.
+	oldRegion, newRegion := old[start:so], strings.Clone(next[start:sn])
 	after := uint32(strings.Count(old[:start], "\n")) // lines before the region
 	oldLines, newLines := countLines(oldRegion), countLines(newRegion)
 
