@@ -562,6 +562,16 @@ func TestHTTP3Drain(t *testing.T) {
 	if v := resp.Header.Get("Alt-Svc"); v != "" || resp.StatusCode != 200 {
 		t.Errorf("HTTPS during the drain: %s, Alt-Svc %q; want 200 and no Alt-Svc", resp.Status, v)
 	}
+	// The open connection got GOAWAY: a new request is not served on it
+	// (the client goes to a new connection, which QUIC refuses now).
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	reqOld, _ := http.NewRequestWithContext(ctx, "GET", base3+"/wait?ms=0", nil)
+	reqOld.Host = "app.example"
+	if resp, err := c3.Do(reqOld); err == nil {
+		resp.Body.Close()
+		t.Errorf("a new request on the open QUIC connection during the drain got %s; want GOAWAY to send it elsewhere", resp.Status)
+	}
 	fresh := &http3.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "app.example"},
 		QUICConfig: &quic.Config{HandshakeIdleTimeout: 500 * time.Millisecond}}
 	defer fresh.Close()

@@ -336,7 +336,9 @@ func (s *Server) http2Config() *http.HTTP2Config {
 // once while the public listeners keep serving for drain, every response
 // carrying Connection: close (HTTP/1.1 connections close after it,
 // HTTP/2 ones get GOAWAY), so that a load balancer sees the 503 and moves
-// away before any connection is refused. Then stop: the listeners close,
+// away before any connection is refused; HTTP/3 connections get GOAWAY as
+// the drain begins, Alt-Svc stops and QUIC refuses new connections
+// (http3.go), their requests in flight go on. Then stop: the listeners close,
 // idle connections close, HTTP/2 connections get GOAWAY, and in-flight
 // requests have grace (0: no limit but ctx) to finish before what is left
 // is closed. Blocklist and config reloads go on during the drain. ctx,
