@@ -22,7 +22,10 @@ import (
 // closed, never reused; the bytes are counted as an upstream error of
 // kind "unsolicited" and logged, once per connection. A 408 response
 // there is the origin closing an idle connection, as net/http treats it:
-// closed, not counted.
+// closed, not counted. A 408 can also cross the next request on the
+// wire, after every check: on a reused connection a 408 is therefore
+// never taken as the request's answer (the request goes again on a new
+// connection if resendable allows, else it fails).
 
 // KindUnsolicited is the upstream error kind of bytes an origin sent
 // that no request asked for (see Observer.Failure).

@@ -648,6 +648,11 @@ func (pc *h1Conn) setReadDeadline(t time.Time) {
 	}
 }
 
+// errIdle408 is the error of a request whose reused connection
+// answered 408: the origin closed the connection while the request was
+// on its way, or timed out a request it had not fully got.
+var errIdle408 = errors.New("origin: 408 on a reused connection (the origin closed it as idle)")
+
 // staleError: a reused connection failed before any of the response
 // arrived; the request may be sent again.
 type staleError struct{ err error }
@@ -727,6 +732,18 @@ func (pc *h1Conn) roundTrip(req *http.Request, trace *httptrace.ClientTrace) (*h
 			err = errHeaderTimeout
 		}
 		return nil, x.fail(err, reused)
+	}
+	if reused && resp.StatusCode == http.StatusRequestTimeout {
+		// An origin timing out an idle connection writes a 408 that
+		// answers no request (net/http's server and nginx do), and it can
+		// cross this request on the wire: on a reused connection a 408 is
+		// not known to be this request's answer, so it is not handed on.
+		// The connection closes; the request goes again on a new one if
+		// that is safe (see resendable), else the caller gets an error.
+		if err := x.fail(errIdle408, false); err != errIdle408 {
+			return nil, err
+		}
+		return nil, staleError{errIdle408}
 	}
 	pc.disarmHeaderTimeout()
 	resp.Request = req

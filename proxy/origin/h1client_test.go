@@ -702,3 +702,89 @@ func TestH1ClientIdleClosedByOrigin(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestH1ClientReused408: an origin closing an idle connection writes a
+// 408 that answers no request, and it can cross the next request on the
+// wire. On a reused connection the 408 is never handed on as that
+// request's answer: a request that may go again goes on a new
+// connection, any other gets an error. On a new connection a 408 is the
+// request's own answer and is passed on.
+func TestH1ClientReused408(t *testing.T) {
+	var mu sync.Mutex
+	served := map[net.Conn]int{}
+	prevTag := map[net.Conn]string{}
+	o := newRawOrigin(t, func(req *http.Request, _ []byte, c net.Conn, _ *bufio.Reader) bool {
+		mu.Lock()
+		served[c]++
+		reused := served[c] > 1
+		prev := prevTag[c]
+		prevTag[c] = req.Header.Get("X-Tag")
+		mu.Unlock()
+		if req.Header.Get("X-Fresh-408") != "" {
+			io.WriteString(c, "HTTP/1.1 408 Request Timeout\r\nX-Tag: "+req.Header.Get("X-Tag")+"\r\nContent-Length: 0\r\n\r\n")
+			return true
+		}
+		if reused {
+			// The 408 of the idle timeout, tagged with the last request
+			// this connection served: it crossed the new request.
+			io.WriteString(c, "HTTP/1.1 408 Request Timeout\r\nX-Tag: "+prev+"\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+			return false
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nX-Tag: "+req.Header.Get("X-Tag")+"\r\nContent-Length: 2\r\n\r\nok")
+		return true
+	})
+	for _, tt := range []struct {
+		method string
+		header string // set on the second request
+		want   int    // the second request's status; 0: an error
+	}{
+		{method: "GET", want: 200},
+		{method: "HEAD", want: 200},
+		{method: "POST"},
+		{method: "GET", header: "X-Fresh-408", want: 408},
+	} {
+		t.Run(tt.method+tt.header, func(t *testing.T) {
+			c := newClient()
+			defer c.CloseIdleConnections()
+			do := func(tag, header string) (*http.Response, error) {
+				req := mustReq(t, t.Context(), tt.method, o.url(), nil)
+				req.Header.Set("X-Tag", tag)
+				if header != "" {
+					req.Header.Set(header, "1")
+				}
+				return c.RoundTrip(req)
+			}
+			first := t.Name() + "/first"
+			resp, err := do(first, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if tt.header != "" {
+				// A 408 that is a new connection's own answer.
+				c.CloseIdleConnections()
+			}
+			second := t.Name() + "/second"
+			before := o.accepts.Load()
+			resp, err = do(second, tt.header)
+			switch {
+			case tt.want == 0:
+				if err == nil {
+					resp.Body.Close()
+					t.Fatalf("got %d (X-Tag %q), want an error: the 408 on a reused connection is not this request's answer", resp.StatusCode, resp.Header.Get("X-Tag"))
+				}
+			case err != nil:
+				t.Fatalf("error %v, want %d", err, tt.want)
+			default:
+				resp.Body.Close()
+				if resp.StatusCode != tt.want || resp.Header.Get("X-Tag") != second {
+					t.Fatalf("got %d with X-Tag %q, want %d with X-Tag %q", resp.StatusCode, resp.Header.Get("X-Tag"), tt.want, second)
+				}
+				if tt.header == "" && o.accepts.Load() != before+1 {
+					t.Errorf("%d new connections, want the request sent again on one", o.accepts.Load()-before)
+				}
+			}
+		})
+	}
+}
