@@ -32,15 +32,36 @@ type fleetEdge struct {
 // ready. dir keeps the config and state across restarts of the node.
 func startFleetEdge(t *testing.T, bin, addr, name, dir string) *fleetEdge {
 	t.Helper()
+	e := launchFleetEdge(t, bin, addr, name, dir)
+	e.ready()
+	return e
+}
+
+// launchFleetEdge starts serve as startFleetEdge does, without waiting
+// for it: several edges then start at once.
+func launchFleetEdge(t *testing.T, bin, addr, name, dir string) *fleetEdge {
+	t.Helper()
+	return launchFleetEdgeTimeout(t, bin, addr, name, dir, "1s")
+}
+
+// launchFleetEdgeTimeout is launchFleetEdge with fleet.redis.timeout
+// redisTimeout (one command: reading a large list's snapshot included).
+func launchFleetEdgeTimeout(t *testing.T, bin, addr, name, dir, redisTimeout string) *fleetEdge {
+	t.Helper()
 	e := &fleetEdge{name: name, config: filepath.Join(dir, "edgeblock.yaml"), state: filepath.Join(dir, "state")}
 	writeText(t, e.config, fmt.Sprintf("listen:\n  http: 127.0.0.1:0\n  admin: 127.0.0.1:0\nlog:\n  access: false\n"+
-		"timeouts:\n  drain: 0s\nblocklist:\n  source: fleet\nfleet:\n  redis:\n    addr: %s\n    dial_timeout: 500ms\n    timeout: 1s\n  node: %s\n"+
-		"routes:\n  - host: \"*.example\"\n    origins: [\"http://127.0.0.1:9\"]\n", addr, name))
+		"timeouts:\n  drain: 0s\nblocklist:\n  source: fleet\nfleet:\n  redis:\n    addr: %s\n    dial_timeout: 500ms\n    timeout: %s\n  node: %s\n"+
+		"routes:\n  - host: \"*.example\"\n    origins: [\"http://127.0.0.1:9\"]\n", addr, redisTimeout, name))
 	e.edgeProc = startProc(t, bin, "serve", "-config", e.config, "-state-dir", e.state)
+	return e
+}
+
+// ready waits until the edge listens and is ready.
+func (e *fleetEdge) ready() {
+	e.t.Helper()
 	addrs := e.listening()
 	e.http, e.admin = addrs["http"], addrs["admin"]
 	e.waitReady(e.admin)
-	return e
 }
 
 // listening returns the addresses serve logged in its "listening" lines.

@@ -287,7 +287,11 @@ func (f *Follower) check(ctx context.Context) bool {
 	if n <= f.last.Load() {
 		return true
 	}
-	v, err := f.store.Next(rctx, n)
+	// Reading the version may take longer than a poll: a follower that
+	// is new or far behind reads a snapshot, tens of MB for a large list.
+	vctx, vcancel := context.WithTimeout(ctx, versionReadTimeout)
+	defer vcancel()
+	v, err := f.store.Next(vctx, n)
 	if err != nil {
 		if ctx.Err() == nil {
 			f.setErr(err)
@@ -300,6 +304,10 @@ func (f *Follower) check(ctx context.Context) bool {
 	f.last.Store(v.Number)
 	return true
 }
+
+// versionReadTimeout bounds reading one version (its patches, or its
+// snapshot and patches).
+const versionReadTimeout = 30 * time.Second
 
 // sleep waits d or until ctx is done.
 func sleep(ctx context.Context, d time.Duration) {
