@@ -3,7 +3,7 @@
 # data, a non-root user). The build step is deploy/build.sh, the same script CI runs.
 #   docker build --build-arg VERSION=$(git describe --tags --always) -t edgeblock .
 #   docker run -v $PWD/conf:/etc/edgeblock:ro -v edgeblock-certs:/var/lib/edgeblock \
-#     -p 80:80 -p 443:443 -p 127.0.0.1:9090:9090 edgeblock
+#     -p 80:80 -p 443:443 -p 443:443/udp -p 127.0.0.1:9090:9090 edgeblock
 FROM golang:1.26-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./
@@ -23,6 +23,6 @@ COPY --from=build --chown=65532:65532 /out/state /var/lib/edgeblock
 VOLUME ["/var/lib/edgeblock"]
 ENV XDG_DATA_HOME=/var/lib EDGEBLOCK_STATE_DIR=/var/lib/edgeblock
 USER 65532:65532
-EXPOSE 80 443 9090
+EXPOSE 80 443 443/udp 9090
 ENTRYPOINT ["/usr/local/bin/edgeblock"]
 CMD ["serve", "-config", "/etc/edgeblock/edgeblock.yaml"]

@@ -433,18 +433,25 @@ func checkKubernetes(t *testing.T, m kubeDocs) {
 	}
 
 	// Ports.
-	ports := map[string]string{}
+	ports, protos := map[string]string{}, map[string]string{}
 	for _, p := range get(c, "ports").([]any) {
 		ports[str(get(p, "name"))] = str(get(p, "containerPort"))
+		protos[str(get(p, "name"))] = str(get(p, "protocol"))
 	}
-	for name, addr := range map[string]string{"http": cfg.Listen.HTTP, "https": cfg.Listen.HTTPS, "admin": cfg.Listen.Admin} {
+	for name, addr := range map[string]string{"http": cfg.Listen.HTTP, "https": cfg.Listen.HTTPS, "admin": cfg.Listen.Admin, "quic": cfg.Listen.QUIC} {
 		if ports[name] != port(addr) {
 			t.Errorf("containerPort %s = %q, config listens on %q", name, ports[name], addr)
 		}
 	}
+	if protos["quic"] != "UDP" {
+		t.Errorf("containerPort quic has protocol %q, want UDP", protos["quic"])
+	}
 	for _, p := range get(svc, "spec", "ports").([]any) {
 		if _, ok := ports[str(get(p, "targetPort"))]; !ok {
 			t.Errorf("Service targetPort %v is not a container port", get(p, "targetPort"))
+		}
+		if str(get(p, "name")) == "quic" && (str(get(p, "port")) != strconv.Itoa(cfg.Listen.QUICAdvertisePort) || str(get(p, "protocol")) != "UDP") {
+			t.Errorf("Service quic port %v/%v, want UDP on listen.quic_advertise_port %d", get(p, "port"), get(p, "protocol"), cfg.Listen.QUICAdvertisePort)
 		}
 		if str(get(p, "name")) == "https" && str(get(p, "port")) != strconv.Itoa(cfg.TLS.RedirectPort) {
 			t.Errorf("Service https port %v differs from tls.redirect_port %d", get(p, "port"), cfg.TLS.RedirectPort)
@@ -558,7 +565,7 @@ func TestDockerfile(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := string(b)
-	for _, want := range []string{"bash deploy/build.sh /out", "EXPOSE 80 443 9090", "USER 65532:65532", `VOLUME ["/var/lib/edgeblock"]`,
+	for _, want := range []string{"bash deploy/build.sh /out", "EXPOSE 80 443 443/udp 9090", "USER 65532:65532", `VOLUME ["/var/lib/edgeblock"]`,
 		`CMD ["serve", "-config", "/etc/edgeblock/edgeblock.yaml"]`, "FROM gcr.io/distroless/static-debian12:nonroot",
 		// The volume belongs to the user the process runs as, and the
 		// snapshot of the last applied state goes there.
