@@ -73,7 +73,8 @@ YAML
 "$work/edgeblock" serve -config "$work/edgeblock.yaml" -state-dir "$work/state" 2>"$work/edgeblock.log" & pids+=($!)
 eb_pid=$!
 wait_port "$eb_https"
-grep -o '"msg":"HTTP/3 listener".*' "$work/edgeblock.log" | head -1
+for _ in $(seq 200); do grep -q '"msg":"HTTP/3 listener"' "$work/edgeblock.log" && break; sleep 0.1; done
+grep -o '"msg":"HTTP/3 listener".*' "$work/edgeblock.log" || { echo "edgeblock logged no HTTP/3 listener line"; cat "$work/edgeblock.log"; exit 1; }
 
 run() { # PROTO HOST DURATION
   "$work/h3load" -proto "$1" -addr "127.0.0.1:$eb_https" -host "$2" -c "$h3c" -m "$h3m" -d "$3" -pid "$eb_pid"
