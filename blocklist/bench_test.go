@@ -179,3 +179,33 @@ func BenchmarkMatchOverlay(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkApplyEdit times the guarded edit of a 10-rule and a
+// 1,000,000-rule list: a new rule (added at the end), a rule changed in
+// the middle, and the unblock of a rule in the middle (which the drop
+// guard lets through: one rule of many).
+func BenchmarkApplyEdit(b *testing.B) {
+	now := time.Now()
+	for _, n := range []int{10, 1_000_000} {
+		data := genList(n)
+		mid := fmt.Sprintf("site%d.example", n/2+1)
+		for _, c := range []struct {
+			name string
+			e    Edit
+		}{
+			{"add", Edit{Pattern: "new.example", Args: []string{"status=451"}}},
+			{"change", Edit{Pattern: mid, Args: []string{"status=451"}}},
+			{"unblock", Edit{Unblock: true, Pattern: mid}},
+		} {
+			b.Run(fmt.Sprintf("%s/%d", c.name, n), func(b *testing.B) {
+				b.SetBytes(int64(len(data)))
+				for b.Loop() {
+					out, _, err := ApplyEdit("bench", data, c.e, 0.5, now)
+					if err != nil || out == nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}

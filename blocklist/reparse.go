@@ -245,6 +245,12 @@ func reparse(prev *List, file, next string) *List {
 	return l
 }
 
+// Is reports whether l was built from file with content data: a byte
+// comparison, cheaper than hashing data to compare with SHA256.
+func (l *List) Is(file string, data []byte) bool {
+	return l.file == file && string(data) == l.src
+}
+
 // NeedsCompaction reports whether the list is a base with an overlay big
 // enough that the next Reparse will parse the file whole. A caller that
 // keeps a list for long can, off the request path, replace it with

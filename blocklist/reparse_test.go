@@ -388,3 +388,30 @@ func FuzzReparse(f *testing.F) {
 		}
 	})
 }
+
+func TestListIs(t *testing.T) {
+	l, err := Parse("f.txt", []byte(reparseBase))
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, err := Reparse(l, "f.txt", []byte(reparseBase+"x.example\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		l    *List
+		file string
+		data string
+		want bool
+	}{
+		{l, "f.txt", reparseBase, true},
+		{l, "g.txt", reparseBase, false},
+		{l, "f.txt", reparseBase + "\n", false},
+		{next, "f.txt", reparseBase + "x.example\n", true},
+		{next, "f.txt", reparseBase, false},
+	} {
+		if got := tt.l.Is(tt.file, []byte(tt.data)); got != tt.want {
+			t.Errorf("Is(%s, %d bytes) = %v, want %v", tt.file, len(tt.data), got, tt.want)
+		}
+	}
+}

@@ -544,7 +544,7 @@ func (r *Reloader) Reload(trigger string) {
 	case r.fleet != nil:
 	case err != nil:
 		r.listFailure(now, trigger, listError(next.Config, err))
-	case file == r.cur.List.File() && hashOf(listData) == r.cur.List.SHA256():
+	case r.cur.List.Is(file, listData):
 		r.metrics.Blocklist.record("unchanged", now)
 		listOK = true
 	default:
