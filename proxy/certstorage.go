@@ -161,13 +161,50 @@ func (f *failFastStorage) Unlock(ctx context.Context, name string) error {
 	return f.s.Unlock(ctx, name)
 }
 
-// Store implements certmagic.Storage.
+// storeWaitFor is how long a store of an order's certificate waits out a
+// Redis it cannot reach before failing: longer than a failover (a
+// Sentinel or Cluster election takes 2–4 s). A failed store costs the
+// whole order, which certmagic places again a minute later
+// (TestFleetCertificateLockAcrossFailover).
+const storeWaitFor = 10 * time.Second
+
+// Store implements certmagic.Storage. A write of a certificate's file
+// under its lock (fleet.Storage.Fenced: an order under way got the lock,
+// so Redis was there a moment ago) is not failed fast by the breaker: it
+// tries Redis every 100 ms (each try with the deadline) until it succeeds,
+// Redis refuses it for a reason that will not pass (the lock was taken
+// over: fleet.ErrLockLost), the caller gives up, or storeWaitFor has
+// passed. Other writes go through the breaker like every call.
 func (f *failFastStorage) Store(ctx context.Context, key string, value []byte) error {
-	err := f.call(ctx, "store", key, func(c context.Context) error { return f.s.Store(c, key, value) })
-	if err == nil {
-		f.keep(ctx, key, value)
+	if !f.s.Fenced(key) {
+		err := f.call(ctx, "store", key, func(c context.Context) error { return f.s.Store(c, key, value) })
+		if err == nil {
+			f.keep(ctx, key, value)
+		}
+		return err
 	}
-	return err
+	deadline := time.Now().Add(storeWaitFor)
+	for {
+		cctx, cancel := context.WithTimeout(ctx, storageCallTimeout)
+		err := f.s.Store(cctx, key, value)
+		if err != nil && errors.Is(cctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
+			err = fmt.Errorf("fleet storage: store %q: %w (%v): %v", key, errStorageTimeout, storageCallTimeout, err)
+		}
+		cancel()
+		f.end(err)
+		if err == nil {
+			f.keep(ctx, key, value)
+			return nil
+		}
+		if errors.Is(err, fleet.ErrLockLost) || ctx.Err() != nil || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // Load implements certmagic.Storage.

@@ -169,6 +169,15 @@ func (s *Storage) Store(ctx context.Context, key string, value []byte) error {
 	return nil
 }
 
+// Fenced reports whether a Store of key now would be fenced: key is a
+// file of a certificate whose certmagic lock this Storage holds (see
+// Store). Such a write comes from an order under way, after its lock was
+// taken.
+func (s *Storage) Fenced(key string) bool {
+	lock, _ := s.fence(key)
+	return lock != ""
+}
+
 // fence returns the key and this holder's hold of a certmagic lock this
 // Storage holds on the certificate that key is a file of ("" if none).
 func (s *Storage) fence(key string) (lock string, h heldLock) {
