@@ -3,6 +3,7 @@ package proxy
 import (
 	"net/http"
 	"net/textproto"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,8 +19,34 @@ func (p *Proxy) decide(st *state, r *http.Request, host string, now time.Time, e
 	if !st.list.ScopedFor(host) {
 		return st.list.Match(host, now)
 	}
-	e.geo, e.country = true, p.visitorCountry(r, st.cfg)
-	return st.list.MatchWhere(host, blocklist.Where{Country: e.country, UnknownBlocks: st.cfg.Geo.unknownBlocks()}, now)
+	country := p.visitorCountry(r, st.cfg)
+	e.geo = indexOf(country)
+	return st.list.MatchWhere(host, blocklist.Where{Country: country, UnknownBlocks: st.cfg.Geo.unknownBlocks()}, now)
+}
+
+// geoIndex records a visitor's country in an access entry: 0 when no
+// country was looked up, 1 for unknown, else 2 + the code's index in
+// countryCodes.
+type geoIndex uint16
+
+// countryCodes are the codes blocklist.Country accepts, sorted.
+var countryCodes = blocklist.Countries()
+
+// indexOf returns the geoIndex of a looked-up country ("" for unknown).
+func indexOf(country string) geoIndex {
+	if i, ok := slices.BinarySearch(countryCodes, country); ok {
+		return geoIndex(i + 2)
+	}
+	return 1
+}
+
+// country returns the country of i: a code, or "" for unknown (or none
+// looked up).
+func (i geoIndex) country() string {
+	if i < 2 {
+		return ""
+	}
+	return countryCodes[i-2]
 }
 
 // visitorCountry returns the visitor's country as an ISO 3166-1 alpha-2

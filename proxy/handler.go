@@ -265,8 +265,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			e.outcome = OutcomeBlocked
 			page := st.blockPage(rule.AttrsID)
 			if !rule.Scope.IsZero() {
-				page = page.InCountry(e.country)
-				p.metrics.geo().Blocked(e.country)
+				page = page.InCountry(e.geo.country())
+				p.metrics.geo().Blocked(e.geo.country())
 			}
 			page.Serve(rec, r, preq)
 			return
@@ -450,10 +450,11 @@ type accessEntry struct {
 	info    *reqInfo
 	// report: a report-mode rule matched a forwarded request.
 	report bool
-	// geo: a scoped rule covers host, so the visitor's country (country,
-	// "" for unknown) was looked up and goes into the access line.
-	geo     bool
-	country string
+	// geo is set when a scoped rule covers host, so the visitor's country
+	// was looked up (see countryOf) and goes into the access line. It is
+	// an index rather than a string so that the entry stays in its
+	// allocation size class.
+	geo geoIndex
 }
 
 // finish counts a request and writes its access line.
@@ -505,8 +506,8 @@ func (p *Proxy) finish(rec *recorder, e *accessEntry) {
 	if e.rule != nil {
 		l.hasRule, l.rule, l.ruleLine, l.mode = true, e.rule.Pattern(), e.rule.Line, e.rule.Mode.String()
 	}
-	if e.geo {
-		l.hasCountry, l.country = true, e.country
+	if e.geo != 0 {
+		l.hasCountry, l.country = true, e.geo.country()
 		if l.country == "" {
 			l.country = "unknown"
 		}
