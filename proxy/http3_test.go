@@ -978,3 +978,95 @@ func TestAltSvcFromOrigin(t *testing.T) {
 		t.Errorf("Alt-Svc without QUIC: %q, want none", got)
 	}
 }
+
+// TestQUICStatelessResetAcrossRestart: an edge that stops without closing
+// its QUIC connections (a crash) and starts again on the same state
+// directory resets a client's connection at its next packet (a stateless
+// reset from the kept key), so the client moves on at once instead of
+// waiting out its idle timeout. Started on another state directory (other
+// keys), the new edge cannot, and the client is left waiting.
+func TestQUICStatelessResetAcrossRestart(t *testing.T) {
+	o := echoOrigin(t)
+	for _, tt := range []struct {
+		name      string
+		sameState bool
+	}{{"same state directory", true}, {"other state directory", false}} {
+		t.Run(tt.name, func(t *testing.T) {
+			state := t.TempDir()
+			free, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			addr := free.LocalAddr().String()
+			free.Close()
+			storage := storageDir(t)
+			e := startEnv(t, fmt.Sprintf("listen:\n  https: 127.0.0.1:0\n  quic: %s\n  admin: 127.0.0.1:0\ntls:\n  mode: internal\n  storage: %s\n", addr, storage)+
+				routeConfig("app.example", `"`+o.URL+`"`), "")
+			start := func(stateDir string) *Server {
+				t.Helper()
+				b, err := LoadBundle(e.config)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b.StateDir = stateDir
+				srv, err := NewServer(slogDiscard(), e.config, b)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := srv.Start(b); err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() {
+					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+					defer cancel()
+					srv.Shutdown(ctx)
+				})
+				return srv
+			}
+			e.srv.Shutdown(context.Background()) // the env's own edge: memory keys
+			first := start(state)
+			pemData, _ := os.ReadFile(filepath.Join(storage, "internal-ca", "root.crt"))
+			pool := x509.NewCertPool()
+			pool.AppendCertsFromPEM(pemData)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			qc, err := quic.DialAddr(ctx, addr, &tls.Config{RootCAs: pool, ServerName: "app.example", NextProtos: []string{"h3"}},
+				&quic.Config{MaxIdleTimeout: 20 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer qc.CloseWithError(0, "")
+			cc := (&http3.Transport{}).NewClientConn(qc)
+			req, _ := http.NewRequest("GET", "https://app.example/", nil)
+			if resp, err := cc.RoundTrip(req); err != nil || resp.StatusCode != 200 {
+				t.Fatalf("first request: %v %v", resp, err)
+			}
+			first.quic.udp.Close() // the crash: no CONNECTION_CLOSE goes out
+			next := state
+			if !tt.sameState {
+				next = t.TempDir()
+			}
+			start(next)
+			sent := time.Now()
+			go func() {
+				req, _ := http.NewRequest("GET", "https://app.example/", nil)
+				if resp, err := cc.RoundTrip(req); err == nil {
+					resp.Body.Close()
+				}
+			}()
+			select {
+			case <-qc.Context().Done():
+				var reset *quic.StatelessResetError
+				err := context.Cause(qc.Context())
+				if !tt.sameState || !errors.As(err, &reset) {
+					t.Errorf("the client's connection ended after %v with %v", time.Since(sent), err)
+				}
+				t.Logf("connection ended %v after its next request: %v", time.Since(sent).Round(time.Millisecond), err)
+			case <-time.After(3 * time.Second):
+				if tt.sameState {
+					t.Error("no stateless reset within 3s of the next request")
+				}
+			}
+		})
+	}
+}
