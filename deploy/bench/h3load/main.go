@@ -97,7 +97,16 @@ func load(proto, addr, host, path string, conns, streams int, dur time.Duration,
 	for range conns {
 		c, closeFn := client(proto, addr, host)
 		defer closeFn()
-		if _, err := get(c, url, host); err != nil { // connect before the clock starts
+		// Connect before the clock starts; the edge may still be getting
+		// the name's certificate.
+		var err error
+		for try := 0; try < 5; try++ {
+			if _, err = get(c, url, host); err == nil {
+				break
+			}
+			time.Sleep(time.Second)
+		}
+		if err != nil {
 			log.Fatalf("%s %s: %v", proto, url, err)
 		}
 		clients = append(clients, c)
