@@ -95,7 +95,9 @@ func reparse(prev *List, file, next string) *List {
 	region := &List{nodes: map[string]node{}, attrs: slices.Clip(prev.attrs)}
 	ps := parser{list: region, baseIDs: prev.attrIDs, attrIDs: cloneMap(po.attrIDs)}
 	if after > 0 {
-		above := old[strings.LastIndexByte(old[:start-1], '\n')+1 : start-1]
+		// A copy: the annotation's strings go into the new list, which
+		// must not keep prev's whole content alive.
+		above := strings.Clone(old[strings.LastIndexByte(old[:start-1], '\n')+1 : start-1])
 		seed := parser{list: &List{nodes: map[string]node{}}, attrIDs: map[Attrs]uint32{}}
 		seed.line(above, int(after))
 		ps.note, ps.noteLine = seed.note, seed.noteLine
@@ -328,7 +330,9 @@ func scanUnblocks(text string) map[string]Note {
 		if !strings.HasPrefix(line, NotePrefix) {
 			continue
 		}
-		if n, unblocked, ok := parseNote(line); ok && unblocked != "" {
+		// A copy of the line: the map outlives this content (the next
+		// Reparse shares it) and must not keep it alive.
+		if n, unblocked, ok := parseNote(strings.Clone(line)); ok && unblocked != "" {
 			if out == nil {
 				out = map[string]Note{}
 			}
