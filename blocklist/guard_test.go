@@ -148,11 +148,12 @@ func TestRuleFormatRoundTrip(t *testing.T) {
 func checkSameRules(t *testing.T, a, b *List) {
 	t.Helper()
 	for r := range a.Rules() {
-		got, ok := b.Lookup(r.Pattern())
-		if !ok {
-			t.Errorf("%s lost", r.Pattern())
+		i := b.find(r.Name, r.Wildcard, r.Scope) // a pattern's rules differ by scope
+		if i < 0 {
+			t.Errorf("%s %s lost", r.Pattern(), r.Scope)
 			continue
 		}
+		got := b.rule(i)
 		if got.Attrs != r.Attrs || !got.Expires.Equal(r.Expires) {
 			t.Errorf("%s: %+v %v, want %+v %v", r.Pattern(), got.Attrs, got.Expires, r.Attrs, r.Expires)
 		}
@@ -161,6 +162,7 @@ func checkSameRules(t *testing.T, a, b *List) {
 
 func FuzzRuleFormat(f *testing.F) {
 	f.Add([]byte("forum.example reason=\"x # y \\\"z\\\"\" policy=https://p.example/#f\n*.a.example status=451 mode=report expires=2027-01-01T10:00:00.5Z\n"))
+	f.Add([]byte("a.example\na.example countries=fr status=451 publish=yes\na.example countries=DE notice=https://n.example/1\na.example except_countries=us unknown=block\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		l, err := Parse("fuzz", data)
 		if err != nil {

@@ -2,6 +2,7 @@ package blocklist
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -153,6 +154,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("bad..x color=1\n"))
 	f.Add([]byte("c.example reason.de=\"Grund\" reason.PT-br=x contact=mailto:a@b.example appeal=https://a.example/\n"))
 	f.Add([]byte("#@ 2026-11-26T10:00:00Z by alice: T-1\na.example\n#@ 2026-11-26T11:00:00Z by bob unblocked b.example: gone\n"))
+	f.Add([]byte("a.example\na.example countries=fr,DE status=451 publish=yes notice=https://lumendatabase.org/n/1\n*.a.example except_countries=US unknown=allow\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		l, err := Parse("fuzz", data)
 		if err != nil {
@@ -170,16 +172,35 @@ func FuzzParse(f *testing.F) {
 			} else if b, _ := back.Lookup(r.Pattern()); b.Attrs != r.Attrs {
 				t.Fatalf("Format %q reads back as %+v, want %+v", r.Format(), b.Attrs, r.Attrs)
 			}
-			got, ok := l.Lookup(r.Pattern())
-			if !ok || got.Line != r.Line {
+			if i := l.find(r.Name, r.Wildcard, r.Scope); i < 0 || l.rule(i).Line != r.Line {
+				t.Fatalf("rule %v not found by its pattern and scope", r)
+			}
+			if _, ok := l.Lookup(r.Pattern()); !ok {
 				t.Fatalf("rule %v not found by Lookup", r)
 			}
 			host := r.Name
 			if r.Wildcard {
 				host = "x." + host
 			}
-			if _, ok := l.Match(host, r.Expires.Add(-time.Second)); !ok {
-				t.Fatalf("rule %v does not match %q", r, host)
+			// A visitor inside the rule's scope.
+			w := Where{UnknownBlocks: true}
+			if cs := r.Scope.Countries(); len(cs) > 0 && !r.Scope.Except() {
+				w.Country = cs[0]
+			} else if r.Scope.Except() {
+				for _, c := range Countries() {
+					if !slices.Contains(cs, c) {
+						w.Country = c
+						break
+					}
+				}
+			}
+			if _, ok := l.MatchWhere(host, w, r.Expires.Add(-time.Second)); !ok {
+				t.Fatalf("rule %v does not match %q for %+v", r, host, w)
+			}
+			if r.Scope.IsZero() {
+				if _, ok := l.Match(host, r.Expires.Add(-time.Second)); !ok {
+					t.Fatalf("rule %v does not match %q", r, host)
+				}
 			}
 		}
 	})

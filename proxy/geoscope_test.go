@@ -98,6 +98,7 @@ func TestGeoScopedRequests(t *testing.T) {
 		{"sub-name of a scoped rule", "127.0.0.1", "www.fr.example", nil, 451, "Court order 123", "FR"},
 		{"untrusted peer's header is ignored (outside)", "127.0.0.2", "fr.example", map[string]string{"CF-IPCountry": "FR"}, 200, "", "DE"},
 		{"untrusted peer's header is ignored (inside)", "127.0.0.1", "fr.example", map[string]string{"CF-IPCountry": "DE"}, 451, "France", "FR"},
+		{"untrusted peer's '_' spelling is ignored and removed", "127.0.0.2", "fr.example", map[string]string{"CF_IPCountry": "FR"}, 200, "", "DE"},
 		{"trusted proxy's header decides (inside)", "127.0.0.9", "fr.example", map[string]string{"CF-IPCountry": "fr"}, 451, "France", "FR"},
 		{"trusted proxy's header decides (outside)", "127.0.0.9", "fr.example", map[string]string{"CF-IPCountry": "DE", "X-Forwarded-For": "203.0.113.7"}, 200, "", "DE"},
 		{"trusted proxy without the header: the database, by X-Forwarded-For", "127.0.0.9", "fr.example", map[string]string{"X-Forwarded-For": "203.0.113.7"}, 451, "France", "FR"},
@@ -135,6 +136,11 @@ func TestGeoScopedRequests(t *testing.T) {
 			}
 			if v := got.Header.Get("Cf-Ipcountry"); v != want {
 				t.Errorf("%s: origin saw CF-IPCountry %q, want %q", tt.name, v, want)
+			}
+			for k := range got.Header {
+				if tt.from != "127.0.0.9" && strings.EqualFold(strings.ReplaceAll(k, "_", "-"), "CF-IPCountry") {
+					t.Errorf("%s: origin saw %s from an untrusted peer", tt.name, k)
+				}
 			}
 		}
 	}
