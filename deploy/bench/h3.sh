@@ -6,8 +6,9 @@
 # and edgeblock's CPU time per request (/proc/PID/stat), the figure that
 # the machine's other load disturbs least. Then the handshake flood: for
 # each rate in BENCH_FLOOD_RATES, that many new QUIC connections per second
-# (full handshake and one request each) with edgeblock's CPU share, memory
-# and the Retries it sent (above 200 new connections a second every further
+# (full handshake and one request each; then first flights only, the
+# handshakes abandoned) with edgeblock's CPU share, memory and the Retries
+# it sent (above 200 new connections a second every further
 # one must prove its address first).
 #
 #   bash deploy/bench/h3.sh
@@ -89,7 +90,9 @@ for h in proxied.bench blocked.bench; do
   done
 done
 for r in $rates; do
-  "$work/h3load" -flood "$r" -addr "127.0.0.1:$eb_https" -host blocked.bench -d "$duration" -pid "$eb_pid" \
-    -metrics "http://127.0.0.1:$eb_admin/metrics"
+  for mode in -abandon=false -abandon=true; do
+    "$work/h3load" -flood "$r" $mode -addr "127.0.0.1:$eb_https" -host blocked.bench -d "$duration" -pid "$eb_pid" \
+      -metrics "http://127.0.0.1:$eb_admin/metrics"
+  done
 done
 echo "edgeblock RSS $(awk '/VmRSS/ {print $2, $3}' "/proc/$eb_pid/status"), peak $(awk '/VmHWM/ {print $2, $3}' "/proc/$eb_pid/status"); $(uptime | sed 's/.*load/load/')"

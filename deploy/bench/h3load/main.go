@@ -14,7 +14,9 @@
 // handshake and one request, then closed; prints the rate reached, the
 // failures, the server's CPU share and its resident memory (VmRSS, and
 // VmHWM, the peak) and, with -metrics, how many connections the edge sent
-// a Retry (edgeblock_quic_retries_total).
+// a Retry (edgeblock_quic_retries_total). With -abandon each connection
+// sends its first flight and walks away after 20ms, leaving the edge a
+// handshake to time out (timeouts.read_header): the cheap flood.
 //
 // Certificates are not verified: the figures are about cost, not trust.
 package main
@@ -52,9 +54,10 @@ func main() {
 	pid := flag.Int("pid", 0, "server process `id`, for its CPU time (Linux)")
 	flood := flag.Int("flood", 0, "new QUIC connections per second (flood mode); 0: load mode")
 	metrics := flag.String("metrics", "", "the edge's /metrics `URL`, for its Retry count (flood mode)")
+	abandon := flag.Bool("abandon", false, "flood mode: send the first flight and walk away (handshakes left for the edge to time out)")
 	flag.Parse()
 	if *flood > 0 {
-		floodRun(*addr, *host, *path, *flood, *dur, *pid, *metrics)
+		floodRun(*addr, *host, *path, *flood, *dur, *pid, *metrics, *abandon)
 		return
 	}
 	load(*proto, *addr, *host, *path, *conns, *streams, *dur, *pid)
@@ -168,7 +171,7 @@ func load(proto, addr, host, path string, conns, streams int, dur time.Duration,
 	}
 }
 
-func floodRun(addr, host, path string, rate int, dur time.Duration, pid int, metricsURL string) {
+func floodRun(addr, host, path string, rate int, dur time.Duration, pid int, metricsURL string, abandon bool) {
 	url := "https://" + addr + path
 	var ok, failed atomic.Int64
 	var wg sync.WaitGroup
@@ -180,6 +183,18 @@ func floodRun(addr, host, path string, rate int, dur time.Duration, pid int, met
 	for time.Since(start) < dur {
 		<-tick.C
 		wg.Go(func() {
+			if abandon {
+				// X25519 alone keeps the client's side of the flood cheap.
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+				defer cancel()
+				c, err := quic.DialAddr(ctx, addr, &tls.Config{InsecureSkipVerify: true, ServerName: host, NextProtos: []string{http3.NextProtoH3},
+					CurvePreferences: []tls.CurveID{tls.X25519}}, nil)
+				if err == nil {
+					c.CloseWithError(0, "")
+				}
+				ok.Add(1) // an attempt made
+				return
+			}
 			c, closeFn := client("h3", addr, host)
 			defer closeFn()
 			if _, err := get(c, url, host); err != nil {
@@ -192,7 +207,11 @@ func floodRun(addr, host, path string, rate int, dur time.Duration, pid int, met
 	wg.Wait()
 	elapsed := time.Since(start)
 	cpu := cpuTime(pid) - c0
-	fmt.Printf("flood %d new QUIC conns/s for %v: %.0f conn/s done, %d failed", rate, dur, float64(ok.Load())/elapsed.Seconds(), failed.Load())
+	what := "conn/s done"
+	if abandon {
+		what = "abandoned handshakes/s"
+	}
+	fmt.Printf("flood %d new QUIC conns/s for %v: %.0f %s, %d failed", rate, dur, float64(ok.Load())/elapsed.Seconds(), what, failed.Load())
 	if pid != 0 {
 		rss, hwm := memory(pid)
 		fmt.Printf("  server CPU %.0f%% of a core, %.0f µs/conn, RSS %d MiB (peak %d MiB)",
