@@ -533,16 +533,17 @@ func (r *Reloader) applyVersion(v fleet.Version) {
 	// Tell the fleet at once, rather than at the next heartbeat.
 	f.beatNow()
 	if l.NeedsCompaction() {
-		go r.compactFleetList(l)
+		go r.compactList(l)
 	}
 }
 
-// compactFleetList replaces the list in effect, l, with the same list
-// parsed whole (see blocklist.List.Compact), off the request path and
-// outside r.mu while parsing, so that the next versions are again
-// reparsed in proportion to their change rather than parsed whole on the
-// way to the edge. Nothing changes for requests: the same rules.
-func (r *Reloader) compactFleetList(l *blocklist.List) {
+// compactList replaces the list in effect, l, with the same list parsed
+// whole (see blocklist.List.Compact), off the request path and outside
+// r.mu while parsing, so that the next versions (fleet) or reloads (file)
+// are again reparsed in proportion to their change rather than parsed
+// whole on the way to the edge. Nothing changes for requests: the same
+// rules.
+func (r *Reloader) compactList(l *blocklist.List) {
 	c := l.Compact()
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -550,7 +551,7 @@ func (r *Reloader) compactFleetList(l *blocklist.List) {
 		return // a newer version came meanwhile: it is compacted in turn
 	}
 	if err := r.p.Apply(r.cur.Config, c, r.cur.Renderer); err != nil {
-		r.log.Warn("fleet: compacting the list in effect failed; keeping it as is", "event", "fleet", "result", "compact_failed", "file", l.File(), "error", err.Error())
+		r.log.Warn("compacting the list in effect failed; keeping it as is", "event", "blocklist_compact", "result", "failure", "file", l.File(), "error", err.Error())
 		return
 	}
 	next := *r.cur

@@ -611,6 +611,9 @@ func (r *Reloader) Reload(trigger string) {
 	if r.OnApply != nil {
 		go r.OnApply(&next)
 	}
+	if listChanged && next.List.NeedsCompaction() {
+		go r.compactList(next.List)
+	}
 }
 
 // snapshot writes the state in effect to the state directory, if any.

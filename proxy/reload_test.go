@@ -409,3 +409,32 @@ func TestFarExpiry(t *testing.T) {
 		t.Errorf("far.example: status %d, want 403", got)
 	}
 }
+
+// TestReloadCompactsInBackground: a file-mode reload that leaves the list
+// with a large overlay (blocklist.Reparse of many changed lines in a big
+// file) is followed, off the reload, by the same list parsed whole, with
+// the same rules in effect all along.
+func TestReloadCompactsInBackground(t *testing.T) {
+	var base strings.Builder
+	for i := range 30_000 {
+		fmt.Fprintf(&base, "s%d.example\n", i)
+	}
+	e := startReloadEnv(t, base.String(), "")
+	// 2,500 new rules at the end: a region well under an eighth of the file,
+	// an overlay past half of what Reparse keeps before parsing whole.
+	var more strings.Builder
+	for i := range 2500 {
+		fmt.Fprintf(&more, "n%d.example\n", i)
+	}
+	writeFile(t, e.list, base.String()+more.String())
+	e.waitStatus("n2499.example", 403, "the new rules in effect")
+	waitFor(t, 10*time.Second, "the compacted list", func() bool {
+		l := e.srv.reloader.current().List
+		return !l.NeedsCompaction() && l.Len() == 32_500
+	})
+	for _, h := range []string{"s0.example", "s29999.example", "n0.example", "n2499.example"} {
+		if got := e.status(h); got != 403 {
+			t.Errorf("%s: status %d after compaction, want 403", h, got)
+		}
+	}
+}
