@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"iter"
 	"strings"
+
+	"github.com/edgeblock/edgeblock/pages/langtag"
 )
 
 // Reasons are a rule's reasons in particular languages, written
@@ -48,7 +50,7 @@ func (r Reasons) Get(tag string) (string, bool) {
 
 // With returns r with the reason for tag set to text, replacing any it had;
 // an empty text removes the language. tag must be valid (see
-// CanonicalLangTag).
+// langtag.Canonical).
 func (r Reasons) With(tag, text string) Reasons {
 	var b strings.Builder
 	added := text == ""
@@ -71,40 +73,6 @@ func (r Reasons) With(tag, text string) Reasons {
 // reasonPrefix starts the key of a per-language reason.
 const reasonPrefix = "reason."
 
-// CanonicalLangTag checks that tag is a BCP 47 language tag in the shape
-// Accept-Language uses (a primary language of 2 to 8 letters, then
-// subtags of 1 to 8 letters or digits joined by "-") and returns it in
-// canonical case: language lower case, a 4-letter script title case, a
-// 2-letter region upper case ("pt-br" becomes "pt-BR").
-func CanonicalLangTag(tag string) (string, error) {
-	if tag == "" || len(tag) > 35 {
-		return "", fmt.Errorf("language tag %q: want a tag such as de, pt-BR or zh-Hant", tag)
-	}
-	parts := strings.Split(tag, "-")
-	for i, p := range parts {
-		ok := len(p) >= 1 && len(p) <= 8
-		for j := 0; ok && j < len(p); j++ {
-			c := p[j]
-			letter := 'a' <= c|0x20 && c|0x20 <= 'z'
-			ok = letter || (i > 0 && '0' <= c && c <= '9')
-		}
-		if !ok || (i == 0 && len(p) < 2) {
-			return "", fmt.Errorf("language tag %q: want a tag such as de, pt-BR or zh-Hant", tag)
-		}
-		switch {
-		case i == 0:
-			parts[i] = strings.ToLower(p)
-		case len(p) == 2:
-			parts[i] = strings.ToUpper(p)
-		case len(p) == 4:
-			parts[i] = strings.ToUpper(p[:1]) + strings.ToLower(p[1:])
-		default:
-			parts[i] = strings.ToLower(p)
-		}
-	}
-	return strings.Join(parts, "-"), nil
-}
-
 // reasonKey reports whether key is "reason.TAG" and returns TAG in
 // canonical case.
 func reasonKey(key string) (tag string, ok bool, err error) {
@@ -112,7 +80,7 @@ func reasonKey(key string) (tag string, ok bool, err error) {
 	if !ok {
 		return "", false, nil
 	}
-	tag, err = CanonicalLangTag(t)
+	tag, err = langtag.Canonical(t)
 	if err != nil {
 		return "", true, fmt.Errorf("attribute %s: %v", key, err)
 	}

@@ -86,18 +86,6 @@ func TestParseRecourseErrors(t *testing.T) {
 	}
 }
 
-func TestCanonicalLangTag(t *testing.T) {
-	for _, tt := range []struct{ in, want string }{
-		{"de", "de"}, {"DE", "de"}, {"pt-br", "pt-BR"}, {"zh-hant", "zh-Hant"}, {"zh-HANT-tw", "zh-Hant-TW"},
-		{"es-419", "es-419"}, {"sr-Latn", "sr-Latn"}, {"x", ""}, {"de-", ""}, {"1a", ""}, {"de--at", ""}, {"de at", ""},
-	} {
-		got, err := CanonicalLangTag(tt.in)
-		if (err != nil) != (tt.want == "") || got != tt.want {
-			t.Errorf("CanonicalLangTag(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
-		}
-	}
-}
-
 func TestReasonsWith(t *testing.T) {
 	var r Reasons
 	r = r.With("fr", "b").With("de", "a").With("ru", "c").With("de", "a2").With("fr", "")

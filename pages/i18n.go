@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+
+	"github.com/edgeblock/edgeblock/pages/langtag"
 )
 
 // builtinFS holds the built-in translations, one file per language, named
@@ -112,7 +114,7 @@ func parseLanguage(name string, data []byte) (*Language, error) {
 	if !ok {
 		return nil, fmt.Errorf("%s: a translation file is named TAG.json, such as de.json", name)
 	}
-	tag, err := canonicalTag(tagText)
+	tag, err := langtag.Canonical(tagText)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %v", name, err)
 	}
@@ -212,38 +214,6 @@ func loadLanguages(files []LanguageFile) ([]*Language, error) {
 // maxLanguages bounds the languages, so that negotiation can keep its
 // bookkeeping on the stack.
 const maxLanguages = 64
-
-// canonicalTag checks a BCP 47 language tag of the shape Accept-Language
-// uses and returns it in canonical case: "pt-br" is "pt-BR", "zh-hant"
-// is "zh-Hant".
-func canonicalTag(tag string) (string, error) {
-	bad := fmt.Errorf("language tag %q: want a tag such as de, pt-BR or zh-Hant", tag)
-	if tag == "" || len(tag) > 35 {
-		return "", bad
-	}
-	parts := strings.Split(tag, "-")
-	for i, p := range parts {
-		if len(p) < 1 || len(p) > 8 || (i == 0 && len(p) < 2) {
-			return "", bad
-		}
-		for j := 0; j < len(p); j++ {
-			if !isAlpha(p[j]) && (i == 0 || !isDigit(p[j])) {
-				return "", bad
-			}
-		}
-		switch {
-		case i == 0:
-			parts[i] = strings.ToLower(p)
-		case len(p) == 2:
-			parts[i] = strings.ToUpper(p)
-		case len(p) == 4:
-			parts[i] = strings.ToUpper(p[:1]) + strings.ToLower(p[1:])
-		default:
-			parts[i] = strings.ToLower(p)
-		}
-	}
-	return strings.Join(parts, "-"), nil
-}
 
 func isAlpha(c byte) bool { return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' }
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }
