@@ -18,6 +18,7 @@ import (
 
 	"github.com/edgeblock/edgeblock/blocklist"
 	"github.com/edgeblock/edgeblock/pages"
+	"github.com/edgeblock/edgeblock/proxy/accesslog"
 )
 
 func genBlocklist(n, version int) []byte {
@@ -316,7 +317,7 @@ func BenchmarkCloseBlocked(b *testing.B) {
 
 // BenchmarkServeAccessLog measures the handler with the access log on,
 // for the block page and a proxied request: "slog" is the logger's
-// synchronous JSON path (what every request took before accesslog.go),
+// synchronous JSON path (what every request took before the queue),
 // "queue" the hand-encoded line into the asynchronous queue. Both write
 // to io.Discard, so the difference is the line's cost on the request path.
 func BenchmarkServeAccessLog(b *testing.B) {
@@ -334,12 +335,12 @@ func BenchmarkServeAccessLog(b *testing.B) {
 			b.Fatal(err)
 		}
 		if mode == "queue" {
-			a, err := NewAccessLog(io.Discard, "", nil, nil)
+			a, err := accesslog.New(io.Discard, "", nil, nil)
 			if err != nil {
 				b.Fatal(err)
 			}
 			defer a.Close()
-			p.access = &accessWriter{q: a}
+			p.access = accesslog.NewWriter(a, "json")
 		}
 		for _, host := range []string{"hot.example", "app.example"} {
 			b.Run(mode+"/"+host, func(b *testing.B) {

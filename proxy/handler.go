@@ -16,6 +16,7 @@ import (
 
 	"github.com/edgeblock/edgeblock/blocklist"
 	"github.com/edgeblock/edgeblock/pages"
+	"github.com/edgeblock/edgeblock/proxy/accesslog"
 	"github.com/edgeblock/edgeblock/proxy/geo"
 	"github.com/edgeblock/edgeblock/proxy/origin"
 )
@@ -43,7 +44,7 @@ type Proxy struct {
 	// starting is the 503 page served until the first Apply.
 	starting *pages.Page
 	// access is where access lines go; nil: through log, synchronously.
-	access *accessWriter
+	access *accesslog.Writer
 	// upstream forwards the requests of every route (reverseProxy).
 	upstream http.Handler
 	// geo holds the country database (geo.database; geoscope.go).
@@ -501,31 +502,44 @@ func (p *Proxy) finish(rec *recorder, e *accessEntry) {
 	if e.outcome != OutcomeError && e.st.cfg.Log.AccessSample < 1 && rand.Float64() >= e.st.cfg.Log.AccessSample {
 		return
 	}
-	l := accessLine{time: end, id: e.id, remote: e.r.RemoteAddr, host: e.host, method: e.r.Method, path: e.r.URL.Path,
-		status: status, outcome: e.outcome, bytes: rec.bytes, duration: d.Seconds(), proto: e.r.Proto, tls: e.r.TLS != nil}
+	l := accesslog.Line{Time: end, ID: e.id, Remote: e.r.RemoteAddr, Host: e.host, Method: e.r.Method, Path: e.r.URL.Path,
+		Status: status, Outcome: e.outcome, Bytes: rec.bytes, Duration: d.Seconds(), Proto: e.r.Proto, TLS: e.r.TLS != nil}
 	if e.rule != nil {
-		l.hasRule, l.rule, l.ruleLine, l.mode = true, e.rule.Pattern(), e.rule.Line, e.rule.Mode.String()
+		l.HasRule, l.Rule, l.RuleLine, l.Mode = true, e.rule.Pattern(), e.rule.Line, e.rule.Mode.String()
 	}
 	if e.geo != 0 {
-		l.hasCountry, l.country = true, e.geo.country()
-		if l.country == "" {
-			l.country = "unknown"
+		l.HasCountry, l.Country = true, e.geo.country()
+		if l.Country == "" {
+			l.Country = "unknown"
 		}
 	}
 	if e.info != nil {
-		l.hasRoute, l.route = true, e.info.route.pattern
+		l.HasRoute, l.Route = true, e.info.route.pattern
 		if o := e.info.trip.Origin; o != nil {
-			l.hasOrigin, l.origin = true, o.Label
+			l.HasOrigin, l.Origin = true, o.Label
 		}
 		if e.info.trip.Tries > 1 {
-			l.tries = e.info.trip.Tries
+			l.Tries = e.info.trip.Tries
 		}
 		if e.info.upstreamCode != status {
-			l.upstreamStatus = e.info.upstreamCode
+			l.UpstreamStatus = e.info.upstreamCode
 		}
 	}
 	if err != nil {
-		l.hasErr, l.errText, l.errKind = true, err.Error(), errKind(err)
+		l.HasErr, l.ErrText, l.ErrKind = true, err.Error(), errKind(err)
 	}
 	p.logAccess(&l)
+}
+
+// logAccess writes an access line: to the access log's queue when the
+// server set one up, else through the logger.
+func (p *Proxy) logAccess(l *accesslog.Line) {
+	if !p.log.Enabled(context.Background(), slog.LevelInfo) {
+		return
+	}
+	if w := p.access; w != nil {
+		w.Write(l)
+		return
+	}
+	p.log.LogAttrs(context.Background(), slog.LevelInfo, "request", l.Attrs()...)
 }

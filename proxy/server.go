@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/edgeblock/edgeblock/proxy/accesslog"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -34,8 +35,8 @@ type Server struct {
 	ready     atomic.Bool
 	draining  atomic.Bool
 	wg        sync.WaitGroup
-	access    *AccessLog // nil: access lines go through the logger
-	quic      *quicEdge  // nil: no HTTP/3 listener (http3.go)
+	access    *accesslog.Log // nil: access lines go through the logger
+	quic      *quicEdge      // nil: no HTTP/3 listener (http3.go)
 	quicM     *quicMetrics
 	stopOnce  sync.Once
 	stopErr   error
@@ -67,15 +68,12 @@ func NewServer(log *slog.Logger, configPath string, b *Bundle) (*Server, error) 
 		if !ok {
 			out, format = io.Discard, b.Config.Log.Format
 		}
-		a, err := NewAccessLog(out, b.Config.Log.AccessFile, m.AccessLogDropped.Inc, func(error) { m.AccessLogErrors.Inc() })
+		a, err := accesslog.New(out, b.Config.Log.AccessFile, m.AccessLogDropped.Inc, func(error) { m.AccessLogErrors.Inc() })
 		if err != nil {
 			return nil, err
 		}
 		s.access = a
-		p.access = &accessWriter{q: a}
-		if format == "text" {
-			p.access.text = slog.New(slog.NewTextHandler(a, nil))
-		}
+		p.access = accesslog.NewWriter(a, format)
 	}
 	return s, nil
 }

@@ -1,4 +1,9 @@
-package proxy
+// Package accesslog writes the edge's access lines off the request path:
+// Line is what one line says and how it is encoded (byte for byte what
+// slog's JSON handler would write, without its cost), Log is the bounded
+// queue a goroutine writes out in batches, and Writer puts Lines into a
+// Log as JSON or, for log.format text, through a slog text handler.
+package accesslog
 
 import (
 	"context"
@@ -18,19 +23,19 @@ import (
 // 13,000 of them, and a batch is written once 64 KiB have gathered or a
 // second has passed, whichever is first.
 const (
-	accessQueueBytes = 4 << 20
-	accessBatchBytes = 64 << 10
-	accessFlushEvery = time.Second
+	queueBytes = 4 << 20
+	batchBytes = 64 << 10
+	flushEvery = time.Second
 )
 
-// AccessLog writes access lines off the request path. Write appends a line
+// Log writes access lines off the request path. Write appends a line
 // to a bounded in-memory queue and returns at once; a goroutine writes the
 // queue out in batches, at least every second, and at Close. A line that
 // does not fit in the queue (the output is slower than the requests) is
 // dropped and counted, so a slow disk never holds up a request. The
 // output is a writer (stderr) or a file that Reopen opens anew (after
 // logrotate has renamed it).
-type AccessLog struct {
+type Log struct {
 	mu      sync.Mutex
 	buf     []byte // lines queued, whole lines only
 	max     int
@@ -51,15 +56,15 @@ type AccessLog struct {
 	every   time.Duration
 }
 
-// NewAccessLog returns an AccessLog writing to w, or, when path is not
+// New returns a Log writing to w, or, when path is not
 // empty, appending to the file path (created 0644 if missing). dropped is
 // called for every line dropped because the queue was full; onError for a
 // failed write or reopen (both may be nil). Call Close to flush and stop.
-func NewAccessLog(w io.Writer, path string, dropped func(), onError func(error)) (*AccessLog, error) {
-	a := &AccessLog{max: accessQueueBytes, dropped: dropped, out: w, path: path, onError: onError, every: accessFlushEvery,
+func New(w io.Writer, path string, dropped func(), onError func(error)) (*Log, error) {
+	a := &Log{max: queueBytes, dropped: dropped, out: w, path: path, onError: onError, every: flushEvery,
 		kick: make(chan struct{}, 1), ctl: make(chan func()), quit: make(chan struct{}), done: make(chan struct{})}
 	if path != "" {
-		f, err := openAccessFile(path)
+		f, err := openFile(path)
 		if err != nil {
 			return nil, err
 		}
@@ -71,13 +76,13 @@ func NewAccessLog(w io.Writer, path string, dropped func(), onError func(error))
 	if a.onError == nil {
 		a.onError = func(error) {}
 	}
-	a.buf = make([]byte, 0, accessBatchBytes+4096)
-	a.spare = make([]byte, 0, accessBatchBytes+4096)
+	a.buf = make([]byte, 0, batchBytes+4096)
+	a.spare = make([]byte, 0, batchBytes+4096)
 	go a.run()
 	return a, nil
 }
 
-func openAccessFile(path string) (*os.File, error) {
+func openFile(path string) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("log.access_file: %w", err)
@@ -89,7 +94,7 @@ func openAccessFile(path string) (*os.File, error) {
 // on the output. It reports len(p) and no error even when the line was
 // dropped (counted) or the log is closed, so that it can serve as a
 // slog handler's writer.
-func (a *AccessLog) Write(p []byte) (int, error) {
+func (a *Log) Write(p []byte) (int, error) {
 	a.mu.Lock()
 	if a.closed || len(a.buf)+len(p) > a.max {
 		a.mu.Unlock()
@@ -97,7 +102,7 @@ func (a *AccessLog) Write(p []byte) (int, error) {
 		return len(p), nil
 	}
 	a.buf = append(a.buf, p...)
-	full := len(a.buf) >= accessBatchBytes
+	full := len(a.buf) >= batchBytes
 	a.mu.Unlock()
 	if full {
 		select {
@@ -109,17 +114,17 @@ func (a *AccessLog) Write(p []byte) (int, error) {
 }
 
 // Flush writes out every line queued before it was called.
-func (a *AccessLog) Flush() { a.do(func() {}) }
+func (a *Log) Flush() { a.do(func() {}) }
 
 // Reopen writes out the queue to the current file, then opens the file
 // by its path again: after logrotate renamed it, new lines go to a new
 // file. Without a path it only flushes.
-func (a *AccessLog) Reopen() error {
+func (a *Log) Reopen() error {
 	if a.path == "" {
 		a.Flush()
 		return nil
 	}
-	f, err := openAccessFile(a.path)
+	f, err := openFile(a.path)
 	if err != nil {
 		return err
 	}
@@ -135,7 +140,7 @@ func (a *AccessLog) Reopen() error {
 
 // do has the writing goroutine write out the queue and then run fn; it
 // reports false when the log is closed.
-func (a *AccessLog) do(fn func()) bool {
+func (a *Log) do(fn func()) bool {
 	ack := make(chan struct{})
 	select {
 	case a.ctl <- func() { fn(); close(ack) }:
@@ -148,7 +153,7 @@ func (a *AccessLog) do(fn func()) bool {
 
 // Close writes out the queue, stops the writer and closes the file of
 // log.access_file. Lines written after Close are dropped.
-func (a *AccessLog) Close() error {
+func (a *Log) Close() error {
 	a.mu.Lock()
 	if a.closed {
 		a.mu.Unlock()
@@ -166,7 +171,7 @@ func (a *AccessLog) Close() error {
 }
 
 // run is the writing goroutine.
-func (a *AccessLog) run() {
+func (a *Log) run() {
 	defer close(a.done)
 	t := time.NewTicker(a.every)
 	defer t.Stop()
@@ -187,7 +192,7 @@ func (a *AccessLog) run() {
 }
 
 // writeOut swaps the queue for the spare buffer and writes it.
-func (a *AccessLog) writeOut() {
+func (a *Log) writeOut() {
 	a.mu.Lock()
 	b := a.buf
 	a.buf = a.spare[:0]
@@ -198,136 +203,141 @@ func (a *AccessLog) writeOut() {
 			a.onError(err)
 		}
 	}
-	if cap(b) > 4*accessBatchBytes {
-		b = make([]byte, 0, accessBatchBytes+4096) // a burst grew it: let it go
+	if cap(b) > 4*batchBytes {
+		b = make([]byte, 0, batchBytes+4096) // a burst grew it: let it go
 	}
 	a.spare = b[:0]
 }
 
-// accessLine is what an access line says; appendJSON encodes it.
-type accessLine struct {
-	time                     time.Time
-	id, remote, host, method string
-	path                     string
-	status                   int
-	outcome                  string
-	bytes                    int64
-	duration                 float64
-	proto                    string
-	tls                      bool
-	rule                     string
-	ruleLine                 int
-	mode                     string
-	hasRule                  bool
-	country                  string // the visitor's, when a scoped rule was consulted
-	hasCountry               bool
-	route, origin            string
-	hasRoute, hasOrigin      bool
-	tries                    int // logged when over 1
-	upstreamStatus           int
-	errText, errKind         string
-	hasErr                   bool
+// Line is what an access line says. The Has fields say whether the
+// optional groups are written: the rule (Rule, RuleLine, Mode), the
+// visitor's country, the route,
+// the origin and the error (ErrText, ErrKind); Tries is written when over 1
+// and UpstreamStatus when not 0. The zero Line encodes as a line with
+// empty strings and zero numbers.
+type Line struct {
+	Time                     time.Time
+	ID, Remote, Host, Method string
+	Path                     string
+	Status                   int
+	Outcome                  string
+	Bytes                    int64
+	Duration                 float64 // seconds
+	Proto                    string
+	TLS                      bool // Proto is written with "+tls"
+	Rule                     string
+	RuleLine                 int
+	Mode                     string
+	HasRule                  bool
+	Country                  string // the visitor's, when a scoped rule was consulted
+	HasCountry               bool
+	Route, Origin            string
+	HasRoute, HasOrigin      bool
+	Tries                    int
+	UpstreamStatus           int
+	ErrText, ErrKind         string
+	HasErr                   bool
 }
 
-// appendJSON appends the line as slog's JSON handler would write it (same
+// AppendJSON appends the line as slog's JSON handler would write it (same
 // keys, order and formatting, "msg":"request"), ending in a newline. It is
 // valid JSON for any field values.
-func (l *accessLine) appendJSON(b []byte) []byte {
+func (l *Line) AppendJSON(b []byte) []byte {
 	b = append(b, `{"time":"`...)
-	b = l.time.AppendFormat(b, time.RFC3339Nano)
+	b = l.Time.AppendFormat(b, time.RFC3339Nano)
 	b = append(b, `","level":"INFO","msg":"request","request_id":`...)
-	b = appendJSONString(b, l.id)
+	b = appendJSONString(b, l.ID)
 	b = append(b, `,"remote":`...)
-	b = appendJSONString(b, l.remote)
+	b = appendJSONString(b, l.Remote)
 	b = append(b, `,"host":`...)
-	b = appendJSONString(b, l.host)
+	b = appendJSONString(b, l.Host)
 	b = append(b, `,"method":`...)
-	b = appendJSONString(b, l.method)
+	b = appendJSONString(b, l.Method)
 	b = append(b, `,"path":`...)
-	b = appendJSONString(b, l.path)
+	b = appendJSONString(b, l.Path)
 	b = append(b, `,"status":`...)
-	b = strconv.AppendInt(b, int64(l.status), 10)
+	b = strconv.AppendInt(b, int64(l.Status), 10)
 	b = append(b, `,"outcome":`...)
-	b = appendJSONString(b, l.outcome)
+	b = appendJSONString(b, l.Outcome)
 	b = append(b, `,"bytes":`...)
-	b = strconv.AppendInt(b, l.bytes, 10)
+	b = strconv.AppendInt(b, l.Bytes, 10)
 	b = append(b, `,"duration":`...)
-	b = appendJSONFloat(b, l.duration)
+	b = appendJSONFloat(b, l.Duration)
 	b = append(b, `,"proto":`...)
-	if l.tls {
-		b = appendJSONString(b, l.proto+"+tls")
+	if l.TLS {
+		b = appendJSONString(b, l.Proto+"+tls")
 	} else {
-		b = appendJSONString(b, l.proto)
+		b = appendJSONString(b, l.Proto)
 	}
-	if l.hasRule {
+	if l.HasRule {
 		b = append(b, `,"rule":`...)
-		b = appendJSONString(b, l.rule)
+		b = appendJSONString(b, l.Rule)
 		b = append(b, `,"rule_line":`...)
-		b = strconv.AppendInt(b, int64(l.ruleLine), 10)
+		b = strconv.AppendInt(b, int64(l.RuleLine), 10)
 		b = append(b, `,"mode":`...)
-		b = appendJSONString(b, l.mode)
+		b = appendJSONString(b, l.Mode)
 	}
-	if l.hasCountry {
+	if l.HasCountry {
 		b = append(b, `,"country":`...)
-		b = appendJSONString(b, l.country)
+		b = appendJSONString(b, l.Country)
 	}
-	if l.hasRoute {
+	if l.HasRoute {
 		b = append(b, `,"route":`...)
-		b = appendJSONString(b, l.route)
+		b = appendJSONString(b, l.Route)
 	}
-	if l.hasOrigin {
+	if l.HasOrigin {
 		b = append(b, `,"origin":`...)
-		b = appendJSONString(b, l.origin)
+		b = appendJSONString(b, l.Origin)
 	}
-	if l.tries > 1 {
+	if l.Tries > 1 {
 		b = append(b, `,"tries":`...)
-		b = strconv.AppendInt(b, int64(l.tries), 10)
+		b = strconv.AppendInt(b, int64(l.Tries), 10)
 	}
-	if l.upstreamStatus != 0 {
+	if l.UpstreamStatus != 0 {
 		b = append(b, `,"upstream_status":`...)
-		b = strconv.AppendInt(b, int64(l.upstreamStatus), 10)
+		b = strconv.AppendInt(b, int64(l.UpstreamStatus), 10)
 	}
-	if l.hasErr {
+	if l.HasErr {
 		b = append(b, `,"error":`...)
-		b = appendJSONString(b, l.errText)
+		b = appendJSONString(b, l.ErrText)
 		b = append(b, `,"error_kind":`...)
-		b = appendJSONString(b, l.errKind)
+		b = appendJSONString(b, l.ErrKind)
 	}
 	return append(b, "}\n"...)
 }
 
-// attrs returns the line's fields as slog attributes, for the text format.
-func (l *accessLine) attrs() []slog.Attr {
-	proto := l.proto
-	if l.tls {
+// Attrs returns the line's fields as slog attributes, for the text format.
+func (l *Line) Attrs() []slog.Attr {
+	proto := l.Proto
+	if l.TLS {
 		proto += "+tls"
 	}
 	attrs := make([]slog.Attr, 0, 18)
 	attrs = append(attrs,
-		slog.String("request_id", l.id), slog.String("remote", l.remote), slog.String("host", l.host),
-		slog.String("method", l.method), slog.String("path", l.path), slog.Int("status", l.status),
-		slog.String("outcome", l.outcome), slog.Int64("bytes", l.bytes), slog.Float64("duration", l.duration),
+		slog.String("request_id", l.ID), slog.String("remote", l.Remote), slog.String("host", l.Host),
+		slog.String("method", l.Method), slog.String("path", l.Path), slog.Int("status", l.Status),
+		slog.String("outcome", l.Outcome), slog.Int64("bytes", l.Bytes), slog.Float64("duration", l.Duration),
 		slog.String("proto", proto))
-	if l.hasRule {
-		attrs = append(attrs, slog.String("rule", l.rule), slog.Int("rule_line", l.ruleLine), slog.String("mode", l.mode))
+	if l.HasRule {
+		attrs = append(attrs, slog.String("rule", l.Rule), slog.Int("rule_line", l.RuleLine), slog.String("mode", l.Mode))
 	}
-	if l.hasCountry {
-		attrs = append(attrs, slog.String("country", l.country))
+	if l.HasCountry {
+		attrs = append(attrs, slog.String("country", l.Country))
 	}
-	if l.hasRoute {
-		attrs = append(attrs, slog.String("route", l.route))
+	if l.HasRoute {
+		attrs = append(attrs, slog.String("route", l.Route))
 	}
-	if l.hasOrigin {
-		attrs = append(attrs, slog.String("origin", l.origin))
+	if l.HasOrigin {
+		attrs = append(attrs, slog.String("origin", l.Origin))
 	}
-	if l.tries > 1 {
-		attrs = append(attrs, slog.Int("tries", l.tries))
+	if l.Tries > 1 {
+		attrs = append(attrs, slog.Int("tries", l.Tries))
 	}
-	if l.upstreamStatus != 0 {
-		attrs = append(attrs, slog.Int("upstream_status", l.upstreamStatus))
+	if l.UpstreamStatus != 0 {
+		attrs = append(attrs, slog.Int("upstream_status", l.UpstreamStatus))
 	}
-	if l.hasErr {
-		attrs = append(attrs, slog.String("error", l.errText), slog.String("error_kind", l.errKind))
+	if l.HasErr {
+		attrs = append(attrs, slog.String("error", l.ErrText), slog.String("error_kind", l.ErrKind))
 	}
 	return attrs
 }
@@ -407,40 +417,39 @@ func appendJSONFloat(b []byte, f float64) []byte {
 	return b
 }
 
-// accessWriter is where a Proxy's access lines go: encoded by hand into the
-// queue (JSON), or through a slog text handler writing into it.
-type accessWriter struct {
-	q    *AccessLog
+// Writer puts access lines into a Log: encoded by hand (JSON), or through
+// a slog text handler writing into the Log (text). It is safe for
+// concurrent use.
+type Writer struct {
+	q    *Log
 	text *slog.Logger // log.format text; nil for json
 	pool sync.Pool    // *[]byte line buffers
 }
 
-func (w *accessWriter) write(l *accessLine) {
+// NewWriter returns a Writer into q, in format "text" (logfmt through slog)
+// or anything else for JSON.
+func NewWriter(q *Log, format string) *Writer {
+	w := &Writer{q: q}
+	if format == "text" {
+		w.text = slog.New(slog.NewTextHandler(q, nil))
+	}
+	return w
+}
+
+// Write queues l; it never blocks on the output.
+func (w *Writer) Write(l *Line) {
 	if w.text != nil {
-		w.text.LogAttrs(context.Background(), slog.LevelInfo, "request", l.attrs()...)
+		w.text.LogAttrs(context.Background(), slog.LevelInfo, "request", l.Attrs()...)
 		return
 	}
 	bp, _ := w.pool.Get().(*[]byte)
 	if bp == nil {
 		bp = new([]byte)
 	}
-	b := l.appendJSON((*bp)[:0])
+	b := l.AppendJSON((*bp)[:0])
 	w.q.Write(b)
 	if cap(b) <= 4096 {
 		*bp = b
 		w.pool.Put(bp)
 	}
-}
-
-// logAccess writes an access line: to the access log's queue when the
-// server set one up (SetAccessLog), else through the logger.
-func (p *Proxy) logAccess(l *accessLine) {
-	if !p.log.Enabled(context.Background(), slog.LevelInfo) {
-		return
-	}
-	if w := p.access; w != nil {
-		w.write(l)
-		return
-	}
-	p.log.LogAttrs(context.Background(), slog.LevelInfo, "request", l.attrs()...)
 }
