@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"github.com/edgeblock/edgeblock/proxy/metrics"
 	"log/slog"
 	"net/http"
 	"path/filepath"
@@ -24,7 +25,7 @@ func TestShutdownFlushesAccessLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := e.logs.logLines(t, "request")
-	if len(lines) != 3 || lines[2]["path"] != "/n2" || lines[2]["outcome"] != OutcomeBlocked {
+	if len(lines) != 3 || lines[2]["path"] != "/n2" || lines[2]["outcome"] != metrics.OutcomeBlocked {
 		t.Fatalf("access lines after Shutdown: %v", lines)
 	}
 }

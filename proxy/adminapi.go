@@ -18,6 +18,7 @@ import (
 
 	"github.com/edgeblock/edgeblock/blocklist"
 	"github.com/edgeblock/edgeblock/proxy/fleet"
+	"github.com/edgeblock/edgeblock/proxy/metrics"
 )
 
 // The /v1 admin API: block, unblock, explain and version over JSON, for
@@ -749,11 +750,8 @@ func (s *Server) logWrite(who principal, op, pattern, result, sha string, applie
 	s.log.Info("admin write", attrs...)
 }
 
-// writeResults are the result label values of edgeblock_admin_writes_total.
-var writeResults = []string{"added", "changed", "removed", "unchanged", "bad_request", "refused", "no_rule", "error"}
-
 func writeResultLabel(r string) string {
-	for _, w := range writeResults {
+	for _, w := range metrics.AdminWriteResults {
 		if w == r {
 			return r
 		}

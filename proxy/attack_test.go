@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeblock/edgeblock/proxy/metrics"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 )
@@ -641,15 +642,15 @@ func TestAttackRulesAndReload(t *testing.T) {
 		host, outcome string
 		status        int
 	}{
-		{"customer.example", OutcomeProxied, 200},              // *.name does not cover name
-		{"a.customer.example", OutcomeReport, 200},             // report only
-		{blockedName, OutcomeBlocked, 403},                     // block wins over report
-		{"x.y." + blockedName, OutcomeBlocked, 403},            // name covers every name under it
-		{"wild.customer.example", OutcomeReport, 200},          // *.wild does not cover wild
-		{"a.b.wild.customer.example", OutcomeBlocked, 403},     // *.wild covers every depth
-		{"A.B.WILD.Customer.Example.:80", OutcomeBlocked, 403}, // in any spelling
-		{"xn--wild-.customer.example", OutcomeUnknown, 400},    // not a name
-		{"a.wild.customer.example.customer.example", "", 200},  // a suffix is not a parent
+		{"customer.example", metrics.OutcomeProxied, 200},              // *.name does not cover name
+		{"a.customer.example", metrics.OutcomeReport, 200},             // report only
+		{blockedName, metrics.OutcomeBlocked, 403},                     // block wins over report
+		{"x.y." + blockedName, metrics.OutcomeBlocked, 403},            // name covers every name under it
+		{"wild.customer.example", metrics.OutcomeReport, 200},          // *.wild does not cover wild
+		{"a.b.wild.customer.example", metrics.OutcomeBlocked, 403},     // *.wild covers every depth
+		{"A.B.WILD.Customer.Example.:80", metrics.OutcomeBlocked, 403}, // in any spelling
+		{"xn--wild-.customer.example", metrics.OutcomeUnknown, 400},    // not a name
+		{"a.wild.customer.example.customer.example", "", 200},          // a suffix is not a parent
 	} {
 		status, h, _ := attackHTTP1(t, e.srv.Addr("http"), "GET / HTTP/1.1\r\nHost: "+tt.host+"\r\n"+cl)
 		if status != tt.status {

@@ -19,6 +19,7 @@ import (
 	"github.com/edgeblock/edgeblock/blocklist"
 	"github.com/edgeblock/edgeblock/pages"
 	"github.com/edgeblock/edgeblock/proxy/accesslog"
+	"github.com/edgeblock/edgeblock/proxy/metrics"
 )
 
 func genBlocklist(n, version int) []byte {
@@ -38,7 +39,7 @@ func benchProxy(b *testing.B, list *blocklist.List) *Proxy {
 		b.Fatal(err)
 	}
 	rd, _ := pages.NewRenderer(pages.Options{BlockedBy: "https://edge.example.com"})
-	p := NewProxy(slogDiscard(), NewMetrics(newRegistry(), "b", "b"), cfg)
+	p := NewProxy(slogDiscard(), metrics.New(newRegistry(), "b", "b"), cfg)
 	if err := p.Apply(cfg, list, rd); err != nil {
 		b.Fatal(err)
 	}
@@ -236,7 +237,7 @@ func BenchmarkServeProxied(b *testing.B) {
 	}
 	list, _ := blocklist.Parse("bench", genBlocklist(100_000, 0))
 	rd, _ := pages.NewRenderer(pages.Options{})
-	p := NewProxy(slogDiscard(), NewMetrics(newRegistry(), "b", "b"), cfg)
+	p := NewProxy(slogDiscard(), metrics.New(newRegistry(), "b", "b"), cfg)
 	if err := p.Apply(cfg, list, rd); err != nil {
 		b.Fatal(err)
 	}
@@ -330,7 +331,7 @@ func BenchmarkServeAccessLog(b *testing.B) {
 	list, _ := blocklist.Parse("bench", genBlocklist(1000, 0))
 	rd, _ := pages.NewRenderer(pages.Options{})
 	for _, mode := range []string{"slog", "queue"} {
-		p := NewProxy(NewLogger(io.Discard, "json", slog.LevelInfo), NewMetrics(newRegistry(), "b", "b"), cfg)
+		p := NewProxy(NewLogger(io.Discard, "json", slog.LevelInfo), metrics.New(newRegistry(), "b", "b"), cfg)
 		if err := p.Apply(cfg, list, rd); err != nil {
 			b.Fatal(err)
 		}

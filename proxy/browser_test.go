@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/edgeblock/edgeblock/pages"
+	"github.com/edgeblock/edgeblock/proxy/metrics"
 )
 
 // axeSource returns axe-core's axe.min.js, which .ci/run installs from the
@@ -260,7 +261,7 @@ func startingServer(t *testing.T, path string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := NewProxy(slogDiscard(), NewMetrics(newRegistry(), "t", "t"), cfg)
+	p := NewProxy(slogDiscard(), metrics.New(newRegistry(), "t", "t"), cfg)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/edgeblock/edgeblock/blocklist"
+	"github.com/edgeblock/edgeblock/proxy/metrics"
 )
 
 // Explanation says, for an operator, what a visitor to a host gets: the
@@ -95,7 +96,7 @@ func ExplainCountry(b *Bundle, host, country string, now time.Time) *Explanation
 	n, err := blocklist.Normalize(host)
 	if err != nil {
 		e.Invalid = err.Error()
-		e.Visitor = ExplainedResponse{Status: 400, Outcome: OutcomeUnknown, Summary: "400 page (not a valid host name)"}
+		e.Visitor = ExplainedResponse{Status: 400, Outcome: metrics.OutcomeUnknown, Summary: "400 page (not a valid host name)"}
 		return e
 	}
 	e.Host = n
@@ -138,14 +139,14 @@ func ExplainCountry(b *Bundle, host, country string, now time.Time) *Explanation
 	}
 	switch {
 	case matched && rule.Mode == blocklist.ModeBlock:
-		e.Visitor = ExplainedResponse{Status: rule.Status, Outcome: OutcomeBlocked, Policy: e.Rule.Policy,
+		e.Visitor = ExplainedResponse{Status: rule.Status, Outcome: metrics.OutcomeBlocked, Policy: e.Rule.Policy,
 			Summary: fmt.Sprintf("%d block page", rule.Status)}
 	case e.Route == nil:
-		e.Visitor = ExplainedResponse{Status: 404, Outcome: OutcomeUnknown, Summary: "404 page (no site is configured for this name)"}
+		e.Visitor = ExplainedResponse{Status: 404, Outcome: metrics.OutcomeUnknown, Summary: "404 page (no site is configured for this name)"}
 	case matched:
-		e.Visitor = ExplainedResponse{Outcome: OutcomeReport, Summary: "proxied to the origin; the report-mode rule logs and counts the request"}
+		e.Visitor = ExplainedResponse{Outcome: metrics.OutcomeReport, Summary: "proxied to the origin; the report-mode rule logs and counts the request"}
 	default:
-		e.Visitor = ExplainedResponse{Outcome: OutcomeProxied, Summary: "proxied to the origin"}
+		e.Visitor = ExplainedResponse{Outcome: metrics.OutcomeProxied, Summary: "proxied to the origin"}
 	}
 	return e
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/edgeblock/edgeblock/blocklist"
+	"github.com/edgeblock/edgeblock/proxy/metrics"
 )
 
 // numberedList returns n rules, r0.example to r{n-1}.example, with extra
@@ -299,12 +300,12 @@ func TestAdminExplain(t *testing.T) {
 		policy  string
 		route   bool
 	}{
-		{"WWW.Forum.Example.", "forum.example", 2, 403, OutcomeBlocked, "https://policy.example/default", true},
-		{"court.example", "court.example", 3, 451, OutcomeBlocked, "https://p.example/c", true},
-		{"rep.example", "rep.example", 4, 0, OutcomeReport, "", true},
-		{"free.example", "", 0, 0, OutcomeProxied, "", true},
-		{"elsewhere.test", "", 0, 404, OutcomeUnknown, "", false},
-		{"bad..name", "", 0, 400, OutcomeUnknown, "", false},
+		{"WWW.Forum.Example.", "forum.example", 2, 403, metrics.OutcomeBlocked, "https://policy.example/default", true},
+		{"court.example", "court.example", 3, 451, metrics.OutcomeBlocked, "https://p.example/c", true},
+		{"rep.example", "rep.example", 4, 0, metrics.OutcomeReport, "", true},
+		{"free.example", "", 0, 0, metrics.OutcomeProxied, "", true},
+		{"elsewhere.test", "", 0, 404, metrics.OutcomeUnknown, "", false},
+		{"bad..name", "", 0, 400, metrics.OutcomeUnknown, "", false},
 	}
 	for _, tt := range tests {
 		resp, err := http.Get(e.url("admin") + "/explain?host=" + tt.host)
@@ -353,7 +354,7 @@ func TestAdminExplain(t *testing.T) {
 		defer resp.Body.Close()
 		var x Explanation
 		json.NewDecoder(resp.Body).Decode(&x)
-		return x.Rule == nil && x.Visitor.Outcome == OutcomeProxied
+		return x.Rule == nil && x.Visitor.Outcome == metrics.OutcomeProxied
 	})
 	if resp, err := http.Get(e.url("admin") + "/explain"); err != nil || resp.StatusCode != 400 {
 		t.Errorf("no host: %v %v", resp, err)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/edgeblock/edgeblock/blocklist"
 	"github.com/edgeblock/edgeblock/proxy/fleet"
+	"github.com/edgeblock/edgeblock/proxy/metrics"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -383,7 +384,7 @@ func (r *Reloader) setDivergent(ctx context.Context, f *fleetFollow, why string)
 // redisMetrics brings the Redis connection's metrics up to date from the
 // client: the info series (mode and primary; one series, replaced when
 // the primary moves) and the failover and reconnect counters.
-func (f *fleetFollow) redisMetrics(m *Metrics) {
+func (f *fleetFollow) redisMetrics(m *metrics.Metrics) {
 	l := f.rdb.Link()
 	if l.Primary != f.link.Primary || l.Mode != f.link.Mode {
 		m.FleetRedis.Reset()
@@ -414,7 +415,7 @@ func (r *Reloader) confirmFleet() {
 		r.log.Info("blocklist error cleared: the fleet's Redis is reached and holds the version in effect", "event", "blocklist_reload",
 			"result", "recovered", "trigger", "fleet", "file", r.cur.List.File(), "sha256", r.cur.List.SHA256(), "previous_error", was)
 	}
-	r.metrics.Blocklist.record("unchanged", now)
+	r.metrics.Blocklist.Record("unchanged", now)
 	if !r.cfgSt.FromSnapshot {
 		r.metrics.RunningFromSnapshot.Set(0)
 	}
@@ -458,7 +459,7 @@ func (r *Reloader) applyVersion(v fleet.Version) {
 			why = "cannot check its history: " + err.Error()
 		}
 		why = fmt.Sprintf("version %d does not descend from version %d in effect: %s", v.Number, base, why)
-		r.metrics.Blocklist.record("refused", now)
+		r.metrics.Blocklist.Record("refused", now)
 		r.listSt.setError(now, errors.New(why))
 		f.mu.Lock()
 		f.refused = why
@@ -472,7 +473,7 @@ func (r *Reloader) applyVersion(v fleet.Version) {
 	// version this is (a full parse when the change is large).
 	l, err := blocklist.Reparse(r.cur.List, name, v.Content)
 	if err != nil {
-		r.metrics.Blocklist.record("failure", now)
+		r.metrics.Blocklist.Record("failure", now)
 		r.listSt.setError(now, err)
 		r.log.Error("fleet blocklist version not applied: it fails validation; keeping the last good list", append([]any{"event", "blocklist_reload",
 			"result", "failure", "trigger", trigger, "file", name, "sha256", v.SHA256, "error", err.Error(),
@@ -484,7 +485,7 @@ func (r *Reloader) applyVersion(v fleet.Version) {
 		return
 	}
 	if err := r.p.Apply(r.cur.Config, l, r.cur.Renderer); err != nil {
-		r.metrics.Blocklist.record("failure", now)
+		r.metrics.Blocklist.Record("failure", now)
 		r.listSt.setError(now, err)
 		r.log.Error("fleet blocklist version not applied; keeping the last good list", "event", "blocklist_reload", "result", "failure",
 			"trigger", trigger, "file", name, "error", err.Error())
@@ -520,7 +521,7 @@ func (r *Reloader) applyVersion(v fleet.Version) {
 	}
 	r.metrics.FleetApplied.Set(float64(v.Number))
 	r.listSt = fileStatus{File: name, SHA256: l.SHA256(), LoadedAt: now}
-	r.metrics.Blocklist.record("success", now)
+	r.metrics.Blocklist.Record("success", now)
 	if !r.cfgSt.FromSnapshot {
 		r.metrics.RunningFromSnapshot.Set(0)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/edgeblock/edgeblock/pages"
 	"github.com/edgeblock/edgeblock/proxy/fleet/fleettest"
 	"github.com/edgeblock/edgeblock/proxy/geo/geotest"
+	"github.com/edgeblock/edgeblock/proxy/metrics"
 )
 
 // geoFixture places loopback visitors in countries: visitors dial from
@@ -354,7 +355,7 @@ func BenchmarkServeGeo(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		p := NewProxy(slogDiscard(), NewMetrics(newRegistry(), "b", "b"), cfg)
+		p := NewProxy(slogDiscard(), metrics.New(newRegistry(), "b", "b"), cfg)
 		if err := p.Apply(cfg, list, rd); err != nil {
 			b.Fatal(err)
 		}

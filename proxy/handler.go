@@ -18,6 +18,7 @@ import (
 	"github.com/edgeblock/edgeblock/pages"
 	"github.com/edgeblock/edgeblock/proxy/accesslog"
 	"github.com/edgeblock/edgeblock/proxy/geo"
+	"github.com/edgeblock/edgeblock/proxy/metrics"
 	"github.com/edgeblock/edgeblock/proxy/origin"
 )
 
@@ -28,7 +29,7 @@ import (
 // state it started with, unless a new list blocks its host.
 type Proxy struct {
 	log       *slog.Logger
-	metrics   *Metrics
+	metrics   *metrics.Metrics
 	state     atomic.Pointer[state]
 	transport *origin.Transport
 	now       func() time.Time
@@ -54,17 +55,17 @@ type Proxy struct {
 // NewProxy returns a Proxy that logs to log and counts in m. Until Apply
 // gives it a config and a blocklist it serves the 503 starting page (the
 // pages cfg configures, else the built-in ones).
-func NewProxy(log *slog.Logger, m *Metrics, cfg *Config) *Proxy {
+func NewProxy(log *slog.Logger, m *metrics.Metrics, cfg *Config) *Proxy {
 	p := &Proxy{
 		log:        log,
 		metrics:    m,
 		now:        time.Now,
-		observer:   originObserver{m},
+		observer:   metrics.OriginObserver{M: m},
 		starting:   startingPage(cfg),
 		transports: transportCache{maxConns: cfg.Origins.MaxConns, maxHeader: cfg.Origins.MaxResponseHeaderBytes, client: cfg.Origins.Client},
 		dial:       cfg.Timeouts.Dial,
 		cookieKey:  make([]byte, 32),
-		geo:        geo.NewSource(m.geo()),
+		geo:        geo.NewSource(m.GeoMetrics()),
 	}
 	p.responseHeader = cfg.Timeouts.ResponseHeader
 	crand.Read(p.cookieKey)
@@ -99,7 +100,7 @@ func (p *Proxy) Apply(cfg *Config, list *blocklist.List, renderer *pages.Rendere
 		s.routes.startPools(was)
 		p.transports.prune(s.routes)
 	}
-	p.metrics.setBlocklist(list.Len(), list.SHA256())
+	p.metrics.SetBlocklist(list.Len(), list.SHA256())
 	return nil
 }
 
@@ -141,15 +142,15 @@ type reqInfo struct {
 func (i *reqInfo) outcome(report bool, rec *recorder) string {
 	switch {
 	case i.closed != nil:
-		return OutcomeBlocked // a reload blocked the host (inflight.go)
+		return metrics.OutcomeBlocked // a reload blocked the host (inflight.go)
 	case i.canceled, rec.writeErr != nil && i.err == nil:
-		return OutcomeCanceled
+		return metrics.OutcomeCanceled
 	case i.failed:
-		return OutcomeError
+		return metrics.OutcomeError
 	case report:
-		return OutcomeReport
+		return metrics.OutcomeReport
 	}
-	return OutcomeProxied
+	return metrics.OutcomeProxied
 }
 
 // bodyFailed is told when the origin's response body broke off.
@@ -225,14 +226,14 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	st := p.state.Load()
 	if st == nil {
-		e.outcome = OutcomeError
+		e.outcome = metrics.OutcomeError
 		p.starting.Serve(rec, r, pages.Request{Host: displayHost(r), RequestID: id, Time: start})
 		return
 	}
 	e.st = st
 	preq := pages.Request{RequestID: id, Time: start}
 	if refusedMethods[r.Method] {
-		e.outcome, e.host = OutcomeRejected, displayHost(r)
+		e.outcome, e.host = metrics.OutcomeRejected, displayHost(r)
 		preq.Host = e.host
 		rec.Header().Set("Allow", allowHeader)
 		st.renderer.Error(http.StatusMethodNotAllowed).Serve(rec, r, preq)
@@ -243,9 +244,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// and X-Forwarded-Host, and the access log all use this name.
 	host, err := decideHost(namesOf(r))
 	if err != nil {
-		e.outcome, e.host = OutcomeRejected, displayHost(r)
+		e.outcome, e.host = metrics.OutcomeRejected, displayHost(r)
 		if err == errHostInvalid {
-			e.outcome = OutcomeUnknown
+			e.outcome = metrics.OutcomeUnknown
 		}
 		preq.Host = e.host
 		st.renderer.Error(http.StatusBadRequest).Serve(rec, r, preq)
@@ -253,7 +254,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	e.host, preq.Host = host, host
 	if isFeedHost(st, host) {
-		e.outcome = OutcomeTransparency
+		e.outcome = metrics.OutcomeTransparency
 		p.serveFeed(rec, r, st, start, preq)
 		return
 	}
@@ -263,11 +264,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		e.rule = &rule
 		st.blocked[rule.AttrsID].Inc()
 		if rule.Mode == blocklist.ModeBlock {
-			e.outcome = OutcomeBlocked
+			e.outcome = metrics.OutcomeBlocked
 			page := st.blockPage(rule.AttrsID)
 			if !rule.Scope.IsZero() {
 				page = page.InCountry(e.geo.country())
-				p.metrics.geo().Blocked(e.geo.country())
+				p.metrics.GeoMetrics().Blocked(e.geo.country())
 			}
 			page.Serve(rec, r, preq)
 			return
@@ -275,13 +276,13 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		report = true
 	}
 	if viaLoop(r.Header, st.cfg.Origins.ViaName) {
-		e.outcome = OutcomeRejected
+		e.outcome = metrics.OutcomeRejected
 		st.renderer.Error(http.StatusLoopDetected).Serve(rec, r, preq)
 		return
 	}
 	rt := st.routes.lookup(host)
 	if rt == nil {
-		e.outcome = OutcomeUnknown
+		e.outcome = metrics.OutcomeUnknown
 		st.renderer.Error(http.StatusNotFound).Serve(rec, r, preq)
 		return
 	}
@@ -390,6 +391,15 @@ func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error)
 	info.st.renderer.Error(status).Serve(w, r, pages.Request{Host: info.host, RequestID: info.id, Time: p.now()})
 }
 
+// errKind classifies an error of a proxied request into a bounded label
+// value: closed_by_block, or the kind of origin failure (origin.Kind).
+func errKind(err error) string {
+	if errors.Is(err, errClosedByBlock) {
+		return "closed_by_block"
+	}
+	return origin.Kind(err)
+}
+
 // retryAfterWriter replaces the Retry-After a page sets (pages.retry_after)
 // with when an origin of the route may be back; a page sent without one
 // (retry_after 0s) stays without.
@@ -404,6 +414,10 @@ func (w *retryAfterWriter) WriteHeader(code int) {
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
+
+// statusClientClosedRequest is nginx's 499, logged and counted for
+// requests whose visitor went away.
+const statusClientClosedRequest = 499
 
 // recorder notes the status and size of a response for the access log.
 // Unwrap lets http.ResponseController reach the connection for flushing
@@ -475,9 +489,9 @@ func (p *Proxy) finish(rec *recorder, e *accessEntry) {
 		status = e.info.upstreamCode // an upgraded connection
 	}
 	switch {
-	case e.outcome == OutcomeCanceled:
-		status = StatusClientClosedRequest
-	case e.outcome == OutcomeBlocked:
+	case e.outcome == metrics.OutcomeCanceled:
+		status = statusClientClosedRequest
+	case e.outcome == metrics.OutcomeBlocked:
 		// Closed by a block (inflight.go): the status the visitor got.
 		if status == 0 {
 			status = http.StatusOK
@@ -494,12 +508,11 @@ func (p *Proxy) finish(rec *recorder, e *accessEntry) {
 		status = http.StatusOK
 	}
 	end := start.Add(d)
-	p.metrics.request(e.outcome, status, e.r.Method).Inc()
-	p.metrics.duration(e.outcome).Observe(d.Seconds())
+	p.metrics.Served(e.outcome, status, e.r.Method, d)
 	if e.st == nil || !*e.st.cfg.Log.Access {
 		return
 	}
-	if e.outcome != OutcomeError && e.st.cfg.Log.AccessSample < 1 && rand.Float64() >= e.st.cfg.Log.AccessSample {
+	if e.outcome != metrics.OutcomeError && e.st.cfg.Log.AccessSample < 1 && rand.Float64() >= e.st.cfg.Log.AccessSample {
 		return
 	}
 	l := accesslog.Line{Time: end, ID: e.id, Remote: e.r.RemoteAddr, Host: e.host, Method: e.r.Method, Path: e.r.URL.Path,

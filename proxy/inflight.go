@@ -9,6 +9,7 @@ import (
 
 	"github.com/edgeblock/edgeblock/blocklist"
 	"github.com/edgeblock/edgeblock/pages"
+	"github.com/edgeblock/edgeblock/proxy/metrics"
 )
 
 // A block ends what is open: a proxied request stays registered here for
@@ -35,13 +36,6 @@ import (
 // blocked its host. It wraps context.Canceled so that the transport and
 // errKind's callers treat it as a cancellation, not an origin failure.
 var errClosedByBlock = fmt.Errorf("closed because a reload blocked the host: %w", context.Canceled)
-
-// Kinds of requests a block closes, the values of the kind label.
-const (
-	closedUpgrade = "upgrade"
-	closedStream  = "stream"
-	closedRequest = "request"
-)
 
 // flightShards spreads the registry over this many locks, so that
 // requests on different cores rarely wait for each other.
@@ -142,12 +136,12 @@ func (p *Proxy) untrack(info *reqInfo, rec *recorder, e *accessEntry) {
 	switch {
 	case kind != "":
 	case info.upstreamCode == http.StatusSwitchingProtocols:
-		kind = closedUpgrade
+		kind = metrics.ClosedUpgrade
 	default:
-		kind = closedStream
+		kind = metrics.ClosedStream
 	}
 	p.metrics.BlockedClosed.WithLabelValues(kind).Inc()
-	e.outcome, e.rule, rec.err = OutcomeBlocked, &c.rule, errClosedByBlock
+	e.outcome, e.rule, rec.err = metrics.OutcomeBlocked, &c.rule, errClosedByBlock
 }
 
 // serveClosed serves the block page in place of the origin's answer when a
@@ -158,7 +152,7 @@ func (p *Proxy) serveClosed(w http.ResponseWriter, r *http.Request, info *reqInf
 	if c == nil {
 		return false
 	}
-	info.closedKind = closedRequest
+	info.closedKind = metrics.ClosedRequest
 	c.st.blockPage(c.rule.AttrsID).Serve(w, r, pages.Request{Host: info.host, RequestID: info.id, Time: p.now()})
 	return true
 }

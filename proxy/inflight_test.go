@@ -20,6 +20,7 @@ import (
 
 	"github.com/edgeblock/edgeblock/blocklist"
 	"github.com/edgeblock/edgeblock/pages"
+	"github.com/edgeblock/edgeblock/proxy/metrics"
 )
 
 // openOrigin is an origin that holds requests open: /ws upgrades to a
@@ -302,7 +303,7 @@ func TestBlockClosesOpenRequests(t *testing.T) {
 	}
 	for host, rule := range map[string]string{"ws.example": "ws.example", "sse.example": "sse.example", "slow.example": "slow.example"} {
 		l := closed[host]
-		if l == nil || l["outcome"] != OutcomeBlocked || l["rule"] != rule || l["mode"] != "block" {
+		if l == nil || l["outcome"] != metrics.OutcomeBlocked || l["rule"] != rule || l["mode"] != "block" {
 			t.Errorf("access line of the closed request to %s = %v", host, l)
 		}
 	}
@@ -336,7 +337,7 @@ func TestTrackAfterSwap(t *testing.T) {
 		t.Fatal(err)
 	}
 	rd, _ := pages.NewRenderer(pages.Options{})
-	p := NewProxy(slogDiscard(), NewMetrics(newRegistry(), "t", "t"), cfg)
+	p := NewProxy(slogDiscard(), metrics.New(newRegistry(), "t", "t"), cfg)
 	apply := func(list string) *state {
 		l, err := blocklist.Parse("b", []byte(list))
 		if err != nil {
@@ -362,12 +363,12 @@ func TestTrackAfterSwap(t *testing.T) {
 		if got := context.Cause(ctx) == errClosedByBlock; got != tt.closed {
 			t.Errorf("list %q: closed = %v, want %v (cause %v)", tt.list, got, tt.closed, context.Cause(ctx))
 		}
-		rec, e := &recorder{}, &accessEntry{outcome: OutcomeReport}
+		rec, e := &recorder{}, &accessEntry{outcome: metrics.OutcomeReport}
 		p.untrack(info, rec, e)
-		if tt.closed && (e.outcome != OutcomeBlocked || e.rule == nil || e.rule.Pattern() != "a.example" || errKind(rec.err) != "closed_by_block") {
+		if tt.closed && (e.outcome != metrics.OutcomeBlocked || e.rule == nil || e.rule.Pattern() != "a.example" || errKind(rec.err) != "closed_by_block") {
 			t.Errorf("list %q: entry = %+v, err %v", tt.list, e, rec.err)
 		}
-		if !tt.closed && e.outcome != OutcomeReport {
+		if !tt.closed && e.outcome != metrics.OutcomeReport {
 			t.Errorf("list %q: outcome changed to %s", tt.list, e.outcome)
 		}
 		if ctx.Err() == nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/edgeblock/edgeblock/blocklist"
 	"github.com/edgeblock/edgeblock/pages"
 	"github.com/edgeblock/edgeblock/proxy/fleet"
+	"github.com/edgeblock/edgeblock/proxy/metrics"
 )
 
 // auditLimit bounds how many added, removed and changed rules one audit
@@ -287,7 +288,7 @@ func (st *fileStatus) clearError() string {
 type Reloader struct {
 	p       *Proxy
 	log     *slog.Logger
-	metrics *Metrics
+	metrics *metrics.Metrics
 	path    string
 
 	// OnApply, if set, is called after each applied change with the new
@@ -311,7 +312,7 @@ type Reloader struct {
 
 // NewReloader returns a Reloader for the config at path. It does nothing
 // until Start.
-func NewReloader(p *Proxy, log *slog.Logger, m *Metrics, path string) *Reloader {
+func NewReloader(p *Proxy, log *slog.Logger, m *metrics.Metrics, path string) *Reloader {
 	return &Reloader{p: p, log: log, metrics: m, path: path}
 }
 
@@ -334,15 +335,15 @@ func (r *Reloader) Start(b *Bundle) error {
 	cfgErrs := errors.Join(b.partErrs[PartConfig], b.partErrs[PartTemplate])
 	for _, f := range []struct {
 		st  *fileStatus
-		m   FileMetrics
+		m   metrics.FileMetrics
 		err error
 	}{{&r.cfgSt, r.metrics.Config, cfgErrs}, {&r.listSt, r.metrics.Blocklist, b.partErrs[PartBlocklist]}} {
 		if f.err != nil {
 			f.st.FromSnapshot = true
 			f.st.setError(now, f.err)
-			f.m.record("failure", now)
+			f.m.Record("failure", now)
 		} else {
-			f.m.record("success", now)
+			f.m.Record("success", now)
 		}
 	}
 	if len(b.FromSnapshot) > 0 {
@@ -471,7 +472,7 @@ func (r *Reloader) Reload(trigger string) {
 		cfgFailure(err)
 		cfgData = nil
 	case hashOf(cfgData) == r.cur.Config.SHA256:
-		r.metrics.Config.record("unchanged", now)
+		r.metrics.Config.Record("unchanged", now)
 	default:
 		cfg, err := ParseConfig(r.path, cfgData)
 		if err != nil {
@@ -535,7 +536,7 @@ func (r *Reloader) Reload(trigger string) {
 		err = nil
 		file = r.cur.List.File()
 		if trigger == "poll" && r.fleetCurrent() {
-			r.metrics.Blocklist.record("unchanged", now)
+			r.metrics.Blocklist.Record("unchanged", now)
 		}
 	} else {
 		listData, err = os.ReadFile(file)
@@ -545,7 +546,7 @@ func (r *Reloader) Reload(trigger string) {
 	case err != nil:
 		r.listFailure(now, trigger, listError(next.Config, err))
 	case r.cur.List.Is(file, listData):
-		r.metrics.Blocklist.record("unchanged", now)
+		r.metrics.Blocklist.Record("unchanged", now)
 		listOK = true
 	default:
 		// Against the list in effect: a file changed in a few lines
@@ -585,13 +586,13 @@ func (r *Reloader) Reload(trigger string) {
 	r.cur = &next
 	if cfgChanged || tmplChanged {
 		r.cfgSt.File, r.cfgSt.SHA256, r.cfgSt.LoadedAt = r.path, next.Config.SHA256, now
-		r.metrics.Config.record("success", now)
+		r.metrics.Config.Record("success", now)
 		r.log.Info("config applied", "event", "config_reload", "result", "success", "trigger", trigger,
 			"file", r.path, "sha256", next.Config.SHA256, "routes", len(next.Config.Routes))
 	}
 	if listChanged {
 		r.listSt.File, r.listSt.SHA256, r.listSt.LoadedAt = file, next.List.SHA256(), now
-		r.metrics.Blocklist.record("success", now)
+		r.metrics.Blocklist.Record("success", now)
 		r.audit(next.List, prev.List, trigger)
 	}
 	if cfgChanged && r.watcher != nil {
@@ -665,7 +666,7 @@ func (r *Reloader) snapshot(now time.Time, cfgData, tmplData, listData []byte) {
 
 // listRefused records a list that CheckDrop refused.
 func (r *Reloader) listRefused(now time.Time, trigger string, l *blocklist.List, err *blocklist.DropError) {
-	r.metrics.Blocklist.record("refused", now)
+	r.metrics.Blocklist.Record("refused", now)
 	r.listSt.setError(now, err)
 	r.log.Error("blocklist not applied: it would drop too many block rules; keeping the last good list", "event", "blocklist_reload",
 		"result", "refused_drop", "trigger", trigger, "file", l.File(), "sha256", l.SHA256(), "rules", l.Len(),
@@ -674,7 +675,7 @@ func (r *Reloader) listRefused(now time.Time, trigger string, l *blocklist.List,
 }
 
 func (r *Reloader) listFailure(now time.Time, trigger string, err error) {
-	r.metrics.Blocklist.record("failure", now)
+	r.metrics.Blocklist.Record("failure", now)
 	r.listSt.setError(now, err)
 	r.log.Error("blocklist not applied; keeping the last good list", "event", "blocklist_reload", "result", "failure",
 		"trigger", trigger, "file", r.cur.Config.Blocklist.File, "error", err.Error(),
@@ -682,7 +683,7 @@ func (r *Reloader) listFailure(now time.Time, trigger string, err error) {
 }
 
 func (r *Reloader) cfgFailure(now time.Time, trigger string, err error) {
-	r.metrics.Config.record("failure", now)
+	r.metrics.Config.Record("failure", now)
 	r.cfgSt.setError(now, err)
 	r.log.Error("config not applied; keeping the last good config", "event", "config_reload", "result", "failure",
 		"trigger", trigger, "file", r.path, "error", err.Error())

@@ -1,10 +1,24 @@
 package proxy
 
 import (
+	"net/http"
 	"strings"
 
 	"github.com/edgeblock/edgeblock/blocklist"
+	"github.com/edgeblock/edgeblock/proxy/origin"
+	"github.com/prometheus/client_golang/prometheus"
 )
+
+// route is a configured route: a host pattern and its origin pool.
+type route struct {
+	pattern string
+	pool    *origin.Pool
+	probe   *http.Client // for the pool's health checks
+	// transport reaches the origins (transports.go).
+	transport *routeTransport
+	headers   *routeHeaders
+	proxy     http.Handler
+}
 
 // routeTable finds the route of a normalized host: an exact name wins over
 // a wildcard, and the longest wildcard wins. It is built once per config
@@ -88,4 +102,36 @@ func normalizePattern(p string) (string, error) {
 		return "*." + n, nil
 	}
 	return n, nil
+}
+
+// upstreamCollector exports edgeblock_upstream_up for the origins of the
+// routes in use, read at scrape time.
+type upstreamCollector struct {
+	p    *Proxy
+	desc *prometheus.Desc
+}
+
+func newUpstreamCollector(p *Proxy) *upstreamCollector {
+	return &upstreamCollector{p: p, desc: prometheus.NewDesc("edgeblock_upstream_up",
+		"1 if the origin takes traffic, 0 while it is out: after failed requests (until a trial request succeeds) or failed health checks.", []string{"route", "origin"}, nil)}
+}
+
+// Describe implements prometheus.Collector.
+func (c *upstreamCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+// Collect implements prometheus.Collector.
+func (c *upstreamCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.p.state.Load()
+	if st == nil {
+		return
+	}
+	for _, r := range st.routes.all {
+		for _, o := range r.pool.Origins() {
+			v := 0.0
+			if o.Up() {
+				v = 1
+			}
+			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, v, r.pattern, o.Label)
+		}
+	}
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/edgeblock/edgeblock/blocklist"
 	"github.com/edgeblock/edgeblock/pages"
+	"github.com/edgeblock/edgeblock/proxy/metrics"
 )
 
 // routesConfig returns a config of n routes, every tenth a wildcard.
@@ -61,7 +62,7 @@ func BenchmarkRoutes(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		p := NewProxy(slogDiscard(), NewMetrics(newRegistry(), "b", "b"), cfg)
+		p := NewProxy(slogDiscard(), metrics.New(newRegistry(), "b", "b"), cfg)
 		if err := p.Apply(cfg, list, rd); err != nil {
 			b.Fatal(err)
 		}
@@ -124,7 +125,7 @@ func BenchmarkReloadRoutes(b *testing.B) {
 				b.Fatal(err)
 			}
 			bundle.StateDir = filepath.Join(dir, "state")
-			m := NewMetrics(newRegistry(), "b", "b")
+			m := metrics.New(newRegistry(), "b", "b")
 			p := NewProxy(slogDiscard(), m, bundle.Config)
 			r := NewReloader(p, slogDiscard(), m, path)
 			if err := r.Start(bundle); err != nil {

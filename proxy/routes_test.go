@@ -14,6 +14,7 @@ import (
 
 	"github.com/edgeblock/edgeblock/blocklist"
 	"github.com/edgeblock/edgeblock/pages"
+	"github.com/edgeblock/edgeblock/proxy/metrics"
 )
 
 // TestLargeConfigProblems: problems at the end of a config of 20,000
@@ -107,7 +108,7 @@ routes:
 		t.Fatal(err)
 	}
 	cfg := config(1, "/health")
-	p := NewProxy(slogDiscard(), NewMetrics(newRegistry(), "t", "t"), cfg)
+	p := NewProxy(slogDiscard(), metrics.New(newRegistry(), "t", "t"), cfg)
 	t.Cleanup(p.Close)
 	apply := func(cfg *Config) (keepRoute, changeRoute *route) {
 		t.Helper()
@@ -185,7 +186,7 @@ func TestRoutesHeap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := NewMetrics(newRegistry(), "t", "t")
+	m := metrics.New(newRegistry(), "t", "t")
 	p := NewProxy(slogDiscard(), m, b.Config)
 	r := NewReloader(p, slogDiscard(), m, path)
 	if err := r.Start(b); err != nil {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/edgeblock/edgeblock/proxy/accesslog"
+	"github.com/edgeblock/edgeblock/proxy/metrics"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -25,7 +26,7 @@ type Server struct {
 	proxy    *Proxy
 	reloader *Reloader
 	tls      *TLSManager
-	metrics  *Metrics
+	metrics  *metrics.Metrics
 	reg      *prometheus.Registry
 
 	servers   map[string]*http.Server
@@ -47,7 +48,7 @@ type Server struct {
 func NewServer(log *slog.Logger, configPath string, b *Bundle) (*Server, error) {
 	reg := prometheus.NewRegistry()
 	version, revision := Version()
-	m := NewMetrics(reg, version, revision)
+	m := metrics.New(reg, version, revision)
 	p := NewProxy(log, m, b.Config)
 	reg.MustRegister(newUpstreamCollector(p))
 	s := &Server{log: log, cfg: b.Config, proxy: p, metrics: m, reg: reg,
@@ -141,7 +142,7 @@ func (s *Server) Start(b *Bundle) error {
 		// that the 429 of the per-client cap is bounded too.
 		h = newProtoCounter(h, s.quicM)
 		h = &requestLimiter{next: h, inFlight: inFlight,
-			config: s.proxy.config, refused: s.metrics.RequestsRefused.WithLabelValues(RefusedRequestsPerClient)}
+			config: s.proxy.config, refused: s.metrics.RequestsRefused.WithLabelValues(metrics.RefusedRequestsPerClient)}
 		return &guardHandler{next: h, writeIdle: cfg.Timeouts.WriteIdle, bodyRead: cfg.Timeouts.BodyRead, draining: &s.draining}
 	}
 	public := func(h http.Handler) *http.Server {
@@ -179,7 +180,7 @@ func (s *Server) Start(b *Bundle) error {
 		tcpTLS, quicTLS := s.tls.TLSConfigs()
 		if s.quic != nil {
 			lim := &quicLimitListener{conns: conns, trusted: s.proxy.trusts,
-				open: s.metrics.ConnectionsOpen.WithLabelValues("quic"), refused: s.metrics.ConnectionsRefused.WithLabelValues(RefusedConnsPerClient)}
+				open: s.metrics.ConnectionsOpen.WithLabelValues("quic"), refused: s.metrics.ConnectionsRefused.WithLabelValues(metrics.RefusedConnsPerClient)}
 			if err := s.quic.listen(s.log, s.quicM, quicTLS, lim, quicSettingsOf(cfg)); err != nil {
 				s.reloader.Close()
 				s.tls.Stop()
@@ -208,7 +209,7 @@ func (s *Server) Start(b *Bundle) error {
 		if name != "admin" {
 			l = &limitListener{Listener: l, conns: conns,
 				trusted: s.proxy.trusts, open: s.metrics.ConnectionsOpen.WithLabelValues(name),
-				refused: s.metrics.ConnectionsRefused.WithLabelValues(RefusedConnsPerClient)}
+				refused: s.metrics.ConnectionsRefused.WithLabelValues(metrics.RefusedConnsPerClient)}
 		}
 		if name == "https" || srv.TLSConfig != nil {
 			l = tls.NewListener(l, srv.TLSConfig)

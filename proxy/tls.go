@@ -23,6 +23,7 @@ import (
 	"github.com/edgeblock/edgeblock/blocklist"
 	"github.com/edgeblock/edgeblock/proxy/certs"
 	"github.com/edgeblock/edgeblock/proxy/fleet"
+	"github.com/edgeblock/edgeblock/proxy/metrics"
 	"go.uber.org/zap"
 )
 
@@ -31,7 +32,7 @@ import (
 // certificate and no ACME order: the handshake fails.
 type TLSManager struct {
 	log       *slog.Logger
-	metrics   *Metrics
+	metrics   *metrics.Metrics
 	p         *Proxy
 	magic     *certmagic.Config // on demand, for handshakes
 	ahead     *certmagic.Config // for names managed ahead
@@ -104,7 +105,7 @@ const fleetCopyDir = "fleet-copy"
 // NewTLSManager sets up certificate management for cfg.TLS. Certificates
 // are kept in cfg.TLS.Storage, or with a fleet section in the fleet's
 // Redis, so a restart (and, in a fleet, every other edge) reuses them.
-func NewTLSManager(cfg *Config, log *slog.Logger, m *Metrics, p *Proxy) (*TLSManager, error) {
+func NewTLSManager(cfg *Config, log *slog.Logger, m *metrics.Metrics, p *Proxy) (*TLSManager, error) {
 	t := &TLSManager{log: log, metrics: m, p: p, mode: cfg.TLS.Mode, limit: cfg.TLS.ManageAheadLimit,
 		managed: map[string]bool{}, certs: map[string]time.Time{}, labels: map[string]bool{}}
 	storage, closeStorage, err := certStorage(cfg)
@@ -451,7 +452,7 @@ func (t *TLSManager) HTTPHandler(next *Proxy, redirect bool, httpsPort int) http
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if len(t.acme) > 0 && strings.HasPrefix(r.URL.Path, "/.well-known/acme-challenge/") {
-			next.observe(w, r, OutcomeACME, func(w http.ResponseWriter) {
+			next.observe(w, r, metrics.OutcomeACME, func(w http.ResponseWriter) {
 				if !t.acme[0].HandleHTTPChallenge(w, r) {
 					http.NotFound(w, r)
 				}
@@ -470,7 +471,7 @@ func (t *TLSManager) HTTPHandler(next *Proxy, redirect bool, httpsPort int) http
 			next.ServeHTTP(w, r)
 			return
 		}
-		next.observe(w, r, OutcomeRedirect, func(w http.ResponseWriter) {
+		next.observe(w, r, metrics.OutcomeRedirect, func(w http.ResponseWriter) {
 			target := "https://" + host + port + r.URL.RequestURI()
 			w.Header().Set("Location", target)
 			w.Header().Set("Cache-Control", "no-store")
@@ -692,12 +693,12 @@ func (t *TLSManager) refreshExpiry() {
 	issuer := t.issuerLabel()
 	for label := range t.labels {
 		if _, ok := want[label]; !ok {
-			t.metrics.certExpiry.DeleteLabelValues(label, issuer)
+			t.metrics.CertExpiry.DeleteLabelValues(label, issuer)
 			delete(t.labels, label)
 		}
 	}
 	for label, notAfter := range want {
-		t.metrics.certExpiry.WithLabelValues(label, issuer).Set(float64(notAfter.Unix()))
+		t.metrics.CertExpiry.WithLabelValues(label, issuer).Set(float64(notAfter.Unix()))
 		t.labels[label] = true
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/edgeblock/edgeblock/blocklist"
 	"github.com/edgeblock/edgeblock/pages"
+	"github.com/edgeblock/edgeblock/proxy/metrics"
 )
 
 func TestCoversDecision(t *testing.T) {
@@ -27,7 +28,7 @@ func TestCoversDecision(t *testing.T) {
 		t.Fatal(err)
 	}
 	rd, _ := pages.NewRenderer(pages.Options{})
-	p := NewProxy(slogDiscard(), NewMetrics(newRegistry(), "t", "t"), cfg)
+	p := NewProxy(slogDiscard(), metrics.New(newRegistry(), "t", "t"), cfg)
 	if ok, err := p.Covers("app.example.com"); ok || err == nil {
 		t.Error("Covers before any config said yes")
 	}

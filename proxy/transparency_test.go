@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"encoding/json"
+	"github.com/edgeblock/edgeblock/proxy/metrics"
 	"os"
 	"strings"
 	"testing"
@@ -91,8 +92,8 @@ func TestTransparencyFeed(t *testing.T) {
 	})
 	e.srv.FlushAccessLog()
 	lines := e.logs.logLines(t, "request")
-	if len(lines) == 0 || lines[0]["outcome"] != OutcomeTransparency {
-		t.Errorf("access line outcome %v, want %s", lines[0]["outcome"], OutcomeTransparency)
+	if len(lines) == 0 || lines[0]["outcome"] != metrics.OutcomeTransparency {
+		t.Errorf("access line outcome %v, want %s", lines[0]["outcome"], metrics.OutcomeTransparency)
 	}
 }
 

@@ -1,19 +1,25 @@
-package proxy
+// Package metrics defines every Prometheus metric edgeblock exports, on a
+// registry the caller passes in (nothing is registered globally), and the
+// label values they take: outcomes, refusal reasons, the kinds of requests
+// a block closes, admin write results. Every label takes values from a
+// bounded set; nothing a visitor sends becomes a label value.
+package metrics
 
 import (
 	"runtime"
-	"runtime/debug"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/edgeblock/edgeblock/proxy/certs"
 	"github.com/edgeblock/edgeblock/proxy/geo"
+	"github.com/edgeblock/edgeblock/proxy/origin"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
 // Metrics holds every metric edgeblock exports. Create it once with
-// NewMetrics and a registry; nothing is registered globally. Every label
+// New and a registry; nothing is registered globally. Every label
 // takes values from a bounded set: outcomes, methods and status codes are
 // fixed sets, policies come from the blocklist, routes and origins from the
 // config, names from the certificates we manage. Nothing a visitor sends
@@ -32,7 +38,8 @@ type Metrics struct {
 	// and result (pass, fail).
 	HealthChecks *prometheus.CounterVec
 	// BlockedClosed counts proxied requests in flight that a reload
-	// ended because it blocked their host, by kind (inflight.go).
+	// ended because it blocked their host, by kind (ClosedUpgrade,
+	// ClosedStream, ClosedRequest).
 	BlockedClosed *prometheus.CounterVec
 	// Geo are the country database's metrics and the scoped-block
 	// counter (proxy/geo).
@@ -83,7 +90,9 @@ type Metrics struct {
 	// TLSBudgetRemaining is how many more new names a pattern may get a
 	// certificate for now.
 	TLSBudgetRemaining *prometheus.GaugeVec
-	certExpiry         *prometheus.GaugeVec
+	// CertExpiry is the expiry time of each covered name's certificate,
+	// by name and issuer.
+	CertExpiry *prometheus.GaugeVec
 	// TLSHandshakeErrors counts handshakes for a covered name that got no
 	// certificate (the storage or the CA failed), by reason.
 	TLSHandshakeErrors *prometheus.CounterVec
@@ -155,17 +164,25 @@ const (
 	OutcomeTransparency = "transparency"
 )
 
-// StatusClientClosedRequest is nginx's 499, logged and counted for
-// requests whose visitor went away.
-const StatusClientClosedRequest = 499
+// Kinds of requests a block closes, the values of the kind label of
+// edgeblock_blocked_connections_closed_total.
+const (
+	ClosedUpgrade = "upgrade"
+	ClosedStream  = "stream"
+	ClosedRequest = "request"
+)
+
+// AdminWriteResults are the result label values of
+// edgeblock_admin_writes_total.
+var AdminWriteResults = []string{"added", "changed", "removed", "unchanged", "bad_request", "refused", "no_rule", "error"}
 
 var outcomes = []string{OutcomeProxied, OutcomeBlocked, OutcomeReport, OutcomeUnknown, OutcomeError, OutcomeRedirect, OutcomeACME,
 	OutcomeCanceled, OutcomeRejected, OutcomeTransparency}
 
-// NewMetrics creates the metrics and registers them, with the Go and
+// New creates the metrics and registers them, with the Go and
 // process collectors and edgeblock_build_info, on reg. version and revision
 // label the build.
-func NewMetrics(reg prometheus.Registerer, version, revision string) *Metrics {
+func New(reg prometheus.Registerer, version, revision string) *Metrics {
 	m := &Metrics{
 		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "edgeblock_requests_total", Help: "Requests served on the public listeners, by outcome, status code and method.",
@@ -267,7 +284,7 @@ func NewMetrics(reg prometheus.Registerer, version, revision string) *Metrics {
 		AdminAuthFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "edgeblock_admin_auth_failures_total", Help: "Admin requests refused by reason: unauthenticated (no or an unknown credential, 401), forbidden (a read credential on a write, 403), misdirected (a Host that is not the admin listener's, 421), cross_origin (a browser's cross-site write, 403) or content_type (a write that is not application/json, 415).",
 		}, []string{"reason"}),
-		certExpiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		CertExpiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "edgeblock_tls_certificate_expiry_timestamp_seconds",
 			Help: "Unix time at which the certificate of each name a route or rule covers expires (the earliest under a wildcard), by issuer (acme or internal).",
 		}, []string{"name", "issuer"}),
@@ -302,7 +319,7 @@ func NewMetrics(reg prometheus.Registerer, version, revision string) *Metrics {
 		m.FleetEnabled, m.FleetConnected, m.FleetApplied, m.FleetLatest,
 		m.FleetDivergent, m.FleetExplicitApplied, m.SnapshotWriteFailures, m.SnapshotStale,
 		m.FleetRedis, m.FleetFailovers, m.FleetReconnects,
-		m.TLSObtain, m.TLSObtainByPattern, m.TLSHandshakeRefuse, m.TLSBudgetRemaining, m.certExpiry, buildInfo,
+		m.TLSObtain, m.TLSObtainByPattern, m.TLSHandshakeRefuse, m.TLSBudgetRemaining, m.CertExpiry, buildInfo,
 		m.ConnectionsOpen, m.ConnectionsRefused, m.RequestsRefused, m.HTTP2Errors,
 		m.TLSHandshakeErrors, m.AdminWrites, m.AdminAuthFailures, m.AccessLogDropped, m.AccessLogErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -324,14 +341,14 @@ func NewMetrics(reg prometheus.Registerer, version, revision string) *Metrics {
 		m.AdminAuthFailures.WithLabelValues(r)
 	}
 	for _, op := range []string{"block", "unblock"} {
-		for _, r := range writeResults {
+		for _, r := range AdminWriteResults {
 			m.AdminWrites.WithLabelValues(op, r)
 		}
 	}
 	for _, r := range certs.Reasons {
 		m.TLSHandshakeRefuse.WithLabelValues(r)
 	}
-	for _, k := range []string{closedUpgrade, closedStream, closedRequest} {
+	for _, k := range []string{ClosedUpgrade, ClosedStream, ClosedRequest} {
 		m.BlockedClosed.WithLabelValues(k)
 	}
 	for _, o := range outcomes {
@@ -342,12 +359,21 @@ func NewMetrics(reg prometheus.Registerer, version, revision string) *Metrics {
 	return m
 }
 
-// geo returns the geo metrics; nil for a nil m.
-func (m *Metrics) geo() *geo.Metrics {
+// GeoMetrics returns the geo metrics; nil for a nil m.
+func (m *Metrics) GeoMetrics() *geo.Metrics {
 	if m == nil {
 		return nil
 	}
 	return m.Geo
+}
+
+// Served counts one request served on a public listener: its outcome,
+// status code and method in edgeblock_requests_total and its duration in
+// edgeblock_request_duration_seconds. The series are looked up in the
+// registry only the first time.
+func (m *Metrics) Served(outcome string, code int, method string, d time.Duration) {
+	m.request(outcome, code, method).Inc()
+	m.duration(outcome).Observe(d.Seconds())
 }
 
 // duration returns the edgeblock_request_duration_seconds series of an
@@ -396,11 +422,11 @@ func newFileMetrics(file string) FileMetrics {
 	}
 }
 
-// record counts a reload attempt with result success, unchanged, failure
+// Record counts a reload attempt with result success, unchanged, failure
 // or refused. Success and unchanged both mean the file on disk was read and
 // is what is in effect, so the timestamp moves with every poll while all
 // is well; failure and refused mean it is not in effect.
-func (f FileMetrics) record(result string, now time.Time) {
+func (f FileMetrics) Record(result string, now time.Time) {
 	f.Reloads.WithLabelValues(result).Inc()
 	if result == "failure" || result == "refused" {
 		f.LastSuccessful.Set(0)
@@ -410,10 +436,10 @@ func (f FileMetrics) record(result string, now time.Time) {
 	f.LastSuccessful.Set(1)
 }
 
-// setBlocklist records the list in use: its rule count, and its hash as
+// SetBlocklist records the list in use: its rule count, and its hash as
 // the one series of edgeblock_blocklist_info (the previous hash's series
 // is deleted), so that `count by (sha256)` shows which nodes agree.
-func (m *Metrics) setBlocklist(rules int, sha256 string) {
+func (m *Metrics) SetBlocklist(rules int, sha256 string) {
 	m.BlocklistEntries.Set(float64(rules))
 	m.infoMu.Lock()
 	defer m.infoMu.Unlock()
@@ -433,32 +459,45 @@ func methodLabel(m string) string {
 	return "OTHER"
 }
 
-// Version returns the module version and VCS revision of this binary, as
-// stamped by the linker or recorded by the Go toolchain.
-func Version() (version, revision string) {
-	version, revision = "devel", "unknown"
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		if bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-			version = bi.Main.Version
-		}
-		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" {
-				revision = s.Value
-			}
-		}
+// codeLabels holds the label text of every status code, so that counting a
+// response does not format a number.
+var codeLabels = func() []string {
+	s := make([]string, 1000)
+	for i := range s {
+		s[i] = strconv.Itoa(i)
 	}
-	if BuildVersion != "" {
-		version = BuildVersion
+	return s
+}()
+
+func codeLabel(code int) string {
+	if code >= 0 && code < len(codeLabels) {
+		return codeLabels[code]
 	}
-	if BuildRevision != "" {
-		revision = BuildRevision
-	}
-	return version, revision
+	return "other"
 }
 
-// BuildVersion and BuildRevision are set with -ldflags "-X ..." by the
-// release build; empty means "ask the Go toolchain's build info".
-var (
-	BuildVersion  string
-	BuildRevision string
-)
+// OriginObserver counts what happens to origins (responses, failures,
+// retries, health probes) in the metrics; it implements origin.Observer.
+type OriginObserver struct{ M *Metrics }
+
+var _ origin.Observer = OriginObserver{}
+
+// Response implements origin.Observer.
+func (ob OriginObserver) Response(o *origin.Origin, code int) {
+	ob.M.UpstreamRequests.WithLabelValues(o.Route, o.Label, codeLabel(code)).Inc()
+}
+
+// Failure implements origin.Observer.
+func (ob OriginObserver) Failure(o *origin.Origin, kind string) {
+	ob.M.UpstreamErrors.WithLabelValues(o.Route, o.Label, kind).Inc()
+}
+
+// Retry implements origin.Observer.
+func (ob OriginObserver) Retry(o *origin.Origin, kind string) {
+	ob.M.UpstreamRetries.WithLabelValues(o.Route, kind).Inc()
+}
+
+// Probe implements origin.Observer.
+func (ob OriginObserver) Probe(o *origin.Origin, result string) {
+	ob.M.HealthChecks.WithLabelValues(o.Route, o.Label, result).Inc()
+}
