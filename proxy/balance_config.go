@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"net/http"
 	"net/url"
 	"os"
 	"slices"
@@ -30,35 +29,10 @@ func (b *BalanceConfig) validate(c *Config, v *validator, at []any) {
 		v.addf(f("cookie"), "%q is not a cookie name (an HTTP token)", b.Cookie)
 	}
 	if h := b.Health; h != nil {
-		if h.Interval < 0 || h.Timeout < 0 {
-			v.addf(f("health"), "interval and timeout must not be negative")
-		}
-		if h.Fails < 0 || h.Passes < 0 {
-			v.addf(f("health"), "fails and passes must not be negative")
-		}
-		if h.ExpectStatus != 0 && (h.ExpectStatus < 100 || h.ExpectStatus > 599) {
-			v.addf(f("health", "expect_status"), "%d is not an HTTP status", h.ExpectStatus)
-		}
-		if h.Path != "" {
-			if u, err := url.Parse(h.Path); err != nil || !strings.HasPrefix(h.Path, "/") || u.Host != "" {
-				v.addf(f("health", "path"), "%q: want a path such as /healthz", h.Path)
-			}
-		}
-		for k := range h.Headers {
-			if !isToken(k) {
-				v.addf(f("health", "headers"), "%q is not a header name", k)
-			}
-		}
+		v.addProblems(f("health"), h.Validate())
 	}
 	if p := b.Passive; p != nil {
-		if p.Window < 0 || p.FailTimeout < 0 {
-			v.addf(f("passive"), "window and fail_timeout must not be negative")
-		}
-		for i, s := range p.UnhealthyStatuses {
-			if s < 100 || s > 599 {
-				v.addf(f("passive", "unhealthy_statuses", i), "%d is not an HTTP status", s)
-			}
-		}
+		v.addProblems(f("passive"), p.Validate())
 	}
 	if b.Headers != nil {
 		b.Headers.validate(v, f("headers"))
@@ -87,9 +61,7 @@ func (b *BalanceConfig) validate(c *Config, v *validator, at []any) {
 		}
 	}
 	if r := b.Retries; r != nil {
-		if r.MaxTries < 0 || r.TryDuration < 0 || r.BodyLimit < 0 {
-			v.addf(f("retries"), "max_tries, try_duration and body_limit must not be negative")
-		}
+		v.addProblems(f("retries"), r.Validate())
 	}
 }
 
@@ -208,26 +180,17 @@ func (c *Config) poolConfig(rc RouteConfig, pattern string, cookieKey []byte) (o
 		}
 		oc.Origins = append(oc.Origins, origin.Spec{URL: u, Weight: s.Weight})
 	}
-	oc.Passive.FailTimeout = c.Origins.FailTimeout
-	if p := b.Passive; p != nil {
-		oc.Passive.MaxFails, oc.Passive.Window = p.MaxFails, p.Window
-		oc.Passive.UnhealthyStatuses = p.UnhealthyStatuses
-		if p.FailTimeout > 0 {
-			oc.Passive.FailTimeout = p.FailTimeout
-		}
+	if b.Passive != nil {
+		oc.Passive = *b.Passive
 	}
-	if h := b.Health; h != nil {
-		oc.Health = origin.Health{Path: h.Path, Interval: h.Interval, Timeout: h.Timeout, ExpectStatus: h.ExpectStatus,
-			ExpectBody: h.ExpectBody, Fails: h.Fails, Passes: h.Passes}
-		if len(h.Headers) > 0 {
-			oc.Health.Header = http.Header{}
-			for k, v := range h.Headers {
-				oc.Health.Header.Set(k, v)
-			}
-		}
+	if oc.Passive.FailTimeout == 0 {
+		oc.Passive.FailTimeout = c.Origins.FailTimeout // the edge-wide default
 	}
-	if r := b.Retries; r != nil {
-		oc.Retry = origin.Retry{MaxTries: r.MaxTries, TryDuration: r.TryDuration, BodyLimit: r.BodyLimit}
+	if b.Health != nil {
+		oc.Health = *b.Health
+	}
+	if b.Retries != nil {
+		oc.Retry = *b.Retries
 	}
 	return oc, nil
 }

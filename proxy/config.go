@@ -25,6 +25,7 @@ import (
 	"github.com/edgeblock/edgeblock/proxy/certs"
 	"github.com/edgeblock/edgeblock/proxy/fleet"
 	"github.com/edgeblock/edgeblock/proxy/origin"
+	"github.com/edgeblock/edgeblock/proxy/problem"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -365,11 +366,11 @@ type BalanceConfig struct {
 	// "edgeblock_origin".
 	Cookie string `yaml:"cookie"`
 	// Health is the active health check; off unless interval is set.
-	Health *HealthConfig `yaml:"health"`
+	Health *origin.Health `yaml:"health"`
 	// Passive takes an origin out after failed requests.
-	Passive *PassiveConfig `yaml:"passive"`
+	Passive *origin.Passive `yaml:"passive"`
 	// Retries bounds sending a failed request to another origin.
-	Retries *RetriesConfig `yaml:"retries"`
+	Retries *origin.Retry `yaml:"retries"`
 	// OriginTLS configures HTTPS to the origins (routes[].tls is the
 	// route's own certificate).
 	OriginTLS *OriginTLSConfig `yaml:"origin_tls"`
@@ -412,55 +413,6 @@ type OriginTimeouts struct {
 	// ResponseHeader bounds waiting for the response headers; default
 	// timeouts.response_header.
 	ResponseHeader time.Duration `yaml:"response_header"`
-}
-
-// HealthConfig is an active health check: GET path on every origin each
-// interval.
-type HealthConfig struct {
-	// Path is requested on each origin (below its base path). Default "/".
-	Path string `yaml:"path"`
-	// Interval between probes; 0 (default) turns the check off.
-	Interval time.Duration `yaml:"interval"`
-	// Timeout bounds one probe. Default the smaller of interval and 5s.
-	Timeout time.Duration `yaml:"timeout"`
-	// ExpectStatus is the status of a good probe; default any 2xx or 3xx.
-	ExpectStatus int `yaml:"expect_status"`
-	// ExpectBody must occur in the first 64 KiB of a good probe's body.
-	ExpectBody string `yaml:"expect_body"`
-	// Headers are sent with each probe; Host sets the probe's host.
-	Headers map[string]string `yaml:"headers"`
-	// Fails is how many failed probes in a row take an origin out
-	// (default 3); Passes how many good ones bring it back (default 2).
-	Fails  int `yaml:"fails"`
-	Passes int `yaml:"passes"`
-}
-
-// PassiveConfig takes an origin out after failed requests.
-type PassiveConfig struct {
-	// MaxFails failures within Window take the origin out. Default 1; a
-	// negative value turns passive health off.
-	MaxFails int `yaml:"max_fails"`
-	// Window is how far back failures count. Default 10s.
-	Window time.Duration `yaml:"window"`
-	// FailTimeout is how long the origin stays out before one trial
-	// request decides whether it is back. Default origins.fail_timeout.
-	FailTimeout time.Duration `yaml:"fail_timeout"`
-	// UnhealthyStatuses are origin statuses counted as failures (the
-	// response still goes to the visitor). Default none.
-	UnhealthyStatuses []int `yaml:"unhealthy_statuses"`
-}
-
-// RetriesConfig bounds sending a failed request to another origin.
-type RetriesConfig struct {
-	// MaxTries is how many origins a request may be sent to, the first
-	// included. Default 3; 1 turns retries off.
-	MaxTries int `yaml:"max_tries"`
-	// TryDuration is how long after the first attempt another may
-	// start. Default 10s.
-	TryDuration time.Duration `yaml:"try_duration"`
-	// BodyLimit is the largest request body kept in memory so that the
-	// request can be retried. Default 64 KiB.
-	BodyLimit int64 `yaml:"body_limit"`
 }
 
 // wildcardCert reports whether the route is served by one wildcard
@@ -741,7 +693,7 @@ func parseConfig(path string, data []byte, only func(field []any) bool) (*Config
 	c.applyDefaults()
 	c.validate(&v)
 	if only != nil {
-		v.problems = slices.DeleteFunc(v.problems, func(p problem) bool { return p.kind == problemCheck && !only(p.field) })
+		v.problems = slices.DeleteFunc(v.problems, func(p lineProblem) bool { return p.kind == problemCheck && !only(p.field) })
 	}
 	if problems := v.result(); len(problems) > 0 {
 		return nil, &ConfigError{Problems: problems}
@@ -1247,7 +1199,7 @@ type validator struct {
 	path     string
 	root     *yaml.Node
 	lines    map[int]fieldAt // the deepest field at each line, for type errors
-	problems []problem
+	problems []lineProblem
 	// originTLS is the outcome of checking each distinct origin_tls block.
 	originTLS map[OriginTLSConfig]error
 }
@@ -1258,8 +1210,8 @@ type fieldAt struct {
 	node  *yaml.Node
 }
 
-// problem is one problem of a config.
-type problem struct {
+// lineProblem is one problem of a config, at its line.
+type lineProblem struct {
 	line  int
 	field []any
 	kind  problemKind
@@ -1274,6 +1226,14 @@ const (
 	problemType                     // a value of the wrong type
 )
 
+// addProblems records the problems a section reported, its paths below
+// the section at field.
+func (v *validator) addProblems(field []any, ps problem.List) {
+	for _, p := range ps {
+		v.addf(p.Path.Under(field...), "%s", p.Msg)
+	}
+}
+
 // addf records a problem about the field at path (keys and indexes, such
 // as "routes", 0, "origins", 1).
 func (v *validator) addf(field []any, format string, args ...any) {
@@ -1282,7 +1242,7 @@ func (v *validator) addf(field []any, format string, args ...any) {
 
 // addAt records a problem at a known line.
 func (v *validator) addAt(line int, field []any, kind problemKind, format string, args ...any) {
-	v.problems = append(v.problems, problem{line: line, field: field, kind: kind,
+	v.problems = append(v.problems, lineProblem{line: line, field: field, kind: kind,
 		text: formatProblem(v.path, line, field, fmt.Sprintf(format, args...))})
 }
 
@@ -1312,14 +1272,14 @@ func (v *validator) result() []string {
 			bad = append(bad, p.field)
 		}
 	}
-	var out []problem
+	var out []lineProblem
 	for _, p := range v.problems {
 		if p.kind == problemCheck && slices.ContainsFunc(bad, func(f []any) bool { return related(f, p.field) }) {
 			continue
 		}
 		out = append(out, p)
 	}
-	slices.SortStableFunc(out, func(a, b problem) int { return a.line - b.line })
+	slices.SortStableFunc(out, func(a, b lineProblem) int { return a.line - b.line })
 	texts := make([]string, len(out))
 	for i, p := range out {
 		texts[i] = p.text
@@ -1333,21 +1293,7 @@ func related(a, b []any) bool {
 	return n > 0 && slices.Equal(a[:n], b[:n])
 }
 
-func fieldName(field []any) string {
-	var b strings.Builder
-	for _, f := range field {
-		switch f := f.(type) {
-		case string:
-			if b.Len() > 0 {
-				b.WriteByte('.')
-			}
-			b.WriteString(f)
-		case int:
-			fmt.Fprintf(&b, "[%d]", f)
-		}
-	}
-	return b.String()
-}
+func fieldName(field []any) string { return problem.Path(field).String() }
 
 // lineOf returns the line of the deepest node along field that exists in
 // the document, or 0.

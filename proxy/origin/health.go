@@ -107,13 +107,7 @@ func (p *Pool) probeOnce(o *Origin, client *http.Client) error {
 	if err != nil {
 		return err
 	}
-	for k, vs := range h.Header {
-		if http.CanonicalHeaderKey(k) == "Host" && len(vs) > 0 {
-			req.Host = vs[0]
-			continue
-		}
-		req.Header[http.CanonicalHeaderKey(k)] = vs
-	}
+	h.probeHeader(req)
 	req.Header.Set("User-Agent", "edgeblock-health-check")
 	resp, err := client.Do(req)
 	if err != nil {
