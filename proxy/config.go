@@ -1437,8 +1437,8 @@ func (c *Config) validate(v *validator) {
 			v.addf([]any{"fleet", "node"}, "%v", strings.TrimPrefix(c.fleetErr.Error(), "fleet.node: "))
 		}
 		for _, p := range c.Fleet.Validate() {
-			field, msg := fleetProblem(p)
-			if fieldName(field) == "fleet.redis.addr" && strings.HasPrefix(msg, "required") {
+			field, msg := p.Path.Under("fleet"), p.Msg
+			if p.Path.String() == "redis.addr" && strings.HasPrefix(msg, "required") {
 				// About the section, so that a type error in addrs is
 				// not followed by this derived complaint.
 				field, msg = []any{"fleet", "redis"}, "addr or addrs is required"
@@ -1591,25 +1591,6 @@ func (c *Config) validate(v *validator) {
 			c.Warnings = append(c.Warnings, v.format([]any{"pages", "operator"}, "not set: the block page cannot say who blocked the site (set your organisation's name; see pages.contact and pages.appeal too)"))
 		}
 	}
-}
-
-// fleetProblem splits one of fleet.Config.Validate's problems,
-// "fleet.redis.addrs[1]: message", into the field path (for the line)
-// and the message.
-func fleetProblem(p string) ([]any, string) {
-	name, msg, ok := strings.Cut(p, ": ")
-	if !ok {
-		return []any{"fleet"}, p
-	}
-	var field []any
-	for part := range strings.SplitSeq(name, ".") {
-		key, idx, indexed := strings.Cut(part, "[")
-		field = append(field, key)
-		if i, err := strconv.Atoi(strings.TrimSuffix(idx, "]")); indexed && err == nil {
-			field = append(field, i)
-		}
-	}
-	return field, msg
 }
 
 // validateDNS checks a DNS-01 setup at field, if any.

@@ -73,8 +73,8 @@ func certStorage(cfg *Config) (storage certmagic.Storage, closeStorage func(), e
 		if err := fc.ApplyDefaults(); err != nil {
 			return nil, nil, err
 		}
-		if p := fc.Validate(); len(p) > 0 {
-			return nil, nil, errors.New(strings.Join(p, "\n"))
+		if err := fc.Validate().Err("fleet"); err != nil {
+			return nil, nil, err
 		}
 		rdb, err := fleet.NewClient(fc)
 		if err != nil {

@@ -29,6 +29,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/edgeblock/edgeblock/proxy/problem"
 )
 
 // DefaultPrefix is the key prefix used when Config.Prefix is empty.
@@ -173,90 +175,88 @@ func (c *Config) ApplyDefaults() error {
 	return nil
 }
 
-// Validate returns the configuration's problems, each as "field: message"
-// with the field's full path (e.g. "fleet.redis.addr: required"). It reads
-// no files; NewClient does. Call it after ApplyDefaults.
-func (c Config) Validate() []string {
-	var p []string
-	add := func(field, format string, args ...any) {
-		p = append(p, "fleet."+field+": "+fmt.Sprintf(format, args...))
-	}
+// Validate returns the configuration's problems, each with the path of
+// its field below the fleet: block (redis.addr, redis.addrs[1]) and a
+// message; the config loader puts them under fleet and finds their lines.
+// It reads no files; NewClient does. Call it after ApplyDefaults.
+func (c Config) Validate() problem.List {
+	var p problem.List
 	if c.HeartbeatExpiry != 0 && c.HeartbeatExpiry < time.Minute {
-		add("heartbeat_expiry", "%s: want at least 1m (edges beat every 5s)", c.HeartbeatExpiry)
+		p.Addf(problem.Path{"heartbeat_expiry"}, "%s: want at least 1m (edges beat every 5s)", c.HeartbeatExpiry)
 	}
 	r := c.Redis
 	mode := r.EffectiveMode()
 	switch r.Mode {
 	case "", ModeSingle, ModeSentinel, ModeCluster:
 	default:
-		add("redis.mode", "%q: want single, sentinel or cluster", r.Mode)
+		p.Addf(problem.Path{"redis", "mode"}, "%q: want single, sentinel or cluster", r.Mode)
 		mode = "?" // judge the rest without a mode
 	}
 	switch {
 	case mode == "?":
 	case r.Addr == "" && len(r.Addrs) == 0:
-		add("redis.addr", "required (or addrs with a mode)")
+		p.Addf(problem.Path{"redis", "addr"}, "required (or addrs with a mode)")
 	case r.Addr != "" && len(r.Addrs) > 0:
-		add("redis.addrs", "set either addr or addrs, not both")
+		p.Addf(problem.Path{"redis", "addrs"}, "set either addr or addrs, not both")
 	case r.Addr != "" && mode != ModeSingle:
-		add("redis.addr", "is for mode single; mode %s takes addrs", mode)
+		p.Addf(problem.Path{"redis", "addr"}, "is for mode single; mode %s takes addrs", mode)
 	case len(r.Addrs) > 0 && r.Mode == "":
-		add("redis.mode", "required with addrs: single (one server), sentinel (the sentinels) or cluster (seed nodes)")
+		p.Addf(problem.Path{"redis", "mode"}, "required with addrs: single (one server), sentinel (the sentinels) or cluster (seed nodes)")
 	case mode == ModeSingle && len(r.Addrs) > 1:
-		add("redis.addrs", "mode single takes one server (got %d addresses)", len(r.Addrs))
+		p.Addf(problem.Path{"redis", "addrs"}, "mode single takes one server (got %d addresses)", len(r.Addrs))
 	}
 	if r.Addr != "" {
 		if err := checkHostPort(r.Addr); err != nil {
-			add("redis.addr", "%v", err)
+			p.Addf(problem.Path{"redis", "addr"}, "%v", err)
 		}
 	}
 	for i, a := range r.Addrs {
 		if err := checkHostPort(a); err != nil {
-			add(fmt.Sprintf("redis.addrs[%d]", i), "%v", err)
+			p.Addf(problem.Path{"redis", "addrs", i}, "%v", err)
 		}
 	}
 	if r.DB < 0 {
-		add("redis.db", "must not be negative (got %d)", r.DB)
+		p.Addf(problem.Path{"redis", "db"}, "must not be negative (got %d)", r.DB)
 	}
 	if mode == ModeSentinel {
 		if r.MasterName == "" {
-			add("redis.master_name", "required with mode sentinel")
+			p.Addf(problem.Path{"redis", "master_name"}, "required with mode sentinel")
 		}
 	} else {
 		if r.MasterName != "" {
-			add("redis.master_name", "only with mode sentinel")
+			p.Addf(problem.Path{"redis", "master_name"}, "only with mode sentinel")
 		}
 		if r.SentinelUsername != "" || r.SentinelPasswordFile != "" {
-			add("redis.sentinel_password_file", "sentinel_username and sentinel_password_file are only for mode sentinel")
+			p.Addf(problem.Path{"redis", "sentinel_password_file"}, "sentinel_username and sentinel_password_file are only for mode sentinel")
 		}
 	}
 	if mode == ModeCluster {
 		if r.DB != 0 {
-			add("redis.db", "Redis Cluster has only database 0")
+			p.Addf(problem.Path{"redis", "db"}, "Redis Cluster has only database 0")
 		}
 		if !hasHashTag(c.Prefix) {
-			add("prefix", "with Redis Cluster the prefix needs a hash tag such as \"{edgeblock}:\" so all keys share a slot (got %q)", c.Prefix)
+			p.Addf(problem.Path{"prefix"}, "with Redis Cluster the prefix needs a hash tag such as \"{edgeblock}:\" so all keys share a slot (got %q)", c.Prefix)
 		}
 	}
 	if (r.TLS.CertFile == "") != (r.TLS.KeyFile == "") {
-		add("redis.tls", "cert_file and key_file go together")
+		p.Addf(problem.Path{"redis", "tls"}, "cert_file and key_file go together")
 	}
 	if r.DialTimeout < 0 {
-		add("redis.dial_timeout", "must not be negative")
+		p.Addf(problem.Path{"redis", "dial_timeout"}, "must not be negative")
 	}
 	if r.Timeout < 0 {
-		add("redis.timeout", "must not be negative")
+		p.Addf(problem.Path{"redis", "timeout"}, "must not be negative")
 	}
 	if c.Prefix == "" {
-		add("prefix", "required")
+		p.Addf(problem.Path{"prefix"}, "required")
 	}
 	if c.Node == "" {
-		add("node", "required")
+		p.Addf(problem.Path{"node"}, "required")
 	} else if strings.ContainsFunc(c.Node, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
-		add("node", "must not contain spaces or control characters (got %q)", c.Node)
+		p.Addf(problem.Path{"node"}, "must not contain spaces or control characters (got %q)", c.Node)
 	}
 	if c.Keep < DefaultKeep {
-		add("keep", "must be at least %d (got %d)", DefaultKeep, c.Keep)
+		p.Addf(problem.Path{"keep"}, "must be at least %d (got %d)", DefaultKeep, c.Keep)
 	}
 	return p
 }

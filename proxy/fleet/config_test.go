@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/edgeblock/edgeblock/proxy/problem"
 )
 
 func TestConfigYAMLAndDefaults(t *testing.T) {
@@ -168,7 +170,10 @@ func TestConfigValidate(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := valid()
 			tc.change(&c)
-			got := c.Validate()
+			var got []string
+			for _, p := range c.Validate() {
+				got = append(got, problem.Problem{Path: p.Path.Under("fleet"), Msg: p.Msg}.String())
+			}
 			if len(got) != len(tc.want) {
 				t.Fatalf("Validate() = %q, want %d problems like %q", got, len(tc.want), tc.want)
 			}

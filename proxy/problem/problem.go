@@ -9,6 +9,7 @@
 package problem
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -62,4 +63,17 @@ type List []Problem
 // Addf adds a problem at path.
 func (l *List) Addf(path Path, format string, args ...any) {
 	*l = append(*l, Problem{Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+// Err returns nil for an empty list, else an error of one problem a line,
+// each path under root ("fleet.redis.addr: required").
+func (l List) Err(root ...any) error {
+	if len(l) == 0 {
+		return nil
+	}
+	lines := make([]string, len(l))
+	for i, p := range l {
+		lines[i] = Problem{Path: p.Path.Under(root...), Msg: p.Msg}.String()
+	}
+	return errors.New(strings.Join(lines, "\n"))
 }

@@ -36,3 +36,15 @@ func TestList(t *testing.T) {
 		t.Errorf("Under shared memory: %v %v", a, b)
 	}
 }
+
+func TestErr(t *testing.T) {
+	var l List
+	if l.Err("fleet") != nil {
+		t.Error("an empty list is an error")
+	}
+	l.Addf(Path{"redis", "addr"}, "required")
+	l.Addf(Path{"keep"}, "must be at least %d", 100)
+	if got := l.Err("fleet").Error(); got != "fleet.redis.addr: required\nfleet.keep: must be at least 100" {
+		t.Errorf("Err = %q", got)
+	}
+}
