@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/edgeblock/edgeblock/proxy/origin"
+	"github.com/edgeblock/edgeblock/proxy/problem"
 )
 
 // validate checks a route's (or the origins: section's) balancing
@@ -119,7 +120,7 @@ func originTLS(t *OriginTLSConfig) (*tls.Config, string, error) {
 	if t.CAFile != "" {
 		pem, err := os.ReadFile(t.CAFile)
 		if err != nil {
-			return nil, "", fmt.Errorf("ca_file: %s", pathProblem(err))
+			return nil, "", fmt.Errorf("ca_file: %s", problem.FileError(err))
 		}
 		tc.RootCAs = x509.NewCertPool()
 		if !tc.RootCAs.AppendCertsFromPEM(pem) {

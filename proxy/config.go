@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io/fs"
 	"maps"
 	"net"
 	"net/netip"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/edgeblock/edgeblock/blocklist"
 	"github.com/edgeblock/edgeblock/pages"
+	"github.com/edgeblock/edgeblock/proxy/admin"
 	"github.com/edgeblock/edgeblock/proxy/certs"
 	"github.com/edgeblock/edgeblock/proxy/fleet"
 	"github.com/edgeblock/edgeblock/proxy/origin"
@@ -44,7 +44,7 @@ type Config struct {
 	Limits         LimitsConfig    `yaml:"limits"`
 	Origins        OriginConfig    `yaml:"origins"`
 	Log            LogConfig       `yaml:"log"`
-	Admin          AdminConfig     `yaml:"admin"`
+	Admin          admin.Config    `yaml:"admin"`
 	GC             GCConfig        `yaml:"gc"`
 	// Geo and Transparency: rules scoped to countries and the public
 	// record of published rules (geoconfig.go).
@@ -538,48 +538,6 @@ type LogConfig struct {
 	AccessFile string `yaml:"access_file"`
 }
 
-// AdminConfig configures the admin listener. Changing it needs a restart.
-type AdminConfig struct {
-	// Pprof serves net/http/pprof under /debug/pprof/. Default false.
-	Pprof bool `yaml:"pprof"`
-	// TokensFile names the bearer tokens of the /v1 API, one per line as
-	// "name:scope:sha256-hex-of-token" (or "name scope token", the token in
-	// the clear); scope is read or write. See admintokens.go. Empty: no
-	// tokens.
-	TokensFile string `yaml:"tokens_file"`
-	// ClientCA is a PEM file of the CAs whose client certificates
-	// authenticate to the /v1 API (the certificate's CN is the actor). It
-	// needs TLSCert and TLSKey. Empty: no client certificates.
-	ClientCA string `yaml:"client_ca"`
-	// TLSCert and TLSKey make the admin listener serve HTTPS with this
-	// certificate and key (PEM). Both or neither; empty: plain HTTP.
-	TLSCert string `yaml:"tls_cert"`
-	TLSKey  string `yaml:"tls_key"`
-	// AuthReads requires a read (or write) credential for the read
-	// endpoints too: /metrics, /blocklist, /blocklist/rules, /explain and
-	// /debug/pprof/. /healthz and /readyz stay open (probes cannot
-	// authenticate). Default false. Needs TokensFile or ClientCA.
-	AuthReads bool `yaml:"auth_reads"`
-	// Hosts are the names, besides its own address, that the admin
-	// listener answers to in the Host header: exact names, or "*.suffix"
-	// for any name under suffix. Without them it answers only a Host that
-	// is an IP address, "localhost", or the host of listen.admin; any
-	// other gets 421, so that a web page whose name is rebound to the
-	// admin address (DNS rebinding) can neither read nor write. Default
-	// none.
-	Hosts []string `yaml:"hosts"`
-	// CertScopes maps the OU values of a client certificate to the scope
-	// they grant, read or write, exactly as written (case matters).
-	// Default {write: write, read: read}. A certificate has write scope
-	// only if one of its OUs maps to write and none maps to read; any
-	// other certificate of admin.client_ca has read scope.
-	CertScopes map[string]string `yaml:"cert_scopes"`
-
-	// auth is the credentials read from TokensFile and ClientCA by
-	// validate, for the server.
-	auth *adminAuth
-}
-
 // ConfigError lists every problem of a configuration, each as
 // "file:line: message" where the line is known.
 type ConfigError struct {
@@ -594,7 +552,7 @@ func (e *ConfigError) Error() string { return strings.Join(e.Problems, "\n") }
 func LoadConfig(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, &ConfigError{Problems: []string{pathProblem(err)}}
+		return nil, &ConfigError{Problems: []string{problem.FileError(err)}}
 	}
 	return ParseConfig(path, data)
 }
@@ -604,27 +562,7 @@ func LoadConfig(path string) (*Config, error) {
 // such file", so that the message leads to both the setting and the file.
 func (c *Config) fileError(field []any, err error) error {
 	v := validator{path: c.Path, root: c.src}
-	return errors.New(v.format(field, "%s", pathProblem(err)))
-}
-
-// pathProblem describes a failed file operation as "/abs/path: reason",
-// without the operation ("open", "stat") Go puts in front.
-func pathProblem(err error) string {
-	var pe *fs.PathError
-	if !errors.As(err, &pe) {
-		return err.Error()
-	}
-	path := pe.Path
-	if abs, err := filepath.Abs(path); err == nil {
-		path = abs
-	}
-	switch {
-	case errors.Is(pe.Err, fs.ErrNotExist):
-		return path + ": no such file"
-	case errors.Is(pe.Err, fs.ErrPermission):
-		return path + ": permission denied"
-	}
-	return path + ": " + pe.Err.Error()
+	return errors.New(v.format(field, "%s", problem.FileError(err)))
 }
 
 var yamlLine = regexp.MustCompile(`^\s*line (\d+): (.*)$`)
@@ -646,7 +584,7 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 func LoadFleetConfig(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, &ConfigError{Problems: []string{pathProblem(err)}}
+		return nil, &ConfigError{Problems: []string{problem.FileError(err)}}
 	}
 	return parseConfig(path, data, fleetToolField)
 }
@@ -1417,7 +1355,7 @@ func (c *Config) validate(v *validator) {
 	}
 	if c.TLS.CARoot != "" {
 		if _, err := os.Stat(c.TLS.CARoot); err != nil {
-			v.addf([]any{"tls", "ca_root"}, "%s", pathProblem(err))
+			v.addf([]any{"tls", "ca_root"}, "%s", problem.FileError(err))
 		}
 	}
 	switch c.Blocklist.Source {
@@ -1584,7 +1522,11 @@ func (c *Config) validate(v *validator) {
 	if c.MaxHeaderBytes < 0 {
 		v.addf([]any{"max_header_bytes"}, "must not be negative")
 	}
-	c.validateAdmin(v)
+	probs, warns := c.Admin.Check(c.Listen.Admin)
+	v.addProblems([]any{"admin"}, probs)
+	for _, w := range warns {
+		c.Warnings = append(c.Warnings, v.format(w.Path.Under("admin"), "%s", w.Msg))
+	}
 	if c.looksLikeProduction() {
 		c.warnPlaceholders(v)
 		if c.Pages.Operator == "" {
@@ -1620,7 +1562,7 @@ func (c *Config) validateDNS(v *validator, field []any, d *DNSConfig) {
 	if d.KeySecretFile == "" {
 		v.addf(at("key_secret_file"), "required")
 	} else if _, err := os.Stat(d.KeySecretFile); err != nil {
-		v.addf(at("key_secret_file"), "%s", pathProblem(err))
+		v.addf(at("key_secret_file"), "%s", problem.FileError(err))
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,21 +14,6 @@ import (
 	"github.com/edgeblock/edgeblock/proxy/metrics"
 	"github.com/redis/go-redis/v9"
 )
-
-// FleetListName is the name a fleet blocklist version is parsed and
-// reported under, "fleet:v42": problems read "fleet:v42:7: ...", and
-// GET /blocklist and the audit log name the version.
-func FleetListName(n int64) string { return "fleet:v" + strconv.FormatInt(n, 10) }
-
-// FleetVersionOf returns the version a FleetListName names.
-func FleetVersionOf(name string) (int64, bool) {
-	s, ok := strings.CutPrefix(name, "fleet:v")
-	if !ok {
-		return 0, false
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	return n, err == nil && n > 0
-}
 
 // NewFleetStore is the fleet's Store on rdb with the edges' validation:
 // writers build on the newest version that parses, as edges stay on it.
@@ -69,7 +53,7 @@ func loadFleetList(cfg *Config) (*blocklist.List, []byte, *fleet.Version, error)
 	case err != nil:
 		return nil, nil, nil, cfg.fileError(field, fmt.Errorf("cannot read the published blocklist from %s: %w", redisAddr(cfg.Fleet), err))
 	}
-	l, err := blocklist.Parse(FleetListName(v.Number), v.Content)
+	l, err := blocklist.Parse(fleet.ListName(v.Number), v.Content)
 	content := v.Content
 	v.Content = nil
 	return l, content, &v, err
@@ -90,7 +74,7 @@ func (e *fleetDivergentError) Error() string {
 // when pub does not descend from the snapshot's list, nil when it does or
 // cannot be told.
 func checkFleetStart(cfg *Config, pub *fleet.Version, sha string, snap *Snapshot) error {
-	m, ok := FleetVersionOf(snap.Blocklist.Path)
+	m, ok := fleet.VersionOfListName(snap.Blocklist.Path)
 	if !ok || pub == nil {
 		return nil
 	}
@@ -187,7 +171,7 @@ func (r *Reloader) startFleetLocked(b *Bundle, content []byte) error {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	f := &fleetFollow{rdb: rdb, store: NewFleetStore(rdb, *cfg), node: cfg.Node, cancel: cancel, beat: make(chan struct{}, 1)}
-	applied, _ := FleetVersionOf(b.List.File())
+	applied, _ := fleet.VersionOfListName(b.List.File())
 	f.applied.Store(applied)
 	f.sha, f.content = b.List.SHA256(), content
 	// The next version is a patch against this list: no snapshot read.
@@ -450,7 +434,7 @@ func (r *Reloader) applyVersion(v fleet.Version) {
 	}
 	now := time.Now()
 	const trigger = "fleet"
-	name := FleetListName(v.Number)
+	name := fleet.ListName(v.Number)
 	r.metrics.FleetLatest.Set(float64(max(v.Number, r.fleet.follower.Seen())))
 	meta := []any{"version", v.Number, "actor", v.Actor, "comment", v.Comment, "published_at", v.Time.UTC(),
 		"kind", string(v.Kind), "parent_version", v.ParentNumber, "parent_sha256", v.Parent}

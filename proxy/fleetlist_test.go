@@ -142,8 +142,8 @@ func TestFleetFollow(t *testing.T) {
 		}
 		got := e.listStatus()
 		if st.errorHas == "" {
-			if len(got.Errors) > 0 || got.File != FleetListName(v.Number) {
-				t.Errorf("%s: /blocklist file %s errors %v, want %s and none", st.name, got.File, got.Errors, FleetListName(v.Number))
+			if len(got.Errors) > 0 || got.File != fleet.ListName(v.Number) {
+				t.Errorf("%s: /blocklist file %s errors %v, want %s and none", st.name, got.File, got.Errors, fleet.ListName(v.Number))
 			}
 			lines := e.logs.logLines(t, "blocklist applied")
 			last := lines[len(lines)-1]

@@ -110,7 +110,7 @@ func TestAdminEndpoints(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	admin := srv.adminHandler(srv.reg, true)
+	admin := srv.adminHandler()
 	serve := func(path string) (int, string) {
 		w := httptest.NewRecorder()
 		r := httptest.NewRequest("GET", path, nil)

@@ -627,7 +627,7 @@ func (r *Reloader) snapshot(now time.Time, cfgData, tmplData, listData []byte) {
 	}
 	b := r.cur
 	part := func(path, sum string, data []byte) snapshotPart {
-		if _, ok := FleetVersionOf(path); ok {
+		if _, ok := fleet.VersionOfListName(path); ok {
 			return snapshotPart{path: path, sha256: sum, data: data}
 		}
 		if abs, err := filepath.Abs(path); err == nil {

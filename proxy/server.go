@@ -198,9 +198,9 @@ func (s *Server) Start(b *Bundle) error {
 	}
 	if _, ok := s.listeners["admin"]; ok {
 		s.servers["admin"] = &http.Server{
-			Handler:           s.adminHandler(s.reg, cfg.Admin.Pprof),
+			Handler:           s.adminHandler(),
 			ReadHeaderTimeout: 10 * time.Second,
-			TLSConfig:         cfg.Admin.tlsConfig(),
+			TLSConfig:         cfg.Admin.TLSConfig(),
 			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		}
 	}

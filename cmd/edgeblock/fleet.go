@@ -160,7 +160,7 @@ func (c *fleetCmd) current(ctx context.Context) (fleet.Version, *blocklist.List,
 	if err != nil {
 		return v, nil, err
 	}
-	l, err := blocklist.Parse(proxy.FleetListName(v.Number), v.Content)
+	l, err := blocklist.Parse(fleet.ListName(v.Number), v.Content)
 	return v, l, err
 }
 
@@ -173,7 +173,7 @@ func (c *fleetCmd) guard(next, cur *blocklist.List) error {
 	err := blocklist.CheckDrop(next, cur, c.cfg.Blocklist.MaxDrop, time.Now())
 	var de *blocklist.DropError
 	if errors.As(err, &de) {
-		n, _ := proxy.FleetVersionOf(cur.File())
+		n, _ := fleet.VersionOfListName(cur.File())
 		return fmt.Errorf("not published: it would drop %d of %d block rules of version %d (%s), and edges would refuse it; if that is meant, add the line %q to it",
 			de.Dropped, de.Total, n, dropShare(de), blocklist.AllowDropMarker)
 	}
@@ -217,7 +217,7 @@ func (c *fleetCmd) publishWhole(ctx context.Context, next *blocklist.List, conte
 		}
 		var curList *blocklist.List
 		if head.Number != 0 {
-			curList, _ = blocklist.Parse(proxy.FleetListName(head.Number), head.Content)
+			curList, _ = blocklist.Parse(fleet.ListName(head.Number), head.Content)
 		}
 		if err := c.guard(next, curList); err != nil {
 			return fleet.Version{}, false, err
@@ -510,7 +510,7 @@ func runHistory(args []string, stdout, stderr io.Writer) int {
 			}
 			continue
 		}
-		l, err := blocklist.Parse(proxy.FleetListName(v.Number), v.Content)
+		l, err := blocklist.Parse(fleet.ListName(v.Number), v.Content)
 		if err != nil {
 			h.Invalid = err.Error()
 			out = append(out, h)
@@ -527,7 +527,7 @@ func runHistory(args []string, stdout, stderr io.Writer) int {
 		}
 		for _, p := range vs[i+1:] {
 			if p.Number == pnum && p.Problem == nil {
-				prev, _ = blocklist.Parse(proxy.FleetListName(p.Number), p.Content)
+				prev, _ = blocklist.Parse(fleet.ListName(p.Number), p.Content)
 				break
 			}
 		}
@@ -675,7 +675,7 @@ func runRollback(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "edgeblock: %v\n", err)
 		return 1
 	}
-	l, err := blocklist.Parse(proxy.FleetListName(n), old.Content)
+	l, err := blocklist.Parse(fleet.ListName(n), old.Content)
 	if err != nil {
 		printProblems(stderr, err)
 		fmt.Fprintf(stderr, "edgeblock: version %d fails validation; not published\n", n)
@@ -700,7 +700,7 @@ func runRollback(args []string, stdout, stderr io.Writer) int {
 			}
 			if c.guard(l, cur) != nil && !l.AllowsDrop() {
 				content = withAllowDrop(content)
-				l, err = blocklist.Parse(proxy.FleetListName(n), content)
+				l, err = blocklist.Parse(fleet.ListName(n), content)
 				if err != nil {
 					fmt.Fprintf(stderr, "edgeblock: %v\n", err)
 					return 1
@@ -1125,7 +1125,7 @@ func reseedFrom(path string) (fleet.Version, string, error) {
 		if err != nil {
 			return fleet.Version{}, "", fmt.Errorf("-from %s: %w", path, err)
 		}
-		n, _ := proxy.FleetVersionOf(snap.Blocklist.Path)
+		n, _ := fleet.VersionOfListName(snap.Blocklist.Path)
 		return fleet.Version{Number: n, SHA256: snap.Blocklist.SHA256, Content: snap.Blocklist.Data},
 			fmt.Sprintf("the snapshot in %s (%s)", path, snap.Blocklist.Path), nil
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/edgeblock/edgeblock/blocklist"
 	"github.com/edgeblock/edgeblock/proxy"
+	"github.com/edgeblock/edgeblock/proxy/admin"
 )
 
 // jsonFlag defines -json. The JSON field names of each command are stable
@@ -90,7 +91,7 @@ func askApplied(cfg *proxy.Config, adminFlag string, res blocklist.EditResult, s
 		return edgeApplied{why: fmt.Sprintf("no edge answered at %s: %v", addr, err)}
 	}
 	defer resp.Body.Close()
-	var a proxy.Applied
+	var a admin.Applied
 	if err := json.NewDecoder(resp.Body).Decode(&a); err != nil || a.SHA256 == "" {
 		return edgeApplied{why: fmt.Sprintf("GET /blocklist/applied at %s: not an edgeblock answer (%v)", addr, err)}
 	}

@@ -11,6 +11,8 @@ package problem
 import (
 	"errors"
 	"fmt"
+	"io/fs"
+	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -76,4 +78,24 @@ func (l List) Err(root ...any) error {
 		lines[i] = Problem{Path: p.Path.Under(root...), Msg: p.Msg}.String()
 	}
 	return errors.New(strings.Join(lines, "\n"))
+}
+
+// FileError describes a failed file operation as "/abs/path: reason",
+// without the operation ("open", "stat") Go puts in front.
+func FileError(err error) string {
+	var pe *fs.PathError
+	if !errors.As(err, &pe) {
+		return err.Error()
+	}
+	path := pe.Path
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs
+	}
+	switch {
+	case errors.Is(pe.Err, fs.ErrNotExist):
+		return path + ": no such file"
+	case errors.Is(pe.Err, fs.ErrPermission):
+		return path + ": permission denied"
+	}
+	return path + ": " + pe.Err.Error()
 }

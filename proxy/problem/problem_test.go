@@ -1,6 +1,11 @@
 package problem
 
-import "testing"
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+)
 
 func TestPath(t *testing.T) {
 	for _, tt := range []struct {
@@ -46,5 +51,16 @@ func TestErr(t *testing.T) {
 	l.Addf(Path{"keep"}, "must be at least %d", 100)
 	if got := l.Err("fleet").Error(); got != "fleet.redis.addr: required\nfleet.keep: must be at least 100" {
 		t.Errorf("Err = %q", got)
+	}
+}
+
+func TestFileError(t *testing.T) {
+	dir := t.TempDir()
+	_, err := os.ReadFile(filepath.Join(dir, "missing"))
+	if got, want := FileError(err), filepath.Join(dir, "missing")+": no such file"; got != want {
+		t.Errorf("FileError = %q, want %q", got, want)
+	}
+	if got := FileError(errors.New("plain")); got != "plain" {
+		t.Errorf("FileError of a non-path error = %q", got)
 	}
 }

@@ -1,8 +1,9 @@
-package proxy
+package admin
 
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,8 +29,8 @@ import (
 // of the annotation), then ask the reloader to apply the file and report
 // whether it did.
 
-// maxAPIBody bounds a /v1 request body.
-const maxAPIBody = 64 << 10
+// MaxBody bounds a /v1 request body, in bytes.
+const MaxBody = 64 << 10
 
 // applyWait bounds how long a write waits to see its change in effect
 // before answering 202 instead of 200.
@@ -165,15 +166,15 @@ func (e *requestError) Error() string {
 }
 
 // decodeRequest decodes a JSON body into v: one object, no unknown field,
-// no trailing data, at most maxAPIBody bytes, and no control character in
+// no trailing data, at most MaxBody bytes, and no control character in
 // any string (they would end a blocklist line). Errors name the field.
 func decodeRequest(body io.Reader, v any) error {
-	data, err := io.ReadAll(io.LimitReader(body, maxAPIBody+1))
+	data, err := io.ReadAll(io.LimitReader(body, MaxBody+1))
 	if err != nil {
 		return &requestError{"", "reading the body: " + err.Error()}
 	}
-	if len(data) > maxAPIBody {
-		return &requestError{"", fmt.Sprintf("body larger than %d bytes", maxAPIBody)}
+	if len(data) > MaxBody {
+		return &requestError{"", fmt.Sprintf("body larger than %d bytes", MaxBody)}
 	}
 	if f := unknownField(data, reflect.TypeOf(v).Elem(), ""); f != "" {
 		return &requestError{f, "unknown field"}
@@ -327,7 +328,7 @@ func (a BlockAttrs) args() []string {
 // apiHandler adds the /v1 API and the credential checks of the read
 // endpoints to mux. Without credentials configured nothing is added: the
 // /v1 paths answer 404 and writes are never open.
-func (s *Server) apiRoutes(mux *http.ServeMux, auth *adminAuth) {
+func (s *handler) apiRoutes(mux *http.ServeMux, auth *Auth) {
 	if !auth.on() {
 		return
 	}
@@ -350,11 +351,11 @@ func (s *Server) apiRoutes(mux *http.ServeMux, auth *adminAuth) {
 // application/json: a browser sends that type cross-site only after a
 // CORS preflight, which the admin listener never grants, so a page on
 // another site cannot make the request at all.
-func (s *Server) jsonOnly(h http.Handler) http.Handler {
+func (s *handler) jsonOnly(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ct := r.Header.Get("Content-Type")
 		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
-			s.metrics.AdminAuthFailures.WithLabelValues("content_type").Inc()
+			s.Metrics.AdminAuthFailures.WithLabelValues("content_type").Inc()
 			writeProblem(w, http.StatusUnsupportedMediaType, "", "Content-Type %q: want application/json", ct)
 			return
 		}
@@ -366,17 +367,17 @@ func (s *Server) jsonOnly(h http.Handler) http.Handler {
 type apiFunc func(w http.ResponseWriter, r *http.Request, who principal)
 
 // authed requires a credential of scope for h.
-func (s *Server) authed(auth *adminAuth, scope string, h apiFunc) http.Handler {
+func (s *handler) authed(auth *Auth, scope string, h apiFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		who, err := auth.authenticate(r)
 		if err != nil {
-			s.metrics.AdminAuthFailures.WithLabelValues("unauthenticated").Inc()
+			s.Metrics.AdminAuthFailures.WithLabelValues("unauthenticated").Inc()
 			w.Header().Set("WWW-Authenticate", `Bearer realm="edgeblock admin"`)
 			writeProblem(w, http.StatusUnauthorized, "", "%v", err)
 			return
 		}
 		if !who.may(scope) {
-			s.metrics.AdminAuthFailures.WithLabelValues("forbidden").Inc()
+			s.Metrics.AdminAuthFailures.WithLabelValues("forbidden").Inc()
 			writeProblem(w, http.StatusForbidden, "", "%s %q has scope %s; %s %s needs %s", credName(who.via), who.name, who.scope, r.Method, r.URL.Path, scope)
 			return
 		}
@@ -393,20 +394,20 @@ func credName(via string) string {
 
 // readGuard wraps the existing read endpoints when admin.auth_reads is
 // set: they then need a read credential.
-func (s *Server) readGuard(auth *adminAuth, h http.Handler) http.Handler {
+func (s *handler) readGuard(auth *Auth, h http.Handler) http.Handler {
 	if !auth.on() || !auth.authReads {
 		return h
 	}
 	return s.authed(auth, ScopeRead, func(w http.ResponseWriter, r *http.Request, _ principal) { h.ServeHTTP(w, r) })
 }
 
-func (s *Server) apiExplain(w http.ResponseWriter, r *http.Request, _ principal) {
+func (s *handler) apiExplain(w http.ResponseWriter, r *http.Request, _ principal) {
 	host := r.URL.Query().Get("host")
 	if host == "" {
 		writeProblem(w, http.StatusBadRequest, "host", "want ?host=NAME")
 		return
 	}
-	writeJSON(w, http.StatusOK, ExplainCountry(s.reloader.current(), host, r.URL.Query().Get("country"), time.Now()))
+	writeJSON(w, http.StatusOK, s.Edge.Explain(host, r.URL.Query().Get("country"), time.Now()))
 }
 
 // VersionInfo is the answer of GET /v1/version: the list in effect on
@@ -438,13 +439,12 @@ type PublishedVersion struct {
 	Time    time.Time `json:"time"`
 }
 
-func (s *Server) apiVersion(w http.ResponseWriter, r *http.Request, _ principal) {
-	st := s.reloader.Status()
-	b := s.reloader.current()
-	v := VersionInfo{Source: SourceFile, File: b.List.File(), SHA256: b.List.SHA256(), Rules: b.List.Len(), LoadedAt: st.Blocklist.LoadedAt.UTC()}
-	if store := s.reloader.fleetStore(); store != nil {
-		v.Source = SourceFleet
-		v.Version, _ = FleetVersionOf(b.List.File())
+func (s *handler) apiVersion(w http.ResponseWriter, r *http.Request, _ principal) {
+	b := s.Edge.Blocklist()
+	v := VersionInfo{Source: "file", File: b.List.File(), SHA256: b.List.SHA256(), Rules: b.List.Len(), LoadedAt: b.LoadedAt.UTC()}
+	if store := s.Edge.FleetStore(); store != nil {
+		v.Source = "fleet"
+		v.Version, _ = fleet.VersionOfListName(b.List.File())
 		ctx, cancel := context.WithTimeout(r.Context(), fleetAPITimeout)
 		defer cancel()
 		pub, err := store.Current(ctx)
@@ -460,18 +460,7 @@ func (s *Server) apiVersion(w http.ResponseWriter, r *http.Request, _ principal)
 // fleetAPITimeout bounds the admin API's calls to the fleet's Redis.
 const fleetAPITimeout = 10 * time.Second
 
-// fleetStore returns the fleet's version store when the blocklist follows
-// the fleet, else nil.
-func (r *Reloader) fleetStore() *fleet.Store {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.fleet == nil {
-		return nil
-	}
-	return r.fleet.store
-}
-
-func (s *Server) apiBlock(w http.ResponseWriter, r *http.Request, who principal) {
+func (s *handler) apiBlock(w http.ResponseWriter, r *http.Request, who principal) {
 	var req BlockRequest
 	if err := decodeRequest(r.Body, &req); err != nil {
 		s.badRequest(w, who, "block", req.Pattern, err)
@@ -484,7 +473,7 @@ func (s *Server) apiBlock(w http.ResponseWriter, r *http.Request, who principal)
 	s.edit(w, r, who, "block", req.Comment, blocklist.Edit{Pattern: req.Pattern, Args: req.Attrs.args(), Replace: req.Replace})
 }
 
-func (s *Server) apiUnblock(w http.ResponseWriter, r *http.Request, who principal) {
+func (s *handler) apiUnblock(w http.ResponseWriter, r *http.Request, who principal) {
 	var req UnblockRequest
 	if err := decodeRequest(r.Body, &req); err != nil {
 		s.badRequest(w, who, "unblock", req.Pattern, err)
@@ -497,7 +486,7 @@ func (s *Server) apiUnblock(w http.ResponseWriter, r *http.Request, who principa
 	s.edit(w, r, who, "unblock", req.Comment, blocklist.Edit{Unblock: true, Pattern: req.Pattern})
 }
 
-func (s *Server) badRequest(w http.ResponseWriter, who principal, op, pattern string, err error) {
+func (s *handler) badRequest(w http.ResponseWriter, who principal, op, pattern string, err error) {
 	var re *requestError
 	field := ""
 	if errors.As(err, &re) {
@@ -511,11 +500,11 @@ func (s *Server) badRequest(w http.ResponseWriter, who principal, op, pattern st
 // unblock commands do) of the blocklist file, or in fleet mode of the
 // published list, with the caller as the actor of its note; applies it
 // and answers with what changed and whether it is in effect.
-func (s *Server) edit(w http.ResponseWriter, r *http.Request, who principal, op, comment string, e blocklist.Edit) {
+func (s *handler) edit(w http.ResponseWriter, r *http.Request, who principal, op, comment string, e blocklist.Edit) {
 	start := time.Now()
-	running := s.reloader.current()
-	file := running.Config.Blocklist.File
-	maxDrop := running.Config.Blocklist.MaxDrop
+	running := s.Edge.Blocklist()
+	file := running.File
+	maxDrop := running.MaxDrop
 	note := blocklist.NewNote(time.Now(), who.actor(), comment)
 	e.Note = &note
 	pattern := e.Pattern
@@ -529,7 +518,7 @@ func (s *Server) edit(w http.ResponseWriter, r *http.Request, who principal, op,
 		return out, err
 	}
 	var err error
-	if store := s.reloader.fleetStore(); store != nil {
+	if store := s.Edge.FleetStore(); store != nil {
 		// Fleet mode: a new version, compare-and-set, retried from a
 		// fresh read when another writer published first, as the block
 		// and unblock commands do with -fleet.
@@ -545,14 +534,14 @@ func (s *Server) edit(w http.ResponseWriter, r *http.Request, who principal, op,
 			return out, err
 		}, fleet.Meta{Actor: note.By, Comment: note.Comment})
 		if err == nil && written != nil {
-			version, file = v.Number, FleetListName(v.Number)
+			version, file = v.Number, fleet.ListName(v.Number)
 		}
 	} else {
 		err = blocklist.EditFile(file, func(data []byte) ([]byte, error) { return apply(file, data) })
 		if err == nil && written != nil {
 			// Into the file's edit history too, as the commands' edits.
 			if herr := blocklist.RecordEdit(file, op, note, res, written, time.Now()); herr != nil {
-				s.log.Warn("admin write not recorded in the edit history", "event", "edit_history", "file", file, "error", herr.Error())
+				s.Log.Warn("admin write not recorded in the edit history", "event", "edit_history", "file", file, "error", herr.Error())
 			}
 		}
 	}
@@ -596,7 +585,7 @@ func (s *Server) edit(w http.ResponseWriter, r *http.Request, who principal, op,
 	}
 	out := WriteResult{File: file, Version: version, Changes: []APIChange{}}
 	if written != nil {
-		out.Written = hashOf(written)
+		out.Written = fmt.Sprintf("%x", sha256.Sum256(written))
 		out.Note = note.Line()
 		if res.Kind == blocklist.Removed {
 			out.Note = note.UnblockLine(res.Pattern)
@@ -610,7 +599,7 @@ func (s *Server) edit(w http.ResponseWriter, r *http.Request, who principal, op,
 			// Apply now rather than wait for the watcher's debounce;
 			// the watcher and poll still catch it if this loses a
 			// race. In fleet mode the Follower hears of the version.
-			s.reloader.Reload("admin_api")
+			s.Edge.Reload("admin_api")
 		}
 	}
 	want, _ := ruleOfLine(res.NewLine)
@@ -652,15 +641,15 @@ type Applied struct {
 // stops early when a reload since since failed (the edge refused what
 // was written: Pending is its error). Comparing the rule, not the file's
 // hash, keeps the answer right when another edit lands meanwhile.
-func (s *Server) waitApplied(ctx context.Context, pattern string, want *blocklist.Rule, since time.Time, wait time.Duration) Applied {
+func (s *handler) waitApplied(ctx context.Context, pattern string, want *blocklist.Rule, since time.Time, wait time.Duration) Applied {
 	deadline := time.Now().Add(wait)
 	for {
-		cur := s.reloader.current().List
+		st := s.Edge.Blocklist()
+		cur := st.List
 		got, ok := cur.Lookup(pattern)
 		if (want == nil && !ok) || (want != nil && ok && got.Format() == want.Format()) {
 			return Applied{Applied: true, SHA256: cur.SHA256()}
 		}
-		st := s.reloader.Status().Blocklist
 		failed := st.ErrorAt != nil && !st.ErrorAt.Before(since)
 		if failed || time.Now().After(deadline) || ctx.Err() != nil {
 			a := Applied{SHA256: cur.SHA256(), Pending: "written, not yet in effect"}
@@ -679,7 +668,7 @@ const maxAppliedWait = 10 * time.Second
 // apiApplied answers GET /blocklist/applied?pattern=P[&rule=LINE][&since=RFC3339][&wait=DURATION]:
 // whether the rule LINE (none: no rule of P) is in effect, waiting as
 // waitApplied does (default wait 2s, at most 10s; since defaults to now).
-func (s *Server) apiApplied(w http.ResponseWriter, r *http.Request) {
+func (s *handler) apiApplied(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	pat, err := blocklist.NormalizePattern(q.Get("pattern"))
 	if err != nil {
@@ -736,18 +725,18 @@ func refusedField(err error, res blocklist.EditResult) string {
 }
 
 // logWrite logs one write: who, what, and how it ended.
-func (s *Server) logWrite(who principal, op, pattern, result, sha string, applied bool, err error) {
-	s.metrics.AdminWrites.WithLabelValues(op, writeResultLabel(result)).Inc()
+func (s *handler) logWrite(who principal, op, pattern, result, sha string, applied bool, err error) {
+	s.Metrics.AdminWrites.WithLabelValues(op, writeResultLabel(result)).Inc()
 	attrs := []any{"event", "admin_write", "actor", who.actor(), "auth", who.via, "op", op, "pattern", pattern, "result", result}
 	if sha != "" {
 		attrs = append(attrs, "sha256", sha, "applied", applied)
 	}
 	if err != nil {
 		attrs = append(attrs, "error", err.Error())
-		s.log.Warn("admin write refused", attrs...)
+		s.Log.Warn("admin write refused", attrs...)
 		return
 	}
-	s.log.Info("admin write", attrs...)
+	s.Log.Info("admin write", attrs...)
 }
 
 func writeResultLabel(r string) string {

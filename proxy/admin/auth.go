@@ -1,4 +1,4 @@
-package proxy
+package admin
 
 import (
 	"bufio"
@@ -6,12 +6,11 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 
 	"github.com/edgeblock/edgeblock/blocklist"
@@ -23,9 +22,9 @@ const (
 	ScopeWrite = "write"
 )
 
-// adminToken is one bearer token of the tokens file: only the SHA-256 of
+// token is one bearer token of the tokens file: only the SHA-256 of
 // the token is kept in memory, whichever form the file used.
-type adminToken struct {
+type token struct {
 	name  string
 	scope string
 	hash  [sha256.Size]byte
@@ -42,8 +41,8 @@ type adminToken struct {
 // ".-_@"), scope is read or write. Names must be unique, and so must tokens.
 // A token in the clear must be at least 16 characters long. The error lists
 // every bad line as "file:line: message"; the token itself is never quoted.
-func parseTokens(file string, data []byte) ([]adminToken, error) {
-	var toks []adminToken
+func parseTokens(file string, data []byte) ([]token, error) {
+	var toks []token
 	var problems []string
 	bad := func(line int, format string, args ...any) {
 		problems = append(problems, fmt.Sprintf("%s:%d: %s", file, line, fmt.Sprintf(format, args...)))
@@ -59,7 +58,7 @@ func parseTokens(file string, data []byte) ([]adminToken, error) {
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
-		var t adminToken
+		var t token
 		var secret string
 		if f := strings.Fields(line); len(f) == 3 {
 			t.name, t.scope, secret = f[0], f[1], f[2]
@@ -105,16 +104,16 @@ func parseTokens(file string, data []byte) ([]adminToken, error) {
 		problems = append(problems, fmt.Sprintf("%s:%d: %v", file, n+1, err))
 	}
 	if len(problems) > 0 {
-		return nil, &ConfigError{Problems: problems}
+		return nil, errors.New(strings.Join(problems, "\n"))
 	}
 	return toks, nil
 }
 
-// adminAuth holds the credentials of the admin API: the tokens of
+// Auth holds the credentials of the admin API: the tokens of
 // admin.tokens_file, the TLS settings of the admin listener and whether a
 // client certificate authenticates.
-type adminAuth struct {
-	tokens    []adminToken
+type Auth struct {
+	tokens    []token
 	certs     bool        // admin.client_ca: verified client certificates authenticate
 	tls       *tls.Config // admin.tls_cert: the listener serves TLS with this
 	authReads bool
@@ -136,7 +135,7 @@ var defaultCertScopes = map[string]string{ScopeWrite: ScopeWrite, ScopeRead: Sco
 // write only if one of them maps to write and none to read; else read.
 // Fails closed: an OU that is not mapped, or spelled otherwise ("Read",
 // "WRITE"), grants nothing beyond read.
-func (a *adminAuth) certScope(ous []string) string {
+func (a *Auth) certScope(ous []string) string {
 	m := a.certScopes
 	if m == nil {
 		m = defaultCertScopes
@@ -161,7 +160,7 @@ func (a *adminAuth) certScope(ous []string) string {
 // page's origin, so a name rebound to the admin address never arrives as
 // an IP), localhost, the host of listen.admin, or a name of admin.hosts.
 // An empty Host (HTTP/1.0) is allowed: no browser sends one.
-func (a *adminAuth) hostAllowed(host string) bool {
+func (a *Auth) hostAllowed(host string) bool {
 	if host == "" {
 		return true
 	}
@@ -186,17 +185,9 @@ func (a *adminAuth) hostAllowed(host string) bool {
 	return false
 }
 
-// tlsConfig returns the admin listener's TLS config, nil for plain HTTP.
-func (a *AdminConfig) tlsConfig() *tls.Config {
-	if a.auth == nil || a.auth.tls == nil {
-		return nil
-	}
-	return a.auth.tls.Clone()
-}
-
 // on reports whether any credential is configured; without one the /v1 API
 // is not served at all.
-func (a *adminAuth) on() bool { return a != nil && (len(a.tokens) > 0 || a.certs) }
+func (a *Auth) on() bool { return a != nil && (len(a.tokens) > 0 || a.certs) }
 
 // principal is who made an admin request.
 type principal struct {
@@ -224,7 +215,7 @@ func (e *authError) Error() string { return e.msg }
 // admin.client_ca is set) wins, else the bearer token. The token is hashed
 // and compared with every configured hash in constant time, all of them,
 // so the time taken says nothing about which or how much of one matched.
-func (a *adminAuth) authenticate(r *http.Request) (principal, error) {
+func (a *Auth) authenticate(r *http.Request) (principal, error) {
 	if a.certs && r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
 		leaf := r.TLS.VerifiedChains[0][0]
 		scope := a.certScope(leaf.Subject.OrganizationalUnit)
@@ -256,106 +247,9 @@ func (a *adminAuth) authenticate(r *http.Request) (principal, error) {
 	return principal{name: t.name, scope: t.scope, via: "token"}, nil
 }
 
-func (a *adminAuth) certHint() string {
+func (a *Auth) certHint() string {
 	if a.certs {
 		return ", or present a client certificate signed by admin.client_ca"
 	}
 	return ""
-}
-
-// validateAdmin checks the admin section and reads its credentials into
-// c.Admin.auth, so that check reports a bad tokens file or certificate.
-func (c *Config) validateAdmin(v *validator) {
-	a := &c.Admin
-	auth := &adminAuth{authReads: a.AuthReads}
-	if a.TokensFile != "" {
-		data, err := os.ReadFile(a.TokensFile)
-		if err != nil {
-			v.addf([]any{"admin", "tokens_file"}, "%s", pathProblem(err))
-		} else if auth.tokens, err = parseTokens(a.TokensFile, data); err != nil {
-			v.addf([]any{"admin", "tokens_file"}, "%v", strings.ReplaceAll(err.Error(), "\n", "\n  "))
-		} else if len(auth.tokens) == 0 {
-			v.addf([]any{"admin", "tokens_file"}, "%s holds no token", a.TokensFile)
-		}
-	}
-	if (a.TLSCert == "") != (a.TLSKey == "") {
-		v.addf([]any{"admin", "tls_cert"}, "tls_cert and tls_key go together")
-	} else if a.TLSCert != "" {
-		cert, err := tls.LoadX509KeyPair(a.TLSCert, a.TLSKey)
-		if err != nil {
-			v.addf([]any{"admin", "tls_cert"}, "%v", err)
-		} else {
-			auth.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-		}
-	}
-	if a.ClientCA != "" {
-		pemData, err := os.ReadFile(a.ClientCA)
-		pool := x509.NewCertPool()
-		switch {
-		case err != nil:
-			v.addf([]any{"admin", "client_ca"}, "%s", pathProblem(err))
-		case !pool.AppendCertsFromPEM(pemData):
-			v.addf([]any{"admin", "client_ca"}, "%s holds no PEM certificate", a.ClientCA)
-		case a.TLSCert == "":
-			v.addf([]any{"admin", "client_ca"}, "client certificates need TLS on the admin listener: set admin.tls_cert and admin.tls_key")
-		case auth.tls != nil:
-			// Asked for, not required: probes and scrapers reach the
-			// open endpoints without one; the /v1 API requires a
-			// credential per request.
-			auth.tls.ClientAuth = tls.VerifyClientCertIfGiven
-			auth.tls.ClientCAs = pool
-			auth.certs = true
-		}
-	}
-	if len(a.CertScopes) > 0 {
-		if a.ClientCA == "" {
-			v.addf([]any{"admin", "cert_scopes"}, "needs admin.client_ca: no client certificate could authenticate")
-		}
-		auth.certScopes = map[string]string{}
-		for ou, scope := range a.CertScopes {
-			if scope != ScopeRead && scope != ScopeWrite {
-				v.addf([]any{"admin", "cert_scopes", ou}, "%q: want read or write", scope)
-			}
-			auth.certScopes[ou] = scope
-		}
-	}
-	auth.hosts = map[string]bool{}
-	if h, _, err := net.SplitHostPort(c.Listen.Admin); err == nil && h != "" {
-		if n, err := blocklist.Normalize(h); err == nil {
-			auth.hosts[n] = true
-		}
-	}
-	for i, h := range a.Hosts {
-		pat, err := blocklist.NormalizePattern(h)
-		if err != nil {
-			v.addf([]any{"admin", "hosts", i}, "%v", err)
-			continue
-		}
-		if suf, ok := strings.CutPrefix(pat, "*."); ok {
-			auth.suffixes = append(auth.suffixes, "."+suf)
-		} else {
-			auth.hosts[pat] = true
-		}
-	}
-	if a.AuthReads && a.TokensFile == "" && a.ClientCA == "" {
-		v.addf([]any{"admin", "auth_reads"}, "needs admin.tokens_file or admin.client_ca: nothing could read")
-	}
-	if a.TokensFile != "" && a.TLSCert == "" && !loopbackAddr(c.Listen.Admin) {
-		c.Warnings = append(c.Warnings, v.format([]any{"admin", "tokens_file"},
-			"bearer tokens go over plain HTTP to %s: set admin.tls_cert and admin.tls_key, or keep the admin listener on a network only operators reach", c.Listen.Admin))
-	}
-	a.auth = auth
-}
-
-// loopbackAddr reports whether host:port names a loopback address.
-func loopbackAddr(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
