@@ -468,13 +468,6 @@ func (r *Reloader) applyVersion(v fleet.Version) {
 		r.listRefused(now, trigger, l, err.(*blocklist.DropError))
 		return
 	}
-	if err := r.p.Apply(r.cur.Config, l, r.cur.Renderer); err != nil {
-		r.metrics.Blocklist.Record("failure", now)
-		r.listSt.setError(now, err)
-		r.log.Error("fleet blocklist version not applied; keeping the last good list", "event", "blocklist_reload", "result", "failure",
-			"trigger", trigger, "file", name, "error", err.Error())
-		return
-	}
 	prev := r.cur
 	next := *r.cur
 	next.raw, next.FromSnapshot, next.Problems, next.Snapshot = nil, nil, nil, nil
@@ -482,7 +475,13 @@ func (r *Reloader) applyVersion(v fleet.Version) {
 	vm := v
 	vm.Content = nil
 	next.Fleet = &vm
-	r.cur = &next
+	if err := r.commit(&next, commitInfo{trigger: trigger, now: now, list: true, meta: meta, raw: &rawFiles{list: v.Content}}); err != nil {
+		r.metrics.Blocklist.Record("failure", now)
+		r.listSt.setError(now, err)
+		r.log.Error("fleet blocklist version not applied; keeping the last good list", "event", "blocklist_reload", "result", "failure",
+			"trigger", trigger, "file", name, "error", err.Error())
+		return
+	}
 	r.fleet.applied.Store(v.Number)
 	// The store holds what was just read from it: not divergent.
 	f.mu.Lock()
@@ -504,17 +503,6 @@ func (r *Reloader) applyVersion(v fleet.Version) {
 			"file", name, "sha256", v.SHA256, "previous", prev.List.File(), "previous_sha256", prev.List.SHA256()}, meta...)...)
 	}
 	r.metrics.FleetApplied.Set(float64(v.Number))
-	r.listSt = fileStatus{File: name, SHA256: l.SHA256(), LoadedAt: now}
-	r.metrics.Blocklist.Record("success", now)
-	if !r.cfgSt.FromSnapshot {
-		r.metrics.RunningFromSnapshot.Set(0)
-	}
-	r.audit(l, prev.List, trigger, meta...)
-	r.scheduleExpiryLocked()
-	r.snapshot(now, nil, nil, v.Content)
-	if r.OnApply != nil {
-		go r.OnApply(&next)
-	}
 	// Tell the fleet at once, rather than at the next heartbeat.
 	f.beatNow()
 	if l.NeedsCompaction() {

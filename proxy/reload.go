@@ -320,45 +320,26 @@ func NewReloader(p *Proxy, log *slog.Logger, m *metrics.Metrics, path string) *R
 func (r *Reloader) Start(b *Bundle) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if err := r.p.Apply(b.Config, b.List, b.Renderer); err != nil {
-		return err
-	}
 	now := time.Now()
-	r.cur = b
 	r.running = b.Config.restartFields()
 	r.checked = now
 	r.stateDir = b.StateDir
-	r.listSt = fileStatus{File: b.List.File(), SHA256: b.List.SHA256(), LoadedAt: now}
-	r.cfgSt = fileStatus{File: b.Config.Path, SHA256: b.Config.SHA256, LoadedAt: now}
-	// A part taken from the snapshot counts as a failed read of its
-	// file, shown in GET /blocklist until the file is good.
-	cfgErrs := errors.Join(b.partErrs[PartConfig], b.partErrs[PartTemplate])
-	for _, f := range []struct {
-		st  *fileStatus
-		m   metrics.FileMetrics
-		err error
-	}{{&r.cfgSt, r.metrics.Config, cfgErrs}, {&r.listSt, r.metrics.Blocklist, b.partErrs[PartBlocklist]}} {
-		if f.err != nil {
-			f.st.FromSnapshot = true
-			f.st.setError(now, f.err)
-			f.m.Record("failure", now)
-		} else {
-			f.m.Record("success", now)
-		}
-	}
-	if len(b.FromSnapshot) > 0 {
-		r.metrics.RunningFromSnapshot.Set(1)
-	}
 	var meta []any
 	if v := b.Fleet; v != nil {
 		meta = []any{"version", v.Number, "actor", v.Actor, "comment", v.Comment, "published_at", v.Time.UTC()}
 	}
-	r.audit(b.List, nil, "start", meta...)
+	raw := b.raw
+	b.raw = nil
+	// A part taken from the snapshot counts as a failed read of its
+	// file, shown in GET /blocklist until the file is good.
+	if err := r.commit(b, commitInfo{trigger: "start", now: now, config: true, list: true, meta: meta, raw: raw,
+		cfgErr:  errors.Join(b.partErrs[PartConfig], b.partErrs[PartTemplate]),
+		listErr: b.partErrs[PartBlocklist]}); err != nil {
+		return err
+	}
 	var fleetContent []byte
-	if raw := b.raw; raw != nil {
-		r.snapshot(now, raw.config, raw.template, raw.list)
+	if raw != nil {
 		fleetContent = raw.list
-		b.raw = nil
 	}
 	if *b.Config.Blocklist.Watch {
 		w, err := blocklist.NewWatcher(r.watchPaths(), blocklist.WatcherOptions{
@@ -371,7 +352,6 @@ func (r *Reloader) Start(b *Bundle) error {
 		}
 		r.watcher = w
 	}
-	r.scheduleExpiryLocked()
 	if b.Config.FromFleet() {
 		if err := r.startFleetLocked(b, fleetContent); err != nil {
 			if r.watcher != nil {
@@ -384,7 +364,76 @@ func (r *Reloader) Start(b *Bundle) error {
 		go r.poll(poll)
 	}
 	if r.OnApply != nil {
-		go r.OnApply(b)
+		go r.OnApply(b) // once the whole start has succeeded (commit leaves it)
+	}
+	return nil
+}
+
+// commitInfo is what changed in a commit and why.
+type commitInfo struct {
+	trigger string // start, watch, poll, sighup, admin_api, fleet, ...
+	now     time.Time
+	// config and list say which parts are new: their file status and
+	// reload metrics are updated, and a new list is audited.
+	config, list bool
+	// cfgErr and listErr (start only) are why a part came from the
+	// snapshot: its file status keeps the error, counted as a failure.
+	cfgErr, listErr error
+	// meta goes on the audit line (a fleet version's number, actor...).
+	meta []any
+	// raw is the content of the parts in effect for the snapshot (nil
+	// for a part the snapshot already holds); nil: no snapshot is
+	// written (a start from the snapshot itself).
+	raw *rawFiles
+}
+
+// commit is the one path by which a new state takes effect: at start, on
+// a reload of the files and for a fleet version. It applies next to the
+// proxy and makes it the bundle in effect, then does what follows every
+// change: the file status and reload metrics of the parts that changed,
+// edgeblock_running_from_snapshot, the audit line of a new list, the
+// expiry timer, the snapshot and OnApply (which Start calls itself, last).
+// When the proxy refuses next, nothing has changed and the error is
+// returned for the caller to report. r.mu is held.
+func (r *Reloader) commit(next *Bundle, c commitInfo) error {
+	if err := r.p.Apply(next.Config, next.List, next.Renderer); err != nil {
+		return err
+	}
+	prev := r.cur
+	r.cur = next
+	record := func(st *fileStatus, m metrics.FileMetrics, err error) {
+		if err != nil {
+			st.FromSnapshot = true
+			st.setError(c.now, err)
+			m.Record("failure", c.now)
+			return
+		}
+		m.Record("success", c.now)
+	}
+	if c.config {
+		r.cfgSt.File, r.cfgSt.SHA256, r.cfgSt.LoadedAt = next.Config.Path, next.Config.SHA256, c.now
+		record(&r.cfgSt, r.metrics.Config, c.cfgErr)
+	}
+	if c.list {
+		r.listSt = fileStatus{File: next.List.File(), SHA256: next.List.SHA256(), LoadedAt: c.now}
+		record(&r.listSt, r.metrics.Blocklist, c.listErr)
+		var was *blocklist.List
+		if prev != nil {
+			was = prev.List
+		}
+		r.audit(next.List, was, c.trigger, c.meta...)
+	}
+	fromSnapshot := 0.0
+	if r.cfgSt.FromSnapshot || r.listSt.FromSnapshot {
+		fromSnapshot = 1
+	}
+	r.metrics.RunningFromSnapshot.Set(fromSnapshot)
+	r.scheduleExpiryLocked()
+	if c.raw != nil {
+		r.snapshot(c.now, c.raw.config, c.raw.template, c.raw.list)
+	}
+	if r.OnApply != nil && c.trigger != "start" {
+		go r.OnApply(next)
 	}
 	return nil
 }
@@ -578,29 +627,6 @@ func (r *Reloader) Reload(trigger string) {
 		r.p.refreshGeo(next.Config, trigger) // else Apply does
 		return
 	}
-	if err := r.p.Apply(next.Config, next.List, next.Renderer); err != nil {
-		r.cfgFailure(now, trigger, err)
-		return
-	}
-	prev := r.cur
-	r.cur = &next
-	if cfgChanged || tmplChanged {
-		r.cfgSt.File, r.cfgSt.SHA256, r.cfgSt.LoadedAt = r.path, next.Config.SHA256, now
-		r.metrics.Config.Record("success", now)
-		r.log.Info("config applied", "event", "config_reload", "result", "success", "trigger", trigger,
-			"file", r.path, "sha256", next.Config.SHA256, "routes", len(next.Config.Routes))
-	}
-	if listChanged {
-		r.listSt.File, r.listSt.SHA256, r.listSt.LoadedAt = file, next.List.SHA256(), now
-		r.metrics.Blocklist.Record("success", now)
-		r.audit(next.List, prev.List, trigger)
-	}
-	if cfgChanged && r.watcher != nil {
-		if err := r.watcher.SetPaths(r.watchPaths()); err != nil {
-			r.log.Warn("watcher error", "event", "watch_error", "error", err.Error())
-		}
-	}
-	r.scheduleExpiryLocked()
 	// Pass each content only where it is what is in effect.
 	if !listOK {
 		listData = nil
@@ -608,9 +634,19 @@ func (r *Reloader) Reload(trigger string) {
 	if tmplSum != next.TemplateSHA256 {
 		tmplData = nil
 	}
-	r.snapshot(now, cfgData, tmplData, listData)
-	if r.OnApply != nil {
-		go r.OnApply(&next)
+	if err := r.commit(&next, commitInfo{trigger: trigger, now: now, config: cfgChanged || tmplChanged, list: listChanged,
+		raw: &rawFiles{config: cfgData, template: tmplData, list: listData}}); err != nil {
+		r.cfgFailure(now, trigger, err)
+		return
+	}
+	if cfgChanged || tmplChanged {
+		r.log.Info("config applied", "event", "config_reload", "result", "success", "trigger", trigger,
+			"file", r.path, "sha256", next.Config.SHA256, "routes", len(next.Config.Routes))
+	}
+	if cfgChanged && r.watcher != nil {
+		if err := r.watcher.SetPaths(r.watchPaths()); err != nil {
+			r.log.Warn("watcher error", "event", "watch_error", "error", err.Error())
+		}
 	}
 	if listChanged && next.List.NeedsCompaction() {
 		go r.compactList(next.List)

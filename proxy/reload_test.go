@@ -247,7 +247,9 @@ func TestReloadOnSignalOnly(t *testing.T) {
 }
 
 func TestRuleExpiresWithoutReload(t *testing.T) {
-	exp := time.Now().Add(1500 * time.Millisecond).UTC().Format(time.RFC3339Nano)
+	// 4s: an edge starts in over 1.5s on a loaded machine (load 24), and
+	// the rule must still be in effect when it has.
+	exp := time.Now().Add(4 * time.Second).UTC().Format(time.RFC3339Nano)
 	e := startReloadEnv(t, "temp.example expires="+exp+"\n", "")
 	if e.status("temp.example") != 403 {
 		t.Fatal("rule not in effect before its expiry")
