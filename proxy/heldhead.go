@@ -145,32 +145,3 @@ func (h *heldHead) Flush() { h.FlushError() }
 // Unwrap returns the underlying ResponseWriter for http.ResponseController
 // (deadlines, hijacking for upgrades).
 func (h *heldHead) Unwrap() http.ResponseWriter { return h.ResponseWriter }
-
-// forward sends r to the route's origins through the reverse proxy. An
-// origin response whose body broke off before any of it was sent
-// (http.ErrAbortHandler with the status still held) is answered with the
-// 502 or 504 page: the origin's headers are dropped, the request keeps
-// its ID. Any other abort goes on up to net/http, which cuts the
-// connection (HTTP/1.1) or resets the stream (HTTP/2), so that a visitor
-// never takes a short body for a whole one.
-func (p *Proxy) forward(rt *route, rec *recorder, r *http.Request, info *reqInfo) {
-	h := &info.head
-	h.ResponseWriter = rec
-	h.keepEdgeHeaders()
-	defer func() {
-		if v := recover(); v != nil {
-			if v != http.ErrAbortHandler || h.sent || info.err == nil || info.closed != nil || r.Context().Err() != nil {
-				h.drop()
-				panic(v)
-			}
-			h.drop()
-			hdr := rec.Header()
-			clear(hdr)
-			h.restoreEdgeHeaders(hdr)
-			p.upstreamError(rec, r, info.err)
-			return
-		}
-		h.release() // what is left of a short response
-	}()
-	rt.proxy.ServeHTTP(h, r)
-}

@@ -176,14 +176,6 @@ func (h *requestLimiter) client(r *http.Request) (netip.Prefix, bool) {
 	return clientKey(client), true
 }
 
-// config returns the config in use, or nil before the first Apply.
-func (p *Proxy) config() *Config {
-	if st := p.state.Load(); st != nil {
-		return st.cfg
-	}
-	return nil
-}
-
 // trusts reports whether a is in the trusted_proxies of the config in use.
 func (p *Proxy) trusts(a netip.Addr) bool {
 	c := p.config()

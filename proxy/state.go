@@ -52,6 +52,14 @@ type state struct {
 	feed atomic.Pointer[feed]
 }
 
+// config returns the config in use, or nil before the first Apply.
+func (p *Proxy) config() *Config {
+	if st := p.state.Load(); st != nil {
+		return st.cfg
+	}
+	return nil
+}
+
 // coveredSet returns the patterns whose names may get a certificate.
 func (s *state) coveredSet() *certs.Patterns {
 	s.coveredOnce.Do(func() { s.covered = coveredPatterns(s.cfg, s.list) })
