@@ -281,7 +281,16 @@ func (q *quicEdge) serve(h http.Handler, twin *http.Server) {
 		defer q.inFlight.Add(-1)
 		h.ServeHTTP(w, r)
 	})
-	go func() { q.done <- q.srv.ServeListener(q.ln) }()
+	go func() {
+		err := q.srv.ServeListener(q.ln)
+		// Whatever ended it, Alt-Svc must stop sending browsers here.
+		q.serving.Store(false)
+		q.m.serving.Set(0)
+		if !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, quic.ErrServerClosed) {
+			q.log.Error("HTTP/3 listener stopped; HTTPS responses no longer advertise it", "event", "quic_stopped", "error", err.Error())
+		}
+		q.done <- err
+	}()
 	q.serving.Store(true)
 	q.m.serving.Set(1)
 }

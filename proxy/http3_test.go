@@ -1042,6 +1042,7 @@ func TestQUICStatelessResetAcrossRestart(t *testing.T) {
 				t.Fatalf("first request: %v %v", resp, err)
 			}
 			first.quic.udp.Close() // the crash: no CONNECTION_CLOSE goes out
+			waitFor(t, 5*time.Second, "the first edge to stop advertising HTTP/3", func() bool { return !first.quic.serving.Load() })
 			next := state
 			if !tt.sameState {
 				next = t.TempDir()
