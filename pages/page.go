@@ -394,6 +394,27 @@ type Page struct {
 type variant struct {
 	contentLanguage []string // the header
 	formats         [numFormats]compiled
+	// lengths holds the Content-Length value last served per format:
+	// bodies of one variant and format differ only in the host's length,
+	// so under load one name is served again and again.
+	lengths [numFormats]atomic.Pointer[contentLength]
+}
+
+// contentLength is a Content-Length header value of n.
+type contentLength struct {
+	n int
+	v []string
+}
+
+// contentLength returns the Content-Length header value for a body of n
+// bytes in format f: shared, read-only, of length and capacity 1.
+func (v *variant) contentLength(f Format, n int) []string {
+	if c := v.lengths[f].Load(); c != nil && c.n == n {
+		return c.v
+	}
+	c := &contentLength{n: n, v: []string{strconv.Itoa(n)}}
+	v.lengths[f].Store(c)
+	return c.v
 }
 
 // Status returns the HTTP status the page is served with.
@@ -713,6 +734,31 @@ func (c *compiled) appendTo(b []byte, vals [numHoles]string) []byte {
 	return b
 }
 
+// appendRequest is appendTo(b, requestValues(req)) without making the
+// time's text a string of its own.
+func (c *compiled) appendRequest(b []byte, req Request) []byte {
+	host, id := safe(req.Host), safe(req.RequestID)
+	for i, p := range c.parts {
+		b = append(b, p...)
+		if i < len(c.holes) {
+			switch c.holes[i] {
+			case holeHost:
+				b = append(b, host...)
+			case holeRequestID:
+				b = append(b, id...)
+			case holeTime:
+				b = appendTime(b, req.Time)
+			}
+		}
+	}
+	return b
+}
+
+// appendTime appends t as the pages show it: RFC 3339 in UTC.
+func appendTime(b []byte, t time.Time) []byte {
+	return t.UTC().AppendFormat(b, time.RFC3339)
+}
+
 var (
 	contentTypes       = [numFormats][]string{{HTML.ContentType()}, {JSON.ContentType()}, {Text.ContentType()}}
 	noStore            = []string{"no-store"}
@@ -723,11 +769,11 @@ var (
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 8<<10); return &b }}
 
 func (v *variant) appendBody(b []byte, f Format, req Request) ([]byte, error) {
-	vals := requestValues(req)
 	c := &v.formats[f]
 	if !c.dynamic {
-		return c.appendTo(b, vals), nil
+		return c.appendRequest(b, req), nil
 	}
+	vals := requestValues(req)
 	d := c.data
 	d.Host, d.RequestID, d.Time = vals[holeHost], vals[holeRequestID], vals[holeTime]
 	out, err := c.render(d)
@@ -742,7 +788,7 @@ func requestValues(req Request) [numHoles]string {
 	return [numHoles]string{
 		safe(req.Host),
 		safe(req.RequestID),
-		req.Time.UTC().Format(time.RFC3339),
+		string(appendTime(nil, req.Time)),
 	}
 }
 
@@ -789,7 +835,7 @@ func (p *Page) Serve(w http.ResponseWriter, r *http.Request, req Request) int {
 	h := w.Header()
 	h["Content-Type"] = contentTypes[f]
 	h["Content-Language"] = v.contentLanguage
-	h["Content-Length"] = []string{strconv.Itoa(len(body))}
+	h["Content-Length"] = v.contentLength(f, len(body))
 	h["Cache-Control"] = noStore
 	h["Vary"] = varyAcceptLanguage
 	h["X-Content-Type-Options"] = nosniff

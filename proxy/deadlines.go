@@ -51,12 +51,9 @@ type guardHandler struct {
 }
 
 func (h *guardHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	g := &guardWriter{ResponseWriter: w, rc: http.NewResponseController(w), idle: h.writeIdle, draining: h.draining, h2: r.ProtoMajor == 2}
-	if h.writeIdle > 0 {
-		g.wd = newWatchdog(h.writeIdle, func() { g.rc.SetWriteDeadline(time.Now()) })
-		if g.h2 {
-			g.ctx = r.Context()
-		}
+	g := newGuardWriter(w, h.writeIdle, h.draining, r.ProtoMajor == 2)
+	if g.wd != nil && g.h2 {
+		g.ctx = r.Context()
 	}
 	if r.Body != nil && r.Body != http.NoBody && h.bodyRead > 0 {
 		g.body = &guardBody{ReadCloser: r.Body}
@@ -65,6 +62,44 @@ func (h *guardHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer g.finish()
 	h.next.ServeHTTP(g, r)
+}
+
+// guards holds guardWriters whose request ended with their write watchdog
+// provably quiet (see guardWriter.release), with the watchdog's timer and
+// action made: the writer, its watchdog, the timer and the action are made
+// once per pooled writer instead of once per request.
+var guards sync.Pool // of *guardWriter
+
+// newGuardWriter returns a guardWriter for w, with a write watchdog of
+// idle (none when idle is 0), from the pool when it has one.
+func newGuardWriter(w http.ResponseWriter, idle time.Duration, draining *atomic.Bool, h2 bool) *guardWriter {
+	g, _ := guards.Get().(*guardWriter)
+	if g == nil {
+		g = new(guardWriter)
+		g.wdog.init(func() { g.rc.SetWriteDeadline(time.Now()) })
+	}
+	g.ResponseWriter, g.rc, g.idle, g.draining, g.h2 = w, *http.NewResponseController(w), idle, draining, h2
+	if idle > 0 {
+		g.wdog.d = idle
+		g.wd = &g.wdog
+	}
+	return g
+}
+
+// release puts g back into the pool when nothing can reach it any more:
+// no body watchdog (the transport may still read the body), not hijacked,
+// not handed off (finish does not call it then: a goroutine holds the
+// watchdog until the HTTP/2 stream ends), and the write
+// watchdog's timer never fired nor was caught firing (a late action would
+// act on the next request's writer).
+func (g *guardWriter) release() {
+	if g.body != nil || g.hijacked || (g.wd != nil && !g.wd.reusable()) {
+		return
+	}
+	t, fire := g.wdog.t, g.wdog.fire
+	*g = guardWriter{}
+	g.wdog.t, g.wdog.fire = t, fire
+	guards.Put(g)
 }
 
 type connKey struct{}
@@ -115,17 +150,38 @@ type watchdog struct {
 	mu    sync.Mutex
 	off   bool
 	fired atomic.Bool
+	// armed: started and not stopped since; spoiled: a stop found the
+	// timer already fired. Only the goroutine calling start and stop uses
+	// them (reusable).
+	armed, spoiled bool
 }
 
 func newWatchdog(d time.Duration, fire func()) *watchdog {
-	w := &watchdog{d: d, fire: fire}
-	w.t = time.AfterFunc(time.Hour, w.trigger)
-	w.t.Stop()
+	w := &watchdog{d: d}
+	w.init(fire)
 	return w
 }
 
-func (w *watchdog) start() { w.t.Reset(w.d) }
-func (w *watchdog) stop()  { w.t.Stop() }
+// init makes w's timer, stopped, with fire as its action.
+func (w *watchdog) init(fire func()) {
+	w.fire = fire
+	w.t = time.AfterFunc(time.Hour, w.trigger)
+	w.t.Stop()
+}
+
+func (w *watchdog) start() { w.t.Reset(w.d); w.armed = true }
+
+func (w *watchdog) stop() {
+	if !w.t.Stop() && w.armed {
+		w.spoiled = true // it fired, or its action is about to run
+	}
+	w.armed = false
+}
+
+// reusable reports whether w's action has never run and never will for
+// what happened so far: every start was followed by a stop that caught
+// the timer before it fired. Call it after close.
+func (w *watchdog) reusable() bool { return !w.spoiled && !w.armed && !w.fired.Load() }
 
 // rearm replaces the action and starts the timer; once it returns, a
 // firing calls the new action only.
@@ -159,9 +215,10 @@ func (w *watchdog) close() {
 // called by one goroutine at a time (the handler's), as net/http requires.
 type guardWriter struct {
 	http.ResponseWriter
-	rc       *http.ResponseController
+	rc       http.ResponseController
 	idle     time.Duration
-	wd       *watchdog // nil when writeIdle is 0
+	wd       *watchdog // &wdog, or nil when writeIdle is 0
+	wdog     watchdog
 	draining *atomic.Bool
 	body     *guardBody
 
@@ -290,6 +347,7 @@ func (g *guardWriter) finish() {
 		}
 	}
 	if g.wd == nil || g.hijacked {
+		g.release()
 		return
 	}
 	if g.h2 {
@@ -300,10 +358,12 @@ func (g *guardWriter) finish() {
 			g.FlushError()
 		}
 		g.wd.close()
+		g.release()
 		return
 	}
 	g.wd.close()
 	g.rc.SetWriteDeadline(time.Now().Add(g.idle))
+	g.release()
 }
 
 // handOff leaves the buffered end of an HTTP/2 response to net/http (see

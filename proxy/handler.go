@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/edgeblock/edgeblock/blocklist"
 	"github.com/edgeblock/edgeblock/pages"
@@ -179,29 +180,39 @@ func infoFrom(ctx context.Context) *reqInfo {
 	return i
 }
 
-// newRequestID returns 16 hex digits from a per-process random stream.
-func newRequestID() string {
+// putRequestID fills b with 16 hex digits from a per-process random stream.
+func putRequestID(b *[16]byte) {
 	const hex = "0123456789abcdef"
-	var b [16]byte
 	v := rand.Uint64()
 	for i := range b {
 		b[i] = hex[v&15]
 		v >>= 4
 	}
-	return string(b[:])
+}
+
+// reqRecord is what begin allocates for a request, in one allocation: the
+// recorder, the access entry, and the request ID's bytes and header value.
+type reqRecord struct {
+	recorder
+	accessEntry
+	id  [16]byte
+	idv [1]string
 }
 
 // begin starts the bookkeeping of one request: a request ID in
 // X-Request-Id, the in-flight gauge, and the recorder for the access line.
 func (p *Proxy) begin(w http.ResponseWriter, r *http.Request) (*recorder, *accessEntry) {
 	p.metrics.InFlight.Inc()
-	id := newRequestID()
-	w.Header()["X-Request-Id"] = []string{id}
-	both := &struct { // one allocation for the two
-		recorder
-		accessEntry
-	}{recorder{ResponseWriter: w}, accessEntry{id: id, start: p.now(), r: r}}
-	return &both.recorder, &both.accessEntry
+	x := &reqRecord{recorder: recorder{ResponseWriter: w}}
+	putRequestID(&x.id)
+	// The ID's bytes are never written again: the string can share them.
+	id := unsafe.String(&x.id[0], len(x.id))
+	x.idv[0] = id
+	// A header value of length and capacity 1: an Add by a later handler
+	// makes a copy rather than writing into x.
+	w.Header()["X-Request-Id"] = x.idv[:]
+	x.accessEntry = accessEntry{id: id, start: p.now(), r: r}
+	return &x.recorder, &x.accessEntry
 }
 
 // observe serves a request that the listener answers itself (an ACME
@@ -261,7 +272,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	var report bool
 	if rule, ok := p.decide(st, r, host, start, e); ok {
-		e.rule = &rule
+		e.rule, e.ruled = rule, true
 		st.blocked[rule.AttrsID].Inc()
 		if rule.Mode == blocklist.ModeBlock {
 			e.outcome = metrics.OutcomeBlocked
@@ -490,7 +501,8 @@ type accessEntry struct {
 	st      *state
 	host    string
 	outcome string
-	rule    *blocklist.Rule
+	rule    blocklist.Rule // when ruled
+	ruled   bool
 	info    *reqInfo
 	// report: a report-mode rule matched a forwarded request.
 	report bool
@@ -546,7 +558,7 @@ func (p *Proxy) finish(rec *recorder, e *accessEntry) {
 	}
 	l := accesslog.Line{Time: end, ID: e.id, Remote: e.r.RemoteAddr, Host: e.host, Method: e.r.Method, Path: e.r.URL.Path,
 		Status: status, Outcome: e.outcome, Bytes: rec.bytes, Duration: d.Seconds(), Proto: e.r.Proto, TLS: e.r.TLS != nil}
-	if e.rule != nil {
+	if e.ruled {
 		l.HasRule, l.Rule, l.RuleLine, l.Mode = true, e.rule.Pattern(), e.rule.Line, e.rule.Mode.String()
 	}
 	if e.geo != 0 {

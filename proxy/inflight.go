@@ -141,7 +141,7 @@ func (p *Proxy) untrack(info *reqInfo, rec *recorder, e *accessEntry) {
 		kind = metrics.ClosedStream
 	}
 	p.metrics.BlockedClosed.WithLabelValues(kind).Inc()
-	e.outcome, e.rule, rec.err = metrics.OutcomeBlocked, &c.rule, errClosedByBlock
+	e.outcome, e.rule, e.ruled, rec.err = metrics.OutcomeBlocked, c.rule, true, errClosedByBlock
 }
 
 // serveClosed serves the block page in place of the origin's answer when a

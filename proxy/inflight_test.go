@@ -365,7 +365,7 @@ func TestTrackAfterSwap(t *testing.T) {
 		}
 		rec, e := &recorder{}, &accessEntry{outcome: metrics.OutcomeReport}
 		p.untrack(info, rec, e)
-		if tt.closed && (e.outcome != metrics.OutcomeBlocked || e.rule == nil || e.rule.Pattern() != "a.example" || errKind(rec.err) != "closed_by_block") {
+		if tt.closed && (e.outcome != metrics.OutcomeBlocked || !e.ruled || e.rule.Pattern() != "a.example" || errKind(rec.err) != "closed_by_block") {
 			t.Errorf("list %q: entry = %+v, err %v", tt.list, e, rec.err)
 		}
 		if !tt.closed && e.outcome != metrics.OutcomeReport {

@@ -138,12 +138,7 @@ func (s *Server) Start(b *Bundle) error {
 	// One count per client across both public listeners.
 	conns, inFlight := newClientCounter(cfg.Limits.MaxConnsPerClient), newClientCounter(cfg.Limits.MaxRequestsPerClient)
 	chain := func(h http.Handler) http.Handler {
-		// The chain around the proxy: deadlines and drain outermost, so
-		// that the 429 of the per-client cap is bounded too.
-		h = newProtoCounter(h, s.quicM)
-		h = &requestLimiter{next: h, inFlight: inFlight,
-			config: s.proxy.config, refused: s.metrics.RequestsRefused.WithLabelValues(metrics.RefusedRequestsPerClient)}
-		return &guardHandler{next: h, writeIdle: cfg.Timeouts.WriteIdle, bodyRead: cfg.Timeouts.BodyRead, draining: &s.draining}
+		return publicChain(h, cfg, inFlight, s.proxy.config, s.metrics, s.quicM, &s.draining)
 	}
 	public := func(h http.Handler) *http.Server {
 		return &http.Server{
@@ -236,6 +231,16 @@ func (s *Server) Start(b *Bundle) error {
 	}
 	s.ready.Store(true)
 	return nil
+}
+
+// publicChain returns the chain around a public listener's handler h:
+// deadlines and drain outermost, so that the 429 of the per-client
+// request cap (inFlight) is bounded too; requests counted by protocol
+// (q). config is the config in use.
+func publicChain(h http.Handler, cfg *Config, inFlight *clientCounter, config func() *Config, m *metrics.Metrics, q *quicMetrics, draining *atomic.Bool) http.Handler {
+	h = newProtoCounter(h, q)
+	h = &requestLimiter{next: h, inFlight: inFlight, config: config, refused: m.RequestsRefused.WithLabelValues(metrics.RefusedRequestsPerClient)}
+	return &guardHandler{next: h, writeIdle: cfg.Timeouts.WriteIdle, bodyRead: cfg.Timeouts.BodyRead, draining: draining}
 }
 
 // ReopenAccessLog writes out the access lines queued and opens

@@ -1,0 +1,77 @@
+package pages
+
+import (
+	"bytes"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// TestAppendRequestMatchesValues: the request path's appendRequest writes
+// the same bytes as appendTo with requestValues (the form the split is
+// checked with at load), for every format of a block page and an error
+// page, in two languages, with hosts that need escaping and times in
+// other zones.
+func TestAppendRequestMatchesValues(t *testing.T) {
+	r := newRenderer(t, Options{BlockedBy: "https://edge.example.com"})
+	block, err := r.Block(Block{Policy: "https://blog.example.com/why", Reason: "Imminent threat"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	berlin := time.FixedZone("CET", 3600)
+	reqs := []Request{
+		{Host: "forum.example", RequestID: "0123456789abcdef", Time: time.Date(2026, 12, 7, 5, 30, 0, 0, time.UTC)},
+		{Host: `<script>x"`, RequestID: "id with space", Time: time.Date(2026, 1, 2, 3, 4, 5, 999, berlin)},
+		{Host: "", RequestID: "", Time: time.Time{}},
+		{Host: "2001:db8::1", RequestID: "x", Time: time.Date(1999, 12, 31, 23, 59, 59, 0, berlin)},
+	}
+	n := 0
+	for _, p := range []*Page{block, r.Error(http.StatusNotFound)} {
+		for lang := range r.langs {
+			v := p.variant(lang)
+			for f := range Format(numFormats) {
+				c := &v.formats[f]
+				if c.dynamic {
+					continue
+				}
+				for _, req := range reqs {
+					got, want := c.appendRequest(nil, req), c.appendTo(nil, requestValues(req))
+					if !bytes.Equal(got, want) {
+						t.Errorf("lang %d format %d %+v:\nappendRequest %q\nappendTo      %q", lang, f, req, got, want)
+					}
+					n++
+				}
+			}
+		}
+	}
+	if n == 0 {
+		t.Fatal("no compiled format compared")
+	}
+}
+
+// TestContentLengthCache: the cached Content-Length follows the body's
+// length when it changes from one request to the next, per format.
+func TestContentLengthCache(t *testing.T) {
+	r := newRenderer(t, Options{BlockedBy: "https://edge.example.com"})
+	p, err := r.Block(Block{Policy: "https://blog.example.com/why", Reason: "Imminent threat"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 12, 7, 5, 30, 0, 0, time.UTC)
+	for i, tt := range []struct{ host, accept string }{
+		{"a.example", ""}, {"a.example", ""}, {"much-longer-name.example", ""}, {"a.example", "application/json"},
+		{"a.example", ""}, {"much-longer-name.example", "application/json"}, {"b.example", "text/plain"}, {"a.example", ""},
+	} {
+		hr := httptest.NewRequest("GET", "/", nil)
+		if tt.accept != "" {
+			hr.Header.Set("Accept", tt.accept)
+		}
+		w := httptest.NewRecorder()
+		p.Serve(w, hr, Request{Host: tt.host, RequestID: "0123456789abcdef", Time: now})
+		if got, want := w.Header().Get("Content-Length"), strconv.Itoa(w.Body.Len()); got != want {
+			t.Errorf("request %d (%s, %q): Content-Length %s, body %s bytes", i, tt.host, tt.accept, got, want)
+		}
+	}
+}
