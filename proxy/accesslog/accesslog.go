@@ -20,12 +20,14 @@ import (
 )
 
 // Access log tuning. A line is about 300 bytes: the queue holds some
-// 13,000 of them, and a batch is written once 64 KiB have gathered or a
-// second has passed, whichever is first.
+// 13,000 of them, in chunks of 64 KiB; the queue is written once a chunk
+// has filled or a second has passed, whichever is first. Up to freeChunks
+// written chunks are kept to be filled again.
 const (
 	queueBytes = 4 << 20
 	batchBytes = 64 << 10
 	flushEvery = time.Second
+	freeChunks = 4
 )
 
 // Log writes access lines off the request path. Write appends a line
@@ -36,8 +38,14 @@ const (
 // output is a writer (stderr) or a file that Reopen opens anew (after
 // logrotate has renamed it).
 type Log struct {
-	mu      sync.Mutex
-	buf     []byte // lines queued, whole lines only
+	mu sync.Mutex
+	// The queue: whole lines only, in chunks (a queue that grew by
+	// copying would copy it all again at every doubling, on the request
+	// path, whenever the writer falls behind).
+	cur     []byte   // the chunk being filled; nil: none yet
+	full    [][]byte // filled chunks, oldest first
+	queued  int      // bytes in full and cur
+	free    [][]byte // empty chunks of batchBytes to fill again
 	max     int
 	closed  bool
 	dropped func() // counts a dropped line (a metric)
@@ -51,7 +59,7 @@ type Log struct {
 	out     io.Writer
 	file    *os.File // non-nil when logging to a file of ours
 	path    string
-	spare   []byte
+	batch   [][]byte // scratch for writeOut
 	onError func(error)
 	every   time.Duration
 }
@@ -76,8 +84,7 @@ func New(w io.Writer, path string, dropped func(), onError func(error)) (*Log, e
 	if a.onError == nil {
 		a.onError = func(error) {}
 	}
-	a.buf = make([]byte, 0, batchBytes+4096)
-	a.spare = make([]byte, 0, batchBytes+4096)
+	a.cur = make([]byte, 0, batchBytes)
 	go a.run()
 	return a, nil
 }
@@ -96,13 +103,21 @@ func openFile(path string) (*os.File, error) {
 // slog handler's writer.
 func (a *Log) Write(p []byte) (int, error) {
 	a.mu.Lock()
-	if a.closed || len(a.buf)+len(p) > a.max {
+	if a.closed || a.queued+len(p) > a.max {
 		a.mu.Unlock()
 		a.dropped()
 		return len(p), nil
 	}
-	a.buf = append(a.buf, p...)
-	full := len(a.buf) >= batchBytes
+	full := false
+	if len(a.cur)+len(p) > cap(a.cur) {
+		if len(a.cur) > 0 {
+			a.full = append(a.full, a.cur)
+			full = true
+		}
+		a.cur = a.chunk(len(p))
+	}
+	a.cur = append(a.cur, p...)
+	a.queued += len(p)
 	a.mu.Unlock()
 	if full {
 		select {
@@ -191,22 +206,52 @@ func (a *Log) run() {
 	}
 }
 
-// writeOut swaps the queue for the spare buffer and writes it.
+// chunk returns an empty chunk for at least n bytes; a.mu is held.
+func (a *Log) chunk(n int) []byte {
+	if n > batchBytes {
+		return make([]byte, 0, n) // a line longer than a chunk: its own
+	}
+	if k := len(a.free); k > 0 {
+		c := a.free[k-1]
+		a.free[k-1] = nil
+		a.free = a.free[:k-1]
+		return c
+	}
+	return make([]byte, 0, batchBytes)
+}
+
+// writeOut takes the queue's chunks, writes them in order and keeps up to
+// freeChunks of them to be filled again. A failed write is counted once
+// per writeOut.
 func (a *Log) writeOut() {
 	a.mu.Lock()
-	b := a.buf
-	a.buf = a.spare[:0]
+	batch := append(a.batch[:0], a.full...)
+	if len(a.cur) > 0 {
+		batch = append(batch, a.cur)
+		a.cur = nil
+	}
+	clear(a.full)
+	a.full, a.queued = a.full[:0], 0
 	out := a.out
 	a.mu.Unlock()
-	if len(b) > 0 {
-		if _, err := out.Write(b); err != nil {
-			a.onError(err)
+	var failed error
+	for _, c := range batch {
+		if _, err := out.Write(c); err != nil && failed == nil {
+			failed = err
 		}
 	}
-	if cap(b) > 4*batchBytes {
-		b = make([]byte, 0, batchBytes+4096) // a burst grew it: let it go
+	if failed != nil {
+		a.onError(failed)
 	}
-	a.spare = b[:0]
+	a.mu.Lock()
+	for _, c := range batch {
+		if cap(c) == batchBytes && len(a.free) < freeChunks {
+			a.free = append(a.free, c[:0])
+		}
+	}
+	a.mu.Unlock()
+	clear(batch)
+	a.batch = batch[:0]
 }
 
 // Line is what an access line says. The Has fields say whether the

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math"
 	"strings"
@@ -207,4 +208,42 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestAccessLogChunksKeepOrder: lines of many sizes, one longer than a
+// chunk, queued while the output is stuck and across many chunks, come
+// out whole and in the order written, also in a second round that fills
+// the chunks kept from the first.
+func TestAccessLogChunksKeepOrder(t *testing.T) {
+	g := &gateWriter{open: make(chan struct{})}
+	a, err := New(g, "", func() { t.Error("a line was dropped") }, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want bytes.Buffer
+	write := func(from, to int) {
+		for i := from; i < to; i++ {
+			n := 1 + i*37%900
+			if i == from+500 {
+				n = batchBytes + 1000 // longer than a chunk
+			}
+			line := fmt.Appendf(nil, "%d %s\n", i, strings.Repeat("y", n))
+			want.Write(line)
+			a.Write(line)
+		}
+	}
+	write(0, 2000) // about 15 chunks, all queued behind the stuck output
+	close(g.open)
+	a.Flush()
+	write(2000, 4000)
+	a.Close()
+	if got := g.b.String(); got != want.String() {
+		gl, wl := strings.Split(got, "\n"), strings.Split(want.String(), "\n")
+		for i := range min(len(gl), len(wl)) {
+			if gl[i] != wl[i] {
+				t.Fatalf("line %d differs: got %.40q, want %.40q (%d lines, want %d)", i, gl[i], wl[i], len(gl), len(wl))
+			}
+		}
+		t.Fatalf("got %d lines, want %d", len(gl), len(wl))
+	}
 }
