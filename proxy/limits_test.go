@@ -1,7 +1,10 @@
 package proxy
 
 import (
+	"fmt"
 	"net/http"
+	"net/netip"
+	"sync/atomic"
 	"testing"
 )
 
@@ -113,4 +116,62 @@ func FuzzRequestClient(f *testing.F) {
 			t.Fatalf("client %v has the wrong size for its family", k)
 		}
 	})
+}
+
+// TestClientCounter: each client is capped on its own, IPv6 addresses of
+// one /64 count as one client, released units can be taken again, and
+// nothing is held once every unit is back.
+func TestClientCounter(t *testing.T) {
+	c := newClientCounter(2)
+	key := func(s string) netip.Prefix { return clientKey(netip.MustParseAddr(s)) }
+	for _, tt := range []struct {
+		op   string // acquire or release
+		addr string
+		want bool // acquire's answer
+	}{
+		{"acquire", "192.0.2.1", true}, {"acquire", "192.0.2.1", true}, {"acquire", "192.0.2.1", false},
+		{"acquire", "192.0.2.2", true}, // another client
+		{"acquire", "2001:db8::1", true}, {"acquire", "2001:db8::ffff", true}, {"acquire", "2001:db8::2", false}, // one /64
+		{"acquire", "2001:db8:0:1::1", true}, // the next /64
+		{"release", "192.0.2.1", false}, {"acquire", "192.0.2.1", true}, {"acquire", "192.0.2.1", false},
+		{"release", "2001:db8::5", false}, {"acquire", "2001:db8::6", true},
+	} {
+		switch tt.op {
+		case "acquire":
+			if got := c.acquire(key(tt.addr)); got != tt.want {
+				t.Errorf("acquire %s = %v, want %v", tt.addr, got, tt.want)
+			}
+		case "release":
+			c.release(key(tt.addr))
+		}
+	}
+	for _, a := range []string{"192.0.2.1", "192.0.2.1", "192.0.2.2", "2001:db8::1", "2001:db8::1", "2001:db8:0:1::1"} {
+		c.release(key(a))
+	}
+	if n := len(c.n); n != 0 {
+		t.Errorf("%d clients held after every unit was released", n)
+	}
+}
+
+// BenchmarkClientCounter takes and gives back a unit per request, as the
+// per-client request cap does: one client and many (a flood from many
+// addresses). Run with -cpu 1,2,4 and -mutexprofile.
+func BenchmarkClientCounter(b *testing.B) {
+	for _, clients := range []int{1, 10000} {
+		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
+			c := newClientCounter(1000000)
+			var next atomic.Uint32
+			b.RunParallel(func(pb *testing.PB) {
+				i := int(next.Add(7919))
+				for pb.Next() {
+					i++
+					k := clientKey(netip.AddrFrom4([4]byte{10, byte(i % clients >> 16), byte(i % clients >> 8), byte(i % clients)}))
+					if !c.acquire(k) {
+						b.Fatal("refused")
+					}
+					c.release(k)
+				}
+			})
+		})
+	}
 }
