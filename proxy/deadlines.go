@@ -86,6 +86,11 @@ func newGuardWriter(w http.ResponseWriter, idle time.Duration, draining *atomic.
 	return g
 }
 
+// reusable reports whether release may pool g (see release).
+func (g *guardWriter) reusable() bool {
+	return g.body == nil && !g.hijacked && (g.wd == nil || g.wd.reusable())
+}
+
 // release puts g back into the pool when nothing can reach it any more:
 // no body watchdog (the transport may still read the body), not hijacked,
 // not handed off (finish does not call it then: a goroutine holds the
@@ -93,7 +98,7 @@ func newGuardWriter(w http.ResponseWriter, idle time.Duration, draining *atomic.
 // watchdog's timer never fired nor was caught firing (a late action would
 // act on the next request's writer).
 func (g *guardWriter) release() {
-	if g.body != nil || g.hijacked || (g.wd != nil && !g.wd.reusable()) {
+	if !g.reusable() {
 		return
 	}
 	t, fire := g.wdog.t, g.wdog.fire
