@@ -130,9 +130,11 @@ func TestClientCounter(t *testing.T) {
 		want bool // acquire's answer
 	}{
 		{"acquire", "192.0.2.1", true}, {"acquire", "192.0.2.1", true}, {"acquire", "192.0.2.1", false},
-		{"acquire", "192.0.2.2", true}, // another client
-		{"acquire", "2001:db8::1", true}, {"acquire", "2001:db8::ffff", true}, {"acquire", "2001:db8::2", false}, // one /64
-		{"acquire", "2001:db8:0:1::1", true}, // the next /64
+		// another client
+		{"acquire", "192.0.2.2", true},
+		// one /64, then the next
+		{"acquire", "2001:db8::1", true}, {"acquire", "2001:db8::ffff", true}, {"acquire", "2001:db8::2", false},
+		{"acquire", "2001:db8:0:1::1", true},
 		{"release", "192.0.2.1", false}, {"acquire", "192.0.2.1", true}, {"acquire", "192.0.2.1", false},
 		{"release", "2001:db8::5", false}, {"acquire", "2001:db8::6", true},
 	} {
