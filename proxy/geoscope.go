@@ -13,14 +13,19 @@ import (
 // decide returns the blocklist rule for a request to host at now: the one
 // host decision. When no scoped rule (countries=, except_countries=)
 // covers host it is the list's Match, with no country lookup and no
-// allocation; otherwise it finds the visitor's country (recorded in e for
-// the access line and the page) and asks MatchWhere.
-func (p *Proxy) decide(st *state, r *http.Request, host string, now time.Time, e *accessEntry) (blocklist.Rule, bool) {
+// allocation; otherwise it finds the visitor's country (recorded in *geo
+// for the access line and the page) and asks MatchWhere. The request path
+// and the check of requests in flight after a reload (inflight.go) both
+// decide here, so a scoped rule closes what it would refuse.
+func (p *Proxy) decide(st *state, r *http.Request, host string, now time.Time, geo *geoIndex) (blocklist.Rule, bool) {
 	if !st.list.ScopedFor(host) {
 		return st.list.Match(host, now)
 	}
-	country := p.visitorCountry(r, st.cfg)
-	e.geo = indexOf(country)
+	country := ""
+	if r != nil {
+		country = p.visitorCountry(r, st.cfg)
+	}
+	*geo = indexOf(country)
 	return st.list.MatchWhere(host, blocklist.Where{Country: country, UnknownBlocks: st.cfg.Geo.unknownBlocks()}, now)
 }
 

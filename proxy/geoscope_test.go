@@ -388,3 +388,42 @@ func BenchmarkServeGeo(b *testing.B) {
 		}
 	}
 }
+
+// TestScopedBlockClosesOpenRequests: a reload that adds a rule scoped to
+// France closes what visitors from France have open to the name (a
+// stream, and a held request, answered with the page naming France), and
+// a visitor from Germany keeps streaming: the check of requests in flight
+// decides as the request path does.
+func TestScopedBlockClosesOpenRequests(t *testing.T) {
+	o := openOrigin(t)
+	db := filepath.Join(t.TempDir(), "country.mmdb")
+	geotest.Write(t, db, geoBuilt, geoFixture...)
+	cfg := fmt.Sprintf("listen:\n  http: 127.0.0.1:0\n  admin: 127.0.0.1:0\ngeo:\n  database: %s\n", db) +
+		routeConfig("*.example", `"`+o.URL+`"`)
+	e := startEnv(t, cfg, "plain.example\n")
+
+	frStream := stream(t, e, "news.example") // from 127.0.0.1: France
+	deStream := streamWith(t, clientFrom("127.0.0.2"), e.url("http"), "news.example", 1)
+	frSlow := slowRequest(t, e, "news.example")
+	waitFor(t, 5*time.Second, "the held requests to reach the origin", func() bool {
+		return metricValue(t, e.scrape(), "edgeblock_requests_in_flight") == "3"
+	})
+
+	writeFile(t, e.list, "plain.example\nnews.example countries=FR status=451 reason=\"Court order\"\n")
+	waitFor(t, 5*time.Second, "the new list", func() bool { return len(e.logs.logLines(t, "blocklist applied")) == 2 })
+	applied := logTime(t, e.logs.logLines(t, "blocklist applied")[1])
+
+	for _, c := range []*openConn{frStream, frSlow} {
+		waitFor(t, 5*time.Second, c.name+" from France to end", func() bool { _, end, _ := c.state(); return !end.IsZero() })
+		if _, end, _ := c.state(); end.Sub(applied) > time.Second {
+			t.Errorf("%s ended %v after the list was applied; want within 1s", c.name, end.Sub(applied))
+		}
+	}
+	frSlow.mu.Lock()
+	body := frSlow.body
+	frSlow.mu.Unlock()
+	if !strings.HasPrefix(body, "451 ") || !strings.Contains(body, "not available in France") {
+		t.Errorf("held request from France answered %.80q; want the 451 page naming France", body)
+	}
+	keepsFlowing(t, deStream, applied)
+}

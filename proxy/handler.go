@@ -117,8 +117,12 @@ func (p *Proxy) Ready() bool { return p.state.Load() != nil }
 
 // reqInfo is what one proxied request carries through the reverse proxy.
 type reqInfo struct {
-	id    string
-	host  string
+	id   string
+	host string
+	// req is the visitor's request, for a scoped rule's country when a
+	// reload decides again on the request in flight (inflight.go); it is
+	// only read.
+	req   *http.Request
 	route *route
 	trip  origin.Trip
 	st    *state
@@ -271,7 +275,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	var report bool
-	if rule, ok := p.decide(st, r, host, start, e); ok {
+	if rule, ok := p.decide(st, r, host, start, &e.geo); ok {
 		e.rule, e.ruled = rule, true
 		st.blocked[rule.AttrsID].Inc()
 		if rule.Mode == blocklist.ModeBlock {
@@ -297,7 +301,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		st.renderer.Error(http.StatusNotFound).Serve(rec, r, preq)
 		return
 	}
-	info := &reqInfo{id: id, host: host, route: rt, st: st}
+	info := &reqInfo{id: id, host: host, req: r, route: rt, st: st}
 	info.trip = origin.Trip{Pool: rt.pool, Client: p.clientFor(rt, r, st.cfg), BodyFailed: info.bodyFailed}
 	e.info, e.report = info, report
 	ctx := p.track(r.Context(), info) // canceled if a reload blocks host (inflight.go)

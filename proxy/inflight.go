@@ -72,12 +72,14 @@ type flight struct {
 type closure struct {
 	rule blocklist.Rule
 	st   *state
+	geo  geoIndex // the visitor's country, when a scoped rule decided
 }
 
 // track registers a proxied request and returns the context to forward it
 // with, which a reload that blocks info.host cancels. untrack must follow.
 // It costs one context, one map insert under a shard lock and, when a list
-// was swapped in since info.st, one Match.
+// was swapped in since info.st, one decision (decide: a Match, or for a
+// host a scoped rule covers, the visitor's country and MatchWhere).
 func (p *Proxy) track(ctx context.Context, info *reqInfo) context.Context {
 	ctx, info.cancel = context.WithCancelCause(ctx)
 	info.shard = uint8(rand.Uint32N(flightShards))
@@ -92,9 +94,10 @@ func (p *Proxy) track(ctx context.Context, info *reqInfo) context.Context {
 	// the insert above would have missed it: check it here. Apply stores
 	// the state before it walks, so one of the two sees the other.
 	if cur := p.state.Load(); cur.list != info.st.list {
-		if rule, ok := cur.list.Match(info.host, p.now()); ok && rule.Mode == blocklist.ModeBlock {
+		var geo geoIndex
+		if rule, ok := p.decide(cur, info.req, info.host, p.now(), &geo); ok && rule.Mode == blocklist.ModeBlock {
 			sh.mu.Lock()
-			p.closeLocked(info, &closure{rule: rule, st: cur})
+			p.closeLocked(info, &closure{rule: rule, st: cur, geo: geo})
 			sh.mu.Unlock()
 		}
 	}
@@ -142,6 +145,9 @@ func (p *Proxy) untrack(info *reqInfo, rec *recorder, e *accessEntry) {
 	}
 	p.metrics.BlockedClosed.WithLabelValues(kind).Inc()
 	e.outcome, e.rule, e.ruled, rec.err = metrics.OutcomeBlocked, c.rule, true, errClosedByBlock
+	if c.geo != 0 {
+		e.geo = c.geo // the country the scoped rule was decided by, for the access line
+	}
 }
 
 // serveClosed serves the block page in place of the origin's answer when a
@@ -153,14 +159,18 @@ func (p *Proxy) serveClosed(w http.ResponseWriter, r *http.Request, info *reqInf
 		return false
 	}
 	info.closedKind = metrics.ClosedRequest
-	c.st.blockPage(c.rule.AttrsID).Serve(w, r, pages.Request{Host: info.host, RequestID: info.id, Time: p.now()})
+	page := c.st.blockPage(c.rule.AttrsID)
+	if !c.rule.Scope.IsZero() {
+		page = page.InCountry(c.geo.country())
+	}
+	page.Serve(w, r, pages.Request{Host: info.host, RequestID: info.id, Time: p.now()})
 	return true
 }
 
 // closeBlocked cancels every request in flight whose host the list of s
 // blocks, after Apply has swapped s in, and logs one summary line if it
 // closed any. It does nothing when the list is unchanged. Its cost is one
-// Match per request in flight, each shard locked in turn: tens of
+// decision (decide) per request in flight, each shard locked in turn: tens of
 // milliseconds for 100,000 open requests (BenchmarkCloseBlocked), well
 // within the reload budget of a second.
 func (p *Proxy) closeBlocked(prev, s *state) {
@@ -178,11 +188,12 @@ func (p *Proxy) closeBlocked(prev, s *state) {
 			if info.closed != nil {
 				continue
 			}
-			rule, ok := s.list.Match(info.host, now)
+			var geo geoIndex
+			rule, ok := p.decide(s, info.req, info.host, now, &geo)
 			if !ok || rule.Mode != blocklist.ModeBlock {
 				continue
 			}
-			p.closeLocked(info, &closure{rule: rule, st: s})
+			p.closeLocked(info, &closure{rule: rule, st: s, geo: geo})
 			closed++
 			if len(hosts) < closedSample && !seenHost[info.host] {
 				seenHost[info.host] = true
