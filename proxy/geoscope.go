@@ -107,3 +107,29 @@ func (p *Proxy) refreshGeo(cfg *Config, trigger string) {
 		p.log.Info("geo database dropped (geo.database unset)", "event", "geo_reload", "result", "success", "trigger", trigger)
 	}
 }
+
+// privateToVisitor marks a proxied answer for a host a scoped rule covers
+// as the visitor's own: a shared cache in front of the edge (a CDN that
+// sends geo.header, say) must not store the answer one country's visitor
+// got and hand it to a visitor the rule blocks. Cache-Control gains
+// "private" unless it already forbids shared storage (private, no-store),
+// and Vary names geo.header when one is configured, for caches that key
+// on it. The block pages carry no-store already.
+func privateToVisitor(h http.Header, cfg *Config) {
+	if cfg.Geo.header != "" {
+		h.Add("Vary", cfg.Geo.header)
+	}
+	for _, v := range h.Values("Cache-Control") {
+		for d := range strings.SplitSeq(v, ",") {
+			d = strings.ToLower(strings.TrimSpace(d))
+			if d == "private" || d == "no-store" {
+				return
+			}
+		}
+	}
+	if cc := h.Values("Cache-Control"); len(cc) > 0 {
+		h.Set("Cache-Control", strings.Join(cc, ", ")+", private")
+		return
+	}
+	h.Set("Cache-Control", "private")
+}

@@ -130,6 +130,12 @@ func TestGeoScopedRequests(t *testing.T) {
 			t.Errorf("%s: block page Cache-Control %q", tt.name, resp.Header.Get("Cache-Control"))
 		}
 		if tt.status == 200 {
+			// A scoped rule covers the host (the country was looked up):
+			// no shared cache may hand this answer to a visitor it blocks.
+			cc, vary := resp.Header.Get("Cache-Control"), resp.Header.Values("Vary")
+			if scoped := tt.country != ""; scoped != (cc == "private") || scoped != slices.ContainsFunc(vary, func(v string) bool { return strings.EqualFold(v, "CF-IPCountry") }) {
+				t.Errorf("%s: proxied answer has Cache-Control %q, Vary %q; want private and CF-IPCountry only when a scoped rule covers the host", tt.name, cc, vary)
+			}
 			got := decodeEcho(t, body)
 			want := ""
 			if tt.from == "127.0.0.9" {
@@ -426,4 +432,31 @@ func TestScopedBlockClosesOpenRequests(t *testing.T) {
 		t.Errorf("held request from France answered %.80q; want the 451 page naming France", body)
 	}
 	keepsFlowing(t, deStream, applied)
+}
+
+// TestPrivateToVisitor: the origin's caching directives are kept, and
+// "private" is added unless shared storage is already forbidden.
+func TestPrivateToVisitor(t *testing.T) {
+	cfg := &Config{}
+	cfg.Geo.header = "Cf-Ipcountry"
+	for _, tt := range []struct{ in, want []string }{
+		{nil, []string{"private"}},
+		{[]string{"public, max-age=600"}, []string{"public, max-age=600, private"}},
+		{[]string{"max-age=60", "s-maxage=600"}, []string{"max-age=60, s-maxage=600, private"}},
+		{[]string{"Private"}, []string{"Private"}},
+		{[]string{"max-age=0, no-store"}, []string{"max-age=0, no-store"}},
+		{[]string{`private="Set-Cookie"`}, []string{`private="Set-Cookie", private`}},
+	} {
+		h := http.Header{}
+		for _, v := range tt.in {
+			h.Add("Cache-Control", v)
+		}
+		privateToVisitor(h, cfg)
+		if got := h.Values("Cache-Control"); !slices.Equal(got, tt.want) {
+			t.Errorf("Cache-Control %q: got %q, want %q", tt.in, got, tt.want)
+		}
+		if got := h.Values("Vary"); !slices.Equal(got, []string{"Cf-Ipcountry"}) {
+			t.Errorf("Vary %q, want Cf-Ipcountry", got)
+		}
+	}
 }

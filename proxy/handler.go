@@ -122,10 +122,13 @@ type reqInfo struct {
 	// req is the visitor's request, for a scoped rule's country when a
 	// reload decides again on the request in flight (inflight.go); it is
 	// only read.
-	req   *http.Request
-	route *route
-	trip  origin.Trip
-	st    *state
+	req *http.Request
+	// scoped: a rule scoped to countries covers host, so the answer
+	// depends on where the visitor is (see privateToVisitor).
+	scoped bool
+	route  *route
+	trip   origin.Trip
+	st     *state
 	// upstreamCode is the origin's status; 101 for an upgrade.
 	upstreamCode int
 	// failed: the origin gave no answer, or broke off its response.
@@ -301,7 +304,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		st.renderer.Error(http.StatusNotFound).Serve(rec, r, preq)
 		return
 	}
-	info := &reqInfo{id: id, host: host, req: r, route: rt, st: st}
+	info := &reqInfo{id: id, host: host, req: r, route: rt, st: st, scoped: e.geo != 0}
 	info.trip = origin.Trip{Pool: rt.pool, Client: p.clientFor(rt, r, st.cfg), BodyFailed: info.bodyFailed}
 	e.info, e.report = info, report
 	ctx := p.track(r.Context(), info) // canceled if a reload blocks host (inflight.go)
@@ -366,6 +369,9 @@ func (p *Proxy) reverseProxy() http.Handler {
 			if info != nil {
 				info.upstreamCode = resp.StatusCode
 				info.route.headers.applyResponse(resp.Header)
+				if info.scoped {
+					privateToVisitor(resp.Header, info.st.cfg)
+				}
 			}
 			if resp.StatusCode == http.StatusSwitchingProtocols && resp.Request.Header.Get("Upgrade") == "" {
 				// An origin must not switch protocols unasked, least of
