@@ -170,13 +170,14 @@ const storeWaitFor = 10 * time.Second
 
 // Store implements certmagic.Storage. A write of a certificate's file
 // under its lock (fleet.Storage.Fenced: an order under way got the lock,
-// so Redis was there a moment ago) is not failed fast by the breaker: it
+// so Redis was there a moment ago), or of the order's challenge token
+// (fleet.Storage.Ordering), is not failed fast by the breaker: it
 // tries Redis every 100 ms (each try with the deadline) until it succeeds,
 // Redis refuses it for a reason that will not pass (the lock was taken
 // over: fleet.ErrLockLost), the caller gives up, or storeWaitFor has
 // passed. Other writes go through the breaker like every call.
 func (f *failFastStorage) Store(ctx context.Context, key string, value []byte) error {
-	if !f.s.Fenced(key) {
+	if !f.s.Fenced(key) && !f.s.Ordering(key) {
 		err := f.call(ctx, "store", key, func(c context.Context) error { return f.s.Store(c, key, value) })
 		if err == nil {
 			f.keep(ctx, key, value)

@@ -178,6 +178,33 @@ func (s *Storage) Fenced(key string) bool {
 	return lock != ""
 }
 
+// Ordering reports whether key is a file an order this Storage holds the
+// lock of writes along the way, other than the certificate's own files
+// (see Fenced): an ACME challenge token of the order's name
+// ("acme/ISSUER/challenge_tokens/NAME.json"). Such a write is part of the
+// order, so a caller may wait out a failover for it as for the
+// certificate's files.
+func (s *Storage) Ordering(key string) bool {
+	parts := strings.Split(key, "/")
+	if len(parts) != 4 || parts[0] != "acme" || parts[2] != "challenge_tokens" {
+		return false
+	}
+	safe, ok := strings.CutSuffix(parts[3], ".json")
+	if !ok {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for name := range s.held {
+		for _, op := range []string{"issue_cert_", "renew_cert_"} {
+			if d, ok := strings.CutPrefix(name, op); ok && (certmagic.KeyBuilder{}).Safe(d) == safe {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // fence returns the key and this holder's hold of a certmagic lock this
 // Storage holds on the certificate that key is a file of ("" if none).
 func (s *Storage) fence(key string) (lock string, h heldLock) {

@@ -494,3 +494,38 @@ func TestStorageLockTakenBack(t *testing.T) {
 		}
 	}
 }
+
+// TestStorageOrdering: a challenge token is part of an order only while
+// this Storage holds the order's lock of that name.
+func TestStorageOrdering(t *testing.T) {
+	st, _ := newTestStoragesOn(t, 2)
+	a, b := st[0], st[1]
+	ctx := ctxT(t)
+	token := func(name string) string { return "acme/ca.example-dir/challenge_tokens/" + name + ".json" }
+	if a.Ordering(token("a.example")) {
+		t.Fatal("ordering before any lock")
+	}
+	if err := a.Lock(ctx, "issue_cert_a.example"); err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string]bool{
+		token("a.example"):                                    true,
+		token("b.example"):                                    false,
+		"acme/ca.example-dir/challenge_tokens":                false,
+		"certificates/ca.example-dir/a.example/a.example.crt": false, // the certificate's files: Fenced
+		"acme/ca.example-dir/users/a.example.json":            false,
+	} {
+		if got := a.Ordering(key); got != want {
+			t.Errorf("holder: Ordering(%q) = %v, want %v", key, got, want)
+		}
+	}
+	if b.Ordering(token("a.example")) {
+		t.Error("another Storage, which holds no lock, says ordering")
+	}
+	if err := a.Unlock(ctx, "issue_cert_a.example"); err != nil {
+		t.Fatal(err)
+	}
+	if a.Ordering(token("a.example")) {
+		t.Error("ordering after unlock")
+	}
+}
