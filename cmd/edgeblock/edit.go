@@ -121,12 +121,29 @@ func guardRefusal(err error, notDone, who, where string) error {
 }
 
 func runBlock(args []string, stdout, stderr io.Writer) int {
-	c, ok := parseEdit("block", args, stderr)
+	return runEdit("block", args, stdout, stderr)
+}
+
+func runUnblock(args []string, stdout, stderr io.Writer) int {
+	return runEdit("unblock", args, stdout, stderr)
+}
+
+// editUsage is each edit command's usage line.
+var editUsage = map[string]string{
+	"block":   "usage: edgeblock block -config FILE [-replace] [-comment TEXT] HOST [key=value ...]",
+	"unblock": "usage: edgeblock unblock -config FILE [-comment TEXT] HOST",
+}
+
+// runEdit is block and unblock, of the file or of the fleet's published
+// list: one path around blocklist.ApplyEdit, the one guarded edit.
+func runEdit(command string, args []string, stdout, stderr io.Writer) int {
+	unblock := command == "unblock"
+	c, ok := parseEdit(command, args, stderr)
 	if !ok {
 		return 2
 	}
-	if len(c.args) < 1 {
-		fmt.Fprintln(stderr, "usage: edgeblock block -config FILE [-replace] [-comment TEXT] HOST [key=value ...]")
+	if len(c.args) < 1 || unblock && len(c.args) != 1 {
+		fmt.Fprintln(stderr, editUsage[command])
 		return 2
 	}
 	cfg, toFleet, ok := c.editFile(stderr)
@@ -134,22 +151,45 @@ func runBlock(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if toFleet {
-		return runBlockFleet(c, stdout, stderr)
+		return runEditFleet(c, unblock, stdout, stderr)
 	}
 	file := cfg.Blocklist.File
-	note := blocklist.NewNote(time.Now(), actor(), c.comment)
+	if unblock {
+		// block creates a missing list; there is nothing to unblock in one.
+		if _, err := os.Stat(file); err != nil {
+			fmt.Fprintf(stderr, "edgeblock: %v\n", err)
+			return 1
+		}
+	}
+	now := time.Now()
+	note := blocklist.NewNote(now, actor(), c.comment)
 	var res blocklist.EditResult
 	var before, after []byte
 	err := blocklist.EditFile(file, func(data []byte) (out []byte, err error) {
-		out, res, err = blocklist.ApplyEdit(file, data, c.edit(false, &note), cfg.Blocklist.MaxDrop, time.Now())
+		out, res, err = blocklist.ApplyEdit(file, data, c.edit(unblock, &note), cfg.Blocklist.MaxDrop, now)
 		before, after = data, out
 		return out, guardRefusal(err, "nothing written", "the running edge", file)
 	})
-	if err != nil {
-		printProblems(stderr, err)
+	if editFailed(err, stderr) {
 		return 1
 	}
-	return c.fileEdited(cfg, "block", res, note, before, after, stdout, stderr)
+	return c.fileEdited(cfg, command, res, note, before, after, stdout, stderr)
+}
+
+// editFailed prints why an edit was not made, if it was not: a rule that
+// is not there to remove in one line, other problems (parse errors, a
+// drop-guard refusal) line by line.
+func editFailed(err error, stderr io.Writer) bool {
+	var noRule *blocklist.NoRuleError
+	switch {
+	case err == nil:
+		return false
+	case errors.As(err, &noRule):
+		fmt.Fprintf(stderr, "edgeblock: %v\n", err)
+	default:
+		printProblems(stderr, err)
+	}
+	return true
 }
 
 // fileEdited finishes an edit of the file: it records it in the edit
@@ -209,46 +249,4 @@ func printBlock(w io.Writer, res blocklist.EditResult, at string, note blocklist
 	default:
 		fmt.Fprintf(w, "unchanged: %s (%s): the rule already says that; %s\n", res.NewLine, at, nothing)
 	}
-}
-
-func runUnblock(args []string, stdout, stderr io.Writer) int {
-	c, ok := parseEdit("unblock", args, stderr)
-	if !ok {
-		return 2
-	}
-	if len(c.args) != 1 {
-		fmt.Fprintln(stderr, "usage: edgeblock unblock -config FILE [-comment TEXT] HOST")
-		return 2
-	}
-	cfg, toFleet, ok := c.editFile(stderr)
-	if !ok {
-		return 1
-	}
-	if toFleet {
-		return runUnblockFleet(c, stdout, stderr)
-	}
-	file := cfg.Blocklist.File
-	if _, err := os.Stat(file); err != nil {
-		fmt.Fprintf(stderr, "edgeblock: %v\n", err)
-		return 1
-	}
-	now := time.Now()
-	note := blocklist.NewNote(now, actor(), c.comment)
-	var res blocklist.EditResult
-	var before, after []byte
-	err := blocklist.EditFile(file, func(data []byte) (out []byte, err error) {
-		out, res, err = blocklist.ApplyEdit(file, data, c.edit(true, &note), cfg.Blocklist.MaxDrop, now)
-		before, after = data, out
-		return out, guardRefusal(err, "nothing written", "the running edge", file)
-	})
-	var noRule *blocklist.NoRuleError
-	if errors.As(err, &noRule) {
-		fmt.Fprintf(stderr, "edgeblock: %v\n", err)
-		return 1
-	}
-	if err != nil {
-		printProblems(stderr, err)
-		return 1
-	}
-	return c.fileEdited(cfg, "unblock", res, note, before, after, stdout, stderr)
 }

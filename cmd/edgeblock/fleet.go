@@ -338,10 +338,12 @@ func runPublish(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// runBlockFleet is block -fleet: the guarded edit (blocklist.ApplyEdit) of
-// the published list, as a new version, retried from a fresh read when
-// another writer publishes first.
-func runBlockFleet(c *editCmd, stdout, stderr io.Writer) int {
+// runEditFleet is block -fleet and unblock -fleet: the guarded edit
+// (blocklist.ApplyEdit) of the published list, as a new version, retried
+// from a fresh read when another writer publishes first. The drop guard
+// applies as on the edges: removing the last block rule needs the
+// allow-drop line, as edges would refuse it.
+func runEditFleet(c *editCmd, unblock bool, stdout, stderr io.Writer) int {
 	f, ok := openFleet(c.config, stderr)
 	if !ok {
 		return 1
@@ -349,33 +351,40 @@ func runBlockFleet(c *editCmd, stdout, stderr io.Writer) int {
 	defer f.close()
 	ctx, cancel := context.WithTimeout(context.Background(), fleetTimeout)
 	defer cancel()
-	note := blocklist.NewNote(time.Now(), actor(), c.comment)
+	now := time.Now()
+	note := blocklist.NewNote(now, actor(), c.comment)
 	var res blocklist.EditResult
 	r, err := f.store.UpdateResult(ctx, func(cur []byte) (out []byte, err error) {
-		out, res, err = blocklist.ApplyEdit("fleet", cur, c.edit(false, &note), f.cfg.Blocklist.MaxDrop, time.Now())
+		out, res, err = blocklist.ApplyEdit("fleet", cur, c.edit(unblock, &note), f.cfg.Blocklist.MaxDrop, now)
 		if err == nil && out == nil {
 			return cur, nil // as asked already: Update publishes nothing
 		}
 		return out, guardRefusal(err, "not published", "the edges", "the published list")
 	}, fleet.Meta{Actor: note.By, Comment: c.comment})
-	if err != nil {
-		printProblems(stderr, err)
+	if editFailed(err, stderr) {
 		return 1
 	}
+	kind, line := string(res.Kind), note.Line()
+	switch {
+	case unblock:
+		kind, line = "removed", note.UnblockLine(res.Pattern)
+	case kind == "":
+		kind = "unchanged"
+	}
 	if c.json {
-		kind := string(res.Kind)
-		if kind == "" {
-			kind = "unchanged"
-		}
 		e := newEditJSON(res, kind)
 		e.Version = r.Number
 		if kind != "unchanged" {
-			e.Note = note.Line()
+			e.Note = line
 		}
 		writeJSON(stdout, e)
 		return f.reportWrite(ctx, r, c.wait, io.Discard)
 	}
-	printBlock(stdout, res, fmt.Sprintf("version %d, line %d", r.Number, res.Line), note, "nothing published")
+	if unblock {
+		fmt.Fprintf(stdout, "removed: %s (version %d; was line %d)\n  note: %s\n", res.OldLine, r.Number, res.Line, line)
+	} else {
+		printBlock(stdout, res, fmt.Sprintf("version %d, line %d", r.Number, res.Line), note, "nothing published")
+	}
 	return f.reportWrite(ctx, r, c.wait, stdout)
 }
 
@@ -390,43 +399,6 @@ func (f *fleetCmd) reportWrite(ctx context.Context, r fleet.Result, wait time.Du
 		return exitNotApplied
 	}
 	return 0
-}
-
-// runUnblockFleet is unblock -fleet, retried as runBlockFleet is. The drop
-// guard applies: removing the last block rule needs the allow-drop line,
-// as edges would refuse it.
-func runUnblockFleet(c *editCmd, stdout, stderr io.Writer) int {
-	f, ok := openFleet(c.config, stderr)
-	if !ok {
-		return 1
-	}
-	defer f.close()
-	ctx, cancel := context.WithTimeout(context.Background(), fleetTimeout)
-	defer cancel()
-	now := time.Now()
-	note := blocklist.NewNote(now, actor(), c.comment)
-	var res blocklist.EditResult
-	r, err := f.store.UpdateResult(ctx, func(cur []byte) (out []byte, err error) {
-		out, res, err = blocklist.ApplyEdit("fleet", cur, c.edit(true, &note), f.cfg.Blocklist.MaxDrop, now)
-		return out, guardRefusal(err, "not published", "the edges", "the published list")
-	}, fleet.Meta{Actor: note.By, Comment: c.comment})
-	var noRule *blocklist.NoRuleError
-	if errors.As(err, &noRule) {
-		fmt.Fprintf(stderr, "edgeblock: %v\n", err)
-		return 1
-	}
-	if err != nil {
-		printProblems(stderr, err)
-		return 1
-	}
-	if c.json {
-		e := newEditJSON(res, "removed")
-		e.Version, e.Note = r.Number, note.UnblockLine(res.Pattern)
-		writeJSON(stdout, e)
-		return f.reportWrite(ctx, r, c.wait, io.Discard)
-	}
-	fmt.Fprintf(stdout, "removed: %s (version %d; was line %d)\n  note: %s\n", res.OldLine, r.Number, res.Line, note.UnblockLine(res.Pattern))
-	return f.reportWrite(ctx, r, c.wait, stdout)
 }
 
 // historyJSON is one entry of history -json: a fleet version, or in file
