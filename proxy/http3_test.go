@@ -838,8 +838,8 @@ func TestHTTP3HostDecision(t *testing.T) {
 			status, body, err := h3Raw(t, qc, tt.fields...)
 			if tt.status == "" {
 				var se *quic.StreamError
-				if !errors.As(err, &se) {
-					t.Errorf("got %s %.80q, %v; want the stream reset", status, body, err)
+				if !errors.As(err, &se) || se.ErrorCode != quic.StreamErrorCode(http3.ErrCodeMessageError) {
+					t.Errorf("got %s %.80q, %v; want the stream reset with H3_MESSAGE_ERROR", status, body, err)
 				}
 				return
 			}
