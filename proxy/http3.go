@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/caddyserver/certmagic"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
@@ -30,8 +31,9 @@ import (
 // (TLSManager.TLSConfigs). What quic-go would otherwise default to is set
 // here: no 0-RTT (replayable requests), limits.max_streams_per_conn
 // streams per connection, a stateless-reset key and a token key from the
-// state directory (the same across restarts, and across a fleet that
-// shares the file), and address validation (Retry) for every new
+// state directory, or in fleet mode from the fleet's certificate storage
+// (the same across restarts, and across the fleet: quickeys.go), and
+// address validation (Retry) for every new
 // connection while more than quicRetryAbove arrive per second.
 
 // quicRetryAbove is the rate of new QUIC connection attempts (per second,
@@ -129,35 +131,35 @@ func (c *protoCounter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // keys loaded by bindQUIC, at start with the TCP listeners; listen
 // prepares it, serve starts it, goAway begins its drain and wait ends it.
 type quicEdge struct {
-	log       *slog.Logger
-	m         *quicMetrics
-	udp       *net.UDPConn
-	reset     *quic.StatelessResetKey
-	token     *quic.TokenGeneratorKey
-	persisted bool   // the keys come from (or went to) the state directory
-	keyFile   string // where, when persisted
-	tr        *quic.Transport
-	ln        *quicLimitListener
-	srv       *http3.Server
-	altSvc    []string // the Alt-Svc value HTTPS responses carry
-	serving   atomic.Bool
-	inFlight  atomic.Int64 // HTTP/3 requests being handled
-	gate      retryGate
-	done      chan error // ServeListener's result
-	stopCtx   context.Context
-	stop      context.CancelFunc
-	goOnce    sync.Once
-	shut      chan error // the result of the Shutdown goAway began
+	log      *slog.Logger
+	m        *quicMetrics
+	udp      *net.UDPConn
+	reset    *quic.StatelessResetKey
+	token    *quic.TokenGeneratorKey
+	keys     quicKeySet // the keys' source and any warning (not the keys)
+	tr       *quic.Transport
+	ln       *quicLimitListener
+	srv      *http3.Server
+	altSvc   []string // the Alt-Svc value HTTPS responses carry
+	serving  atomic.Bool
+	inFlight atomic.Int64 // HTTP/3 requests being handled
+	gate     retryGate
+	done     chan error // ServeListener's result
+	stopCtx  context.Context
+	stop     context.CancelFunc
+	goOnce   sync.Once
+	shut     chan error // the result of the Shutdown goAway began
 }
 
 // bindQUIC binds the UDP socket of listen.quic and loads (or makes) the
-// QUIC keys of stateDir ("" keeps them in memory only).
-func bindQUIC(addr, stateDir string) (*quicEdge, error) {
+// QUIC keys: from fleetStore, the fleet's certificate storage, when set,
+// else from stateDir ("" keeps them in memory only); see quicKeysFor.
+func bindQUIC(addr, stateDir string, fleetStore certmagic.Storage) (*quicEdge, error) {
 	ua, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
 		return nil, err
 	}
-	reset, token, file, err := loadQUICKeys(stateDir)
+	keys, err := quicKeysFor(context.Background(), fleetStore, stateDir)
 	if err != nil {
 		return nil, err
 	}
@@ -165,7 +167,7 @@ func bindQUIC(addr, stateDir string) (*quicEdge, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &quicEdge{udp: udp, reset: reset, token: token, persisted: file != "", keyFile: file, done: make(chan error, 1)}, nil
+	return &quicEdge{udp: udp, reset: keys.reset, token: keys.token, keys: keys, done: make(chan error, 1)}, nil
 }
 
 // Addr returns the bound UDP address.
@@ -241,10 +243,13 @@ func (q *quicEdge) listen(log *slog.Logger, m *quicMetrics, tlsConf *tls.Config,
 	args := []any{"event", "quic", "addr", q.Addr(), "alt_svc", q.altSvc[0],
 		"udp_receive_buffer_bytes", st.recvBuf, "udp_send_buffer_bytes", st.sendBuf, "gso", st.gso, "ecn", st.ecn,
 		"zero_rtt", false, "max_streams_per_conn", streams, "retry_above_per_second", q.gate.limit}
-	if q.persisted {
-		args = append(args, "keys", q.keyFile)
+	if q.keys.source != "" {
+		args = append(args, "keys", q.keys.source)
 	} else {
 		args = append(args, "keys", "memory (no state directory: stateless resets and address tokens do not survive a restart)")
+	}
+	if q.keys.warning != "" {
+		log.Warn("HTTP/3 keys not shared with the fleet", "event", "quic_keys_local", "warning", q.keys.warning)
 	}
 	if st.recvBuf < quicWantBuffer || st.sendBuf < quicWantBuffer {
 		args = append(args, "hint", fmt.Sprintf("UDP buffers below %d bytes limit HTTP/3 throughput: raise net.core.rmem_max and net.core.wmem_max on the host (sysctl; a container cannot)", quicWantBuffer))
@@ -443,12 +448,11 @@ func (g *retryGate) verify(net.Addr) bool {
 // every node of a fleet, they let any node do so for any other. dir ""
 // gives random keys and no path.
 func loadQUICKeys(dir string) (*quic.StatelessResetKey, *quic.TokenGeneratorKey, string, error) {
-	var reset quic.StatelessResetKey
-	var token quic.TokenGeneratorKey
 	if dir == "" {
-		rand.Read(reset[:])
-		rand.Read(token[:])
-		return &reset, &token, "", nil
+		b := make([]byte, quicKeysLen)
+		rand.Read(b)
+		reset, token, err := splitQUICKeys(b, "memory")
+		return reset, token, "", err
 	}
 	path := filepath.Join(dir, quicKeysFile)
 	b, err := os.ReadFile(path)
@@ -458,12 +462,11 @@ func loadQUICKeys(dir string) (*quic.StatelessResetKey, *quic.TokenGeneratorKey,
 	if err != nil {
 		return nil, nil, "", fmt.Errorf("QUIC keys: %w", err)
 	}
-	if len(b) != len(reset)+len(token) {
-		return nil, nil, "", fmt.Errorf("QUIC keys: %s: %d bytes, want %d (remove it to make new keys)", path, len(b), len(reset)+len(token))
+	reset, token, err := splitQUICKeys(b, path+" (remove it to make new keys)")
+	if err != nil {
+		return nil, nil, "", err
 	}
-	copy(reset[:], b)
-	copy(token[:], b[len(reset):])
-	return &reset, &token, path, nil
+	return reset, token, path, nil
 }
 
 // makeQUICKeys writes new keys to path unless another process made the
@@ -477,7 +480,7 @@ func makeQUICKeys(dir, path string) ([]byte, error) {
 		return nil, err
 	}
 	defer os.Remove(f.Name())
-	b := make([]byte, 64)
+	b := make([]byte, quicKeysLen)
 	rand.Read(b)
 	_, err = f.Write(b)
 	if err == nil {

@@ -119,7 +119,7 @@ func (s *Server) Start(b *Bundle) error {
 		s.listeners[name] = l
 	}
 	if cfg.Listen.QUIC != "" && s.tls != nil {
-		q, err := bindQUIC(cfg.Listen.QUIC, b.StateDir)
+		q, err := bindQUIC(cfg.Listen.QUIC, b.StateDir, s.quicKeyStore())
 		if err != nil {
 			s.closeListeners()
 			return fmt.Errorf("listen.quic: %w", err)

@@ -97,6 +97,10 @@ func certStorage(cfg *Config) (storage certmagic.Storage, closeStorage func(), e
 	return &certmagic.FileStorage{Path: cfg.TLS.Storage}, func() {}, nil
 }
 
+// Storage returns where certificates live (see certStorage); in fleet
+// mode the HTTP/3 keys live there too.
+func (t *TLSManager) Storage() certmagic.Storage { return t.magic.Storage }
+
 // fleetCopyDir is the directory under tls.storage that holds, in fleet
 // mode, the local copy of the certificates, keys and internal CA read from
 // or written to the fleet's Redis (see failFastStorage).
