@@ -108,7 +108,8 @@ func BenchmarkParse1MNotes(b *testing.B) {
 
 // BenchmarkReparse compares, at 10 and 1,000,000 rules, a full Parse of a
 // list with one rule appended with a Reparse of it against the list
-// before, and a Reparse of one rule changed in the middle.
+// before, a Reparse of one rule changed in the middle, and of an unblock
+// (a line gone in the middle, a record appended: two regions).
 func BenchmarkReparse(b *testing.B) {
 	for _, n := range []int{10, 1_000_000} {
 		data := genList(n)
@@ -118,6 +119,11 @@ func BenchmarkReparse(b *testing.B) {
 		}
 		appended := append(slices.Clip(data), "new.example status=451\n"...)
 		mid := strings.Replace(string(data), fmt.Sprintf("\nsite%d.example\n", n/2+1), fmt.Sprintf("\nsite%d.example status=451\n", n/2+1), 1)
+		// What unblock writes: the rule's line goes, a record comes at the end.
+		unblocked, _, err := ApplyEdit("bench", data, Edit{Unblock: true, Pattern: fmt.Sprintf("site%d.example", n/2+1)}, 0.5, time.Now())
+		if err != nil {
+			b.Fatal(err)
+		}
 		b.Run(fmt.Sprintf("Parse/%d", n), func(b *testing.B) {
 			b.SetBytes(int64(len(data)))
 			for b.Loop() {
@@ -129,7 +135,7 @@ func BenchmarkReparse(b *testing.B) {
 		for _, c := range []struct {
 			name string
 			next []byte
-		}{{"append", appended}, {"change", []byte(mid)}} {
+		}{{"append", appended}, {"change", []byte(mid)}, {"unblock", unblocked}} {
 			b.Run(fmt.Sprintf("Reparse/%s/%d", c.name, n), func(b *testing.B) {
 				b.SetBytes(int64(len(data)))
 				for b.Loop() {

@@ -53,32 +53,10 @@ func Reparse(prev *List, file string, data []byte) (*List, error) {
 // reparse is Reparse's incremental path; nil means a full Parse is needed.
 func reparse(prev *List, file, next string) *List {
 	old := prev.src
-	// The changed region: old[start:so] became next[start:sn], whole lines,
-	// plus the line after it, whose annotation may be in the region.
-	p := commonPrefix(old, next)
-	start := strings.LastIndexByte(old[:p], '\n') + 1
-	s := commonSuffix(old, next, min(len(old), len(next))-p)
-	so := len(old)
-	if i := strings.IndexByte(old[len(old)-s:], '\n'); i >= 0 {
-		so = len(old) - s + i + 1
-	}
-	if so < len(old) {
-		if i := strings.IndexByte(old[so:], '\n'); i >= 0 {
-			so += i + 1
-		} else {
-			so = len(old)
-		}
-	}
-	sn := so + len(next) - len(old)
-	if sn-start > max(1<<16, len(next)/8) {
+	hs := changedHunks(old, next)
+	if hs == nil {
 		return nil
 	}
-	// The region's rules keep strings of what they were parsed from: a
-	// copy of the region, not the whole new content, which would keep
-	// every version's content alive along a chain of reparses.
-	oldRegion, newRegion := old[start:so], strings.Clone(next[start:sn])
-	after := uint32(strings.Count(old[:start], "\n")) // lines before the region
-	oldLines, newLines := countLines(oldRegion), countLines(newRegion)
 
 	base := prev
 	var po overlay
@@ -91,81 +69,51 @@ func reparse(prev *List, file, next string) *List {
 		return nil
 	}
 
-	// Parse the region's new lines, knowing the annotation above them.
 	region := &List{nodes: map[string]node{}, attrs: slices.Clip(prev.attrs)}
 	ps := parser{list: region, baseIDs: prev.attrIDs, attrIDs: cloneMap(po.attrIDs)}
-	if after > 0 {
-		// A copy: the annotation's strings go into the new list, which
-		// must not keep prev's whole content alive.
-		above := strings.Clone(old[strings.LastIndexByte(old[:start-1], '\n')+1 : start-1])
-		seed := parser{list: &List{nodes: map[string]node{}}, attrIDs: map[Attrs]uint32{}}
-		seed.line(above, int(after))
-		ps.note, ps.noteLine = seed.note, seed.noteLine
-	}
-	if _, problems := ps.lines(file, newRegion, after); len(problems) > 0 {
-		return nil
+	o := &overlay{parent: prev.id, attrIDs: ps.attrIDs, pieces: po.pieces, rules: po.rules, notes: po.notes, hasNote: po.hasNote}
+	o.dead = slices.Clip(po.dead)
+	lines := prev.lines
+	rescanUnblocks, rescanDrop := false, false
+	// The hunks are applied in file order, each to the file as the ones
+	// before it left it: lines before a hunk are numbered as in next.
+	after, done := uint32(0), 0 // lines of next before hunk h; next[:done] counted
+	for _, h := range hs {
+		after += uint32(strings.Count(next[done:h.ns], "\n"))
+		// The region's rules keep strings of what they were parsed from:
+		// a copy of the region, not the whole new content, which would
+		// keep every version's content alive along a chain of reparses.
+		oldRegion, newRegion := old[h.os:h.oe], strings.Clone(next[h.ns:h.ne])
+		oldLines, newLines := countLines(oldRegion), countLines(newRegion)
+
+		// Parse the region's new lines, knowing the annotation above them.
+		ps.note, ps.noteLine = Note{}, 0
+		if after > 0 {
+			// A copy: the annotation's strings go into the new list, which
+			// must not keep the whole content alive.
+			above := strings.Clone(next[strings.LastIndexByte(next[:h.ns-1], '\n')+1 : h.ns-1])
+			seed := parser{list: &List{nodes: map[string]node{}}, attrIDs: map[Attrs]uint32{}}
+			seed.line(above, int(after))
+			ps.note, ps.noteLine = seed.note, seed.noteLine
+		}
+		r0 := len(region.rules)
+		if _, problems := ps.lines(file, newRegion, after); len(problems) > 0 {
+			return nil
+		}
+		o.apply(prev, region, r0, after+1, after+oldLines, int64(newLines)-int64(oldLines))
+		lines = lines + newLines - oldLines
+		after += newLines
+		done = h.ne
+		rescanUnblocks = rescanUnblocks || strings.Contains(oldRegion, "unblocked ") || strings.Contains(newRegion, "unblocked ")
+		rescanDrop = rescanDrop || strings.Contains(oldRegion, AllowDropMarker) || strings.Contains(newRegion, AllowDropMarker)
 	}
 
 	l := &List{file: file, sum: sha256.Sum256(unsafe.Slice(unsafe.StringData(next), len(next))), src: next,
-		lines: prev.lines + newLines - oldLines, id: listIDs.Add(1),
+		lines: lines, id: listIDs.Add(1),
 		rules: base.rules, attrs: region.attrs, attrIDs: base.attrIDs, nodes: base.nodes,
 		expiries: base.expiries, notes: base.notes, unblocks: prev.unblocks, allowDrop: prev.allowDrop,
-		scoped: base.scoped, nScoped: base.nScoped}
-	o := &overlay{parent: prev.id, attrIDs: ps.attrIDs}
-	l.ov = o
-
-	// The base's lines: those of the region are gone (their rules dead),
-	// those after it move by the change in line count.
-	first, last := after+1, after+oldLines // old region, current lines
-	shift := int64(newLines) - int64(oldLines)
-	o.dead = slices.Clip(po.dead)
-	for _, pc := range po.pieces {
-		end := pc.cur + pc.n // exclusive
-		if pc.cur < first {
-			o.pieces = append(o.pieces, piece{base: pc.base, cur: pc.cur, n: min(end, first) - pc.cur})
-		}
-		if lo, hi := max(pc.cur, first), min(end, last+1); lo < hi {
-			b0, b1 := pc.base+lo-pc.cur, pc.base+hi-pc.cur
-			i := sort.Search(len(base.rules), func(i int) bool { return base.rules[i].line >= b0 })
-			for ; i < len(base.rules) && base.rules[i].line < b1; i++ {
-				o.dead = append(o.dead, int32(i))
-				o.touched = append(o.touched, prev.key(&base.rules[i]))
-			}
-		}
-		if end > last+1 {
-			from := max(pc.cur, last+1)
-			o.pieces = append(o.pieces, piece{base: pc.base + from - pc.cur, cur: uint32(int64(from) + shift), n: end - from})
-		}
-	}
-
-	// The overlay's rules: those before the region stay, those in it are
-	// replaced by the region's, those after it move.
+		scoped: base.scoped, nScoped: base.nScoped, ov: o}
 	nb := int32(len(base.rules))
-	keep := func(j int, line uint32) {
-		r := po.rules[j]
-		r.line = line
-		o.rules = append(o.rules, r)
-		o.notes = append(o.notes, po.notes[j])
-		o.hasNote = append(o.hasNote, po.hasNote[j])
-	}
-	j := 0
-	for ; j < len(po.rules) && po.rules[j].line < first; j++ {
-		keep(j, po.rules[j].line)
-	}
-	for ; j < len(po.rules) && po.rules[j].line <= last; j++ {
-		o.touched = append(o.touched, prev.key(&po.rules[j]))
-	}
-	for k := range region.rules {
-		r := region.rules[k]
-		n, has := region.notes[r.line]
-		o.rules = append(o.rules, r)
-		o.notes = append(o.notes, n)
-		o.hasNote = append(o.hasNote, has)
-		o.touched = append(o.touched, region.key(&r))
-	}
-	for ; j < len(po.rules); j++ {
-		keep(j, uint32(int64(po.rules[j].line)+shift))
-	}
 
 	// The nodes of the names the overlay touches: the base's, without its
 	// dead rules, with the overlay's rules; the same for scoped rules.
@@ -238,10 +186,10 @@ func reparse(prev *List, file, next string) *List {
 
 	// Unblock records and the allow-drop marker are about the whole file:
 	// when the region has or had one, look for them again (a byte search).
-	if strings.Contains(oldRegion, "unblocked ") || strings.Contains(newRegion, "unblocked ") {
+	if rescanUnblocks {
 		l.unblocks = scanUnblocks(next)
 	}
-	if strings.Contains(oldRegion, AllowDropMarker) || strings.Contains(newRegion, AllowDropMarker) {
+	if rescanDrop {
 		l.allowDrop = scanAllowDrop(next)
 	}
 	return l
@@ -368,4 +316,228 @@ func cloneMap[K comparable, V any](m map[K]V) map[K]V {
 		c[k] = v
 	}
 	return c
+}
+
+// apply changes o, the overlay of a list, for one hunk: the current lines
+// first..last (none when last < first) become the rules region.rules[r0:],
+// whose lines are already numbered as in the new content, and the lines
+// after the hunk move by shift. The base rules of the lines removed become
+// dead. Every rule that goes or comes is touched. region.attrs holds every
+// attribute set the rules refer to.
+func (o *overlay) apply(base, region *List, r0 int, first, last uint32, shift int64) {
+	pieces := make([]piece, 0, len(o.pieces)+1)
+	for _, pc := range o.pieces {
+		end := pc.cur + pc.n // exclusive
+		if pc.cur < first {
+			pieces = append(pieces, piece{base: pc.base, cur: pc.cur, n: min(end, first) - pc.cur})
+		}
+		if lo, hi := max(pc.cur, first), min(end, last+1); lo < hi {
+			b0, b1 := pc.base+lo-pc.cur, pc.base+hi-pc.cur
+			i := sort.Search(len(base.rules), func(i int) bool { return base.rules[i].line >= b0 })
+			for ; i < len(base.rules) && base.rules[i].line < b1; i++ {
+				o.dead = append(o.dead, int32(i))
+				o.touched = append(o.touched, region.key(&base.rules[i]))
+			}
+		}
+		if end > last+1 {
+			from := max(pc.cur, last+1)
+			pieces = append(pieces, piece{base: pc.base + from - pc.cur, cur: uint32(int64(from) + shift), n: end - from})
+		}
+	}
+	o.pieces = pieces
+
+	// The overlay's rules: those before the hunk stay, those in it are
+	// replaced by the region's, those after it move.
+	added := len(region.rules) - r0
+	rules := make([]rule, 0, len(o.rules)+added)
+	notes := make([]Note, 0, len(o.rules)+added)
+	hasNote := make([]bool, 0, len(o.rules)+added)
+	keep := func(j int, line uint32) {
+		r := o.rules[j]
+		r.line = line
+		rules = append(rules, r)
+		notes = append(notes, o.notes[j])
+		hasNote = append(hasNote, o.hasNote[j])
+	}
+	j := 0
+	for ; j < len(o.rules) && o.rules[j].line < first; j++ {
+		keep(j, o.rules[j].line)
+	}
+	for ; j < len(o.rules) && o.rules[j].line <= last; j++ {
+		o.touched = append(o.touched, region.key(&o.rules[j]))
+	}
+	for _, r := range region.rules[r0:] {
+		n, has := region.notes[r.line]
+		rules = append(rules, r)
+		notes = append(notes, n)
+		hasNote = append(hasNote, has)
+		o.touched = append(o.touched, region.key(&r))
+	}
+	for ; j < len(o.rules); j++ {
+		keep(j, uint32(int64(o.rules[j].line)+shift))
+	}
+	o.rules, o.notes, o.hasNote = rules, notes, hasNote
+}
+
+// hunk says that old[os:oe] became next[ns:ne]: whole lines.
+type hunk struct {
+	os, oe, ns, ne int
+}
+
+// Bounds of the change detection. minRegion is the least budget of
+// changed bytes (the budget is an eighth of the new content, at least
+// this); past it Reparse parses whole. maxHunks bounds the separate
+// changed regions, resyncWindow how far (bytes) a changed region may
+// reach when several are looked for, and resyncTries the lines tried as
+// anchors on each side to find where the contents agree again.
+var (
+	minRegion    = 1 << 16
+	maxHunks     = 16
+	resyncWindow = 1 << 16
+	resyncTries  = 64
+)
+
+// changedHunks returns the regions of old that differ in next, in file
+// order, as whole lines, each with the line after it (whose annotation
+// may be in the region): a single region from the first to the last
+// differing byte when that is small, else up to maxHunks regions found
+// between the lines the two contents share (a line removed in the middle
+// and a record appended at the end, as unblock writes, are two). nil
+// means the change is too large: more than the budget of bytes of next,
+// or more regions. Outside the regions old and next are equal.
+func changedHunks(old, next string) []hunk {
+	budget := max(minRegion, len(next)/8)
+	p := commonPrefix(old, next)
+	start := strings.LastIndexByte(old[:p], '\n') + 1
+	s := commonSuffix(old, next, min(len(old), len(next))-p)
+	so := len(old)
+	if i := strings.IndexByte(old[len(old)-s:], '\n'); i >= 0 {
+		so = len(old) - s + i + 1
+	}
+	sn := so + len(next) - len(old)
+	// old[so:] == next[sn:], and both begin a line (or are empty).
+	var hs []hunk
+	if sn-start <= budget {
+		hs = []hunk{{start, so, start, sn}}
+	} else {
+		hs = splitHunks(old, next, start, so, sn, budget)
+		if hs == nil {
+			return nil
+		}
+	}
+	// Each region with the line after it, which is the same in both;
+	// regions that then meet are one.
+	out := hs[:0]
+	for _, h := range hs {
+		if h.oe < len(old) {
+			e := len(old)
+			if i := strings.IndexByte(old[h.oe:], '\n'); i >= 0 {
+				e = h.oe + i + 1
+			}
+			h.ne += e - h.oe
+			h.oe = e
+		}
+		if k := len(out) - 1; k >= 0 && out[k].oe >= h.os {
+			out[k].oe, out[k].ne = h.oe, h.ne
+			continue
+		}
+		out = append(out, h)
+	}
+	return out
+}
+
+// splitHunks splits the differing middle old[i:so], next[i:sn] (both
+// starting with a line that differs) into regions separated by runs of
+// whole lines the two share, within budget bytes of next; nil if it
+// cannot.
+func splitHunks(old, next string, i, so, sn, budget int) []hunk {
+	var hs []hunk
+	j, used := i, 0
+	for len(hs) < maxHunks {
+		if (so-i) <= resyncWindow && (sn-j) <= min(resyncWindow, budget-used) {
+			// What is left is small: one region.
+			return append(hs, hunk{i, so, j, sn})
+		}
+		if i == so || j == sn {
+			// One side is all consumed: the rest of the other is the region.
+			if sn-j > budget-used {
+				return nil
+			}
+			return append(hs, hunk{i, so, j, sn})
+		}
+		di, dj, ok := resync(old[i:so], next[j:sn], min(resyncWindow, budget-used))
+		if !ok {
+			return nil
+		}
+		hs = append(hs, hunk{i, i + di, j, j + dj})
+		used += dj
+		i, j = i+di, j+dj
+		run := commonPrefix(old[i:so], next[j:sn])
+		if i+run == so && j+run == sn {
+			return hs
+		}
+		e := strings.LastIndexByte(old[i:i+run], '\n') + 1 // at least the anchor line
+		i, j = i+e, j+e
+	}
+	return nil
+}
+
+// resync returns where, within window bytes of their start, o and n agree
+// again on a whole line: o[di:] and n[dj:] begin with the same line, the
+// lines of o before di and of n before dj being what changed. It tries
+// the first resyncTries lines of each side as anchors, nearest first.
+// Blank lines are no anchors.
+func resync(o, n string, window int) (di, dj int, ok bool) {
+	oi, nj := 0, 0
+	for t := 0; t < resyncTries && (oi <= window || nj <= window); t++ {
+		if nj < len(n) && nj <= window {
+			line, end := anchorLine(n, nj)
+			if k := indexLine(o, line, window); k >= 0 && (k > 0 || nj > 0) {
+				return k, nj, true
+			}
+			nj = end
+		}
+		if oi < len(o) && oi <= window {
+			line, end := anchorLine(o, oi)
+			if k := indexLine(n, line, window); k >= 0 && (k > 0 || oi > 0) {
+				return oi, k, true
+			}
+			oi = end
+		}
+	}
+	return 0, 0, false
+}
+
+// anchorLine returns the line of s at i with its line break, or "" if it
+// has none or is blank, and where the next line begins.
+func anchorLine(s string, i int) (string, int) {
+	k := strings.IndexByte(s[i:], '\n')
+	if k < 0 {
+		return "", len(s)
+	}
+	line := s[i : i+k+1]
+	if strings.TrimRight(line, "\r\n") == "" {
+		return "", i + k + 1
+	}
+	return line, i + k + 1
+}
+
+// indexLine returns the offset of the first line of s that is line (with
+// its line break) and begins within window bytes of s's start, or -1.
+func indexLine(s, line string, window int) int {
+	if line == "" {
+		return -1
+	}
+	s = s[:min(len(s), window+len(line))]
+	for off := 0; ; {
+		k := strings.Index(s[off:], line)
+		if k < 0 {
+			return -1
+		}
+		k += off
+		if k == 0 || s[k-1] == '\n' {
+			return k
+		}
+		off = k + 1
+	}
 }

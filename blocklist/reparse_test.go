@@ -236,18 +236,36 @@ func TestReparseEdits(t *testing.T) {
 		{"CR only change", []byte(strings.Replace(reparseBase, "\r\n", "\n", 1))},
 		{"move rule", join(lines[:2], lines[3:], lines[2:3])},
 		{"same expiry twice", []byte(reparseBase + "again.example expires=2026-12-01T00:30:00Z\n")},
+		// Several regions: what unblock writes (a rule and its annotation
+		// go, a record comes at the end), an edit at both ends, three.
+		{"unblock", join(lines[:1], lines[3:], []string{"#@ 2026-12-01T00:00:00Z by dave unblocked forum.example: lifted\n"})},
+		{"block and unblock", join(lines[:8], lines[9:], []string{"#@ 2026-12-01T00:00:00Z by dave: T-9\nnew.example\n"})},
+		{"both ends", join([]string{"# edge list v2\n"}, lines[1:13], []string{"forum.example except_countries=FR unknown=block\n"})},
+		{"three places", join(lines[:2], []string{"forum.example status=403\n"}, lines[3:6], lines[7:11], []string{"last.example\n"}, lines[12:], []string{"z.example\n"})},
+		{"annotation and append", join(lines[:7], []string{"#@ 2026-12-01T00:00:00Z by erin: moved\n"}, lines[8:], []string{"z.example\n"})},
+		{"duplicate in second region", join(lines[:1], lines[3:], []string{"staging.example\n"})},
+		{"bad line in second region", join(lines[:1], lines[3:], []string{"bad name.example\n"})},
 	}
 	prev := mustParse(t, reparseBase)
 	prev.file = "f.txt"
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got := checkReparse(t, prev, []byte(reparseBase), tt.next)
-			if got == nil {
-				return
+		for _, split := range []bool{false, true} {
+			name := tt.name
+			if split {
+				name += "/split"
 			}
-			// And back again, from the reparsed list.
-			checkReparse(t, got, tt.next, []byte(reparseBase))
-		})
+			t.Run(name, func(t *testing.T) {
+				if split {
+					splitSmall(t)
+				}
+				got := checkReparse(t, prev, []byte(reparseBase), tt.next)
+				if got == nil {
+					return
+				}
+				// And back again, from the reparsed list.
+				checkReparse(t, got, tt.next, []byte(reparseBase))
+			})
+		}
 	}
 	// No previous list: a full parse.
 	checkReparse(t, nil, nil, []byte(reparseBase))
@@ -277,6 +295,17 @@ func TestReparseEdits(t *testing.T) {
 // the list the previous Reparse returned, so that the overlay grows, is
 // compacted and keeps answering as a full parse does.
 func TestReparseChain(t *testing.T) {
+	for _, split := range []bool{false, true} {
+		t.Run(map[bool]string{false: "one region", true: "split"}[split], func(t *testing.T) {
+			if split {
+				splitSmall(t)
+			}
+			reparseChain(t)
+		})
+	}
+}
+
+func reparseChain(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	data := genList(500)
 	l, err := Parse("f.txt", data)
@@ -294,6 +323,10 @@ func TestReparseChain(t *testing.T) {
 	overlays, bases := 0, 0
 	for i := range steps {
 		next := randomEdit(rng, data, i)
+		if rng.IntN(2) == 0 {
+			// A second edit elsewhere, as unblock makes.
+			next = randomEdit(rng, next, i)
+		}
 		got := checkReparse(t, l, data, next)
 		if got != nil {
 			l, data = got, next
@@ -307,6 +340,65 @@ func TestReparseChain(t *testing.T) {
 	t.Logf("%d lists with an overlay, %d parsed whole", overlays, bases)
 	if overlays < steps/2 || bases == 0 {
 		t.Errorf("%d lists with an overlay, %d parsed whole: want most with one, and some without", overlays, bases)
+	}
+}
+
+// TestReparseHunks checks, at the default bounds, that an edit in two or
+// more places far apart in a list (past one region's budget) is applied
+// as those regions, without a full parse, and gives what Parse gives; and
+// that too many regions fall back to a full parse.
+func TestReparseHunks(t *testing.T) {
+	data := string(genList(20000)) // 300 KB: a region is at most 64 KiB
+	lines := strings.SplitAfter(data, "\n")
+	n := len(lines) - 1 // the last is empty
+	join := func(ls ...[]string) []byte { return []byte(strings.Join(slices.Concat(ls...), "")) }
+	record := "#@ 2026-12-01T00:00:00Z by dave unblocked site2003.example: lifted\n"
+	many := slices.Clone(lines)
+	for k := 1; k <= 20; k++ {
+		many[k*900] = fmt.Sprintf("many%d.example\n", k)
+	}
+	tests := []struct {
+		name    string
+		next    []byte
+		regions int // 0: a full parse
+	}{
+		{"unblock", join(lines[:2004], lines[2005:], []string{record}), 2},
+		{"unblock annotated", join(lines[:2003], []string{"#@ 2026-11-30T00:00:00Z by carol: T-1\n"}, lines[2003:2004], lines[2005:], []string{record}), 2},
+		{"block and unblock", join(lines[:5000], lines[5001:], []string{"#@ 2026-12-01T00:00:00Z by dave: T-9\nnew.example\n"}), 2},
+		{"both ends", join([]string{"site0.example\n"}, lines[2:n-1], []string{"site19999.example status=451\n"}), 2},
+		{"three places", join(lines[:10], []string{"ten.example\n"}, lines[10:9000], lines[9001:15000], []string{"x.example mode=report\n"}, lines[15001:]), 3},
+		{"insert and delete", join(lines[:100], []string{"#@ 2026-12-01T00:00:00Z by erin\n", "ins.example\n"}, lines[100:12000], lines[12003:]), 2},
+		{"annotate far apart", join(lines[:300], []string{"#@ 2026-12-01T00:00:00Z by erin: a\n"}, lines[300:18000], []string{"#@ 2026-12-01T00:00:00Z by erin: b\n"}, lines[18000:]), 2},
+		{"too many regions", []byte(strings.Join(many, "")), 0},
+	}
+	prev, err := Parse("f.txt", []byte(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			hs := changedHunks(data, string(tt.next))
+			if len(hs) != tt.regions {
+				t.Fatalf("%d regions %v, want %d", len(hs), hs, tt.regions)
+			}
+			got := checkReparse(t, prev, []byte(data), tt.next)
+			if (got.ov != nil) != (tt.regions > 0) {
+				t.Fatalf("overlay %v, want %v", got.ov != nil, tt.regions > 0)
+			}
+			if tt.regions == 0 {
+				return
+			}
+			// Each region costs its own bytes, not the list's.
+			for _, h := range hs {
+				if h.oe-h.os > 4096 || h.ne-h.ns > 4096 {
+					t.Errorf("region %+v: want a few lines", h)
+				}
+			}
+			back := checkReparse(t, got, tt.next, []byte(data))
+			if back.ov == nil {
+				t.Errorf("back again: a full parse")
+			}
+		})
 	}
 }
 
@@ -368,25 +460,47 @@ func randomLine(rng *rand.Rand, i int) string {
 }
 
 // FuzzReparse checks that Reparse of a random edit of a random list is
-// what Parse makes of the edited list.
+// what Parse makes of the edited list: one edit, or two at different
+// places (as unblock makes), the second looked for as its own region.
 func FuzzReparse(f *testing.F) {
-	f.Add([]byte(reparseBase), uint(0), uint(1), []byte("new.example\n"))
-	f.Add([]byte(reparseBase), uint(40), uint(0), []byte("#@ 2026-12-01T00:00:00Z by x\n"))
-	f.Add([]byte(reparseBase), uint(100), uint(30), []byte(""))
-	f.Add([]byte("a.example\nb.example\n"), uint(2), uint(0), []byte("a.example\n"))
-	f.Fuzz(func(t *testing.T, data []byte, at, del uint, ins []byte) {
+	f.Add([]byte(reparseBase), uint(0), uint(1), []byte("new.example\n"), uint(0), uint(0), []byte(""))
+	f.Add([]byte(reparseBase), uint(40), uint(0), []byte("#@ 2026-12-01T00:00:00Z by x\n"), uint(0), uint(0), []byte(""))
+	f.Add([]byte(reparseBase), uint(100), uint(30), []byte(""), uint(0), uint(0), []byte(""))
+	f.Add([]byte("a.example\nb.example\n"), uint(2), uint(0), []byte("a.example\n"), uint(0), uint(0), []byte(""))
+	f.Add([]byte(reparseBase), uint(44), uint(66), []byte(""), uint(1000), uint(0), []byte("#@ 2026-12-01T00:00:00Z by dave unblocked forum.example\n"))
+	f.Add([]byte(reparseBase), uint(0), uint(13), []byte("x.example\n"), uint(1000), uint(14), []byte("y.example\n"))
+	f.Fuzz(func(t *testing.T, data []byte, at, del uint, ins []byte, at2, del2 uint, ins2 []byte) {
 		prev, err := Parse("f.txt", data)
 		if err != nil {
 			return
 		}
 		a := int(at % uint(len(data)+1))
 		d := int(del % uint(len(data)-a+1))
-		next := slices.Concat(data[:a], ins, data[a+d:])
-		got := checkReparse(t, prev, data, next)
-		if got != nil {
-			checkReparse(t, got, next, data)
+		// The second edit is in what follows the first.
+		rest := data[a+d:]
+		a2 := int(at2 % uint(len(rest)+1))
+		d2 := int(del2 % uint(len(rest)-a2+1))
+		next := slices.Concat(data[:a], ins, rest[:a2], ins2, rest[a2+d2:])
+		for _, split := range []bool{false, true} {
+			if split {
+				splitSmall(t)
+			}
+			got := checkReparse(t, prev, data, next)
+			if got != nil {
+				checkReparse(t, got, next, data)
+			}
 		}
 	})
+}
+
+// splitSmall makes Reparse look for separate changed regions even in a
+// small list, until the test ends: the budget of changed bytes is an
+// eighth of the list, and a region reaches at most 64 bytes.
+func splitSmall(t testing.TB) {
+	t.Helper()
+	r, w := minRegion, resyncWindow
+	t.Cleanup(func() { minRegion, resyncWindow = r, w })
+	minRegion, resyncWindow = 0, 64
 }
 
 func TestListIs(t *testing.T) {
