@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -285,6 +286,17 @@ func TestNextUsesTheRememberedList(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// An unblock: a line goes in the middle, a record comes at the end. Its
+	// patch has two hunks, and it too is applied to the list the edge has.
+	v3, err := s.Update(ctx, func(cur []byte) ([]byte, error) {
+		line := []byte("host-000050.example\n")
+		i := bytes.Index(cur, line)
+		out := slices.Concat(cur[:i], cur[i+len(line):], []byte("#@ 2026-12-01T00:00:00Z by ops unblocked host-000050.example\n"))
+		return out, nil
+	}, Meta{Actor: "ops"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	edge := NewStore(s.rdb, Config{})
 	edge.Remember(1, list)
 	wrong := NewStore(s.rdb, Config{})
@@ -302,6 +314,16 @@ func TestNextUsesTheRememberedList(t *testing.T) {
 	got, err := edge.Next(ctx, 2)
 	if err != nil || !bytes.Equal(got.Content, v2.Content) || got.Actor != "ops" || got.Number != 2 {
 		t.Fatalf("Next from the remembered list: %+v, %v", got, err)
+	}
+	patch, err := raw.HGet(ctx, "edgeblock:list:v:3", "patch").Bytes()
+	if err != nil {
+		t.Fatalf("version 3 not stored as a patch: %v", err)
+	}
+	if _, hs, err := decodePatch(patch, len(v2.Content)); err != nil || len(hs) != 2 {
+		t.Fatalf("the unblock's patch: %d hunks (%v), want 2", len(hs), err)
+	}
+	if got, err := edge.Next(ctx, 3); err != nil || !bytes.Equal(got.Content, v3.Content) {
+		t.Fatalf("Next of a two-hunk patch from the remembered list: %v", err)
 	}
 }
 
