@@ -1,6 +1,8 @@
 package blocklist
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"runtime"
 	"slices"
@@ -136,18 +138,30 @@ func BenchmarkReparse(b *testing.B) {
 			name string
 			next []byte
 		}{{"append", appended}, {"change", []byte(mid)}, {"unblock", unblocked}} {
-			b.Run(fmt.Sprintf("Reparse/%s/%d", c.name, n), func(b *testing.B) {
-				b.SetBytes(int64(len(data)))
-				for b.Loop() {
-					l, err := Reparse(prev, "bench", c.next)
-					if err != nil {
-						b.Fatal(err)
+			sum := sha256.Sum256(c.next)
+			for _, known := range []bool{false, true} {
+				// Known: the caller has checked the content's SHA-256
+				// (ReparseSum), as the fleet has.
+				name := map[bool]string{false: "Reparse", true: "ReparseSum"}[known]
+				b.Run(fmt.Sprintf("%s/%s/%d", name, c.name, n), func(b *testing.B) {
+					b.SetBytes(int64(len(data)))
+					for b.Loop() {
+						var l *List
+						var err error
+						if known {
+							l, err = ReparseSum(prev, "bench", c.next, hex.EncodeToString(sum[:]))
+						} else {
+							l, err = Reparse(prev, "bench", c.next)
+						}
+						if err != nil {
+							b.Fatal(err)
+						}
+						if l.ov == nil && n > 10 {
+							b.Fatal("parsed whole")
+						}
 					}
-					if l.ov == nil && n > 10 {
-						b.Fatal("parsed whole")
-					}
-				}
-			})
+				})
+			}
 		}
 	}
 }

@@ -70,12 +70,16 @@ func Load(path string) (*List, error) {
 // comment. An annotation line ("#@ ...", see NotePrefix) is a comment
 // too; the list remembers it (see List.Note and List.UnblockNote).
 func Parse(file string, data []byte) (*List, error) {
+	return parse(file, data, nil)
+}
+
+// parse is Parse; sum, if not nil, is the SHA-256 of data, known already.
+func parse(file string, data []byte, sum *[sha256.Size]byte) (*List, error) {
 	// One string for the whole file: names that are already canonical are
 	// substrings of it, which saves an allocation per rule.
 	text := string(data)
 	l := &List{
 		file:    file,
-		sum:     sha256.Sum256(data),
 		src:     text,
 		id:      listIDs.Add(1),
 		nodes:   make(map[string]node, bytes.Count(data, []byte{'\n'})+1),
@@ -85,6 +89,11 @@ func Parse(file string, data []byte) (*List, error) {
 	n, problems := p.lines(file, text, 0)
 	if len(problems) > 0 {
 		return nil, &ParseError{Problems: problems}
+	}
+	if sum != nil {
+		l.sum = *sum
+	} else {
+		l.sum = sha256.Sum256(data)
 	}
 	l.lines = n
 	slices.SortStableFunc(l.expiries, func(a, b int32) int { return cmpExpiry(&l.rules[a], &l.rules[b]) })

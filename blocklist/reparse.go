@@ -3,6 +3,7 @@ package blocklist
 import (
 	"cmp"
 	"crypto/sha256"
+	"encoding/hex"
 	"slices"
 	"sort"
 	"strings"
@@ -37,21 +38,41 @@ var (
 // Reparse compares with): the caller must not change data afterwards.
 // prev is not changed and stays usable; both lists are immutable.
 func Reparse(prev *List, file string, data []byte) (*List, error) {
+	return reparseSum(prev, file, data, nil)
+}
+
+// ReparseSum is Reparse for content whose SHA-256 the caller has computed
+// and checked already (sum, in hex as List.SHA256 reports it; the fleet
+// checks every version it reads against its record): the list takes sum
+// as its SHA256 instead of hashing data again, which on a large list is
+// most of the cost of a small change. The caller vouches for sum: it
+// becomes the identity the list reports. A sum that is not 64 hex digits
+// is not used (data is hashed).
+func ReparseSum(prev *List, file string, data []byte, sum string) (*List, error) {
+	var s [sha256.Size]byte
+	if n, err := hex.Decode(s[:], []byte(sum)); err != nil || n != sha256.Size || len(sum) != 2*sha256.Size {
+		return reparseSum(prev, file, data, nil)
+	}
+	return reparseSum(prev, file, data, &s)
+}
+
+// reparseSum is Reparse; sum, if not nil, is the SHA-256 of data.
+func reparseSum(prev *List, file string, data []byte, sum *[sha256.Size]byte) (*List, error) {
 	if prev == nil {
-		return Parse(file, data)
+		return parse(file, data, sum)
 	}
 	next := unsafe.String(unsafe.SliceData(data), len(data))
 	if next == prev.src && prev.file == file {
 		return prev, nil
 	}
-	if l := reparse(prev, file, next); l != nil {
+	if l := reparse(prev, file, next, sum); l != nil {
 		return l, nil
 	}
-	return Parse(file, data)
+	return parse(file, data, sum)
 }
 
 // reparse is Reparse's incremental path; nil means a full Parse is needed.
-func reparse(prev *List, file, next string) *List {
+func reparse(prev *List, file, next string, sum *[sha256.Size]byte) *List {
 	old := prev.src
 	hs := changedHunks(old, next)
 	if hs == nil {
@@ -108,7 +129,11 @@ func reparse(prev *List, file, next string) *List {
 		rescanDrop = rescanDrop || strings.Contains(oldRegion, AllowDropMarker) || strings.Contains(newRegion, AllowDropMarker)
 	}
 
-	l := &List{file: file, sum: sha256.Sum256(unsafe.Slice(unsafe.StringData(next), len(next))), src: next,
+	if sum == nil {
+		s := sha256.Sum256(unsafe.Slice(unsafe.StringData(next), len(next)))
+		sum = &s
+	}
+	l := &List{file: file, sum: *sum, src: next,
 		lines: lines, id: listIDs.Add(1),
 		rules: base.rules, attrs: region.attrs, attrIDs: base.attrIDs, nodes: base.nodes,
 		expiries: base.expiries, notes: base.notes, unblocks: prev.unblocks, allowDrop: prev.allowDrop,

@@ -529,3 +529,49 @@ func TestListIs(t *testing.T) {
 		}
 	}
 }
+
+// TestReparseSum: a list built by ReparseSum is what Reparse builds, and
+// takes the SHA-256 it is given rather than hashing the content again (a
+// sum that is not the content's shows it), on the incremental path and on
+// a full parse alike; a sum that is not one is not used.
+func TestReparseSum(t *testing.T) {
+	prev := mustParse(t, reparseBase)
+	prev.file = "f.txt"
+	next := []byte(reparseBase + "x.example\n")
+	want, err := Parse("f.txt", next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := strings.Repeat("ab", 32)
+	tests := []struct {
+		name    string
+		prev    *List
+		sum     string
+		wantSum string
+		overlay bool
+	}{
+		{"right sum", prev, want.SHA256(), want.SHA256(), true},
+		{"sum taken as given", prev, other, other, true},
+		{"sum taken on a full parse", nil, other, other, false},
+		{"not hex", prev, strings.Repeat("zz", 32), want.SHA256(), true},
+		{"short", prev, "abcd", want.SHA256(), true},
+		{"empty", nil, "", want.SHA256(), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ReparseSum(tt.prev, "f.txt", slices.Clone(next), tt.sum)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.SHA256() != tt.wantSum || (got.ov != nil) != tt.overlay {
+				t.Fatalf("SHA256 %s overlay %v, want %s %v", got.SHA256(), got.ov != nil, tt.wantSum, tt.overlay)
+			}
+			if tt.wantSum == want.SHA256() {
+				checkSameList(t, got, want)
+			}
+		})
+	}
+	if _, err := ReparseSum(prev, "f.txt", []byte(reparseBase+"bad name.example\n"), other); err == nil {
+		t.Fatal("ReparseSum of a bad line: no error")
+	}
+}

@@ -454,8 +454,9 @@ func (r *Reloader) applyVersion(v fleet.Version) {
 		return
 	}
 	// In proportion to the change from the list in effect, whose next
-	// version this is (a full parse when the change is large).
-	l, err := blocklist.Reparse(r.cur.List, name, v.Content)
+	// version this is (a full parse when the change is large). The store
+	// checked the content against v.SHA256: it is not hashed again.
+	l, err := blocklist.ReparseSum(r.cur.List, name, v.Content, v.SHA256)
 	if err != nil {
 		r.metrics.Blocklist.Record("failure", now)
 		r.listSt.setError(now, err)
