@@ -4,13 +4,20 @@ import (
 	"fmt"
 	"os"
 	"testing"
+
+	"github.com/edgeblock/edgeblock/proxy/fleet"
 )
 
 // TestMain points tls.storage's default ($XDG_DATA_HOME/edgeblock) at a
 // directory of this run, so that tests that leave tls.storage unset (and,
 // in fleet mode, its local copy of the certificates) neither read nor
 // write the user's and do not see each other's through it across runs.
+// It also silences the Redis client's own messages (failed dials while a
+// test's Redis is stopped or failing over), which go-redis prints to
+// standard error and which would bury the test output; the server does
+// the same (fleet.SetClientLogger).
 func TestMain(m *testing.M) {
+	fleet.SetClientLogger(func(string) {})
 	dir, err := os.MkdirTemp("", "edgeblock-proxy-test-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/edgeblock/edgeblock/blocklist"
+	"github.com/edgeblock/edgeblock/proxy/fleet"
 )
 
 var (
@@ -21,7 +22,12 @@ var (
 	binErr  error
 )
 
+// TestMain silences the Redis client's own messages (failed dials while a
+// test's Redis is stopped), which go-redis prints to standard error, as the
+// commands themselves do (fleet.SetClientLogger), and removes the binary
+// edgeblockBin built.
 func TestMain(m *testing.M) {
+	fleet.SetClientLogger(func(string) {})
 	code := m.Run()
 	if binDir != "" {
 		os.RemoveAll(binDir)
