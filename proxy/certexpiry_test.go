@@ -72,7 +72,7 @@ func TestCertificateExpirySeries(t *testing.T) {
 	// A renewal: the new certificate expires at least a second later.
 	old := series["app.example"]
 	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second)))
-	if err := e.srv.tls.ahead.RenewCertSync(t.Context(), "app.example", true); err != nil {
+	if err := e.srv.tls.Renew(t.Context(), "app.example"); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 5*time.Second, "the renewed expiry", func() bool {

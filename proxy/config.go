@@ -22,6 +22,7 @@ import (
 	"github.com/edgeblock/edgeblock/blocklist"
 	"github.com/edgeblock/edgeblock/pages"
 	"github.com/edgeblock/edgeblock/proxy/admin"
+	"github.com/edgeblock/edgeblock/proxy/certmgr"
 	"github.com/edgeblock/edgeblock/proxy/certs"
 	"github.com/edgeblock/edgeblock/proxy/fleet"
 	"github.com/edgeblock/edgeblock/proxy/origin"
@@ -1086,7 +1087,7 @@ func (c *Config) applyDefaults() {
 	if c.TLS.KeyType == "" {
 		c.TLS.KeyType = "p256"
 	}
-	def(&c.TLS.InternalLifetime, internalLeafLifetime)
+	def(&c.TLS.InternalLifetime, certmgr.DefaultInternalLifetime)
 	dnsDefaults := func(d *DNSConfig) {
 		if d == nil {
 			return

@@ -11,8 +11,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/caddyserver/certmagic"
 )
 
 // startBIND runs BIND's named on a loopback port as the primary of zone,
@@ -143,49 +141,6 @@ func TestWildcardInternal(t *testing.T) {
 	t.Logf("internal CA, wildcard route: 51 names, certificates signed: %v", names)
 	if strings.Join(names, " ") != "*.apps.example" {
 		t.Errorf("certificates signed for %v, want *.apps.example alone", names)
-	}
-}
-
-// TestWildcardHalfStored: a handshake for a name under a tls.wildcard
-// route that comes while the wildcard certificate is in storage but not
-// whole, and not in the cache, gets no certificate of its own. certmagic
-// stores a certificate's key, certificate and metadata one after another
-// and caches it after that; a handshake in between was allowed (a
-// certificate file was there), could not load the wildcard, and obtained
-// one for its own name: TestWildcardDNS01's second order. Once the
-// certificate is whole, the name is served by it from storage.
-func TestWildcardHalfStored(t *testing.T) {
-	o := echoOrigin(t)
-	e, pool := internalTLSEnv(t, storageDir(t), "", routeConfig("*.apps.example", `"`+o.URL+`"`)+"    tls:\n      wildcard: true\n", "")
-	waitFor(t, 10*time.Second, "the wildcard certificate", func() bool { return handshake(t, e, pool, "a.apps.example") == "" })
-	tm, ctx := e.srv.tls, t.Context()
-	meta := certmagic.StorageKeys.SiteMeta(tm.issuerKey(), "*.apps.example")
-	saved, err := tm.ahead.Storage.Load(ctx, meta)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The moment between the certificate file and the metadata.
-	if err := tm.ahead.Storage.Delete(ctx, meta); err != nil {
-		t.Fatal(err)
-	}
-	tm.cache.RemoveManaged([]certmagic.SubjectIssuer{{Subject: "*.apps.example"}})
-	if names, err := servedNames(e, pool, "b.apps.example"); err == nil {
-		t.Errorf("b.apps.example got a certificate for %v while the wildcard's was half stored", names)
-	}
-	if err := tm.ahead.Storage.Store(ctx, meta, saved); err != nil {
-		t.Fatal(err)
-	}
-	for _, name := range []string{"b.apps.example", "c.apps.example"} {
-		if names, err := servedNames(e, pool, name); err != nil || len(names) != 1 || names[0] != "*.apps.example" {
-			t.Errorf("%s: served %v (%v), want the wildcard certificate from storage", name, names, err)
-		}
-	}
-	var signed []string
-	for _, l := range e.logs.logLines(t, "certificate obtained") {
-		signed = append(signed, fmt.Sprint(l["name"]))
-	}
-	if strings.Join(signed, " ") != "*.apps.example" {
-		t.Errorf("certificates signed for %v, want *.apps.example alone", signed)
 	}
 }
 

@@ -53,5 +53,7 @@
 // the Proxy. The leaves it builds on import nothing of the root package:
 // proxy/origin (origins, pools, balancing, health, retries), proxy/fleet
 // (the shared Redis store), proxy/certs (which names may get a
-// certificate), and the top-level blocklist and pages packages.
+// certificate), proxy/certmgr (certmagic: obtaining, storing and renewing
+// certificates, the internal CA; it asks the edge which names are covered
+// through certmgr.Edge), and the top-level blocklist and pages packages.
 package proxy

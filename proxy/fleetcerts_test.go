@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeblock/edgeblock/proxy/certmgr"
 	"github.com/edgeblock/edgeblock/proxy/fleet/fleettest"
 )
 
@@ -74,7 +75,7 @@ fleet:
 	}
 	back := func(name string) {
 		t.Helper()
-		serve(e, name, 3*storageProbeInterval+5*time.Second)
+		serve(e, name, 3*certmgr.StorageProbeInterval+5*time.Second)
 	}
 
 	// Slow: Redis answers, three seconds late.
@@ -115,7 +116,7 @@ fleet:
 	// Redis back, empty: a new name gets a certificate from the same root.
 	rd.Start()
 	e = e2
-	fresh := serve(e2, "fresh.new.edgeblock.test", 3*storageProbeInterval+10*time.Second)
+	fresh := serve(e2, "fresh.new.edgeblock.test", 3*certmgr.StorageProbeInterval+10*time.Second)
 	if fresh.Issuer.String() != app.Issuer.String() {
 		t.Errorf("after Redis came back: issuer %q, want the fleet's %q", fresh.Issuer, app.Issuer)
 	}

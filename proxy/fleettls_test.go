@@ -9,12 +9,11 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/edgeblock/edgeblock/proxy/fleet"
+	"github.com/edgeblock/edgeblock/proxy/certmgr"
 	"github.com/edgeblock/edgeblock/proxy/fleet/fleettest"
 )
 
@@ -167,7 +166,7 @@ fleet:
 	}
 	fast := time.Since(start)
 	t.Logf("Redis down: the next handshake for a new name failed after %v", fast.Round(time.Millisecond))
-	if fast > storageProbeInterval {
+	if fast > certmgr.StorageProbeInterval {
 		t.Errorf("the second failure took %v; the storage should fail fast while Redis is down", fast)
 	}
 	waitFor(t, 5*time.Second, "both failed handshakes counted", func() bool {
@@ -250,54 +249,5 @@ fleet:
 	again, err := InternalRootPEM(&Config{Fleet: envs[1].srv.cfg.Fleet, TLS: TLSConfig{Storage: filepath.Join(t.TempDir(), "unused")}})
 	if err != nil || string(again) != string(rootPEM) {
 		t.Errorf("root read again differs (%v)", err)
-	}
-}
-
-// TestFailFastStorage: once Redis failed, the certificate storage answers
-// at once with an error naming the cause, without calling Redis, until the
-// probe interval has passed; then a call reaches Redis again, and its
-// success closes the breaker. Unlock is never held back.
-func TestFailFastStorage(t *testing.T) {
-	rd := fleettest.Start(t)
-	cfg := &Config{Fleet: &fleet.Config{Redis: fleet.RedisConfig{Addr: rd.Addr(), DialTimeout: 200 * time.Millisecond, Timeout: 200 * time.Millisecond}}}
-	st, closeStorage, err := certStorage(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeStorage()
-	ctx := t.Context()
-	if err := st.Store(ctx, "a/b", []byte("x")); err != nil {
-		t.Fatal(err)
-	}
-	if err := st.Lock(ctx, "held"); err != nil {
-		t.Fatal(err)
-	}
-	rd.Stop()
-	if _, err := st.Load(ctx, "a/b"); err == nil || strings.Contains(err.Error(), "Redis unreachable") {
-		t.Fatalf("first load with Redis down: %v, want Redis's own error", err)
-	}
-	for _, call := range []func() error{
-		func() error { _, err := st.Load(ctx, "a/b"); return err },
-		func() error { return st.Store(ctx, "a/c", nil) },
-		func() error { return st.Lock(ctx, "other") },
-		func() error { _, err := st.Stat(ctx, "a/b"); return err },
-	} {
-		if err := call(); err == nil || !strings.Contains(err.Error(), "Redis unreachable") {
-			t.Errorf("with the breaker open: %v, want a fast Redis unreachable", err)
-		}
-	}
-	if st.Exists(ctx, "a/b") {
-		t.Error("Exists with Redis down")
-	}
-	// Unlock goes through to Redis (and fails there: Redis is down).
-	if err := st.Unlock(ctx, "held"); err == nil || strings.Contains(err.Error(), "Redis unreachable") {
-		t.Errorf("unlock with Redis down: %v, want Redis's own error", err)
-	}
-	rd.Start()
-	waitFor(t, 2*storageProbeInterval, "the storage to reach Redis again", func() bool {
-		return st.Store(ctx, "a/b", []byte("y")) == nil
-	})
-	if b, err := st.Load(ctx, "a/b"); err != nil || string(b) != "y" {
-		t.Errorf("after Redis came back: %q, %v", b, err)
 	}
 }

@@ -28,7 +28,7 @@ import (
 // listeners, served by quic-go's http3 server with the handler chain of
 // the HTTPS listener (the same host decision, block pages, limits and
 // access log) and TLS config from the same certmagic config
-// (TLSManager.TLSConfigs). What quic-go would otherwise default to is set
+// (certmgr.Manager.TLSConfigs). What quic-go would otherwise default to is set
 // here: no 0-RTT (replayable requests), limits.max_streams_per_conn
 // streams per connection, a stateless-reset key and a token key from the
 // state directory, or in fleet mode from the fleet's certificate storage

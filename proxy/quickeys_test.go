@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/certmagic"
+	"github.com/edgeblock/edgeblock/proxy/certmgr"
 	"github.com/edgeblock/edgeblock/proxy/fleet"
 	"github.com/edgeblock/edgeblock/proxy/fleet/fleettest"
 	"github.com/quic-go/quic-go"
@@ -188,7 +188,12 @@ fleet:
 	if err := fs.Store(context.Background(), quicKeysStorageKey, []byte("short")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := quicKeysFor(context.Background(), &failFastStorage{s: fs}, t.TempDir()); err == nil || !strings.Contains(err.Error(), quicKeysStorageKey) {
+	noCopy, closeNoCopy, err := certmgr.OpenStorage("", envs[0].srv.cfg.Fleet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeNoCopy()
+	if _, err := quicKeysFor(context.Background(), noCopy, t.TempDir()); err == nil || !strings.Contains(err.Error(), quicKeysStorageKey) {
 		t.Errorf("damaged keys in Redis: %v; want an error naming %s", err, quicKeysStorageKey)
 	}
 	if err := fs.Store(context.Background(), quicKeysStorageKey, good); err != nil {
@@ -198,17 +203,21 @@ fleet:
 	// Redis gone: the local copy under tls.storage still has the keys; an
 	// edge without one uses its state directory and says why.
 	rd.Stop()
-	local := &failFastStorage{s: fs, local: &certmagic.FileStorage{Path: filepath.Join(storages[0], fleetCopyDir)}}
+	local, closeLocal, err := certmgr.OpenStorage(storages[0], envs[0].srv.cfg.Fleet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeLocal()
 	k, err := quicKeysFor(context.Background(), local, t.TempDir())
 	if err != nil || *k.reset != *a.reset || *k.token != *a.token || k.warning != "" {
 		t.Errorf("Redis gone, local copy: %v, warning %q; want the fleet's keys", err, k.warning)
 	}
 	dir := t.TempDir()
-	k, err = quicKeysFor(context.Background(), &failFastStorage{s: fs}, dir)
+	k, err = quicKeysFor(context.Background(), noCopy, dir)
 	if err != nil || k.source != filepath.Join(dir, quicKeysFile) || k.warning == "" || *k.reset == *a.reset {
 		t.Errorf("Redis gone, no local copy: source %q, warning %q, %v; want the state directory's own keys and a warning", k.source, k.warning, err)
 	}
-	if fi, err := os.Stat(filepath.Join(storages[0], fleetCopyDir, quicKeysStorageKey)); err != nil {
+	if fi, err := os.Stat(filepath.Join(storages[0], certmgr.FleetCopyDir, quicKeysStorageKey)); err != nil {
 		t.Errorf("local copy of the keys: %v", err)
 	} else if fi.Mode().Perm() != 0o600 {
 		t.Errorf("local copy of the keys: mode %v, want 0600", fi.Mode().Perm())

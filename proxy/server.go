@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/edgeblock/edgeblock/proxy/accesslog"
+	"github.com/edgeblock/edgeblock/proxy/certmgr"
 	"github.com/edgeblock/edgeblock/proxy/metrics"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -25,7 +26,7 @@ type Server struct {
 	cfg      *Config // as at start; listener settings never reload
 	proxy    *Proxy
 	reloader *Reloader
-	tls      *TLSManager
+	tls      *certmgr.Manager
 	metrics  *metrics.Metrics
 	reg      *prometheus.Registry
 
@@ -56,12 +57,12 @@ func NewServer(log *slog.Logger, configPath string, b *Bundle) (*Server, error) 
 	s.quicM = newQUICMetrics(reg)
 	s.reloader = NewReloader(p, log, m, configPath)
 	if b.Config.TLS.Mode != "off" {
-		t, err := NewTLSManager(b.Config, log, m, p)
+		t, err := newCertManager(b.Config, log, m, p)
 		if err != nil {
 			return nil, err
 		}
 		s.tls = t
-		s.reloader.OnApply = t.ManageAhead
+		s.reloader.OnApply = func(b *Bundle) { t.ManageAhead(aheadNames(b)) }
 	}
 	// Last, so that no error above leaves its goroutine behind.
 	out, format, ok := logOutput(log)
@@ -163,7 +164,7 @@ func (s *Server) Start(b *Bundle) error {
 			if port == 0 {
 				port = s.listeners["https"].Addr().(*net.TCPAddr).Port
 			}
-			h = s.tls.HTTPHandler(s.proxy, *cfg.TLS.RedirectHTTP, port)
+			h = httpHandler(s.tls, s.proxy, *cfg.TLS.RedirectHTTP, port)
 		}
 		srv := public(h)
 		srv.Protocols = new(http.Protocols)

@@ -1,4 +1,4 @@
-package proxy
+package certmgr
 
 import (
 	"context"
@@ -18,10 +18,10 @@ import (
 	"github.com/caddyserver/certmagic"
 )
 
-// internalLeafLifetime is the default of how long leaf certificates of
+// DefaultInternalLifetime is the default of how long leaf certificates of
 // the internal CA are valid (tls.internal_lifetime); certmagic renews them
 // when a third of that is left.
-const internalLeafLifetime = 7 * 24 * time.Hour
+const DefaultInternalLifetime = 7 * 24 * time.Hour
 
 // internalCA is a local certificate authority for tls.mode internal. Its
 // root is created on first use and kept in the certificate storage (the
@@ -39,7 +39,7 @@ type internalCA struct {
 	key  *ecdsa.PrivateKey
 	pem  []byte
 	// lifetime is how long leaves are valid; zero means
-	// internalLeafLifetime.
+	// DefaultInternalLifetime.
 	lifetime time.Duration
 }
 
@@ -165,7 +165,7 @@ func (ca *internalCA) Issue(ctx context.Context, csr *x509.CertificateRequest) (
 	now := time.Now()
 	lifetime := ca.lifetime
 	if lifetime <= 0 {
-		lifetime = internalLeafLifetime
+		lifetime = DefaultInternalLifetime
 	}
 	// Backdated for clocks a little behind, by at most a tenth of the
 	// lifetime so that a short lifetime is not mostly in the past.
@@ -203,21 +203,3 @@ func firstName(csr *x509.CertificateRequest) string {
 
 // IssuerKey implements certmagic.Issuer.
 func (ca *internalCA) IssuerKey() string { return "edgeblock-internal" }
-
-// InternalRootPEM returns the internal CA's root certificate for the
-// config's storage (tls.storage, or the fleet's Redis when the config has
-// a fleet section), creating the CA if it does not exist yet.
-func InternalRootPEM(cfg *Config) ([]byte, error) {
-	storage, closeStorage, err := certStorage(cfg)
-	if err != nil {
-		return nil, err
-	}
-	defer closeStorage()
-	ca := newInternalCA(storage)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := ca.load(ctx); err != nil {
-		return nil, err
-	}
-	return ca.RootPEM(), nil
-}

@@ -1,4 +1,4 @@
-package proxy
+package certmgr
 
 import (
 	"bytes"
@@ -13,9 +13,9 @@ import (
 	"github.com/edgeblock/edgeblock/proxy/fleet"
 )
 
-// storageProbeInterval is how long the certificate storage fails fast
+// StorageProbeInterval is how long the certificate storage fails fast
 // after the fleet's Redis failed, before one call tries Redis again.
-const storageProbeInterval = 2 * time.Second
+const StorageProbeInterval = 2 * time.Second
 
 // storageCallTimeout bounds every call to Redis the certificate storage
 // makes, whatever the caller's context (a TLS handshake has none): a Redis
@@ -34,7 +34,7 @@ var errStorageTimeout = errors.New("no answer from the fleet's Redis in time")
 //   - Deadline: each call to Redis gets at most storageCallTimeout.
 //   - Breaker: once a call fails because Redis is unreachable or late,
 //     calls fail at once (instead of each waiting out the deadline) until
-//     storageProbeInterval has passed; then one call goes through, and its
+//     StorageProbeInterval has passed; then one call goes through, and its
 //     success closes the breaker. A handshake for a name whose certificate
 //     is not in memory or in the local copy thus fails quickly while Redis
 //     is down and succeeds again soon after it is back. Unlock always goes
@@ -71,9 +71,9 @@ func (f *failFastStorage) begin(op, key string) error {
 	if f.failedAt.IsZero() {
 		return nil
 	}
-	if f.probing || time.Since(f.failedAt) < storageProbeInterval {
+	if f.probing || time.Since(f.failedAt) < StorageProbeInterval {
 		return fmt.Errorf("fleet storage: %s %q: Redis unreachable (%v ago: %v); trying again within %v",
-			op, key, time.Since(f.failedAt).Round(time.Millisecond), f.lastErr, storageProbeInterval)
+			op, key, time.Since(f.failedAt).Round(time.Millisecond), f.lastErr, StorageProbeInterval)
 	}
 	f.probing = true
 	return nil
