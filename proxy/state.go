@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"reflect"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -66,36 +65,6 @@ func (s *state) coveredSet() *certs.Patterns {
 	return s.covered
 }
 
-// coveredPatterns returns the patterns whose names may get a certificate:
-// every route, and every block-mode rule (until it expires). A report-mode
-// rule covers no name: without a route its name is not served.
-func coveredPatterns(cfg *Config, list *blocklist.List) *certs.Patterns {
-	var ps []certs.Pattern
-	for i := range cfg.Routes {
-		r := &cfg.Routes[i]
-		n, err := normalizePattern(r.Host)
-		if err != nil {
-			continue // validated already
-		}
-		if name, ok := strings.CutPrefix(n, "*."); ok {
-			ps = append(ps, certs.Pattern{Name: name, Kind: certs.Wildcard, WildcardCert: r.wildcardCert()})
-		} else {
-			ps = append(ps, certs.Pattern{Name: n, Kind: certs.Exact})
-		}
-	}
-	for r := range list.Rules() {
-		if r.Mode != blocklist.ModeBlock {
-			continue
-		}
-		k := certs.Zone
-		if r.Wildcard {
-			k = certs.Wildcard
-		}
-		ps = append(ps, certs.Pattern{Name: r.Name, Kind: k, Until: r.Expires})
-	}
-	return certs.NewPatterns(ps)
-}
-
 // blockPage returns the prepared page for a rule's attributes.
 func (s *state) blockPage(id int) *pages.Page {
 	if p := s.blockPages[id].Load(); p != nil {
@@ -132,7 +101,7 @@ func (s *state) pageBlock(id int) pages.Block {
 func (p *Proxy) newState(cfg *Config, list *blocklist.List, renderer *pages.Renderer, prev *state) (*state, error) {
 	s := &state{cfg: cfg, list: list, renderer: renderer, pageLimit: pages.NewLimit(lazyPageLanguages)}
 	if cfg.TLS.Mode != "off" {
-		s.coveredSet()
+		s.coveredOnce.Do(func() { s.covered = coveredNext(prev, cfg, list) })
 	}
 	if prev != nil && prev.cfg == cfg {
 		s.routes = prev.routes

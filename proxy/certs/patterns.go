@@ -50,6 +50,73 @@ func (p Pattern) activeAt(now time.Time) bool { return p.Until.IsZero() || now.B
 type Patterns struct {
 	at  map[string][]Pattern // Exact and Zone patterns, keyed by their name
 	sub map[string][]Pattern // Wildcard and Zone patterns, keyed by their name
+	// over holds, for the names With replaced, their patterns, which stand
+	// instead of those in at and sub; nil for a set made by NewPatterns.
+	over map[string]named
+}
+
+// named is the patterns named by one name, split as in at and sub.
+type named struct {
+	at, sub []Pattern
+}
+
+// split returns ps split into the patterns that cover the name itself and
+// those that cover the names under it.
+func split(ps []Pattern) named {
+	var n named
+	for _, p := range ps {
+		if p.Kind != Wildcard {
+			n.at = append(n.at, p)
+		}
+		if p.Kind != Exact {
+			n.sub = append(n.sub, p)
+		}
+	}
+	return n
+}
+
+// With returns the set s with the patterns named by each name of byName
+// replaced by byName[name], in that order (none, for an empty slice): the
+// set NewPatterns makes when those are the patterns of these names. It
+// costs the names given and those replaced before (see Replaced), not the
+// size of s, which it shares; s is not changed.
+func (s *Patterns) With(byName map[string][]Pattern) *Patterns {
+	if s == nil {
+		s = &Patterns{}
+	}
+	n := &Patterns{at: s.at, sub: s.sub, over: make(map[string]named, len(s.over)+len(byName))}
+	for k, v := range s.over {
+		n.over[k] = v
+	}
+	for name, ps := range byName {
+		n.over[name] = split(ps)
+	}
+	return n
+}
+
+// Replaced returns how many names With has replaced along the sets s was
+// made from: what the next With copies. A caller rebuilds the set with
+// NewPatterns when it grows large.
+func (s *Patterns) Replaced() int {
+	if s == nil {
+		return 0
+	}
+	return len(s.over)
+}
+
+// lookup returns the patterns named name that cover name itself (at) or
+// the names under it.
+func (s *Patterns) lookup(name string, at bool) []Pattern {
+	if n, ok := s.over[name]; ok {
+		if at {
+			return n.at
+		}
+		return n.sub
+	}
+	if at {
+		return s.at[name]
+	}
+	return s.sub[name]
 }
 
 // NewPatterns returns the set of ps.
@@ -74,7 +141,7 @@ func (s *Patterns) Match(name string, now time.Time) (Pattern, bool) {
 	if s == nil || name == "" {
 		return Pattern{}, false
 	}
-	if p, ok := first(s.at[name], now); ok {
+	if p, ok := first(s.lookup(name, true), now); ok {
 		return p, true
 	}
 	for h := name; ; {
@@ -83,7 +150,7 @@ func (s *Patterns) Match(name string, now time.Time) (Pattern, bool) {
 			return Pattern{}, false
 		}
 		h = h[dot+1:]
-		if p, ok := first(s.sub[h], now); ok {
+		if p, ok := first(s.lookup(h, false), now); ok {
 			return p, true
 		}
 	}
