@@ -475,6 +475,12 @@ type LimitsConfig struct {
 	// ones get 429 with Retry-After. Default 128: below origins.max_conns,
 	// so that one client cannot hold all of an origin's connections.
 	MaxRequestsPerClient int `yaml:"max_requests_per_client"`
+	// QUICPendingHandshakes caps the QUIC handshakes under way at once,
+	// all clients together (each holds about 35 KiB until it completes
+	// or timeouts.read_header ends it); beyond it a new connection
+	// attempt is sent a Retry, and one that proved its address is
+	// refused. Default 1000 (quicPendingHandshakes).
+	QUICPendingHandshakes int `yaml:"quic_pending_handshakes"`
 }
 
 // OriginConfig tunes origin health handling and bounds what an origin
@@ -1009,6 +1015,7 @@ func (c *Config) applyDefaults() {
 	defInt(&c.Limits.MaxStreamsPerConn, 100)
 	defInt(&c.Limits.MaxConnsPerClient, 256)
 	defInt(&c.Limits.MaxRequestsPerClient, 128)
+	defInt(&c.Limits.QUICPendingHandshakes, quicPendingHandshakes)
 	def(&c.Origins.FailTimeout, 10*time.Second)
 	def(&c.Origins.BodyIdleTimeout, 60*time.Second)
 	if c.Origins.MaxResponseHeaderBytes == 0 {
@@ -1475,7 +1482,7 @@ func (c *Config) validate(v *validator) {
 	for _, l := range []struct {
 		key string
 		val int
-	}{{"max_streams_per_conn", c.Limits.MaxStreamsPerConn}, {"max_conns_per_client", c.Limits.MaxConnsPerClient}, {"max_requests_per_client", c.Limits.MaxRequestsPerClient}} {
+	}{{"max_streams_per_conn", c.Limits.MaxStreamsPerConn}, {"max_conns_per_client", c.Limits.MaxConnsPerClient}, {"max_requests_per_client", c.Limits.MaxRequestsPerClient}, {"quic_pending_handshakes", c.Limits.QUICPendingHandshakes}} {
 		if l.val < 0 {
 			v.addf([]any{"limits", l.key}, "must not be negative")
 		}
@@ -1652,6 +1659,7 @@ func (c *Config) restartFields() map[string]string {
 		"limits.max_streams_per_conn":    strconv.Itoa(c.Limits.MaxStreamsPerConn),
 		"limits.max_conns_per_client":    strconv.Itoa(c.Limits.MaxConnsPerClient),
 		"limits.max_requests_per_client": strconv.Itoa(c.Limits.MaxRequestsPerClient),
+		"limits.quic_pending_handshakes": strconv.Itoa(c.Limits.QUICPendingHandshakes),
 	}
 }
 

@@ -68,6 +68,8 @@ type quicMetrics struct {
 	recvBuf, sendBuf prometheus.Gauge
 	gso, ecn         prometheus.Gauge
 	retries          prometheus.Counter
+	pending          prometheus.Gauge
+	refused          prometheus.Counter
 	serving          prometheus.Gauge
 	byProto          *prometheus.CounterVec
 }
@@ -83,13 +85,17 @@ func newQUICMetrics(reg prometheus.Registerer) *quicMetrics {
 		ecn: prometheus.NewGauge(prometheus.GaugeOpts{Name: "edgeblock_quic_ecn_enabled",
 			Help: "1 when the QUIC listener reads ECN marks (not disabled by QUIC_GO_DISABLE_ECN)."}),
 		retries: prometheus.NewCounter(prometheus.CounterOpts{Name: "edgeblock_quic_retries_total",
-			Help: "New QUIC connection attempts sent a Retry to validate their address (more than the Retry threshold arrived in a second)."}),
+			Help: "New QUIC connection attempts sent a Retry to validate their address (more than the Retry threshold arrived in a second, or limits.quic_pending_handshakes handshakes were under way)."}),
+		pending: prometheus.NewGauge(prometheus.GaugeOpts{Name: "edgeblock_quic_handshakes_pending",
+			Help: "QUIC handshakes under way (bounded by limits.quic_pending_handshakes)."}),
+		refused: prometheus.NewCounter(prometheus.CounterOpts{Name: "edgeblock_quic_handshakes_refused_total",
+			Help: "Initial packets of new QUIC connections refused (CONNECTION_REFUSED) after proving their address, because limits.quic_pending_handshakes handshakes were under way."}),
 		serving: prometheus.NewGauge(prometheus.GaugeOpts{Name: "edgeblock_quic_serving",
 			Help: "1 while the QUIC (HTTP/3) listener serves and HTTPS responses advertise it in Alt-Svc."}),
 		byProto: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edgeblock_requests_by_protocol_total",
 			Help: "Requests on the public listeners by HTTP version (HTTP/1.0, HTTP/1.1, HTTP/2.0, HTTP/3.0, other)."}, []string{"proto"}),
 	}
-	reg.MustRegister(m.recvBuf, m.sendBuf, m.gso, m.ecn, m.retries, m.serving, m.byProto)
+	reg.MustRegister(m.recvBuf, m.sendBuf, m.gso, m.ecn, m.retries, m.pending, m.refused, m.serving, m.byProto)
 	for _, p := range []string{"HTTP/1.0", "HTTP/1.1", "HTTP/2.0", "HTTP/3.0"} {
 		m.byProto.WithLabelValues(p)
 	}
@@ -144,7 +150,8 @@ type quicEdge struct {
 	serving  atomic.Bool
 	inFlight atomic.Int64 // HTTP/3 requests being handled
 	gate     retryGate
-	done     chan error // ServeListener's result
+	hs       handshakeCap // handshakes under way, limits.quic_pending_handshakes
+	done     chan error   // ServeListener's result
 	stopCtx  context.Context
 	stop     context.CancelFunc
 	goOnce   sync.Once
@@ -181,11 +188,13 @@ type quicSettings struct {
 	readHeader     time.Duration
 	maxHeaderBytes int
 	retryAbove     int // new connections per second; 0: quicRetryAbove
+	pendingMax     int // limits.quic_pending_handshakes; 0: quicPendingHandshakes
 }
 
 func quicSettingsOf(c *Config) quicSettings {
 	return quicSettings{advertisePort: c.Listen.QUICAdvertisePort, maxStreams: c.Limits.MaxStreamsPerConn,
-		idle: c.Timeouts.Idle, readHeader: c.Timeouts.ReadHeader, maxHeaderBytes: c.MaxHeaderBytes}
+		idle: c.Timeouts.Idle, readHeader: c.Timeouts.ReadHeader, maxHeaderBytes: c.MaxHeaderBytes,
+		pendingMax: c.Limits.QUICPendingHandshakes}
 }
 
 // listen starts QUIC on the bound socket: tlsConf is the QUIC TLS config,
@@ -198,6 +207,11 @@ func (q *quicEdge) listen(log *slog.Logger, m *quicMetrics, tlsConf *tls.Config,
 		q.gate.limit = int64(quicRetryAbove)
 	}
 	q.gate.retries = m.retries
+	q.hs.max, q.hs.gauge, q.hs.refused = int64(set.pendingMax), m.pending, m.refused
+	if q.hs.max <= 0 {
+		q.hs.max = quicPendingHandshakes
+	}
+	q.gate.full = q.hs.full
 	q.stopCtx, q.stop = context.WithCancel(context.Background())
 	port := set.advertisePort
 	if port == 0 {
@@ -210,7 +224,8 @@ func (q *quicEdge) listen(log *slog.Logger, m *quicMetrics, tlsConf *tls.Config,
 		// more, unstructured, through the standard logger.
 		os.Setenv("QUIC_GO_DISABLE_RECEIVE_BUFFER_WARNING", "true")
 	}
-	q.tr = &quic.Transport{Conn: q.udp, StatelessResetKey: q.reset, TokenGeneratorKey: q.token, VerifySourceAddress: q.gate.verify}
+	q.tr = &quic.Transport{Conn: q.udp, StatelessResetKey: q.reset, TokenGeneratorKey: q.token,
+		VerifySourceAddress: q.gate.verify, ConnContext: q.hs.connContext}
 	streams := int64(set.maxStreams)
 	if streams <= 0 {
 		streams = 100
@@ -242,7 +257,7 @@ func (q *quicEdge) listen(log *slog.Logger, m *quicMetrics, tlsConf *tls.Config,
 	m.ecn.Set(b2f(st.ecn))
 	args := []any{"event", "quic", "addr", q.Addr(), "alt_svc", q.altSvc[0],
 		"udp_receive_buffer_bytes", st.recvBuf, "udp_send_buffer_bytes", st.sendBuf, "gso", st.gso, "ecn", st.ecn,
-		"zero_rtt", false, "max_streams_per_conn", streams, "retry_above_per_second", q.gate.limit}
+		"zero_rtt", false, "max_streams_per_conn", streams, "retry_above_per_second", q.gate.limit, "pending_handshakes_max", q.hs.max}
 	if q.keys.source != "" {
 		args = append(args, "keys", q.keys.source)
 	} else {
@@ -388,6 +403,7 @@ func (l *quicLimitListener) Accept(ctx context.Context) (*quic.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
+		handshakeDone(c)
 		a := peerAddr(c.RemoteAddr().String())
 		if !a.IsValid() || l.trusted(a) {
 			l.open.Inc()
@@ -414,11 +430,13 @@ func (l *quicLimitListener) Addr() net.Addr { return l.ln.Addr() }
 func (l *quicLimitListener) Close() error { return l.ln.Close() }
 
 // retryGate is the Transport's VerifySourceAddress: once more than limit
-// new connections arrived in the current second, every further one is
-// sent a Retry (RFC 9000 section 8.1.2) and must come back with its
-// token, which a spoofed source address cannot.
+// new connections arrived in the current second, or while full reports
+// the handshake cap reached, every further one is sent a Retry (RFC 9000
+// section 8.1.2) and must come back with its token, which a spoofed
+// source address cannot.
 type retryGate struct {
 	limit   int64
+	full    func() bool // nil: no cap
 	retries prometheus.Counter
 	mu      sync.Mutex
 	window  time.Time
@@ -434,6 +452,9 @@ func (g *retryGate) verify(net.Addr) bool {
 	g.n++
 	over := g.n > g.limit
 	g.mu.Unlock()
+	if !over && g.full != nil {
+		over = g.full()
+	}
 	if over {
 		g.retries.Inc()
 	}
