@@ -139,10 +139,34 @@ func clearWriteDeadline(c net.Conn, s http.ConnState) {
 	if s != http.StateIdle {
 		return
 	}
-	if tc, ok := c.(*tls.Conn); ok && tc.ConnectionState().NegotiatedProtocol == "h2" {
+	if tc, ok := c.(*tls.Conn); ok && isH2(tc) {
 		return
 	}
 	c.SetWriteDeadline(time.Time{})
+}
+
+// isH2 reports whether c negotiated HTTP/2; a public listener's connection
+// remembers the answer (ConnectionState copies the whole state under a
+// lock), which the handshake, over before the first request, fixed.
+func isH2(c *tls.Conn) bool {
+	lc, _ := c.NetConn().(*limitConn)
+	if lc != nil {
+		switch lc.proto.Load() {
+		case protoH1:
+			return false
+		case protoH2:
+			return true
+		}
+	}
+	h2 := c.ConnectionState().NegotiatedProtocol == "h2"
+	if lc != nil {
+		p := int32(protoH1)
+		if h2 {
+			p = protoH2
+		}
+		lc.proto.Store(p)
+	}
+	return h2
 }
 
 // watchdog calls fire when an operation between start and stop takes

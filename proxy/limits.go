@@ -1,10 +1,12 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"net"
 	"net/http"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -99,7 +101,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		a := peerAddr(c.RemoteAddr().String())
 		if !a.IsValid() || l.trusted(a) {
 			l.open.Inc()
-			return &limitConn{Conn: c, release: l.open.Dec}, nil
+			return &limitConn{Conn: c, peer: a, release: l.open.Dec}, nil
 		}
 		k := clientKey(a)
 		if !l.conns.acquire(k) {
@@ -108,15 +110,54 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			continue
 		}
 		l.open.Inc()
-		return &limitConn{Conn: c, release: func() { l.conns.release(k); l.open.Dec() }}, nil
+		return &limitConn{Conn: c, peer: a, release: func() { l.conns.release(k); l.open.Dec() }}, nil
 	}
 }
 
-// limitConn gives its client's unit back on the first Close.
+// limitConn gives its client's unit back on the first Close. It also
+// keeps what the request path would otherwise work out again for every
+// request on the connection (see connInfo).
 type limitConn struct {
 	net.Conn
 	once    sync.Once
 	release func()
+	// peer is peerAddr of the connection's remote address, which is
+	// every request's RemoteAddr.
+	peer netip.Addr
+	// fresh: the connection has not begun a request (freshConns).
+	fresh atomic.Bool
+	// proto caches whether a TLS connection negotiated HTTP/2: 0 not
+	// known yet, protoH1 or protoH2 (clearWriteDeadline).
+	proto atomic.Int32
+}
+
+const (
+	protoH1 = 1
+	protoH2 = 2
+)
+
+// limitConnOf returns the limitConn under c (itself, or under TLS), or
+// nil when c is not one of the public listeners' connections.
+func limitConnOf(c net.Conn) *limitConn {
+	switch c := c.(type) {
+	case *limitConn:
+		return c
+	case *tls.Conn:
+		lc, _ := c.NetConn().(*limitConn)
+		return lc
+	}
+	return nil
+}
+
+// requestPeer returns peerAddr(r.RemoteAddr): kept with the connection
+// when the request came through a public listener (withConn), else parsed.
+func requestPeer(r *http.Request) netip.Addr {
+	if c, ok := r.Context().Value(connKey{}).(net.Conn); ok {
+		if lc := limitConnOf(c); lc != nil {
+			return lc.peer
+		}
+	}
+	return peerAddr(r.RemoteAddr)
 }
 
 // Close closes the connection and releases its unit once.
@@ -161,7 +202,7 @@ func (h *requestLimiter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // all-trusted chain, or one that reaches an entry that is not an IP
 // address first — is not limited.
 func (h *requestLimiter) client(r *http.Request) (netip.Prefix, bool) {
-	a := peerAddr(r.RemoteAddr)
+	a := requestPeer(r)
 	if !a.IsValid() {
 		return netip.Prefix{}, false
 	}

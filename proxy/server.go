@@ -281,8 +281,19 @@ type freshConns struct {
 	n     atomic.Int64
 }
 
-// connState is the public servers' ConnState hook.
+// connState is the public servers' ConnState hook. A public listener's
+// connection keeps its own mark (limitConn.fresh); the map is for others.
 func (f *freshConns) connState(c net.Conn, st http.ConnState) {
+	if lc := limitConnOf(c); lc != nil {
+		if st == http.StateNew {
+			lc.fresh.Store(true)
+			f.n.Add(1)
+		} else if lc.fresh.Load() && lc.fresh.CompareAndSwap(true, false) {
+			f.n.Add(-1)
+		}
+		clearWriteDeadline(c, st)
+		return
+	}
 	if st == http.StateNew {
 		f.conns.Store(c, struct{}{})
 		f.n.Add(1)

@@ -15,6 +15,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 )
@@ -289,7 +290,7 @@ type Line struct {
 // valid JSON for any field values.
 func (l *Line) AppendJSON(b []byte) []byte {
 	b = append(b, `{"time":"`...)
-	b = l.Time.AppendFormat(b, time.RFC3339Nano)
+	b = appendTime(b, l.Time)
 	b = append(b, `","level":"INFO","msg":"request","request_id":`...)
 	b = appendJSONString(b, l.ID)
 	b = append(b, `,"remote":`...)
@@ -497,4 +498,47 @@ func (w *Writer) Write(l *Line) {
 		*bp = b
 		w.pool.Put(bp)
 	}
+}
+
+// second is the RFC 3339 form of one second of one location: what comes
+// before the fraction, and the zone after it.
+type second struct {
+	unix   int64
+	loc    *time.Location
+	prefix []byte // 2006-01-02T15:04:05
+	zone   []byte // Z or -07:00
+}
+
+// lastSecond is the second appendTime formatted last; the lines of a busy
+// second share it.
+var lastSecond atomic.Pointer[second]
+
+// appendTime appends t as t.AppendFormat(b, time.RFC3339Nano) does,
+// formatting the date, clock and zone once per second (and location).
+func appendTime(b []byte, t time.Time) []byte {
+	u, loc := t.Unix(), t.Location()
+	// Years 0 to 9999 (a day's margin for the zone): four digits.
+	if u < -62167219200+86400 || u >= 253402300800-86400 {
+		return t.AppendFormat(b, time.RFC3339Nano)
+	}
+	s := lastSecond.Load()
+	if s == nil || s.unix != u || s.loc != loc {
+		s = &second{unix: u, loc: loc, prefix: t.AppendFormat(nil, "2006-01-02T15:04:05"), zone: t.AppendFormat(nil, "Z07:00")}
+		lastSecond.Store(s)
+	}
+	b = append(b, s.prefix...)
+	if ns := t.Nanosecond(); ns != 0 {
+		var f [10]byte
+		f[0] = '.'
+		for i := 9; i >= 1; i-- {
+			f[i] = byte('0' + ns%10)
+			ns /= 10
+		}
+		n := 10
+		for f[n-1] == '0' {
+			n--
+		}
+		b = append(b, f[:n]...)
+	}
+	return append(b, s.zone...)
 }

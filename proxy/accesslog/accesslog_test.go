@@ -247,3 +247,50 @@ func TestAccessLogChunksKeepOrder(t *testing.T) {
 		t.Fatalf("got %d lines, want %d", len(gl), len(wl))
 	}
 }
+
+// TestAppendTimeMatchesFormat checks appendTime against time's own
+// RFC3339Nano formatting: nanoseconds with and without trailing zeros,
+// consecutive times within one second and across seconds, several zones,
+// both sides of a daylight saving change, and years outside 0-9999.
+func TestAppendTimeMatchesFormat(t *testing.T) {
+	ny, err := time.LoadLocation("America/New_York")
+	if err != nil {
+		t.Skip("no time zone database:", err)
+	}
+	locs := []*time.Location{time.UTC, time.Local, ny, time.FixedZone("", -(3*3600 + 30*60)), time.FixedZone("X", 5*3600+45*60)}
+	starts := []time.Time{
+		time.Date(2026, 12, 7, 10, 30, 27, 0, time.UTC),
+		time.Date(2026, 3, 8, 6, 59, 59, 999_999_990, time.UTC), // 01:59:59 in New York, just before the change
+		time.Date(2026, 11, 1, 5, 59, 58, 100, time.UTC),
+		time.Date(1969, 12, 31, 23, 59, 59, 500_000_000, time.UTC), // before the epoch
+		time.Date(0, 1, 1, 0, 0, 0, 1, time.UTC),
+		time.Date(9999, 12, 31, 23, 59, 59, 999_999_999, time.UTC),
+		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC),
+	}
+	steps := []time.Duration{0, 1, 10, 120, 1000, 1_000_000, 250 * time.Millisecond, 999_999_999, time.Second}
+	n := 0
+	for _, s := range starts {
+		for _, loc := range locs {
+			tt := s.In(loc)
+			for range 4 {
+				for _, d := range steps {
+					tt = tt.Add(d)
+					want := tt.AppendFormat([]byte("x"), time.RFC3339Nano)
+					if got := appendTime([]byte("x"), tt); string(got) != string(want) {
+						t.Fatalf("appendTime(%v) = %s, want %s", tt, got, want)
+					}
+					n++
+				}
+			}
+		}
+	}
+	now := time.Now() // with a monotonic reading, as the access line's
+	for i := range 1000 {
+		tt := now.Add(time.Duration(i) * 1234567 * time.Nanosecond)
+		if got, want := appendTime(nil, tt), tt.AppendFormat(nil, time.RFC3339Nano); string(got) != string(want) {
+			t.Fatalf("appendTime(%v) = %s, want %s", tt, got, want)
+		}
+	}
+	t.Logf("%d times in fixed zones checked", n)
+}

@@ -113,3 +113,61 @@ func TestServedAndBlocklist(t *testing.T) {
 		t.Errorf("edgeblock_blocklist_entries = %v, want 4", got)
 	}
 }
+
+// TestRequestSeriesCache counts requests of many outcome, code and method
+// combinations — more than the cache has slots, so keys share slots and
+// replace each other — from several goroutines in an interleaved order,
+// and checks every series of edgeblock_requests_total against the counts
+// made here: the cache in front of the registry never hands out another
+// key's series.
+func TestRequestSeriesCache(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := New(reg, "v", "r")
+	outcomes := []string{OutcomeProxied, OutcomeBlocked, OutcomeReport, OutcomeUnknown, OutcomeError, OutcomeCanceled, OutcomeRejected, OutcomeTransparency}
+	methods := []string{"GET", "HEAD", "POST", "BREW", "PUT"}
+	codes := []int{200, 204, 301, 403, 404, 429, 499, 502, 503, 1234}
+	type key struct {
+		outcome, method string
+		code            int
+	}
+	var keys []key
+	for _, o := range outcomes {
+		for _, me := range methods {
+			for _, c := range codes {
+				keys = append(keys, key{o, me, c})
+			}
+		}
+	}
+	want := map[string]float64{}
+	for i, k := range keys {
+		code := codeLabel(k.code)
+		want[fmt.Sprintf("code=%s,method=%s,outcome=%s", code, methodLabel(k.method), k.outcome)] += float64(4 * (1 + i%3))
+	}
+	done := make(chan struct{})
+	for g := range 4 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for round := range 3 {
+				for j := range keys {
+					i := (j*7 + g*13 + round*31) % len(keys) // each goroutine its own order
+					if round <= i%3 {
+						k := keys[i]
+						m.Served(k.outcome, k.code, strings.Clone(k.method), time.Millisecond)
+					}
+				}
+			}
+		}()
+	}
+	for range 4 {
+		<-done
+	}
+	got := series(t, reg, "edgeblock_requests_total")
+	if len(got) != len(want) {
+		t.Errorf("%d series, want %d", len(got), len(want))
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %v, want %v", k, got[k], v)
+		}
+	}
+}
