@@ -304,3 +304,43 @@ func TestBlocklistApplied(t *testing.T) {
 		}
 	}
 }
+
+// TestBlocklistAppliedReload: with reload=1 (what edgeblock block sends
+// after renaming the file into place), a file-mode edge applies the file
+// at once instead of after its watcher's debounce (made 30s here, so only
+// the request can apply it in time); without it, the edge waits for the
+// watcher.
+func TestBlocklistAppliedReload(t *testing.T) {
+	e := apiEnv(t, "a.example\n", "blocklist:\n  file: blocklist.txt\n  debounce: 30s\n  poll_interval: 1h\n")
+	tests := []struct {
+		name, rule, query string
+		applied           bool
+	}{
+		{"no reload", "b.example", "pattern=b.example&rule=b.example&wait=300ms", false},
+		{"reload", "c.example", "pattern=c.example&rule=c.example&wait=2s&reload=1", true},
+		{"reload, removed", "", "pattern=a.example&wait=2s&reload=1", true},
+	}
+	content := "a.example\n"
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.rule != "" {
+				content += tt.rule + "\n"
+			} else {
+				content = strings.Replace(content, "a.example\n", "", 1)
+			}
+			tmp := e.list + ".tmp"
+			if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(tmp, e.list); err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			code, m := e.api(nil, "GET", "/blocklist/applied?"+tt.query, "", "")
+			if code != 200 || m["applied"] != tt.applied {
+				t.Fatalf("%s: %d %v, want applied %v", tt.query, code, m, tt.applied)
+			}
+			t.Logf("%s: answered in %v", tt.name, time.Since(start).Round(time.Millisecond))
+		})
+	}
+}

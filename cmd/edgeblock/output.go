@@ -79,7 +79,9 @@ func askApplied(cfg *proxy.Config, adminFlag string, res blocklist.EditResult, s
 	if addr == "" {
 		return edgeApplied{why: "the admin listener is off in the config: no edge asked"}
 	}
-	q := url.Values{"pattern": {res.Pattern}, "since": {since.UTC().Format(time.RFC3339Nano)}, "wait": {edgeWait.String()}}
+	// reload=1: the file is renamed into place, whole; the edge applies
+	// it now instead of after its watcher's debounce.
+	q := url.Values{"pattern": {res.Pattern}, "since": {since.UTC().Format(time.RFC3339Nano)}, "wait": {edgeWait.String()}, "reload": {"1"}}
 	if res.Kind != blocklist.Removed {
 		q.Set("rule", res.NewLine)
 	}

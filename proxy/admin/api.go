@@ -646,8 +646,7 @@ func (s *handler) waitApplied(ctx context.Context, pattern string, want *blockli
 	for {
 		st := s.Edge.Blocklist()
 		cur := st.List
-		got, ok := cur.Lookup(pattern)
-		if (want == nil && !ok) || (want != nil && ok && got.Format() == want.Format()) {
+		if hasRule(cur, pattern, want) {
 			return Applied{Applied: true, SHA256: cur.SHA256()}
 		}
 		failed := st.ErrorAt != nil && !st.ErrorAt.Before(since)
@@ -665,9 +664,11 @@ func (s *handler) waitApplied(ctx context.Context, pattern string, want *blockli
 // maxAppliedWait bounds the wait= of GET /blocklist/applied.
 const maxAppliedWait = 10 * time.Second
 
-// apiApplied answers GET /blocklist/applied?pattern=P[&rule=LINE][&since=RFC3339][&wait=DURATION]:
+// apiApplied answers GET /blocklist/applied?pattern=P[&rule=LINE][&since=RFC3339][&wait=DURATION][&reload=1]:
 // whether the rule LINE (none: no rule of P) is in effect, waiting as
 // waitApplied does (default wait 2s, at most 10s; since defaults to now).
+// With reload=1, sent by a writer that has renamed the file into place,
+// a file-mode edge without the rule applies the file at once.
 func (s *handler) apiApplied(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	pat, err := blocklist.NormalizePattern(q.Get("pattern"))
@@ -695,7 +696,23 @@ func (s *handler) apiApplied(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if q.Get("reload") == "1" && s.Edge.FleetStore() == nil {
+		// The writer says the file is complete (the block and unblock
+		// commands rename it into place under the lock): apply it now
+		// rather than after the watcher's debounce, as a /v1 write does.
+		// What is on disk is what the watcher reads next anyway.
+		if st := s.Edge.Blocklist(); !hasRule(st.List, pat, want) {
+			s.Edge.Reload("edit")
+		}
+	}
 	writeJSON(w, http.StatusOK, s.waitApplied(r.Context(), pat, want, since, wait))
+}
+
+// hasRule reports whether l has the rule want for pattern (nil: no rule
+// of that pattern): the test of waitApplied.
+func hasRule(l *blocklist.List, pattern string, want *blocklist.Rule) bool {
+	got, ok := l.Lookup(pattern)
+	return (want == nil && !ok) || (want != nil && ok && got.Format() == want.Format())
 }
 
 // ruleOfLine parses one rule line.
