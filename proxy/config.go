@@ -476,8 +476,9 @@ type LimitsConfig struct {
 	// so that one client cannot hold all of an origin's connections.
 	MaxRequestsPerClient int `yaml:"max_requests_per_client"`
 	// QUICPendingHandshakes caps the QUIC handshakes under way at once,
-	// all clients together (each holds about 35 KiB until it completes
-	// or timeouts.read_header ends it); beyond it a new connection
+	// all clients together (each holds about 150 KiB of heap and
+	// goroutine stacks until it completes or timeouts.read_header ends
+	// it); beyond it a new connection
 	// attempt is sent a Retry, and one that proved its address is
 	// refused. Default 1000 (quicPendingHandshakes).
 	QUICPendingHandshakes int `yaml:"quic_pending_handshakes"`

@@ -10,7 +10,8 @@ import (
 )
 
 // quicPendingHandshakes is the default of limits.quic_pending_handshakes:
-// about 35 MiB of handshake state at most (35 KiB each), far above what
+// about 150 MiB of handshake state at most (about 150 KiB each, heap and
+// goroutine stacks, measured in deploy/bench/README.md), far above what
 // real visitors keep under way (new connections per second × the round
 // trip time: 1000/s at 100 ms is 100).
 const quicPendingHandshakes = 1000

@@ -7,9 +7,10 @@
 # the machine's other load disturbs least. Then the handshake flood: for
 # each rate in BENCH_FLOOD_RATES, that many new QUIC connections per second
 # (full handshake and one request each; then first flights only, the
-# handshakes abandoned) with edgeblock's CPU share, memory and the Retries
+# handshakes abandoned) with edgeblock's CPU share, memory, the Retries
 # it sent (above 200 new connections a second every further
-# one must prove its address first).
+# one must prove its address first), the attempts it refused and the
+# peak of handshakes under way (limits.quic_pending_handshakes).
 #
 #   bash deploy/bench/h3.sh
 #   BENCH_DURATION=3s BENCH_ROUNDS=1 BENCH_FLOOD_RATES=100 bash deploy/bench/h3.sh

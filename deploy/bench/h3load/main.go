@@ -175,7 +175,26 @@ func floodRun(addr, host, path string, rate int, dur time.Duration, pid int, met
 	url := "https://" + addr + path
 	var ok, failed atomic.Int64
 	var wg sync.WaitGroup
-	r0 := retries(metricsURL)
+	r0 := metric(metricsURL, "edgeblock_quic_retries_total")
+	f0 := metric(metricsURL, "edgeblock_quic_handshakes_refused_total")
+	var peak atomic.Int64 // edgeblock_quic_handshakes_pending, sampled
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		tick := time.NewTicker(250 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				if p := metric(metricsURL, "edgeblock_quic_handshakes_pending"); p > peak.Load() {
+					peak.Store(p)
+				}
+			}
+		}
+	}()
 	c0 := cpuTime(pid)
 	start := time.Now()
 	tick := time.NewTicker(time.Second / time.Duration(rate))
@@ -207,6 +226,8 @@ func floodRun(addr, host, path string, rate int, dur time.Duration, pid int, met
 	wg.Wait()
 	elapsed := time.Since(start)
 	cpu := cpuTime(pid) - c0
+	close(stop)
+	<-sampled
 	what := "conn/s done"
 	if abandon {
 		what = "abandoned handshakes/s"
@@ -218,13 +239,15 @@ func floodRun(addr, host, path string, rate int, dur time.Duration, pid int, met
 			100*cpu.Seconds()/elapsed.Seconds(), cpu.Seconds()*1e6/float64(max(ok.Load(), 1)), rss>>10, hwm>>10)
 	}
 	if metricsURL != "" {
-		fmt.Printf("  Retry sent to %d", retries(metricsURL)-r0)
+		fmt.Printf("  Retry sent to %d, refused %d, handshakes pending peak %d",
+			metric(metricsURL, "edgeblock_quic_retries_total")-r0, metric(metricsURL, "edgeblock_quic_handshakes_refused_total")-f0, peak.Load())
 	}
 	fmt.Println()
 }
 
-// retries reads edgeblock_quic_retries_total from the edge's /metrics.
-func retries(url string) int64 {
+// metric reads the series name (no labels) from the edge's /metrics; 0
+// when url is "" or the edge does not export it.
+func metric(url, name string) int64 {
 	if url == "" {
 		return 0
 	}
@@ -235,7 +258,7 @@ func retries(url string) int64 {
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "edgeblock_quic_retries_total "); ok {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
 			f, _ := strconv.ParseFloat(v, 64)
 			return int64(f)
 		}
