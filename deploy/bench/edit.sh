@@ -7,7 +7,9 @@
 # first block page (403) curl gets for the new name. p50 and p99 over RUNS
 # edits (with fewer than 100 runs, p99 is the slowest). Then the edge's RSS and
 # Go heap (admin /metrics) after those edits, and the time of a block that
-# changes a rule in the middle of the list and of one that changes nothing.
+# changes a rule in the middle of the list and of one that changes nothing,
+# and RUNS unblocks of rules in the middle of the list (command, and until
+# the name is served again).
 # The list is one rule a line, a tenth wildcards, a hundredth with attributes
 # (99 bytes/rule at 1,000,000 rules with the default annotations).
 #
@@ -87,5 +89,22 @@ for n in $sizes; do
   echo "block EXISTING (changed mid-list): command $(ms $((t1 - t0))) ms"
   t0=$(now); ./edgeblock block -config edgeblock.yaml "site$mid.example" status=451 >/dev/null; t1=$(now)
   echo "block EXISTING (same): command $(ms $((t1 - t0))) ms"
+  # unblock: the rule's line goes from mid-list and its record is appended
+  # (two changed places); unblock->page: until the name is no longer blocked.
+  : > cmd.txt; : > page.txt
+  for i in $(seq 1 "$runs"); do
+    k=$((n / 3 + 7 * i)); while [ $((k % 10)) = 0 ]; do k=$((k + 1)); done
+    [ "$k" -lt "$n" ] || k=$((i % n + 1))
+    [ "$(status "site$k.example")" = 403 ] || continue
+    t0=$(now)
+    ./edgeblock unblock -config edgeblock.yaml "site$k.example" -comment bench >/dev/null
+    t1=$(now)
+    until [ "$(status "site$k.example")" != 403 ]; do
+      [ $(( $(now) - t0 )) -lt 30000000000 ] || { echo "site$k.example still blocked after 30s"; exit 1; }
+    done
+    t2=$(now)
+    echo $((t1 - t0)) >> cmd.txt; echo $((t2 - t0)) >> page.txt
+  done
+  [ -s cmd.txt ] && echo "unblock (mid-list): command p50 $(ms "$(pct 50 < cmd.txt)") ms p99 $(ms "$(pct 99 < cmd.txt)") ms; unblock->served p50 $(ms "$(pct 50 < page.txt)") ms p99 $(ms "$(pct 99 < page.txt)") ms ($(wc -l < cmd.txt) unblocks)"
   kill "$edge"; wait "$edge" 2>/dev/null || true; edge=""
 done
