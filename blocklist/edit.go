@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unsafe"
 )
 
 // EditResult says what ApplyEdit did to a list.
@@ -438,11 +439,12 @@ func scanEdit(file string, data []byte, e Edit, maxDrop float64, now time.Time) 
 	if err != nil {
 		return nil, res, nil, false
 	}
-	old, err := patternList(file, data, pat)
+	old, lines, err := patternListLines(file, data, pat)
 	if err != nil {
 		return nil, res, nil, false
 	}
-	parse := func(out []byte) (*List, error) { return patternList(file, out, pat) }
+	// The pattern's lines of the result: a scan of what the edit changed.
+	parse := func(out []byte) (*List, error) { return patternListAfter(file, data, out, lines, pat) }
 	var next *List
 	if e.Unblock {
 		if _, found := old.Lookup(pat); !found {
@@ -468,23 +470,79 @@ func scanEdit(file string, data []byte, e Edit, maxDrop float64, now time.Time) 
 // (in any spelling that normalizes to it), with their line numbers, and
 // nothing else: a list of pat's rules alone.
 func patternList(file string, data []byte, pat string) (*List, error) {
-	l := &List{file: file, nodes: map[string]node{}, attrIDs: map[Attrs]uint32{}}
-	p := parser{list: l, attrIDs: l.attrIDs}
-	lineNo := 0
-	for off := 0; off < len(data); {
+	l, _, err := patternListLines(file, data, pat)
+	return l, err
+}
+
+// patternListLines is patternList, also returning where the lines are.
+func patternListLines(file string, data []byte, pat string) (*List, []patLine, error) {
+	lines := patternLines(nil, data, pat, 0, len(data), 1)
+	l, err := parsePatternLines(file, data, lines)
+	return l, lines, err
+}
+
+// patLine is a line of a rule of the pattern: data[off:end] (without the
+// line break) is line no.
+type patLine struct{ off, end, no int }
+
+// patternLines appends to dst the lines of data[from:to] (whole lines, the
+// first numbered first) whose pattern is pat.
+func patternLines(dst []patLine, data []byte, pat string, from, to, first int) []patLine {
+	lineNo := first - 1
+	for off := from; off < to; {
 		lineNo++
-		end, next := len(data), len(data)
-		if i := bytes.IndexByte(data[off:], '\n'); i >= 0 {
+		end, next := to, to
+		if i := bytes.IndexByte(data[off:to], '\n'); i >= 0 {
 			end, next = off+i, off+i+1
 		}
-		if line := data[off:end]; isPatternLine(line, pat) {
-			if err := p.line(string(line), lineNo); err != nil {
-				return nil, &ParseError{Problems: []Problem{{File: file, Line: lineNo, Msg: err.Error()}}}
-			}
+		if isPatternLine(data[off:end], pat) {
+			dst = append(dst, patLine{off, end, lineNo})
 		}
 		off = next
 	}
+	return dst
+}
+
+// parsePatternLines parses lines of data, in file order, as a list.
+func parsePatternLines(file string, data []byte, lines []patLine) (*List, error) {
+	l := &List{file: file, nodes: map[string]node{}, attrIDs: map[Attrs]uint32{}}
+	p := parser{list: l, attrIDs: l.attrIDs}
+	for _, pl := range lines {
+		if err := p.line(string(data[pl.off:pl.end]), pl.no); err != nil {
+			return nil, &ParseError{Problems: []Problem{{File: file, Line: pl.no, Msg: err.Error()}}}
+		}
+	}
 	return l, nil
+}
+
+// patternListAfter is patternList of out, an edit of data whose pattern
+// lines are lines: it scans only the places where out differs from data
+// (see changedHunks), and takes the pattern's lines elsewhere from lines,
+// moved. When the places are too many or too large, it scans out whole.
+func patternListAfter(file string, data, out []byte, lines []patLine, pat string) (*List, error) {
+	hs := changedHunks(unsafe.String(unsafe.SliceData(data), len(data)), unsafe.String(unsafe.SliceData(out), len(out)))
+	if hs == nil {
+		return patternList(file, out, pat)
+	}
+	var next []patLine
+	k, bytesBy, linesBy := 0, 0, 0
+	oldNo, counted := 1, 0 // line number in data at byte counted
+	for _, h := range hs {
+		oldNo += bytes.Count(data[counted:h.os], []byte{'\n'})
+		counted = h.os
+		for ; k < len(lines) && lines[k].off < h.os; k++ {
+			next = append(next, patLine{lines[k].off + bytesBy, lines[k].end + bytesBy, lines[k].no + linesBy})
+		}
+		for ; k < len(lines) && lines[k].off < h.oe; k++ {
+		}
+		next = patternLines(next, out, pat, h.ns, h.ne, oldNo+linesBy)
+		bytesBy += (h.ne - h.ns) - (h.oe - h.os)
+		linesBy += int(countLines(string(out[h.ns:h.ne]))) - int(countLines(string(data[h.os:h.oe])))
+	}
+	for ; k < len(lines); k++ {
+		next = append(next, patLine{lines[k].off + bytesBy, lines[k].end + bytesBy, lines[k].no + linesBy})
+	}
+	return parsePatternLines(file, out, next)
 }
 
 // isPatternLine reports whether line is a rule whose pattern normalizes to

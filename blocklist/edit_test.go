@@ -400,11 +400,11 @@ func testBlock(file string, data []byte, pattern string, args []string, opt bloc
 	}
 	out, _, res, err := block(data, old, pattern, args, opt, func(out []byte) (*List, error) { return Reparse(old, file, out) })
 	if pat, perr := NormalizePattern(pattern); perr == nil {
-		mini, merr := patternList(file, data, pat)
+		mini, lines, merr := patternListLines(file, data, pat)
 		if merr != nil {
 			panic(fmt.Sprintf("patternList of a good list: %v", merr))
 		}
-		sout, _, sres, serr := block(data, mini, pattern, args, opt, func(out []byte) (*List, error) { return patternList(file, out, pat) })
+		sout, _, sres, serr := block(data, mini, pattern, args, opt, func(out []byte) (*List, error) { return patternListAfter(file, data, out, lines, pat) })
 		sameEdit("block", out, res, err, sout, sres, serr)
 	}
 	return out, res, err
@@ -420,11 +420,11 @@ func testUnblock(file string, data []byte, pattern string, note *Note, now time.
 	out, _, res, err := unblock(file, data, old, pattern, note, now, func(out []byte) (*List, error) { return Reparse(old, file, out) })
 	if pat, perr := NormalizePattern(pattern); perr == nil {
 		if _, found := old.Lookup(pat); found {
-			mini, merr := patternList(file, data, pat)
+			mini, lines, merr := patternListLines(file, data, pat)
 			if merr != nil {
 				panic(fmt.Sprintf("patternList of a good list: %v", merr))
 			}
-			sout, _, sres, serr := unblock(file, data, mini, pattern, note, now, func(out []byte) (*List, error) { return patternList(file, out, pat) })
+			sout, _, sres, serr := unblock(file, data, mini, pattern, note, now, func(out []byte) (*List, error) { return patternListAfter(file, data, out, lines, pat) })
 			sameEdit("unblock", out, res, err, sout, sres, serr)
 		}
 	}
@@ -554,5 +554,53 @@ func TestApplyEditScanSameAsWhole(t *testing.T) {
 	t.Logf("%d of 400 edits answered by the scan", scanned)
 	if scanned < 100 {
 		t.Errorf("only %d edits answered by the scan", scanned)
+	}
+}
+
+// TestPatternListAfter: the pattern's lines of an edited list, found by a
+// scan of the changed places only, are those a scan of the whole result
+// finds (same rules, lines and errors), for random edits in one place and
+// in two, also with the small bounds that make several places.
+func TestPatternListAfter(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	for _, split := range []bool{false, true} {
+		t.Run(map[bool]string{false: "one region", true: "split"}[split], func(t *testing.T) {
+			if split {
+				splitSmall(t)
+			}
+			for i := range 400 {
+				data := genList(40 + rng.IntN(60))
+				for range rng.IntN(3) {
+					data = randomEdit(rng, data, i)
+				}
+				out := randomEdit(rng, data, i+1000)
+				if rng.IntN(2) == 0 {
+					out = randomEdit(rng, out, i+2000)
+				}
+				for _, pat := range []string{fmt.Sprintf("site%d.example", rng.IntN(100)), fmt.Sprintf("pages%d.example", 10*rng.IntN(10)), fmt.Sprintf("site%d.example", rng.IntN(700))} {
+					_, lines, err := patternListLines("f.txt", data, pat)
+					if err != nil {
+						continue
+					}
+					want, werr := patternList("f.txt", out, pat)
+					got, gerr := patternListAfter("f.txt", data, out, lines, pat)
+					if (werr == nil) != (gerr == nil) || werr != nil && werr.Error() != gerr.Error() {
+						t.Fatalf("%s: error %v, want %v\n%s\n->\n%s", pat, gerr, werr, data, out)
+					}
+					if werr != nil {
+						continue
+					}
+					g, w := slices.Collect(got.Rules()), slices.Collect(want.Rules())
+					if len(g) != len(w) {
+						t.Fatalf("%s: %d rules, want %d", pat, len(g), len(w))
+					}
+					for k := range w {
+						if g[k].Format() != w[k].Format() || g[k].Line != w[k].Line {
+							t.Fatalf("%s: rule %d %s line %d, want %s line %d", pat, k, g[k].Format(), g[k].Line, w[k].Format(), w[k].Line)
+						}
+					}
+				}
+			}
+		})
 	}
 }
