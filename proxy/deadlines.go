@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -252,6 +253,10 @@ type guardWriter struct {
 	body     *guardBody
 
 	h2 bool
+	// length is the response's Content-Length as the header said when
+	// it was written, -1 for none; written counts the body bytes the
+	// handler wrote (finish: a complete response).
+	length, written int64
 	// ctx is the HTTP/2 request's context (when wd is set), which holds
 	// its connection (withConn). net/http cancels it as the handler
 	// returns, before the response's last frame is written.
@@ -291,6 +296,12 @@ func (g *guardWriter) WriteHeader(code int) {
 		if g.draining != nil && g.draining.Load() {
 			g.Header().Set("Connection", "close")
 		}
+		g.length = -1
+		if v := g.Header()["Content-Length"]; !g.h2 && len(v) == 1 {
+			if n, err := strconv.ParseInt(v[0], 10, 64); err == nil {
+				g.length = n
+			}
+		}
 	}
 	g.ResponseWriter.WriteHeader(code)
 }
@@ -318,6 +329,7 @@ func (g *guardWriter) Write(p []byte) (n int, err error) {
 		return err
 	})
 	g.dirty = g.dirty || n > 0
+	g.written += int64(n)
 	return n, err
 }
 
@@ -390,9 +402,25 @@ func (g *guardWriter) finish() {
 		g.release()
 		return
 	}
+	if g.complete() {
+		// Flushed here, under the watchdog, the response leaves net/http
+		// nothing to write after the handler: no connection deadline to
+		// set now and clear when the connection goes idle.
+		g.guard(g.rc.Flush)
+		g.wd.close()
+		g.release()
+		return
+	}
 	g.wd.close()
 	g.rc.SetWriteDeadline(time.Now().Add(g.idle))
 	g.release()
+}
+
+// complete reports whether the HTTP/1.1 response is whole: its header
+// was written with a Content-Length and the handler wrote that many body
+// bytes (net/http then adds nothing after the handler: no chunk trailer).
+func (g *guardWriter) complete() bool {
+	return g.wroteHeader && !g.bodyTimeout && g.length > 0 && g.written == g.length
 }
 
 // handOff leaves the buffered end of an HTTP/2 response to net/http (see
