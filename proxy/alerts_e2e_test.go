@@ -47,6 +47,9 @@ func hungOrigin(t *testing.T) string {
 // runs the alerting rules over those scrapes with promtool: the dead and
 // the hung origin page, the origin's own 500s do not.
 func TestAlertsOnRealMetrics(t *testing.T) {
+	if testing.Short() {
+		t.Skip("promtool over twenty minutes of scrapes: runs in .ci/run")
+	}
 	promtool := requireBinary(t, "promtool", "prometheus")
 	broken := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "origin bug", http.StatusInternalServerError)

@@ -18,6 +18,9 @@ import (
 // upper bound. Heap plus goroutine stacks must stay under 64 KiB per
 // connection (96 KiB under the race detector).
 func TestIdleConnectionMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("scale test (5,000 connections, heap per connection): runs in .ci/run")
+	}
 	n, bound := 5000, 64<<10
 	if raceEnabled {
 		n, bound = 1000, 96<<10 // the race detector doubles stacks

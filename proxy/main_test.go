@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"flag"
 	"fmt"
 	"os"
 	"testing"
@@ -16,8 +17,17 @@ import (
 // test's Redis is stopped or failing over), which go-redis prints to
 // standard error and which would bury the test output; the server does
 // the same (fleet.SetClientLogger).
+//
+// Under -short, unless -parallel is given, up to 4 tests marked
+// t.Parallel run at once (the default is GOMAXPROCS): those tests spend
+// their time waiting on their edge's configured timeouts, not on the CPU,
+// so that `go test -short ./...` stays quick on a 2-core machine.
 func TestMain(m *testing.M) {
 	fleet.SetClientLogger(func(string) {})
+	flag.Parse()
+	if testing.Short() && !flagGiven("test.parallel") {
+		flag.Set("test.parallel", "4")
+	}
 	dir, err := os.MkdirTemp("", "edgeblock-proxy-test-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -27,4 +37,11 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// flagGiven reports whether the flag name was set on the command line.
+func flagGiven(name string) bool {
+	given := false
+	flag.Visit(func(f *flag.Flag) { given = given || f.Name == name })
+	return given
 }

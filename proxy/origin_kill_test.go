@@ -155,6 +155,9 @@ func (r *loadResult) fail(what string) {
 // visitors send GET requests for 2 s: no visitor may see an error, since
 // every failed attempt (reset mid-request, refused) is retried elsewhere.
 func TestOriginKilledUnderLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("load test killing origin processes: runs in .ci/run")
+	}
 	for _, tt := range []struct {
 		name       string
 		closeConns bool

@@ -15,6 +15,9 @@ import (
 // Visitors see no handshake error throughout, and the expiry series move
 // forward.
 func TestRenewalShortLived(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real renewals of 15-second certificates: runs in .ci/run")
+	}
 	old := renewCheckInterval
 	renewCheckInterval = time.Second
 	t.Cleanup(func() { renewCheckInterval = old })

@@ -83,7 +83,7 @@ func (p *edgeProc) waitReadyTLS(admin string) {
 // "no edge answered", and an edge serving another certificate is not
 // trusted.
 func TestBlockAppliedAdminTLS(t *testing.T) {
-	bin := buildBinary(t)
+	bin := edgeblockBin(t)
 	const token = "0123456789abcdef0123456789abcdef"
 	sum := sha256.Sum256([]byte(token))
 	tests := []struct {

@@ -505,10 +505,7 @@ func TestSystemdUnit(t *testing.T) {
 	}
 	analyze := requireTool(t, "systemd-analyze", "systemd")
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "edgeblock")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := edgeblockBin(t)
 	// The unit names the installed path; verify it against the binary just built.
 	u := filepath.Join(dir, "edgeblock.service")
 	os.WriteFile(u, bytes.ReplaceAll(unit, []byte("/usr/local/bin/edgeblock"), []byte(bin)), 0o644)

@@ -14,16 +14,6 @@ import (
 	"time"
 )
 
-// buildBinary builds the edgeblock binary into a temp dir.
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "edgeblock")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
 // edgeProc is a running edgeblock process.
 type edgeProc struct {
 	t      *testing.T
@@ -144,7 +134,7 @@ func metric(t *testing.T, admin, series string) string {
 // files, stopped, restarted with a bad or missing file, it serves the
 // snapshot's blocks and is ready; with no snapshot it refuses to start.
 func TestServeStartsFromSnapshot(t *testing.T) {
-	bin := buildBinary(t)
+	bin := edgeblockBin(t)
 	tests := []struct {
 		name    string
 		break_  func(f edgeFiles)
@@ -204,7 +194,7 @@ func TestServeStartsFromSnapshot(t *testing.T) {
 // file against what it runs: the drop, the diff, the live explanation;
 // then, the edge stopped, against the snapshot and the files.
 func TestCheckAndExplainAskTheRunningEdge(t *testing.T) {
-	bin := buildBinary(t)
+	bin := edgeblockBin(t)
 	var rules strings.Builder
 	for i := range 10 {
 		fmt.Fprintf(&rules, "r%d.example\n", i)

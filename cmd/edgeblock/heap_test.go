@@ -48,6 +48,9 @@ func liveHeap() uint64 {
 // near one list's worth, not two (the start-up list kept alive beside the
 // current one).
 func TestServeHeapAcrossReloads(t *testing.T) {
+	if testing.Short() {
+		t.Skip("scale test (1,000,000 rules across reloads): runs in .ci/run")
+	}
 	rules := 1_000_000
 	if raceEnabled {
 		rules = 200_000

@@ -342,7 +342,7 @@ func TestExplainAndCheckJSON(t *testing.T) {
 // TestBlockReportsApplied: block and unblock ask the running edge (the
 // real binary) whether the edit is in effect, and say so, in text and JSON.
 func TestBlockReportsApplied(t *testing.T) {
-	bin := buildBinary(t)
+	bin := edgeblockBin(t)
 	f := newEdgeFiles(t, "a.example\nb.example\n")
 	p := startProc(t, bin, "serve", "-config", f.config, "-state-dir", "off")
 	p.waitReady(f.admin)
