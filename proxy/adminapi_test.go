@@ -596,7 +596,7 @@ func startFleetAPIEnv(t *testing.T, addr string) *testEnv {
 // compare-and-set retries), the drop guard refuses before publishing, and
 // GET /v1/version reports the applied and the published version.
 func TestAdminAPIFleet(t *testing.T) {
-	t.Parallel() // its own edge and origins on :0; changes no package state
+	t.Parallel() // its own edge and origins on :0, no TLS; changes no package state
 	r := fleettest.Start(t)
 	store := fleetStore(t, r)
 	publish(t, store, "a.example\n", "seed")

@@ -180,7 +180,7 @@ func attackHTTP1(t *testing.T, addr, request string) (int, http.Header, string) 
 const cl = "Connection: close\r\n\r\n"
 
 func TestAttackHTTP1(t *testing.T) {
-	t.Parallel() // its own edge and origins on :0; changes no package state
+	t.Parallel() // its own edge and origins on :0, no TLS; changes no package state
 	e, o, _ := attackEnv(t)
 	get := func(host string, extra ...string) string {
 		return "GET / HTTP/1.1\r\nHost: " + host + "\r\n" + strings.Join(extra, "") + cl
@@ -328,7 +328,7 @@ func (c *h2Conn) send(fields []string, split int, body string, trailers []string
 }
 
 func TestAttackHTTP2(t *testing.T) {
-	t.Parallel() // its own edge and origins on :0; changes no package state
+	parallelTLS(t)
 	e, o, pool := attackEnv(t)
 	get := func(fields ...string) []string {
 		return append([]string{":method", "GET", ":scheme", "https"}, fields...)
@@ -744,7 +744,7 @@ func TestAttackRouteOverAddress(t *testing.T) {
 // are forwarded as sent, and every request line the origin reads is
 // three tokens.
 func TestAttackRequestLine(t *testing.T) {
-	t.Parallel() // its own edge and origins on :0; changes no package state
+	parallelTLS(t)
 	o := newRawOrigin(t)
 	u := `"http://` + o.ln.Addr().String() + `"`
 	for _, client := range []string{"edgeblock", "stdlib"} {

@@ -197,7 +197,7 @@ func TestFleetRedisLost(t *testing.T) {
 // applied, and confirms it once Redis is back; without a snapshot it
 // refuses to start, saying why.
 func TestFleetStartFromSnapshot(t *testing.T) {
-	t.Parallel() // its own edge and origins on :0; changes no package state
+	t.Parallel() // its own edge and origins on :0, no TLS; changes no package state
 	r := fleettest.Start(t, "--appendonly", "yes", "--appendfsync", "always")
 	s := fleetStore(t, r)
 	publish(t, s, "a.example\n", "first")

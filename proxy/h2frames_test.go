@@ -71,7 +71,7 @@ func dialCounted(t *testing.T, addr string, pool *x509.CertPool, serverName stri
 // records (net/http flushes after HEADERS when its write queue runs empty,
 // then after the DATA frame). Larger bodies arrive whole.
 func TestHTTP2ResponseFrames(t *testing.T) {
-	t.Parallel() // its own edge and origins on :0; changes no package state
+	parallelTLS(t)
 	o := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
 		w.Header().Set("Content-Length", strconv.Itoa(n)) // else a body past 2 KiB is chunked, and streamed
@@ -154,7 +154,7 @@ func TestHTTP2ResponseFrames(t *testing.T) {
 // connection that got its answers and sits idle longer than write_idle
 // is left alone.
 func TestHTTP2WriteIdleAfterHandler(t *testing.T) {
-	t.Parallel() // its own edge and origins on :0; changes no package state
+	parallelTLS(t)
 	e, pool := startTLSEnv(t, "timeouts:\n  write_idle: 1s\n", "blocked.example\n")
 	t.Run("zero window", func(t *testing.T) {
 		c := dialFrames(t, e.srv.Addr("https"), pool, "blocked.example", nil, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0})

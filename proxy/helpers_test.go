@@ -203,3 +203,19 @@ func storageDir(t *testing.T) string {
 	})
 	return dir
 }
+
+// tlsTurn is held by the parallel test that serves TLS now (parallelTLS).
+var tlsTurn sync.Mutex
+
+// parallelTLS marks a test that starts edges serving TLS as parallel with
+// the tests that serve none. Such tests take turns among themselves:
+// certmagic keeps process-wide state keyed by name (certificate jobs and
+// on-demand obtains are deduplicated by name across all its configs), so
+// two edges of one process that obtain a certificate for app.example at
+// once, each from its own CA, would leave one of them without its own.
+func parallelTLS(t *testing.T) {
+	t.Helper()
+	t.Parallel()
+	tlsTurn.Lock()
+	t.Cleanup(tlsTurn.Unlock)
+}

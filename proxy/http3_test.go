@@ -100,7 +100,7 @@ func fetch(t *testing.T, c *http.Client, base, host, path string) (*http.Respons
 // with proto HTTP/3.0 and the per-protocol count; HTTPS responses
 // advertise the QUIC port in Alt-Svc, HTTP/3 is spoken on it.
 func TestHTTP3SameEdge(t *testing.T) {
-	t.Parallel() // its own edge and origins on :0; changes no package state
+	parallelTLS(t)
 	o := echoOrigin(t)
 	e, pool := h3Env(t, "", `routes:
   - host: app.example
@@ -405,7 +405,7 @@ func TestHTTP3BlockClosesStream(t *testing.T) {
 // connects. With max_requests_per_client 1, a request held over HTTP/2
 // makes an HTTP/3 request get 429.
 func TestHTTP3ClientCaps(t *testing.T) {
-	t.Parallel() // its own edge and origins on :0; changes no package state
+	parallelTLS(t)
 	o := newWaitOrigin(t)
 	t.Run("connections", func(t *testing.T) {
 		e, pool := h3Env(t, "limits:\n  max_conns_per_client: 1\n", routeConfig("app.example", `"`+o.URL+`"`), "")
@@ -467,7 +467,7 @@ func TestHTTP3ClientCaps(t *testing.T) {
 // TestHTTP3StreamCap: limits.max_streams_per_conn bounds the requests
 // one QUIC connection has open at once; the others wait and then succeed.
 func TestHTTP3StreamCap(t *testing.T) {
-	t.Parallel() // its own edge and origins on :0; changes no package state
+	parallelTLS(t)
 	o := newWaitOrigin(t)
 	e, pool := h3Env(t, "limits:\n  max_streams_per_conn: 2\n", routeConfig("app.example", `"`+o.URL+`"`), "")
 	c3, _ := h3Client(t, pool, "app.example")
@@ -507,7 +507,7 @@ func TestHTTP3StreamCap(t *testing.T) {
 // mid-body gets the HTTP/3 stream reset, never a clean end that would
 // make the cut-off body look complete.
 func TestHTTP3OriginBreaksOff(t *testing.T) {
-	t.Parallel() // its own edge and origins on :0; changes no package state
+	parallelTLS(t)
 	o := breakingOrigin(t)
 	e, pool := h3Env(t, "", routeConfig("app.example", `"`+o.URL+`"`), "")
 	c3, _ := h3Client(t, pool, "app.example")
@@ -538,7 +538,7 @@ func TestHTTP3OriginBreaksOff(t *testing.T) {
 // request in flight over HTTP/3 finishes with its whole answer, and Stop
 // returns once it has.
 func TestHTTP3Drain(t *testing.T) {
-	t.Parallel() // its own edge and origins on :0; changes no package state
+	parallelTLS(t)
 	o := newWaitOrigin(t)
 	e, pool := h3Env(t, "", routeConfig("app.example", `"`+o.URL+`"`), "")
 	base3 := "https://" + e.srv.Addr("quic")
@@ -811,7 +811,7 @@ func h3Raw(t *testing.T, conn *quic.Conn, fields ...string) (status string, body
 // (a Host field that differs from :authority, an absolute :path) is reset
 // and never forwarded.
 func TestHTTP3HostDecision(t *testing.T) {
-	t.Parallel() // its own edge and origins on :0; changes no package state
+	parallelTLS(t)
 	o := echoOrigin(t)
 	e, pool := h3Env(t, "", routeConfig("app.example", `"`+o.URL+`"`), "blocked.example\n")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -926,7 +926,7 @@ func normalizePage(s string) string {
 // timeouts.write_idle and the origin released; the connection stays
 // usable; a connection left idle is closed after timeouts.idle.
 func TestHTTP3Timeouts(t *testing.T) {
-	t.Parallel() // its own edge and origins on :0; changes no package state
+	parallelTLS(t)
 	o := newWatchedOrigin(t, 32<<20)
 	e, pool := h3Env(t, "timeouts:\n  write_idle: 1s\n  idle: 2s\n", routeConfig("big.example", `"`+o.URL+`"`), "")
 	c3, _ := h3Client(t, pool, "big.example")
@@ -993,7 +993,7 @@ func TestAltSvcFromOrigin(t *testing.T) {
 // waiting out its idle timeout. Started on another state directory (other
 // keys), the new edge cannot, and the client is left waiting.
 func TestQUICStatelessResetAcrossRestart(t *testing.T) {
-	t.Parallel() // its own edge and origins on :0; changes no package state
+	parallelTLS(t)
 	o := echoOrigin(t)
 	for _, tt := range []struct {
 		name      string

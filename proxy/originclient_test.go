@@ -119,7 +119,7 @@ func TestOriginsClient(t *testing.T) {
 // HTTP/2, through either origin client; so does the 502 page when the
 // origin breaks off after its 1xx.
 func TestInterimResponses(t *testing.T) {
-	t.Parallel() // its own edge and origins on :0; changes no package state
+	parallelTLS(t)
 	o := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n, _ := strconv.Atoi(r.URL.Query().Get("hints"))
 		for i := range n {

@@ -113,7 +113,7 @@ func (o *watchedOrigin) waitEnded(t *testing.T, timeout time.Duration) string {
 }
 
 func TestHTTP2Settings(t *testing.T) {
-	t.Parallel() // its own edge and origins on :0; changes no package state
+	parallelTLS(t)
 	o := echoOrigin(t)
 	for _, tt := range []struct {
 		name, config string
@@ -148,7 +148,7 @@ func TestHTTP2Settings(t *testing.T) {
 // and that the origin connection is released; and that streams and
 // upgrades that pause longer than write_idle but keep flowing are not.
 func TestWriteIdle(t *testing.T) {
-	t.Parallel() // its own edge and origins on :0; changes no package state
+	parallelTLS(t)
 	o := newWatchedOrigin(t, 32<<20)
 	ws := upgradeOrigin(t, false)
 	e, pool := startTLSEnv(t, "timeouts:\n  write_idle: 1s\n"+routeConfig("big.example", `"`+o.URL+`"`, "ws.example", `"`+ws.URL+`"`), "")
@@ -248,7 +248,7 @@ func upgrade(t *testing.T, addr, host string) (net.Conn, *bufio.Reader) {
 // timeouts.body_read with a 408, over both protocols, and the origin that
 // was reading it is released; a slow body that keeps moving is not.
 func TestBodyReadIdle(t *testing.T) {
-	t.Parallel() // its own edge and origins on :0; changes no package state
+	parallelTLS(t)
 	o := newWatchedOrigin(t, 0)
 	e, pool := startTLSEnv(t, "timeouts:\n  body_read: 1s\n"+routeConfig("up.example", `"`+o.URL+`"`), "")
 

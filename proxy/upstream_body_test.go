@@ -44,7 +44,7 @@ func breakingOrigin(t *testing.T) *httptest.Server {
 }
 
 func TestOriginBreaksOffBody(t *testing.T) {
-	t.Parallel() // its own edge and origins on :0; changes no package state
+	parallelTLS(t)
 	o := breakingOrigin(t)
 	e, pool := tlsRoutesEnv(t, "origins:\n  body_idle_timeout: 300ms\n"+routeConfig("break.example", `"`+o.URL+`"`), "")
 	h2 := dialH2(t, e.srv.Addr("https"), "break.example", pool)
