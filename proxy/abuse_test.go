@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,12 +18,21 @@ import (
 	"golang.org/x/net/http2"
 )
 
-// abuseOrigin counts the requests that reach it and those in its handler
-// at once, and answers "ok" after pause; /visitor, the other visitor's
-// path, is answered at once and not counted.
+// abuseOrigin counts the requests that reach it, by path, and those in
+// its handler at once, and answers "ok" after pause; /visitor, the other
+// visitor's path, is answered at once and not counted.
 type abuseOrigin struct {
 	*httptest.Server
-	hits, active, peak atomic.Int64
+	active, peak atomic.Int64
+	hits         sync.Map // path -> *atomic.Int64
+}
+
+// hitsAt returns how many requests for path reached the origin.
+func (o *abuseOrigin) hitsAt(path string) int64 {
+	if v, ok := o.hits.Load(path); ok {
+		return v.(*atomic.Int64).Load()
+	}
+	return 0
 }
 
 func newAbuseOrigin(t *testing.T, pause time.Duration) *abuseOrigin {
@@ -33,7 +43,8 @@ func newAbuseOrigin(t *testing.T, pause time.Duration) *abuseOrigin {
 			io.WriteString(w, "ok")
 			return
 		}
-		o.hits.Add(1)
+		v, _ := o.hits.LoadOrStore(r.URL.Path, new(atomic.Int64))
+		v.(*atomic.Int64).Add(1)
 		n := o.active.Add(1)
 		defer o.active.Add(-1)
 		for p := o.peak.Load(); n > p && !o.peak.CompareAndSwap(p, n); p = o.peak.Load() {
@@ -214,13 +225,16 @@ func TestHTTP2Abuse(t *testing.T) {
 		}
 		return b
 	}
-	get := block(":method", "GET", ":scheme", "https", ":authority", "app.example", ":path", "/")
 	pad := strings.Repeat("x", 8<<10)
 	for _, tt := range []struct {
 		name  string
 		limit int64 // bytes the attacker tries to send
 		read  bool  // the attacker reads what the edge sends
-		write func() func(fr *http2.Framer) error
+		// write returns the attacker's frame writer; get is a request
+		// for path, the subtest's own, so that requests of an earlier
+		// flood the edge is still working through (slow at load) are
+		// not counted as this one's.
+		write func(get []byte, path string) func(fr *http2.Framer) error
 		// maxHits bounds the requests that reach the origin; -1: only
 		// their concurrency is bounded (by max_streams_per_conn).
 		maxHits int64
@@ -239,7 +253,7 @@ func TestHTTP2Abuse(t *testing.T) {
 			// slows it), the attacker gets no further than a client
 			// within the stream limit.
 			name: "rapid reset", limit: 256 << 20, read: true, maxHits: -1,
-			write: func() func(fr *http2.Framer) error {
+			write: func(get []byte, path string) func(fr *http2.Framer) error {
 				id := uint32(1)
 				return func(fr *http2.Framer) error {
 					if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: get, EndStream: true, EndHeaders: true}); err != nil {
@@ -254,7 +268,7 @@ func TestHTTP2Abuse(t *testing.T) {
 		{
 			// CVE-2023-45288: a header block that never ends.
 			name: "CONTINUATION flood", limit: 64 << 20, read: true, maxHits: 0, wantClosed: true, maxSent: 12 << 20,
-			write: func() func(fr *http2.Framer) error {
+			write: func(get []byte, path string) func(fr *http2.Framer) error {
 				started := false
 				frag := block("x-pad", pad)
 				return func(fr *http2.Framer) error {
@@ -268,10 +282,10 @@ func TestHTTP2Abuse(t *testing.T) {
 		},
 		{
 			name: "header list of 1 MiB", limit: 1 << 20, read: true, maxHits: 0, wantClosed: true, maxSent: 2 << 20,
-			write: func() func(fr *http2.Framer) error {
+			write: func(get []byte, path string) func(fr *http2.Framer) error {
 				id := uint32(1)
 				return func(fr *http2.Framer) error {
-					fields := []string{":method", "GET", ":scheme", "https", ":authority", "app.example", ":path", "/"}
+					fields := []string{":method", "GET", ":scheme", "https", ":authority", "app.example", ":path", path}
 					for i := range 128 {
 						fields = append(fields, fmt.Sprintf("x-h%d", i), pad)
 					}
@@ -300,7 +314,7 @@ func TestHTTP2Abuse(t *testing.T) {
 			// write_idle closes it; that takes 50-200 MiB of SETTINGS
 			// on loopback, too long for a test.)
 			name: "SETTINGS flood, not reading", limit: 16 << 20, read: false,
-			write: func() func(fr *http2.Framer) error {
+			write: func(get []byte, path string) func(fr *http2.Framer) error {
 				return func(fr *http2.Framer) error {
 					return fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1 << 16})
 				}
@@ -308,7 +322,7 @@ func TestHTTP2Abuse(t *testing.T) {
 		},
 		{
 			name: "PING flood, not reading", limit: 64 << 20, read: false, wantClosed: true, maxSent: 12 << 20,
-			write: func() func(fr *http2.Framer) error {
+			write: func(get []byte, path string) func(fr *http2.Framer) error {
 				var data [8]byte
 				return func(fr *http2.Framer) error { return fr.WritePing(false, data) }
 			},
@@ -318,7 +332,7 @@ func TestHTTP2Abuse(t *testing.T) {
 			// closes the connection at 10000 queued, so the queue is
 			// bounded either way.
 			name: "PING flood, reading", limit: 8 << 20, read: true,
-			write: func() func(fr *http2.Framer) error {
+			write: func(get []byte, path string) func(fr *http2.Framer) error {
 				var data [8]byte
 				return func(fr *http2.Framer) error { return fr.WritePing(false, data) }
 			},
@@ -330,7 +344,8 @@ func TestHTTP2Abuse(t *testing.T) {
 			visitor.CloseIdleConnections()
 			o.CloseClientConnections()
 			time.Sleep(100 * time.Millisecond)
-			hits0 := o.hits.Load()
+			path := "/" + strings.NewReplacer(" ", "-", ",", "").Replace(tt.name)
+			get := block(":method", "GET", ":scheme", "https", ":authority", "app.example", ":path", path)
 			o.peak.Store(0)
 			g0, heap0, fds0 := runtime.NumGoroutine(), heapInuse(), openFDs(t)
 			c := dialFrames(t, addr, pool, "app.example", nil)
@@ -359,7 +374,7 @@ func TestHTTP2Abuse(t *testing.T) {
 				// and more) may take seconds to get there.
 				closeWait = 30 * time.Second
 			}
-			res := flood(t, c, tt.limit, tt.read, closeWait, tt.write())
+			res := flood(t, c, tt.limit, tt.read, closeWait, tt.write(get, path))
 			d := time.Since(start)
 			heapPeak := heapInuse()
 			close(stopVisits)
@@ -369,16 +384,18 @@ func TestHTTP2Abuse(t *testing.T) {
 			// The edge may still be working through what the attacker
 			// left in its socket buffers (each stream it opens reaches
 			// the origin); that ends, and then everything is released.
+			// Ended: no new request for a second (at load 20 the edge
+			// may pause that long between two).
 			settle := time.Now()
 			last := int64(-1)
 			if !eventually(30*time.Second, func() bool {
-				time.Sleep(200 * time.Millisecond)
-				h := o.hits.Load()
+				time.Sleep(time.Second)
+				h := o.hitsAt(path)
 				done := h == last && metricValue(t, e.scrape(), "edgeblock_requests_in_flight") == "0"
 				last = h
 				return done
 			}) {
-				t.Fatalf("the edge still sends the attacker's requests 30s after the flood (%d so far)", o.hits.Load()-hits0)
+				t.Fatalf("the edge still sends the attacker's requests 30s after the flood (%d so far)", o.hitsAt(path))
 			}
 			settled := time.Since(settle)
 			visitor.CloseIdleConnections()
@@ -391,7 +408,7 @@ func TestHTTP2Abuse(t *testing.T) {
 				t.Fatalf("goroutines: %d before, %d 30s after the flood:\n%s", g0, runtime.NumGoroutine(), b.String())
 			}
 			waitFor(t, 30*time.Second, "descriptors released", func() bool { return openFDs(t) <= fds0+4 })
-			hits := o.hits.Load() - hits0
+			hits := o.hitsAt(path)
 			growth := float64(int64(heapPeak)-int64(heap0)) / (1 << 20)
 			t.Logf("%s: sent %.1f MiB in %v, closed by the edge %v (GOAWAY %v), origin requests %d (at most %d at once, the last %v after the flood), statuses %v, heap +%.1f MiB",
 				tt.name, float64(res.sent)/(1<<20), d.Round(time.Millisecond), res.closed, res.goAway, hits, o.peak.Load(), settled.Round(100*time.Millisecond), res.statusN, growth)
