@@ -120,7 +120,7 @@ func BenchmarkReload1M(b *testing.B) {
 			b.Fatal(err)
 		}
 		st := p.state.Load()
-		if err := p.Apply(st.cfg, l, st.renderer); err != nil {
+		if err := p.Apply(st.cfg.Config, l, st.renderer); err != nil {
 			b.Fatal(err)
 		}
 		reloads = append(reloads, time.Since(start))

@@ -66,8 +66,6 @@ type Config struct {
 	// Path is the file the config was loaded from; SHA256 its content's hash.
 	Path   string `yaml:"-"`
 	SHA256 string `yaml:"-"`
-	// trusted is TrustedProxies parsed.
-	trusted []netip.Prefix
 	// src is the parsed document without the routes' entries (see
 	// withoutRoutes), for the lines of problems found later.
 	src *yaml.Node
@@ -1458,18 +1456,13 @@ func (c *Config) validate(v *validator) {
 	}
 	c.Origins.Balance.validate(c, v, []any{"origins"})
 	c.validateGeo(v)
-	c.trusted = nil
 	for i, s := range c.TrustedProxies {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			a, err2 := netip.ParseAddr(s)
-			if err2 != nil {
+		if _, err := netip.ParsePrefix(s); err != nil {
+			if _, err := netip.ParseAddr(s); err != nil {
 				v.addf([]any{"trusted_proxies", i}, "%q is not a CIDR or an IP address", s)
 				continue
 			}
-			p = netip.PrefixFrom(a, a.BitLen())
 		}
-		c.trusted = append(c.trusted, p.Masked())
 	}
 	for _, d := range []struct {
 		key string

@@ -37,7 +37,7 @@ func coveredPatterns(cfg *Config, list *blocklist.List) *certs.Patterns {
 // of the list). Otherwise, or when the replaced names grow past
 // maxCoveredReplaced, it is built whole. The result is the same set.
 func coveredNext(prev *state, cfg *Config, list *blocklist.List) *certs.Patterns {
-	if prev == nil || prev.cfg != cfg {
+	if prev == nil || prev.cfg.Config != cfg {
 		return coveredPatterns(cfg, list)
 	}
 	names, ok := list.Touched(prev.list)

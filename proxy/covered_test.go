@@ -41,7 +41,7 @@ func TestCoveredIncremental(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := &state{cfg: cfg, list: list}
+	st := &state{cfg: provision(cfg), list: list}
 	st.coveredOnce.Do(func() { st.covered = coveredNext(nil, cfg, list) })
 
 	rng := rand.New(rand.NewPCG(3, 4))
@@ -76,7 +76,7 @@ func TestCoveredIncremental(t *testing.T) {
 		if err != nil {
 			continue // a duplicate: the same rule appended again
 		}
-		ns := &state{cfg: cfg, list: l}
+		ns := &state{cfg: provision(cfg), list: l}
 		ns.coveredOnce.Do(func() { ns.covered = coveredNext(st, cfg, l) })
 		applied++
 		if ns.covered.Replaced() > 0 || ns.covered == st.covered {
@@ -152,7 +152,7 @@ func BenchmarkCovered(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	prev := &state{cfg: cfg, list: list}
+	prev := &state{cfg: provision(cfg), list: list}
 	prev.coveredOnce.Do(func() { prev.covered = coveredPatterns(cfg, list) })
 	l, err := blocklist.Reparse(list, "f.txt", []byte(sb.String()+"new.example\n"))
 	if err != nil {

@@ -82,7 +82,7 @@ func FuzzRequestDecision(f *testing.F) {
 		}
 		out.URL = origin.TargetURL(base, r.URL)
 		out.Host = hostField(host)
-		setForwarding(out, r, cfg, host, "edge")
+		setForwarding(out, r, provision(cfg), host, "edge")
 		if blockedAt(list, host, now) || out.Host != hostField(host) {
 			t.Fatalf("origin gets Host %q for decided %q", out.Host, host)
 		}

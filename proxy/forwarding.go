@@ -69,7 +69,7 @@ func dropRoutingHeaders(h http.Header) {
 // names no such entry (see forwardedClient), the last trusted address
 // walked is the client: the left-most of an all-trusted chain, or the one
 // right of an entry that is not an IP address.
-func (c *Config) clientAddr(peer netip.Addr, trusted bool, xff []string) netip.Addr {
+func (c *edgeConfig) clientAddr(peer netip.Addr, trusted bool, xff []string) netip.Addr {
 	if !trusted {
 		return peer
 	}
@@ -86,7 +86,7 @@ func (c *Config) clientAddr(peer netip.Addr, trusted bool, xff []string) netip.A
 // trusted proxy's own appends are. It is the one walk behind X-Real-IP,
 // Forwarded, ip_hash (clientAddr) and the per-client request cap
 // (requestLimiter.client).
-func (c *Config) forwardedClient(peer netip.Addr, xff []string) (netip.Addr, bool) {
+func (c *edgeConfig) forwardedClient(peer netip.Addr, xff []string) (netip.Addr, bool) {
 	last := peer
 	for i := len(xff) - 1; i >= 0; i-- {
 		entries := strings.Split(xff[i], ",")
@@ -120,7 +120,7 @@ func (c *Config) forwardedClient(peer netip.Addr, xff []string) (netip.Addr, boo
 //   - Via: this edge appended, for loop detection.
 //   - routingHeaders, and any managed header spelled with '_' for '-',
 //     are removed (see dropRoutingHeaders).
-func setForwarding(out, in *http.Request, cfg *Config, host, viaName string) {
+func setForwarding(out, in *http.Request, cfg *edgeConfig, host, viaName string) {
 	peer := peerAddr(in.RemoteAddr)
 	trusted := peer.IsValid() && cfg.trustsAddr(peer)
 	h := out.Header

@@ -16,6 +16,7 @@ func TestClientAddr(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ec := provision(cfg)
 	peer := netip.MustParseAddr("10.0.0.1")
 	for _, tt := range []struct {
 		name    string
@@ -33,7 +34,7 @@ func TestClientAddr(t *testing.T) {
 		{"IPv6 and mapped IPv4", true, []string{"2001:db8::5, ::ffff:203.0.113.9"}, "203.0.113.9"},
 		{"empty entries", true, []string{""}, "10.0.0.1"},
 	} {
-		if got := cfg.clientAddr(peer, tt.trusted, tt.xff).String(); got != tt.want {
+		if got := ec.clientAddr(peer, tt.trusted, tt.xff).String(); got != tt.want {
 			t.Errorf("%s: clientAddr(%q) = %s, want %s", tt.name, tt.xff, got, tt.want)
 		}
 	}

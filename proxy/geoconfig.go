@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"net/http"
 	"strings"
 
 	"github.com/edgeblock/edgeblock/blocklist"
@@ -29,9 +28,6 @@ type GeoConfig struct {
 	// of unknown country: allow (the default: the rule does not apply)
 	// or block (it does).
 	Unknown string `yaml:"unknown"`
-
-	// header is Header in canonical form.
-	header string
 }
 
 // TransparencyConfig configures the public record of the rules marked
@@ -41,9 +37,6 @@ type TransparencyConfig struct {
 	// the HTML page at / and the JSON document at /blocks.json. Default
 	// none: no feed.
 	Host string `yaml:"host"`
-
-	// host is Host normalized.
-	host string
 }
 
 // unknownBlocks reports whether geo.unknown is block.
@@ -62,25 +55,20 @@ func (c *Config) validateGeo(v *validator) {
 		v.addf([]any{"geo", "unknown"}, "%q: want allow or block", g.Unknown)
 	}
 	if g.Header != "" {
-		g.header = http.CanonicalHeaderKey(g.Header)
 		switch {
 		case !httpguts.ValidHeaderFieldName(g.Header):
 			v.addf([]any{"geo", "header"}, "%q is not a header name", g.Header)
 		case strings.Contains(g.Header, "_"):
 			v.addf([]any{"geo", "header"}, "%q: a header name with '_' (some servers read it as '-'); use '-'", g.Header)
-		case containsFold(geoManagedHeaders, g.header):
+		case containsFold(geoManagedHeaders, g.Header):
 			v.addf([]any{"geo", "header"}, "%q is a header the edge sets or reads itself; name the header your proxy puts the country in, such as CF-IPCountry", g.Header)
 		case len(c.TrustedProxies) == 0:
 			c.Warnings = append(c.Warnings, v.format([]any{"geo", "header"}, "set, but trusted_proxies is empty: the header is honoured from no one (and removed from every request)"))
 		}
 	}
-	c.Transparency.host = ""
 	if h := c.Transparency.Host; h != "" {
-		n, err := blocklist.Normalize(h)
-		if err != nil {
+		if _, err := blocklist.Normalize(h); err != nil {
 			v.addf([]any{"transparency", "host"}, "%q: %v", h, err)
-		} else {
-			c.Transparency.host = n
 		}
 	}
 }

@@ -58,11 +58,11 @@ func (i geoIndex) country() string {
 // code, or "" when unknown: a trusted proxy's geo.header when it names a
 // country, else the database's country of the visitor's address (the
 // peer, or the client a trusted proxy's X-Forwarded-For names).
-func (p *Proxy) visitorCountry(r *http.Request, cfg *Config) string {
+func (p *Proxy) visitorCountry(r *http.Request, cfg *edgeConfig) string {
 	peer := peerAddr(r.RemoteAddr)
 	trusted := peer.IsValid() && cfg.trustsAddr(peer)
-	if trusted && cfg.Geo.header != "" {
-		if v := r.Header[cfg.Geo.header]; len(v) > 0 {
+	if trusted && cfg.geoHeader != "" {
+		if v := r.Header[cfg.geoHeader]; len(v) > 0 {
 			if c, ok := blocklist.Country(strings.TrimSpace(v[0])); ok {
 				return c
 			}
@@ -77,8 +77,8 @@ func (p *Proxy) visitorCountry(r *http.Request, cfg *Config) string {
 // stripGeoHeader removes geo.header (and its spellings with '_' for '-',
 // which some servers read as the same header) from a request an untrusted
 // peer sent, so that no origin mistakes a visitor's claim for the edge's.
-func stripGeoHeader(h http.Header, cfg *Config) {
-	name := cfg.Geo.header
+func stripGeoHeader(h http.Header, cfg *edgeConfig) {
+	name := cfg.geoHeader
 	if name == "" {
 		return
 	}
@@ -115,9 +115,9 @@ func (p *Proxy) refreshGeo(cfg *Config, trigger string) {
 // "private" unless it already forbids shared storage (private, no-store),
 // and Vary names geo.header when one is configured, for caches that key
 // on it. The block pages carry no-store already.
-func privateToVisitor(h http.Header, cfg *Config) {
-	if cfg.Geo.header != "" {
-		h.Add("Vary", cfg.Geo.header)
+func privateToVisitor(h http.Header, cfg *edgeConfig) {
+	if cfg.geoHeader != "" {
+		h.Add("Vary", cfg.geoHeader)
 	}
 	for _, v := range h.Values("Cache-Control") {
 		for d := range strings.SplitSeq(v, ",") {

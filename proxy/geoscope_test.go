@@ -332,8 +332,8 @@ func TestGeoConfigErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Geo.Database != "/etc/edgeblock/country.mmdb" || cfg.Geo.header != "Cf-Ipcountry" || len(cfg.Warnings) != 1 || !strings.Contains(cfg.Warnings[0], "trusted_proxies is empty") {
-		t.Errorf("database %q header %q warnings %q", cfg.Geo.Database, cfg.Geo.header, cfg.Warnings)
+	if cfg.Geo.Database != "/etc/edgeblock/country.mmdb" || provision(cfg).geoHeader != "Cf-Ipcountry" || len(cfg.Warnings) != 1 || !strings.Contains(cfg.Warnings[0], "trusted_proxies is empty") {
+		t.Errorf("database %q header %q warnings %q", cfg.Geo.Database, provision(cfg).geoHeader, cfg.Warnings)
 	}
 }
 
@@ -437,8 +437,7 @@ func TestScopedBlockClosesOpenRequests(t *testing.T) {
 // TestPrivateToVisitor: the origin's caching directives are kept, and
 // "private" is added unless shared storage is already forbidden.
 func TestPrivateToVisitor(t *testing.T) {
-	cfg := &Config{}
-	cfg.Geo.header = "Cf-Ipcountry"
+	cfg := &edgeConfig{Config: &Config{}, geoHeader: "Cf-Ipcountry"}
 	for _, tt := range []struct{ in, want []string }{
 		{nil, []string{"private"}},
 		{[]string{"public, max-age=600"}, []string{"public, max-age=600, private"}},

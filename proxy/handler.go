@@ -172,7 +172,7 @@ func (i *reqInfo) bodyFailed(err error, canceled bool) {
 
 // clientFor returns the visitor's address when the route's balancing
 // needs it (ip_hash).
-func (p *Proxy) clientFor(rt *route, r *http.Request, cfg *Config) netip.Addr {
+func (p *Proxy) clientFor(rt *route, r *http.Request, cfg *edgeConfig) netip.Addr {
 	if !rt.pool.NeedsClient() {
 		return netip.Addr{}
 	}

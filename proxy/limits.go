@@ -35,16 +35,6 @@ func peerAddr(remoteAddr string) netip.Addr {
 	return ap.Addr().Unmap()
 }
 
-// trustsAddr reports whether a is in trusted_proxies.
-func (c *Config) trustsAddr(a netip.Addr) bool {
-	for _, p := range c.trusted {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
-}
-
 // clientCounter counts what each client holds and refuses more than max.
 // The zero max means no limit.
 type clientCounter struct {
@@ -174,7 +164,7 @@ func (c *limitConn) Close() error {
 type requestLimiter struct {
 	next     http.Handler
 	inFlight *clientCounter
-	config   func() *Config // the config in use, for trusted_proxies
+	config   func() *edgeConfig // the config in use, for trusted_proxies
 	refused  prometheus.Counter
 }
 

@@ -15,7 +15,8 @@ func TestRequestClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &requestLimiter{config: func() *Config { return cfg }}
+	ec := provision(cfg)
+	h := &requestLimiter{config: func() *edgeConfig { return ec }}
 	for _, tt := range []struct {
 		remote string
 		xff    []string
@@ -55,7 +56,8 @@ func TestForwardedClientBothCallers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &requestLimiter{config: func() *Config { return cfg }}
+	ec := provision(cfg)
+	h := &requestLimiter{config: func() *edgeConfig { return ec }}
 	const peer = "10.1.2.3"
 	for _, tt := range []struct {
 		name     string
@@ -74,7 +76,7 @@ func TestForwardedClientBothCallers(t *testing.T) {
 	} {
 		r := &http.Request{RemoteAddr: peer + ":5000", Header: http.Header{"X-Forwarded-For": tt.xff}}
 		p := peerAddr(r.RemoteAddr)
-		if got := cfg.clientAddr(p, cfg.trustsAddr(p), tt.xff).String(); got != tt.realIP {
+		if got := ec.clientAddr(p, ec.trustsAddr(p), tt.xff).String(); got != tt.realIP {
 			t.Errorf("%s: clientAddr(XFF %q) = %s, want %s", tt.name, tt.xff, got, tt.realIP)
 		}
 		got := ""
@@ -95,7 +97,8 @@ func FuzzRequestClient(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	h := &requestLimiter{config: func() *Config { return cfg }}
+	ec := provision(cfg)
+	h := &requestLimiter{config: func() *edgeConfig { return ec }}
 	for _, s := range []string{"198.51.100.9", "203.0.113.5, 198.51.100.9", "::ffff:10.0.0.1", "2001:db8::1,10.0.0.1", " , ,", "fe80::1%eth0"} {
 		f.Add("10.1.2.3:5000", s)
 		f.Add("[::1]:80", s)
@@ -109,7 +112,7 @@ func FuzzRequestClient(f *testing.F) {
 		if !k.IsValid() || (k.Bits() != 32 && k.Bits() != 64) || k != k.Masked() {
 			t.Fatalf("client %v for %q, %q", k, remote, xff)
 		}
-		if k.Bits() == 32 && cfg.trustsAddr(k.Addr()) {
+		if k.Bits() == 32 && ec.trustsAddr(k.Addr()) {
 			t.Fatalf("client %v is a trusted proxy (%q, %q)", k, remote, xff)
 		}
 		if (k.Bits() == 32 && !k.Addr().Is4()) || (k.Bits() == 64 && !k.Addr().Is6()) {

@@ -238,7 +238,7 @@ func (s *Server) Start(b *Bundle) error {
 // deadlines and drain outermost, so that the 429 of the per-client
 // request cap (inFlight) is bounded too; requests counted by protocol
 // (q). config is the config in use.
-func publicChain(h http.Handler, cfg *Config, inFlight *clientCounter, config func() *Config, m *metrics.Metrics, q *quicMetrics, draining *atomic.Bool) http.Handler {
+func publicChain(h http.Handler, cfg *Config, inFlight *clientCounter, config func() *edgeConfig, m *metrics.Metrics, q *quicMetrics, draining *atomic.Bool) http.Handler {
 	h = newProtoCounter(h, q)
 	h = &requestLimiter{next: h, inFlight: inFlight, config: config, refused: m.RequestsRefused.WithLabelValues(metrics.RefusedRequestsPerClient)}
 	return &guardHandler{next: h, writeIdle: cfg.Timeouts.WriteIdle, bodyRead: cfg.Timeouts.BodyRead, draining: draining}

@@ -29,7 +29,7 @@ const lazyPageLanguages = 20_000
 // whole: a request sees one state from start to end, never a mix of an old
 // and a new list or config.
 type state struct {
-	cfg      *Config
+	cfg      *edgeConfig
 	list     *blocklist.List
 	routes   *routeTable
 	renderer *pages.Renderer
@@ -52,7 +52,7 @@ type state struct {
 }
 
 // config returns the config in use, or nil before the first Apply.
-func (p *Proxy) config() *Config {
+func (p *Proxy) config() *edgeConfig {
 	if st := p.state.Load(); st != nil {
 		return st.cfg
 	}
@@ -61,7 +61,7 @@ func (p *Proxy) config() *Config {
 
 // coveredSet returns the patterns whose names may get a certificate.
 func (s *state) coveredSet() *certs.Patterns {
-	s.coveredOnce.Do(func() { s.covered = coveredPatterns(s.cfg, s.list) })
+	s.coveredOnce.Do(func() { s.covered = coveredPatterns(s.cfg.Config, s.list) })
 	return s.covered
 }
 
@@ -99,11 +99,15 @@ func (s *state) pageBlock(id int) pages.Block {
 // newState builds a state from a config and a list. Routes reuse the
 // origins (and their health) of prev where pattern and URL are unchanged.
 func (p *Proxy) newState(cfg *Config, list *blocklist.List, renderer *pages.Renderer, prev *state) (*state, error) {
-	s := &state{cfg: cfg, list: list, renderer: renderer, pageLimit: pages.NewLimit(lazyPageLanguages)}
+	ec := provision(cfg)
+	if prev != nil && prev.cfg.Config == cfg {
+		ec = prev.cfg
+	}
+	s := &state{cfg: ec, list: list, renderer: renderer, pageLimit: pages.NewLimit(lazyPageLanguages)}
 	if cfg.TLS.Mode != "off" {
 		s.coveredOnce.Do(func() { s.covered = coveredNext(prev, cfg, list) })
 	}
-	if prev != nil && prev.cfg == cfg {
+	if prev != nil && prev.cfg.Config == cfg {
 		s.routes = prev.routes
 	} else {
 		rt, err := p.buildRoutes(cfg, prev)

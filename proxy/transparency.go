@@ -62,7 +62,7 @@ type feed struct {
 // that apply at now, in file order.
 func buildFeed(st *state, now time.Time) *feed {
 	cfg := st.cfg
-	doc := feedDoc{Version: FeedVersion, Host: cfg.Transparency.host, Operator: cfg.Pages.Operator, BlockedBy: cfg.Blocklist.BlockedBy,
+	doc := feedDoc{Version: FeedVersion, Host: cfg.feedHost, Operator: cfg.Pages.Operator, BlockedBy: cfg.Blocklist.BlockedBy,
 		Generated: now.UTC().Truncate(time.Second), ListSHA256: st.list.SHA256(), Blocks: []feedBlock{}}
 	page := pages.Feed{Host: doc.Host, Operator: doc.Operator, BlockedBy: doc.BlockedBy, Updated: doc.Generated}
 	f := &feed{}
@@ -132,7 +132,7 @@ func feedWhere(s feedScope) string {
 
 // isFeedHost reports whether host is transparency.host.
 func isFeedHost(st *state, host string) bool {
-	return st.cfg.Transparency.host != "" && host == st.cfg.Transparency.host
+	return st.cfg.feedHost != "" && host == st.cfg.feedHost
 }
 
 // serveFeed answers a request for transparency.host: the HTML page at /,
