@@ -23,6 +23,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeblock/edgeblock/proxy/config"
+
 	"github.com/edgeblock/edgeblock/blocklist"
 	"github.com/edgeblock/edgeblock/proxy/admin"
 	"github.com/edgeblock/edgeblock/proxy/fleet/fleettest"
@@ -561,7 +563,7 @@ func TestAdminConfigErrors(t *testing.T) {
 		{"  hosts: [edge.internal, \"bad..name\"]\n", "c.yaml:6: admin.hosts[1]: invalid host name \"bad..name\""},
 	}
 	for _, tt := range tests {
-		_, err := ParseConfig(filepath.Join(dir, "c.yaml"), []byte("listen:\n  http: 127.0.0.1:0\nblocklist:\n  file: b.txt\nadmin:\n"+tt.admin))
+		_, err := config.ParseConfig(filepath.Join(dir, "c.yaml"), []byte("listen:\n  http: 127.0.0.1:0\nblocklist:\n  file: b.txt\nadmin:\n"+tt.admin))
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("admin %q: error %v, want %q", tt.admin, err, tt.want)
 		}
@@ -569,7 +571,7 @@ func TestAdminConfigErrors(t *testing.T) {
 	// Tokens over plain HTTP on a non-loopback admin address: a warning.
 	good := filepath.Join(dir, "good")
 	writeFile(t, good, "ok read 0123456789abcdef\n")
-	c, err := ParseConfig(filepath.Join(dir, "c.yaml"), []byte("listen:\n  http: 127.0.0.1:0\n  admin: 0.0.0.0:9090\nblocklist:\n  file: b.txt\nadmin:\n  tokens_file: "+good+"\n"))
+	c, err := config.ParseConfig(filepath.Join(dir, "c.yaml"), []byte("listen:\n  http: 127.0.0.1:0\n  admin: 0.0.0.0:9090\nblocklist:\n  file: b.txt\nadmin:\n  tokens_file: "+good+"\n"))
 	if err != nil || len(c.Warnings) != 1 || !strings.Contains(c.Warnings[0], "plain HTTP") {
 		t.Errorf("warnings %v, err %v", c, err)
 	}

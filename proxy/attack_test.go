@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeblock/edgeblock/proxy/config"
+
 	"github.com/edgeblock/edgeblock/proxy/metrics"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -725,12 +727,12 @@ func TestAttackRedirect(t *testing.T) {
 // which the config refuses.
 func TestAttackRouteOverAddress(t *testing.T) {
 	for _, host := range []string{"*.0.2.7", "*.192.0.2.7", "*.0x7f.1", "*.[::1]"} {
-		_, err := ParseConfig("c.yaml", []byte("listen:\n  http: :0\nblocklist:\n  file: b\nroutes:\n  - host: \""+host+"\"\n    origins: [\"http://127.0.0.1:1\"]\n"))
+		_, err := config.ParseConfig("c.yaml", []byte("listen:\n  http: :0\nblocklist:\n  file: b\nroutes:\n  - host: \""+host+"\"\n    origins: [\"http://127.0.0.1:1\"]\n"))
 		if err == nil || !strings.Contains(err.Error(), "routes[0].host") {
 			t.Errorf("route %q: %v, want an error for routes[0].host", host, err)
 		}
 	}
-	if _, err := ParseConfig("c.yaml", []byte("listen:\n  http: :0\nblocklist:\n  file: b\nroutes:\n  - host: \"*.a.0x\"\n    origins: [\"http://127.0.0.1:1\"]\n")); err == nil {
+	if _, err := config.ParseConfig("c.yaml", []byte("listen:\n  http: :0\nblocklist:\n  file: b\nroutes:\n  - host: \"*.a.0x\"\n    origins: [\"http://127.0.0.1:1\"]\n")); err == nil {
 		t.Errorf("route *.a.0x: no error; a name that ends in a number but is no address is refused")
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/edgeblock/edgeblock/proxy/config"
 )
 
 // namedOrigin answers every request with its name, after pause.
@@ -213,16 +215,16 @@ func TestStickyCookie(t *testing.T) {
 // TestOriginsConfig: routes take origins as strings or {url, weight}, and
 // each balancing block a route leaves out comes from origins:.
 func TestOriginsConfig(t *testing.T) {
-	c, err := LoadConfig(filepath.Join("testdata", "origins.yaml"))
+	c, err := config.LoadConfig(filepath.Join("testdata", "origins.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	key := []byte("k")
-	shop, err := c.poolConfig(c.Routes[0], "shop.test", key)
+	shop, err := poolConfig(c, c.Routes[0], "shop.test", key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	blog, err := c.poolConfig(c.Routes[1], "*.blog.test", key)
+	blog, err := poolConfig(c, c.Routes[1], "*.blog.test", key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,10 +242,10 @@ func TestOriginsConfig(t *testing.T) {
 		{"blog lb (default)", blog.Policy, "least_conn"},
 		{"blog retries (default)", fmt.Sprint(blog.Retry.MaxTries), "2"},
 		{"blog passive (default, fail_timeout from origins.fail_timeout)", fmt.Sprint(blog.Passive), "{3 30s 20s []}"},
-		{"blog headers (default)", fmt.Sprint(compileHeaders(c.Routes[1].Balance.merged(c.Origins.Balance).Headers).response.remove), "[Server]"},
-		{"shop transport", fmt.Sprintf("%+v", settingsOf(c.Routes[0].Balance.merged(c.Origins.Balance), 5*time.Second, time.Minute)),
+		{"blog headers (default)", fmt.Sprint(compileHeaders(c.Routes[1].Balance.Merged(c.Origins.Balance).Headers).response.remove), "[Server]"},
+		{"shop transport", fmt.Sprintf("%+v", settingsOf(c.Routes[0].Balance.Merged(c.Origins.Balance), 5*time.Second, time.Minute)),
 			fmt.Sprintf("%+v", transportSettings{http2: false, maxIdle: 10, dial: time.Second, respHeads: 3 * time.Second})},
-		{"blog transport", fmt.Sprintf("%+v", settingsOf(c.Routes[1].Balance.merged(c.Origins.Balance), 5*time.Second, time.Minute)),
+		{"blog transport", fmt.Sprintf("%+v", settingsOf(c.Routes[1].Balance.Merged(c.Origins.Balance), 5*time.Second, time.Minute)),
 			fmt.Sprintf("%+v", transportSettings{http2: true, maxIdle: 100, dial: 5 * time.Second, respHeads: time.Minute})},
 	} {
 		if tt.got != tt.want {
@@ -252,7 +254,7 @@ func TestOriginsConfig(t *testing.T) {
 	}
 	// A misspelt key inside an origin object is named with its path.
 	data, _ := os.ReadFile(filepath.Join("testdata", "origins.yaml"))
-	_, err = ParseConfig("o.yaml", []byte(strings.Replace(string(data), "weight: 3", "wieght: 3", 1)))
+	_, err = config.ParseConfig("o.yaml", []byte(strings.Replace(string(data), "weight: 3", "wieght: 3", 1)))
 	if want := "o.yaml:17: routes[0].origins[1].wieght: unknown key (did you mean weight?)"; !strings.Contains(fmt.Sprint(err), want) {
 		t.Errorf("got %v, want %q", err, want)
 	}

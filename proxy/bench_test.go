@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeblock/edgeblock/proxy/config"
+
 	"github.com/edgeblock/edgeblock/blocklist"
 	"github.com/edgeblock/edgeblock/pages"
 	"github.com/edgeblock/edgeblock/proxy/accesslog"
@@ -34,7 +36,7 @@ func genBlocklist(n, version int) []byte {
 
 func benchProxy(b *testing.B, list *blocklist.List) *Proxy {
 	b.Helper()
-	cfg, err := ParseConfig("bench.yaml", []byte("listen:\n  http: :0\nblocklist:\n  file: b\n  policy: https://policy.example/\nlog:\n  access: false\nroutes:\n  - host: app.example\n    origins: [\"http://127.0.0.1:1\"]\n"))
+	cfg, err := config.ParseConfig("bench.yaml", []byte("listen:\n  http: :0\nblocklist:\n  file: b\n  policy: https://policy.example/\nlog:\n  access: false\nroutes:\n  - host: app.example\n    origins: [\"http://127.0.0.1:1\"]\n"))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -231,7 +233,7 @@ func BenchmarkServe(b *testing.B) {
 func BenchmarkServeProxied(b *testing.B) {
 	o := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) }))
 	defer o.Close()
-	cfg, err := ParseConfig("bench.yaml", []byte("listen:\n  http: :0\nblocklist:\n  file: b\nlog:\n  access: false\nroutes:\n  - host: app.example\n    origins: [\""+o.URL+"\"]\n"))
+	cfg, err := config.ParseConfig("bench.yaml", []byte("listen:\n  http: :0\nblocklist:\n  file: b\nlog:\n  access: false\nroutes:\n  - host: app.example\n    origins: [\""+o.URL+"\"]\n"))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -324,7 +326,7 @@ func BenchmarkCloseBlocked(b *testing.B) {
 func BenchmarkServeAccessLog(b *testing.B) {
 	o := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) }))
 	defer o.Close()
-	cfg, err := ParseConfig("bench.yaml", []byte("listen:\n  http: :0\nblocklist:\n  file: b\nroutes:\n  - host: app.example\n    origins: [\""+o.URL+"\"]\n"))
+	cfg, err := config.ParseConfig("bench.yaml", []byte("listen:\n  http: :0\nblocklist:\n  file: b\nroutes:\n  - host: app.example\n    origins: [\""+o.URL+"\"]\n"))
 	if err != nil {
 		b.Fatal(err)
 	}

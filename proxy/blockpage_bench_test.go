@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeblock/edgeblock/proxy/config"
+
 	"github.com/edgeblock/edgeblock/blocklist"
 	"github.com/edgeblock/edgeblock/pages"
 	"github.com/edgeblock/edgeblock/proxy/accesslog"
@@ -43,7 +45,7 @@ type blockPageRig struct {
 
 func newBlockPageRig(tb testing.TB) *blockPageRig {
 	tb.Helper()
-	cfg, err := ParseConfig("bench.yaml", []byte("listen:\n  http: :0\nblocklist:\n  file: b\n  policy: https://example.com/abuse-policy\n"+
+	cfg, err := config.ParseConfig("bench.yaml", []byte("listen:\n  http: :0\nblocklist:\n  file: b\n  policy: https://example.com/abuse-policy\n"+
 		"  blocked_by: https://edge.example.com\nroutes:\n  - host: app.example\n    origins: [\"http://127.0.0.1:1\"]\n"+
 		"limits:\n  max_conns_per_client: 1000000\n  max_requests_per_client: 1000000\n"))
 	if err != nil {

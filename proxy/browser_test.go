@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeblock/edgeblock/proxy/config"
+
 	"github.com/edgeblock/edgeblock/pages"
 	"github.com/edgeblock/edgeblock/proxy/metrics"
 )
@@ -257,7 +259,7 @@ func slowOrigin(t *testing.T) string {
 // built from the config at path, on loopback, and returns ":port".
 func startingServer(t *testing.T, path string) string {
 	t.Helper()
-	cfg, err := LoadConfig(path)
+	cfg, err := config.LoadConfig(path)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,8 @@ package proxy
 import (
 	"strings"
 
+	"github.com/edgeblock/edgeblock/proxy/config"
+
 	"github.com/edgeblock/edgeblock/blocklist"
 	"github.com/edgeblock/edgeblock/proxy/certs"
 )
@@ -15,7 +17,7 @@ var maxCoveredReplaced = 4096
 // coveredPatterns returns the patterns whose names may get a certificate:
 // every route, and every block-mode rule (until it expires). A report-mode
 // rule covers no name: without a route its name is not served.
-func coveredPatterns(cfg *Config, list *blocklist.List) *certs.Patterns {
+func coveredPatterns(cfg *config.Config, list *blocklist.List) *certs.Patterns {
 	var ps []certs.Pattern
 	for i := range cfg.Routes {
 		if p, ok := routePattern(&cfg.Routes[i]); ok {
@@ -36,7 +38,7 @@ func coveredPatterns(cfg *Config, list *blocklist.List) *certs.Patterns {
 // (a one-rule edit of a 1,000,000-rule list costs that rule, not a walk
 // of the list). Otherwise, or when the replaced names grow past
 // maxCoveredReplaced, it is built whole. The result is the same set.
-func coveredNext(prev *state, cfg *Config, list *blocklist.List) *certs.Patterns {
+func coveredNext(prev *state, cfg *config.Config, list *blocklist.List) *certs.Patterns {
 	if prev == nil || prev.cfg.Config != cfg {
 		return coveredPatterns(cfg, list)
 	}
@@ -75,13 +77,13 @@ func coveredNext(prev *state, cfg *Config, list *blocklist.List) *certs.Patterns
 }
 
 // routePattern returns the pattern a route covers.
-func routePattern(r *RouteConfig) (certs.Pattern, bool) {
+func routePattern(r *config.RouteConfig) (certs.Pattern, bool) {
 	n, err := normalizePattern(r.Host)
 	if err != nil {
 		return certs.Pattern{}, false // validated already
 	}
 	if name, ok := strings.CutPrefix(n, "*."); ok {
-		return certs.Pattern{Name: name, Kind: certs.Wildcard, WildcardCert: r.wildcardCert()}, true
+		return certs.Pattern{Name: name, Kind: certs.Wildcard, WildcardCert: r.WildcardCert()}, true
 	}
 	return certs.Pattern{Name: n, Kind: certs.Exact}, true
 }

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeblock/edgeblock/proxy/config"
+
 	"github.com/edgeblock/edgeblock/blocklist"
 	"github.com/edgeblock/edgeblock/proxy/certs"
 )
@@ -19,7 +21,7 @@ import (
 // from the one before (not whole) while the config stays; a new config
 // builds it whole.
 func TestCoveredIncremental(t *testing.T) {
-	cfg := &Config{Routes: []RouteConfig{{Host: "site3.example"}, {Host: "*.site5.example"}, {Host: "app.example"}}}
+	cfg := &config.Config{Routes: []config.RouteConfig{{Host: "site3.example"}, {Host: "*.site5.example"}, {Host: "app.example"}}}
 	cfg.Routes[1].TLS.Wildcard = true
 	var b strings.Builder
 	for i := range 200 {
@@ -91,7 +93,7 @@ func TestCoveredIncremental(t *testing.T) {
 		t.Errorf("%d of %d edits applied, %d sets built from the one before: want most applied, all from the one before", applied, 150, incremental)
 	}
 	// A new config: built whole.
-	cfg2 := &Config{Routes: slices.Clone(cfg.Routes)}
+	cfg2 := &config.Config{Routes: slices.Clone(cfg.Routes)}
 	if c := coveredNext(st, cfg2, st.list); c.Replaced() != 0 {
 		t.Errorf("a new config: a set with %d names replaced, want one built whole", c.Replaced())
 	}
@@ -110,7 +112,7 @@ func TestCoveredIncremental(t *testing.T) {
 // sameCovered fails unless got and want answer Match alike for every
 // name of the list and the routes, a name under each, and a parent, at
 // times around every expiry.
-func sameCovered(t *testing.T, got, want *certs.Patterns, l *blocklist.List, cfg *Config) {
+func sameCovered(t *testing.T, got, want *certs.Patterns, l *blocklist.List, cfg *config.Config) {
 	t.Helper()
 	names := []string{"example", "zzz.example"}
 	times := []time.Time{time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)}
@@ -147,7 +149,7 @@ func BenchmarkCovered(b *testing.B) {
 	for i := range 1_000_000 {
 		fmt.Fprintf(&sb, "site%d.example\n", i)
 	}
-	cfg := &Config{Routes: []RouteConfig{{Host: "app.example"}}}
+	cfg := &config.Config{Routes: []config.RouteConfig{{Host: "app.example"}}}
 	list, err := blocklist.Parse("f.txt", []byte(sb.String()))
 	if err != nil {
 		b.Fatal(err)

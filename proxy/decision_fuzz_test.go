@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeblock/edgeblock/proxy/config"
+
 	"github.com/edgeblock/edgeblock/blocklist"
 	"github.com/edgeblock/edgeblock/proxy/origin"
 	"golang.org/x/net/http/httpguts"
@@ -37,7 +39,7 @@ func FuzzRequestDecision(f *testing.F) {
 		f.Fatal(err)
 	}
 	base, _ := url.Parse("http://origin.internal:8080/base")
-	cfg := &Config{}
+	cfg := &config.Config{}
 	now := time.Now()
 	for _, s := range []string{
 		"GET / HTTP/1.1\r\nHost: ok.example\r\n\r\n",

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/edgeblock/edgeblock/proxy/config"
+
 	"github.com/edgeblock/edgeblock/blocklist"
 	"github.com/edgeblock/edgeblock/proxy/metrics"
 )
@@ -101,7 +103,7 @@ func ExplainCountry(b *Bundle, host, country string, now time.Time) *Explanation
 	}
 	e.Host = n
 	country, _ = blocklist.Country(country)
-	rule, matched := b.List.MatchWhere(n, blocklist.Where{Country: country, UnknownBlocks: b.Config.Geo.unknownBlocks()}, now)
+	rule, matched := b.List.MatchWhere(n, blocklist.Where{Country: country, UnknownBlocks: b.Config.Geo.UnknownBlocks()}, now)
 	explained := func(rule blocklist.Rule) *ExplainedRule {
 		er := &ExplainedRule{Pattern: rule.Pattern(), File: b.List.File(), Line: rule.Line, Mode: rule.Mode.String(),
 			Status: rule.Status, Policy: rule.Policy, Reason: rule.Reason}
@@ -193,13 +195,13 @@ func (e *Explanation) Text() string {
 }
 
 type routeConfigMatch struct {
-	cfg   RouteConfig
+	cfg   config.RouteConfig
 	index int
 }
 
 // matchRoute finds the configured route of host by the same precedence as
 // the running proxy.
-func matchRoute(cfg *Config, host string) *routeConfigMatch {
+func matchRoute(cfg *config.Config, host string) *routeConfigMatch {
 	routes := make([]*route, 0, len(cfg.Routes))
 	index := map[*route]int{}
 	for i, rc := range cfg.Routes {

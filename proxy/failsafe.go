@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/edgeblock/edgeblock/proxy/config"
+
 	"github.com/edgeblock/edgeblock/blocklist"
 	"github.com/edgeblock/edgeblock/pages"
 )
@@ -78,7 +80,7 @@ func LoadBundleForStart(path, stateDir string, now time.Time) (*Bundle, error) {
 // snapListName is the name the snapshot's list is parsed under: the
 // blocklist file, or in fleet mode the name it was applied under
 // (fleet:vN, which carries its version).
-func snapListName(cfg *Config, snap *Snapshot) string {
+func snapListName(cfg *config.Config, snap *Snapshot) string {
 	if cfg.FromFleet() {
 		return snap.Blocklist.Path
 	}
@@ -98,16 +100,16 @@ func startFromSnapshot(path, stateDir string, snap *Snapshot) (*Bundle, error) {
 	}
 	data, err := os.ReadFile(path)
 	if err == nil {
-		b.Config, err = ParseConfig(path, data)
+		b.Config, err = config.ParseConfig(path, data)
 		b.raw.config = data
 	} else {
-		err = &ConfigError{Problems: []string{err.Error()}}
+		err = &config.ConfigError{Problems: []string{err.Error()}}
 	}
 	if err != nil {
 		problem(PartConfig, err)
 		// The snapshot's config under the real path: relative paths
 		// resolve as they did, and reloads read the real file.
-		if b.Config, err = ParseConfig(path, snap.Config.Data); err != nil {
+		if b.Config, err = config.ParseConfig(path, snap.Config.Data); err != nil {
 			return nil, fmt.Errorf("snapshot %s: %w", snap.Config.File, err)
 		}
 		b.raw.config = snap.Config.Data

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/edgeblock/edgeblock/proxy/config"
+
 	"github.com/edgeblock/edgeblock/blocklist"
 	"github.com/edgeblock/edgeblock/proxy/fleet"
 	"github.com/edgeblock/edgeblock/proxy/metrics"
@@ -37,11 +39,11 @@ func fleetStartTimeout(cfg *fleet.Config) time.Duration {
 // loadFleetList reads and parses the newest good version (intact and
 // valid: a corrupt or invalid newer one is skipped, as edges refuse it),
 // for a start (the Reloader follows later versions).
-func loadFleetList(cfg *Config) (*blocklist.List, []byte, *fleet.Version, error) {
+func loadFleetList(cfg *config.Config) (*blocklist.List, []byte, *fleet.Version, error) {
 	field := []any{"fleet", "redis"}
 	rdb, err := fleet.NewClient(*cfg.Fleet)
 	if err != nil {
-		return nil, nil, nil, cfg.fileError(field, err)
+		return nil, nil, nil, cfg.FileError(field, err)
 	}
 	defer rdb.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), fleetStartTimeout(cfg.Fleet))
@@ -49,9 +51,9 @@ func loadFleetList(cfg *Config) (*blocklist.List, []byte, *fleet.Version, error)
 	v, _, err := NewFleetStore(rdb, *cfg.Fleet).Head(ctx)
 	switch {
 	case errors.Is(err, fleet.ErrNoVersion):
-		return nil, nil, nil, cfg.fileError(field, fmt.Errorf("no blocklist published yet under prefix %q: publish one with `edgeblock publish`", cfg.Fleet.Prefix))
+		return nil, nil, nil, cfg.FileError(field, fmt.Errorf("no blocklist published yet under prefix %q: publish one with `edgeblock publish`", cfg.Fleet.Prefix))
 	case err != nil:
-		return nil, nil, nil, cfg.fileError(field, fmt.Errorf("cannot read the published blocklist from %s: %w", redisAddr(cfg.Fleet), err))
+		return nil, nil, nil, cfg.FileError(field, fmt.Errorf("cannot read the published blocklist from %s: %w", redisAddr(cfg.Fleet), err))
 	}
 	l, err := blocklist.Parse(fleet.ListName(v.Number), v.Content)
 	content := v.Content
@@ -73,7 +75,7 @@ func (e *fleetDivergentError) Error() string {
 // dump must not roll the edge back. It returns a *fleetDivergentError
 // when pub does not descend from the snapshot's list, nil when it does or
 // cannot be told.
-func checkFleetStart(cfg *Config, pub *fleet.Version, sha string, snap *Snapshot) error {
+func checkFleetStart(cfg *config.Config, pub *fleet.Version, sha string, snap *Snapshot) error {
 	m, ok := fleet.VersionOfListName(snap.Blocklist.Path)
 	if !ok || pub == nil {
 		return nil

@@ -233,23 +233,3 @@ func filterUpgrade(h http.Header, allowed []string) {
 	}
 	h["Upgrade"] = []string{strings.Join(keep, ", ")}
 }
-
-// hostnameOr returns the machine's host name, or def.
-func hostnameOr(def string, hostname func() (string, error)) string {
-	if h, err := hostname(); err == nil && h != "" && isToken(h) {
-		return h
-	}
-	return def
-}
-
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if !httpguts.IsTokenRune(rune(s[i])) {
-			return false
-		}
-	}
-	return true
-}

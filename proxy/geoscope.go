@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/edgeblock/edgeblock/proxy/config"
+
 	"github.com/edgeblock/edgeblock/blocklist"
 )
 
@@ -26,7 +28,7 @@ func (p *Proxy) decide(st *state, r *http.Request, host string, now time.Time, g
 		country = p.visitorCountry(r, st.cfg)
 	}
 	*geo = indexOf(country)
-	return st.list.MatchWhere(host, blocklist.Where{Country: country, UnknownBlocks: st.cfg.Geo.unknownBlocks()}, now)
+	return st.list.MatchWhere(host, blocklist.Where{Country: country, UnknownBlocks: st.cfg.Geo.UnknownBlocks()}, now)
 }
 
 // geoIndex records a visitor's country in an access entry: 0 when no
@@ -92,7 +94,7 @@ func stripGeoHeader(h http.Header, cfg *edgeConfig) {
 
 // refreshGeo loads geo.database when it changed, logging the result; the
 // last good database stays on failure.
-func (p *Proxy) refreshGeo(cfg *Config, trigger string) {
+func (p *Proxy) refreshGeo(cfg *config.Config, trigger string) {
 	path := cfg.Geo.Database
 	changed, err := p.geo.Refresh(path, false)
 	switch {

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeblock/edgeblock/proxy/config"
+
 	"github.com/edgeblock/edgeblock/blocklist"
 	"github.com/edgeblock/edgeblock/pages"
 	"github.com/edgeblock/edgeblock/proxy/fleet/fleettest"
@@ -323,12 +325,12 @@ func TestGeoConfigErrors(t *testing.T) {
 		{"geo:\n  databse: x.mmdb\n", `geo.databse: unknown key (did you mean database?)`},
 	}
 	for _, tt := range tests {
-		_, err := ParseConfig("edgeblock.yaml", []byte(base+tt.config))
+		_, err := config.ParseConfig("edgeblock.yaml", []byte(base+tt.config))
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%q: error %v; want %q", tt.config, err, tt.want)
 		}
 	}
-	cfg, err := ParseConfig("/etc/edgeblock/edgeblock.yaml", []byte(base+"geo:\n  database: country.mmdb\n  header: cf-ipcountry\n"))
+	cfg, err := config.ParseConfig("/etc/edgeblock/edgeblock.yaml", []byte(base+"geo:\n  database: country.mmdb\n  header: cf-ipcountry\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -348,7 +350,7 @@ func BenchmarkServeGeo(b *testing.B) {
 	scoped := append(slices.Clone(plain), "fr.example countries=FR status=451 reason=\"Court order\"\nworld.example except_countries=US\n"...)
 	db := filepath.Join(b.TempDir(), "country.mmdb")
 	geotest.Write(b, db, geoBuilt, geoFixture...)
-	cfg, err := ParseConfig("bench.yaml", []byte("listen:\n  http: :0\nblocklist:\n  file: b\n  policy: https://policy.example/\nlog:\n  access: false\ngeo:\n  database: "+db+"\nroutes:\n  - host: app.example\n    origins: [\"http://127.0.0.1:1\"]\n"))
+	cfg, err := config.ParseConfig("bench.yaml", []byte("listen:\n  http: :0\nblocklist:\n  file: b\n  policy: https://policy.example/\nlog:\n  access: false\ngeo:\n  database: "+db+"\nroutes:\n  - host: app.example\n    origins: [\"http://127.0.0.1:1\"]\n"))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -437,7 +439,7 @@ func TestScopedBlockClosesOpenRequests(t *testing.T) {
 // TestPrivateToVisitor: the origin's caching directives are kept, and
 // "private" is added unless shared storage is already forbidden.
 func TestPrivateToVisitor(t *testing.T) {
-	cfg := &edgeConfig{Config: &Config{}, geoHeader: "Cf-Ipcountry"}
+	cfg := &edgeConfig{Config: &config.Config{}, geoHeader: "Cf-Ipcountry"}
 	for _, tt := range []struct{ in, want []string }{
 		{nil, []string{"private"}},
 		{[]string{"public, max-age=600"}, []string{"public, max-age=600, private"}},

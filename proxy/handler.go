@@ -15,6 +15,8 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/edgeblock/edgeblock/proxy/config"
+
 	"github.com/edgeblock/edgeblock/blocklist"
 	"github.com/edgeblock/edgeblock/pages"
 	"github.com/edgeblock/edgeblock/proxy/accesslog"
@@ -56,7 +58,7 @@ type Proxy struct {
 // NewProxy returns a Proxy that logs to log and counts in m. Until Apply
 // gives it a config and a blocklist it serves the 503 starting page (the
 // pages cfg configures, else the built-in ones).
-func NewProxy(log *slog.Logger, m *metrics.Metrics, cfg *Config) *Proxy {
+func NewProxy(log *slog.Logger, m *metrics.Metrics, cfg *config.Config) *Proxy {
 	p := &Proxy{
 		log:        log,
 		metrics:    m,
@@ -83,7 +85,7 @@ func NewProxy(log *slog.Logger, m *metrics.Metrics, cfg *Config) *Proxy {
 // Apply builds the state for cfg, list and renderer and swaps it in.
 // Requests already in flight finish with the state they started with,
 // except proxied ones whose host the new list blocks: those are ended.
-func (p *Proxy) Apply(cfg *Config, list *blocklist.List, renderer *pages.Renderer) error {
+func (p *Proxy) Apply(cfg *config.Config, list *blocklist.List, renderer *pages.Renderer) error {
 	prev := p.state.Load()
 	s, err := p.newState(cfg, list, renderer, prev)
 	if err != nil {

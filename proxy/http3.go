@@ -18,6 +18,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/edgeblock/edgeblock/proxy/config"
+
 	"github.com/caddyserver/certmagic"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/quic-go/quic-go"
@@ -45,23 +47,6 @@ var quicRetryAbove = 200 // a variable for tests
 // quicKeysFile is the file in the state directory that holds the
 // stateless-reset key and the token key (32 bytes each).
 const quicKeysFile = "quic-keys"
-
-// validateQUIC checks listen.quic and listen.quic_advertise_port (the
-// address form itself is checked with the other listeners).
-func (c *Config) validateQUIC(v *validator) {
-	if p := c.Listen.QUICAdvertisePort; p < 0 || p > 65535 {
-		v.addf([]any{"listen", "quic_advertise_port"}, "%d is not a port (1-65535, or 0 for the port of listen.quic)", p)
-	}
-	if c.Listen.QUIC == "" {
-		if c.Listen.QUICAdvertisePort != 0 {
-			v.addf([]any{"listen", "quic_advertise_port"}, "set, but listen.quic is not: set listen.quic (HTTP/3) or remove it")
-		}
-		return
-	}
-	if c.Listen.HTTPS == "" || c.TLS.Mode == "off" {
-		v.addf([]any{"listen", "quic"}, "HTTP/3 needs the HTTPS listener: set listen.https and tls.mode internal or acme")
-	}
-}
 
 // quicMetrics are the HTTP/3 listener's own series.
 type quicMetrics struct {
@@ -188,10 +173,10 @@ type quicSettings struct {
 	readHeader     time.Duration
 	maxHeaderBytes int
 	retryAbove     int // new connections per second; 0: quicRetryAbove
-	pendingMax     int // limits.quic_pending_handshakes; 0: quicPendingHandshakes
+	pendingMax     int // limits.quic_pending_handshakes; 0: config.DefaultQUICPendingHandshakes
 }
 
-func quicSettingsOf(c *Config) quicSettings {
+func quicSettingsOf(c *config.Config) quicSettings {
 	return quicSettings{advertisePort: c.Listen.QUICAdvertisePort, maxStreams: c.Limits.MaxStreamsPerConn,
 		idle: c.Timeouts.Idle, readHeader: c.Timeouts.ReadHeader, maxHeaderBytes: c.MaxHeaderBytes,
 		pendingMax: c.Limits.QUICPendingHandshakes}
@@ -209,7 +194,7 @@ func (q *quicEdge) listen(log *slog.Logger, m *quicMetrics, tlsConf *tls.Config,
 	q.gate.retries = m.retries
 	q.hs.max, q.hs.gauge, q.hs.refused = int64(set.pendingMax), m.pending, m.refused
 	if q.hs.max <= 0 {
-		q.hs.max = quicPendingHandshakes
+		q.hs.max = config.DefaultQUICPendingHandshakes
 	}
 	q.gate.full = q.hs.full
 	q.stopCtx, q.stop = context.WithCancel(context.Background())

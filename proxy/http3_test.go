@@ -26,6 +26,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeblock/edgeblock/proxy/config"
+
 	"github.com/quic-go/qpack"
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
@@ -219,7 +221,7 @@ func TestQUICConfig(t *testing.T) {
 		{name: "advertised port alone", listen: "  quic_advertise_port: 443\n" + tlsOn, err: "x.yaml:2: listen.quic_advertise_port: set, but listen.quic is not"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := ParseConfig("x.yaml", []byte("listen:\n"+tt.listen+"blocklist:\n  file: b\n"))
+			_, err := config.ParseConfig("x.yaml", []byte("listen:\n"+tt.listen+"blocklist:\n  file: b\n"))
 			if tt.err == "" {
 				if err != nil {
 					t.Fatal(err)
@@ -231,11 +233,11 @@ func TestQUICConfig(t *testing.T) {
 			}
 		})
 	}
-	a, _ := ParseConfig("x.yaml", []byte("listen:\n  quic: 127.0.0.1:8443\n"+tlsOn+"blocklist:\n  file: b\n"))
-	b, _ := ParseConfig("x.yaml", []byte("listen:\n  quic: 127.0.0.1:9443\n  quic_advertise_port: 443\n"+tlsOn+"blocklist:\n  file: b\n"))
+	a, _ := config.ParseConfig("x.yaml", []byte("listen:\n  quic: 127.0.0.1:8443\n"+tlsOn+"blocklist:\n  file: b\n"))
+	b, _ := config.ParseConfig("x.yaml", []byte("listen:\n  quic: 127.0.0.1:9443\n  quic_advertise_port: 443\n"+tlsOn+"blocklist:\n  file: b\n"))
 	for _, k := range []string{"listen.quic", "listen.quic_advertise_port"} {
-		if a.restartFields()[k] == b.restartFields()[k] {
-			t.Errorf("restart field %s: %q in both", k, a.restartFields()[k])
+		if a.RestartFields()[k] == b.RestartFields()[k] {
+			t.Errorf("restart field %s: %q in both", k, a.RestartFields()[k])
 		}
 	}
 }

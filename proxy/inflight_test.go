@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeblock/edgeblock/proxy/config"
+
 	"github.com/edgeblock/edgeblock/blocklist"
 	"github.com/edgeblock/edgeblock/pages"
 	"github.com/edgeblock/edgeblock/proxy/metrics"
@@ -332,7 +334,7 @@ func TestBlockCloseSkipsUnchangedList(t *testing.T) {
 // and which registers only after Apply has walked the registry: track must
 // see the new list itself and close it.
 func TestTrackAfterSwap(t *testing.T) {
-	cfg, err := ParseConfig("t.yaml", []byte("listen:\n  http: :0\nblocklist:\n  file: b\nroutes:\n  - host: \"*.example\"\n    origins: [\"http://127.0.0.1:1\"]\n"))
+	cfg, err := config.ParseConfig("t.yaml", []byte("listen:\n  http: :0\nblocklist:\n  file: b\nroutes:\n  - host: \"*.example\"\n    origins: [\"http://127.0.0.1:1\"]\n"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,12 +6,14 @@ import (
 	"net/netip"
 	"sync/atomic"
 	"testing"
+
+	"github.com/edgeblock/edgeblock/proxy/config"
 )
 
 // TestRequestClient: which client a request counts against, with and
 // without a trusted proxy in front.
 func TestRequestClient(t *testing.T) {
-	cfg, err := ParseConfig("x.yaml", []byte("listen:\n  http: :8080\nblocklist:\n  file: b\ntrusted_proxies: [10.0.0.0/8, \"2001:db8:ffff::/48\"]\n"))
+	cfg, err := config.ParseConfig("x.yaml", []byte("listen:\n  http: :8080\nblocklist:\n  file: b\ntrusted_proxies: [10.0.0.0/8, \"2001:db8:ffff::/48\"]\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +54,7 @@ func TestRequestClient(t *testing.T) {
 // a client both pick it; when it names none the cap does not limit and
 // X-Real-IP is the last trusted address walked.
 func TestForwardedClientBothCallers(t *testing.T) {
-	cfg, err := ParseConfig("x.yaml", []byte("listen:\n  http: :8080\nblocklist:\n  file: b\ntrusted_proxies: [10.0.0.0/8]\n"))
+	cfg, err := config.ParseConfig("x.yaml", []byte("listen:\n  http: :8080\nblocklist:\n  file: b\ntrusted_proxies: [10.0.0.0/8]\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +95,7 @@ func TestForwardedClientBothCallers(t *testing.T) {
 // appends to what the visitor sent). Any value gives no client or a
 // client that is a /32 or /64 outside trusted_proxies, never a panic.
 func FuzzRequestClient(f *testing.F) {
-	cfg, err := ParseConfig("x.yaml", []byte("listen:\n  http: :8080\nblocklist:\n  file: b\ntrusted_proxies: [10.0.0.0/8, \"::1\"]\n"))
+	cfg, err := config.ParseConfig("x.yaml", []byte("listen:\n  http: :8080\nblocklist:\n  file: b\ntrusted_proxies: [10.0.0.0/8, \"::1\"]\n"))
 	if err != nil {
 		f.Fatal(err)
 	}

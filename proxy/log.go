@@ -1,20 +1,9 @@
 package proxy
 
 import (
-	"fmt"
 	"io"
 	"log/slog"
-	"strings"
 )
-
-// ParseLevel parses debug, info, warn or error.
-func ParseLevel(s string) (slog.Level, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(strings.ToUpper(s))); err != nil {
-		return 0, fmt.Errorf("%q: want debug, info, warn or error", s)
-	}
-	return l, nil
-}
 
 // NewLogger returns a slog logger writing JSON lines (format "json") or
 // logfmt-style text ("text") at the given level.

@@ -18,6 +18,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edgeblock/edgeblock/proxy/config"
 )
 
 // originCA is a private certificate authority made for one test.
@@ -154,7 +156,7 @@ func TestOriginTLSConfig(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			path := filepath.Join(dir, "c.yaml")
-			c, err := ParseConfig(path, []byte(base+tt.extra))
+			c, err := config.ParseConfig(path, []byte(base+tt.extra))
 			got := fmt.Sprint(err)
 			if tt.warn {
 				if err != nil {

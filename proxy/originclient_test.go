@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/edgeblock/edgeblock/proxy/config"
 )
 
 func TestOriginsClientConfig(t *testing.T) {
@@ -25,7 +27,7 @@ func TestOriginsClientConfig(t *testing.T) {
 		{name: "unknown", yaml: "origins:\n  client: curl\n", err: `x.yaml:6: origins.client: "curl": want edgeblock or stdlib`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := ParseConfig("x.yaml", []byte(base+tt.yaml))
+			c, err := config.ParseConfig("x.yaml", []byte(base+tt.yaml))
 			if tt.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.err) {
 					t.Errorf("error %v, want %q", err, tt.err)
@@ -40,9 +42,9 @@ func TestOriginsClientConfig(t *testing.T) {
 			}
 		})
 	}
-	a, _ := ParseConfig("x.yaml", []byte(base))
-	b, _ := ParseConfig("x.yaml", []byte(base+"origins:\n  client: stdlib\n"))
-	if a.restartFields()["origins.client"] == b.restartFields()["origins.client"] {
+	a, _ := config.ParseConfig("x.yaml", []byte(base))
+	b, _ := config.ParseConfig("x.yaml", []byte(base+"origins:\n  client: stdlib\n"))
+	if a.RestartFields()["origins.client"] == b.RestartFields()["origins.client"] {
 		t.Error("origins.client is not a restart field")
 	}
 }

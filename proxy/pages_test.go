@@ -11,11 +11,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edgeblock/edgeblock/proxy/config"
 )
 
 func TestPagesConfigErrors(t *testing.T) {
-	_, err := LoadConfig("testdata/pages-invalid.yaml")
-	var ce *ConfigError
+	_, err := config.LoadConfig("testdata/pages-invalid.yaml")
+	var ce *config.ConfigError
 	if !errors.As(err, &ce) {
 		t.Fatalf("LoadConfig = %v, want *ConfigError", err)
 	}

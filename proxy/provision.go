@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"net/netip"
 
+	"github.com/edgeblock/edgeblock/proxy/config"
+
 	"github.com/edgeblock/edgeblock/blocklist"
 )
 
@@ -14,7 +16,7 @@ import (
 // file's content and its defaults. A state's edgeConfig is never changed
 // after the state is built.
 type edgeConfig struct {
-	*Config
+	*config.Config
 	// trusted is TrustedProxies parsed and masked.
 	trusted []netip.Prefix
 	// geoHeader is Geo.Header in canonical form; empty when unset.
@@ -26,7 +28,7 @@ type edgeConfig struct {
 // provision derives the request path's view of c, which must have been
 // validated (LoadConfig, ParseConfig): entries that validation rejects
 // are left out rather than reported again.
-func provision(c *Config) *edgeConfig {
+func provision(c *config.Config) *edgeConfig {
 	e := &edgeConfig{Config: c}
 	for _, s := range c.TrustedProxies {
 		p, err := netip.ParsePrefix(s)

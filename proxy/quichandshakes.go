@@ -9,13 +9,6 @@ import (
 	"github.com/quic-go/quic-go"
 )
 
-// quicPendingHandshakes is the default of limits.quic_pending_handshakes:
-// about 150 MiB of handshake state at most (about 150 KiB each, heap and
-// goroutine stacks, measured in deploy/bench/README.md), far above what
-// real visitors keep under way (new connections per second × the round
-// trip time: 1000/s at 100 ms is 100).
-const quicPendingHandshakes = 1000
-
 // What quic-go v0.66 bounds by itself: the packets waiting for its
 // server's goroutine (1024, the rest dropped), the connections that
 // completed their handshake and wait for Accept (32, the rest refused),

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/edgeblock/edgeblock/proxy/config"
+
 	"github.com/edgeblock/edgeblock/blocklist"
 	"github.com/edgeblock/edgeblock/pages"
 	"github.com/edgeblock/edgeblock/proxy/fleet"
@@ -27,7 +29,7 @@ const auditLimit = 50
 
 // Bundle is a loaded config with its blocklist and page renderer.
 type Bundle struct {
-	Config   *Config
+	Config   *config.Config
 	List     *blocklist.List
 	Renderer *pages.Renderer
 	// TemplateSHA256 is the hash of the page template file, if any.
@@ -68,9 +70,9 @@ type rawFiles struct {
 func LoadBundle(path string) (*Bundle, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, &ConfigError{Problems: []string{err.Error()}}
+		return nil, &config.ConfigError{Problems: []string{err.Error()}}
 	}
-	cfg, err := ParseConfig(path, data)
+	cfg, err := config.ParseConfig(path, data)
 	if err != nil {
 		return nil, err
 	}
@@ -93,7 +95,7 @@ func LoadBundle(path string) (*Bundle, error) {
 // blocklist.source fleet the version published in the fleet's Redis
 // (then with its version's metadata, Content left out). It returns the
 // content read even when it does not parse.
-func loadList(cfg *Config) (*blocklist.List, []byte, *fleet.Version, error) {
+func loadList(cfg *config.Config) (*blocklist.List, []byte, *fleet.Version, error) {
 	if cfg.FromFleet() {
 		return loadFleetList(cfg)
 	}
@@ -107,19 +109,19 @@ func loadList(cfg *Config) (*blocklist.List, []byte, *fleet.Version, error) {
 
 // listError names the config field and line for errors that are not
 // already file:line problems (a missing or unreadable file).
-func listError(cfg *Config, err error) error {
+func listError(cfg *config.Config, err error) error {
 	var pe *blocklist.ParseError
 	if errors.As(err, &pe) {
 		return err
 	}
-	return cfg.fileError([]any{"blocklist", "file"}, err)
+	return cfg.FileError([]any{"blocklist", "file"}, err)
 }
 
 // loadRenderer reads the page templates and translation files the config
 // names and returns the renderer, with the hash and content of
 // pages.template (the file snapshots keep). Every page is checked in every
 // language; an error names the config field and the file.
-func loadRenderer(cfg *Config) (*pages.Renderer, string, []byte, error) {
+func loadRenderer(cfg *config.Config) (*pages.Renderer, string, []byte, error) {
 	o := pageOptions(cfg)
 	sum := ""
 	var data []byte
@@ -127,7 +129,7 @@ func loadRenderer(cfg *Config) (*pages.Renderer, string, []byte, error) {
 		var err error
 		data, err = os.ReadFile(cfg.Pages.Template)
 		if err != nil {
-			return nil, "", nil, cfg.fileError([]any{"pages", "template"}, err)
+			return nil, "", nil, cfg.FileError([]any{"pages", "template"}, err)
 		}
 		o.Template, o.TemplateFile = string(data), cfg.Pages.Template
 		sum = hashOf(data)
@@ -136,7 +138,7 @@ func loadRenderer(cfg *Config) (*pages.Renderer, string, []byte, error) {
 	for k, f := range cfg.Pages.Templates {
 		text, err := os.ReadFile(f)
 		if err != nil {
-			errs = append(errs, cfg.fileError([]any{"pages", "templates", k}, err))
+			errs = append(errs, cfg.FileError([]any{"pages", "templates", k}, err))
 			continue
 		}
 		o.Templates[k] = pages.Template{Text: string(text), File: f}
@@ -144,7 +146,7 @@ func loadRenderer(cfg *Config) (*pages.Renderer, string, []byte, error) {
 	if dir := cfg.Pages.LanguagesDir; dir != "" {
 		files, err := languageFiles(dir)
 		if err != nil {
-			errs = append(errs, cfg.fileError([]any{"pages", "languages_dir"}, err))
+			errs = append(errs, cfg.FileError([]any{"pages", "languages_dir"}, err))
 		}
 		o.Languages = files
 	}
@@ -160,7 +162,7 @@ func loadRenderer(cfg *Config) (*pages.Renderer, string, []byte, error) {
 
 // pagesError gives a renderer's error the config field and line it comes
 // from.
-func pagesError(cfg *Config, err error) error {
+func pagesError(cfg *config.Config, err error) error {
 	var te *pages.TemplateError
 	switch {
 	case errors.As(err, &te):
@@ -168,16 +170,16 @@ func pagesError(cfg *Config, err error) error {
 		if te.Key == "block" && cfg.Pages.Template != "" {
 			field = []any{"pages", "template"}
 		}
-		return cfg.fileError(field, fmt.Errorf("%s: %w", te.File, te.Err))
+		return cfg.FileError(field, fmt.Errorf("%s: %w", te.File, te.Err))
 	case strings.HasPrefix(err.Error(), "pages.default_language "):
-		return cfg.fileError([]any{"pages", "default_language"}, errors.New(strings.TrimPrefix(err.Error(), "pages.default_language ")))
+		return cfg.FileError([]any{"pages", "default_language"}, errors.New(strings.TrimPrefix(err.Error(), "pages.default_language ")))
 	}
-	return cfg.fileError([]any{"pages", "languages_dir"}, err)
+	return cfg.FileError([]any{"pages", "languages_dir"}, err)
 }
 
 // pageOptions returns the renderer options the config sets, without the
 // files it names.
-func pageOptions(cfg *Config) pages.Options {
+func pageOptions(cfg *config.Config) pages.Options {
 	o := pages.Options{BlockedBy: cfg.Blocklist.BlockedBy, Operator: cfg.Pages.Operator,
 		Contact: cfg.Pages.Contact, Appeal: cfg.Pages.Appeal, DefaultLanguage: cfg.Pages.DefaultLanguage,
 		Templates: map[string]pages.Template{}}
@@ -211,7 +213,7 @@ func languageFiles(dir string) ([]pages.LanguageFile, error) {
 // pageFilesSum hashes the page files the config names besides
 // pages.template (templates and translation files), so that a reload sees
 // when one of them changed.
-func pageFilesSum(cfg *Config) string {
+func pageFilesSum(cfg *config.Config) string {
 	h := sha256.New()
 	for _, k := range slices.Sorted(maps.Keys(cfg.Pages.Templates)) {
 		data, err := os.ReadFile(cfg.Pages.Templates[k])
@@ -321,7 +323,7 @@ func (r *Reloader) Start(b *Bundle) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := time.Now()
-	r.running = b.Config.restartFields()
+	r.running = b.Config.RestartFields()
 	r.checked = now
 	r.stateDir = b.StateDir
 	var meta []any
@@ -523,14 +525,14 @@ func (r *Reloader) Reload(trigger string) {
 	case hashOf(cfgData) == r.cur.Config.SHA256:
 		r.metrics.Config.Record("unchanged", now)
 	default:
-		cfg, err := ParseConfig(r.path, cfgData)
+		cfg, err := config.ParseConfig(r.path, cfgData)
 		if err != nil {
 			cfgFailure(err)
 			cfgData = nil
 			break
 		}
 		restart := 0.0
-		for k, v := range cfg.restartFields() {
+		for k, v := range cfg.RestartFields() {
 			if old := r.running[k]; old != v {
 				restart = 1
 				r.log.Warn("config change needs a restart; ignored until then", "event", "config_restart_needed",

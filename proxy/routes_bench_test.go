@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeblock/edgeblock/proxy/config"
+
 	"github.com/edgeblock/edgeblock/blocklist"
 	"github.com/edgeblock/edgeblock/pages"
 	"github.com/edgeblock/edgeblock/proxy/metrics"
@@ -58,7 +60,7 @@ func BenchmarkRoutes(b *testing.B) {
 	rd, _ := pages.NewRenderer(pages.Options{})
 	for _, n := range []int{10, 10_000, 100_000} {
 		data := routesConfig(n)
-		cfg, err := ParseConfig("bench.yaml", data)
+		cfg, err := config.ParseConfig("bench.yaml", data)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -84,7 +86,7 @@ func BenchmarkRoutes(b *testing.B) {
 		b.Run(fmt.Sprintf("load/%d", n), func(b *testing.B) {
 			for b.Loop() {
 				start := time.Now()
-				cfg, err := ParseConfig("bench.yaml", data)
+				cfg, err := config.ParseConfig("bench.yaml", data)
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeblock/edgeblock/proxy/config"
+
 	"github.com/edgeblock/edgeblock/blocklist"
 	"github.com/edgeblock/edgeblock/pages"
 	"github.com/edgeblock/edgeblock/proxy/metrics"
@@ -37,8 +39,8 @@ func TestLargeConfigProblems(t *testing.T) {
   - host: a..example
     origins: ["http://127.0.0.1:1"]
 `
-			_, err := ParseConfig("big.yaml", []byte(data))
-			ce, ok := err.(*ConfigError)
+			_, err := config.ParseConfig("big.yaml", []byte(data))
+			ce, ok := err.(*config.ConfigError)
 			if !ok {
 				t.Fatalf("ParseConfig = %v, want *ConfigError", err)
 			}
@@ -78,9 +80,9 @@ func TestReloadKeepsUnchangedRoutes(t *testing.T) {
 		}))
 		t.Cleanup(o.srv.Close)
 	}
-	config := func(changeWeight int, healthPath string) *Config {
+	configWith := func(changeWeight int, healthPath string) *config.Config {
 		t.Helper()
-		cfg, err := ParseConfig("c.yaml", fmt.Appendf(nil, `listen:
+		cfg, err := config.ParseConfig("c.yaml", fmt.Appendf(nil, `listen:
   http: 127.0.0.1:0
 blocklist:
   file: b
@@ -107,10 +109,10 @@ routes:
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := config(1, "/health")
+	cfg := configWith(1, "/health")
 	p := NewProxy(slogDiscard(), metrics.New(newRegistry(), "t", "t"), cfg)
 	t.Cleanup(p.Close)
-	apply := func(cfg *Config) (keepRoute, changeRoute *route) {
+	apply := func(cfg *config.Config) (keepRoute, changeRoute *route) {
 		t.Helper()
 		if err := p.Apply(cfg, list, rd); err != nil {
 			t.Fatal(err)
@@ -141,7 +143,7 @@ routes:
 	k1, c1 := apply(cfg)
 	probes(1, 1)
 
-	k2, c2 := apply(config(2, "/health")) // *.change.example's weight
+	k2, c2 := apply(configWith(2, "/health")) // *.change.example's weight
 	if k2 != k1 {
 		t.Error("the unchanged route was rebuilt")
 	}
@@ -150,13 +152,13 @@ routes:
 	}
 	probes(1, 2) // the new pool checks at once; the kept one runs on
 
-	k3, c3 := apply(config(2, "/health")) // the same again: a new Config, nothing changed
+	k3, c3 := apply(configWith(2, "/health")) // the same again: a new Config, nothing changed
 	if k3 != k2 || c3 != c2 {
 		t.Error("an unchanged config rebuilt routes")
 	}
 	probes(1, 2)
 
-	k4, c4 := apply(config(2, "/health/")) // the origins: defaults
+	k4, c4 := apply(configWith(2, "/health/")) // the origins: defaults
 	if k4 == k3 || c4 == c3 {
 		t.Error("a change of the origins: defaults kept routes")
 	}

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/edgeblock/edgeblock/proxy/config"
+
 	"github.com/edgeblock/edgeblock/proxy/accesslog"
 	"github.com/edgeblock/edgeblock/proxy/certmgr"
 	"github.com/edgeblock/edgeblock/proxy/metrics"
@@ -23,7 +25,7 @@ import (
 // listener, the reloader and the certificate manager.
 type Server struct {
 	log      *slog.Logger
-	cfg      *Config // as at start; listener settings never reload
+	cfg      *config.Config // as at start; listener settings never reload
 	proxy    *Proxy
 	reloader *Reloader
 	tls      *certmgr.Manager
@@ -238,7 +240,7 @@ func (s *Server) Start(b *Bundle) error {
 // deadlines and drain outermost, so that the 429 of the per-client
 // request cap (inFlight) is bounded too; requests counted by protocol
 // (q). config is the config in use.
-func publicChain(h http.Handler, cfg *Config, inFlight *clientCounter, config func() *edgeConfig, m *metrics.Metrics, q *quicMetrics, draining *atomic.Bool) http.Handler {
+func publicChain(h http.Handler, cfg *config.Config, inFlight *clientCounter, config func() *edgeConfig, m *metrics.Metrics, q *quicMetrics, draining *atomic.Bool) http.Handler {
 	h = newProtoCounter(h, q)
 	h = &requestLimiter{next: h, inFlight: inFlight, config: config, refused: m.RequestsRefused.WithLabelValues(metrics.RefusedRequestsPerClient)}
 	return &guardHandler{next: h, writeIdle: cfg.Timeouts.WriteIdle, bodyRead: cfg.Timeouts.BodyRead, draining: draining}

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/edgeblock/edgeblock/proxy/config"
+
 	"github.com/edgeblock/edgeblock/blocklist"
 	"github.com/edgeblock/edgeblock/pages"
 	"github.com/edgeblock/edgeblock/proxy/certs"
@@ -98,7 +100,7 @@ func (s *state) pageBlock(id int) pages.Block {
 
 // newState builds a state from a config and a list. Routes reuse the
 // origins (and their health) of prev where pattern and URL are unchanged.
-func (p *Proxy) newState(cfg *Config, list *blocklist.List, renderer *pages.Renderer, prev *state) (*state, error) {
+func (p *Proxy) newState(cfg *config.Config, list *blocklist.List, renderer *pages.Renderer, prev *state) (*state, error) {
 	ec := provision(cfg)
 	if prev != nil && prev.cfg.Config == cfg {
 		ec = prev.cfg
@@ -152,9 +154,9 @@ func (p *Proxy) newState(cfg *Config, list *blocklist.List, renderer *pages.Rend
 //
 // A reload that changes a few of 100,000 routes so rebuilds those few:
 // a pool costs a sticky-cookie HMAC per origin and some 1 KiB.
-func (p *Proxy) buildRoutes(cfg *Config, prev *state) (*routeTable, error) {
+func (p *Proxy) buildRoutes(cfg *config.Config, prev *state) (*routeTable, error) {
 	var old *routeTable
-	var oldConf []RouteConfig
+	var oldConf []config.RouteConfig
 	sameDefaults := false
 	if prev != nil {
 		old, oldConf = prev.routes, prev.cfg.Routes
@@ -175,7 +177,7 @@ func (p *Proxy) buildRoutes(cfg *Config, prev *state) (*routeTable, error) {
 		if err != nil {
 			return nil, err // validated already
 		}
-		b := rc.Balance.merged(cfg.Origins.Balance)
+		b := rc.Balance.Merged(cfg.Origins.Balance)
 		ts := settingsOf(b, p.dial, p.responseHeader)
 		tr := transports[ts]
 		if tr == nil {
@@ -204,7 +206,7 @@ func (p *Proxy) buildRoutes(cfg *Config, prev *state) (*routeTable, error) {
 				continue
 			}
 		}
-		pc, err := cfg.poolConfig(*rc, pattern, key)
+		pc, err := poolConfig(cfg, *rc, pattern, key)
 		if err != nil {
 			return nil, err
 		}
@@ -222,7 +224,7 @@ func (p *Proxy) buildRoutes(cfg *Config, prev *state) (*routeTable, error) {
 
 // startingPage returns the 503 page served while no state is applied: the
 // config's pages if they load, else the built-in ones.
-func startingPage(cfg *Config) *pages.Page {
+func startingPage(cfg *config.Config) *pages.Page {
 	if rd, _, _, err := loadRenderer(cfg); err == nil {
 		return rd.Starting()
 	}

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/edgeblock/edgeblock/proxy/config"
+
 	"github.com/edgeblock/edgeblock/blocklist"
 	"github.com/edgeblock/edgeblock/proxy/certmgr"
 	"github.com/edgeblock/edgeblock/proxy/certs"
@@ -20,7 +22,7 @@ var renewCheckInterval time.Duration
 
 // certOptions returns the certificate manager's options of cfg's tls and
 // fleet sections.
-func certOptions(cfg *Config) certmgr.Options {
+func certOptions(cfg *config.Config) certmgr.Options {
 	od := cfg.TLS.OnDemand
 	return certmgr.Options{
 		Mode: cfg.TLS.Mode, Storage: cfg.TLS.Storage, Fleet: cfg.Fleet,
@@ -33,14 +35,14 @@ func certOptions(cfg *Config) certmgr.Options {
 
 // newCertManager starts certificate management for cfg (tls.mode internal
 // or acme) on behalf of p.
-func newCertManager(cfg *Config, log *slog.Logger, m *metrics.Metrics, p *Proxy) (*certmgr.Manager, error) {
+func newCertManager(cfg *config.Config, log *slog.Logger, m *metrics.Metrics, p *Proxy) (*certmgr.Manager, error) {
 	return certmgr.New(certOptions(cfg), log, m, certEdge{p})
 }
 
 // InternalRootPEM returns the internal CA's root certificate for the
 // config's storage (tls.storage, or the fleet's Redis when the config has
 // a fleet section), creating the CA if it does not exist yet.
-func InternalRootPEM(cfg *Config) ([]byte, error) {
+func InternalRootPEM(cfg *config.Config) ([]byte, error) {
 	return certmgr.InternalRootPEM(cfg.TLS.Storage, cfg.Fleet)
 }
 
@@ -85,10 +87,10 @@ func aheadNames(b *Bundle) []certmgr.Ahead {
 		case err != nil:
 		case !strings.HasPrefix(n, "*."):
 			names = append(names, certmgr.Ahead{Name: n})
-		case r.wildcardCert():
+		case r.WildcardCert():
 			a := certmgr.Ahead{Name: n}
-			if d := b.Config.dnsFor(r); d != nil {
-				dns := d.certsDNS()
+			if d := b.Config.DNSFor(r); d != nil {
+				dns := d.CertsDNS()
 				a.DNS = &dns
 			}
 			names = append(names, a)

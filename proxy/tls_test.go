@@ -13,13 +13,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeblock/edgeblock/proxy/config"
+
 	"github.com/edgeblock/edgeblock/blocklist"
 	"github.com/edgeblock/edgeblock/pages"
 	"github.com/edgeblock/edgeblock/proxy/metrics"
 )
 
 func TestCoversDecision(t *testing.T) {
-	cfg, err := ParseConfig("c.yaml", []byte("listen:\n  http: :0\nblocklist:\n  file: b\nroutes:\n  - host: app.example.com\n    origins: [\"http://127.0.0.1:1\"]\n  - host: \"*.apps.example.com\"\n    origins: [\"http://127.0.0.1:1\"]\n"))
+	cfg, err := config.ParseConfig("c.yaml", []byte("listen:\n  http: :0\nblocklist:\n  file: b\nroutes:\n  - host: app.example.com\n    origins: [\"http://127.0.0.1:1\"]\n  - host: \"*.apps.example.com\"\n    origins: [\"http://127.0.0.1:1\"]\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +202,7 @@ func TestHTTPRedirectsToHTTPS(t *testing.T) {
 
 func TestInternalCAKeptAcrossRestarts(t *testing.T) {
 	dir := t.TempDir()
-	cfg := &Config{TLS: TLSConfig{Storage: dir}}
+	cfg := &config.Config{TLS: config.TLSConfig{Storage: dir}}
 	a, err := InternalRootPEM(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -79,7 +79,7 @@ func buildFeed(st *state, now time.Time) *feed {
 			b.Scope = feedScope{Type: k, Countries: r.Scope.Countries(), Unknown: "allow"}
 			if u := r.Scope.Unknown(); u != blocklist.UnknownDefault {
 				b.Scope.Unknown = u.String()
-			} else if cfg.Geo.unknownBlocks() {
+			} else if cfg.Geo.UnknownBlocks() {
 				b.Scope.Unknown = "block"
 			}
 		}

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/edgeblock/edgeblock/proxy/config"
+
 	"github.com/edgeblock/edgeblock/proxy/origin"
 )
 
@@ -50,9 +52,9 @@ type transportCache struct {
 func (c *transportCache) get(s transportSettings) (*routeTransport, error) {
 	var tc *tls.Config
 	digest := ""
-	if s.tls != (OriginTLSConfig{}) {
+	if s.tls != (config.OriginTLSConfig{}) {
 		var err error
-		if tc, digest, err = originTLS(&s.tls); err != nil {
+		if tc, digest, err = config.OriginTLS(&s.tls); err != nil {
 			return nil, err
 		}
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/edgeblock/edgeblock/blocklist"
 	"github.com/edgeblock/edgeblock/proxy"
+	"github.com/edgeblock/edgeblock/proxy/config"
 	"github.com/edgeblock/edgeblock/proxy/fleet"
 )
 
@@ -44,7 +45,7 @@ func printProblems(w io.Writer, err error) {
 
 func runServe(args []string, stdout, stderr io.Writer) int {
 	var logFormat, logLevel, stateFlag string
-	_, config, ok := flags("serve", args, stderr, func(fs *flag.FlagSet) {
+	_, configFile, ok := flags("serve", args, stderr, func(fs *flag.FlagSet) {
 		fs.StringVar(&logFormat, "log-format", "", "json or text (default: log.format of the config, else json)")
 		fs.StringVar(&logLevel, "log-level", "", "debug, info, warn or error (default: log.level of the config, else info)")
 		stateDirFlag(fs, &stateFlag)
@@ -53,7 +54,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	stateDir := resolveStateDir(stateFlag)
-	b, err := proxy.LoadBundleForStart(config, stateDir, time.Now())
+	b, err := proxy.LoadBundleForStart(configFile, stateDir, time.Now())
 	if err != nil {
 		printProblems(stderr, err)
 		fmt.Fprintln(stderr, "edgeblock: not started: fix the problems above")
@@ -65,7 +66,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	if logLevel == "" {
 		logLevel = b.Config.Log.Level
 	}
-	level, err := proxy.ParseLevel(logLevel)
+	level, err := config.ParseLevel(logLevel)
 	if err != nil || (logFormat != "json" && logFormat != "text") {
 		fmt.Fprintf(stderr, "edgeblock: bad -log-format %q or -log-level %q\n", logFormat, logLevel)
 		return 2
@@ -86,7 +87,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		log.Warn("no state directory: the applied state is not snapshotted, so a bad file at the next start stops it (set -state-dir)",
 			"event", "snapshot", "result", "off")
 	}
-	return serve(config, b, log)
+	return serve(configFile, b, log)
 }
 
 // stateDirFlag defines -state-dir.
@@ -369,7 +370,7 @@ type explainJSON struct {
 func runExplain(args []string, stdout, stderr io.Writer) int {
 	var adminFlag, country string
 	var asJSON bool
-	fs, config, ok := flags("explain", args, stderr, func(fs *flag.FlagSet) {
+	fs, configFile, ok := flags("explain", args, stderr, func(fs *flag.FlagSet) {
 		fs.StringVar(&adminFlag, "admin", "", "admin listener `address` of the running edge (default: listen.admin of the config)")
 		fs.StringVar(&country, "country", "", "the visitor's `country` (ISO 3166-1 alpha-2, such as FR), for rules scoped to countries (default: unknown)")
 		jsonFlag(fs, &asJSON)
@@ -387,7 +388,7 @@ func runExplain(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 	}
-	cfg, err := proxy.LoadConfig(config)
+	cfg, err := config.LoadConfig(configFile)
 	if err != nil {
 		printProblems(stderr, err)
 		return 1
@@ -407,7 +408,7 @@ func runExplain(args []string, stdout, stderr io.Writer) int {
 		}
 		why = fmt.Sprintf("no running edge answered at %s: %v", addr, err)
 	}
-	b, err := proxy.LoadBundle(config)
+	b, err := proxy.LoadBundle(configFile)
 	if err != nil {
 		printProblems(stderr, err)
 		return 1
@@ -423,11 +424,11 @@ func runExplain(args []string, stdout, stderr io.Writer) int {
 }
 
 func runCARoot(args []string, stdout, stderr io.Writer) int {
-	_, config, ok := flags("ca-root", args, stderr, nil)
+	_, configFile, ok := flags("ca-root", args, stderr, nil)
 	if !ok {
 		return 2
 	}
-	cfg, err := proxy.LoadConfig(config)
+	cfg, err := config.LoadConfig(configFile)
 	if err != nil {
 		printProblems(stderr, err)
 		return 1

@@ -17,7 +17,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgeblock/edgeblock/proxy"
+	"github.com/edgeblock/edgeblock/proxy/config"
+
 	"github.com/edgeblock/edgeblock/proxy/fleet"
 	"github.com/edgeblock/edgeblock/proxy/fleet/fleettest"
 	"go.yaml.in/yaml/v3"
@@ -336,12 +337,12 @@ func checkKubernetes(t *testing.T, m kubeDocs) {
 	// The paths as the pod sees them, from the YAML as written; the
 	// config proper (defaults, validation) is parsed once the files it
 	// reads are laid out.
-	var raw proxy.Config
+	var raw config.Config
 	if err := yaml.Unmarshal([]byte(cfgText), &raw); err != nil {
 		t.Fatalf("embedded config: %v", err)
 	}
 	files := map[string]string{configPath: cfgText}
-	fromFleet := raw.Blocklist.Source == proxy.SourceFleet
+	fromFleet := raw.Blocklist.Source == config.SourceFleet
 	if fromFleet {
 		// The list comes from Redis: no blocklist ConfigMap, and nothing
 		// mounts one.
@@ -397,7 +398,7 @@ func checkKubernetes(t *testing.T, m kubeDocs) {
 		os.MkdirAll(filepath.Dir(local), 0o755)
 		os.WriteFile(local, []byte(strings.ReplaceAll(text, "/etc/edgeblock/", root+"/etc/edgeblock/")), 0o644)
 	}
-	cfg, err := proxy.LoadConfig(filepath.Join(root, configPath))
+	cfg, err := config.LoadConfig(filepath.Join(root, configPath))
 	if err != nil {
 		t.Fatalf("embedded config: %v", err)
 	}

@@ -9,8 +9,9 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/edgeblock/edgeblock/proxy/config"
+
 	"github.com/edgeblock/edgeblock/blocklist"
-	"github.com/edgeblock/edgeblock/proxy"
 )
 
 // editCmd holds the flags and arguments of block and unblock.
@@ -79,13 +80,13 @@ func actor() string {
 // editFile returns the config, whose blocklist.file is the file to edit;
 // fleet is true when the edit goes to the fleet instead (-fleet, or
 // blocklist.source fleet).
-func (c *editCmd) editFile(stderr io.Writer) (cfg *proxy.Config, fleet, ok bool) {
+func (c *editCmd) editFile(stderr io.Writer) (cfg *config.Config, fleet, ok bool) {
 	// A fleet edit needs only the fleet section (a fleet-only config).
-	fc, ferr := proxy.LoadFleetConfig(c.config)
+	fc, ferr := config.LoadFleetConfig(c.config)
 	if ferr == nil && fc.Fleet != nil && (c.fleet || fc.FromFleet()) {
 		return fc, true, true
 	}
-	cfg, err := proxy.LoadConfig(c.config)
+	cfg, err := config.LoadConfig(c.config)
 	if err != nil {
 		printProblems(stderr, err)
 		if ferr == nil && fc.Fleet != nil {
@@ -195,7 +196,7 @@ func editFailed(err error, stderr io.Writer) bool {
 // fileEdited finishes an edit of the file: it records it in the edit
 // history, asks the running edge whether it is in effect, and prints the
 // result. after is nil when nothing was written.
-func (c *editCmd) fileEdited(cfg *proxy.Config, command string, res blocklist.EditResult, note blocklist.Note, before, after []byte, stdout, stderr io.Writer) int {
+func (c *editCmd) fileEdited(cfg *config.Config, command string, res blocklist.EditResult, note blocklist.Note, before, after []byte, stdout, stderr io.Writer) int {
 	file := cfg.Blocklist.File
 	kind := string(res.Kind)
 	if command == "unblock" {

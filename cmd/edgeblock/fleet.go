@@ -16,6 +16,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/edgeblock/edgeblock/proxy/config"
+
 	"github.com/edgeblock/edgeblock/blocklist"
 	"github.com/edgeblock/edgeblock/proxy"
 	"github.com/edgeblock/edgeblock/proxy/fleet"
@@ -26,7 +28,7 @@ const fleetTimeout = 30 * time.Second
 
 // fleetCmd is a connection to the fleet named by a config file.
 type fleetCmd struct {
-	cfg   *proxy.Config
+	cfg   *config.Config
 	store *fleet.Store
 	close func() error
 }
@@ -35,14 +37,14 @@ type fleetCmd struct {
 // the problem and returns false when the config is bad or has no fleet
 // section. Only the fleet section (and blocklist.max_drop) must be valid
 // (proxy.LoadFleetConfig): a config of only fleet: will do.
-func openFleet(config string, stderr io.Writer) (*fleetCmd, bool) {
-	cfg, err := proxy.LoadFleetConfig(config)
+func openFleet(configFile string, stderr io.Writer) (*fleetCmd, bool) {
+	cfg, err := config.LoadFleetConfig(configFile)
 	if err != nil {
 		printProblems(stderr, err)
 		return nil, false
 	}
 	if cfg.Fleet == nil {
-		fmt.Fprintf(stderr, "edgeblock: %s has no fleet section: fleet commands need fleet.redis.addr\n", config)
+		fmt.Fprintf(stderr, "edgeblock: %s has no fleet section: fleet commands need fleet.redis.addr\n", configFile)
 		return nil, false
 	}
 	rdb, err := fleet.NewClient(*cfg.Fleet)
@@ -423,7 +425,7 @@ type historyJSON struct {
 func runHistory(args []string, stdout, stderr io.Writer) int {
 	var n int
 	var asJSON, fileMode bool
-	_, config, ok := flags("history", args, stderr, func(fs *flag.FlagSet) {
+	_, configFile, ok := flags("history", args, stderr, func(fs *flag.FlagSet) {
 		fs.IntVar(&n, "n", 10, "how many versions (edits in file mode) to show, newest first (0: all kept)")
 		fs.BoolVar(&fileMode, "file", false, "the edit history of blocklist.file even when the config has a fleet section")
 		jsonFlag(fs, &asJSON)
@@ -431,10 +433,10 @@ func runHistory(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return 2
 	}
-	if cfg, err := proxy.LoadFleetConfig(config); err == nil && (cfg.Fleet == nil || fileMode) {
-		return fileHistory(config, n, asJSON, stdout, stderr)
+	if cfg, err := config.LoadFleetConfig(configFile); err == nil && (cfg.Fleet == nil || fileMode) {
+		return fileHistory(configFile, n, asJSON, stdout, stderr)
 	}
-	c, ok := openFleet(config, stderr)
+	c, ok := openFleet(configFile, stderr)
 	if !ok {
 		return 1
 	}
@@ -526,15 +528,15 @@ func runHistory(args []string, stdout, stderr io.Writer) int {
 // fileHistory prints the edit history of the config's blocklist file
 // (blocklist.HistoryPath), newest first: every edit made with block and
 // unblock, each with who, when, why and the rules it changed.
-func fileHistory(config string, n int, asJSON bool, stdout, stderr io.Writer) int {
-	cfg, err := proxy.LoadFleetConfig(config)
+func fileHistory(configFile string, n int, asJSON bool, stdout, stderr io.Writer) int {
+	cfg, err := config.LoadFleetConfig(configFile)
 	if err != nil {
 		printProblems(stderr, err)
 		return 1
 	}
 	file := cfg.Blocklist.File
 	if file == "" {
-		fmt.Fprintf(stderr, "edgeblock: %s has neither blocklist.file nor a fleet section: no history to show\n", config)
+		fmt.Fprintf(stderr, "edgeblock: %s has neither blocklist.file nor a fleet section: no history to show\n", configFile)
 		return 1
 	}
 	es, err := blocklist.ReadHistory(file)

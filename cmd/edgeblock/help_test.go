@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/edgeblock/edgeblock/proxy"
+	"github.com/edgeblock/edgeblock/proxy/config"
 )
 
 // TestHelpTopicsPrint runs `edgeblock help TOPIC` for every topic file on
@@ -312,7 +312,7 @@ func TestConfigReferenceMentionsEveryKey(t *testing.T) {
 			documented[k] = true
 		}
 	}
-	keys := configKeys(reflect.TypeFor[proxy.Config](), "")
+	keys := configKeys(reflect.TypeFor[config.Config](), "")
 	if len(keys) < 100 {
 		t.Fatalf("found only %d config keys; the walk of proxy.Config is broken", len(keys))
 	}
@@ -342,7 +342,7 @@ func TestDocumentedKeysExist(t *testing.T) {
 		t.Fatal(err)
 	}
 	keys := map[string]bool{}
-	for _, k := range configKeys(reflect.TypeFor[proxy.Config](), "") {
+	for _, k := range configKeys(reflect.TypeFor[config.Config](), "") {
 		keys[k.path] = true
 		keys[strings.ReplaceAll(k.path, "[]", "")] = true
 	}

@@ -9,8 +9,9 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/edgeblock/edgeblock/proxy/config"
+
 	"github.com/edgeblock/edgeblock/blocklist"
-	"github.com/edgeblock/edgeblock/proxy"
 	"github.com/edgeblock/edgeblock/proxy/admin"
 )
 
@@ -74,7 +75,7 @@ var edgeWait = 5 * time.Second
 // the edge's own check that its /v1 writes use, which waits up to edgeWait
 // for the rule as written (for an unblock: no rule of the pattern) and
 // answers early when a reload since then failed.
-func askApplied(cfg *proxy.Config, adminFlag string, res blocklist.EditResult, since time.Time) edgeApplied {
+func askApplied(cfg *config.Config, adminFlag string, res blocklist.EditResult, since time.Time) edgeApplied {
 	addr := adminAddr(cfg, adminFlag)
 	if addr == "" {
 		return edgeApplied{why: "the admin listener is off in the config: no edge asked"}

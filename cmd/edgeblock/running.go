@@ -16,6 +16,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/edgeblock/edgeblock/proxy/config"
+
 	"github.com/edgeblock/edgeblock/blocklist"
 	"github.com/edgeblock/edgeblock/proxy"
 )
@@ -34,7 +36,7 @@ var adminClient = &http.Client{
 // adminAddr returns the address to reach the admin listener at: the flag,
 // else listen.admin of the config with an unspecified host replaced by
 // loopback; "" when the listener is off.
-func adminAddr(cfg *proxy.Config, flagValue string) string {
+func adminAddr(cfg *config.Config, flagValue string) string {
 	a := flagValue
 	if a == "" {
 		a = cfg.Listen.Admin
@@ -69,7 +71,7 @@ var errCannotAsk = errors.New("cannot ask the edge")
 // certificate that file holds (the one the listener serves, whatever names
 // it carries), so that the commands ask the edge they run beside and no
 // other. An unreadable certificate is an error wrapping errCannotAsk.
-func adminHTTP(cfg *proxy.Config) (string, *http.Client, error) {
+func adminHTTP(cfg *config.Config) (string, *http.Client, error) {
 	if cfg.Admin.TLSCert == "" {
 		return "http", adminClient, nil
 	}
@@ -104,7 +106,7 @@ func adminHTTP(cfg *proxy.Config) (string, *http.Client, error) {
 // $EDGEBLOCK_ADMIN_TOKEN if set, and checks that an edgeblock answered.
 // When the listener needs a credential the command lacks, the error wraps
 // errCannotAsk and says which, before anything is sent.
-func adminGet(cfg *proxy.Config, addr, path string) (*http.Response, error) {
+func adminGet(cfg *config.Config, addr, path string) (*http.Response, error) {
 	tok := os.Getenv(adminTokenEnv)
 	if cfg.Admin.AuthReads && tok == "" {
 		if cfg.Admin.TokensFile == "" {
@@ -138,7 +140,7 @@ func adminGet(cfg *proxy.Config, addr, path string) (*http.Response, error) {
 }
 
 // askExplain asks the running edge at addr what a visitor to host gets.
-func askExplain(cfg *proxy.Config, addr, host, country string) (*proxy.Explanation, error) {
+func askExplain(cfg *config.Config, addr, host, country string) (*proxy.Explanation, error) {
 	q := "/explain?host=" + url.QueryEscape(host)
 	if country != "" {
 		q += "&country=" + url.QueryEscape(country)
@@ -161,7 +163,7 @@ func askExplain(cfg *proxy.Config, addr, host, country string) (*proxy.Explanati
 // runningList returns the list in effect: from the running edge's admin
 // listener (GET /blocklist/rules) if one answers, else from the snapshot
 // in stateDir. source says which, or why there is none.
-func runningList(cfg *proxy.Config, adminFlag, stateDir string) (*blocklist.List, string) {
+func runningList(cfg *config.Config, adminFlag, stateDir string) (*blocklist.List, string) {
 	var why []string
 	if addr := adminAddr(cfg, adminFlag); addr != "" {
 		l, err := fetchRunningList(cfg, addr)
@@ -189,7 +191,7 @@ func runningList(cfg *proxy.Config, adminFlag, stateDir string) (*blocklist.List
 	return l, fmt.Sprintf("the snapshot in %s, written %s (%s)", stateDir, snap.WrittenAt.Format(time.RFC3339), strings.Join(why, "; "))
 }
 
-func fetchRunningList(cfg *proxy.Config, addr string) (*blocklist.List, error) {
+func fetchRunningList(cfg *config.Config, addr string) (*blocklist.List, error) {
 	resp, err := adminGet(cfg, addr, "/blocklist/rules")
 	if err != nil {
 		return nil, err

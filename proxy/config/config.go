@@ -1,9 +1,10 @@
-package proxy
+package config
 
 import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"net"
 	"net/netip"
@@ -28,6 +29,7 @@ import (
 	"github.com/edgeblock/edgeblock/proxy/origin"
 	"github.com/edgeblock/edgeblock/proxy/problem"
 	"go.yaml.in/yaml/v3"
+	"golang.org/x/net/http/httpguts"
 )
 
 // Config is the configuration file, as documented in cmd/edgeblock/help/config.md. Every
@@ -174,13 +176,13 @@ type DNSConfig struct {
 }
 
 // certsDNS returns d for the certs package.
-func (d *DNSConfig) certsDNS() certs.DNS {
+func (d *DNSConfig) CertsDNS() certs.DNS {
 	return certs.DNS{Provider: d.Provider, Server: d.Server, KeyName: d.KeyName, KeyAlg: d.KeyAlg,
 		KeySecretFile: d.KeySecretFile, Resolvers: d.Resolvers, PropagationTimeout: d.PropagationTimeout}
 }
 
 // dnsString returns d's settings as one string, for restartFields.
-func dnsString(d *DNSConfig) string {
+func DNSString(d *DNSConfig) string {
 	if d == nil {
 		return ""
 	}
@@ -416,10 +418,10 @@ type OriginTimeouts struct {
 
 // wildcardCert reports whether the route is served by one wildcard
 // certificate.
-func (r *RouteConfig) wildcardCert() bool { return r.TLS.Wildcard || r.TLS.DNS != nil }
+func (r *RouteConfig) WildcardCert() bool { return r.TLS.Wildcard || r.TLS.DNS != nil }
 
 // dnsFor returns the DNS-01 setup of route r: its own, else the global one.
-func (c *Config) dnsFor(r *RouteConfig) *DNSConfig {
+func (c *Config) DNSFor(r *RouteConfig) *DNSConfig {
 	if r.TLS.DNS != nil {
 		return r.TLS.DNS
 	}
@@ -478,7 +480,7 @@ type LimitsConfig struct {
 	// goroutine stacks until it completes or timeouts.read_header ends
 	// it); beyond it a new connection
 	// attempt is sent a Retry, and one that proved its address is
-	// refused. Default 1000 (quicPendingHandshakes).
+	// refused. Default 1000 (DefaultQUICPendingHandshakes).
 	QUICPendingHandshakes int `yaml:"quic_pending_handshakes"`
 }
 
@@ -566,7 +568,7 @@ func LoadConfig(path string) (*Config, error) {
 // fileError reports that the file a config field names (such as
 // blocklist.file) cannot be read, as "config:line: field: /abs/path: no
 // such file", so that the message leads to both the setting and the file.
-func (c *Config) fileError(field []any, err error) error {
+func (c *Config) FileError(field []any, err error) error {
 	v := validator{path: c.Path, root: c.src}
 	return errors.New(v.format(field, "%s", problem.FileError(err)))
 }
@@ -1014,7 +1016,7 @@ func (c *Config) applyDefaults() {
 	defInt(&c.Limits.MaxStreamsPerConn, 100)
 	defInt(&c.Limits.MaxConnsPerClient, 256)
 	defInt(&c.Limits.MaxRequestsPerClient, 128)
-	defInt(&c.Limits.QUICPendingHandshakes, quicPendingHandshakes)
+	defInt(&c.Limits.QUICPendingHandshakes, DefaultQUICPendingHandshakes)
 	def(&c.Origins.FailTimeout, 10*time.Second)
 	def(&c.Origins.BodyIdleTimeout, 60*time.Second)
 	if c.Origins.MaxResponseHeaderBytes == 0 {
@@ -1342,12 +1344,12 @@ func (c *Config) validate(v *validator) {
 	for i := range c.Routes {
 		r := &c.Routes[i]
 		c.validateDNS(v, []any{"routes", i, "tls", "dns"}, r.TLS.DNS)
-		if !r.wildcardCert() {
+		if !r.WildcardCert() {
 			continue
 		}
 		if !strings.HasPrefix(r.Host, "*.") {
 			v.addf([]any{"routes", i, "tls"}, "a wildcard certificate needs a *.name host, not %q", r.Host)
-		} else if c.TLS.Mode == "acme" && c.dnsFor(r) == nil {
+		} else if c.TLS.Mode == "acme" && c.DNSFor(r) == nil {
 			v.addf([]any{"routes", i, "tls", "wildcard"}, "needs tls.dns or routes[%d].tls.dns: an ACME CA issues wildcard certificates through DNS-01 only", i)
 		}
 	}
@@ -1497,18 +1499,18 @@ func (c *Config) validate(v *validator) {
 		v.addf([]any{"origins", "client"}, "%q: want edgeblock or stdlib", c.Origins.Client)
 	}
 	for i, u := range c.Origins.Upgrades {
-		if !isToken(u) {
+		if !IsToken(u) {
 			v.addf([]any{"origins", "upgrades", i}, "%q is not a protocol name (an HTTP token)", u)
 		}
 	}
-	if !isToken(c.Origins.ViaName) {
+	if !IsToken(c.Origins.ViaName) {
 		v.addf([]any{"origins", "via_name"}, "%q: want an HTTP token (letters, digits, and !#$%%&'*+-.^_`|~)", c.Origins.ViaName)
 	}
 	if c.Log.Format != "json" && c.Log.Format != "text" {
 		v.addf([]any{"log", "format"}, "%q: want json or text", c.Log.Format)
 	}
 	if m := c.GC.MemoryLimit; m != "" && m != "auto" && m != "off" {
-		if _, err := parseSize(m); err != nil {
+		if _, err := ParseSize(m); err != nil {
 			v.addf([]any{"gc", "memory_limit"}, "%v", err)
 		}
 	}
@@ -1624,7 +1626,7 @@ func isPlaceholder(host string) bool {
 
 // restartFields names the settings a reload cannot change, with their
 // values, so that a reload can log which of them changed.
-func (c *Config) restartFields() map[string]string {
+func (c *Config) RestartFields() map[string]string {
 	return map[string]string{
 		"listen.http": c.Listen.HTTP, "listen.https": c.Listen.HTTPS, "listen.admin": c.Listen.Admin,
 		"listen.quic": c.Listen.QUIC, "listen.quic_advertise_port": strconv.Itoa(c.Listen.QUICAdvertisePort),
@@ -1639,7 +1641,7 @@ func (c *Config) restartFields() map[string]string {
 		"timeouts.dial": c.Timeouts.Dial.String(), "timeouts.response_header": c.Timeouts.ResponseHeader.String(),
 		"timeouts.grace": c.Timeouts.Grace.String(), "tls.manage_ahead_limit": strconv.Itoa(c.TLS.ManageAheadLimit),
 		"tls.on_demand": fmt.Sprint(c.TLS.OnDemand), "tls.cache_capacity": strconv.Itoa(c.TLS.CacheCapacity), "tls.key_type": c.TLS.KeyType,
-		"tls.internal_lifetime": c.TLS.InternalLifetime.String(), "tls.dns": dnsString(c.TLS.DNS),
+		"tls.internal_lifetime": c.TLS.InternalLifetime.String(), "tls.dns": DNSString(c.TLS.DNS),
 		"log.format": c.Log.Format, "log.level": c.Log.Level, "log.access_file": c.Log.AccessFile,
 		"gc.memory_limit": c.GC.MemoryLimit, "gc.percent": strconv.Itoa(c.GC.Percent),
 		"blocklist.watch": strconv.FormatBool(*c.Blocklist.Watch), "blocklist.debounce": c.Blocklist.Debounce.String(),
@@ -1704,3 +1706,56 @@ func (c *Config) validatePages(v *validator) {
 		v.addf([]any{"pages", "operator"}, "holds a control character")
 	}
 }
+
+// hostnameOr returns the machine's host name, or def.
+func hostnameOr(def string, hostname func() (string, error)) string {
+	if h, err := hostname(); err == nil && h != "" && IsToken(h) {
+		return h
+	}
+	return def
+}
+
+func IsToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !httpguts.IsTokenRune(rune(s[i])) {
+			return false
+		}
+	}
+	return true
+}
+
+// validateQUIC checks listen.quic and listen.quic_advertise_port (the
+// address form itself is checked with the other listeners).
+func (c *Config) validateQUIC(v *validator) {
+	if p := c.Listen.QUICAdvertisePort; p < 0 || p > 65535 {
+		v.addf([]any{"listen", "quic_advertise_port"}, "%d is not a port (1-65535, or 0 for the port of listen.quic)", p)
+	}
+	if c.Listen.QUIC == "" {
+		if c.Listen.QUICAdvertisePort != 0 {
+			v.addf([]any{"listen", "quic_advertise_port"}, "set, but listen.quic is not: set listen.quic (HTTP/3) or remove it")
+		}
+		return
+	}
+	if c.Listen.HTTPS == "" || c.TLS.Mode == "off" {
+		v.addf([]any{"listen", "quic"}, "HTTP/3 needs the HTTPS listener: set listen.https and tls.mode internal or acme")
+	}
+}
+
+// ParseLevel parses debug, info, warn or error.
+func ParseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(strings.ToUpper(s))); err != nil {
+		return 0, fmt.Errorf("%q: want debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+// DefaultQUICPendingHandshakes is the default of limits.quic_pending_handshakes:
+// about 150 MiB of handshake state at most (about 150 KiB each, heap and
+// goroutine stacks, measured in deploy/bench/README.md), far above what
+// real visitors keep under way (new connections per second × the round
+// trip time: 1000/s at 100 ms is 100).
+const DefaultQUICPendingHandshakes = 1000

@@ -1,4 +1,4 @@
-package proxy
+package config
 
 import (
 	"strings"
@@ -40,7 +40,7 @@ type TransparencyConfig struct {
 }
 
 // unknownBlocks reports whether geo.unknown is block.
-func (g *GeoConfig) unknownBlocks() bool { return g.Unknown == "block" }
+func (g *GeoConfig) UnknownBlocks() bool { return g.Unknown == "block" }
 
 // geoManagedHeaders are the headers geo.header must not name: the edge
 // sets or checks them itself.
