@@ -70,7 +70,7 @@ type floodResult struct {
 }
 
 // flood writes frames with write until the edge closes the connection,
-// stops reading for a second, or limit bytes are out; another goroutine
+// stops reading for 5 seconds, or limit bytes are out; another goroutine
 // reads what the edge sends (read), or nothing is read until the flood
 // ends. Then it waits up to closeWait for the edge to close the
 // connection, reading (and dropping) what it sends.
@@ -108,7 +108,10 @@ func flood(t *testing.T, c *frameConn, limit int64, read bool, closeWait time.Du
 		startReader()
 	}
 	for cw.n.Load() < limit {
-		c.conn.SetWriteDeadline(time.Now().Add(time.Second))
+		// Stopped reading: not for a second, which a loaded machine
+		// (load 20) pauses for, so that the attacker stopped early and
+		// the edge had no cause to close the connection.
+		c.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
 		if err := write(fr); err != nil {
 			break
 		}
