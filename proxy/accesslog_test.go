@@ -2,13 +2,15 @@ package proxy
 
 import (
 	"context"
-	"github.com/edgeblock/edgeblock/proxy/metrics"
 	"log/slog"
 	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edgeblock/edgeblock/proxy/metrics"
+	"github.com/edgeblock/edgeblock/proxy/reload"
 )
 
 // TestShutdownFlushesAccessLog: the line of the last request before
@@ -45,7 +47,7 @@ func TestAccessLogTextFormat(t *testing.T) {
 	config := filepath.Join(dir, "edgeblock.yaml")
 	writeFile(t, config, "listen:\n  http: 127.0.0.1:0\n  admin: off\nblocklist:\n  file: blocklist.txt\nroutes: []\n")
 	writeFile(t, filepath.Join(dir, "blocklist.txt"), "blocked.example\n")
-	b, err := LoadBundle(config)
+	b, err := reload.LoadBundle(config)
 	if err != nil {
 		t.Fatal(err)
 	}

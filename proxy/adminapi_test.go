@@ -23,6 +23,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeblock/edgeblock/proxy/reload"
+
 	"github.com/edgeblock/edgeblock/proxy/config"
 
 	"github.com/edgeblock/edgeblock/blocklist"
@@ -334,7 +336,7 @@ func TestAdminAPIDropGuard(t *testing.T) {
 		t.Errorf("a.example: %d", resp.StatusCode)
 	}
 	writeFile(t, e.list, blocklist.AllowDropMarker+"\na.example\n")
-	waitFor(t, 5*time.Second, "the marker applied", func() bool { return e.srv.reloader.current().List.AllowsDrop() })
+	waitFor(t, 5*time.Second, "the marker applied", func() bool { return e.srv.reloader.Current().List.AllowsDrop() })
 	if code, m := e.api(nil, "POST", "/v1/unblock", writeToken, `{"pattern":"a.example"}`); code != 200 || m["applied"] != true {
 		t.Errorf("unblock with the marker: %d %v", code, m)
 	}
@@ -381,7 +383,7 @@ func TestAdminAPIConcurrentWrites(t *testing.T) {
 	if l.Len() != 2*n+1 {
 		t.Errorf("%d rules, want %d", l.Len(), 2*n+1)
 	}
-	waitFor(t, 5*time.Second, "every rule in effect", func() bool { return e.srv.reloader.current().List.Len() == 2*n+1 })
+	waitFor(t, 5*time.Second, "every rule in effect", func() bool { return e.srv.reloader.Current().List.Len() == 2*n+1 })
 	for i := range n {
 		for _, h := range []string{fmt.Sprintf("api%d.example", i), fmt.Sprintf("cli%d.example", i)} {
 			if _, ok := l.Lookup(h); !ok {
@@ -584,7 +586,7 @@ func startFleetAPIEnv(t *testing.T, addr string) *testEnv {
 	dir := t.TempDir()
 	e := &testEnv{t: t, dir: dir, config: filepath.Join(dir, "edgeblock.yaml"), logs: &syncBuffer{}}
 	writeFile(t, e.config, fleetConfig(addr, "edge-api")+"admin:\n  tokens_file: "+tokensFile(t)+"\n")
-	b, err := LoadBundleForStart(e.config, "", time.Now())
+	b, err := reload.LoadBundleForStart(e.config, "", time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,29 +24,12 @@ func (e adminEdge) Ready() bool { return e.s.ready.Load() && e.s.proxy.Ready() }
 
 func (e adminEdge) Status() any { return e.s.reloader.Status() }
 
-func (e adminEdge) Blocklist() admin.ListState {
-	r := e.s.reloader
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return admin.ListState{List: r.cur.List, File: r.cur.Config.Blocklist.File, MaxDrop: r.cur.Config.Blocklist.MaxDrop,
-		LoadedAt: r.listSt.LoadedAt, ErrorAt: r.listSt.ErrorAt, LastError: r.listSt.LastError}
-}
+func (e adminEdge) Blocklist() admin.ListState { return e.s.reloader.ListState() }
 
 func (e adminEdge) Explain(host, country string, now time.Time) any {
-	return ExplainCountry(e.s.reloader.current(), host, country, now)
+	return ExplainCountry(e.s.reloader.Current(), host, country, now)
 }
 
-func (e adminEdge) FleetStore() *fleet.Store { return e.s.reloader.fleetStore() }
+func (e adminEdge) FleetStore() *fleet.Store { return e.s.reloader.FleetStore() }
 
 func (e adminEdge) Reload(trigger string) { e.s.reloader.Reload(trigger) }
-
-// fleetStore returns the fleet's version store when the blocklist follows
-// the fleet, else nil.
-func (r *Reloader) fleetStore() *fleet.Store {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.fleet == nil {
-		return nil
-	}
-	return r.fleet.store
-}

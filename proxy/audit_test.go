@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeblock/edgeblock/proxy/reload"
+
 	"github.com/edgeblock/edgeblock/blocklist"
 )
 
@@ -109,13 +111,13 @@ func TestReloadAuditLine(t *testing.T) {
 
 	// Many changes at once: each list is bounded, the totals are not.
 	var ops []func([]byte) ([]byte, error)
-	for i := range auditLimit + 10 {
+	for i := range reload.AuditLimit + 10 {
 		ops = append(ops, blockOp(e.list, fmt.Sprintf("bulk%d.example", i), nil))
 	}
 	editList(t, e.list, ops...)
 	line = lastAuditLine(t, e, 3)
-	if !strings.Contains(line, fmt.Sprintf(`"added_total":%d,`, auditLimit+10)) ||
-		strings.Count(line, `"rule":"bulk`) != auditLimit || !strings.Contains(line, `"removed":[],"changed":[]`) {
+	if !strings.Contains(line, fmt.Sprintf(`"added_total":%d,`, reload.AuditLimit+10)) ||
+		strings.Count(line, `"rule":"bulk`) != reload.AuditLimit || !strings.Contains(line, `"removed":[],"changed":[]`) {
 		t.Errorf("bulk audit line:\n%s", line)
 	}
 }

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeblock/edgeblock/proxy/reload"
+
 	"github.com/edgeblock/edgeblock/proxy/config"
 
 	"github.com/edgeblock/edgeblock/blocklist"
@@ -149,7 +151,7 @@ func BenchmarkChangeToEffect(b *testing.B) {
 	list := dir + "/blocklist.txt"
 	os.WriteFile(list, []byte("v0.example\n"), 0o644)
 	os.WriteFile(dir+"/c.yaml", []byte("listen:\n  http: 127.0.0.1:0\n  admin: \"off\"\nlog:\n  access: false\nblocklist:\n  file: blocklist.txt\n"), 0o644)
-	bundle, err := LoadBundle(dir + "/c.yaml")
+	bundle, err := reload.LoadBundle(dir + "/c.yaml")
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/edgeblock/edgeblock/proxy/reload"
 )
 
 func absTestdata(t *testing.T, name string) string {
@@ -20,7 +22,7 @@ func absTestdata(t *testing.T, name string) string {
 // resolved path and the config line that names them, at start and at
 // reload.
 func TestBundleMissingFiles(t *testing.T) {
-	_, err := LoadBundle("testdata/missing-files.yaml")
+	_, err := reload.LoadBundle("testdata/missing-files.yaml")
 	for _, want := range []string{
 		"testdata/missing-files.yaml:4: blocklist.file: " + absTestdata(t, "no-such-blocklist.txt") + ": no such file",
 		"testdata/missing-files.yaml:6: pages.template: " + absTestdata(t, "no-such-template.html") + ": no such file",

@@ -48,12 +48,15 @@
 // # Around the request path
 //
 // [Server] runs the public HTTP and HTTPS listeners, the admin listener,
-// the certificate manager and the [Reloader], which loads a [Bundle] at
-// start, on a file change, on SIGHUP and from the fleet, and applies it to
-// the Proxy. The leaves it builds on import nothing of the root package:
-// proxy/origin (origins, pools, balancing, health, retries), proxy/fleet
-// (the shared Redis store), proxy/certs (which names may get a
-// certificate), proxy/certmgr (certmagic: obtaining, storing and renewing
+// the certificate manager and the [reload.Reloader], which loads a
+// [reload.Bundle] at start, on a file change, on SIGHUP and from the
+// fleet, and applies it to the Proxy (through reload.Edge). The packages
+// it builds on import nothing of the root package: proxy/config (the
+// config file: sections, decoding with problem lines, defaults, checks),
+// proxy/reload (loading and the one commit path), proxy/origin
+// (origins, pools, balancing, health, retries), proxy/fleet (the shared
+// Redis store), proxy/certs (which names may get a certificate),
+// proxy/certmgr (certmagic: obtaining, storing and renewing
 // certificates, the internal CA; it asks the edge which names are covered
 // through certmgr.Edge), and the top-level blocklist and pages packages.
 package proxy

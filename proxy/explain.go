@@ -5,6 +5,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/edgeblock/edgeblock/proxy/reload"
+
 	"github.com/edgeblock/edgeblock/proxy/config"
 
 	"github.com/edgeblock/edgeblock/blocklist"
@@ -83,7 +85,7 @@ type ExplainedFile struct {
 
 // Explain describes what a visitor to host gets under bundle b at time now,
 // for a visitor of unknown country.
-func Explain(b *Bundle, host string, now time.Time) *Explanation {
+func Explain(b *reload.Bundle, host string, now time.Time) *Explanation {
 	return ExplainCountry(b, host, "", now)
 }
 
@@ -91,7 +93,7 @@ func Explain(b *Bundle, host string, now time.Time) *Explanation {
 // alpha-2 code in any case; "" for unknown) to host gets under bundle b
 // at time now. The decision is the request path's (MatchWhere with
 // geo.unknown). A country that is no ISO code counts as unknown.
-func ExplainCountry(b *Bundle, host, country string, now time.Time) *Explanation {
+func ExplainCountry(b *reload.Bundle, host, country string, now time.Time) *Explanation {
 	e := &Explanation{Input: host, At: now.UTC(),
 		Blocklist: ExplainedFile{File: b.List.File(), SHA256: b.List.SHA256()},
 		Config:    ExplainedFile{File: b.Config.Path, SHA256: b.Config.SHA256}}

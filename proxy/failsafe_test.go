@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeblock/edgeblock/proxy/reload"
+
 	"github.com/edgeblock/edgeblock/blocklist"
 	"github.com/edgeblock/edgeblock/proxy/metrics"
 )
@@ -412,7 +414,7 @@ func stateFiles(t *testing.T, list string) (dir, config string) {
 // f act on it, and stops it.
 func runOnce(t *testing.T, config, stateDir string, f func(*Server, *syncBuffer)) {
 	t.Helper()
-	b, err := LoadBundleForStart(config, stateDir, time.Now())
+	b, err := reload.LoadBundleForStart(config, stateDir, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -434,7 +436,7 @@ func TestSnapshotOnEveryApply(t *testing.T) {
 	dir, config := stateFiles(t, numberedList(4))
 	state := t.TempDir()
 	runOnce(t, config, state, func(srv *Server, logs *syncBuffer) {
-		snap, err := ReadSnapshot(state)
+		snap, err := reload.ReadSnapshot(state)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -445,18 +447,18 @@ func TestSnapshotOnEveryApply(t *testing.T) {
 		// A reload applies and snapshots; a refused list does not.
 		writeFile(t, filepath.Join(dir, "blocklist.txt"), numberedList(5))
 		srv.Reloader().Reload("test")
-		if snap, _ = ReadSnapshot(state); string(snap.Blocklist.Data) != numberedList(5) || snap.Rules != 5 {
+		if snap, _ = reload.ReadSnapshot(state); string(snap.Blocklist.Data) != numberedList(5) || snap.Rules != 5 {
 			t.Errorf("snapshot after reload has %q", snap.Blocklist.Data)
 		}
 		cfg, _ := os.ReadFile(config)
 		writeFile(t, config, string(cfg)+"# a comment changes the hash\n")
 		writeFile(t, filepath.Join(dir, "blocklist.txt"), "")
 		srv.Reloader().Reload("test")
-		snap, _ = ReadSnapshot(state)
+		snap, _ = reload.ReadSnapshot(state)
 		if string(snap.Blocklist.Data) != numberedList(5) || !strings.HasSuffix(string(snap.Config.Data), "# a comment changes the hash\n") {
 			t.Errorf("after a config change and a refused list: list %q, config %q", snap.Blocklist.Data, snap.Config.Data)
 		}
-		entries, _ := os.ReadDir(filepath.Join(state, snapshotDir))
+		entries, _ := os.ReadDir(filepath.Join(state, reload.SnapshotDir))
 		if len(entries) != 6 { // manifest, template, 2 configs, 2 lists (older copies kept a while for other writers)
 			var names []string
 			for _, e := range entries {
@@ -481,23 +483,23 @@ func TestLoadBundleForStart(t *testing.T) {
 		{"good list, fewer rules within max_drop", func(t *testing.T, dir, _ string) { writeFile(t, filepath.Join(dir, "blocklist.txt"), numberedList(6)) }, nil, "", 6},
 		{"bad list", func(t *testing.T, dir, _ string) {
 			writeFile(t, filepath.Join(dir, "blocklist.txt"), good+"bad..example\n")
-		}, []string{PartBlocklist}, "blocklist.txt:11: ", 10},
-		{"missing list", func(t *testing.T, dir, _ string) { os.Remove(filepath.Join(dir, "blocklist.txt")) }, []string{PartBlocklist}, "blocklist.txt: no such file", 10},
-		{"empty list", func(t *testing.T, dir, _ string) { writeFile(t, filepath.Join(dir, "blocklist.txt"), "") }, []string{PartBlocklist}, "would drop 10 of 10 block rules", 10},
+		}, []string{reload.PartBlocklist}, "blocklist.txt:11: ", 10},
+		{"missing list", func(t *testing.T, dir, _ string) { os.Remove(filepath.Join(dir, "blocklist.txt")) }, []string{reload.PartBlocklist}, "blocklist.txt: no such file", 10},
+		{"empty list", func(t *testing.T, dir, _ string) { writeFile(t, filepath.Join(dir, "blocklist.txt"), "") }, []string{reload.PartBlocklist}, "would drop 10 of 10 block rules", 10},
 		{"empty list with the marker", func(t *testing.T, dir, _ string) {
 			writeFile(t, filepath.Join(dir, "blocklist.txt"), "#! allow-drop\n")
 		}, nil, "", 0},
 		{"bad config", func(t *testing.T, _, config string) {
 			cfg, _ := os.ReadFile(config)
 			writeFile(t, config, string(cfg)+"bogus: 1\n")
-		}, []string{PartConfig}, "bogus: unknown key", 10},
-		{"missing config", func(t *testing.T, _, config string) { os.Remove(config) }, []string{PartConfig}, "no such file", 10},
-		{"bad template", func(t *testing.T, dir, _ string) { writeFile(t, filepath.Join(dir, "page.html"), "{{.Nope") }, []string{PartTemplate}, "page.html", 10},
+		}, []string{reload.PartConfig}, "bogus: unknown key", 10},
+		{"missing config", func(t *testing.T, _, config string) { os.Remove(config) }, []string{reload.PartConfig}, "no such file", 10},
+		{"bad template", func(t *testing.T, dir, _ string) { writeFile(t, filepath.Join(dir, "page.html"), "{{.Nope") }, []string{reload.PartTemplate}, "page.html", 10},
 		{"everything bad", func(t *testing.T, dir, config string) {
 			os.Remove(config)
 			os.Remove(filepath.Join(dir, "page.html"))
 			writeFile(t, filepath.Join(dir, "blocklist.txt"), "x y z\n")
-		}, []string{PartConfig, PartTemplate, PartBlocklist}, "blocklist.txt:1: ", 10},
+		}, []string{reload.PartConfig, reload.PartTemplate, reload.PartBlocklist}, "blocklist.txt:1: ", 10},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -505,7 +507,7 @@ func TestLoadBundleForStart(t *testing.T) {
 			state := t.TempDir()
 			runOnce(t, config, state, nil)
 			tt.change(t, dir, config)
-			b, err := LoadBundleForStart(config, state, time.Now())
+			b, err := reload.LoadBundleForStart(config, state, time.Now())
 			if err != nil {
 				t.Fatalf("LoadBundleForStart: %v", err)
 			}
@@ -526,7 +528,7 @@ func TestLoadBundleForStart(t *testing.T) {
 				t.Error("the list in use does not block r3.example")
 			}
 			// Without a snapshot, a bad part fails the start.
-			if _, err := LoadBundleForStart(config, t.TempDir(), time.Now()); (err != nil) != (len(tt.parts) > 0 && tt.problem != "would drop 10 of 10 block rules") {
+			if _, err := reload.LoadBundleForStart(config, t.TempDir(), time.Now()); (err != nil) != (len(tt.parts) > 0 && tt.problem != "would drop 10 of 10 block rules") {
 				t.Errorf("with an empty state dir: %v", err)
 			} else if err != nil && !strings.Contains(err.Error(), "no snapshot to start from") {
 				t.Errorf("error does not say there is no snapshot: %v", err)
@@ -575,36 +577,7 @@ func TestSnapshotOfAnotherConfigIsNotUsed(t *testing.T) {
 	state := t.TempDir()
 	runOnce(t, config, state, nil)
 	_, other := stateFiles(t, "bad..example\n")
-	if _, err := LoadBundleForStart(other, state, time.Now()); err == nil || !strings.Contains(err.Error(), "is of another config, "+config) {
+	if _, err := reload.LoadBundleForStart(other, state, time.Now()); err == nil || !strings.Contains(err.Error(), "is of another config, "+config) {
 		t.Errorf("start of another config from this snapshot: %v", err)
-	}
-}
-
-// BenchmarkSnapshotWrite1M measures writing the snapshot of a
-// 1,000,000-rule list (about 17 MB), as every applied reload does.
-func BenchmarkSnapshotWrite1M(b *testing.B) {
-	var sb strings.Builder
-	for i := range 1_000_000 {
-		fmt.Fprintf(&sb, "host-%d.example\n", i)
-	}
-	data := []byte(sb.String())
-	state := b.TempDir()
-	cfg := snapshotPart{path: "/etc/edgeblock/edgeblock.yaml", sha256: hashOf([]byte("x")), data: []byte("x")}
-	b.SetBytes(int64(len(data)))
-	sums := [2]string{}
-	for i := range sums {
-		data[0] = byte('a' + i)
-		sums[i] = hashOf(data)
-	}
-	for i := 0; b.Loop(); i++ {
-		// Alternate two lists, as reloads that change it; the copy from
-		// two writes ago is removed untimed, so each write is a real one.
-		b.StopTimer()
-		data[0] = byte('a' + i%2)
-		os.Remove(filepath.Join(state, snapshotDir, "blocklist-"+sums[i%2]+".txt"))
-		b.StartTimer()
-		if _, err := writeSnapshot(state, cfg, snapshotPart{path: "/etc/edgeblock/blocklist.txt", sha256: sums[i%2], data: data}, nil, 1_000_000, time.Now()); err != nil {
-			b.Fatal(err)
-		}
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeblock/edgeblock/proxy/reload"
+
 	"github.com/edgeblock/edgeblock/proxy/fleet"
 	"github.com/edgeblock/edgeblock/proxy/fleet/fleettest"
 )
@@ -39,7 +41,7 @@ func tryFleetEnv(t *testing.T, addr, node, stateDir string) (*testEnv, error) {
 	dir := t.TempDir()
 	e := &testEnv{t: t, dir: dir, config: filepath.Join(dir, "edgeblock.yaml"), logs: &syncBuffer{}}
 	writeFile(t, e.config, fleetConfig(addr, node))
-	b, err := LoadBundleForStart(e.config, stateDir, time.Now())
+	b, err := reload.LoadBundleForStart(e.config, stateDir, time.Now())
 	if err != nil {
 		return nil, err
 	}
@@ -69,14 +71,14 @@ func publish(t *testing.T, s *fleet.Store, content, comment string) fleet.Versio
 }
 
 // listStatus returns the edge's GET /blocklist, blocklist part.
-func (e *testEnv) listStatus() fileStatus {
+func (e *testEnv) listStatus() reload.FileStatus {
 	e.t.Helper()
 	resp, err := http.Get(e.url("admin") + "/blocklist")
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var s fileStatus
+	var s reload.FileStatus
 	if err := json.NewDecoder(resp.Body).Decode(&s); err != nil {
 		e.t.Fatal(err)
 	}
@@ -213,11 +215,11 @@ func TestFleetStartFromSnapshot(t *testing.T) {
 	// The first edge's config has another path: a second edge on the
 	// same state directory would not use its snapshot. Start from e1's
 	// config instead, as a restart does.
-	b, err := LoadBundleForStart(e1.config, state, time.Now())
+	b, err := reload.LoadBundleForStart(e1.config, state, time.Now())
 	if err != nil {
 		t.Fatalf("start with Redis down and a snapshot: %v", err)
 	}
-	if b.List.File() != "fleet:v2" || len(b.FromSnapshot) != 1 || b.FromSnapshot[0] != PartBlocklist {
+	if b.List.File() != "fleet:v2" || len(b.FromSnapshot) != 1 || b.FromSnapshot[0] != reload.PartBlocklist {
 		t.Fatalf("list %s from snapshot %v, want fleet:v2 from the snapshot", b.List.File(), b.FromSnapshot)
 	}
 	if !strings.Contains(strings.Join(b.Problems, "\n"), "fleet.redis: cannot read the published blocklist from "+r.Addr()) {

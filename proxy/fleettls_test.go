@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeblock/edgeblock/proxy/reload"
+
 	"github.com/edgeblock/edgeblock/proxy/config"
 
 	"github.com/edgeblock/edgeblock/proxy/certmgr"
@@ -21,16 +23,16 @@ import (
 
 // newEdges prepares n edges (not started) from the configs, each with the
 // blocklist list, in their own directories.
-func newEdges(t *testing.T, configs []string, list string) ([]*testEnv, []*Bundle) {
+func newEdges(t *testing.T, configs []string, list string) ([]*testEnv, []*reload.Bundle) {
 	t.Helper()
 	var envs []*testEnv
-	var bundles []*Bundle
+	var bundles []*reload.Bundle
 	for _, config := range configs {
 		dir := t.TempDir()
 		e := &testEnv{t: t, dir: dir, config: filepath.Join(dir, "edgeblock.yaml"), list: filepath.Join(dir, "blocklist.txt"), logs: &syncBuffer{}}
 		writeFile(t, e.config, config+"\nblocklist:\n  file: blocklist.txt\n  policy: https://policy.example/default\n")
 		writeFile(t, e.list, list)
-		b, err := LoadBundle(e.config)
+		b, err := reload.LoadBundle(e.config)
 		if err != nil {
 			t.Fatalf("LoadBundle: %v", err)
 		}
@@ -50,7 +52,7 @@ func newEdges(t *testing.T, configs []string, list string) ([]*testEnv, []*Bundl
 }
 
 // startTogether starts every edge at the same moment.
-func startTogether(t *testing.T, envs []*testEnv, bundles []*Bundle) {
+func startTogether(t *testing.T, envs []*testEnv, bundles []*reload.Bundle) {
 	t.Helper()
 	var wg sync.WaitGroup
 	errs := make([]error, len(envs))

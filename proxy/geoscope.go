@@ -92,9 +92,9 @@ func stripGeoHeader(h http.Header, cfg *edgeConfig) {
 	}
 }
 
-// refreshGeo loads geo.database when it changed, logging the result; the
+// RefreshGeo loads geo.database when it changed, logging the result; the
 // last good database stays on failure.
-func (p *Proxy) refreshGeo(cfg *config.Config, trigger string) {
+func (p *Proxy) RefreshGeo(cfg *config.Config, trigger string) {
 	path := cfg.Geo.Database
 	changed, err := p.geo.Refresh(path, false)
 	switch {

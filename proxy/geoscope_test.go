@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeblock/edgeblock/proxy/reload"
+
 	"github.com/edgeblock/edgeblock/proxy/config"
 
 	"github.com/edgeblock/edgeblock/blocklist"
@@ -289,7 +291,7 @@ func TestGeoFleet(t *testing.T) {
 		geotest.Write(t, db, geoBuilt, geotest.Entry{Network: "127.0.0.0/8", Country: country})
 		e := &testEnv{t: t, dir: dir, config: filepath.Join(dir, "edgeblock.yaml"), logs: &syncBuffer{}}
 		writeFile(t, e.config, fleetConfig(r.Addr(), node)+"geo:\n  database: "+db+"\n")
-		b, err := LoadBundleForStart(e.config, "", time.Now())
+		b, err := reload.LoadBundleForStart(e.config, "", time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}

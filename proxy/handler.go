@@ -91,7 +91,7 @@ func (p *Proxy) Apply(cfg *config.Config, list *blocklist.List, renderer *pages.
 	if err != nil {
 		return err
 	}
-	p.refreshGeo(cfg, "apply")
+	p.RefreshGeo(cfg, "apply")
 	p.state.Store(s)
 	p.closeBlocked(prev, s) // a block ends what is open (inflight.go)
 	if prev == nil || prev.routes != s.routes {

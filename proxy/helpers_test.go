@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeblock/edgeblock/proxy/reload"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -91,7 +93,7 @@ func startEnv(t *testing.T, config, list string) *testEnv {
 	}
 	writeFile(t, e.config, config)
 	writeFile(t, e.list, list)
-	b, err := LoadBundle(e.config)
+	b, err := reload.LoadBundle(e.config)
 	if err != nil {
 		t.Fatalf("LoadBundle: %v", err)
 	}
@@ -101,7 +103,7 @@ func startEnv(t *testing.T, config, list string) *testEnv {
 
 // serve starts a server on bundle b, logging into e.logs, and shuts it
 // down when the test ends.
-func (e *testEnv) serve(b *Bundle) {
+func (e *testEnv) serve(b *reload.Bundle) {
 	e.t.Helper()
 	srv, err := NewServer(NewLogger(e.logs, "json", slog.LevelDebug), e.config, b)
 	if err != nil {

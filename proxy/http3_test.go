@@ -26,6 +26,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeblock/edgeblock/proxy/reload"
+
 	"github.com/edgeblock/edgeblock/proxy/config"
 
 	"github.com/quic-go/qpack"
@@ -255,7 +257,7 @@ func TestQUICPortTaken(t *testing.T) {
 	writeFile(t, cfg, fmt.Sprintf("listen:\n  https: 127.0.0.1:0\n  quic: %s\n  admin: 127.0.0.1:0\ntls:\n  mode: internal\n  storage: %s\nblocklist:\n  file: b.txt\n",
 		taken.LocalAddr(), storageDir(t)))
 	writeFile(t, filepath.Join(dir, "b.txt"), "")
-	b, err := LoadBundle(cfg)
+	b, err := reload.LoadBundle(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1014,7 +1016,7 @@ func TestQUICStatelessResetAcrossRestart(t *testing.T) {
 				routeConfig("app.example", `"`+o.URL+`"`), "")
 			start := func(stateDir string) *Server {
 				t.Helper()
-				b, err := LoadBundle(e.config)
+				b, err := reload.LoadBundle(e.config)
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edgeblock/edgeblock/proxy/reload"
 )
 
 func seriesCount(scrape string) int {
@@ -102,7 +104,7 @@ func TestAdminEndpoints(t *testing.T) {
 	dir := t.TempDir()
 	writeFile(t, dir+"/b.txt", "x.example\n")
 	writeFile(t, dir+"/c.yaml", "listen:\n  http: 127.0.0.1:0\n  admin: 127.0.0.1:0\nadmin:\n  pprof: true\nblocklist:\n  file: b.txt\n")
-	b, err := LoadBundle(dir + "/c.yaml")
+	b, err := reload.LoadBundle(dir + "/c.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +198,7 @@ func TestBlocklistInfoAndRestartNeeded(t *testing.T) {
 	listA, listB := "a.example\n", "a.example\nb.example\n"
 	e := startEnv(t, routeConfig("app.example", `"`+o.URL+`"`), listA)
 	info := func(list string) string {
-		return fmt.Sprintf(`edgeblock_blocklist_info{sha256="%s"} 1`, hashOf([]byte(list)))
+		return fmt.Sprintf(`edgeblock_blocklist_info{sha256="%s"} 1`, reload.HashOf([]byte(list)))
 	}
 	check := func(list, restart string) {
 		t.Helper()

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeblock/edgeblock/proxy/reload"
+
 	"github.com/edgeblock/edgeblock/proxy/config"
 )
 
@@ -51,7 +53,7 @@ func TestPagesTemplateErrorNamesField(t *testing.T) {
 	} {
 		cfg := filepath.Join(dir, "edgeblock.yaml")
 		writeFile(t, cfg, "listen:\n  http: 127.0.0.1:0\nblocklist:\n  file: blocklist.txt\npages:\n"+tt.pages)
-		_, err := LoadBundle(cfg)
+		_, err := reload.LoadBundle(cfg)
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("LoadBundle with\n%s\nerror = %v\nwant %s", tt.pages, err, tt.want)
 			continue

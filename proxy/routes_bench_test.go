@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeblock/edgeblock/proxy/reload"
+
 	"github.com/edgeblock/edgeblock/proxy/config"
 
 	"github.com/edgeblock/edgeblock/blocklist"
@@ -122,14 +124,14 @@ func BenchmarkReloadRoutes(b *testing.B) {
 			if err := os.WriteFile(filepath.Join(dir, "blocklist.txt"), []byte("hot.example\n"), 0o644); err != nil {
 				b.Fatal(err)
 			}
-			bundle, err := LoadBundle(path)
+			bundle, err := reload.LoadBundle(path)
 			if err != nil {
 				b.Fatal(err)
 			}
 			bundle.StateDir = filepath.Join(dir, "state")
 			m := metrics.New(newRegistry(), "b", "b")
 			p := NewProxy(slogDiscard(), m, bundle.Config)
-			r := NewReloader(p, slogDiscard(), m, path)
+			r := reload.NewReloader(p, slogDiscard(), m, path)
 			if err := r.Start(bundle); err != nil {
 				b.Fatal(err)
 			}
@@ -146,7 +148,7 @@ func BenchmarkReloadRoutes(b *testing.B) {
 				start := time.Now()
 				r.Reload("bench")
 				took := time.Since(start)
-				if got := r.Status().Config; got.SHA256 != hashOf(data[i%2]) || got.LastError != "" {
+				if got := r.Status().Config; got.SHA256 != reload.HashOf(data[i%2]) || got.LastError != "" {
 					b.Fatalf("reload %d not applied: %s", i, got.LastError)
 				}
 				return took

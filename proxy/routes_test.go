@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeblock/edgeblock/proxy/reload"
+
 	"github.com/edgeblock/edgeblock/proxy/config"
 
 	"github.com/edgeblock/edgeblock/blocklist"
@@ -187,13 +189,13 @@ func TestRoutesHeap(t *testing.T) {
 		return ms.HeapAlloc
 	}
 	before := heap()
-	b, err := LoadBundle(path)
+	b, err := reload.LoadBundle(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	m := metrics.New(newRegistry(), "t", "t")
 	p := NewProxy(slogDiscard(), m, b.Config)
-	r := NewReloader(p, slogDiscard(), m, path)
+	r := reload.NewReloader(p, slogDiscard(), m, path)
 	if err := r.Start(b); err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +205,7 @@ func TestRoutesHeap(t *testing.T) {
 	for i := range 3 {
 		writeFile(t, path, string(data[(i+1)%2]))
 		r.Reload("test")
-		if st := r.Status().Config; st.SHA256 != hashOf(data[(i+1)%2]) {
+		if st := r.Status().Config; st.SHA256 != reload.HashOf(data[(i+1)%2]) {
 			t.Fatalf("reload %d not applied: %s", i, st.LastError)
 		}
 		// Signed: the heap may have shrunk below before, when garbage of

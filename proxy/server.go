@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/edgeblock/edgeblock/proxy/reload"
+
 	"github.com/edgeblock/edgeblock/proxy/config"
 
 	"github.com/edgeblock/edgeblock/proxy/accesslog"
@@ -27,7 +29,7 @@ type Server struct {
 	log      *slog.Logger
 	cfg      *config.Config // as at start; listener settings never reload
 	proxy    *Proxy
-	reloader *Reloader
+	reloader *reload.Reloader
 	tls      *certmgr.Manager
 	metrics  *metrics.Metrics
 	reg      *prometheus.Registry
@@ -48,7 +50,7 @@ type Server struct {
 
 // NewServer prepares a server for a loaded bundle; Start runs it.
 // configPath is the file reloads read.
-func NewServer(log *slog.Logger, configPath string, b *Bundle) (*Server, error) {
+func NewServer(log *slog.Logger, configPath string, b *reload.Bundle) (*Server, error) {
 	reg := prometheus.NewRegistry()
 	version, revision := Version()
 	m := metrics.New(reg, version, revision)
@@ -57,14 +59,14 @@ func NewServer(log *slog.Logger, configPath string, b *Bundle) (*Server, error) 
 	s := &Server{log: log, cfg: b.Config, proxy: p, metrics: m, reg: reg,
 		servers: map[string]*http.Server{}, listeners: map[string]net.Listener{}}
 	s.quicM = newQUICMetrics(reg)
-	s.reloader = NewReloader(p, log, m, configPath)
+	s.reloader = reload.NewReloader(p, log, m, configPath)
 	if b.Config.TLS.Mode != "off" {
 		t, err := newCertManager(b.Config, log, m, p)
 		if err != nil {
 			return nil, err
 		}
 		s.tls = t
-		s.reloader.OnApply = func(b *Bundle) { t.ManageAhead(aheadNames(b)) }
+		s.reloader.OnApply = func(b *reload.Bundle) { t.ManageAhead(aheadNames(b)) }
 	}
 	// Last, so that no error above leaves its goroutine behind.
 	out, format, ok := logOutput(log)
@@ -83,7 +85,7 @@ func NewServer(log *slog.Logger, configPath string, b *Bundle) (*Server, error) 
 }
 
 // Reloader returns the server's reloader (for SIGHUP).
-func (s *Server) Reloader() *Reloader { return s.reloader }
+func (s *Server) Reloader() *reload.Reloader { return s.reloader }
 
 // Addr returns the address a listener ("http", "https", "admin", "quic")
 // is bound to, or "" if it is not running.
@@ -99,7 +101,7 @@ func (s *Server) Addr(name string) string {
 
 // Start binds every listener, applies the bundle and serves. It returns
 // once all listeners are bound; an error means none is left running.
-func (s *Server) Start(b *Bundle) error {
+func (s *Server) Start(b *reload.Bundle) error {
 	cfg := s.cfg
 	// Bind first, so that handlers and the ACME issuer know the ports
 	// actually bound before any certificate is ordered.

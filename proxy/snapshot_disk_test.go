@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeblock/edgeblock/proxy/reload"
+
 	"github.com/edgeblock/edgeblock/blocklist"
 )
 
@@ -43,7 +45,7 @@ func TestSnapshotFullDisk(t *testing.T) {
 	state := smallDisk(t, "64k")
 	dir, config := stateFiles(t, numberedList(3))
 	list := filepath.Join(dir, "blocklist.txt")
-	b, err := LoadBundleForStart(config, state, time.Now())
+	b, err := reload.LoadBundleForStart(config, state, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +68,7 @@ func TestSnapshotFullDisk(t *testing.T) {
 		body, _ := io.ReadAll(resp.Body)
 		return metricValue(t, string(body), series)
 	}
-	if _, err := ReadSnapshot(state); err != nil {
+	if _, err := reload.ReadSnapshot(state); err != nil {
 		t.Fatalf("snapshot at start: %v", err)
 	}
 	if got := scrape("edgeblock_snapshot_write_failures_total"); got != "0" {
@@ -80,7 +82,7 @@ func TestSnapshotFullDisk(t *testing.T) {
 	}
 	writeFile(t, list, big)
 	srv.Reloader().Reload("test")
-	if !hasRule(srv.Reloader().current().List, "late-block.example") {
+	if !hasRule(srv.Reloader().Current().List, "late-block.example") {
 		t.Fatal("the big list is not applied")
 	}
 	if got := scrape("edgeblock_snapshot_write_failures_total"); got == "0" || got == "" {
@@ -97,21 +99,21 @@ func TestSnapshotFullDisk(t *testing.T) {
 	// A restart with a bad file: not from the stale snapshot, which
 	// lacks late-block.example.
 	writeFile(t, list, "bad.example status=999\n")
-	b2, err := LoadBundleForStart(config, state, time.Now())
+	b2, err := reload.LoadBundleForStart(config, state, time.Now())
 	if err == nil {
 		t.Fatalf("start with a bad file and a stale snapshot: started, with late-block.example blocked %v; want a refusal", hasRule(b2.List, "late-block.example"))
 	}
 	if !strings.Contains(err.Error(), "stale") {
 		t.Errorf("refusal %q does not say the snapshot is stale", err)
 	}
-	if _, serr := os.Stat(filepath.Join(state, snapshotDir, "manifest.stale.json")); serr != nil {
+	if _, serr := os.Stat(filepath.Join(state, reload.SnapshotDir, "manifest.stale.json")); serr != nil {
 		t.Errorf("stale manifest kept for inspection: %v", serr)
 	}
 
 	// Space again: the next write makes the snapshot current.
 	writeFile(t, list, numberedList(3, "late-block.example"))
 	runOnce(t, config, state, nil)
-	snap, err := ReadSnapshot(state)
+	snap, err := reload.ReadSnapshot(state)
 	if err != nil || !strings.Contains(string(snap.Blocklist.Data), "late-block.example") {
 		t.Fatalf("snapshot after a good write: %v", err)
 	}

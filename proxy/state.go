@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/edgeblock/edgeblock/proxy/reload"
+
 	"github.com/edgeblock/edgeblock/proxy/config"
 
 	"github.com/edgeblock/edgeblock/blocklist"
@@ -225,7 +227,7 @@ func (p *Proxy) buildRoutes(cfg *config.Config, prev *state) (*routeTable, error
 // startingPage returns the 503 page served while no state is applied: the
 // config's pages if they load, else the built-in ones.
 func startingPage(cfg *config.Config) *pages.Page {
-	if rd, _, _, err := loadRenderer(cfg); err == nil {
+	if rd, _, _, err := reload.LoadRenderer(cfg); err == nil {
 		return rd.Starting()
 	}
 	rd, err := pages.NewRenderer(pages.Options{})

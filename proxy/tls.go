@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/edgeblock/edgeblock/proxy/reload"
+
 	"github.com/edgeblock/edgeblock/proxy/config"
 
 	"github.com/edgeblock/edgeblock/blocklist"
@@ -78,7 +80,7 @@ func (e certEdge) ExpiryLabel(name string) string {
 // setup), then the names of the active block-mode rules (a report-mode
 // rule covers no name). Names under other wildcards are obtained on first
 // use.
-func aheadNames(b *Bundle) []certmgr.Ahead {
+func aheadNames(b *reload.Bundle) []certmgr.Ahead {
 	var names []certmgr.Ahead
 	for i := range b.Config.Routes {
 		r := &b.Config.Routes[i]

@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/edgeblock/edgeblock/proxy/reload"
+
 	"github.com/edgeblock/edgeblock/blocklist"
 	"github.com/edgeblock/edgeblock/proxy"
 	"github.com/edgeblock/edgeblock/proxy/config"
@@ -54,7 +56,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	stateDir := resolveStateDir(stateFlag)
-	b, err := proxy.LoadBundleForStart(configFile, stateDir, time.Now())
+	b, err := reload.LoadBundleForStart(configFile, stateDir, time.Now())
 	if err != nil {
 		printProblems(stderr, err)
 		fmt.Fprintln(stderr, "edgeblock: not started: fix the problems above")
@@ -104,7 +106,7 @@ func resolveStateDir(flagValue string) string {
 		d = os.Getenv("EDGEBLOCK_STATE_DIR")
 	}
 	if d == "" {
-		d = proxy.DefaultStateDir()
+		d = reload.DefaultStateDir()
 	}
 	if d == "" || d == "off" {
 		return "" // none: never the working directory
@@ -118,7 +120,7 @@ func resolveStateDir(flagValue string) string {
 // serve runs the server until SIGTERM or SIGINT; SIGHUP reloads. SIGTERM
 // drains for timeouts.drain, then lets in-flight requests finish within
 // timeouts.grace; SIGINT skips the drain; a second signal stops at once.
-func serve(config string, b *proxy.Bundle, log *slog.Logger) int {
+func serve(config string, b *reload.Bundle, log *slog.Logger) int {
 	// Catch the signals before /readyz can say ready, so that a SIGTERM
 	// right after that still shuts down gracefully.
 	sigs := notifySignals()
@@ -141,7 +143,7 @@ type stopTimeouts struct{ drain, grace time.Duration }
 // started logs the start and returns the shutdown timeouts of the
 // start-up bundle: the only part of it kept, since holding the bundle
 // would keep its config and list alive beside every later one.
-func started(log *slog.Logger, config string, b *proxy.Bundle) stopTimeouts {
+func started(log *slog.Logger, config string, b *reload.Bundle) stopTimeouts {
 	version, revision := proxy.Version()
 	log.Info("edgeblock started", "event", "start", "version", version, "revision", revision,
 		"config", config, "routes", len(b.Config.Routes), "rules", b.List.Len(), "state_dir", b.StateDir,
@@ -261,7 +263,7 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 		}
 		return code
 	}
-	b, err := proxy.LoadBundle(config)
+	b, err := reload.LoadBundle(config)
 	if err != nil {
 		if asJSON {
 			out.Problems = strings.Split(err.Error(), "\n")
@@ -330,7 +332,7 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 // coveredRoutes returns a warning for each route whose host a block rule
 // in effect covers: its visitors get the block page, not the origin, so
 // the route is dead weight or the rule a mistake.
-func coveredRoutes(b *proxy.Bundle) []string {
+func coveredRoutes(b *reload.Bundle) []string {
 	var out []string
 	now := time.Now()
 	for i, r := range b.Config.Routes {
@@ -408,7 +410,7 @@ func runExplain(args []string, stdout, stderr io.Writer) int {
 		}
 		why = fmt.Sprintf("no running edge answered at %s: %v", addr, err)
 	}
-	b, err := proxy.LoadBundle(configFile)
+	b, err := reload.LoadBundle(configFile)
 	if err != nil {
 		printProblems(stderr, err)
 		return 1

@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/edgeblock/edgeblock/proxy/reload"
+
 	"github.com/edgeblock/edgeblock/proxy"
 )
 
@@ -88,7 +90,7 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 	}
-	b, err := proxy.LoadBundle(config)
+	b, err := reload.LoadBundle(config)
 	if err != nil {
 		printProblems(stderr, err)
 		return 1

@@ -16,10 +16,11 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/edgeblock/edgeblock/proxy/reload"
+
 	"github.com/edgeblock/edgeblock/proxy/config"
 
 	"github.com/edgeblock/edgeblock/blocklist"
-	"github.com/edgeblock/edgeblock/proxy"
 	"github.com/edgeblock/edgeblock/proxy/fleet"
 )
 
@@ -52,7 +53,7 @@ func openFleet(configFile string, stderr io.Writer) (*fleetCmd, bool) {
 		fmt.Fprintf(stderr, "edgeblock: %v\n", err)
 		return nil, false
 	}
-	return &fleetCmd{cfg: cfg, store: proxy.NewFleetStore(rdb, *cfg.Fleet), close: rdb.Close}, true
+	return &fleetCmd{cfg: cfg, store: reload.NewFleetStore(rdb, *cfg.Fleet), close: rdb.Close}, true
 }
 
 // defaultApplyWait is how long a fleet write waits by default for every
@@ -1095,7 +1096,7 @@ func (c *fleetCmd) newestApplied(ctx context.Context, h *fleet.Health) (fleet.Ve
 // file.
 func reseedFrom(path string) (fleet.Version, string, error) {
 	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
-		snap, err := proxy.ReadSnapshot(path)
+		snap, err := reload.ReadSnapshot(path)
 		if err != nil {
 			return fleet.Version{}, "", fmt.Errorf("-from %s: %w", path, err)
 		}

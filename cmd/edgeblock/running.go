@@ -16,6 +16,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/edgeblock/edgeblock/proxy/reload"
+
 	"github.com/edgeblock/edgeblock/proxy/config"
 
 	"github.com/edgeblock/edgeblock/blocklist"
@@ -177,7 +179,7 @@ func runningList(cfg *config.Config, adminFlag, stateDir string) (*blocklist.Lis
 	if stateDir == "" {
 		return nil, strings.Join(append(why, "no state directory"), "; ")
 	}
-	snap, err := proxy.ReadSnapshot(stateDir)
+	snap, err := reload.ReadSnapshot(stateDir)
 	if err != nil {
 		return nil, strings.Join(append(why, "no snapshot: "+err.Error()), "; ")
 	}

@@ -1,4 +1,4 @@
-package proxy
+package reload
 
 import (
 	"context"
@@ -9,9 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/edgeblock/edgeblock/proxy/config"
-
 	"github.com/edgeblock/edgeblock/blocklist"
+	"github.com/edgeblock/edgeblock/proxy/config"
 	"github.com/edgeblock/edgeblock/proxy/fleet"
 	"github.com/edgeblock/edgeblock/proxy/metrics"
 	"github.com/redis/go-redis/v9"

@@ -1,4 +1,4 @@
-package proxy
+package reload
 
 import (
 	"crypto/sha256"
@@ -15,17 +15,17 @@ import (
 	"sync"
 	"time"
 
-	"github.com/edgeblock/edgeblock/proxy/config"
-
 	"github.com/edgeblock/edgeblock/blocklist"
 	"github.com/edgeblock/edgeblock/pages"
+	"github.com/edgeblock/edgeblock/proxy/admin"
+	"github.com/edgeblock/edgeblock/proxy/config"
 	"github.com/edgeblock/edgeblock/proxy/fleet"
 	"github.com/edgeblock/edgeblock/proxy/metrics"
 )
 
-// auditLimit bounds how many added, removed and changed rules one audit
+// AuditLimit bounds how many added, removed and changed rules one audit
 // line names, of each; the totals are always given.
-const auditLimit = 50
+const AuditLimit = 50
 
 // Bundle is a loaded config with its blocklist and page renderer.
 type Bundle struct {
@@ -79,7 +79,7 @@ func LoadBundle(path string) (*Bundle, error) {
 	b := &Bundle{Config: cfg, raw: &rawFiles{config: data}}
 	var errs []error
 	b.pagesSum = pageFilesSum(cfg)
-	if b.Renderer, b.TemplateSHA256, b.raw.template, err = loadRenderer(cfg); err != nil {
+	if b.Renderer, b.TemplateSHA256, b.raw.template, err = LoadRenderer(cfg); err != nil {
 		errs = append(errs, err)
 	}
 	if b.List, b.raw.list, b.Fleet, err = loadList(cfg); err != nil {
@@ -117,11 +117,11 @@ func listError(cfg *config.Config, err error) error {
 	return cfg.FileError([]any{"blocklist", "file"}, err)
 }
 
-// loadRenderer reads the page templates and translation files the config
+// LoadRenderer reads the page templates and translation files the config
 // names and returns the renderer, with the hash and content of
 // pages.template (the file snapshots keep). Every page is checked in every
 // language; an error names the config field and the file.
-func loadRenderer(cfg *config.Config) (*pages.Renderer, string, []byte, error) {
+func LoadRenderer(cfg *config.Config) (*pages.Renderer, string, []byte, error) {
 	o := pageOptions(cfg)
 	sum := ""
 	var data []byte
@@ -132,7 +132,7 @@ func loadRenderer(cfg *config.Config) (*pages.Renderer, string, []byte, error) {
 			return nil, "", nil, cfg.FileError([]any{"pages", "template"}, err)
 		}
 		o.Template, o.TemplateFile = string(data), cfg.Pages.Template
-		sum = hashOf(data)
+		sum = HashOf(data)
 	}
 	var errs []error
 	for k, f := range cfg.Pages.Templates {
@@ -229,13 +229,13 @@ func pageFilesSum(cfg *config.Config) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-func hashOf(b []byte) string {
+func HashOf(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
 }
 
-// fileStatus is the reload state of one file, for GET /blocklist.
-type fileStatus struct {
+// FileStatus is the reload state of one file, for GET /blocklist.
+type FileStatus struct {
 	File     string    `json:"file"`
 	SHA256   string    `json:"sha256"`
 	Rules    *int      `json:"rules,omitempty"`
@@ -264,7 +264,7 @@ type statusError struct {
 const maxStatusErrors = 100
 
 // setError records err, one entry per line of its text.
-func (st *fileStatus) setError(now time.Time, err error) {
+func (st *FileStatus) setError(now time.Time, err error) {
 	st.LastError, st.ErrorAt = err.Error(), &now
 	st.Errors = st.Errors[:0:0]
 	lines := strings.Split(err.Error(), "\n")
@@ -278,7 +278,7 @@ func (st *fileStatus) setError(now time.Time, err error) {
 }
 
 // clearError forgets the error, if any, and returns what it was.
-func (st *fileStatus) clearError() string {
+func (st *FileStatus) clearError() string {
 	was := st.LastError
 	st.LastError, st.ErrorAt, st.Errors = "", nil, nil
 	return was
@@ -288,7 +288,7 @@ func (st *fileStatus) clearError() string {
 // the watched files change, on Reload (SIGHUP), and when a rule expires. A
 // file that fails to load never replaces the last good one.
 type Reloader struct {
-	p       *Proxy
+	p       Edge
 	log     *slog.Logger
 	metrics *metrics.Metrics
 	path    string
@@ -301,8 +301,8 @@ type Reloader struct {
 	cur      *Bundle
 	stateDir string
 	running  map[string]string // the restart-only settings as started
-	listSt   fileStatus
-	cfgSt    fileStatus
+	listSt   FileStatus
+	cfgSt    FileStatus
 	watcher  *blocklist.Watcher
 	expiry   *time.Timer
 	checked  time.Time // expiries up to here have been logged
@@ -312,9 +312,18 @@ type Reloader struct {
 	fleet *fleetFollow
 }
 
-// NewReloader returns a Reloader for the config at path. It does nothing
-// until Start.
-func NewReloader(p *Proxy, log *slog.Logger, m *metrics.Metrics, path string) *Reloader {
+// Edge is what a Reloader changes: the request path, which takes a new
+// config, list and renderer whole (Apply; on an error the old ones stay),
+// and the geo database, read again when its file changes.
+// *proxy.Proxy implements it.
+type Edge interface {
+	Apply(cfg *config.Config, list *blocklist.List, renderer *pages.Renderer) error
+	RefreshGeo(cfg *config.Config, trigger string)
+}
+
+// NewReloader returns a Reloader for the config at path, applying to p.
+// It does nothing until Start.
+func NewReloader(p Edge, log *slog.Logger, m *metrics.Metrics, path string) *Reloader {
 	return &Reloader{p: p, log: log, metrics: m, path: path}
 }
 
@@ -403,7 +412,7 @@ func (r *Reloader) commit(next *Bundle, c commitInfo) error {
 	}
 	prev := r.cur
 	r.cur = next
-	record := func(st *fileStatus, m metrics.FileMetrics, err error) {
+	record := func(st *FileStatus, m metrics.FileMetrics, err error) {
 		if err != nil {
 			st.FromSnapshot = true
 			st.setError(c.now, err)
@@ -417,7 +426,7 @@ func (r *Reloader) commit(next *Bundle, c commitInfo) error {
 		record(&r.cfgSt, r.metrics.Config, c.cfgErr)
 	}
 	if c.list {
-		r.listSt = fileStatus{File: next.List.File(), SHA256: next.List.SHA256(), LoadedAt: c.now}
+		r.listSt = FileStatus{File: next.List.File(), SHA256: next.List.SHA256(), LoadedAt: c.now}
 		record(&r.listSt, r.metrics.Blocklist, c.listErr)
 		var was *blocklist.List
 		if prev != nil {
@@ -522,7 +531,7 @@ func (r *Reloader) Reload(trigger string) {
 	case err != nil:
 		cfgFailure(err)
 		cfgData = nil
-	case hashOf(cfgData) == r.cur.Config.SHA256:
+	case HashOf(cfgData) == r.cur.Config.SHA256:
 		r.metrics.Config.Record("unchanged", now)
 	default:
 		cfg, err := config.ParseConfig(r.path, cfgData)
@@ -549,14 +558,14 @@ func (r *Reloader) Reload(trigger string) {
 	var tmplData []byte
 	if t := next.Config.Pages.Template; t != "" {
 		if tmplData, err = os.ReadFile(t); err == nil {
-			tmplSum = hashOf(tmplData)
+			tmplSum = HashOf(tmplData)
 		} else {
 			tmplSum = "unreadable"
 		}
 	}
 	pagesSum := pageFilesSum(next.Config)
 	if cfgChanged || tmplSum != r.cur.TemplateSHA256 || pagesSum != r.cur.pagesSum {
-		rd, sum, data, err := loadRenderer(next.Config)
+		rd, sum, data, err := LoadRenderer(next.Config)
 		if err != nil {
 			cfgFailure(err)
 			if cfgChanged {
@@ -618,7 +627,7 @@ func (r *Reloader) Reload(trigger string) {
 		r.listSt.FromSnapshot = false
 		if was := r.listSt.clearError(); was != "" {
 			r.log.Info("blocklist error cleared: the file on disk is in effect", "event", "blocklist_reload",
-				"result", "recovered", "trigger", trigger, "file", file, "sha256", hashOf(listData), "previous_error", was)
+				"result", "recovered", "trigger", trigger, "file", file, "sha256", HashOf(listData), "previous_error", was)
 		}
 	}
 	if !r.cfgSt.FromSnapshot && !r.listSt.FromSnapshot {
@@ -626,7 +635,7 @@ func (r *Reloader) Reload(trigger string) {
 	}
 
 	if !cfgChanged && !tmplChanged && !listChanged {
-		r.p.refreshGeo(next.Config, trigger) // else Apply does
+		r.p.RefreshGeo(next.Config, trigger) // else Apply does
 		return
 	}
 	// Pass each content only where it is what is in effect.
@@ -779,17 +788,17 @@ func (r *Reloader) logExpired() {
 // /blocklist: the blocklist's fields at the top level, the config's under
 // "config".
 type Status struct {
-	Blocklist fileStatus `json:"-"`
-	Config    fileStatus `json:"config"`
+	Blocklist FileStatus `json:"-"`
+	Config    FileStatus `json:"config"`
 }
 
 // MarshalJSON puts the blocklist's fields at the top level.
 func (s Status) MarshalJSON() ([]byte, error) {
 	type flat struct {
-		fileStatus
-		Config fileStatus `json:"config"`
+		FileStatus
+		Config FileStatus `json:"config"`
 	}
-	return json.Marshal(flat{fileStatus: s.Blocklist, Config: s.Config})
+	return json.Marshal(flat{FileStatus: s.Blocklist, Config: s.Config})
 }
 
 // Status returns the state of the loaded files.
@@ -806,9 +815,29 @@ func (r *Reloader) Status() Status {
 	return s
 }
 
-// current returns the bundle in effect.
-func (r *Reloader) current() *Bundle {
+// Current returns the bundle in effect.
+func (r *Reloader) Current() *Bundle {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.cur
+}
+
+// ListState returns the list in use and its reload state, for the admin
+// listener's edits.
+func (r *Reloader) ListState() admin.ListState {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return admin.ListState{List: r.cur.List, File: r.cur.Config.Blocklist.File, MaxDrop: r.cur.Config.Blocklist.MaxDrop,
+		LoadedAt: r.listSt.LoadedAt, ErrorAt: r.listSt.ErrorAt, LastError: r.listSt.LastError}
+}
+
+// FleetStore returns the fleet's version store when the blocklist follows
+// the fleet, else nil.
+func (r *Reloader) FleetStore() *fleet.Store {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.fleet == nil {
+		return nil
+	}
+	return r.fleet.store
 }

@@ -1,4 +1,4 @@
-package proxy
+package reload
 
 import (
 	"encoding/json"
@@ -12,9 +12,9 @@ import (
 	"github.com/edgeblock/edgeblock/blocklist"
 )
 
-// snapshotDir is the directory under the state directory that holds the
+// SnapshotDir is the directory under the state directory that holds the
 // snapshot: manifest.json and the files it names.
-const snapshotDir = "snapshot"
+const SnapshotDir = "snapshot"
 
 // snapshotKeep is how long a snapshot file no manifest names is kept, so
 // that another process sharing the directory (replicas on one volume) can
@@ -51,7 +51,7 @@ type Snapshot struct {
 // and checks every file against its hash. The error says why there is no
 // usable snapshot (none was written yet, or it is damaged).
 func ReadSnapshot(stateDir string) (*Snapshot, error) {
-	dir := filepath.Join(stateDir, snapshotDir)
+	dir := filepath.Join(stateDir, SnapshotDir)
 	mpath := filepath.Join(dir, "manifest.json")
 	data, err := os.ReadFile(mpath)
 	if errors.Is(err, os.ErrNotExist) {
@@ -82,7 +82,7 @@ func ReadSnapshot(stateDir string) (*Snapshot, error) {
 		if f.Data, err = os.ReadFile(p); err != nil {
 			return nil, err
 		}
-		if sum := hashOf(f.Data); sum != f.SHA256 {
+		if sum := HashOf(f.Data); sum != f.SHA256 {
 			return nil, fmt.Errorf("%s: sha256 %s, the manifest says %s", p, sum, f.SHA256)
 		}
 	}
@@ -98,7 +98,7 @@ const staleManifest = "manifest.stale.json"
 // markSnapshotStale renames the manifest in stateDir to staleManifest
 // (see there). It returns nil when there is no manifest.
 func markSnapshotStale(stateDir string) error {
-	dir := filepath.Join(stateDir, snapshotDir)
+	dir := filepath.Join(stateDir, SnapshotDir)
 	err := os.Rename(filepath.Join(dir, "manifest.json"), filepath.Join(dir, staleManifest))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -120,7 +120,7 @@ type snapshotPart struct {
 // does nothing when the manifest already records this state. Copies no
 // manifest names are removed once older than snapshotKeep.
 func writeSnapshot(stateDir string, cfg, list snapshotPart, tmpl *snapshotPart, rules int, now time.Time) (bool, error) {
-	dir := filepath.Join(stateDir, snapshotDir)
+	dir := filepath.Join(stateDir, SnapshotDir)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return false, err
 	}

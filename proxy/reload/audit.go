@@ -1,4 +1,4 @@
-package proxy
+package reload
 
 import (
 	"encoding/json"
@@ -11,7 +11,7 @@ import (
 // whose keys keep their order: "rule" (the pattern), for a changed rule
 // each changed attribute as "old→new", then "at", "by" and "comment" when
 // the file records who made the change.
-type auditRule []string // key, value, key, value, ...
+type auditRule []string
 
 // MarshalJSON writes the object with its keys in order.
 func (a auditRule) MarshalJSON() ([]byte, error) {
@@ -34,7 +34,7 @@ func (a auditRule) String() string {
 }
 
 // auditChanges sorts the changes from prev to l by kind, keeping at most
-// auditLimit of each, and counts them all.
+// AuditLimit of each, and counts them all.
 type auditChanges struct {
 	added, removed, changed []auditRule
 	totals                  map[blocklist.ChangeKind]int
@@ -51,7 +51,7 @@ func newAuditChanges(l, prev *blocklist.List) auditChanges {
 		case blocklist.Changed:
 			dst = &a.changed
 		}
-		if len(*dst) >= auditLimit {
+		if len(*dst) >= AuditLimit {
 			continue
 		}
 		e := auditRule{"rule", c.Rule.Pattern()}

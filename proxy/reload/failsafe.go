@@ -1,4 +1,4 @@
-package proxy
+package reload
 
 import (
 	"errors"
@@ -8,10 +8,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/edgeblock/edgeblock/proxy/config"
-
 	"github.com/edgeblock/edgeblock/blocklist"
 	"github.com/edgeblock/edgeblock/pages"
+	"github.com/edgeblock/edgeblock/proxy/config"
 )
 
 // Parts of the state that a start can take from the snapshot.
@@ -115,7 +114,7 @@ func startFromSnapshot(path, stateDir string, snap *Snapshot) (*Bundle, error) {
 		b.raw.config = snap.Config.Data
 	}
 	cfg := b.Config
-	if b.Renderer, b.TemplateSHA256, b.raw.template, err = loadRenderer(cfg); err != nil {
+	if b.Renderer, b.TemplateSHA256, b.raw.template, err = LoadRenderer(cfg); err != nil {
 		problem(PartTemplate, err)
 		// The built-in pages (and the snapshot's block template), in the
 		// built-in languages.
@@ -135,7 +134,7 @@ func startFromSnapshot(path, stateDir string, snap *Snapshot) (*Bundle, error) {
 	}
 	prev, err := blocklist.Parse(snapListName(cfg, snap), snap.Blocklist.Data)
 	if err != nil {
-		return nil, fmt.Errorf("snapshot %s: %w", filepath.Join(stateDir, snapshotDir, snap.Blocklist.File), err)
+		return nil, fmt.Errorf("snapshot %s: %w", filepath.Join(stateDir, SnapshotDir, snap.Blocklist.File), err)
 	}
 	b.List, b.raw.list, b.Fleet, err = loadList(cfg)
 	if err == nil {
