@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -100,9 +101,10 @@ func TestQUICPendingHandshakeCap(t *testing.T) {
 		t.Errorf("a client with its address proven, at the cap: %v; want CONNECTION_REFUSED from the edge", err)
 	}
 	// Each Initial packet of the refused attempt counts (a ClientHello
-	// with a post-quantum key share takes two).
-	if got := metric("edgeblock_quic_handshakes_refused_total"); got != "1" && got != "2" {
-		t.Errorf("edgeblock_quic_handshakes_refused_total = %q, want 1 or 2", got)
+	// with a post-quantum key share takes two, and a loaded machine makes
+	// the client send its Initial again), but one attempt is a handful.
+	if got, err := strconv.Atoi(metric("edgeblock_quic_handshakes_refused_total")); err != nil || got < 1 || got > 8 {
+		t.Errorf("edgeblock_quic_handshakes_refused_total = %d (%v), want 1 to 8 for one refused attempt", got, err)
 	}
 	if got := metric("edgeblock_quic_handshakes_pending"); got != "3" {
 		t.Errorf("pending handshakes after the refusals = %q, want still 3", got)
