@@ -45,7 +45,7 @@ type Log struct {
 	// path, whenever the writer falls behind).
 	cur     []byte   // the chunk being filled; nil: none yet
 	full    [][]byte // filled chunks, oldest first
-	queued  int      // bytes in full and cur
+	queued  int      // bytes in full and cur, and taken by writeOut until written
 	free    [][]byte // empty chunks of batchBytes to fill again
 	max     int
 	closed  bool
@@ -232,9 +232,15 @@ func (a *Log) writeOut() {
 		a.cur = nil
 	}
 	clear(a.full)
-	a.full, a.queued = a.full[:0], 0
+	a.full = a.full[:0]
 	out := a.out
 	a.mu.Unlock()
+	// The taken chunks count against the queue's bound until written: a
+	// stuck output holds at most queueBytes, not that again per take.
+	taken := 0
+	for _, c := range batch {
+		taken += len(c)
+	}
 	var failed error
 	for _, c := range batch {
 		if _, err := out.Write(c); err != nil && failed == nil {
@@ -245,6 +251,7 @@ func (a *Log) writeOut() {
 		a.onError(failed)
 	}
 	a.mu.Lock()
+	a.queued -= taken
 	for _, c := range batch {
 		if cap(c) == batchBytes && len(a.free) < freeChunks {
 			a.free = append(a.free, c[:0])
