@@ -52,12 +52,18 @@ func TestH1ClientUnsolicited(t *testing.T) {
 				name += " over TLS"
 			}
 			t.Run(name, func(t *testing.T) {
+				// idleSent closes once the idle bytes are on the wire: the
+				// next request must follow them, or they would be its
+				// answer on any HTTP/1.1 client (a loaded machine once
+				// sent it first with a fixed sleep).
+				idleSent := make(chan struct{})
 				serve := func(req *http.Request, _ []byte, c net.Conn, _ *bufio.Reader) bool {
 					if req.URL.Path == "/0" {
 						io.WriteString(c, tt.first(req))
 						if tt.idle != "" {
-							time.Sleep(20 * time.Millisecond)
+							time.Sleep(20 * time.Millisecond) // the first answer is read: the connection is idle
 							io.WriteString(c, tt.idle)
+							close(idleSent)
 						}
 					} else {
 						io.WriteString(c, answer(req))
@@ -83,8 +89,12 @@ func TestH1ClientUnsolicited(t *testing.T) {
 				}
 				defer c.CloseIdleConnections()
 				for i := range 3 {
-					if i == 1 {
-						time.Sleep(60 * time.Millisecond) // the idle bytes are in
+					if i == 1 && tt.idle != "" {
+						select {
+						case <-idleSent:
+						case <-time.After(30 * time.Second):
+							t.Fatal("the origin did not send its idle bytes")
+						}
 					}
 					req := mustReq(t, t.Context(), tt.method, scheme+o.ln.Addr().String()+"/"+strconv.Itoa(i), nil)
 					resp, err := c.RoundTrip(req)
