@@ -3,6 +3,7 @@ package blocklist
 import (
 	"bytes"
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -34,6 +35,16 @@ type blockOptions struct {
 	// Note, if not nil, is written as the rule's annotation line, replacing
 	// the one it had.
 	Note *Note
+	// InPlace: see Edit.InPlace.
+	InPlace bool
+}
+
+// noteRoom is the room the line of n takes (none for nil).
+func noteRoom(n *Note) int {
+	if n == nil {
+		return 0
+	}
+	return len(n.Line()) + 1
 }
 
 // NoRuleError is returned by ApplyEdit for an unblock when the list has no rule with the
@@ -290,7 +301,12 @@ func block(data []byte, old *List, pattern string, args []string, opt blockOptio
 		out = append(out, data[end:]...)
 	} else {
 		res.Kind = Added
-		out = slices.Clip(data)
+		// A new rule goes at the end: into data's spare capacity when the
+		// caller gave it (opt.InPlace), else into a copy.
+		out = data
+		if !opt.InPlace || cap(data)-len(data) < len(res.NewLine)+noteRoom(opt.Note)+2 {
+			out = slices.Clip(data)
+		}
 		if opt.Note != nil {
 			out = appendLine(out, opt.Note.Line())
 		}
@@ -364,6 +380,14 @@ type Edit struct {
 	// with Replace the rule gets exactly Args.
 	Args    []string
 	Replace bool
+	// InPlace lets a block that adds a rule write its lines into data's
+	// spare capacity (beyond its length) instead of copying the list, when
+	// there is room: out then shares data's array. data up to its length
+	// is never changed. Set it only when that room is the caller's own:
+	// data is a buffer no one else appends to, given to one edit at a
+	// time (as EditFile gives each call of its edit function a new read
+	// of the file with room after it).
+	InPlace bool
 	// Note, if not nil, is recorded with the edit: for a block as the
 	// rule's annotation line (replacing the one it had), for an unblock as
 	// an unblock record (see NotePrefix) at the end of the list.
@@ -409,7 +433,7 @@ func ApplyEdit(file string, data []byte, e Edit, maxDrop float64, now time.Time)
 	if e.Unblock {
 		out, next, res, err = unblock(file, data, old, e.Pattern, e.Note, now, parse)
 	} else {
-		out, next, res, err = block(data, old, e.Pattern, e.Args, blockOptions{Replace: e.Replace, Note: e.Note}, parse)
+		out, next, res, err = block(data, old, e.Pattern, e.Args, blockOptions{Replace: e.Replace, Note: e.Note, InPlace: e.InPlace}, parse)
 	}
 	if err != nil || out == nil {
 		return nil, res, err
@@ -452,7 +476,7 @@ func scanEdit(file string, data []byte, e Edit, maxDrop float64, now time.Time) 
 		}
 		out, next, res, err = unblock(file, data, old, pat, e.Note, now, parse)
 	} else {
-		out, next, res, err = block(data, old, pat, e.Args, blockOptions{Replace: e.Replace, Note: e.Note}, parse)
+		out, next, res, err = block(data, old, pat, e.Args, blockOptions{Replace: e.Replace, Note: e.Note, InPlace: e.InPlace}, parse)
 	}
 	if err != nil {
 		return nil, res, nil, false
@@ -476,9 +500,41 @@ func patternList(file string, data []byte, pat string) (*List, error) {
 
 // patternListLines is patternList, also returning where the lines are.
 func patternListLines(file string, data []byte, pat string) (*List, []patLine, error) {
-	lines := patternLines(nil, data, pat, 0, len(data), 1)
+	lines := scanPatternLines(data, pat)
 	l, err := parsePatternLines(file, data, lines)
 	return l, lines, err
+}
+
+// splitScanMin is the size from which scanPatternLines scans in two
+// halves at once.
+var splitScanMin = 4 << 20
+
+// scanPatternLines is patternLines of the whole of data. From
+// splitScanMin bytes, with more than one CPU to run on, it scans the two
+// halves of data (split at a line break) at once: the edit command's scan
+// of a large list is most of its CPU time.
+func scanPatternLines(data []byte, pat string) []patLine {
+	mid := len(data) / 2
+	if i := bytes.IndexByte(data[mid:], '\n'); i >= 0 {
+		mid += i + 1
+	}
+	if len(data) < splitScanMin || runtime.GOMAXPROCS(0) < 2 || mid >= len(data) {
+		lines, _ := patternLines(nil, data, pat, 0, len(data), 1)
+		return lines
+	}
+	var second []patLine
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		second, _ = patternLines(nil, data, pat, mid, len(data), 1)
+	}()
+	first, after := patternLines(nil, data, pat, 0, mid, 1)
+	<-done
+	for _, l := range second {
+		l.no += after - 1
+		first = append(first, l)
+	}
+	return first
 }
 
 // patLine is a line of a rule of the pattern: data[off:end] (without the
@@ -486,8 +542,9 @@ func patternListLines(file string, data []byte, pat string) (*List, []patLine, e
 type patLine struct{ off, end, no int }
 
 // patternLines appends to dst the lines of data[from:to] (whole lines, the
-// first numbered first) whose pattern is pat.
-func patternLines(dst []patLine, data []byte, pat string, from, to, first int) []patLine {
+// first numbered first) whose pattern is pat. after is the number the line
+// after data[from:to] has.
+func patternLines(dst []patLine, data []byte, pat string, from, to, first int) (_ []patLine, after int) {
 	lineNo := first - 1
 	for off := from; off < to; {
 		lineNo++
@@ -500,7 +557,7 @@ func patternLines(dst []patLine, data []byte, pat string, from, to, first int) [
 		}
 		off = next
 	}
-	return dst
+	return dst, lineNo + 1
 }
 
 // parsePatternLines parses lines of data, in file order, as a list.
@@ -535,7 +592,7 @@ func patternListAfter(file string, data, out []byte, lines []patLine, pat string
 		}
 		for ; k < len(lines) && lines[k].off < h.oe; k++ {
 		}
-		next = patternLines(next, out, pat, h.ns, h.ne, oldNo+linesBy)
+		next, _ = patternLines(next, out, pat, h.ns, h.ne, oldNo+linesBy)
 		bytesBy += (h.ne - h.ns) - (h.oe - h.os)
 		linesBy += int(countLines(string(out[h.ns:h.ne]))) - int(countLines(string(data[h.os:h.oe])))
 	}

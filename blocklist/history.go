@@ -120,17 +120,19 @@ func AppendHistory(path string, e HistoryEntry) error {
 
 // RecordEdit appends to the history of the list file an edit (command
 // "block" or "unblock") by note's actor, whose result (ApplyEdit's) res
-// says what changed, and which wrote after. The writers of the file (the
-// block and unblock commands, the admin API) call it after the edit is
-// written. It costs the hash of after and the one changed rule: the list
-// is not parsed.
-func RecordEdit(file, command string, note Note, res EditResult, after []byte, now time.Time) error {
+// says what changed, and which wrote the content whose SHA-256 is sum (in
+// hex, as SHA256Hex returns it). The writers of the file (the block and
+// unblock commands, the admin API) call it after the edit is written. It
+// costs the one changed rule: the list is not parsed, and the caller
+// hashes what it wrote when it suits it (the command, while the file is
+// synced to disk).
+func RecordEdit(file, command string, note Note, res EditResult, sum string, now time.Time) error {
 	changes, err := EditChanges(res)
 	if err != nil {
 		return err
 	}
 	return AppendHistory(file, HistoryEntry{Time: now.UTC(), Actor: note.By, Comment: note.Comment,
-		Command: command, SHA256: hashHex(after), Changes: changes})
+		Command: command, SHA256: sum, Changes: changes})
 }
 
 // EditChanges returns the changes of an edit for a HistoryEntry, from its
@@ -152,8 +154,9 @@ func EditChanges(res EditResult) ([]HistoryChange, error) {
 	return append(out, HistoryChange{Kind: res.Kind, Rule: res.Pattern, Line: r.Format(), Attrs: res.Attrs}), nil
 }
 
-// hashHex returns the hex SHA-256 of b.
-func hashHex(b []byte) string {
+// SHA256Hex returns the SHA-256 of b in hex: a list's identity, as
+// List.SHA256 reports it.
+func SHA256Hex(b []byte) string {
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
 }

@@ -35,6 +35,8 @@ var errChanged = errors.New("changed while it was being edited")
 //     different files.
 //   - Under the lock it reads the file and calls edit with its content (nil
 //     if there is no file). If edit returns nil data, nothing is written.
+//     Each call gets a new buffer of its own, with room after the content
+//     that edit may append into (see Edit.InPlace).
 //   - It writes the result to a temporary file in the same directory, with
 //     the owner, group and permission bits of the file it replaces, and
 //     syncs it. Before renaming it over the file it checks that the file is
@@ -139,6 +141,9 @@ func lockPath(path string) (unlock func(), err error) {
 	}
 }
 
+// editRoom is the room readState leaves after the content it reads.
+const editRoom = 4 << 10
+
 // readState reads the file at path and returns its content and state;
 // a missing file has nil content and the zero state.
 func readState(path string) ([]byte, fileState, error) {
@@ -155,8 +160,9 @@ func readState(path string) ([]byte, fileState, error) {
 		return nil, fileState{}, err
 	}
 	// Sized by the file, as os.ReadFile does: a 30 MB list read in one
-	// buffer rather than grown to it.
-	b := bytes.NewBuffer(make([]byte, 0, fi.Size()+512))
+	// buffer rather than grown to it, with room after it for a rule the
+	// edit adds at the end (Edit.InPlace) without a copy of the list.
+	b := bytes.NewBuffer(make([]byte, 0, fi.Size()+editRoom))
 	if _, err := b.ReadFrom(f); err != nil {
 		return nil, fileState{}, err
 	}

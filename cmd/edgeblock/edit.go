@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/user"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/edgeblock/edgeblock/proxy/config"
@@ -165,16 +166,29 @@ func runEdit(command string, args []string, stdout, stderr io.Writer) int {
 	now := time.Now()
 	note := blocklist.NewNote(now, actor(), c.comment)
 	var res blocklist.EditResult
-	var before, after []byte
+	var sum func() string
 	err := blocklist.EditFile(file, func(data []byte) (out []byte, err error) {
-		out, res, err = blocklist.ApplyEdit(file, data, c.edit(unblock, &note), cfg.Blocklist.MaxDrop, now)
-		before, after = data, out
+		e := c.edit(unblock, &note)
+		e.InPlace = true // each call gets a read of its own
+		out, res, err = blocklist.ApplyEdit(file, data, e, cfg.Blocklist.MaxDrop, now)
+		sum = nil
+		if out != nil {
+			sum = hashAsync(out) // while the file is written and synced
+		}
 		return out, guardRefusal(err, "nothing written", "the running edge", file)
 	})
 	if editFailed(err, stderr) {
 		return 1
 	}
-	return c.fileEdited(cfg, command, res, note, before, after, stdout, stderr)
+	return c.fileEdited(cfg, command, res, note, sum, stdout, stderr)
+}
+
+// hashAsync starts hashing b (blocklist.SHA256Hex) and returns the
+// function that waits for the result. b must not change meanwhile.
+func hashAsync(b []byte) func() string {
+	done := make(chan string, 1)
+	go func() { done <- blocklist.SHA256Hex(b) }()
+	return sync.OnceValue(func() string { return <-done })
 }
 
 // editFailed prints why an edit was not made, if it was not: a rule that
@@ -193,10 +207,11 @@ func editFailed(err error, stderr io.Writer) bool {
 	return true
 }
 
-// fileEdited finishes an edit of the file: it records it in the edit
-// history, asks the running edge whether it is in effect, and prints the
-// result. after is nil when nothing was written.
-func (c *editCmd) fileEdited(cfg *config.Config, command string, res blocklist.EditResult, note blocklist.Note, before, after []byte, stdout, stderr io.Writer) int {
+// fileEdited finishes an edit of the file: it asks the running edge
+// whether it is in effect and meanwhile records the edit in the edit
+// history, and prints the result. sum returns the SHA-256 of what was
+// written; it is nil when nothing was.
+func (c *editCmd) fileEdited(cfg *config.Config, command string, res blocklist.EditResult, note blocklist.Note, sum func() string, stdout, stderr io.Writer) int {
 	file := cfg.Blocklist.File
 	kind := string(res.Kind)
 	if command == "unblock" {
@@ -220,12 +235,15 @@ func (c *editCmd) fileEdited(cfg *config.Config, command string, res blocklist.E
 	} else {
 		printBlock(stdout, res, fmt.Sprintf("%s:%d", file, res.Line), note, "nothing written")
 	}
-	if kind != "unchanged" && after != nil {
-		if err := blocklist.RecordEdit(file, command, note, res, after, time.Now()); err != nil {
+	if kind != "unchanged" && sum != nil {
+		// The edge applies the file at once when asked (reload=1): ask
+		// first, so that neither the hash nor the history delays it.
+		applied := make(chan edgeApplied, 1)
+		go func() { applied <- askApplied(cfg, c.admin, res, note.At) }()
+		if err := blocklist.RecordEdit(file, command, note, res, sum(), time.Now()); err != nil {
 			fmt.Fprintf(stderr, "edgeblock: warning: the edit is written but not recorded in %s: %v\n", blocklist.HistoryPath(file), err)
 		}
-		a := askApplied(cfg, c.admin, res, note.At)
-		a.report(stdout, out, adminAddr(cfg, c.admin))
+		(<-applied).report(stdout, out, adminAddr(cfg, c.admin))
 	}
 	if out != nil {
 		writeJSON(stdout, out)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -211,10 +212,16 @@ func TestFileHistory(t *testing.T) {
 		{"unblock", "-config", cfg, "x.example", "-comment", "lifted"},
 	}
 	start := time.Now()
+	var sums []string // the SHA-256 of the file after each edit, newest first
 	for _, args := range edits {
 		if code, stdout, stderr := runCmd(args...); code != 0 {
 			t.Fatalf("%v: exit %d\n%s%s", args, code, stdout, stderr)
 		}
+		data, err := os.ReadFile(list)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sums = append([]string{blocklist.SHA256Hex(data)}, sums...)
 	}
 	if took := time.Since(start); took > time.Second {
 		t.Logf("the edits took %v: not all within one second on this machine", took)
@@ -236,7 +243,7 @@ func TestFileHistory(t *testing.T) {
 	for i, w := range want {
 		h := hist[i]
 		if h.Command != w.command || h.Actor != "alice" || h.Comment != w.comment || len(h.Changes) != 1 ||
-			string(h.Changes[0].Kind) != w.kind || h.Changes[0].Rule != "x.example" || h.SHA256 == "" {
+			string(h.Changes[0].Kind) != w.kind || h.Changes[0].Rule != "x.example" || h.SHA256 != sums[i] {
 			t.Errorf("entry %d = %+v, want %+v", i, h, w)
 			continue
 		}

@@ -540,7 +540,7 @@ func (s *handler) edit(w http.ResponseWriter, r *http.Request, who principal, op
 		err = blocklist.EditFile(file, func(data []byte) ([]byte, error) { return apply(file, data) })
 		if err == nil && written != nil {
 			// Into the file's edit history too, as the commands' edits.
-			if herr := blocklist.RecordEdit(file, op, note, res, written, time.Now()); herr != nil {
+			if herr := blocklist.RecordEdit(file, op, note, res, blocklist.SHA256Hex(written), time.Now()); herr != nil {
 				s.Log.Warn("admin write not recorded in the edit history", "event", "edit_history", "file", file, "error", herr.Error())
 			}
 		}
