@@ -56,8 +56,8 @@ func TestAlertsOnRealMetrics(t *testing.T) {
 	}))
 	t.Cleanup(broken.Close)
 	dead, hung := "http://"+refusedAddr(t), hungOrigin(t)
-	e := startEnv(t, "timeouts:\n  response_header: 100ms\n"+
-		routeConfig("dead.example", `"`+dead+`"`, "hung.example", `"`+hung+`"`, "broken.example", `"`+broken.URL+`"`), "")
+	e := startEnv(t, routeConfig("dead.example", `"`+dead+`"`, "broken.example", `"`+broken.URL+`"`)+
+		fmt.Sprintf("  - host: hung.example\n    origins: [%q]\n    timeouts:\n      response_header: 100ms\n", hung), "")
 
 	const minutes = 20
 	series := map[string][]string{} // series -> value per minute

@@ -153,7 +153,9 @@ func TestRetryOntoRestingOrigin(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			resting, other := newSwitchOrigin(t, "resting"), newSwitchOrigin(t, "other")
-			e := startEnv(t, "timeouts:\n  response_header: 300ms\norigins:\n  lb: first\n  passive: {max_fails: 1, fail_timeout: 1m}\n"+
+			// 1s: the healthy origin, behind the same timeout, must
+			// answer within it on a loaded machine.
+			e := startEnv(t, "timeouts:\n  response_header: 1s\norigins:\n  lb: first\n  passive: {max_fails: 1, fail_timeout: 1m}\n"+
 				routeConfig("r.example", fmt.Sprintf("%q, %q", resting.URL, other.URL))+tt.allDown, "")
 			// The first origin hangs: the request times out there and
 			// goes on to the other; the first is out for a minute.
