@@ -226,6 +226,9 @@ func (l *List) Is(file string, data []byte) bool {
 	return l.file == file && string(data) == l.src
 }
 
+// Size is the length in bytes of the content l was built from.
+func (l *List) Size() int { return len(l.src) }
+
 // NeedsCompaction reports whether the list is a base with an overlay big
 // enough that the next Reparse will parse the file whole. A caller that
 // keeps a list for long can, off the request path, replace it with

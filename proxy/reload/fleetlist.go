@@ -532,6 +532,7 @@ func (r *Reloader) compactList(l *blocklist.List) {
 	next := *r.cur
 	next.List = c
 	r.cur = &next
+	r.mem.applied(time.Now()) // the parse's garbage, and the overlay's
 }
 
 // stop ends following; the caller must not hold r.mu (a delivery in

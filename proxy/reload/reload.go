@@ -310,6 +310,9 @@ type Reloader struct {
 	// fleet follows the fleet's Redis with blocklist.source fleet; nil
 	// in file mode. The mode is fixed at Start (a change needs a restart).
 	fleet *fleetFollow
+	// mem returns the free heap to the OS after a large list is applied
+	// (memory.go).
+	mem releaser
 }
 
 // Edge is what a Reloader changes: the request path, which takes a new
@@ -324,7 +327,7 @@ type Edge interface {
 // NewReloader returns a Reloader for the config at path, applying to p.
 // It does nothing until Start.
 func NewReloader(p Edge, log *slog.Logger, m *metrics.Metrics, path string) *Reloader {
-	return &Reloader{p: p, log: log, metrics: m, path: path}
+	return &Reloader{p: p, log: log, metrics: m, path: path, mem: releaser{log: log}}
 }
 
 // Start applies b (loaded by LoadBundle) and starts watching its files.
@@ -433,6 +436,9 @@ func (r *Reloader) commit(next *Bundle, c commitInfo) error {
 			was = prev.List
 		}
 		r.audit(next.List, was, c.trigger, c.meta...)
+		if next.List.Size() >= releaseMin {
+			r.mem.applied(time.Now())
+		}
 	}
 	fromSnapshot := 0.0
 	if r.cfgSt.FromSnapshot || r.listSt.FromSnapshot {
@@ -498,6 +504,7 @@ func (r *Reloader) Close() {
 		r.expiry.Stop()
 	}
 	r.mu.Unlock()
+	r.mem.stop()
 	if w != nil {
 		w.Close()
 	}
