@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -133,7 +134,8 @@ type quicEdge struct {
 	srv      *http3.Server
 	altSvc   []string // the Alt-Svc value HTTPS responses carry
 	serving  atomic.Bool
-	inFlight atomic.Int64 // HTTP/3 requests being handled
+	inFlight atomic.Int64  // HTTP/3 requests being handled
+	linger   time.Duration // 0: quicCloseLinger (a field for tests)
 	gate     retryGate
 	hs       handshakeCap // handshakes under way, limits.quic_pending_handshakes
 	done     chan error   // ServeListener's result
@@ -331,7 +333,9 @@ func (q *quicEdge) goAway() {
 }
 
 // wait ends the listener: after goAway, the requests in flight have
-// until ctx is done to finish, then every connection is closed.
+// until ctx is done to finish, their connections then up to
+// quicCloseLinger more for their clients to close them (and so to have
+// had the last answers), then every connection is closed.
 func (q *quicEdge) wait(ctx context.Context) error {
 	if q.srv == nil {
 		q.close()
@@ -350,8 +354,27 @@ wait:
 		case <-tick.C:
 		}
 	}
-	q.stop() // idle connections need not wait for the client to close them
-	<-q.shut
+	// A handler that returned has not yet sent its answer: quic-go writes
+	// the buffered response and ends the stream after it, and closing the
+	// connection now would drop what is still unsent (CONNECTION_CLOSE
+	// discards stream data; the client saw "parsing frame failed:
+	// H3_NO_ERROR" instead of the answer). A client that got GOAWAY closes
+	// the connection itself once its requests are answered, which ends
+	// Shutdown; one that does not is closed after quicCloseLinger, or when
+	// ctx ends.
+	linger := time.NewTimer(cmp.Or(q.linger, quicCloseLinger))
+	shut := q.shut
+	select {
+	case <-shut:
+		shut = nil // every connection is closed
+	case <-linger.C:
+	case <-ctx.Done():
+	}
+	linger.Stop()
+	q.stop() // what is left is idle: it need not wait for its client
+	if shut != nil {
+		<-shut
+	}
 	if e := <-q.done; e != nil && !errors.Is(e, http.ErrServerClosed) && !errors.Is(e, quic.ErrServerClosed) {
 		err = errors.Join(err, e)
 	}
@@ -359,6 +382,12 @@ wait:
 	q.udp.Close()
 	return err
 }
+
+// quicCloseLinger is how long the drain leaves the HTTP/3 connections
+// open once their requests are done, for their last answers to reach the
+// clients, unless the clients close them first (after GOAWAY they do so
+// as soon as their requests are answered).
+const quicCloseLinger = 2 * time.Second
 
 // close releases the socket of a listener that never served.
 func (q *quicEdge) close() {
