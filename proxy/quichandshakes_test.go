@@ -92,10 +92,10 @@ func TestQUICPendingHandshakeCap(t *testing.T) {
 	if got := metric("edgeblock_quic_retries_total"); got != "1" {
 		t.Errorf("edgeblock_quic_retries_total = %q, want 1", got)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), h3Patience)
 	defer cancel()
 	tlsConf := &tls.Config{RootCAs: pool, ServerName: "app.example", NextProtos: []string{"h3"}}
-	_, err := quic.DialAddr(ctx, addr, tlsConf, nil)
+	_, err := quic.DialAddr(ctx, addr, tlsConf, &quic.Config{HandshakeIdleTimeout: h3Patience})
 	var te *quic.TransportError
 	if !errors.As(err, &te) || te.ErrorCode != quic.ConnectionRefused || !te.Remote {
 		t.Errorf("a client with its address proven, at the cap: %v; want CONNECTION_REFUSED from the edge", err)

@@ -149,11 +149,11 @@ fleet:
 
 	// A connection to A; then its packets go to B, which resets it.
 	relay := newUDPRelay(t, envs[0].srv.Addr("quic"))
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), h3Patience)
 	defer cancel()
 	qc, err := quic.DialAddr(ctx, relay.front.LocalAddr().String(),
 		&tls.Config{InsecureSkipVerify: true, ServerName: "app.example", NextProtos: []string{"h3"}},
-		&quic.Config{MaxIdleTimeout: 20 * time.Second})
+		&quic.Config{MaxIdleTimeout: 20 * time.Second, HandshakeIdleTimeout: h3Patience})
 	if err != nil {
 		t.Fatal(err)
 	}
