@@ -65,7 +65,10 @@ func TestReloadKeepsOrigins(t *testing.T) {
 	var releaseOnce sync.Once
 	free := func() { releaseOnce.Do(func() { close(release) }) }
 	t.Cleanup(free) // runs before leaving.Close, should the test stop early
-	cfg := "origins:\n  lb: first\n  fail_timeout: 1m\n  max_idle_conns: 50\n  health: {interval: 100ms, path: /health}\n" +
+	// The probe's timeout is not the interval's 100ms: on a loaded
+	// machine the good origin's probe took longer, it went out, and
+	// every request tried the refusing origin first (6 refused, not 1).
+	cfg := "origins:\n  lb: first\n  fail_timeout: 1m\n  max_idle_conns: 50\n  health: {interval: 100ms, timeout: 10s, path: /health}\n" +
 		routeConfig("keep.example", fmt.Sprintf("%q, %q", down, good.URL), "drain.example", fmt.Sprintf("%q, %q", leaving.URL, good.URL))
 	e := startEnv(t, cfg, "")
 
