@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -100,7 +101,10 @@ func blockPageRequest() *http.Request {
 	r.Host = "hot.example"
 	r.RemoteAddr = "192.0.2.7:40000"
 	r.Header.Set("User-Agent", "wrk")
-	return r
+	// As a public listener's ConnContext does: the request's connection,
+	// which keeps its peer (one per call, as each of the rig's
+	// connections is its own; all of them from one client, as wrk's).
+	return r.WithContext(withConn(r.Context(), &limitConn{peer: netip.MustParseAddr("192.0.2.7")}))
 }
 
 // BenchmarkBlockPage measures the block page through the public chain

@@ -19,7 +19,10 @@ import (
 // connection keeps for its requests is what the request path would work
 // out itself: the peer (requestPeer against peerAddr(RemoteAddr)), HTTP/2
 // or not (isH2 against ConnectionState, asked twice: the cached answer
-// too), and the count of fresh connections going back to zero.
+// too), the per-client request count on the slot the connection keeps
+// (one unit held during each request, the slot gone from the counter once
+// the connection closed), and the count of fresh connections going back
+// to zero.
 func TestConnKeptPerConnection(t *testing.T) {
 	cert, pool := selfSignedFor(t, "conninfo.test")
 	for _, tc := range []struct {
@@ -51,12 +54,22 @@ func TestConnKeptPerConnection(t *testing.T) {
 				peer, want netip.Addr
 				kept       bool
 				h2, wantH2 []bool
+				// slotHeld: units on the slot the connection keeps in
+				// inFlight, -1 when it keeps none.
+				slotHeld int64
 			}
 			got := make(chan seen, 10)
-			srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				s := seen{peer: requestPeer(r), want: peerAddr(r.RemoteAddr)}
+			inFlight := newClientCounter(2)
+			srv.Handler = &requestLimiter{inFlight: inFlight, config: func() *edgeConfig { return nil }, next: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				s := seen{peer: requestPeer(r), want: peerAddr(r.RemoteAddr), slotHeld: -1}
 				c, _ := r.Context().Value(connKey{}).(net.Conn)
-				s.kept = limitConnOf(c) != nil
+				lc := limitConnOf(c)
+				s.kept = lc != nil
+				if lc != nil {
+					if slot := lc.slot.Load(); slot != nil {
+						s.slotHeld = slot.held.Load()
+					}
+				}
 				if tc, ok := c.(*tls.Conn); ok {
 					for range 2 {
 						s.h2 = append(s.h2, isH2(tc))
@@ -65,7 +78,7 @@ func TestConnKeptPerConnection(t *testing.T) {
 				}
 				got <- s
 				io.WriteString(w, "ok")
-			})
+			})}
 			go srv.Serve(l)
 			defer srv.Close()
 
@@ -99,7 +112,17 @@ func TestConnKeptPerConnection(t *testing.T) {
 				if strings.Join(fmtBools(s.h2), ",") != strings.Join(fmtBools(s.wantH2), ",") || (tc.tls && s.h2[0] != tc.wantH2) {
 					t.Errorf("request %d: isH2 %v, ConnectionState says %v, want %v", i, s.h2, s.wantH2, tc.wantH2)
 				}
+				if s.slotHeld != 1 {
+					t.Errorf("request %d: %d units on the connection's kept slot during the request, want 1 (-1: no slot kept)", i, s.slotHeld)
+				}
 			}
+			tr.CloseIdleConnections()
+			clientsLeft := func() int {
+				inFlight.mu.Lock()
+				defer inFlight.mu.Unlock()
+				return len(inFlight.n)
+			}
+			waitFor(t, 5*time.Second, "the closed connection's slot to leave the counter", func() bool { return clientsLeft() == 0 })
 			deadline := time.Now().Add(5 * time.Second)
 			for fresh.n.Load() != 0 && time.Now().Before(deadline) {
 				time.Sleep(5 * time.Millisecond)

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"runtime"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -38,7 +40,7 @@ func TestRequestClient(t *testing.T) {
 	} {
 		r := &http.Request{RemoteAddr: tt.remote, Header: http.Header{"X-Forwarded-For": tt.xff}}
 		got := ""
-		if k, ok := h.client(r); ok {
+		if k, _, ok := h.client(r); ok {
 			got = k.String()
 		}
 		if got != tt.want {
@@ -82,7 +84,7 @@ func TestForwardedClientBothCallers(t *testing.T) {
 			t.Errorf("%s: clientAddr(XFF %q) = %s, want %s", tt.name, tt.xff, got, tt.realIP)
 		}
 		got := ""
-		if k, ok := h.client(r); ok {
+		if k, _, ok := h.client(r); ok {
 			got = k.String()
 		}
 		if got != tt.limitKey {
@@ -107,7 +109,7 @@ func FuzzRequestClient(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, remote, xff string) {
 		r := &http.Request{RemoteAddr: remote, Header: http.Header{"X-Forwarded-For": {xff}}}
-		k, ok := h.client(r)
+		k, _, ok := h.client(r)
 		if !ok {
 			return
 		}
@@ -180,5 +182,170 @@ func BenchmarkClientCounter(b *testing.B) {
 				}
 			})
 		})
+	}
+}
+
+// TestClientCounterKept: a slot kept by connections (keep, takeKept,
+// giveKept, unkeep) counts against the same cap as acquire and release,
+// exactly: units taken either way add up, max are never exceeded, a unit
+// is refused only when max are held; the slot leaves the map once nothing
+// is held and no connection keeps it, and a take on a slot that has left
+// (a request that began as its connection closed) goes through the map.
+func TestClientCounterKept(t *testing.T) {
+	k := clientKey(netip.MustParseAddr("192.0.2.9"))
+	type step struct {
+		op   string // keep, unkeep, take (kept), give (kept), acquire, release
+		conn int    // which connection's slot, for keep/unkeep/take/give
+		want bool   // take's or acquire's answer
+		// onSlot: take's answer came from the kept slot, not the map.
+		onSlot bool
+		held   int64 // units held after the step
+		inMap  bool  // k's slot in the map after the step
+	}
+	for _, tc := range []struct {
+		name  string
+		steps []step
+	}{
+		{"kept and mapped units add up to max", []step{
+			{op: "keep", conn: 0, held: 0, inMap: true},
+			{op: "take", conn: 0, want: true, onSlot: true, held: 1, inMap: true},
+			{op: "acquire", want: true, held: 2, inMap: true},
+			{op: "take", conn: 0, want: false, onSlot: true, held: 2, inMap: true},
+			{op: "acquire", want: false, held: 2, inMap: true},
+			{op: "release", held: 1, inMap: true},
+			{op: "take", conn: 0, want: true, onSlot: true, held: 2, inMap: true},
+			{op: "give", conn: 0, held: 1, inMap: true},
+			{op: "give", conn: 0, held: 0, inMap: true}, // still kept
+			{op: "unkeep", conn: 0, held: 0, inMap: false},
+		}},
+		{"two connections keep one slot", []step{
+			{op: "keep", conn: 0, inMap: true},
+			{op: "keep", conn: 1, inMap: true},
+			{op: "take", conn: 0, want: true, onSlot: true, held: 1, inMap: true},
+			{op: "take", conn: 1, want: true, onSlot: true, held: 2, inMap: true},
+			{op: "take", conn: 1, want: false, onSlot: true, held: 2, inMap: true},
+			{op: "unkeep", conn: 0, held: 2, inMap: true},
+			{op: "give", conn: 0, held: 1, inMap: true},
+			{op: "give", conn: 1, held: 0, inMap: true},
+			{op: "unkeep", conn: 1, held: 0, inMap: false},
+		}},
+		{"unkept while a unit is held: the last give drops the slot", []step{
+			{op: "keep", conn: 0, inMap: true},
+			{op: "take", conn: 0, want: true, onSlot: true, held: 1, inMap: true},
+			{op: "unkeep", conn: 0, held: 1, inMap: true},
+			{op: "give", conn: 0, held: 0, inMap: false},
+		}},
+		{"a take after the slot left goes through the map", []step{
+			{op: "keep", conn: 0, inMap: true},
+			{op: "unkeep", conn: 0, inMap: false},
+			{op: "take", conn: 0, want: true, onSlot: false, held: 1, inMap: true},
+			{op: "acquire", want: true, held: 2, inMap: true},
+			{op: "take", conn: 0, want: false, onSlot: false, held: 2, inMap: true},
+			{op: "release", held: 1, inMap: true},
+			{op: "release", held: 0, inMap: false},
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newClientCounter(2)
+			slots := map[int]*clientSlot{}
+			for i, s := range tc.steps {
+				switch s.op {
+				case "keep":
+					slots[s.conn] = c.keep(k)
+				case "unkeep":
+					c.unkeep(k, slots[s.conn])
+				case "take":
+					got, onSlot := c.takeKept(k, slots[s.conn])
+					if got != s.want || onSlot != s.onSlot {
+						t.Fatalf("step %d: takeKept = %v, on slot %v; want %v, %v", i, got, onSlot, s.want, s.onSlot)
+					}
+				case "give":
+					c.giveKept(k, slots[s.conn])
+				case "acquire":
+					if got := c.acquire(k); got != s.want {
+						t.Fatalf("step %d: acquire = %v, want %v", i, got, s.want)
+					}
+				case "release":
+					c.release(k)
+				}
+				c.mu.Lock()
+				slot, inMap := c.n[k]
+				c.mu.Unlock()
+				if inMap != s.inMap {
+					t.Fatalf("step %d (%s): slot in map %v, want %v", i, s.op, inMap, s.inMap)
+				}
+				if inMap && slot.held.Load() != s.held {
+					t.Fatalf("step %d (%s): %d held, want %d", i, s.op, slot.held.Load(), s.held)
+				}
+			}
+		})
+	}
+}
+
+// TestClientCounterKeptConcurrent: connections that keep the slot, open
+// and close, and requests counted through the map, all at once for one
+// client: at no moment more than max units are held (counted by the
+// holders themselves), and nothing is left in the map at the end.
+func TestClientCounterKeptConcurrent(t *testing.T) {
+	const max, workers, rounds = 3, 8, 2000
+	c := newClientCounter(max)
+	k := clientKey(netip.MustParseAddr("2001:db8::7"))
+	var holding, peak, taken atomic.Int64
+	hold := func() {
+		n := holding.Add(1)
+		for {
+			p := peak.Load()
+			if n <= p || peak.CompareAndSwap(p, n) {
+				break
+			}
+		}
+		taken.Add(1)
+		runtime.Gosched()
+		holding.Add(-1)
+	}
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var s *clientSlot
+			for i := range rounds {
+				if w%2 == 1 { // through the map
+					if c.acquire(k) {
+						hold()
+						c.release(k)
+					}
+					continue
+				}
+				if s == nil {
+					s = c.keep(k)
+				}
+				if ok, onSlot := c.takeKept(k, s); ok {
+					hold()
+					if onSlot {
+						c.giveKept(k, s)
+					} else {
+						c.release(k)
+					}
+				}
+				if i%50 == 49 { // the connection closes; the next opens
+					c.unkeep(k, s)
+					s = nil
+				}
+			}
+			if s != nil {
+				c.unkeep(k, s)
+			}
+		}()
+	}
+	wg.Wait()
+	if p := peak.Load(); p > max {
+		t.Errorf("%d units held at once, want <= %d", p, max)
+	}
+	if taken.Load() == 0 {
+		t.Error("no unit was ever taken")
+	}
+	if n := len(c.n); n != 0 {
+		t.Errorf("%d slots left in the map after every unit was given back and every keep ended", n)
 	}
 }
