@@ -2,9 +2,11 @@ package pages
 
 import (
 	"bytes"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 )
@@ -73,5 +75,53 @@ func TestContentLengthCache(t *testing.T) {
 		if got, want := w.Header().Get("Content-Length"), strconv.Itoa(w.Body.Len()); got != want {
 			t.Errorf("request %d (%s, %q): Content-Length %s, body %s bytes", i, tt.host, tt.accept, got, want)
 		}
+	}
+}
+
+// TestAppendTimeMatchesFormat: appendTime, which formats a second once
+// and reuses the text, writes what t.UTC().Format(time.RFC3339) does:
+// within one second (its text reused), across second and day boundaries,
+// the same instant in other zones, instants before and after the one
+// formatted last, years of more or fewer than four digits; and from many
+// goroutines at once, each with its own times.
+func TestAppendTimeMatchesFormat(t *testing.T) {
+	base := time.Date(2026, 12, 31, 23, 59, 58, 0, time.UTC)
+	berlin, west := time.FixedZone("CET", 3600), time.FixedZone("", -9*3600-30*60)
+	for i, tm := range []time.Time{
+		base, base.Add(1), base.Add(999999999), base.Add(time.Second), base.Add(2 * time.Second), // into the next year
+		base.In(berlin), base.Add(time.Second).In(west), base.Add(-time.Second), base,
+		base.Add(-500 * time.Millisecond), // the second before, by less than a second
+		{}, time.Unix(0, 0), time.Unix(-1, 0), time.Unix(0, -1),
+		time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC), time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(-1, 6, 1, 0, 0, 0, 0, time.UTC), time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC).In(berlin),
+		time.Now(), time.Now().In(berlin),
+	} {
+		got := string(appendTime([]byte("x"), tm))
+		if want := "x" + tm.UTC().Format(time.RFC3339); got != want {
+			t.Errorf("%d: appendTime(%v) = %q, want %q", i, tm, got, want)
+		}
+	}
+
+	var wg sync.WaitGroup
+	errs := make(chan string, 8)
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tm := base.Add(time.Duration(g) * 1500 * time.Millisecond)
+			for i := range 2000 {
+				tm = tm.Add(time.Duration(i%3) * 333 * time.Millisecond)
+				got, want := appendTime(nil, tm), tm.UTC().Format(time.RFC3339)
+				if string(got) != want {
+					errs <- fmt.Sprintf("goroutine %d: appendTime(%v) = %q, want %q", g, tm, got, want)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
 	}
 }

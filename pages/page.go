@@ -754,10 +754,28 @@ func (c *compiled) appendRequest(b []byte, req Request) []byte {
 	return b
 }
 
-// appendTime appends t as the pages show it: RFC 3339 in UTC.
+// appendTime appends t as the pages show it: RFC 3339 in UTC, that is
+// t.UTC().AppendFormat(b, time.RFC3339). The text depends on t's Unix
+// second only, so it is formatted once per second: the pages of a busy
+// second share it (lastSecond).
 func appendTime(b []byte, t time.Time) []byte {
-	return t.UTC().AppendFormat(b, time.RFC3339)
+	u := t.Unix()
+	s := lastSecond.Load()
+	if s == nil || s.unix != u {
+		s = &second{unix: u, text: t.UTC().AppendFormat(nil, time.RFC3339)}
+		lastSecond.Store(s)
+	}
+	return append(b, s.text...)
 }
+
+// second is a Unix second and its RFC 3339 text in UTC.
+type second struct {
+	unix int64
+	text []byte
+}
+
+// lastSecond is the second appendTime formatted last.
+var lastSecond atomic.Pointer[second]
 
 var (
 	contentTypes       = [numFormats][]string{{HTML.ContentType()}, {JSON.ContentType()}, {Text.ContentType()}}
