@@ -199,37 +199,70 @@ func putRequestID(b *[16]byte) {
 	}
 }
 
-// reqRecord is what begin allocates for a request, in one allocation: the
-// recorder, the access entry, and the request ID's bytes and header value.
+// reqRecord is a request's bookkeeping: the recorder and the access
+// entry. Records of requests the edge answered itself come from and go
+// back to records (see release); the request ID lives in a reqID of its
+// own.
 type reqRecord struct {
 	recorder
 	accessEntry
+}
+
+// reqID is a request's ID and its X-Request-Id header value, in one
+// allocation apart from the record: net/http reads the response header
+// after the handler has returned (an HTTP/1.1 response's flush, an
+// HTTP/2 stream's HEADERS frame), when the record may already serve
+// another request.
+type reqID struct {
 	id  [16]byte
 	idv [1]string
 }
 
+// records holds reqRecords for reuse, cleared.
+var records sync.Pool // of *reqRecord
+
 // begin starts the bookkeeping of one request: a request ID in
-// X-Request-Id, the in-flight gauge, and the recorder for the access line.
-func (p *Proxy) begin(w http.ResponseWriter, r *http.Request) (*recorder, *accessEntry) {
+// X-Request-Id, the in-flight gauge, and the record for the access line.
+func (p *Proxy) begin(w http.ResponseWriter, r *http.Request) *reqRecord {
 	p.metrics.InFlight.Inc()
-	x := &reqRecord{recorder: recorder{ResponseWriter: w}}
-	putRequestID(&x.id)
+	x, _ := records.Get().(*reqRecord)
+	if x == nil {
+		x = new(reqRecord)
+	}
+	x.recorder.ResponseWriter = w
+	rid := new(reqID)
+	putRequestID(&rid.id)
 	// The ID's bytes are never written again: the string can share them.
-	id := unsafe.String(&x.id[0], len(x.id))
-	x.idv[0] = id
+	id := unsafe.String(&rid.id[0], len(rid.id))
+	rid.idv[0] = id
 	// A header value of length and capacity 1: an Add by a later handler
-	// makes a copy rather than writing into x.
-	w.Header()["X-Request-Id"] = x.idv[:]
+	// makes a copy rather than writing into rid.
+	w.Header()["X-Request-Id"] = rid.idv[:]
 	x.accessEntry = accessEntry{id: id, start: p.now(), r: r}
-	return &x.recorder, &x.accessEntry
+	return x
+}
+
+// end finishes the request's bookkeeping (finish) and gives its record
+// back for reuse when nothing can reach it any more: the edge answered
+// the request itself. A forwarded request's recorder is held by the
+// reverse proxy's parts (reqInfo, heldHead, the transport's body
+// watchers), so its record is left to the collector.
+func (p *Proxy) end(x *reqRecord) {
+	p.finish(&x.recorder, &x.accessEntry)
+	if x.info != nil {
+		return
+	}
+	*x = reqRecord{}
+	records.Put(x)
 }
 
 // observe serves a request that the listener answers itself (an ACME
 // challenge, a redirect) with the same request ID, metrics and access line
 // as proxied ones.
 func (p *Proxy) observe(w http.ResponseWriter, r *http.Request, outcome string, h func(http.ResponseWriter)) {
-	rec, e := p.begin(w, r)
-	defer p.finish(rec, e)
+	x := p.begin(w, r)
+	rec, e := &x.recorder, &x.accessEntry
+	defer p.finish(rec, e) // the record is not reused: h may keep rec
 	e.st, e.outcome = p.state.Load(), outcome
 	e.host, _ = decideHost(namesOf(r))
 	h(rec)
@@ -240,8 +273,9 @@ func (p *Proxy) observe(w http.ResponseWriter, r *http.Request, outcome string, 
 // never forwarded), the one host the request is for, the blocklist, loop
 // detection, the route, and finally the origin.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	rec, e := p.begin(w, r)
-	defer p.finish(rec, e)
+	x := p.begin(w, r)
+	rec, e := &x.recorder, &x.accessEntry
+	defer p.end(x)
 	start, id := e.start, e.id
 
 	st := p.state.Load()
