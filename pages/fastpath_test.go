@@ -125,3 +125,27 @@ func TestAppendTimeMatchesFormat(t *testing.T) {
 		t.Error(e)
 	}
 }
+
+// TestHeaderValueMatchesGet: headerValue answers what http.Header.Get
+// does for the canonical keys Serve asks for, whether the header is
+// missing, empty, repeated or set under a non-canonical spelling.
+func TestHeaderValueMatchesGet(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		h    http.Header
+	}{
+		{"missing", http.Header{}},
+		{"nil", nil},
+		{"one", http.Header{"Accept": {"text/html"}, "Accept-Language": {"de"}}},
+		{"repeated", http.Header{"Accept": {"application/json", "text/html"}, "Accept-Language": {"fr", "de"}}},
+		{"empty list", http.Header{"Accept": {}, "Accept-Language": nil}},
+		{"empty value", http.Header{"Accept": {""}, "Accept-Language": {""}}},
+		{"not canonical", http.Header{"accept": {"text/plain"}, "ACCEPT-LANGUAGE": {"ja"}}},
+	} {
+		for _, k := range []string{"Accept", "Accept-Language"} {
+			if got, want := headerValue(tc.h, k), tc.h.Get(k); got != want {
+				t.Errorf("%s: headerValue(%s) = %q, Get = %q", tc.name, k, got, want)
+			}
+		}
+	}
+}

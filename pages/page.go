@@ -830,6 +830,15 @@ func safeByte(c byte) bool {
 	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == ':' || c == '-'
 }
 
+// headerValue returns h.Get(key) for a key already in canonical form,
+// without canonicalizing it again.
+func headerValue(h http.Header, key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
 // Serve writes the page for one request: the format the Accept header
 // prefers in the language Accept-Language prefers, with Content-Type,
 // Content-Language, Content-Length, Cache-Control: no-store, Vary: Accept,
@@ -837,8 +846,8 @@ func safeByte(c byte) bool {
 // and 504 pages Retry-After (when configured). A HEAD request gets the
 // headers alone. It returns the number of body bytes written.
 func (p *Page) Serve(w http.ResponseWriter, r *http.Request, req Request) int {
-	f := Negotiate(r.Header.Get("Accept"))
-	v := p.variant(p.r.language(r.Header.Get("Accept-Language")))
+	f := Negotiate(headerValue(r.Header, "Accept"))
+	v := p.variant(p.r.language(headerValue(r.Header, "Accept-Language")))
 	bp := bufPool.Get().(*[]byte)
 	body, err := v.appendBody((*bp)[:0], f, req)
 	if err != nil {
