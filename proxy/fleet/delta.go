@@ -2,7 +2,6 @@ package fleet
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -99,8 +98,8 @@ func (s *Store) Remember(n int64, content []byte) {
 	if n <= 0 || content == nil {
 		return
 	}
-	sum := sha256.Sum256(content)
-	s.remember(Version{Number: n, SHA256: hex.EncodeToString(sum[:]), Content: content})
+	sum, sums := hashKeeping(content)
+	s.remember(Version{Number: n, SHA256: hex.EncodeToString(sum[:]), Content: content, sums: sums})
 }
 
 // Get returns version n with its whole content, rebuilt from its snapshot
@@ -206,7 +205,7 @@ func (s *Store) get(ctx context.Context, n int64, last *Version) (Version, error
 		v := st.v
 		if last != nil && last.Number == cur && last.SHA256 == v.SHA256 {
 			base, fromLast = v, true
-			base.Content = last.Content
+			base.Content, base.sums = last.Content, last.sums
 			break
 		}
 		if st.whole {
@@ -216,7 +215,7 @@ func (s *Store) get(ctx context.Context, n int64, last *Version) (Version, error
 			}
 			v.Content = c
 			if cur == n {
-				if err := checkSum(v); err != nil {
+				if err := checkSum(&v); err != nil {
 					return Version{}, err
 				}
 			}
@@ -240,7 +239,7 @@ func (s *Store) get(ctx context.Context, n int64, last *Version) (Version, error
 		return Version{}, errBadBase
 	}
 	if err != nil {
-		if berr := checkSum(base); berr != nil {
+		if berr := checkSum(&base); berr != nil {
 			return Version{}, fmt.Errorf("fleet: version %d is rebuilt from version %d: %w", n, base.Number, berr)
 		}
 	}
@@ -272,7 +271,8 @@ func replayPieces(base Version, chain []link) (Version, error) {
 	}
 	v := chain[0].v
 	v.Content = ps.bytes()
-	return v, checkSum(v)
+	err := checkSum(&v)
+	return v, err
 }
 
 // replay applies chain (newest first) to base one version at a time,
@@ -293,23 +293,13 @@ func replay(base Version, chain []link, each bool) (Version, error) {
 		next := l.v
 		next.Content = c
 		if each || i == 0 {
-			if err := checkSum(next); err != nil {
+			if err := checkSum(&next); err != nil {
 				return Version{}, err
 			}
 		}
 		cur = next
 	}
 	return cur, nil
-}
-
-// checkSum returns an error matching ErrCorrupt when v's content does not
-// hash to its recorded SHA-256.
-func checkSum(v Version) error {
-	sum := sha256.Sum256(v.Content)
-	if got := hex.EncodeToString(sum[:]); got != v.SHA256 {
-		return fmt.Errorf("fleet: version %d: content hashes to %s, recorded %q: %w", v.Number, got, v.SHA256, ErrCorrupt)
-	}
-	return nil
 }
 
 // storedFields are read for each version on the way to a base.

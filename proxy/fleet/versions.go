@@ -3,7 +3,6 @@ package fleet
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -116,6 +115,9 @@ type Version struct {
 	// content as Store.Validate would (see Write.Validated): readers do
 	// not parse it again to judge it.
 	Validated bool
+	// sums are the states of Content's hash where this Store checked or
+	// made it, for the hash of an edit of it (sums.go); nil otherwise.
+	sums *prefixSums
 }
 
 // Delta reports whether the version is stored as a patch against its
@@ -301,7 +303,13 @@ func (s *Store) Publish(ctx context.Context, content []byte, meta Meta, expect i
 // stored as a patch against its parent when that is small (see
 // planStorage), else whole.
 func (s *Store) Commit(ctx context.Context, content []byte, meta Meta, w Write) (Version, error) {
-	sum := sha256.Sum256(content)
+	// From the states of the parent's hash where it was checked: the
+	// shared prefix is not hashed again (sums.go).
+	var from *prefixSums
+	if w.Base != nil {
+		from = w.Base.sums
+	}
+	sum, sums := from.sumOf(content)
 	hexsum := hex.EncodeToString(sum[:])
 	kind := w.Kind
 	if kind == "" {
@@ -354,6 +362,7 @@ func (s *Store) Commit(ctx context.Context, content []byte, meta Meta, w Write) 
 	v := Version{
 		Number:       res[1],
 		Content:      bytes.Clone(content),
+		sums:         sums,
 		SHA256:       hexsum,
 		ParentNumber: res[3],
 		Parent:       parent,
@@ -368,6 +377,7 @@ func (s *Store) Commit(ctx context.Context, content []byte, meta Meta, w Write) 
 	if st.patch != nil {
 		v.Snapshot = st.snapshot
 	}
+	sums.content = v.Content // the same bytes, kept
 	s.remember(v)
 	if w.Base == nil && v.ParentNumber > 0 {
 		if p, err := s.rdb.HGet(ctx, s.k.vprefix+strconv.FormatInt(v.ParentNumber, 10), "sha256").Result(); err == nil {
