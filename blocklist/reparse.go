@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
+	"io"
+	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -567,5 +569,39 @@ func indexLine(s, line string, window int) int {
 			return k
 		}
 		off = k + 1
+	}
+}
+
+// SameFile reports whether l was built from file and the file named file
+// holds l's content now: a byte comparison as the file is read, a chunk
+// at a time, so that a reload finding the content in effect costs a read
+// and no copy of the list. A file that cannot be read is not the same;
+// err says why.
+func (l *List) SameFile(file string) (bool, error) {
+	if l.file != file {
+		return false, nil
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || fi.Size() != int64(len(l.src)) {
+		return false, err
+	}
+	buf := make([]byte, 256<<10)
+	src := l.src
+	for {
+		n, err := io.ReadFull(f, buf)
+		if n > len(src) || string(buf[:n]) != src[:n] {
+			return false, nil
+		}
+		src = src[n:]
+		switch {
+		case err == io.EOF || err == io.ErrUnexpectedEOF:
+			return len(src) == 0, nil
+		case err != nil:
+			return false, err
+		}
 	}
 }

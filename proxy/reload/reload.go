@@ -598,21 +598,24 @@ func (r *Reloader) Reload(trigger string) {
 	// effect.
 	file := next.Config.Blocklist.File
 	var listData []byte
-	listOK := false
+	listOK, same := false, false
 	if r.fleet != nil {
 		err = nil
 		file = r.cur.List.File()
 		if trigger == "poll" && r.fleetCurrent() {
 			r.metrics.Blocklist.Record("unchanged", now)
 		}
-	} else {
+	} else if same, err = r.cur.List.SameFile(file); !same {
+		// (A watcher's event after a change already applied, as every
+		// edit's rename is, is the same content: compared as it is
+		// read, without a copy of the list.)
 		listData, err = os.ReadFile(file)
 	}
 	switch {
 	case r.fleet != nil:
 	case err != nil:
 		r.listFailure(now, trigger, listError(next.Config, err))
-	case r.cur.List.Is(file, listData):
+	case same || r.cur.List.Is(file, listData):
 		r.metrics.Blocklist.Record("unchanged", now)
 		listOK = true
 	default:
@@ -634,7 +637,7 @@ func (r *Reloader) Reload(trigger string) {
 		r.listSt.FromSnapshot = false
 		if was := r.listSt.clearError(); was != "" {
 			r.log.Info("blocklist error cleared: the file on disk is in effect", "event", "blocklist_reload",
-				"result", "recovered", "trigger", trigger, "file", file, "sha256", HashOf(listData), "previous_error", was)
+				"result", "recovered", "trigger", trigger, "file", file, "sha256", next.List.SHA256(), "previous_error", was)
 		}
 	}
 	if !r.cfgSt.FromSnapshot && !r.listSt.FromSnapshot {
