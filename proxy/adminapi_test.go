@@ -346,6 +346,7 @@ func TestAdminAPIDropGuard(t *testing.T) {
 // in-process CLI-style edits (the same locked EditFile the block command
 // uses) keep every rule, and the edge ends up serving all of them.
 func TestAdminAPIConcurrentWrites(t *testing.T) {
+	parallelPlain(t)
 	e := apiEnv(t, "a.example\n", "")
 	const n = 20
 	var wg sync.WaitGroup
@@ -600,7 +601,7 @@ func startFleetAPIEnv(t *testing.T, addr string) *testEnv {
 // compare-and-set retries), the drop guard refuses before publishing, and
 // GET /v1/version reports the applied and the published version.
 func TestAdminAPIFleet(t *testing.T) {
-	t.Parallel() // its own edge and origins on :0, no TLS; changes no package state
+	parallelPlain(t)
 	r := fleettest.Start(t)
 	store := fleetStore(t, r)
 	publish(t, store, "a.example\n", "seed")

@@ -182,7 +182,7 @@ func attackHTTP1(t *testing.T, addr, request string) (int, http.Header, string) 
 const cl = "Connection: close\r\n\r\n"
 
 func TestAttackHTTP1(t *testing.T) {
-	t.Parallel() // its own edge and origins on :0, no TLS; changes no package state
+	parallelPlain(t)
 	e, o, _ := attackEnv(t)
 	get := func(host string, extra ...string) string {
 		return "GET / HTTP/1.1\r\nHost: " + host + "\r\n" + strings.Join(extra, "") + cl
@@ -501,6 +501,7 @@ func TestAttackH2Origin(t *testing.T) {
 // the edge forwards re-framed, so that the origin sees exactly the requests
 // the edge decided on, each with the body the edge read.
 func TestAttackSmuggling(t *testing.T) {
+	parallelPlain(t)
 	e, o, _ := attackEnv(t)
 	smuggled := "GET /smuggled HTTP/1.1\r\nHost: " + blockedName + "\r\n\r\n"
 	post := "POST / HTTP/1.1\r\nHost: " + okName + "\r\n"

@@ -64,6 +64,7 @@ func countOrigins(t *testing.T, e *testEnv, host string, n, concurrency int, hdr
 // TestBalancingPolicies measures each policy's distribution of 1,000
 // requests over real loopback origins.
 func TestBalancingPolicies(t *testing.T) {
+	parallelPlain(t)
 	a, b, c := namedOrigin(t, "a", 0), namedOrigin(t, "b", 0), namedOrigin(t, "c", 0)
 	slow := namedOrigin(t, "slow", 20*time.Millisecond)
 	fast1, fast2 := namedOrigin(t, "fast1", 0), namedOrigin(t, "fast2", 0)

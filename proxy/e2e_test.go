@@ -273,6 +273,7 @@ func refusedAddr(t *testing.T) string {
 }
 
 func TestOriginFailures(t *testing.T) {
+	parallelPlain(t)
 	good := echoOrigin(t)
 	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
@@ -331,6 +332,7 @@ func TestOriginFailures(t *testing.T) {
 }
 
 func TestServerLimits(t *testing.T) {
+	parallelPlain(t)
 	o := echoOrigin(t)
 	e := startEnv(t, "max_header_bytes: 8192\n"+routeConfig("app.example", `"`+o.URL+`"`), "")
 	resp, _ := e.get("GET", "app.example", "/", map[string]string{"X-Big": strings.Repeat("a", 32<<10)})

@@ -78,7 +78,7 @@ func statusErrors(t *testing.T, st map[string]any) []string {
 }
 
 func TestDropGuard(t *testing.T) {
-	t.Parallel() // its own edge and origins on :0, no TLS; changes no package state
+	parallelPlain(t)
 	tests := []struct {
 		name    string
 		extra   string // config lines under blocklist:
@@ -172,7 +172,7 @@ func (o *countingOrigin) count(host string) int {
 // refused; once the file holds more than half the rules it holds the
 // polled host's rule too (it sits at 40%), so no poll reaches the origin.
 func TestInPlaceGeneratorNeverLiftsBlock(t *testing.T) {
-	t.Parallel() // its own edge and origins on :0, no TLS; changes no package state
+	parallelPlain(t)
 	const rules = 1000
 	const polled = "r400.example"
 	full := numberedList(rules)
@@ -470,7 +470,7 @@ func TestSnapshotOnEveryApply(t *testing.T) {
 }
 
 func TestLoadBundleForStart(t *testing.T) {
-	t.Parallel() // its own edge and origins on :0, no TLS; changes no package state
+	parallelPlain(t)
 	good := numberedList(10)
 	tests := []struct {
 		name    string

@@ -172,6 +172,7 @@ func TestFleetFollow(t *testing.T) {
 // TestFleetRedisLost: losing Redis never lifts blocks; the edge says it is
 // disconnected and catches up when Redis is back.
 func TestFleetRedisLost(t *testing.T) {
+	parallelPlain(t)
 	r := fleettest.Start(t, "--appendonly", "yes", "--appendfsync", "always")
 	s := fleetStore(t, r)
 	publish(t, s, "a.example\n", "first")
@@ -199,7 +200,7 @@ func TestFleetRedisLost(t *testing.T) {
 // applied, and confirms it once Redis is back; without a snapshot it
 // refuses to start, saying why.
 func TestFleetStartFromSnapshot(t *testing.T) {
-	t.Parallel() // its own edge and origins on :0, no TLS; changes no package state
+	parallelPlain(t)
 	r := fleettest.Start(t, "--appendonly", "yes", "--appendfsync", "always")
 	s := fleetStore(t, r)
 	publish(t, s, "a.example\n", "first")
@@ -274,6 +275,7 @@ func TestFleetMetricsInFileMode(t *testing.T) {
 // and applied; the list stays the fleet's version, and a change to the
 // fleet section is flagged as needing a restart.
 func TestFleetConfigReload(t *testing.T) {
+	parallelPlain(t)
 	r := fleettest.Start(t)
 	s := fleetStore(t, r)
 	publish(t, s, "a.example\n", "first")
@@ -305,6 +307,7 @@ func TestFleetConfigReload(t *testing.T) {
 // its admin API refuses writes with 409 naming fleet reseed, publishing
 // nothing; a reseed version is applied and counted as explicit.
 func TestFleetDivergentStoreInProcess(t *testing.T) {
+	parallelPlain(t)
 	r := fleettest.Start(t)
 	s := fleetStore(t, r)
 	publish(t, s, "a.example\n", "first")

@@ -13,6 +13,7 @@ import (
 // info series), counts the subscription's reconnects when Redis restarts,
 // and says both in its heartbeat (what fleet status shows).
 func TestFleetRedisMetrics(t *testing.T) {
+	parallelPlain(t)
 	r := fleettest.Start(t, "--appendonly", "yes", "--appendfsync", "always")
 	s := fleetStore(t, r)
 	publish(t, s, "a.example\n", "first")

@@ -281,6 +281,7 @@ func TestGeoDatabaseSwapUnderLoad(t *testing.T) {
 // own geo.database: the same visitor address is in France for one node's
 // database and in Germany for the other's.
 func TestGeoFleet(t *testing.T) {
+	parallelPlain(t)
 	r := fleettest.Start(t)
 	s := fleetStore(t, r)
 	publish(t, s, "fr.example countries=FR status=451\n", "French order")
@@ -405,6 +406,7 @@ func BenchmarkServeGeo(b *testing.B) {
 // a visitor from Germany keeps streaming: the check of requests in flight
 // decides as the request path does.
 func TestScopedBlockClosesOpenRequests(t *testing.T) {
+	parallelPlain(t)
 	o := openOrigin(t)
 	db := filepath.Join(t.TempDir(), "country.mmdb")
 	geotest.Write(t, db, geoBuilt, geoFixture...)

@@ -58,6 +58,7 @@ func upValue(t *testing.T, e *testEnv, route, origin string) string {
 // out for fail_timeout, then one trial request decides: a failed trial
 // keeps it out, a good one brings it back.
 func TestPassiveHealth(t *testing.T) {
+	parallelPlain(t)
 	bad, good := newSwitchOrigin(t, "bad"), newSwitchOrigin(t, "good")
 	bad.mode.Store("500")
 	e := startEnv(t, "origins:\n  passive: {max_fails: 2, window: 10s, fail_timeout: 400ms, unhealthy_statuses: [500, 503]}\n  retries: {max_tries: 1}\n"+
@@ -106,6 +107,7 @@ func TestPassiveHealth(t *testing.T) {
 // interval × fails (plus one probe timeout), and comes back after passes
 // good probes; the probes are logged and counted.
 func TestActiveHealth(t *testing.T) {
+	parallelPlain(t)
 	a, b := newSwitchOrigin(t, "a"), newSwitchOrigin(t, "b")
 	const interval, timeout, fails = 300 * time.Millisecond, 100 * time.Millisecond, 3
 	e := startEnv(t, fmt.Sprintf("origins:\n  health: {path: /healthz, interval: %v, timeout: %v, fails: %d, passes: 2, headers: {X-Probe: yes}}\n", interval, timeout, fails)+

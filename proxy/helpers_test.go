@@ -226,6 +226,22 @@ func storageDir(t *testing.T) string {
 // tlsTurn is held by the parallel test that serves TLS now (parallelTLS).
 var tlsTurn sync.Mutex
 
+// plainTurns holds a place for each parallel test without TLS that runs
+// now (parallelPlain): three at once, beside the one serving TLS.
+var plainTurns = make(chan struct{}, 3)
+
+// parallelPlain marks a test as parallel with the others that start their
+// own edge and origins on :0, serve no TLS and change no package state.
+// Up to three of them run at once (plainTurns). The places are taken
+// here rather than left to -parallel, so that TLS tests waiting for
+// their turn (parallelTLS) do not hold the places these tests run in.
+func parallelPlain(t *testing.T) {
+	t.Helper()
+	t.Parallel()
+	plainTurns <- struct{}{}
+	t.Cleanup(func() { <-plainTurns })
+}
+
 // parallelTLS marks a test that starts edges serving TLS as parallel with
 // the tests that serve none. Such tests take turns among themselves:
 // certmagic keeps process-wide state keyed by name (certificate jobs and

@@ -242,6 +242,7 @@ func logTime(t *testing.T, line map[string]any) time.Time {
 // stream cut off, the held request answered with the block page — counted
 // and logged; the others keep flowing.
 func TestBlockClosesOpenRequests(t *testing.T) {
+	parallelPlain(t)
 	o := openOrigin(t)
 	e := startEnv(t, routeConfig("*.example", `"`+o.URL+`"`), "sse.example mode=report\n")
 
@@ -318,6 +319,7 @@ func TestBlockClosesOpenRequests(t *testing.T) {
 // same list closes nothing, and that a list whose only change is elsewhere
 // leaves open requests alone.
 func TestBlockCloseSkipsUnchangedList(t *testing.T) {
+	parallelPlain(t)
 	o := openOrigin(t)
 	e := startEnv(t, routeConfig("*.example", `"`+o.URL+`"`), "other.example\n")
 	c := stream(t, e, "sse.example")

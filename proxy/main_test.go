@@ -18,15 +18,18 @@ import (
 // standard error and which would bury the test output; the server does
 // the same (fleet.SetClientLogger).
 //
-// Under -short, unless -parallel is given, up to 4 tests marked
-// t.Parallel run at once (the default is GOMAXPROCS): those tests spend
-// their time waiting on their edge's configured timeouts, not on the CPU,
-// so that `go test -short ./...` stays quick on a 2-core machine.
+// Under -short, unless -parallel is given, every test marked parallel
+// may start at once (the default is GOMAXPROCS): those tests spend their
+// time waiting on their edge's configured timeouts, not on the CPU, and
+// they take turns themselves (parallelTLS: one at a time; parallelPlain:
+// three), so that `go test -short ./...` stays quick on a 2-core machine
+// and a TLS test waiting for its turn holds no place a plain test could
+// run in.
 func TestMain(m *testing.M) {
 	fleet.SetClientLogger(func(string) {})
 	flag.Parse()
 	if testing.Short() && !flagGiven("test.parallel") {
-		flag.Set("test.parallel", "4")
+		flag.Set("test.parallel", "64")
 	}
 	dir, err := os.MkdirTemp("", "edgeblock-proxy-test-")
 	if err != nil {

@@ -163,6 +163,7 @@ func TestAdminEndpoints(t *testing.T) {
 }
 
 func TestAccessLogSwitches(t *testing.T) {
+	parallelPlain(t)
 	o := echoOrigin(t)
 	e := startEnv(t, "log:\n  access: false\n"+routeConfig("app.example", `"`+o.URL+`"`), "")
 	e.get("GET", "app.example", "/", nil)
@@ -194,6 +195,7 @@ func seriesOf(scrape, name string) []string {
 // edgeblock_config_restart_needed is 1 exactly while the config file
 // differs from the running one in a restart-only setting.
 func TestBlocklistInfoAndRestartNeeded(t *testing.T) {
+	parallelPlain(t)
 	o := echoOrigin(t)
 	listA, listB := "a.example\n", "a.example\nb.example\n"
 	e := startEnv(t, routeConfig("app.example", `"`+o.URL+`"`), listA)

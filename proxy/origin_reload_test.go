@@ -45,7 +45,7 @@ func (e *testEnv) reloadConfig(old, new string) {
 // checker; a removed origin gets no new requests while those in flight on
 // it finish.
 func TestReloadKeepsOrigins(t *testing.T) {
-	t.Parallel() // its own edge and origins on :0, no TLS; changes no package state
+	parallelPlain(t)
 	down := "http://" + refusedAddr(t)
 	good := newSwitchOrigin(t, "good")
 	release := make(chan struct{})

@@ -53,6 +53,7 @@ func TestOriginsClientConfig(t *testing.T) {
 // share one origin connection, a 103 reaches the visitor before the
 // final response, and trailers come through.
 func TestOriginsClient(t *testing.T) {
+	parallelPlain(t)
 	var conns atomic.Int32
 	o := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/hints" {

@@ -130,6 +130,7 @@ func TestUpgradeAllowList(t *testing.T) {
 }
 
 func TestLoopDetected(t *testing.T) {
+	parallelPlain(t)
 	o := echoOrigin(t)
 	e := startEnv(t, "origins:\n  via_name: edge-7\n"+routeConfig("loop.example", `"`+o.URL+`"`), "")
 	// Via from another edge is kept and appended to.

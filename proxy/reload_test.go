@@ -50,6 +50,7 @@ func startReloadEnv(t *testing.T, list string, extra string) *testEnv {
 }
 
 func TestReloadWaysOfWriting(t *testing.T) {
+	parallelPlain(t)
 	tests := []struct {
 		name  string
 		write func(t *testing.T, path, text string)
@@ -131,6 +132,7 @@ func TestReloadDeletedThenCreated(t *testing.T) {
 }
 
 func TestReloadBrokenThenFixed(t *testing.T) {
+	parallelPlain(t)
 	e := startReloadEnv(t, "kept.example\n", "")
 	writeFile(t, e.list, "kept.example\nbad..example\nnew.example colour=red\n")
 	waitFor(t, 5*time.Second, "the failed reload", func() bool {
@@ -231,6 +233,7 @@ func TestReloadIdenticalContentChangesNothing(t *testing.T) {
 }
 
 func TestReloadOnSignalOnly(t *testing.T) {
+	parallelPlain(t)
 	e2 := startReloadEnv(t, "a.example\nkept.example\n", "blocklist:\n  file: blocklist.txt\n  watch: false\n  poll_interval: -1s\n")
 	writeFile(t, e2.list, "b.example\nkept.example\n")
 	time.Sleep(400 * time.Millisecond)
@@ -247,6 +250,7 @@ func TestReloadOnSignalOnly(t *testing.T) {
 }
 
 func TestRuleExpiresWithoutReload(t *testing.T) {
+	parallelPlain(t)
 	// 4s: an edge starts in over 1.5s on a loaded machine (load 24), and
 	// the rule must still be in effect when it has.
 	exp := time.Now().Add(4 * time.Second).UTC().Format(time.RFC3339Nano)
@@ -264,6 +268,7 @@ func TestRuleExpiresWithoutReload(t *testing.T) {
 }
 
 func TestConfigReload(t *testing.T) {
+	parallelPlain(t)
 	o1, o2 := echoOrigin(t), echoOrigin(t)
 	e := startEnv(t, "blocklist:\n  file: blocklist.txt\n"+routeConfig("app.example", `"`+o1.URL+`"`), "")
 	cfg, _ := os.ReadFile(e.config)

@@ -141,6 +141,7 @@ func TestRetryLimits(t *testing.T) {
 // reached an origin (the other one hung too) is not sent to a resting
 // one.
 func TestRetryOntoRestingOrigin(t *testing.T) {
+	parallelPlain(t)
 	for _, tt := range []struct {
 		name, allDown, other, method string
 		status                       int

@@ -68,6 +68,7 @@ func TestLargeConfigProblems(t *testing.T) {
 // probe), and builds a new pool, with new checks, for a route that
 // changed, or for every route when the origins: defaults changed.
 func TestReloadKeepsUnchangedRoutes(t *testing.T) {
+	parallelPlain(t)
 	type origin struct {
 		srv    *httptest.Server
 		probes atomic.Int32

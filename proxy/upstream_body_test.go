@@ -260,6 +260,7 @@ func TestOriginEndlessHeaders(t *testing.T) {
 }
 
 func TestOriginMaxConns(t *testing.T) {
+	parallelPlain(t)
 	release := make(chan struct{})
 	var inflight atomic.Int32
 	o := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
