@@ -250,7 +250,7 @@ fleet:
 	}
 	// The root is in Redis, not in a directory: a third reader with only
 	// the fleet section gets the same.
-	again, err := InternalRootPEM(&config.Config{Fleet: envs[1].srv.cfg.Fleet, TLS: config.TLSConfig{Storage: filepath.Join(t.TempDir(), "unused")}})
+	again, err := InternalRootPEM(&config.Config{Fleet: envs[1].srv.cfg.Fleet, TLS: config.TLSConfig{Config: certmgr.Config{Storage: filepath.Join(t.TempDir(), "unused")}}})
 	if err != nil || string(again) != string(rootPEM) {
 		t.Errorf("root read again differs (%v)", err)
 	}

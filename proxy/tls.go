@@ -25,14 +25,7 @@ var renewCheckInterval time.Duration
 // certOptions returns the certificate manager's options of cfg's tls and
 // fleet sections.
 func certOptions(cfg *config.Config) certmgr.Options {
-	od := cfg.TLS.OnDemand
-	return certmgr.Options{
-		Mode: cfg.TLS.Mode, Storage: cfg.TLS.Storage, Fleet: cfg.Fleet,
-		CA: cfg.TLS.CA, Email: cfg.TLS.Email, CARoot: cfg.TLS.CARoot, Challenges: cfg.TLS.Challenges,
-		KeyType: cfg.TLS.KeyType, CacheCapacity: cfg.TLS.CacheCapacity, ManageAheadLimit: cfg.TLS.ManageAheadLimit,
-		OnDemand:         certs.Limits{MaxNewPerHour: od.MaxNewPerHour, MaxNames: od.MaxNames, Ask: od.Ask, AskTimeout: od.AskTimeout},
-		InternalLifetime: cfg.TLS.InternalLifetime, RenewCheckInterval: renewCheckInterval,
-	}
+	return certmgr.Options{Config: cfg.TLS.Config, Fleet: cfg.Fleet, RenewCheckInterval: renewCheckInterval}
 }
 
 // newCertManager starts certificate management for cfg (tls.mode internal

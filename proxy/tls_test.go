@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeblock/edgeblock/proxy/certmgr"
 	"github.com/edgeblock/edgeblock/proxy/config"
 
 	"github.com/edgeblock/edgeblock/blocklist"
@@ -202,7 +203,7 @@ func TestHTTPRedirectsToHTTPS(t *testing.T) {
 
 func TestInternalCAKeptAcrossRestarts(t *testing.T) {
 	dir := t.TempDir()
-	cfg := &config.Config{TLS: config.TLSConfig{Storage: dir}}
+	cfg := &config.Config{TLS: config.TLSConfig{Config: certmgr.Config{Storage: dir}}}
 	a, err := InternalRootPEM(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -37,31 +37,11 @@ type Edge interface {
 // Options configure a Manager; they come from the config's tls section
 // (and its fleet section) and need a restart to change.
 type Options struct {
-	// Mode is "internal" (the internal CA signs) or "acme".
-	Mode string
-	// Storage is the certificate directory (tls.storage); with Fleet
-	// set, the directory of the local copy of the fleet's certificates.
-	Storage string
+	// Config is the tls section, its defaults applied.
+	Config
 	// Fleet, if set, keeps certificates, ACME accounts, locks and the
 	// internal CA in the fleet's Redis, shared by every edge.
 	Fleet *fleet.Config
-	// CA is the ACME directory URL; Email the ACME account's contact;
-	// CARoot a PEM file of roots to trust for the ACME server's HTTPS.
-	CA, Email, CARoot string
-	// Challenges are the ACME challenge types offered ("http-01",
-	// "tls-alpn-01").
-	Challenges []string
-	// KeyType is certmagic's key type of new certificates (p256, ...).
-	KeyType string
-	// CacheCapacity is how many certificates are kept in memory.
-	CacheCapacity int
-	// ManageAheadLimit caps the names ManageAhead obtains.
-	ManageAheadLimit int
-	// OnDemand bounds certificates obtained at a handshake.
-	OnDemand certs.Limits
-	// InternalLifetime is how long the internal CA's leaves are valid;
-	// zero means 7 days.
-	InternalLifetime time.Duration
 	// RenewCheckInterval is how often certmagic looks for certificates
 	// to renew (a third of their lifetime before expiry); zero means 10
 	// minutes.

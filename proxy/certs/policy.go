@@ -67,16 +67,16 @@ func (r *Refusal) Unwrap() error { return r.Err }
 type Limits struct {
 	// MaxNewPerHour is how many new names one pattern may get in any 60
 	// minutes; 0 means none.
-	MaxNewPerHour int
+	MaxNewPerHour int `yaml:"max_new_per_hour"`
 	// MaxNames is how many names one pattern may hold in total,
 	// counting those found in storage; 0 means none.
-	MaxNames int
+	MaxNames int `yaml:"max_names"`
 	// Ask, if set, is a URL asked with GET ?domain=NAME after the
 	// policy's own decision allowed a name: 200 allows, any other answer
 	// or no answer within AskTimeout refuses. It is asked for every
 	// decision, known names included, as Caddy's on-demand ask is.
-	Ask        string
-	AskTimeout time.Duration
+	Ask        string        `yaml:"ask"`
+	AskTimeout time.Duration `yaml:"ask_timeout"`
 }
 
 // Decision is an allowed name: the pattern covering it and whether it is

@@ -5,15 +5,15 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/edgeblock/edgeblock/proxy/certmgr"
 )
 
 // The defaults of the config's settings, each named after its key: a
 // setting left out (or zero) in the file takes the value here when the
 // config is loaded (applyDefaults). Defaults that depend on other settings
 // or on the machine (tls.storage, tls.redirect_http, origins.via_name, the
-// ACME directory) are described at their fields; tls.internal_lifetime's
-// is certmgr.DefaultInternalLifetime.
+// ACME directory) are described at their fields. The tls section's
+// certificate keys take certmgr's defaults (certmgr.Config.ApplyDefaults),
+// as the origin sections take origin's.
 const (
 	DefaultRetryAfter             = 30 * time.Second       // pages.retry_after
 	DefaultLanguage               = "en"                   // pages.default_language
@@ -39,12 +39,6 @@ const (
 	DefaultMaxDrop                = 0.5                    // blocklist.max_drop
 	DefaultAdminListen            = "127.0.0.1:9090"       // listen.admin
 	DefaultMaxHeaderBytes         = 64 << 10               // max_header_bytes
-	DefaultManageAheadLimit       = 1000                   // tls.manage_ahead_limit
-	DefaultOnDemandMaxNewPerHour  = 10                     // tls.on_demand.max_new_per_hour
-	DefaultOnDemandMaxNames       = 1000                   // tls.on_demand.max_names
-	DefaultOnDemandAskTimeout     = 5 * time.Second        // tls.on_demand.ask_timeout
-	DefaultCacheCapacity          = 10000                  // tls.cache_capacity
-	DefaultKeyType                = "p256"                 // tls.key_type
 	DefaultDNSKeyAlg              = "hmac-sha256"          // tls.dns.key_alg
 	DefaultDNSPropagationTimeout  = 2 * time.Minute        // tls.dns.propagation_timeout
 	DefaultLogFormat              = "json"                 // log.format
@@ -161,9 +155,7 @@ func (c *Config) applyDefaults() (fleetErr error) {
 	if c.MaxHeaderBytes == 0 {
 		c.MaxHeaderBytes = DefaultMaxHeaderBytes
 	}
-	if c.TLS.Mode == "" {
-		c.TLS.Mode = "off"
-	}
+	c.TLS.Config.ApplyDefaults()
 	if c.TLS.CA == "" {
 		c.TLS.CA = LetsEncryptProduction
 		if c.TLS.Staging {
@@ -177,26 +169,6 @@ func (c *Config) applyDefaults() (fleetErr error) {
 		on := c.TLS.Mode != "off" && c.Listen.HTTPS != ""
 		c.TLS.RedirectHTTP = &on
 	}
-	if c.TLS.Challenges == nil {
-		c.TLS.Challenges = []string{"http-01", "tls-alpn-01"}
-	}
-	if c.TLS.ManageAheadLimit == 0 {
-		c.TLS.ManageAheadLimit = DefaultManageAheadLimit
-	}
-	if c.TLS.OnDemand.MaxNewPerHour == 0 {
-		c.TLS.OnDemand.MaxNewPerHour = DefaultOnDemandMaxNewPerHour
-	}
-	if c.TLS.OnDemand.MaxNames == 0 {
-		c.TLS.OnDemand.MaxNames = DefaultOnDemandMaxNames
-	}
-	def(&c.TLS.OnDemand.AskTimeout, DefaultOnDemandAskTimeout)
-	if c.TLS.CacheCapacity == 0 {
-		c.TLS.CacheCapacity = DefaultCacheCapacity
-	}
-	if c.TLS.KeyType == "" {
-		c.TLS.KeyType = DefaultKeyType
-	}
-	def(&c.TLS.InternalLifetime, certmgr.DefaultInternalLifetime)
 	dnsDefaults := func(d *DNSConfig) {
 		if d == nil {
 			return

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/edgeblock/edgeblock/proxy/admin"
+	"github.com/edgeblock/edgeblock/proxy/certmgr"
 	"github.com/edgeblock/edgeblock/proxy/certs"
 	"github.com/edgeblock/edgeblock/proxy/fleet"
 	"github.com/edgeblock/edgeblock/proxy/origin"
@@ -82,23 +83,13 @@ type ListenConfig struct {
 
 // TLSConfig configures certificates. Changing it needs a restart.
 type TLSConfig struct {
-	// Mode is off (default), internal or acme.
-	Mode string `yaml:"mode"`
-	// CA is the ACME directory URL. Default Let's Encrypt production;
-	// Staging switches the default to Let's Encrypt staging.
-	CA      string `yaml:"ca"`
-	Staging bool   `yaml:"staging"`
-	// CARoot is a PEM file of roots to trust for the ACME server's own
-	// HTTPS (a private ACME server).
-	CARoot string `yaml:"ca_root"`
-	Email  string `yaml:"email"`
-	// Storage is the certificate directory. Default
-	// $XDG_DATA_HOME/edgeblock, else $HOME/.local/share/edgeblock.
-	Storage string `yaml:"storage"`
-	// Challenges are the ACME challenge types offered: "http-01" (answered
-	// on the HTTP listener) and "tls-alpn-01" (on the HTTPS listener).
-	// Default both.
-	Challenges []string `yaml:"challenges"`
+	// Config is how certificates are obtained, stored and kept: mode, ca,
+	// ca_root, email, storage, challenges, manage_ahead_limit, on_demand,
+	// cache_capacity, key_type and internal_lifetime, owned by the
+	// certificate manager.
+	certmgr.Config `yaml:",inline"`
+	// Staging switches the default of CA to Let's Encrypt staging.
+	Staging bool `yaml:"staging"`
 	// RedirectHTTP sends plain-HTTP requests to https with a 308. Default
 	// true whenever Mode is not off and an HTTPS listener is configured.
 	RedirectHTTP *bool `yaml:"redirect_http"`
@@ -106,23 +97,6 @@ type TLSConfig struct {
 	// public port differs from listen.https (a Kubernetes Service mapping
 	// 443 to 8443). Default: the port of listen.https; 443 is left out.
 	RedirectPort int `yaml:"redirect_port"`
-	// ManageAheadLimit caps how many exact names from routes and block
-	// rules get certificates at start and reload; names beyond it (and
-	// names under wildcards) are obtained on first use. Default 1000.
-	ManageAheadLimit int `yaml:"manage_ahead_limit"`
-	// OnDemand bounds the certificates obtained on first use.
-	OnDemand OnDemandConfig `yaml:"on_demand"`
-	// CacheCapacity is how many certificates are kept in memory; beyond
-	// it certmagic evicts one at random, which is loaded again from
-	// storage at its next handshake. Default 10000.
-	CacheCapacity int `yaml:"cache_capacity"`
-	// KeyType is the key type of new certificates: p256 (default), p384,
-	// rsa2048 or rsa4096.
-	KeyType string `yaml:"key_type"`
-	// InternalLifetime is how long the internal CA's leaf certificates
-	// are valid; they are renewed with a third of it left. Default 168h
-	// (7 days); at least 10s.
-	InternalLifetime time.Duration `yaml:"internal_lifetime"`
 	// DNS, if set, solves DNS-01 challenges for the wildcard
 	// certificates of routes with tls.wildcard (tls.mode acme). Default
 	// none.
@@ -176,24 +150,6 @@ type RouteTLSConfig struct {
 	// DNS is this route's DNS-01 setup, instead of tls.dns; it implies
 	// Wildcard.
 	DNS *DNSConfig `yaml:"dns"`
-}
-
-// OnDemandConfig bounds on-demand issuance, per covering pattern (a
-// route's host or a block rule's pattern). A name that already holds a
-// certificate is not new.
-type OnDemandConfig struct {
-	// MaxNewPerHour is how many new names one pattern may get
-	// certificates for in any 60 minutes. Default 10.
-	MaxNewPerHour int `yaml:"max_new_per_hour"`
-	// MaxNames is how many names one pattern may hold certificates for
-	// in total. Default 1000.
-	MaxNames int `yaml:"max_names"`
-	// Ask is an http(s) URL asked with GET ?domain=NAME after our own
-	// decision allowed a name, as Caddy's on-demand ask: 200 allows,
-	// anything else or no answer within AskTimeout refuses. Default none.
-	Ask string `yaml:"ask"`
-	// AskTimeout bounds one ask. Default 5s.
-	AskTimeout time.Duration `yaml:"ask_timeout"`
 }
 
 // BlocklistConfig locates the blocklist and the defaults of its rules.

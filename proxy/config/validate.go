@@ -39,52 +39,18 @@ func (c *Config) validate(v *validator) {
 		}
 	}
 	c.validateQUIC(v)
-	switch c.TLS.Mode {
-	case "off":
-	case "internal", "acme":
-		if c.Listen.HTTPS == "" {
-			v.addf([]any{"tls", "mode"}, "mode %s needs listen.https", c.TLS.Mode)
-		}
-	default:
-		v.addf([]any{"tls", "mode"}, "%q: want off, internal or acme", c.TLS.Mode)
+	v.addProblems([]any{"tls"}, c.TLS.Config.Validate())
+	if (c.TLS.Mode == "internal" || c.TLS.Mode == "acme") && c.Listen.HTTPS == "" {
+		v.addf([]any{"tls", "mode"}, "mode %s needs listen.https", c.TLS.Mode)
 	}
 	if c.TLS.Mode == "off" && c.Listen.HTTPS != "" {
 		c.Warnings = append(c.Warnings, v.format([]any{"listen", "https"}, "set, but tls.mode is off: the HTTPS listener is not started (set tls.mode to internal or acme)"))
-	}
-	if c.TLS.Mode == "acme" {
-		if u, err := url.Parse(c.TLS.CA); err != nil || u.Scheme != "https" || u.Host == "" {
-			v.addf([]any{"tls", "ca"}, "%q is not an https URL", c.TLS.CA)
-		}
-	}
-	if len(c.TLS.Challenges) == 0 {
-		v.addf([]any{"tls", "challenges"}, "empty: want http-01, tls-alpn-01 or both")
-	}
-	for i, ch := range c.TLS.Challenges {
-		if ch != "http-01" && ch != "tls-alpn-01" {
-			v.addf([]any{"tls", "challenges", i}, "%q: want http-01 or tls-alpn-01", ch)
-		}
 	}
 	if c.TLS.Mode == "acme" && slices.Contains(c.TLS.Challenges, "http-01") && c.Listen.HTTP == "" {
 		v.addf([]any{"tls", "challenges"}, "http-01 needs listen.http")
 	}
 	if c.TLS.RedirectPort < 0 || c.TLS.RedirectPort > 65535 {
 		v.addf([]any{"tls", "redirect_port"}, "%d is not a port", c.TLS.RedirectPort)
-	}
-	for _, f := range []struct {
-		key string
-		val int
-	}{{"max_new_per_hour", c.TLS.OnDemand.MaxNewPerHour}, {"max_names", c.TLS.OnDemand.MaxNames}} {
-		if f.val < 0 {
-			v.addf([]any{"tls", "on_demand", f.key}, "must not be negative")
-		}
-	}
-	if c.TLS.OnDemand.AskTimeout < 0 {
-		v.addf([]any{"tls", "on_demand", "ask_timeout"}, "must not be negative")
-	}
-	if a := c.TLS.OnDemand.Ask; a != "" {
-		if u, err := url.Parse(a); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Fragment != "" {
-			v.addf([]any{"tls", "on_demand", "ask"}, "%q: want an http:// or https:// URL without a fragment", a)
-		}
 	}
 	c.validateDNS(v, []any{"tls", "dns"}, c.TLS.DNS)
 	for i := range c.Routes {
@@ -97,20 +63,6 @@ func (c *Config) validate(v *validator) {
 			v.addf([]any{"routes", i, "tls"}, "a wildcard certificate needs a *.name host, not %q", r.Host)
 		} else if c.TLS.Mode == "acme" && c.DNSFor(r) == nil {
 			v.addf([]any{"routes", i, "tls", "wildcard"}, "needs tls.dns or routes[%d].tls.dns: an ACME CA issues wildcard certificates through DNS-01 only", i)
-		}
-	}
-	if c.TLS.InternalLifetime < 10*time.Second {
-		v.addf([]any{"tls", "internal_lifetime"}, "%s: want at least 10s", c.TLS.InternalLifetime)
-	}
-	if c.TLS.CacheCapacity < 0 {
-		v.addf([]any{"tls", "cache_capacity"}, "must not be negative")
-	}
-	if !slices.Contains([]string{"p256", "p384", "rsa2048", "rsa4096"}, c.TLS.KeyType) {
-		v.addf([]any{"tls", "key_type"}, "%q: want p256, p384, rsa2048 or rsa4096", c.TLS.KeyType)
-	}
-	if c.TLS.CARoot != "" {
-		if _, err := os.Stat(c.TLS.CARoot); err != nil {
-			v.addf([]any{"tls", "ca_root"}, "%s", problem.FileError(err))
 		}
 	}
 	switch c.Blocklist.Source {
