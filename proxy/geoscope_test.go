@@ -406,7 +406,6 @@ func BenchmarkServeGeo(b *testing.B) {
 // a visitor from Germany keeps streaming: the check of requests in flight
 // decides as the request path does.
 func TestScopedBlockClosesOpenRequests(t *testing.T) {
-	parallelPlain(t)
 	o := openOrigin(t)
 	db := filepath.Join(t.TempDir(), "country.mmdb")
 	geotest.Write(t, db, geoBuilt, geoFixture...)

@@ -107,7 +107,6 @@ func TestPassiveHealth(t *testing.T) {
 // interval × fails (plus one probe timeout), and comes back after passes
 // good probes; the probes are logged and counted.
 func TestActiveHealth(t *testing.T) {
-	parallelPlain(t)
 	a, b := newSwitchOrigin(t, "a"), newSwitchOrigin(t, "b")
 	const interval, timeout, fails = 300 * time.Millisecond, 100 * time.Millisecond, 3
 	e := startEnv(t, fmt.Sprintf("origins:\n  health: {path: /healthz, interval: %v, timeout: %v, fails: %d, passes: 2, headers: {X-Probe: yes}}\n", interval, timeout, fails)+

@@ -242,7 +242,6 @@ func logTime(t *testing.T, line map[string]any) time.Time {
 // stream cut off, the held request answered with the block page — counted
 // and logged; the others keep flowing.
 func TestBlockClosesOpenRequests(t *testing.T) {
-	parallelPlain(t)
 	o := openOrigin(t)
 	e := startEnv(t, routeConfig("*.example", `"`+o.URL+`"`), "sse.example mode=report\n")
 

@@ -81,7 +81,10 @@ func TestReloadKeepsOrigins(t *testing.T) {
 	go func() {
 		req, _ := http.NewRequest("GET", e.url("http")+"/", nil)
 		req.Host = "drain.example"
-		resp, err := noRedirect.Do(req)
+		// It is answered once the reloads and checks below are done,
+		// which take over 10s (noRedirect's bound) beside other tests
+		// with -race at load 14.
+		resp, err := (&http.Client{Timeout: time.Minute}).Do(req)
 		if err != nil {
 			done <- err.Error()
 			return

@@ -430,7 +430,6 @@ func TestPerClientLimits(t *testing.T) {
 // /readyz answers 503 at once, while the listener keeps serving for the
 // drain.
 func TestDrain(t *testing.T) {
-	parallelPlain(t)
 	o := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
 		time.Sleep(5 * time.Millisecond)
