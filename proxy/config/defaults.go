@@ -4,7 +4,6 @@ import (
 	"os"
 	"path/filepath"
 	"time"
-
 )
 
 // The defaults of the config's settings, each named after its key: a
