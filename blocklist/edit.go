@@ -293,6 +293,8 @@ func block(data []byte, old *List, pattern string, args []string, opt blockOptio
 		if opt.Note != nil {
 			from = ruleNoteAbove(data, start)
 		}
+		// Sized once: the list is copied once, not grown by copies.
+		out = make([]byte, 0, len(data)+noteRoom(opt.Note)+len(res.NewLine)+1)
 		out = append(out, data[:from]...)
 		if opt.Note != nil {
 			out = append(out, opt.Note.Line()+"\n"...)
@@ -355,10 +357,16 @@ func unblock(file string, data []byte, old *List, pattern string, note *Note, no
 	if end < len(data) {
 		end++ // the line break
 	}
-	out = append(append(make([]byte, 0, len(data)), data[:ruleNoteAbove(data, start)]...), data[end:]...) // not nil when empty: nil means unchanged
+	record := ""
+	if note != nil {
+		record = note.UnblockLine(pat)
+	}
+	// Sized once, with room for the record: the list is copied once.
+	out = make([]byte, 0, len(data)+len(record)+2) // not nil when empty: nil means unchanged
+	out = append(append(out, data[:ruleNoteAbove(data, start)]...), data[end:]...)
 	out = dropUnblockNote(out, pat)
 	if note != nil {
-		out = appendLine(out, note.UnblockLine(pat))
+		out = appendLine(out, record)
 	}
 	if next, err = parse(out); err != nil {
 		return nil, nil, res, err
@@ -484,7 +492,7 @@ func scanEdit(file string, data []byte, e Edit, maxDrop float64, now time.Time) 
 	if out == nil {
 		return nil, res, nil, true
 	}
-	if d := next.dropped(old, now); d > 0 && !scanAllowDrop(string(out)) && !manyBlockRules(data, d, maxDrop) {
+	if d := next.dropped(old, now); d > 0 && !scanAllowDrop(unsafe.String(unsafe.SliceData(out), len(out))) && !manyBlockRules(data, d, maxDrop) {
 		return nil, res, nil, false
 	}
 	return out, res, nil, true

@@ -6,7 +6,7 @@
 # effect, or says why not) and block->page: from the command's start to the
 # first block page (403) curl gets for the new name. p50 and p99 over RUNS
 # edits (with fewer than 100 runs, p99 is the slowest). Then the edge's RSS and
-# Go heap (admin /metrics) after those edits, and the time of a block that
+# Go heap (admin /metrics) right after those edits and 3 s later, and the time of a block that
 # changes a rule in the middle of the list and of one that changes nothing,
 # and RUNS unblocks of rules in the middle of the list (command, and until
 # the name is served again).
@@ -83,7 +83,10 @@ for n in $sizes; do
     echo $((t1 - t0)) >> cmd.txt; echo $((t2 - t0)) >> page.txt
   done
   echo "block NEW: command p50 $(ms "$(pct 50 < cmd.txt)") ms p99 $(ms "$(pct 99 < cmd.txt)") ms; block->page p50 $(ms "$(pct 50 < page.txt)") ms p99 $(ms "$(pct 99 < page.txt)") ms ($runs edits)"
-  echo "edge after $runs edits: RSS $(($(awk '/VmRSS/ {print $2}' /proc/$edge/status) / 1024)) MiB, heap in use $(($(metric go_memstats_heap_inuse_bytes) / 1048576)) MiB"
+  echo "edge right after $runs edits: RSS $(($(awk '/VmRSS/ {print $2}' /proc/$edge/status) / 1024)) MiB, heap in use $(($(metric go_memstats_heap_inuse_bytes) / 1048576)) MiB"
+  # The edge returns the free heap to the OS a second after the applies pause.
+  sleep 3
+  echo "edge 3 s later: RSS $(($(awk '/VmRSS/ {print $2}' /proc/$edge/status) / 1024)) MiB, heap in use $(($(metric go_memstats_heap_inuse_bytes) / 1048576)) MiB"
   mid=$((n / 2 + 1)); while [ $((mid % 10)) = 0 ] || [ $((mid % 100)) = 0 ]; do mid=$((mid + 1)); done
   t0=$(now); ./edgeblock block -config edgeblock.yaml "site$mid.example" status=451 -comment bench >/dev/null; t1=$(now)
   echo "block EXISTING (changed mid-list): command $(ms $((t1 - t0))) ms"
