@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
+
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 )
 
 // abuseOrigin counts the requests that reach it, by path, and those in
@@ -198,7 +200,7 @@ func TestHTTP2Abuse(t *testing.T) {
 	e, pool := startTLSEnv(t, "timeouts:\n  write_idle: 2s\n"+routeConfig("app.example", `"`+o.URL+`"`), "")
 	// A rapid reset writes an access line per stream: hundreds of MiB
 	// that the test's log buffer, not the edge, would hold.
-	e.logs.keepAtMost(1 << 20)
+	e.logs.KeepAtMost(1 << 20)
 	addr := e.srv.Addr("https")
 	visitor := tlsClient(pool, "app.example")
 	// What counts is that the visitor is served during a flood, not how
@@ -400,7 +402,7 @@ func TestHTTP2Abuse(t *testing.T) {
 			if !eventually(30*time.Second, func() bool {
 				time.Sleep(time.Second)
 				h := o.hitsAt(path)
-				done := h == last && metricValue(t, e.scrape(), "edgeblock_requests_in_flight") == "0"
+				done := h == last && edgetest.MetricValue(e.scrape(), "edgeblock_requests_in_flight") == "0"
 				last = h
 				return done
 			}) {
@@ -416,7 +418,7 @@ func TestHTTP2Abuse(t *testing.T) {
 				pprof.Lookup("goroutine").WriteTo(&b, 1)
 				t.Fatalf("goroutines: %d before, %d 30s after the flood:\n%s", g0, runtime.NumGoroutine(), b.String())
 			}
-			waitFor(t, 30*time.Second, "descriptors released", func() bool { return openFDs(t) <= fds0+4 })
+			edgetest.WaitFor(t, 30*time.Second, "descriptors released", func() bool { return openFDs(t) <= fds0+4 })
 			hits := o.hitsAt(path)
 			growth := float64(int64(heapPeak)-int64(heap0)) / (1 << 20)
 			t.Logf("%s: sent %.1f MiB in %v, closed by the edge %v (GOAWAY %v), origin requests %d (at most %d at once, the last %v after the flood), statuses %v, heap +%.1f MiB",

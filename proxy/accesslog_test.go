@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 	"github.com/edgeblock/edgeblock/proxy/metrics"
 	"github.com/edgeblock/edgeblock/proxy/reload"
 )
@@ -17,7 +18,7 @@ import (
 // Shutdown is in the output once Shutdown returns, with no flush asked.
 func TestShutdownFlushesAccessLog(t *testing.T) {
 	e := startEnv(t, "routes: []\n", "blocked.example\n")
-	e.logs.flush = nil // no help from the test's reads
+	e.logs.Flush = nil // no help from the test's reads
 	for i := range 3 {
 		e.get("GET", "blocked.example", "/n"+string(rune('0'+i)), nil)
 	}
@@ -26,7 +27,7 @@ func TestShutdownFlushesAccessLog(t *testing.T) {
 	if err := e.srv.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
-	lines := e.logs.logLines(t, "request")
+	lines := e.logs.Lines(t, "request")
 	if len(lines) != 3 || lines[2]["path"] != "/n2" || lines[2]["outcome"] != metrics.OutcomeBlocked {
 		t.Fatalf("access lines after Shutdown: %v", lines)
 	}
@@ -45,13 +46,13 @@ func TestAccessLogDroppedMetric(t *testing.T) {
 func TestAccessLogTextFormat(t *testing.T) {
 	dir := t.TempDir()
 	config := filepath.Join(dir, "edgeblock.yaml")
-	writeFile(t, config, "listen:\n  http: 127.0.0.1:0\n  admin: off\nblocklist:\n  file: blocklist.txt\nroutes: []\n")
-	writeFile(t, filepath.Join(dir, "blocklist.txt"), "blocked.example\n")
+	edgetest.WriteFile(t, config, "listen:\n  http: 127.0.0.1:0\n  admin: off\nblocklist:\n  file: blocklist.txt\nroutes: []\n")
+	edgetest.WriteFile(t, filepath.Join(dir, "blocklist.txt"), "blocked.example\n")
 	b, err := reload.LoadBundle(config)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out syncBuffer
+	var out edgetest.LogBuffer
 	srv, err := NewServer(NewLogger(&out, "text", slog.LevelInfo), config, b)
 	if err != nil {
 		t.Fatal(err)

@@ -21,6 +21,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 )
 
 // requireBinary returns the path of a program the test needs; outside CI a
@@ -90,16 +92,16 @@ func selfSigned(t *testing.T, dir string) (certFile, keyFile string) {
 	}
 	kder, _ := x509.MarshalECPrivateKey(key)
 	certFile, keyFile = filepath.Join(dir, "pebble-cert.pem"), filepath.Join(dir, "pebble-key.pem")
-	writeFile(t, certFile, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
-	writeFile(t, keyFile, string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})))
+	edgetest.WriteFile(t, certFile, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
+	edgetest.WriteFile(t, keyFile, string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})))
 	return certFile, keyFile
 }
 
 // startProcess runs a program until the test ends, with its output in a
 // buffer.
-func startProcess(t *testing.T, env []string, name string, args ...string) *syncBuffer {
+func startProcess(t *testing.T, env []string, name string, args ...string) *edgetest.LogBuffer {
 	t.Helper()
-	out := &syncBuffer{}
+	out := &edgetest.LogBuffer{}
 	cmd := exec.Command(name, args...)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = out, out
@@ -118,7 +120,7 @@ func startProcess(t *testing.T, env []string, name string, args ...string) *sync
 
 func waitListening(t *testing.T, addr string) {
 	t.Helper()
-	waitFor(t, 10*time.Second, addr+" listening", func() bool {
+	edgetest.WaitFor(t, 10*time.Second, addr+" listening", func() bool {
 		c, err := net.Dial("tcp", addr)
 		if err == nil {
 			c.Close()
@@ -147,7 +149,7 @@ type pebbleEnv struct {
 	dnsPort, chMgmtPort int
 	cert                string // pebble's own HTTPS certificate, for tls.ca_root
 	roots               *x509.CertPool
-	out                 *syncBuffer
+	out                 *edgetest.LogBuffer
 }
 
 // startPebble starts pebble-challtestsrv (whose DNS answers every name with
@@ -174,7 +176,7 @@ func startPebbleDNS(t *testing.T, dnsAddr string, extraEnv ...string) *pebbleEnv
 		"certificate": cert, "privateKey": key, "httpPort": pe.httpPort, "tlsPort": pe.httpsPort,
 		"ocspResponderURL": "", "externalAccountBindingRequired": false,
 	}})
-	writeFile(t, filepath.Join(pe.dir, "pebble.json"), string(pcfg))
+	edgetest.WriteFile(t, filepath.Join(pe.dir, "pebble.json"), string(pcfg))
 	if dnsAddr == "" {
 		dnsAddr = fmt.Sprintf("127.0.0.1:%d", pe.dnsPort)
 		startProcess(t, nil, challtest, "-defaultIPv4", "127.0.0.1", "-defaultIPv6", "",
@@ -226,7 +228,7 @@ tls:
 func testACME(t *testing.T, challenge string) {
 	pe := startPebble(t)
 	o := echoOrigin(t)
-	storage := storageDir(t)
+	storage := edgetest.RemovedDir(t, "edgeblock-certs-")
 	config := pe.tlsConfig(storage, challenge) + routeConfig("app.edgeblock.test", `"`+o.URL+`"`)
 	list := "blocked.edgeblock.test reason=\"Blocked over ACME TLS\"\n"
 	pebbleRoots, pebbleOut := pe.roots, pe.out
@@ -245,7 +247,7 @@ func testACME(t *testing.T, challenge string) {
 			var resp *http.Response
 			var err error
 			// Managed ahead: wait for the order to finish.
-			waitFor(t, 60*time.Second, "certificate for "+tt.host, func() bool {
+			edgetest.WaitFor(t, 60*time.Second, "certificate for "+tt.host, func() bool {
 				req, _ := http.NewRequest("GET", e.url("https")+"/", nil)
 				req.Host = tt.host
 				resp, err = c.Do(req)
@@ -269,25 +271,25 @@ func testACME(t *testing.T, challenge string) {
 	e := startEnv(t, config, list)
 	run(e)
 	obtained := map[string]bool{}
-	for _, l := range e.logs.logLines(t, "certificate obtained") {
+	for _, l := range e.logs.Lines(t, "certificate obtained") {
 		obtained[fmt.Sprint(l["name"])] = true
 	}
 	if !obtained["app.edgeblock.test"] || !obtained["blocked.edgeblock.test"] || len(obtained) != 2 {
 		t.Errorf("obtained %v, want exactly the routed and the blocked name", obtained)
 	}
-	for _, l := range e.logs.logLines(t, "obtaining certificate") {
+	for _, l := range e.logs.Lines(t, "obtaining certificate") {
 		if l["name"] == "stranger.edgeblock.test" {
 			t.Error("an order was started for an unknown name")
 		}
 	}
-	if v := metricValue(t, e.scrape(), `edgeblock_tls_obtain_total{result="success"}`); v != "2" {
+	if v := edgetest.MetricValue(e.scrape(), `edgeblock_tls_obtain_total{result="success"}`); v != "2" {
 		t.Errorf("obtain success = %q, want 2", v)
 	}
 	// Validation reached the proxy: with HTTP-01 the HTTP listener
 	// answered the challenges of both names, the blocked one included;
 	// with TLS-ALPN-01 it answered none.
 	answered := map[string]bool{}
-	for _, l := range e.logs.logLines(t, "request") {
+	for _, l := range e.logs.Lines(t, "request") {
 		if l["outcome"] == "acme" && l["status"] == 200.0 {
 			answered[fmt.Sprint(l["host"])] = true
 		}
@@ -307,10 +309,10 @@ func testACME(t *testing.T, challenge string) {
 	// A restart reuses the stored certificates: no new order.
 	e2 := startEnv(t, config, list)
 	run(e2)
-	if n := len(e2.logs.logLines(t, "obtaining certificate")); n != 0 {
+	if n := len(e2.logs.Lines(t, "obtaining certificate")); n != 0 {
 		t.Errorf("restart started %d new orders", n)
 	}
-	if n := len(e2.logs.logLines(t, "certificate loaded from storage")); n < 2 {
+	if n := len(e2.logs.Lines(t, "certificate loaded from storage")); n < 2 {
 		t.Errorf("restart loaded %d certificates from storage, want 2", n)
 	}
 	if after := strings.Count(pebbleOut.String(), "POST /order-plz"); after != ordersBefore {

@@ -29,6 +29,7 @@ import (
 
 	"github.com/edgeblock/edgeblock/blocklist"
 	"github.com/edgeblock/edgeblock/proxy/admin"
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 	"github.com/edgeblock/edgeblock/proxy/fleet/fleettest"
 )
 
@@ -48,7 +49,7 @@ func sha256Hex(s string) string {
 func tokensFile(t *testing.T) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "tokens")
-	writeFile(t, p, "# name:scope:sha256, or name scope token\nops-bot:write:"+sha256Hex(writeToken)+"\n\nauditor read "+readToken+"\n")
+	edgetest.WriteFile(t, p, "# name:scope:sha256, or name scope token\nops-bot:write:"+sha256Hex(writeToken)+"\n\nauditor read "+readToken+"\n")
 	return p
 }
 
@@ -161,10 +162,10 @@ func TestAdminAPIScopes(t *testing.T) {
 		t.Errorf("Basic auth: %d %q", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
 	}
 	scrape := e.scrape()
-	if v := metricValue(t, scrape, `edgeblock_admin_auth_failures_total{reason="unauthenticated"}`); v != "5" {
+	if v := edgetest.MetricValue(scrape, `edgeblock_admin_auth_failures_total{reason="unauthenticated"}`); v != "5" {
 		t.Errorf("unauthenticated = %s, want 5", v)
 	}
-	if v := metricValue(t, scrape, `edgeblock_admin_auth_failures_total{reason="forbidden"}`); v != "2" {
+	if v := edgetest.MetricValue(scrape, `edgeblock_admin_auth_failures_total{reason="forbidden"}`); v != "2" {
 		t.Errorf("forbidden = %s, want 2", v)
 	}
 	code, m := e.api(nil, "GET", "/v1/version", readToken, "")
@@ -254,7 +255,7 @@ func TestAdminAPIBlockServed(t *testing.T) {
 	}
 
 	var results []string
-	for _, l := range e.logs.logLines(t, "admin write") {
+	for _, l := range e.logs.Lines(t, "admin write") {
 		if l["event"] != "admin_write" || l["actor"] != "token:ops-bot" || l["auth"] != "token" {
 			t.Errorf("log line %v", l)
 		}
@@ -263,7 +264,7 @@ func TestAdminAPIBlockServed(t *testing.T) {
 	if got := strings.Join(results, " "); got != "block:added:true block:changed:true block:unchanged:<nil> unblock:removed:true" {
 		t.Errorf("admin_write log lines: %s", got)
 	}
-	if v := metricValue(t, e.scrape(), `edgeblock_admin_writes_total{op="block",result="added"}`); v != "1" {
+	if v := edgetest.MetricValue(e.scrape(), `edgeblock_admin_writes_total{op="block",result="added"}`); v != "1" {
 		t.Errorf("writes added = %q", v)
 	}
 }
@@ -315,7 +316,7 @@ func TestAdminAPIBadRequests(t *testing.T) {
 	if b, _ := os.ReadFile(e.list); string(b) != list {
 		t.Errorf("the list changed:\n%s", b)
 	}
-	if n := len(e.logs.logLines(t, "admin write refused")); n != len(tests) {
+	if n := len(e.logs.Lines(t, "admin write refused")); n != len(tests) {
 		t.Errorf("%d refused writes logged, want %d", n, len(tests))
 	}
 }
@@ -335,8 +336,8 @@ func TestAdminAPIDropGuard(t *testing.T) {
 	if resp, _ := e.get("GET", "a.example", "/", nil); resp.StatusCode != 403 {
 		t.Errorf("a.example: %d", resp.StatusCode)
 	}
-	writeFile(t, e.list, blocklist.AllowDropMarker+"\na.example\n")
-	waitFor(t, 5*time.Second, "the marker applied", func() bool { return e.srv.reloader.Current().List.AllowsDrop() })
+	edgetest.WriteFile(t, e.list, blocklist.AllowDropMarker+"\na.example\n")
+	edgetest.WaitFor(t, 5*time.Second, "the marker applied", func() bool { return e.srv.reloader.Current().List.AllowsDrop() })
 	if code, m := e.api(nil, "POST", "/v1/unblock", writeToken, `{"pattern":"a.example"}`); code != 200 || m["applied"] != true {
 		t.Errorf("unblock with the marker: %d %v", code, m)
 	}
@@ -384,7 +385,7 @@ func TestAdminAPIConcurrentWrites(t *testing.T) {
 	if l.Len() != 2*n+1 {
 		t.Errorf("%d rules, want %d", l.Len(), 2*n+1)
 	}
-	waitFor(t, 5*time.Second, "every rule in effect", func() bool { return e.srv.reloader.Current().List.Len() == 2*n+1 })
+	edgetest.WaitFor(t, 5*time.Second, "every rule in effect", func() bool { return e.srv.reloader.Current().List.Len() == 2*n+1 })
 	for i := range n {
 		for _, h := range []string{fmt.Sprintf("api%d.example", i), fmt.Sprintf("cli%d.example", i)} {
 			if _, ok := l.Lookup(h); !ok {
@@ -462,9 +463,9 @@ func TestAdminAPIClientCerts(t *testing.T) {
 	dir := t.TempDir()
 	serverCA, clientCA, otherCA := newTestCA(t, "admin server CA"), newTestCA(t, "admin client CA"), newTestCA(t, "stranger CA")
 	sc, sk := serverCA.issue(t, true, "edge admin")
-	writeFile(t, filepath.Join(dir, "admin.crt"), string(sc))
-	writeFile(t, filepath.Join(dir, "admin.key"), string(sk))
-	writeFile(t, filepath.Join(dir, "clients.pem"), string(clientCA.pem))
+	edgetest.WriteFile(t, filepath.Join(dir, "admin.crt"), string(sc))
+	edgetest.WriteFile(t, filepath.Join(dir, "admin.key"), string(sk))
+	edgetest.WriteFile(t, filepath.Join(dir, "clients.pem"), string(clientCA.pem))
 	e := apiEnv(t, "a.example\n", fmt.Sprintf("  client_ca: %s/clients.pem\n  tls_cert: %s/admin.crt\n  tls_key: %s/admin.key\n", dir, dir, dir))
 
 	roots := x509.NewCertPool()
@@ -541,7 +542,7 @@ func TestAdminAPIClientCerts(t *testing.T) {
 		t.Error("a read certificate wrote")
 	}
 	var actors []string
-	for _, l := range e.logs.logLines(t, "admin write") {
+	for _, l := range e.logs.Lines(t, "admin write") {
 		actors = append(actors, fmt.Sprint(l["actor"], "/", l["auth"]))
 	}
 	if got := strings.Join(actors, " "); got != "cert:alice/cert token:ops-bot/token" {
@@ -554,7 +555,7 @@ func TestAdminAPIClientCerts(t *testing.T) {
 func TestAdminConfigErrors(t *testing.T) {
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "tokens")
-	writeFile(t, bad, "ok read 0123456789abcdef\nnope\n")
+	edgetest.WriteFile(t, bad, "ok read 0123456789abcdef\nnope\n")
 	tests := []struct{ admin, want string }{
 		{"  tokens_file: " + bad + "\n", bad + ":2: want name:scope"},
 		{"  tokens_file: " + dir + "/missing\n", "admin.tokens_file: " + dir + "/missing: no such file"},
@@ -573,7 +574,7 @@ func TestAdminConfigErrors(t *testing.T) {
 	}
 	// Tokens over plain HTTP on a non-loopback admin address: a warning.
 	good := filepath.Join(dir, "good")
-	writeFile(t, good, "ok read 0123456789abcdef\n")
+	edgetest.WriteFile(t, good, "ok read 0123456789abcdef\n")
 	c, err := config.ParseConfig(filepath.Join(dir, "c.yaml"), []byte("listen:\n  http: 127.0.0.1:0\n  admin: 0.0.0.0:9090\nblocklist:\n  file: b.txt\nadmin:\n  tokens_file: "+good+"\n"))
 	if err != nil || len(c.Warnings) != 1 || !strings.Contains(c.Warnings[0], "plain HTTP") {
 		t.Errorf("warnings %v, err %v", c, err)
@@ -585,8 +586,8 @@ func TestAdminConfigErrors(t *testing.T) {
 func startFleetAPIEnv(t *testing.T, addr string) *testEnv {
 	t.Helper()
 	dir := t.TempDir()
-	e := &testEnv{t: t, dir: dir, config: filepath.Join(dir, "edgeblock.yaml"), logs: &syncBuffer{}}
-	writeFile(t, e.config, fleetConfig(addr, "edge-api")+"admin:\n  tokens_file: "+tokensFile(t)+"\n")
+	e := &testEnv{t: t, dir: dir, config: filepath.Join(dir, "edgeblock.yaml"), logs: &edgetest.LogBuffer{}}
+	edgetest.WriteFile(t, e.config, fleetConfig(addr, "edge-api")+"admin:\n  tokens_file: "+tokensFile(t)+"\n")
 	b, err := reload.LoadBundleForStart(e.config, "", time.Now())
 	if err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/edgeblock/edgeblock/blocklist"
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 )
 
 // tlsAPIEnv starts an edge whose admin listener serves TLS with client
@@ -25,9 +26,9 @@ func tlsAPIEnv(t *testing.T, list, extra string) (e *testEnv, client func(cn str
 	dir := t.TempDir()
 	serverCA, clientCA := newTestCA(t, "admin server CA"), newTestCA(t, "admin client CA")
 	sc, sk := serverCA.issue(t, true, "edge admin")
-	writeFile(t, filepath.Join(dir, "admin.crt"), string(sc))
-	writeFile(t, filepath.Join(dir, "admin.key"), string(sk))
-	writeFile(t, filepath.Join(dir, "clients.pem"), string(clientCA.pem))
+	edgetest.WriteFile(t, filepath.Join(dir, "admin.crt"), string(sc))
+	edgetest.WriteFile(t, filepath.Join(dir, "admin.key"), string(sk))
+	edgetest.WriteFile(t, filepath.Join(dir, "clients.pem"), string(clientCA.pem))
 	e = apiEnv(t, list, fmt.Sprintf("  client_ca: %s/clients.pem\n  tls_cert: %s/admin.crt\n  tls_key: %s/admin.key\n%s", dir, dir, dir, extra))
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(serverCA.pem)
@@ -252,7 +253,7 @@ func TestAdminActorKinds(t *testing.T) {
 		t.Errorf("no unblock record by cert:ops-bot:\n%s", data)
 	}
 	var actors []string
-	for _, l := range e.logs.logLines(t, "admin write") {
+	for _, l := range e.logs.Lines(t, "admin write") {
 		actors = append(actors, fmt.Sprint(l["actor"]))
 	}
 	if got := strings.Join(actors, " "); got != "cert:ops-bot token:ops-bot cert:ops-bot" {
@@ -268,7 +269,7 @@ func authFailures(t *testing.T, e *testEnv, c *http.Client, reason string) float
 	if code != 200 {
 		t.Fatalf("GET /metrics: %d", code)
 	}
-	v, err := strconv.ParseFloat(metricValue(t, body, `edgeblock_admin_auth_failures_total{reason="`+reason+`"}`), 64)
+	v, err := strconv.ParseFloat(edgetest.MetricValue(body, `edgeblock_admin_auth_failures_total{reason="`+reason+`"}`), 64)
 	if err != nil {
 		t.Fatalf("no edgeblock_admin_auth_failures_total{reason=%q}: %v", reason, err)
 	}

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 )
 
 // hungOrigin accepts connections and never answers.
@@ -111,7 +113,7 @@ func TestAlertsOnRealMetrics(t *testing.T) {
 	fmt.Fprintf(&b, "      - eval_time: %dm\n        alertname: EdgeblockRouteErrorRatio\n        exp_alerts:\n%s%s", minutes, routeAlert("dead.example"), routeAlert("hung.example"))
 
 	f := filepath.Join(t.TempDir(), "real_test.yaml")
-	writeFile(t, f, b.String())
+	edgetest.WriteFile(t, f, b.String())
 	if out, err := exec.Command(promtool, "test", "rules", f).CombinedOutput(); err != nil {
 		t.Errorf("promtool test rules on real scrapes: %v\n%s\n%s", err, out, b.String())
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/edgeblock/edgeblock/proxy/config"
 
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 	"github.com/edgeblock/edgeblock/proxy/metrics"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -672,13 +673,13 @@ func TestAttackRulesAndReload(t *testing.T) {
 	checkSeenHosts(t, o, 4)
 
 	// Unblock: the next request is forwarded, whatever it carries.
-	writeFile(t, e.list, "*.customer.example mode=report\n*.wild.customer.example\n")
+	edgetest.WriteFile(t, e.list, "*.customer.example mode=report\n*.wild.customer.example\n")
 	e.srv.Reloader().Reload("test")
 	if status, _, _ := attackHTTP1(t, e.srv.Addr("http"), "GET / HTTP/1.1\r\nHost: "+blockedName+"\r\nIf-None-Match: \"x\"\r\n"+cl); status != 200 {
 		t.Errorf("after the unblock: status %d, want 200", status)
 	}
 	// Block again: conditional and partial requests get the block page.
-	writeFile(t, e.list, "*.customer.example mode=report\n"+blockedName+"\n*.wild.customer.example\n")
+	edgetest.WriteFile(t, e.list, "*.customer.example mode=report\n"+blockedName+"\n*.wild.customer.example\n")
 	e.srv.Reloader().Reload("test")
 	for _, extra := range []string{"If-None-Match: \"x\"\r\n", "If-Modified-Since: Thu, 01 Jan 2026 00:00:00 GMT\r\n", "Range: bytes=0-0\r\n", "If-Range: \"x\"\r\nRange: bytes=0-0\r\n"} {
 		if status, h, _ := attackHTTP1(t, e.srv.Addr("http"), "GET / HTTP/1.1\r\nHost: "+blockedName+"\r\n"+extra+cl); status != 403 || h.Get("Cache-Control") != "no-store" || h.Get("Content-Range") != "" || h.Get("ETag") != "" || h.Get("Last-Modified") != "" {

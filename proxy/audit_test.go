@@ -10,6 +10,7 @@ import (
 	"github.com/edgeblock/edgeblock/proxy/reload"
 
 	"github.com/edgeblock/edgeblock/blocklist"
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 )
 
 // editList edits the running environment's blocklist the way edgeblock
@@ -51,7 +52,7 @@ func unblockOp(path, pattern string, note *blocklist.Note) func([]byte) ([]byte,
 func lastAuditLine(t *testing.T, e *testEnv, n int) string {
 	t.Helper()
 	var line string
-	waitFor(t, 5*time.Second, "the audit line", func() bool {
+	edgetest.WaitFor(t, 5*time.Second, "the audit line", func() bool {
 		var lines []string
 		for l := range strings.SplitSeq(e.logs.String(), "\n") {
 			if strings.Contains(l, `"msg":"blocklist applied"`) {
@@ -103,7 +104,7 @@ func TestReloadAuditLine(t *testing.T) {
 		t.Fatal(err)
 	}
 	text := string(data)
-	writeFile(t, e.list, strings.Replace(text, "forum.example status=451", "forum.example status=451 mode=report", 1))
+	edgetest.WriteFile(t, e.list, strings.Replace(text, "forum.example status=451", "forum.example status=451 mode=report", 1))
 	line = lastAuditLine(t, e, 2)
 	if want := `"changed":[{"rule":"forum.example","mode":"block→report"}]`; !strings.Contains(line, want) {
 		t.Errorf("audit line lacks %s:\n%s", want, line)

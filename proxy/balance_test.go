@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/edgeblock/edgeblock/proxy/config"
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 )
 
 // namedOrigin answers every request with its name, after pause.
@@ -205,9 +206,9 @@ func TestStickyCookie(t *testing.T) {
 
 	// A reload that adds an origin keeps the surviving ones' cookies.
 	text, _ := os.ReadFile(e.config)
-	writeFile(t, e.config, strings.Replace(string(text), fmt.Sprintf("%q, %q", a.URL, b.URL), fmt.Sprintf("%q, %q, %q", a.URL, b.URL, c.URL), 1))
+	edgetest.WriteFile(t, e.config, strings.Replace(string(text), fmt.Sprintf("%q, %q", a.URL, b.URL), fmt.Sprintf("%q, %q, %q", a.URL, b.URL, c.URL), 1))
 	e.srv.Reloader().Reload("test")
-	waitFor(t, 5*time.Second, "the third origin in use", func() bool {
+	edgetest.WaitFor(t, 5*time.Second, "the third origin in use", func() bool {
 		return countOrigins(t, e, "sticky.example", 3, 1, nil)["c"] == 1
 	})
 	check("after reload")

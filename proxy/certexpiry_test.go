@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 )
 
 // expirySeries returns the certificate expiry series of a scrape by name
@@ -53,7 +55,7 @@ func TestCertificateExpirySeries(t *testing.T) {
 	served("x.apps.example") // obtained on demand, under the wildcard route
 	want := map[string]bool{"app.example": true, "blocked.example": true, "*.apps.example": true}
 	var series map[string]int64
-	waitFor(t, 10*time.Second, "three expiry series", func() bool {
+	edgetest.WaitFor(t, 10*time.Second, "three expiry series", func() bool {
 		series = expirySeries(t, e.scrape(), "internal")
 		return len(series) == len(want)
 	})
@@ -75,7 +77,7 @@ func TestCertificateExpirySeries(t *testing.T) {
 	if err := e.srv.tls.Renew(t.Context(), "app.example"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "the renewed expiry", func() bool {
+	edgetest.WaitFor(t, 5*time.Second, "the renewed expiry", func() bool {
 		return expirySeries(t, e.scrape(), "internal")["app.example"] > old
 	})
 
@@ -93,9 +95,9 @@ func TestCertificateExpirySeries(t *testing.T) {
 	for range 2 { // the host line and the origins line
 		_, rest, _ = strings.Cut(rest, "\n")
 	}
-	writeFile(t, e.list, "#! allow-drop\n*.other.example\n") // wildcards are not obtained ahead; the marker lets the list drop every rule
-	writeFile(t, e.config, string(cfg[:i])+rest)
-	waitFor(t, 10*time.Second, "the dropped names' series to go", func() bool {
+	edgetest.WriteFile(t, e.list, "#! allow-drop\n*.other.example\n") // wildcards are not obtained ahead; the marker lets the list drop every rule
+	edgetest.WriteFile(t, e.config, string(cfg[:i])+rest)
+	edgetest.WaitFor(t, 10*time.Second, "the dropped names' series to go", func() bool {
 		s := expirySeries(t, e.scrape(), "internal")
 		_, app := s["app.example"]
 		return len(s) == 1 && app

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 )
 
 // TestConnKeptPerConnection serves requests through a public listener's
@@ -122,7 +124,7 @@ func TestConnKeptPerConnection(t *testing.T) {
 				defer inFlight.mu.Unlock()
 				return len(inFlight.n)
 			}
-			waitFor(t, 5*time.Second, "the closed connection's slot to leave the counter", func() bool { return clientsLeft() == 0 })
+			edgetest.WaitFor(t, 5*time.Second, "the closed connection's slot to leave the counter", func() bool { return clientsLeft() == 0 })
 			deadline := time.Now().Add(5 * time.Second)
 			for fresh.n.Load() != 0 && time.Now().Before(deadline) {
 				time.Sleep(5 * time.Millisecond)

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 )
 
 // TestDeployedQueriesMatchMetrics checks the alerting rules and the Grafana
@@ -20,12 +22,12 @@ import (
 func TestDeployedQueriesMatchMetrics(t *testing.T) {
 	promtool := requireBinary(t, "promtool", "prometheus")
 	o := echoOrigin(t)
-	e := startEnv(t, fmt.Sprintf("listen:\n  http: 127.0.0.1:0\n  https: 127.0.0.1:0\n  admin: 127.0.0.1:0\ntls:\n  mode: internal\n  storage: %s\n  redirect_http: false\n", storageDir(t))+
+	e := startEnv(t, fmt.Sprintf("listen:\n  http: 127.0.0.1:0\n  https: 127.0.0.1:0\n  admin: 127.0.0.1:0\ntls:\n  mode: internal\n  storage: %s\n  redirect_http: false\n", edgetest.RemovedDir(t, "edgeblock-certs-"))+
 		routeConfig("app.example", `"`+o.URL+`"`, "down.example", `"http://`+refusedAddr(t)+`"`), "blocked.example\n")
 	e.get("GET", "app.example", "/", nil)
 	e.get("GET", "down.example", "/", nil)
 	e.get("GET", "blocked.example", "/", nil)
-	waitFor(t, 10*time.Second, "a certificate expiry series", func() bool {
+	edgetest.WaitFor(t, 10*time.Second, "a certificate expiry series", func() bool {
 		return strings.Contains(e.scrape(), "edgeblock_tls_certificate_expiry_timestamp_seconds{")
 	})
 	exported := map[string]bool{}
@@ -98,7 +100,7 @@ func TestDeployedQueriesMatchMetrics(t *testing.T) {
 		}
 	}
 	f := filepath.Join(t.TempDir(), "dashboard.rules.yaml")
-	writeFile(t, f, recording.String())
+	edgetest.WriteFile(t, f, recording.String())
 	if out, err := exec.Command(promtool, "check", "rules", f).CombinedOutput(); err != nil {
 		t.Errorf("dashboard queries do not parse: %v\n%s", err, out)
 	}

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 )
 
 // startBIND runs BIND's named on a loopback port as the primary of zone,
@@ -27,15 +29,15 @@ func startBIND(t *testing.T, zone string) (addr, secretFile string) {
 	rand.Read(key)
 	secret := base64.StdEncoding.EncodeToString(key)
 	secretFile = filepath.Join(dir, "tsig.secret")
-	writeFile(t, secretFile, secret+"\n")
-	writeFile(t, filepath.Join(dir, "zone.db"), fmt.Sprintf(`$TTL 60
+	edgetest.WriteFile(t, secretFile, secret+"\n")
+	edgetest.WriteFile(t, filepath.Join(dir, "zone.db"), fmt.Sprintf(`$TTL 60
 @    IN SOA ns.%[1]s. hostmaster.%[1]s. 1 60 60 600 60
 @    IN NS  ns.%[1]s.
 ns   IN A   127.0.0.1
 @    IN A   127.0.0.1
 *    IN A   127.0.0.1
 `, zone))
-	writeFile(t, filepath.Join(dir, "named.conf"), fmt.Sprintf(`options {
+	edgetest.WriteFile(t, filepath.Join(dir, "named.conf"), fmt.Sprintf(`options {
 	directory "%[1]s";
 	pid-file "%[1]s/named.pid";
 	session-keyfile "%[1]s/session.key";
@@ -69,7 +71,7 @@ func TestWildcardDNS01(t *testing.T) {
 	pe := startPebbleDNS(t, bind)
 	o := echoOrigin(t)
 	before := pe.orders()
-	e := startEnv(t, pe.tlsConfig(storageDir(t), "http-01")+fmt.Sprintf(`  dns:
+	e := startEnv(t, pe.tlsConfig(edgetest.RemovedDir(t, "edgeblock-certs-"), "http-01")+fmt.Sprintf(`  dns:
     provider: rfc2136
     server: %[1]s
     key_name: edgeblock.
@@ -83,12 +85,12 @@ func TestWildcardDNS01(t *testing.T) {
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			for _, l := range e.logs.logLines(t, "certificate obtain failed") {
+			for _, l := range e.logs.Lines(t, "certificate obtain failed") {
 				t.Logf("obtain failed: %v", l)
 			}
 		}
 	})
-	waitFor(t, 60*time.Second, "the wildcard certificate", func() bool { return handshake(t, e, pe.roots, names[0]) == "" })
+	edgetest.WaitFor(t, 60*time.Second, "the wildcard certificate", func() bool { return handshake(t, e, pe.roots, names[0]) == "" })
 	for _, n := range names {
 		req, _ := http.NewRequest("GET", e.url("https")+"/", nil)
 		req.Host = n
@@ -109,15 +111,15 @@ func TestWildcardDNS01(t *testing.T) {
 	if orders != 1 {
 		t.Errorf("pebble received %d orders, want 1", orders)
 	}
-	obtained := e.logs.logLines(t, "certificate obtained")
+	obtained := e.logs.Lines(t, "certificate obtained")
 	if len(obtained) != 1 || obtained[0]["name"] != "*.dns.test" {
 		t.Errorf("certificates obtained: %v, want *.dns.test alone", obtained)
 	}
 	m := e.scrape()
-	if v := metricValue(t, m, `edgeblock_tls_certificate_expiry_timestamp_seconds{issuer="acme",name="*.dns.test"}`); v == "" {
+	if v := edgetest.MetricValue(m, `edgeblock_tls_certificate_expiry_timestamp_seconds{issuer="acme",name="*.dns.test"}`); v == "" {
 		t.Error("no expiry series for *.dns.test")
 	}
-	if v := metricValue(t, m, `edgeblock_tls_obtain_by_pattern_total{pattern="*.dns.test",result="success"}`); v != "1" {
+	if v := edgetest.MetricValue(m, `edgeblock_tls_obtain_by_pattern_total{pattern="*.dns.test",result="success"}`); v != "1" {
 		t.Errorf("obtained under *.dns.test: %q, want 1", v)
 	}
 }
@@ -127,15 +129,15 @@ func TestWildcardDNS01(t *testing.T) {
 // made-up names under it mint nothing more.
 func TestWildcardInternal(t *testing.T) {
 	o := echoOrigin(t)
-	e, pool := internalTLSEnv(t, storageDir(t), "", routeConfig("*.apps.example", `"`+o.URL+`"`)+"    tls:\n      wildcard: true\n", "")
-	waitFor(t, 10*time.Second, "the wildcard certificate", func() bool { return handshake(t, e, pool, "a.apps.example") == "" })
+	e, pool := internalTLSEnv(t, edgetest.RemovedDir(t, "edgeblock-certs-"), "", routeConfig("*.apps.example", `"`+o.URL+`"`)+"    tls:\n      wildcard: true\n", "")
+	edgetest.WaitFor(t, 10*time.Second, "the wildcard certificate", func() bool { return handshake(t, e, pool, "a.apps.example") == "" })
 	for i := range 50 {
 		if err := handshake(t, e, pool, fmt.Sprintf("made-up-%d.apps.example", i)); err != "" {
 			t.Fatalf("made-up-%d: %s", i, err)
 		}
 	}
 	var names []string
-	for _, l := range e.logs.logLines(t, "certificate obtained") {
+	for _, l := range e.logs.Lines(t, "certificate obtained") {
 		names = append(names, fmt.Sprint(l["name"]))
 	}
 	t.Logf("internal CA, wildcard route: 51 names, certificates signed: %v", names)

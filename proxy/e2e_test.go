@@ -129,7 +129,7 @@ func TestBlockDecision(t *testing.T) {
 			t.Errorf("%s: 404 page lacks its message:\n%s", tt.name, body)
 		}
 		id := resp.Header.Get("X-Request-Id")
-		lines := e.logs.logLines(t, "request")
+		lines := e.logs.Lines(t, "request")
 		found := false
 		for _, l := range lines {
 			if l["request_id"] == id {
@@ -322,7 +322,7 @@ func TestOriginFailures(t *testing.T) {
 	// the refusing origin in both routes that use it, the slow one after
 	// its timeout.
 	var lines []string
-	for _, l := range e.logs.logLines(t, "origin down") {
+	for _, l := range e.logs.Lines(t, "origin down") {
 		lines = append(lines, fmt.Sprintf("%v %v", l["route"], l["origin"]))
 	}
 	slices.Sort(lines)

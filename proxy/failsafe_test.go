@@ -18,6 +18,7 @@ import (
 	"github.com/edgeblock/edgeblock/proxy/reload"
 
 	"github.com/edgeblock/edgeblock/blocklist"
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 	"github.com/edgeblock/edgeblock/proxy/metrics"
 )
 
@@ -38,7 +39,7 @@ func numberedList(n int, extra ...string) string {
 func renameOver(t *testing.T, path, text string) {
 	t.Helper()
 	tmp := path + ".tmp"
-	writeFile(t, tmp, text)
+	edgetest.WriteFile(t, tmp, text)
 	if err := os.Rename(tmp, path); err != nil {
 		t.Fatal(err)
 	}
@@ -101,24 +102,24 @@ func TestDropGuard(t *testing.T) {
 			e := startReloadEnv(t, numberedList(10), "blocklist:\n  file: blocklist.txt\n"+tt.extra)
 			renameOver(t, e.list, tt.next)
 			if tt.applied {
-				waitFor(t, 5*time.Second, "the applied list", func() bool {
-					return metricValue(t, e.scrape(), `edgeblock_blocklist_reloads_total{result="success"}`) == "2"
+				edgetest.WaitFor(t, 5*time.Second, "the applied list", func() bool {
+					return edgetest.MetricValue(e.scrape(), `edgeblock_blocklist_reloads_total{result="success"}`) == "2"
 				})
 				if e.status("r9.example") != 200 {
 					t.Error("the allowed list is not in effect")
 				}
 				return
 			}
-			waitFor(t, 5*time.Second, "the refusal", func() bool {
-				return metricValue(t, e.scrape(), `edgeblock_blocklist_reloads_total{result="refused"}`) == "1"
+			edgetest.WaitFor(t, 5*time.Second, "the refusal", func() bool {
+				return edgetest.MetricValue(e.scrape(), `edgeblock_blocklist_reloads_total{result="refused"}`) == "1"
 			})
 			if e.status("r9.example") != 403 {
 				t.Fatal("a refused list lifted a block")
 			}
-			if v := metricValue(t, e.scrape(), "edgeblock_blocklist_last_reload_successful"); v != "0" {
+			if v := edgetest.MetricValue(e.scrape(), "edgeblock_blocklist_last_reload_successful"); v != "0" {
 				t.Errorf("last_reload_successful = %s after a refusal", v)
 			}
-			lines := e.logs.logLines(t, "blocklist not applied: it would drop too many block rules; keeping the last good list")
+			lines := e.logs.Lines(t, "blocklist not applied: it would drop too many block rules; keeping the last good list")
 			if len(lines) != 1 || lines[0]["level"] != "ERROR" || lines[0]["event"] != "blocklist_reload" || lines[0]["result"] != "refused_drop" ||
 				lines[0]["block_rules"] != 10.0 || lines[0]["serving_rules"] != 10.0 || lines[0]["marker"] != blocklist.AllowDropMarker {
 				t.Errorf("refusal log = %v", lines)
@@ -133,7 +134,7 @@ func TestDropGuard(t *testing.T) {
 			if errs := statusErrors(t, e.blocklistStatus()); len(errs) != 0 {
 				t.Errorf("errors after the list applied: %q", errs)
 			}
-			if l := e.logs.logLines(t, "blocklist error cleared: the file on disk is in effect"); len(l) != 1 || l[0]["result"] != "recovered" {
+			if l := e.logs.Lines(t, "blocklist error cleared: the file on disk is in effect"); len(l) != 1 || l[0]["result"] != "recovered" {
 				t.Errorf("recovery log = %v", l)
 			}
 		})
@@ -213,14 +214,14 @@ func TestInPlaceGeneratorNeverLiftsBlock(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 		f.Close()
-		waitFor(t, 5*time.Second, "the full list", func() bool {
+		edgetest.WaitFor(t, 5*time.Second, "the full list", func() bool {
 			st := e.blocklistStatus()
 			return st["rules"] == float64(rules) && len(statusErrors(t, st)) == 0
 		})
 	}
 	close(stop)
 	wg.Wait()
-	refused := metricValue(t, e.scrape(), `edgeblock_blocklist_reloads_total{result="refused"}`)
+	refused := edgetest.MetricValue(e.scrape(), `edgeblock_blocklist_reloads_total{result="refused"}`)
 	t.Logf("%d polls during %d in-place rewrites, %d not blocked, %d reaching the origin; %s reloads refused", polls.Load(), rounds, passed.Load(), o.count(polled), refused)
 	if n := o.count(polled); n != 0 || passed.Load() != 0 {
 		t.Fatalf("%d polls of the blocked host reached the origin (%d not blocked)", n, passed.Load())
@@ -238,7 +239,7 @@ func TestErrorsClearOnIdenticalContent(t *testing.T) {
 	if err := os.Remove(e.list); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "the failed reload", func() bool {
+	edgetest.WaitFor(t, 5*time.Second, "the failed reload", func() bool {
 		return len(statusErrors(t, e.blocklistStatus())) > 0
 	})
 	st := e.blocklistStatus()
@@ -247,29 +248,29 @@ func TestErrorsClearOnIdenticalContent(t *testing.T) {
 	}
 	// Recreated with the content in effect: the hash-unchanged path must
 	// clear the error too.
-	writeFile(t, e.list, "gone.example\n")
-	waitFor(t, 5*time.Second, "the error to clear", func() bool {
+	edgetest.WriteFile(t, e.list, "gone.example\n")
+	edgetest.WaitFor(t, 5*time.Second, "the error to clear", func() bool {
 		return len(statusErrors(t, e.blocklistStatus())) == 0
 	})
 	st = e.blocklistStatus()
 	if st["last_error"] != nil || st["last_error_at"] != nil {
 		t.Errorf("last_error kept after recovery: %v", st)
 	}
-	l := e.logs.logLines(t, "blocklist error cleared: the file on disk is in effect")
+	l := e.logs.Lines(t, "blocklist error cleared: the file on disk is in effect")
 	if len(l) != 1 || l[0]["event"] != "blocklist_reload" || l[0]["result"] != "recovered" || !strings.Contains(fmt.Sprint(l[0]["previous_error"]), "no such file") {
 		t.Errorf("recovery log = %v", l)
 	}
-	if v := metricValue(t, e.scrape(), "edgeblock_blocklist_last_reload_successful"); v != "1" {
+	if v := edgetest.MetricValue(e.scrape(), "edgeblock_blocklist_last_reload_successful"); v != "1" {
 		t.Errorf("last_reload_successful = %s after recovery", v)
 	}
 }
 
 func TestStatusErrorsArray(t *testing.T) {
 	e := startReloadEnv(t, "kept.example\n", "")
-	writeFile(t, e.list, "kept.example\nbad..example\nx.example colour=red\n")
+	edgetest.WriteFile(t, e.list, "kept.example\nbad..example\nx.example colour=red\n")
 	cfg, _ := os.ReadFile(e.config)
-	writeFile(t, e.config, string(cfg)+"bogus: 1\nbogus2: 2\n")
-	waitFor(t, 5*time.Second, "both failures", func() bool {
+	edgetest.WriteFile(t, e.config, string(cfg)+"bogus: 1\nbogus2: 2\n")
+	edgetest.WaitFor(t, 5*time.Second, "both failures", func() bool {
 		st := e.blocklistStatus()
 		return len(statusErrors(t, st)) == 2 && len(statusErrors(t, st["config"].(map[string]any))) == 2
 	})
@@ -281,13 +282,13 @@ func TestStatusErrorsArray(t *testing.T) {
 	if !strings.Contains(conf[0], "bogus") || !strings.Contains(conf[1], "bogus2") {
 		t.Errorf("config errors = %q", conf)
 	}
-	writeFile(t, e.config, string(cfg))
-	writeFile(t, e.list, "kept.example\nnew.example\n")
-	waitFor(t, 5*time.Second, "both to clear", func() bool {
+	edgetest.WriteFile(t, e.config, string(cfg))
+	edgetest.WriteFile(t, e.list, "kept.example\nnew.example\n")
+	edgetest.WaitFor(t, 5*time.Second, "both to clear", func() bool {
 		st := e.blocklistStatus()
 		return len(statusErrors(t, st)) == 0 && len(statusErrors(t, st["config"].(map[string]any))) == 0
 	})
-	if l := e.logs.logLines(t, "config error cleared: the config and template on disk are in effect"); len(l) != 1 || l[0]["result"] != "recovered" {
+	if l := e.logs.Lines(t, "config error cleared: the config and template on disk are in effect"); len(l) != 1 || l[0]["result"] != "recovered" {
 		t.Errorf("config recovery log = %v", l)
 	}
 }
@@ -350,7 +351,7 @@ func TestAdminExplain(t *testing.T) {
 	}
 	// The answer follows the live state.
 	renameOver(t, e.list, "#! allow-drop\nother.example\n")
-	waitFor(t, 5*time.Second, "the live answer to change", func() bool {
+	edgetest.WaitFor(t, 5*time.Second, "the live answer to change", func() bool {
 		resp, err := http.Get(e.url("admin") + "/explain?host=forum.example")
 		if err != nil {
 			return false
@@ -403,22 +404,22 @@ func stateFiles(t *testing.T, list string) (dir, config string) {
 	t.Helper()
 	dir = t.TempDir()
 	config = filepath.Join(dir, "edgeblock.yaml")
-	writeFile(t, config, "listen:\n  http: 127.0.0.1:0\n  admin: 127.0.0.1:0\nblocklist:\n  file: blocklist.txt\n  poll_interval: -1s\npages:\n  template: page.html\n"+
+	edgetest.WriteFile(t, config, "listen:\n  http: 127.0.0.1:0\n  admin: 127.0.0.1:0\nblocklist:\n  file: blocklist.txt\n  poll_interval: -1s\npages:\n  template: page.html\n"+
 		routeConfig("*.example", `"http://127.0.0.1:9"`))
-	writeFile(t, filepath.Join(dir, "blocklist.txt"), list)
-	writeFile(t, filepath.Join(dir, "page.html"), "<p>{{.Host}} blocked ({{.Status}})</p>\n")
+	edgetest.WriteFile(t, filepath.Join(dir, "blocklist.txt"), list)
+	edgetest.WriteFile(t, filepath.Join(dir, "page.html"), "<p>{{.Host}} blocked ({{.Status}})</p>\n")
 	return dir, config
 }
 
 // runOnce starts a server as serve does, with snapshots in stateDir, lets
 // f act on it, and stops it.
-func runOnce(t *testing.T, config, stateDir string, f func(*Server, *syncBuffer)) {
+func runOnce(t *testing.T, config, stateDir string, f func(*Server, *edgetest.LogBuffer)) {
 	t.Helper()
 	b, err := reload.LoadBundleForStart(config, stateDir, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &edgetest.LogBuffer{}
 	srv, err := NewServer(NewLogger(logs, "json", -4), config, b)
 	if err != nil {
 		t.Fatal(err)
@@ -435,7 +436,7 @@ func runOnce(t *testing.T, config, stateDir string, f func(*Server, *syncBuffer)
 func TestSnapshotOnEveryApply(t *testing.T) {
 	dir, config := stateFiles(t, numberedList(4))
 	state := t.TempDir()
-	runOnce(t, config, state, func(srv *Server, logs *syncBuffer) {
+	runOnce(t, config, state, func(srv *Server, logs *edgetest.LogBuffer) {
 		snap, err := reload.ReadSnapshot(state)
 		if err != nil {
 			t.Fatal(err)
@@ -445,14 +446,14 @@ func TestSnapshotOnEveryApply(t *testing.T) {
 			t.Errorf("snapshot at start = %+v", snap)
 		}
 		// A reload applies and snapshots; a refused list does not.
-		writeFile(t, filepath.Join(dir, "blocklist.txt"), numberedList(5))
+		edgetest.WriteFile(t, filepath.Join(dir, "blocklist.txt"), numberedList(5))
 		srv.Reloader().Reload("test")
 		if snap, _ = reload.ReadSnapshot(state); string(snap.Blocklist.Data) != numberedList(5) || snap.Rules != 5 {
 			t.Errorf("snapshot after reload has %q", snap.Blocklist.Data)
 		}
 		cfg, _ := os.ReadFile(config)
-		writeFile(t, config, string(cfg)+"# a comment changes the hash\n")
-		writeFile(t, filepath.Join(dir, "blocklist.txt"), "")
+		edgetest.WriteFile(t, config, string(cfg)+"# a comment changes the hash\n")
+		edgetest.WriteFile(t, filepath.Join(dir, "blocklist.txt"), "")
 		srv.Reloader().Reload("test")
 		snap, _ = reload.ReadSnapshot(state)
 		if string(snap.Blocklist.Data) != numberedList(5) || !strings.HasSuffix(string(snap.Config.Data), "# a comment changes the hash\n") {
@@ -480,25 +481,27 @@ func TestLoadBundleForStart(t *testing.T) {
 		rules   int // rules of the list in use
 	}{
 		{"all good", func(*testing.T, string, string) {}, nil, "", 10},
-		{"good list, fewer rules within max_drop", func(t *testing.T, dir, _ string) { writeFile(t, filepath.Join(dir, "blocklist.txt"), numberedList(6)) }, nil, "", 6},
+		{"good list, fewer rules within max_drop", func(t *testing.T, dir, _ string) {
+			edgetest.WriteFile(t, filepath.Join(dir, "blocklist.txt"), numberedList(6))
+		}, nil, "", 6},
 		{"bad list", func(t *testing.T, dir, _ string) {
-			writeFile(t, filepath.Join(dir, "blocklist.txt"), good+"bad..example\n")
+			edgetest.WriteFile(t, filepath.Join(dir, "blocklist.txt"), good+"bad..example\n")
 		}, []string{reload.PartBlocklist}, "blocklist.txt:11: ", 10},
 		{"missing list", func(t *testing.T, dir, _ string) { os.Remove(filepath.Join(dir, "blocklist.txt")) }, []string{reload.PartBlocklist}, "blocklist.txt: no such file", 10},
-		{"empty list", func(t *testing.T, dir, _ string) { writeFile(t, filepath.Join(dir, "blocklist.txt"), "") }, []string{reload.PartBlocklist}, "would drop 10 of 10 block rules", 10},
+		{"empty list", func(t *testing.T, dir, _ string) { edgetest.WriteFile(t, filepath.Join(dir, "blocklist.txt"), "") }, []string{reload.PartBlocklist}, "would drop 10 of 10 block rules", 10},
 		{"empty list with the marker", func(t *testing.T, dir, _ string) {
-			writeFile(t, filepath.Join(dir, "blocklist.txt"), "#! allow-drop\n")
+			edgetest.WriteFile(t, filepath.Join(dir, "blocklist.txt"), "#! allow-drop\n")
 		}, nil, "", 0},
 		{"bad config", func(t *testing.T, _, config string) {
 			cfg, _ := os.ReadFile(config)
-			writeFile(t, config, string(cfg)+"bogus: 1\n")
+			edgetest.WriteFile(t, config, string(cfg)+"bogus: 1\n")
 		}, []string{reload.PartConfig}, "bogus: unknown key", 10},
 		{"missing config", func(t *testing.T, _, config string) { os.Remove(config) }, []string{reload.PartConfig}, "no such file", 10},
-		{"bad template", func(t *testing.T, dir, _ string) { writeFile(t, filepath.Join(dir, "page.html"), "{{.Nope") }, []string{reload.PartTemplate}, "page.html", 10},
+		{"bad template", func(t *testing.T, dir, _ string) { edgetest.WriteFile(t, filepath.Join(dir, "page.html"), "{{.Nope") }, []string{reload.PartTemplate}, "page.html", 10},
 		{"everything bad", func(t *testing.T, dir, config string) {
 			os.Remove(config)
 			os.Remove(filepath.Join(dir, "page.html"))
-			writeFile(t, filepath.Join(dir, "blocklist.txt"), "x y z\n")
+			edgetest.WriteFile(t, filepath.Join(dir, "blocklist.txt"), "x y z\n")
 		}, []string{reload.PartConfig, reload.PartTemplate, reload.PartBlocklist}, "blocklist.txt:1: ", 10},
 	}
 	for _, tt := range tests {
@@ -543,7 +546,7 @@ func TestStartFromSnapshotServesAndRecovers(t *testing.T) {
 	runOnce(t, config, state, nil)
 	list := filepath.Join(dir, "blocklist.txt")
 	os.Remove(list)
-	runOnce(t, config, state, func(srv *Server, logs *syncBuffer) {
+	runOnce(t, config, state, func(srv *Server, logs *edgetest.LogBuffer) {
 		e := &testEnv{t: t, srv: srv, logs: logs, list: list, config: config}
 		resp, body := e.get("GET", "blocked.example", "/", map[string]string{"Accept": "text/html"})
 		if resp.StatusCode != 403 || !strings.Contains(body, "blocked.example blocked (403)") {
@@ -553,7 +556,7 @@ func TestStartFromSnapshotServesAndRecovers(t *testing.T) {
 			t.Errorf("/readyz = %v %v", r, err)
 		}
 		scrape := e.scrape()
-		if metricValue(t, scrape, "edgeblock_running_from_snapshot") != "1" || metricValue(t, scrape, "edgeblock_blocklist_last_reload_successful") != "0" {
+		if edgetest.MetricValue(scrape, "edgeblock_running_from_snapshot") != "1" || edgetest.MetricValue(scrape, "edgeblock_blocklist_last_reload_successful") != "0" {
 			t.Errorf("metrics:\n%s", scrape)
 		}
 		st := e.blocklistStatus()
@@ -561,9 +564,9 @@ func TestStartFromSnapshotServesAndRecovers(t *testing.T) {
 			t.Errorf("GET /blocklist = %v", st)
 		}
 		// The file is fixed: the normal reload applies it.
-		writeFile(t, list, "blocked.example\nnew.example\n")
+		edgetest.WriteFile(t, list, "blocked.example\nnew.example\n")
 		srv.Reloader().Reload("test")
-		if metricValue(t, e.scrape(), "edgeblock_running_from_snapshot") != "0" || e.status("new.example") != 403 {
+		if edgetest.MetricValue(e.scrape(), "edgeblock_running_from_snapshot") != "0" || e.status("new.example") != 403 {
 			t.Error("the fixed file did not end running from the snapshot")
 		}
 		if st := e.blocklistStatus(); st["from_snapshot"] != nil || len(statusErrors(t, st)) != 0 {

@@ -22,6 +22,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 )
 
 // loadClient is one visitor of a load test: HTTP/1.1 to the plain
@@ -187,10 +189,10 @@ func TestReloadsUnderLoad(t *testing.T) {
 		inPlace := n%2 == 0
 		write := func(path, text string) {
 			if inPlace { // one write after truncating, as `gen > file` of a small file
-				writeFile(t, path, text)
+				edgetest.WriteFile(t, path, text)
 				return
 			}
-			writeFile(t, path+".tmp", text)
+			edgetest.WriteFile(t, path+".tmp", text)
 			if err := os.Rename(path+".tmp", path); err != nil {
 				t.Fatal(err)
 			}
@@ -208,7 +210,7 @@ func TestReloadsUnderLoad(t *testing.T) {
 		write(e.list, list)
 		listWrites++
 		if n%7 == 3 { // the bad list is read (and refused) before it is replaced
-			waitFor(t, 5*time.Second, "the bad list read", func() bool { return reloadFailures(t, e, "blocklist") > failed0 })
+			edgetest.WaitFor(t, 5*time.Second, "the bad list read", func() bool { return reloadFailures(t, e, "blocklist") > failed0 })
 		}
 		if n%5 == 0 {
 			cfg := string(baseConfig)
@@ -223,29 +225,29 @@ func TestReloadsUnderLoad(t *testing.T) {
 			write(e.config, cfg)
 			configWrites++
 			if n%15 == 0 {
-				waitFor(t, 5*time.Second, "the bad config read", func() bool { return reloadFailures(t, e, "config") > failed0 })
+				edgetest.WaitFor(t, 5*time.Second, "the bad config read", func() bool { return reloadFailures(t, e, "config") > failed0 })
 			}
 		}
 	}
 	// The files end good.
-	writeFile(t, e.config, string(baseConfig))
+	edgetest.WriteFile(t, e.config, string(baseConfig))
 	if good != listWrites {
-		writeFile(t, e.list, version(listWrites))
+		edgetest.WriteFile(t, e.list, version(listWrites))
 		good = listWrites
 	}
 	close(stop)
 	wg.Wait()
 	// The last version is applied.
 	last := fmt.Sprintf("v%d", good)
-	waitFor(t, 5*time.Second, "the last version", func() bool {
+	edgetest.WaitFor(t, 5*time.Second, "the last version", func() bool {
 		_, _, body, _ := cs[0].do("always.example")
 		return strings.Contains(body, last)
 	})
 	scrape := e.scrape()
 	delta := func(series string) int {
 		var a, b int
-		fmt.Sscan(metricValue(t, scrape0, series), &a)
-		fmt.Sscan(metricValue(t, scrape, series), &b)
+		fmt.Sscan(edgetest.MetricValue(scrape0, series), &a)
+		fmt.Sscan(edgetest.MetricValue(scrape, series), &b)
 		return b - a
 	}
 	listOK := delta(`edgeblock_blocklist_reloads_total{result="success"}`)
@@ -279,7 +281,7 @@ func TestReloadsUnderLoad(t *testing.T) {
 func reloadFailures(t *testing.T, e *testEnv, file string) int {
 	t.Helper()
 	var n int
-	fmt.Sscan(metricValue(t, e.scrape(), `edgeblock_`+file+`_reloads_total{result="failure"}`), &n)
+	fmt.Sscan(edgetest.MetricValue(e.scrape(), `edgeblock_`+file+`_reloads_total{result="failure"}`), &n)
 	return n
 }
 

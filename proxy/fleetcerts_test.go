@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/edgeblock/edgeblock/proxy/certmgr"
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 	"github.com/edgeblock/edgeblock/proxy/fleet/fleettest"
 )
 
@@ -45,7 +46,7 @@ fleet:
 	serve := func(e *testEnv, name string, within time.Duration) *x509.Certificate {
 		t.Helper()
 		var chain []*x509.Certificate
-		waitFor(t, within, "a certificate for "+name, func() bool {
+		edgetest.WaitFor(t, within, "a certificate for "+name, func() bool {
 			var err error
 			chain, err = leafOf(e.srv.Addr("https"), name)
 			return err == nil

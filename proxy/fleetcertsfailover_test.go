@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 	"github.com/edgeblock/edgeblock/proxy/fleet"
 	"github.com/edgeblock/edgeblock/proxy/fleet/fleettest"
 	"github.com/redis/go-redis/v9"
@@ -70,7 +71,7 @@ func TestFleetCertificateLockAcrossFailover(t *testing.T) {
 		}
 		return true
 	}
-	waitFor(t, 60*time.Second, "the sentinels to know both replicas and each other", ready)
+	edgetest.WaitFor(t, 60*time.Second, "the sentinels to know both replicas and each other", ready)
 
 	p := startPebble(t, "PEBBLE_AUTHZREUSE=0")
 	o := echoOrigin(t)
@@ -137,7 +138,7 @@ fleet:
 	// The names managed ahead first, so that their orders are done.
 	for i, e := range envs {
 		for _, name := range []string{"app.edgeblock.test", "blocked.edgeblock.test"} {
-			waitFor(t, 90*time.Second, fmt.Sprintf("edge %d serving %s", i, name), func() bool {
+			edgetest.WaitFor(t, 90*time.Second, fmt.Sprintf("edge %d serving %s", i, name), func() bool {
 				chain, err := leafOf(e.srv.Addr("https"), name)
 				return err == nil && valid(chain, name) == nil
 			})
@@ -152,7 +153,7 @@ fleet:
 	attempts := func(name string) int {
 		n := 0
 		for _, e := range envs {
-			for _, l := range e.logs.logLines(t, "obtaining certificate") {
+			for _, l := range e.logs.Lines(t, "obtaining certificate") {
 				if l["name"] == name {
 					n++
 				}
@@ -165,7 +166,7 @@ fleet:
 	for round := range rounds {
 		name := fmt.Sprintf("r%d.new.edgeblock.test", round)
 		old := sentinelPrimary()
-		waitFor(t, 60*time.Second, "the replicas in sync and known", ready)
+		edgetest.WaitFor(t, 60*time.Second, "the replicas in sync and known", ready)
 
 		// Both edges ask for the name at once, and keep asking until
 		// they serve it; the failover starts while the order runs.
@@ -203,7 +204,7 @@ fleet:
 			}
 		}
 		var now string
-		waitFor(t, 60*time.Second, "a new primary", func() bool { now = sentinelPrimary(); return now != "" && now != old })
+		edgetest.WaitFor(t, 60*time.Second, "a new primary", func() bool { now = sentinelPrimary(); return now != "" && now != old })
 		if !servers[old].Running() {
 			servers[old].Start() // the sentinels make it a replica
 		}
@@ -211,7 +212,7 @@ fleet:
 		// The stored certificate: whole, its key matching, valid.
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		var crtKey string
-		waitFor(t, 20*time.Second, "the stored certificate of "+name, func() bool {
+		edgetest.WaitFor(t, 20*time.Second, "the stored certificate of "+name, func() bool {
 			keys, err := storage.List(ctx, "certificates", true)
 			if err != nil {
 				return false

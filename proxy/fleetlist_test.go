@@ -13,6 +13,7 @@ import (
 
 	"github.com/edgeblock/edgeblock/proxy/reload"
 
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 	"github.com/edgeblock/edgeblock/proxy/fleet"
 	"github.com/edgeblock/edgeblock/proxy/fleet/fleettest"
 )
@@ -39,8 +40,8 @@ func startFleetEnv(t *testing.T, addr, node, stateDir string) *testEnv {
 func tryFleetEnv(t *testing.T, addr, node, stateDir string) (*testEnv, error) {
 	t.Helper()
 	dir := t.TempDir()
-	e := &testEnv{t: t, dir: dir, config: filepath.Join(dir, "edgeblock.yaml"), logs: &syncBuffer{}}
-	writeFile(t, e.config, fleetConfig(addr, node))
+	e := &testEnv{t: t, dir: dir, config: filepath.Join(dir, "edgeblock.yaml"), logs: &edgetest.LogBuffer{}}
+	edgetest.WriteFile(t, e.config, fleetConfig(addr, node))
 	b, err := reload.LoadBundleForStart(e.config, stateDir, time.Now())
 	if err != nil {
 		return nil, err
@@ -88,7 +89,7 @@ func (e *testEnv) listStatus() reload.FileStatus {
 // metric returns the value of one series in the edge's scrape.
 func (e *testEnv) metric(series string) string {
 	e.t.Helper()
-	return metricValue(e.t, e.scrape(), series)
+	return edgetest.MetricValue(e.scrape(), series)
 }
 
 // TestFleetFollow: an edge in fleet mode starts on the published version,
@@ -103,7 +104,7 @@ func TestFleetFollow(t *testing.T) {
 	if c := e.status("a.example"); c != 403 {
 		t.Fatalf("a.example: %d, want 403 (blocked by v1)", c)
 	}
-	waitFor(t, 2*time.Second, "connected", func() bool { return e.metric("edgeblock_fleet_connected") == "1" })
+	edgetest.WaitFor(t, 2*time.Second, "connected", func() bool { return e.metric("edgeblock_fleet_connected") == "1" })
 	for series, want := range map[string]string{"edgeblock_fleet_enabled": "1", "edgeblock_fleet_version_applied": "1"} {
 		if got := e.metric(series); got != want {
 			t.Errorf("%s = %q, want %s", series, got, want)
@@ -126,10 +127,10 @@ func TestFleetFollow(t *testing.T) {
 	}
 	for _, st := range steps {
 		v := publish(t, s, st.content, st.name)
-		waitFor(t, 2*time.Second, st.name+": latest version seen", func() bool {
+		edgetest.WaitFor(t, 2*time.Second, st.name+": latest version seen", func() bool {
 			return e.metric("edgeblock_fleet_version_latest") == fmt.Sprint(st.latest)
 		})
-		waitFor(t, 2*time.Second, st.name+": applied version", func() bool {
+		edgetest.WaitFor(t, 2*time.Second, st.name+": applied version", func() bool {
 			return e.metric("edgeblock_fleet_version_applied") == fmt.Sprint(st.applied)
 		})
 		for _, h := range st.blocked {
@@ -147,7 +148,7 @@ func TestFleetFollow(t *testing.T) {
 			if len(got.Errors) > 0 || got.File != fleet.ListName(v.Number) {
 				t.Errorf("%s: /blocklist file %s errors %v, want %s and none", st.name, got.File, got.Errors, fleet.ListName(v.Number))
 			}
-			lines := e.logs.logLines(t, "blocklist applied")
+			lines := e.logs.Lines(t, "blocklist applied")
 			last := lines[len(lines)-1]
 			if last["version"] != float64(v.Number) || last["actor"] != "alice" || last["comment"] != st.name || last["trigger"] != "fleet" {
 				t.Errorf("%s: audit line %v, want version %d by alice, comment %q", st.name, last, v.Number, st.name)
@@ -163,7 +164,7 @@ func TestFleetFollow(t *testing.T) {
 		t.Errorf("failed reloads = %q, want 1", got)
 	}
 	// The heartbeat names the version in effect.
-	waitFor(t, 2*time.Second, "heartbeat with version 5", func() bool {
+	edgetest.WaitFor(t, 2*time.Second, "heartbeat with version 5", func() bool {
 		nodes, err := s.Nodes(context.Background(), time.Minute)
 		return err == nil && len(nodes) == 1 && nodes[0].Node == "edge-1" && nodes[0].Version == 5 && !nodes[0].Behind
 	})
@@ -177,22 +178,22 @@ func TestFleetRedisLost(t *testing.T) {
 	s := fleetStore(t, r)
 	publish(t, s, "a.example\n", "first")
 	e := startFleetEnv(t, r.Addr(), "edge-1", "")
-	waitFor(t, 2*time.Second, "connected", func() bool { return e.metric("edgeblock_fleet_connected") == "1" })
+	edgetest.WaitFor(t, 2*time.Second, "connected", func() bool { return e.metric("edgeblock_fleet_connected") == "1" })
 	r.Stop()
-	waitFor(t, 5*time.Second, "disconnected", func() bool { return e.metric("edgeblock_fleet_connected") == "0" })
+	edgetest.WaitFor(t, 5*time.Second, "disconnected", func() bool { return e.metric("edgeblock_fleet_connected") == "0" })
 	if c := e.status("a.example"); c != 403 {
 		t.Errorf("a.example with Redis down: %d, want 403", c)
 	}
-	if len(e.logs.logLines(t, "fleet: Redis unreachable; keeping the last good list until it is back")) == 0 {
+	if len(e.logs.Lines(t, "fleet: Redis unreachable; keeping the last good list until it is back")) == 0 {
 		t.Error("no log line says Redis is unreachable")
 	}
 	r.Start()
 	publish(t, s, "a.example\nb.example\n", "second")
-	d := waitFor(t, 5*time.Second, "b.example blocked after Redis came back", func() bool { return e.status("b.example") == 403 })
+	d := edgetest.WaitFor(t, 5*time.Second, "b.example blocked after Redis came back", func() bool { return e.status("b.example") == 403 })
 	if d > 2*time.Second {
 		t.Errorf("caught up %v after Redis came back, want <= 2s", d)
 	}
-	waitFor(t, 2*time.Second, "connected again", func() bool { return e.metric("edgeblock_fleet_connected") == "1" })
+	edgetest.WaitFor(t, 2*time.Second, "connected again", func() bool { return e.metric("edgeblock_fleet_connected") == "1" })
 }
 
 // TestFleetStartFromSnapshot: with Redis unreachable at start, an edge
@@ -226,7 +227,7 @@ func TestFleetStartFromSnapshot(t *testing.T) {
 	if !strings.Contains(strings.Join(b.Problems, "\n"), "fleet.redis: cannot read the published blocklist from "+r.Addr()) {
 		t.Errorf("problems %q do not say Redis is unreachable", b.Problems)
 	}
-	e2 := &testEnv{t: t, dir: e1.dir, config: e1.config, logs: &syncBuffer{}}
+	e2 := &testEnv{t: t, dir: e1.dir, config: e1.config, logs: &edgetest.LogBuffer{}}
 	srv, err := NewServer(NewLogger(e2.logs, "json", slog.LevelDebug), e2.config, b)
 	if err != nil {
 		t.Fatal(err)
@@ -248,7 +249,7 @@ func TestFleetStartFromSnapshot(t *testing.T) {
 		t.Errorf("version_applied = %q, want 2 (the snapshot's)", got)
 	}
 	r.Start()
-	waitFor(t, 3*time.Second, "snapshot confirmed once Redis is back", func() bool {
+	edgetest.WaitFor(t, 3*time.Second, "snapshot confirmed once Redis is back", func() bool {
 		return e2.metric("edgeblock_running_from_snapshot") == "0" && !e2.listStatus().FromSnapshot
 	})
 
@@ -285,8 +286,8 @@ func TestFleetConfigReload(t *testing.T) {
 	}
 	// A new route: applied by the watcher, the list unchanged.
 	cfg := fleetConfig(r.Addr(), "edge-1") + "  - host: \"new.example\"\n    origins: [\"http://127.0.0.1:9\"]\n"
-	writeFile(t, e.config, cfg)
-	waitFor(t, 5*time.Second, "the new route", func() bool { return e.status("new.example") != 404 })
+	edgetest.WriteFile(t, e.config, cfg)
+	edgetest.WaitFor(t, 5*time.Second, "the new route", func() bool { return e.status("new.example") != 404 })
 	st := e.listStatus()
 	if st.File != "fleet:v1" || len(st.Errors) > 0 || e.status("a.example") != 403 {
 		t.Errorf("after a config reload: list %s errors %v, a.example %d; want fleet:v1, none, 403", st.File, st.Errors, e.status("a.example"))
@@ -295,11 +296,11 @@ func TestFleetConfigReload(t *testing.T) {
 		t.Errorf("restart_needed = %q after a route change, want 0", got)
 	}
 	// Another node name: only a restart applies it.
-	writeFile(t, e.config, strings.Replace(cfg, "node: edge-1", "node: edge-2", 1))
-	waitFor(t, 5*time.Second, "restart needed", func() bool { return e.metric("edgeblock_config_restart_needed") == "1" })
+	edgetest.WriteFile(t, e.config, strings.Replace(cfg, "node: edge-1", "node: edge-2", 1))
+	edgetest.WaitFor(t, 5*time.Second, "restart needed", func() bool { return e.metric("edgeblock_config_restart_needed") == "1" })
 	// Still following.
 	publish(t, s, "a.example\nb.example\n", "second")
-	waitFor(t, 2*time.Second, "b.example blocked", func() bool { return e.status("b.example") == 403 })
+	edgetest.WaitFor(t, 2*time.Second, "b.example blocked", func() bool { return e.status("b.example") == 403 })
 }
 
 // TestFleetDivergentStoreInProcess: an edge whose store restarts empty
@@ -313,10 +314,10 @@ func TestFleetDivergentStoreInProcess(t *testing.T) {
 	publish(t, s, "a.example\n", "first")
 	v2 := publish(t, s, "a.example\nb.example\n", "second")
 	e := startFleetAPIEnv(t, r.Addr())
-	waitFor(t, 3*time.Second, "version 2 applied", func() bool { return e.metric("edgeblock_fleet_version_applied") == "2" })
+	edgetest.WaitFor(t, 3*time.Second, "version 2 applied", func() bool { return e.metric("edgeblock_fleet_version_applied") == "2" })
 	r.Stop()
 	r.Start()
-	waitFor(t, 5*time.Second, "divergent", func() bool { return e.metric("edgeblock_fleet_divergent") == "1" })
+	edgetest.WaitFor(t, 5*time.Second, "divergent", func() bool { return e.metric("edgeblock_fleet_divergent") == "1" })
 	for _, h := range []string{"a.example", "b.example"} {
 		if c := e.status(h); c != 403 {
 			t.Errorf("%s after the store restarted empty: %d, want 403", h, c)
@@ -341,10 +342,10 @@ func TestFleetDivergentStoreInProcess(t *testing.T) {
 		fleet.Write{Expect: 0, Base: &fleet.Version{Number: 2, SHA256: v2.SHA256}, Kind: fleet.KindReseed, Floor: 2}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 3*time.Second, "the reseed applied", func() bool {
+	edgetest.WaitFor(t, 3*time.Second, "the reseed applied", func() bool {
 		return e.metric("edgeblock_fleet_version_applied") == "3" && e.metric("edgeblock_fleet_divergent") == "0"
 	})
-	if got := metricValue(t, e.scrape(), `edgeblock_fleet_explicit_applied_total{kind="reseed"}`); got != "1" {
+	if got := edgetest.MetricValue(e.scrape(), `edgeblock_fleet_explicit_applied_total{kind="reseed"}`); got != "1" {
 		t.Errorf("explicit applies of kind reseed = %q, want 1", got)
 	}
 	if code, m := e.api(nil, "POST", "/v1/block", writeToken, `{"pattern":"c.example"}`); code != 200 || m["applied"] != true {

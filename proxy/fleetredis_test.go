@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 	"github.com/edgeblock/edgeblock/proxy/fleet/fleettest"
 )
 
@@ -18,21 +19,21 @@ func TestFleetRedisMetrics(t *testing.T) {
 	s := fleetStore(t, r)
 	publish(t, s, "a.example\n", "first")
 	e := startFleetEnv(t, r.Addr(), "edge-1", "")
-	waitFor(t, 2*time.Second, "connected", func() bool { return e.metric("edgeblock_fleet_connected") == "1" })
+	edgetest.WaitFor(t, 2*time.Second, "connected", func() bool { return e.metric("edgeblock_fleet_connected") == "1" })
 	info := fmt.Sprintf(`edgeblock_fleet_redis_info{mode="single",primary=%q}`, r.Addr())
-	waitFor(t, 2*time.Second, info, func() bool { return e.metric(info) == "1" })
+	edgetest.WaitFor(t, 2*time.Second, info, func() bool { return e.metric(info) == "1" })
 	if got := e.metric("edgeblock_fleet_redis_reconnects_total"); got != "0" {
 		t.Errorf("reconnects before any loss = %q, want 0", got)
 	}
 	r.Stop()
-	waitFor(t, 5*time.Second, "disconnected", func() bool { return e.metric("edgeblock_fleet_connected") == "0" })
+	edgetest.WaitFor(t, 5*time.Second, "disconnected", func() bool { return e.metric("edgeblock_fleet_connected") == "0" })
 	r.Start()
-	waitFor(t, 5*time.Second, "connected again", func() bool { return e.metric("edgeblock_fleet_connected") == "1" })
-	waitFor(t, 2*time.Second, "a reconnect counted", func() bool { return e.metric("edgeblock_fleet_redis_reconnects_total") == "1" })
+	edgetest.WaitFor(t, 5*time.Second, "connected again", func() bool { return e.metric("edgeblock_fleet_connected") == "1" })
+	edgetest.WaitFor(t, 2*time.Second, "a reconnect counted", func() bool { return e.metric("edgeblock_fleet_redis_reconnects_total") == "1" })
 	if got := e.metric("edgeblock_fleet_redis_failovers_total"); got != "0" {
 		t.Errorf("failovers with one server = %q, want 0", got)
 	}
-	waitFor(t, 10*time.Second, "the heartbeat says how the edge reaches Redis", func() bool {
+	edgetest.WaitFor(t, 10*time.Second, "the heartbeat says how the edge reaches Redis", func() bool {
 		nodes, err := s.Nodes(context.Background(), time.Minute)
 		if err != nil || len(nodes) != 1 || nodes[0].Redis == nil {
 			return false

@@ -18,6 +18,7 @@ import (
 	"github.com/edgeblock/edgeblock/proxy/config"
 
 	"github.com/edgeblock/edgeblock/proxy/certmgr"
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 	"github.com/edgeblock/edgeblock/proxy/fleet/fleettest"
 )
 
@@ -29,9 +30,9 @@ func newEdges(t *testing.T, configs []string, list string) ([]*testEnv, []*reloa
 	var bundles []*reload.Bundle
 	for _, config := range configs {
 		dir := t.TempDir()
-		e := &testEnv{t: t, dir: dir, config: filepath.Join(dir, "edgeblock.yaml"), list: filepath.Join(dir, "blocklist.txt"), logs: &syncBuffer{}}
-		writeFile(t, e.config, config+"\nblocklist:\n  file: blocklist.txt\n  policy: https://policy.example/default\n")
-		writeFile(t, e.list, list)
+		e := &testEnv{t: t, dir: dir, config: filepath.Join(dir, "edgeblock.yaml"), list: filepath.Join(dir, "blocklist.txt"), logs: &edgetest.LogBuffer{}}
+		edgetest.WriteFile(t, e.config, config+"\nblocklist:\n  file: blocklist.txt\n  policy: https://policy.example/default\n")
+		edgetest.WriteFile(t, e.list, list)
 		b, err := reload.LoadBundle(e.config)
 		if err != nil {
 			t.Fatalf("LoadBundle: %v", err)
@@ -125,7 +126,7 @@ fleet:
 	for i, e := range envs {
 		for _, name := range []string{"app.edgeblock.test", "blocked.edgeblock.test"} {
 			var resp *http.Response
-			waitFor(t, 90*time.Second, fmt.Sprintf("edge %d serving %s", i, name), func() bool {
+			edgetest.WaitFor(t, 90*time.Second, fmt.Sprintf("edge %d serving %s", i, name), func() bool {
 				req, _ := http.NewRequest("GET", e.url("https")+"/", nil)
 				req.Host = name
 				var err error
@@ -138,7 +139,7 @@ fleet:
 	}
 	obtained := 0
 	for _, e := range envs {
-		obtained += len(e.logs.logLines(t, "certificate obtained"))
+		obtained += len(e.logs.Lines(t, "certificate obtained"))
 	}
 	t.Logf("pebble orders: %d; certificates obtained by the three edges: %d", p.orders(), obtained)
 	if p.orders() != 2 || obtained != 2 || len(serials) != 2 {
@@ -159,8 +160,8 @@ fleet:
 		t.Error("Redis down: a new name got a certificate")
 	}
 	t.Logf("Redis down: the handshake for a new name failed after %v", time.Since(start).Round(time.Millisecond))
-	waitFor(t, 5*time.Second, "the failed handshake counted", func() bool {
-		return metricValue(t, envs[1].scrape(), `edgeblock_tls_handshake_errors_total{reason="storage"}`) != "0"
+	edgetest.WaitFor(t, 5*time.Second, "the failed handshake counted", func() bool {
+		return edgetest.MetricValue(envs[1].scrape(), `edgeblock_tls_handshake_errors_total{reason="storage"}`) != "0"
 	})
 	// The storage now knows Redis is down: the next new name fails at
 	// once instead of waiting out the client's retries again.
@@ -173,10 +174,10 @@ fleet:
 	if fast > certmgr.StorageProbeInterval {
 		t.Errorf("the second failure took %v; the storage should fail fast while Redis is down", fast)
 	}
-	waitFor(t, 5*time.Second, "both failed handshakes counted", func() bool {
-		return metricValue(t, envs[1].scrape(), `edgeblock_tls_handshake_errors_total{reason="storage"}`) == "2"
+	edgetest.WaitFor(t, 5*time.Second, "both failed handshakes counted", func() bool {
+		return edgetest.MetricValue(envs[1].scrape(), `edgeblock_tls_handshake_errors_total{reason="storage"}`) == "2"
 	})
-	if len(envs[1].logs.logLines(t, "no certificate for a covered name; the handshake failed and the next one tries again")) == 0 {
+	if len(envs[1].logs.Lines(t, "no certificate for a covered name; the handshake failed and the next one tries again")) == 0 {
 		t.Error("the failed handshake was not logged")
 	}
 	if p.orders() != ordersBefore {
@@ -187,7 +188,7 @@ fleet:
 	// name gets it.
 	rd.Start()
 	var chain []*x509.Certificate
-	waitFor(t, 90*time.Second, "the new name once Redis is back", func() bool {
+	edgetest.WaitFor(t, 90*time.Second, "the new name once Redis is back", func() bool {
 		var err error
 		chain, err = leafOf(envs[1].srv.Addr("https"), "one.new.edgeblock.test")
 		return err == nil
@@ -236,7 +237,7 @@ fleet:
 	issuers := map[string]bool{}
 	for i, e := range envs {
 		var chain []*x509.Certificate
-		waitFor(t, 20*time.Second, fmt.Sprintf("edge %d's certificate", i), func() bool {
+		edgetest.WaitFor(t, 20*time.Second, fmt.Sprintf("edge %d's certificate", i), func() bool {
 			chain, err = leafOf(e.srv.Addr("https"), "app.edgeblock.test")
 			return err == nil
 		})

@@ -20,6 +20,7 @@ import (
 
 	"github.com/edgeblock/edgeblock/blocklist"
 	"github.com/edgeblock/edgeblock/pages"
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 	"github.com/edgeblock/edgeblock/proxy/fleet/fleettest"
 	"github.com/edgeblock/edgeblock/proxy/geo/geotest"
 	"github.com/edgeblock/edgeblock/proxy/metrics"
@@ -156,7 +157,7 @@ func TestGeoScopedRequests(t *testing.T) {
 		}
 	}
 	e.srv.FlushAccessLog()
-	lines := e.logs.logLines(t, "request")
+	lines := e.logs.Lines(t, "request")
 	if len(lines) != len(tests) {
 		t.Fatalf("%d access lines, want %d", len(lines), len(tests))
 	}
@@ -255,7 +256,7 @@ func TestGeoDatabaseSwapUnderLoad(t *testing.T) {
 			entries, blockedFrom = swapped, "127.0.0.2"
 		}
 		geotest.Write(t, db, geoBuilt.Add(time.Duration(i+1)*time.Hour), entries...)
-		waitFor(t, 10*time.Second, "the edge to use the new database", func() bool {
+		edgetest.WaitFor(t, 10*time.Second, "the edge to use the new database", func() bool {
 			resp, _ := e.getFrom(blockedFrom, "fr.example", nil)
 			return resp.StatusCode == 451
 		})
@@ -267,8 +268,8 @@ func TestGeoDatabaseSwapUnderLoad(t *testing.T) {
 	}
 	t.Logf("%d requests during 6 database swaps, %d failed", requests.Load(), failures.Load())
 	// A bad file keeps the last good database.
-	writeFile(t, db, "not a database")
-	waitFor(t, 10*time.Second, "the failed load to be counted", func() bool {
+	edgetest.WriteFile(t, db, "not a database")
+	edgetest.WaitFor(t, 10*time.Second, "the failed load to be counted", func() bool {
 		return strings.Contains(e.scrape(), "edgeblock_geo_database_last_load_successful 0\n")
 	})
 	if resp, _ := e.getFrom("127.0.0.1", "fr.example", nil); resp.StatusCode != 451 {
@@ -290,8 +291,8 @@ func TestGeoFleet(t *testing.T) {
 		dir := t.TempDir()
 		db := filepath.Join(dir, "country.mmdb")
 		geotest.Write(t, db, geoBuilt, geotest.Entry{Network: "127.0.0.0/8", Country: country})
-		e := &testEnv{t: t, dir: dir, config: filepath.Join(dir, "edgeblock.yaml"), logs: &syncBuffer{}}
-		writeFile(t, e.config, fleetConfig(r.Addr(), node)+"geo:\n  database: "+db+"\n")
+		e := &testEnv{t: t, dir: dir, config: filepath.Join(dir, "edgeblock.yaml"), logs: &edgetest.LogBuffer{}}
+		edgetest.WriteFile(t, e.config, fleetConfig(r.Addr(), node)+"geo:\n  database: "+db+"\n")
 		b, err := reload.LoadBundleForStart(e.config, "", time.Now())
 		if err != nil {
 			t.Fatal(err)
@@ -309,7 +310,7 @@ func TestGeoFleet(t *testing.T) {
 	publish(t, s, "fr.example countries=FR status=451\nde.example countries=DE\n", "German order")
 	edges["edge-de"].waitStatus("de.example", 403, "edge-de to block de.example for German visitors")
 	edges["edge-fr"].waitStatus("fr.example", 451, "edge-fr to keep fr.example")
-	waitFor(t, 5*time.Second, "edge-fr to apply v2", func() bool { return edges["edge-fr"].metric("edgeblock_fleet_version_applied") == "2" })
+	edgetest.WaitFor(t, 5*time.Second, "edge-fr to apply v2", func() bool { return edges["edge-fr"].metric("edgeblock_fleet_version_applied") == "2" })
 	if c := edges["edge-fr"].status("de.example"); c != 404 {
 		t.Errorf("edge-fr: de.example %d, want 404 (not blocked in France)", c)
 	}
@@ -416,16 +417,16 @@ func TestScopedBlockClosesOpenRequests(t *testing.T) {
 	frStream := stream(t, e, "news.example") // from 127.0.0.1: France
 	deStream := streamWith(t, clientFrom("127.0.0.2"), e.url("http"), "news.example", 1)
 	frSlow := slowRequest(t, e, "news.example")
-	waitFor(t, 5*time.Second, "the held requests to reach the origin", func() bool {
-		return metricValue(t, e.scrape(), "edgeblock_requests_in_flight") == "3"
+	edgetest.WaitFor(t, 5*time.Second, "the held requests to reach the origin", func() bool {
+		return edgetest.MetricValue(e.scrape(), "edgeblock_requests_in_flight") == "3"
 	})
 
-	writeFile(t, e.list, "plain.example\nnews.example countries=FR status=451 reason=\"Court order\"\n")
-	waitFor(t, 5*time.Second, "the new list", func() bool { return len(e.logs.logLines(t, "blocklist applied")) == 2 })
-	applied := logTime(t, e.logs.logLines(t, "blocklist applied")[1])
+	edgetest.WriteFile(t, e.list, "plain.example\nnews.example countries=FR status=451 reason=\"Court order\"\n")
+	edgetest.WaitFor(t, 5*time.Second, "the new list", func() bool { return len(e.logs.Lines(t, "blocklist applied")) == 2 })
+	applied := logTime(t, e.logs.Lines(t, "blocklist applied")[1])
 
 	for _, c := range []*openConn{frStream, frSlow} {
-		waitFor(t, 5*time.Second, c.name+" from France to end", func() bool { _, end, _ := c.state(); return !end.IsZero() })
+		edgetest.WaitFor(t, 5*time.Second, c.name+" from France to end", func() bool { _, end, _ := c.state(); return !end.IsZero() })
 		if _, end, _ := c.state(); end.Sub(applied) > time.Second {
 			t.Errorf("%s ended %v after the list was applied; want within 1s", c.name, end.Sub(applied))
 		}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 )
 
 // callWriter is a ResponseWriter that records the Flush and
@@ -120,8 +122,8 @@ func TestWriteIdlePipelined(t *testing.T) {
 		defer conn.Close()
 		conn.(*net.TCPConn).SetReadBuffer(4096)
 		go fmt.Fprint(conn, strings.Repeat("GET / HTTP/1.1\r\nHost: blocked.example\r\n\r\n", n))
-		took := waitFor(t, 20*time.Second, "the edge to close the connection of a client that does not read", func() bool {
-			return metricValue(t, e.scrape(), `edgeblock_connections_open{listener="http"}`) == "0"
+		took := edgetest.WaitFor(t, 20*time.Second, "the edge to close the connection of a client that does not read", func() bool {
+			return edgetest.MetricValue(e.scrape(), `edgeblock_connections_open{listener="http"}`) == "0"
 		})
 		t.Logf("closed %v after the requests were sent", took.Round(time.Millisecond))
 	})

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 )
 
 // h2specKnown are the h2spec cases where Go's HTTP/2 server (net/http, and
@@ -166,7 +168,7 @@ func TestH2Spec(t *testing.T) {
 		{"blocked", "localhost reason=\"h2spec\"\n", false},
 	} {
 		func() {
-			writeFile(t, e.list, phase.list)
+			edgetest.WriteFile(t, e.list, phase.list)
 			e.srv.Reloader().Reload("test")
 			want := 200
 			if !phase.wantHits {

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 )
 
 // switchOrigin is a loopback origin whose behaviour the test switches:
@@ -50,7 +52,7 @@ func newSwitchOrigin(t *testing.T, name string) *switchOrigin {
 
 func upValue(t *testing.T, e *testEnv, route, origin string) string {
 	t.Helper()
-	return metricValue(t, e.scrape(), fmt.Sprintf(`edgeblock_upstream_up{origin="%s",route="%s"}`, origin, route))
+	return edgetest.MetricValue(e.scrape(), fmt.Sprintf(`edgeblock_upstream_up{origin="%s",route="%s"}`, origin, route))
 }
 
 // TestPassiveHealth: 5xx statuses listed in passive.unhealthy_statuses
@@ -95,7 +97,7 @@ func TestPassiveHealth(t *testing.T) {
 		t.Errorf("upstream_up after recovery = %q, want 1", v)
 	}
 	var ups []string
-	for _, l := range e.logs.logLines(t, "origin up") {
+	for _, l := range e.logs.Lines(t, "origin up") {
 		ups = append(ups, fmt.Sprint(l["origin"], " ", l["by"]))
 	}
 	if len(ups) != 1 || ups[0] != bad.URL+" passive" {
@@ -111,13 +113,13 @@ func TestActiveHealth(t *testing.T) {
 	const interval, timeout, fails = 300 * time.Millisecond, 100 * time.Millisecond, 3
 	e := startEnv(t, fmt.Sprintf("origins:\n  health: {path: /healthz, interval: %v, timeout: %v, fails: %d, passes: 2, headers: {X-Probe: yes}}\n", interval, timeout, fails)+
 		routeConfig("h.example", fmt.Sprintf("%q, %q", a.URL, b.URL)), "")
-	waitFor(t, 5*time.Second, "probes", func() bool { return a.probes.Load() >= 2 })
+	edgetest.WaitFor(t, 5*time.Second, "probes", func() bool { return a.probes.Load() >= 2 })
 	if h := a.probeHeader.Load(); h != "yes /healthz" {
 		t.Errorf("probe had X-Probe and path %q, want \"yes /healthz\"", h)
 	}
 
 	a.mode.Store("hang")
-	took := waitFor(t, 5*time.Second, "the hung origin out", func() bool { return upValue(t, e, "h.example", a.URL) == "0" })
+	took := edgetest.WaitFor(t, 5*time.Second, "the hung origin out", func() bool { return upValue(t, e, "h.example", a.URL) == "0" })
 	// 1.2s of slack for probes scheduled late on a loaded machine (the
 	// origin was out 1.31s after the hang at load 16, 1.62s at load 24).
 	if limit := interval*fails + timeout + 1200*time.Millisecond; took > limit {
@@ -132,12 +134,12 @@ func TestActiveHealth(t *testing.T) {
 	}
 
 	a.mode.Store("ok")
-	waitFor(t, 5*time.Second, "the origin back", func() bool { return upValue(t, e, "h.example", a.URL) == "1" })
+	edgetest.WaitFor(t, 5*time.Second, "the origin back", func() bool { return upValue(t, e, "h.example", a.URL) == "1" })
 	c = countOrigins(t, e, "h.example", 20, 1, nil)
 	if c["a"] != 10 || c["b"] != 10 {
 		t.Errorf("after recovery: %v, want both in turn", c)
 	}
-	down, up := e.logs.logLines(t, "origin down"), e.logs.logLines(t, "origin up")
+	down, up := e.logs.Lines(t, "origin down"), e.logs.Lines(t, "origin up")
 	if len(down) != 1 || down[0]["by"] != "health_check" || down[0]["origin"] != a.URL || down[0]["event"] != "origin_down" {
 		t.Errorf("origin down lines: %v", down)
 	}
@@ -150,7 +152,7 @@ func TestActiveHealth(t *testing.T) {
 		fmt.Sprintf(`edgeblock_upstream_health_checks_total{origin="%s",result="pass",route="h.example"}`, a.URL),
 		fmt.Sprintf(`edgeblock_upstream_health_checks_total{origin="%s",result="pass",route="h.example"}`, b.URL),
 	} {
-		if v, _ := strconv.Atoi(metricValue(t, m, s)); v < 2 {
+		if v, _ := strconv.Atoi(edgetest.MetricValue(m, s)); v < 2 {
 			t.Errorf("%s = %d, want at least 2", s, v)
 		}
 	}
@@ -186,7 +188,7 @@ func TestAllDown(t *testing.T) {
 		}
 	}
 	m := e.scrape()
-	if v := metricValue(t, m, fmt.Sprintf(`edgeblock_upstream_errors_total{kind="refused",origin="%s",route="off.example"}`, down)); v != "1" {
+	if v := edgetest.MetricValue(m, fmt.Sprintf(`edgeblock_upstream_errors_total{kind="refused",origin="%s",route="off.example"}`, down)); v != "1" {
 		t.Errorf("off.example refused errors = %q, want 1 (the 503 did not try the origin)", v)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 	"github.com/edgeblock/edgeblock/proxy/origin/hostile"
 )
 
@@ -91,10 +92,10 @@ func TestHostileOriginsThroughEdge(t *testing.T) {
 					series := `edgeblock_upstream_errors_total{kind="unsolicited",origin="http://` + o.Addr() + `",route="a.example"}`
 					series2 := strings.Replace(series, "a.example", "b.example", 1)
 					m := e.scrape()
-					if metricValue(t, m, series) == "" && metricValue(t, m, series2) == "" {
+					if edgetest.MetricValue(m, series) == "" && edgetest.MetricValue(m, series2) == "" {
 						t.Errorf("no %s in the metrics", series)
 					}
-					if len(e.logs.logLines(t, "origin sent bytes no request asked for; connection closed")) == 0 {
+					if len(e.logs.Lines(t, "origin sent bytes no request asked for; connection closed")) == 0 {
 						t.Error("no origin_unsolicited log line")
 					}
 				}

@@ -29,6 +29,7 @@ import (
 	"github.com/edgeblock/edgeblock/proxy/reload"
 
 	"github.com/edgeblock/edgeblock/proxy/config"
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 
 	"github.com/quic-go/qpack"
 	"github.com/quic-go/quic-go"
@@ -42,7 +43,7 @@ import (
 // that trusts its internal CA.
 func h3Env(t *testing.T, extra, routes, list string) (*testEnv, *x509.CertPool) {
 	t.Helper()
-	storage := storageDir(t)
+	storage := edgetest.RemovedDir(t, "edgeblock-certs-")
 	e := startEnv(t, fmt.Sprintf(`listen:
   http: 127.0.0.1:0
   https: 127.0.0.1:0
@@ -53,12 +54,7 @@ tls:
   storage: %s
 %s
 `, storage, extra)+routes, list)
-	pemData, err := os.ReadFile(filepath.Join(storage, "internal-ca", "root.crt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pemData)
+	pool := edgetest.InternalCAPool(t, storage)
 	return e, pool
 }
 
@@ -198,7 +194,7 @@ func TestHTTP3SameEdge(t *testing.T) {
 	}
 	e.srv.FlushAccessLog()
 	var h3 int
-	for _, l := range e.logs.logLines(t, "request") {
+	for _, l := range e.logs.Lines(t, "request") {
 		if l["proto"] == "HTTP/3.0+tls" {
 			h3++
 		}
@@ -207,10 +203,10 @@ func TestHTTP3SameEdge(t *testing.T) {
 		t.Errorf("%d access lines with proto HTTP/3.0+tls, want 3", h3)
 	}
 	s := e.scrape()
-	if got := metricValue(t, s, `edgeblock_requests_by_protocol_total{proto="HTTP/3.0"}`); got != "3" {
+	if got := edgetest.MetricValue(s, `edgeblock_requests_by_protocol_total{proto="HTTP/3.0"}`); got != "3" {
 		t.Errorf(`requests_by_protocol{HTTP/3.0} = %q, want 3`, got)
 	}
-	if got := metricValue(t, s, `edgeblock_quic_serving`); got != "1" {
+	if got := edgetest.MetricValue(s, `edgeblock_quic_serving`); got != "1" {
 		t.Errorf("quic_serving = %q, want 1", got)
 	}
 }
@@ -263,9 +259,9 @@ func TestQUICPortTaken(t *testing.T) {
 	defer taken.Close()
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "edgeblock.yaml")
-	writeFile(t, cfg, fmt.Sprintf("listen:\n  https: 127.0.0.1:0\n  quic: %s\n  admin: 127.0.0.1:0\ntls:\n  mode: internal\n  storage: %s\nblocklist:\n  file: b.txt\n",
-		taken.LocalAddr(), storageDir(t)))
-	writeFile(t, filepath.Join(dir, "b.txt"), "")
+	edgetest.WriteFile(t, cfg, fmt.Sprintf("listen:\n  https: 127.0.0.1:0\n  quic: %s\n  admin: 127.0.0.1:0\ntls:\n  mode: internal\n  storage: %s\nblocklist:\n  file: b.txt\n",
+		taken.LocalAddr(), edgetest.RemovedDir(t, "edgeblock-certs-")))
+	edgetest.WriteFile(t, filepath.Join(dir, "b.txt"), "")
 	b, err := reload.LoadBundle(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -336,7 +332,7 @@ func TestQUICKeys(t *testing.T) {
 	if left, _ := filepath.Glob(filepath.Join(dir, ".quic-keys-*")); len(left) != 0 {
 		t.Errorf("temporary files left: %v", left)
 	}
-	writeFile(t, filepath.Join(dir, quicKeysFile), "short")
+	edgetest.WriteFile(t, filepath.Join(dir, quicKeysFile), "short")
 	if _, _, _, err := loadQUICKeys(dir); err == nil || !strings.Contains(err.Error(), filepath.Join(dir, quicKeysFile)) {
 		t.Errorf("damaged key file: %v, want an error naming it", err)
 	}
@@ -393,10 +389,10 @@ func TestHTTP3BlockClosesStream(t *testing.T) {
 	cb.Timeout, ck.Timeout = 0, 0 // the streams stay open
 	blocked := streamWith(t, cb, base, "sse.example", 3)
 	kept := streamWith(t, ck, base, "ok.example", 3)
-	writeFile(t, e.list, "sse.example\n")
-	waitFor(t, h3Patience, "the new list", func() bool { return len(e.logs.logLines(t, "blocklist applied")) == 2 })
-	applied := logTime(t, e.logs.logLines(t, "blocklist applied")[1])
-	waitFor(t, h3Patience, blocked.name+" to end", func() bool { _, end, _ := blocked.state(); return !end.IsZero() })
+	edgetest.WriteFile(t, e.list, "sse.example\n")
+	edgetest.WaitFor(t, h3Patience, "the new list", func() bool { return len(e.logs.Lines(t, "blocklist applied")) == 2 })
+	applied := logTime(t, e.logs.Lines(t, "blocklist applied")[1])
+	edgetest.WaitFor(t, h3Patience, blocked.name+" to end", func() bool { _, end, _ := blocked.state(); return !end.IsZero() })
 	_, end, err := blocked.state()
 	if d := end.Sub(applied); d > time.Second {
 		t.Errorf("%s ended %v after the list was applied; want within 1s", blocked.name, d)
@@ -407,7 +403,7 @@ func TestHTTP3BlockClosesStream(t *testing.T) {
 	}
 	t.Logf("%s ended %v after the apply log line: %v", blocked.name, end.Sub(applied), err)
 	keepsFlowing(t, kept, applied)
-	if got := metricValue(t, e.scrape(), `edgeblock_blocked_connections_closed_total{kind="stream"}`); got != "1" {
+	if got := edgetest.MetricValue(e.scrape(), `edgeblock_blocked_connections_closed_total{kind="stream"}`); got != "1" {
 		t.Errorf("closed streams = %q, want 1", got)
 	}
 }
@@ -435,17 +431,17 @@ func TestHTTP3ClientCaps(t *testing.T) {
 		} else if !strings.Contains(err.Error(), "H3_EXCESSIVE_LOAD") && !strings.Contains(err.Error(), "too many connections") {
 			t.Errorf("refused with %v, want H3_EXCESSIVE_LOAD", err)
 		}
-		if got := metricValue(t, e.scrape(), `edgeblock_connections_refused_total{reason="max_conns_per_client"}`); got != "1" {
+		if got := edgetest.MetricValue(e.scrape(), `edgeblock_connections_refused_total{reason="max_conns_per_client"}`); got != "1" {
 			t.Errorf("refused connections = %q, want 1", got)
 		}
 		c2.Transport.(*http.Transport).CloseIdleConnections()
-		waitFor(t, h3Patience, "the TCP connection to close", func() bool {
-			return metricValue(t, e.scrape(), `edgeblock_connections_open{listener="https"}`) == "0"
+		edgetest.WaitFor(t, h3Patience, "the TCP connection to close", func() bool {
+			return edgetest.MetricValue(e.scrape(), `edgeblock_connections_open{listener="https"}`) == "0"
 		})
 		if resp, body := fetch(t, c3, "https://"+e.srv.Addr("quic"), "app.example", "/wait?ms=0"); resp.StatusCode != 200 || body != "done" {
 			t.Fatalf("HTTP/3 after the TCP connection closed: %s %q", resp.Status, body)
 		}
-		if got := metricValue(t, e.scrape(), `edgeblock_connections_open{listener="quic"}`); got != "1" {
+		if got := edgetest.MetricValue(e.scrape(), `edgeblock_connections_open{listener="quic"}`); got != "1" {
 			t.Errorf("open QUIC connections = %q, want 1", got)
 		}
 		// And the other way round: the QUIC connection holds the unit.
@@ -465,7 +461,7 @@ func TestHTTP3ClientCaps(t *testing.T) {
 			resp, body := fetch(t, c2, e.url("https"), "app.example", "/wait?ms=3000")
 			held <- resp.Status + " " + body
 		}()
-		waitFor(t, h3Patience, "the held request at the origin", func() bool { n, _ := o.held(); return n == 1 })
+		edgetest.WaitFor(t, h3Patience, "the held request at the origin", func() bool { n, _ := o.held(); return n == 1 })
 		c3, _ := h3Client(t, pool, "app.example")
 		resp, _ := fetch(t, c3, "https://"+e.srv.Addr("quic"), "app.example", "/wait?ms=0")
 		if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != "1" {
@@ -511,7 +507,7 @@ func TestHTTP3StreamCap(t *testing.T) {
 	if _, peak := o.held(); peak != 2 {
 		t.Errorf("origin held %d requests of one QUIC connection at once, want 2 (the stream cap)", peak)
 	}
-	if got := metricValue(t, e.scrape(), `edgeblock_connections_open{listener="quic"}`); got != "1" {
+	if got := edgetest.MetricValue(e.scrape(), `edgeblock_connections_open{listener="quic"}`); got != "1" {
 		t.Errorf("open QUIC connections = %q, want 1", got)
 	}
 }
@@ -594,7 +590,7 @@ func TestHTTP3Drain(t *testing.T) {
 		got, err := get("/wait?ms=" + strconv.Itoa(int(hold.Milliseconds())))
 		held <- fmt.Sprint(got, " ", err)
 	}()
-	waitFor(t, h3Patience, "the held request at the origin", func() bool { n, _ := o.held(); return n == 1 })
+	edgetest.WaitFor(t, h3Patience, "the held request at the origin", func() bool { n, _ := o.held(); return n == 1 })
 	stopped := make(chan error, 1)
 	var stoppedAt time.Time // written before the send on stopped
 	start := time.Now()
@@ -603,7 +599,7 @@ func TestHTTP3Drain(t *testing.T) {
 		stoppedAt = time.Now()
 		stopped <- err
 	}()
-	waitFor(t, h3Patience, "the drain", func() bool { return e.srv.draining.Load() })
+	edgetest.WaitFor(t, h3Patience, "the drain", func() bool { return e.srv.draining.Load() })
 
 	resp, _ := fetch(t, h2ClientFor(t, pool, "app.example"), e.url("https"), "app.example", "/wait?ms=0")
 	if v := resp.Header.Get("Alt-Svc"); v != "" || resp.StatusCode != 200 {
@@ -614,7 +610,7 @@ func TestHTTP3Drain(t *testing.T) {
 	// done context, asking for one opens nothing before that.
 	done, stop := context.WithCancel(context.Background())
 	stop()
-	waitFor(t, drain, "GOAWAY on the open HTTP/3 connection", func() bool {
+	edgetest.WaitFor(t, drain, "GOAWAY on the open HTTP/3 connection", func() bool {
 		_, err := cc.OpenRequestStream(done)
 		return err != nil && err.Error() == "connection in graceful shutdown"
 	})
@@ -673,12 +669,12 @@ func TestHTTP3ReloadKeepsConnection(t *testing.T) {
 	if resp, _ := fetch(t, c3, base3, "app.example", "/"); resp.StatusCode != 200 {
 		t.Fatalf("before: %s", resp.Status)
 	}
-	writeFile(t, e.list, "new.example\n")
-	waitFor(t, h3Patience, "the new list", func() bool { return len(e.logs.logLines(t, "blocklist applied")) == 2 })
+	edgetest.WriteFile(t, e.list, "new.example\n")
+	edgetest.WaitFor(t, h3Patience, "the new list", func() bool { return len(e.logs.Lines(t, "blocklist applied")) == 2 })
 	cfg, _ := os.ReadFile(e.config)
-	writeFile(t, e.config, strings.Replace(string(cfg), "routes:", "pages:\n  operator: Reloaded Ltd\nroutes:", 1))
+	edgetest.WriteFile(t, e.config, strings.Replace(string(cfg), "routes:", "pages:\n  operator: Reloaded Ltd\nroutes:", 1))
 	e.srv.Reloader().Reload("test")
-	waitFor(t, h3Patience, "the new config", func() bool { return len(e.logs.logLines(t, "config applied")) >= 1 })
+	edgetest.WaitFor(t, h3Patience, "the new config", func() bool { return len(e.logs.Lines(t, "config applied")) >= 1 })
 	if resp, _ := fetch(t, c3, base3, "app.example", "/"); resp.StatusCode != 200 {
 		t.Errorf("after: %s", resp.Status)
 	}
@@ -732,7 +728,7 @@ func TestHTTP3SafeDefaults(t *testing.T) {
 			t.Errorf("connection %d did not resume its session (the ticket works, only early data is refused)", i+1)
 		}
 	}
-	if got := metricValue(t, e.scrape(), "edgeblock_quic_retries_total"); got == "0" || got == "" {
+	if got := edgetest.MetricValue(e.scrape(), "edgeblock_quic_retries_total"); got == "0" || got == "" {
 		t.Errorf("quic_retries_total = %q after 6 connections in a second with the threshold at 2; want Retries", got)
 	}
 }
@@ -909,7 +905,7 @@ func TestHTTP3HostDecision(t *testing.T) {
 	}
 	// Nothing that was reset reached the origin or the access log as proxied.
 	e.srv.FlushAccessLog()
-	for _, l := range e.logs.logLines(t, "request") {
+	for _, l := range e.logs.Lines(t, "request") {
 		if l["outcome"] == "proxied" && l["path"] == "/" {
 			t.Errorf("forwarded: %v", l)
 		}
@@ -957,7 +953,7 @@ func TestHTTP3Gtlsclient(t *testing.T) {
 	}
 	e.srv.FlushAccessLog()
 	var h3 int
-	for _, l := range e.logs.logLines(t, "request") {
+	for _, l := range e.logs.Lines(t, "request") {
 		if l["proto"] == "HTTP/3.0+tls" {
 			h3++
 		}
@@ -1005,11 +1001,11 @@ func TestHTTP3Timeouts(t *testing.T) {
 	if resp, _ := fetch(t, c3, "https://"+e.srv.Addr("quic"), "big.example", "/small"); resp.StatusCode != 200 {
 		t.Errorf("next request on the connection: %s", resp.Status)
 	}
-	if got := metricValue(t, e.scrape(), `edgeblock_connections_open{listener="quic"}`); got != "1" {
+	if got := edgetest.MetricValue(e.scrape(), `edgeblock_connections_open{listener="quic"}`); got != "1" {
 		t.Fatalf("open QUIC connections = %q, want 1", got)
 	}
-	d := waitFor(t, 10*time.Second, "the idle connection to close", func() bool {
-		return metricValue(t, e.scrape(), `edgeblock_connections_open{listener="quic"}`) == "0"
+	d := edgetest.WaitFor(t, 10*time.Second, "the idle connection to close", func() bool {
+		return edgetest.MetricValue(e.scrape(), `edgeblock_connections_open{listener="quic"}`) == "0"
 	})
 	t.Logf("idle connection closed %v after its last request", d.Round(100*time.Millisecond))
 	if d < time.Second {
@@ -1060,7 +1056,7 @@ func TestQUICStatelessResetAcrossRestart(t *testing.T) {
 			}
 			addr := free.LocalAddr().String()
 			free.Close()
-			storage := storageDir(t)
+			storage := edgetest.RemovedDir(t, "edgeblock-certs-")
 			e := startEnv(t, fmt.Sprintf("listen:\n  https: 127.0.0.1:0\n  quic: %s\n  admin: 127.0.0.1:0\ntls:\n  mode: internal\n  storage: %s\n", addr, storage)+
 				routeConfig("app.example", `"`+o.URL+`"`), "")
 			start := func(stateDir string) *Server {
@@ -1086,9 +1082,7 @@ func TestQUICStatelessResetAcrossRestart(t *testing.T) {
 			}
 			e.srv.Shutdown(context.Background()) // the env's own edge: memory keys
 			first := start(state)
-			pemData, _ := os.ReadFile(filepath.Join(storage, "internal-ca", "root.crt"))
-			pool := x509.NewCertPool()
-			pool.AppendCertsFromPEM(pemData)
+			pool := edgetest.InternalCAPool(t, storage)
 			ctx, cancel := context.WithTimeout(context.Background(), h3Patience)
 			defer cancel()
 			qc, err := quic.DialAddr(ctx, addr, &tls.Config{RootCAs: pool, ServerName: "app.example", NextProtos: []string{"h3"}},
@@ -1103,7 +1097,7 @@ func TestQUICStatelessResetAcrossRestart(t *testing.T) {
 				t.Fatalf("first request: %v %v", resp, err)
 			}
 			first.quic.udp.Close() // the crash: no CONNECTION_CLOSE goes out
-			waitFor(t, h3Patience, "the first edge to stop advertising HTTP/3", func() bool { return !first.quic.serving.Load() })
+			edgetest.WaitFor(t, h3Patience, "the first edge to stop advertising HTTP/3", func() bool { return !first.quic.serving.Load() })
 			next := state
 			if !tt.sameState {
 				next = t.TempDir()

@@ -13,6 +13,8 @@ import (
 
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
+
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 )
 
 // TestHTTP3DrainSendsLastAnswer: the drain does not close an HTTP/3
@@ -71,7 +73,7 @@ func TestHTTP3DrainSendsLastAnswer(t *testing.T) {
 		resp, err := get("/last")
 		lastc <- answer{resp, err}
 	}()
-	waitFor(t, h3Patience, "the last request in flight", func() bool { return e.srv.quic.inFlight.Load() == 1 })
+	edgetest.WaitFor(t, h3Patience, "the last request in flight", func() bool { return e.srv.quic.inFlight.Load() == 1 })
 	// The filler's answer takes the connection's credit; unread, it
 	// holds it.
 	fill, err := get("/filler")
@@ -79,13 +81,13 @@ func TestHTTP3DrainSendsLastAnswer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer fill.Body.Close()
-	waitFor(t, h3Patience, "the filler's handler to return", func() bool { return e.srv.quic.inFlight.Load() == 1 })
+	edgetest.WaitFor(t, h3Patience, "the filler's handler to return", func() bool { return e.srv.quic.inFlight.Load() == 1 })
 
 	stopped := make(chan error, 1)
 	go func() { stopped <- e.srv.Stop(context.Background(), 0, 2*h3Patience) }()
-	waitFor(t, h3Patience, "the drain", func() bool { return e.srv.draining.Load() })
+	edgetest.WaitFor(t, h3Patience, "the drain", func() bool { return e.srv.draining.Load() })
 	close(release)
-	waitFor(t, h3Patience, "the last handler to return", func() bool { return e.srv.quic.inFlight.Load() == 0 })
+	edgetest.WaitFor(t, h3Patience, "the last handler to return", func() bool { return e.srv.quic.inFlight.Load() == 0 })
 	time.Sleep(time.Second) // the edge closed the connection here before
 
 	if n, err := io.Copy(io.Discard, fill.Body); n != filler || err != nil {

@@ -4,15 +4,12 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -22,6 +19,7 @@ import (
 
 	"github.com/edgeblock/edgeblock/blocklist"
 	"github.com/edgeblock/edgeblock/pages"
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 	"github.com/edgeblock/edgeblock/proxy/metrics"
 )
 
@@ -179,7 +177,7 @@ func streamWith(t *testing.T, c *http.Client, base, host string, major int) *ope
 			}
 		}
 	}()
-	waitFor(t, 5*time.Second, "the first event from "+host, func() bool { last, _, _ := oc.state(); return !last.IsZero() })
+	edgetest.WaitFor(t, 5*time.Second, "the first event from "+host, func() bool { last, _, _ := oc.state(); return !last.IsZero() })
 	return oc
 }
 
@@ -215,7 +213,7 @@ func slowRequest(t *testing.T, e *testEnv, host string) *openConn {
 // is still open then.
 func keepsFlowing(t *testing.T, c *openConn, since time.Time) {
 	t.Helper()
-	waitFor(t, 5*time.Second, c.name+" to carry data after the block", func() bool {
+	edgetest.WaitFor(t, 5*time.Second, c.name+" to carry data after the block", func() bool {
 		last, end, _ := c.state()
 		return !end.IsZero() || last.After(since.Add(300*time.Millisecond))
 	})
@@ -248,16 +246,16 @@ func TestBlockClosesOpenRequests(t *testing.T) {
 	blockedTunnel, okTunnel := tunnel(t, e, "ws.example"), tunnel(t, e, "ok.example")
 	blockedStream, okStream := stream(t, e, "sse.example"), stream(t, e, "ok.example")
 	blockedSlow, okSlow := slowRequest(t, e, "slow.example"), slowRequest(t, e, "ok.example")
-	waitFor(t, 5*time.Second, "the held requests to reach the origin", func() bool {
-		return metricValue(t, e.scrape(), "edgeblock_requests_in_flight") == "6"
+	edgetest.WaitFor(t, 5*time.Second, "the held requests to reach the origin", func() bool {
+		return edgetest.MetricValue(e.scrape(), "edgeblock_requests_in_flight") == "6"
 	})
 
-	writeFile(t, e.list, "sse.example\nws.example reason=\"tunnel closed\"\n*.example-not-this\nslow.example status=451\n")
-	waitFor(t, 5*time.Second, "the new list", func() bool { return len(e.logs.logLines(t, "blocklist applied")) == 2 })
-	applied := logTime(t, e.logs.logLines(t, "blocklist applied")[1])
+	edgetest.WriteFile(t, e.list, "sse.example\nws.example reason=\"tunnel closed\"\n*.example-not-this\nslow.example status=451\n")
+	edgetest.WaitFor(t, 5*time.Second, "the new list", func() bool { return len(e.logs.Lines(t, "blocklist applied")) == 2 })
+	applied := logTime(t, e.logs.Lines(t, "blocklist applied")[1])
 
 	for _, c := range []*openConn{blockedTunnel, blockedStream, blockedSlow} {
-		waitFor(t, 5*time.Second, c.name+" to end", func() bool { _, end, _ := c.state(); return !end.IsZero() })
+		edgetest.WaitFor(t, 5*time.Second, c.name+" to end", func() bool { _, end, _ := c.state(); return !end.IsZero() })
 		_, end, err := c.state()
 		if d := end.Sub(applied); d > time.Second {
 			t.Errorf("%s ended %v after the list was applied; want within 1s", c.name, d)
@@ -285,20 +283,20 @@ func TestBlockClosesOpenRequests(t *testing.T) {
 
 	s := e.scrape()
 	for kind, want := range map[string]string{"upgrade": "1", "stream": "1", "request": "1"} {
-		if got := metricValue(t, s, `edgeblock_blocked_connections_closed_total{kind="`+kind+`"}`); got != want {
+		if got := edgetest.MetricValue(s, `edgeblock_blocked_connections_closed_total{kind="`+kind+`"}`); got != want {
 			t.Errorf("closed kind=%s = %q, want %s", kind, got, want)
 		}
 	}
-	if got := metricValue(t, s, "edgeblock_requests_in_flight"); got != "3" {
+	if got := edgetest.MetricValue(s, "edgeblock_requests_in_flight"); got != "3" {
 		t.Errorf("requests in flight = %s, want 3 (the allowed host's)", got)
 	}
 
-	sum := e.logs.logLines(t, "open requests closed by a block")
+	sum := e.logs.Lines(t, "open requests closed by a block")
 	if len(sum) != 1 || sum[0]["closed"] != 3.0 || !strings.Contains(fmt.Sprint(sum[0]["rules"]), "ws.example") {
 		t.Errorf("summary lines = %v", sum)
 	}
 	closed := map[string]map[string]any{}
-	for _, l := range e.logs.logLines(t, "request") {
+	for _, l := range e.logs.Lines(t, "request") {
 		if l["error_kind"] == "closed_by_block" {
 			closed[fmt.Sprint(l["host"])] = l
 		}
@@ -322,11 +320,11 @@ func TestBlockCloseSkipsUnchangedList(t *testing.T) {
 	o := openOrigin(t)
 	e := startEnv(t, routeConfig("*.example", `"`+o.URL+`"`), "other.example\n")
 	c := stream(t, e, "sse.example")
-	writeFile(t, e.list, "other.example\nmore.example mode=report\nsse.example expires=2020-01-01\n")
-	waitFor(t, 5*time.Second, "the new list", func() bool { return len(e.logs.logLines(t, "blocklist applied")) == 2 })
-	applied := logTime(t, e.logs.logLines(t, "blocklist applied")[1])
+	edgetest.WriteFile(t, e.list, "other.example\nmore.example mode=report\nsse.example expires=2020-01-01\n")
+	edgetest.WaitFor(t, 5*time.Second, "the new list", func() bool { return len(e.logs.Lines(t, "blocklist applied")) == 2 })
+	applied := logTime(t, e.logs.Lines(t, "blocklist applied")[1])
 	keepsFlowing(t, c, applied)
-	if got := metricValue(t, e.scrape(), `edgeblock_blocked_connections_closed_total{kind="stream"}`); got != "0" {
+	if got := edgetest.MetricValue(e.scrape(), `edgeblock_blocked_connections_closed_total{kind="stream"}`); got != "0" {
 		t.Errorf("closed streams = %q, want 0", got)
 	}
 }
@@ -390,15 +388,10 @@ func TestTrackAfterSwap(t *testing.T) {
 // end of the body) and leaves another host's stream flowing.
 func TestBlockClosesHTTP2Stream(t *testing.T) {
 	o := openOrigin(t)
-	storage := storageDir(t)
+	storage := edgetest.RemovedDir(t, "edgeblock-certs-")
 	e := startEnv(t, fmt.Sprintf("listen:\n  http: 127.0.0.1:0\n  https: 127.0.0.1:0\n  admin: 127.0.0.1:0\ntls:\n  mode: internal\n  storage: %s\n", storage)+
 		routeConfig("*.example", `"`+o.URL+`"`), "")
-	pemData, err := os.ReadFile(filepath.Join(storage, "internal-ca", "root.crt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pemData)
+	pool := edgetest.InternalCAPool(t, storage)
 	client := func(host string) *http.Client {
 		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: host}, ForceAttemptHTTP2: true}
 		t.Cleanup(tr.CloseIdleConnections)
@@ -406,10 +399,10 @@ func TestBlockClosesHTTP2Stream(t *testing.T) {
 	}
 	blocked := streamWith(t, client("sse.example"), e.url("https"), "sse.example", 2)
 	kept := streamWith(t, client("ok.example"), e.url("https"), "ok.example", 2)
-	writeFile(t, e.list, "sse.example\n")
-	waitFor(t, 5*time.Second, "the new list", func() bool { return len(e.logs.logLines(t, "blocklist applied")) == 2 })
-	applied := logTime(t, e.logs.logLines(t, "blocklist applied")[1])
-	waitFor(t, 5*time.Second, blocked.name+" to end", func() bool { _, end, _ := blocked.state(); return !end.IsZero() })
+	edgetest.WriteFile(t, e.list, "sse.example\n")
+	edgetest.WaitFor(t, 5*time.Second, "the new list", func() bool { return len(e.logs.Lines(t, "blocklist applied")) == 2 })
+	applied := logTime(t, e.logs.Lines(t, "blocklist applied")[1])
+	edgetest.WaitFor(t, 5*time.Second, blocked.name+" to end", func() bool { _, end, _ := blocked.state(); return !end.IsZero() })
 	_, end, err := blocked.state()
 	if d := end.Sub(applied); d > time.Second {
 		t.Errorf("%s ended %v after the list was applied; want within 1s", blocked.name, d)
@@ -419,7 +412,7 @@ func TestBlockClosesHTTP2Stream(t *testing.T) {
 	}
 	t.Logf("%s ended %v after the apply log line: %v", blocked.name, end.Sub(applied), err)
 	keepsFlowing(t, kept, applied)
-	if got := metricValue(t, e.scrape(), `edgeblock_blocked_connections_closed_total{kind="stream"}`); got != "1" {
+	if got := edgetest.MetricValue(e.scrape(), `edgeblock_blocked_connections_closed_total{kind="stream"}`); got != "1" {
 		t.Errorf("closed streams = %q, want 1", got)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 	"github.com/edgeblock/edgeblock/proxy/reload"
 )
 
@@ -69,7 +70,7 @@ func TestMetricsScrape(t *testing.T) {
 		`edgeblock_tls_handshake_refused_total{reason="not_covered"}`:                                          "0",
 	}
 	for series, v := range want {
-		if got := metricValue(t, m, series); got != v {
+		if got := edgetest.MetricValue(m, series); got != v {
 			t.Errorf("%s = %q, want %s", series, got, v)
 		}
 	}
@@ -95,15 +96,15 @@ func TestMetricsScrape(t *testing.T) {
 	if n := seriesCount(after); n != before {
 		t.Errorf("1000 made-up hosts changed the series count from %d to %d", before, n)
 	}
-	if got := metricValue(t, after, `edgeblock_requests_total{code="404",method="GET",outcome="unknown"}`); got != "1001" {
+	if got := edgetest.MetricValue(after, `edgeblock_requests_total{code="404",method="GET",outcome="unknown"}`); got != "1001" {
 		t.Errorf("unknown requests = %s, want 1001", got)
 	}
 }
 
 func TestAdminEndpoints(t *testing.T) {
 	dir := t.TempDir()
-	writeFile(t, dir+"/b.txt", "x.example\n")
-	writeFile(t, dir+"/c.yaml", "listen:\n  http: 127.0.0.1:0\n  admin: 127.0.0.1:0\nadmin:\n  pprof: true\nblocklist:\n  file: b.txt\n")
+	edgetest.WriteFile(t, dir+"/b.txt", "x.example\n")
+	edgetest.WriteFile(t, dir+"/c.yaml", "listen:\n  http: 127.0.0.1:0\n  admin: 127.0.0.1:0\nadmin:\n  pprof: true\nblocklist:\n  file: b.txt\n")
 	b, err := reload.LoadBundle(dir + "/c.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -167,14 +168,14 @@ func TestAccessLogSwitches(t *testing.T) {
 	o := echoOrigin(t)
 	e := startEnv(t, "log:\n  access: false\n"+routeConfig("app.example", `"`+o.URL+`"`), "")
 	e.get("GET", "app.example", "/", nil)
-	if n := len(e.logs.logLines(t, "request")); n != 0 {
+	if n := len(e.logs.Lines(t, "request")); n != 0 {
 		t.Errorf("access: false still wrote %d access lines", n)
 	}
 	e2 := startEnv(t, "log:\n  access_sample: 0.1\n"+routeConfig("app.example", `"`+o.URL+`"`), "")
 	for range 400 {
 		e2.get("GET", "app.example", "/", nil)
 	}
-	if n := len(e2.logs.logLines(t, "request")); n < 10 || n > 100 {
+	if n := len(e2.logs.Lines(t, "request")); n < 10 || n > 100 {
 		t.Errorf("access_sample 0.1 of 400 requests wrote %d lines", n)
 	}
 }
@@ -208,7 +209,7 @@ func TestBlocklistInfoAndRestartNeeded(t *testing.T) {
 		if got := seriesOf(m, "edgeblock_blocklist_info"); len(got) != 1 || got[0] != info(list) {
 			t.Errorf("blocklist info series = %q, want exactly %q", got, info(list))
 		}
-		if got := metricValue(t, m, "edgeblock_config_restart_needed"); got != restart {
+		if got := edgetest.MetricValue(m, "edgeblock_config_restart_needed"); got != restart {
 			t.Errorf("restart needed = %q, want %s", got, restart)
 		}
 		cmd := exec.Command(requireBinary(t, "promtool", "prometheus"), "check", "metrics")
@@ -219,8 +220,8 @@ func TestBlocklistInfoAndRestartNeeded(t *testing.T) {
 	}
 	check(listA, "0")
 
-	writeFile(t, e.list, listB)
-	waitFor(t, 5*time.Second, "list B in use", func() bool { return strings.Contains(e.scrape(), info(listB)) })
+	edgetest.WriteFile(t, e.list, listB)
+	edgetest.WaitFor(t, 5*time.Second, "list B in use", func() bool { return strings.Contains(e.scrape(), info(listB)) })
 	check(listB, "0")
 
 	// A restart-only change (a timeout) is flagged; taking it back clears it.
@@ -229,21 +230,21 @@ func TestBlocklistInfoAndRestartNeeded(t *testing.T) {
 		t.Fatal(err)
 	}
 	changed := strings.Replace(string(orig), "routes:\n", "timeouts:\n  dial: 7s\nroutes:\n", 1)
-	writeFile(t, e.config, changed)
-	waitFor(t, 5*time.Second, "restart needed", func() bool {
-		return metricValue(t, e.scrape(), "edgeblock_config_restart_needed") == "1"
+	edgetest.WriteFile(t, e.config, changed)
+	edgetest.WaitFor(t, 5*time.Second, "restart needed", func() bool {
+		return edgetest.MetricValue(e.scrape(), "edgeblock_config_restart_needed") == "1"
 	})
 	check(listB, "1")
 	// A further reloadable change keeps the flag: dial is still not 5s.
-	writeFile(t, e.config, strings.Replace(changed, "routes:\n", "routes:\n  - host: more.example\n    origins: [\""+o.URL+"\"]\n", 1))
-	waitFor(t, 5*time.Second, "the new route", func() bool {
+	edgetest.WriteFile(t, e.config, strings.Replace(changed, "routes:\n", "routes:\n  - host: more.example\n    origins: [\""+o.URL+"\"]\n", 1))
+	edgetest.WaitFor(t, 5*time.Second, "the new route", func() bool {
 		resp, _ := e.get("GET", "more.example", "/", nil)
 		return resp.StatusCode == 200
 	})
 	check(listB, "1")
-	writeFile(t, e.config, string(orig))
-	waitFor(t, 5*time.Second, "restart no longer needed", func() bool {
-		return metricValue(t, e.scrape(), "edgeblock_config_restart_needed") == "0"
+	edgetest.WriteFile(t, e.config, string(orig))
+	edgetest.WaitFor(t, 5*time.Second, "restart no longer needed", func() bool {
+		return edgetest.MetricValue(e.scrape(), "edgeblock_config_restart_needed") == "0"
 	})
 	check(listB, "0")
 }

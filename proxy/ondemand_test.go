@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 )
 
 // internalEnvAt starts a server in internal TLS mode on storage, with the
@@ -37,7 +39,7 @@ func handshake(t *testing.T, e *testEnv, pool *x509.CertPool, name string) strin
 func obtainedNames(t *testing.T, e *testEnv, suffix string) int {
 	t.Helper()
 	n := 0
-	for _, l := range e.logs.logLines(t, "certificate obtained") {
+	for _, l := range e.logs.Lines(t, "certificate obtained") {
 		if strings.HasSuffix(fmt.Sprint(l["name"]), suffix) {
 			n++
 		}
@@ -53,7 +55,7 @@ const unrecognizedName = "tls: unrecognized name"
 // alert and no certificate. Names that have one keep working; a restart
 // counts the stored names towards max_names.
 func TestOnDemandBudgetInternal(t *testing.T) {
-	storage := storageDir(t)
+	storage := edgetest.RemovedDir(t, "edgeblock-certs-")
 	e, pool := internalEnvAt(t, storage, "  on_demand:\n    max_new_per_hour: 3\n    max_names: 4\n", "forum.example\nreported.example mode=report\n")
 	for i := range 6 {
 		name := fmt.Sprintf("made-up-%d.apps.example", i)
@@ -92,12 +94,12 @@ func TestOnDemandBudgetInternal(t *testing.T) {
 		`edgeblock_tls_issuance_budget_remaining{pattern="*.apps.example"}`:                "0",
 		`edgeblock_tls_issuance_budget_remaining{pattern="forum.example"}`:                 "2",
 	} {
-		if got := metricValue(t, m, series); got != want {
+		if got := edgetest.MetricValue(m, series); got != want {
 			t.Errorf("%s = %q, want %s", series, got, want)
 		}
 	}
 	refused := 0
-	for _, l := range e.logs.logLines(t, "certificate refused") {
+	for _, l := range e.logs.Lines(t, "certificate refused") {
 		if l["reason"] == "budget" {
 			refused++
 		}
@@ -123,7 +125,7 @@ func TestOnDemandBudgetInternal(t *testing.T) {
 	if n := obtainedNames(t, e2, ".apps.example"); n != 1 {
 		t.Errorf("after restart %d certificates issued under *.apps.example, want 1", n)
 	}
-	if got := metricValue(t, e2.scrape(), `edgeblock_tls_handshake_refused_total{reason="max_names"}`); got != "1" {
+	if got := edgetest.MetricValue(e2.scrape(), `edgeblock_tls_handshake_refused_total{reason="max_names"}`); got != "1" {
 		t.Errorf("max_names refusals = %q, want 1", got)
 	}
 }
@@ -144,7 +146,7 @@ func TestOnDemandAsk(t *testing.T) {
 		}
 	}))
 	defer ask.Close()
-	e, pool := internalEnvAt(t, storageDir(t), "  on_demand:\n    ask: "+ask.URL+"/check\n", "")
+	e, pool := internalEnvAt(t, edgetest.RemovedDir(t, "edgeblock-certs-"), "  on_demand:\n    ask: "+ask.URL+"/check\n", "")
 	for _, tt := range []struct{ name, want string }{
 		{"ok-1.apps.example", ""},
 		{"no-1.apps.example", unrecognizedName},
@@ -170,7 +172,7 @@ func TestOnDemandAsk(t *testing.T) {
 		`edgeblock_tls_handshake_refused_total{reason="not_covered"}`: "1",
 		`edgeblock_tls_handshake_refused_total{reason="ask_error"}`:   "0",
 	} {
-		if got := metricValue(t, m, series); got != want {
+		if got := edgetest.MetricValue(m, series); got != want {
 			t.Errorf("%s = %q, want %s", series, got, want)
 		}
 	}
@@ -179,8 +181,8 @@ func TestOnDemandAsk(t *testing.T) {
 	if got := handshake(t, e, pool, "ok-3.apps.example"); !strings.Contains(got, unrecognizedName) {
 		t.Errorf("ask endpoint down: %q, want %s", got, unrecognizedName)
 	}
-	waitFor(t, 5*time.Second, "ask_error counted", func() bool {
-		return metricValue(t, e.scrape(), `edgeblock_tls_handshake_refused_total{reason="ask_error"}`) == "1"
+	edgetest.WaitFor(t, 5*time.Second, "ask_error counted", func() bool {
+		return edgetest.MetricValue(e.scrape(), `edgeblock_tls_handshake_refused_total{reason="ask_error"}`) == "1"
 	})
 }
 
@@ -197,7 +199,7 @@ func TestOnDemandBudgetPebble(t *testing.T) {
 	}))
 	defer ask.Close()
 	o := echoOrigin(t)
-	e := startEnv(t, pe.tlsConfig(storageDir(t), "http-01")+"  on_demand:\n    max_new_per_hour: 2\n    ask: "+ask.URL+"\n"+
+	e := startEnv(t, pe.tlsConfig(edgetest.RemovedDir(t, "edgeblock-certs-"), "http-01")+"  on_demand:\n    max_new_per_hour: 2\n    ask: "+ask.URL+"\n"+
 		routeConfig("*.apps.edgeblock.test", `"`+o.URL+`"`), "")
 	before := pe.orders()
 	for _, tt := range []struct{ name, want string }{
@@ -225,7 +227,7 @@ func TestOnDemandBudgetPebble(t *testing.T) {
 		`edgeblock_tls_obtain_by_pattern_total{pattern="*.apps.edgeblock.test",result="success"}`: "2",
 		`edgeblock_tls_issuance_budget_remaining{pattern="*.apps.edgeblock.test"}`:                "0",
 	} {
-		if got := metricValue(t, m, series); got != want {
+		if got := edgetest.MetricValue(m, series); got != want {
 			t.Errorf("%s = %q, want %s", series, got, want)
 		}
 	}

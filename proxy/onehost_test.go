@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 )
 
 // hostRecorder is an origin that records the Host and X-Forwarded-Host of
@@ -56,13 +58,13 @@ func oneHostEnv(t *testing.T) (*testEnv, *hostRecorder, *x509.CertPool) {
 // that trusts the CA. config adds to the listener and TLS settings.
 func tlsRoutesEnv(t *testing.T, config, list string) (*testEnv, *x509.CertPool) {
 	t.Helper()
-	return internalTLSEnv(t, storageDir(t), "  redirect_http: false\n", config, list)
+	return internalTLSEnv(t, edgetest.RemovedDir(t, "edgeblock-certs-"), "  redirect_http: false\n", config, list)
 }
 
 // accessLine returns the access log line of the request with id.
 func (e *testEnv) accessLine(t *testing.T, id string) map[string]any {
 	t.Helper()
-	for _, l := range e.logs.logLines(t, "request") {
+	for _, l := range e.logs.Lines(t, "request") {
 		if l["request_id"] == id {
 			return l
 		}

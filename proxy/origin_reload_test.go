@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 )
 
 // reloadConfig rewrites the env's config with old replaced by new and
@@ -23,11 +25,11 @@ func (e *testEnv) reloadConfig(old, new string) {
 	if !strings.Contains(string(text), old) {
 		e.t.Fatalf("config lacks %q", old)
 	}
-	n := len(e.logs.logLines(e.t, "config applied"))
-	writeFile(e.t, e.config, strings.Replace(string(text), old, new, 1))
+	n := len(e.logs.Lines(e.t, "config applied"))
+	edgetest.WriteFile(e.t, e.config, strings.Replace(string(text), old, new, 1))
 	e.srv.Reloader().Reload("test")
 	start := time.Now()
-	for len(e.logs.logLines(e.t, "config applied")) <= n {
+	for len(e.logs.Lines(e.t, "config applied")) <= n {
 		if time.Since(start) > 5*time.Second {
 			for _, l := range strings.Split(e.logs.String(), "\n") {
 				if strings.Contains(l, "config") {
@@ -118,10 +120,10 @@ func TestReloadKeepsOrigins(t *testing.T) {
 		}
 	}
 	m := e.scrape()
-	if v := metricValue(t, m, fmt.Sprintf(`edgeblock_upstream_errors_total{kind="refused",origin="%s",route="keep.example"}`, down)); v != "1" {
+	if v := edgetest.MetricValue(m, fmt.Sprintf(`edgeblock_upstream_errors_total{kind="refused",origin="%s",route="keep.example"}`, down)); v != "1" {
 		t.Errorf("refused errors = %q, want 1: the reload forgot that the origin was out", v)
 	}
-	if v := metricValue(t, m, fmt.Sprintf(`edgeblock_upstream_requests_total{code="200",origin="%s",route="keep.example"}`, good.URL)); v != "6" {
+	if v := edgetest.MetricValue(m, fmt.Sprintf(`edgeblock_upstream_requests_total{code="200",origin="%s",route="keep.example"}`, good.URL)); v != "6" {
 		t.Errorf("good origin's responses = %q, want 6 counted across the reloads", v)
 	}
 	// The removed origin gets nothing new; its request in flight ends well.

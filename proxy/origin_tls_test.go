@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/edgeblock/edgeblock/proxy/config"
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 )
 
 // originCA is a private certificate authority made for one test.
@@ -94,7 +95,7 @@ func TestHTTPSOrigin(t *testing.T) {
 
 	dir := t.TempDir()
 	for name, b := range map[string][]byte{"ca.pem": ca.pem, "client.pem": clientPEM, "client.key": clientKey} {
-		writeFile(t, filepath.Join(dir, name), string(b))
+		edgetest.WriteFile(t, filepath.Join(dir, name), string(b))
 	}
 	tlsBlock := fmt.Sprintf("{ca_file: %s, client_cert: %s, client_key: %s, server_name: origin.internal}",
 		filepath.Join(dir, "ca.pem"), filepath.Join(dir, "client.pem"), filepath.Join(dir, "client.key"))
@@ -132,12 +133,12 @@ func TestHTTPSOrigin(t *testing.T) {
 	for host, kinds := range map[string][]string{"untrusted.example": {"tls"}, "nocert.example": {"tls", "reset"}} {
 		n := 0
 		for _, kind := range kinds {
-			v, _ := strconv.Atoi(metricValue(t, m, fmt.Sprintf(`edgeblock_upstream_errors_total{kind="%s",origin="%s",route="%s"}`, kind, o.URL, host)))
+			v, _ := strconv.Atoi(edgetest.MetricValue(m, fmt.Sprintf(`edgeblock_upstream_errors_total{kind="%s",origin="%s",route="%s"}`, kind, o.URL, host)))
 			n += v
 		}
 		if n != 1 {
 			t.Errorf("%s: %d errors of kinds %v, want 1", host, n, kinds)
-			for _, l := range e.logs.logLines(t, "request") {
+			for _, l := range e.logs.Lines(t, "request") {
 				if l["host"] == host {
 					t.Logf("access line: %v", l)
 				}
@@ -150,8 +151,8 @@ func TestHTTPSOrigin(t *testing.T) {
 // and insecure_skip_verify loads with a warning.
 func TestOriginTLSConfig(t *testing.T) {
 	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "list.txt"), "")
-	writeFile(t, filepath.Join(dir, "notpem.pem"), "hello")
+	edgetest.WriteFile(t, filepath.Join(dir, "list.txt"), "")
+	edgetest.WriteFile(t, filepath.Join(dir, "notpem.pem"), "hello")
 	base := "listen: {http: 127.0.0.1:0}\nblocklist: {file: list.txt}\nroutes:\n  - host: a.test\n    origins: [\"https://10.0.0.1\"]\n"
 	for _, tt := range []struct {
 		name, extra, want string

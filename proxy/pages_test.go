@@ -15,6 +15,7 @@ import (
 	"github.com/edgeblock/edgeblock/proxy/reload"
 
 	"github.com/edgeblock/edgeblock/proxy/config"
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 )
 
 func TestPagesConfigErrors(t *testing.T) {
@@ -42,7 +43,7 @@ func TestPagesConfigErrors(t *testing.T) {
 // template may use; a bad default language at its own line.
 func TestPagesTemplateErrorNamesField(t *testing.T) {
 	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "blocklist.txt"), "")
+	edgetest.WriteFile(t, filepath.Join(dir, "blocklist.txt"), "")
 	for _, tt := range []struct{ pages, want string }{
 		{"  templates:\n    502: " + absTestdata(t, "pages/unknown-field.html") + "\n",
 			"edgeblock.yaml:7: pages.templates.502: " + absTestdata(t, "pages/unknown-field.html") + ": language ar: template: "},
@@ -52,7 +53,7 @@ func TestPagesTemplateErrorNamesField(t *testing.T) {
 		{"  languages_dir: " + dir + "/nope\n", "edgeblock.yaml:6: pages.languages_dir: " + dir + "/nope: no such file"},
 	} {
 		cfg := filepath.Join(dir, "edgeblock.yaml")
-		writeFile(t, cfg, "listen:\n  http: 127.0.0.1:0\nblocklist:\n  file: blocklist.txt\npages:\n"+tt.pages)
+		edgetest.WriteFile(t, cfg, "listen:\n  http: 127.0.0.1:0\nblocklist:\n  file: blocklist.txt\npages:\n"+tt.pages)
 		_, err := reload.LoadBundle(cfg)
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("LoadBundle with\n%s\nerror = %v\nwant %s", tt.pages, err, tt.want)
@@ -133,14 +134,14 @@ pages:
 
 	// A changed template file is picked up by a reload.
 	tmpl := filepath.Join(e.dir, "notfound.html")
-	writeFile(t, tmpl, `<!DOCTYPE html><html lang="{{.Lang}}"><title>x</title><main>version one {{.Host}}</main></html>`)
+	edgetest.WriteFile(t, tmpl, `<!DOCTYPE html><html lang="{{.Lang}}"><title>x</title><main>version one {{.Host}}</main></html>`)
 	cfg, _ := os.ReadFile(e.config)
-	writeFile(t, e.config, strings.Replace(string(cfg), absTestdata(t, "pages/error.html"), tmpl, 1))
+	edgetest.WriteFile(t, e.config, strings.Replace(string(cfg), absTestdata(t, "pages/error.html"), tmpl, 1))
 	e.srv.Reloader().Reload("test")
 	if _, body := e.get("GET", "nowhere.example.com", "/", nil); !strings.Contains(body, "version one nowhere.example.com") {
 		t.Fatalf("after a config reload: %s", body)
 	}
-	writeFile(t, tmpl, `<!DOCTYPE html><html lang="{{.Lang}}"><title>x</title><main>version two {{.Host}}</main></html>`)
+	edgetest.WriteFile(t, tmpl, `<!DOCTYPE html><html lang="{{.Lang}}"><title>x</title><main>version two {{.Host}}</main></html>`)
 	e.srv.Reloader().Reload("test")
 	if _, body := e.get("GET", "nowhere.example.com", "/", nil); !strings.Contains(body, "version two nowhere.example.com") {
 		t.Errorf("the changed template was not reloaded: %s", body)
@@ -153,7 +154,7 @@ pages:
 func TestStartingPage(t *testing.T) {
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "edgeblock.yaml")
-	writeFile(t, cfgPath, "listen:\n  http: 127.0.0.1:0\nblocklist:\n  file: blocklist.txt\npages:\n  operator: Example Edge Ltd\n")
+	edgetest.WriteFile(t, cfgPath, "listen:\n  http: 127.0.0.1:0\nblocklist:\n  file: blocklist.txt\npages:\n  operator: Example Edge Ltd\n")
 	req, _ := http.NewRequest("GET", "http://127.0.0.1"+startingServer(t, cfgPath)+"/", nil)
 	req.Host = "forum.example.com"
 	req.Header.Set("Accept-Language", "fr-CA, fr;q=0.9")
@@ -180,7 +181,7 @@ func TestLanguageFilesWatched(t *testing.T) {
 		t.Fatal(err)
 	}
 	de := filepath.Join(langs, "de.json")
-	writeFile(t, de, `{"messages": {"blocked_title": "Version eins"}}`)
+	edgetest.WriteFile(t, de, `{"messages": {"blocked_title": "Version eins"}}`)
 	e := startEnv(t, "blocklist:\n  file: blocklist.txt\n  policy: https://policy.example/p\n  poll_interval: -1s\npages:\n  languages_dir: "+langs+"\n",
 		"forum.example.com\n")
 	title := func(lang string) string {
@@ -201,9 +202,9 @@ func TestLanguageFilesWatched(t *testing.T) {
 		lang   string
 		want   string
 	}{
-		{"file edited in place", func() { writeFile(t, de, `{"messages": {"blocked_title": "Version zwei"}}`) }, "de", "Version zwei"},
+		{"file edited in place", func() { edgetest.WriteFile(t, de, `{"messages": {"blocked_title": "Version zwei"}}`) }, "de", "Version zwei"},
 		{"file added", func() {
-			writeFile(t, filepath.Join(langs, "fr.json"), `{"messages": {"blocked_title": "Version française"}}`)
+			edgetest.WriteFile(t, filepath.Join(langs, "fr.json"), `{"messages": {"blocked_title": "Version française"}}`)
 		}, "fr", "Version française"},
 		{"file removed", func() {
 			if err := os.Remove(de); err != nil {
@@ -213,6 +214,6 @@ func TestLanguageFilesWatched(t *testing.T) {
 	}
 	for _, s := range steps {
 		s.change()
-		waitFor(t, 3*time.Second, s.what+": "+s.lang+" title "+s.want, func() bool { return title(s.lang) == s.want })
+		edgetest.WaitFor(t, 3*time.Second, s.what+": "+s.lang+" title "+s.want, func() bool { return title(s.lang) == s.want })
 	}
 }

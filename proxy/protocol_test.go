@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 )
 
 const wantAllow = "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS"
@@ -41,7 +43,7 @@ func TestRefusedMethods(t *testing.T) {
 	if got := o.requests(); len(got) != 0 {
 		t.Errorf("the origin got %d requests: %q", len(got), got)
 	}
-	if v := metricValue(t, e.scrape(), `edgeblock_requests_total{code="405",method="CONNECT",outcome="rejected"}`); v != "3" {
+	if v := edgetest.MetricValue(e.scrape(), `edgeblock_requests_total{code="405",method="CONNECT",outcome="rejected"}`); v != "3" {
 		t.Errorf("405 CONNECT count = %q, want 3", v)
 	}
 }
@@ -143,7 +145,7 @@ func TestLoopDetected(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, e.config, strings.Replace(string(cfg), o.URL, e.url("http"), 1))
+	edgetest.WriteFile(t, e.config, strings.Replace(string(cfg), o.URL, e.url("http"), 1))
 	e.srv.Reloader().Reload("test")
 	for range 3 {
 		resp, body = e.get("GET", "loop.example", "/", nil)
@@ -154,10 +156,10 @@ func TestLoopDetected(t *testing.T) {
 	// Each visitor request made exactly one trip back through the edge:
 	// the inner one is refused (508), the outer one passes the 508 on.
 	m := e.scrape()
-	if v := metricValue(t, m, `edgeblock_requests_total{code="508",method="GET",outcome="rejected"}`); v != "3" {
+	if v := edgetest.MetricValue(m, `edgeblock_requests_total{code="508",method="GET",outcome="rejected"}`); v != "3" {
 		t.Errorf("rejected 508 count = %q, want 3", v)
 	}
-	if v := metricValue(t, m, `edgeblock_requests_total{code="508",method="GET",outcome="proxied"}`); v != "3" {
+	if v := edgetest.MetricValue(m, `edgeblock_requests_total{code="508",method="GET",outcome="proxied"}`); v != "3" {
 		t.Errorf("proxied 508 count = %q, want 3", v)
 	}
 }

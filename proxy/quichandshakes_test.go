@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 )
 
 // firstFlight sends a QUIC client's first datagram (an Initial packet
@@ -73,7 +75,7 @@ func TestQUICPendingHandshakeCap(t *testing.T) {
 	const readHeader = 3 * time.Second
 	e, pool := h3Env(t, "limits:\n  quic_pending_handshakes: 3\ntimeouts:\n  read_header: 3s\n", routeConfig("app.example", `"`+o.URL+`"`), "")
 	addr := e.srv.Addr("quic")
-	metric := func(series string) string { return metricValue(t, e.scrape(), series) }
+	metric := func(series string) string { return edgetest.MetricValue(e.scrape(), series) }
 	if got := metric("edgeblock_quic_handshakes_pending"); got != "0" {
 		t.Fatalf("pending handshakes at start = %q, want 0", got)
 	}
@@ -110,7 +112,7 @@ func TestQUICPendingHandshakeCap(t *testing.T) {
 		t.Errorf("pending handshakes after the refusals = %q, want still 3", got)
 	}
 
-	waitFor(t, readHeader+10*time.Second, "the held handshakes to time out", func() bool {
+	edgetest.WaitFor(t, readHeader+10*time.Second, "the held handshakes to time out", func() bool {
 		return metric("edgeblock_quic_handshakes_pending") == "0"
 	})
 	if d := time.Since(held); d < readHeader*9/10 {

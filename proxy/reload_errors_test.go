@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 )
 
 // TestReloadMissingFilesNameConfigLine: a reload that cannot read the
@@ -17,7 +19,7 @@ func TestReloadMissingFilesNameConfigLine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, tmpl, string(custom))
+	edgetest.WriteFile(t, tmpl, string(custom))
 	e := startEnv(t, "blocklist:\n  file: blocklist.txt\n  watch: false\n  poll_interval: -1s\npages:\n  template: "+tmpl+"\n"+
 		routeConfig("app.example", `"`+o.URL+`"`), "blocked.example\n")
 
@@ -25,7 +27,7 @@ func TestReloadMissingFilesNameConfigLine(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.srv.Reloader().Reload("test")
-	lines := e.logs.logLines(t, "blocklist not applied; keeping the last good list")
+	lines := e.logs.Lines(t, "blocklist not applied; keeping the last good list")
 	want := fmt.Sprintf("%s:5: blocklist.file: %s: no such file", e.config, e.list)
 	if len(lines) != 1 || lines[0]["error"] != want {
 		t.Errorf("blocklist failure lines = %v\nwant error %q", lines, want)
@@ -35,7 +37,7 @@ func TestReloadMissingFilesNameConfigLine(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.srv.Reloader().Reload("test")
-	lines = e.logs.logLines(t, "config not applied; keeping the last good config")
+	lines = e.logs.Lines(t, "config not applied; keeping the last good config")
 	want = fmt.Sprintf("%s:9: pages.template: %s: no such file", e.config, tmpl)
 	if len(lines) != 1 || lines[0]["error"] != want {
 		t.Errorf("template failure lines = %v\nwant error %q", lines, want)

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 )
 
 // status returns the status code a visitor to host gets.
@@ -24,17 +26,7 @@ func (e *testEnv) status(host string) int {
 // that took.
 func (e *testEnv) waitStatus(host string, want int, what string) time.Duration {
 	e.t.Helper()
-	return waitFor(e.t, 5*time.Second, what, func() bool { return e.status(host) == want })
-}
-
-func metricValue(t *testing.T, scrape, series string) string {
-	t.Helper()
-	for _, line := range strings.Split(scrape, "\n") {
-		if v, ok := strings.CutPrefix(line, series+" "); ok {
-			return v
-		}
-	}
-	return ""
+	return edgetest.WaitFor(e.t, 5*time.Second, what, func() bool { return e.status(host) == want })
 }
 
 const reloadRoutes = `
@@ -68,7 +60,7 @@ func TestReloadWaysOfWriting(t *testing.T) {
 		}},
 		{"temp file renamed over", func(t *testing.T, path, text string) {
 			tmp := path + ".tmp"
-			writeFile(t, tmp, text)
+			edgetest.WriteFile(t, tmp, text)
 			if err := os.Rename(tmp, path); err != nil {
 				t.Fatal(err)
 			}
@@ -78,7 +70,7 @@ func TestReloadWaysOfWriting(t *testing.T) {
 			if err := os.Rename(path, backup); err != nil {
 				t.Fatal(err)
 			}
-			writeFile(t, path, text)
+			edgetest.WriteFile(t, path, text)
 			os.Remove(backup)
 		}},
 	}
@@ -98,8 +90,8 @@ func TestReloadWaysOfWriting(t *testing.T) {
 			t.Logf("change to effect: %v", d)
 			// The audit line is written just after the list is swapped in.
 			var applied []map[string]any
-			waitFor(t, 5*time.Second, "the audit line", func() bool {
-				applied = e.logs.logLines(t, "blocklist applied")
+			edgetest.WaitFor(t, 5*time.Second, "the audit line", func() bool {
+				applied = e.logs.Lines(t, "blocklist applied")
 				return len(applied) >= 2 // start, then this edit
 			})
 			last := applied[len(applied)-1]
@@ -115,18 +107,18 @@ func TestReloadDeletedThenCreated(t *testing.T) {
 	if err := os.Remove(e.list); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "the failed reload", func() bool {
-		return metricValue(t, e.scrape(), `edgeblock_blocklist_reloads_total{result="failure"}`) == "1"
+	edgetest.WaitFor(t, 5*time.Second, "the failed reload", func() bool {
+		return edgetest.MetricValue(e.scrape(), `edgeblock_blocklist_reloads_total{result="failure"}`) == "1"
 	})
 	if e.status("gone.example") != 403 {
 		t.Fatal("a deleted blocklist lifted the block")
 	}
-	if v := metricValue(t, e.scrape(), "edgeblock_blocklist_last_reload_successful"); v != "0" {
+	if v := edgetest.MetricValue(e.scrape(), "edgeblock_blocklist_last_reload_successful"); v != "0" {
 		t.Errorf("last_reload_successful = %q after a failure", v)
 	}
-	writeFile(t, e.list, "gone.example\nback.example\n")
+	edgetest.WriteFile(t, e.list, "gone.example\nback.example\n")
 	e.waitStatus("back.example", 403, "the recreated file")
-	if v := metricValue(t, e.scrape(), "edgeblock_blocklist_last_reload_successful"); v != "1" {
+	if v := edgetest.MetricValue(e.scrape(), "edgeblock_blocklist_last_reload_successful"); v != "1" {
 		t.Errorf("last_reload_successful = %q after recovery", v)
 	}
 }
@@ -134,11 +126,11 @@ func TestReloadDeletedThenCreated(t *testing.T) {
 func TestReloadBrokenThenFixed(t *testing.T) {
 	parallelPlain(t)
 	e := startReloadEnv(t, "kept.example\n", "")
-	writeFile(t, e.list, "kept.example\nbad..example\nnew.example colour=red\n")
-	waitFor(t, 5*time.Second, "the failed reload", func() bool {
-		return len(e.logs.logLines(t, "blocklist not applied; keeping the last good list")) > 0
+	edgetest.WriteFile(t, e.list, "kept.example\nbad..example\nnew.example colour=red\n")
+	edgetest.WaitFor(t, 5*time.Second, "the failed reload", func() bool {
+		return len(e.logs.Lines(t, "blocklist not applied; keeping the last good list")) > 0
 	})
-	line := e.logs.logLines(t, "blocklist not applied; keeping the last good list")[0]
+	line := e.logs.Lines(t, "blocklist not applied; keeping the last good list")[0]
 	msg := fmt.Sprint(line["error"])
 	if !strings.Contains(msg, e.list+":2: ") || !strings.Contains(msg, e.list+":3: ") {
 		t.Errorf("failure log does not name both bad lines: %s", msg)
@@ -150,7 +142,7 @@ func TestReloadBrokenThenFixed(t *testing.T) {
 	if st.Blocklist.LastError == "" || st.Blocklist.ErrorAt == nil {
 		t.Errorf("status does not show the error: %+v", st.Blocklist)
 	}
-	writeFile(t, e.list, "kept.example\nnew.example\n")
+	edgetest.WriteFile(t, e.list, "kept.example\nnew.example\n")
 	e.waitStatus("new.example", 403, "the fixed file")
 }
 
@@ -161,7 +153,7 @@ func TestReloadConfigMapSwap(t *testing.T) {
 		if err := os.Mkdir(ts, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		writeFile(t, filepath.Join(ts, "blocklist.txt"), text)
+		edgetest.WriteFile(t, filepath.Join(ts, "blocklist.txt"), text)
 		tmp := filepath.Join(dir, "..data_tmp")
 		if err := os.Symlink(filepath.Base(ts), tmp); err != nil {
 			t.Fatal(err)
@@ -197,8 +189,8 @@ func TestReloadConfigMapSwap(t *testing.T) {
 
 func TestReloadSymlinkedFileSwap(t *testing.T) {
 	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "v1.txt"), "v1.example\nkept.example\n")
-	writeFile(t, filepath.Join(dir, "v2.txt"), "v2.example\nkept.example\n")
+	edgetest.WriteFile(t, filepath.Join(dir, "v1.txt"), "v1.example\nkept.example\n")
+	edgetest.WriteFile(t, filepath.Join(dir, "v2.txt"), "v2.example\nkept.example\n")
 	link := filepath.Join(dir, "current.txt")
 	if err := os.Symlink("v1.txt", link); err != nil {
 		t.Fatal(err)
@@ -213,21 +205,21 @@ func TestReloadSymlinkedFileSwap(t *testing.T) {
 	e.waitStatus("v2.example", 403, "the symlink swap")
 	// An edit of the new target in place applies too: its directory and
 	// name are watched after the swap.
-	writeFile(t, filepath.Join(dir, "v2.txt"), "v2.example\nkept.example\nv3.example\n")
+	edgetest.WriteFile(t, filepath.Join(dir, "v2.txt"), "v2.example\nkept.example\nv3.example\n")
 	e.waitStatus("v3.example", 403, "an edit of the new link target")
 }
 
 func TestReloadIdenticalContentChangesNothing(t *testing.T) {
 	e := startReloadEnv(t, "same.example\n", "")
-	before := len(e.logs.logLines(t, "blocklist applied"))
-	writeFile(t, e.list, "same.example\n")
-	waitFor(t, 5*time.Second, "the unchanged reload", func() bool {
-		return metricValue(t, e.scrape(), `edgeblock_blocklist_reloads_total{result="unchanged"}`) != "0"
+	before := len(e.logs.Lines(t, "blocklist applied"))
+	edgetest.WriteFile(t, e.list, "same.example\n")
+	edgetest.WaitFor(t, 5*time.Second, "the unchanged reload", func() bool {
+		return edgetest.MetricValue(e.scrape(), `edgeblock_blocklist_reloads_total{result="unchanged"}`) != "0"
 	})
-	if after := len(e.logs.logLines(t, "blocklist applied")); after != before {
+	if after := len(e.logs.Lines(t, "blocklist applied")); after != before {
 		t.Errorf("identical content was applied again (%d -> %d audit lines)", before, after)
 	}
-	if v := metricValue(t, e.scrape(), `edgeblock_blocklist_reloads_total{result="success"}`); v != "1" {
+	if v := edgetest.MetricValue(e.scrape(), `edgeblock_blocklist_reloads_total{result="success"}`); v != "1" {
 		t.Errorf("success count = %q, want 1 (the start)", v)
 	}
 }
@@ -235,7 +227,7 @@ func TestReloadIdenticalContentChangesNothing(t *testing.T) {
 func TestReloadOnSignalOnly(t *testing.T) {
 	parallelPlain(t)
 	e2 := startReloadEnv(t, "a.example\nkept.example\n", "blocklist:\n  file: blocklist.txt\n  watch: false\n  poll_interval: -1s\n")
-	writeFile(t, e2.list, "b.example\nkept.example\n")
+	edgetest.WriteFile(t, e2.list, "b.example\nkept.example\n")
 	time.Sleep(400 * time.Millisecond)
 	if e2.status("b.example") != 200 {
 		t.Fatal("watch: false still reloaded on a file event")
@@ -244,7 +236,7 @@ func TestReloadOnSignalOnly(t *testing.T) {
 	if e2.status("b.example") != 403 {
 		t.Fatal("Reload did not apply the edit")
 	}
-	if l := e2.logs.logLines(t, "blocklist applied"); l[len(l)-1]["trigger"] != "sighup" {
+	if l := e2.logs.Lines(t, "blocklist applied"); l[len(l)-1]["trigger"] != "sighup" {
 		t.Errorf("audit trigger = %v", l[len(l)-1]["trigger"])
 	}
 }
@@ -259,10 +251,10 @@ func TestRuleExpiresWithoutReload(t *testing.T) {
 		t.Fatal("rule not in effect before its expiry")
 	}
 	e.waitStatus("temp.example", 200, "the expiry")
-	waitFor(t, 3*time.Second, "the expiry audit line", func() bool {
-		return len(e.logs.logLines(t, "blocklist rule expired")) == 1
+	edgetest.WaitFor(t, 3*time.Second, "the expiry audit line", func() bool {
+		return len(e.logs.Lines(t, "blocklist rule expired")) == 1
 	})
-	if l := e.logs.logLines(t, "blocklist rule expired")[0]; l["rule"] != "temp.example" || l["line"] != 1.0 {
+	if l := e.logs.Lines(t, "blocklist rule expired")[0]; l["rule"] != "temp.example" || l["line"] != 1.0 {
 		t.Errorf("expiry line = %v", l)
 	}
 }
@@ -272,14 +264,14 @@ func TestConfigReload(t *testing.T) {
 	o1, o2 := echoOrigin(t), echoOrigin(t)
 	e := startEnv(t, "blocklist:\n  file: blocklist.txt\n"+routeConfig("app.example", `"`+o1.URL+`"`), "")
 	cfg, _ := os.ReadFile(e.config)
-	writeFile(t, e.config, strings.Replace(string(cfg), o1.URL, o2.URL, 1)+"  - host: added.example\n    origins: [\""+o2.URL+"\"]\n")
+	edgetest.WriteFile(t, e.config, strings.Replace(string(cfg), o1.URL, o2.URL, 1)+"  - host: added.example\n    origins: [\""+o2.URL+"\"]\n")
 	e.waitStatus("added.example", 200, "the new route")
 	// A bad config keeps the last good one, and says where the problem is.
-	writeFile(t, e.config, string(cfg)+"bogus_key: 1\n")
-	waitFor(t, 5*time.Second, "the failed config reload", func() bool {
-		return len(e.logs.logLines(t, "config not applied; keeping the last good config")) > 0
+	edgetest.WriteFile(t, e.config, string(cfg)+"bogus_key: 1\n")
+	edgetest.WaitFor(t, 5*time.Second, "the failed config reload", func() bool {
+		return len(e.logs.Lines(t, "config not applied; keeping the last good config")) > 0
 	})
-	if l := e.logs.logLines(t, "config not applied; keeping the last good config")[0]; !strings.Contains(fmt.Sprint(l["error"]), "bogus_key: unknown key") ||
+	if l := e.logs.Lines(t, "config not applied; keeping the last good config")[0]; !strings.Contains(fmt.Sprint(l["error"]), "bogus_key: unknown key") ||
 		!strings.Contains(fmt.Sprint(l["error"]), e.config+":") {
 		t.Errorf("failure line = %v", l)
 	}
@@ -287,9 +279,9 @@ func TestConfigReload(t *testing.T) {
 		t.Error("a bad config replaced the last good one")
 	}
 	// A change that needs a restart is logged and otherwise ignored.
-	writeFile(t, e.config, strings.Replace(string(cfg), "admin: 127.0.0.1:0", "admin: 127.0.0.1:1", 1))
-	waitFor(t, 5*time.Second, "the restart-needed line", func() bool {
-		return len(e.logs.logLines(t, "config change needs a restart; ignored until then")) > 0
+	edgetest.WriteFile(t, e.config, strings.Replace(string(cfg), "admin: 127.0.0.1:0", "admin: 127.0.0.1:1", 1))
+	edgetest.WaitFor(t, 5*time.Second, "the restart-needed line", func() bool {
+		return len(e.logs.Lines(t, "config change needs a restart; ignored until then")) > 0
 	})
 	e.waitStatus("added.example", 404, "the rest of the config change")
 }
@@ -354,10 +346,10 @@ func TestConcurrentRequestsDuringReloads(t *testing.T) {
 	}
 	for n := 1; n <= reloads; n++ {
 		tmp := e.list + ".tmp"
-		writeFile(t, tmp, version(n))
+		edgetest.WriteFile(t, tmp, version(n))
 		os.Rename(tmp, e.list)
 		want := fmt.Sprintf("Reason: v%d\n", n)
-		waitFor(t, 5*time.Second, fmt.Sprintf("version %d", n), func() bool {
+		edgetest.WaitFor(t, 5*time.Second, fmt.Sprintf("version %d", n), func() bool {
 			_, body := e.get("GET", "always.example", "/", map[string]string{"Accept": "text/plain"})
 			return strings.Contains(body, want)
 		})
@@ -367,7 +359,7 @@ func TestConcurrentRequestsDuringReloads(t *testing.T) {
 	if failures.Load() > 0 {
 		t.Fatalf("%d of %d requests failed or saw a mixed list", failures.Load(), served.Load())
 	}
-	if v := metricValue(t, e.scrape(), `edgeblock_blocklist_reloads_total{result="success"}`); v != fmt.Sprint(reloads+1) {
+	if v := edgetest.MetricValue(e.scrape(), `edgeblock_blocklist_reloads_total{result="success"}`); v != fmt.Sprint(reloads+1) {
 		t.Errorf("success reloads = %s, want %d", v, reloads+1)
 	}
 	t.Logf("%d requests during %d reloads, none failed", served.Load(), reloads)
@@ -420,9 +412,9 @@ func TestReloadCompactsInBackground(t *testing.T) {
 	for i := range 2500 {
 		fmt.Fprintf(&more, "n%d.example\n", i)
 	}
-	writeFile(t, e.list, base.String()+more.String())
+	edgetest.WriteFile(t, e.list, base.String()+more.String())
 	e.waitStatus("n2499.example", 403, "the new rules in effect")
-	waitFor(t, 10*time.Second, "the compacted list", func() bool {
+	edgetest.WaitFor(t, 10*time.Second, "the compacted list", func() bool {
 		l := e.srv.reloader.Current().List
 		return !l.NeedsCompaction() && l.Len() == 32_500
 	})

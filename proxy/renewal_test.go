@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 )
 
 // TestRenewalShortLived runs the internal CA with 15-second certificates:
@@ -21,8 +23,8 @@ func TestRenewalShortLived(t *testing.T) {
 	old := renewCheckInterval
 	renewCheckInterval = time.Second
 	t.Cleanup(func() { renewCheckInterval = old })
-	e, pool := internalEnvAt(t, storageDir(t), "  internal_lifetime: 15s\n", "")
-	waitFor(t, 10*time.Second, "certificate for app.example", func() bool { return obtainedNames(t, e, "app.example") == 1 })
+	e, pool := internalEnvAt(t, edgetest.RemovedDir(t, "edgeblock-certs-"), "  internal_lifetime: 15s\n", "")
+	edgetest.WaitFor(t, 10*time.Second, "certificate for app.example", func() bool { return obtainedNames(t, e, "app.example") == 1 })
 	serial := func(name string) string {
 		t.Helper()
 		c, err := tls.Dial("tcp", e.srv.Addr("https"), &tls.Config{RootCAs: pool, ServerName: name})
@@ -34,7 +36,7 @@ func TestRenewalShortLived(t *testing.T) {
 		return c.ConnectionState().PeerCertificates[0].SerialNumber.String()
 	}
 	expiry := func(label string) float64 {
-		v, _ := strconv.ParseFloat(metricValue(t, e.scrape(), fmt.Sprintf(`edgeblock_tls_certificate_expiry_timestamp_seconds{issuer="internal",name=%q}`, label)), 64)
+		v, _ := strconv.ParseFloat(edgetest.MetricValue(e.scrape(), fmt.Sprintf(`edgeblock_tls_certificate_expiry_timestamp_seconds{issuer="internal",name=%q}`, label)), 64)
 		return v
 	}
 	first := map[string]string{}
@@ -64,8 +66,8 @@ func TestRenewalShortLived(t *testing.T) {
 	}
 	// The quiet name had no visitor since its first: its renewal came
 	// from certmagic's maintenance.
-	waitFor(t, 20*time.Second, "quiet.apps.example renewed", func() bool {
-		for _, l := range e.logs.logLines(t, "certificate obtained") {
+	edgetest.WaitFor(t, 20*time.Second, "quiet.apps.example renewed", func() bool {
+		for _, l := range e.logs.Lines(t, "certificate obtained") {
 			if l["name"] == "quiet.apps.example" && l["renewal"] == true {
 				return true
 			}
@@ -73,15 +75,15 @@ func TestRenewalShortLived(t *testing.T) {
 		return false
 	})
 	// certmagic reports the renewal before it replaces the cached one.
-	waitFor(t, 5*time.Second, "quiet.apps.example serving its renewed certificate", func() bool {
+	edgetest.WaitFor(t, 5*time.Second, "quiet.apps.example serving its renewed certificate", func() bool {
 		return serial("quiet.apps.example") != first["quiet.apps.example"]
 	})
-	waitFor(t, 5*time.Second, "expiry series moved forward", func() bool {
+	edgetest.WaitFor(t, 5*time.Second, "expiry series moved forward", func() bool {
 		return expiry("app.example") > expiryApp && expiry("*.apps.example") > expiryWild
 	})
 	t.Logf("%d handshakes during renewal, none failed; app.example expiry +%.0fs, *.apps.example +%.0fs",
 		handshakes, expiry("app.example")-expiryApp, expiry("*.apps.example")-expiryWild)
-	if v := metricValue(t, e.scrape(), `edgeblock_tls_obtain_total{result="failure"}`); v != "0" {
+	if v := edgetest.MetricValue(e.scrape(), `edgeblock_tls_obtain_total{result="failure"}`); v != "0" {
 		t.Errorf("obtain failures: %s", v)
 	}
 }

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
+
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 )
 
 // openFDs counts this process's open file descriptors.
@@ -101,8 +103,8 @@ func TestResourceBound(t *testing.T) {
 		c.(*net.TCPConn).SetReadBuffer(4096)
 		fmt.Fprint(c, "GET /huge HTTP/1.1\r\nHost: big.example\r\n\r\n")
 	}
-	waitFor(t, 20*time.Second, "the non-readers' requests in flight", func() bool {
-		return metricValue(t, e.scrape(), "edgeblock_requests_in_flight") == fmt.Sprint(slowConns)
+	edgetest.WaitFor(t, 20*time.Second, "the non-readers' requests in flight", func() bool {
+		return edgetest.MetricValue(e.scrape(), "edgeblock_requests_in_flight") == fmt.Sprint(slowConns)
 	})
 	var statuses sync.Map // status -> *atomic.Int64
 	count := func(k string) {
@@ -160,7 +162,7 @@ func TestResourceBound(t *testing.T) {
 		if h := heapInuse(); h > peakHeap {
 			peakHeap = h
 		}
-		if v, err := strconv.ParseFloat(metricValue(t, e.scrape(), "edgeblock_requests_in_flight"), 64); err == nil {
+		if v, err := strconv.ParseFloat(edgetest.MetricValue(e.scrape(), "edgeblock_requests_in_flight"), 64); err == nil {
 			peakInFlight = max(peakInFlight, v)
 		}
 		peakFDs = max(peakFDs, openFDs(t))
@@ -178,8 +180,8 @@ func TestResourceBound(t *testing.T) {
 	}
 	// After write_idle every held stream is reset and its origin
 	// connection closed (a few idle keep-alive ones of the visitor may stay).
-	waitFor(t, 3*writeIdle, "origin connections released", func() bool {
-		return o.conns.Load() <= 8 && metricValue(t, e.scrape(), "edgeblock_requests_in_flight") == "0"
+	edgetest.WaitFor(t, 3*writeIdle, "origin connections released", func() bool {
+		return o.conns.Load() <= 8 && edgetest.MetricValue(e.scrape(), "edgeblock_requests_in_flight") == "0"
 	})
 	// The resets of the answered streams may still be on their way to
 	// the readers (slow at load): wait for them, or fail below.

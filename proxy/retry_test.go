@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 )
 
 // resetOrigin reads each request (and its body) and then resets the
@@ -103,7 +105,7 @@ func TestRetries(t *testing.T) {
 		`edgeblock_upstream_retries_total{kind="reset",route="reset.example"}`:     "3",
 		`edgeblock_upstream_retries_total{kind="refused",route="refused.example"}`: "2",
 	} {
-		if v := metricValue(t, m, series); v != want {
+		if v := edgetest.MetricValue(m, series); v != want {
 			t.Errorf("%s = %q, want %q", series, v, want)
 		}
 	}
@@ -127,7 +129,7 @@ func TestRetryLimits(t *testing.T) {
 	if resp.StatusCode != 502 || total != 2 {
 		t.Errorf("status %d after %d attempts, want 502 after max_tries 2", resp.StatusCode, total)
 	}
-	l := e.logs.logLines(t, "request")
+	l := e.logs.Lines(t, "request")
 	if len(l) != 1 || l[0]["tries"] != 2.0 || l[0]["error_kind"] != "reset" {
 		t.Errorf("access line %v, want tries 2 and error_kind reset", l)
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/edgeblock/edgeblock/blocklist"
 	"github.com/edgeblock/edgeblock/pages"
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 	"github.com/edgeblock/edgeblock/proxy/metrics"
 )
 
@@ -134,7 +135,7 @@ routes:
 	}
 	probes := func(wantKeep, wantChange int32) {
 		t.Helper()
-		waitFor(t, 5*time.Second, fmt.Sprintf("probes %d, %d (now %d, %d)", wantKeep, wantChange, keep.probes.Load(), change.probes.Load()), func() bool {
+		edgetest.WaitFor(t, 5*time.Second, fmt.Sprintf("probes %d, %d (now %d, %d)", wantKeep, wantChange, keep.probes.Load(), change.probes.Load()), func() bool {
 			return keep.probes.Load() >= wantKeep && change.probes.Load() >= wantChange
 		})
 		time.Sleep(50 * time.Millisecond) // no more than that
@@ -180,8 +181,8 @@ func TestRoutesHeap(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "edgeblock.yaml")
 	data := [2][]byte{routesConfigFile(n, 0, ""), routesConfigFile(n, 1, "")}
-	writeFile(t, path, string(data[0]))
-	writeFile(t, filepath.Join(dir, "blocklist.txt"), "hot.example\n")
+	edgetest.WriteFile(t, path, string(data[0]))
+	edgetest.WriteFile(t, filepath.Join(dir, "blocklist.txt"), "hot.example\n")
 	heap := func() uint64 {
 		runtime.GC()
 		runtime.GC()
@@ -204,7 +205,7 @@ func TestRoutesHeap(t *testing.T) {
 	defer p.Close()
 	b = nil
 	for i := range 3 {
-		writeFile(t, path, string(data[(i+1)%2]))
+		edgetest.WriteFile(t, path, string(data[(i+1)%2]))
 		r.Reload("test")
 		if st := r.Status().Config; st.SHA256 != reload.HashOf(data[(i+1)%2]) {
 			t.Fatalf("reload %d not applied: %s", i, st.LastError)

@@ -9,8 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,20 +16,17 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
+
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 )
 
 // startTLSEnv starts a server with both public listeners on loopback and
 // tls.mode internal, with config (routes, timeouts, limits) appended.
 func startTLSEnv(t *testing.T, config, list string) (*testEnv, *x509.CertPool) {
 	t.Helper()
-	storage := storageDir(t)
+	storage := edgetest.RemovedDir(t, "edgeblock-certs-")
 	e := startEnv(t, fmt.Sprintf("listen:\n  http: 127.0.0.1:0\n  https: 127.0.0.1:0\n  admin: 127.0.0.1:0\ntls:\n  mode: internal\n  storage: %s\n  redirect_http: false\n%s", storage, config), list)
-	pemData, err := os.ReadFile(filepath.Join(storage, "internal-ca", "root.crt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pemData)
+	pool := edgetest.InternalCAPool(t, storage)
 	return e, pool
 }
 
@@ -169,8 +164,8 @@ func TestWriteIdle(t *testing.T) {
 		// The edge closed its side of the visitor's connection. (What
 		// the visitor then reads depends on the kernel: the data already
 		// in the send buffer, then a FIN or a reset.)
-		waitFor(t, 5*time.Second, "the edge to close the visitor's connection", func() bool {
-			return metricValue(t, e.scrape(), `edgeblock_connections_open{listener="http"}`) == "0"
+		edgetest.WaitFor(t, 5*time.Second, "the edge to close the visitor's connection", func() bool {
+			return edgetest.MetricValue(e.scrape(), `edgeblock_connections_open{listener="http"}`) == "0"
 		})
 	})
 	t.Run("http2 zero window", func(t *testing.T) {
@@ -190,7 +185,7 @@ func TestWriteIdle(t *testing.T) {
 		}
 		o.waitEnded(t, 10*time.Second)
 	})
-	waitFor(t, 5*time.Second, "origin connections closed", func() bool { return o.conns.Load() == 0 })
+	edgetest.WaitFor(t, 5*time.Second, "origin connections closed", func() bool { return o.conns.Load() == 0 })
 
 	t.Run("event stream pausing longer than write_idle", func(t *testing.T) {
 		for _, proto := range []string{"http1", "http2"} {
@@ -302,7 +297,7 @@ func TestBodyReadIdle(t *testing.T) {
 		}
 		o.waitEnded(t, 5*time.Second)
 	})
-	waitFor(t, 5*time.Second, "origin connections closed", func() bool {
+	edgetest.WaitFor(t, 5*time.Second, "origin connections closed", func() bool {
 		return o.conns.Load() <= 1 // the last, complete request may keep its connection
 	})
 }
@@ -358,15 +353,15 @@ func TestPerClientLimits(t *testing.T) {
 		for range 3 {
 			conns = append(conns, dialFrom(t, "127.0.0.1", addr))
 		}
-		waitFor(t, 5*time.Second, "3 connections open", func() bool {
-			return metricValue(t, e.scrape(), `edgeblock_connections_open{listener="http"}`) == "3"
+		edgetest.WaitFor(t, 5*time.Second, "3 connections open", func() bool {
+			return edgetest.MetricValue(e.scrape(), `edgeblock_connections_open{listener="http"}`) == "3"
 		})
 		extra := dialFrom(t, "127.0.0.1", addr)
 		extra.SetReadDeadline(time.Now().Add(5 * time.Second))
 		if n, err := extra.Read(make([]byte, 1)); err != io.EOF {
 			t.Errorf("fourth connection from one client: read %d, %v; want it closed (EOF)", n, err)
 		}
-		if v := metricValue(t, e.scrape(), `edgeblock_connections_refused_total{reason="max_conns_per_client"}`); v != "1" {
+		if v := edgetest.MetricValue(e.scrape(), `edgeblock_connections_refused_total{reason="max_conns_per_client"}`); v != "1" {
 			t.Errorf("connections_refused_total = %q, want 1", v)
 		}
 		// Another client is served meanwhile.
@@ -379,8 +374,8 @@ func TestPerClientLimits(t *testing.T) {
 		for _, c := range conns {
 			c.Close()
 		}
-		waitFor(t, 5*time.Second, "connections closed", func() bool {
-			return metricValue(t, e.scrape(), `edgeblock_connections_open{listener="http"}`) == "0"
+		edgetest.WaitFor(t, 5*time.Second, "connections closed", func() bool {
+			return edgetest.MetricValue(e.scrape(), `edgeblock_connections_open{listener="http"}`) == "0"
 		})
 		// The slots are free again.
 		c := dialFrom(t, "127.0.0.1", addr)
@@ -400,13 +395,13 @@ func TestPerClientLimits(t *testing.T) {
 		}
 		for i := range 2 {
 			go send("127.0.0.3", "")
-			waitFor(t, 5*time.Second, "request held", func() bool { return held.Load() == int64(i+1) })
+			edgetest.WaitFor(t, 5*time.Second, "request held", func() bool { return held.Load() == int64(i+1) })
 		}
 		resp, err := send("127.0.0.3", "")
 		if err != nil || resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
 			t.Fatalf("third request in flight: %v %v, want 429 with Retry-After", resp, err)
 		}
-		if v := metricValue(t, e.scrape(), `edgeblock_requests_refused_total{reason="max_requests_per_client"}`); v != "1" {
+		if v := edgetest.MetricValue(e.scrape(), `edgeblock_requests_refused_total{reason="max_requests_per_client"}`); v != "1" {
 			t.Errorf("requests_refused_total = %q, want 1", v)
 		}
 		// Through a trusted proxy the forwarded-for client counts: two
@@ -414,13 +409,13 @@ func TestPerClientLimits(t *testing.T) {
 		// client held.
 		for i := range 2 {
 			go send("127.0.0.9", "198.51.100.7")
-			waitFor(t, 5*time.Second, "request held", func() bool { return held.Load() == int64(3+i) })
+			edgetest.WaitFor(t, 5*time.Second, "request held", func() bool { return held.Load() == int64(3+i) })
 		}
 		if resp, err := send("127.0.0.9", "203.0.113.1, 198.51.100.7"); err != nil || resp.StatusCode != 429 {
 			t.Errorf("third request for one forwarded client: %v %v, want 429", resp, err)
 		}
 		go send("127.0.0.9", "198.51.100.8")
-		waitFor(t, 5*time.Second, "another forwarded client's request held", func() bool { return held.Load() == 5 })
+		edgetest.WaitFor(t, 5*time.Second, "another forwarded client's request held", func() bool { return held.Load() == 5 })
 	})
 }
 
@@ -507,7 +502,7 @@ func TestDrain(t *testing.T) {
 	}
 	// Load first: enough answered requests that a cut-off one would show
 	// (a fixed wait gave 19 at load 24).
-	waitFor(t, 30*time.Second, "100 answered requests before the shutdown", func() bool { return answered.Load() >= 100 })
+	edgetest.WaitFor(t, 30*time.Second, "100 answered requests before the shutdown", func() bool { return answered.Load() >= 100 })
 	start := time.Now()
 	stopped := make(chan error, 1)
 	go func() { stopped <- e.srv.Stop(t.Context(), time.Second, 5*time.Second) }()

@@ -14,6 +14,7 @@ import (
 	"github.com/edgeblock/edgeblock/proxy/reload"
 
 	"github.com/edgeblock/edgeblock/blocklist"
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 )
 
 // smallDisk mounts a tmpfs of the given size on a new temp dir and
@@ -49,7 +50,7 @@ func TestSnapshotFullDisk(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &edgetest.LogBuffer{}
 	srv, err := NewServer(NewLogger(logs, "json", -4), config, b)
 	if err != nil {
 		t.Fatal(err)
@@ -66,7 +67,7 @@ func TestSnapshotFullDisk(t *testing.T) {
 		}
 		defer resp.Body.Close()
 		body, _ := io.ReadAll(resp.Body)
-		return metricValue(t, string(body), series)
+		return edgetest.MetricValue(string(body), series)
 	}
 	if _, err := reload.ReadSnapshot(state); err != nil {
 		t.Fatalf("snapshot at start: %v", err)
@@ -80,7 +81,7 @@ func TestSnapshotFullDisk(t *testing.T) {
 	if len(big) < 64<<10 {
 		t.Fatalf("list of %d bytes fits the disk", len(big))
 	}
-	writeFile(t, list, big)
+	edgetest.WriteFile(t, list, big)
 	srv.Reloader().Reload("test")
 	if !hasRule(srv.Reloader().Current().List, "late-block.example") {
 		t.Fatal("the big list is not applied")
@@ -98,7 +99,7 @@ func TestSnapshotFullDisk(t *testing.T) {
 
 	// A restart with a bad file: not from the stale snapshot, which
 	// lacks late-block.example.
-	writeFile(t, list, "bad.example status=999\n")
+	edgetest.WriteFile(t, list, "bad.example status=999\n")
 	b2, err := reload.LoadBundleForStart(config, state, time.Now())
 	if err == nil {
 		t.Fatalf("start with a bad file and a stale snapshot: started, with late-block.example blocked %v; want a refusal", hasRule(b2.List, "late-block.example"))
@@ -111,7 +112,7 @@ func TestSnapshotFullDisk(t *testing.T) {
 	}
 
 	// Space again: the next write makes the snapshot current.
-	writeFile(t, list, numberedList(3, "late-block.example"))
+	edgetest.WriteFile(t, list, numberedList(3, "late-block.example"))
 	runOnce(t, config, state, nil)
 	snap, err := reload.ReadSnapshot(state)
 	if err != nil || !strings.Contains(string(snap.Blocklist.Data), "late-block.example") {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 )
 
 // testsslAllowed are findings above LOW that are inherent to a test setup
@@ -32,9 +34,9 @@ var testsslAllowed = map[string]string{
 // fails on any finding above LOW that is not in testsslAllowed.
 func TestTestssl(t *testing.T) {
 	bin := requireTestssl(t)
-	storage := storageDir(t)
+	storage := edgetest.RemovedDir(t, "edgeblock-certs-")
 	e, _ := internalEnvAt(t, storage, "", "")
-	waitFor(t, 10*time.Second, "certificate for app.example", func() bool { return obtainedNames(t, e, "app.example") == 1 })
+	edgetest.WaitFor(t, 10*time.Second, "certificate for app.example", func() bool { return obtainedNames(t, e, "app.example") == 1 })
 	_, port, _ := strings.Cut(e.srv.Addr("https"), ":")
 	out := filepath.Join(t.TempDir(), "testssl.json")
 	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)

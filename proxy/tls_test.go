@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +16,7 @@ import (
 
 	"github.com/edgeblock/edgeblock/blocklist"
 	"github.com/edgeblock/edgeblock/pages"
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 	"github.com/edgeblock/edgeblock/proxy/metrics"
 )
 
@@ -67,7 +66,7 @@ func TestCoversDecision(t *testing.T) {
 func tlsEnv(t *testing.T, extra string) (*testEnv, *x509.CertPool) {
 	t.Helper()
 	o := echoOrigin(t)
-	return internalTLSEnv(t, storageDir(t), extra, routeConfig("app.example", `"`+o.URL+`"`, "*.apps.example", `"`+o.URL+`"`),
+	return internalTLSEnv(t, edgetest.RemovedDir(t, "edgeblock-certs-"), extra, routeConfig("app.example", `"`+o.URL+`"`, "*.apps.example", `"`+o.URL+`"`),
 		"blocked.example reason=\"Blocked over TLS\"\n")
 }
 
@@ -85,12 +84,7 @@ tls:
   mode: internal
   storage: %s
 %s`, storage, tlsExtra)+routes, list)
-	pemData, err := os.ReadFile(filepath.Join(storage, "internal-ca", "root.crt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pemData)
+	pool := edgetest.InternalCAPool(t, storage)
 	return e, pool
 }
 
@@ -105,9 +99,9 @@ func TestInternalTLS(t *testing.T) {
 	e, pool := tlsEnv(t, "")
 	// Exact names are managed ahead: their certificates exist before any
 	// visitor asks.
-	waitFor(t, 10*time.Second, "certificates managed ahead", func() bool {
+	edgetest.WaitFor(t, 10*time.Second, "certificates managed ahead", func() bool {
 		var n int
-		for _, l := range e.logs.logLines(t, "certificate obtained") {
+		for _, l := range e.logs.Lines(t, "certificate obtained") {
 			if l["name"] == "app.example" || l["name"] == "blocked.example" {
 				n++
 			}
@@ -144,7 +138,7 @@ func TestInternalTLS(t *testing.T) {
 	if err == nil {
 		t.Error("handshake for an unknown name succeeded")
 	}
-	if v := metricValue(t, e.scrape(), `edgeblock_tls_handshake_refused_total{reason="not_covered"}`); v != "1" {
+	if v := edgetest.MetricValue(e.scrape(), `edgeblock_tls_handshake_refused_total{reason="not_covered"}`); v != "1" {
 		t.Errorf("handshake_refused_total = %q, want 1", v)
 	}
 	// TLS 1.1 is refused.
@@ -174,11 +168,11 @@ func TestInternalTLS(t *testing.T) {
 	// Certificate metrics.
 	m := e.scrape()
 	for _, series := range []string{`edgeblock_tls_certificate_expiry_timestamp_seconds{issuer="internal",name="app.example"}`, `edgeblock_tls_certificate_expiry_timestamp_seconds{issuer="internal",name="*.apps.example"}`} {
-		if metricValue(t, m, series) == "" {
+		if edgetest.MetricValue(m, series) == "" {
 			t.Errorf("scrape lacks %s", series)
 		}
 	}
-	if v := metricValue(t, m, `edgeblock_tls_obtain_total{result="success"}`); v != "3" {
+	if v := edgetest.MetricValue(m, `edgeblock_tls_obtain_total{result="success"}`); v != "3" {
 		t.Errorf("obtain success = %q, want 3 (two ahead, one on demand)", v)
 	}
 }
@@ -196,7 +190,7 @@ func TestHTTPRedirectsToHTTPS(t *testing.T) {
 			t.Errorf("%s: %d Location %q, want 308 %q", host, resp.StatusCode, resp.Header.Get("Location"), want)
 		}
 	}
-	if v := metricValue(t, e.scrape(), `edgeblock_requests_total{code="308",method="GET",outcome="redirect"}`); v != "3" {
+	if v := edgetest.MetricValue(e.scrape(), `edgeblock_requests_total{code="308",method="GET",outcome="redirect"}`); v != "3" {
 		t.Errorf("redirect count = %q", v)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 )
 
 // TestTLSSettings checks what the HTTPS listener negotiates: TLS 1.2 only
@@ -22,8 +24,8 @@ func TestTLSSettings(t *testing.T) {
 			if tt.keyType != "" {
 				extra = "  key_type: " + tt.keyType + "\n"
 			}
-			e, pool := internalEnvAt(t, storageDir(t), extra, "")
-			waitFor(t, 10*time.Second, "certificate for app.example", func() bool { return obtainedNames(t, e, "app.example") == 1 })
+			e, pool := internalEnvAt(t, edgetest.RemovedDir(t, "edgeblock-certs-"), extra, "")
+			edgetest.WaitFor(t, 10*time.Second, "certificate for app.example", func() bool { return obtainedNames(t, e, "app.example") == 1 })
 			dial := func(c *tls.Config) (tls.ConnectionState, error) {
 				c.RootCAs, c.ServerName = pool, "app.example"
 				conn, err := tls.Dial("tcp", e.srv.Addr("https"), c)

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"encoding/json"
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 	"github.com/edgeblock/edgeblock/proxy/metrics"
 	"os"
 	"strings"
@@ -86,12 +87,12 @@ func TestTransparencyFeed(t *testing.T) {
 	if err := os.WriteFile(e.list, []byte(next), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the feed to follow the list", func() bool {
+	edgetest.WaitFor(t, 10*time.Second, "the feed to follow the list", func() bool {
 		_, body := e.get("GET", "blocks.edge.example", "/blocks.json", nil)
 		return strings.Contains(body, "sealed.example") && !strings.Contains(body, "Spam source")
 	})
 	e.srv.FlushAccessLog()
-	lines := e.logs.logLines(t, "request")
+	lines := e.logs.Lines(t, "request")
 	if len(lines) == 0 || lines[0]["outcome"] != metrics.OutcomeTransparency {
 		t.Errorf("access line outcome %v, want %s", lines[0]["outcome"], metrics.OutcomeTransparency)
 	}

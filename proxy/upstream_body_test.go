@@ -16,6 +16,8 @@ import (
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 )
 
 // breakingOrigin sends its status line and headers (Content-Length
@@ -78,7 +80,7 @@ func TestOriginBreaksOffBody(t *testing.T) {
 		})
 	}
 	var lines []map[string]any
-	for _, l := range e.logs.logLines(t, "request") {
+	for _, l := range e.logs.Lines(t, "request") {
 		if l["host"] == "break.example" {
 			lines = append(lines, l)
 		}
@@ -105,7 +107,7 @@ func TestOriginBreaksOffBody(t *testing.T) {
 		{`edgeblock_requests_total{code="502",method="GET",outcome="error"}`, "2"},
 		{`edgeblock_requests_total{code="200",method="GET",outcome="proxied"}`, ""},
 	} {
-		if v := metricValue(t, m, tt.series); v != tt.want {
+		if v := edgetest.MetricValue(m, tt.series); v != tt.want {
 			t.Errorf("%s = %q, want %q", tt.series, v, tt.want)
 		}
 	}
@@ -167,14 +169,14 @@ func TestVisitorGoesAway(t *testing.T) {
 	<-entered
 	h2.fr.WriteRSTStream(1, http2.ErrCodeCancel)
 
-	waitFor(t, 5*time.Second, "three canceled requests", func() bool {
-		return metricValue(t, e.scrape(), `edgeblock_requests_total{code="499",method="GET",outcome="canceled"}`) == "3"
+	edgetest.WaitFor(t, 5*time.Second, "three canceled requests", func() bool {
+		return edgetest.MetricValue(e.scrape(), `edgeblock_requests_total{code="499",method="GET",outcome="canceled"}`) == "3"
 	})
 	// The access line is written just after the request is counted.
 	var lines []map[string]any
-	waitFor(t, 5*time.Second, "three access lines", func() bool {
+	edgetest.WaitFor(t, 5*time.Second, "three access lines", func() bool {
 		lines = lines[:0]
-		for _, l := range e.logs.logLines(t, "request") {
+		for _, l := range e.logs.Lines(t, "request") {
 			if l["host"] == "away.example" {
 				lines = append(lines, l)
 			}
@@ -189,7 +191,7 @@ func TestVisitorGoesAway(t *testing.T) {
 	if len(lines) != 3 {
 		t.Errorf("%d access lines, want 3", len(lines))
 	}
-	if v := metricValue(t, e.scrape(), fmt.Sprintf(`edgeblock_upstream_errors_total{kind="canceled",origin="%s",route="away.example"}`, o.URL)); v != "" {
+	if v := edgetest.MetricValue(e.scrape(), fmt.Sprintf(`edgeblock_upstream_errors_total{kind="canceled",origin="%s",route="away.example"}`, o.URL)); v != "" {
 		t.Errorf("a visitor going away counted as an origin error: %s", v)
 	}
 }
@@ -281,7 +283,7 @@ func TestOriginMaxConns(t *testing.T) {
 			codes <- resp.StatusCode
 		})
 	}
-	waitFor(t, 5*time.Second, "two requests at the origin", func() bool { return inflight.Load() == 2 })
+	edgetest.WaitFor(t, 5*time.Second, "two requests at the origin", func() bool { return inflight.Load() == 2 })
 	start := time.Now()
 	resp, body := e.get("GET", "busy.example", "/", nil)
 	if took := time.Since(start); resp.StatusCode != 503 || !strings.Contains(body, "busy") || took > 3*time.Second {
@@ -295,7 +297,7 @@ func TestOriginMaxConns(t *testing.T) {
 			t.Errorf("a request holding a connection got %d", c)
 		}
 	}
-	if v := metricValue(t, e.scrape(), fmt.Sprintf(`edgeblock_upstream_errors_total{kind="busy",origin="%s",route="busy.example"}`, o.URL)); v != "1" {
+	if v := edgetest.MetricValue(e.scrape(), fmt.Sprintf(`edgeblock_upstream_errors_total{kind="busy",origin="%s",route="busy.example"}`, o.URL)); v != "1" {
 		t.Errorf("busy errors = %q, want 1", v)
 	}
 }

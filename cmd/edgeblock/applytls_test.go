@@ -17,6 +17,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 )
 
 // writeSelfSigned writes a self-signed server certificate and its key to
@@ -48,8 +50,8 @@ func writeSelfSigned(t *testing.T, dir, name string) (certFile, keyFile string) 
 		t.Fatal(err)
 	}
 	certFile, keyFile = filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
-	writeText(t, certFile, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
-	writeText(t, keyFile, string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})))
+	edgetest.WriteFile(t, certFile, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
+	edgetest.WriteFile(t, keyFile, string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})))
 	return certFile, keyFile
 }
 
@@ -104,13 +106,13 @@ func TestBlockAppliedAdminTLS(t *testing.T) {
 			f := newEdgeFiles(t, "a.example\nb.example\n")
 			cert, key := writeSelfSigned(t, f.dir, "edge")
 			tokens := filepath.Join(f.dir, "tokens")
-			writeText(t, tokens, "deploy-bot:write:"+hex.EncodeToString(sum[:])+"\n")
+			edgetest.WriteFile(t, tokens, "deploy-bot:write:"+hex.EncodeToString(sum[:])+"\n")
 			extra := strings.NewReplacer("{cert}", cert, "{tokens}", tokens).Replace(tt.admin)
 			b, err := os.ReadFile(f.config)
 			if err != nil {
 				t.Fatal(err)
 			}
-			writeText(t, f.config, string(b)+"admin:\n  tls_cert: "+cert+"\n  tls_key: "+key+"\n"+extra)
+			edgetest.WriteFile(t, f.config, string(b)+"admin:\n  tls_cert: "+cert+"\n  tls_key: "+key+"\n"+extra)
 			p := startProc(t, bin, "serve", "-config", f.config, "-state-dir", "off")
 			p.waitReadyTLS(f.admin)
 

@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 )
 
 // TestDemoPortInUse occupies each of the demo's ports in turn: the demo
@@ -22,7 +24,7 @@ func TestDemoPortInUse(t *testing.T) {
 			defer busy.Close()
 			addrs := map[string]string{"http": freeAddr(t), "https": freeAddr(t), "admin": freeAddr(t)}
 			addrs[flag] = busy.Addr().String()
-			code, out, errOut := runCmd("demo", "-http", addrs["http"], "-https", addrs["https"], "-admin", addrs["admin"], "-dir", demoDir(t))
+			code, out, errOut := runCmd("demo", "-http", addrs["http"], "-https", addrs["https"], "-admin", addrs["admin"], "-dir", edgetest.RemovedDir(t, "edgeblock-demo-"))
 			want := "demo: " + busy.Addr().String() + " is in use (pass -" + flag + " ADDR)\n"
 			if code != 1 || out != "" || !strings.HasSuffix(errOut, want) {
 				t.Errorf("demo with %s taken: exit %d, stdout %q, stderr:\n%s\nwant it to end in %q", flag, code, out, errOut, want)
@@ -45,10 +47,10 @@ func TestDemoPortInUse(t *testing.T) {
 // address it names accepts connections.
 func TestDemoBindsBeforeBanner(t *testing.T) {
 	addrs := []string{freeAddr(t), freeAddr(t), freeAddr(t)}
-	var stdout, stderr syncWriter
+	var stdout, stderr edgetest.LogBuffer
 	done := make(chan int)
 	go func() {
-		done <- run([]string{"demo", "-http", addrs[0], "-https", addrs[1], "-admin", addrs[2], "-dir", demoDir(t)}, &stdout, &stderr)
+		done <- run([]string{"demo", "-http", addrs[0], "-https", addrs[1], "-admin", addrs[2], "-dir", edgetest.RemovedDir(t, "edgeblock-demo-")}, &stdout, &stderr)
 	}()
 	deadline := time.Now().Add(10 * time.Second)
 	for !strings.Contains(stdout.String(), "Press Ctrl-C to stop.") {
@@ -79,26 +81,4 @@ func TestDemoBindsBeforeBanner(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("demo did not stop on SIGINT")
 	}
-}
-
-// demoDir returns a directory for the demo's files. The demo's certificate
-// manager may still be finishing a write in the background when the demo
-// has stopped, so removal is retried for a while instead of failing the
-// test as t.TempDir's cleanup would.
-func demoDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "edgeblock-demo-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		for range 50 {
-			if os.RemoveAll(dir) == nil {
-				return
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		t.Errorf("demo directory %s could not be removed", dir)
-	})
-	return dir
 }

@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/edgeblock/edgeblock/blocklist"
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 	"github.com/edgeblock/edgeblock/proxy/fleet"
 )
 
@@ -373,7 +374,7 @@ func TestBlockAsAnotherUser(t *testing.T) {
 func TestEditRespectsDropGuard(t *testing.T) {
 	dir := t.TempDir()
 	cfg, list := filepath.Join(dir, "edgeblock.yaml"), filepath.Join(dir, "blocklist.txt")
-	writeTestFile(t, cfg, editConfig(list))
+	edgetest.WriteFile(t, cfg, editConfig(list))
 	tests := []struct {
 		list string
 		args []string
@@ -386,7 +387,7 @@ func TestEditRespectsDropGuard(t *testing.T) {
 		{"#! allow-drop\nonly.example\n", []string{"unblock", "only.example"}, 0, "removed: only.example"},
 	}
 	for _, tt := range tests {
-		writeTestFile(t, list, tt.list)
+		edgetest.WriteFile(t, list, tt.list)
 		code, out, errOut := runCmd(append([]string{tt.args[0], "-config", cfg}, tt.args[1:]...)...)
 		if code != tt.code || !strings.Contains(out+errOut, tt.want) {
 			t.Errorf("%v on %q: exit %d, output %q; want exit %d with %q", tt.args, tt.list, code, out+errOut, tt.code, tt.want)
@@ -394,12 +395,5 @@ func TestEditRespectsDropGuard(t *testing.T) {
 		if after := readFile(t, list); tt.code != 0 && after != tt.list {
 			t.Errorf("%v: refused, but the file changed to %q", tt.args, after)
 		}
-	}
-}
-
-func writeTestFile(t *testing.T, path, text string) {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
 	}
 }

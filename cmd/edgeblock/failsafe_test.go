@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -12,13 +11,15 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 )
 
 // edgeProc is a running edgeblock process.
 type edgeProc struct {
 	t      *testing.T
 	cmd    *exec.Cmd
-	stderr *syncWriter
+	stderr *edgetest.LogBuffer
 	done   chan struct{}
 	code   int
 }
@@ -26,7 +27,7 @@ type edgeProc struct {
 // startProc runs the binary with args.
 func startProc(t *testing.T, bin string, args ...string) *edgeProc {
 	t.Helper()
-	p := &edgeProc{t: t, cmd: exec.Command(bin, args...), stderr: &syncWriter{}, done: make(chan struct{})}
+	p := &edgeProc{t: t, cmd: exec.Command(bin, args...), stderr: &edgetest.LogBuffer{}, done: make(chan struct{})}
 	p.cmd.Stderr = p.stderr
 	p.cmd.Env = append(os.Environ(), "EDGEBLOCK_STATE_DIR=", "STATE_DIRECTORY=")
 	if err := p.cmd.Start(); err != nil {
@@ -114,20 +115,10 @@ func newEdgeFiles(t *testing.T, list string) edgeFiles {
 	return f
 }
 
+// metric returns a series' value from the admin listener's scrape.
 func metric(t *testing.T, admin, series string) string {
 	t.Helper()
-	resp, err := http.Get("http://" + admin + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, series+" "); ok {
-			return v
-		}
-	}
-	return ""
+	return edgetest.MetricValue(edgetest.Scrape(t, "http://"+admin+"/metrics"), series)
 }
 
 // TestServeStartsFromSnapshot runs the real binary: started once with good

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 	"github.com/edgeblock/edgeblock/proxy/fleet"
 	"github.com/edgeblock/edgeblock/proxy/fleet/fleettest"
 )
@@ -49,7 +50,7 @@ func launchFleetEdge(t *testing.T, bin, addr, name, dir string) *fleetEdge {
 func launchFleetEdgeTimeout(t *testing.T, bin, addr, name, dir, redisTimeout string) *fleetEdge {
 	t.Helper()
 	e := &fleetEdge{name: name, config: filepath.Join(dir, "edgeblock.yaml"), state: filepath.Join(dir, "state")}
-	writeText(t, e.config, fmt.Sprintf("listen:\n  http: 127.0.0.1:0\n  admin: 127.0.0.1:0\nlog:\n  access: false\n"+
+	edgetest.WriteFile(t, e.config, fmt.Sprintf("listen:\n  http: 127.0.0.1:0\n  admin: 127.0.0.1:0\nlog:\n  access: false\n"+
 		"timeouts:\n  drain: 0s\nblocklist:\n  source: fleet\nfleet:\n  redis:\n    addr: %s\n    dial_timeout: 500ms\n    timeout: %s\n  node: %s\n"+
 		"routes:\n  - host: \"*.example\"\n    origins: [\"http://127.0.0.1:9\"]\n", addr, redisTimeout, name))
 	e.edgeProc = startProc(t, bin, "serve", "-config", e.config, "-state-dir", e.state)

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 	"github.com/edgeblock/edgeblock/proxy/fleet"
 	"github.com/edgeblock/edgeblock/proxy/fleet/fleettest"
 	"github.com/redis/go-redis/v9"
@@ -209,7 +210,7 @@ func TestFleetStoreRestartedEmpty(t *testing.T) {
 	f.blocking("after the empty restart", "seed.example", "a.example")
 	f.cmd(1, []string{"divergent", "holds no version", "fleet reseed"}, "block", "b.example")
 	list := filepath.Join(t.TempDir(), "list.txt")
-	writeText(t, list, "seed.example\na.example\nb.example\n")
+	edgetest.WriteFile(t, list, "seed.example\na.example\nb.example\n")
 	f.cmd(1, []string{"divergent"}, "publish", list)
 	if n := f.current(); n != 0 {
 		t.Errorf("after refused writes the store is at version %d, want 0", n)
@@ -312,7 +313,7 @@ func TestFleetTwoPublishers(t *testing.T) {
 		var outs []*bytes.Buffer
 		for _, who := range []string{"ann", "bob"} {
 			file := filepath.Join(dir, fmt.Sprintf("%s-%d.txt", who, round))
-			writeText(t, file, string(cur.Content)+fmt.Sprintf("%s-%d.example\n", who, round))
+			edgetest.WriteFile(t, file, string(cur.Content)+fmt.Sprintf("%s-%d.example\n", who, round))
 			c := exec.Command(f.bin, "publish", "-config", f.cli, file)
 			var out bytes.Buffer
 			c.Stdout, c.Stderr = &out, &out
@@ -349,7 +350,7 @@ func TestFleetTwoPublishers(t *testing.T) {
 	lines := strings.SplitAfter(strings.TrimSuffix(string(cur.Content), "\n"), "\n")
 	last := strings.TrimSpace(lines[len(lines)-1])
 	file := filepath.Join(dir, "late.txt")
-	writeText(t, file, strings.Join(lines[:len(lines)-1], "")+"late.example\n")
+	edgetest.WriteFile(t, file, strings.Join(lines[:len(lines)-1], "")+"late.example\n")
 	f.cmd(1, []string{`you started from version 1, but version 4 is the newest`, "-force"}, "publish", "-base", "1", file)
 	f.cmd(1, []string{`removes 1 rules: ` + regexp.QuoteMeta(last)}, "publish", file)
 	f.cmd(0, []string{`published: version 5`, `replaced version 4; the replacement removes 1 rules: ` + regexp.QuoteMeta(last), "applied: by all 3 live edges"}, "publish", "-force", file)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/edgeblock/edgeblock/blocklist"
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 	"github.com/edgeblock/edgeblock/proxy/fleet"
 	"github.com/edgeblock/edgeblock/proxy/fleet/fleettest"
 )
@@ -26,16 +26,9 @@ func fleetCLIConfig(t *testing.T, addr string) string {
 	t.Setenv("XDG_CACHE_HOME", t.TempDir())
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "edgeblock.yaml")
-	writeText(t, cfg, fmt.Sprintf("listen:\n  http: 127.0.0.1:0\nblocklist:\n  source: fleet\n  file: pulled.txt\nfleet:\n  redis:\n    addr: %s\n  node: cli\n"+
+	edgetest.WriteFile(t, cfg, fmt.Sprintf("listen:\n  http: 127.0.0.1:0\nblocklist:\n  source: fleet\n  file: pulled.txt\nfleet:\n  redis:\n    addr: %s\n  node: cli\n"+
 		"routes:\n  - host: app.example\n    origins: [\"http://127.0.0.1:9\"]\n", addr))
 	return cfg
-}
-
-func writeText(t *testing.T, path, text string) {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // TestFleetCommands runs the fleet commands as an operator would, one step
@@ -54,7 +47,7 @@ func TestFleetCommands(t *testing.T) {
 		"nofleet.yaml": "listen:\n  http: 127.0.0.1:0\nblocklist:\n  file: good.txt\nroutes:\n  - host: app.example\n    origins: [\"http://127.0.0.1:9\"]\n",
 	}
 	for name, text := range files {
-		writeText(t, filepath.Join(dir, name), text)
+		edgetest.WriteFile(t, filepath.Join(dir, name), text)
 	}
 	p := func(name string) string { return filepath.Join(dir, name) }
 	steps := []struct {
@@ -230,7 +223,7 @@ func TestFleetPublishAfterRefusedVersion(t *testing.T) {
 		t.Fatal(err)
 	}
 	drop := filepath.Join(t.TempDir(), "drop.txt")
-	writeText(t, drop, "d.example\n")
+	edgetest.WriteFile(t, drop, "d.example\n")
 	code, out, errOut := runCmd("publish", "-config", cfg, drop)
 	if code != 1 || !strings.Contains(errOut, "would drop 2 of 2 block rules of version 1") {
 		t.Errorf("publish over a refused version: exit %d, want 1 and the drop guard against version 1:\n%s%s", code, out, errOut)

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 )
 
 // writeBigList writes a blocklist of n rules, their names depending on
@@ -64,7 +66,7 @@ func TestServeHeapAcrossReloads(t *testing.T) {
 		addr, admin)), 0o644)
 	base := liveHeap()
 	done := make(chan int)
-	var stderr syncWriter
+	var stderr edgetest.LogBuffer
 	go func() {
 		done <- run([]string{"serve", "-config", filepath.Join(dir, "edgeblock.yaml"), "-state-dir", t.TempDir(), "-log-level", "debug"}, io.Discard, &stderr)
 	}()
@@ -119,10 +121,5 @@ func metricOrEmpty(admin, series string) string {
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, series+" "); ok {
-			return v
-		}
-	}
-	return ""
+	return edgetest.MetricValue(string(b), series)
 }

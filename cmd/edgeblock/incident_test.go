@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/edgeblock/edgeblock/blocklist"
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 	"github.com/edgeblock/edgeblock/proxy/fleet"
 	"github.com/edgeblock/edgeblock/proxy/fleet/fleettest"
 )
@@ -36,7 +37,7 @@ func decodeJSON(t *testing.T, what, out string, v any) {
 func fleetOnlyConfig(t *testing.T, addr string) string {
 	t.Helper()
 	cfg := filepath.Join(t.TempDir(), "fleet.yaml")
-	writeText(t, cfg, fmt.Sprintf("fleet:\n  redis:\n    addr: %s\n  node: ops-laptop\n", addr))
+	edgetest.WriteFile(t, cfg, fmt.Sprintf("fleet:\n  redis:\n    addr: %s\n  node: ops-laptop\n", addr))
 	return cfg
 }
 
@@ -50,7 +51,7 @@ func TestFleetOnlyConfig(t *testing.T) {
 	cfg := fleetOnlyConfig(t, r.Addr())
 	dir := filepath.Dir(cfg)
 	t.Setenv("SUDO_USER", "carol")
-	writeText(t, filepath.Join(dir, "list.txt"), "a.example\nb.example\n")
+	edgetest.WriteFile(t, filepath.Join(dir, "list.txt"), "a.example\nb.example\n")
 	ctx := context.Background()
 	// A node stuck on version 1 (it beats once, then applies nothing):
 	// written after the writes, which would otherwise wait for it and
@@ -140,7 +141,7 @@ func TestFleetOnlyConfig(t *testing.T) {
 	}
 	// A problem of the fleet section still stops the fleet tools.
 	bad := filepath.Join(dir, "bad.yaml")
-	writeText(t, bad, "fleet:\n  redis:\n    addr: nope\n")
+	edgetest.WriteFile(t, bad, "fleet:\n  redis:\n    addr: nope\n")
 	if code, _, stderr := runCmd("history", "-config", bad); code != 1 || !strings.Contains(stderr, "fleet.redis.addr") {
 		t.Errorf("history with a bad fleet.redis.addr: exit %d:\n%s", code, stderr)
 	}
@@ -299,9 +300,9 @@ func TestFileEditJSONAndApplied(t *testing.T) {
 func TestExplainAndCheckJSON(t *testing.T) {
 	dir := t.TempDir()
 	list := filepath.Join(dir, "blocklist.txt")
-	writeText(t, list, "forum.example\n*.spam.example mode=report\n")
+	edgetest.WriteFile(t, list, "forum.example\n*.spam.example mode=report\n")
 	cfg := filepath.Join(dir, "edgeblock.yaml")
-	writeText(t, cfg, "listen:\n  http: 127.0.0.1:0\n  admin: off\nblocklist:\n  file: "+list+"\nroutes:\n"+
+	edgetest.WriteFile(t, cfg, "listen:\n  http: 127.0.0.1:0\n  admin: off\nblocklist:\n  file: "+list+"\nroutes:\n"+
 		"  - host: app.example\n    origins: [\"http://127.0.0.1:9\"]\n"+
 		"  - host: www.forum.example\n    origins: [\"http://127.0.0.1:9\"]\n"+
 		"  - host: \"*.forum.example\"\n    origins: [\"http://127.0.0.1:9\"]\n"+
@@ -337,7 +338,7 @@ func TestExplainAndCheckJSON(t *testing.T) {
 		t.Errorf("explain -json: exit %d, %v", code, ex)
 	}
 
-	writeText(t, list, "bad.example status=999\n")
+	edgetest.WriteFile(t, list, "bad.example status=999\n")
 	code, stdout, _ = runCmd("check", "-json", "-state-dir", "off", "-config", cfg)
 	c = checkJSON{}
 	decodeJSON(t, "check -json (bad)", stdout, &c)
@@ -366,7 +367,7 @@ func TestBlockReportsApplied(t *testing.T) {
 	// A hand edit the edge refuses (it drops both rules): the edge keeps
 	// a.example and b.example, so the next block, judged against the file,
 	// is written but not applied, and block says why.
-	writeText(t, f.list, "x.example\n")
+	edgetest.WriteFile(t, f.list, "x.example\n")
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		resp, err := http.Get("http://" + f.admin + "/blocklist")
 		if err == nil {

@@ -9,10 +9,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 )
 
 func runCmd(args ...string) (code int, stdout, stderr string) {
@@ -145,7 +146,7 @@ func TestServeSignals(t *testing.T) {
 		"listen:\n  http: %s\n  admin: %s\ntimeouts:\n  drain: 3s\nblocklist:\n  file: blocklist.txt\n  watch: false\n  poll_interval: -1s\nroutes:\n  - host: \"*.example\"\n    origins: [\"http://%s\"]\n",
 		addr, admin, ol.Addr())), 0o644)
 	done := make(chan int)
-	var stderr syncWriter
+	var stderr edgetest.LogBuffer
 	go func() {
 		done <- run([]string{"serve", "-config", filepath.Join(dir, "edgeblock.yaml"), "-state-dir", t.TempDir()}, io.Discard, &stderr)
 	}()
@@ -230,32 +231,15 @@ func TestServeRefusesBadStart(t *testing.T) {
 	}
 }
 
-type syncWriter struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (w *syncWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *syncWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
-}
-
 // TestDemo runs the README's first command as a newcomer would, on free
 // ports: the proxied and the blocked hostname answer as the printed curl
 // lines promise, and Ctrl-C (SIGINT) ends it with exit 0.
 func TestDemo(t *testing.T) {
 	httpAddr, httpsAddr, adminAddr := freeAddr(t), freeAddr(t), freeAddr(t)
-	var stdout, stderr syncWriter
+	var stdout, stderr edgetest.LogBuffer
 	done := make(chan int)
 	go func() {
-		done <- run([]string{"demo", "-http", httpAddr, "-https", httpsAddr, "-admin", adminAddr, "-dir", demoDir(t)}, &stdout, &stderr)
+		done <- run([]string{"demo", "-http", httpAddr, "-https", httpsAddr, "-admin", adminAddr, "-dir", edgetest.RemovedDir(t, "edgeblock-demo-")}, &stdout, &stderr)
 	}()
 	get := func(host, accept string) (int, string) { return hostGet(httpAddr, host, "/", accept) }
 	deadline := time.Now().Add(10 * time.Second)

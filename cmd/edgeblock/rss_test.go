@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 )
 
 // TestEdgeRSSAfterEdits runs a real edge (the built binary, in its own
@@ -30,9 +32,9 @@ func TestEdgeRSSAfterEdits(t *testing.T) {
 	list := filepath.Join(dir, "blocklist.txt")
 	writeBigList(t, list, 1_000_000, 0)
 	cfg := filepath.Join(dir, "edgeblock.yaml")
-	writeText(t, cfg, fmt.Sprintf("listen:\n  http: %s\n  admin: %s\nblocklist:\n  file: blocklist.txt\nroutes:\n  - host: \"*.example\"\n    origins: [\"http://127.0.0.1:9\"]\n", addr, admin))
+	edgetest.WriteFile(t, cfg, fmt.Sprintf("listen:\n  http: %s\n  admin: %s\nblocklist:\n  file: blocklist.txt\nroutes:\n  - host: \"*.example\"\n    origins: [\"http://127.0.0.1:9\"]\n", addr, admin))
 	edge := exec.Command(bin, "serve", "-config", cfg)
-	var log syncWriter
+	var log edgetest.LogBuffer
 	edge.Stdout, edge.Stderr = &log, &log
 	if err := edge.Start(); err != nil {
 		t.Fatal(err)

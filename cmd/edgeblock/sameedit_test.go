@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/edgeblock/edgeblock/blocklist"
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 	"github.com/edgeblock/edgeblock/proxy/fleet"
 	"github.com/edgeblock/edgeblock/proxy/fleet/fleettest"
 )
@@ -125,9 +126,9 @@ func ruleLines(t *testing.T, text string) []string {
 func fileWriter(t *testing.T) editWriter {
 	dir := t.TempDir()
 	cfg, list := filepath.Join(dir, "edgeblock.yaml"), filepath.Join(dir, "blocklist.txt")
-	writeTestFile(t, cfg, editConfig(list))
+	edgetest.WriteFile(t, cfg, editConfig(list))
 	return func(t *testing.T, initial string, edit []string) (bool, string, string) {
-		writeTestFile(t, list, initial)
+		edgetest.WriteFile(t, list, initial)
 		code, out, errOut := runCmd(append([]string{edit[0], "-config", cfg}, edit[1:]...)...)
 		return code == 0, readFile(t, list), out + errOut
 	}
@@ -161,14 +162,14 @@ func apiWriter(t *testing.T) editWriter {
 	bin := edgeblockBin(t)
 	f := newEdgeFiles(t, "")
 	const token = "same-edit-token-0123456789"
-	writeTestFile(t, filepath.Join(f.dir, "tokens"), "writer write "+token+"\n")
+	edgetest.WriteFile(t, filepath.Join(f.dir, "tokens"), "writer write "+token+"\n")
 	cfg, _ := os.ReadFile(f.config)
-	writeTestFile(t, f.config, string(cfg)+"admin:\n  tokens_file: tokens\n")
+	edgetest.WriteFile(t, f.config, string(cfg)+"admin:\n  tokens_file: tokens\n")
 	p := startProc(t, bin, "serve", "-config", f.config)
 	p.waitReady(f.admin)
 	return func(t *testing.T, initial string, edit []string) (bool, string, string) {
 		for _, text := range []string{blocklist.AllowDropMarker + "\n", initial} {
-			writeTestFile(t, f.list, text)
+			edgetest.WriteFile(t, f.list, text)
 			waitApplied(t, f.admin, text)
 		}
 		path, body := "/v1/block", map[string]any{"pattern": edit[1]}

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 )
 
 // slogLine encodes l with slog's JSON handler, the encoder appendJSON
@@ -160,7 +162,7 @@ func TestAccessLogDropsWhenFull(t *testing.T) {
 // TestAccessLogFlushesWithinASecond: a lone line (far below a batch)
 // reaches the output without Flush or Close.
 func TestAccessLogFlushesWithinASecond(t *testing.T) {
-	var out syncBuffer
+	var out edgetest.LogBuffer
 	a, err := New(&out, "", nil, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -189,25 +191,6 @@ func TestAccessLogWriteErrorsCounted(t *testing.T) {
 	if errs.Load() != 1 {
 		t.Errorf("%d write errors counted, want 1", errs.Load())
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the writing goroutine and a
-// reading test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestAccessLogChunksKeepOrder: lines of many sizes, one longer than a

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 	"github.com/edgeblock/edgeblock/proxy/fleet"
 	"github.com/edgeblock/edgeblock/proxy/fleet/fleettest"
 )
@@ -50,7 +51,7 @@ func TestFailFastStorage(t *testing.T) {
 		t.Errorf("unlock with Redis down: %v, want Redis's own error", err)
 	}
 	rd.Start()
-	waitFor(t, 2*StorageProbeInterval, "the storage to reach Redis again", func() bool {
+	edgetest.WaitFor(t, 2*StorageProbeInterval, "the storage to reach Redis again", func() bool {
 		return st.Store(ctx, "a/b", []byte("y")) == nil
 	})
 	if b, err := st.Load(ctx, "a/b"); err != nil || string(b) != "y" {

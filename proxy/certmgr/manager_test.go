@@ -1,19 +1,17 @@
 package certmgr
 
 import (
-	"bytes"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/certmagic"
 	"github.com/edgeblock/edgeblock/proxy/certs"
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 	"github.com/edgeblock/edgeblock/proxy/metrics"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -28,47 +26,13 @@ func (e fakeEdge) Covers(name string) (bool, error) {
 func (e fakeEdge) CoveredPatterns() *certs.Patterns { return e.pats }
 func (e fakeEdge) ExpiryLabel(name string) string   { return name }
 
-// syncBuffer is a log destination safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-// lines returns the "name" of each JSON log line with message msg.
-func (s *syncBuffer) names(t *testing.T, msg string) []string {
-	t.Helper()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []string
-	for _, l := range strings.Split(strings.TrimSpace(s.b.String()), "\n") {
-		var m map[string]any
-		if l == "" {
-			continue
-		}
-		if err := json.Unmarshal([]byte(l), &m); err != nil {
-			t.Fatalf("log line %q: %v", l, err)
-		}
-		if m["msg"] == msg {
-			n, _ := m["name"].(string)
-			out = append(out, n)
-		}
-	}
-	return out
-}
-
 // testManager is a Manager of the internal CA in a temporary directory,
 // serving handshakes on a loopback listener.
 type testManager struct {
 	*Manager
 	addr string
 	pool *x509.CertPool
-	logs *syncBuffer
+	logs *edgetest.LogBuffer
 }
 
 func newTestManager(t *testing.T, o Options, pats []certs.Pattern) *testManager {
@@ -85,7 +49,7 @@ func newTestManager(t *testing.T, o Options, pats []certs.Pattern) *testManager 
 	if o.OnDemand == (certs.Limits{}) {
 		o.OnDemand = certs.Limits{MaxNewPerHour: 10, MaxNames: 1000}
 	}
-	logs := &syncBuffer{}
+	logs := &edgetest.LogBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, nil))
 	m, err := New(o, log, metrics.New(prometheus.NewRegistry(), "test", "test"), fakeEdge{certs.NewPatterns(pats)})
 	if err != nil {
@@ -133,15 +97,6 @@ func (m *testManager) served(name string) ([]string, error) {
 	return c.ConnectionState().PeerCertificates[0].DNSNames, nil
 }
 
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	for end := time.Now().Add(d); !cond(); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(end) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-	}
-}
-
 // TestWildcardHalfStored: a handshake for a name under a wildcard
 // pattern that comes while the wildcard certificate is in storage but not
 // whole, and not in the cache, gets no certificate of its own. certmagic
@@ -153,7 +108,7 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 func TestWildcardHalfStored(t *testing.T) {
 	tm := newTestManager(t, Options{}, []certs.Pattern{{Name: "apps.example", Kind: certs.Wildcard, WildcardCert: true}})
 	tm.ManageAhead([]Ahead{{Name: "*.apps.example"}})
-	waitFor(t, 10*time.Second, "the wildcard certificate", func() bool { _, err := tm.served("a.apps.example"); return err == nil })
+	edgetest.WaitFor(t, 10*time.Second, "the wildcard certificate", func() bool { _, err := tm.served("a.apps.example"); return err == nil })
 	ctx := t.Context()
 	meta := certmagic.StorageKeys.SiteMeta(tm.issuerKey(), "*.apps.example")
 	saved, err := tm.ahead.Storage.Load(ctx, meta)
@@ -176,7 +131,19 @@ func TestWildcardHalfStored(t *testing.T) {
 			t.Errorf("%s: served %v (%v), want the wildcard certificate from storage", name, names, err)
 		}
 	}
-	if signed := tm.logs.names(t, "certificate obtained"); strings.Join(signed, " ") != "*.apps.example" {
+	if signed := logNames(t, tm.logs, "certificate obtained"); strings.Join(signed, " ") != "*.apps.example" {
 		t.Errorf("certificates signed for %v, want *.apps.example alone", signed)
 	}
+}
+
+// logNames returns the "name" of each JSON log line of logs with message
+// msg.
+func logNames(t *testing.T, logs *edgetest.LogBuffer, msg string) []string {
+	t.Helper()
+	var out []string
+	for _, m := range logs.Lines(t, msg) {
+		n, _ := m["name"].(string)
+		out = append(out, n)
+	}
+	return out
 }

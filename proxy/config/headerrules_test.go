@@ -2,17 +2,18 @@ package config
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 )
 
 // TestHeaderRulesConfig: rules that name the edge's own headers, or hold
 // bad names or values, are config errors with their line.
 func TestHeaderRulesConfig(t *testing.T) {
 	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "list.txt"), "")
+	edgetest.WriteFile(t, filepath.Join(dir, "list.txt"), "")
 	base := "listen: {http: 127.0.0.1:0}\nblocklist: {file: list.txt}\nroutes:\n  - host: a.test\n    origins: [\"http://10.0.0.1\"]\n    headers:\n"
 	for _, tt := range []struct{ rules, want string }{
 		{"      request: {set: {x-forwarded-for: 1.2.3.4}}\n", "routes[0].headers.request.set.x-forwarded-for: X-Forwarded-For is set by the edge; a rule cannot change it"},
@@ -26,12 +27,5 @@ func TestHeaderRulesConfig(t *testing.T) {
 		if want := fmt.Sprintf("%s:7: %s", path, tt.want); !strings.Contains(fmt.Sprint(err), want) {
 			t.Errorf("got %v, want %q", err, want)
 		}
-	}
-}
-
-func writeFile(t *testing.T, path, text string) {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
 	}
 }

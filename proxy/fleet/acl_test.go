@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 )
 
 // ACLCommands are the Redis commands the fleet uses (by an edge, the CLI
@@ -77,7 +79,7 @@ func runAsACLUser(t *testing.T, rc RedisConfig, prefix string) {
 
 	rec := newRecorder()
 	f := startFollower(t, s, rec, FollowOptions{PollInterval: time.Hour})
-	waitFor(t, 5*time.Second, "connected as the ACL user", f.Connected)
+	edgetest.WaitFor(t, 5*time.Second, "connected as the ACL user", f.Connected)
 	for n := int64(1); n <= 2; n++ {
 		if _, err := s.Publish(ctx, []byte("v\n"+strings.Repeat("x", int(n))), Meta{Actor: "ops"}, n-1); err != nil {
 			t.Fatalf("publish as the ACL user: %v", err)
@@ -197,7 +199,7 @@ func TestSentinelACL(t *testing.T) {
 	s := NewStore(c, cfg)
 	rec := newRecorder()
 	f := startFollower(t, s, rec, FollowOptions{PollInterval: time.Hour})
-	waitFor(t, 10*time.Second, "connected as the ACL users", f.Connected)
+	edgetest.WaitFor(t, 10*time.Second, "connected as the ACL users", f.Connected)
 	base, err := s.CurrentNumber(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -213,7 +215,7 @@ func TestSentinelACL(t *testing.T) {
 		t.Fatalf("SENTINEL FAILOVER: %v", err)
 	}
 	addr, _ := elected(t, 30*time.Second, old, func() string { return sentinelPrimary(sentinels, master) })
-	waitFor(t, 20*time.Second, "the client on the new primary "+addr, func() bool {
+	edgetest.WaitFor(t, 20*time.Second, "the client on the new primary "+addr, func() bool {
 		cctx, cancel := context.WithTimeout(ctx, time.Second)
 		defer cancel()
 		_, err := s.Publish(cctx, []byte("after\n"), Meta{}, base+1)

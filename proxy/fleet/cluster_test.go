@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 )
 
 // startCluster starts a three-node Redis Cluster (no replicas) and returns
@@ -41,7 +43,7 @@ func startCluster(t *testing.T) []string {
 			t.Fatalf("CLUSTER MEET %s: %v", addrs[i], err)
 		}
 	}
-	waitFor(t, 20*time.Second, "cluster_state:ok on every node", func() bool {
+	edgetest.WaitFor(t, 20*time.Second, "cluster_state:ok on every node", func() bool {
 		for _, c := range clients {
 			info, err := c.ClusterInfo(ctx).Result()
 			if err != nil || !strings.Contains(info, "cluster_state:ok") || !strings.Contains(info, fmt.Sprintf("cluster_known_nodes:%d", nodes)) {
@@ -78,7 +80,7 @@ func TestCluster(t *testing.T) {
 
 	rec := newRecorder()
 	f := startFollower(t, s, rec, FollowOptions{PollInterval: time.Hour}) // notifications only
-	waitFor(t, 10*time.Second, "Connected", f.Connected)
+	edgetest.WaitFor(t, 10*time.Second, "Connected", f.Connected)
 	for n := int64(1); n <= 3; n++ {
 		if _, err := s.Publish(ctx, fmt.Appendf(nil, "v%d\n", n), Meta{Actor: "ops"}, n-1); err != nil {
 			t.Fatal(err)
@@ -157,7 +159,7 @@ func startClusterWithReplicas(t *testing.T) (map[string]*redisServer, []string) 
 			t.Fatalf("CLUSTER MEET %s: %v", r.Addr(), err)
 		}
 	}
-	waitFor(t, 20*time.Second, "every node to know every other", func() bool {
+	edgetest.WaitFor(t, 20*time.Second, "every node to know every other", func() bool {
 		for _, r := range all {
 			info, err := r.Client().ClusterInfo(ctx).Result()
 			if err != nil || !strings.Contains(info, fmt.Sprintf("cluster_known_nodes:%d", len(all))) {
@@ -172,11 +174,11 @@ func startClusterWithReplicas(t *testing.T) (map[string]*redisServer, []string) 
 			t.Fatal(err)
 		}
 		rep := all[primaries+i]
-		waitFor(t, 10*time.Second, "CLUSTER REPLICATE", func() bool {
+		edgetest.WaitFor(t, 10*time.Second, "CLUSTER REPLICATE", func() bool {
 			return rep.Client().Do(ctx, "CLUSTER", "REPLICATE", id).Err() == nil
 		})
 	}
-	waitFor(t, 30*time.Second, "cluster_state:ok and every replica in sync", func() bool {
+	edgetest.WaitFor(t, 30*time.Second, "cluster_state:ok and every replica in sync", func() bool {
 		for i, r := range all {
 			info, err := r.Client().ClusterInfo(ctx).Result()
 			if err != nil || !strings.Contains(info, "cluster_state:ok") {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 	"github.com/edgeblock/edgeblock/proxy/fleet/fleettest"
 	"github.com/redis/go-redis/v9"
 )
@@ -96,7 +97,7 @@ func newFailoverRig(t *testing.T, cfg Config, edges, writers int) *failoverRig {
 		r.edges = append(r.edges, e)
 	}
 	for _, e := range r.edges {
-		waitFor(t, 20*time.Second, "edge connected", e.f.Connected)
+		edgetest.WaitFor(t, 20*time.Second, "edge connected", e.f.Connected)
 	}
 	return r
 }
@@ -216,7 +217,7 @@ func (r *failoverRig) waitApplied(n int64, within time.Duration) {
 			}
 		}
 	}()
-	waitFor(r.t, within, fmt.Sprintf("every edge to apply version %d", n), func() bool {
+	edgetest.WaitFor(r.t, within, fmt.Sprintf("every edge to apply version %d", n), func() bool {
 		for _, e := range r.edges {
 			if e.appliedAt(n).IsZero() {
 				return false
@@ -273,7 +274,7 @@ func (r *failoverRig) check() []time.Duration {
 // the primary at addr.
 func (r *failoverRig) waitClients(addr string, within time.Duration) {
 	r.t.Helper()
-	waitFor(r.t, within, "writers on the new primary "+addr, func() bool {
+	edgetest.WaitFor(r.t, within, "writers on the new primary "+addr, func() bool {
 		for _, s := range append([]*Store{r.reader}, r.writers...) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			s.CurrentNumber(ctx)
@@ -317,7 +318,7 @@ func waitSynced(t *testing.T, addr string) {
 	t.Helper()
 	c := redis.NewClient(&redis.Options{Addr: addr})
 	defer c.Close()
-	waitFor(t, 10*time.Second, "the replicas caught up with "+addr, func() bool {
+	edgetest.WaitFor(t, 10*time.Second, "the replicas caught up with "+addr, func() bool {
 		info, err := c.Info(context.Background(), "replication").Result()
 		if err != nil {
 			return false
@@ -507,7 +508,7 @@ func startSentinels(t *testing.T, master string, replicas int, extra ...string) 
 	for i := 0; i < replicas; i++ {
 		rep := startRedis(t, append([]string{"--replicaof", "127.0.0.1", port}, extra...)...)
 		servers[rep.Addr()] = rep
-		waitFor(t, 20*time.Second, "the replica in sync", func() bool {
+		edgetest.WaitFor(t, 20*time.Second, "the replica in sync", func() bool {
 			info, err := rep.Client().Info(ctx, "replication").Result()
 			return err == nil && strings.Contains(info, "master_link_status:up")
 		})
@@ -520,7 +521,7 @@ func startSentinels(t *testing.T, master string, replicas int, extra ...string) 
 		t.Cleanup(func() { c.Close() })
 		clients = append(clients, c)
 	}
-	waitFor(t, 30*time.Second, "the sentinels to know the replica and each other", func() bool {
+	edgetest.WaitFor(t, 30*time.Second, "the sentinels to know the replica and each other", func() bool {
 		for _, c := range clients {
 			reps, err := c.Replicas(ctx, master).Result()
 			if err != nil || len(reps) != replicas {
@@ -599,7 +600,7 @@ func TestSentinelTLS(t *testing.T) {
 	_, port, _ := strings.Cut(p.Addr(), ":")
 	rep := startRedisTLS(t, clientTLS, append([]string{"--replicaof", "127.0.0.1", port}, tlsArgs...)...)
 	ctx := context.Background()
-	waitFor(t, 20*time.Second, "the replica in sync over TLS", func() bool {
+	edgetest.WaitFor(t, 20*time.Second, "the replica in sync over TLS", func() bool {
 		info, err := rep.Client().Info(ctx, "replication").Result()
 		return err == nil && strings.Contains(info, "master_link_status:up")
 	})
@@ -612,7 +613,7 @@ func TestSentinelTLS(t *testing.T) {
 		t.Cleanup(func() { c.Close() })
 		clients = append(clients, c)
 	}
-	waitFor(t, 30*time.Second, "the sentinels to know the replica and each other", func() bool {
+	edgetest.WaitFor(t, 30*time.Second, "the sentinels to know the replica and each other", func() bool {
 		for _, c := range clients {
 			reps, err := c.Replicas(ctx, master).Result()
 			if err != nil || len(reps) != 1 || strings.Contains(reps[0]["flags"], "down") {

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 )
 
 // recorder collects delivered versions and signals each one.
@@ -69,18 +71,6 @@ func startFollower(t *testing.T, s *Store, r *recorder, opts FollowOptions) *Fol
 	return f
 }
 
-// waitFor polls cond until it holds or d passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func TestFollowerDeliversByNotification(t *testing.T) {
 	s, _ := newTestStore(t)
 	ctx := ctxT(t)
@@ -94,7 +84,7 @@ func TestFollowerDeliversByNotification(t *testing.T) {
 	if v := <-rec.ch; v.Number != 1 || string(v.Content) != "first\n" {
 		t.Fatalf("initial delivery = %d %q, want version 1", v.Number, v.Content)
 	}
-	waitFor(t, 5*time.Second, "Connected", f.Connected)
+	edgetest.WaitFor(t, 5*time.Second, "Connected", f.Connected)
 
 	for i := int64(2); i <= 6; i++ {
 		start := time.Now()
@@ -106,14 +96,14 @@ func TestFollowerDeliversByNotification(t *testing.T) {
 	}
 	// Delivered moves once the callback has returned, just after the
 	// recorder saw the version.
-	waitFor(t, 2*time.Second, "Delivered() == 6", func() bool { return f.Delivered() == 6 })
+	edgetest.WaitFor(t, 2*time.Second, "Delivered() == 6", func() bool { return f.Delivered() == 6 })
 }
 
 func TestFollowerPollsWhenNotificationLost(t *testing.T) {
 	s, r := newTestStore(t)
 	rec := newRecorder()
 	f := startFollower(t, s, rec, FollowOptions{PollInterval: 300 * time.Millisecond})
-	waitFor(t, 5*time.Second, "Connected", f.Connected)
+	edgetest.WaitFor(t, 5*time.Second, "Connected", f.Connected)
 
 	// Write version 1 as Publish would, but without PUBLISH: the
 	// notification is lost and only polling can find it.
@@ -147,7 +137,7 @@ func TestFollowerAfterOrderAndSkipping(t *testing.T) {
 	rec := newRecorder()
 	// The caller already has version 3 (a local snapshot): nothing until 4.
 	f := startFollower(t, s, rec, FollowOptions{After: 3, PollInterval: 50 * time.Millisecond})
-	waitFor(t, 5*time.Second, "Connected", f.Connected)
+	edgetest.WaitFor(t, 5*time.Second, "Connected", f.Connected)
 	time.Sleep(200 * time.Millisecond) // several polls
 	if n := rec.numbers(); len(n) != 0 {
 		t.Fatalf("delivered %v with After=3 and nothing newer", n)
@@ -179,7 +169,7 @@ func TestFollowerRefusesCorruptVersion(t *testing.T) {
 	ctx := ctxT(t)
 	rec := newRecorder()
 	f := startFollower(t, s, rec, FollowOptions{PollInterval: 50 * time.Millisecond})
-	waitFor(t, 5*time.Second, "Connected", f.Connected)
+	edgetest.WaitFor(t, 5*time.Second, "Connected", f.Connected)
 
 	// Version 1 with a wrong checksum, announced: must not be delivered.
 	raw := r.Client()
@@ -190,7 +180,7 @@ func TestFollowerRefusesCorruptVersion(t *testing.T) {
 		t.Fatal(err)
 	}
 	raw.Publish(ctx, "edgeblock:list:notify", "1")
-	waitFor(t, 2*time.Second, "LastError to report the checksum", func() bool { return errors.Is(f.LastError(), ErrCorrupt) })
+	edgetest.WaitFor(t, 2*time.Second, "LastError to report the checksum", func() bool { return errors.Is(f.LastError(), ErrCorrupt) })
 	if n := rec.numbers(); len(n) != 0 {
 		t.Fatalf("a corrupt version was delivered: %v", n)
 	}
@@ -255,13 +245,13 @@ func testRedisRestart(t *testing.T, outage time.Duration) {
 		})
 		t.Cleanup(func() { tr.f.Close() })
 		tr.rec.waitVersion(t, 1, 5*time.Second)
-		waitFor(t, 5*time.Second, "Connected", tr.f.Connected)
+		edgetest.WaitFor(t, 5*time.Second, "Connected", tr.f.Connected)
 		fs = append(fs, tr)
 	}
 
 	r.Stop()
 	for i, tr := range fs {
-		waitFor(t, 5*time.Second, fmt.Sprintf("follower %d to notice Redis is gone", i), func() bool { return !tr.f.Connected() })
+		edgetest.WaitFor(t, 5*time.Second, fmt.Sprintf("follower %d to notice Redis is gone", i), func() bool { return !tr.f.Connected() })
 		if tr.f.LastError() == nil {
 			t.Errorf("follower %d: disconnected without an error", i)
 		}
@@ -276,7 +266,7 @@ func testRedisRestart(t *testing.T, outage time.Duration) {
 	for i, tr := range fs {
 		got := tr.rec.waitVersion(t, v.Number, 2*time.Second-time.Since(back))
 		t.Logf("follower %d: version %d delivered %v after Redis returned", i, v.Number, got.Sub(back))
-		waitFor(t, 2*time.Second, fmt.Sprintf("follower %d Connected", i), tr.f.Connected)
+		edgetest.WaitFor(t, 2*time.Second, fmt.Sprintf("follower %d Connected", i), tr.f.Connected)
 		tr.mu.Lock()
 		st := tr.states
 		tr.mu.Unlock()
@@ -334,7 +324,7 @@ func TestFollowerCloseStops(t *testing.T) {
 	ctx := ctxT(t)
 	rec := newRecorder()
 	f := Follow(ctx, s, rec.deliver, FollowOptions{PollInterval: 20 * time.Millisecond})
-	waitFor(t, 5*time.Second, "Connected", f.Connected)
+	edgetest.WaitFor(t, 5*time.Second, "Connected", f.Connected)
 	f.Close()
 	f.Close() // twice is fine
 	if _, err := s.Publish(ctx, []byte("late\n"), Meta{}, 0); err != nil {
@@ -360,7 +350,7 @@ func TestFollowerStartsWithoutRedis(t *testing.T) {
 	r.Stop()
 	rec := newRecorder()
 	f := startFollower(t, s, rec, FollowOptions{After: 1}) // has v1 from its snapshot
-	waitFor(t, 5*time.Second, "a connection error", func() bool { return f.LastError() != nil })
+	edgetest.WaitFor(t, 5*time.Second, "a connection error", func() bool { return f.LastError() != nil })
 	if f.Connected() {
 		t.Fatal("Connected with Redis down")
 	}
@@ -371,7 +361,7 @@ func TestFollowerStartsWithoutRedis(t *testing.T) {
 	}
 	got := rec.waitVersion(t, 2, 2*time.Second)
 	t.Logf("version 2 delivered %v after Redis came up", got.Sub(back))
-	waitFor(t, 2*time.Second, "Connected", f.Connected)
+	edgetest.WaitFor(t, 2*time.Second, "Connected", f.Connected)
 	if n := rec.numbers(); !slices.Equal(n, []int64{2}) {
 		t.Fatalf("delivered %v, want [2]", n)
 	}

@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 )
 
 func TestHeartbeatsNodesBehindSilent(t *testing.T) {
@@ -88,12 +90,12 @@ func TestRunHeartbeat(t *testing.T) {
 			return Heartbeat{Node: "edge-1", Version: version.Load(), SHA256: "x"}
 		}, func(err error) { t.Errorf("heartbeat: %v", err) })
 	}()
-	waitFor(t, 5*time.Second, "first heartbeat", func() bool {
+	edgetest.WaitFor(t, 5*time.Second, "first heartbeat", func() bool {
 		n, err := s.Nodes(context.Background(), time.Second)
 		return err == nil && len(n) == 1 && n[0].Version == 7
 	})
 	version.Store(8)
-	waitFor(t, 5*time.Second, "heartbeat with the new version", func() bool {
+	edgetest.WaitFor(t, 5*time.Second, "heartbeat with the new version", func() bool {
 		n, err := s.Nodes(context.Background(), time.Second)
 		return err == nil && len(n) == 1 && n[0].Version == 8
 	})
