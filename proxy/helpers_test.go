@@ -129,8 +129,9 @@ var plainTurns = make(chan struct{}, 3)
 // parallelPlain marks a test as parallel with the others that start their
 // own edge and origins on :0, serve no TLS and change no package state.
 // A test that bounds its edge's reaction time tightly (TestActiveHealth,
-// TestDrain, TestBlockClosesOpenRequests) stays sequential: it was
-// measured at load with nothing beside it.
+// TestDrain, TestBlockClosesOpenRequests) or whose writes must each come
+// within the watcher's debounce (TestReloadWaysOfWriting) stays
+// sequential: it was measured at load with nothing beside it.
 // Up to three of them run at once (plainTurns). The places are taken
 // here rather than left to -parallel, so that TLS tests waiting for
 // their turn (parallelTLS) do not hold the places these tests run in.

@@ -42,7 +42,6 @@ func startReloadEnv(t *testing.T, list string, extra string) *testEnv {
 }
 
 func TestReloadWaysOfWriting(t *testing.T) {
-	parallelPlain(t)
 	tests := []struct {
 		name  string
 		write func(t *testing.T, path, text string)
