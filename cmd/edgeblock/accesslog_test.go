@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 )
 
 // TestAccessFileRotation runs the real binary with log.access_file: a
@@ -35,7 +37,13 @@ func TestAccessFileRotation(t *testing.T) {
 	}
 	hostGet(f.http, "blocked.example", "/during-rotation", "") // still goes to the renamed file
 	p.cmd.Process.Signal(syscall.SIGUSR1)
-	waitFileHas(t, access, "") // reopened: the file exists again
+	// Reopened once the edge says so: the new file exists a moment
+	// before the writer takes it, and a line queued in that moment
+	// still goes to the old file (it did at load 10).
+	edgetest.WaitFor(t, 30*time.Second, "the reopen logged", func() bool {
+		return strings.Contains(p.stderr.String(), `"event":"access_log_reopen"`)
+	})
+	waitFileHas(t, access, "") // the file exists again
 	hostGet(f.http, "blocked.example", "/after-rotation", "")
 	p.stop() // the last line must be flushed at shutdown
 
