@@ -271,7 +271,7 @@ func replayPieces(base Version, chain []link) (Version, error) {
 	}
 	v := chain[0].v
 	v.Content = ps.bytes()
-	err := checkSum(&v)
+	err := checkSumFrom(&v, base.sums)
 	return v, err
 }
 

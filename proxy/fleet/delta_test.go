@@ -3,6 +3,8 @@ package fleet
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -369,5 +371,52 @@ func TestValidatedVersionsNotParsedAgain(t *testing.T) {
 	head, bad, err := s.Head(ctx)
 	if err != nil || head.Number != 2 || len(bad) != 1 || !errors.Is(bad[0].Problem, ErrInvalid) {
 		t.Fatalf("Head over an unmarked invalid version: %d, %v, %v", head.Number, bad, err)
+	}
+}
+
+// TestNextHashesFromTheRememberedList: an edge that follows the fleet
+// checks each version's SHA-256 resuming from the hash states of the
+// version it has (the prefix the two share is not hashed again: the
+// states of that prefix are the ones it kept), and a version whose
+// recorded SHA-256 does not match its content is still refused.
+func TestNextHashesFromTheRememberedList(t *testing.T) {
+	s, r := newTestStore(t)
+	raw := r.Client()
+	ctx := ctxT(t)
+	list := testList(150000) // 3 MB: three hash states
+	if _, err := s.Publish(ctx, list, Meta{}, 0); err != nil {
+		t.Fatal(err)
+	}
+	edge := NewStore(s.rdb, Config{})
+	v1, err := edge.Get(ctx, 1)
+	if err != nil || v1.sums == nil || len(v1.sums.states) != len(list)/sumStride {
+		t.Fatalf("Get: %v (states %v)", err, v1.sums)
+	}
+	if _, err := s.Update(ctx, addLine("two.example"), Meta{Actor: "ops"}); err != nil {
+		t.Fatal(err)
+	}
+	v2, err := edge.Next(ctx, 2)
+	if err != nil || !bytes.Equal(v2.Content, append(bytes.Clone(list), "two.example\n"...)) {
+		t.Fatalf("Next(2): %v", err)
+	}
+	if v2.sums == nil || len(v2.sums.states) != len(v1.sums.states) {
+		t.Fatalf("Next(2) kept %v hash states, want %d", v2.sums, len(v1.sums.states))
+	}
+	for i := range v2.sums.states {
+		if &v2.sums.states[i][0] != &v1.sums.states[i][0] {
+			t.Fatalf("state %d of version 2 was computed again, not resumed from version 1's", i)
+		}
+	}
+	// Version 3 is a real edit whose recorded SHA-256 is then damaged:
+	// the resumed check must refuse it as a full one would.
+	if _, err := s.Update(ctx, addLine("three.example"), Meta{Actor: "ops"}); err != nil {
+		t.Fatal(err)
+	}
+	bad := sha256.Sum256([]byte("something else"))
+	if err := raw.HSet(ctx, "edgeblock:list:v:3", "sha256", hex.EncodeToString(bad[:])).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := edge.Next(ctx, 3); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Next(3) with a wrong recorded SHA-256: %v, want ErrCorrupt", err)
 	}
 }

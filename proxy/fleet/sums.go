@@ -101,8 +101,14 @@ func commonPrefixLen(a, b []byte) int {
 // checkSum returns an error matching ErrCorrupt when v's content does not
 // hash to its recorded SHA-256; when it does, v keeps the hash's states
 // (v.sums) for the hash of an edit of it.
-func checkSum(v *Version) error {
-	s, ps := hashKeeping(v.Content)
+func checkSum(v *Version) error { return checkSumFrom(v, nil) }
+
+// checkSumFrom is checkSum resuming from the hash states of from (the
+// version v was rebuilt from; nil: none) within the prefix the two
+// contents share: an edge following the fleet hashes a one-rule
+// addition at the end of the list, not the list again.
+func checkSumFrom(v *Version, from *prefixSums) error {
+	s, ps := from.sumOf(v.Content)
 	if got := hex.EncodeToString(s[:]); got != v.SHA256 {
 		return fmt.Errorf("fleet: version %d: content hashes to %s, recorded %q: %w", v.Number, got, v.SHA256, ErrCorrupt)
 	}
