@@ -331,7 +331,7 @@ func (c *h2Conn) send(fields []string, split int, body string, trailers []string
 }
 
 func TestAttackHTTP2(t *testing.T) {
-	parallelTLS(t)
+	parallelTLS(t, "customer.example", "192.0.2.7")
 	e, o, pool := attackEnv(t)
 	get := func(fields ...string) []string {
 		return append([]string{":method", "GET", ":scheme", "https"}, fields...)
@@ -748,7 +748,7 @@ func TestAttackRouteOverAddress(t *testing.T) {
 // are forwarded as sent, and every request line the origin reads is
 // three tokens.
 func TestAttackRequestLine(t *testing.T) {
-	parallelTLS(t)
+	parallelTLS(t, "customer.example")
 	o := newRawOrigin(t)
 	u := `"http://` + o.ln.Addr().String() + `"`
 	for _, client := range []string{"edgeblock", "stdlib"} {

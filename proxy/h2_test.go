@@ -172,7 +172,7 @@ func (c *frameConn) waitStream(id uint32, timeout time.Duration) ([]h2Event, err
 // with hand-made frames, and shows that none lets a malformed request
 // reach an origin unsanitized.
 func TestHTTP2Conformance(t *testing.T) {
-	parallelTLS(t)
+	parallelTLS(t, "app.example")
 	var mu sync.Mutex
 	var seen []http.Header
 	o := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -71,7 +71,7 @@ func dialCounted(t *testing.T, addr string, pool *x509.CertPool, serverName stri
 // records (net/http flushes after HEADERS when its write queue runs empty,
 // then after the DATA frame). Larger bodies arrive whole.
 func TestHTTP2ResponseFrames(t *testing.T) {
-	parallelTLS(t)
+	parallelTLS(t, "app.example", "blocked.example")
 	o := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
 		w.Header().Set("Content-Length", strconv.Itoa(n)) // else a body past 2 KiB is chunked, and streamed
@@ -154,12 +154,12 @@ func TestHTTP2ResponseFrames(t *testing.T) {
 // connection that got its answers and sits idle longer than write_idle
 // is left alone.
 func TestHTTP2WriteIdleAfterHandler(t *testing.T) {
-	parallelTLS(t)
-	e, pool := startTLSEnv(t, "timeouts:\n  write_idle: 1s\n", "blocked.example\n")
+	parallelTLS(t, "stalled.example")
+	e, pool := startTLSEnv(t, "timeouts:\n  write_idle: 1s\n", "stalled.example\n")
 	t.Run("zero window", func(t *testing.T) {
-		c := dialFrames(t, e.srv.Addr("https"), pool, "blocked.example", nil, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0})
+		c := dialFrames(t, e.srv.Addr("https"), pool, "stalled.example", nil, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0})
 		start := time.Now()
-		c.get(1, "blocked.example", "/")
+		c.get(1, "stalled.example", "/")
 		evs, err := c.waitStream(1, 10*time.Second)
 		took := time.Since(start)
 		if err == nil || firstStatus(evs) != "403" || len(evs) != 1 {
@@ -171,9 +171,9 @@ func TestHTTP2WriteIdleAfterHandler(t *testing.T) {
 		t.Logf("zero-window peer: %v after %v", err, took.Round(time.Millisecond))
 	})
 	t.Run("answered then idle", func(t *testing.T) {
-		c := dialFrames(t, e.srv.Addr("https"), pool, "blocked.example", nil)
+		c := dialFrames(t, e.srv.Addr("https"), pool, "stalled.example", nil)
 		for i, id := range []uint32{1, 3, 5} {
-			c.get(id, "blocked.example", "/")
+			c.get(id, "stalled.example", "/")
 			if evs, err := c.waitStream(id, 10*time.Second); err != nil || firstStatus(evs) != "403" {
 				t.Fatalf("stream %d: %+v %v", id, evs, err)
 			}

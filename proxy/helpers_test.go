@@ -4,8 +4,11 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
+	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -53,6 +56,7 @@ func startEnv(t *testing.T, config, list string) *testEnv {
 // down when the test ends.
 func (e *testEnv) serve(b *reload.Bundle) {
 	e.t.Helper()
+	checkTLSNames(e.t, b)
 	srv, err := NewServer(NewLogger(e.logs, "json", slog.LevelDebug), e.config, b)
 	if err != nil {
 		e.t.Fatal(err)
@@ -119,8 +123,10 @@ func slogDiscard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard
 
 func newRegistry() *prometheus.Registry { return prometheus.NewRegistry() }
 
-// tlsTurn is held by the parallel test that serves TLS now (parallelTLS).
-var tlsTurn sync.Mutex
+// tlsNames holds a lock per certificate name base (parallelTLS), made on
+// first use; tlsDeclared maps a running parallel TLS test's name to the
+// bases it declared, which startEnv checks its edges against.
+var tlsNames, tlsDeclared sync.Map
 
 // plainTurns holds a place for each parallel test without TLS that runs
 // now (parallelPlain): three at once, beside the one serving TLS.
@@ -143,14 +149,96 @@ func parallelPlain(t *testing.T) {
 }
 
 // parallelTLS marks a test that starts edges serving TLS as parallel with
-// the tests that serve none. Such tests take turns among themselves:
-// certmagic keeps process-wide state keyed by name (certificate jobs and
-// on-demand obtains are deduplicated by name across all its configs), so
-// two edges of one process that obtain a certificate for app.example at
-// once, each from its own CA, would leave one of them without its own.
-func parallelTLS(t *testing.T) {
+// the other tests, and names the certificates its edges may obtain. Tests
+// that share a name take turns: certmagic keeps process-wide state keyed
+// by name (certificate jobs and on-demand obtains are deduplicated by
+// name across all its configs), so two edges of one process that obtain
+// a certificate for app.example at once, each from its own CA, would
+// leave one of them without its own. A name counts by its base, its last
+// two labels (x.app.example is app.example's), since a rule or route for
+// a name covers the names under it. an edge the test starts (testEnv.serve)
+// fails it when it has a route or rule whose base the test did not name.
+func parallelTLS(t *testing.T, names ...string) {
 	t.Helper()
+	if len(names) == 0 {
+		t.Fatal("parallelTLS: name the certificate names the test's edges serve")
+	}
 	t.Parallel()
-	tlsTurn.Lock()
-	t.Cleanup(tlsTurn.Unlock)
+	bases := map[string]bool{}
+	for _, n := range names {
+		b, ok := certBase(n)
+		if !ok {
+			t.Fatalf("parallelTLS: %q has no base of two labels", n)
+		}
+		bases[b] = true
+	}
+	for _, b := range slices.Sorted(maps.Keys(bases)) { // one order: no deadlock
+		mu, _ := tlsNames.LoadOrStore(b, new(sync.Mutex))
+		mu.(*sync.Mutex).Lock()
+		t.Cleanup(mu.(*sync.Mutex).Unlock)
+	}
+	tlsDeclared.Store(t.Name(), bases)
+	t.Cleanup(func() { tlsDeclared.Delete(t.Name()) })
+}
+
+// certBase returns the last two labels of name ("app.example" for
+// "*.x.app.example"), and false when it has fewer; an IP address is its
+// own base.
+func certBase(name string) (string, bool) {
+	name = strings.TrimSuffix(strings.ToLower(name), ".")
+	if a, err := netip.ParseAddr(strings.Trim(name, "[]")); err == nil {
+		return a.String(), true
+	}
+	i := strings.LastIndexByte(name, '.')
+	if i <= 0 {
+		return "", false
+	}
+	j := strings.LastIndexByte(name[:i], '.')
+	if base := name[j+1:]; !strings.HasPrefix(base, "*") {
+		return base, true
+	}
+	return "", false
+}
+
+// checkTLSNames fails t when b's routes or rules name a certificate base
+// that t's parallelTLS call did not: such an edge could obtain a
+// certificate while another test's edge obtains the same one.
+func checkTLSNames(t *testing.T, b *reload.Bundle) {
+	t.Helper()
+	top, _, _ := strings.Cut(t.Name(), "/")
+	declared, ok := tlsDeclared.Load(top)
+	if !ok {
+		return
+	}
+	names := []string{}
+	for _, r := range b.Config.Routes {
+		names = append(names, r.Host)
+	}
+	for r := range b.List.Rules() {
+		names = append(names, r.Name)
+	}
+	for _, n := range names {
+		if base, ok := certBase(n); !ok || !declared.(map[string]bool)[base] {
+			t.Fatalf("parallelTLS: the edge serves %s, whose certificate base the test did not name", n)
+		}
+	}
+}
+
+func TestCertBase(t *testing.T) {
+	for _, tt := range []struct {
+		name, base string
+		ok         bool
+	}{
+		{"app.example", "app.example", true},
+		{"*.x.App.example.", "app.example", true},
+		{"ok.customer.example", "customer.example", true},
+		{"192.0.2.7", "192.0.2.7", true},
+		{"[2001:db8::1]", "2001:db8::1", true},
+		{"example", "", false},
+		{"*.example", "", false},
+	} {
+		if base, ok := certBase(tt.name); base != tt.base || ok != tt.ok {
+			t.Errorf("certBase(%q) = %q, %v; want %q, %v", tt.name, base, ok, tt.base, tt.ok)
+		}
+	}
 }

@@ -108,7 +108,7 @@ func fetch(t *testing.T, c *http.Client, base, host, path string) (*http.Respons
 // with proto HTTP/3.0 and the per-protocol count; HTTPS responses
 // advertise the QUIC port in Alt-Svc, HTTP/3 is spoken on it.
 func TestHTTP3SameEdge(t *testing.T) {
-	parallelTLS(t)
+	parallelTLS(t, "app.example", "blocked.example")
 	o := echoOrigin(t)
 	e, pool := h3Env(t, "", `routes:
   - host: app.example
@@ -414,17 +414,17 @@ func TestHTTP3BlockClosesStream(t *testing.T) {
 // connects. With max_requests_per_client 1, a request held over HTTP/2
 // makes an HTTP/3 request get 429.
 func TestHTTP3ClientCaps(t *testing.T) {
-	parallelTLS(t)
+	parallelTLS(t, "caps.example")
 	o := newWaitOrigin(t)
 	t.Run("connections", func(t *testing.T) {
-		e, pool := h3Env(t, "limits:\n  max_conns_per_client: 1\n", routeConfig("app.example", `"`+o.URL+`"`), "")
-		c2 := h2ClientFor(t, pool, "app.example")
-		if resp, _ := fetch(t, c2, e.url("https"), "app.example", "/wait?ms=0"); resp.ProtoMajor != 2 {
+		e, pool := h3Env(t, "limits:\n  max_conns_per_client: 1\n", routeConfig("caps.example", `"`+o.URL+`"`), "")
+		c2 := h2ClientFor(t, pool, "caps.example")
+		if resp, _ := fetch(t, c2, e.url("https"), "caps.example", "/wait?ms=0"); resp.ProtoMajor != 2 {
 			t.Fatalf("over %s", resp.Proto)
 		}
-		c3, _ := h3Client(t, pool, "app.example")
+		c3, _ := h3Client(t, pool, "caps.example")
 		req, _ := http.NewRequest("GET", "https://"+e.srv.Addr("quic")+"/wait?ms=0", nil)
-		req.Host = "app.example"
+		req.Host = "caps.example"
 		if resp, err := c3.Do(req); err == nil {
 			resp.Body.Close()
 			t.Fatalf("HTTP/3 got %s with the client's one connection held over TCP", resp.Status)
@@ -438,32 +438,32 @@ func TestHTTP3ClientCaps(t *testing.T) {
 		edgetest.WaitFor(t, h3Patience, "the TCP connection to close", func() bool {
 			return edgetest.MetricValue(e.scrape(), `edgeblock_connections_open{listener="https"}`) == "0"
 		})
-		if resp, body := fetch(t, c3, "https://"+e.srv.Addr("quic"), "app.example", "/wait?ms=0"); resp.StatusCode != 200 || body != "done" {
+		if resp, body := fetch(t, c3, "https://"+e.srv.Addr("quic"), "caps.example", "/wait?ms=0"); resp.StatusCode != 200 || body != "done" {
 			t.Fatalf("HTTP/3 after the TCP connection closed: %s %q", resp.Status, body)
 		}
 		if got := edgetest.MetricValue(e.scrape(), `edgeblock_connections_open{listener="quic"}`); got != "1" {
 			t.Errorf("open QUIC connections = %q, want 1", got)
 		}
 		// And the other way round: the QUIC connection holds the unit.
-		c2b := h2ClientFor(t, pool, "app.example")
+		c2b := h2ClientFor(t, pool, "caps.example")
 		req2, _ := http.NewRequest("GET", e.url("https")+"/wait?ms=0", nil)
-		req2.Host = "app.example"
+		req2.Host = "caps.example"
 		if resp, err := c2b.Do(req2); err == nil {
 			resp.Body.Close()
 			t.Errorf("HTTP/2 got %s with the client's one connection held over QUIC", resp.Status)
 		}
 	})
 	t.Run("requests", func(t *testing.T) {
-		e, pool := h3Env(t, "limits:\n  max_requests_per_client: 1\n", routeConfig("app.example", `"`+o.URL+`"`), "")
-		c2 := h2ClientFor(t, pool, "app.example")
+		e, pool := h3Env(t, "limits:\n  max_requests_per_client: 1\n", routeConfig("caps.example", `"`+o.URL+`"`), "")
+		c2 := h2ClientFor(t, pool, "caps.example")
 		held := make(chan string, 1)
 		go func() {
-			resp, body := fetch(t, c2, e.url("https"), "app.example", "/wait?ms=3000")
+			resp, body := fetch(t, c2, e.url("https"), "caps.example", "/wait?ms=3000")
 			held <- resp.Status + " " + body
 		}()
 		edgetest.WaitFor(t, h3Patience, "the held request at the origin", func() bool { n, _ := o.held(); return n == 1 })
-		c3, _ := h3Client(t, pool, "app.example")
-		resp, _ := fetch(t, c3, "https://"+e.srv.Addr("quic"), "app.example", "/wait?ms=0")
+		c3, _ := h3Client(t, pool, "caps.example")
+		resp, _ := fetch(t, c3, "https://"+e.srv.Addr("quic"), "caps.example", "/wait?ms=0")
 		if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != "1" {
 			t.Errorf("HTTP/3 request while one is held over HTTP/2: %s (Retry-After %q), want 429", resp.Status, resp.Header.Get("Retry-After"))
 		}
@@ -476,7 +476,7 @@ func TestHTTP3ClientCaps(t *testing.T) {
 // TestHTTP3StreamCap: limits.max_streams_per_conn bounds the requests
 // one QUIC connection has open at once; the others wait and then succeed.
 func TestHTTP3StreamCap(t *testing.T) {
-	parallelTLS(t)
+	parallelTLS(t, "app.example")
 	o := newWaitOrigin(t)
 	e, pool := h3Env(t, "limits:\n  max_streams_per_conn: 2\n", routeConfig("app.example", `"`+o.URL+`"`), "")
 	c3, _ := h3Client(t, pool, "app.example")
@@ -516,7 +516,7 @@ func TestHTTP3StreamCap(t *testing.T) {
 // mid-body gets the HTTP/3 stream reset, never a clean end that would
 // make the cut-off body look complete.
 func TestHTTP3OriginBreaksOff(t *testing.T) {
-	parallelTLS(t)
+	parallelTLS(t, "app.example")
 	o := breakingOrigin(t)
 	e, pool := h3Env(t, "", routeConfig("app.example", `"`+o.URL+`"`), "")
 	c3, _ := h3Client(t, pool, "app.example")
@@ -554,17 +554,17 @@ func TestHTTP3OriginBreaksOff(t *testing.T) {
 // the drain, so Stop must wait for it, and the grace is far longer than
 // any of it.
 func TestHTTP3Drain(t *testing.T) {
-	parallelTLS(t)
+	parallelTLS(t, "drain.example")
 	const (
 		drain = 5 * time.Second
 		hold  = drain + 1500*time.Millisecond // the origin's answer to the request in flight
 		grace = 2 * h3Patience
 	)
 	o := newWaitOrigin(t)
-	e, pool := h3Env(t, "", routeConfig("app.example", `"`+o.URL+`"`), "")
+	e, pool := h3Env(t, "", routeConfig("drain.example", `"`+o.URL+`"`), "")
 	ctx, cancel := context.WithTimeout(context.Background(), h3Patience)
 	defer cancel()
-	qc, err := quic.DialAddr(ctx, e.srv.Addr("quic"), &tls.Config{RootCAs: pool, ServerName: "app.example", NextProtos: []string{http3.NextProtoH3}},
+	qc, err := quic.DialAddr(ctx, e.srv.Addr("quic"), &tls.Config{RootCAs: pool, ServerName: "drain.example", NextProtos: []string{http3.NextProtoH3}},
 		&quic.Config{HandshakeIdleTimeout: h3Patience, MaxIdleTimeout: h3Patience})
 	if err != nil {
 		t.Fatal(err)
@@ -572,7 +572,7 @@ func TestHTTP3Drain(t *testing.T) {
 	defer qc.CloseWithError(0, "")
 	cc := (&http3.Transport{}).NewClientConn(qc)
 	get := func(path string) (string, error) {
-		req, _ := http.NewRequestWithContext(ctx, "GET", "https://app.example"+path, nil)
+		req, _ := http.NewRequestWithContext(ctx, "GET", "https://drain.example"+path, nil)
 		resp, err := cc.RoundTrip(req)
 		if err != nil {
 			return "", err
@@ -601,7 +601,7 @@ func TestHTTP3Drain(t *testing.T) {
 	}()
 	edgetest.WaitFor(t, h3Patience, "the drain", func() bool { return e.srv.draining.Load() })
 
-	resp, _ := fetch(t, h2ClientFor(t, pool, "app.example"), e.url("https"), "app.example", "/wait?ms=0")
+	resp, _ := fetch(t, h2ClientFor(t, pool, "drain.example"), e.url("https"), "drain.example", "/wait?ms=0")
 	if v := resp.Header.Get("Alt-Svc"); v != "" || resp.StatusCode != 200 {
 		t.Errorf("HTTPS during the drain: %s, Alt-Svc %q; want 200 and no Alt-Svc", resp.Status, v)
 	}
@@ -614,11 +614,11 @@ func TestHTTP3Drain(t *testing.T) {
 		_, err := cc.OpenRequestStream(done)
 		return err != nil && err.Error() == "connection in graceful shutdown"
 	})
-	fresh := &http3.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "app.example"},
+	fresh := &http3.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "drain.example"},
 		QUICConfig: &quic.Config{HandshakeIdleTimeout: 500 * time.Millisecond}}
 	defer fresh.Close()
 	req, _ := http.NewRequest("GET", "https://"+e.srv.Addr("quic")+"/wait?ms=0", nil)
-	req.Host = "app.example"
+	req.Host = "drain.example"
 	if resp, err := (&http.Client{Transport: fresh}).Do(req); err == nil {
 		resp.Body.Close()
 		t.Errorf("a new QUIC connection during the drain got %s; want it refused", resp.Status)
@@ -859,7 +859,7 @@ func h3Raw(t *testing.T, conn *quic.Conn, fields ...string) (status string, body
 // (a Host field that differs from :authority, an absolute :path) is reset
 // and never forwarded.
 func TestHTTP3HostDecision(t *testing.T) {
-	parallelTLS(t)
+	parallelTLS(t, "app.example", "blocked.example")
 	o := echoOrigin(t)
 	e, pool := h3Env(t, "", routeConfig("app.example", `"`+o.URL+`"`), "blocked.example\n")
 	ctx, cancel := context.WithTimeout(context.Background(), h3Patience)
@@ -975,13 +975,13 @@ func normalizePage(s string) string {
 // timeouts.write_idle and the origin released; the connection stays
 // usable; a connection left idle is closed after timeouts.idle.
 func TestHTTP3Timeouts(t *testing.T) {
-	parallelTLS(t)
+	parallelTLS(t, "slow.example")
 	o := newWatchedOrigin(t, 32<<20)
-	e, pool := h3Env(t, "timeouts:\n  write_idle: 1s\n  idle: 2s\n", routeConfig("big.example", `"`+o.URL+`"`), "")
-	c3, _ := h3Client(t, pool, "big.example")
+	e, pool := h3Env(t, "timeouts:\n  write_idle: 1s\n  idle: 2s\n", routeConfig("slow.example", `"`+o.URL+`"`), "")
+	c3, _ := h3Client(t, pool, "slow.example")
 	c3.Timeout = 0
 	req, _ := http.NewRequest("GET", "https://"+e.srv.Addr("quic")+"/big", nil)
-	req.Host = "big.example"
+	req.Host = "slow.example"
 	resp, err := c3.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -998,7 +998,7 @@ func TestHTTP3Timeouts(t *testing.T) {
 		t.Errorf("the stalled response: %d bytes then %v; want the stream reset", n, err)
 	}
 	// The connection itself is fine.
-	if resp, _ := fetch(t, c3, "https://"+e.srv.Addr("quic"), "big.example", "/small"); resp.StatusCode != 200 {
+	if resp, _ := fetch(t, c3, "https://"+e.srv.Addr("quic"), "slow.example", "/small"); resp.StatusCode != 200 {
 		t.Errorf("next request on the connection: %s", resp.Status)
 	}
 	if got := edgetest.MetricValue(e.scrape(), `edgeblock_connections_open{listener="quic"}`); got != "1" {
@@ -1042,7 +1042,7 @@ func TestAltSvcFromOrigin(t *testing.T) {
 // waiting out its idle timeout. Started on another state directory (other
 // keys), the new edge cannot, and the client is left waiting.
 func TestQUICStatelessResetAcrossRestart(t *testing.T) {
-	parallelTLS(t)
+	parallelTLS(t, "restart.example")
 	o := echoOrigin(t)
 	for _, tt := range []struct {
 		name      string
@@ -1058,7 +1058,7 @@ func TestQUICStatelessResetAcrossRestart(t *testing.T) {
 			free.Close()
 			storage := edgetest.RemovedDir(t, "edgeblock-certs-")
 			e := startEnv(t, fmt.Sprintf("listen:\n  https: 127.0.0.1:0\n  quic: %s\n  admin: 127.0.0.1:0\ntls:\n  mode: internal\n  storage: %s\n", addr, storage)+
-				routeConfig("app.example", `"`+o.URL+`"`), "")
+				routeConfig("restart.example", `"`+o.URL+`"`), "")
 			start := func(stateDir string) *Server {
 				t.Helper()
 				b, err := reload.LoadBundle(e.config)
@@ -1085,14 +1085,14 @@ func TestQUICStatelessResetAcrossRestart(t *testing.T) {
 			pool := edgetest.InternalCAPool(t, storage)
 			ctx, cancel := context.WithTimeout(context.Background(), h3Patience)
 			defer cancel()
-			qc, err := quic.DialAddr(ctx, addr, &tls.Config{RootCAs: pool, ServerName: "app.example", NextProtos: []string{"h3"}},
+			qc, err := quic.DialAddr(ctx, addr, &tls.Config{RootCAs: pool, ServerName: "restart.example", NextProtos: []string{"h3"}},
 				&quic.Config{MaxIdleTimeout: 20 * time.Second, HandshakeIdleTimeout: h3Patience})
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer qc.CloseWithError(0, "")
 			cc := (&http3.Transport{}).NewClientConn(qc)
-			req, _ := http.NewRequest("GET", "https://app.example/", nil)
+			req, _ := http.NewRequest("GET", "https://restart.example/", nil)
 			if resp, err := cc.RoundTrip(req); err != nil || resp.StatusCode != 200 {
 				t.Fatalf("first request: %v %v", resp, err)
 			}
@@ -1105,7 +1105,7 @@ func TestQUICStatelessResetAcrossRestart(t *testing.T) {
 			start(next)
 			sent := time.Now()
 			go func() {
-				req, _ := http.NewRequest("GET", "https://app.example/", nil)
+				req, _ := http.NewRequest("GET", "https://restart.example/", nil)
 				if resp, err := cc.RoundTrip(req); err == nil {
 					resp.Body.Close()
 				}

@@ -28,7 +28,7 @@ import (
 // edge keeps the connection until the client, having both answers,
 // closes it (as GOAWAY asks), which ends Stop.
 func TestHTTP3DrainSendsLastAnswer(t *testing.T) {
-	parallelTLS(t)
+	parallelTLS(t, "app.example")
 	const (
 		window = 64 << 10      // the client's connection and stream receive windows
 		filler = window - 1000 // its HEADERS and DATA frames fit the window, the last answer does not

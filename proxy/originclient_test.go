@@ -122,7 +122,7 @@ func TestOriginsClient(t *testing.T) {
 // HTTP/2, through either origin client; so does the 502 page when the
 // origin breaks off after its 1xx.
 func TestInterimResponses(t *testing.T) {
-	parallelTLS(t)
+	parallelTLS(t, "interim.example")
 	o := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n, _ := strconv.Atoi(r.URL.Query().Get("hints"))
 		for i := range n {
@@ -141,7 +141,7 @@ func TestInterimResponses(t *testing.T) {
 	rules := "    headers:\n      response: {remove: [Server], set: {X-Frame-Options: DENY}, add: {X-Added: rule}}\n"
 	for _, client := range []string{"edgeblock", "stdlib"} {
 		t.Run(client, func(t *testing.T) {
-			e, pool := tlsRoutesEnv(t, "origins:\n  client: "+client+"\n"+routeConfig("app.example", `"`+o.URL+`"`)+rules, "")
+			e, pool := tlsRoutesEnv(t, "origins:\n  client: "+client+"\n"+routeConfig("interim.example", `"`+o.URL+`"`)+rules, "")
 			for _, proto := range []string{"HTTP/1.1", "HTTP/2.0"} {
 				for _, tt := range []struct {
 					path   string
@@ -158,10 +158,10 @@ func TestInterimResponses(t *testing.T) {
 					}}
 					base, c := e.url("http"), &http.Client{Timeout: 10 * time.Second}
 					if proto == "HTTP/2.0" {
-						base, c = e.url("https"), tlsClient(pool, "app.example")
+						base, c = e.url("https"), tlsClient(pool, "interim.example")
 					}
 					req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(t.Context(), trace), "GET", fmt.Sprintf("%s%s?hints=%d", base, tt.path, tt.hints), nil)
-					req.Host = "app.example"
+					req.Host = "interim.example"
 					resp, err := c.Do(req)
 					if err != nil {
 						t.Fatalf("%s: %v", name, err)

@@ -108,7 +108,7 @@ func (o *watchedOrigin) waitEnded(t *testing.T, timeout time.Duration) string {
 }
 
 func TestHTTP2Settings(t *testing.T) {
-	parallelTLS(t)
+	parallelTLS(t, "settings.example")
 	o := echoOrigin(t)
 	for _, tt := range []struct {
 		name, config string
@@ -118,8 +118,8 @@ func TestHTTP2Settings(t *testing.T) {
 		{"configured", "limits:\n  max_streams_per_conn: 7\n", 7},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			e, pool := startTLSEnv(t, tt.config+routeConfig("app.example", `"`+o.URL+`"`), "")
-			c := dialFrames(t, e.srv.Addr("https"), pool, "app.example", nil)
+			e, pool := startTLSEnv(t, tt.config+routeConfig("settings.example", `"`+o.URL+`"`), "")
+			c := dialFrames(t, e.srv.Addr("https"), pool, "settings.example", nil)
 			if got := c.settings[http2.SettingMaxFrameSize]; got != 16384 {
 				t.Errorf("SETTINGS_MAX_FRAME_SIZE = %d, want 16384", got)
 			}
@@ -143,7 +143,7 @@ func TestHTTP2Settings(t *testing.T) {
 // and that the origin connection is released; and that streams and
 // upgrades that pause longer than write_idle but keep flowing are not.
 func TestWriteIdle(t *testing.T) {
-	parallelTLS(t)
+	parallelTLS(t, "big.example", "ws.example")
 	o := newWatchedOrigin(t, 32<<20)
 	ws := upgradeOrigin(t, false)
 	e, pool := startTLSEnv(t, "timeouts:\n  write_idle: 1s\n"+routeConfig("big.example", `"`+o.URL+`"`, "ws.example", `"`+ws.URL+`"`), "")
@@ -243,7 +243,7 @@ func upgrade(t *testing.T, addr, host string) (net.Conn, *bufio.Reader) {
 // timeouts.body_read with a 408, over both protocols, and the origin that
 // was reading it is released; a slow body that keeps moving is not.
 func TestBodyReadIdle(t *testing.T) {
-	parallelTLS(t)
+	parallelTLS(t, "up.example")
 	o := newWatchedOrigin(t, 0)
 	e, pool := startTLSEnv(t, "timeouts:\n  body_read: 1s\n"+routeConfig("up.example", `"`+o.URL+`"`), "")
 

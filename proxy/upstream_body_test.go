@@ -46,7 +46,7 @@ func breakingOrigin(t *testing.T) *httptest.Server {
 }
 
 func TestOriginBreaksOffBody(t *testing.T) {
-	parallelTLS(t)
+	parallelTLS(t, "break.example")
 	o := breakingOrigin(t)
 	e, pool := tlsRoutesEnv(t, "origins:\n  body_idle_timeout: 300ms\n"+routeConfig("break.example", `"`+o.URL+`"`), "")
 	h2 := dialH2(t, e.srv.Addr("https"), "break.example", pool)
