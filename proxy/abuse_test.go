@@ -396,17 +396,20 @@ func TestHTTP2Abuse(t *testing.T) {
 			// left in its socket buffers (each stream it opens reaches
 			// the origin); that ends, and then everything is released.
 			// Ended: no new request for a second (at load 20 the edge
-			// may pause that long between two).
+			// may pause that long between two). With -race beside other
+			// work (load 8) the edge takes minutes over a buffer full of
+			// streams, so the wait is long: what is checked is that it
+			// ends, and that everything is released after.
 			settle := time.Now()
 			last := int64(-1)
-			if !eventually(30*time.Second, func() bool {
+			if !eventually(3*time.Minute, func() bool {
 				time.Sleep(time.Second)
 				h := o.hitsAt(path)
 				done := h == last && edgetest.MetricValue(e.scrape(), "edgeblock_requests_in_flight") == "0"
 				last = h
 				return done
 			}) {
-				t.Fatalf("the edge still sends the attacker's requests 30s after the flood (%d so far)", o.hitsAt(path))
+				t.Fatalf("the edge still sends the attacker's requests 3m after the flood (%d so far)", o.hitsAt(path))
 			}
 			settled := time.Since(settle)
 			visitor.CloseIdleConnections()
