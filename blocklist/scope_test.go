@@ -2,6 +2,7 @@ package blocklist
 
 import (
 	"errors"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -334,5 +335,58 @@ func BenchmarkMatchWhere(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestMatchWhereAgreesWithMatch: Match (the worldwide fast path) and
+// MatchWhere walk the names with loops of their own; on rules without a
+// scope they must decide alike (block before report, the most specific
+// pattern first, "*.name" before "name", expired rules skipped). Random
+// lists of worldwide rules get one scoped rule on a name no host asks
+// for, so that MatchWhere takes its own walk, and every host is asked of
+// both, from a country and from none.
+func TestMatchWhereAgreesWithMatch(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 24))
+	names := []string{"example", "a.example", "b.a.example", "c.b.a.example", "d.example", "e.d.example", "a.d.example"}
+	now := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	for round := range 300 {
+		var b strings.Builder
+		seen := map[string]bool{}
+		for range 1 + rng.IntN(8) {
+			p := names[1+rng.IntN(len(names)-1)]
+			if rng.IntN(3) == 0 {
+				p = "*." + p
+			}
+			if seen[p] {
+				continue
+			}
+			seen[p] = true
+			b.WriteString(p)
+			if rng.IntN(2) == 0 {
+				b.WriteString(" mode=report")
+			}
+			switch rng.IntN(4) {
+			case 0:
+				b.WriteString(" expires=2020-01-01")
+			case 1:
+				b.WriteString(" expires=2030-01-01")
+			}
+			b.WriteString("\n")
+		}
+		plain := b.String()
+		b.WriteString("unasked.invalid countries=FR\n")
+		l := mustParse(t, b.String())
+		if !l.HasScoped() {
+			t.Fatal("the list has no scoped rule: MatchWhere would be Match")
+		}
+		for _, host := range append(names, "x.c.b.a.example", "f.e.d.example", "other.example") {
+			want, wok := l.Match(host, now)
+			for _, w := range []Where{{Country: "FR"}, {Country: "DE"}, {}} {
+				got, gok := l.MatchWhere(host, w, now)
+				if gok != wok || got.Line != want.Line {
+					t.Fatalf("round %d, list:\n%s\nMatchWhere(%s, %+v) = line %d %v; Match = line %d %v", round, plain, host, w, got.Line, gok, want.Line, wok)
+				}
+			}
+		}
 	}
 }
