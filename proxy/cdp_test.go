@@ -10,8 +10,11 @@ import (
 	"os/exec"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/edgeblock/edgeblock/proxy/edgetest"
 
 	"golang.org/x/net/websocket"
 )
@@ -35,12 +38,20 @@ func startBrowser(t *testing.T) *browser {
 	t.Helper()
 	skipHeavyInShort(t, "Chromium")
 	bin := requireBinary(t, "chromium", "chromium")
+	// The profile directory is removed after Chromium's last process has
+	// gone: its helper processes outlive the browser's for a moment, and
+	// on a loaded machine still write there when the test ends.
+	profile := edgetest.RemovedDir(t, "edgeblock-chromium-")
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, bin, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
 		"--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--hide-scrollbars", "--mute-audio", "--user-data-dir="+t.TempDir(),
+		"--hide-scrollbars", "--mute-audio", "--user-data-dir="+profile,
 		"--host-resolver-rules=MAP *.example.com 127.0.0.1", "--remote-debugging-address=127.0.0.1",
 		"--remote-debugging-port=0", "--remote-allow-origins=http://127.0.0.1", "about:blank")
+	// Its own process group, killed whole when the test ends: the
+	// renderer, GPU and utility processes too, not the browser alone.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
