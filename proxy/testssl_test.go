@@ -34,6 +34,9 @@ var testsslAllowed = map[string]string{
 // fails on any finding above LOW that is not in testsslAllowed.
 func TestTestssl(t *testing.T) {
 	bin := requireTestssl(t)
+	// Beside the other tests: the scan is some 70 s of testssl's own
+	// openssl runs, which ask the edge for nothing a parallel test changes.
+	parallelTLS(t, "app.example", "apps.example")
 	storage := edgetest.RemovedDir(t, "edgeblock-certs-")
 	e, _ := internalEnvAt(t, storage, "", "")
 	edgetest.WaitFor(t, 10*time.Second, "certificate for app.example", func() bool { return obtainedNames(t, e, "app.example") == 1 })
