@@ -791,6 +791,15 @@ func (v *variant) appendBody(b []byte, f Format, req Request) ([]byte, error) {
 	if !c.dynamic {
 		return c.appendRequest(b, req), nil
 	}
+	return c.appendRendered(b, req)
+}
+
+// appendRendered appends the page of a custom template, rendered for req.
+// It is a function of its own so that the built-in pages, which are
+// spliced rather than rendered, do not carry its locals on the stack.
+//
+//go:noinline
+func (c *compiled) appendRendered(b []byte, req Request) ([]byte, error) {
 	vals := requestValues(req)
 	d := c.data
 	d.Host, d.RequestID, d.Time = vals[holeHost], vals[holeRequestID], vals[holeTime]

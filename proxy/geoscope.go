@@ -12,23 +12,29 @@ import (
 	"github.com/edgeblock/edgeblock/blocklist"
 )
 
-// decide returns the blocklist rule for a request to host at now: the one
-// host decision. When no scoped rule (countries=, except_countries=)
-// covers host it is the list's Match, with no country lookup and no
-// allocation; otherwise it finds the visitor's country (recorded in *geo
-// for the access line and the page) and asks MatchWhere. The request path
-// and the check of requests in flight after a reload (inflight.go) both
-// decide here, so a scoped rule closes what it would refuse.
-func (p *Proxy) decide(st *state, r *http.Request, host string, now time.Time, geo *geoIndex) (blocklist.Rule, bool) {
+// decide finds the blocklist rule for a request to host at now, puts it
+// in *rule and reports whether there is one: the one host decision. When
+// no scoped rule (countries=, except_countries=) covers host it is the
+// list's Match, with no country lookup and no allocation; otherwise it
+// finds the visitor's country (recorded in *geo for the access line and
+// the page) and asks MatchWhere. The request path and the check of
+// requests in flight after a reload (inflight.go) both decide here, so a
+// scoped rule closes what it would refuse. The rule is written through a
+// pointer, not returned: on HTTP/2 each request runs on a new goroutine,
+// and copies of a Rule (some 280 bytes) in the frames of the request path
+// make its stack grow by copying.
+func (p *Proxy) decide(rule *blocklist.Rule, st *state, r *http.Request, host string, now time.Time, geo *geoIndex) (ok bool) {
 	if !st.list.ScopedFor(host) {
-		return st.list.Match(host, now)
+		*rule, ok = st.list.Match(host, now)
+		return ok
 	}
 	country := ""
 	if r != nil {
 		country = p.visitorCountry(r, st.cfg)
 	}
 	*geo = indexOf(country)
-	return st.list.MatchWhere(host, blocklist.Where{Country: country, UnknownBlocks: st.cfg.Geo.UnknownBlocks()}, now)
+	*rule, ok = st.list.MatchWhere(host, blocklist.Where{Country: country, UnknownBlocks: st.cfg.Geo.UnknownBlocks()}, now)
+	return ok
 }
 
 // geoIndex records a visitor's country in an access entry: 0 when no

@@ -95,7 +95,8 @@ func (p *Proxy) track(ctx context.Context, info *reqInfo) context.Context {
 	// the state before it walks, so one of the two sees the other.
 	if cur := p.state.Load(); cur.list != info.st.list {
 		var geo geoIndex
-		if rule, ok := p.decide(cur, info.req, info.host, p.now(), &geo); ok && rule.Mode == blocklist.ModeBlock {
+		var rule blocklist.Rule
+		if p.decide(&rule, cur, info.req, info.host, p.now(), &geo) && rule.Mode == blocklist.ModeBlock {
 			sh.mu.Lock()
 			p.closeLocked(info, &closure{rule: rule, st: cur, geo: geo})
 			sh.mu.Unlock()
@@ -189,8 +190,8 @@ func (p *Proxy) closeBlocked(prev, s *state) {
 				continue
 			}
 			var geo geoIndex
-			rule, ok := p.decide(s, info.req, info.host, now, &geo)
-			if !ok || rule.Mode != blocklist.ModeBlock {
+			var rule blocklist.Rule
+			if !p.decide(&rule, s, info.req, info.host, now, &geo) || rule.Mode != blocklist.ModeBlock {
 				continue
 			}
 			p.closeLocked(info, &closure{rule: rule, st: s, geo: geo})
