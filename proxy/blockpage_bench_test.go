@@ -44,6 +44,17 @@ type blockPageRig struct {
 	access     *accesslog.Log
 }
 
+// blockPageSide is one of the two handlers a block page benchmark runs.
+type blockPageSide struct {
+	name string
+	h    http.Handler
+}
+
+// sides returns the bare handler and edgeblock's, in that order.
+func (r *blockPageRig) sides() []blockPageSide {
+	return []blockPageSide{{"bare", r.bare}, {"edgeblock", r.edge}}
+}
+
 func newBlockPageRig(tb testing.TB) *blockPageRig {
 	tb.Helper()
 	cfg, err := config.ParseConfig("bench.yaml", []byte("listen:\n  http: :0\nblocklist:\n  file: b\n  policy: https://example.com/abuse-policy\n"+
@@ -114,10 +125,7 @@ func blockPageRequest() *http.Request {
 // net/http itself costs. Run with -cpu 1,2,4 for contention (RunParallel).
 func BenchmarkBlockPage(b *testing.B) {
 	rig := newBlockPageRig(b)
-	for _, side := range []struct {
-		name string
-		h    http.Handler
-	}{{"bare", rig.bare}, {"edgeblock", rig.edge}} {
+	for _, side := range rig.sides() {
 		b.Run(side.name, func(b *testing.B) {
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {
@@ -142,10 +150,7 @@ func BenchmarkBlockPage(b *testing.B) {
 // the request path's frames cost on HTTP/2 beyond their work.
 func BenchmarkBlockPageNewGoroutine(b *testing.B) {
 	rig := newBlockPageRig(b)
-	for _, side := range []struct {
-		name string
-		h    http.Handler
-	}{{"bare", rig.bare}, {"edgeblock", rig.edge}} {
+	for _, side := range rig.sides() {
 		b.Run(side.name, func(b *testing.B) {
 			b.ReportAllocs()
 			r := blockPageRequest()
