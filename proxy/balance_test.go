@@ -67,7 +67,11 @@ func countOrigins(t *testing.T, e *testEnv, host string, n, concurrency int, hdr
 func TestBalancingPolicies(t *testing.T) {
 	parallelPlain(t)
 	a, b, c := namedOrigin(t, "a", 0), namedOrigin(t, "b", 0), namedOrigin(t, "c", 0)
-	slow := namedOrigin(t, "slow", 20*time.Millisecond)
+	// 50ms: at load 9 the fast origins' answers take some 20ms, and an
+	// origin only 20ms slower got 207-208 of 1,000 under least_conn; the
+	// share is about (1/slow)/(2/fast+1/slow), which 50ms keeps under 200
+	// while the fast ones answer within 45ms.
+	slow := namedOrigin(t, "slow", 50*time.Millisecond)
 	fast1, fast2 := namedOrigin(t, "fast1", 0), namedOrigin(t, "fast2", 0)
 	q := func(s *httptest.Server) string { return `"` + s.URL + `"` }
 	w := func(s *httptest.Server, weight int) string {
@@ -112,7 +116,7 @@ func TestBalancingPolicies(t *testing.T) {
 		between(t, c, "a", 1000, 1000)
 	})
 	t.Run("least_conn", func(t *testing.T) {
-		// With 8 requests at a time, an origin 20ms slower than the
+		// With 8 requests at a time, an origin 50ms slower than the
 		// others holds its connections longer and gets fewer requests;
 		// round robin gives it a third whatever its speed.
 		lc := countOrigins(t, e, "least.example", 1000, 8, nil)
