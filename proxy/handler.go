@@ -271,7 +271,7 @@ func (p *Proxy) observe(w http.ResponseWriter, r *http.Request, outcome string, 
 // ServeHTTP implements http.Handler. A request goes through these steps,
 // each of which may answer it: the method (CONNECT, TRACE and TRACK are
 // never forwarded), the one host the request is for, the blocklist, loop
-// detection, the route, and finally the origin (route).
+// detection, the route, and finally the origin (the last three in route).
 //
 // The answers other than the block page are made in functions of their
 // own: on HTTP/2 every request runs on a new goroutine, whose stack grows
@@ -309,7 +309,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	e.host = host
 	if isFeedHost(st, host) {
 		e.outcome = metrics.OutcomeTransparency
-		p.serveFeed(rec, r, st, e.start, pages.Request{Host: host, RequestID: e.id, Time: e.start})
+		p.serveFeed(rec, r, st, e.start, e.page(host))
 		return
 	}
 
@@ -324,7 +324,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				page = page.InCountry(e.geo.country())
 				p.metrics.GeoMetrics().Blocked(e.geo.country())
 			}
-			page.Serve(rec, r, pages.Request{Host: host, RequestID: e.id, Time: e.start})
+			page.Serve(rec, r, e.page(host))
 			return
 		}
 		report = true
@@ -337,7 +337,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 //go:noinline
 func (p *Proxy) serveStarting(rec *recorder, r *http.Request, e *accessEntry) {
 	e.outcome = metrics.OutcomeError
-	p.starting.Serve(rec, r, pages.Request{Host: displayHost(r), RequestID: e.id, Time: e.start})
+	p.starting.Serve(rec, r, e.page(displayHost(r)))
 }
 
 // refuse answers a request the edge does not serve with the error page of
@@ -346,7 +346,7 @@ func (p *Proxy) serveStarting(rec *recorder, r *http.Request, e *accessEntry) {
 //go:noinline
 func (p *Proxy) refuse(rec *recorder, r *http.Request, e *accessEntry, outcome string, status int) {
 	e.outcome, e.host = outcome, displayHost(r)
-	e.st.renderer.Error(status).Serve(rec, r, pages.Request{Host: e.host, RequestID: e.id, Time: e.start})
+	e.st.renderer.Error(status).Serve(rec, r, e.page(e.host))
 }
 
 // route sends a request for host that the blocklist lets through (report:
@@ -356,7 +356,7 @@ func (p *Proxy) refuse(rec *recorder, r *http.Request, e *accessEntry, outcome s
 //go:noinline
 func (p *Proxy) route(rec *recorder, r *http.Request, e *accessEntry, host string, report bool) {
 	st := e.st
-	preq := pages.Request{Host: host, RequestID: e.id, Time: e.start}
+	preq := e.page(host)
 	if viaLoop(r.Header, st.cfg.Origins.ViaName) {
 		e.outcome = metrics.OutcomeRejected
 		st.renderer.Error(http.StatusLoopDetected).Serve(rec, r, preq)
@@ -585,6 +585,12 @@ type accessEntry struct {
 	// an index rather than a string so that the entry stays in its
 	// allocation size class.
 	geo geoIndex
+}
+
+// page returns what a page served for the request shows: host, the
+// request's ID and its start.
+func (e *accessEntry) page(host string) pages.Request {
+	return pages.Request{Host: host, RequestID: e.id, Time: e.start}
 }
 
 // finish counts a request and writes its access line.
