@@ -69,14 +69,19 @@ type floodResult struct {
 	closed  bool   // the edge closed the connection within closeWait
 	goAway  string // the GOAWAY's code, or "none"
 	statusN map[string]int
+	// edgeStacks: when the edge had not closed within closeWait, the
+	// stacks of the process's HTTP/2 server goroutines at that moment
+	// (the edge runs in the test's process), to tell an edge that stopped
+	// reading from one that was merely slow.
+	edgeStacks string
 }
 
 // flood writes frames with write until the edge closes the connection,
-// stops reading for 5 seconds, or limit bytes are out; another goroutine
+// stops reading for stall, or limit bytes are out; another goroutine
 // reads what the edge sends (read), or nothing is read until the flood
 // ends. Then it waits up to closeWait for the edge to close the
 // connection, reading (and dropping) what it sends.
-func flood(t *testing.T, c *frameConn, limit int64, read bool, closeWait time.Duration, write func(fr *http2.Framer) error) floodResult {
+func flood(t *testing.T, c *frameConn, limit int64, read bool, stall, closeWait time.Duration, write func(fr *http2.Framer) error) floodResult {
 	t.Helper()
 	cw := &countingWriter{w: c.conn}
 	fr := http2.NewFramer(cw, nil)
@@ -110,10 +115,7 @@ func flood(t *testing.T, c *frameConn, limit int64, read bool, closeWait time.Du
 		startReader()
 	}
 	for cw.n.Load() < limit {
-		// Stopped reading: not for a second, which a loaded machine
-		// (load 20) pauses for, so that the attacker stopped early and
-		// the edge had no cause to close the connection.
-		c.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		c.conn.SetWriteDeadline(time.Now().Add(stall))
 		if err := write(fr); err != nil {
 			break
 		}
@@ -127,6 +129,7 @@ func flood(t *testing.T, c *frameConn, limit int64, read bool, closeWait time.Du
 		var ne net.Error
 		res.closed = !errors.As(err, &ne) || !ne.Timeout()
 	case <-time.After(closeWait):
+		res.edgeStacks = http2ServerStacks()
 		c.conn.Close()
 		<-readErr
 	}
@@ -139,6 +142,21 @@ func flood(t *testing.T, c *frameConn, limit int64, read bool, closeWait time.Du
 		res.statusN[s]++
 	}
 	return res
+}
+
+// http2ServerStacks returns the stacks of this process's goroutines that
+// are in net/http's HTTP/2 server, with the time each has been blocked.
+func http2ServerStacks() string {
+	buf := make([]byte, 8<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	var b strings.Builder
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "http2serverConn") || strings.Contains(g, "http2bufferedWriter") {
+			b.WriteString(g)
+			b.WriteString("\n\n")
+		}
+	}
+	return b.String()
 }
 
 // appendLiteral appends a header field as an HPACK literal without
@@ -379,13 +397,24 @@ func TestHTTP2Abuse(t *testing.T) {
 				}
 			}()
 			start := time.Now()
-			closeWait := time.Second // long enough to see a GOAWAY and any answers
+			// The attacker takes a write that blocks for stall as the
+			// edge no longer reading: not for a second, which a loaded
+			// machine (load 20) pauses for, so that the attacker would
+			// stop early and the edge have no cause to close the
+			// connection.
+			stall, closeWait := 5*time.Second, time.Second // long enough to see a GOAWAY and any answers
 			if tt.wantClosed {
-				// The edge closes at once; a loaded machine (load 20
-				// and more) may take seconds to get there.
-				closeWait = 30 * time.Second
+				// The edge closes at once; a loaded machine may take
+				// seconds to get there. Beside another -race test run
+				// (load 8-16) the edge has paused for over 5 s while
+				// working through the attacker's frames, and the
+				// attacker, taking that for the end, stopped before the
+				// edge had cause to close (2.7 MiB sent where 4-6 MiB
+				// bring the close): an edge that stops reading without
+				// closing still fails, after 30 s instead of 5.
+				stall, closeWait = 30*time.Second, 30*time.Second
 			}
-			res := flood(t, c, tt.limit, tt.read, closeWait, tt.write(get, path))
+			res := flood(t, c, tt.limit, tt.read, stall, closeWait, tt.write(get, path))
 			d := time.Since(start)
 			heapPeak := heapInuse()
 			close(stopVisits)
@@ -433,7 +462,7 @@ func TestHTTP2Abuse(t *testing.T) {
 				t.Errorf("%d requests at the origin at once from one connection, want <= 100 (limits.max_streams_per_conn)", p)
 			}
 			if tt.wantClosed && (!res.closed || res.sent > tt.maxSent) {
-				t.Errorf("the edge took %d bytes (closed: %v), want it to close the connection within %d", res.sent, res.closed, tt.maxSent)
+				t.Errorf("the edge took %d bytes (closed: %v), want it to close the connection within %d; its HTTP/2 server goroutines %v after the flood:\n%s", res.sent, res.closed, tt.maxSent, closeWait, res.edgeStacks)
 			}
 			if growth > 64 {
 				t.Errorf("heap grew by %.1f MiB during the flood, want < 64", growth)
