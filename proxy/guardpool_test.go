@@ -65,7 +65,7 @@ func TestGuardWriterPooledIsClean(t *testing.T) {
 		if g2 != g {
 			continue
 		}
-		if g2.wroteHeader || g2.dirty || g2.h2 || g2.ctx != nil || g2.body != nil || g2.wd != &g2.wdog || g2.wdog.d != 2*time.Second || g2.wdog.off {
+		if g2.wroteHeader || g2.dirty || g2.h2 || g2.body != nil || g2.wd != &g2.wdog || g2.wdog.d != 2*time.Second || g2.wdog.off {
 			t.Fatalf("pooled guardWriter not reset: %+v", g2)
 		}
 		return

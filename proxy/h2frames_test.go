@@ -66,10 +66,11 @@ func dialCounted(t *testing.T, addr string, pool *x509.CertPool, serverName stri
 
 // TestHTTP2ResponseFrames pins what one response costs on HTTP/2: a body
 // that fits net/http's 4 KiB stream buffer (the block page, an error page,
-// a small proxied answer) goes as HEADERS and one DATA frame carrying
-// END_STREAM, with no empty DATA frame after it, in at most two TLS
-// records (net/http flushes after HEADERS when its write queue runs empty,
-// then after the DATA frame). Larger bodies arrive whole.
+// a small proxied answer) goes as HEADERS and one DATA frame with the
+// whole body, and END_STREAM on an empty DATA frame after it (the edge
+// flushes the body under its write idle bound before the handler returns,
+// see guardWriter.finish), in at most three TLS records. Larger bodies
+// arrive whole.
 func TestHTTP2ResponseFrames(t *testing.T) {
 	parallelTLS(t, "app.example", "blocked.example")
 	o := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -84,7 +85,7 @@ func TestHTTP2ResponseFrames(t *testing.T) {
 		method           string // GET if empty
 		status           string
 		// small: the body fits the stream buffer, so it goes in one
-		// DATA frame with END_STREAM.
+		// DATA frame.
 		small bool
 		size  int // 0: any
 	}{
@@ -137,38 +138,40 @@ func TestHTTP2ResponseFrames(t *testing.T) {
 			if !tt.small {
 				return
 			}
-			if len(evs) != 2 || evs[1].data != body || !evs[1].endStrm {
-				t.Errorf("frames %s, want HEADERS then one DATA with the whole body and END_STREAM", strings.Join(frames, " "))
+			if len(evs) != 3 || evs[1].data != body || evs[2].data != 0 || !evs[2].endStrm {
+				t.Errorf("frames %s, want HEADERS, one DATA with the whole body, an empty DATA with END_STREAM", strings.Join(frames, " "))
 			}
-			if records > 2 {
-				t.Errorf("%d TLS records for one response, want at most 2", records)
+			if records > 3 {
+				t.Errorf("%d TLS records for one response, want at most 3", records)
 			}
 		})
 	}
 }
 
-// TestHTTP2WriteIdleAfterHandler shows that the write idle bound still
-// holds for a small response net/http sends after the handler returned:
-// a peer that grants no window has its connection closed after
-// timeouts.write_idle; and that the bound ends with the stream: a
-// connection that got its answers and sits idle longer than write_idle
-// is left alone.
-func TestHTTP2WriteIdleAfterHandler(t *testing.T) {
+// TestHTTP2WriteIdleSmallResponse shows that the write idle bound holds
+// for a small response, which the edge flushes as its handler ends: a
+// peer that grants no window has the stream reset after
+// timeouts.write_idle, and its connection serves on; and that the bound
+// ends with the stream: a connection that got its answers and sits idle
+// longer than write_idle is left alone.
+func TestHTTP2WriteIdleSmallResponse(t *testing.T) {
 	parallelTLS(t, "stalled.example")
 	e, pool := startTLSEnv(t, "timeouts:\n  write_idle: 1s\n", "stalled.example\n")
 	t.Run("zero window", func(t *testing.T) {
 		c := dialFrames(t, e.srv.Addr("https"), pool, "stalled.example", nil, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0})
-		start := time.Now()
-		c.get(1, "stalled.example", "/")
-		evs, err := c.waitStream(1, 10*time.Second)
-		took := time.Since(start)
-		if err == nil || firstStatus(evs) != "403" || len(evs) != 1 {
-			t.Errorf("stream 1: %+v %v, want HEADERS then the connection closed", evs, err)
+		for _, id := range []uint32{1, 3} {
+			start := time.Now()
+			c.get(id, "stalled.example", "/")
+			evs, err := c.waitStream(id, 10*time.Second)
+			took := time.Since(start)
+			if err != nil || firstStatus(evs) != "403" || len(evs) != 2 || !evs[1].isRST {
+				t.Errorf("stream %d: %+v %v, want HEADERS then RST_STREAM on a connection that serves on", id, evs, err)
+			}
+			if took < 900*time.Millisecond || took > 8*time.Second {
+				t.Errorf("stream %d reset after %v, want about write_idle (1s)", id, took)
+			}
+			t.Logf("zero-window peer, stream %d: reset after %v", id, took.Round(time.Millisecond))
 		}
-		if took < 900*time.Millisecond || took > 8*time.Second {
-			t.Errorf("connection closed after %v, want about write_idle (1s)", took)
-		}
-		t.Logf("zero-window peer: %v after %v", err, took.Round(time.Millisecond))
 	})
 	t.Run("answered then idle", func(t *testing.T) {
 		c := dialFrames(t, e.srv.Addr("https"), pool, "stalled.example", nil)

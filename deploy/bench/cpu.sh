@@ -27,6 +27,9 @@
 #   BENCH_DURATION      seconds per run [5]
 #   BENCH_ROUNDS        runs per build and case [3]
 #   BENCH_CASES         h1 (wrk), h1tls (wrk), h2 (h2load, 16 × 8 streams) [h1 h1tls h2]
+#   BENCH_PERF          a directory: the first round of each build and case runs under
+#                       `perf record -e cpu-clock -g` of that build's process, saved as
+#                       BUILD-CASE.data there (read with perf report -i) []
 #   BENCH_ORIGIN_PORT   the origin [18081]
 #   BENCH_EB_HTTP_PORT, BENCH_EB_HTTPS_PORT        the working tree's build [18080, 18443]
 #   BENCH_NGINX_HTTP_PORT, BENCH_NGINX_HTTPS_PORT  the base build or the bare server (nginx is not run) [18180, 18543]
@@ -125,6 +128,12 @@ ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # one BUILD PID CASE HTTP HTTPS
 one() {
   local t0 t1 out rps n
+  local perfpid=""
+  if [[ -n "${BENCH_PERF:-}" && -n "${first:-}" ]]; then
+    mkdir -p "$BENCH_PERF"
+    perf record -q -e cpu-clock -F 4000 -g -p "$2" -o "$BENCH_PERF/$1-$3.data" 2>/dev/null & perfpid=$!
+    sleep 0.2
+  fi
   t0=$(ticks "$2")
   case $3 in
     h1|h1tls)
@@ -139,6 +148,7 @@ one() {
       n=$(awk '/^requests:/ {print $6}' <<<"$out");; # done (a 403 does not count as succeeded)
   esac
   t1=$(ticks "$2")
+  if [[ -n $perfpid ]]; then kill -INT "$perfpid"; wait "$perfpid" || true; fi
   awk -v b="$1" -v c="$3" -v r="$rps" -v n="$n" -v t=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" \
     'BEGIN { printf "%-5s %-6s req/s %7d  cpu µs/req %6.1f\n", b, c, r, n ? t * 1e6 / hz / n : 0 }'
 }
@@ -150,11 +160,13 @@ else
   echo "base $base ($(git rev-parse --short "$base")) vs working tree; $(uptime)"
 fi
 for c in $cases; do
+  first=""
   d=1 one "$lb_base" "$pid_base" "$c" "$old_http" "$old_https" >/dev/null # warm-up
   d=1 one "$lb_tree" "$pid_tree" "$c" "$new_http" "$new_https" >/dev/null
   for ((i = 0; i < rounds; i++)); do
-    one "$lb_base" "$pid_base" "$c" "$old_http" "$old_https"
-    one "$lb_tree" "$pid_tree" "$c" "$new_http" "$new_https"
+    first=""; [[ $i == 0 ]] && first=1
+    first=$first one "$lb_base" "$pid_base" "$c" "$old_http" "$old_https"
+    first=$first one "$lb_tree" "$pid_tree" "$c" "$new_http" "$new_https"
   done
 done | tee "$work/runs"
 # Medians per case and the ratio of CPU per request, second build / first.
