@@ -42,6 +42,7 @@
 #                       of each case, saved as BENCH_KEEP/cpu-CASE.pprof (needs BENCH_KEEP)
 #   BENCH_KEEP          a directory to copy logs and raw outputs into
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/../.."
 duration="${BENCH_DURATION:-10s}"
 rounds="${BENCH_ROUNDS:-3}"
@@ -117,7 +118,7 @@ eb_pid=$!
 wait_port "$eb_https"
 
 # nginx answers the blocked host with a body as long as edgeblock's page.
-curl -sk -D "$work/page.hdr" -o "$work/page.html" "https://$blocked:$eb_https/"
+fetch_first "$work/edgeblock.log" -D "$work/page.hdr" -o "$work/page.html" "https://$blocked:$eb_https/"
 page_len=$(wc -c < "$work/page.html")
 ((page_len > 100)) || { echo "edgeblock's block page is $page_len bytes: not serving?"; exit 1; }
 pad=$(head -c "$page_len" < /dev/zero | tr '\0' x)

@@ -34,6 +34,7 @@
 #   BENCH_EB_HTTP_PORT, BENCH_EB_HTTPS_PORT        the working tree's build [18080, 18443]
 #   BENCH_NGINX_HTTP_PORT, BENCH_NGINX_HTTPS_PORT  the base build or the bare server (nginx is not run) [18180, 18543]
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/../.."
 base="${BENCH_BASE:-main}" d="${BENCH_DURATION:-5}" rounds="${BENCH_ROUNDS:-3}"
 compare="${BENCH_COMPARE:-builds}"
@@ -116,7 +117,7 @@ if [[ $compare == bare ]]; then
   # The bare server answers the blocked host with edgeblock's block page:
   # the same body and header lines.
   wait_port "$new_https"
-  curl -sk -D "$work/page.hdr" -o "$work/page.html" "https://$blocked:$new_https/"
+  fetch_first "$work/tree.log" -D "$work/page.hdr" -o "$work/page.html" "https://$blocked:$new_https/"
   "$work/bare" -http "127.0.0.1:$old_http" -https "127.0.0.1:$old_https" -origin "http://127.0.0.1:$origin_port" \
     -blocked "$blocked" -names localhost -page "$work/page.html" -headers "$work/page.hdr" 2>"$work/base.log" & pids+=($!); pid_base=$!
 else

@@ -20,6 +20,7 @@
 #   BENCH_BLOCKED_HOST  the flooded name, which must resolve to loopback [$(hostname)]
 #   BENCH_ORIGIN_PORT, BENCH_EB_HTTP_PORT, BENCH_EB_HTTPS_PORT, BENCH_EB_ADMIN_PORT [18081, 18080, 18443, 19090]
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/../.."
 conns="${BENCH_CONNS:-10000}" sources="${BENCH_SOURCES:-100}" d="${BENCH_DURATION:-10s}" rate="${BENCH_RATE:-2000}"
 protos="${BENCH_PROTOS:-h1 h2}"
@@ -68,8 +69,8 @@ YAML
 "$work/edgeblock" serve -config "$work/edgeblock.yaml" -state-dir off 2>"$work/edgeblock.log" & pids+=($!)
 eb_pid=$!
 wait_port "$eb_https"
-curl -sk -o /dev/null "https://$blocked:$eb_https/" # the certificates, before the flood
-curl -sk -o /dev/null "https://localhost:$eb_https/"
+fetch_first "$work/edgeblock.log" -o /dev/null "https://$blocked:$eb_https/" # the certificates, before the flood
+fetch_first "$work/edgeblock.log" -o /dev/null "https://localhost:$eb_https/"
 echo "edgeblock RSS at start: $(awk '/VmRSS/ {print $2, $3}' "/proc/$eb_pid/status"); $(uptime | sed 's/.*load/load/')"
 for p in $protos; do
   case $p in
