@@ -26,6 +26,18 @@ import (
 // wire, after every check: on a reused connection a 408 is therefore
 // never taken as the request's answer (the request goes again on a new
 // connection if resendable allows, else it fails).
+//
+// The checks cannot close every window: bytes an origin sends while the
+// next request is on its way to it (after the peek, or sent before the
+// origin sees the request) arrive as that request's answer. So an origin
+// address that has sent unsolicited bytes once loses keep-alive for
+// unsolicitedNoReuse: every request to it takes a new connection, which
+// carries that request only.
+
+// unsolicitedNoReuse is how long an origin address that sent bytes no
+// request asked for gets no connection reused; each new report restarts
+// it.
+const unsolicitedNoReuse = 5 * time.Minute
 
 // KindUnsolicited is the upstream error kind of bytes an origin sent
 // that no request asked for (see Observer.Failure).
@@ -109,6 +121,7 @@ func (pc *h1Conn) classify(b []byte, where string) quietness {
 	if is408(b) {
 		return closedByPeer
 	}
+	pc.hc.noReuseUntil.Store(time.Now().Add(unsolicitedNoReuse).UnixNano())
 	pc.reportUnsolicited(b, where)
 	return unsolicited
 }
@@ -131,7 +144,8 @@ func (pc *h1Conn) reportUnsolicited(b []byte, where string) {
 	}
 	pc.pool.obs.Failure(pc.origin, KindUnsolicited)
 	pc.pool.log.Warn("origin sent bytes no request asked for; connection closed", "event", "origin_unsolicited",
-		"route", pc.origin.Route, "origin", pc.origin.Label, "addr", pc.hc.key.addr, "where", where, "first_bytes", string(b))
+		"route", pc.origin.Route, "origin", pc.origin.Label, "addr", pc.hc.key.addr, "where", where, "first_bytes", string(b),
+		"no_reuse_for", unsolicitedNoReuse.String())
 }
 
 // Unsolicited returns how many connections the client closed because

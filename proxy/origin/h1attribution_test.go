@@ -7,8 +7,10 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -16,8 +18,9 @@ import (
 // TestH1ClientUnsolicited: bytes an origin sends that no request asked
 // for, after a response or while its connection is idle, over plain TCP
 // and TLS, close the connection: the next request gets its own answer on
-// a new connection, and the client counts the connection once. A 408 on
-// an idle connection is the origin closing it: not counted.
+// a new connection, and the client counts the connection once, and
+// reuses no connection to that origin after. A 408 on an idle connection
+// is the origin closing it: not counted.
 func TestH1ClientUnsolicited(t *testing.T) {
 	answer := func(r *http.Request) string { // the proper answer
 		b := "for " + r.URL.Path
@@ -117,10 +120,64 @@ func TestH1ClientUnsolicited(t *testing.T) {
 				if n := c.Unsolicited(); n != tt.want {
 					t.Errorf("%d connections counted, want %d", n, tt.want)
 				}
-				if n := o.accepts.Load(); n != 2 {
-					t.Errorf("%d connections for 3 requests, want 2 (the first closed)", n)
+				// The first connection is closed; after unsolicited bytes
+				// no connection is reused (unsolicitedNoReuse), after a
+				// 408 the second one is.
+				wantConns := int32(2)
+				if tt.want > 0 {
+					wantConns = 3
+				}
+				if n := o.accepts.Load(); n != wantConns {
+					t.Errorf("%d connections for 3 requests, want %d", n, wantConns)
 				}
 			})
 		}
+	}
+}
+
+// TestH1ClientNoReuseAfterUnsolicited: once an origin has sent a response
+// no request asked for (here 20 ms after its first answer, while the
+// connection was idle), no connection to it is reused: a late response
+// that crosses the next request on the wire, after every check, would be
+// taken as that request's answer. Every later request takes a new
+// connection, though the origin behaves from then on.
+func TestH1ClientNoReuseAfterUnsolicited(t *testing.T) {
+	var first atomic.Bool
+	o := newRawOrigin(t, func(req *http.Request, _ []byte, c net.Conn, _ *bufio.Reader) bool {
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		if first.CompareAndSwap(false, true) {
+			time.Sleep(20 * time.Millisecond)
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nextra")
+		}
+		return true
+	})
+	c := newClient()
+	defer c.CloseIdleConnections()
+	get := func() (reused bool) {
+		t.Helper()
+		trace := &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) { reused = i.Reused }}
+		resp, err := c.RoundTrip(mustReq(t, httptrace.WithClientTrace(t.Context(), trace), "GET", o.url(), nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(b) != "ok" {
+			t.Fatalf("body %q, want ok", b)
+		}
+		return reused
+	}
+	get()
+	time.Sleep(200 * time.Millisecond) // the extra response arrives on the idle connection
+	for i := range 5 {
+		if get() {
+			t.Errorf("request %d after the unsolicited response reused a connection", i+2)
+		}
+	}
+	if got := c.Unsolicited(); got != 1 {
+		t.Errorf("Unsolicited() = %d, want 1", got)
+	}
+	if got := o.accepts.Load(); got != 6 {
+		t.Errorf("%d connections for 6 requests, want 6 (one each)", got)
 	}
 }

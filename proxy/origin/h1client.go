@@ -302,7 +302,15 @@ type hostConns struct {
 	waiters []chan *h1Conn // a nil *h1Conn sent means: a slot to dial in
 	sweep   *time.Timer
 	swept   bool // sweep is armed
+
+	// noReuseUntil (Unix nanoseconds): until then no connection to this
+	// address is reused, as it sent bytes no request asked for (see
+	// unsolicitedNoReuse).
+	noReuseUntil atomic.Int64
 }
+
+// reusable reports whether hc's connections may carry another request.
+func (hc *hostConns) reusable() bool { return time.Now().UnixNano() >= hc.noReuseUntil.Load() }
 
 // get returns a connection for one request: an idle one (unless fresh),
 // else a new one when the pool is under maxOpen, else the first to free
@@ -313,7 +321,7 @@ func (hc *hostConns) get(ctx context.Context, trace *httptrace.ClientTrace, fres
 		trace.GetConn(hc.key.addr)
 	}
 	hc.mu.Lock()
-	for !fresh {
+	for !fresh && hc.reusable() {
 		pc := hc.popIdle()
 		if pc == nil {
 			break
@@ -371,7 +379,7 @@ func (hc *hostConns) get(ctx context.Context, trace *httptrace.ClientTrace, fres
 // handed takes what a waiter was handed: a connection, or a slot to dial
 // (also the slot of a handed connection that is not quiet).
 func (hc *hostConns) handed(ctx context.Context, trace *httptrace.ClientTrace, pc *h1Conn) (*h1Conn, error) {
-	if pc != nil && pc.whileIdle() == quiet {
+	if pc != nil && hc.reusable() && pc.whileIdle() == quiet {
 		pc.gotConn(trace)
 		return pc, nil
 	}
@@ -887,7 +895,7 @@ func (x *exchange) end(ok bool) {
 	}
 	// Not stopped: canceled, the deadline is in the past.
 	stopped := x.stop()
-	reuse := ok && stopped && pc.afterResponse() == quiet && !x.resp.Close && !x.req.Close
+	reuse := ok && stopped && pc.afterResponse() == quiet && !x.resp.Close && !x.req.Close && pc.hc.reusable()
 	if reuse {
 		pc.hc.put(pc)
 		return
