@@ -90,10 +90,8 @@ func (g *guardWriter) reusable() bool {
 
 // release puts g back into the pool when nothing can reach it any more:
 // no body watchdog (the transport may still read the body), not hijacked,
-// not handed off (finish does not call it then: a goroutine holds the
-// watchdog until the HTTP/2 stream ends), and the write
-// watchdog's timer never fired nor was caught firing (a late action would
-// act on the next request's writer).
+// and the write watchdog's timer never fired nor was caught firing (a late
+// action would act on the next request's writer).
 func (g *guardWriter) release() {
 	if !g.reusable() {
 		return
