@@ -23,6 +23,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -422,7 +423,24 @@ func TestHTTP3ClientCaps(t *testing.T) {
 		if resp, _ := fetch(t, c2, e.url("https"), "caps.example", "/wait?ms=0"); resp.ProtoMajor != 2 {
 			t.Fatalf("over %s", resp.Proto)
 		}
-		c3, _ := h3Client(t, pool, "caps.example")
+		c3, tr3 := h3Client(t, pool, "caps.example")
+		// quic-go's Transport dials once more when the refusal arrives
+		// before the request's stream is open (errConnUnusable), as it
+		// can at load. The first dial here returns only once the edge
+		// has closed its connection, so that second dial always comes:
+		// each is a connection the edge must refuse and count.
+		var dials atomic.Int32
+		tr3.Dial = func(ctx context.Context, addr string, tlsCfg *tls.Config, cfg *quic.Config) (*quic.Conn, error) {
+			c, err := quic.DialAddrEarly(ctx, addr, tlsCfg, cfg)
+			if dials.Add(1) == 1 && err == nil {
+				select {
+				case <-c.Context().Done():
+				case <-time.After(h3Patience):
+					t.Errorf("the edge did not close the QUIC connection beyond the cap within %v", h3Patience)
+				}
+			}
+			return c, err
+		}
 		req, _ := http.NewRequest("GET", "https://"+e.srv.Addr("quic")+"/wait?ms=0", nil)
 		req.Host = "caps.example"
 		if resp, err := c3.Do(req); err == nil {
@@ -431,8 +449,14 @@ func TestHTTP3ClientCaps(t *testing.T) {
 		} else if !strings.Contains(err.Error(), "H3_EXCESSIVE_LOAD") && !strings.Contains(err.Error(), "too many connections") {
 			t.Errorf("refused with %v, want H3_EXCESSIVE_LOAD", err)
 		}
-		if got := edgetest.MetricValue(e.scrape(), `edgeblock_connections_refused_total{reason="max_conns_per_client"}`); got != "1" {
-			t.Errorf("refused connections = %q, want 1", got)
+		if n := dials.Load(); n != 2 {
+			t.Fatalf("the HTTP/3 client dialed %d times for one request, want 2 (a retry after its first connection was closed)", n)
+		}
+		if got := edgetest.MetricValue(e.scrape(), `edgeblock_connections_refused_total{reason="max_conns_per_client"}`); got != "2" {
+			t.Errorf("refused connections = %q, want 2 (one per QUIC connection; the TCP connection holds the unit)", got)
+		}
+		if got := edgetest.MetricValue(e.scrape(), `edgeblock_connections_open{listener="quic"}`); got != "0" {
+			t.Errorf("open QUIC connections = %q after the refusal, want 0", got)
 		}
 		c2.Transport.(*http.Transport).CloseIdleConnections()
 		edgetest.WaitFor(t, h3Patience, "the TCP connection to close", func() bool {
