@@ -59,7 +59,7 @@ blocked="${BENCH_BLOCKED_HOST:-$(hostname)}"
 
 for p in "$origin_port" "$eb_http" "$eb_https" "$eb_admin" "$ng_http" "$ng_https" "$bare_http" "$bare_https"; do
   [[ "$p" =~ ^[0-9]+$ ]] && ((p > 0 && p < 65536)) || { echo "bad port $p in BENCH_*_PORT"; exit 2; }
-  ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "127.0.0.1:$p is in use: set the BENCH_*_PORT variables"; exit 1; }
+  port_free "$p" || { echo "127.0.0.1:$p is in use: set the BENCH_*_PORT variables"; exit 1; }
 done
 for h in "$proxied" "$blocked"; do
   [[ "$(getent hosts "$h" | awk '{print $1; exit}')" == 127.* ]] ||
@@ -81,8 +81,6 @@ cleanup() {
 }
 trap cleanup EXIT
 mkdir -p "$work/raw"
-wait_port() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 not up"; exit 1; }
-
 go build -o "$work/edgeblock" ./cmd/edgeblock
 go build -o "$work/origin" ./deploy/bench/origin
 go build -o "$work/bare" ./deploy/bench/bare

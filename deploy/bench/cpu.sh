@@ -71,8 +71,6 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-wait_port() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 not up"; exit 1; }
-
 go build -o "$work/eb-tree" ./cmd/edgeblock
 if [[ $compare == clients ]]; then
   cp "$work/eb-tree" "$work/eb-base"

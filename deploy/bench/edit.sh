@@ -22,12 +22,12 @@
 #   BENCH_HTTP_PORT   the edge's public HTTP port on 127.0.0.1 [18180]
 #   BENCH_ADMIN_PORT  the edge's admin port on 127.0.0.1 [19190]
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/../.."
 sizes="${RULES:-10 1000000}"
 runs="${RUNS:-20}"
 http_port="${BENCH_HTTP_PORT:-18180}"
 admin_port="${BENCH_ADMIN_PORT:-19190}"
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 for p in "$http_port" "$admin_port"; do
   port_free "$p" || { echo "127.0.0.1:$p is in use: set BENCH_HTTP_PORT or BENCH_ADMIN_PORT"; exit 1; }
 done

@@ -29,7 +29,7 @@ origin_port="${BENCH_ORIGIN_PORT:-18081}" eb_http="${BENCH_EB_HTTP_PORT:-18080}"
 eb_admin="${BENCH_EB_ADMIN_PORT:-19090}"
 for p in "$origin_port" "$eb_http" "$eb_https" "$eb_admin"; do
   [[ "$p" =~ ^[0-9]+$ ]] && ((p > 0 && p < 65536)) || { echo "bad port $p in BENCH_*_PORT"; exit 2; }
-  ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "127.0.0.1:$p is in use: set the BENCH_*_PORT variables"; exit 1; }
+  port_free "$p" || { echo "127.0.0.1:$p is in use: set the BENCH_*_PORT variables"; exit 1; }
 done
 [[ "$(getent hosts "$blocked" | awk '{print $1; exit}')" == 127.* && $blocked != localhost ]] ||
   { echo "$blocked must resolve to 127.0.0.1 and not be localhost: set BENCH_BLOCKED_HOST"; exit 1; }
@@ -44,8 +44,6 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-wait_port() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 not up"; exit 1; }
-
 go build -o "$work/edgeblock" ./cmd/edgeblock
 go build -o "$work/origin" ./deploy/bench/origin
 go build -o "$work/flood" ./deploy/bench/flood

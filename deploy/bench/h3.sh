@@ -26,6 +26,7 @@
 #   BENCH_EB_ADMIN_PORT edgeblock's admin listener [19090]
 #   BENCH_KEEP          a directory to copy edgeblock's log into
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/../.."
 duration="${BENCH_DURATION:-5s}" rounds="${BENCH_ROUNDS:-3}"
 h3c="${BENCH_H3_CLIENTS:-16}" h3m="${BENCH_H3_STREAMS:-8}"
@@ -33,7 +34,7 @@ rates="${BENCH_FLOOD_RATES:-100 400 1000}"
 origin_port="${BENCH_ORIGIN_PORT:-18081}" eb_https="${BENCH_EB_HTTPS_PORT:-18443}" eb_admin="${BENCH_EB_ADMIN_PORT:-19090}"
 for p in "$origin_port" "$eb_https" "$eb_admin"; do
   [[ "$p" =~ ^[0-9]+$ ]] && ((p > 0 && p < 65536)) || { echo "bad port $p in BENCH_*_PORT"; exit 2; }
-  ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "127.0.0.1:$p is in use: set the BENCH_*_PORT variables"; exit 1; }
+  port_free "$p" || { echo "127.0.0.1:$p is in use: set the BENCH_*_PORT variables"; exit 1; }
 done
 
 work=$(mktemp -d)
@@ -45,8 +46,6 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-wait_port() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 not up"; exit 1; }
-
 go build -o "$work/edgeblock" ./cmd/edgeblock
 go build -o "$work/origin" ./deploy/bench/origin
 go build -o "$work/h3load" ./deploy/bench/h3load

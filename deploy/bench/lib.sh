@@ -1,5 +1,19 @@
 # Shell helpers the rigs source (bash deploy/bench/*.sh).
 
+# port_free PORT: nothing listens on 127.0.0.1:PORT.
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# wait_port PORT: waits up to 20 s for a listener on 127.0.0.1:PORT, and
+# ends the rig if none comes.
+wait_port() {
+  for _ in $(seq 200); do
+    port_free "$1" || return 0
+    sleep 0.1
+  done
+  echo "port $1 not up"
+  exit 1
+}
+
 # fetch_first LOG CURL_ARGS...: the first request to a freshly started
 # edgeblock, tried once a second for up to 30 s. An open port does not
 # mean the edge serves the name yet: the first TLS handshake for a name

@@ -27,6 +27,7 @@
 # the new config's hash on the admin /blocklist; median of 3 without load, and
 # under load) and the process RSS.
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/../.."
 duration="${BENCH_DURATION:-10s}"
 conns="${BENCH_CONNECTIONS:-50}"
@@ -36,7 +37,6 @@ origin_port="${BENCH_ORIGIN_PORT:-18081}"
 for p in "$http_port" "$admin_port" "$origin_port"; do
   [[ "$p" =~ ^[0-9]+$ ]] && ((p > 0 && p < 65536)) || { echo "bad port $p in BENCH_*_PORT"; exit 2; }
 done
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 for p in "$http_port" "$admin_port" "$origin_port"; do
   port_free "$p" || { echo "127.0.0.1:$p is in use: set BENCH_HTTP_PORT, BENCH_ADMIN_PORT or BENCH_ORIGIN_PORT"; exit 1; }
 done
@@ -49,8 +49,6 @@ command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk"; exit 
 go build -o "$work/edgeblock" ./cmd/edgeblock
 go build -o "$work/origin" ./deploy/bench/origin
 "$work/origin" -addr "127.0.0.1:$origin_port" & pids+=($!)
-
-wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 not up"; exit 1; }
 
 # Blocklist of N rules: hot.example (the popular blocked site) plus filler.
 make_list() {
