@@ -310,7 +310,11 @@ type hostConns struct {
 }
 
 // reusable reports whether hc's connections may carry another request.
-func (hc *hostConns) reusable() bool { return time.Now().UnixNano() >= hc.noReuseUntil.Load() }
+// An address that never sent unsolicited bytes costs no clock read.
+func (hc *hostConns) reusable() bool {
+	u := hc.noReuseUntil.Load()
+	return u == 0 || time.Now().UnixNano() >= u
+}
 
 // get returns a connection for one request: an idle one (unless fresh),
 // else a new one when the pool is under maxOpen, else the first to free
